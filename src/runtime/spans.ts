@@ -1,0 +1,203 @@
+/**
+ * Span recording inside a device worker.
+ *
+ * Every worker records into preallocated typed-array columns so that recording a span on
+ * the hot path is a handful of stores, never an object allocation. The columns are flushed
+ * to the runner at the end of a run (transferred, not copied) and become rows of the trace.
+ *
+ * All times are microseconds on one clock shared by every thread of the runner process:
+ * `performance.timeOrigin + performance.now()` (see {@link nowUs}). Each worker thread has
+ * its own `timeOrigin`, but the sum is the same wall clock, so spans from different workers
+ * line up without further alignment.
+ */
+
+/** Span kinds, as stored in the `kind` column. */
+export const SpanKind = { compute: 0, comm: 1, idle: 2 } as const;
+export type SpanKindName = keyof typeof SpanKind;
+export type SpanKindCode = (typeof SpanKind)[SpanKindName];
+
+/** Bit flags stored in the `flags` column. */
+export const SpanFlag = {
+  /** Duration stretched or produced by the link model rather than measured. */
+  emulated: 1,
+  /** Produced by the projection model, not measured. */
+  predicted: 2,
+  /** A host staging copy around a device (GPU) transfer. */
+  staging: 4,
+  /** An operator span from ONNX Runtime's own profiler, nested under a compute span. */
+  op: 8,
+} as const;
+
+/** Microseconds on the process-wide clock. */
+export function nowUs(): number {
+  return (performance.timeOrigin + performance.now()) * 1000;
+}
+
+/** What the communication layer needs to record its transfers. */
+export interface CommRecorder {
+  /**
+   * Records one transfer.
+   * @param name collective or p2p name, e.g. `allreduce.ring`, `send`, `scatter`
+   * @param startUs start on the {@link nowUs} clock
+   * @param durUs duration in µs
+   * @param bytes payload bytes this rank moved (sent + received)
+   * @param peer the peer rank for point-to-point, -1 for collectives
+   */
+  comm(name: string, startUs: number, durUs: number, bytes: number, peer: number): void;
+}
+
+/** Extra per-span fields; all default to -1 (unknown / not applicable) or 0. */
+export interface SpanExtras {
+  step?: number;
+  micro?: number;
+  stage?: number;
+  bytes?: number;
+  peer?: number;
+  parent?: number;
+  opType?: string;
+  flags?: number;
+  cause?: number;
+}
+
+/** Columns a worker transfers to the runner when a run ends. Strings are worker-local. */
+export interface SpanColumnsLocal {
+  count: number;
+  strings: string[];
+  kind: Uint8Array;
+  name: Int32Array;
+  opType: Int32Array;
+  start: Float64Array;
+  dur: Float64Array;
+  step: Int32Array;
+  micro: Int32Array;
+  stage: Int32Array;
+  bytes: Float64Array;
+  peer: Int32Array;
+  parent: Int32Array;
+  flags: Uint8Array;
+  cause: Uint8Array;
+}
+
+/**
+ * A growable, columnar span buffer. Capacity doubles when full, so a long run costs a few
+ * reallocations rather than one per span.
+ */
+export class SpanBuffer implements CommRecorder {
+  private cols: Omit<SpanColumnsLocal, 'count' | 'strings'>;
+  private n = 0;
+  private readonly strings: string[] = [];
+  private readonly stringIndex = new Map<string, number>();
+  /** Step, micro-batch and stage applied to spans recorded without explicit values. */
+  context = { step: -1, micro: -1, stage: -1 };
+
+  constructor(capacity = 4096) {
+    this.cols = SpanBuffer.alloc(Math.max(16, capacity));
+  }
+
+  private static alloc(cap: number): Omit<SpanColumnsLocal, 'count' | 'strings'> {
+    return {
+      kind: new Uint8Array(cap),
+      name: new Int32Array(cap),
+      opType: new Int32Array(cap),
+      start: new Float64Array(cap),
+      dur: new Float64Array(cap),
+      step: new Int32Array(cap),
+      micro: new Int32Array(cap),
+      stage: new Int32Array(cap),
+      bytes: new Float64Array(cap),
+      peer: new Int32Array(cap),
+      parent: new Int32Array(cap),
+      flags: new Uint8Array(cap),
+      cause: new Uint8Array(cap),
+    };
+  }
+
+  get count(): number {
+    return this.n;
+  }
+
+  /** Interns a string into this buffer's string table. */
+  intern(s: string): number {
+    let i = this.stringIndex.get(s);
+    if (i === undefined) {
+      i = this.strings.length;
+      this.strings.push(s);
+      this.stringIndex.set(s, i);
+    }
+    return i;
+  }
+
+  private grow(): void {
+    const cap = this.cols.kind.length * 2;
+    const next = SpanBuffer.alloc(cap);
+    for (const key of Object.keys(next) as (keyof typeof next)[]) {
+      (next[key] as { set(a: ArrayLike<number>): void }).set(this.cols[key]);
+    }
+    this.cols = next;
+  }
+
+  /** Records one span and returns its index (usable as a `parent`). */
+  record(kind: SpanKindCode, name: string, startUs: number, durUs: number, x: SpanExtras = {}): number {
+    if (this.n === this.cols.kind.length) this.grow();
+    const i = this.n++;
+    const c = this.cols;
+    c.kind[i] = kind;
+    c.name[i] = this.intern(name);
+    c.opType[i] = x.opType === undefined ? -1 : this.intern(x.opType);
+    c.start[i] = startUs;
+    c.dur[i] = durUs;
+    c.step[i] = x.step ?? this.context.step;
+    c.micro[i] = x.micro ?? this.context.micro;
+    c.stage[i] = x.stage ?? this.context.stage;
+    c.bytes[i] = x.bytes ?? 0;
+    c.peer[i] = x.peer ?? -1;
+    c.parent[i] = x.parent ?? -1;
+    c.flags[i] = x.flags ?? 0;
+    c.cause[i] = x.cause ?? 0;
+    return i;
+  }
+
+  compute(name: string, startUs: number, durUs: number, x?: SpanExtras): number {
+    return this.record(SpanKind.compute, name, startUs, durUs, x);
+  }
+
+  comm(name: string, startUs: number, durUs: number, bytes: number, peer: number): void {
+    this.record(SpanKind.comm, name, startUs, durUs, { bytes, peer });
+  }
+
+  /** Drops every recorded span (the string table stays). */
+  clear(): void {
+    this.n = 0;
+  }
+
+  /** Trimmed copies of the columns, ready to transfer to another thread. */
+  take(): SpanColumnsLocal {
+    const n = this.n;
+    const c = this.cols;
+    return {
+      count: n,
+      strings: this.strings.slice(),
+      kind: c.kind.slice(0, n),
+      name: c.name.slice(0, n),
+      opType: c.opType.slice(0, n),
+      start: c.start.slice(0, n),
+      dur: c.dur.slice(0, n),
+      step: c.step.slice(0, n),
+      micro: c.micro.slice(0, n),
+      stage: c.stage.slice(0, n),
+      bytes: c.bytes.slice(0, n),
+      peer: c.peer.slice(0, n),
+      parent: c.parent.slice(0, n),
+      flags: c.flags.slice(0, n),
+      cause: c.cause.slice(0, n),
+    };
+  }
+
+  /** The ArrayBuffers of a {@link take} result, for a postMessage transfer list. */
+  static transferList(cols: SpanColumnsLocal): ArrayBuffer[] {
+    return [
+      cols.kind, cols.name, cols.opType, cols.start, cols.dur, cols.step, cols.micro,
+      cols.stage, cols.bytes, cols.peer, cols.parent, cols.flags, cols.cause,
+    ].map((a) => a.buffer as ArrayBuffer);
+  }
+}
