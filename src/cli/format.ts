@@ -1,0 +1,77 @@
+/** Plain-text rendering of summaries and findings for the terminal. */
+import type { ProfileSummary } from '../profiler/summary';
+import type { Finding } from '../profiler/findings';
+
+export function ms(us: number): string {
+  if (!Number.isFinite(us)) return '–';
+  if (us >= 1e6) return `${(us / 1e6).toFixed(2)} s`;
+  if (us >= 1e3) return `${(us / 1e3).toFixed(2)} ms`;
+  return `${us.toFixed(0)} µs`;
+}
+
+function pct(x: number): string {
+  return Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : '–';
+}
+
+/** Lays out rows as a table with a header rule; the first column is left-aligned. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
+  const out: string[] = [];
+  const title = `${s.model ?? 'trace'} · ${s.mode} parallel · ${s.devices.length} device${s.devices.length === 1 ? '' : 's'} · ${s.steps} steps${s.batch ? ` · batch ${s.batch}` : ''}`;
+  out.push(title);
+  if (s.source !== 'measured') out.push(`source: ${s.source} (not measured on this machine)`);
+  out.push('');
+  const steps = s.steps || 1;
+  out.push(
+    table(
+      ['device', 'compute/step', 'comm/step', 'idle/step', 'compute', 'comm', 'idle', 'util'],
+      s.devices.map((d) => {
+        const tot = d.computeUs + d.commUs + d.idleUs || 1;
+        return [
+          d.label,
+          ms(d.computeUs / steps),
+          ms(d.commUs / steps),
+          ms(d.idleUs / steps),
+          pct(d.computeUs / tot),
+          pct(d.commUs / tot),
+          pct(d.idleUs / tot),
+          pct(d.utilization),
+        ];
+      }),
+    ),
+  );
+  out.push('');
+  out.push(`step time   median ${ms(s.stepTimeUs.median)}   p10 ${ms(s.stepTimeUs.p10)}   p90 ${ms(s.stepTimeUs.p90)}`);
+  if (s.throughputPerS !== null) out.push(`throughput  ${s.throughputPerS.toFixed(1)} samples/s`);
+  if (s.speedupVsOneDevice !== null && s.baseline) {
+    out.push(`speedup     ${s.speedupVsOneDevice.toFixed(2)}× vs ${s.baseline.description} (median ${ms(s.baseline.stepTimeUs)})`);
+  }
+  const nc = s.numericalCheck;
+  if (nc) {
+    out.push(
+      `numerics    ${nc.ok ? 'ok' : 'MISMATCH'}: max abs err ${nc.maxAbsErr.toExponential(2)}, max rel err ${nc.maxRelErr.toExponential(2)} against ${nc.reference}`,
+    );
+  }
+  const shared = s.devices.filter((d) => d.sharesPhysicalUnit || d.software);
+  for (const d of shared) {
+    out.push(`note        ${d.label}${d.sharesPhysicalUnit ? ': a virtual device sharing its physical unit' : ''}${d.software ? ' (software implementation)' : ''}`);
+  }
+  if (findings.length > 0) {
+    out.push('');
+    out.push('findings');
+    for (const f of findings) {
+      out.push(`  [${f.severity}] ${f.message}`);
+      out.push(`      change: ${f.change.description}`);
+      if (f.predictedStepUs !== null) {
+        out.push(`      predicted step: ${ms(f.currentStepUs)} → ${ms(f.predictedStepUs)} (${((f.currentStepUs / f.predictedStepUs - 1) * 100).toFixed(0)}% faster)`);
+      }
+    }
+  }
+  return out.join('\n');
+}

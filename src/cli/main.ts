@@ -1,0 +1,249 @@
+/**
+ * The `parallax` command line: the same core as the extension, for terminals and CI.
+ *
+ *   parallax devices [--json]
+ *   parallax profile <model.onnx|demo> --mode data --devices cpu:2 --batch 64 --steps 20 --out run.parallax.json [--json]
+ *   parallax report <run.parallax.json> [--json]
+ *
+ * Errors a user can act on print one line (`parallax: …`) and exit 2; cancellation exits 130.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { SingleBar, Presets } from 'cli-progress';
+import { basename, join, resolve } from 'node:path';
+import * as os from 'node:os';
+import { existsSync } from 'node:fs';
+import { UserError, isUserError } from '../common/errors';
+import { TOOL_VERSION } from '../common/version';
+import { profile, ProfileCancelled } from '../runtime/api';
+import type { ProfilePlan, Progress } from '../runtime/protocol';
+import { discoverDevices } from '../runtime/device/discovery';
+import { ensureDemoModel } from '../runtime/onnx/demo-model';
+import { readTrace } from '../profiler/trace-io';
+import { summarize } from '../profiler/summary';
+import { findings as runFindings, type Finding } from '../profiler/findings';
+import { deriveIdle } from '../profiler/idle';
+import { formatSummary, table } from './format';
+
+function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got "${v}"`);
+    return n;
+  };
+}
+
+function nonNegativeInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got "${v}"`);
+    return n;
+  };
+}
+
+/** `--dim NAME=VALUE`, repeatable. */
+function collectDim(v: string, prev: Record<string, number>): Record<string, number> {
+  const m = /^(.+)=(\d+)$/.exec(v);
+  if (!m || Number(m[2]) < 1) throw new InvalidArgumentError(`--dim expects NAME=VALUE with a positive VALUE, got "${v}"`);
+  return { ...prev, [m[1]]: Number(m[2]) };
+}
+
+/** `--input-shape x=1,3,48,320`, repeatable. */
+function collectShape(v: string, prev: Record<string, number[]>): Record<string, number[]> {
+  const m = /^(.+)=(\d+(?:,\d+)*)$/.exec(v);
+  if (!m) throw new InvalidArgumentError(`--input-shape expects NAME=D0,D1,…, got "${v}"`);
+  return { ...prev, [m[1]]: m[2].split(',').map(Number) };
+}
+
+/** Where the bundled demo model and other generated files are cached. */
+export function cacheDir(): string {
+  return process.env['PARALLAX_CACHE'] ?? join(os.homedir(), '.cache', 'parallax');
+}
+
+/** Progress display: a bar on a terminal, nothing when piped or with --json. */
+function progressReporter(quiet: boolean): { update(p: Progress): void; stop(): void } {
+  if (quiet || !process.stderr.isTTY) return { update: () => {}, stop: () => {} };
+  const bar = new SingleBar(
+    { format: '{phase} [{bar}] {value}/{total} | {message} | ETA {eta_formatted}', hideCursor: true, stream: process.stderr, clearOnComplete: true },
+    Presets.shades_classic,
+  );
+  let started = false;
+  let phase = '';
+  return {
+    update(p) {
+      if (!started) {
+        bar.start(p.total, p.done, { phase: p.phase.padEnd(8), message: p.message });
+        started = true;
+      }
+      if (p.phase !== phase) {
+        phase = p.phase;
+        bar.setTotal(p.total);
+      }
+      bar.update(p.done, { phase: p.phase.padEnd(8), message: p.message });
+    },
+    stop() {
+      if (started) bar.stop();
+    },
+  };
+}
+
+interface ProfileFlags {
+  mode: 'data' | 'pipeline';
+  devices: string;
+  batch: number;
+  steps: number;
+  warmup: number;
+  seed: number;
+  out?: string;
+  json?: boolean;
+  baseline: boolean;
+  opLevel: boolean;
+  batchDim?: string;
+  dim: Record<string, number>;
+  inputShape: Record<string, number[]>;
+  inputs?: string;
+}
+
+async function profileCommand(model: string, flags: ProfileFlags): Promise<void> {
+  let modelPath = model;
+  let label = model;
+  if (model === 'demo' && !existsSync(model)) {
+    modelPath = await ensureDemoModel(cacheDir());
+    label = 'demo';
+  } else if (!existsSync(model)) {
+    throw new UserError(`${model}: no such file; give the path of an .onnx model (or "demo" for the bundled demo model)`);
+  }
+  if (flags.mode !== 'data') throw new UserError(`--mode ${flags.mode} is not available yet; use --mode data`);
+  const out = resolve(flags.out ?? join('runs', `${basename(label, '.onnx')}-${flags.mode}.parallax.json`));
+  const plan: ProfilePlan = {
+    modelPath,
+    modelLabel: label,
+    mode: flags.mode,
+    devices: flags.devices,
+    batch: flags.batch,
+    steps: flags.steps,
+    warmup: flags.warmup,
+    seed: flags.seed,
+    capture: true,
+    opLevel: flags.opLevel,
+    baseline: flags.baseline,
+    ...(flags.batchDim ? { batchDim: flags.batchDim } : {}),
+    ...(Object.keys(flags.dim).length ? { dims: flags.dim } : {}),
+    ...(Object.keys(flags.inputShape).length ? { inputShapes: flags.inputShape } : {}),
+    ...(flags.inputs ? { inputsFile: resolve(flags.inputs) } : {}),
+    outPath: out,
+  };
+  const progress = progressReporter(Boolean(flags.json));
+  const abort = new AbortController();
+  const onSigint = (): void => abort.abort();
+  process.once('SIGINT', onSigint);
+  try {
+    const result = await profile(plan, { onProgress: (p) => progress.update(p), signal: abort.signal });
+    progress.stop();
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify({ ...result.summary, findings: result.findings, tracePath: result.tracePath }, null, 2)}\n`);
+    } else {
+      process.stdout.write(`${formatSummary(result.summary, result.findings)}\n\ntrace written to ${result.tracePath}\n`);
+    }
+  } finally {
+    progress.stop();
+    process.off('SIGINT', onSigint);
+  }
+}
+
+async function devicesCommand(flags: { json?: boolean }): Promise<void> {
+  const d = await discoverDevices();
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify(d, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(`${d.host.cpuModel} · ${d.host.cores} logical cores · ${(d.host.memoryBytes / 2 ** 30).toFixed(1)} GiB · ${d.host.os}\n`);
+  process.stdout.write(`onnxruntime-node ${d.onnxruntimeVersion}\n\n`);
+  process.stdout.write(
+    `${table(
+      ['kind', 'available', 'provider', 'detail'],
+      d.kinds.map((k) => [k.kind, k.available ? 'yes' : 'no', k.provider, k.detail]),
+    )}\n`,
+  );
+}
+
+async function reportCommand(file: string, flags: { json?: boolean }): Promise<void> {
+  let trace = await readTrace(file);
+  // Summaries and findings are derived: recompute them from the spans with this version's
+  // analyses rather than trusting what an older version stored.
+  if (!trace.spans.kind.some((k) => k === 2)) trace = deriveIdle(trace);
+  const summary = summarize(trace);
+  const f: Finding[] = runFindings(trace, summary);
+  if (flags.json) process.stdout.write(`${JSON.stringify({ ...summary, findings: f }, null, 2)}\n`);
+  else process.stdout.write(`${formatSummary(summary, f)}\n`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('parallax')
+    .description('Profile ONNX models run in parallel across local devices and explain where the time goes.')
+    .version(TOOL_VERSION)
+    .showHelpAfterError('(run with --help for usage)');
+
+  program
+    .command('devices')
+    .description('list the devices this machine has (cpu workers, webgpu, cuda)')
+    .option('--json', 'print JSON')
+    .action((flags: { json?: boolean }) => devicesCommand(flags));
+
+  program
+    .command('profile')
+    .description('run a model in parallel across devices and record its timeline')
+    .argument('<model>', 'an .onnx file, or "demo" for the bundled demo model')
+    .addOption(new Option('--mode <mode>', 'parallel mode').choices(['data', 'pipeline']).default('data'))
+    .option('--devices <spec>', 'devices, e.g. cpu:2 or cpu:1,webgpu:1', 'cpu:2')
+    .option('--batch <n>', 'global batch size (split across devices)', positiveInt('--batch'), 64)
+    .option('--steps <n>', 'measured steps', positiveInt('--steps'), 20)
+    .option('--warmup <n>', 'unrecorded warm-up steps', nonNegativeInt('--warmup'), 3)
+    .option('--seed <n>', 'seed for synthesized inputs', nonNegativeInt('--seed'), 0)
+    .option('--out <file>', 'trace file to write (default runs/<model>-<mode>.parallax.json)')
+    .option('--json', 'print the summary as JSON on stdout, no progress display')
+    .option('--no-baseline', 'skip the one-device baseline (no speedup, no numerical check)')
+    .option('--no-op-level', "skip ONNX Runtime's per-operator profile")
+    .option('--batch-dim <name>', 'name of the batch dimension, when it cannot be found')
+    .option('--dim <name=value>', 'value of a symbolic dimension (repeatable)', collectDim, {})
+    .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})
+    .option('--inputs <file>', 'inputs from a .npy or .json file instead of random data')
+    .action((model: string, flags: ProfileFlags) => profileCommand(model, flags));
+
+  program
+    .command('report')
+    .description('print the breakdown and findings of a recorded trace')
+    .argument('<trace>', 'a .parallax.json file')
+    .option('--json', 'print JSON')
+    .action((file: string, flags: { json?: boolean }) => reportCommand(file, flags));
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  program.configureOutput({
+    writeErr: (s) => process.stderr.write(s.startsWith('error: ') ? `parallax: ${s.slice(7)}` : s),
+  });
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    const ce = e as { code?: string; exitCode?: number };
+    if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) {
+      return ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' ? 0 : 2;
+    }
+    if (e instanceof ProfileCancelled) {
+      process.stderr.write('parallax: cancelled\n');
+      return 130;
+    }
+    if (isUserError(e)) {
+      process.stderr.write(`parallax: ${(e as Error).message}\n`);
+      return 2;
+    }
+    process.stderr.write(`parallax: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * The run summary: per-device compute / communication / idle breakdown, step-time spread,
+ * speedup against the one-device baseline, and the numerical check. Derived from the spans,
+ * so it can be recomputed from any trace file.
+ */
+import { IDLE_CAUSES, type IdleCause, type NumericalCheck, type Trace } from './trace-format';
+import { spread, sum } from './stats';
+
+export interface DeviceSummary {
+  id: string;
+  label: string;
+  kind: string;
+  provider: string;
+  /** True when the device shares its physical unit with another device of the run. */
+  sharesPhysicalUnit: boolean;
+  software: boolean;
+  /** Totals over all measured steps, µs. */
+  computeUs: number;
+  commUs: number;
+  idleUs: number;
+  idleByCauseUs: Record<Exclude<IdleCause, 'none'>, number>;
+  /** compute / (compute + comm + idle). */
+  utilization: number;
+  /** Median compute time per step, µs. */
+  computePerStepUs: number;
+}
+
+export interface ProfileSummary {
+  mode: string;
+  /** What produced the spans: measured, predicted, imported:… */
+  source: string;
+  model: string | null;
+  steps: number;
+  batch: number | null;
+  stepTimeUs: { median: number; p10: number; p90: number };
+  /** Samples per second at the median step time, when the batch is known. */
+  throughputPerS: number | null;
+  devices: DeviceSummary[];
+  /** Baseline median step time / this run's median step time; null without a baseline. */
+  speedupVsOneDevice: number | null;
+  baseline: { description: string; stepTimeUs: number } | null;
+  numericalCheck: NumericalCheck | null;
+  /** Share of all device time spent computing / communicating / idle. */
+  totals: { computeShare: number; commShare: number; idleShare: number };
+}
+
+const COMPUTE = 0;
+const COMM = 1;
+const IDLE = 2;
+
+/** Computes the summary of a trace whose idle spans have been derived. */
+export function summarize(trace: Trace): ProfileSummary {
+  const s = trace.spans;
+  const nLanes = trace.lanes.length;
+  const compute = new Float64Array(nLanes);
+  const comm = new Float64Array(nLanes);
+  const idle = new Float64Array(nLanes);
+  const idleBy = Array.from({ length: nLanes }, () => ({ bubble: 0, collective: 0, host: 0, other: 0 }));
+  const measured = new Set(trace.steps.map((w) => w.index));
+  const computeByStep = Array.from({ length: nLanes }, () => new Map<number, number>());
+  for (let i = 0; i < s.count; i++) {
+    if (s.parent[i] >= 0 || !measured.has(s.step[i])) continue;
+    const l = s.lane[i];
+    const d = s.dur[i];
+    if (s.kind[i] === COMPUTE) {
+      compute[l] += d;
+      const m = computeByStep[l];
+      m.set(s.step[i], (m.get(s.step[i]) ?? 0) + d);
+    } else if (s.kind[i] === COMM) {
+      comm[l] += d;
+    } else if (s.kind[i] === IDLE) {
+      idle[l] += d;
+      const cause = IDLE_CAUSES[s.cause[i]];
+      if (cause && cause !== 'none') idleBy[l][cause] += d;
+    }
+  }
+  const stepTimes = trace.steps.map((w) => w.endUs - w.startUs);
+  const st = spread(stepTimes);
+  const devices: DeviceSummary[] = trace.lanes.map((lane, l) => {
+    const dev = trace.meta.devices[lane.device];
+    const total = compute[l] + comm[l] + idle[l];
+    return {
+      id: dev?.id ?? lane.label,
+      label: lane.label,
+      kind: dev?.kind ?? 'cpu',
+      provider: dev?.provider ?? '',
+      sharesPhysicalUnit: dev?.sharesPhysicalUnit ?? false,
+      software: dev?.software ?? false,
+      computeUs: compute[l],
+      commUs: comm[l],
+      idleUs: idle[l],
+      idleByCauseUs: idleBy[l],
+      utilization: total > 0 ? compute[l] / total : 0,
+      computePerStepUs: spread([...computeByStep[l].values()]).median || 0,
+    };
+  });
+  const all = sum(compute) + sum(comm) + sum(idle);
+  const batch = typeof trace.meta.plan['batch'] === 'number' ? (trace.meta.plan['batch'] as number) : null;
+  const base = trace.meta.baseline;
+  return {
+    mode: trace.meta.mode,
+    source: trace.meta.source,
+    model: trace.meta.model?.path ?? null,
+    steps: trace.steps.length,
+    batch,
+    stepTimeUs: st,
+    throughputPerS: batch !== null && st.median > 0 ? (batch * 1e6) / st.median : null,
+    devices,
+    speedupVsOneDevice: base && st.median > 0 ? base.stepTimeUs.median / st.median : null,
+    baseline: base ? { description: base.description, stepTimeUs: base.stepTimeUs.median } : null,
+    numericalCheck: trace.meta.numericalCheck ?? null,
+    totals: {
+      computeShare: all > 0 ? sum(compute) / all : 0,
+      commShare: all > 0 ? sum(comm) / all : 0,
+      idleShare: all > 0 ? sum(idle) / all : 0,
+    },
+  };
+}

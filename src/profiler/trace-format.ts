@@ -1,0 +1,509 @@
+/**
+ * The Parallax trace file format: the single source of truth.
+ *
+ * A trace is one JSON document (`*.parallax.json`) with:
+ *  - `meta`     what ran, where, how, and whether the numbers can be trusted;
+ *  - `strings`  a string table; spans refer to names by index;
+ *  - `lanes`    one per device (or per rank of an imported trace);
+ *  - `steps`    the window of every measured step;
+ *  - `spans`    columnar: one array per field, all of length `spans.count`;
+ *  - `summary`, `findings`  derived, and recomputable from the spans.
+ *
+ * Columnar spans keep a trace with millions of spans compact (no per-span object, no
+ * repeated keys) and load straight into typed arrays for analysis and drawing.
+ *
+ * All times are microseconds. `spans.start` and `steps[].startUs` are relative to
+ * `meta.startTimeUs`, which is an absolute time (µs since the Unix epoch).
+ *
+ * Version history:
+ *  - version 1: first format.
+ *
+ * The JSON schema for the file is {@link TraceSchema} (TypeBox, which is JSON Schema);
+ * `npm run schema` writes it to `schemas/parallax-trace.schema.json`.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+
+/** The current format version; readers accept this and every earlier version. */
+export const TRACE_FORMAT_VERSION = 1;
+/** The `format` tag every trace file carries. */
+export const TRACE_FORMAT_TAG = 'parallax-trace';
+
+/** Span kinds, as stored in `spans.kind`. */
+export const SPAN_KINDS = ['compute', 'comm', 'idle'] as const;
+export type SpanKindName = (typeof SPAN_KINDS)[number];
+
+/**
+ * Causes of idle time, as stored in `spans.cause` (0 for spans that are not idle).
+ *  - bubble: a pipeline stage waiting on its previous stage (fill/drain);
+ *  - collective: waiting for the slowest peer at a collective or step barrier (straggler/sync);
+ *  - host: the host thread preparing the step (input slicing, scheduling, session overhead);
+ *  - other: a gap with no better explanation.
+ */
+export const IDLE_CAUSES = ['none', 'bubble', 'collective', 'host', 'other'] as const;
+export type IdleCause = (typeof IDLE_CAUSES)[number];
+export const IdleCauseCode = { none: 0, bubble: 1, collective: 2, host: 3, other: 4 } as const;
+
+/** One dimension of a tensor shape: a size, a symbolic name, or unknown. */
+const Dim = Type.Union([Type.Number(), Type.String(), Type.Null()]);
+
+export const ModelMetaSchema = Type.Object({
+  /** Path the model was loaded from, as given by the user. */
+  path: Type.String(),
+  /** sha256 of the model file, hex. */
+  sha256: Type.String(),
+  /** Opset of the default ONNX domain. */
+  opset: Type.Number(),
+  nodeCount: Type.Number(),
+  /** Number of parameters (elements of all initializers). */
+  parameters: Type.Number(),
+  /** Bytes of all initializers. */
+  parameterBytes: Type.Number(),
+  producer: Type.Optional(Type.String()),
+  inputs: Type.Array(Type.Object({ name: Type.String(), dtype: Type.String(), dims: Type.Array(Dim) })),
+  outputs: Type.Array(Type.Object({ name: Type.String(), dtype: Type.String(), dims: Type.Array(Dim) })),
+});
+
+export const DeviceMetaSchema = Type.Object({
+  /** Stable id, e.g. `cpu:0`, `webgpu:0`, `cuda:1`, `rank:3`. */
+  id: Type.String(),
+  kind: Type.Union([Type.Literal('cpu'), Type.Literal('webgpu'), Type.Literal('cuda'), Type.Literal('rank')]),
+  /** ONNX Runtime execution provider, or the framework for imported ranks. */
+  provider: Type.String(),
+  /** Intra-op threads of the device's session (cpu), 0 where not applicable. */
+  threads: Type.Number(),
+  /** The physical unit the device runs on, e.g. `host-cpu`, `gpu:0 (llvmpipe)`. */
+  physicalUnit: Type.String(),
+  /** True when another device of the run shares the same physical unit (a virtual device). */
+  sharesPhysicalUnit: Type.Boolean(),
+  /** True for software implementations of a GPU API (e.g. Mesa lavapipe). */
+  software: Type.Boolean(),
+  /** Human label, honest about sharing and software, e.g. `cpu:1 (1 thread)`. */
+  label: Type.String(),
+});
+export type DeviceMeta = Static<typeof DeviceMetaSchema>;
+
+export const NumericalCheckSchema = Type.Object({
+  /** What the output was compared against, e.g. `single-device run (cpu:0, same inputs)`. */
+  reference: Type.String(),
+  maxAbsErr: Type.Number(),
+  maxRelErr: Type.Number(),
+  /** Tolerance used for `ok`: |a−b| ≤ atol + rtol·|b| element-wise. */
+  atol: Type.Number(),
+  rtol: Type.Number(),
+  ok: Type.Boolean(),
+  /** Number of output elements compared. */
+  elements: Type.Number(),
+});
+export type NumericalCheck = Static<typeof NumericalCheckSchema>;
+
+export const TraceMetaSchema = Type.Object({
+  formatVersion: Type.Number(),
+  tool: Type.Object({ name: Type.String(), version: Type.String() }),
+  /**
+   * Where the spans come from: measured by Parallax, predicted by the projection model, or
+   * imported from another profiler (e.g. `imported:kineto`). Predicted traces are labelled
+   * as such in every view.
+   */
+  source: Type.String(),
+  model: Type.Optional(ModelMetaSchema),
+  mode: Type.Union([
+    Type.Literal('data'),
+    Type.Literal('pipeline'),
+    Type.Literal('tensor'),
+    Type.Literal('hybrid'),
+    Type.Literal('single'),
+    Type.Literal('imported'),
+  ]),
+  /** The plan as run: batch, devices, steps, micro-batches, stages, cuts… (mode-specific). */
+  plan: Type.Record(Type.String(), Type.Unknown()),
+  devices: Type.Array(DeviceMetaSchema),
+  host: Type.Object({
+    cpuModel: Type.String(),
+    cores: Type.Number(),
+    memoryBytes: Type.Number(),
+    os: Type.String(),
+    node: Type.String(),
+  }),
+  onnxruntimeVersion: Type.Optional(Type.String()),
+  /** Absolute start of the trace clock, µs since the Unix epoch. */
+  startTimeUs: Type.Number(),
+  numericalCheck: Type.Optional(NumericalCheckSchema),
+  /** Baseline the speedup is measured against, when one was run. */
+  baseline: Type.Optional(
+    Type.Object({
+      description: Type.String(),
+      stepTimeUs: Type.Object({ median: Type.Number(), p10: Type.Number(), p90: Type.Number() }),
+    }),
+  ),
+  /** Link model applied to communication, when emulating a slower interconnect. */
+  link: Type.Optional(
+    Type.Object({ preset: Type.String(), alphaUs: Type.Number(), betaGBps: Type.Number(), emulated: Type.Literal(true) }),
+  ),
+  /** Whether operator spans from ONNX Runtime's profiler are included. */
+  opLevel: Type.Boolean(),
+  /** Free-form notes shown with the trace (e.g. why a device was labelled shared). */
+  notes: Type.Array(Type.String()),
+});
+export type TraceMeta = Static<typeof TraceMetaSchema>;
+
+export const LaneSchema = Type.Object({
+  /** Index of the device in `meta.devices`. */
+  device: Type.Number(),
+  /** Display label. */
+  label: Type.String(),
+  /** Group of lanes drawn together (the physical unit). */
+  group: Type.String(),
+});
+export type Lane = Static<typeof LaneSchema>;
+
+export const StepSchema = Type.Object({
+  index: Type.Number(),
+  startUs: Type.Number(),
+  endUs: Type.Number(),
+});
+export type StepWindow = Static<typeof StepSchema>;
+
+const NumArray = Type.Array(Type.Number());
+
+/** Columnar spans. Every array has length `count`; -1 means "not applicable". */
+export const SpanColumnsSchema = Type.Object({
+  count: Type.Number(),
+  /** Lane index. */
+  lane: NumArray,
+  /** Index into {@link SPAN_KINDS}. */
+  kind: NumArray,
+  /** Index into `strings`. */
+  name: NumArray,
+  /** Operator type (index into `strings`), -1 for non-operator spans. */
+  opType: NumArray,
+  /** Start, µs relative to `meta.startTimeUs`. */
+  start: NumArray,
+  /** Duration, µs. */
+  dur: NumArray,
+  step: NumArray,
+  /** Micro-batch index (pipeline), -1 otherwise. */
+  micro: NumArray,
+  /** Pipeline stage, -1 otherwise. */
+  stage: NumArray,
+  /** Bytes moved (comm) or 0. */
+  bytes: NumArray,
+  /** Peer lane for point-to-point comm, -1 for collectives and non-comm spans. */
+  peer: NumArray,
+  /** Enclosing span (operator spans nest under their compute span), -1 for top level. */
+  parent: NumArray,
+  /** Bit flags: 1 emulated, 2 predicted, 4 staging copy, 8 operator span. */
+  flags: NumArray,
+  /** Idle cause, index into {@link IDLE_CAUSES}; 0 for non-idle spans. */
+  cause: NumArray,
+});
+export type SpanColumnsJson = Static<typeof SpanColumnsSchema>;
+
+export const TraceSchema = Type.Object({
+  format: Type.Literal(TRACE_FORMAT_TAG),
+  version: Type.Number(),
+  meta: TraceMetaSchema,
+  strings: Type.Array(Type.String()),
+  lanes: Type.Array(LaneSchema),
+  steps: Type.Array(StepSchema),
+  spans: SpanColumnsSchema,
+  /** Derived; see src/profiler/summary.ts. */
+  summary: Type.Optional(Type.Unknown()),
+  /** Derived; see src/profiler/findings.ts. */
+  findings: Type.Optional(Type.Array(Type.Unknown())),
+});
+export type TraceJson = Static<typeof TraceSchema>;
+
+/** The span columns in memory: typed arrays, so millions of spans stay compact. */
+export interface SpanColumns {
+  count: number;
+  lane: Int32Array;
+  kind: Uint8Array;
+  name: Int32Array;
+  opType: Int32Array;
+  start: Float64Array;
+  dur: Float64Array;
+  step: Int32Array;
+  micro: Int32Array;
+  stage: Int32Array;
+  bytes: Float64Array;
+  peer: Int32Array;
+  parent: Int32Array;
+  flags: Uint8Array;
+  cause: Uint8Array;
+}
+
+/** A trace in memory. */
+export interface Trace {
+  meta: TraceMeta;
+  strings: string[];
+  lanes: Lane[];
+  steps: StepWindow[];
+  spans: SpanColumns;
+  summary?: unknown;
+  findings?: unknown[];
+}
+
+/** Names of the span columns, in file order. */
+export const SPAN_COLUMNS = [
+  'lane', 'kind', 'name', 'opType', 'start', 'dur', 'step', 'micro', 'stage', 'bytes', 'peer', 'parent', 'flags', 'cause',
+] as const;
+export type SpanColumnName = (typeof SPAN_COLUMNS)[number];
+
+const COLUMN_TYPES: Record<SpanColumnName, 'i32' | 'u8' | 'f64'> = {
+  lane: 'i32', kind: 'u8', name: 'i32', opType: 'i32', start: 'f64', dur: 'f64', step: 'i32', micro: 'i32',
+  stage: 'i32', bytes: 'f64', peer: 'i32', parent: 'i32', flags: 'u8', cause: 'u8',
+};
+
+function allocColumn(type: 'i32' | 'u8' | 'f64', n: number): Int32Array | Uint8Array | Float64Array {
+  return type === 'i32' ? new Int32Array(n) : type === 'u8' ? new Uint8Array(n) : new Float64Array(n);
+}
+
+/** Allocates empty span columns for `n` spans. */
+export function allocSpans(n: number): SpanColumns {
+  const cols = { count: n } as Record<string, unknown>;
+  for (const c of SPAN_COLUMNS) cols[c] = allocColumn(COLUMN_TYPES[c], n);
+  return cols as unknown as SpanColumns;
+}
+
+/** A span as a plain object, for tests, tooltips and small traces. */
+export interface SpanRow {
+  lane: number;
+  kind: SpanKindName;
+  name: string;
+  opType?: string;
+  start: number;
+  dur: number;
+  step?: number;
+  micro?: number;
+  stage?: number;
+  bytes?: number;
+  peer?: number;
+  parent?: number;
+  flags?: number;
+  cause?: IdleCause;
+}
+
+/**
+ * Accumulates spans and interns strings; `finish()` yields the trace's columns.
+ * Used by the runner when it merges worker buffers, by importers and by the projection.
+ */
+export class TraceBuilder {
+  readonly strings: string[] = [];
+  private readonly index = new Map<string, number>();
+  private cols: SpanColumns = allocSpans(1024);
+  private n = 0;
+
+  intern(s: string): number {
+    let i = this.index.get(s);
+    if (i === undefined) {
+      i = this.strings.length;
+      this.strings.push(s);
+      this.index.set(s, i);
+    }
+    return i;
+  }
+
+  get count(): number {
+    return this.n;
+  }
+
+  private ensure(extra: number): void {
+    const need = this.n + extra;
+    if (need <= this.cols.lane.length) return;
+    let cap = this.cols.lane.length;
+    while (cap < need) cap *= 2;
+    const next = allocSpans(cap);
+    for (const c of SPAN_COLUMNS) (next[c] as Float64Array).set(this.cols[c] as Float64Array);
+    this.cols = next;
+  }
+
+  /** Appends one span; returns its index. */
+  push(row: SpanRow): number {
+    this.ensure(1);
+    const i = this.n++;
+    const c = this.cols;
+    c.lane[i] = row.lane;
+    c.kind[i] = SPAN_KINDS.indexOf(row.kind);
+    c.name[i] = this.intern(row.name);
+    c.opType[i] = row.opType === undefined ? -1 : this.intern(row.opType);
+    c.start[i] = row.start;
+    c.dur[i] = row.dur;
+    c.step[i] = row.step ?? -1;
+    c.micro[i] = row.micro ?? -1;
+    c.stage[i] = row.stage ?? -1;
+    c.bytes[i] = row.bytes ?? 0;
+    c.peer[i] = row.peer ?? -1;
+    c.parent[i] = row.parent ?? -1;
+    c.flags[i] = row.flags ?? 0;
+    c.cause[i] = row.cause === undefined ? 0 : IdleCauseCode[row.cause];
+    return i;
+  }
+
+  /**
+   * Appends a block of columns recorded elsewhere (a worker's buffer), remapping its local
+   * string table, shifting times by `-timeZeroUs`, putting every span on `lane`, and
+   * offsetting `parent` indices by the block's position.
+   */
+  appendBlock(
+    block: {
+      count: number;
+      strings: string[];
+      kind: ArrayLike<number>;
+      name: ArrayLike<number>;
+      opType: ArrayLike<number>;
+      start: ArrayLike<number>;
+      dur: ArrayLike<number>;
+      step: ArrayLike<number>;
+      micro: ArrayLike<number>;
+      stage: ArrayLike<number>;
+      bytes: ArrayLike<number>;
+      peer: ArrayLike<number>;
+      parent: ArrayLike<number>;
+      flags: ArrayLike<number>;
+      cause: ArrayLike<number>;
+    },
+    lane: number,
+    timeZeroUs: number,
+    peerToLane: (peer: number) => number = (p) => p,
+  ): void {
+    const n = block.count;
+    this.ensure(n);
+    const remap = block.strings.map((s) => this.intern(s));
+    const base = this.n;
+    const c = this.cols;
+    for (let j = 0; j < n; j++) {
+      const i = base + j;
+      c.lane[i] = lane;
+      c.kind[i] = block.kind[j];
+      c.name[i] = remap[block.name[j]];
+      const op = block.opType[j];
+      c.opType[i] = op < 0 ? -1 : remap[op];
+      c.start[i] = block.start[j] - timeZeroUs;
+      c.dur[i] = block.dur[j];
+      c.step[i] = block.step[j];
+      c.micro[i] = block.micro[j];
+      c.stage[i] = block.stage[j];
+      c.bytes[i] = block.bytes[j];
+      const peer = block.peer[j];
+      c.peer[i] = peer < 0 ? -1 : peerToLane(peer);
+      const parent = block.parent[j];
+      c.parent[i] = parent < 0 ? -1 : parent + base;
+      c.flags[i] = block.flags[j];
+      c.cause[i] = block.cause[j];
+    }
+    this.n += n;
+  }
+
+  /** Trimmed columns. The builder should not be used afterwards. */
+  finish(): SpanColumns {
+    const out = allocSpans(this.n);
+    for (const c of SPAN_COLUMNS) (out[c] as Float64Array).set((this.cols[c] as Float64Array).subarray(0, this.n));
+    return out;
+  }
+}
+
+/** Reads span `i` as an object (slow path: tooltips, tests, small exports). */
+export function spanRow(trace: Pick<Trace, 'spans' | 'strings'>, i: number): SpanRow {
+  const s = trace.spans;
+  const row: SpanRow = {
+    lane: s.lane[i],
+    kind: SPAN_KINDS[s.kind[i]] ?? 'compute',
+    name: trace.strings[s.name[i]] ?? '',
+    start: s.start[i],
+    dur: s.dur[i],
+  };
+  if (s.opType[i] >= 0) row.opType = trace.strings[s.opType[i]];
+  if (s.step[i] >= 0) row.step = s.step[i];
+  if (s.micro[i] >= 0) row.micro = s.micro[i];
+  if (s.stage[i] >= 0) row.stage = s.stage[i];
+  if (s.bytes[i] > 0) row.bytes = s.bytes[i];
+  if (s.peer[i] >= 0) row.peer = s.peer[i];
+  if (s.parent[i] >= 0) row.parent = s.parent[i];
+  if (s.flags[i] !== 0) row.flags = s.flags[i];
+  if (s.cause[i] !== 0) row.cause = IDLE_CAUSES[s.cause[i]];
+  return row;
+}
+
+/** Converts an in-memory trace to its JSON document. */
+export function traceToJson(trace: Trace): TraceJson {
+  const spans = { count: trace.spans.count } as Record<string, unknown>;
+  for (const c of SPAN_COLUMNS) spans[c] = Array.from(trace.spans[c] as ArrayLike<number>);
+  const json: TraceJson = {
+    format: TRACE_FORMAT_TAG,
+    version: TRACE_FORMAT_VERSION,
+    meta: trace.meta,
+    strings: trace.strings,
+    lanes: trace.lanes,
+    steps: trace.steps,
+    spans: spans as unknown as SpanColumnsJson,
+  };
+  if (trace.summary !== undefined) json.summary = trace.summary;
+  if (trace.findings !== undefined) json.findings = trace.findings;
+  return json;
+}
+
+// The span arrays hold millions of numbers; checking them element by element through the
+// schema validator would dominate load time, so the schema check runs on the document with
+// the columns stubbed out and the columns get a dedicated typed check below.
+const HeaderSchema = Type.Object({ ...TraceSchema.properties, spans: Type.Object({ count: Type.Number() }) });
+const headerCheck = TypeCompiler.Compile(HeaderSchema);
+
+/** Thrown when a document is not a valid trace; the message says where and why. */
+export class TraceFormatError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TraceFormatError';
+  }
+}
+
+/** Validates a parsed JSON document and converts it to an in-memory trace. */
+export function traceFromJson(doc: unknown): Trace {
+  if (typeof doc !== 'object' || doc === null || (doc as { format?: unknown }).format !== TRACE_FORMAT_TAG) {
+    throw new TraceFormatError(`not a Parallax trace (missing "format": "${TRACE_FORMAT_TAG}")`);
+  }
+  const version = (doc as { version?: unknown }).version;
+  if (typeof version !== 'number' || version > TRACE_FORMAT_VERSION) {
+    throw new TraceFormatError(
+      `trace format version ${String(version)} is newer than this Parallax understands (${TRACE_FORMAT_VERSION}); update Parallax`,
+    );
+  }
+  const rawSpans = (doc as { spans?: Record<string, unknown> }).spans;
+  const header = { ...(doc as object), spans: { count: rawSpans?.['count'] } };
+  if (!headerCheck.Check(header)) {
+    const first = headerCheck.Errors(header).First();
+    throw new TraceFormatError(`invalid trace at ${first?.path || '/'}: ${first?.message ?? 'schema mismatch'}`);
+  }
+  const j = doc as TraceJson;
+  const n = j.spans.count;
+  if (!Number.isInteger(n) || n < 0) throw new TraceFormatError('invalid trace: spans.count is not a count');
+  const spans = allocSpans(n);
+  for (const c of SPAN_COLUMNS) {
+    const col = (j.spans as Record<string, unknown>)[c];
+    if (!Array.isArray(col) || col.length !== n) {
+      throw new TraceFormatError(`invalid trace: spans.${c} must be an array of ${n} numbers`);
+    }
+    const dst = spans[c] as Float64Array;
+    for (let i = 0; i < n; i++) {
+      const v = col[i];
+      if (typeof v !== 'number' || !Number.isFinite(v)) {
+        throw new TraceFormatError(`invalid trace: spans.${c}[${i}] is not a finite number`);
+      }
+      dst[i] = v;
+    }
+  }
+  const nStrings = j.strings.length;
+  const nLanes = j.lanes.length;
+  for (let i = 0; i < n; i++) {
+    if (spans.kind[i] >= SPAN_KINDS.length) throw new TraceFormatError(`invalid trace: spans.kind[${i}] is unknown`);
+    if (spans.name[i] < 0 || spans.name[i] >= nStrings) throw new TraceFormatError(`invalid trace: spans.name[${i}] is out of range`);
+    if (spans.opType[i] >= nStrings) throw new TraceFormatError(`invalid trace: spans.opType[${i}] is out of range`);
+    if (spans.lane[i] < 0 || spans.lane[i] >= nLanes) throw new TraceFormatError(`invalid trace: spans.lane[${i}] is out of range`);
+    if (spans.parent[i] >= n) throw new TraceFormatError(`invalid trace: spans.parent[${i}] is out of range`);
+    if (spans.cause[i] >= IDLE_CAUSES.length) throw new TraceFormatError(`invalid trace: spans.cause[${i}] is unknown`);
+  }
+  const trace: Trace = { meta: j.meta, strings: j.strings, lanes: j.lanes, steps: j.steps, spans };
+  if (j.summary !== undefined) trace.summary = j.summary;
+  if (j.findings !== undefined) trace.findings = j.findings;
+  return trace;
+}

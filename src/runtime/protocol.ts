@@ -1,0 +1,149 @@
+/**
+ * Message protocols of the runtime, one per channel, named by direction:
+ *  - caller (CLI / extension host) ⇄ runner process: {@link ToRunner} / {@link FromRunner};
+ *  - runner ⇄ device worker thread: {@link ToDevice} / {@link FromDevice}.
+ * Every incoming message is checked with the `is*` guards before use.
+ */
+import type { SpanColumnsLocal } from './spans';
+
+/** Parallel modes the runtime executes. */
+export type ParallelMode = 'data' | 'pipeline';
+
+/** What to profile and how; the runner's whole input. */
+export interface ProfilePlan {
+  /** Model file to load (absolute path). */
+  modelPath: string;
+  /** How the model is named in output (the path as the user gave it, or `demo`). */
+  modelLabel: string;
+  mode: ParallelMode;
+  /** Device spec, e.g. `cpu:2` or `cpu:1,webgpu:1`. */
+  devices: string;
+  /** Global batch size (rows per step, split across data-parallel devices). */
+  batch: number;
+  /** Measured steps. */
+  steps: number;
+  /** Unrecorded warm-up steps before measuring. */
+  warmup: number;
+  /** Seed for synthesized inputs. */
+  seed: number;
+  /** Record spans at all (off only for overhead benchmarks). */
+  capture: boolean;
+  /** Merge ONNX Runtime's operator-level profile under each compute span. */
+  opLevel: boolean;
+  /** Measure the one-device baseline in the same command (speedup and numerical check). */
+  baseline: boolean;
+  /** Name of the batch dimension, when it cannot be found automatically. */
+  batchDim?: string;
+  /** Values of other symbolic dimensions. */
+  dims?: Record<string, number>;
+  /** Full shapes per input (their batch axis is replaced by `batch`). */
+  inputShapes?: Record<string, number[]>;
+  /** A .npy or .json file with the inputs to use instead of random data. */
+  inputsFile?: string;
+  /** Where to write the trace (atomically); null keeps it in memory only. */
+  outPath: string | null;
+}
+
+/** A progress report from the runner. */
+export interface Progress {
+  phase: 'load' | 'warmup' | 'baseline' | 'steps' | 'analyse' | 'write';
+  /** Units done and total in this phase (steps for `baseline` and `steps`). */
+  done: number;
+  total: number;
+  message: string;
+}
+
+export type ToRunner = { type: 'start'; plan: ProfilePlan } | { type: 'cancel' };
+
+export type FromRunner =
+  | { type: 'progress'; progress: Progress }
+  | { type: 'result'; tracePath: string | null; traceJson: string | null; summary: unknown; findings: unknown[] }
+  | { type: 'error'; message: string; user: boolean };
+
+export function isToRunner(m: unknown): m is ToRunner {
+  if (typeof m !== 'object' || m === null) return false;
+  const t = (m as { type?: unknown }).type;
+  return (t === 'start' && typeof (m as { plan?: unknown }).plan === 'object') || t === 'cancel';
+}
+
+export function isFromRunner(m: unknown): m is FromRunner {
+  if (typeof m !== 'object' || m === null) return false;
+  const t = (m as { type?: unknown }).type;
+  return t === 'progress' || t === 'result' || t === 'error';
+}
+
+/** One model input as shared with device workers: the global batch lives in shared memory. */
+export interface SharedInput {
+  name: string;
+  /** ONNX Runtime tensor type, e.g. `float32`, `int64`. */
+  dtype: string;
+  /** Global dims (batch axis at its full size). */
+  dims: number[];
+  /** Axis that is split across data-parallel devices; null for inputs without a batch. */
+  batchAxis: number | null;
+  data: SharedArrayBuffer;
+}
+
+/** Device settings a worker needs to open its session. */
+export interface WorkerDevice {
+  id: string;
+  kind: 'cpu' | 'webgpu' | 'cuda';
+  executionProviders: string[];
+  intraOpNumThreads: number;
+}
+
+export interface DeviceInit {
+  type: 'init';
+  rank: number;
+  worldSize: number;
+  device: WorkerDevice;
+  modelPath: string;
+  inputs: SharedInput[];
+  /** Rows of the global batch this device runs: [start, start + count). */
+  shard: { start: number; count: number };
+  /** Shared barrier/communication state (see runtime/comm), absent for a single device. */
+  comm: unknown;
+  steps: number;
+  warmup: number;
+  capture: boolean;
+  opLevel: boolean;
+  /** Folder for ONNX Runtime's profile files. */
+  profileDir: string;
+}
+
+export type ToDevice = DeviceInit | { type: 'go' };
+
+/** An output of one device as gathered into shared memory. */
+export interface SharedOutput {
+  name: string;
+  dtype: string;
+  dims: number[];
+  data: SharedArrayBuffer;
+}
+
+export type FromDevice =
+  | { type: 'ready'; rank: number; loadMs: number; outputs: SharedOutput[] }
+  | { type: 'step'; rank: number; step: number }
+  | {
+      type: 'done';
+      rank: number;
+      /** Per measured step: start (after the step barrier) and end, µs on the shared clock. */
+      stepStart: Float64Array;
+      stepEnd: Float64Array;
+      spans: SpanColumnsLocal | null;
+      /** Operator events that could not be matched to a run, if any (diagnostics). */
+      notes: string[];
+    }
+  | { type: 'error'; rank: number; message: string; user: boolean };
+
+export function isFromDevice(m: unknown): m is FromDevice {
+  if (typeof m !== 'object' || m === null) return false;
+  const t = (m as { type?: unknown }).type;
+  return (t === 'ready' || t === 'step' || t === 'done' || t === 'error') && typeof (m as { rank?: unknown }).rank === 'number';
+}
+
+export function isToDevice(m: unknown): m is ToDevice {
+  if (typeof m !== 'object' || m === null) return false;
+  const t = (m as { type?: unknown }).type;
+  return t === 'init' || t === 'go';
+}

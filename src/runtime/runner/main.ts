@@ -1,0 +1,43 @@
+/**
+ * Runner process entry. Started by {@link ../api} with `child_process.fork`; speaks the
+ * {@link ToRunner}/{@link FromRunner} protocol over the IPC channel and exits when done.
+ */
+import { isToRunner, type FromRunner } from '../protocol';
+import { runProfile, CancelledError } from './runner';
+import { isUserError } from '../../common/errors';
+
+const send = (m: FromRunner): Promise<void> =>
+  new Promise((resolve) => {
+    if (!process.send) return resolve();
+    process.send(m, undefined, undefined, () => resolve());
+  });
+
+const abort = new AbortController();
+let started = false;
+
+process.on('message', (m: unknown) => {
+  if (!isToRunner(m)) return;
+  if (m.type === 'cancel') {
+    abort.abort();
+    return;
+  }
+  if (started) return;
+  started = true;
+  runProfile(m.plan, { progress: (progress) => void send({ type: 'progress', progress }), signal: abort.signal })
+    .then(async ({ summary, trace }) => {
+      await send({ type: 'result', tracePath: m.plan.outPath, traceJson: null, summary, findings: trace.findings ?? [] });
+      process.exit(0);
+    })
+    .catch(async (e: unknown) => {
+      if (e instanceof CancelledError) {
+        await send({ type: 'error', message: 'cancelled', user: true });
+        process.exit(130);
+      }
+      const message = e instanceof Error ? (isUserError(e) ? e.message : e.stack ?? e.message) : String(e);
+      await send({ type: 'error', message, user: isUserError(e) });
+      process.exit(1);
+    });
+});
+
+// The runner must not outlive its parent (e.g. VS Code reloading the window).
+process.on('disconnect', () => process.exit(0));

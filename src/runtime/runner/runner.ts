@@ -1,0 +1,375 @@
+/**
+ * The runner: turns a {@link ProfilePlan} into a trace. It runs in its own process (never in
+ * the extension host or the CLI's process, so a native crash in ONNX Runtime takes only the
+ * runner down) and owns one worker thread per device.
+ *
+ *   load model → resolve inputs → plan devices → baseline (one device, whole batch)
+ *   → data-parallel run (one worker per device, shards of the batch) → numerical check
+ *   → trace (spans merged on one clock, idle derived) → summary and findings → write
+ */
+import { Worker } from 'node:worker_threads';
+import { join } from 'node:path';
+import * as os from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { UserError } from '../../common/errors';
+import type { DeviceInit, FromDevice, ProfilePlan, Progress, SharedInput, SharedOutput } from '../protocol';
+import { isFromDevice } from '../protocol';
+import { loadModel, type ModelIR } from '../onnx/model';
+import { resolveInputShapes, synthesizeInputs, loadInputs, splitBatch } from '../inputs';
+import { discoverDevices, parseDeviceSpec, planDevices, type DeviceInfo } from '../device/discovery';
+import { createCommGroup } from '../comm/communicator';
+import { viewOf, placeRows, elementCount, ctorFor, type AnyTypedArray } from '../tensor-util';
+import { TraceBuilder, TRACE_FORMAT_VERSION, type DeviceMeta, type NumericalCheck, type Trace, type TraceMeta } from '../../profiler/trace-format';
+import { deriveIdle } from '../../profiler/idle';
+import { summarize, type ProfileSummary } from '../../profiler/summary';
+import { findings as runFindings } from '../../profiler/findings';
+import { spread } from '../../profiler/stats';
+import { writeTrace } from '../../profiler/trace-io';
+import { TOOL_VERSION } from '../../common/version';
+
+export interface RunnerHooks {
+  progress(p: Progress): void;
+  signal?: AbortSignal;
+}
+
+export interface RunnerResult {
+  trace: Trace;
+  summary: ProfileSummary;
+}
+
+/** Raised when a run is cancelled; not an error to report. */
+export class CancelledError extends Error {
+  constructor() {
+    super('profiling cancelled');
+    this.name = 'CancelledError';
+  }
+}
+
+const WORKER_FILE = join(__dirname, 'device-worker.js');
+
+/** A group of device workers driven through one step loop. */
+class WorkerGroup {
+  readonly workers: Worker[] = [];
+  private readonly waiters = new Map<string, { resolve: (m: FromDevice) => void; reject: (e: Error) => void }>();
+  private failure: Error | null = null;
+  onStep: (step: number) => void = () => {};
+
+  constructor(n: number, signal?: AbortSignal) {
+    for (let r = 0; r < n; r++) {
+      const w = new Worker(WORKER_FILE);
+      w.on('message', (m: unknown) => this.onMessage(m));
+      w.on('error', (e) => this.fail(new Error(`device worker ${r} crashed: ${e.message}`)));
+      w.on('exit', (code) => {
+        if (code !== 0 && !this.closed) this.fail(new Error(`device worker ${r} exited with code ${code}`));
+      });
+      this.workers.push(w);
+    }
+    signal?.addEventListener('abort', () => this.fail(new CancelledError()), { once: true });
+  }
+
+  private closed = false;
+
+  private onMessage(m: unknown): void {
+    if (!isFromDevice(m)) return;
+    if (m.type === 'step') {
+      this.onStep(m.step);
+      return;
+    }
+    if (m.type === 'error') {
+      this.fail(m.user ? new UserError(m.message) : new Error(`device ${m.rank}: ${m.message}`));
+      return;
+    }
+    const key = `${m.type}:${m.rank}`;
+    const w = this.waiters.get(key);
+    if (w) {
+      this.waiters.delete(key);
+      w.resolve(m);
+    }
+  }
+
+  private fail(e: Error): void {
+    if (this.failure) return;
+    this.failure = e;
+    for (const w of this.waiters.values()) w.reject(e);
+    this.waiters.clear();
+    void this.close();
+  }
+
+  /** Waits for message `type` from every rank. */
+  waitAll<T extends FromDevice['type']>(type: T): Promise<Extract<FromDevice, { type: T }>[]> {
+    return Promise.all(
+      this.workers.map(
+        (_, r) =>
+          new Promise<FromDevice>((resolve, reject) => {
+            if (this.failure) return reject(this.failure);
+            this.waiters.set(`${type}:${r}`, { resolve, reject });
+          }),
+      ),
+    ) as Promise<Extract<FromDevice, { type: T }>[]>;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+interface DeviceRunResult {
+  ready: Extract<FromDevice, { type: 'ready' }>[];
+  done: Extract<FromDevice, { type: 'done' }>[];
+}
+
+async function runDevices(
+  devices: DeviceInfo[],
+  shards: { start: number; count: number }[],
+  base: Omit<DeviceInit, 'type' | 'rank' | 'worldSize' | 'device' | 'shard' | 'comm'>,
+  hooks: RunnerHooks,
+  phase: 'baseline' | 'steps',
+): Promise<DeviceRunResult> {
+  const n = devices.length;
+  const group = new WorkerGroup(n, hooks.signal);
+  try {
+    const comm = n > 1 ? createCommGroup(n) : null;
+    const readyP = group.waitAll('ready');
+    devices.forEach((d, rank) => {
+      const init: DeviceInit = {
+        type: 'init',
+        rank,
+        worldSize: n,
+        device: {
+          id: d.id,
+          kind: d.kind,
+          executionProviders: d.executionProviders,
+          intraOpNumThreads: d.intraOpNumThreads,
+        },
+        shard: shards[rank],
+        comm,
+        ...base,
+      };
+      group.workers[rank].postMessage(init);
+    });
+    const ready = await readyP;
+    const doneP = group.waitAll('done');
+    group.onStep = (step) =>
+      hooks.progress({ phase, done: step + 1, total: base.steps, message: phase === 'baseline' ? 'one-device baseline' : 'measuring' });
+    for (const w of group.workers) w.postMessage({ type: 'go' });
+    const done = await doneP;
+    return { ready, done };
+  } finally {
+    await group.close();
+  }
+}
+
+function hostInfo(): TraceMeta['host'] {
+  return {
+    cpuModel: os.cpus()[0]?.model?.trim() ?? 'unknown',
+    cores: os.availableParallelism(),
+    memoryBytes: os.totalmem(),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+  };
+}
+
+/** Output batch axis: where the model's batch dimension sits in this output, else 0. */
+function outputBatchAxis(ir: ModelIR, name: string, batchDimName: string | null): number {
+  const out = ir.outputs.find((o) => o.name === name);
+  if (out && batchDimName !== null) {
+    const i = out.dims.findIndex((d) => d === batchDimName);
+    if (i >= 0) return i;
+  }
+  return 0;
+}
+
+/** Concatenates device output shards along the batch axis into full-batch outputs. */
+function concatOutputs(readies: Extract<FromDevice, { type: 'ready' }>[], shards: { start: number; count: number }[], batch: number, axisOf: (name: string) => number): Map<string, AnyTypedArray> {
+  const out = new Map<string, AnyTypedArray>();
+  const first = readies[0].outputs;
+  for (let k = 0; k < first.length; k++) {
+    const name = first[k].name;
+    const axis = axisOf(name);
+    const dims = first[k].dims.slice();
+    dims[axis] = batch;
+    const full = new (ctorFor(first[k].dtype))(elementCount(dims));
+    readies.forEach((r, rank) => {
+      const o = r.outputs[k] as SharedOutput;
+      placeRows(viewOf(o.dtype, o.data), dims, axis, shards[rank].start, shards[rank].count, full);
+    });
+    out.set(name, full);
+  }
+  return out;
+}
+
+/** Element-wise comparison of two sets of outputs: |a−b| ≤ atol + rtol·|b|. */
+export function compareOutputs(got: Map<string, AnyTypedArray>, want: Map<string, AnyTypedArray>, reference: string, atol = 1e-4, rtol = 1e-3): NumericalCheck {
+  let maxAbs = 0;
+  let maxRel = 0;
+  let ok = true;
+  let elements = 0;
+  for (const [name, w] of want) {
+    const g = got.get(name);
+    if (!g || g.length !== w.length) {
+      ok = false;
+      continue;
+    }
+    for (let i = 0; i < w.length; i++) {
+      const a = Number(g[i]);
+      const b = Number(w[i]);
+      const d = Math.abs(a - b);
+      if (!(d <= atol + rtol * Math.abs(b))) ok = false;
+      if (d > maxAbs || Number.isNaN(d)) maxAbs = Number.isNaN(d) ? Infinity : d;
+      const rel = d / Math.max(Math.abs(b), 1e-12);
+      if (rel > maxRel) maxRel = rel;
+    }
+    elements += w.length;
+  }
+  return { reference, maxAbsErr: maxAbs, maxRelErr: maxRel, atol, rtol, ok, elements };
+}
+
+/** Runs a profile plan to completion and returns the trace and its summary. */
+export async function runProfile(plan: ProfilePlan, hooks: RunnerHooks): Promise<RunnerResult> {
+  const check = (): void => {
+    if (hooks.signal?.aborted) throw new CancelledError();
+  };
+  hooks.progress({ phase: 'load', done: 0, total: 1, message: 'loading model' });
+  const ir = await loadModel(plan.modelPath);
+  const resolved = resolveInputShapes(ir, {
+    batch: plan.batch,
+    ...(plan.batchDim !== undefined ? { batchDim: plan.batchDim } : {}),
+    ...(plan.dims !== undefined ? { dims: plan.dims } : {}),
+    ...(plan.inputShapes !== undefined ? { inputShapes: plan.inputShapes } : {}),
+  });
+  const tensors = plan.inputsFile ? await loadInputs(plan.inputsFile, resolved) : synthesizeInputs(resolved, plan.seed);
+  const discovered = await discoverDevices();
+  const devices = planDevices(parseDeviceSpec(plan.devices), discovered);
+  const counts = splitBatch(plan.batch, devices.length);
+  let offset = 0;
+  const shards = counts.map((count) => {
+    const s = { start: offset, count };
+    offset += count;
+    return s;
+  });
+  check();
+
+  // The global batch lives in shared memory; every device copies its rows from there.
+  const inputs: SharedInput[] = tensors.map((t) => {
+    const sab = new SharedArrayBuffer(t.data.byteLength);
+    (viewOf(t.dtype, sab) as unknown as { set(a: ArrayLike<number>): void }).set(t.data as unknown as ArrayLike<number>);
+    return { name: t.name, dtype: t.dtype, dims: t.dims, batchAxis: t.batchAxis, data: sab };
+  });
+  const batchDimName = resolved.find((r) => r.batchAxis !== null && typeof r.declaredDims[r.batchAxis] === 'string');
+  const batchName = batchDimName ? (batchDimName.declaredDims[batchDimName.batchAxis!] as string) : null;
+  const axisOf = (name: string): number => outputBatchAxis(ir, name, batchName);
+
+  const profileDir = mkdtempSync(join(os.tmpdir(), 'parallax-ortprof-'));
+  try {
+    const common = {
+      modelPath: plan.modelPath,
+      inputs,
+      steps: plan.steps,
+      warmup: plan.warmup,
+      profileDir,
+    };
+
+    // One-device baseline: the first device's configuration running the whole batch.
+    let baselineMeta: TraceMeta['baseline'];
+    let reference: Map<string, AnyTypedArray> | null = null;
+    if (plan.baseline) {
+      hooks.progress({ phase: 'baseline', done: 0, total: plan.steps, message: 'one-device baseline' });
+      const b = await runDevices([devices[0]], [{ start: 0, count: plan.batch }], { ...common, capture: false, opLevel: false }, hooks, 'baseline');
+      const times = Array.from(b.done[0].stepEnd, (e, i) => e - b.done[0].stepStart[i]);
+      baselineMeta = {
+        description: `one device (${devices[0].id} configuration, ${devices[0].intraOpNumThreads} thread${devices[0].intraOpNumThreads === 1 ? '' : 's'}) running the whole batch of ${plan.batch}`,
+        stepTimeUs: spread(times),
+      };
+      reference = concatOutputs(b.ready, [{ start: 0, count: plan.batch }], plan.batch, axisOf);
+    }
+    check();
+
+    hooks.progress({ phase: 'warmup', done: 0, total: devices.length, message: `starting ${devices.length} device worker(s)` });
+    const run = await runDevices(devices, shards, { ...common, capture: plan.capture, opLevel: plan.opLevel }, hooks, 'steps');
+    check();
+
+    hooks.progress({ phase: 'analyse', done: 0, total: 1, message: 'building the trace' });
+    const gathered = concatOutputs(run.ready, shards, plan.batch, axisOf);
+    const numericalCheck = reference
+      ? compareOutputs(gathered, reference, `one-device run (${devices[0].id} configuration, same inputs)`)
+      : undefined;
+
+    const startTimeUs = Math.min(...run.done.map((d) => d.stepStart[0]));
+    const builder = new TraceBuilder();
+    const notes: string[] = [];
+    run.done.forEach((d, rank) => {
+      if (d.spans) builder.appendBlock(d.spans, rank, startTimeUs);
+      notes.push(...d.notes.map((n) => `${devices[rank].id}: ${n}`));
+    });
+    const steps = Array.from({ length: plan.steps }, (_, i) => ({
+      index: i,
+      startUs: Math.min(...run.done.map((d) => d.stepStart[i])) - startTimeUs,
+      endUs: Math.max(...run.done.map((d) => d.stepEnd[i])) - startTimeUs,
+    }));
+    for (const d of devices) if (d.sharesPhysicalUnit) notes.push(`${d.id} shares ${d.physicalUnit} with another device of this run; its time is not that of separate hardware.`);
+
+    const deviceMeta: DeviceMeta[] = devices.map((d) => ({
+      id: d.id,
+      kind: d.kind,
+      provider: d.provider,
+      threads: d.intraOpNumThreads,
+      physicalUnit: d.physicalUnit,
+      sharesPhysicalUnit: d.sharesPhysicalUnit,
+      software: d.software,
+      label: d.label,
+    }));
+    const meta: TraceMeta = {
+      formatVersion: TRACE_FORMAT_VERSION,
+      tool: { name: 'parallax', version: TOOL_VERSION },
+      source: 'measured',
+      model: {
+        path: plan.modelLabel,
+        sha256: ir.sha256,
+        opset: ir.opset,
+        nodeCount: ir.nodes.length,
+        parameters: ir.parameterCount,
+        parameterBytes: ir.parameterBytes,
+        ...(ir.producer ? { producer: ir.producer } : {}),
+        inputs: ir.inputs.map((i) => ({ name: i.name, dtype: i.dtype, dims: i.dims })),
+        outputs: ir.outputs.map((o) => ({ name: o.name, dtype: o.dtype, dims: o.dims })),
+      },
+      mode: plan.mode,
+      plan: {
+        devices: plan.devices,
+        batch: plan.batch,
+        steps: plan.steps,
+        warmup: plan.warmup,
+        seed: plan.seed,
+        shards: shards.map((s) => s.count),
+        inputs: inputs.map((i) => ({ name: i.name, dims: i.dims, batchAxis: i.batchAxis })),
+      },
+      devices: deviceMeta,
+      host: hostInfo(),
+      onnxruntimeVersion: discovered.onnxruntimeVersion,
+      startTimeUs,
+      ...(numericalCheck ? { numericalCheck } : {}),
+      ...(baselineMeta ? { baseline: baselineMeta } : {}),
+      opLevel: plan.capture && plan.opLevel,
+      notes,
+    };
+    let trace: Trace = {
+      meta,
+      strings: builder.strings,
+      lanes: devices.map((d, i) => ({ device: i, label: d.label, group: d.physicalUnit })),
+      steps,
+      spans: builder.finish(),
+    };
+    trace = deriveIdle(trace);
+    const summary = summarize(trace);
+    trace.summary = summary;
+    trace.findings = runFindings(trace, summary);
+    if (plan.outPath) {
+      hooks.progress({ phase: 'write', done: 0, total: 1, message: `writing ${plan.outPath}` });
+      await writeTrace(plan.outPath, trace);
+    }
+    return { trace, summary };
+  } finally {
+    rmSync(profileDir, { recursive: true, force: true });
+  }
+}

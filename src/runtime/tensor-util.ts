@@ -1,0 +1,86 @@
+/** Typed-array helpers for tensors in shared memory: dtype mapping and batch-row copies. */
+
+export type AnyTypedArray =
+  | Float32Array
+  | Float64Array
+  | Int32Array
+  | Int16Array
+  | Int8Array
+  | Uint8Array
+  | Uint16Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array;
+
+type Ctor = { new (buf: ArrayBufferLike, off?: number, len?: number): AnyTypedArray; new (n: number): AnyTypedArray; BYTES_PER_ELEMENT: number };
+
+const CTORS: Record<string, Ctor> = {
+  float32: Float32Array as unknown as Ctor,
+  float64: Float64Array as unknown as Ctor,
+  // float16 travels as its raw 16-bit pattern.
+  float16: Uint16Array as unknown as Ctor,
+  int32: Int32Array as unknown as Ctor,
+  int16: Int16Array as unknown as Ctor,
+  int8: Int8Array as unknown as Ctor,
+  uint8: Uint8Array as unknown as Ctor,
+  uint16: Uint16Array as unknown as Ctor,
+  uint32: Uint32Array as unknown as Ctor,
+  bool: Uint8Array as unknown as Ctor,
+  int64: BigInt64Array as unknown as Ctor,
+  uint64: BigUint64Array as unknown as Ctor,
+};
+
+/** The typed-array constructor for an ONNX Runtime tensor type. */
+export function ctorFor(dtype: string): Ctor {
+  const c = CTORS[dtype];
+  if (!c) throw new Error(`unsupported tensor type ${dtype}`);
+  return c;
+}
+
+export function bytesPerElement(dtype: string): number {
+  return ctorFor(dtype).BYTES_PER_ELEMENT;
+}
+
+export function elementCount(dims: readonly number[]): number {
+  let n = 1;
+  for (const d of dims) n *= d;
+  return n;
+}
+
+/** A typed view of a shared buffer holding a tensor of `dtype`. */
+export function viewOf(dtype: string, buf: ArrayBufferLike): AnyTypedArray {
+  return new (ctorFor(dtype))(buf);
+}
+
+/**
+ * Copies rows [start, start+count) along `axis` of `src` (shape `dims`) into `dst`, which has
+ * the same shape with `count` at `axis`. Axis 0 is one contiguous copy; other axes copy one
+ * contiguous block per index of the leading axes.
+ */
+export function copyRows(src: AnyTypedArray, dims: readonly number[], axis: number, start: number, count: number, dst: AnyTypedArray): void {
+  let outer = 1;
+  for (let i = 0; i < axis; i++) outer *= dims[i];
+  let inner = 1;
+  for (let i = axis + 1; i < dims.length; i++) inner *= dims[i];
+  const rows = dims[axis];
+  const block = count * inner;
+  const d = dst as unknown as { set(a: ArrayLike<number | bigint>, o: number): void };
+  for (let o = 0; o < outer; o++) {
+    const from = (o * rows + start) * inner;
+    d.set(src.subarray(from, from + block) as unknown as ArrayLike<number>, o * block);
+  }
+}
+
+/** Inverse of {@link copyRows}: writes `src` (rows of a shard) into rows [start, start+count) of `dst`. */
+export function placeRows(src: AnyTypedArray, dims: readonly number[], axis: number, start: number, count: number, dst: AnyTypedArray): void {
+  let outer = 1;
+  for (let i = 0; i < axis; i++) outer *= dims[i];
+  let inner = 1;
+  for (let i = axis + 1; i < dims.length; i++) inner *= dims[i];
+  const rows = dims[axis];
+  const block = count * inner;
+  const d = dst as unknown as { set(a: ArrayLike<number | bigint>, o: number): void };
+  for (let o = 0; o < outer; o++) {
+    d.set(src.subarray(o * block, (o + 1) * block) as unknown as ArrayLike<number>, (o * rows + start) * inner);
+  }
+}

@@ -1,0 +1,89 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { deriveIdle } from '../../src/profiler/idle';
+import { summarize } from '../../src/profiler/summary';
+import { findings } from '../../src/profiler/findings';
+import { quantile, unionLength } from '../../src/profiler/stats';
+import { spanRow, type SpanRow } from '../../src/profiler/trace-format';
+import { meta, traceOf } from '../helpers/trace-builders';
+
+/** Two data-parallel devices, one step of 100 µs: lane 1 computes 40 µs longer. */
+function twoLaneStep(): ReturnType<typeof traceOf> {
+  const rows: SpanRow[] = [
+    { lane: 0, kind: 'comm', name: 'scatter', start: 5, dur: 5, step: 0, bytes: 100 },
+    { lane: 0, kind: 'compute', name: 'session.run', start: 10, dur: 40, step: 0 },
+    { lane: 0, kind: 'comm', name: 'gather', start: 50, dur: 10, step: 0, bytes: 100 },
+    { lane: 1, kind: 'comm', name: 'scatter', start: 0, dur: 5, step: 0, bytes: 100 },
+    { lane: 1, kind: 'compute', name: 'session.run', start: 5, dur: 85, step: 0 },
+    { lane: 1, kind: 'comm', name: 'gather', start: 90, dur: 10, step: 0, bytes: 100 },
+  ];
+  return traceOf(rows, [[0, 100]]);
+}
+
+test('quantiles interpolate between order statistics like numpy', () => {
+  assert.equal(quantile([1, 2, 3, 4], 0.5), 2.5);
+  assert.ok(Math.abs(quantile([10, 20, 30, 40, 50], 0.1) - 14) < 1e-9);
+  assert.equal(quantile([7], 0.9), 7);
+});
+
+test('union length merges overlapping intervals and clips to the window', () => {
+  assert.equal(unionLength([0, 5, 20], [10, 10, 5], [0, 1, 2]), 20);
+  assert.equal(unionLength([0, 5, 20], [10, 10, 5], [0, 1, 2], 8, 22), 9);
+});
+
+test('idle is derived from the gaps in each step window, with the cause from what follows', () => {
+  const t = deriveIdle(twoLaneStep());
+  const idle = Array.from({ length: t.spans.count }, (_, i) => spanRow(t, i)).filter((r) => r.kind === 'idle');
+  assert.deepEqual(
+    idle.map((r) => [r.lane, r.start, r.dur, r.cause]),
+    [
+      [0, 0, 5, 'host'], // released late into the step
+      [0, 60, 40, 'collective'], // waiting at the step barrier for lane 1
+    ],
+  );
+  // Idempotent: deriving again gives the same spans.
+  assert.equal(deriveIdle(t).spans.count, t.spans.count);
+});
+
+test('the summary splits each device into compute, communication and idle that add up to the step', () => {
+  const t = deriveIdle(twoLaneStep());
+  const s = summarize(t);
+  assert.equal(s.stepTimeUs.median, 100);
+  assert.deepEqual(
+    s.devices.map((d) => [d.computeUs, d.commUs, d.idleUs]),
+    [
+      [40, 15, 45],
+      [85, 15, 0],
+    ],
+  );
+  assert.equal(s.devices[0].idleByCauseUs.collective, 40);
+  assert.equal(s.devices[0].idleByCauseUs.host, 5);
+  assert.ok(Math.abs(s.devices[0].utilization - 0.4) < 1e-12);
+  assert.equal(s.throughputPerS, 8 * 1e6 / 100);
+  assert.equal(s.speedupVsOneDevice, null);
+});
+
+test('speedup is the baseline median step over the run median step', () => {
+  const t = twoLaneStep();
+  t.meta.baseline = { description: 'one device', stepTimeUs: { median: 170, p10: 160, p90: 180 } };
+  assert.equal(summarize(deriveIdle(t)).speedupVsOneDevice, 1.7);
+});
+
+test('a device computing 2x longer than its peer is a straggler, and rebalancing predicts the gain', () => {
+  const t = deriveIdle(twoLaneStep());
+  const s = summarize(t);
+  const f = findings(t, s);
+  assert.equal(f.length, 1);
+  assert.equal(f[0].id, 'straggler');
+  assert.match(f[0].message, /cpu:1 is a straggler/);
+  // Per-row cost: lane 0 = 10 µs/row, lane 1 = 21.25 µs/row. Shards ∝ 1/cost of 8 rows: 5.44/2.56 → 5/3.
+  assert.deepEqual(f[0].change.params['shards'], [5, 3]);
+  // Predicted: 100 − 85 + max(5·10, 3·21.25) = 78.75 µs.
+  assert.ok(Math.abs(f[0].predictedStepUs! - 78.75) < 1e-9);
+});
+
+test('balanced devices raise no straggler finding', () => {
+  const rows: SpanRow[] = [0, 1].map((lane) => ({ lane, kind: 'compute', name: 'session.run', start: 0, dur: 50 + lane * 5, step: 0 }));
+  const t = deriveIdle(traceOf(rows, [[0, 55]], meta()));
+  assert.deepEqual(findings(t, summarize(t)), []);
+});
