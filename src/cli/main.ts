@@ -156,7 +156,7 @@ async function devicesCommand(flags: { json?: boolean }): Promise<void> {
     process.stdout.write(`${JSON.stringify(d, null, 2)}\n`);
     return;
   }
-  process.stdout.write(`${d.host.cpuModel} · ${d.host.cores} logical cores · ${(d.host.memoryBytes / 2 ** 30).toFixed(1)} GiB · ${d.host.os}\n`);
+  process.stdout.write(`${d.host.cpuModel} · ${d.host.logicalCores} logical cores · ${(d.host.memoryBytes / 2 ** 30).toFixed(1)} GiB · ${d.host.os}\n`);
   process.stdout.write(`onnxruntime-node ${d.onnxruntimeVersion}\n\n`);
   process.stdout.write(
     `${table(
@@ -183,7 +183,12 @@ export function buildProgram(): Command {
     .name('parallax')
     .description('Profile ONNX models run in parallel across local devices and explain where the time goes.')
     .version(TOOL_VERSION)
-    .showHelpAfterError('(run with --help for usage)');
+    // Set before the subcommands are added, which inherit both: errors come back as
+    // exceptions (so main() picks the exit code) and print as one `parallax:` line.
+    .exitOverride()
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s.startsWith('error: ') ? `parallax: ${s.slice(7)}` : s),
+    });
 
   program
     .command('devices')
@@ -223,10 +228,6 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
-  program.exitOverride();
-  program.configureOutput({
-    writeErr: (s) => process.stderr.write(s.startsWith('error: ') ? `parallax: ${s.slice(7)}` : s),
-  });
   try {
     await program.parseAsync(argv);
     return 0;

@@ -472,11 +472,11 @@ export function matchRuns(ortRuns: number, windows: number, skipRuns?: number): 
  * every op inside its compute span. See {@link matchRuns} for how runs are matched when the
  * counts disagree.
  *
- * WebGPU kernel (`Api`) events are on another clock. Their offset to the session clock is
- * found by trying "same clock" and "first kernel starts with ORT run k" for the early runs,
- * keeping the candidate that puts the most kernels inside some `model_run`; each run's
- * kernels are then shifted as a group (keeping their spacing) only as far as needed to fit
- * the run window, and clamped.
+ * WebGPU kernel (`Api`) events are on the GPU's clock, rebased by ORT near the session
+ * clock but not onto it. Their offset is the one that puts the most kernels inside some
+ * `model_run` (searched over "same clock" and kernel/run edge alignments); each kernel then
+ * belongs to the run it falls in, and each run's kernels are shifted as a group, keeping
+ * the GPU's own spacing, only as far as needed to fit the run window, then clamped.
  *
  * @param profile a parsed profile, or raw Chrome-trace events
  * @param windows run windows on the {@link nowUs} clock, in run order
@@ -536,36 +536,54 @@ function clampInto(start: number, dur: number, win: RunWindow): { startUs: numbe
   return { startUs: s, durUs: e - s, clamped: s !== start || e !== start + dur };
 }
 
-/** How many GPU events start inside some model_run after shifting them by `d`. */
-function gpuScore(runs: readonly OrtSessionEvent[], gpu: readonly OrtGpuEvent[], d: number): number {
+/** How many of `sample` start inside some model_run after shifting them by `d`. */
+function gpuScore(runs: readonly OrtSessionEvent[], sample: readonly OrtGpuEvent[], d: number): number {
   let n = 0;
-  for (const g of gpu) {
+  for (const g of sample) {
     const r = runAt(runs, g.ts + d);
     if (r >= 0 && g.ts + d <= runs[r].ts + runs[r].dur) n++;
   }
   return n;
 }
 
-/** Early ORT runs tried as the home of the first GPU kernel; warm-ups come first. */
+/** GPU events and early runs tried when looking for the GPU clock's offset. */
+const GPU_CANDIDATE_EVENTS = 16;
 const GPU_CANDIDATE_RUNS = 64;
+const GPU_SCORE_SAMPLE = 512;
 
-function alignGpu(p: OrtProfile, windows: readonly RunWindow[], windowOf: Map<number, number>, notes: string[]): OrtGpuKernelSpan[] {
-  if (p.gpu.length === 0 || p.runs.length === 0) return [];
+/**
+ * Offset from the GPU events' clock to the session clock. Tries "same clock" and, for the
+ * first few kernels and early runs, "kernel j starts with run k" and "kernel j ends with run
+ * k"; the optimum of "most kernels inside some model_run" is at such an edge. Scored on an
+ * even sample so that a long profile stays fast; ties go to the smallest shift, since ORT
+ * rebases GPU time near the session clock.
+ */
+function gpuClockOffset(runs: readonly OrtSessionEvent[], gpu: readonly OrtGpuEvent[]): { d: number; fit: number } {
+  const stride = Math.max(1, Math.floor(gpu.length / GPU_SCORE_SAMPLE));
+  const sample = stride === 1 ? gpu : gpu.filter((_, i) => i % stride === 0);
   let bestD = 0;
-  let best = gpuScore(p.runs, p.gpu, 0);
-  if (best < p.gpu.length) {
-    const g0 = p.gpu[0].ts;
-    for (let k = 0; k < Math.min(p.runs.length, GPU_CANDIDATE_RUNS); k++) {
-      const d = p.runs[k].ts - g0;
-      const s = gpuScore(p.runs, p.gpu, d);
-      if (s > best) {
-        best = s;
-        bestD = d;
+  let best = gpuScore(runs, sample, 0);
+  if (best < sample.length) {
+    for (let j = 0; j < Math.min(gpu.length, GPU_CANDIDATE_EVENTS); j++) {
+      for (let k = 0; k < Math.min(runs.length, GPU_CANDIDATE_RUNS); k++) {
+        for (const d of [runs[k].ts - gpu[j].ts, runs[k].ts + runs[k].dur - gpu[j].ts - gpu[j].dur]) {
+          const s = gpuScore(runs, sample, d);
+          if (s > best || (s === best && Math.abs(d) < Math.abs(bestD))) {
+            best = s;
+            bestD = d;
+          }
+        }
       }
     }
   }
+  return { d: bestD, fit: stride === 1 ? best : gpuScore(runs, gpu, bestD) };
+}
+
+function alignGpu(p: OrtProfile, windows: readonly RunWindow[], windowOf: Map<number, number>, notes: string[]): OrtGpuKernelSpan[] {
+  if (p.gpu.length === 0 || p.runs.length === 0) return [];
+  const { d: bestD, fit } = gpuClockOffset(p.runs, p.gpu);
   if (bestD !== 0) notes.push(`WebGPU kernel timestamps were on another clock; shifted by ${Math.round(bestD)} µs to the session clock`);
-  if (best < p.gpu.length) notes.push(`${p.gpu.length - best} WebGPU kernel event(s) fit no model_run; placed with the preceding run`);
+  if (fit < p.gpu.length) notes.push(`${p.gpu.length - fit} WebGPU kernel event(s) fit no model_run; placed with the preceding run`);
 
   // Group kernels by run, on the session clock.
   const groups = new Map<number, OrtGpuEvent[]>();

@@ -5,6 +5,7 @@
  * Every incoming message is checked with the `is*` guards before use.
  */
 import type { SpanColumnsLocal } from './spans';
+import type { DeviceInfo } from './device/discovery';
 
 /** Parallel modes the runtime executes. */
 export type ParallelMode = 'data' | 'pipeline';
@@ -88,7 +89,7 @@ export interface SharedInput {
 export interface WorkerDevice {
   id: string;
   kind: 'cpu' | 'webgpu' | 'cuda';
-  executionProviders: string[];
+  executionProviders: DeviceInfo['executionProviders'];
   intraOpNumThreads: number;
 }
 

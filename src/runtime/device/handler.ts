@@ -17,7 +17,7 @@ import { SpanBuffer, SpanFlag, nowUs } from '../spans';
 import type { DeviceInit, FromDevice, SharedOutput, ToDevice } from '../protocol';
 import { ctorFor, copyRows, viewOf, type AnyTypedArray } from '../tensor-util';
 import { Communicator, type CommGroupDescriptor } from '../comm/communicator';
-import { alignOrtProfile, parseOrtProfile } from '../../profiler/ort-profile';
+import { alignOrtProfile, endOrtProfiling, readOrtProfile } from '../../profiler/ort-profile';
 import { isUserError } from '../../common/errors';
 
 interface LocalInput {
@@ -37,6 +37,7 @@ export class DeviceHandler {
   private outputs: { name: string; view: AnyTypedArray; shared: SharedOutput }[] = [];
   private comm: Communicator | null = null;
   private readonly spans = new SpanBuffer(1 << 14);
+  private profilePrefix = '';
 
   constructor(private readonly post: (m: FromDevice, transfer?: ArrayBuffer[]) => void) {}
 
@@ -54,7 +55,10 @@ export class DeviceHandler {
   private async onInit(m: DeviceInit): Promise<void> {
     this.init = m;
     const t0 = performance.now();
-    if (m.comm) this.comm = Communicator.attach(m.comm as CommGroupDescriptor, m.rank, this.spans);
+    // The step barrier is not communication: the time a device waits there is idle time,
+    // derived later with its cause (waiting on the slowest peer), so it is not recorded.
+    const recorder = { comm: (name: string, s: number, d: number, b: number, p: number) => name !== 'barrier' && this.spans.comm(name, s, d, b, p) };
+    if (m.comm) this.comm = Communicator.attach(m.comm as CommGroupDescriptor, m.rank, recorder);
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: m.device.executionProviders as ort.InferenceSession.ExecutionProviderConfig[],
       intraOpNumThreads: m.device.intraOpNumThreads,
@@ -64,7 +68,8 @@ export class DeviceHandler {
     if (m.opLevel && m.capture) {
       mkdirSync(m.profileDir, { recursive: true });
       options.enableProfiling = true;
-      options.profileFilePrefix = join(m.profileDir, `rank${m.rank}`);
+      this.profilePrefix = join(m.profileDir, `rank${m.rank}`);
+      options.profileFilePrefix = this.profilePrefix;
     }
     this.session = await ort.InferenceSession.create(m.modelPath, options);
     // Each device owns an input buffer of its shard; the tensors wrap those buffers, so a
@@ -160,10 +165,9 @@ export class DeviceHandler {
    */
   private async mergeOpProfile(computeIdx: number[]): Promise<string[]> {
     const m = this.init!;
-    const file = this.session!.endProfiling();
-    const text = await fs.readFile(file, 'utf8');
+    const file = endOrtProfiling(this.session!, this.profilePrefix);
+    const events = await readOrtProfile(file);
     await fs.rm(file, { force: true });
-    const events = parseOrtProfile(text);
     const snapshot = this.spans.take();
     const windows = computeIdx.map((i) => ({ startUs: snapshot.start[i], durUs: snapshot.dur[i] }));
     const aligned = alignOrtProfile(events, windows, { skipRuns: Math.max(1, m.warmup) });

@@ -173,7 +173,7 @@ function hostInfo(): TraceMeta['host'] {
 /** Output batch axis: where the model's batch dimension sits in this output, else 0. */
 function outputBatchAxis(ir: ModelIR, name: string, batchDimName: string | null): number {
   const out = ir.outputs.find((o) => o.name === name);
-  if (out && batchDimName !== null) {
+  if (out?.dims && batchDimName !== null) {
     const i = out.dims.findIndex((d) => d === batchDimName);
     if (i >= 0) return i;
   }
@@ -256,8 +256,14 @@ export async function runProfile(plan: ProfilePlan, hooks: RunnerHooks): Promise
     (viewOf(t.dtype, sab) as unknown as { set(a: ArrayLike<number>): void }).set(t.data as unknown as ArrayLike<number>);
     return { name: t.name, dtype: t.dtype, dims: t.dims, batchAxis: t.batchAxis, data: sab };
   });
-  const batchDimName = resolved.find((r) => r.batchAxis !== null && typeof r.declaredDims[r.batchAxis] === 'string');
-  const batchName = batchDimName ? (batchDimName.declaredDims[batchDimName.batchAxis!] as string) : null;
+  const withBatch = resolved.find((r) => r.batchAxis !== null && typeof r.modelDims?.[r.batchAxis] === 'string');
+  const batchName = withBatch ? (withBatch.modelDims![withBatch.batchAxis!] as string) : null;
+  const fixed = resolved.find((r) => r.batchFixed);
+  if (fixed && devices.length > 1) {
+    throw new UserError(
+      `${plan.modelLabel}: input "${fixed.name}" has a fixed batch of ${fixed.dims[fixed.batchAxis ?? 0]}, so data parallelism cannot split it; re-export the model with a dynamic batch axis or use one device`,
+    );
+  }
   const axisOf = (name: string): number => outputBatchAxis(ir, name, batchName);
 
   const profileDir = mkdtempSync(join(os.tmpdir(), 'parallax-ortprof-'));
@@ -326,13 +332,13 @@ export async function runProfile(plan: ProfilePlan, hooks: RunnerHooks): Promise
       model: {
         path: plan.modelLabel,
         sha256: ir.sha256,
-        opset: ir.opset,
+        opset: ir.opsetVersion ?? 0,
         nodeCount: ir.nodes.length,
         parameters: ir.parameterCount,
         parameterBytes: ir.parameterBytes,
-        ...(ir.producer ? { producer: ir.producer } : {}),
-        inputs: ir.inputs.map((i) => ({ name: i.name, dtype: i.dtype, dims: i.dims })),
-        outputs: ir.outputs.map((o) => ({ name: o.name, dtype: o.dtype, dims: o.dims })),
+        ...(ir.producerName ? { producer: `${ir.producerName} ${ir.producerVersion}`.trim() } : {}),
+        inputs: ir.inputs.map((i) => ({ name: i.name, dtype: i.dtype, dims: i.dims ?? [] })),
+        outputs: ir.outputs.map((o) => ({ name: o.name, dtype: o.dtype, dims: o.dims ?? [] })),
       },
       mode: plan.mode,
       plan: {

