@@ -69,7 +69,8 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
       out.push(`  [${f.severity}] ${f.message}`);
       out.push(`      change: ${f.change.description}`);
       if (f.predictedStepUs !== null) {
-        out.push(`      predicted step: ${ms(f.currentStepUs)} → ${ms(f.predictedStepUs)} (${((f.currentStepUs / f.predictedStepUs - 1) * 100).toFixed(0)}% faster)`);
+        const change = f.predictedStepUs / f.currentStepUs - 1;
+        out.push(`      predicted step: ${ms(f.currentStepUs)} → ${ms(f.predictedStepUs)} (${change <= 0 ? '−' : '+'}${Math.abs(change * 100).toFixed(0)}%)`);
       }
     }
   }
