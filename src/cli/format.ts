@@ -58,6 +58,25 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
       `numerics    ${nc.ok ? 'ok' : 'MISMATCH'}: max abs err ${nc.maxAbsErr.toExponential(2)}, max rel err ${nc.maxRelErr.toExponential(2)} against ${nc.reference}`,
     );
   }
+  if (s.stages && s.bubbleFraction !== undefined) {
+    out.push(
+      `bubble      ${pct(s.bubbleFraction)} of stage time (GPipe (K−1)/(M+K−1) = ${pct(s.gpipeBubbleFraction ?? NaN)}), stage balance max/mean ${(s.stageBalance ?? NaN).toFixed(2)}`,
+    );
+    out.push('');
+    out.push(
+      table(
+        ['stage', 'device', 'nodes', 'first → last node', 'compute/step', 'bubble'],
+        s.stages.map((st) => [
+          String(st.index),
+          st.device,
+          String(st.nodes),
+          st.firstNode ? `${st.firstNode} → ${st.lastNode}` : '',
+          ms(st.computeUs / steps),
+          pct(st.bubbleFraction),
+        ]),
+      ),
+    );
+  }
   const shared = s.devices.filter((d) => d.sharesPhysicalUnit || d.software);
   for (const d of shared) {
     out.push(`note        ${d.label}${d.sharesPhysicalUnit ? ': a virtual device sharing its physical unit' : ''}${d.software ? ' (software implementation)' : ''}`);

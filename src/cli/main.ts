@@ -88,6 +88,10 @@ function progressReporter(quiet: boolean): { update(p: Progress): void; stop(): 
 
 interface ProfileFlags {
   mode: 'data' | 'pipeline';
+  microBatches?: number;
+  stages?: number;
+  cuts?: string;
+  schedule?: 'gpipe';
   devices: string;
   batch: number;
   steps: number;
@@ -103,16 +107,34 @@ interface ProfileFlags {
   inputs?: string;
 }
 
-async function profileCommand(model: string, flags: ProfileFlags): Promise<void> {
-  let modelPath = model;
-  let label = model;
-  if (model === 'demo' && !existsSync(model)) {
-    modelPath = await ensureDemoModel(cacheDir());
-    label = 'demo';
-  } else if (!existsSync(model)) {
+/** Resolves the model argument: a file, or `demo` for the generated demo model. */
+async function resolveModel(model: string): Promise<{ modelPath: string; label: string }> {
+  if (model === 'demo' && !existsSync(model)) return { modelPath: await ensureDemoModel(cacheDir()), label: 'demo' };
+  if (!existsSync(model)) {
     throw new UserError(`${model}: no such file; give the path of an .onnx model (or "demo" for the bundled demo model)`);
   }
-  if (flags.mode !== 'data') throw new UserError(`--mode ${flags.mode} is not available yet; use --mode data`);
+  return { modelPath: model, label: model };
+}
+
+/** Pipeline flags, checked before any work starts. */
+function pipelineFields(flags: ProfileFlags): Partial<ProfilePlan> {
+  if (flags.mode !== 'pipeline') {
+    for (const f of ['microBatches', 'stages', 'cuts'] as const) {
+      if (flags[f] !== undefined) throw new UserError(`--${f === 'microBatches' ? 'micro-batches' : f} applies to --mode pipeline only`);
+    }
+    return {};
+  }
+  const cuts = flags.cuts?.split(',').map((c) => c.trim()).filter((c) => c !== '');
+  return {
+    microBatches: flags.microBatches ?? 4,
+    ...(flags.stages !== undefined ? { stages: flags.stages } : {}),
+    ...(cuts && cuts.length > 0 ? { cuts } : {}),
+    schedule: flags.schedule ?? 'gpipe',
+  };
+}
+
+async function profileCommand(model: string, flags: ProfileFlags): Promise<void> {
+  const { modelPath, label } = await resolveModel(model);
   const out = resolve(flags.out ?? join('runs', `${basename(label, '.onnx')}-${flags.mode}.parallax.json`));
   const plan: ProfilePlan = {
     modelPath,
@@ -131,6 +153,7 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
     ...(Object.keys(flags.inputShape).length ? { inputShapes: flags.inputShape } : {}),
     ...(flags.inputs ? { inputsFile: resolve(flags.inputs) } : {}),
     outPath: out,
+    ...pipelineFields(flags),
   };
   const progress = progressReporter(Boolean(flags.json));
   const abort = new AbortController();
@@ -142,12 +165,38 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
     if (flags.json) {
       process.stdout.write(`${JSON.stringify({ ...result.summary, findings: result.findings, tracePath: result.tracePath }, null, 2)}\n`);
     } else {
-      process.stdout.write(`${formatSummary(result.summary, result.findings)}\n\ntrace written to ${result.tracePath}\n`);
+      const partition = result.planText ? `${result.planText}\n\n` : '';
+      process.stdout.write(`${partition}${formatSummary(result.summary, result.findings)}\n\ntrace written to ${result.tracePath}\n`);
     }
   } finally {
     progress.stop();
     process.off('SIGINT', onSigint);
   }
+}
+
+async function planCommand(model: string, flags: ProfileFlags & { stages: number }): Promise<void> {
+  const { modelPath, label } = await resolveModel(model);
+  const plan: ProfilePlan = {
+    modelPath,
+    modelLabel: label,
+    mode: 'pipeline',
+    devices: flags.devices ?? `cpu:${flags.stages}`,
+    batch: flags.batch,
+    steps: 1,
+    warmup: 1,
+    seed: 0,
+    capture: true,
+    opLevel: true,
+    baseline: false,
+    outPath: null,
+    dryRun: true,
+    ...pipelineFields({ ...flags, mode: 'pipeline' }),
+    ...(flags.batchDim ? { batchDim: flags.batchDim } : {}),
+    ...(Object.keys(flags.dim).length ? { dims: flags.dim } : {}),
+    ...(Object.keys(flags.inputShape).length ? { inputShapes: flags.inputShape } : {}),
+  };
+  const result = await profile(plan);
+  process.stdout.write(`${result.planText ?? ''}\n`);
 }
 
 async function devicesCommand(flags: { json?: boolean }): Promise<void> {
@@ -214,7 +263,26 @@ export function buildProgram(): Command {
     .option('--dim <name=value>', 'value of a symbolic dimension (repeatable)', collectDim, {})
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})
     .option('--inputs <file>', 'inputs from a .npy or .json file instead of random data')
+    .option('--micro-batches <n>', 'pipeline: micro-batches per step (default 4; must divide --batch)', positiveInt('--micro-batches'))
+    .option('--stages <n>', 'pipeline: number of stages (one per device)', positiveInt('--stages'))
+    .option('--cuts <nodes>', 'pipeline: cut after these nodes (comma-separated names) instead of balancing')
+    .addOption(new Option('--schedule <name>', 'pipeline schedule').choices(['gpipe']))
     .action((model: string, flags: ProfileFlags) => profileCommand(model, flags));
+
+  program
+    .command('plan')
+    .description('calibrate and partition a model for pipeline parallelism, and print the plan without running it')
+    .argument('<model>', 'an .onnx file, or "demo" for the bundled demo model')
+    .addOption(new Option('--mode <mode>', 'parallel mode').choices(['pipeline']).default('pipeline'))
+    .option('--stages <n>', 'number of stages', positiveInt('--stages'), 2)
+    .option('--devices <spec>', 'devices the stages would run on (default cpu:<stages>)')
+    .option('--batch <n>', 'global batch size', positiveInt('--batch'), 64)
+    .option('--micro-batches <n>', 'micro-batches per step (sets the calibration size)', positiveInt('--micro-batches'), 4)
+    .option('--cuts <nodes>', 'cut after these nodes instead of balancing')
+    .option('--batch-dim <name>', 'name of the batch dimension, when it cannot be found')
+    .option('--dim <name=value>', 'value of a symbolic dimension (repeatable)', collectDim, {})
+    .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})
+    .action((model: string, flags: ProfileFlags & { stages: number }) => planCommand(model, flags));
 
   program
     .command('report')

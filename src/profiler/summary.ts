@@ -42,6 +42,34 @@ export interface ProfileSummary {
   numericalCheck: NumericalCheck | null;
   /** Share of all device time spent computing / communicating / idle. */
   totals: { computeShare: number; commShare: number; idleShare: number };
+  /** Pipeline runs: bubble idle over all stages' step time. */
+  bubbleFraction?: number;
+  /** Pipeline runs: GPipe's (K−1)/(M+K−1) for this run's K stages and M micro-batches. */
+  gpipeBubbleFraction?: number;
+  /** Pipeline runs: max / mean stage compute. */
+  stageBalance?: number;
+  /** Pipeline runs: one entry per stage. */
+  stages?: StageSummary[];
+}
+
+export interface StageSummary {
+  index: number;
+  /** Device id the stage ran on. */
+  device: string;
+  /** Number of ONNX nodes in the stage. */
+  nodes: number;
+  /** First and last node of the stage (topological order). */
+  firstNode: string | null;
+  lastNode: string | null;
+  /** Compute over all measured steps, µs. */
+  computeUs: number;
+  /** Bubble idle / total step time on this stage's lane. */
+  bubbleFraction: number;
+}
+
+/** GPipe's bubble fraction (K−1)/(M+K−1) for K stages and M micro-batches. */
+export function gpipeBubble(k: number, m: number): number {
+  return (k - 1) / (m + k - 1);
 }
 
 const COMPUTE = 0;
@@ -95,6 +123,7 @@ export function summarize(trace: Trace): ProfileSummary {
     };
   });
   const all = sum(compute) + sum(comm) + sum(idle);
+  const pipeline = trace.meta.mode === 'pipeline' ? pipelineFields(trace, compute, idleBy, sum(stepTimes)) : {};
   const batch = typeof trace.meta.plan['batch'] === 'number' ? (trace.meta.plan['batch'] as number) : null;
   const base = trace.meta.baseline;
   return {
@@ -114,5 +143,37 @@ export function summarize(trace: Trace): ProfileSummary {
       commShare: all > 0 ? sum(comm) / all : 0,
       idleShare: all > 0 ? sum(idle) / all : 0,
     },
+    ...pipeline,
+  };
+}
+
+function pipelineFields(
+  trace: Trace,
+  compute: Float64Array,
+  idleBy: { bubble: number }[],
+  totalStepUs: number,
+): Pick<ProfileSummary, 'bubbleFraction' | 'gpipeBubbleFraction' | 'stageBalance' | 'stages'> {
+  const plan = trace.meta.plan;
+  const k = trace.lanes.length;
+  const m = typeof plan['microBatches'] === 'number' ? (plan['microBatches'] as number) : NaN;
+  const stageNodes = Array.isArray(plan['stageNodes']) ? (plan['stageNodes'] as string[][]) : [];
+  const stages: StageSummary[] = trace.lanes.map((lane, l) => {
+    const nodes = stageNodes[l] ?? [];
+    return {
+      index: l,
+      device: trace.meta.devices[lane.device]?.id ?? lane.label,
+      nodes: nodes.length,
+      firstNode: nodes[0] ?? null,
+      lastNode: nodes[nodes.length - 1] ?? null,
+      computeUs: compute[l],
+      bubbleFraction: totalStepUs > 0 ? idleBy[l].bubble / totalStepUs : 0,
+    };
+  });
+  const meanCompute = sum(compute) / Math.max(1, k);
+  return {
+    bubbleFraction: totalStepUs > 0 ? sum(idleBy.map((b) => b.bubble)) / (k * totalStepUs) : 0,
+    gpipeBubbleFraction: gpipeBubble(k, m),
+    stageBalance: meanCompute > 0 ? Math.max(...compute) / meanCompute : 1,
+    stages,
   };
 }

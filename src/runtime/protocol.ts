@@ -43,6 +43,16 @@ export interface ProfilePlan {
   inputsFile?: string;
   /** Where to write the trace (atomically); null keeps it in memory only. */
   outPath: string | null;
+  /** Pipeline: micro-batches per step (must divide the batch). */
+  microBatches?: number;
+  /** Pipeline: number of stages (defaults to the number of devices; one stage per device). */
+  stages?: number;
+  /** Pipeline: explicit cuts, node names after which the graph is cut. */
+  cuts?: string[];
+  /** Pipeline schedule. */
+  schedule?: 'gpipe';
+  /** Stop after calibration and partitioning, reporting the plan without running it. */
+  dryRun?: boolean;
 }
 
 /** A progress report from the runner. */
@@ -54,22 +64,53 @@ export interface Progress {
   message: string;
 }
 
-export type ToRunner = { type: 'start'; plan: ProfilePlan } | { type: 'cancel' };
+/**
+ * A runner process serves one request, `start` (profile a plan) or `devices` (discover the
+ * machine's devices, for callers such as the VS Code extension host that must not load
+ * ONNX Runtime themselves), then exits. `cancel` aborts a running request.
+ */
+export type ToRunner =
+  | { type: 'start'; plan: ProfilePlan }
+  | {
+      type: 'devices';
+      /** Run the WebGPU probe (about a second); false reports WebGPU as not probed. */
+      probeWebGpu: boolean;
+    }
+  | { type: 'cancel' };
 
 export type FromRunner =
   | { type: 'progress'; progress: Progress }
-  | { type: 'result'; tracePath: string | null; traceJson: string | null; summary: unknown; findings: unknown[] }
+  | {
+      type: 'result';
+      tracePath: string | null;
+      traceJson: string | null;
+      /** Null for a dry run. */
+      summary: unknown;
+      findings: unknown[];
+      /** Pipeline: the partition that was (or, for a dry run, would be) run, as text. */
+      planText?: string;
+    }
+  /** Answer to `devices`: a `DiscoveredDevices` (runtime/device/discovery), structured-cloned. */
+  | { type: 'devices'; devices: unknown }
   | { type: 'error'; message: string; user: boolean };
 
 export function isToRunner(m: unknown): m is ToRunner {
   if (typeof m !== 'object' || m === null) return false;
   const t = (m as { type?: unknown }).type;
-  return (t === 'start' && typeof (m as { plan?: unknown }).plan === 'object') || t === 'cancel';
+  return (
+    (t === 'start' && typeof (m as { plan?: unknown }).plan === 'object') ||
+    (t === 'devices' && typeof (m as { probeWebGpu?: unknown }).probeWebGpu === 'boolean') ||
+    t === 'cancel'
+  );
 }
 
 export function isFromRunner(m: unknown): m is FromRunner {
   if (typeof m !== 'object' || m === null) return false;
   const t = (m as { type?: unknown }).type;
+  if (t === 'devices') {
+    const d = (m as { devices?: unknown }).devices;
+    return typeof d === 'object' && d !== null;
+  }
   return t === 'progress' || t === 'result' || t === 'error';
 }
 
@@ -93,8 +134,30 @@ export interface WorkerDevice {
   intraOpNumThreads: number;
 }
 
+/** A pipeline stage's part in the schedule (absent for data parallelism). */
+export interface PipelineRole {
+  kind: 'pipeline';
+  stage: number;
+  /** Rows of the global batch in each micro-batch, in order. */
+  micro: { start: number; count: number }[];
+  /** Graph inputs this stage reads from the shared global batch. */
+  graphInputs: string[];
+  /** Tensors received from earlier stages, per source stage, in the order they are sent. */
+  recvFrom: { stage: number; tensors: string[] }[];
+  /** Tensors sent to later stages, per destination stage, in that same order. */
+  sendTo: { stage: number; tensors: string[] }[];
+  /** Graph outputs this stage produces (gathered into shared memory, batch axis 0). */
+  graphOutputs: string[];
+  /** Global batch size, to size the gathered outputs. */
+  batch: number;
+}
+
 export interface DeviceInit {
   type: 'init';
+  /** Pipeline role; absent for a data-parallel replica. */
+  role?: PipelineRole;
+  /** ONNX Runtime graph optimisation level (`all` unless calibrating by node name). */
+  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   rank: number;
   worldSize: number;
   device: WorkerDevice;
@@ -132,6 +195,8 @@ export type FromDevice =
       stepStart: Float64Array;
       stepEnd: Float64Array;
       spans: SpanColumnsLocal | null;
+      /** Gathered outputs, for roles that size them only after the first run (pipeline). */
+      outputs?: SharedOutput[];
       /** Operator events that could not be matched to a run, if any (diagnostics). */
       notes: string[];
     }

@@ -165,6 +165,11 @@ export class SpanBuffer implements CommRecorder {
     this.record(SpanKind.comm, name, startUs, durUs, { bytes, peer });
   }
 
+  /** The live `kind` column (valid up to {@link count}); read-only use. */
+  peekKinds(): Uint8Array {
+    return this.cols.kind;
+  }
+
   /** Drops every recorded span (the string table stays). */
   clear(): void {
     this.n = 0;

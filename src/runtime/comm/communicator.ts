@@ -44,9 +44,16 @@ import {
   CH_TAIL,
   COLL,
   P2P,
+  RB_BYTES_HI,
+  RB_BYTES_LO,
+  RB_OFFSET,
+  RB_PROGRESS,
+  RB_TAG,
+  bufferOf,
   channelCtrlIndex,
   channelDataOffset,
-  commLayout,
+  layoutOf,
+  rankBlockIndex,
   type CommGroupDescriptor,
   type CommLayout,
 } from './group';
@@ -102,6 +109,12 @@ export interface AttachOptions {
   cores?: number;
 }
 
+/** A typed-array constructor that can view shared memory (Float32Array, Int32Array, …). */
+export interface SharedArrayConstructor<T> {
+  new (buffer: SharedArrayBuffer, byteOffset: number, length: number): T;
+  readonly BYTES_PER_ELEMENT: number;
+}
+
 /** Sizes in elements of each rank's part, for the `v` variants of the collectives. */
 export type Counts = ArrayLike<number>;
 
@@ -149,6 +162,11 @@ export class Communicator {
   readonly simd: boolean;
 
   private readonly layout: CommLayout;
+  private readonly sab: SharedArrayBuffer;
+  /** Next free byte of this rank's arena (see {@link alloc}). */
+  private arenaTop = 0;
+  /** Local copy of this rank's progress counter (zero-copy all-reduce steps completed). */
+  private progress = 0;
   private readonly ctrl: Int32Array;
   private readonly mem: Uint8Array;
   private readonly views: [Float32Array, Float64Array, Int32Array];
@@ -164,12 +182,15 @@ export class Communicator {
   /** Operation in progress, for error messages, and the bytes it has moved so far. */
   private op = '';
   private moved = 0;
+  /** When the first chunk of the message being received arrived (see {@link recv}). */
+  private firstChunkAt = 0;
 
   private constructor(desc: CommGroupDescriptor, rank: number, recorder: CommRecorder | undefined, opts: AttachOptions) {
     this.rank = rank;
     this.worldSize = desc.worldSize;
-    this.layout = commLayout(desc.worldSize, desc.slotBytes, desc.slots);
-    const buf = desc.memory !== null ? (desc.memory.buffer as SharedArrayBuffer) : desc.buffer;
+    this.layout = layoutOf(desc);
+    const buf = bufferOf(desc);
+    this.sab = buf;
     if (buf.byteLength < this.layout.totalBytes) {
       throw new RangeError(`Communicator.attach: shared buffer is ${buf.byteLength} bytes, the layout needs ${this.layout.totalBytes}`);
     }
@@ -193,6 +214,10 @@ export class Communicator {
         this.tails[set * n + p] = Atomics.load(this.ctrl, channelCtrlIndex(this.layout, set, p, rank) + CH_TAIL);
       }
     }
+    const rb = rankBlockIndex(this.layout, rank);
+    this.progress = Atomics.load(this.ctrl, rb + RB_PROGRESS);
+    const lastTag = Atomics.load(this.ctrl, rb + RB_TAG);
+    this.collSeq = lastTag === 0 ? 0 : ((lastTag >>> 5) + 1) & 0x3ffffff;
   }
 
   /**
@@ -205,6 +230,41 @@ export class Communicator {
       throw new RangeError(`Communicator.attach: rank ${rank} is outside 0..${desc.worldSize - 1}`);
     }
     return new Communicator(desc, rank, recorder, opts);
+  }
+
+  /**
+   * Takes a typed array of `length` elements from this rank's arena in the group's shared
+   * memory (`arenaBytes` in `createCommGroup`; 64-byte aligned). Buffers from here let
+   * {@link allReduce} run zero-copy: each rank reads its neighbour's buffer directly rather
+   * than passing chunks through channels (one add pass and one copy per rank instead of four
+   * copies and an add). Throws when the arena is full; {@link resetArena} frees everything
+   * taken so far.
+   */
+  alloc<T extends ArrayBufferView>(ctor: SharedArrayConstructor<T>, length: number): T {
+    const l = this.layout;
+    const bytes = Math.ceil((length * ctor.BYTES_PER_ELEMENT) / 64) * 64;
+    if (!Number.isInteger(length) || length < 0) throw new RangeError(`Communicator.alloc: length ${length} is not a non-negative integer`);
+    if (this.arenaTop + bytes > l.arenaBytes) {
+      throw new RangeError(
+        `Communicator.alloc: ${length * ctor.BYTES_PER_ELEMENT} bytes do not fit in rank ${this.rank}'s arena ` +
+          `(${l.arenaBytes - this.arenaTop} of ${l.arenaBytes} bytes free); raise arenaBytes in createCommGroup`,
+      );
+    }
+    const off = l.arenaOffset + this.rank * l.arenaBytes + this.arenaTop;
+    this.arenaTop += bytes;
+    return new ctor(this.sab, off, length);
+  }
+
+  /** Frees every buffer {@link alloc} has handed out; they must no longer be used. */
+  resetArena(): void {
+    this.arenaTop = 0;
+  }
+
+  /** True when `v` lies in this rank's arena (so collectives can use it in place). */
+  isShared(v: ArrayBufferView): boolean {
+    const l = this.layout;
+    const start = l.arenaOffset + this.rank * l.arenaBytes;
+    return v.buffer === this.sab && v.byteOffset >= start && v.byteOffset + v.byteLength <= start + l.arenaBytes;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -228,10 +288,12 @@ export class Communicator {
    * {@link CommError} of kind `mismatch` is thrown (the channel stays usable).
    */
   recv(src: number, out: ArrayBufferView): void {
-    const t0 = this.begin('recv');
+    this.begin('recv');
     this.checkPeer(src, 'recv from');
     this.recvMsg(P2P, src, bytesOf(out), 0);
-    this.end('recv', t0, src);
+    // The span starts when the message's first chunk arrived: the time spent waiting for the
+    // sender before that is idle time (a pipeline bubble), not communication.
+    this.end('recv', this.firstChunkAt, src);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -301,7 +363,7 @@ export class Communicator {
    * {@link scatterv}.
    */
   scatter(send: ArrayBufferView | null, recv: ArrayBufferView, root: number): void {
-    this.scatterv(send, recv, this.equalCounts(bytesOf(recv).byteLength / elemSize(recv)), root);
+    this.scatterv(send, recv, this.sameCounts(recv.byteLength / elemSize(recv)), root);
   }
 
   /**
@@ -311,16 +373,19 @@ export class Communicator {
    */
   scatterv(send: ArrayBufferView | null, recv: ArrayBufferView, counts: Counts, root: number): void {
     const t0 = this.begin('scatter');
+    // Arguments are checked before the collective is numbered, so that a rank that throws
+    // here leaves the group's sequence as it was.
     this.checkRoot(root);
-    const tag = this.nextTag(OP_SCATTER, 0);
-    const elem = elemSize(recv);
-    const displ = this.displacements(counts, elem);
+    const displ = this.displacements(counts, elemSize(recv));
     const out = bytesOf(recv);
     this.checkLength(out.byteLength, displ[this.rank + 1] - displ[this.rank], 'recv', 'counts[rank]');
     if (this.rank === root) {
       if (send === null) throw this.usage(`scatter: root ${root} must pass a send buffer`);
-      const src = bytesOf(send);
-      this.checkLength(src.byteLength, displ[this.worldSize], 'send', 'the sum of counts');
+      this.checkLength(send.byteLength, displ[this.worldSize], 'send', 'the sum of counts');
+    }
+    const tag = this.nextTag(OP_SCATTER, 0);
+    if (this.rank === root) {
+      const src = bytesOf(send!);
       for (let k = 1; k < this.worldSize; k++) {
         const dst = (root + k) % this.worldSize;
         this.sendMsg(COLL, dst, src.subarray(displ[dst], displ[dst + 1]), tag);
@@ -337,22 +402,23 @@ export class Communicator {
    * `root` (null elsewhere). For parts of unequal size use {@link gatherv}.
    */
   gather(send: ArrayBufferView, recv: ArrayBufferView | null, root: number): void {
-    this.gatherv(send, recv, this.equalCounts(bytesOf(send).byteLength / elemSize(send)), root);
+    this.gatherv(send, recv, this.sameCounts(send.byteLength / elemSize(send)), root);
   }
 
   /** Like {@link gather}, with rank k contributing `counts[k]` elements (of `send`'s type). */
   gatherv(send: ArrayBufferView, recv: ArrayBufferView | null, counts: Counts, root: number): void {
     const t0 = this.begin('gather');
     this.checkRoot(root);
-    const tag = this.nextTag(OP_GATHER, 0);
-    const elem = elemSize(send);
-    const displ = this.displacements(counts, elem);
+    const displ = this.displacements(counts, elemSize(send));
     const src = bytesOf(send);
     this.checkLength(src.byteLength, displ[this.rank + 1] - displ[this.rank], 'send', 'counts[rank]');
     if (this.rank === root) {
       if (recv === null) throw this.usage(`gather: root ${root} must pass a receive buffer`);
-      const out = bytesOf(recv);
-      this.checkLength(out.byteLength, displ[this.worldSize], 'recv', 'the sum of counts');
+      this.checkLength(recv.byteLength, displ[this.worldSize], 'recv', 'the sum of counts');
+    }
+    const tag = this.nextTag(OP_GATHER, 0);
+    if (this.rank === root) {
+      const out = bytesOf(recv!);
       out.set(src, displ[root]);
       for (let k = 1; k < this.worldSize; k++) {
         const from = (root + k) % this.worldSize;
@@ -369,19 +435,19 @@ export class Communicator {
    * (`recv.length = worldSize × send.length`). Ring algorithm, pipelined in chunks.
    */
   allGather(send: ArrayBufferView, recv: ArrayBufferView): void {
-    this.allGatherv(send, recv, this.equalCounts(bytesOf(send).byteLength / elemSize(send)));
+    this.allGatherv(send, recv, this.sameCounts(send.byteLength / elemSize(send)));
   }
 
   /** Like {@link allGather}, with rank k contributing `counts[k]` elements. */
   allGatherv(send: ArrayBufferView, recv: ArrayBufferView, counts: Counts): void {
     const t0 = this.begin('allgather');
-    const tag = this.nextTag(OP_ALLGATHER, 0);
     const n = this.worldSize;
     const displ = this.displacements(counts, elemSize(recv));
     const src = bytesOf(send);
     const out = bytesOf(recv);
     this.checkLength(src.byteLength, displ[this.rank + 1] - displ[this.rank], 'send', 'counts[rank]');
     this.checkLength(out.byteLength, displ[n], 'recv', 'the sum of counts');
+    const tag = this.nextTag(OP_ALLGATHER, 0);
     const inOff = new Array<number>(n).fill(0);
     const len = new Array<number>(n);
     for (let k = 0; k < n; k++) len[k] = displ[k + 1] - displ[k];
@@ -395,18 +461,18 @@ export class Communicator {
    * elements; `send.length = worldSize × recv.length`) in rank k's `recv`. Ring algorithm.
    */
   reduceScatter(send: ReduceArray, recv: ReduceArray): void {
-    this.reduceScatterv(send, recv, this.equalCounts(recv.length));
+    this.reduceScatterv(send, recv, this.sameCounts(recv.length));
   }
 
   /** Like {@link reduceScatter}, with rank k receiving the `counts[k]` elements of block k. */
   reduceScatterv(send: ReduceArray, recv: ReduceArray, counts: Counts): void {
     const t0 = this.begin('reducescatter');
     const kind = this.checkReduce(send, recv);
-    const tag = this.nextTag(OP_REDUCESCATTER, kind);
     const n = this.worldSize;
     const displ = this.displacements(counts, send.BYTES_PER_ELEMENT);
     this.checkLength(recv.length, counts[this.rank], 'recv', 'counts[rank]', 'elements');
     this.checkLength(send.length, displ[n] / send.BYTES_PER_ELEMENT, 'send', 'the sum of counts', 'elements');
+    const tag = this.nextTag(OP_REDUCESCATTER, kind);
     const src = bytesOf(send);
     const out = bytesOf(recv);
     if (n === 1) {
@@ -430,14 +496,22 @@ export class Communicator {
     const t0 = this.begin('allreduce.ring');
     if (algorithm !== 'ring') throw this.usage(`allReduce: unknown algorithm ${String(algorithm)}`);
     const kind = this.checkReduce(buf, buf);
-    const tag = this.nextTag(OP_ALLREDUCE, kind);
+    // An empty buffer takes the channel path, which does nothing at all: the zero-copy
+    // protocol relies on its steps to keep a rank from announcing its next collective
+    // before its neighbour has read this one's announcement.
+    const direct = buf.byteLength > 0 && this.isShared(buf);
+    const tag = this.nextTag(OP_ALLREDUCE, kind, direct ? buf.byteOffset : -1, buf.byteLength);
     const n = this.worldSize;
     if (n > 1) {
       const displ = this.displacements(this.equalCounts(buf.length), buf.BYTES_PER_ELEMENT);
       const len = new Array<number>(n);
       for (let k = 0; k < n; k++) len[k] = displ[k + 1] - displ[k];
-      const data = bytesOf(buf);
-      this.ring(kind, data, displ, data, displ, len, true, true, tag);
+      if (direct) {
+        this.ringDirect(kind, buf.byteOffset, displ, len, tag, buf.byteLength);
+      } else {
+        const data = bytesOf(buf);
+        this.ring(kind, data, displ, data, displ, len, true, true, tag);
+      }
     }
     this.end('allreduce.ring', t0, -1);
   }
@@ -483,6 +557,9 @@ export class Communicator {
       total += len[k];
     }
     const scratch = this.layout.scratchOffset + r * slot;
+    // Blocks shorter than others run out of chunks first; their empty chunks still travel
+    // (as zero-byte messages) so that every rank takes the same steps, but they are never
+    // copied (`set` rejects an offset past the end even for zero bytes).
     const chunk = (k: number, base: number): number => Math.max(0, Math.min(slot, len[k] - base));
     for (let base = 0; base < maxLen; base += slot) {
       if (rs) {
@@ -501,13 +578,13 @@ export class Communicator {
             mem.set(src, o);
             this.add(kind as ReduceKind, o, o, i, l);
             this.release(COLL, prev);
-            if (s === n - 1) out.set(mem.subarray(o, o + l), outOff[c] + base);
+            if (s === n - 1 && l > 0) out.set(mem.subarray(o, o + l), outOff[c] + base);
             this.publish(COLL, next, l, tag, total);
           } else {
             mem.set(src, scratch);
             this.add(kind as ReduceKind, scratch, scratch, i, l);
             this.release(COLL, prev);
-            out.set(mem.subarray(scratch, scratch + l), outOff[c] + base);
+            if (l > 0) out.set(mem.subarray(scratch, scratch + l), outOff[c] + base);
           }
         }
       } else if (ag) {
@@ -521,7 +598,7 @@ export class Communicator {
           const c = (r - t + n) % n;
           const l = chunk(c, base);
           const i = this.awaitChunk(COLL, prev, tag, l, total);
-          out.set(mem.subarray(i, i + l), outOff[c] + base);
+          if (l > 0) out.set(mem.subarray(i, i + l), outOff[c] + base);
           if (t < n - 1) {
             const o = this.acquire(COLL, next);
             mem.copyWithin(o, i, i + l);
@@ -530,6 +607,88 @@ export class Communicator {
           this.release(COLL, prev);
         }
       }
+    }
+  }
+
+  /**
+   * The same ring all-reduce over buffers in the group's shared memory, without channels:
+   * rank r adds rank r−1's partial sum of a chunk straight from r−1's buffer into its own
+   * (reduce-scatter), then copies the finished chunks from r−1's buffer (all-gather). Per
+   * rank that is one add pass and one copy over (n−1)/n of the buffer each, against four
+   * copies and an add for the channel path.
+   *
+   * Synchronisation is one progress counter per rank, counting the chunk steps it has
+   * finished (cumulative over calls, so no reset is needed): before step g a rank waits for
+   * r−1 to have finished step g (its counter ≥ base + g). That alone orders every write
+   * after the reads it could disturb: rank r overwrites its partial of chunk c in the
+   * all-gather only once the finished chunk c has come round the ring, which happens after
+   * r+1 has read that partial. Before returning, a rank waits for r+1 to finish, since r+1
+   * reads r's buffer until its last step and the caller may reuse the buffer at once.
+   */
+  private ringDirect(kind: ReduceKind, myOff: number, displ: number[], len: number[], tag: number, totalBytes: number): void {
+    const n = this.worldSize;
+    const r = this.rank;
+    const next = (r + 1) % n;
+    const prev = (r - 1 + n) % n;
+    const slot = this.layout.slotBytes;
+    const ctrl = this.ctrl;
+    // The neighbour's announcement of this collective says where its buffer is.
+    const prb = rankBlockIndex(this.layout, prev);
+    for (;;) {
+      const t = Atomics.load(ctrl, prb + RB_TAG);
+      if (t === tag) break;
+      // An announcement of this same collective number with another kind, or of a later one,
+      // means the ranks disagree; an earlier one means r−1 has not got here yet.
+      if (t !== 0 && ((t >> 5) - (tag >> 5)) << 6 >= 0) this.mismatch(prev, `rank ${this.rank} is in ${tagName(tag)} but rank ${prev} is in ${tagName(t)}`);
+      this.waitWhile(prb + RB_TAG, t, prev);
+    }
+    const prevOff = ctrl[prb + RB_OFFSET];
+    const prevBytes = (ctrl[prb + RB_BYTES_LO] >>> 0) + ctrl[prb + RB_BYTES_HI] * TWO32;
+    if (prevOff < 0) {
+      this.mismatch(prev, `${tagName(tag)}: rank ${this.rank} passed a buffer from Communicator.alloc but rank ${prev} did not; pass shared buffers on every rank or on none`);
+    }
+    if (prevBytes !== totalBytes) this.mismatch(prev, `${tagName(tag)}: rank ${this.rank} has ${totalBytes} bytes but rank ${prev} has ${prevBytes}`);
+
+    const myPi = rankBlockIndex(this.layout, r) + RB_PROGRESS;
+    const prevPi = prb + RB_PROGRESS;
+    const nextPi = rankBlockIndex(this.layout, next) + RB_PROGRESS;
+    const base = this.progress;
+    let g = 0;
+    let maxLen = 0;
+    for (let k = 0; k < n; k++) maxLen = Math.max(maxLen, len[k]);
+    const chunk = (k: number, b: number): number => Math.max(0, Math.min(slot, len[k] - b));
+    for (let b = 0; b < maxLen; b += slot) {
+      // What r+1 reads from this rank in this round, counted as sent (the channel path's figure).
+      this.moved += chunk((r - 1 + n) % n, b);
+      for (let s = 1; s < n; s++) {
+        const c = (r - s - 1 + 2 * n) % n;
+        const l = chunk(c, b);
+        this.waitProgress(prevPi, base + g, prev);
+        if (l > 0) this.add(kind, myOff + displ[c] + b, myOff + displ[c] + b, prevOff + displ[c] + b, l);
+        this.moved += 2 * l;
+        Atomics.store(ctrl, myPi, (base + ++g) | 0);
+        Atomics.notify(ctrl, myPi);
+      }
+      for (let t = 1; t < n; t++) {
+        const c = (r - t + n) % n;
+        const l = chunk(c, b);
+        this.waitProgress(prevPi, base + g, prev);
+        if (l > 0) this.mem.copyWithin(myOff + displ[c] + b, prevOff + displ[c] + b, prevOff + displ[c] + b + l);
+        this.moved += t < n - 1 ? 2 * l : l;
+        Atomics.store(ctrl, myPi, (base + ++g) | 0);
+        Atomics.notify(ctrl, myPi);
+      }
+    }
+    this.progress = (base + g) | 0;
+    this.waitProgress(nextPi, this.progress, next);
+  }
+
+  /** Blocks until the counter at `idx` has reached `target` (wrap-around compare). */
+  private waitProgress(idx: number, target: number, peer: number): void {
+    for (;;) {
+      const v = Atomics.load(this.ctrl, idx);
+      if (((v - target) | 0) >= 0) return;
+      this.waitWhile(idx, v, peer);
     }
   }
 
@@ -568,6 +727,7 @@ export class Communicator {
   private recvMsg(set: number, src: number, out: Uint8Array, tag: number): void {
     const slot = this.layout.slotBytes;
     const i0 = this.awaitChunk(set, src, -1, -1, -1);
+    this.firstChunkAt = nowUs();
     const meta = this.metaIndex(set, src, this.tails[set * this.worldSize + src]);
     const total = this.readTotal(meta);
     const gotTag = this.ctrl[meta + 1];
@@ -711,10 +871,29 @@ export class Communicator {
     this.op = '';
   }
 
-  private nextTag(op: number, kind: number): number {
+  /**
+   * Numbers this rank's next collective and announces it in the rank block: which
+   * collective, and for a zero-copy all-reduce where the buffer is, so that the neighbour
+   * can check it agrees before reading it.
+   */
+  private nextTag(op: number, kind: number, offset = -1, bytes = 0): number {
     const seq = this.collSeq;
     this.collSeq = (seq + 1) & 0x3ffffff;
-    return ((seq << 5) | (kind << 3) | op) | 0;
+    const tag = ((seq << 5) | (kind << 3) | op) | 0;
+    if (this.worldSize > 1) {
+      const rb = rankBlockIndex(this.layout, this.rank);
+      const ctrl = this.ctrl;
+      ctrl[rb + RB_OFFSET] = offset;
+      ctrl[rb + RB_BYTES_LO] = bytes % TWO32 | 0;
+      ctrl[rb + RB_BYTES_HI] = Math.floor(bytes / TWO32);
+      Atomics.store(ctrl, rb + RB_TAG, tag);
+      Atomics.notify(ctrl, rb + RB_TAG);
+    }
+    return tag;
+  }
+
+  private sameCounts(count: number): number[] {
+    return new Array<number>(this.worldSize).fill(count);
   }
 
   private equalCounts(total: number): number[] {
@@ -809,15 +988,13 @@ export class Communicator {
  * worker dies: every rank's waits throw a {@link CommError} of kind `aborted` with `reason`.
  */
 export function abortCommGroup(desc: CommGroupDescriptor, reason: string): void {
-  const buf = desc.memory !== null ? (desc.memory.buffer as SharedArrayBuffer) : desc.buffer;
-  const layout = commLayout(desc.worldSize, desc.slotBytes, desc.slots);
-  abortGroupState(new Int32Array(buf), new Uint8Array(buf), layout, -1, reason);
+  const buf = bufferOf(desc);
+  abortGroupState(new Int32Array(buf), new Uint8Array(buf), layoutOf(desc), -1, reason);
 }
 
 /** True once the group has been aborted (by any rank or by {@link abortCommGroup}). */
 export function isCommGroupAborted(desc: CommGroupDescriptor): boolean {
-  const buf = desc.memory !== null ? (desc.memory.buffer as SharedArrayBuffer) : desc.buffer;
-  return Atomics.load(new Int32Array(buf), ABORT_FLAG) !== 0;
+  return Atomics.load(new Int32Array(bufferOf(desc)), ABORT_FLAG) !== 0;
 }
 
 /** First abort wins: it records its reason, then wakes every waiter of every rank. */

@@ -1,10 +1,12 @@
 /**
  * Runner process entry. Started by {@link ../api} with `child_process.fork`; speaks the
- * {@link ToRunner}/{@link FromRunner} protocol over the IPC channel and exits when done.
+ * {@link ToRunner}/{@link FromRunner} protocol over the IPC channel, serves one request
+ * (`start` or `devices`) and exits when done.
  */
 import { isToRunner, type FromRunner } from '../protocol';
 import { runProfile, CancelledError } from './runner';
 import { isUserError } from '../../common/errors';
+import { discoverDevices } from '../device/discovery';
 
 const send = (m: FromRunner): Promise<void> =>
   new Promise((resolve) => {
@@ -23,9 +25,28 @@ process.on('message', (m: unknown) => {
   }
   if (started) return;
   started = true;
+  if (m.type === 'devices') {
+    discoverDevices({ probeWebGpu: m.probeWebGpu })
+      .then(async (devices) => {
+        await send({ type: 'devices', devices });
+        process.exit(0);
+      })
+      .catch(async (e: unknown) => {
+        await send({ type: 'error', message: e instanceof Error ? (isUserError(e) ? e.message : e.stack ?? e.message) : String(e), user: isUserError(e) });
+        process.exit(1);
+      });
+    return;
+  }
   runProfile(m.plan, { progress: (progress) => void send({ type: 'progress', progress }), signal: abort.signal })
-    .then(async ({ summary, trace }) => {
-      await send({ type: 'result', tracePath: m.plan.outPath, traceJson: null, summary, findings: trace.findings ?? [] });
+    .then(async ({ summary, trace, planText }) => {
+      await send({
+        type: 'result',
+        tracePath: m.plan.dryRun ? null : m.plan.outPath,
+        traceJson: null,
+        summary,
+        findings: trace?.findings ?? [],
+        ...(planText !== undefined ? { planText } : {}),
+      });
       process.exit(0);
     })
     .catch(async (e: unknown) => {

@@ -12,7 +12,10 @@ import { join } from 'node:path';
 import * as os from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { UserError } from '../../common/errors';
-import type { DeviceInit, FromDevice, ProfilePlan, Progress, SharedInput, SharedOutput } from '../protocol';
+import type { DeviceInit, FromDevice, PipelineRole, ProfilePlan, Progress, SharedInput, SharedOutput } from '../protocol';
+import { partitionFromCuts, partitionPipeline } from '../pipeline/partition';
+import { writeStageModels } from '../pipeline/stage-model';
+import { formatPartition } from '../pipeline/plan-format';
 import { isFromDevice } from '../protocol';
 import { loadModel, type ModelIR } from '../onnx/model';
 import { resolveInputShapes, synthesizeInputs, loadInputs, splitBatch } from '../inputs';
@@ -35,6 +38,8 @@ export interface RunnerHooks {
 export interface RunnerResult {
   trace: Trace;
   summary: ProfileSummary;
+  /** Pipeline: the partition as text. */
+  planText?: string;
 }
 
 /** Raised when a run is cancelled; not an error to report. */
@@ -124,7 +129,8 @@ async function runDevices(
   shards: { start: number; count: number }[],
   base: Omit<DeviceInit, 'type' | 'rank' | 'worldSize' | 'device' | 'shard' | 'comm'>,
   hooks: RunnerHooks,
-  phase: 'baseline' | 'steps',
+  phase: 'baseline' | 'steps' | 'calibrate',
+  perRank: (rank: number) => Partial<DeviceInit> = () => ({}),
 ): Promise<DeviceRunResult> {
   const n = devices.length;
   const group = new WorkerGroup(n, hooks.signal);
@@ -145,13 +151,19 @@ async function runDevices(
         shard: shards[rank],
         comm,
         ...base,
+        ...perRank(rank),
       };
       group.workers[rank].postMessage(init);
     });
     const ready = await readyP;
     const doneP = group.waitAll('done');
     group.onStep = (step) =>
-      hooks.progress({ phase, done: step + 1, total: base.steps, message: phase === 'baseline' ? 'one-device baseline' : 'measuring' });
+      hooks.progress({
+        phase: phase === 'calibrate' ? 'load' : phase,
+        done: step + 1,
+        total: base.steps,
+        message: phase === 'baseline' ? 'one-device baseline' : phase === 'calibrate' ? 'calibrating per-node costs' : 'measuring',
+      });
     for (const w of group.workers) w.postMessage({ type: 'go' });
     const done = await doneP;
     return { ready, done };
@@ -225,6 +237,25 @@ export function compareOutputs(got: Map<string, AnyTypedArray>, want: Map<string
   return { reference, maxAbsErr: maxAbs, maxRelErr: maxRel, atol, rtol, ok, elements };
 }
 
+/** What a run measured, before it becomes a trace. */
+interface Measured {
+  devices: DeviceInfo[];
+  done: Extract<FromDevice, { type: 'done' }>[];
+  gathered: Map<string, AnyTypedArray>;
+  /** Mode-specific plan fields recorded in the trace. */
+  plan: Record<string, unknown>;
+}
+
+/** Rows [start, start+count) for `parts` consecutive slices of `batch` rows. */
+function slices(counts: number[]): { start: number; count: number }[] {
+  let offset = 0;
+  return counts.map((count) => {
+    const s = { start: offset, count };
+    offset += count;
+    return s;
+  });
+}
+
 /** Runs a profile plan to completion and returns the trace and its summary. */
 export async function runProfile(plan: ProfilePlan, hooks: RunnerHooks): Promise<RunnerResult> {
   const check = (): void => {
@@ -241,13 +272,6 @@ export async function runProfile(plan: ProfilePlan, hooks: RunnerHooks): Promise
   const tensors = plan.inputsFile ? await loadInputs(plan.inputsFile, resolved) : synthesizeInputs(resolved, plan.seed);
   const discovered = await discoverDevices();
   const devices = planDevices(parseDeviceSpec(plan.devices), discovered);
-  const counts = splitBatch(plan.batch, devices.length);
-  let offset = 0;
-  const shards = counts.map((count) => {
-    const s = { start: offset, count };
-    offset += count;
-    return s;
-  });
   check();
 
   // The global batch lives in shared memory; every device copies its rows from there.
@@ -259,22 +283,28 @@ export async function runProfile(plan: ProfilePlan, hooks: RunnerHooks): Promise
   const withBatch = resolved.find((r) => r.batchAxis !== null && typeof r.modelDims?.[r.batchAxis] === 'string');
   const batchName = withBatch ? (withBatch.modelDims![withBatch.batchAxis!] as string) : null;
   const fixed = resolved.find((r) => r.batchFixed);
-  if (fixed && devices.length > 1) {
+  if (fixed && (devices.length > 1 || (plan.microBatches ?? 1) > 1)) {
     throw new UserError(
-      `${plan.modelLabel}: input "${fixed.name}" has a fixed batch of ${fixed.dims[fixed.batchAxis ?? 0]}, so data parallelism cannot split it; re-export the model with a dynamic batch axis or use one device`,
+      `${plan.modelLabel}: input "${fixed.name}" has a fixed batch of ${fixed.dims[fixed.batchAxis ?? 0]}, so it cannot be split across devices or micro-batches; re-export the model with a dynamic batch axis or use one device`,
     );
   }
   const axisOf = (name: string): number => outputBatchAxis(ir, name, batchName);
+  const dimValues: Record<string, number> = { ...(plan.dims ?? {}) };
+  if (batchName) dimValues[batchName] = plan.batch;
 
   const profileDir = mkdtempSync(join(os.tmpdir(), 'parallax-ortprof-'));
   try {
-    const common = {
-      modelPath: plan.modelPath,
-      inputs,
-      steps: plan.steps,
-      warmup: plan.warmup,
-      profileDir,
-    };
+    const common = { modelPath: plan.modelPath, inputs, steps: plan.steps, warmup: plan.warmup, profileDir };
+
+    let pipe: PreparedPipeline | null = null;
+    if (plan.mode === 'pipeline') {
+      pipe = await preparePipeline(plan, ir, devices, common, hooks, dimValues, profileDir);
+      if (plan.dryRun) {
+        const summary = null as unknown as ProfileSummary;
+        return { trace: null as unknown as Trace, summary, planText: pipe.planText };
+      }
+    }
+    check();
 
     // One-device baseline: the first device's configuration running the whole batch.
     let baselineMeta: TraceMeta['baseline'];
@@ -292,80 +322,31 @@ export async function runProfile(plan: ProfilePlan, hooks: RunnerHooks): Promise
     check();
 
     hooks.progress({ phase: 'warmup', done: 0, total: devices.length, message: `starting ${devices.length} device worker(s)` });
-    const run = await runDevices(devices, shards, { ...common, capture: plan.capture, opLevel: plan.opLevel }, hooks, 'steps');
+    let measured: Measured;
+    if (pipe) {
+      const run = await runDevices(
+        devices,
+        devices.map(() => ({ start: 0, count: plan.batch })),
+        { ...common, capture: plan.capture, opLevel: plan.opLevel },
+        hooks,
+        'steps',
+        (rank) => ({ modelPath: pipe!.stagePaths[rank], role: pipe!.roles[rank] }),
+      );
+      const gathered = new Map<string, AnyTypedArray>();
+      for (const d of run.done) for (const o of d.outputs ?? []) gathered.set(o.name, viewOf(o.dtype, o.data));
+      measured = { devices, done: run.done, gathered, plan: pipe.planMeta };
+    } else {
+      const shards = slices(splitBatch(plan.batch, devices.length));
+      const run = await runDevices(devices, shards, { ...common, capture: plan.capture, opLevel: plan.opLevel }, hooks, 'steps');
+      measured = { devices, done: run.done, gathered: concatOutputs(run.ready, shards, plan.batch, axisOf), plan: { shards: shards.map((x) => x.count) } };
+    }
     check();
 
     hooks.progress({ phase: 'analyse', done: 0, total: 1, message: 'building the trace' });
-    const gathered = concatOutputs(run.ready, shards, plan.batch, axisOf);
     const numericalCheck = reference
-      ? compareOutputs(gathered, reference, `one-device run (${devices[0].id} configuration, same inputs)`)
+      ? compareOutputs(measured.gathered, reference, `one-device run (${devices[0].id} configuration, same inputs)`)
       : undefined;
-
-    const startTimeUs = Math.min(...run.done.map((d) => d.stepStart[0]));
-    const builder = new TraceBuilder();
-    const notes: string[] = [];
-    run.done.forEach((d, rank) => {
-      if (d.spans) builder.appendBlock(d.spans, rank, startTimeUs);
-      notes.push(...d.notes.map((n) => `${devices[rank].id}: ${n}`));
-    });
-    const steps = Array.from({ length: plan.steps }, (_, i) => ({
-      index: i,
-      startUs: Math.min(...run.done.map((d) => d.stepStart[i])) - startTimeUs,
-      endUs: Math.max(...run.done.map((d) => d.stepEnd[i])) - startTimeUs,
-    }));
-    for (const d of devices) if (d.sharesPhysicalUnit) notes.push(`${d.id} shares ${d.physicalUnit} with another device of this run; its time is not that of separate hardware.`);
-
-    const deviceMeta: DeviceMeta[] = devices.map((d) => ({
-      id: d.id,
-      kind: d.kind,
-      provider: d.provider,
-      threads: d.intraOpNumThreads,
-      physicalUnit: d.physicalUnit,
-      sharesPhysicalUnit: d.sharesPhysicalUnit,
-      software: d.software,
-      label: d.label,
-    }));
-    const meta: TraceMeta = {
-      formatVersion: TRACE_FORMAT_VERSION,
-      tool: { name: 'parallax', version: TOOL_VERSION },
-      source: 'measured',
-      model: {
-        path: plan.modelLabel,
-        sha256: ir.sha256,
-        opset: ir.opsetVersion ?? 0,
-        nodeCount: ir.nodes.length,
-        parameters: ir.parameterCount,
-        parameterBytes: ir.parameterBytes,
-        ...(ir.producerName ? { producer: `${ir.producerName} ${ir.producerVersion}`.trim() } : {}),
-        inputs: ir.inputs.map((i) => ({ name: i.name, dtype: i.dtype, dims: i.dims ?? [] })),
-        outputs: ir.outputs.map((o) => ({ name: o.name, dtype: o.dtype, dims: o.dims ?? [] })),
-      },
-      mode: plan.mode,
-      plan: {
-        devices: plan.devices,
-        batch: plan.batch,
-        steps: plan.steps,
-        warmup: plan.warmup,
-        seed: plan.seed,
-        shards: shards.map((s) => s.count),
-        inputs: inputs.map((i) => ({ name: i.name, dims: i.dims, batchAxis: i.batchAxis })),
-      },
-      devices: deviceMeta,
-      host: hostInfo(),
-      onnxruntimeVersion: discovered.onnxruntimeVersion,
-      startTimeUs,
-      ...(numericalCheck ? { numericalCheck } : {}),
-      ...(baselineMeta ? { baseline: baselineMeta } : {}),
-      opLevel: plan.capture && plan.opLevel,
-      notes,
-    };
-    let trace: Trace = {
-      meta,
-      strings: builder.strings,
-      lanes: devices.map((d, i) => ({ device: i, label: d.label, group: d.physicalUnit })),
-      steps,
-      spans: builder.finish(),
-    };
+    let trace = buildTrace(plan, ir, discovered.onnxruntimeVersion, measured, inputs, numericalCheck, baselineMeta);
     trace = deriveIdle(trace);
     const summary = summarize(trace);
     trace.summary = summary;
@@ -374,8 +355,218 @@ export async function runProfile(plan: ProfilePlan, hooks: RunnerHooks): Promise
       hooks.progress({ phase: 'write', done: 0, total: 1, message: `writing ${plan.outPath}` });
       await writeTrace(plan.outPath, trace);
     }
-    return { trace, summary };
+    return { trace, summary, ...(pipe ? { planText: pipe.planText } : {}) };
   } finally {
     rmSync(profileDir, { recursive: true, force: true });
   }
+}
+
+function buildTrace(
+  plan: ProfilePlan,
+  ir: ModelIR,
+  ortVersion: string,
+  m: Measured,
+  inputs: SharedInput[],
+  numericalCheck: NumericalCheck | undefined,
+  baseline: TraceMeta['baseline'],
+): Trace {
+  const { devices, done } = m;
+  const startTimeUs = Math.min(...done.map((d) => d.stepStart[0]));
+  const builder = new TraceBuilder();
+  const notes: string[] = [];
+  done.forEach((d, rank) => {
+    if (d.spans) builder.appendBlock(d.spans, rank, startTimeUs);
+    notes.push(...d.notes.map((n) => `${devices[rank].id}: ${n}`));
+  });
+  const steps = Array.from({ length: plan.steps }, (_, i) => ({
+    index: i,
+    startUs: Math.min(...done.map((d) => d.stepStart[i])) - startTimeUs,
+    endUs: Math.max(...done.map((d) => d.stepEnd[i])) - startTimeUs,
+  }));
+  for (const d of devices) {
+    if (d.sharesPhysicalUnit) notes.push(`${d.id} shares ${d.physicalUnit} with another device of this run; its time is not that of separate hardware.`);
+  }
+  const deviceMeta: DeviceMeta[] = devices.map((d) => ({
+    id: d.id,
+    kind: d.kind,
+    provider: d.provider,
+    threads: d.intraOpNumThreads,
+    physicalUnit: d.physicalUnit,
+    sharesPhysicalUnit: d.sharesPhysicalUnit,
+    software: d.software,
+    label: d.label,
+  }));
+  const meta: TraceMeta = {
+    formatVersion: TRACE_FORMAT_VERSION,
+    tool: { name: 'parallax', version: TOOL_VERSION },
+    source: 'measured',
+    model: {
+      path: plan.modelLabel,
+      sha256: ir.sha256,
+      opset: ir.opsetVersion ?? 0,
+      nodeCount: ir.nodes.length,
+      parameters: ir.parameterCount,
+      parameterBytes: ir.parameterBytes,
+      ...(ir.producerName ? { producer: `${ir.producerName} ${ir.producerVersion}`.trim() } : {}),
+      inputs: ir.inputs.map((i) => ({ name: i.name, dtype: i.dtype, dims: i.dims ?? [] })),
+      outputs: ir.outputs.map((o) => ({ name: o.name, dtype: o.dtype, dims: o.dims ?? [] })),
+    },
+    mode: plan.mode,
+    plan: {
+      devices: plan.devices,
+      batch: plan.batch,
+      steps: plan.steps,
+      warmup: plan.warmup,
+      seed: plan.seed,
+      inputs: inputs.map((i) => ({ name: i.name, dims: i.dims, batchAxis: i.batchAxis })),
+      ...m.plan,
+    },
+    devices: deviceMeta,
+    host: hostInfo(),
+    onnxruntimeVersion: ortVersion,
+    startTimeUs,
+    ...(numericalCheck ? { numericalCheck } : {}),
+    ...(baseline ? { baseline } : {}),
+    opLevel: plan.capture && plan.opLevel,
+    notes,
+  };
+  return {
+    meta,
+    strings: builder.strings,
+    lanes: devices.map((d, i) => ({ device: i, label: d.label, group: d.physicalUnit })),
+    steps,
+    spans: builder.finish(),
+  };
+}
+
+interface PreparedPipeline {
+  stagePaths: string[];
+  roles: PipelineRole[];
+  planMeta: Record<string, unknown>;
+  planText: string;
+}
+
+/**
+ * Calibrates per-node costs on the first device (ONNX Runtime's profiler with graph
+ * optimisations off, so events carry the model's node names), partitions the graph into one
+ * stage per device (or along `--cuts`), writes the stage models and derives each stage's
+ * role in the schedule.
+ */
+async function preparePipeline(
+  plan: ProfilePlan,
+  ir: ModelIR,
+  devices: DeviceInfo[],
+  common: { modelPath: string; inputs: SharedInput[]; steps: number; warmup: number; profileDir: string },
+  hooks: RunnerHooks,
+  dimValues: Record<string, number>,
+  workDir: string,
+): Promise<PreparedPipeline> {
+  const k = devices.length;
+  const m = plan.microBatches ?? 1;
+  if (plan.stages !== undefined && plan.stages !== k) {
+    throw new UserError(
+      `--stages ${plan.stages} does not match the ${k} device${k === 1 ? '' : 's'} of --devices ${plan.devices}; the pipeline runs one stage per device (e.g. --devices cpu:${plan.stages})`,
+    );
+  }
+  if (!Number.isInteger(m) || m < 1) throw new UserError(`--micro-batches must be a positive integer, got ${m}`);
+  if (plan.batch % m !== 0) {
+    const near = [m - 1, m + 1, m - 2, m + 2].filter((x) => x >= 1 && plan.batch % x === 0);
+    throw new UserError(
+      `--batch ${plan.batch} is not divisible by --micro-batches ${m}; use a micro-batch count that divides the batch${near.length ? ` (e.g. ${near[0]})` : ''}`,
+    );
+  }
+  if (k > ir.nodes.length) throw new UserError(`${plan.modelLabel}: ${k} stages is more than the model's ${ir.nodes.length} nodes; use fewer devices`);
+  const microRows = plan.batch / m;
+
+  // Calibration: measured per-node time at the micro-batch size, by node name.
+  const calSteps = 3;
+  const cal = await runDevices(
+    [devices[0]],
+    [{ start: 0, count: microRows }],
+    { ...common, steps: calSteps, warmup: 1, capture: true, opLevel: true, graphOptimizationLevel: 'disabled' },
+    hooks,
+    'calibrate',
+  );
+  const cols = cal.done[0].spans!;
+  const byName = new Map<string, number>();
+  for (let i = 0; i < cols.count; i++) {
+    if (cols.parent[i] < 0) continue;
+    const name = cols.strings[cols.name[i]];
+    byName.set(name, (byName.get(name) ?? 0) + cols.dur[i] / calSteps);
+  }
+  const nodeCostUs = new Float64Array(ir.nodes.length);
+  const nodeCostRecord: Record<string, number> = {};
+  ir.nodes.forEach((n, i) => {
+    const c = byName.get(n.name) ?? 0;
+    nodeCostUs[i] = c;
+    if (c > 0) nodeCostRecord[n.name] = Math.round(c * 100) / 100;
+  });
+  // Within 2 % of the best bottleneck, prefer cuts that carry fewer bytes (e.g. at a layer
+  // boundary rather than beside a residual); transfers are charged at ~5 GB/s, a same-run
+  // shared-memory copy rate on small machines.
+  const partOpts = { costSource: 'measured' as const, dimValues, slack: 0.02, commCostUsPerByte: 1 / 5000 };
+  const partition = plan.cuts && plan.cuts.length > 0
+    ? partitionFromCuts(ir, plan.cuts, { ...partOpts, nodeCostUs })
+    : partitionPipeline(ir, nodeCostUs, k, partOpts);
+  if (partition.stages.length !== k) {
+    throw new UserError(
+      `--cuts gives ${partition.stages.length} stages but --devices ${plan.devices} has ${k} devices; give ${k - 1} cut${k === 2 ? '' : 's'}`,
+    );
+  }
+  const planText = formatPartition(partition, ir);
+  if (plan.dryRun) return { stagePaths: [], roles: [], planMeta: {}, planText };
+
+  const stagePaths = writeStageModels(plan.modelPath, partition, join(workDir, 'stages'));
+  const graphOut = new Set(ir.outputs.map((o) => o.name));
+  const roles: PipelineRole[] = partition.stages.map((st) => {
+    const recv = new Map<number, string[]>();
+    const graphInputs: string[] = [];
+    for (const inp of st.inputs) {
+      if (inp.from === 'graph') graphInputs.push(inp.name);
+      else recv.set(inp.from, [...(recv.get(inp.from) ?? []), inp.name]);
+    }
+    const send = new Map<number, string[]>();
+    const graphOutputs: string[] = [];
+    for (const out of st.outputs) {
+      for (const to of out.to) {
+        if (to === 'graph') graphOutputs.push(out.name);
+        else send.set(to, [...(send.get(to) ?? []), out.name]);
+      }
+    }
+    // Both ends of a stage pair order its tensors by name, so sends and receives match.
+    const groups = (mp: Map<number, string[]>) =>
+      [...mp.entries()].sort((a, b) => a[0] - b[0]).map(([stage, tensors]) => ({ stage, tensors: tensors.sort() }));
+    return {
+      kind: 'pipeline',
+      stage: st.index,
+      micro: Array.from({ length: m }, (_, j) => ({ start: j * microRows, count: microRows })),
+      graphInputs,
+      recvFrom: groups(recv),
+      sendTo: groups(send),
+      graphOutputs: graphOutputs.filter((n) => graphOut.has(n)),
+      batch: plan.batch,
+    };
+  });
+  return {
+    stagePaths,
+    roles,
+    planText,
+    planMeta: {
+      stages: k,
+      microBatches: m,
+      microBatchRows: microRows,
+      schedule: plan.schedule ?? 'gpipe',
+      cuts: partition.cuts,
+      stageNodes: partition.stages.map((st) => st.nodeIndices.map((i) => ir.nodes[i].name)),
+      stageCostUs: partition.stages.map((st) => st.computeUs),
+      partitionBalance: partition.balance,
+      nodeCostUs: nodeCostRecord,
+      calibration: {
+        device: devices[0].id,
+        rows: microRows,
+        runs: calSteps,
+        note: 'per-node times from ONNX Runtime profiling with graph optimisations off, at the micro-batch size',
+      },
+    },
+  };
 }
