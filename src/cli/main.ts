@@ -196,7 +196,8 @@ async function planCommand(model: string, flags: ProfileFlags & { stages: number
     ...(Object.keys(flags.inputShape).length ? { inputShapes: flags.inputShape } : {}),
   };
   const result = await profile(plan);
-  process.stdout.write(`${result.planText ?? ''}\n`);
+  if (flags.json) process.stdout.write(`${JSON.stringify(result.planInfo, null, 2)}\n`);
+  else process.stdout.write(`${result.planText ?? ''}\n`);
 }
 
 async function devicesCommand(flags: { json?: boolean }): Promise<void> {
@@ -282,6 +283,7 @@ export function buildProgram(): Command {
     .option('--batch-dim <name>', 'name of the batch dimension, when it cannot be found')
     .option('--dim <name=value>', 'value of a symbolic dimension (repeatable)', collectDim, {})
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})
+    .option('--json', 'print the partition as JSON')
     .action((model: string, flags: ProfileFlags & { stages: number }) => planCommand(model, flags));
 
   program

@@ -1,10 +1,28 @@
 /**
  * Findings: rules that read a trace and say what is slow, what to change, and what the
- * change should gain. Each prediction is computed from the measured costs in the trace.
+ * change should gain. Each prediction is computed from the measured costs in the trace
+ * (span durations, bytes, the calibration run's per-node costs), never from a guessed
+ * factor; a rule that lacks the measurements it needs stays silent.
+ *
+ * Rules and what they read (plan fields are `meta.plan`, see analysis/plan.ts):
+ *  - straggler           data: per-device compute; `shards`.
+ *  - pipeline-imbalance  pipeline: stage compute; `stages`, `microBatches`, `stageNodes`,
+ *                        `nodeCostUs` (re-partitioned exactly for the same K).
+ *  - pipeline-bubble     pipeline: bubble idle; `stages`, `microBatches`, `batch`.
+ *  - comm-bound          data: comm/compute spans and bytes; `batch`, `shards`.
+ *  - host-overhead       data/single: host idle and in-session gaps, operator spans; `batch`.
+ *  - poor-scaling        any: `meta.baseline` or a scaling sweep passed in the options.
+ *  - dominant-op         any: operator spans (informational, no prediction).
  */
 import type { Trace } from './trace-format';
 import type { ProfileSummary } from './summary';
 import { median } from './stats';
+import { analyse, type Analysis } from './analysis/index';
+import { deviceSpecFor } from './analysis/plan';
+import { gpipeBubbleFraction, predictPipelineStepUs } from './analysis/pipeline';
+import { repartitionStages } from './analysis/partition';
+import { amdahlSpeedup, type ScalingPoint } from './analysis/scaling';
+import { TINY_OP_US } from './analysis/ops';
 
 export type Severity = 'info' | 'warning' | 'critical';
 
@@ -28,6 +46,11 @@ export interface Finding {
   /** Median step time now and predicted after the change, µs. */
   currentStepUs: number;
   predictedStepUs: number | null;
+  /**
+   * Samples per second now and predicted, for changes that alter the work per step (a larger
+   * batch, fewer devices), where step time alone would not say whether the change pays.
+   */
+  throughput?: { currentPerS: number; predictedPerS: number };
 }
 
 /** Threshold: a device is a straggler when its compute per step exceeds the others' median by this factor. */
@@ -98,7 +121,432 @@ function stragglerRule(trace: Trace, summary: ProfileSummary): Finding[] {
   return out;
 }
 
-/** Runs every rule on a trace. */
-export function findings(trace: Trace, summary: ProfileSummary): Finding[] {
-  return [...stragglerRule(trace, summary)];
+/** A stage imbalance (max / mean stage compute) above this is worth re-partitioning. */
+export const IMBALANCE_MAX = 1.15;
+/** A change is suggested only when it is predicted to shorten the step by at least this fraction. */
+export const MIN_STEP_GAIN = 0.03;
+/** A measured bubble fraction above this is a finding… */
+export const BUBBLE_MAX = 0.2;
+/** …and the micro-batch count suggested brings GPipe's bubble to at most this. */
+export const BUBBLE_TARGET = 0.15;
+/** Comm not hidden under compute, as a share of busy time, above which a run is communication-bound. */
+export const COMM_BOUND_SHARE = 0.3;
+/** Changes to batch or device count are suggested only for at least this throughput gain. */
+export const MIN_THROUGHPUT_GAIN = 0.1;
+/** Host overhead (host idle + gaps inside the session between operators) share of device time that is a finding on its own… */
+export const HOST_OVERHEAD_SHARE = 0.15;
+/** …or, when most operators are tiny (mean under TINY_OP_US), this smaller share. */
+export const HOST_OVERHEAD_SHARE_TINY = 0.05;
+/** Fraction of distinct operators with a tiny mean duration that counts as "most". */
+export const TINY_OP_FRACTION = 0.5;
+/** A larger batch is sized to bring the overhead share down to this. */
+export const HOST_OVERHEAD_TARGET = 0.1;
+/** Parallel efficiency (speedup / devices) below this is poor scaling. */
+export const POOR_EFFICIENCY = 0.6;
+/** Fewer devices are suggested when they keep at least this share of today's speedup. */
+export const SCALING_KEEP = 0.9;
+/** One operator type taking more than this share of a stage's compute dominates it. */
+export const DOMINANT_OP_SHARE = 0.5;
+
+const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
+const dur = (us: number): string => (Math.abs(us) < 1000 ? `${us.toFixed(0)} µs` : `${(us / 1000).toFixed(1)} ms`);
+const perS = (batch: number, stepUs: number): number => (stepUs > 0 ? (batch * 1e6) / stepUs : 0);
+
+/**
+ * Pipeline: the slowest stage sets the pace of every micro-batch. Re-partitioning the
+ * calibration run's per-node costs for the same K (exact optimal contiguous partition) and
+ * predicting with the run's calibrated pipeline model says where the cuts should go and
+ * what that gains.
+ */
+function pipelineImbalanceRule(trace: Trace, a: Analysis): Finding[] {
+  const p = a.pipeline;
+  const plan = a.plan;
+  if (!p || p.stages < 2 || p.imbalance < IMBALANCE_MAX) return [];
+  if (!plan.stageNodes || !plan.nodeCostUs || plan.stageNodes.length !== p.stages) return [];
+  const re = repartitionStages(plan.stageNodes, plan.nodeCostUs, p.model.stagePerMicroUs);
+  if (!re) return [];
+  const current = p.model.measuredStepUs;
+  const predicted = predictPipelineStepUs(p.model, { stagePerMicroUs: re.stagePerMicroUs });
+  if (!(predicted < current * (1 - MIN_STEP_GAIN))) return [];
+  const slow = p.perStage[p.slowestStage];
+  const meanMicro = p.model.stagePerMicroUs.reduce((x, y) => x + y, 0) / p.stages;
+  const oldCuts = plan.cuts ?? plan.stageNodes.slice(0, -1).map((l) => l[l.length - 1] ?? '');
+  const ev = medianStep(trace);
+  return [
+    {
+      id: 'pipeline-imbalance',
+      severity: p.imbalance >= 1.5 ? 'critical' : 'warning',
+      message: `Stage ${slow.stage} computes ${dur(slow.computePerMicroUs)} per micro-batch against a mean of ${dur(meanMicro)} over the ${p.stages} stages, so every micro-batch moves at its pace (imbalance ${p.imbalance.toFixed(2)}×).`,
+      evidence: {
+        lanes: slow.lanes,
+        startUs: ev.startUs,
+        endUs: ev.endUs,
+        numbers: {
+          imbalance: p.imbalance,
+          slowestStage: slow.stage,
+          slowestStagePerMicroUs: slow.computePerMicroUs,
+          meanStagePerMicroUs: meanMicro,
+          predictedMaxStagePerMicroUs: Math.max(...re.stagePerMicroUs),
+          nodesWithoutCost: re.missingCosts.length,
+          modelScale: p.model.scale,
+        },
+      },
+      change: {
+        description: `Move the cuts from ${oldCuts.join(', ')} to ${re.cuts.join(', ')}: the measured node costs then give stages of ${re.stagePerMicroUs.map(dur).join(' / ')} per micro-batch.`,
+        params: { cuts: re.cuts },
+      },
+      currentStepUs: current,
+      predictedStepUs: predicted,
+    },
+  ];
+}
+
+/** Divisors of n above `above`, ascending. */
+function divisorsAbove(n: number, above: number): number[] {
+  const out: number[] = [];
+  for (let d = Math.floor(above) + 1; d <= n; d++) if (n % d === 0) out.push(d);
+  return out;
+}
+
+/**
+ * Pipeline: fill and drain leave stages idle for (K−1)/(M+K−1) of a GPipe step. More
+ * micro-batches (each a divisor of the batch, so every micro-batch has the same rows) shrink
+ * that share; the calibrated pipeline model, with per-micro-batch work scaled by M/M′,
+ * predicts the step.
+ */
+function pipelineBubbleRule(trace: Trace, a: Analysis): Finding[] {
+  const p = a.pipeline;
+  const batch = a.plan.batch;
+  if (!p || p.stages < 2 || p.bubbleFraction <= BUBBLE_MAX || batch === null || !Number.isInteger(batch)) return [];
+  const K = p.stages;
+  const M = p.microBatches;
+  const candidates = divisorsAbove(batch, M);
+  if (candidates.length === 0) return [];
+  const m2 = candidates.find((m) => gpipeBubbleFraction(K, m) <= BUBBLE_TARGET) ?? candidates[candidates.length - 1];
+  const current = p.model.measuredStepUs;
+  const predicted = predictPipelineStepUs(p.model, { microBatches: m2 });
+  if (!(predicted < current * (1 - MIN_STEP_GAIN))) return [];
+  const ev = medianStep(trace);
+  const worst = p.perStage.reduce((x, y) => (y.bubbleFraction > x.bubbleFraction ? y : x));
+  return [
+    {
+      id: 'pipeline-bubble',
+      severity: p.bubbleFraction > 0.4 ? 'critical' : 'warning',
+      message: `The stages sit idle in pipeline bubbles for ${pct(p.bubbleFraction)} of the step (up to ${pct(worst.bubbleFraction)} on stage ${worst.stage}); GPipe with ${K} stages and ${M} micro-batches leaves ${pct(p.idealBubbleFraction)} at best.`,
+      evidence: {
+        lanes: p.perStage.flatMap((s) => s.lanes),
+        startUs: ev.startUs,
+        endUs: ev.endUs,
+        numbers: {
+          bubbleFraction: p.bubbleFraction,
+          idealBubbleFraction: p.idealBubbleFraction,
+          stages: K,
+          microBatches: M,
+          suggestedMicroBatches: m2,
+          suggestedIdealBubbleFraction: gpipeBubbleFraction(K, m2),
+          modelScale: p.model.scale,
+        },
+      },
+      change: {
+        description: `Raise the micro-batches from ${M} to ${m2} (${batch / m2} rows each): GPipe's bubble drops to ${pct(gpipeBubbleFraction(K, m2))}.`,
+        params: { microBatches: m2 },
+      },
+      currentStepUs: current,
+      predictedStepUs: predicted,
+    },
+  ];
+}
+
+/**
+ * Data parallel, per-lane step model from measured costs: compute per row, and comm from the
+ * fitted per-transfer + per-byte model (transfers of activations scale with the rows,
+ * fixed-size collectives do not), anchored on each lane's measured comm. The rest of the
+ * step (host, barrier) is held as measured, so the model gives the measured step today.
+ */
+function dataParallelStepModel(a: Analysis): ((rows: (number | null)[]) => number) | null {
+  const dp = a.dataParallel;
+  if (!dp || dp.lanes.some((l) => l.rows === null || !(l.rows > 0))) return null;
+  const { alphaUs, betaUsPerByte } = dp.commModel;
+  const laneTime = (l: (typeof dp.lanes)[number], r: number): number => {
+    const rows = l.rows!;
+    const now = l.transfersPerStep * alphaUs + betaUsPerByte * (l.scaledBytesPerStep + l.fixedBytesPerStep);
+    const then = l.transfersPerStep * alphaUs + betaUsPerByte * ((l.scaledBytesPerStep * r) / rows + l.fixedBytesPerStep);
+    const ratio = now > 0 ? then / now : r / rows;
+    return (l.computePerStepUs * r) / rows + l.exposedCommPerStepUs * ratio;
+  };
+  const rest = a.stepTimeUs.median - Math.max(...dp.lanes.map((l) => laneTime(l, l.rows!)));
+  return (rows) => {
+    let worst = 0;
+    dp.lanes.forEach((l, i) => {
+      const r = rows[i];
+      if (r !== null && r > 0) worst = Math.max(worst, laneTime(l, r));
+    });
+    return worst + rest;
+  };
+}
+
+/**
+ * Data parallel: communication nothing hides is a large share of the busy time. A larger
+ * per-device batch amortises per-transfer latency and fixed-size collectives; fewer devices
+ * do the same for the whole batch. Each candidate is predicted from the measured per-row
+ * compute and the fitted comm costs, and the best throughput wins.
+ */
+function commBoundRule(trace: Trace, a: Analysis): Finding[] {
+  const dp = a.dataParallel;
+  const batch = a.plan.batch;
+  if (!dp || dp.exposedCommShare < COMM_BOUND_SHARE || batch === null || dp.commModel.fit === 'none') return [];
+  const model = dataParallelStepModel(a);
+  if (!model) return [];
+  const rows = dp.lanes.map((l) => l.rows!);
+  const current = a.stepTimeUs.median;
+  const now = perS(batch, current);
+  type Option = { stepUs: number; throughput: number; description: string; params: Record<string, unknown> };
+  const options: Option[] = [];
+  for (const f of [2, 4]) {
+    const r2 = rows.map((r) => r * f);
+    const step = model(r2);
+    options.push({
+      stepUs: step,
+      throughput: perS(batch * f, step),
+      description: `Give each device ${f}× the rows per step: batch ${batch} → ${batch * f} (shards ${r2.join('/')})`,
+      params: { batch: batch * f, shards: r2 },
+    });
+  }
+  // Fewer devices: keep the fastest (least compute per row), split the batch evenly.
+  const bySpeed = dp.lanes.slice().sort((x, y) => (x.perRowComputeUs ?? 0) - (y.perRowComputeUs ?? 0) || x.lane - y.lane);
+  for (let n2 = dp.lanes.length - 1; n2 >= 1; n2--) {
+    const keep = bySpeed.slice(0, n2).map((l) => l.lane);
+    const base = Math.floor(batch / n2);
+    const shards: number[] = [];
+    const r2: (number | null)[] = dp.lanes.map(() => null);
+    keep.sort((x, y) => x - y).forEach((l, j) => {
+      const r = base + (j < batch - base * n2 ? 1 : 0);
+      r2[l] = r;
+      shards.push(r);
+    });
+    const step = model(r2);
+    const spec = deviceSpecFor(trace, keep);
+    options.push({
+      stepUs: step,
+      throughput: perS(batch, step),
+      description: `Run on ${n2} device${n2 === 1 ? '' : 's'} (${spec}, shards ${shards.join('/')})`,
+      params: { devices: spec, shards },
+    });
+  }
+  const best = options.reduce((x, y) => (y.throughput > x.throughput ? y : x));
+  if (!(best.throughput > now * (1 + MIN_THROUGHPUT_GAIN))) return [];
+  const { alphaUs, betaUsPerByte } = dp.commModel;
+  const ev = medianStep(trace);
+  return [
+    {
+      id: 'comm-bound',
+      severity: dp.exposedCommShare >= 0.5 ? 'critical' : 'warning',
+      message: `Communication that no compute hides takes ${pct(dp.exposedCommShare)} of the devices' busy time (comm/compute ${dp.commComputeRatio.toFixed(2)}), so adding devices mostly adds transfers.`,
+      evidence: {
+        lanes: dp.lanes.map((l) => l.lane),
+        startUs: ev.startUs,
+        endUs: ev.endUs,
+        numbers: {
+          exposedCommShare: dp.exposedCommShare,
+          commComputeRatio: dp.commComputeRatio,
+          alphaUsPerTransfer: alphaUs,
+          betaUsPerMB: betaUsPerByte * 1e6,
+          throughputPerS: now,
+          predictedThroughputPerS: best.throughput,
+        },
+      },
+      change: {
+        description: `${best.description}: measured costs (${alphaUs.toFixed(1)} µs per transfer + ${(betaUsPerByte * 1e6).toFixed(1)} µs/MB, compute per row as measured) predict ${best.throughput.toFixed(0)} samples/s instead of ${now.toFixed(0)}.`,
+        params: best.params,
+      },
+      currentStepUs: current,
+      predictedStepUs: best.stepUs,
+      throughput: { currentPerS: now, predictedPerS: best.throughput },
+    },
+  ];
+}
+
+/**
+ * Host overhead and tiny kernels: time per step that does not grow with the batch (the host
+ * releasing a device late, the session's gaps between operators) is a large share, often
+ * because the operators are tiny. A larger batch amortises it; the prediction scales the
+ * measured busy time (operators and comm) with the batch and keeps the overhead fixed.
+ */
+function hostOverheadRule(trace: Trace, a: Analysis): Finding[] {
+  const batch = a.plan.batch;
+  if ((a.mode !== 'data' && a.mode !== 'single') || batch === null || a.steps === 0) return [];
+  const nSteps = a.steps;
+  const lanes = a.breakdown.lanes;
+  const overhead = lanes.map((l, i) => {
+    const gap = a.ops.available ? Math.max(0, l.computeUs - a.ops.perLane[i].opUs) : 0;
+    return (l.idleByCauseUs.host + gap) / nSteps;
+  });
+  const busy = lanes.map((l, i) => (l.computeUs + l.exposedCommUs) / nSteps - (overhead[i] - l.idleByCauseUs.host / nSteps));
+  const laneTime = lanes.reduce((x, l) => x + l.stepUs, 0) / nSteps;
+  const share = laneTime > 0 ? overhead.reduce((x, y) => x + y, 0) / laneTime : 0;
+  const groups = a.ops.perStage;
+  const opCount = groups.reduce((x, g) => x + g.opCount, 0);
+  const tiny = opCount > 0 ? groups.reduce((x, g) => x + g.tinyOpFraction * g.opCount, 0) / opCount : 0;
+  if (!(share >= HOST_OVERHEAD_SHARE || (a.ops.available && tiny >= TINY_OP_FRACTION && share >= HOST_OVERHEAD_SHARE_TINY))) return [];
+  const rest = a.stepTimeUs.median - Math.max(...lanes.map((_, i) => overhead[i] + busy[i]));
+  const stepAt = (f: number): number => Math.max(...lanes.map((_, i) => overhead[i] + f * busy[i])) + rest;
+  const shareAt = (f: number): number => {
+    const o = overhead.reduce((x, y) => x + y, 0);
+    const b = busy.reduce((x, y) => x + y, 0);
+    return o + f * b > 0 ? o / (o + f * b) : 0;
+  };
+  const f = [2, 4, 8].find((x) => shareAt(x) <= HOST_OVERHEAD_TARGET) ?? 8;
+  const current = a.stepTimeUs.median;
+  const predicted = stepAt(f);
+  const now = perS(batch, current);
+  const then = perS(batch * f, predicted);
+  if (!(then > now * (1 + MIN_THROUGHPUT_GAIN))) return [];
+  const params: Record<string, unknown> = { batch: batch * f };
+  if (a.mode === 'data' && a.plan.shards) params['shards'] = a.plan.shards.map((r) => r * f);
+  const ev = medianStep(trace);
+  const tinyWords = a.ops.available ? `; ${pct(tiny)} of the operators average under ${TINY_OP_US} µs` : '';
+  return [
+    {
+      id: 'host-overhead',
+      severity: share >= 0.3 ? 'critical' : 'warning',
+      message: `Fixed per-step overhead (host idle and gaps between operators) takes ${pct(share)} of the devices' time${tinyWords}, so the devices spend much of each step waiting on the host.`,
+      evidence: {
+        lanes: lanes.map((l) => l.lane),
+        startUs: ev.startUs,
+        endUs: ev.endUs,
+        numbers: {
+          overheadShare: share,
+          overheadPerStepUs: overhead.reduce((x, y) => x + y, 0) / Math.max(1, lanes.length),
+          tinyOpFraction: tiny,
+          throughputPerS: now,
+          predictedThroughputPerS: then,
+        },
+      },
+      change: {
+        description: `Raise the batch from ${batch} to ${batch * f}: the overhead stays per step while the work grows, leaving it ${pct(shareAt(f))} of the time and giving ${then.toFixed(0)} samples/s instead of ${now.toFixed(0)}.`,
+        params,
+      },
+      currentStepUs: current,
+      predictedStepUs: predicted,
+      throughput: { currentPerS: now, predictedPerS: then },
+    },
+  ];
+}
+
+/**
+ * Poor scaling: the speedup over one device is well below the device count. Amdahl's law
+ * fitted to the measurements (the run's baseline, or a sweep) gives the serial fraction and
+ * the fewest devices that keep SCALING_KEEP of today's speedup.
+ */
+function poorScalingRule(trace: Trace, a: Analysis): Finding[] {
+  const sc = a.scaling;
+  const n = trace.lanes.length;
+  if (!sc || n < 2) return [];
+  const row = sc.rows.find((r) => r.devices === n);
+  if (!row || row.efficiency >= POOR_EFFICIENCY) return [];
+  const f = sc.serialFraction;
+  let n2 = -1;
+  for (let k = 1; k < n; k++) {
+    if (amdahlSpeedup(f, k) >= SCALING_KEEP * row.speedup) {
+      n2 = k;
+      break;
+    }
+  }
+  if (n2 < 1) return [];
+  const s2 = amdahlSpeedup(f, n2);
+  const batch = a.plan.batch;
+  const t1 = sc.perSample ? (batch ?? NaN) * sc.oneDeviceUs : sc.oneDeviceUs;
+  const predicted = Number.isFinite(t1) ? t1 / s2 : null;
+  // Keep the devices that compute fastest per row when that is known.
+  const order = a.dataParallel
+    ? a.dataParallel.lanes.slice().sort((x, y) => (x.perRowComputeUs ?? 0) - (y.perRowComputeUs ?? 0) || x.lane - y.lane).map((l) => l.lane)
+    : trace.lanes.map((_, l) => l);
+  const spec = deviceSpecFor(trace, order.slice(0, n2));
+  const params: Record<string, unknown> = { devices: spec };
+  if (a.mode === 'pipeline') params['stages'] = n2;
+  const ev = medianStep(trace);
+  return [
+    {
+      id: 'poor-scaling',
+      severity: row.efficiency < 0.35 ? 'critical' : 'warning',
+      message: `${n} devices run ${row.speedup.toFixed(2)}× faster than one (efficiency ${pct(row.efficiency)}); Amdahl's law fitted to the measurements puts ${pct(f)} of the work in a part that does not parallelise.`,
+      evidence: {
+        lanes: trace.lanes.map((_, l) => l),
+        startUs: ev.startUs,
+        endUs: ev.endUs,
+        numbers: {
+          devices: n,
+          speedup: row.speedup,
+          efficiency: row.efficiency,
+          serialFraction: f,
+          fitRms: sc.fitRms,
+          suggestedDevices: n2,
+          predictedSpeedup: s2,
+        },
+      },
+      change: {
+        description: `Use ${n2} device${n2 === 1 ? '' : 's'} (${spec}): the fit predicts ${s2.toFixed(2)}×, at least ${pct(SCALING_KEEP)} of today's speedup, and frees ${n - n2} device${n - n2 === 1 ? '' : 's'}.`,
+        params,
+      },
+      currentStepUs: a.stepTimeUs.median,
+      predictedStepUs: predicted,
+    },
+  ];
+}
+
+/**
+ * One operator type takes most of a stage's compute (or of the run's, outside pipelines):
+ * that operator, not the parallel plan, is where the time goes. Informational; no change of
+ * plan predicts a gain, so there is no predicted step.
+ */
+function dominantOpRule(trace: Trace, a: Analysis): Finding[] {
+  if (!a.ops.available) return [];
+  const out: Finding[] = [];
+  const ev = medianStep(trace);
+  const staged = a.pipeline !== null && a.ops.perStage.length > 1;
+  for (const g of a.ops.perStage) {
+    const top = g.opTypes[0];
+    if (!top || !(top.shareOfCompute > DOMINANT_OP_SHARE)) continue;
+    const where = staged ? `stage ${g.index}'s compute` : 'the compute';
+    const node = g.ops.find((o) => o.name === top.topOp)?.node ?? top.topOp;
+    out.push({
+      id: 'dominant-op',
+      severity: 'info',
+      message: `${top.opType} takes ${pct(top.shareOfCompute)} of ${where}, most of it in ${node}.`,
+      evidence: {
+        lanes: g.lanes,
+        startUs: ev.startUs,
+        endUs: ev.endUs,
+        numbers: { share: top.shareOfCompute, opTypeUs: top.totalUs, computeUs: g.computeUs, executions: top.count, meanUs: top.meanUs },
+      },
+      change: {
+        description: `Look at ${node} first: a faster ${top.opType} kernel (fused, quantised, or on another execution provider) is what would shorten ${staged ? `stage ${g.index}` : 'the step'}.`,
+        params: {},
+      },
+      currentStepUs: a.stepTimeUs.median,
+      predictedStepUs: null,
+    });
+  }
+  return out;
+}
+
+export interface FindingsOptions {
+  /** A precomputed analysis of the same trace (saves recomputing it). */
+  analysis?: Analysis;
+  /** A sweep of the same model on 1..N devices, for the poor-scaling rule. */
+  scaling?: ScalingPoint[];
+}
+
+/** Runs every rule on a trace whose idle spans have been derived. */
+export function findings(trace: Trace, summary: ProfileSummary, options: FindingsOptions = {}): Finding[] {
+  const a = options.analysis ?? analyse(trace, options.scaling ? { scaling: options.scaling } : {});
+  return [
+    ...stragglerRule(trace, summary),
+    ...pipelineImbalanceRule(trace, a),
+    ...pipelineBubbleRule(trace, a),
+    ...commBoundRule(trace, a),
+    ...hostOverheadRule(trace, a),
+    ...poorScalingRule(trace, a),
+    ...dominantOpRule(trace, a),
+  ];
 }

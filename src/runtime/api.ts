@@ -9,6 +9,7 @@ import { UserError } from '../common/errors';
 import { isFromRunner, type ProfilePlan, type Progress, type ToRunner } from './protocol';
 import type { ProfileSummary } from '../profiler/summary';
 import type { Finding } from '../profiler/findings';
+import type { PlanInfo } from './runner/runner';
 import type { DiscoveredDevices } from './device/discovery';
 
 export interface ProfileOptions {
@@ -28,6 +29,7 @@ export interface ProfileOutcome {
   findings: Finding[];
   /** Pipeline: the partition as text (the whole answer of a dry run, whose summary is null). */
   planText?: string;
+  planInfo?: PlanInfo;
 }
 
 /** Raised when the user cancelled the run. */
@@ -102,7 +104,7 @@ export function profile(plan: ProfilePlan, opts: ProfileOptions = {}): Promise<P
             tracePath: m.tracePath,
             summary: m.summary as ProfileSummary,
             findings: m.findings as Finding[],
-            ...(m.planText !== undefined ? { planText: m.planText } : {}),
+            ...(m.planText !== undefined ? { planText: m.planText, planInfo: m.planInfo as PlanInfo } : {}),
           }),
         );
       else if (m.type === 'error') {

@@ -87,8 +87,9 @@ export type FromRunner =
       /** Null for a dry run. */
       summary: unknown;
       findings: unknown[];
-      /** Pipeline: the partition that was (or, for a dry run, would be) run, as text. */
+      /** Pipeline: the partition that was (or, for a dry run, would be) run, as text and data. */
       planText?: string;
+      planInfo?: unknown;
     }
   /** Answer to `devices`: a `DiscoveredDevices` (runtime/device/discovery), structured-cloned. */
   | { type: 'devices'; devices: unknown }

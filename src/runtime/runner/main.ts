@@ -38,14 +38,14 @@ process.on('message', (m: unknown) => {
     return;
   }
   runProfile(m.plan, { progress: (progress) => void send({ type: 'progress', progress }), signal: abort.signal })
-    .then(async ({ summary, trace, planText }) => {
+    .then(async ({ summary, trace, planText, planInfo }) => {
       await send({
         type: 'result',
         tracePath: m.plan.dryRun ? null : m.plan.outPath,
         traceJson: null,
         summary,
         findings: trace?.findings ?? [],
-        ...(planText !== undefined ? { planText } : {}),
+        ...(planText !== undefined ? { planText, planInfo } : {}),
       });
       process.exit(0);
     })

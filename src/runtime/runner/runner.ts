@@ -40,6 +40,18 @@ export interface RunnerResult {
   summary: ProfileSummary;
   /** Pipeline: the partition as text. */
   planText?: string;
+  /** Pipeline: the partition as data. */
+  planInfo?: PlanInfo;
+}
+
+/** A pipeline partition as reported by `parallax plan --json`. */
+export interface PlanInfo {
+  stages: { index: number; nodes: number; firstNode: string; lastNode: string; costUs: number; parameters: number; cutBytesOutPerRow: number | null }[];
+  /** max / mean stage cost. */
+  balance: number;
+  cuts: string[];
+  costSource: string;
+  microBatchRows: number;
 }
 
 /** Raised when a run is cancelled; not an error to report. */
@@ -301,7 +313,7 @@ export async function runProfile(plan: ProfilePlan, hooks: RunnerHooks): Promise
       pipe = await preparePipeline(plan, ir, devices, common, hooks, dimValues, profileDir);
       if (plan.dryRun) {
         const summary = null as unknown as ProfileSummary;
-        return { trace: null as unknown as Trace, summary, planText: pipe.planText };
+        return { trace: null as unknown as Trace, summary, planText: pipe.planText, planInfo: pipe.planInfo };
       }
     }
     check();
@@ -355,7 +367,7 @@ export async function runProfile(plan: ProfilePlan, hooks: RunnerHooks): Promise
       hooks.progress({ phase: 'write', done: 0, total: 1, message: `writing ${plan.outPath}` });
       await writeTrace(plan.outPath, trace);
     }
-    return { trace, summary, ...(pipe ? { planText: pipe.planText } : {}) };
+    return { trace, summary, ...(pipe ? { planText: pipe.planText, planInfo: pipe.planInfo } : {}) };
   } finally {
     rmSync(profileDir, { recursive: true, force: true });
   }
@@ -444,6 +456,7 @@ interface PreparedPipeline {
   roles: PipelineRole[];
   planMeta: Record<string, unknown>;
   planText: string;
+  planInfo: PlanInfo;
 }
 
 /**
@@ -477,6 +490,8 @@ async function preparePipeline(
   }
   if (k > ir.nodes.length) throw new UserError(`${plan.modelLabel}: ${k} stages is more than the model's ${ir.nodes.length} nodes; use fewer devices`);
   const microRows = plan.batch / m;
+  // Explicit cuts are checked before the calibration run, so a typo fails at once.
+  if (plan.cuts && plan.cuts.length > 0) partitionFromCuts(ir, plan.cuts, { dimValues });
 
   // Calibration: measured per-node time at the micro-batch size, by node name.
   const calSteps = 3;
@@ -514,7 +529,22 @@ async function preparePipeline(
     );
   }
   const planText = formatPartition(partition, ir);
-  if (plan.dryRun) return { stagePaths: [], roles: [], planMeta: {}, planText };
+  const planInfo: PlanInfo = {
+    stages: partition.stages.map((st) => ({
+      index: st.index,
+      nodes: st.nodeIndices.length,
+      firstNode: st.nodeNames.first,
+      lastNode: st.nodeNames.last,
+      costUs: st.costUs,
+      parameters: st.parameters,
+      cutBytesOutPerRow: st.cutBytesOut,
+    })),
+    balance: partition.balance,
+    cuts: partition.cuts,
+    costSource: partition.costSource,
+    microBatchRows: microRows,
+  };
+  if (plan.dryRun) return { stagePaths: [], roles: [], planMeta: {}, planText, planInfo };
 
   const stagePaths = writeStageModels(plan.modelPath, partition, join(workDir, 'stages'));
   const graphOut = new Set(ir.outputs.map((o) => o.name));
@@ -551,6 +581,7 @@ async function preparePipeline(
     stagePaths,
     roles,
     planText,
+    planInfo,
     planMeta: {
       stages: k,
       microBatches: m,

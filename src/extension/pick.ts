@@ -1,0 +1,120 @@
+/**
+ * The quick picks of "Profile Model…": model, mode, devices, batch. Each returns undefined
+ * when the user dismisses it, which ends the flow without a message.
+ */
+import * as os from 'node:os';
+import * as vscode from 'vscode';
+import type { ParallelMode } from '../runtime/protocol';
+import type { DiscoveredDevices } from '../runtime/device/discovery';
+import {
+  MODE_CHOICES,
+  batchChoices,
+  checkBatchText,
+  checkDeviceSpecText,
+  deviceChoices,
+  preferredFirst,
+  type Choice,
+  type ProfileSettings,
+} from './run-config';
+
+const STEPS = 4;
+const title = (step: number, what: string): string => `Parallax: Profile Model (${step}/${STEPS}) — ${what}`;
+
+/** Files the model search leaves out: dependencies, VCS folders, build output. */
+const MODEL_EXCLUDE = '{**/node_modules/**,**/.git/**,**/.cache/**}';
+/** Enough to pick from; a workspace with more models is better served by Browse…. */
+const MAX_MODELS = 500;
+
+interface ModelItem extends vscode.QuickPickItem {
+  uri?: vscode.Uri;
+  browse?: true;
+}
+
+/**
+ * Picks an .onnx model among the workspace's files, the one used last first, with
+ * "Browse…" for a file elsewhere.
+ */
+export async function pickModel(lastUsed: string | undefined): Promise<vscode.Uri | undefined> {
+  const found = await vscode.workspace.findFiles('**/*.onnx', MODEL_EXCLUDE, MAX_MODELS);
+  found.sort((a, b) => {
+    if (a.toString() === lastUsed) return -1;
+    if (b.toString() === lastUsed) return 1;
+    return a.path.localeCompare(b.path);
+  });
+  const items: ModelItem[] = found.map((uri) => {
+    const rel = vscode.workspace.asRelativePath(uri, true);
+    const slash = rel.lastIndexOf('/');
+    return {
+      label: `$(file-binary) ${rel.slice(slash + 1)}`,
+      description: slash > 0 ? rel.slice(0, slash) : '',
+      ...(uri.toString() === lastUsed ? { detail: 'last profiled' } : {}),
+      uri,
+    };
+  });
+  if (items.length > 0) items.push({ label: '', kind: vscode.QuickPickItemKind.Separator });
+  items.push({ label: '$(folder-opened) Browse…', description: 'an .onnx file outside the workspace', browse: true });
+  const picked = await vscode.window.showQuickPick(items, {
+    title: title(1, 'model'),
+    placeHolder: found.length > 0 ? 'ONNX model to profile' : 'No .onnx files in the workspace — browse for one',
+    matchOnDescription: true,
+    ignoreFocusOut: true,
+  });
+  if (!picked) return undefined;
+  if (picked.uri) return picked.uri;
+  const chosen = await vscode.window.showOpenDialog({
+    canSelectMany: false,
+    filters: { 'ONNX model': ['onnx'] },
+    title: 'Model to profile',
+    openLabel: 'Profile',
+  });
+  return chosen?.[0];
+}
+
+async function pickChoice<T>(choices: readonly Choice<T>[], options: vscode.QuickPickOptions): Promise<T | undefined> {
+  const picked = await vscode.window.showQuickPick(
+    choices.map((c) => ({ label: c.label, ...(c.description ? { description: c.description } : {}), value: c.value })),
+    { ignoreFocusOut: true, ...options },
+  );
+  return picked?.value;
+}
+
+export function pickMode(settings: ProfileSettings): Promise<ParallelMode | undefined> {
+  return pickChoice(preferredFirst(MODE_CHOICES, settings.mode), { title: title(2, 'parallel mode'), placeHolder: 'How to split the work' });
+}
+
+const CUSTOM = Symbol('custom');
+
+export async function pickDevices(settings: ProfileSettings, discovered: DiscoveredDevices | null): Promise<string | undefined> {
+  const choices: Choice<string | typeof CUSTOM>[] = [
+    ...deviceChoices(settings.devices, os.availableParallelism(), discovered),
+    { value: CUSTOM, label: '$(edit) Other…', description: 'type a device spec' },
+  ];
+  const picked = await pickChoice(choices, {
+    title: title(3, 'devices'),
+    placeHolder: discovered ? 'Devices to run on' : 'Devices to run on ("Parallax: List Devices" shows what this machine has)',
+  });
+  if (picked !== CUSTOM) return picked;
+  return vscode.window.showInputBox({
+    title: title(3, 'devices'),
+    prompt: 'Device spec: comma-separated kind:count, e.g. cpu:2 or cpu:1,webgpu:1',
+    value: settings.devices,
+    ignoreFocusOut: true,
+    validateInput: checkDeviceSpecText,
+  });
+}
+
+export async function pickBatch(settings: ProfileSettings): Promise<number | undefined> {
+  const choices: Choice<number | typeof CUSTOM>[] = [...batchChoices(settings.batch), { value: CUSTOM, label: '$(edit) Other…' }];
+  const picked = await pickChoice(choices, {
+    title: title(4, 'global batch size'),
+    placeHolder: 'Rows per step, split across data-parallel devices (micro-batched in pipeline mode)',
+  });
+  if (picked !== CUSTOM) return picked;
+  const text = await vscode.window.showInputBox({
+    title: title(4, 'global batch size'),
+    value: String(settings.batch),
+    ignoreFocusOut: true,
+    validateInput: checkBatchText,
+  });
+  return text === undefined ? undefined : Number(text.trim());
+}

@@ -1,0 +1,361 @@
+/**
+ * The critical path of each step: the longest chain of data dependencies through the
+ * top-level compute and comm spans of every lane, and how much slack each lane has.
+ *
+ * Dependencies, as a DAG per step:
+ *  - lane order: a span depends on the spans of its lane that ended before it started
+ *    (spans that overlap on a lane, such as comm running under compute, do not depend on
+ *    each other);
+ *  - point to point: the k-th `send` from lane a to peer b for micro-batch m is matched with
+ *    the k-th `recv` on lane b from peer a for micro-batch m; the two ends of a transfer
+ *    finish together, so the recv cannot finish before its send (a finish-to-finish link:
+ *    send and recv run at the same time and are not counted twice);
+ *  - collectives (comm spans without a peer, other than send/recv) join every lane taking
+ *    part: the k-th collective of a name on each lane starts only when every participant has
+ *    finished what came before it on its lane.
+ *
+ * Each span weighs its measured duration; the longest path is computed forward in
+ * topological order (earliest finish), then backward (latest finish), and a span's slack is
+ * latest − earliest finish. Gaps between spans carry no weight, so a path is shorter than the
+ * step by the idle time no dependency explains (host overhead, for instance).
+ *
+ * A lane's slack is the smallest slack of its own spans (collectives excluded: they are
+ * shared by every lane and have the slack of the slowest participant): how much longer the
+ * lane's least flexible span could take before the step would get longer.
+ */
+import { median } from '../stats';
+import { COMM, NAME_RECV, NAME_SEND, type SpanIndex } from './span-index';
+
+/** Timer jitter tolerated when deciding that one span ended before another began, µs. */
+const TOLERANCE_US = 1;
+/** How far back on a lane to look for the spans a span depends on. */
+const LANE_LOOKBACK = 8;
+
+export interface CriticalPathStep {
+  /** `trace.steps[pos].index`. */
+  step: number;
+  lengthUs: number;
+  stepUs: number;
+  /** Span indices along the path, in order. */
+  spans: number[];
+  /** Per lane, µs. */
+  laneSlackUs: number[];
+}
+
+export interface CriticalPathAnalysis {
+  /** Per step position: length of the critical path, µs. */
+  lengthUs: number[];
+  /** Per lane: median over steps of the lane's slack, µs. */
+  laneSlackUs: number[];
+  /** Per lane: share of the critical paths' length (all steps) spent in the lane's spans. */
+  laneCriticalShare: number[];
+  /** The step closest to the median step time, with its path. */
+  representative: CriticalPathStep | null;
+  /** Steps whose cross-lane links formed a cycle (inconsistent clocks); lane order alone was used there. */
+  cyclicSteps: number;
+}
+
+/** Growable scratch buffers reused across steps. */
+class Scratch {
+  cap = 0;
+  ecap = 0;
+  span = new Int32Array(0);
+  lane = new Int32Array(0);
+  join = new Int32Array(0);
+  w = new Float64Array(0);
+  es = new Float64Array(0);
+  ff = new Float64Array(0);
+  ef = new Float64Array(0);
+  lf = new Float64Array(0);
+  predN = new Int32Array(0);
+  predF = new Int32Array(0);
+  bind = new Int32Array(0);
+  indeg = new Int32Array(0);
+  outOff = new Int32Array(0);
+  order = new Int32Array(0);
+  eSrc = new Int32Array(0);
+  eDst = new Int32Array(0);
+  eFF = new Uint8Array(0);
+  outList = new Int32Array(0);
+
+  ensure(nodes: number, edges: number): void {
+    if (nodes > this.cap) {
+      const c = Math.max(nodes, this.cap * 2, 64);
+      this.cap = c;
+      this.span = new Int32Array(c);
+      this.lane = new Int32Array(c);
+      this.join = new Int32Array(c);
+      this.w = new Float64Array(c);
+      this.es = new Float64Array(c);
+      this.ff = new Float64Array(c);
+      this.ef = new Float64Array(c);
+      this.lf = new Float64Array(c);
+      this.predN = new Int32Array(c);
+      this.predF = new Int32Array(c);
+      this.bind = new Int32Array(c);
+      this.indeg = new Int32Array(c);
+      this.outOff = new Int32Array(c + 1);
+      this.order = new Int32Array(c);
+    }
+    if (edges > this.ecap) {
+      const c = Math.max(edges, this.ecap * 2, 256);
+      this.ecap = c;
+      this.eSrc = new Int32Array(c);
+      this.eDst = new Int32Array(c);
+      this.eFF = new Uint8Array(c);
+      this.outList = new Int32Array(c);
+    }
+  }
+}
+
+interface StepResult {
+  lengthUs: number;
+  laneSlack: Float64Array;
+  /** Nodes on the path, in order (real spans only). */
+  path: number[];
+  pathContribution: number[];
+  cyclic: boolean;
+}
+
+/** Solves one step; returns null when the step has no busy spans. */
+function solveStep(ix: SpanIndex, p: number, sc: Scratch): StepResult | null {
+  const { nLanes, nSteps, busy, busyOffset, nameClass } = ix;
+  const s = ix.trace.spans;
+  let n = 0;
+  for (let l = 0; l < nLanes; l++) n += busyOffset[l * nSteps + p + 1] - busyOffset[l * nSteps + p];
+  if (n === 0) return null;
+  // Nodes: the spans (lane-major, start order), then one join node per collective group.
+  sc.ensure(2 * n, (LANE_LOOKBACK + 4) * n + 16);
+  const laneLo = new Int32Array(nLanes + 1);
+  let k = 0;
+  for (let l = 0; l < nLanes; l++) {
+    laneLo[l] = k;
+    for (let j = busyOffset[l * nSteps + p]; j < busyOffset[l * nSteps + p + 1]; j++) {
+      sc.span[k] = busy[j];
+      sc.lane[k] = l;
+      sc.w[k] = s.dur[busy[j]];
+      k++;
+    }
+  }
+  laneLo[nLanes] = n;
+  const isCollective = (v: number): boolean => {
+    const i = sc.span[v];
+    return s.kind[i] === COMM && s.peer[i] < 0 && nameClass[s.name[i]] !== NAME_SEND && nameClass[s.name[i]] !== NAME_RECV;
+  };
+
+  const attempt = (cross: boolean): StepResult | null => {
+    // Collective groups: the k-th collective of a name on each lane.
+    let total = n;
+    sc.join.fill(-1, 0, n);
+    if (cross) {
+      const nStrings = ix.trace.strings.length;
+      const keyOf = new Map<number, number>();
+      const members = new Map<number, number[]>();
+      for (let l = 0; l < nLanes; l++) {
+        keyOf.clear();
+        for (let v = laneLo[l]; v < laneLo[l + 1]; v++) {
+          if (!isCollective(v)) continue;
+          const nm = s.name[sc.span[v]];
+          const ord = keyOf.get(nm) ?? 0;
+          keyOf.set(nm, ord + 1);
+          const key = nm + ord * nStrings;
+          let list = members.get(key);
+          if (!list) members.set(key, (list = []));
+          list.push(v);
+        }
+      }
+      for (const list of members.values()) {
+        if (list.length < 2) continue;
+        const j = total++;
+        sc.w[j] = 0;
+        sc.span[j] = -1;
+        sc.lane[j] = -1;
+        for (const v of list) sc.join[v] = j;
+      }
+    }
+    let e = 0;
+    const edge = (a: number, b: number, ff: number): void => {
+      sc.eSrc[e] = a;
+      sc.eDst[e] = b;
+      sc.eFF[e] = ff;
+      e++;
+    };
+    for (let l = 0; l < nLanes; l++) {
+      const lo = laneLo[l];
+      for (let q = lo; q < laneLo[l + 1]; q++) {
+        const target = sc.join[q] >= 0 ? sc.join[q] : q;
+        if (target !== q) edge(target, q, 0);
+        const startQ = s.start[sc.span[q]] + TOLERANCE_US;
+        for (let r = q - 1; r >= lo && r >= q - LANE_LOOKBACK; r--) {
+          const ir = sc.span[r];
+          if (s.start[ir] + s.dur[ir] > startQ) continue;
+          edge(r, target, 0);
+          // r follows its own predecessor, which q therefore depends on through r.
+          if (r - 1 >= lo) {
+            const ip = sc.span[r - 1];
+            if (s.start[ip] + s.dur[ip] <= s.start[ir] + TOLERANCE_US) break;
+          }
+        }
+      }
+    }
+    if (cross) {
+      const mk = ix.maxMicro + 2;
+      const sends = new Map<number, number[]>();
+      const used = new Map<number, number>();
+      for (let v = 0; v < n; v++) {
+        const i = sc.span[v];
+        if (s.kind[i] !== COMM || s.peer[i] < 0 || nameClass[s.name[i]] !== NAME_SEND) continue;
+        const key = (sc.lane[v] * nLanes + s.peer[i]) * mk + s.micro[i] + 1;
+        let list = sends.get(key);
+        if (!list) sends.set(key, (list = []));
+        list.push(v);
+      }
+      for (let v = 0; v < n; v++) {
+        const i = sc.span[v];
+        if (s.kind[i] !== COMM || s.peer[i] < 0 || nameClass[s.name[i]] !== NAME_RECV) continue;
+        const key = (s.peer[i] * nLanes + sc.lane[v]) * mk + s.micro[i] + 1;
+        const list = sends.get(key);
+        const u = used.get(key) ?? 0;
+        if (!list || u >= list.length) continue;
+        used.set(key, u + 1);
+        const snd = list[u];
+        if (s.start[sc.span[snd]] <= s.start[i] + s.dur[i] + TOLERANCE_US) edge(snd, v, 1);
+      }
+    }
+    // CSR of out-edges, Kahn's topological order.
+    const { indeg, outOff, outList, order } = sc;
+    indeg.fill(0, 0, total);
+    outOff.fill(0, 0, total + 1);
+    for (let x = 0; x < e; x++) {
+      outOff[sc.eSrc[x] + 1]++;
+      indeg[sc.eDst[x]]++;
+    }
+    for (let v = 0; v < total; v++) outOff[v + 1] += outOff[v];
+    const fillPos = outOff.slice(0, total);
+    for (let x = 0; x < e; x++) outList[fillPos[sc.eSrc[x]]++] = x;
+    let head = 0;
+    let tail = 0;
+    for (let v = 0; v < total; v++) if (indeg[v] === 0) order[tail++] = v;
+    const { es, ff, ef, lf, predN, predF, bind } = sc;
+    es.fill(0, 0, total);
+    ff.fill(-Infinity, 0, total);
+    predN.fill(-1, 0, total);
+    predF.fill(-1, 0, total);
+    while (head < tail) {
+      const v = order[head++];
+      const viaStart = es[v] + sc.w[v];
+      if (ff[v] > viaStart) {
+        ef[v] = ff[v];
+        bind[v] = predF[v];
+      } else {
+        ef[v] = viaStart;
+        bind[v] = predN[v];
+      }
+      for (let o = outOff[v]; o < outOff[v + 1]; o++) {
+        const x = outList[o];
+        const d = sc.eDst[x];
+        if (sc.eFF[x]) {
+          if (ef[v] > ff[d]) {
+            ff[d] = ef[v];
+            predF[d] = v;
+          }
+        } else if (ef[v] > es[d]) {
+          es[d] = ef[v];
+          predN[d] = v;
+        }
+        if (--indeg[d] === 0) order[tail++] = d;
+      }
+    }
+    if (tail < total) return null;
+    let length = 0;
+    for (let v = 0; v < n; v++) if (ef[v] > length) length = ef[v];
+    // The path ends at a span finishing last. When that is a collective every participant
+    // finishes together; take the one on the lane that held the collective back.
+    let end = -1;
+    for (let v = 0; v < n; v++) {
+      if (ef[v] < length - 1e-9) continue;
+      if (end < 0) end = v;
+      const j = sc.join[v];
+      if (j >= 0 && bind[j] >= 0 && sc.lane[bind[j]] === sc.lane[v]) {
+        end = v;
+        break;
+      }
+    }
+    for (let t = total - 1; t >= 0; t--) {
+      const v = order[t];
+      let late = length;
+      for (let o = outOff[v]; o < outOff[v + 1]; o++) {
+        const x = outList[o];
+        const d = sc.eDst[x];
+        const limit = sc.eFF[x] ? lf[d] : lf[d] - sc.w[d];
+        if (limit < late) late = limit;
+      }
+      lf[v] = late;
+    }
+    const laneSlack = new Float64Array(nLanes).fill(Infinity);
+    const laneSlackAny = new Float64Array(nLanes).fill(Infinity);
+    for (let v = 0; v < n; v++) {
+      const slack = Math.max(0, lf[v] - ef[v]);
+      const l = sc.lane[v];
+      if (slack < laneSlackAny[l]) laneSlackAny[l] = slack;
+      if (!isCollective(v) && slack < laneSlack[l]) laneSlack[l] = slack;
+    }
+    for (let l = 0; l < nLanes; l++) {
+      if (laneSlack[l] === Infinity) laneSlack[l] = laneSlackAny[l] === Infinity ? length : laneSlackAny[l];
+    }
+    const path: number[] = [];
+    for (let v = end; v >= 0; v = bind[v]) if (v < n) path.push(v);
+    path.reverse();
+    const pathContribution = path.map((v, j) => ef[v] - (j > 0 ? ef[path[j - 1]] : 0));
+    return { lengthUs: length, laneSlack, path: path.map((v) => sc.span[v]), pathContribution, cyclic: !cross };
+  };
+  const withCross = attempt(true);
+  if (withCross) return withCross;
+  return attempt(false);
+}
+
+/** Critical path of every measured step, lane slack and each lane's share of the path. */
+export function analyseCriticalPath(ix: SpanIndex): CriticalPathAnalysis {
+  const { nLanes, nSteps, stepUs, trace } = ix;
+  const sc = new Scratch();
+  const lengthUs = new Array<number>(nSteps).fill(0);
+  const slackByLane = Array.from({ length: nLanes }, () => new Float64Array(nSteps));
+  const critical = new Float64Array(nLanes);
+  let criticalTotal = 0;
+  let cyclicSteps = 0;
+  const med = nSteps > 0 ? median(stepUs) : 0;
+  let repPos = -1;
+  for (let p = 0; p < nSteps; p++) if (repPos < 0 || Math.abs(stepUs[p] - med) < Math.abs(stepUs[repPos] - med)) repPos = p;
+  let representative: CriticalPathStep | null = null;
+  const s = trace.spans;
+  for (let p = 0; p < nSteps; p++) {
+    const r = solveStep(ix, p, sc);
+    if (!r) {
+      for (let l = 0; l < nLanes; l++) slackByLane[l][p] = stepUs[p];
+      continue;
+    }
+    lengthUs[p] = r.lengthUs;
+    if (r.cyclic) cyclicSteps++;
+    for (let l = 0; l < nLanes; l++) slackByLane[l][p] = r.laneSlack[l];
+    r.path.forEach((i, j) => {
+      critical[s.lane[i]] += r.pathContribution[j];
+      criticalTotal += r.pathContribution[j];
+    });
+    if (p === repPos) {
+      representative = {
+        step: trace.steps[p].index,
+        lengthUs: r.lengthUs,
+        stepUs: stepUs[p],
+        spans: r.path,
+        laneSlackUs: Array.from(r.laneSlack),
+      };
+    }
+  }
+  return {
+    lengthUs,
+    laneSlackUs: slackByLane.map((xs) => (nSteps > 0 ? median(xs) : 0)),
+    laneCriticalShare: Array.from(critical, (c) => (criticalTotal > 0 ? c / criticalTotal : 0)),
+    representative,
+    cyclicSteps,
+  };
+}

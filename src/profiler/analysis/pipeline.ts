@@ -1,0 +1,188 @@
+/**
+ * Pipeline analyses: bubble fraction per stage against GPipe's (K−1)/(M+K−1), stage
+ * imbalance, and the calibrated step-time model the pipeline findings predict with.
+ *
+ * Step model (GPipe fill-drain, forward only). Stage s holds its lane for o_s = t_s + c_s per
+ * micro-batch (t_s compute, c_s its recv + send); the first micro-batch crosses every stage
+ * (Σ t_s, plus one transfer per cut, which is C/2 with C = Σ c_s since both ends of a
+ * transfer run at once), and the other M − 1 follow at the pace of the slowest stage:
+ *
+ *     step ≈ Σ_s t_s + C/2 + (M − 1) · max_s o_s.
+ *
+ * This is the flow-shop makespan of M identical jobs; for K equal stages without comm it is
+ * the textbook (M + K − 1) · t, and unlike that form it stays right when stages are unequal,
+ * which is exactly when an imbalance finding needs it. The model leaves out what the run
+ * adds (host overhead per micro-batch, timer noise), so predictions are calibrated:
+ * scale = measured median step / model at the current plan, and a change is predicted as
+ * scale × model at the changed plan; at the current plan that gives the measured step.
+ */
+import { median } from '../stats';
+import { cell, type BreakdownCells } from './breakdown';
+import type { PlanView } from './plan';
+import type { SpanIndex } from './span-index';
+
+/** GPipe's bubble fraction for K stages and M micro-batches: (K − 1) / (M + K − 1). */
+export function gpipeBubbleFraction(stages: number, microBatches: number): number {
+  return stages <= 1 ? 0 : (stages - 1) / (microBatches + stages - 1);
+}
+
+/**
+ * The uncalibrated step model: Σ t_s + Σ c_s / 2 + (M − 1) · max_s (t_s + c_s), with t_s
+ * each stage's compute and c_s its comm per micro-batch, µs (see the module comment).
+ */
+export function pipelineFormulaUs(microBatches: number, stagePerMicroUs: number[], stageCommPerMicroUs: number[] = []): number {
+  let sumT = 0;
+  let sumC = 0;
+  let maxO = 0;
+  stagePerMicroUs.forEach((t, s) => {
+    const c = stageCommPerMicroUs[s] ?? 0;
+    sumT += t;
+    sumC += c;
+    maxO = Math.max(maxO, t + c);
+  });
+  return sumT + sumC / 2 + Math.max(0, microBatches - 1) * maxO;
+}
+
+export interface StageStats {
+  stage: number;
+  lanes: number[];
+  /** Median over steps of the stage's compute per step (mean over its lanes), µs. */
+  computePerStepUs: number;
+  /** computePerStepUs / M. */
+  computePerMicroUs: number;
+  /** Median over steps of the stage's comm (send + recv) per step, µs. */
+  commPerStepUs: number;
+  commPerMicroUs: number;
+  /** Idle with cause bubble, summed over the stage's lanes and the measured steps, µs. */
+  bubbleUs: number;
+  /** Σ step windows × the stage's lanes, µs. */
+  stepUs: number;
+  /** bubbleUs / stepUs. */
+  bubbleFraction: number;
+}
+
+/** The calibrated step model of a pipeline run (see the module comment). */
+export interface PipelineModel {
+  stages: number;
+  microBatches: number;
+  /** t_s: compute per micro-batch of each stage, measured, µs. */
+  stagePerMicroUs: number[];
+  /** c_s: comm (recv + send) per micro-batch of each stage, measured, µs. */
+  stageCommPerMicroUs: number[];
+  /** Median measured step, µs. */
+  measuredStepUs: number;
+  /** The formula at the current plan, µs. */
+  formulaUs: number;
+  /** measuredStepUs / formulaUs (1 when the formula is 0). */
+  scale: number;
+}
+
+export interface PipelineAnalysis {
+  /** K: `plan.stages`, else the stages seen in the spans. */
+  stages: number;
+  /** M: `plan.microBatches`, else the micro-batches seen in the spans. */
+  microBatches: number;
+  schedule: string;
+  perStage: StageStats[];
+  /** Σ bubble / Σ step time over every stage lane. */
+  bubbleFraction: number;
+  /** (K − 1) / (M + K − 1). */
+  idealBubbleFraction: number;
+  /** max / mean of the stages' compute per step (1 = balanced). */
+  imbalance: number;
+  slowestStage: number;
+  model: PipelineModel;
+}
+
+/**
+ * Each lane's stage: the stage its compute spans carry; in a pipeline trace whose spans carry
+ * none, lane l is stage l when there is one lane per stage.
+ */
+export function stagesOfLanes(ix: SpanIndex, stages: number): Int32Array {
+  const out = Int32Array.from(ix.laneStage);
+  if (out.every((s) => s < 0) && ix.nLanes === stages) out.forEach((_, l) => (out[l] = l));
+  return out;
+}
+
+/** Predicts the step after a change, with the run's calibrated model. */
+export function predictPipelineStepUs(model: PipelineModel, change: { stagePerMicroUs?: number[]; microBatches?: number }): number {
+  const m2 = change.microBatches ?? model.microBatches;
+  // Work per micro-batch shrinks with the micro-batch (M/M′ of the rows); so do the
+  // activations each transfer carries.
+  const f = model.microBatches / m2;
+  const per = (change.stagePerMicroUs ?? model.stagePerMicroUs).map((t) => t * f);
+  const comm = model.stageCommPerMicroUs.map((c) => c * f);
+  return model.scale * pipelineFormulaUs(m2, per, comm);
+}
+
+/** The pipeline analysis, or null when the trace is not a pipeline run. */
+export function analysePipeline(ix: SpanIndex, cells: BreakdownCells, plan: PlanView): PipelineAnalysis | null {
+  const { trace, nSteps, stepUs } = ix;
+  const mode = trace.meta.mode;
+  if (mode !== 'pipeline' && mode !== 'hybrid' && plan.stages === null) return null;
+  const K = plan.stages ?? ix.maxStage + 1;
+  const M = plan.microBatches ?? ix.maxMicro + 1;
+  if (K < 1 || M < 1 || nSteps === 0) return null;
+  const laneStage = stagesOfLanes(ix, K);
+  let windowSum = 0;
+  for (let p = 0; p < nSteps; p++) windowSum += stepUs[p];
+  const perStage: StageStats[] = [];
+  let bubbleAll = 0;
+  let timeAll = 0;
+  for (let st = 0; st < K; st++) {
+    const lanes: number[] = [];
+    laneStage.forEach((s, l) => s === st && lanes.push(l));
+    const compute = new Float64Array(nSteps);
+    const comm = new Float64Array(nSteps);
+    let bubbleUs = 0;
+    for (const l of lanes) {
+      for (let p = 0; p < nSteps; p++) {
+        compute[p] += cell(cells, l, p, 'compute') / lanes.length;
+        comm[p] += cell(cells, l, p, 'comm') / lanes.length;
+        bubbleUs += cell(cells, l, p, 'bubble');
+      }
+    }
+    const time = windowSum * lanes.length;
+    bubbleAll += bubbleUs;
+    timeAll += time;
+    const computePerStepUs = lanes.length > 0 ? median(compute) : 0;
+    const commPerStepUs = lanes.length > 0 ? median(comm) : 0;
+    perStage.push({
+      stage: st,
+      lanes,
+      computePerStepUs,
+      computePerMicroUs: computePerStepUs / M,
+      commPerStepUs,
+      commPerMicroUs: commPerStepUs / M,
+      bubbleUs,
+      stepUs: time,
+      bubbleFraction: time > 0 ? bubbleUs / time : 0,
+    });
+  }
+  const c = perStage.map((s) => s.computePerStepUs);
+  const meanC = c.reduce((a, b) => a + b, 0) / c.length;
+  const maxC = Math.max(...c);
+  const stagePerMicroUs = perStage.map((s) => s.computePerMicroUs);
+  const stageCommPerMicroUs = perStage.map((s) => s.commPerMicroUs);
+  const measuredStepUs = median(stepUs);
+  const formulaUs = pipelineFormulaUs(M, stagePerMicroUs, stageCommPerMicroUs);
+  return {
+    stages: K,
+    microBatches: M,
+    schedule: plan.schedule ?? 'gpipe',
+    perStage,
+    bubbleFraction: timeAll > 0 ? bubbleAll / timeAll : 0,
+    idealBubbleFraction: gpipeBubbleFraction(K, M),
+    imbalance: meanC > 0 ? maxC / meanC : 1,
+    slowestStage: c.indexOf(maxC),
+    model: {
+      stages: K,
+      microBatches: M,
+      stagePerMicroUs,
+      stageCommPerMicroUs,
+      measuredStepUs,
+      formulaUs,
+      scale: formulaUs > 0 ? measuredStepUs / formulaUs : 1,
+    },
+  };
+}

@@ -1,0 +1,231 @@
+/**
+ * Synthetic GPipe traces with known answers, written straight into span columns (so a
+ * million-span trace builds in a fraction of a second). The analysis tests and the analysis
+ * benchmark use them; they also show, in code, what a pipeline trace looks like:
+ *
+ *   per step, per micro-batch m, per stage s (lane s):
+ *     recv  (comm, peer s − 1; stages > 0)   from when stage s is free and stage s − 1 has
+ *                                            finished computing m, lasting `commUs`;
+ *     compute (stage s, micro m)             `stageUs[s]`, with operator spans under it;
+ *     send  (comm, peer s + 1; stages < K−1) right after the compute, lasting `commUs`;
+ *   idle gaps as idle.ts derives them (bubble: before a recv, before a lane's first span
+ *   and after its last).
+ *
+ * With commUs = 0 and no jitter, a step lasts exactly (M − 1)·max_s t_s + Σ_s t_s, which is
+ * (M + K − 1)·t for equal stages.
+ */
+import { TRACE_FORMAT_VERSION, allocSpans, type SpanColumns, type Trace, type TraceMeta } from '../trace-format';
+
+export interface SyntheticPipelineOptions {
+  /** Compute per micro-batch of each stage, µs; K = its length. */
+  stageUs: number[];
+  microBatches: number;
+  steps: number;
+  /** Duration of every send and every recv, µs (default 0: no comm spans). */
+  commUs?: number;
+  /** Operator spans per compute span; each stage then has this many nodes (default 0). */
+  opsPerCompute?: number;
+  /** Operator types, cycled over a stage's nodes (default MatMul, Add, Relu, LayerNormalization). */
+  opTypes?: string[];
+  /** Idle time between steps, µs (not part of any step window; default 10). */
+  stepGapUs?: number;
+  /** Relative random spread of compute durations, 0..1 (default 0: exact). */
+  jitter?: number;
+  /** Global batch for `plan.batch` (default 4 · M). */
+  batch?: number;
+  seed?: number;
+  /**
+   * Node costs for `plan.nodeCostUs` (default: each stage's `stageUs` split evenly over its
+   * nodes); operator spans take the same proportions of their compute span.
+   */
+  nodeCostUs?: Record<string, number>;
+  /** Nodes per stage for `plan.stageNodes` (default: `opsPerCompute` per stage, named by layer). */
+  stageNodes?: string[][];
+}
+
+const KINDS = { compute: 0, comm: 1, idle: 2 } as const;
+const BUBBLE = 1;
+
+/** Metadata of a synthetic run on `lanes` CPU devices. */
+export function syntheticMeta(mode: TraceMeta['mode'], lanes: number, plan: Record<string, unknown>): TraceMeta {
+  return {
+    formatVersion: TRACE_FORMAT_VERSION,
+    tool: { name: 'parallax', version: 'synthetic' },
+    source: 'predicted',
+    mode,
+    plan,
+    devices: Array.from({ length: lanes }, (_, i) => ({
+      id: `cpu:${i}`,
+      kind: 'cpu' as const,
+      provider: 'cpu',
+      threads: 1,
+      physicalUnit: 'host-cpu',
+      sharesPhysicalUnit: false,
+      software: false,
+      label: `cpu:${i} (synthetic)`,
+    })),
+    host: { cpuModel: 'synthetic', cores: lanes, memoryBytes: 0, os: 'synthetic', node: process.version },
+    startTimeUs: 0,
+    opLevel: true,
+    notes: ['synthetic trace'],
+  };
+}
+
+/** Builds a GPipe trace (idle spans included) with the given stage costs. */
+export function syntheticPipelineTrace(o: SyntheticPipelineOptions): Trace {
+  const K = o.stageUs.length;
+  const M = o.microBatches;
+  const x = o.commUs ?? 0;
+  const nOps = o.opsPerCompute ?? 0;
+  const opTypes = o.opTypes ?? ['MatMul', 'Add', 'Relu', 'LayerNormalization'];
+  const gap = o.stepGapUs ?? 10;
+  const jitter = o.jitter ?? 0;
+  let rng = (o.seed ?? 1) >>> 0 || 1;
+  const rand = (): number => {
+    // xorshift32: deterministic and fast; quality is not the point here.
+    rng ^= rng << 13;
+    rng >>>= 0;
+    rng ^= rng >>> 17;
+    rng ^= rng << 5;
+    rng >>>= 0;
+    return rng / 4294967296;
+  };
+
+  const stageNodes =
+    o.stageNodes ?? Array.from({ length: K }, (_, s) => Array.from({ length: nOps }, (_, j) => `/layers.${s}/block.${j}/${opTypes[j % opTypes.length]}`));
+  const nodeCostUs: Record<string, number> = o.nodeCostUs ?? {};
+  if (!o.nodeCostUs) stageNodes.forEach((list, s) => list.forEach((nm) => (nodeCostUs[nm] = o.stageUs[s] / Math.max(1, list.length))));
+
+  const strings: string[] = [];
+  const index = new Map<string, number>();
+  const intern = (str: string): number => {
+    let i = index.get(str);
+    if (i === undefined) index.set(str, (i = strings.push(str) - 1));
+    return i;
+  };
+  const sRecv = intern('recv');
+  const sSend = intern('send');
+  const sCompute = intern('stage.run');
+  const sIdle = intern('idle');
+  // Operator spans of stage s: names, types and shares of the compute span.
+  const opName = stageNodes.map((list) => list.slice(0, nOps).map((nm) => intern(nm)));
+  const opType = stageNodes.map((list) => list.slice(0, nOps).map((_, j) => intern(opTypes[j % opTypes.length])));
+  const opShare = stageNodes.map((list) => {
+    const c = list.slice(0, nOps).map((nm) => nodeCostUs[nm] ?? 0);
+    const tot = c.reduce((a, b) => a + b, 0);
+    return c.map((v) => (tot > 0 ? v / tot : 1 / Math.max(1, c.length)));
+  });
+
+  const perStepBusy = K * M * (1 + nOps) + (K - 1) * M * 2;
+  const cap = o.steps * (perStepBusy + K * (M + 2)) + 16;
+  const c: SpanColumns = allocSpans(cap);
+  let n = 0;
+  const push = (lane: number, kind: number, name: number, start: number, dur: number, step: number, micro: number, stage: number, peer: number): number => {
+    const i = n++;
+    c.lane[i] = lane;
+    c.kind[i] = kind;
+    c.name[i] = name;
+    c.opType[i] = -1;
+    c.start[i] = start;
+    c.dur[i] = dur;
+    c.step[i] = step;
+    c.micro[i] = micro;
+    c.stage[i] = stage;
+    c.bytes[i] = kind === KINDS.comm ? 4096 : 0;
+    c.peer[i] = peer;
+    c.parent[i] = -1;
+    c.flags[i] = 0;
+    c.cause[i] = 0;
+    return i;
+  };
+
+  // Per-lane list of this step's busy spans (start, end, micro, isRecv), for the idle gaps.
+  const laneSpans: number[][] = Array.from({ length: K }, () => []);
+  const steps: Trace['steps'] = [];
+  let t0 = 0;
+  const free = new Float64Array(K);
+  const computeEnd = new Float64Array(K);
+  for (let step = 0; step < o.steps; step++) {
+    free.fill(t0);
+    for (const l of laneSpans) l.length = 0;
+    for (let m = 0; m < M; m++) {
+      for (let s = 0; s < K; s++) {
+        let t = free[s];
+        if (s > 0 && x > 0) {
+          t = Math.max(free[s], computeEnd[s - 1]);
+          push(s, KINDS.comm, sRecv, t, x, step, m, s, s - 1);
+          laneSpans[s].push(t, t + x, m, 1);
+          t += x;
+        } else if (s > 0) {
+          t = Math.max(free[s], computeEnd[s - 1]);
+        }
+        const d = o.stageUs[s] * (jitter > 0 ? 1 + jitter * (rand() - 0.5) : 1);
+        const parent = push(s, KINDS.compute, sCompute, t, d, step, m, s, -1);
+        laneSpans[s].push(t, t + d, m, 0);
+        let ot = t;
+        for (let j = 0; j < opName[s].length; j++) {
+          const od = d * opShare[s][j];
+          const i = push(s, KINDS.compute, opName[s][j], ot, od, step, -1, -1, -1);
+          c.opType[i] = opType[s][j];
+          c.parent[i] = parent;
+          c.flags[i] = 8;
+          ot += od;
+        }
+        t += d;
+        computeEnd[s] = t;
+        if (s < K - 1 && x > 0) {
+          push(s, KINDS.comm, sSend, t, x, step, m, s, s + 1);
+          laneSpans[s].push(t, t + x, m, 0);
+          t += x;
+        }
+        free[s] = t;
+      }
+    }
+    let end = t0;
+    for (let s = 0; s < K; s++) end = Math.max(end, free[s]);
+    steps.push({ index: step, startUs: t0, endUs: end });
+    // Idle: every gap is a bubble here (before a recv, before the first span, after the last).
+    for (let s = 0; s < K; s++) {
+      const l = laneSpans[s];
+      let cursor = t0;
+      for (let j = 0; j < l.length; j += 4) {
+        if (l[j] - cursor >= 1) {
+          const i = push(s, KINDS.idle, sIdle, cursor, l[j] - cursor, step, l[j + 2], s, -1);
+          c.cause[i] = BUBBLE;
+        }
+        cursor = Math.max(cursor, l[j + 1]);
+      }
+      if (end - cursor >= 1) {
+        const i = push(s, KINDS.idle, sIdle, cursor, end - cursor, step, l.length > 0 ? l[l.length - 2] : -1, s, -1);
+        c.cause[i] = BUBBLE;
+      }
+    }
+    t0 = end + gap;
+  }
+  const spans = allocSpans(n);
+  for (const key of Object.keys(spans) as (keyof SpanColumns)[]) {
+    if (key === 'count') continue;
+    (spans[key] as Float64Array).set((c[key] as Float64Array).subarray(0, n));
+  }
+  const cuts = stageNodes.slice(0, -1).map((list) => list[list.length - 1]).filter((v): v is string => v !== undefined);
+  const plan: Record<string, unknown> = {
+    batch: o.batch ?? 4 * M,
+    stages: K,
+    microBatches: M,
+    schedule: 'gpipe',
+    devices: `cpu:${K}`,
+  };
+  if (stageNodes.every((l) => l.length > 0)) {
+    plan['cuts'] = cuts;
+    plan['stageNodes'] = stageNodes;
+    plan['nodeCostUs'] = nodeCostUs;
+  }
+  const meta = syntheticMeta('pipeline', K, plan);
+  return {
+    meta,
+    strings,
+    lanes: meta.devices.map((d, i) => ({ device: i, label: d.label, group: d.physicalUnit })),
+    steps,
+    spans,
+  };
+}
