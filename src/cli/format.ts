@@ -1,6 +1,7 @@
 /** Plain-text rendering of summaries and findings for the terminal. */
 import type { ProfileSummary } from '../profiler/summary';
 import type { Finding } from '../profiler/findings';
+import type { Analysis } from '../profiler/analysis';
 
 export function ms(us: number): string {
   if (!Number.isFinite(us)) return '–';
@@ -89,8 +90,48 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
       out.push(`      change: ${f.change.description}`);
       if (f.predictedStepUs !== null) {
         const change = f.predictedStepUs / f.currentStepUs - 1;
-        out.push(`      predicted step: ${ms(f.currentStepUs)} → ${ms(f.predictedStepUs)} (${change <= 0 ? '−' : '+'}${Math.abs(change * 100).toFixed(0)}%)`);
+        // A bigger batch lengthens the step but raises throughput: say both.
+        const tp = f.throughput
+          ? `; throughput ${f.throughput.currentPerS.toFixed(0)} → ${f.throughput.predictedPerS.toFixed(0)} samples/s`
+          : '';
+        out.push(`      predicted step: ${ms(f.currentStepUs)} → ${ms(f.predictedStepUs)} (${change <= 0 ? '−' : '+'}${Math.abs(change * 100).toFixed(0)}%)${tp}`);
       }
+    }
+  }
+  return out.join('\n');
+}
+
+/** The deeper breakdown `parallax report` adds: idle by cause, critical path, top operators. */
+export function formatAnalysis(s: ProfileSummary, a: Analysis): string {
+  const out: string[] = [];
+  out.push('idle by cause (per step)');
+  const steps = s.steps || 1;
+  out.push(
+    table(
+      ['device', 'bubble', 'collective wait', 'host', 'other', 'critical-path share', 'slack'],
+      s.devices.map((d, l) => [
+        d.label,
+        ms(d.idleByCauseUs.bubble / steps),
+        ms(d.idleByCauseUs.collective / steps),
+        ms(d.idleByCauseUs.host / steps),
+        ms(d.idleByCauseUs.other / steps),
+        pct(a.criticalPath.laneCriticalShare[l] ?? NaN),
+        ms(a.criticalPath.laneSlackUs[l] ?? NaN),
+      ]),
+    ),
+  );
+  if (a.ops.available) {
+    const groups = a.pipeline ? a.ops.perStage : a.ops.perLane;
+    for (const g of groups) {
+      out.push('');
+      const who = a.pipeline ? `stage ${g.index}` : (s.devices[g.index]?.label ?? `lane ${g.index}`);
+      out.push(`top operators · ${who}`);
+      out.push(
+        table(
+          ['operator', 'type', 'mean', 'share of step'],
+          g.ops.slice(0, 5).map((o) => [o.node, o.opType, ms(o.meanUs), pct(o.shareOfStep)]),
+        ),
+      );
     }
   }
   return out.join('\n');

@@ -22,7 +22,8 @@ import { readTrace } from '../profiler/trace-io';
 import { summarize } from '../profiler/summary';
 import { findings as runFindings, type Finding } from '../profiler/findings';
 import { deriveIdle } from '../profiler/idle';
-import { formatSummary, table } from './format';
+import { formatAnalysis, formatSummary, table } from './format';
+import { analyse } from '../profiler/analysis';
 
 function positiveInt(name: string) {
   return (v: string): number => {
@@ -220,11 +221,18 @@ async function reportCommand(file: string, flags: { json?: boolean }): Promise<v
   let trace = await readTrace(file);
   // Summaries and findings are derived: recompute them from the spans with this version's
   // analyses rather than trusting what an older version stored.
-  if (!trace.spans.kind.some((k) => k === 2)) trace = deriveIdle(trace);
+  trace = deriveIdle(trace);
   const summary = summarize(trace);
-  const f: Finding[] = runFindings(trace, summary);
-  if (flags.json) process.stdout.write(`${JSON.stringify({ ...summary, findings: f }, null, 2)}\n`);
-  else process.stdout.write(`${formatSummary(summary, f)}\n`);
+  const analysis = analyse(trace);
+  const f: Finding[] = runFindings(trace, summary, { analysis });
+  if (flags.json) {
+    const { criticalPath, ops, breakdown, pipeline, dataParallel, scaling } = analysis;
+    process.stdout.write(
+      `${JSON.stringify({ ...summary, findings: f, analysis: { criticalPath: { ...criticalPath, representative: undefined }, ops, perStep: breakdown, pipeline, dataParallel, scaling } }, null, 2)}\n`,
+    );
+  } else {
+    process.stdout.write(`${formatSummary(summary, f)}\n\n${formatAnalysis(summary, analysis)}\n`);
+  }
 }
 
 export function buildProgram(): Command {

@@ -22,6 +22,9 @@ const LAST_MODEL = 'parallax.lastModel';
 
 const SHOW_OUTPUT = 'Show Output';
 
+/** Least time between two progress updates of the same phase. */
+const PROGRESS_INTERVAL_MS = 150;
+
 /**
  * Choices a caller may pass to `parallax.profileModel` after the model URI, to skip those
  * quick picks (other commands, CodeLenses, tests): `executeCommand(id, uri, { mode: 'data',
@@ -64,12 +67,7 @@ const profileModel: Factory = (ctx) => async (arg?: unknown, choices?: unknown):
     if (a === manage) void vscode.commands.executeCommand('workbench.trust.manage');
     return;
   }
-  if (ctx.isProfiling) {
-    const cancel = 'Cancel It';
-    const a = await vscode.window.showWarningMessage(`Parallax is already profiling ${ctx.runningLabel}; one profile runs at a time.`, cancel);
-    if (a === cancel) ctx.cancelProfile();
-    return;
-  }
+  if (ctx.isProfiling) return warnBusy(ctx);
   const given = profileArgs(choices);
   const target = arg instanceof vscode.Uri ? arg : await pickModel(ctx.extension.workspaceState.get<string>(LAST_MODEL));
   if (!target) return;
@@ -91,8 +89,17 @@ const profileModel: Factory = (ctx) => async (arg?: unknown, choices?: unknown):
   const root = vscode.workspace.getWorkspaceFolder(target)?.uri.fsPath ?? dirname(target.fsPath);
   const label = vscode.workspace.asRelativePath(target, false);
   const outPath = tracePath(root, settings.outputFolder, target.fsPath, mode);
+  // Another profile may have started while this one's quick picks were open.
+  if (ctx.isProfiling) return warnBusy(ctx);
   return runProfile(ctx, buildPlan({ modelPath: target.fsPath, modelLabel: label, mode, devices, batch }, settings, outPath), label);
 };
+
+async function warnBusy(ctx: Ctx): Promise<undefined> {
+  const cancel = 'Cancel It';
+  const a = await vscode.window.showWarningMessage(`Parallax is already profiling ${ctx.runningLabel}; one profile runs at a time.`, cancel);
+  if (a === cancel) ctx.cancelProfile();
+  return undefined;
+}
 
 async function runProfile(ctx: Ctx, plan: ProfilePlan, label: string): Promise<ProfileCommandResult | undefined> {
   const abort = ctx.beginProfile(label);
@@ -105,10 +112,18 @@ async function runProfile(ctx: Ctx, plan: ProfilePlan, label: string): Promise<P
       (progress, token) => {
         token.onCancellationRequested(() => abort.abort());
         let shown = 0;
+        let lastPhase = '';
+        let lastAt = 0;
+        const nodePath = ctx.runnerNodePath();
         return profile(plan, {
           signal: abort.signal,
-          ...(ctx.runnerNodePath() ? { nodePath: ctx.runnerNodePath()! } : {}),
+          ...(nodePath ? { nodePath } : {}),
           onProgress: (p) => {
+            // The runner reports every step; a few updates a second are all a user can read.
+            const now = Date.now();
+            if (p.phase === lastPhase && now - lastAt < PROGRESS_INTERVAL_MS && p.done < p.total) return;
+            lastPhase = p.phase;
+            lastAt = now;
             const pct = progressPercent(p, plan.baseline);
             progress.report({ message: progressMessage(p), increment: Math.max(0, pct - shown) });
             shown = Math.max(shown, pct);

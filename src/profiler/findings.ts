@@ -23,6 +23,7 @@ import { gpipeBubbleFraction, predictPipelineStepUs } from './analysis/pipeline'
 import { repartitionStages } from './analysis/partition';
 import { amdahlSpeedup, type ScalingPoint } from './analysis/scaling';
 import { TINY_OP_US } from './analysis/ops';
+import { STRAGGLER_THRESHOLD } from './analysis/data-parallel';
 
 export type Severity = 'info' | 'warning' | 'critical';
 
@@ -53,8 +54,11 @@ export interface Finding {
   throughput?: { currentPerS: number; predictedPerS: number };
 }
 
-/** Threshold: a device is a straggler when its compute per step exceeds the others' median by this factor. */
-export const STRAGGLER_FACTOR = 1.2;
+/**
+ * Threshold: a device is a straggler when its compute per step exceeds the others' median by
+ * this factor (1.2, the same threshold the data-parallel analysis flags stragglers with).
+ */
+export const STRAGGLER_FACTOR = 1 + STRAGGLER_THRESHOLD;
 
 /** The step whose duration is closest to the median, as evidence. */
 function medianStep(trace: Trace): { startUs: number; endUs: number } {
@@ -378,23 +382,27 @@ function hostOverheadRule(trace: Trace, a: Analysis): Finding[] {
   const nSteps = a.steps;
   const lanes = a.breakdown.lanes;
   const overhead = lanes.map((l, i) => {
-    const gap = a.ops.available ? Math.max(0, l.computeUs - a.ops.perLane[i].opUs) : 0;
+    // Gaps between operators are known only on lanes with operator spans (a provider without
+    // ORT's profiler has none, and its whole session would otherwise count as a gap).
+    const gap = a.ops.perLane[i].opCount > 0 ? Math.max(0, l.computeUs - a.ops.perLane[i].opUs) : 0;
     return (l.idleByCauseUs.host + gap) / nSteps;
   });
   const busy = lanes.map((l, i) => (l.computeUs + l.exposedCommUs) / nSteps - (overhead[i] - l.idleByCauseUs.host / nSteps));
-  const laneTime = lanes.reduce((x, l) => x + l.stepUs, 0) / nSteps;
-  const share = laneTime > 0 ? overhead.reduce((x, y) => x + y, 0) / laneTime : 0;
+  // Shares are of the lanes' own time (overhead + work), leaving out waiting for other
+  // devices, which is the straggler rule's business; the same definition predicts the share
+  // after the change.
+  const shareAt = (f: number): number => {
+    const o = overhead.reduce((x, y) => x + y, 0);
+    const b = busy.reduce((x, y) => x + y, 0);
+    return o + f * b > 0 ? o / (o + f * b) : 0;
+  };
+  const share = shareAt(1);
   const groups = a.ops.perStage;
   const opCount = groups.reduce((x, g) => x + g.opCount, 0);
   const tiny = opCount > 0 ? groups.reduce((x, g) => x + g.tinyOpFraction * g.opCount, 0) / opCount : 0;
   if (!(share >= HOST_OVERHEAD_SHARE || (a.ops.available && tiny >= TINY_OP_FRACTION && share >= HOST_OVERHEAD_SHARE_TINY))) return [];
   const rest = a.stepTimeUs.median - Math.max(...lanes.map((_, i) => overhead[i] + busy[i]));
   const stepAt = (f: number): number => Math.max(...lanes.map((_, i) => overhead[i] + f * busy[i])) + rest;
-  const shareAt = (f: number): number => {
-    const o = overhead.reduce((x, y) => x + y, 0);
-    const b = busy.reduce((x, y) => x + y, 0);
-    return o + f * b > 0 ? o / (o + f * b) : 0;
-  };
   const f = [2, 4, 8].find((x) => shareAt(x) <= HOST_OVERHEAD_TARGET) ?? 8;
   const current = a.stepTimeUs.median;
   const predicted = stepAt(f);
@@ -404,12 +412,12 @@ function hostOverheadRule(trace: Trace, a: Analysis): Finding[] {
   const params: Record<string, unknown> = { batch: batch * f };
   if (a.mode === 'data' && a.plan.shards) params['shards'] = a.plan.shards.map((r) => r * f);
   const ev = medianStep(trace);
-  const tinyWords = a.ops.available ? `; ${pct(tiny)} of the operators average under ${TINY_OP_US} µs` : '';
+  const tinyWords = tiny >= TINY_OP_FRACTION ? `; ${pct(tiny)} of the operators average under ${TINY_OP_US} µs` : '';
   return [
     {
       id: 'host-overhead',
       severity: share >= 0.3 ? 'critical' : 'warning',
-      message: `Fixed per-step overhead (host idle and gaps between operators) takes ${pct(share)} of the devices' time${tinyWords}, so the devices spend much of each step waiting on the host.`,
+      message: `Fixed per-step overhead (host idle and gaps between operators) takes ${pct(share)} of the devices' own time${tinyWords}, so they spend much of each step waiting on the host.`,
       evidence: {
         lanes: lanes.map((l) => l.lane),
         startUs: ev.startUs,
@@ -469,7 +477,10 @@ function poorScalingRule(trace: Trace, a: Analysis): Finding[] {
     {
       id: 'poor-scaling',
       severity: row.efficiency < 0.35 ? 'critical' : 'warning',
-      message: `${n} devices run ${row.speedup.toFixed(2)}× faster than one (efficiency ${pct(row.efficiency)}); Amdahl's law fitted to the measurements puts ${pct(f)} of the work in a part that does not parallelise.`,
+      message:
+        row.speedup < 1
+          ? `${n} devices run slower than one (${row.speedup.toFixed(2)}× its speed): the parallel run costs more in overhead and contention than it gains, beyond what Amdahl's law can describe.`
+          : `${n} devices run ${row.speedup.toFixed(2)}× faster than one (efficiency ${pct(row.efficiency)}); Amdahl's law fitted to the measurements puts ${pct(f)} of the work in a part that does not parallelise.`,
       evidence: {
         lanes: trace.lanes.map((_, l) => l),
         startUs: ev.startUs,
@@ -485,7 +496,10 @@ function poorScalingRule(trace: Trace, a: Analysis): Finding[] {
         },
       },
       change: {
-        description: `Use ${n2} device${n2 === 1 ? '' : 's'} (${spec}): the fit predicts ${s2.toFixed(2)}×, at least ${pct(SCALING_KEEP)} of today's speedup, and frees ${n - n2} device${n - n2 === 1 ? '' : 's'}.`,
+        description:
+          n2 === 1 && row.speedup < 1
+            ? `Use 1 device (${spec}): the one-device run measured ${(sc.oneDeviceUs / 1000).toFixed(1)} ms${sc.perSample ? ' per sample' : ' per step'}, and ${n - 1} device${n - 1 === 1 ? ' is' : 's are'} freed.`
+            : `Use ${n2} device${n2 === 1 ? '' : 's'} (${spec}): the fit predicts ${s2.toFixed(2)}×, at least ${pct(SCALING_KEEP)} of today's speedup, and frees ${n - n2} device${n - n2 === 1 ? '' : 's'}.`,
         params,
       },
       currentStepUs: a.stepTimeUs.median,

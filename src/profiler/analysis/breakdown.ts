@@ -95,10 +95,21 @@ export interface BreakdownCells {
   nSteps: number;
 }
 
+const FIELD = {
+  compute: F_COMPUTE,
+  comm: F_COMM,
+  idle: F_IDLE,
+  bubble: F_BUBBLE,
+  collective: F_COLLECTIVE,
+  host: F_HOST,
+  other: F_OTHER,
+  overlap: F_OVERLAP,
+  exposed: F_EXPOSED,
+} as const;
+
 /** Reads one accumulator of a (lane, step position) cell. */
-export function cell(c: BreakdownCells, lane: number, pos: number, field: 'compute' | 'comm' | 'idle' | 'bubble' | 'collective' | 'host' | 'other' | 'overlap' | 'exposed'): number {
-  const f = { compute: F_COMPUTE, comm: F_COMM, idle: F_IDLE, bubble: F_BUBBLE, collective: F_COLLECTIVE, host: F_HOST, other: F_OTHER, overlap: F_OVERLAP, exposed: F_EXPOSED }[field];
-  return c.acc[(lane * c.nSteps + pos) * F + f];
+export function cell(c: BreakdownCells, lane: number, pos: number, field: keyof typeof FIELD): number {
+  return c.acc[(lane * c.nSteps + pos) * F + FIELD[field]];
 }
 
 /** Computes the accumulators in one pass over the idle spans and one over the busy buckets. */

@@ -7,16 +7,22 @@
  *    (spans that overlap on a lane, such as comm running under compute, do not depend on
  *    each other);
  *  - point to point: the k-th `send` from lane a to peer b for micro-batch m is matched with
- *    the k-th `recv` on lane b from peer a for micro-batch m; the two ends of a transfer
- *    finish together, so the recv cannot finish before its send (a finish-to-finish link:
- *    send and recv run at the same time and are not counted twice);
+ *    the k-th `recv` on lane b from peer a for micro-batch m. Both ends of a transfer run at
+ *    once, and whichever end started first also waits for the other (a recv blocks until
+ *    data arrives; a send may block until the receiver frees its buffer), so the transfer
+ *    itself is the shorter of the two spans and the rest of the longer one is waiting. The
+ *    link therefore says: the recv cannot finish before send start + min(send, recv) (its
+ *    "lag"). A transfer is counted once, and waiting inside a span is not passed on as a
+ *    dependency;
  *  - collectives (comm spans without a peer, other than send/recv) join every lane taking
  *    part: the k-th collective of a name on each lane starts only when every participant has
  *    finished what came before it on its lane.
  *
  * Each span weighs its measured duration; the longest path is computed forward in
  * topological order (earliest finish), then backward (latest finish), and a span's slack is
- * latest − earliest finish. Gaps between spans carry no weight, so a path is shorter than the
+ * latest − earliest finish. Along the path each span is credited with the time from its
+ * predecessor's release to its own (a send releases its recv at start + lag), so the lanes'
+ * shares add up to the path's length. Gaps between spans carry no weight, so a path is shorter than the
  * step by the idle time no dependency explains (host overhead, for instance).
  *
  * A lane's slack is the smallest slack of its own spans (collectives excluded: they are
@@ -30,6 +36,11 @@ import { COMM, NAME_RECV, NAME_SEND, type SpanIndex } from './span-index';
 const TOLERANCE_US = 1;
 /** How far back on a lane to look for the spans a span depends on. */
 const LANE_LOOKBACK = 8;
+
+const ROLE_OTHER = 0;
+const ROLE_COLLECTIVE = 1;
+const ROLE_SEND = 2;
+const ROLE_RECV = 3;
 
 export interface CriticalPathStep {
   /** `trace.steps[pos].index`. */
@@ -75,8 +86,22 @@ class Scratch {
   order = new Int32Array(0);
   eSrc = new Int32Array(0);
   eDst = new Int32Array(0);
-  eFF = new Uint8Array(0);
+  /** Per edge: -1 for a precedence edge, else the lag of a transfer link (see the module comment). */
+  eLag = new Float64Array(0);
+  bindFF = new Uint8Array(0);
   outList = new Int32Array(0);
+  role = new Uint8Array(0);
+  next = new Int32Array(0);
+  /** Send queues by key; head is kept all −1 between uses. */
+  head = new Int32Array(0);
+  tail = new Int32Array(0);
+  touched = new Int32Array(0);
+
+  ensureKeys(keys: number): void {
+    if (keys <= this.head.length) return;
+    this.head = new Int32Array(keys).fill(-1);
+    this.tail = new Int32Array(keys);
+  }
 
   ensure(nodes: number, edges: number): void {
     if (nodes > this.cap) {
@@ -96,13 +121,17 @@ class Scratch {
       this.indeg = new Int32Array(c);
       this.outOff = new Int32Array(c + 1);
       this.order = new Int32Array(c);
+      this.role = new Uint8Array(c);
+      this.bindFF = new Uint8Array(c);
+      this.next = new Int32Array(c);
+      this.touched = new Int32Array(c);
     }
     if (edges > this.ecap) {
       const c = Math.max(edges, this.ecap * 2, 256);
       this.ecap = c;
       this.eSrc = new Int32Array(c);
       this.eDst = new Int32Array(c);
-      this.eFF = new Uint8Array(c);
+      this.eLag = new Float64Array(c);
       this.outList = new Int32Array(c);
     }
   }
@@ -138,16 +167,28 @@ function solveStep(ix: SpanIndex, p: number, sc: Scratch): StepResult | null {
     }
   }
   laneLo[nLanes] = n;
-  const isCollective = (v: number): boolean => {
+  // Each node's role, once: collective, point-to-point send or recv (with a peer), or other.
+  let nCollective = 0;
+  let nP2p = 0;
+  for (let v = 0; v < n; v++) {
     const i = sc.span[v];
-    return s.kind[i] === COMM && s.peer[i] < 0 && nameClass[s.name[i]] !== NAME_SEND && nameClass[s.name[i]] !== NAME_RECV;
-  };
+    let role = ROLE_OTHER;
+    if (s.kind[i] === COMM) {
+      const cls = nameClass[s.name[i]];
+      if (s.peer[i] < 0) role = cls === NAME_SEND || cls === NAME_RECV ? ROLE_OTHER : ROLE_COLLECTIVE;
+      else role = cls === NAME_SEND ? ROLE_SEND : cls === NAME_RECV ? ROLE_RECV : ROLE_OTHER;
+    }
+    sc.role[v] = role;
+    if (role === ROLE_COLLECTIVE) nCollective++;
+    else if (role !== ROLE_OTHER) nP2p++;
+  }
+  const isCollective = (v: number): boolean => sc.role[v] === ROLE_COLLECTIVE;
 
   const attempt = (cross: boolean): StepResult | null => {
     // Collective groups: the k-th collective of a name on each lane.
     let total = n;
     sc.join.fill(-1, 0, n);
-    if (cross) {
+    if (cross && nCollective > 0) {
       const nStrings = ix.trace.strings.length;
       const keyOf = new Map<number, number>();
       const members = new Map<number, number[]>();
@@ -174,22 +215,22 @@ function solveStep(ix: SpanIndex, p: number, sc: Scratch): StepResult | null {
       }
     }
     let e = 0;
-    const edge = (a: number, b: number, ff: number): void => {
+    const edge = (a: number, b: number, lag: number): void => {
       sc.eSrc[e] = a;
       sc.eDst[e] = b;
-      sc.eFF[e] = ff;
+      sc.eLag[e] = lag;
       e++;
     };
     for (let l = 0; l < nLanes; l++) {
       const lo = laneLo[l];
       for (let q = lo; q < laneLo[l + 1]; q++) {
         const target = sc.join[q] >= 0 ? sc.join[q] : q;
-        if (target !== q) edge(target, q, 0);
+        if (target !== q) edge(target, q, -1);
         const startQ = s.start[sc.span[q]] + TOLERANCE_US;
         for (let r = q - 1; r >= lo && r >= q - LANE_LOOKBACK; r--) {
           const ir = sc.span[r];
           if (s.start[ir] + s.dur[ir] > startQ) continue;
-          edge(r, target, 0);
+          edge(r, target, -1);
           // r follows its own predecessor, which q therefore depends on through r.
           if (r - 1 >= lo) {
             const ip = sc.span[r - 1];
@@ -198,29 +239,33 @@ function solveStep(ix: SpanIndex, p: number, sc: Scratch): StepResult | null {
         }
       }
     }
-    if (cross) {
+    if (cross && nP2p > 0) {
+      // Sends queue per (from lane, to lane, micro-batch); each recv takes the oldest one.
       const mk = ix.maxMicro + 2;
-      const sends = new Map<number, number[]>();
-      const used = new Map<number, number>();
+      sc.ensureKeys(nLanes * nLanes * mk);
+      const { head, tail, next, touched } = sc;
+      let nTouched = 0;
       for (let v = 0; v < n; v++) {
+        if (sc.role[v] !== ROLE_SEND) continue;
         const i = sc.span[v];
-        if (s.kind[i] !== COMM || s.peer[i] < 0 || nameClass[s.name[i]] !== NAME_SEND) continue;
         const key = (sc.lane[v] * nLanes + s.peer[i]) * mk + s.micro[i] + 1;
-        let list = sends.get(key);
-        if (!list) sends.set(key, (list = []));
-        list.push(v);
+        next[v] = -1;
+        if (head[key] < 0) {
+          head[key] = v;
+          touched[nTouched++] = key;
+        } else next[tail[key]] = v;
+        tail[key] = v;
       }
       for (let v = 0; v < n; v++) {
+        if (sc.role[v] !== ROLE_RECV) continue;
         const i = sc.span[v];
-        if (s.kind[i] !== COMM || s.peer[i] < 0 || nameClass[s.name[i]] !== NAME_RECV) continue;
         const key = (s.peer[i] * nLanes + sc.lane[v]) * mk + s.micro[i] + 1;
-        const list = sends.get(key);
-        const u = used.get(key) ?? 0;
-        if (!list || u >= list.length) continue;
-        used.set(key, u + 1);
-        const snd = list[u];
-        if (s.start[sc.span[snd]] <= s.start[i] + s.dur[i] + TOLERANCE_US) edge(snd, v, 1);
+        const snd = head[key];
+        if (snd < 0) continue;
+        head[key] = next[snd];
+        if (s.start[sc.span[snd]] <= s.start[i] + s.dur[i] + TOLERANCE_US) edge(snd, v, Math.min(sc.w[snd], sc.w[v]));
       }
+      for (let k = 0; k < nTouched; k++) head[touched[k]] = -1;
     }
     // CSR of out-edges, Kahn's topological order.
     const { indeg, outOff, outList, order } = sc;
@@ -236,7 +281,7 @@ function solveStep(ix: SpanIndex, p: number, sc: Scratch): StepResult | null {
     let head = 0;
     let tail = 0;
     for (let v = 0; v < total; v++) if (indeg[v] === 0) order[tail++] = v;
-    const { es, ff, ef, lf, predN, predF, bind } = sc;
+    const { es, ff, ef, lf, predN, predF, bind, bindFF } = sc;
     es.fill(0, 0, total);
     ff.fill(-Infinity, 0, total);
     predN.fill(-1, 0, total);
@@ -244,19 +289,25 @@ function solveStep(ix: SpanIndex, p: number, sc: Scratch): StepResult | null {
     while (head < tail) {
       const v = order[head++];
       const viaStart = es[v] + sc.w[v];
-      if (ff[v] > viaStart) {
-        ef[v] = ff[v];
+      // On a tie the transfer is the better explanation of when a recv ended (its own span
+      // is then mostly waiting for the data).
+      if (predF[v] >= 0 && ff[v] >= viaStart - 1e-9) {
+        ef[v] = Math.max(ff[v], viaStart);
         bind[v] = predF[v];
+        bindFF[v] = 1;
       } else {
         ef[v] = viaStart;
         bind[v] = predN[v];
+        bindFF[v] = 0;
       }
       for (let o = outOff[v]; o < outOff[v + 1]; o++) {
         const x = outList[o];
         const d = sc.eDst[x];
-        if (sc.eFF[x]) {
-          if (ef[v] > ff[d]) {
-            ff[d] = ef[v];
+        const lag = sc.eLag[x];
+        if (lag >= 0) {
+          const release = es[v] + lag;
+          if (release > ff[d]) {
+            ff[d] = release;
             predF[d] = v;
           }
         } else if (ef[v] > es[d]) {
@@ -287,7 +338,8 @@ function solveStep(ix: SpanIndex, p: number, sc: Scratch): StepResult | null {
       for (let o = outOff[v]; o < outOff[v + 1]; o++) {
         const x = outList[o];
         const d = sc.eDst[x];
-        const limit = sc.eFF[x] ? lf[d] : lf[d] - sc.w[d];
+        const lag = sc.eLag[x];
+        const limit = lag >= 0 ? lf[d] - lag + sc.w[v] : lf[d] - sc.w[d];
         if (limit < late) late = limit;
       }
       lf[v] = late;
@@ -303,10 +355,23 @@ function solveStep(ix: SpanIndex, p: number, sc: Scratch): StepResult | null {
     for (let l = 0; l < nLanes; l++) {
       if (laneSlack[l] === Infinity) laneSlack[l] = laneSlackAny[l] === Infinity ? length : laneSlackAny[l];
     }
+    // Walk the binding chain back from the end. Each node contributes the time from its
+    // binding predecessor's release to its own: a send releases its recv at start + lag,
+    // other nodes at their finish; join nodes contribute nothing.
     const path: number[] = [];
-    for (let v = end; v >= 0; v = bind[v]) if (v < n) path.push(v);
+    const pathContribution: number[] = [];
+    let release = length;
+    for (let v = end; v >= 0; v = bind[v]) {
+      const p = bind[v];
+      const from = p < 0 ? 0 : bindFF[v] ? ff[v] : ef[p];
+      if (v < n) {
+        path.push(v);
+        pathContribution.push(release - from);
+      }
+      release = from;
+    }
     path.reverse();
-    const pathContribution = path.map((v, j) => ef[v] - (j > 0 ? ef[path[j - 1]] : 0));
+    pathContribution.reverse();
     return { lengthUs: length, laneSlack, path: path.map((v) => sc.span[v]), pathContribution, cyclic: !cross };
   };
   const withCross = attempt(true);

@@ -35,8 +35,11 @@ const FUSED_PREFIX = /^fused /;
 export function modelNodeName(ortName: string, known?: ReadonlySet<string>): string {
   let name = ortName;
   if (known?.has(name)) return name;
-  for (let guard = 0; guard < 8; guard++) {
-    const next = name.replace(TOKEN_SUFFIX, '').replace(FUSED_PREFIX, '').replace(FUSION_SUFFIX, '');
+  // One layer at a time, so that a known name in the middle of the chain is found.
+  for (let guard = 0; guard < 16; guard++) {
+    let next = name.replace(TOKEN_SUFFIX, '');
+    if (next === name) next = name.replace(FUSED_PREFIX, '');
+    if (next === name) next = name.replace(FUSION_SUFFIX, '');
     if (next === name) break;
     name = next;
     if (known?.has(name)) return name;

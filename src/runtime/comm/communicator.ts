@@ -968,7 +968,9 @@ export class Communicator {
       on = `rank${missing.length === 1 ? '' : 's'} ${missing.join(', ')}`;
     }
     const text = `Communicator rank ${this.rank}: ${this.op} timed out after ${this.timeoutMs} ms waiting for ${on}`;
-    this.abort(text);
+    // When another rank timed out first (ranks waiting on the same straggler expire at about
+    // the same moment), report its abort: one root cause per failure, not one per rank.
+    if (!abortGroupState(this.ctrl, this.mem, this.layout, this.rank, text)) this.throwAborted(peer);
     throw new CommError('timeout', this.rank, this.op, peer, text);
   }
 
@@ -997,9 +999,12 @@ export function isCommGroupAborted(desc: CommGroupDescriptor): boolean {
   return Atomics.load(new Int32Array(bufferOf(desc)), ABORT_FLAG) !== 0;
 }
 
-/** First abort wins: it records its reason, then wakes every waiter of every rank. */
-function abortGroupState(ctrl: Int32Array, mem: Uint8Array, l: CommLayout, rank: number, reason: string): void {
-  if (Atomics.compareExchange(ctrl, ABORT_FLAG, 0, 1) !== 0) return;
+/**
+ * First abort wins: it records its reason, then wakes every waiter of every rank. Returns
+ * false when the group had already been aborted.
+ */
+function abortGroupState(ctrl: Int32Array, mem: Uint8Array, l: CommLayout, rank: number, reason: string): boolean {
+  if (Atomics.compareExchange(ctrl, ABORT_FLAG, 0, 1) !== 0) return false;
   const bytes = new TextEncoder().encode(reason).subarray(0, ABORT_MSG_BYTES - 4);
   // TextEncoder cannot write into shared memory directly, hence the copy.
   mem.set(bytes, ABORT_MSG_OFFSET + 4);
@@ -1017,6 +1022,11 @@ function abortGroupState(ctrl: Int32Array, mem: Uint8Array, l: CommLayout, rank:
       }
     }
   }
+  for (let r = 0; r < l.n; r++) {
+    Atomics.notify(ctrl, rankBlockIndex(l, r) + RB_TAG);
+    Atomics.notify(ctrl, rankBlockIndex(l, r) + RB_PROGRESS);
+  }
+  return true;
 }
 
 function readAbort(ctrl: Int32Array, mem: Uint8Array): { rank: number; reason: string } {

@@ -1,0 +1,215 @@
+/**
+ * The packaged extension in a real VS Code (code-server + headless Chromium): the VSIX built
+ * by scripts/package.mjs is installed with --install-extension, and the tests drive the
+ * workbench as a user would. Screenshots go to test-artifacts/vscode/.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it as nodeIt } from 'node:test';
+import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
+import { readTrace } from '../../../src/profiler/trace-io';
+import { ensureVsix, VsCodeHarness } from './harness';
+
+/** Small enough that a profile takes a second or two on two cores. */
+const DEMO = { layers: 4, hidden: 64, ffn: 128 } as const;
+const MODEL_DIR = 'models';
+
+describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_000 }, () => {
+  let vs: VsCodeHarness | undefined;
+  /** A test that leaves a screenshot of the workbench behind when it fails. */
+  const it = (name: string, fn: () => Promise<void>): void => {
+    nodeIt(name, async () => {
+      try {
+        await fn();
+      } catch (e) {
+        await vs?.screenshot(`FAILED-${name.slice(0, 40)}`).catch(() => undefined);
+        throw e;
+      }
+    });
+  };
+  let ws = '';
+  let modelName = '';
+
+  before(
+    async () => {
+      ws = mkdtempSync(join(tmpdir(), 'parallax-e2e-ws-'));
+      const scratch = mkdtempSync(join(tmpdir(), 'parallax-e2e-model-'));
+      const model = await ensureDemoModel(scratch, DEMO);
+      modelName = model.split('/').pop()!;
+      mkdirSync(join(ws, MODEL_DIR));
+      copyFileSync(model, join(ws, MODEL_DIR, modelName));
+      rmSync(scratch, { recursive: true, force: true });
+      // Workspace settings keep each run short; devices and batch come from the quick picks.
+      mkdirSync(join(ws, '.vscode'));
+      writeSettings(ws, { 'parallax.profile.steps': 5, 'parallax.profile.warmup': 1 });
+      writeFileSync(join(ws, 'NOTES.md'), '# Parallax notes\n\nA file for the harness check.\n');
+      const vsix = ensureVsix();
+      vs = await VsCodeHarness.start({ workspace: ws, vsix, name: 'extension' });
+      await vs.screenshot('workbench');
+    },
+    // A machine without code-server installs it first (about a minute cold).
+    { timeout: 15 * 60_000 },
+  );
+
+  after(async () => {
+    if (vs) {
+      vs.saveLogs();
+      await vs.close();
+    }
+    if (ws) rmSync(ws, { recursive: true, force: true });
+  });
+
+  it('lists the Parallax commands in the command palette', async () => {
+    const h = vs!;
+    const rows = await h.findInPalette('Parallax: Profile Model…', 30_000, 'Parallax');
+    await h.screenshot('palette');
+    await h.dismissQuickInput();
+    assert.ok(rows.some((r) => r.includes('Parallax: Profile Model…')), `palette rows: ${JSON.stringify(rows)}`);
+    assert.ok(rows.some((r) => r.includes('Parallax: List Devices')), `palette rows: ${JSON.stringify(rows)}`);
+    // The explorer-only entry and the cancel command (no profile running) stay out of the palette.
+    assert.ok(!rows.some((r) => r.includes('Profile with Parallax')), `palette rows: ${JSON.stringify(rows)}`);
+    assert.ok(!rows.some((r) => r.includes('Cancel Profiling')), `palette rows: ${JSON.stringify(rows)}`);
+  });
+
+  it('profiles the workspace model through Profile Model… and writes a trace in the output folder', async () => {
+    const h = vs!;
+    await h.clearNotifications();
+    await h.runCommand('Parallax: Profile Model…');
+    await h.waitForQuickInput('(1/4) — model');
+    const rows = await h.quickPickRows();
+    assert.ok(rows.some((r) => r.includes(modelName)), `model rows: ${JSON.stringify(rows)}`);
+    assert.ok(rows.some((r) => r.includes('Browse…')), `model rows: ${JSON.stringify(rows)}`);
+    await h.screenshot('pick-model');
+    await h.quickPick(modelName);
+
+    await h.waitForQuickInput('(2/4) — parallel mode');
+    await h.screenshot('pick-mode');
+    await h.quickPick(/^data/);
+    await h.waitForQuickInput('(3/4) — devices');
+    await h.screenshot('pick-devices');
+    await h.quickPick(/^cpu:2/);
+    await h.waitForQuickInput('(4/4) — global batch size');
+    await h.quickPick(/^16/);
+
+    const text = await h.waitForNotification(/Parallax: profiled .*Trace: runs\/.*\.parallax\.json/, {
+      timeoutMs: 120_000,
+      failOn: /Parallax: .*(failed|error)/i,
+    });
+    await h.screenshot('profiled');
+    assert.match(text, new RegExp(`profiled ${MODEL_DIR}/${modelName.replace(/\./g, '\\.')}`));
+    assert.match(text, /median step/);
+
+    const runs = join(ws, 'runs');
+    const traces = existsSync(runs) ? readdirSync(runs).filter((f) => f.endsWith('.parallax.json')) : [];
+    assert.deepEqual(traces, [modelName.replace(/\.onnx$/, '-data.parallax.json')]);
+    const trace = await readTrace(join(runs, traces[0]!));
+    assert.equal(trace.lanes.length, 2, 'one lane per cpu worker');
+    assert.ok(trace.spans.lane.length > 0, 'the trace has spans');
+  });
+
+  it('lists devices discovered in a runner process', async () => {
+    const h = vs!;
+    await h.runCommand('Parallax: List Devices');
+    await h.waitForQuickInput(/Parallax: devices — .*onnxruntime-node \d/, 60_000);
+    const rows = await h.quickPickRows();
+    await h.screenshot('devices');
+    await h.dismissQuickInput();
+    const cpu = rows.find((r) => /\bcpu\b/.test(r));
+    assert.ok(cpu && /available/.test(cpu) && !/not available/.test(cpu), `device rows: ${JSON.stringify(rows)}`);
+    assert.ok(rows.some((r) => /\bwebgpu\b/.test(r)) && rows.some((r) => /\bcuda\b/.test(r)), `device rows: ${JSON.stringify(rows)}`);
+  });
+
+  it('profiles an .onnx file from the explorer context menu', async () => {
+    const h = vs!;
+    await h.clearNotifications();
+    await h.explorerContextMenu(`${MODEL_DIR}/${modelName}`, 'Profile with Parallax');
+    // The model is given by the menu: the flow starts at the mode.
+    await h.waitForQuickInput('(2/4) — parallel mode');
+    await h.quickPick(/^data/);
+    await h.waitForQuickInput('(3/4) — devices');
+    await h.quickPick(/^cpu:1\b/);
+    await h.waitForQuickInput('(4/4) — global batch size');
+    await h.quickPick(/^8/);
+    const text = await h.waitForNotification(/Parallax: profiled .*Trace: runs\/.*\.parallax\.json/, {
+      timeoutMs: 120_000,
+      failOn: /Parallax: .*(failed|error)/i,
+    });
+    await h.screenshot('profiled-from-explorer');
+    assert.match(text, /median step/);
+  });
+
+  it('shows a running profile in the status bar and cancels it from there, ending the runner', async () => {
+    const h = vs!;
+    await h.clearNotifications();
+    // Long enough to be caught running; VS Code picks up the settings file change.
+    writeSettings(ws, { 'parallax.profile.steps': 100_000, 'parallax.profile.warmup': 1 });
+    await h.page.waitForTimeout(1000);
+    await h.explorerContextMenu(`${MODEL_DIR}/${modelName}`, 'Profile with Parallax');
+    await h.waitForQuickInput('(2/4) — parallel mode');
+    await h.quickPick(/^data/);
+    await h.waitForQuickInput('(3/4) — devices');
+    await h.quickPick(/^cpu:2/);
+    await h.waitForQuickInput('(4/4) — global batch size');
+    await h.quickPick(/^8/);
+
+    const status = h.page.locator('.statusbar-item').filter({ hasText: `Parallax: ${MODEL_DIR}/${modelName}` }).first();
+    await status.waitFor({ state: 'visible', timeout: 60_000 });
+    // Wait until the workers measure, so that the cancel reaches a busy runner.
+    await h.page.locator('.statusbar-item').filter({ hasText: /measuring \d+\// }).first().waitFor({ state: 'visible', timeout: 60_000 });
+    assert.ok(runnerPids().length > 0, 'a runner process runs while profiling');
+    await h.screenshot('running');
+    await status.click();
+    await h.waitForNotification(/Parallax: profiling .* cancelled\./, { timeoutMs: 30_000 });
+    await status.waitFor({ state: 'hidden', timeout: 10_000 });
+    await h.screenshot('cancelled');
+    // The runner and its workers are gone shortly after the cancel.
+    const deadline = Date.now() + 5000;
+    while (runnerPids().length > 0 && Date.now() < deadline) await h.page.waitForTimeout(100);
+    assert.deepEqual(runnerPids(), [], 'no runner process is left after cancelling');
+    writeSettings(ws, { 'parallax.profile.steps': 5, 'parallax.profile.warmup': 1 });
+  });
+
+  // A check of the harness itself, for the webview tests that build on it: a built-in
+  // webview (the Markdown preview) is found through webviewFrames() and its DOM read.
+  it('harness: opens a file and reads a webview document through page.frames()', async () => {
+    const h = vs!;
+    await h.openFile('NOTES.md');
+    await h.runCommand('Markdown: Open Preview to the Side');
+    let heading: string | null = null;
+    const deadline = Date.now() + 30_000;
+    while (heading === null && Date.now() < deadline) {
+      for (const f of h.webviewFrames()) {
+        heading = await f.locator('h1').first().textContent({ timeout: 500 }).catch(() => null);
+        if (heading !== null) break;
+      }
+      if (heading === null) await h.page.waitForTimeout(250);
+    }
+    await h.screenshot('webview');
+    assert.equal(heading, 'Parallax notes');
+  });
+});
+
+function writeSettings(folder: string, settings: Record<string, unknown>): void {
+  writeFileSync(join(folder, '.vscode', 'settings.json'), JSON.stringify(settings, null, 2));
+}
+
+/**
+ * Runner processes of the installed extension (their command line names the VSIX's
+ * dist/runner.js under an e2e extensions folder), found through /proc.
+ */
+function runnerPids(): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let cmd = '';
+    try {
+      cmd = readFileSync(join('/proc', name, 'cmdline'), 'utf8');
+    } catch {
+      continue;
+    }
+    if (/parallax-e2e-[^\0]*parallax-tools\.parallax[^\0]*\/dist\/runner\.js/.test(cmd)) out.push(Number(name));
+  }
+  return out;
+}

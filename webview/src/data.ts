@@ -1,0 +1,243 @@
+/**
+ * From a received trace document to what the view draws: validation (JSON or typed
+ * columns), the prepared draw model, and checked views of the derived `summary` and
+ * `findings` (both `unknown` in the file format, so nothing in them is trusted).
+ */
+import {
+  IDLE_CAUSES,
+  SPAN_COLUMNS,
+  SPAN_KINDS,
+  traceFromJson,
+  TraceFormatError,
+  type SpanColumnName,
+  type Trace,
+} from '../../src/profiler/trace-format';
+import { summarize } from '../../src/profiler/summary';
+import type { Finding, Severity } from '../../src/profiler/findings';
+import { num, obj, str } from './format';
+import { F_EMULATED, F_PREDICTED, nameRoleOf, type Prepared } from './model';
+import { prepareSpans } from './prep-client';
+
+type ColumnCtor = Int32ArrayConstructor | Uint8ArrayConstructor | Float64ArrayConstructor;
+const COLUMN_CTORS: Record<SpanColumnName, ColumnCtor> = {
+  lane: Int32Array,
+  kind: Uint8Array,
+  name: Int32Array,
+  opType: Int32Array,
+  start: Float64Array,
+  dur: Float64Array,
+  step: Int32Array,
+  micro: Int32Array,
+  stage: Int32Array,
+  bytes: Float64Array,
+  peer: Int32Array,
+  parent: Int32Array,
+  flags: Uint8Array,
+  cause: Uint8Array,
+};
+
+function isTypedColumn(x: unknown): x is ArrayLike<number> & ArrayBufferView {
+  return ArrayBuffer.isView(x) && !(x instanceof DataView);
+}
+
+/**
+ * Validates a trace document whose span columns are typed arrays: the header goes through
+ * `traceFromJson` (with empty columns), the columns through the same range checks it makes.
+ */
+function traceFromColumns(doc: Record<string, unknown>): Trace {
+  const spans = obj(doc['spans']);
+  if (!spans) throw new TraceFormatError('invalid trace: spans must be an object');
+  const n = spans['count'];
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new TraceFormatError('invalid trace: spans.count is not a count');
+  const empty: Record<string, unknown> = { count: 0 };
+  for (const c of SPAN_COLUMNS) empty[c] = [];
+  const head = traceFromJson({ ...doc, spans: empty });
+  const cols: Record<string, unknown> = { count: n };
+  for (const c of SPAN_COLUMNS) {
+    const v = spans[c];
+    if (!isTypedColumn(v) || v.length !== n) throw new TraceFormatError(`invalid trace: spans.${c} must be a typed array of ${n} numbers`);
+    const Ctor = COLUMN_CTORS[c];
+    cols[c] = v instanceof Ctor ? v : Ctor.from(v as ArrayLike<number>);
+  }
+  const s = cols as unknown as Trace['spans'];
+  for (const c of ['start', 'dur', 'bytes'] as const) {
+    const a = s[c];
+    for (let i = 0; i < n; i++) if (!Number.isFinite(a[i])) throw new TraceFormatError(`invalid trace: spans.${c}[${i}] is not a finite number`);
+  }
+  const nStrings = head.strings.length;
+  const nLanes = head.lanes.length;
+  const nKinds = SPAN_KINDS.length;
+  const nCauses = IDLE_CAUSES.length;
+  for (let i = 0; i < n; i++) {
+    if (s.kind[i] >= nKinds) throw new TraceFormatError(`invalid trace: spans.kind[${i}] is unknown`);
+    if (s.name[i] < 0 || s.name[i] >= nStrings) throw new TraceFormatError(`invalid trace: spans.name[${i}] is out of range`);
+    if (s.opType[i] >= nStrings) throw new TraceFormatError(`invalid trace: spans.opType[${i}] is out of range`);
+    if (s.lane[i] < 0 || s.lane[i] >= nLanes) throw new TraceFormatError(`invalid trace: spans.lane[${i}] is out of range`);
+    if (s.parent[i] >= n) throw new TraceFormatError(`invalid trace: spans.parent[${i}] is out of range`);
+    if (s.cause[i] >= nCauses) throw new TraceFormatError(`invalid trace: spans.cause[${i}] is unknown`);
+  }
+  head.spans = s;
+  return head;
+}
+
+/** Validates a received trace document (JSON arrays or typed-array columns). */
+export function traceFromDocument(doc: unknown): Trace {
+  const d = obj(doc);
+  const spans = d ? obj(d['spans']) : null;
+  if (d && spans && isTypedColumn(spans['lane'])) return traceFromColumns(d);
+  return traceFromJson(doc);
+}
+
+export interface DeviceRow {
+  label: string;
+  computeUs: number;
+  commUs: number;
+  idleUs: number;
+  idleByCause: { bubble: number; collective: number; host: number; other: number };
+}
+
+/** The parts of ProfileSummary the view shows, checked. */
+export interface SummaryView {
+  steps: number;
+  stepTimeUs: { median: number; p10: number; p90: number } | null;
+  throughputPerS: number | null;
+  speedup: number | null;
+  baseline: string | null;
+  /** Pipeline bubble fraction, when the summary has one. */
+  bubbleFraction: number | null;
+  numericalCheck: { ok: boolean; maxAbsErr: number; maxRelErr: number; reference: string } | null;
+  devices: DeviceRow[];
+}
+
+/** Reads a summary object defensively; null when it is not a usable ProfileSummary. */
+export function summaryView(x: unknown): SummaryView | null {
+  const s = obj(x);
+  if (!s) return null;
+  const st = obj(s['stepTimeUs']);
+  const devices = Array.isArray(s['devices']) ? s['devices'] : null;
+  if (!st || !devices) return null;
+  const rows: DeviceRow[] = [];
+  for (const d0 of devices) {
+    const d = obj(d0);
+    if (!d) return null;
+    const by = obj(d['idleByCauseUs']) ?? {};
+    rows.push({
+      label: str(d['label']) ?? str(d['id']) ?? '?',
+      computeUs: num(d['computeUs']) ?? 0,
+      commUs: num(d['commUs']) ?? 0,
+      idleUs: num(d['idleUs']) ?? 0,
+      idleByCause: { bubble: num(by['bubble']) ?? 0, collective: num(by['collective']) ?? 0, host: num(by['host']) ?? 0, other: num(by['other']) ?? 0 },
+    });
+  }
+  const med = num(st['median']);
+  const nc = obj(s['numericalCheck']);
+  const base = obj(s['baseline']);
+  const pipeline = obj(s['pipeline']);
+  const bubble = num(s['bubbleFraction']) ?? (pipeline ? num(pipeline['bubbleFraction']) : null);
+  return {
+    steps: num(s['steps']) ?? 0,
+    stepTimeUs: med === null ? null : { median: med, p10: num(st['p10']) ?? med, p90: num(st['p90']) ?? med },
+    throughputPerS: num(s['throughputPerS']),
+    speedup: num(s['speedupVsOneDevice']),
+    baseline: base ? str(base['description']) : null,
+    bubbleFraction: bubble,
+    numericalCheck:
+      nc && typeof nc['ok'] === 'boolean'
+        ? { ok: nc['ok'], maxAbsErr: num(nc['maxAbsErr']) ?? NaN, maxRelErr: num(nc['maxRelErr']) ?? NaN, reference: str(nc['reference']) ?? '' }
+        : null,
+    devices: rows,
+  };
+}
+
+const SEVERITIES: readonly Severity[] = ['info', 'warning', 'critical'];
+
+/** Keeps the findings that have the fields the view uses; lanes outside the trace are dropped. */
+export function findingsView(x: unknown, nLanes: number): Finding[] {
+  if (!Array.isArray(x)) return [];
+  const out: Finding[] = [];
+  for (const f0 of x) {
+    const f = obj(f0);
+    const ev = f ? obj(f['evidence']) : null;
+    if (!f || !ev) continue;
+    const id = str(f['id']);
+    const message = str(f['message']);
+    const startUs = num(ev['startUs']);
+    const endUs = num(ev['endUs']);
+    if (id === null || message === null || startUs === null || endUs === null) continue;
+    const lanes = Array.isArray(ev['lanes']) ? ev['lanes'].filter((l): l is number => Number.isInteger(l) && l >= 0 && l < nLanes) : [];
+    const numbers: Record<string, number> = {};
+    for (const [k, v] of Object.entries(obj(ev['numbers']) ?? {})) if (typeof v === 'number') numbers[k] = v;
+    const change = obj(f['change']);
+    const sev = str(f['severity']) as Severity | null;
+    out.push({
+      id,
+      severity: sev && SEVERITIES.includes(sev) ? sev : 'info',
+      message,
+      evidence: { lanes, startUs, endUs: Math.max(startUs, endUs), numbers },
+      change: { description: (change && str(change['description'])) ?? '', params: obj(change?.['params']) ?? {} },
+      currentStepUs: num(f['currentStepUs']) ?? NaN,
+      predictedStepUs: num(f['predictedStepUs']),
+    });
+  }
+  return out;
+}
+
+/** One loaded run, ready to draw. */
+export interface Run {
+  trace: Trace;
+  title: string;
+  /** Predicted by the projection (meta.source) or holding predicted spans. */
+  predicted: boolean;
+  /** Holding emulated spans (or an emulated link model). */
+  emulated: boolean;
+  /** View time = trace time − offsetUs (0 for one run; the first step start when comparing). */
+  offsetUs: number;
+  prepared: Prepared;
+  findings: Finding[];
+  /** Filled in after the first frame (computing it may take a while on huge traces). */
+  summary: SummaryView | null;
+}
+
+/** Validates and prepares one trace document. */
+export async function loadRun(doc: unknown, title: string): Promise<Run> {
+  const trace = traceFromDocument(doc);
+  const nameRole = Uint8Array.from(trace.strings, nameRoleOf);
+  const prepared = await prepareSpans(trace.spans, trace.lanes.length, nameRole);
+  let predictedSpans = false;
+  let emulatedSpans = false;
+  const f = trace.spans.flags;
+  for (let i = 0; i < trace.spans.count; i++) {
+    if (f[i] & F_PREDICTED) predictedSpans = true;
+    if (f[i] & F_EMULATED) emulatedSpans = true;
+    if (predictedSpans && emulatedSpans) break;
+  }
+  return {
+    trace,
+    title,
+    predicted: trace.meta.source === 'predicted' || predictedSpans,
+    emulated: emulatedSpans || trace.meta.link?.emulated === true,
+    offsetUs: 0,
+    prepared,
+    findings: findingsView(trace.findings, trace.lanes.length),
+    summary: null,
+  };
+}
+
+/** The run's summary: the one in the file when usable, else computed from the spans. */
+export function runSummary(run: Run): SummaryView | null {
+  const fromFile = summaryView(run.trace.summary);
+  if (fromFile) return fromFile;
+  try {
+    return summaryView(summarize(run.trace));
+  } catch {
+    return null;
+  }
+}
+
+/** The first step's start, or the first span's start: where a run's time begins when comparing. */
+export function runOrigin(run: Run): number {
+  const steps = run.trace.steps;
+  let m = Infinity;
+  for (const s of steps) if (s.startUs < m) m = s.startUs;
+  return Number.isFinite(m) ? m : run.prepared.extent[0];
+}

@@ -1,0 +1,111 @@
+/**
+ * The test hook's types: `window.__parallax`, installed by main.ts in every page (VS Code
+ * webview and standalone report). DOM-free so that Node-side tests can import the types.
+ *
+ * Read-only: `stats()`, `frameTimes()`, `locate()`, `sent`. The other calls do what a host
+ * message or a user could do anyway (load a trace, set the view), and resolve once the frame
+ * that shows the result is drawn, so tests and benchmarks need no sleeps.
+ */
+
+export interface KindCounts {
+  compute: number;
+  comm: number;
+  idle: number;
+  /** Operator spans (nested under compute). */
+  op: number;
+}
+
+export interface ViewStats {
+  /** A trace is loaded and its first frame drawn. */
+  loaded: boolean;
+  /** The last load or message error shown, or null. */
+  error: string | null;
+  runs: {
+    title: string;
+    source: string;
+    predicted: boolean;
+    emulated: boolean;
+    spans: number;
+    lanes: number;
+    /** View time = trace time − offsetUs. */
+    offsetUs: number;
+    /** Spans per kind in the trace (operators counted apart from compute). */
+    counts: KindCounts;
+    findings: number;
+    stepMedianUs: number | null;
+  }[];
+  /** Lanes in draw order, with their rows' labels and their position in content (CSS px). */
+  lanes: {
+    run: number;
+    lane: number;
+    label: string;
+    group: string;
+    device: string;
+    shared: boolean;
+    software: boolean;
+    rows: string[];
+    y: number;
+    height: number;
+  }[];
+  /** The view, in view time (µs). */
+  visible: { startUs: number; endUs: number };
+  /** The zoomable extent, view time. */
+  extent: { startUs: number; endUs: number };
+  /** Tick labels the axis shows now, and their unit. */
+  axis: { ticks: string[]; unit: string };
+  canvas: { width: number; height: number; dpr: number };
+  /**
+   * What the last frame drew: spans drawn one by one (`rects`) and spans merged into
+   * per-pixel columns (`merged`) per kind, the columns and pyramid buckets drawn, rows drawn
+   * from spans vs from the pyramid, flows, collective groups, labels and step lines.
+   */
+  drawn: {
+    rects: KindCounts;
+    merged: KindCounts;
+    columns: number;
+    buckets: number;
+    pyramidRows: number;
+    rawRows: number;
+    flows: number;
+    collectives: number;
+    labels: number;
+    steps: number;
+    /** Where the frame's time went, ms: span pixels, putImageData, overlay, axis. */
+    phaseMs: { spans: number; present: number; overlay: number; axis: number };
+  };
+  selection: { startUs: number; endUs: number } | null;
+  highlight: { lanes: { run: number; lane: number }[]; startUs: number; endUs: number } | null;
+  hover: { run: number; span: number } | null;
+  selected: { run: number; span: number } | null;
+  tooltip: { visible: boolean; text: string };
+  scrollY: number;
+  frame: {
+    count: number;
+    lastMs: number;
+    /** From receiving the data to the first frame on screen, ms. */
+    firstFrameMs: number | null;
+    /** Preparation (sorting, indexing, pyramids) of the last load, ms, and where it ran. */
+    prepMs: number;
+    prepWhere: 'worker' | 'main';
+  };
+  /** Finding buttons shown. */
+  findings: number;
+  /** The theme the page resolved to. */
+  theme: { dark: boolean; background: string };
+}
+
+export interface ParallaxHook {
+  stats(): ViewStats;
+  /** Draw times (ms) of recent frames, oldest first. */
+  frameTimes(): number[];
+  /** Centre of a span's visible part in page coordinates, or null when off screen. */
+  locate(run: number, span: number): { x: number; y: number } | null;
+  /** Messages the view posted to its host. */
+  readonly sent: readonly unknown[];
+  /** Same as a host `load` message; resolves when the first frame is on screen. */
+  load(trace: unknown, compare?: unknown, titles?: { title?: string; compareTitle?: string }): Promise<ViewStats>;
+  /** Shows view time [startUs, endUs]; resolves after the frame. */
+  setView(startUs: number, endUs: number): Promise<ViewStats>;
+  /** Resolves after the next frame is drawn. */
+  nextFrame(): Promise<ViewStats>;
+}

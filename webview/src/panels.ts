@@ -1,0 +1,363 @@
+/**
+ * The DOM parts around the timeline: the legend, the summary strip (per-device stacked bars,
+ * step time, speedup, bubble fraction, numerical check, the step-time difference of two
+ * runs), the findings list and the breakdown of a brushed range. All text goes in through
+ * `textContent`; widths through the CSSOM (allowed by the page's style-src policy).
+ */
+import type { Finding } from '../../src/profiler/findings';
+import type { Run, SummaryView } from './data';
+import { displayText, formatPercent, formatSigned, formatUs } from './format';
+import {
+  CLASS_MASK,
+  C_BUBBLE,
+  C_COLLECTIVE,
+  C_COMM,
+  C_COMPUTE,
+  C_HOST,
+  C_IDLE_OTHER,
+  C_OP,
+  C_OP_ALT,
+  C_STAGING,
+  K_COMM,
+  K_COMPUTE,
+  K_IDLE,
+  M_EMULATED,
+  M_PREDICTED,
+  ROWS_PER_LANE,
+  ROW_COMM,
+  ROW_STATE,
+  visibleSpan,
+} from './model';
+import { paintSwatch } from './painter';
+import { CLASS_LABELS, type Palette } from './theme';
+
+export function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls = '', text?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+// -----------------------------------------------------------------------------------------
+// Legend
+
+/** Legend entries painted with the same painter as the canvas, so patterns match exactly. */
+const LEGEND_CLASSES: { cls: number; label: string }[] = [
+  { cls: C_COMPUTE, label: CLASS_LABELS[C_COMPUTE] },
+  { cls: C_OP, label: 'operator' },
+  { cls: C_OP_ALT, label: 'operator (next)' },
+  { cls: C_COMM, label: CLASS_LABELS[C_COMM] },
+  { cls: C_STAGING, label: CLASS_LABELS[C_STAGING] },
+  { cls: C_BUBBLE, label: CLASS_LABELS[C_BUBBLE] },
+  { cls: C_COLLECTIVE, label: CLASS_LABELS[C_COLLECTIVE] },
+  { cls: C_HOST, label: CLASS_LABELS[C_HOST] },
+  { cls: C_IDLE_OTHER, label: CLASS_LABELS[C_IDLE_OTHER] },
+  { cls: C_COMM | M_EMULATED, label: 'emulated (dotted)' },
+  { cls: C_COMPUTE | M_PREDICTED, label: 'predicted (striped)' },
+];
+
+export class Legend {
+  readonly root = el('div', 'px-legend');
+  private readonly swatches: { canvas: HTMLCanvasElement; cls: number }[] = [];
+  private readonly marks: { canvas: HTMLCanvasElement; kind: 'flow' | 'collective' | 'selection' | 'highlight' }[] = [];
+
+  constructor() {
+    this.root.setAttribute('role', 'list');
+    this.root.setAttribute('aria-label', 'Legend');
+    for (const e of LEGEND_CLASSES) this.add(e.label, (c) => this.swatches.push({ canvas: c, cls: e.cls }));
+    this.add('flow: send → recv', (c) => this.marks.push({ canvas: c, kind: 'flow' }));
+    this.add('collective (all ranks released)', (c) => this.marks.push({ canvas: c, kind: 'collective' }));
+    this.add('selected range', (c) => this.marks.push({ canvas: c, kind: 'selection' }));
+    this.add('finding / highlighted lane', (c) => this.marks.push({ canvas: c, kind: 'highlight' }));
+  }
+
+  private add(label: string, keep: (c: HTMLCanvasElement) => void): void {
+    const item = el('span', 'px-legend-item');
+    item.setAttribute('role', 'listitem');
+    const c = el('canvas', 'px-swatch');
+    c.width = 18;
+    c.height = 12;
+    c.setAttribute('aria-hidden', 'true');
+    keep(c);
+    item.append(c, el('span', '', label));
+    this.root.append(item);
+  }
+
+  paint(p: Palette): void {
+    for (const s of this.swatches) paintSwatch(s.canvas, p, s.cls);
+    for (const m of this.marks) {
+      const ctx = m.canvas.getContext('2d');
+      if (!ctx) continue;
+      const w = m.canvas.width;
+      const h = m.canvas.height;
+      ctx.clearRect(0, 0, w, h);
+      if (m.kind === 'flow') {
+        ctx.strokeStyle = p.css.flow;
+        ctx.fillStyle = p.css.flow;
+        ctx.lineWidth = 1.25;
+        ctx.beginPath();
+        ctx.moveTo(1, 3);
+        ctx.bezierCurveTo(9, 3, 9, 9, 14, 9);
+        ctx.stroke();
+        ctx.beginPath();
+        ctx.moveTo(17, 9);
+        ctx.lineTo(12, 6.5);
+        ctx.lineTo(12, 11.5);
+        ctx.fill();
+      } else if (m.kind === 'collective') {
+        ctx.fillStyle = p.css.collectiveMarker;
+        ctx.strokeStyle = p.css.collectiveMarker;
+        ctx.beginPath();
+        ctx.moveTo(6, 2);
+        ctx.lineTo(10, 6);
+        ctx.lineTo(6, 10);
+        ctx.lineTo(2, 6);
+        ctx.fill();
+        ctx.setLineDash([2, 1]);
+        ctx.beginPath();
+        ctx.moveTo(14.5, 0);
+        ctx.lineTo(14.5, h);
+        ctx.stroke();
+      } else {
+        ctx.fillStyle = m.kind === 'selection' ? p.css.selection : p.css.highlight;
+        ctx.fillRect(0, 0, w, h);
+        ctx.strokeStyle = p.css.focus;
+        ctx.strokeRect(0.5, 0.5, w - 1, h - 1);
+      }
+    }
+  }
+}
+
+// -----------------------------------------------------------------------------------------
+// Summary strip
+
+/** A stacked bar of compute / comm / idle-by-cause for one device. */
+function deviceBar(d: SummaryView['devices'][number]): HTMLElement {
+  const total = d.computeUs + d.commUs + d.idleUs;
+  const bar = el('div', 'px-bar');
+  bar.setAttribute('role', 'img');
+  const parts: [string, number, string][] = [
+    ['px-k-compute', d.computeUs, 'compute'],
+    ['px-k-comm', d.commUs, 'comm'],
+    ['px-k-bubble', d.idleByCause.bubble, 'idle: bubble'],
+    ['px-k-collective', d.idleByCause.collective, 'idle: collective wait'],
+    ['px-k-host', d.idleByCause.host, 'idle: host'],
+    ['px-k-idle-other', Math.max(0, d.idleUs - d.idleByCause.bubble - d.idleByCause.collective - d.idleByCause.host), 'idle: other'],
+  ];
+  const words: string[] = [];
+  for (const [cls, us, name] of parts) {
+    if (!(us > 0) || !(total > 0)) continue;
+    const seg = el('span', `px-seg ${cls}`);
+    seg.style.width = `${(100 * us) / total}%`;
+    seg.title = `${name}: ${formatUs(us)} (${formatPercent(us / total)})`;
+    bar.append(seg);
+    words.push(`${name} ${formatPercent(us / total)}`);
+  }
+  bar.setAttribute('aria-label', words.join(', ') || 'no time recorded');
+  return bar;
+}
+
+function metric(label: string, value: string, cls = ''): HTMLElement {
+  const m = el('div', `px-metric ${cls}`);
+  m.append(el('span', 'px-metric-label', `${label}:`), ' ', el('span', 'px-metric-value', value));
+  return m;
+}
+
+export function renderSummary(root: HTMLElement, runs: Run[]): void {
+  root.replaceChildren();
+  const compare = runs.length > 1;
+  runs.forEach((run, ri) => {
+    const s = run.summary;
+    const box = el('section', 'px-summary-run');
+    const head = el('div', 'px-summary-head');
+    if (compare) head.append(el('span', 'px-run-letter', String.fromCharCode(65 + ri)));
+    const title = el('span', 'px-summary-title', displayText(run.title, 160));
+    title.dir = 'auto';
+    head.append(title);
+    const meta = run.trace.meta;
+    head.append(el('span', 'px-badge', `${meta.mode} · ${displayText(meta.source, 40)}`));
+    if (run.predicted) head.append(el('span', 'px-badge px-badge-predicted', 'predicted'));
+    if (run.emulated) head.append(el('span', 'px-badge px-badge-emulated', 'emulated link'));
+    box.append(head);
+    const metrics = el('div', 'px-metrics');
+    if (s?.stepTimeUs) {
+      metrics.append(metric('step time', `${formatUs(s.stepTimeUs.median)} (p10 ${formatUs(s.stepTimeUs.p10)}, p90 ${formatUs(s.stepTimeUs.p90)})`, 'px-step-time'));
+    }
+    if (s?.throughputPerS != null) metrics.append(metric('throughput', `${s.throughputPerS.toFixed(1)} samples/s`));
+    if (s) metrics.append(metric('speedup', s.speedup != null ? `${s.speedup.toFixed(2)}× vs one device` : 'no baseline run'));
+    if (s?.bubbleFraction != null) metrics.append(metric('bubble fraction', formatPercent(s.bubbleFraction)));
+    if (s?.numericalCheck) {
+      const nc = s.numericalCheck;
+      metrics.append(
+        metric(
+          'numerics',
+          `${nc.ok ? 'ok' : 'MISMATCH'}: max abs ${nc.maxAbsErr.toExponential(2)}, max rel ${nc.maxRelErr.toExponential(2)}`,
+          nc.ok ? 'px-ok' : 'px-bad',
+        ),
+      );
+    } else if (s) metrics.append(metric('numerics', 'not checked'));
+    if (!s) metrics.append(metric('summary', 'computing…'));
+    box.append(metrics);
+    if (s && s.devices.length > 0) {
+      const table = el('div', 'px-devices');
+      for (const d of s.devices) {
+        const row = el('div', 'px-device');
+        const label = el('span', 'px-device-label', displayText(d.label, 120));
+        label.dir = 'auto';
+        label.title = displayText(d.label, 1000);
+        const total = d.computeUs + d.commUs + d.idleUs;
+        const pct = el(
+          'span',
+          'px-device-pct',
+          total > 0 ? `${formatPercent(d.computeUs / total, 0)} compute · ${formatPercent(d.commUs / total, 0)} comm · ${formatPercent(d.idleUs / total, 0)} idle` : '–',
+        );
+        row.append(label, deviceBar(d), pct);
+        table.append(row);
+      }
+      box.append(table);
+    }
+    root.append(box);
+  });
+  if (compare) {
+    const a = runs[0].summary?.stepTimeUs?.median;
+    const b = runs[1].summary?.stepTimeUs?.median;
+    const diff = el('div', 'px-compare-diff');
+    if (a != null && b != null && a > 0) {
+      const d = b - a;
+      const verdict = Math.abs(d) < 1e-9 ? 'same step time' : d < 0 ? 'B is faster' : 'B is slower';
+      diff.textContent = `Step time B − A: ${formatSigned(d)} (${d >= 0 ? '+' : '−'}${formatPercent(Math.abs(d) / a)}), ${verdict}.`;
+    } else diff.textContent = 'Step time difference: not available (a run has no step times).';
+    root.append(diff);
+  }
+}
+
+// -----------------------------------------------------------------------------------------
+// Findings
+
+export function renderFindings(
+  root: HTMLElement,
+  runs: Run[],
+  onSelect: (run: number, index: number, button: HTMLButtonElement) => void,
+): HTMLButtonElement[] {
+  root.replaceChildren();
+  const heading = el('h2', 'px-side-heading', 'Findings');
+  root.append(heading);
+  const buttons: HTMLButtonElement[] = [];
+  const list = el('ul', 'px-findings');
+  runs.forEach((run, ri) => {
+    run.findings.forEach((f: Finding, fi) => {
+      const li = el('li');
+      const b = el('button', `px-finding px-sev-${f.severity}`);
+      b.type = 'button';
+      b.setAttribute('aria-pressed', 'false');
+      const top = el('span', 'px-finding-top');
+      top.append(el('span', `px-sev px-sev-${f.severity}`, f.severity));
+      if (runs.length > 1) top.append(el('span', 'px-run-letter', String.fromCharCode(65 + ri)));
+      top.append(el('span', 'px-finding-id', displayText(f.id, 60)));
+      const msg = el('span', 'px-finding-msg', displayText(f.message, 600));
+      msg.dir = 'auto';
+      b.append(top, msg);
+      if (f.change.description) b.append(el('span', 'px-finding-change', displayText(f.change.description, 400)));
+      if (f.predictedStepUs != null && Number.isFinite(f.currentStepUs)) {
+        const gain = (f.predictedStepUs - f.currentStepUs) / f.currentStepUs;
+        b.append(
+          el(
+            'span',
+            'px-finding-pred',
+            `predicted step: ${formatUs(f.currentStepUs)} → ${formatUs(f.predictedStepUs)} (${gain <= 0 ? '−' : '+'}${formatPercent(Math.abs(gain), 0)})`,
+          ),
+        );
+      }
+      b.addEventListener('click', () => onSelect(ri, fi, b));
+      li.append(b);
+      list.append(li);
+      buttons.push(b);
+    });
+  });
+  if (buttons.length === 0) root.append(el('p', 'px-muted', 'No findings for this run.'));
+  else root.append(list);
+  return buttons;
+}
+
+// -----------------------------------------------------------------------------------------
+// Range breakdown
+
+export interface LaneBreakdown {
+  run: number;
+  lane: number;
+  label: string;
+  computeUs: number;
+  commUs: number;
+  idleUs: number;
+}
+
+/** Compute / comm / idle time of each lane inside view time [v0, v1] (top-level spans, clipped). */
+export function rangeBreakdown(runs: Run[], v0: number, v1: number): LaneBreakdown[] {
+  const out: LaneBreakdown[] = [];
+  runs.forEach((run, ri) => {
+    const p = run.prepared;
+    const sp = run.trace.spans;
+    const t0 = v0 + run.offsetUs;
+    const t1 = v1 + run.offsetUs;
+    run.trace.lanes.forEach((lane, li) => {
+      const acc = [0, 0, 0];
+      for (const kind of [ROW_STATE, ROW_COMM]) {
+        const r = li * ROWS_PER_LANE + kind;
+        const [a, b] = visibleSpan(p.rowOffsets[r], p.rowOffsets[r + 1], (q) => sp.start[p.order[q]], p.maxEnd, t0, t1);
+        for (let q = a; q < b; q++) {
+          const i = p.order[q];
+          if (sp.parent[i] >= 0) continue;
+          const s = Math.max(t0, sp.start[i]);
+          const e = Math.min(t1, sp.start[i] + sp.dur[i]);
+          if (e > s) acc[sp.kind[i] === K_COMPUTE ? 0 : sp.kind[i] === K_COMM ? 1 : sp.kind[i] === K_IDLE ? 2 : 2] += e - s;
+        }
+      }
+      out.push({ run: ri, lane: li, label: lane.label, computeUs: acc[0], commUs: acc[1], idleUs: acc[2] });
+    });
+  });
+  return out;
+}
+
+export function renderRange(root: HTMLElement, runs: Run[], range: { v0: number; v1: number } | null): LaneBreakdown[] {
+  root.replaceChildren();
+  root.append(el('h2', 'px-side-heading', 'Selected range'));
+  if (!range) {
+    root.append(el('p', 'px-muted', 'Drag on the time axis to select a range and see its breakdown.'));
+    return [];
+  }
+  root.append(el('p', 'px-range-title', `${formatUs(range.v0, 5)} – ${formatUs(range.v1, 5)} (${formatUs(range.v1 - range.v0)})`));
+  const rows = rangeBreakdown(runs, range.v0, range.v1);
+  const table = el('table', 'px-range-table');
+  const thead = el('thead');
+  const hr = el('tr');
+  for (const h of ['lane', 'compute', 'comm', 'idle', '']) hr.append(el('th', '', h));
+  thead.append(hr);
+  const tbody = el('tbody');
+  for (const r of rows) {
+    const tr = el('tr');
+    const total = r.computeUs + r.commUs + r.idleUs;
+    const name = el('td', 'px-range-lane', `${runs.length > 1 ? `${String.fromCharCode(65 + r.run)} · ` : ''}${displayText(r.label, 80)}`);
+    name.dir = 'auto';
+    tr.append(name, el('td', '', formatUs(r.computeUs)), el('td', '', formatUs(r.commUs)), el('td', '', formatUs(r.idleUs)));
+    const barCell = el('td');
+    const bar = el('div', 'px-bar px-bar-small');
+    for (const [cls, us] of [
+      ['px-k-compute', r.computeUs],
+      ['px-k-comm', r.commUs],
+      ['px-k-idle-other', r.idleUs],
+    ] as const) {
+      if (!(us > 0) || !(total > 0)) continue;
+      const seg = el('span', `px-seg ${cls}`);
+      seg.style.width = `${(100 * us) / total}%`;
+      bar.append(seg);
+    }
+    barCell.append(bar);
+    tr.append(barCell);
+    tbody.append(tr);
+  }
+  table.append(thead, tbody);
+  root.append(table);
+  return rows;
+}
+
+export { CLASS_MASK };

@@ -1,0 +1,124 @@
+/**
+ * The one message protocol between the host (the VS Code extension, or the standalone
+ * report's own bootstrap) and the timeline view.
+ *
+ * Direction is in the name: `ToWebview` messages go host → view, `FromWebview` view → host.
+ * Everything the view receives is checked by {@link readToWebview} before use; traces are
+ * then validated by `traceFromJson` (src/profiler/trace-format.ts) or, for typed-array
+ * columns, by the same header check plus a typed loop (data.ts).
+ *
+ * Times in messages are µs on the trace clock of the run they refer to (the clock of
+ * `spans.start`), the same clock findings' evidence uses.
+ *
+ * Protocol version history:
+ *  - 1: first version.
+ */
+import type { TraceJson } from '../../src/profiler/trace-format';
+
+export const PROTOCOL_VERSION = 1;
+
+/**
+ * A trace whose span columns are typed arrays rather than JSON arrays (same fields, same
+ * meaning). Hosts that already hold a trace in memory post it this way: structured clone
+ * copies typed arrays as blocks, and a transfer list can move them without a copy.
+ */
+export type TraceColumnsDocument = Omit<TraceJson, 'spans'> & {
+  spans: {
+    count: number;
+    lane: Int32Array;
+    kind: Uint8Array;
+    name: Int32Array;
+    opType: Int32Array;
+    start: Float64Array;
+    dur: Float64Array;
+    step: Int32Array;
+    micro: Int32Array;
+    stage: Int32Array;
+    bytes: Float64Array;
+    peer: Int32Array;
+    parent: Int32Array;
+    flags: Uint8Array;
+    cause: Uint8Array;
+  };
+};
+
+/** A trace as the view accepts it: the JSON document, or the same with typed columns. */
+export type TraceDocument = TraceJson | TraceColumnsDocument;
+
+/** Host → view. */
+export type ToWebview =
+  /** Show a run; with `compare`, show two runs one above the other on aligned axes. */
+  | { type: 'load'; trace: TraceDocument; compare?: TraceDocument; title?: string; compareTitle?: string }
+  /** Zoom to a time range (trace clock of `run`, default 0) and highlight `lanes` of that run. */
+  | { type: 'reveal'; startUs: number; endUs: number; lanes?: number[]; run?: number }
+  /** Select a finding as if it were clicked (e.g. from a diagnostic in the editor). */
+  | { type: 'selectFinding'; index: number; run?: number }
+  /** The theme changed: re-read colours from CSS variables. */
+  | { type: 'theme' }
+  /** Forget the loaded runs. */
+  | { type: 'clear' };
+
+/** View → host. */
+export type FromWebview =
+  /** The view is listening; the host may send `load`. */
+  | { type: 'ready'; protocol: number }
+  /** A `load` finished and the first frame is drawn. */
+  | { type: 'loaded'; runs: { spans: number; lanes: number; source: string }[]; firstFrameMs: number }
+  /** A message or trace was refused; `message` says why. */
+  | { type: 'error'; message: string }
+  /** The user asked for the source of a span (double-click, or Enter on a selected operator). */
+  | { type: 'openSource'; run: number; span: number; name: string; opType: string | null; lane: number; device: string }
+  /** The user selected a finding. */
+  | { type: 'selectFinding'; run: number; index: number; id: string }
+  /** The user brushed a time range (trace clock of run 0), or cleared it (`null`s). */
+  | { type: 'selectRange'; startUs: number | null; endUs: number | null };
+
+export type ReadResult = { ok: true; message: ToWebview } | { ok: false; error: string };
+
+function isNum(x: unknown): x is number {
+  return typeof x === 'number' && Number.isFinite(x);
+}
+
+function isTraceLike(x: unknown): boolean {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/**
+ * Checks the shape of a host message. Traces inside `load` are only checked to be objects
+ * here; the full validation happens when they are loaded.
+ */
+export function readToWebview(data: unknown): ReadResult {
+  if (typeof data !== 'object' || data === null) return { ok: false, error: 'message is not an object' };
+  const m = data as Record<string, unknown>;
+  switch (m['type']) {
+    case 'load': {
+      if (!isTraceLike(m['trace'])) return { ok: false, error: 'load: "trace" must be a trace document' };
+      if (m['compare'] !== undefined && !isTraceLike(m['compare'])) return { ok: false, error: 'load: "compare" must be a trace document' };
+      for (const k of ['title', 'compareTitle']) {
+        if (m[k] !== undefined && typeof m[k] !== 'string') return { ok: false, error: `load: "${k}" must be a string` };
+      }
+      return { ok: true, message: m as unknown as ToWebview };
+    }
+    case 'reveal': {
+      if (!isNum(m['startUs']) || !isNum(m['endUs']) || (m['endUs'] as number) < (m['startUs'] as number)) {
+        return { ok: false, error: 'reveal: "startUs" and "endUs" must be numbers with startUs ≤ endUs' };
+      }
+      const lanes = m['lanes'];
+      if (lanes !== undefined && !(Array.isArray(lanes) && lanes.every((l) => Number.isInteger(l) && (l as number) >= 0))) {
+        return { ok: false, error: 'reveal: "lanes" must be lane indices' };
+      }
+      if (m['run'] !== undefined && m['run'] !== 0 && m['run'] !== 1) return { ok: false, error: 'reveal: "run" must be 0 or 1' };
+      return { ok: true, message: m as unknown as ToWebview };
+    }
+    case 'selectFinding': {
+      if (!Number.isInteger(m['index']) || (m['index'] as number) < 0) return { ok: false, error: 'selectFinding: "index" must be a finding index' };
+      if (m['run'] !== undefined && m['run'] !== 0 && m['run'] !== 1) return { ok: false, error: 'selectFinding: "run" must be 0 or 1' };
+      return { ok: true, message: m as unknown as ToWebview };
+    }
+    case 'theme':
+    case 'clear':
+      return { ok: true, message: { type: m['type'] } };
+    default:
+      return { ok: false, error: `unknown message type ${JSON.stringify(String(m['type'])).slice(0, 60)}` };
+  }
+}
