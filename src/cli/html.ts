@@ -3,13 +3,12 @@
  * optional second trace to compare) with the built timeline bundle inlined, see
  * src/profiler/html-report.ts for what makes the file safe to open.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../common/errors';
 import { renderHtmlReport } from '../profiler/html-report';
 import { parseTrace, serializeTrace, writeFileAtomic } from '../profiler/trace-io';
 import type { Trace } from '../profiler/trace-format';
-import { promises as fs } from 'node:fs';
 
 /**
  * Finds a file of the built webview (webview/dist/NAME) from this module's folder: the

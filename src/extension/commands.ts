@@ -10,7 +10,7 @@ import { listDevices as discoverInRunner, profile, ProfileCancelled } from '../r
 import type { ParallelMode, ProfilePlan } from '../runtime/protocol';
 import type { ProfileSummary } from '../profiler/summary';
 import type { Ctx } from './ctx';
-import { Command, type CommandId } from './ids';
+import { Command, Setting, type CommandId } from './ids';
 import { pickBatch, pickDevices, pickMode, pickModel } from './pick';
 import { buildPlan, checkDeviceSpecText, progressMessage, progressPercent, summaryLine, tracePath } from './run-config';
 
@@ -160,7 +160,9 @@ async function runProfile(ctx: Ctx, plan: ProfilePlan, label: string): Promise<P
 
 /** Shows an error: a UserError's message as it is, anything else with the first line and the details in the output. */
 function reportError(ctx: Ctx, what: string, e: unknown): void {
-  const text = e instanceof Error ? e.message : String(e);
+  let text = e instanceof Error ? e.message : String(e);
+  const nodePath = ctx.runnerNodePath();
+  if (nodePath && /^cannot start the runner/.test(text)) text += ` (check the setting ${Setting.runnerNodePath}: "${nodePath}")`;
   ctx.output.error(`${what} failed: ${e instanceof Error && !isUserError(e) ? (e.stack ?? text) : text}`);
   const message = isUserError(e) ? `Parallax: ${text}` : `Parallax: ${what} failed: ${text.split('\n')[0]} (details in the Parallax output).`;
   void vscode.window.showErrorMessage(message, SHOW_OUTPUT).then((a) => {

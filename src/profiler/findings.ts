@@ -226,9 +226,19 @@ function pipelineBubbleRule(trace: Trace, a: Analysis): Finding[] {
   const M = p.microBatches;
   const candidates = divisorsAbove(batch, M);
   if (candidates.length === 0) return [];
-  const m2 = candidates.find((m) => gpipeBubbleFraction(K, m) <= BUBBLE_TARGET) ?? candidates[candidates.length - 1];
+  // The candidate the calibrated model predicts fastest (its fixed per-micro-batch work
+  // grows with M′ while the bubble shrinks); ties go to the smaller M′.
   const current = p.model.measuredStepUs;
-  const predicted = predictPipelineStepUs(p.model, { microBatches: m2 });
+  let m2 = candidates[0];
+  let predicted = predictPipelineStepUs(p.model, { microBatches: m2 });
+  for (const m of candidates.slice(1)) {
+    const t = predictPipelineStepUs(p.model, { microBatches: m });
+    if (t < predicted * (1 - 1e-9)) {
+      m2 = m;
+      predicted = t;
+    }
+    if (gpipeBubbleFraction(K, m) <= BUBBLE_TARGET / 2) break;
+  }
   if (!(predicted < current * (1 - MIN_STEP_GAIN))) return [];
   const ev = medianStep(trace);
   const worst = p.perStage.reduce((x, y) => (y.bubbleFraction > x.bubbleFraction ? y : x));

@@ -63,7 +63,6 @@ export function formatSigned(us: number): string {
 
 // Bidi embeddings/overrides/isolates and marks, zero-width characters, line/paragraph
 // separators and C0/C1 controls: none belongs in a name, all can hide or reorder text.
-// eslint-disable-next-line no-control-regex
 const INVISIBLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
 
 /** Longest text shown for one name; the rest is summarised as a count. */

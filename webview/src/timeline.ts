@@ -542,6 +542,10 @@ export class Timeline {
   private scrollBy(dy: number): void {
     this.scrollY += dy;
     this.applyScroll();
+    // What is under the pointer changed: hover it afresh.
+    this.hover = this.pointer ? this.hitTest(this.pointer.x, this.pointer.y) : null;
+    if (this.hover && this.pointer) this.showTooltip(this.hover, this.pointer.x, this.pointer.y);
+    else this.hideTooltip();
     this.requestDraw();
   }
 

@@ -75,6 +75,39 @@ export interface PipelineModel {
   formulaUs: number;
   /** measuredStepUs / formulaUs (1 when the formula is 0). */
   scale: number;
+  /** Rows per micro-batch of the run, when known. */
+  microBatchRows: number | null;
+  /**
+   * Per stage, the fixed part of a micro-batch's compute as a share of it at the run's rows:
+   * compute(r) ∝ fixed + (1 − fixed)·r/rows. From two calibration sizes; 0 (purely
+   * per-row work) without them. Weight-bound layers at small micro-batches have a large
+   * fixed share, which is why more micro-batches do not always pay.
+   */
+  stageFixedShare: number[];
+}
+
+/**
+ * Per stage, the fixed share of a micro-batch's compute at `rows`, fitted from the node costs
+ * of two calibration runs (at `rows` and at `alt.rows`), clamped to [0, 0.95].
+ */
+export function stageFixedShares(plan: PlanView, stages: number): number[] {
+  const rows = plan.microBatchRows;
+  const alt = plan.nodeCostUsAlt;
+  if (!rows || !alt || !plan.stageNodes || !plan.nodeCostUs || alt.rows === rows) return new Array<number>(stages).fill(0);
+  return Array.from({ length: stages }, (_, s) => {
+    const nodes = plan.stageNodes![s] ?? [];
+    let t1 = 0;
+    let t2 = 0;
+    for (const n of nodes) {
+      t1 += plan.nodeCostUs![n] ?? 0;
+      t2 += alt.costs[n] ?? 0;
+    }
+    if (!(t1 > 0) || !(t2 > 0)) return 0;
+    // t(r) = a + b·r through (rows, t1) and (alt.rows, t2); fixed share = a / t1.
+    const b = (t1 - t2) / (rows - alt.rows);
+    const a = t1 - b * rows;
+    return Math.min(0.95, Math.max(0, a / t1));
+  });
 }
 
 export interface PipelineAnalysis {
@@ -107,10 +140,13 @@ export function stagesOfLanes(ix: SpanIndex, stages: number): Int32Array {
 /** Predicts the step after a change, with the run's calibrated model. */
 export function predictPipelineStepUs(model: PipelineModel, change: { stagePerMicroUs?: number[]; microBatches?: number }): number {
   const m2 = change.microBatches ?? model.microBatches;
-  // Work per micro-batch shrinks with the micro-batch (M/M′ of the rows); so do the
-  // activations each transfer carries.
+  // A micro-batch carries M/M′ of the rows it did: its per-row work and the activations it
+  // sends shrink by that; its fixed work (e.g. streaming the stage's weights) does not.
   const f = model.microBatches / m2;
-  const per = (change.stagePerMicroUs ?? model.stagePerMicroUs).map((t) => t * f);
+  const per = (change.stagePerMicroUs ?? model.stagePerMicroUs).map((t, s) => {
+    const fixed = model.stageFixedShare[s] ?? 0;
+    return t * (fixed + (1 - fixed) * f);
+  });
   const comm = model.stageCommPerMicroUs.map((c) => c * f);
   return model.scale * pipelineFormulaUs(m2, per, comm);
 }
@@ -183,6 +219,8 @@ export function analysePipeline(ix: SpanIndex, cells: BreakdownCells, plan: Plan
       measuredStepUs,
       formulaUs,
       scale: formulaUs > 0 ? measuredStepUs / formulaUs : 1,
+      microBatchRows: plan.microBatchRows,
+      stageFixedShare: stageFixedShares(plan, K),
     },
   };
 }

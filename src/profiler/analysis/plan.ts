@@ -25,6 +25,13 @@ export interface PlanView {
   stageNodes: string[][] | null;
   /** `nodeCostUs`: measured cost of every node (µs) from the calibration run. */
   nodeCostUs: Record<string, number> | null;
+  /** `microBatchRows`: rows per micro-batch of the run (pipeline). */
+  microBatchRows: number | null;
+  /**
+   * `nodeCostUsAlt`: a second calibration at another micro-batch size (`rows`), so that the
+   * cost of a micro-batch can be modelled as fixed + per-row (see analysis/pipeline.ts).
+   */
+  nodeCostUsAlt: { rows: number; costs: Record<string, number> } | null;
 }
 
 const posNumber = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : null);
@@ -48,8 +55,15 @@ export function readPlan(trace: Pick<Trace, 'meta'>): PlanView {
     const entries = Object.entries(costRaw as Record<string, unknown>);
     if (entries.every(([, v]) => typeof v === 'number' && Number.isFinite(v) && v >= 0)) nodeCostUs = costRaw as Record<string, number>;
   }
+  const altRaw = p['nodeCostUsAlt'] as { rows?: unknown; costs?: unknown } | undefined;
+  const nodeCostUsAlt =
+    altRaw && typeof altRaw === 'object' && posNumber(altRaw.rows) !== null && altRaw.costs !== null && typeof altRaw.costs === 'object'
+      ? { rows: altRaw.rows as number, costs: altRaw.costs as Record<string, number> }
+      : null;
   return {
     batch: posNumber(p['batch']),
+    microBatchRows: posNumber(p['microBatchRows']),
+    nodeCostUsAlt,
     shards: numberArray(p['shards']),
     devices: typeof p['devices'] === 'string' ? p['devices'] : null,
     stages: posNumber(p['stages']),

@@ -8,5 +8,5 @@
 export { createCommGroup, DEFAULT_SLOT_BYTES, DEFAULT_SLOTS, DEFAULT_TIMEOUT_MS } from './group';
 export type { CommGroupDescriptor, CommGroupOptions } from './group';
 export { Communicator, CommError, abortCommGroup, isCommGroupAborted } from './communicator';
-export type { AttachOptions, CommErrorKind, Counts } from './communicator';
+export type { AttachOptions, CommErrorKind, Counts, SharedArrayConstructor } from './communicator';
 export type { ReduceArray } from './kernels';

@@ -493,29 +493,39 @@ async function preparePipeline(
   // Explicit cuts are checked before the calibration run, so a typo fails at once.
   if (plan.cuts && plan.cuts.length > 0) partitionFromCuts(ir, plan.cuts, { dimValues });
 
-  // Calibration: measured per-node time at the micro-batch size, by node name.
+  // Calibration: measured per-node time by node name, at the micro-batch size and at a
+  // second size, so findings can tell a micro-batch's fixed work from its per-row work.
   const calSteps = 3;
-  const cal = await runDevices(
-    [devices[0]],
-    [{ start: 0, count: microRows }],
-    { ...common, steps: calSteps, warmup: 1, capture: true, opLevel: true, graphOptimizationLevel: 'disabled' },
-    hooks,
-    'calibrate',
-  );
-  const cols = cal.done[0].spans!;
-  const byName = new Map<string, number>();
-  for (let i = 0; i < cols.count; i++) {
-    if (cols.parent[i] < 0) continue;
-    const name = cols.strings[cols.name[i]];
-    byName.set(name, (byName.get(name) ?? 0) + cols.dur[i] / calSteps);
-  }
+  const calibrate = async (rows: number): Promise<Map<string, number>> => {
+    const cal = await runDevices(
+      [devices[0]],
+      [{ start: 0, count: rows }],
+      { ...common, steps: calSteps, warmup: 1, capture: true, opLevel: true, graphOptimizationLevel: 'disabled' },
+      hooks,
+      'calibrate',
+    );
+    const cols = cal.done[0].spans!;
+    const out = new Map<string, number>();
+    for (let i = 0; i < cols.count; i++) {
+      if (cols.parent[i] < 0) continue;
+      const name = cols.strings[cols.name[i]];
+      out.set(name, (out.get(name) ?? 0) + cols.dur[i] / calSteps);
+    }
+    return out;
+  };
+  const byName = await calibrate(microRows);
+  const altRows = microRows >= 2 ? Math.floor(microRows / 2) : plan.batch >= 2 ? 2 : null;
+  const byNameAlt = altRows !== null && !plan.dryRun ? await calibrate(altRows) : null;
+  const round = (c: number): number => Math.round(c * 100) / 100;
   const nodeCostUs = new Float64Array(ir.nodes.length);
   const nodeCostRecord: Record<string, number> = {};
   ir.nodes.forEach((n, i) => {
     const c = byName.get(n.name) ?? 0;
     nodeCostUs[i] = c;
-    if (c > 0) nodeCostRecord[n.name] = Math.round(c * 100) / 100;
+    if (c > 0) nodeCostRecord[n.name] = round(c);
   });
+  const altRecord: Record<string, number> = {};
+  if (byNameAlt) for (const [name, c] of byNameAlt) if (c > 0) altRecord[name] = round(c);
   // Within 2 % of the best bottleneck, prefer cuts that carry fewer bytes (e.g. at a layer
   // boundary rather than beside a residual); transfers are charged at ~5 GB/s, a same-run
   // shared-memory copy rate on small machines.
@@ -592,6 +602,7 @@ async function preparePipeline(
       stageCostUs: partition.stages.map((st) => st.computeUs),
       partitionBalance: partition.balance,
       nodeCostUs: nodeCostRecord,
+      ...(byNameAlt ? { nodeCostUsAlt: { rows: altRows, costs: altRecord } } : {}),
       calibration: {
         device: devices[0].id,
         rows: microRows,

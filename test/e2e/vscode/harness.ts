@@ -180,6 +180,8 @@ export class VsCodeHarness {
     const bin = ensureCodeServer();
     const name = opts.name ?? 'vscode';
     mkdirSync(ARTIFACTS, { recursive: true });
+    // This run's screenshots and logs replace the last run's of the same name.
+    for (const f of readdirSync(ARTIFACTS)) if (f.startsWith(`${name}-`)) rmSync(join(ARTIFACTS, f), { recursive: true, force: true });
     const temp = mkdtempSync(join(tmpdir(), 'parallax-e2e-'));
     const userData = join(temp, 'user-data');
     const extensions = join(temp, 'extensions');
