@@ -226,18 +226,21 @@ function pipelineBubbleRule(trace: Trace, a: Analysis): Finding[] {
   const M = p.microBatches;
   const candidates = divisorsAbove(batch, M);
   if (candidates.length === 0) return [];
-  // The candidate the calibrated model predicts fastest (its fixed per-micro-batch work
-  // grows with M′ while the bubble shrinks); ties go to the smaller M′.
+  // Candidates run from M+1 up to the fewest micro-batches that bring GPipe's bubble to the
+  // target; the suggestion is the one the calibrated model predicts fastest, since a
+  // micro-batch's fixed work (e.g. streaming a stage's weights) grows with M′ while the
+  // bubble shrinks. Ties go to the smaller M′.
   const current = p.model.measuredStepUs;
-  let m2 = candidates[0];
+  const reach = candidates.findIndex((m) => gpipeBubbleFraction(K, m) <= BUBBLE_TARGET);
+  const window = reach < 0 ? candidates : candidates.slice(0, reach + 1);
+  let m2 = window[0];
   let predicted = predictPipelineStepUs(p.model, { microBatches: m2 });
-  for (const m of candidates.slice(1)) {
+  for (const m of window.slice(1)) {
     const t = predictPipelineStepUs(p.model, { microBatches: m });
     if (t < predicted * (1 - 1e-9)) {
       m2 = m;
       predicted = t;
     }
-    if (gpipeBubbleFraction(K, m) <= BUBBLE_TARGET / 2) break;
   }
   if (!(predicted < current * (1 - MIN_STEP_GAIN))) return [];
   const ev = medianStep(trace);
