@@ -37,6 +37,9 @@ const contexts = [
   }),
 ];
 
+// The timeline view (webview/) has its own build: browser target, DOM types.
+await import('./build-webview.mjs');
+
 if (watch) {
   await Promise.all(contexts.map((c) => c.watch()));
   console.log('watching for changes…');

@@ -24,6 +24,7 @@ import { findings as runFindings, type Finding } from '../profiler/findings';
 import { deriveIdle } from '../profiler/idle';
 import { formatAnalysis, formatSummary, table } from './format';
 import { analyse } from '../profiler/analysis';
+import { writeHtmlReport } from './html';
 
 function positiveInt(name: string) {
   return (v: string): number => {
@@ -89,6 +90,8 @@ function progressReporter(quiet: boolean): { update(p: Progress): void; stop(): 
 
 interface ProfileFlags {
   mode: 'data' | 'pipeline';
+  /** Also write a self-contained HTML report of the run. */
+  report?: string;
   microBatches?: number;
   stages?: number;
   cuts?: string;
@@ -169,6 +172,10 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
       const partition = result.planText ? `${result.planText}\n\n` : '';
       process.stdout.write(`${partition}${formatSummary(result.summary, result.findings)}\n\ntrace written to ${result.tracePath}\n`);
     }
+    if (flags.report && result.tracePath) {
+      await writeHtmlReport(result.tracePath, resolve(flags.report), undefined, { title: `${label} · ${flags.mode} parallel` });
+      if (!flags.json) process.stdout.write(`report written to ${resolve(flags.report)}\n`);
+    }
   } finally {
     progress.stop();
     process.off('SIGINT', onSigint);
@@ -217,7 +224,11 @@ async function devicesCommand(flags: { json?: boolean }): Promise<void> {
   );
 }
 
-async function reportCommand(file: string, flags: { json?: boolean }): Promise<void> {
+async function reportCommand(file: string, flags: { json?: boolean; html?: string; compare?: string }): Promise<void> {
+  if (flags.html) {
+    await writeHtmlReport(file, resolve(flags.html), flags.compare);
+    if (!flags.json) process.stdout.write(`report written to ${resolve(flags.html)}\n`);
+  }
   let trace = await readTrace(file);
   // Summaries and findings are derived: recompute them from the spans with this version's
   // analyses rather than trusting what an older version stored.
@@ -272,6 +283,7 @@ export function buildProgram(): Command {
     .option('--dim <name=value>', 'value of a symbolic dimension (repeatable)', collectDim, {})
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})
     .option('--inputs <file>', 'inputs from a .npy or .json file instead of random data')
+    .option('--report <file.html>', 'also write a self-contained HTML timeline report')
     .option('--micro-batches <n>', 'pipeline: micro-batches per step (default 4; must divide --batch)', positiveInt('--micro-batches'))
     .option('--stages <n>', 'pipeline: number of stages (one per device)', positiveInt('--stages'))
     .option('--cuts <nodes>', 'pipeline: cut after these nodes (comma-separated names) instead of balancing')
@@ -299,7 +311,9 @@ export function buildProgram(): Command {
     .description('print the breakdown and findings of a recorded trace')
     .argument('<trace>', 'a .parallax.json file')
     .option('--json', 'print JSON')
-    .action((file: string, flags: { json?: boolean }) => reportCommand(file, flags));
+    .option('--html <file.html>', 'also write a self-contained HTML timeline report')
+    .option('--compare <trace>', 'with --html: a second run shown above the first on aligned axes')
+    .action((file: string, flags: { json?: boolean; html?: string; compare?: string }) => reportCommand(file, flags));
 
   return program;
 }
