@@ -90,6 +90,7 @@ function progressReporter(quiet: boolean): { update(p: Progress): void; stop(): 
 
 interface ProfileFlags {
   mode: 'data' | 'pipeline';
+  gradSync?: boolean;
   /** Also write a self-contained HTML report of the run. */
   report?: string;
   microBatches?: number;
@@ -157,6 +158,7 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
     ...(Object.keys(flags.inputShape).length ? { inputShapes: flags.inputShape } : {}),
     ...(flags.inputs ? { inputsFile: resolve(flags.inputs) } : {}),
     outPath: out,
+    ...(flags.gradSync ? { gradSync: true } : {}),
     ...pipelineFields(flags),
   };
   const progress = progressReporter(Boolean(flags.json));
@@ -284,6 +286,7 @@ export function buildProgram(): Command {
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})
     .option('--inputs <file>', 'inputs from a .npy or .json file instead of random data')
     .option('--report <file.html>', 'also write a self-contained HTML timeline report')
+    .option('--grad-sync', 'data: all-reduce a parameter-sized buffer each step, as training would (synthetic gradients)')
     .option('--micro-batches <n>', 'pipeline: micro-batches per step (default 4; must divide --batch)', positiveInt('--micro-batches'))
     .option('--stages <n>', 'pipeline: number of stages (one per device)', positiveInt('--stages'))
     .option('--cuts <nodes>', 'pipeline: cut after these nodes (comma-separated names) instead of balancing')

@@ -53,6 +53,13 @@ export interface ProfilePlan {
   schedule?: 'gpipe';
   /** Stop after calibration and partitioning, reporting the plan without running it. */
   dryRun?: boolean;
+  /**
+   * Data parallel: after each step, ring all-reduce a float32 buffer as large as the model's
+   * parameters, as a training step's gradient sync would. ONNX Runtime here runs inference
+   * only, so the gradients are synthetic (zeros): the transfer and reduction are real, the
+   * values are not, and the spans say so.
+   */
+  gradSync?: boolean;
 }
 
 /** A progress report from the runner. */
@@ -157,6 +164,8 @@ export interface DeviceInit {
   type: 'init';
   /** Pipeline role; absent for a data-parallel replica. */
   role?: PipelineRole;
+  /** Data parallel: elements of the synthetic gradient buffer to all-reduce each step (0: none). */
+  gradElements?: number;
   /** ONNX Runtime graph optimisation level (`all` unless calibrating by node name). */
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   rank: number;

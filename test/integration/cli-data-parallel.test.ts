@@ -131,3 +131,22 @@ test('a batch the model cannot take is refused with the fixed batch size', async
 test('a bad flag value is refused in one line', async () => {
   await expectUserError(['profile', 'demo', '--batch', 'many'], /--batch must be a positive integer/);
 });
+
+test('--grad-sync all-reduces a parameter-sized buffer each step, labelled as synthetic gradients', async () => {
+  const out = join(dir, 'grad.parallax.json');
+  const r = await runCli(['profile', 'demo', '--devices', 'cpu:2', '--batch', '8', '--steps', '2', '--warmup', '1', '--grad-sync', '--no-op-level', '--out', out, '--json'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const trace = await readTrace(out);
+  const rows = Array.from({ length: trace.spans.count }, (_, i) => spanRow(trace, i));
+  const ar = rows.filter((x) => x.kind === 'comm' && x.name.startsWith('allreduce'));
+  assert.equal(ar.length, 2 * 2, 'one all-reduce per device per step');
+  const params = trace.meta.model!.parameters;
+  for (const x of ar) {
+    assert.match(x.name, /synthetic gradients/);
+    assert.equal(x.step !== undefined && x.step >= 0, true);
+    // A ring all-reduce over 2 ranks sends and receives half the buffer twice: 2 × 4·P bytes.
+    assert.ok(Math.abs((x.bytes ?? 0) - 2 * 4 * params) <= 64, `bytes ${x.bytes} vs ${2 * 4 * params}`);
+  }
+  assert.ok(trace.meta.notes.some((n) => /synthetic/.test(n)));
+  assert.deepEqual(trace.meta.plan['gradSync'], { elements: params, synthetic: true });
+});

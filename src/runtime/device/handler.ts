@@ -64,6 +64,8 @@ export class DeviceHandler {
   /** Pipeline: received activations by tensor name; shapes learnt during warm-up. */
   private readonly acts = new Map<string, Activation>();
   private readonly header = new Int32Array(HEADER_INTS);
+  /** Data parallel with gradient sync: the synthetic gradient buffer, in shared memory. */
+  private grads: Float32Array | null = null;
 
   constructor(private readonly post: (m: FromDevice, transfer?: ArrayBuffer[]) => void) {}
 
@@ -85,7 +87,9 @@ export class DeviceHandler {
     // derived later with its cause (waiting on the slowest peer), so it is not recorded.
     const recorder = {
       comm: (name: string, s: number, d: number, b: number, p: number): void => {
-        if (name !== 'barrier') this.spans.comm(name, s, d, b, p);
+        if (name === 'barrier') return;
+        // The only all-reduce of a data-parallel step is the synthetic gradient sync.
+        this.spans.comm(name.startsWith('allreduce') && this.grads ? `${name} (synthetic gradients)` : name, s, d, b, p);
       },
     };
     if (m.comm) this.comm = Communicator.attach(m.comm as CommGroupDescriptor, m.rank, recorder);
@@ -103,6 +107,7 @@ export class DeviceHandler {
       options.profileFilePrefix = this.profilePrefix;
     }
     this.session = await ort.InferenceSession.create(m.modelPath, options);
+    if (this.comm && (m.gradElements ?? 0) > 0) this.grads = this.comm.alloc(Float32Array, m.gradElements!);
     const rows = m.role ? m.role.micro[0].count : m.shard.count;
     // Each device owns an input buffer of its rows; the tensors wrap those buffers, so a
     // scatter is a copy into memory the session reads directly.
@@ -162,6 +167,8 @@ export class DeviceHandler {
     }
     t2 = nowUs();
     if (record) this.spans.record(1, 'gather', t, t2 - t, { step, bytes: outBytes, peer: -1 });
+    // Zeros stay zeros, so repeated sums never overflow; the memory traffic is the same.
+    if (this.grads) this.comm!.allReduce(this.grads);
   }
 
   private allocOutput(name: string, v: ort.Tensor, dims: number[]): void {

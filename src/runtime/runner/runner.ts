@@ -147,7 +147,8 @@ async function runDevices(
   const n = devices.length;
   const group = new WorkerGroup(n, hooks.signal);
   try {
-    const comm = n > 1 ? createCommGroup(n) : null;
+    const grad = base.gradElements ?? 0;
+    const comm = n > 1 ? createCommGroup(n, grad > 0 ? { arenaBytes: grad * 4 + 4096 } : {}) : null;
     const readyP = group.waitAll('ready');
     devices.forEach((d, rank) => {
       const init: DeviceInit = {
@@ -349,8 +350,14 @@ export async function runProfile(plan: ProfilePlan, hooks: RunnerHooks): Promise
       measured = { devices, done: run.done, gathered, plan: pipe.planMeta };
     } else {
       const shards = slices(splitBatch(plan.batch, devices.length));
-      const run = await runDevices(devices, shards, { ...common, capture: plan.capture, opLevel: plan.opLevel }, hooks, 'steps');
-      measured = { devices, done: run.done, gathered: concatOutputs(run.ready, shards, plan.batch, axisOf), plan: { shards: shards.map((x) => x.count) } };
+      const gradElements = plan.gradSync && devices.length > 1 ? ir.parameterCount : 0;
+      const run = await runDevices(devices, shards, { ...common, capture: plan.capture, opLevel: plan.opLevel, gradElements }, hooks, 'steps');
+      measured = {
+        devices,
+        done: run.done,
+        gathered: concatOutputs(run.ready, shards, plan.batch, axisOf),
+        plan: { shards: shards.map((x) => x.count), ...(gradElements > 0 ? { gradSync: { elements: gradElements, synthetic: true } } : {}) },
+      };
     }
     check();
 
@@ -395,6 +402,11 @@ function buildTrace(
     startUs: Math.min(...done.map((d) => d.stepStart[i])) - startTimeUs,
     endUs: Math.max(...done.map((d) => d.stepEnd[i])) - startTimeUs,
   }));
+  if (m.plan['gradSync']) {
+    notes.push(
+      'Gradient sync is synthetic: ONNX Runtime runs inference only, so each step all-reduces a zero-filled float32 buffer as large as the model parameters; the transfer and the reduction are real, the gradients are not.',
+    );
+  }
   for (const d of devices) {
     if (d.sharesPhysicalUnit) notes.push(`${d.id} shares ${d.physicalUnit} with another device of this run; its time is not that of separate hardware.`);
   }
