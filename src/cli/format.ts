@@ -24,7 +24,8 @@ export function table(header: string[], rows: string[][]): string {
 
 export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
   const out: string[] = [];
-  const title = `${s.model ?? 'trace'} · ${s.mode} parallel · ${s.devices.length} device${s.devices.length === 1 ? '' : 's'} · ${s.steps} steps${s.batch ? ` · batch ${s.batch}` : ''}`;
+  const mode = s.mode === 'imported' ? `imported (${s.source})` : `${s.mode} parallel`;
+  const title = `${s.model ?? 'trace'} · ${mode} · ${s.devices.length} device${s.devices.length === 1 ? '' : 's'} · ${s.steps} steps${s.batch ? ` · batch ${s.batch}` : ''}`;
   out.push(title);
   if (s.source !== 'measured') out.push(`source: ${s.source} (not measured on this machine)`);
   out.push('');

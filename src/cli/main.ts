@@ -25,6 +25,7 @@ import { deriveIdle } from '../profiler/idle';
 import { formatAnalysis, formatSummary, table } from './format';
 import { analyse } from '../profiler/analysis';
 import { writeHtmlReport } from './html';
+import { registerImportExport } from './import-export';
 
 function positiveInt(name: string) {
   return (v: string): number => {
@@ -318,6 +319,7 @@ export function buildProgram(): Command {
     .option('--compare <trace>', 'with --html: a second run shown above the first on aligned axes')
     .action((file: string, flags: { json?: boolean; html?: string; compare?: string }) => reportCommand(file, flags));
 
+  registerImportExport(program);
   return program;
 }
 

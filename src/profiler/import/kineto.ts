@@ -1,0 +1,798 @@
+/**
+ * Import of PyTorch profiler (Kineto) traces: one Chrome-trace JSON file per rank of a
+ * `torch.distributed` job, merged into one Parallax trace with one lane per rank.
+ *
+ * What becomes what:
+ *  - lanes: one per rank (device kind `rank`, id `rank:N`, provider `kineto`), labelled with
+ *    the GPU the rank's kernels ran on (`deviceProperties`). Rank and world size come from
+ *    `distributedInfo`; ranks must be unique, and ranks of the world without a file are
+ *    named in `meta.notes`.
+ *  - spans: the GPU timeline only. Kernels (`cat: kernel`) are compute spans, except NCCL
+ *    kernels (`ncclKernel…`, `ncclDevKernel…`), which are comm spans named `nccl:<collective>`
+ *    with peer −1. GPU copies and fills (`gpu_memcpy`, `gpu_memset`) are comm spans too;
+ *    copies that touch host memory (HtoD, DtoH, HtoH) carry the staging flag. Copies and
+ *    fills are local to the rank, so they name the rank's own lane as their peer: that keeps
+ *    the analyses from taking them for collectives that join every rank. Kernels that
+ *    overlap on several CUDA streams stay as they are (spans of a lane may overlap; idle
+ *    derivation takes their union). CPU ops are not imported as spans: they are used to name
+ *    NCCL kernels and to find the step each kernel was launched in.
+ *  - the collective of an NCCL kernel: the kernel's own `Collective name` argument (recent
+ *    PyTorch), else the `nccl:*` annotation around the CPU call that launched it (matched by
+ *    CUDA correlation id), else `record_param_comms` with the kernel's `External id`, else
+ *    the kernel name (`ncclKernel_AllReduce_…` → `all_reduce`). Bytes are the input message
+ *    size: `In msg nelems` × dtype size, or the annotation's input dims × element size.
+ *  - steps: `ProfilerStep#N` annotations give each rank's CPU step windows; a kernel belongs
+ *    to the step its launch (the CUDA runtime call with the kernel's correlation id) fell in.
+ *    The device timeline's window of step N ends when the last rank's last kernel launched in
+ *    step N ends, and starts where step N−1's window ended (the first step's starts at the
+ *    earliest such kernel on any rank), so windows tile the device timeline and a GPU waiting
+ *    for the CPU between steps shows as idle at the start of the next step. Steps are indexed
+ *    by N; only steps every rank with annotations recorded are measured. Each span is then
+ *    counted in the window that contains its start.
+ *  - clocks: Kineto timestamps are host wall-clock µs (offset by `baseTimeNanoseconds` where
+ *    present). Ranks on synchronised hosts keep their recorded times, so real skew between
+ *    ranks stays visible. A rank whose step starts differ from the reference rank's (the
+ *    lowest rank with steps) by more than half a median step cannot be on the same clock —
+ *    a synchronous job keeps its ranks within a step of each other — so it is shifted by
+ *    the median difference to line its step starts up with the reference's, and a note
+ *    says so. Without step annotations, ranks whose activity does not overlap at all are
+ *    aligned by their first kernel.
+ *
+ * Memory: the whole file is parsed with JSON.parse (no streaming); everything after that
+ * works on indices into the parsed event array and on typed-array columns, without an
+ * object per event.
+ */
+import { UserError } from '../../common/errors';
+import { TOOL_VERSION } from '../../common/version';
+import {
+  SPAN_KINDS,
+  TRACE_FORMAT_VERSION,
+  TraceBuilder,
+  type DeviceMeta,
+  type Lane,
+  type StepWindow,
+  type Trace,
+  type TraceMeta,
+} from '../trace-format';
+import { decodeText, parseJsonText, readFileBytes } from './read-json';
+
+/** `spans.flags` bit of a staging copy (data moved through host memory). */
+export const STAGING_FLAG = 4;
+
+const COMPUTE = SPAN_KINDS.indexOf('compute');
+const COMM = SPAN_KINDS.indexOf('comm');
+
+/** Kernel names of NCCL's device code (`ncclKernel_…` up to NCCL 2.18, `ncclDevKernel_…` after). */
+const NCCL_KERNEL = /^(?:void\s+)?nccl(?:Dev)?Kernel/i;
+
+/** Bytes per element of the dtype names PyTorch writes into traces. */
+const DTYPE_BYTES: ReadonlyMap<string, number> = new Map([
+  ['float', 4], ['float32', 4], ['double', 8], ['float64', 8], ['half', 2], ['float16', 2], ['bfloat16', 2],
+  ['c10::half', 2], ['c10::bfloat16', 2], ['long', 8], ['int64', 8], ['long int', 8], ['int', 4], ['int32', 4],
+  ['short', 2], ['int16', 2], ['char', 1], ['signed char', 1], ['unsigned char', 1], ['byte', 1], ['uint8', 1],
+  ['int8', 1], ['bool', 1], ['complexfloat', 8], ['c10::complex<float>', 8], ['complexdouble', 16],
+  ['c10::complex<double>', 16], ['float8_e4m3fn', 1], ['float8_e5m2', 1], ['c10::float8_e4m3fn', 1], ['c10::float8_e5m2', 1],
+]);
+
+/** Bytes per element of a dtype name, or 0 when unknown. */
+export function dtypeBytes(dtype: unknown): number {
+  return typeof dtype === 'string' ? (DTYPE_BYTES.get(dtype.trim().toLowerCase()) ?? 0) : 0;
+}
+
+/** Collective names as PyTorch spells them in its various places, by their letters alone. */
+const COLLECTIVES: ReadonlyMap<string, string> = new Map([
+  ['allreduce', 'all_reduce'], ['allreducecoalesced', 'all_reduce_coalesced'], ['allgather', 'all_gather'],
+  ['allgatherintotensor', 'all_gather'], ['allgathercoalesced', 'all_gather_coalesced'],
+  ['allgatherintotensorcoalesced', 'all_gather_coalesced'], ['reducescatter', 'reduce_scatter'],
+  ['reducescattertensor', 'reduce_scatter'], ['reducescattertensorcoalesced', 'reduce_scatter_coalesced'],
+  ['alltoall', 'all_to_all'], ['alltoallv', 'all_to_all'], ['alltoallsingle', 'all_to_all'], ['broadcast', 'broadcast'],
+  ['reduce', 'reduce'], ['gather', 'gather'], ['scatter', 'scatter'], ['send', 'send'], ['recv', 'recv'],
+  ['sendrecv', 'send_recv'], ['barrier', 'barrier'],
+]);
+
+/**
+ * The canonical snake_case name of a collective (`allreduce`, `_allgather_base`,
+ * `AllReduce`, `all_to_all` → `all_reduce`, `all_gather`, `all_reduce`, `all_to_all`);
+ * names it does not know come back lower-cased without leading underscores.
+ */
+export function canonicalCollective(raw: string): string {
+  const lower = raw.trim().replace(/^nccl:/i, '').replace(/^_+/, '').toLowerCase();
+  const base = lower.replace(/_base$/, '');
+  return COLLECTIVES.get(base.replace(/[_\s]/g, '')) ?? base;
+}
+
+/** The collective of an NCCL kernel from its name (`ncclDevKernel_AllGather_RING_LL` → `all_gather`), or null. */
+export function collectiveFromKernelName(name: string): string | null {
+  const m = /nccl(?:Dev)?Kernel_([A-Za-z]+)/.exec(name);
+  if (!m) return null;
+  const camel = m[1].replace(/([a-z])([A-Z])/g, '$1_$2');
+  return canonicalCollective(camel);
+}
+
+/** A Kineto event as JSON.parse gives it; nothing is trusted until checked. */
+interface RawEvent {
+  ph?: unknown;
+  cat?: unknown;
+  name?: unknown;
+  ts?: unknown;
+  dur?: unknown;
+  pid?: unknown;
+  tid?: unknown;
+  args?: Record<string, unknown>;
+}
+
+/** One rank's file, reduced to what the merge needs: columns, steps and descriptive fields. */
+export interface KinetoRank {
+  /** The file, for messages. */
+  source: string;
+  /** `distributedInfo.rank`, null when the file has none. */
+  rank: number | null;
+  /** `distributedInfo.world_size`, null when the file has none. */
+  worldSize: number | null;
+  backend: string | null;
+  /** `hostname` of the trace, where the profiler recorded one. */
+  hostname: string | null;
+  /** GPU names from `deviceProperties`, by device index. */
+  gpuNames: Map<number, string>;
+  /** Device indices the rank's GPU activity ran on, ascending. */
+  gpus: number[];
+  /**
+   * The rank's clock: local time t (all times below) is `ts − tsRef`; its absolute time is
+   * `baseUs + tsRef + t` µs since the epoch.
+   */
+  baseUs: number;
+  tsRef: number;
+  /** `ProfilerStep#N` windows on the CPU, local time, by N ascending. */
+  cpuSteps: { index: number; startUs: number; endUs: number }[];
+  /** Device spans, local time. */
+  spans: {
+    count: number;
+    strings: string[];
+    kind: Uint8Array;
+    name: Int32Array;
+    start: Float64Array;
+    dur: Float64Array;
+    bytes: Float64Array;
+    flags: Uint8Array;
+    /** 1 for copies and fills, which are local to the rank. */
+    local: Uint8Array;
+    /** `ProfilerStep#N` the span was launched in (N), −1 when unknown. */
+    launchStep: Int32Array;
+  };
+  /** NCCL kernels, and how many of them had no collective name but their kernel name. */
+  ncclKernels: number;
+  ncclNamedByKernel: number;
+  /** Device spans whose launching runtime call was not found. */
+  unlaunched: number;
+}
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+
+function catOf(e: RawEvent): string {
+  return typeof e.cat === 'string' ? e.cat.toLowerCase() : '';
+}
+
+/** The external id of an event, under either spelling Kineto has used. */
+function externalId(args: Record<string, unknown> | undefined): number | null {
+  if (!args) return null;
+  return num(args['External id']) ?? num(args['external id']);
+}
+
+/** Bytes of an annotation's tensor inputs (`Input Dims` × `Input type` sizes). */
+function inputBytes(args: Record<string, unknown> | undefined): number {
+  const dims = args?.['Input Dims'];
+  const types = args?.['Input type'];
+  if (!Array.isArray(dims) || !Array.isArray(types)) return 0;
+  let total = 0;
+  for (let k = 0; k < dims.length; k++) {
+    const d = dims[k];
+    const size = dtypeBytes(types[k]);
+    if (!Array.isArray(d) || d.length === 0 || size === 0) continue;
+    let n = 1;
+    for (const x of d) n *= typeof x === 'number' && x >= 0 ? x : 0;
+    total += n * size;
+  }
+  return total;
+}
+
+/** Bytes from `In msg nelems` × dtype, as kernels and `record_param_comms` carry them. */
+function msgBytes(args: Record<string, unknown> | undefined): number {
+  const n = num(args?.['In msg nelems']);
+  const size = dtypeBytes(args?.['dtype']);
+  return n !== null && n > 0 && size > 0 ? n * size : 0;
+}
+
+/** Growable columns for one rank's spans. */
+class RankColumns {
+  count = 0;
+  readonly strings: string[] = [];
+  private readonly index = new Map<string, number>();
+  kind = new Uint8Array(256);
+  name = new Int32Array(256);
+  start = new Float64Array(256);
+  dur = new Float64Array(256);
+  bytes = new Float64Array(256);
+  flags = new Uint8Array(256);
+  local = new Uint8Array(256);
+  launchStep = new Int32Array(256);
+
+  intern(s: string): number {
+    let i = this.index.get(s);
+    if (i === undefined) {
+      i = this.strings.push(s) - 1;
+      this.index.set(s, i);
+    }
+    return i;
+  }
+
+  push(kind: number, name: string, start: number, dur: number, bytes: number, flags: number, local: boolean): number {
+    if (this.count === this.kind.length) this.grow();
+    const i = this.count++;
+    this.kind[i] = kind;
+    this.name[i] = this.intern(name);
+    this.start[i] = start;
+    this.dur[i] = dur;
+    this.bytes[i] = bytes;
+    this.flags[i] = flags;
+    this.local[i] = local ? 1 : 0;
+    this.launchStep[i] = -1;
+    return i;
+  }
+
+  private grow(): void {
+    const n = this.kind.length * 2;
+    const g = <T extends Uint8Array | Int32Array | Float64Array>(a: T, make: (n: number) => T): T => {
+      const b = make(n);
+      b.set(a);
+      return b;
+    };
+    this.kind = g(this.kind, (k) => new Uint8Array(k));
+    this.name = g(this.name, (k) => new Int32Array(k));
+    this.start = g(this.start, (k) => new Float64Array(k));
+    this.dur = g(this.dur, (k) => new Float64Array(k));
+    this.bytes = g(this.bytes, (k) => new Float64Array(k));
+    this.flags = g(this.flags, (k) => new Uint8Array(k));
+    this.local = g(this.local, (k) => new Uint8Array(k));
+    this.launchStep = g(this.launchStep, (k) => new Int32Array(k));
+  }
+
+  finish(): KinetoRank['spans'] {
+    const n = this.count;
+    return {
+      count: n,
+      strings: this.strings,
+      kind: this.kind.slice(0, n),
+      name: this.name.slice(0, n),
+      start: this.start.slice(0, n),
+      dur: this.dur.slice(0, n),
+      bytes: this.bytes.slice(0, n),
+      flags: this.flags.slice(0, n),
+      local: this.local.slice(0, n),
+      launchStep: this.launchStep.slice(0, n),
+    };
+  }
+}
+
+/** Index of the last window whose start is ≤ t and that contains t, or −1. */
+function windowAt(starts: Float64Array, ends: Float64Array, t: number): number {
+  let lo = 0;
+  let hi = starts.length - 1;
+  let found = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (starts[mid] <= t) {
+      found = mid;
+      lo = mid + 1;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return found >= 0 && t < ends[found] ? found : -1;
+}
+
+/** `nccl:*` CPU annotations of one thread, sorted by start, for finding the one around a launch. */
+interface AnnotationList {
+  start: number[];
+  end: number[];
+  event: number[];
+}
+
+/** The innermost annotation of `list` containing `t`, or −1. */
+function annotationAround(list: AnnotationList | undefined, t: number): number {
+  if (!list) return -1;
+  let lo = 0;
+  let hi = list.start.length - 1;
+  let last = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (list.start[mid] <= t) {
+      last = mid;
+      lo = mid + 1;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  // Annotations nest rarely and shallowly; look back a few for one that still contains t.
+  for (let k = last; k >= 0 && k > last - 8; k--) if (list.end[k] >= t) return list.event[k];
+  return -1;
+}
+
+/**
+ * Reduces one parsed Kineto document to a {@link KinetoRank}. Throws a {@link UserError}
+ * naming `source` when the document is not a Kineto trace or has no GPU activity.
+ */
+export function extractKinetoRank(doc: unknown, source: string): KinetoRank {
+  if (Array.isArray(doc)) {
+    throw new UserError(`${source}: a bare array of trace events, not a PyTorch profiler (Kineto) trace; export it with torch.profiler's export_chrome_trace`);
+  }
+  if (typeof doc !== 'object' || doc === null) throw new UserError(`${source}: not a PyTorch profiler (Kineto) trace (the JSON is not an object)`);
+  const d = doc as Record<string, unknown>;
+  const events = d['traceEvents'];
+  if (!Array.isArray(events)) throw new UserError(`${source}: not a PyTorch profiler (Kineto) trace: it has no "traceEvents" array`);
+
+  const dist = d['distributedInfo'];
+  const distInfo = typeof dist === 'object' && dist !== null ? (dist as Record<string, unknown>) : null;
+  const rankRaw = distInfo ? num(distInfo['rank']) : null;
+  const worldRaw = distInfo ? num(distInfo['world_size']) : null;
+  if (rankRaw !== null && (!Number.isInteger(rankRaw) || rankRaw < 0)) throw new UserError(`${source}: distributedInfo.rank ${rankRaw} is not a rank`);
+  if (worldRaw !== null && (!Number.isInteger(worldRaw) || worldRaw < 1)) throw new UserError(`${source}: distributedInfo.world_size ${worldRaw} is not a world size`);
+  if (rankRaw !== null && worldRaw !== null && rankRaw >= worldRaw) {
+    throw new UserError(`${source}: distributedInfo.rank ${rankRaw} is outside its world of ${worldRaw} ranks`);
+  }
+  const gpuNames = new Map<number, string>();
+  const props = d['deviceProperties'];
+  if (Array.isArray(props)) {
+    for (const p of props) {
+      const id = num((p as Record<string, unknown> | null)?.['id']);
+      const name = str((p as Record<string, unknown> | null)?.['name']);
+      if (id !== null && name !== null) gpuNames.set(id, name);
+    }
+  }
+  const baseNs = num(d['baseTimeNanoseconds']);
+
+  // Pass 1 sorts events by role, after a first look for the clock origin (the earliest
+  // timestamp, so local times stay small and keep their sub-µs digits). Device events become
+  // spans right away; the CPU side keeps only what naming and step assignment need.
+  const cols = new RankColumns();
+  const devCorr: number[] = [];
+  const devEvent: number[] = [];
+  const runtimeEvents: number[] = [];
+  const ncclByTid = new Map<string, AnnotationList>();
+  const paramComms = new Map<number, Record<string, unknown>>();
+  const stepMap = new Map<number, { startUs: number; endUs: number }>();
+  const gpus = new Set<number>();
+  let tsRef = Infinity;
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i] as RawEvent;
+    if (e === null || typeof e !== 'object' || e.ph !== 'X') continue;
+    const ts = num(e.ts);
+    const dur = num(e.dur);
+    if (ts === null || dur === null || dur < 0) continue;
+    if (ts < tsRef) tsRef = ts;
+  }
+  if (!Number.isFinite(tsRef)) throw new UserError(`${source}: has no complete ("ph": "X") events; is it a PyTorch profiler trace?`);
+
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i] as RawEvent;
+    if (e === null || typeof e !== 'object' || e.ph !== 'X') continue;
+    const ts = num(e.ts);
+    const dur = num(e.dur);
+    if (ts === null || dur === null || dur < 0) continue;
+    const cat = catOf(e);
+    const name = typeof e.name === 'string' ? e.name : '';
+    const args = typeof e.args === 'object' && e.args !== null ? e.args : undefined;
+    const t = ts - tsRef;
+    if (cat === 'kernel' || cat === 'gpu_memcpy' || cat === 'memcpy' || cat === 'gpu_memset' || cat === 'memset') {
+      const dev = num(args?.['device']) ?? num(e.pid);
+      if (dev !== null) gpus.add(dev);
+      let span: number;
+      if (cat === 'kernel') {
+        // NCCL kernels are named once the CPU side is indexed (pass 2); mark them by name now.
+        span = NCCL_KERNEL.test(name) ? cols.push(COMM, name, t, dur, msgBytes(args), 0, false) : cols.push(COMPUTE, name, t, dur, 0, 0, false);
+      } else {
+        const copy = cat.endsWith('memcpy');
+        const staging = copy && /\b(HtoD|DtoH|HtoH)\b/.test(name);
+        span = cols.push(COMM, name || (copy ? 'Memcpy' : 'Memset'), t, dur, num(args?.['bytes']) ?? 0, staging ? STAGING_FLAG : 0, true);
+      }
+      // Span k of the columns is event devEvent[k] of the document.
+      devCorr[span] = num(args?.['correlation']) ?? -1;
+      devEvent[span] = i;
+    } else if (cat === 'cuda_runtime' || cat === 'cuda_driver' || cat === 'runtime') {
+      runtimeEvents.push(i);
+    } else if (cat === 'user_annotation' || cat === 'cpu_op' || cat === 'operator') {
+      const m = /^ProfilerStep#(\d+)$/.exec(name);
+      if (m) {
+        const n = Number(m[1]);
+        const w = stepMap.get(n);
+        if (w) {
+          w.startUs = Math.min(w.startUs, t);
+          w.endUs = Math.max(w.endUs, t + dur);
+        } else {
+          stepMap.set(n, { startUs: t, endUs: t + dur });
+        }
+      } else if (name.startsWith('nccl:')) {
+        const key = String(e.tid);
+        let list = ncclByTid.get(key);
+        if (!list) ncclByTid.set(key, (list = { start: [], end: [], event: [] }));
+        list.start.push(t);
+        list.end.push(t + dur);
+        list.event.push(i);
+      } else if (name === 'record_param_comms') {
+        const ext = externalId(args);
+        if (ext !== null && args) paramComms.set(ext, args);
+      }
+    }
+  }
+  if (cols.count === 0) {
+    throw new UserError(
+      `${source}: no GPU activity (no "kernel", "gpu_memcpy" or "gpu_memset" events); Parallax imports the GPU timeline of PyTorch profiler traces recorded with ProfilerActivity.CUDA`,
+    );
+  }
+  // Annotations arrive in trace order, which is usually but not always time order.
+  for (const list of ncclByTid.values()) {
+    const order = list.start.map((_, k) => k).sort((a, b) => list.start[a] - list.start[b]);
+    list.start = order.map((k) => list.start[k]);
+    list.end = order.map((k) => list.end[k]);
+    list.event = order.map((k) => list.event[k]);
+  }
+  const cpuSteps = [...stepMap.entries()].sort((a, b) => a[0] - b[0]).map(([index, w]) => ({ index, ...w }));
+  const stepStarts = Float64Array.from(cpuSteps, (w) => w.startUs);
+  const stepEnds = Float64Array.from(cpuSteps, (w) => w.endUs);
+
+  // Pass 2: each device span's launch (the runtime call with its correlation id) gives its
+  // step and, for NCCL kernels, the thread whose annotations name the collective.
+  const spanOfCorr = new Map<number, number>();
+  for (let k = 0; k < devCorr.length; k++) if (devCorr[k] >= 0) spanOfCorr.set(devCorr[k], k);
+  const launchTs = new Float64Array(cols.count).fill(NaN);
+  const launchTid: (string | undefined)[] = [];
+  for (const i of runtimeEvents) {
+    const e = events[i] as RawEvent;
+    const k = spanOfCorr.get(num(e.args?.['correlation']) ?? -1);
+    if (k === undefined) continue;
+    launchTs[k] = (e.ts as number) - tsRef;
+    if (cols.kind[k] === COMM && cols.local[k] === 0) launchTid[k] = String(e.tid);
+  }
+  let unlaunched = 0;
+  let ncclKernels = 0;
+  let ncclNamedByKernel = 0;
+  for (let k = 0; k < cols.count; k++) {
+    const launched = !Number.isNaN(launchTs[k]);
+    if (!launched) unlaunched++;
+    // Without the launch, the kernel's own start is the next best guess of its step.
+    const w = windowAt(stepStarts, stepEnds, launched ? launchTs[k] : cols.start[k]);
+    cols.launchStep[k] = w >= 0 ? cpuSteps[w].index : -1;
+    if (cols.kind[k] !== COMM || cols.local[k] === 1) continue;
+    ncclKernels++;
+    const e = events[devEvent[k]] as RawEvent;
+    const args = e.args;
+    let collective = str(args?.['Collective name']);
+    let bytes = cols.bytes[k];
+    const tid = launchTid[k];
+    const ann = launched && tid !== undefined ? annotationAround(ncclByTid.get(tid), launchTs[k]) : -1;
+    const annArgs = ann >= 0 ? (events[ann] as RawEvent).args : undefined;
+    if (collective === null && ann >= 0) collective = (events[ann] as RawEvent).name as string;
+    const ext = externalId(args);
+    const param = ext !== null ? paramComms.get(ext) : undefined;
+    if (collective === null && param) collective = str(param['Collective name']);
+    if (bytes === 0 && param) bytes = msgBytes(param);
+    if (bytes === 0 && annArgs) bytes = inputBytes(annArgs);
+    const kernelName = cols.strings[cols.name[k]];
+    if (collective === null) {
+      collective = collectiveFromKernelName(kernelName);
+      ncclNamedByKernel++;
+    }
+    cols.name[k] = cols.intern(`nccl:${collective === null ? 'kernel' : canonicalCollective(collective)}`);
+    cols.bytes[k] = bytes;
+  }
+  const hostname = str(d['hostname']) ?? str(d['host_name']);
+  return {
+    source,
+    rank: rankRaw,
+    worldSize: worldRaw,
+    backend: distInfo ? str(distInfo['backend']) : null,
+    hostname,
+    gpuNames,
+    gpus: [...gpus].sort((a, b) => a - b),
+    baseUs: baseNs !== null ? baseNs / 1000 : 0,
+    tsRef,
+    cpuSteps,
+    spans: cols.finish(),
+    ncclKernels,
+    ncclNamedByKernel,
+    unlaunched,
+  };
+}
+
+/** `0–3, 5, 7–9` for a sorted list of integers; long lists are cut after `max` runs. */
+export function formatRanges(xs: number[], max = 6): string {
+  const runs: string[] = [];
+  for (let i = 0; i < xs.length; ) {
+    let j = i;
+    while (j + 1 < xs.length && xs[j + 1] === xs[j] + 1) j++;
+    runs.push(j === i ? String(xs[i]) : `${xs[i]}–${xs[j]}`);
+    i = j + 1;
+  }
+  return runs.length > max ? `${runs.slice(0, max).join(', ')}, … (${runs.length - max} more runs)` : runs.join(', ');
+}
+
+const median = (xs: number[]): number => {
+  if (xs.length === 0) return NaN;
+  const s = xs.slice().sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+const fmtUs = (us: number): string => (Math.abs(us) >= 1e6 ? `${(us / 1e6).toFixed(2)} s` : Math.abs(us) >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${us.toFixed(0)} µs`);
+
+/** Gives every rank a rank number and checks them against each other and the world size. */
+function assignRanks(files: KinetoRank[]): { ranks: number[]; worldSize: number; notes: string[] } {
+  const notes: string[] = [];
+  const withRank = files.filter((f) => f.rank !== null);
+  let ranks: number[];
+  if (withRank.length === 0) {
+    ranks = files.map((_, i) => i);
+    if (files.length > 1) notes.push('The files carry no distributedInfo; ranks were numbered in the order the files were given.');
+  } else if (withRank.length < files.length) {
+    const f = files.find((x) => x.rank === null)!;
+    throw new UserError(`${f.source}: has no distributedInfo.rank while the other files do; import the files of one job only`);
+  } else {
+    ranks = files.map((f) => f.rank!);
+  }
+  const seen = new Map<number, string>();
+  files.forEach((f, i) => {
+    const prev = seen.get(ranks[i]);
+    if (prev !== undefined) throw new UserError(`${f.source}: rank ${ranks[i]} again (also in ${prev}); give each rank's file once`);
+    seen.set(ranks[i], f.source);
+  });
+  const worlds = [...new Set(files.map((f) => f.worldSize).filter((w): w is number => w !== null))];
+  if (worlds.length > 1) {
+    const f = files.find((x) => x.worldSize !== null && x.worldSize !== worlds[0])!;
+    throw new UserError(`${f.source}: world size ${f.worldSize} differs from ${worlds[0]} in ${files.find((x) => x.worldSize === worlds[0])!.source}; these files are not from one job`);
+  }
+  const worldSize = worlds[0] ?? Math.max(...ranks) + 1;
+  const outside = files.findIndex((_, i) => ranks[i] >= worldSize);
+  if (outside >= 0) throw new UserError(`${files[outside].source}: rank ${ranks[outside]} is outside the world of ${worldSize} ranks`);
+  const present = new Set(ranks);
+  const missing: number[] = [];
+  for (let r = 0; r < worldSize; r++) if (!present.has(r)) missing.push(r);
+  if (missing.length > 0) {
+    notes.push(
+      `${missing.length} of the world's ${worldSize} ranks ${missing.length === 1 ? 'has' : 'have'} no file here (rank${missing.length === 1 ? '' : 's'} ${formatRanges(missing)}); their time is not shown, though the ranks shown wait for them inside collectives.`,
+    );
+  }
+  return { ranks, worldSize, notes };
+}
+
+/**
+ * Merges ranks extracted by {@link extractKinetoRank} into one trace (lanes in rank order).
+ * Idle spans are not derived here: run `deriveIdle` on the result, as for any trace.
+ */
+export function mergeKinetoRanks(files: KinetoRank[]): Trace {
+  if (files.length === 0) throw new UserError('no Kineto trace files given');
+  const { ranks, worldSize, notes } = assignRanks(files);
+  const order = files.map((_, i) => i).sort((a, b) => ranks[a] - ranks[b]);
+  const rs = order.map((i) => files[i]);
+  const rankOf = order.map((i) => ranks[i]);
+  const nR = rs.length;
+
+  // Recorded clock offsets: local time of rank r + offset = local time of the reference.
+  const withSteps = rs.map((f, r) => (f.cpuSteps.length > 0 ? r : -1)).filter((r) => r >= 0);
+  const ref = withSteps[0] ?? 0;
+  const recorded = rs.map((f) => f.baseUs - rs[ref].baseUs + (f.tsRef - rs[ref].tsRef));
+  const shift = recorded.slice();
+  const refSteps = new Map(rs[ref].cpuSteps.map((w) => [w.index, w]));
+  const refStepUs = median(rs[ref].cpuSteps.map((w) => w.endUs - w.startUs));
+  let agreeUs = 0;
+  let compared = 0;
+  for (let r = 0; r < nR; r++) {
+    if (r === ref) continue;
+    const diffs: number[] = [];
+    for (const w of rs[r].cpuSteps) {
+      const o = refSteps.get(w.index);
+      if (o) diffs.push(w.startUs + recorded[r] - o.startUs);
+    }
+    if (diffs.length === 0) {
+      if (rs[r].cpuSteps.length > 0 || rs[ref].cpuSteps.length > 0) {
+        notes.push(`rank ${rankOf[r]} shares no ProfilerStep number with rank ${rankOf[ref]}; its recorded clock is kept unchecked.`);
+      }
+      continue;
+    }
+    const d = median(diffs);
+    if (Math.abs(d) > 0.5 * refStepUs) {
+      shift[r] = recorded[r] - d;
+      notes.push(
+        `rank ${rankOf[r]}'s clock is ${fmtUs(Math.abs(d))} ${d > 0 ? 'ahead of' : 'behind'} rank ${rankOf[ref]}'s at matching step starts, more than half a step, so it cannot share its clock: it was shifted to start its steps with rank ${rankOf[ref]}, and skew between the two at step start is not measured.`,
+      );
+    } else {
+      agreeUs = Math.max(agreeUs, Math.max(...diffs.map(Math.abs)));
+      compared++;
+    }
+  }
+  if (compared > 0) {
+    notes.push(`Rank clocks were kept as recorded: step starts agree across ranks within ${fmtUs(agreeUs)}, so differences between ranks are real.`);
+  }
+  // Without steps on both sides, ranks whose activity does not even overlap are aligned by
+  // their first kernel, which is the only common event left.
+  const first = rs.map((f) => f.spans.start.reduce((a, b) => Math.min(a, b), Infinity));
+  const last = rs.map((f) => {
+    let m = -Infinity;
+    for (let k = 0; k < f.spans.count; k++) m = Math.max(m, f.spans.start[k] + f.spans.dur[k]);
+    return m;
+  });
+  for (let r = 0; r < nR; r++) {
+    if (r === ref || (rs[r].cpuSteps.length > 0 && rs[ref].cpuSteps.length > 0)) continue;
+    const a0 = first[r] + shift[r];
+    const a1 = last[r] + shift[r];
+    if (a1 < first[ref] || a0 > last[ref]) {
+      shift[r] += first[ref] - a0;
+      notes.push(`rank ${rankOf[r]}'s activity does not overlap rank ${rankOf[ref]}'s on the recorded clocks and there are no common steps: it was aligned by its first kernel.`);
+    }
+  }
+
+  // Step windows on the device timeline (reference frame): see the module comment.
+  const stepSets = rs.filter((f) => f.cpuSteps.length > 0).map((f) => new Set(f.cpuSteps.map((w) => w.index)));
+  const union = [...new Set(stepSets.flatMap((s) => [...s]))].sort((a, b) => a - b);
+  let measured = union.filter((n) => stepSets.every((s) => s.has(n)));
+  if (measured.length < union.length) {
+    const dropped = union.filter((n) => !measured.includes(n));
+    if (measured.length === 0) {
+      measured = union;
+      notes.push(`The ranks share no ProfilerStep number; every step any rank recorded is used (${formatRanges(union)}).`);
+    } else {
+      notes.push(`Steps ${formatRanges(dropped)} were not recorded by every rank and are left out of the measured steps.`);
+    }
+  }
+  const firstOf = new Map<number, number>();
+  const lastOf = new Map<number, number>();
+  rs.forEach((f, r) => {
+    const s = f.spans;
+    for (let k = 0; k < s.count; k++) {
+      const n = s.launchStep[k];
+      if (n < 0) continue;
+      const a = s.start[k] + shift[r];
+      const b = a + s.dur[k];
+      if (a < (firstOf.get(n) ?? Infinity)) firstOf.set(n, a);
+      if (b > (lastOf.get(n) ?? -Infinity)) lastOf.set(n, b);
+    }
+  });
+  const windows: StepWindow[] = [];
+  const noDevice: number[] = [];
+  for (const n of measured) {
+    const a = firstOf.get(n);
+    const b = lastOf.get(n);
+    if (a === undefined || b === undefined) {
+      noDevice.push(n);
+      continue;
+    }
+    const prev = windows[windows.length - 1];
+    const startUs = prev && prev.index === n - 1 ? prev.endUs : a;
+    windows.push({ index: n, startUs, endUs: Math.max(b, startUs) });
+  }
+  if (noDevice.length > 0) notes.push(`Steps ${formatRanges(noDevice)} launched no GPU work on any rank and are left out.`);
+  if (windows.length === 0) {
+    // No step annotations at all: the whole device timeline is one step.
+    const a = Math.min(...first.map((x, r) => x + shift[r]));
+    const b = Math.max(...last.map((x, r) => x + shift[r]));
+    windows.push({ index: 0, startUs: a, endUs: b });
+    notes.push('No ProfilerStep#N annotations (torch.profiler with schedule and prof.step()): the whole trace is treated as one step.');
+  }
+  notes.push(
+    "Step windows are on the GPU timeline: step N ends when the last rank's last kernel launched during ProfilerStep#N ends, and starts where step N−1 ended; each kernel counts in the window it starts in.",
+  );
+
+  // Time zero: the earliest device span of any rank, in the reference frame.
+  let t0 = Infinity;
+  for (let r = 0; r < nR; r++) t0 = Math.min(t0, first[r] + shift[r]);
+  const wStart = Float64Array.from(windows, (w) => w.startUs);
+  const wEnd = Float64Array.from(windows, (w) => w.endUs);
+
+  const builder = new TraceBuilder();
+  const devices: DeviceMeta[] = [];
+  const lanes: Lane[] = [];
+  let ncclTotal = 0;
+  let ncclByKernel = 0;
+  let unlaunched = 0;
+  rs.forEach((f, r) => {
+    const s = f.spans;
+    const rank = rankOf[r];
+    const step = new Int32Array(s.count);
+    const peer = new Int32Array(s.count);
+    for (let k = 0; k < s.count; k++) {
+      const w = windowAt(wStart, wEnd, s.start[k] + shift[r]);
+      step[k] = w >= 0 ? windows[w].index : -1;
+      peer[k] = s.local[k] === 1 ? r : -1;
+    }
+    const minus1 = new Int32Array(s.count).fill(-1);
+    const zeros = new Uint8Array(s.count);
+    builder.appendBlock(
+      { count: s.count, strings: s.strings, kind: s.kind, name: s.name, opType: minus1, start: s.start, dur: s.dur, step, micro: minus1, stage: minus1, bytes: s.bytes, peer, parent: minus1, flags: s.flags, cause: zeros },
+      r,
+      t0 - shift[r],
+    );
+    const gpuList = f.gpus.length > 0 ? f.gpus : [0];
+    const names = [...new Set(gpuList.map((g) => f.gpuNames.get(g)).filter((x): x is string => x !== undefined))];
+    const gpuWords = `GPU ${gpuList.join('+')}${names.length > 0 ? ` (${names.join(', ')})` : ''}`;
+    const unit = `${f.hostname ?? `rank ${rank}`} · GPU ${gpuList.join('+')}`;
+    devices.push({
+      id: `rank:${rank}`,
+      kind: 'rank',
+      provider: 'kineto',
+      threads: 0,
+      physicalUnit: unit,
+      sharesPhysicalUnit: false,
+      software: false,
+      label: `rank ${rank} · ${gpuWords}`,
+    });
+    lanes.push({ device: r, label: `rank ${rank} · ${gpuWords}`, group: unit });
+    ncclTotal += f.ncclKernels;
+    ncclByKernel += f.ncclNamedByKernel;
+    unlaunched += f.unlaunched;
+  });
+  // Two ranks on one GPU of one host (known only when the traces name their host).
+  const units = new Map<string, number>();
+  for (const d of devices) units.set(d.physicalUnit, (units.get(d.physicalUnit) ?? 0) + 1);
+  for (const d of devices) {
+    if ((units.get(d.physicalUnit) ?? 0) > 1) {
+      d.sharesPhysicalUnit = true;
+      d.label += ' (shared GPU)';
+    }
+  }
+  lanes.forEach((l, i) => (l.label = devices[i].label));
+  if (ncclByKernel > 0) {
+    notes.push(`${ncclByKernel} of ${ncclTotal} NCCL kernels had no collective name in the trace; they are named from the kernel name.`);
+  }
+  if (unlaunched > 0) notes.push(`${unlaunched} GPU spans had no launch call in the trace; their step was taken from their own start.`);
+  if (!rs.some((f) => f.hostname !== null)) {
+    notes.push('Kineto traces do not record the host; ranks are drawn as separate GPUs, and host details are unknown.');
+  }
+
+  const refAbs = rs[ref].baseUs + rs[ref].tsRef;
+  const meta: TraceMeta = {
+    formatVersion: TRACE_FORMAT_VERSION,
+    tool: { name: 'parallax', version: TOOL_VERSION },
+    source: 'imported:kineto',
+    mode: 'imported',
+    plan: {
+      worldSize,
+      ranks: [...rankOf],
+      steps: windows.length,
+      stepIndices: windows.map((w) => w.index),
+      backend: rs.find((f) => f.backend !== null)?.backend ?? 'unknown',
+      files: rs.map((f) => f.source),
+    },
+    devices,
+    host: { cpuModel: 'unknown', cores: 0, memoryBytes: 0, os: 'unknown', node: 'unknown' },
+    startTimeUs: refAbs + t0,
+    opLevel: false,
+    notes,
+  };
+  return {
+    meta,
+    strings: builder.strings,
+    lanes,
+    steps: windows.map((w) => ({ index: w.index, startUs: w.startUs - t0, endUs: w.endUs - t0 })),
+    spans: builder.finish(),
+  };
+}
+
+/** Merges parsed Kineto documents (one per rank) into one trace; for tests and callers holding JSON. */
+export function kinetoTrace(docs: { doc: unknown; source: string }[]): Trace {
+  return mergeKinetoRanks(docs.map(({ doc, source }) => extractKinetoRank(doc, source)));
+}
+
+/** Reads one Kineto file (plain or gzip) and reduces it to a {@link KinetoRank}. */
+export async function readKinetoRank(path: string): Promise<KinetoRank> {
+  const text = await decodeText(await readFileBytes(path), path);
+  return extractKinetoRank(parseJsonText(text, path), path);
+}
+
+/**
+ * Imports Kineto trace files, one per rank, into one trace. Files are read one at a time
+ * and reduced to columns before the next is parsed, so only one parsed document is held.
+ */
+export async function importKineto(paths: string[]): Promise<Trace> {
+  const ranks: KinetoRank[] = [];
+  for (const p of paths) ranks.push(await readKinetoRank(p));
+  return mergeKinetoRanks(ranks);
+}
