@@ -24,7 +24,7 @@ export function table(header: string[], rows: string[][]): string {
 
 export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
   const out: string[] = [];
-  const mode = s.mode === 'imported' ? `imported (${s.source})` : `${s.mode} parallel`;
+  const mode = s.mode === 'imported' ? `imported from ${s.source.replace(/^imported:/, '')}` : `${s.mode} parallel`;
   const title = `${s.model ?? 'trace'} · ${mode} · ${s.devices.length} device${s.devices.length === 1 ? '' : 's'} · ${s.steps} steps${s.batch ? ` · batch ${s.batch}` : ''}`;
   out.push(title);
   if (s.source !== 'measured') out.push(`source: ${s.source} (not measured on this machine)`);

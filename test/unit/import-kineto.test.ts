@@ -673,7 +673,7 @@ describe('the import and export commands', () => {
   test('import prints the summary, the ranks and the notes, and writes a trace report can read', async () => {
     const out = join(dir, 'job.parallax.json');
     const text = await run(['import', kinetoFixture('job128-rank0.json.gz'), kinetoFixture('job128-rank1.json.gz'), '--out', out]);
-    assert.match(text, /imported parallel · 2 devices · 2 steps/);
+    assert.match(text, /imported from kineto · 2 devices · 2 steps/);
     assert.match(text, /ranks \(per step\)/);
     assert.match(text, /126 of the world's 128 ranks/);
     assert.match(text, /trace written to/);
