@@ -2,23 +2,49 @@
  * Commands as small factories `(ctx) => handler`, one per id in ids.ts. The table at the end
  * is what extension.ts registers; its type makes a missing handler a compile error.
  */
-import { dirname } from 'node:path';
+import { existsSync, promises as fs } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import * as vscode from 'vscode';
 import { isUserError } from '../common/errors';
 import { formatSummary, table } from '../cli/format';
 import { listDevices as discoverInRunner, profile, ProfileCancelled } from '../runtime/api';
 import type { ParallelMode, ProfilePlan } from '../runtime/protocol';
 import type { ProfileSummary } from '../profiler/summary';
+import { writeChromeTrace } from '../profiler/export-chrome';
+import {
+  configTraceName,
+  findPlan,
+  isConfigTraceOf,
+  parseConfig,
+  planModelPath,
+  toProfilePlan,
+  tracesToPrune,
+  type ConfigDoc,
+} from './config-model';
+import { planKey, rootConfig } from './config-providers';
 import type { Ctx } from './ctx';
-import { Command, Setting, type CommandId } from './ids';
+import { evidenceArgs, formatDuration, lensSummary, planHints } from './hints';
+import { CONFIG_FILE, Command, ContextKey, Setting, type CommandId, type PanelCommandId } from './ids';
 import { pickBatch, pickDevices, pickMode, pickModel } from './pick';
 import { buildPlan, checkDeviceSpecText, progressMessage, progressPercent, summaryLine, tracePath } from './run-config';
+import { runDescription } from './runs-model';
+import { RunItem } from './views';
+import { showTimeline, timelineArgs } from './timeline';
 
 type Handler = (...args: never[]) => unknown;
 type Factory = (ctx: Ctx) => Handler;
 
 /** workspaceState key: the model profiled last, offered first next time. */
 const LAST_MODEL = 'parallax.lastModel';
+
+/** workspaceState key: what "Re-run Last Profile" runs ({@link LastRun}). */
+export const LAST_RUN = 'parallax.lastRun';
+
+/**
+ * The last profile: a parallax.json plan (re-read from the file when re-run, so edits and
+ * quick fixes apply) or a plan built by "Profile Model…" (run as it was).
+ */
+export type LastRun = { kind: 'config'; config: string; plan: string } | { kind: 'plan'; plan: ProfilePlan; label: string };
 
 const SHOW_OUTPUT = 'Show Output';
 
@@ -58,15 +84,7 @@ function profileArgs(v: unknown): ProfileArgs {
  * or picked among the workspace's .onnx files), then mode, devices and batch, then the run.
  */
 const profileModel: Factory = (ctx) => async (arg?: unknown, choices?: unknown): Promise<ProfileCommandResult | undefined> => {
-  if (!vscode.workspace.isTrusted) {
-    const manage = 'Manage Workspace Trust';
-    const a = await vscode.window.showWarningMessage(
-      'Parallax profiles models only in a trusted workspace: loading an ONNX model runs native ONNX Runtime code on its contents. Trust this workspace to profile.',
-      manage,
-    );
-    if (a === manage) void vscode.commands.executeCommand('workbench.trust.manage');
-    return;
-  }
+  if (!(await ensureTrusted())) return;
   if (ctx.isProfiling) return warnBusy(ctx);
   const given = profileArgs(choices);
   const target = arg instanceof vscode.Uri ? arg : await pickModel(ctx.extension.workspaceState.get<string>(LAST_MODEL));
@@ -91,7 +109,167 @@ const profileModel: Factory = (ctx) => async (arg?: unknown, choices?: unknown):
   const outPath = tracePath(root, settings.outputFolder, target.fsPath, mode);
   // Another profile may have started while this one's quick picks were open.
   if (ctx.isProfiling) return warnBusy(ctx);
-  return runProfile(ctx, buildPlan({ modelPath: target.fsPath, modelLabel: label, mode, devices, batch }, settings, outPath), label);
+  const plan = buildPlan({ modelPath: target.fsPath, modelLabel: label, mode, devices, batch }, settings, outPath);
+  await rememberLastRun(ctx, { kind: 'plan', plan, label });
+  return runProfile(ctx, plan, label);
+};
+
+/** Profiling runs native code on the model: only in a trusted workspace (viewing traces works everywhere). */
+async function ensureTrusted(): Promise<boolean> {
+  if (vscode.workspace.isTrusted) return true;
+  const manage = 'Manage Workspace Trust';
+  const a = await vscode.window.showWarningMessage(
+    'Parallax profiles models only in a trusted workspace: loading an ONNX model runs native ONNX Runtime code on its contents. Trust this workspace to profile.',
+    manage,
+  );
+  if (a === manage) void vscode.commands.executeCommand('workbench.trust.manage');
+  return false;
+}
+
+async function rememberLastRun(ctx: Ctx, last: LastRun): Promise<void> {
+  await ctx.extension.workspaceState.update(LAST_RUN, last);
+  void vscode.commands.executeCommand('setContext', ContextKey.hasLastProfile, true);
+}
+
+/** Shows an error about the config file with a button that opens it (at a plan, when given). */
+function configError(ctx: Ctx, configUri: vscode.Uri, message: string, plan?: string): undefined {
+  ctx.output.error(message);
+  const open = `Open ${CONFIG_FILE}`;
+  void vscode.window.showErrorMessage(`Parallax: ${message}`, open).then((a) => {
+    if (a !== open) return;
+    if (plan) void ctx.configHints.revealKey(configUri, plan, null);
+    else void vscode.window.showTextDocument(configUri);
+  });
+  return undefined;
+}
+
+/** The workspace's parallax.json: the only one, or the one picked among the folders'. */
+async function pickConfig(): Promise<vscode.Uri | undefined> {
+  const found = (vscode.workspace.workspaceFolders ?? []).map((f) => ({ folder: f, uri: rootConfig(f) })).filter((x) => x.uri !== null);
+  if (found.length === 0) {
+    const create = `Create ${CONFIG_FILE}`;
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    const a = await vscode.window.showInformationMessage(
+      `Parallax: no ${CONFIG_FILE} in the workspace folder${(vscode.workspace.workspaceFolders?.length ?? 0) > 1 ? 's' : ''}. It holds named plans: { "plans": { "<name>": { "model": "models/x.onnx", "mode": "pipeline", "devices": "cpu:2", "batch": 64 } } }.`,
+      ...(folder ? [create] : []),
+    );
+    if (a === create && folder) {
+      const uri = vscode.Uri.file(join(folder.uri.fsPath, CONFIG_FILE));
+      const edit = new vscode.WorkspaceEdit();
+      edit.createFile(uri, { ignoreIfExists: true, contents: Buffer.from(STARTER_CONFIG) });
+      await vscode.workspace.applyEdit(edit);
+      await vscode.window.showTextDocument(uri);
+    }
+    return undefined;
+  }
+  if (found.length === 1) return found[0]!.uri!;
+  const picked = await vscode.window.showQuickPick(
+    found.map((x) => ({ label: x.folder.name, description: vscode.workspace.asRelativePath(x.uri!, true), uri: x.uri! })),
+    { title: `Parallax: Profile with Config — which ${CONFIG_FILE}`, ignoreFocusOut: true },
+  );
+  return picked?.uri;
+}
+
+/** What "Create parallax.json" writes: one plan per mode, on a model path to fill in. */
+const STARTER_CONFIG = `{
+  "plans": {
+    "data2": { "model": "models/model.onnx", "mode": "data", "devices": "cpu:2", "batch": 64, "steps": 20 },
+    "pipe2": { "model": "models/model.onnx", "mode": "pipeline", "devices": "cpu:2", "batch": 64, "microBatches": 4, "steps": 20 }
+  }
+}
+`;
+
+async function pickPlan(ctx: Ctx, configUri: vscode.Uri, doc: ConfigDoc): Promise<string | undefined> {
+  if (doc.plans.length === 1) return doc.plans[0]!.name;
+  const items = await Promise.all(
+    doc.plans.map(async (p) => {
+      const v = p.values;
+      const run = await ctx.configHints.lastRun(configUri, p);
+      const errors = p.problems.filter((x) => x.severity === 'error');
+      return {
+        label: p.name,
+        description: [v.mode ?? 'data', v.devices, v.batch !== undefined ? `batch ${v.batch}` : undefined, v.model].filter((x) => x !== undefined).join(' · '),
+        detail: errors.length > 0 ? `$(error) ${errors[0]!.message}` : run?.digest.summary ? lensSummary(run.digest.summary) : v.description,
+        name: p.name,
+      };
+    }),
+  );
+  const picked = await vscode.window.showQuickPick(items, { title: `Parallax: Profile with Config — plan`, placeHolder: `Plans in ${vscode.workspace.asRelativePath(configUri, false)}`, ignoreFocusOut: true });
+  return picked?.name;
+}
+
+/**
+ * "Profile with Config…": a plan of parallax.json (given by a CodeLens or picked), saved
+ * first if its editor has changes, run into its own timestamped trace; older traces of the
+ * plan beyond `parallax.output.keepRuns` are deleted afterwards.
+ */
+const profileConfig: Factory = (ctx) => async (arg?: unknown, planArg?: unknown): Promise<ProfileCommandResult | undefined> => {
+  if (!(await ensureTrusted())) return;
+  if (ctx.isProfiling) return warnBusy(ctx);
+  const configUri = arg instanceof vscode.Uri ? arg : await pickConfig();
+  if (!configUri) return;
+  const open = vscode.workspace.textDocuments.find((d) => d.uri.toString() === configUri.toString());
+  // The run uses what the file says, as a launch configuration does: save pending edits first.
+  if (open?.isDirty) await open.save();
+  const src = await ctx.configHints.configText(configUri);
+  if (!src) return configError(ctx, configUri, `cannot read ${configUri.fsPath}`);
+  const doc = parseConfig(src.text);
+  const rel = vscode.workspace.asRelativePath(configUri, false);
+  if (doc.plans.length === 0) return configError(ctx, configUri, `${rel} has no plans${doc.problems[0] ? ` (${doc.problems[0].message})` : ''}; add one under "plans"`);
+  const name = typeof planArg === 'string' ? planArg : await pickPlan(ctx, configUri, doc);
+  if (name === undefined) return;
+  const plan = findPlan(doc, name);
+  if (!plan) return configError(ctx, configUri, `${rel} has no plan "${name}"; its plans are ${doc.plans.map((p) => `"${p.name}"`).join(', ')}`);
+  const error = plan.problems.find((p) => p.severity === 'error');
+  if (error) return configError(ctx, configUri, `plan "${name}" in ${rel} cannot run: ${error.message}`, name);
+  const modelPath = planModelPath(plan, configUri.fsPath)!;
+  if (!existsSync(modelPath)) return configError(ctx, configUri, `plan "${name}" in ${rel}: no model file at ${modelPath} (relative paths start at the file's folder)`, name);
+  const settings = ctx.profileSettings(configUri);
+  const folder = vscode.workspace.getWorkspaceFolder(configUri);
+  const dir = folder ? ctx.runs.outputDir(folder) : join(dirname(configUri.fsPath), settings.outputFolder);
+  const at = new Date();
+  let n = 0;
+  while (existsSync(join(dir, configTraceName(modelPath, name, at, n)))) n++;
+  const outPath = join(dir, configTraceName(modelPath, name, at, n));
+  const pp = toProfilePlan(plan, configUri.fsPath, settings, outPath)!;
+  await rememberLastRun(ctx, { kind: 'config', config: configUri.toString(), plan: name });
+  if (ctx.isProfiling) return warnBusy(ctx);
+  const result = await runProfile(ctx, pp, `plan "${name}" (${plan.values.model})`, planKey(configUri, name));
+  if (result) await pruneRuns(ctx, dir, modelPath, name, ctx.keepRuns(configUri));
+  return result;
+};
+
+/** Deletes a plan's oldest traces beyond `keep` (0 keeps all). */
+async function pruneRuns(ctx: Ctx, dir: string, modelPath: string, planName: string, keep: number): Promise<void> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return;
+  }
+  const old = tracesToPrune(names.filter((f) => isConfigTraceOf(f, modelPath, planName)), keep);
+  for (const f of old) {
+    await fs.rm(join(dir, f), { force: true });
+    ctx.output.info(`removed ${f}: ${Setting.outputKeepRuns} keeps the newest ${keep} traces of plan "${planName}"`);
+  }
+  if (old.length > 0) await ctx.runs.refresh();
+}
+
+/** "Re-run Last Profile": the last plan again; a parallax.json plan is read afresh from its file. */
+const rerunProfile: Factory = (ctx) => async (): Promise<ProfileCommandResult | undefined> => {
+  const last = ctx.extension.workspaceState.get<LastRun>(LAST_RUN);
+  if (!last) {
+    void vscode.window.showInformationMessage('Parallax: nothing profiled yet in this workspace; run "Profile Model…" or "Profile with Config…" first.');
+    return;
+  }
+  if (last.kind === 'config') return (await vscode.commands.executeCommand(Command.profileConfig, vscode.Uri.parse(last.config), last.plan)) as ProfileCommandResult | undefined;
+  if (!(await ensureTrusted())) return;
+  if (ctx.isProfiling) return warnBusy(ctx);
+  if (!existsSync(last.plan.modelPath)) {
+    void vscode.window.showErrorMessage(`Parallax: the last profiled model ${last.plan.modelPath} is gone; profile another with "Profile Model…".`);
+    return;
+  }
+  return runProfile(ctx, last.plan, last.label);
 };
 
 async function warnBusy(ctx: Ctx): Promise<undefined> {
@@ -101,8 +279,8 @@ async function warnBusy(ctx: Ctx): Promise<undefined> {
   return undefined;
 }
 
-async function runProfile(ctx: Ctx, plan: ProfilePlan, label: string): Promise<ProfileCommandResult | undefined> {
-  const abort = ctx.beginProfile(label);
+async function runProfile(ctx: Ctx, plan: ProfilePlan, label: string, runningPlan: string | null = null): Promise<ProfileCommandResult | undefined> {
+  const abort = ctx.beginProfile(label, runningPlan);
   const out = ctx.output;
   out.info(`profiling ${label}: ${plan.mode} parallel on ${plan.devices}, batch ${plan.batch}, ${plan.steps} steps (+${plan.warmup} warm-up) → ${plan.outPath}`);
   const started = Date.now();
@@ -141,7 +319,7 @@ async function runProfile(ctx: Ctx, plan: ProfilePlan, label: string): Promise<P
     void vscode.window
       .showInformationMessage(`Parallax: profiled ${label} — ${summaryLine(result.summary)}.${where}`, ...(traceUri ? [openTrace] : []), SHOW_OUTPUT)
       .then((a) => {
-        if (a === openTrace && traceUri) void vscode.commands.executeCommand('vscode.open', traceUri);
+        if (a === openTrace && traceUri) void vscode.commands.executeCommand(Command.showTimeline, { tracePath: traceUri.fsPath });
         else if (a === SHOW_OUTPUT) out.show(true);
       });
     return { tracePath: result.tracePath, summary: result.summary };
@@ -216,11 +394,205 @@ const cancelProfile: Factory = (ctx) => () => {
 
 const showOutput: Factory = (ctx) => () => ctx.output.show(true);
 
-/** Every command's handler factory, keyed by its id. */
-export const commands: Record<CommandId, Factory> = {
+/** A trace path from a command argument: a URI (explorer, notifications) or a Runs view item. */
+function tracePathOf(v: unknown): string | null {
+  if (v instanceof vscode.Uri) return v.scheme === 'file' ? v.fsPath : null;
+  if (v instanceof RunItem) return v.run.path;
+  return null;
+}
+
+const BROWSE = '$(folder-opened) Browse…';
+
+/** Picks a trace among the runs (newest first) or on disk. */
+async function pickTrace(ctx: Ctx, title: string, exclude?: string): Promise<string | undefined> {
+  const runs = ctx.runs.list().filter((r) => r.path !== exclude).slice(0, 100);
+  const items = await Promise.all(
+    runs.map(async (r) => {
+      const d = await ctx.runs.digest(r.path);
+      return {
+        label: r.name.replace(/\.parallax\.json$/, ''),
+        description: d ? runDescription(d, formatDuration) : '',
+        detail: `${vscode.workspace.asRelativePath(r.uri, false)} · ${new Date(r.mtimeMs).toLocaleString()}`,
+        path: r.path as string | undefined,
+      };
+    }),
+  );
+  items.push({ label: BROWSE, description: 'a trace file elsewhere', detail: '', path: undefined });
+  const picked = await vscode.window.showQuickPick(items, { title, matchOnDescription: true, matchOnDetail: true, ignoreFocusOut: true });
+  if (!picked) return undefined;
+  if (picked.path) return picked.path;
+  const dir = ctx.runs.outputDirs()[0]?.dir;
+  const chosen = await vscode.window.showOpenDialog({
+    canSelectMany: false,
+    filters: { 'Parallax trace': ['json'] },
+    title,
+    openLabel: 'Open',
+    ...(dir && existsSync(dir) ? { defaultUri: vscode.Uri.file(dir) } : {}),
+  });
+  return chosen?.[0]?.fsPath;
+}
+
+/** Checks that a file is a Parallax trace (its digest has a meta or a summary); adds outside files to the Runs view. */
+async function admitTrace(ctx: Ctx, path: string): Promise<boolean> {
+  const d = await ctx.runs.digest(path);
+  if (!d || (!d.meta && !d.summary)) {
+    void vscode.window.showErrorMessage(`Parallax: ${path} is not a Parallax trace (no "meta" or "summary"); pick a .parallax.json file that Parallax wrote.`);
+    return false;
+  }
+  if (!ctx.runs.entry(path)) await ctx.runs.addExternal(path);
+  return true;
+}
+
+/** "Open Trace…": a trace into the timeline. Works in untrusted workspaces: reading a trace runs nothing. */
+const openTrace: Factory = (ctx) => async (arg?: unknown) => {
+  const path = tracePathOf(arg) ?? (await pickTrace(ctx, 'Parallax: Open Trace'));
+  if (!path || !(await admitTrace(ctx, path))) return;
+  await showTimeline(ctx, { tracePath: path });
+};
+
+/** "Compare Runs…": two traces aligned in the timeline (two selected in the Runs view, one and a pick, or two picks). */
+const compareRuns: Factory = (ctx) => async (arg?: unknown, selection?: unknown) => {
+  const selected = Array.isArray(selection) ? selection.map(tracePathOf).filter((p): p is string => p !== null) : [];
+  let a: string | undefined;
+  let b: string | undefined;
+  if (selected.length >= 2) [a, b] = selected;
+  else {
+    a = tracePathOf(arg) ?? (await pickTrace(ctx, 'Parallax: Compare Runs (1/2) — first run'));
+    if (!a) return;
+    b = await pickTrace(ctx, `Parallax: Compare Runs (2/2) — compare ${basename(a)} with`, a);
+  }
+  if (!a || !b) return;
+  if (!(await admitTrace(ctx, a)) || !(await admitTrace(ctx, b))) return;
+  await showTimeline(ctx, { tracePath: a, comparePath: b });
+};
+
+/** "Export Trace for Perfetto…": Chrome Trace Event JSON, which ui.perfetto.dev and chrome://tracing open. */
+const exportTrace: Factory = (ctx) => async (arg?: unknown) => {
+  const path = tracePathOf(arg) ?? (await pickTrace(ctx, 'Parallax: Export Trace for Perfetto'));
+  if (!path) return;
+  const target = await vscode.window.showSaveDialog({
+    defaultUri: vscode.Uri.file(path.replace(/\.parallax\.json$|\.json$/, '') + '.perfetto.json'),
+    filters: { 'Chrome Trace Event JSON': ['json'] },
+    title: 'Export for Perfetto',
+    saveLabel: 'Export',
+  });
+  if (!target) return;
+  try {
+    // toChromeTrace's events, written in chunks (a trace of millions of spans never becomes one string).
+    await writeChromeTrace(await ctx.runs.trace(path), target.fsPath);
+  } catch (e) {
+    reportError(ctx, `exporting ${basename(path)}`, e);
+    return;
+  }
+  const perfetto = 'Open Perfetto';
+  const reveal = 'Reveal in Explorer';
+  const a = await vscode.window.showInformationMessage(
+    `Parallax: exported ${vscode.workspace.asRelativePath(target, false)}; open ui.perfetto.dev and drop the file in (it stays on this machine).`,
+    perfetto,
+    reveal,
+  );
+  if (a === perfetto) void vscode.env.openExternal(vscode.Uri.parse('https://ui.perfetto.dev'));
+  else if (a === reveal) void vscode.commands.executeCommand('revealFileInOS', target);
+};
+
+/** Hover links and hints: the timeline at a range (args checked, since links carry JSON). */
+const revealInTimeline: Factory = (ctx) => async (arg?: unknown) => {
+  const args = timelineArgs(arg);
+  if (!args) return;
+  await showTimeline(ctx, args);
+};
+
+/** The node a finding names, for findings about an operator (`dominant-op`: "… most of it in <node>."). */
+function findingNode(message: string): string | null {
+  const m = /most of it in (\S+)\.$/.exec(message);
+  return m ? m[1]! : null;
+}
+
+/**
+ * A Findings view item: the timeline at the evidence, then the source where the finding
+ * maps to one: the plan's key in parallax.json for a run of a plan, else the Python
+ * definition of the node it names.
+ */
+const showFinding: Factory = (ctx) => async (arg?: unknown) => {
+  const o = typeof arg === 'object' && arg !== null ? (arg as { tracePath?: unknown; index?: unknown }) : {};
+  if (typeof o.tracePath !== 'string' || typeof o.index !== 'number') return;
+  const d = await ctx.runs.digest(o.tracePath);
+  const f = d?.findings[o.index];
+  if (!d || !f) return;
+  await showTimeline(ctx, evidenceArgs(f, o.tracePath));
+  const entry = ctx.runs.entry(o.tracePath);
+  const config = entry?.folder ? rootConfig(entry.folder) : null;
+  if (config && entry) {
+    const src = await ctx.configHints.configText(config);
+    const doc = src ? parseConfig(src.text) : null;
+    for (const plan of doc?.plans ?? []) {
+      const model = planModelPath(plan, config.fsPath);
+      if (model === null || !isConfigTraceOf(entry.name, model, plan.name)) continue;
+      const hint = planHints(d.findings, plan, d.meta?.plan ?? null, ctx.profileSettings(config)).find((h) => h.findingIndex === o.index);
+      if (hint) {
+        await ctx.configHints.revealKey(config, plan.name, hint.keyWritten ? hint.key : null);
+        return;
+      }
+    }
+  }
+  const node = findingNode(f.message);
+  const loc = node ? await ctx.sourceHints.locateNode(o.tracePath, node) : null;
+  if (loc) await vscode.window.showTextDocument(loc.uri, { selection: loc.range, preserveFocus: true, preview: true });
+};
+
+/** Runs view: deletes traces (the selection, or one picked) after a modal confirmation; to the trash where there is one. */
+const deleteRun: Factory = (ctx) => async (arg?: unknown, selection?: unknown) => {
+  let paths = Array.isArray(selection) ? selection.map(tracePathOf).filter((p): p is string => p !== null) : [];
+  const one = tracePathOf(arg);
+  if (paths.length === 0 && one) paths = [one];
+  if (one && !paths.includes(one)) paths = [one];
+  if (paths.length === 0) {
+    const p = await pickTrace(ctx, 'Parallax: Delete Trace');
+    if (!p) return;
+    paths = [p];
+  }
+  const names = paths.map((p) => basename(p));
+  const del = 'Delete';
+  const a = await vscode.window.showWarningMessage(
+    paths.length === 1 ? `Delete the trace ${names[0]}?` : `Delete ${paths.length} traces?`,
+    { modal: true, detail: `${paths.length > 1 ? `${names.join('\n')}\n\n` : ''}The files go to the trash where the system has one; otherwise they are deleted for good.` },
+    del,
+  );
+  if (a !== del) return;
+  for (const p of paths) {
+    const uri = vscode.Uri.file(p);
+    try {
+      await vscode.workspace.fs.delete(uri, { useTrash: true });
+    } catch {
+      try {
+        await vscode.workspace.fs.delete(uri, { useTrash: false });
+      } catch (e) {
+        reportError(ctx, `deleting ${basename(p)}`, e);
+        continue;
+      }
+    }
+    ctx.runs.forget(p);
+    if (ctx.currentTrace === p) ctx.currentTrace = null;
+  }
+  await ctx.runs.refresh();
+};
+
+const refreshRuns: Factory = (ctx) => () => ctx.runs.refresh();
+
+/** Every command's handler factory, keyed by its id (the panel's commands are registered by the panel). */
+export const commands: Record<Exclude<CommandId, PanelCommandId>, Factory> = {
   [Command.profileModel]: profileModel,
   [Command.profileFile]: profileModel,
   [Command.listDevices]: listDevices,
   [Command.cancelProfile]: cancelProfile,
   [Command.showOutput]: showOutput,
+  [Command.profileConfig]: profileConfig,
+  [Command.rerunProfile]: rerunProfile,
+  [Command.openTrace]: openTrace,
+  [Command.compareRuns]: compareRuns,
+  [Command.exportTrace]: exportTrace,
+  [Command.revealInTimeline]: revealInTimeline,
+  [Command.showFinding]: showFinding,
+  [Command.deleteRun]: deleteRun,
+  [Command.refreshRuns]: refreshRuns,
 };

@@ -6,29 +6,81 @@
 import * as vscode from 'vscode';
 import type { DiscoveredDevices } from '../runtime/device/discovery';
 import type { ParallelMode } from '../runtime/protocol';
+import { ConfigHints } from './config-providers';
 import { Command, ContextKey, OUTPUT_CHANNEL, Setting, type CommandId } from './ids';
 import { DEFAULT_PROFILE_SETTINGS, type ProfileSettings } from './run-config';
+import { RunStore } from './runs';
+import { SourceHints } from './source-hints';
 
 /** A profile in progress. */
 interface RunningProfile {
   label: string;
   abort: AbortController;
+  /** The parallax.json plan it runs (`<config uri>#<plan>`), for the plan's CodeLens. */
+  planKey: string | null;
 }
+
+/** globalState key: the last device discovery (the machine's devices outlive a workspace). */
+const DEVICES_KEY = 'parallax.discoveredDevices';
 
 export class Ctx implements vscode.Disposable {
   readonly output: vscode.LogOutputChannel;
   private readonly disposables: vscode.Disposable[] = [];
   private readonly status: vscode.StatusBarItem;
   private running: RunningProfile | null = null;
-  /** Devices found by "List Devices" in this session; shapes the device choices. */
-  discovered: DiscoveredDevices | null = null;
+  private discoveredDevices: DiscoveredDevices | null;
+  private current: string | null = null;
+  private readonly profilingChanged = this.push(new vscode.EventEmitter<void>());
+  private readonly devicesChanged = this.push(new vscode.EventEmitter<void>());
+  private readonly currentChanged = this.push(new vscode.EventEmitter<void>());
+  /** Fires when a profile starts or ends. */
+  readonly onDidChangeProfiling = this.profilingChanged.event;
+  /** Fires when "List Devices" found devices. */
+  readonly onDidChangeDevices = this.devicesChanged.event;
+  /** Fires when the run the Findings view shows changes. */
+  readonly onDidChangeCurrentTrace = this.currentChanged.event;
+  /** The trace files of the output folders. */
+  readonly runs: RunStore;
+  /** CodeLenses, diagnostics, quick fixes and hovers in parallax.json. */
+  readonly configHints: ConfigHints;
+  /** Inlay hints in the model's Python source. */
+  readonly sourceHints: SourceHints;
 
   constructor(readonly extension: vscode.ExtensionContext) {
     this.output = this.push(vscode.window.createOutputChannel(OUTPUT_CHANNEL, { log: true }));
     this.status = this.push(vscode.window.createStatusBarItem('parallax.running', vscode.StatusBarAlignment.Left, 10));
     this.status.name = 'Parallax profile';
     this.status.command = Command.cancelProfile;
+    this.discoveredDevices = extension.globalState.get<DiscoveredDevices>(DEVICES_KEY) ?? null;
     extension.subscriptions.push(this);
+    this.runs = this.push(new RunStore(this));
+    this.configHints = this.push(new ConfigHints(this, this.runs));
+    this.sourceHints = this.push(new SourceHints(this, this.runs));
+  }
+
+  /** Devices found by the last "List Devices" (kept across sessions); shapes the device choices and the Devices view. */
+  get discovered(): DiscoveredDevices | null {
+    return this.discoveredDevices;
+  }
+
+  set discovered(d: DiscoveredDevices | null) {
+    this.discoveredDevices = d;
+    void this.extension.globalState.update(DEVICES_KEY, d ?? undefined);
+    this.devicesChanged.fire();
+  }
+
+  /**
+   * The trace the user looked at last (opened, profiled, picked in the Runs view): the run
+   * the Findings view shows. Null: the newest trace.
+   */
+  get currentTrace(): string | null {
+    return this.current;
+  }
+
+  set currentTrace(path: string | null) {
+    if (path === this.current) return;
+    this.current = path;
+    this.currentChanged.fire();
   }
 
   /** Takes ownership of a disposable: it is disposed with the context. */
@@ -68,6 +120,19 @@ export class Ctx implements vscode.Disposable {
     return vscode.workspace.getConfiguration().get<boolean>(Setting.devicesProbeWebGpu, true);
   }
 
+  /** `parallax.output.keepRuns`: traces kept per parallax.json plan (0: all). */
+  keepRuns(scope?: vscode.Uri): number {
+    const n = vscode.workspace.getConfiguration(undefined, scope).get<number>(Setting.outputKeepRuns, 10);
+    return Number.isFinite(n) && n >= 0 ? Math.floor(n) : 10;
+  }
+
+  /** `parallax.hints.source` and `parallax.hints.minShare`. */
+  sourceHintSettings(scope?: vscode.Uri): { enabled: boolean; minShare: number } {
+    const c = vscode.workspace.getConfiguration(undefined, scope);
+    const min = c.get<number>(Setting.hintsMinShare, 0.01);
+    return { enabled: c.get<boolean>(Setting.hintsSource, true), minShare: Number.isFinite(min) && min >= 0 ? min : 0.01 };
+  }
+
   get isProfiling(): boolean {
     return this.running !== null;
   }
@@ -76,14 +141,20 @@ export class Ctx implements vscode.Disposable {
     return this.running?.label ?? null;
   }
 
+  /** The parallax.json plan being profiled (`<config uri>#<plan>`), if a plan is. */
+  get runningPlanKey(): string | null {
+    return this.running?.planKey ?? null;
+  }
+
   /** Marks a profile as running: context key, status bar. Returns its abort controller. */
-  beginProfile(label: string): AbortController {
+  beginProfile(label: string, planKey: string | null = null): AbortController {
     const abort = new AbortController();
-    this.running = { label, abort };
+    this.running = { label, abort, planKey };
     void vscode.commands.executeCommand('setContext', ContextKey.profiling, true);
     this.status.text = `$(loading~spin) Parallax: ${label}`;
-    this.status.tooltip = `Parallax is profiling ${label}. Click to cancel.`;
+    this.status.tooltip = `Parallax is profiling ${label}. Click to stop.`;
     this.status.show();
+    this.profilingChanged.fire();
     return abort;
   }
 
@@ -96,6 +167,7 @@ export class Ctx implements vscode.Disposable {
     this.running = null;
     void vscode.commands.executeCommand('setContext', ContextKey.profiling, false);
     this.status.hide();
+    this.profilingChanged.fire();
   }
 
   /** Cancels the running profile; false when none runs. */

@@ -15,11 +15,55 @@ export const Command = {
   profileFile: 'parallax.profileFile',
   /** "Parallax: List Devices": device discovery in a runner process. */
   listDevices: 'parallax.listDevices',
-  /** "Parallax: Cancel Profiling": stops the running profile (enabled while one runs). */
+  /** "Parallax: Stop Profiling": stops the running profile (enabled while one runs; the id predates the title). */
   cancelProfile: 'parallax.cancelProfile',
   /** "Parallax: Show Output": the Parallax output channel. */
   showOutput: 'parallax.showOutput',
+  /** "Parallax: Profile with Config…": run a named plan of the workspace's parallax.json (args: config URI, plan name). */
+  profileConfig: 'parallax.profileConfig',
+  /** "Parallax: Re-run Last Profile": the last plan again (a config plan is re-read from its file first). */
+  rerunProfile: 'parallax.rerunProfile',
+  /** "Parallax: Open Trace…": a .parallax.json into the timeline (arg: its URI, else a file picker). */
+  openTrace: 'parallax.openTrace',
+  /** "Parallax: Compare Runs…": two traces side by side in the timeline (args: URIs, else picks). */
+  compareRuns: 'parallax.compareRuns',
+  /** "Parallax: Export Trace for Perfetto…": Chrome Trace Event JSON that Perfetto and chrome://tracing open. */
+  exportTrace: 'parallax.exportTrace',
+  /**
+   * "Parallax: Show Timeline": the timeline panel. Registered by timeline-panel.ts, not by
+   * commands.ts; args {@link ShowTimelineArgs}. Callers go through timeline.ts, which copes
+   * with a build that lacks the panel.
+   */
+  showTimeline: 'parallax.showTimeline',
+  /** Reveal a time range of a trace in the timeline (hover links, hints; args {@link ShowTimelineArgs}). Hidden from the palette. */
+  revealInTimeline: 'parallax.revealInTimeline',
+  /** A finding of the Findings view: the timeline at its evidence and, where mapped, the source. Hidden from the palette. */
+  showFinding: 'parallax.showFinding',
+  /** Runs view: delete a trace file (after confirmation). Hidden from the palette. */
+  deleteRun: 'parallax.deleteRun',
+  /** Runs view: rescan the output folders. */
+  refreshRuns: 'parallax.refreshRuns',
 } as const;
+
+/** Commands contributed by the manifest but registered outside commands.ts (by the timeline panel). */
+export const PANEL_COMMANDS = [Command.showTimeline] as const;
+export type PanelCommandId = (typeof PANEL_COMMANDS)[number];
+
+/**
+ * Arguments of `parallax.showTimeline` (the contract with timeline-panel.ts): the trace to
+ * show and optionally a range of its clock and lanes to reveal, or a second trace to compare.
+ */
+export interface ShowTimelineArgs {
+  /** Absolute path of a .parallax.json trace. */
+  tracePath: string;
+  /** Range to reveal, µs on the trace clock. */
+  startUs?: number;
+  endUs?: number;
+  /** Lanes to highlight. */
+  lanes?: number[];
+  /** A second trace, shown aligned under the first. */
+  comparePath?: string;
+}
 
 export type CommandId = (typeof Command)[keyof typeof Command];
 
@@ -45,6 +89,12 @@ export const Setting = {
   outputFolder: 'parallax.output.folder',
   /** Run the WebGPU probe when listing devices. */
   devicesProbeWebGpu: 'parallax.devices.probeWebGpu',
+  /** Traces kept per parallax.json plan; older ones are deleted after a run (0 keeps all). */
+  outputKeepRuns: 'parallax.output.keepRuns',
+  /** Inlay hints with share of step time on the model's Python definitions. */
+  hintsSource: 'parallax.hints.source',
+  /** Smallest share of step time a source hint is shown for. */
+  hintsMinShare: 'parallax.hints.minShare',
 } as const;
 
 export type SettingKey = (typeof Setting)[keyof typeof Setting];
@@ -53,7 +103,26 @@ export type SettingKey = (typeof Setting)[keyof typeof Setting];
 export const ContextKey = {
   /** True while a profile runs in this window. */
   profiling: 'parallax.profiling',
+  /** True when "Re-run Last Profile" has a plan to run. */
+  hasLastProfile: 'parallax.hasLastProfile',
 } as const;
+
+/** The view container and its views (package.json `contributes.viewsContainers` / `views`). */
+export const View = {
+  container: 'parallax',
+  runs: 'parallax.runs',
+  devices: 'parallax.devices',
+  findings: 'parallax.findings',
+} as const;
+
+/** `contextValue`s of tree items, which the manifest's `view/item/context` menus match. */
+export const TreeItemContext = {
+  run: 'parallaxRun',
+  finding: 'parallaxFinding',
+} as const;
+
+/** Base name of the run-configuration file in a workspace folder's root. */
+export const CONFIG_FILE = 'parallax.json';
 
 /** Name of the output channel (also what the "Output" view lists). */
 export const OUTPUT_CHANNEL = 'Parallax';

@@ -1,0 +1,580 @@
+/**
+ * The timeline panel: one webview panel (a singleton, as in vscode-extension-samples'
+ * webview-sample) that shows a trace, or two traces compared, with the view in webview/.
+ *
+ *  - `parallax.showTimeline` takes `{ tracePath?, comparePath?, startUs?, endUs?, lanes? }`
+ *    (or a file Uri); without a trace it opens the newest `*.parallax.json` in the output
+ *    folder (setting `parallax.output.folder`), or asks for a file.
+ *  - Traces are read and validated here, in the extension host (`readTrace`: JSON, no code
+ *    runs), before the panel opens, so a corrupt file gives one error naming it and leaves
+ *    the panel as it was. They are posted with typed-array span columns (webview/src/protocol.ts
+ *    `TraceColumnsDocument`), which VS Code transfers as binary blocks.
+ *  - The panel survives a window reload: the view keeps no state of its own (it never calls
+ *    `vscode.setState`), so the shown paths are kept in `workspaceState` and the serializer
+ *    registered for `parallax.timeline` reads the traces again from them.
+ *  - Everything the view sends is validated ({@link readFromWebview}) before use.
+ */
+import { existsSync, promises as fs } from 'node:fs';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import * as vscode from 'vscode';
+import { isUserError } from '../common/errors';
+import { TRACE_FORMAT_TAG, TRACE_FORMAT_VERSION, type Trace } from '../profiler/trace-format';
+import { readTrace } from '../profiler/trace-io';
+import { PROTOCOL_VERSION, type FromWebview, type ToWebview, type TraceColumnsDocument } from '../../webview/src/protocol';
+import type { Ctx } from './ctx';
+import { Command, type ShowTimelineArgs } from './ids';
+import { errorHtml, TIMELINE_VIEW_TYPE, timelineHtml, timelineWebviewOptions } from './webview-html';
+
+/**
+ * What `parallax.showTimeline` accepts: {@link ShowTimelineArgs} (the contract in ids.ts)
+ * with every field optional. Without a trace it shows the newest one in the output folder,
+ * or asks for a file; a relative path is taken from the first workspace folder.
+ */
+export type TimelineCommandArgs = Partial<ShowTimelineArgs>;
+
+/** What the panel shows, as kept in workspaceState for the serializer. */
+interface Shown {
+  tracePath: string;
+  comparePath?: string;
+  startUs?: number;
+  endUs?: number;
+  lanes?: number[];
+}
+
+/** workspaceState key of the shown paths. One key: the panel is a singleton. */
+const STATE_KEY = 'parallax.timeline.shown';
+
+/** Longest view-supplied text that goes into a notification. */
+const MAX_TEXT = 160;
+
+/**
+ * Reads the command's argument: a trace file's Uri (an explorer or editor menu), or an
+ * object of {@link TimelineCommandArgs}. Throws with what is wrong with it.
+ */
+export function readShowTimelineArgs(arg: unknown): TimelineCommandArgs {
+  if (arg === undefined || arg === null) return {};
+  if (arg instanceof vscode.Uri) {
+    if (arg.scheme !== 'file') throw new Error(`${arg.toString(true)} is not a file on this machine's disk`);
+    return { tracePath: arg.fsPath };
+  }
+  if (typeof arg !== 'object' || Array.isArray(arg)) throw new Error('the argument must be { tracePath?, comparePath?, startUs?, endUs?, lanes? }');
+  const o = arg as Record<string, unknown>;
+  const out: TimelineCommandArgs = {};
+  for (const k of ['tracePath', 'comparePath'] as const) {
+    const v = o[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || v.trim() === '') throw new Error(`"${k}" must be a file path`);
+    out[k] = v;
+  }
+  if (out.comparePath !== undefined && out.tracePath === undefined) throw new Error('"comparePath" needs a "tracePath" to compare with');
+  const s = o['startUs'];
+  const e = o['endUs'];
+  if (s !== undefined || e !== undefined) {
+    if (typeof s !== 'number' || typeof e !== 'number' || !Number.isFinite(s) || !Number.isFinite(e) || e < s) {
+      throw new Error('"startUs" and "endUs" must be given together, as numbers with startUs ≤ endUs');
+    }
+    out.startUs = s;
+    out.endUs = e;
+  }
+  const lanes = o['lanes'];
+  if (lanes !== undefined) {
+    if (!Array.isArray(lanes) || !lanes.every((l) => Number.isInteger(l) && (l as number) >= 0)) throw new Error('"lanes" must be lane indices');
+    out.lanes = lanes as number[];
+  }
+  return out;
+}
+
+function isInt(x: unknown, min = 0): x is number {
+  return Number.isInteger(x) && (x as number) >= min;
+}
+
+function isRun(x: unknown): x is 0 | 1 {
+  return x === 0 || x === 1;
+}
+
+/**
+ * Checks a message from the view; null for anything that is not a well-formed
+ * {@link FromWebview}. The view runs in a sandbox but shows names from models and traces
+ * nobody here controls, so nothing it sends is trusted.
+ */
+export function readFromWebview(data: unknown): FromWebview | null {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return null;
+  const m = data as Record<string, unknown>;
+  switch (m['type']) {
+    case 'ready':
+      return isInt(m['protocol']) ? { type: 'ready', protocol: m['protocol'] } : null;
+    case 'loaded': {
+      const runs = m['runs'];
+      if (!Array.isArray(runs) || runs.length > 2) return null;
+      const out: { spans: number; lanes: number; source: string }[] = [];
+      for (const r of runs as unknown[]) {
+        const o = r as Record<string, unknown> | null;
+        if (!o || !isInt(o['spans']) || !isInt(o['lanes']) || typeof o['source'] !== 'string') return null;
+        out.push({ spans: o['spans'], lanes: o['lanes'], source: o['source'] });
+      }
+      const ms = m['firstFrameMs'];
+      return typeof ms === 'number' && Number.isFinite(ms) ? { type: 'loaded', runs: out, firstFrameMs: ms } : null;
+    }
+    case 'error':
+      return typeof m['message'] === 'string' ? { type: 'error', message: m['message'] } : null;
+    case 'openSource': {
+      const { run, span, name, opType, lane, device } = m;
+      if (!isRun(run) || !isInt(span) || !isInt(lane) || typeof name !== 'string' || typeof device !== 'string') return null;
+      if (opType !== null && typeof opType !== 'string') return null;
+      return { type: 'openSource', run, span, name, opType, lane, device };
+    }
+    case 'selectFinding': {
+      const { run, index, id } = m;
+      return isRun(run) && isInt(index) && typeof id === 'string' ? { type: 'selectFinding', run, index, id } : null;
+    }
+    case 'selectRange': {
+      const { startUs, endUs } = m;
+      const ok = (v: unknown): v is number | null => v === null || (typeof v === 'number' && Number.isFinite(v));
+      return ok(startUs) && ok(endUs) && (startUs === null) === (endUs === null) ? { type: 'selectRange', startUs, endUs } : null;
+    }
+    default:
+      return null;
+  }
+}
+
+/**
+ * A trace as the view accepts it, with the span columns as typed arrays. They are posted
+ * this way at every size: VS Code moves typed arrays as binary blocks, where JSON arrays
+ * (`traceToJson`) would first be copied element by element and then serialised as text.
+ */
+export function columnsDocument(t: Trace): TraceColumnsDocument {
+  return {
+    format: TRACE_FORMAT_TAG,
+    version: TRACE_FORMAT_VERSION,
+    meta: t.meta,
+    strings: t.strings,
+    lanes: t.lanes,
+    steps: t.steps,
+    spans: t.spans,
+    ...(t.summary !== undefined ? { summary: t.summary } : {}),
+    ...(t.findings !== undefined ? { findings: t.findings } : {}),
+  };
+}
+
+/** Text from a trace or the view, made fit for a notification: one line, short, no Markdown links. */
+function plain(s: string): string {
+  // Notifications render [text](target) as a link, command: links included; a name from a
+  // model must not become one.
+  const t = s.replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/[[\]()]/g, (c) => ({ '[': '⟦', ']': '⟧', '(': '❨', ')': '❩' })[c]!);
+  return t.length > MAX_TEXT ? `${t.slice(0, MAX_TEXT - 1)}…` : t;
+}
+
+/** An absolute path: relative ones are taken from the first workspace folder. */
+function absolute(p: string): string {
+  if (isAbsolute(p)) return p;
+  const root = vscode.workspace.workspaceFolders?.find((f) => f.uri.scheme === 'file')?.uri.fsPath;
+  return root ? resolve(root, p) : resolve(p);
+}
+
+/** The newest `*.parallax.json` in any workspace folder's output folder, or undefined. */
+async function latestTrace(ctx: Ctx): Promise<string | undefined> {
+  let best: { path: string; mtime: number } | undefined;
+  for (const f of vscode.workspace.workspaceFolders ?? []) {
+    if (f.uri.scheme !== 'file') continue;
+    const out = ctx.profileSettings(f.uri).outputFolder;
+    const dir = isAbsolute(out) ? out : join(f.uri.fsPath, out);
+    let names: string[];
+    try {
+      names = await fs.readdir(dir);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      // Dot files are the atomic writer's temporaries (src/profiler/trace-io.ts).
+      if (!name.endsWith('.parallax.json') || name.startsWith('.')) continue;
+      const path = join(dir, name);
+      const st = await fs.stat(path).catch(() => null);
+      if (st?.isFile() && (!best || st.mtimeMs > best.mtime)) best = { path, mtime: st.mtimeMs };
+    }
+  }
+  return best?.path;
+}
+
+async function pickTrace(ctx: Ctx): Promise<string | undefined> {
+  const folder = vscode.workspace.workspaceFolders?.find((f) => f.uri.scheme === 'file');
+  let defaultUri = folder?.uri;
+  if (folder) {
+    const out = ctx.profileSettings(folder.uri).outputFolder;
+    const dir = isAbsolute(out) ? out : join(folder.uri.fsPath, out);
+    if (existsSync(dir)) defaultUri = vscode.Uri.file(dir);
+  }
+  const picked = await vscode.window.showOpenDialog({
+    title: 'Parallax: pick a trace to show (no trace in the output folder yet)',
+    openLabel: 'Show Timeline',
+    canSelectMany: false,
+    filters: { 'Parallax traces': ['json'] },
+    ...(defaultUri ? { defaultUri } : {}),
+  });
+  return picked?.[0]?.fsPath;
+}
+
+/** The traces read for a {@link Shown}, ready to post. */
+interface Loaded {
+  shown: Shown;
+  traces: Trace[];
+  /** The files as they were just before reading: `size:mtime` each. */
+  stamp: string;
+}
+
+function pathsOf(shown: Shown): string[] {
+  return shown.comparePath !== undefined ? [shown.tracePath, shown.comparePath] : [shown.tracePath];
+}
+
+/** Size and modification time of the files, or null when one cannot be read. */
+async function stampOf(paths: string[]): Promise<string | null> {
+  try {
+    const st = await Promise.all(paths.map((p) => fs.stat(p)));
+    return st.map((s, i) => `${paths[i]}:${s.size}:${s.mtimeMs}`).join('|');
+  } catch {
+    return null;
+  }
+}
+
+async function readShown(shown: Shown): Promise<Loaded> {
+  const paths = pathsOf(shown);
+  // Taken before reading: a file rewritten meanwhile then looks changed next time, and is read again.
+  const stamp = (await stampOf(paths)) ?? '';
+  const traces = await Promise.all(paths.map((p) => readTrace(p)));
+  return { shown, traces, stamp };
+}
+
+function panelTitle(shown: Shown): string {
+  const a = basename(shown.tracePath).replace(/\.parallax\.json$/i, '');
+  return shown.comparePath === undefined ? `Parallax: ${a}` : `Parallax: ${a} vs ${basename(shown.comparePath).replace(/\.parallax\.json$/i, '')}`;
+}
+
+/** The message of an error, with unexpected ones logged in full. */
+function errorText(ctx: Ctx, e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  if (!isUserError(e)) ctx.output.error(`timeline: ${e instanceof Error ? (e.stack ?? text) : text}`);
+  return text.split('\n')[0]!;
+}
+
+class TimelinePanel {
+  static current: TimelinePanel | undefined;
+
+  /** The view has posted `ready` since the page was last set. */
+  private ready = false;
+  /** Messages for the view, held until it is ready (the `load` holds the whole trace). */
+  private pending: ToWebview[] = [];
+  /** Sent once the view reports the `load` drawn (a `reveal` needs the trace loaded). */
+  private afterLoaded: ToWebview | null = null;
+  /** Span counts of the runs of the last `load`, to tell its `loaded` from an earlier one's. */
+  private expected: number[] = [];
+  /** The view has drawn the last `load`. */
+  private drawn = false;
+  /** What the panel shows (or is loading), the files' stamp when read, and each run's model. */
+  private shown: Shown | null = null;
+  private stamp = '';
+  private models: (string | null)[] = [];
+  private errorPage = false;
+  private readonly listeners: vscode.Disposable[] = [];
+
+  private constructor(
+    private readonly ctx: Ctx,
+    readonly panel: vscode.WebviewPanel,
+  ) {
+    panel.webview.options = timelineWebviewOptions(ctx.extension.extensionUri);
+    this.setTimelinePage();
+    this.listeners.push(
+      panel.webview.onDidReceiveMessage((m: unknown) => this.onMessage(m)),
+      panel.onDidDispose(() => this.disposed()),
+      // The view also follows VS Code's theme classes on <body>; the message makes sure.
+      vscode.window.onDidChangeActiveColorTheme(() => this.post({ type: 'theme' })),
+    );
+  }
+
+  /** The panel, revealed; created when there is none. */
+  static createOrReveal(ctx: Ctx): TimelinePanel {
+    const cur = TimelinePanel.current;
+    if (cur) {
+      cur.panel.reveal(undefined, false);
+      return cur;
+    }
+    const panel = vscode.window.createWebviewPanel(
+      TIMELINE_VIEW_TYPE,
+      'Parallax timeline',
+      { viewColumn: vscode.ViewColumn.Active, preserveFocus: false },
+      {
+        ...timelineWebviewOptions(ctx.extension.extensionUri),
+        // Kept alive while hidden: the view holds prepared span indices, bucket pyramids and
+        // the zoom, which would otherwise be rebuilt from a re-read trace (seconds for large
+        // traces) every time the user switches tabs. Memory stays bounded: one panel.
+        retainContextWhenHidden: true,
+        enableFindWidget: true,
+      },
+    );
+    return (TimelinePanel.current = new TimelinePanel(ctx, panel));
+  }
+
+  /** A panel VS Code restored after a reload: shows again what it showed. */
+  static async revive(ctx: Ctx, panel: vscode.WebviewPanel): Promise<void> {
+    if (TimelinePanel.current) {
+      // A timeline was opened before the restore got here; keep one panel.
+      panel.dispose();
+      return;
+    }
+    const p = (TimelinePanel.current = new TimelinePanel(ctx, panel));
+    const shown = readSaved(ctx.extension.workspaceState.get<unknown>(STATE_KEY));
+    if (!shown) {
+      p.showErrorPage('Parallax timeline', 'Parallax cannot restore this timeline: no trace is recorded for it. Run "Parallax: Show Timeline" to open one.');
+      return;
+    }
+    panel.title = panelTitle(shown);
+    try {
+      p.present(await readShown(shown));
+    } catch (e) {
+      p.showErrorPage(panelTitle(shown), `Parallax cannot restore this timeline: ${errorText(ctx, e)}`);
+    }
+  }
+
+  /**
+   * When the panel already shows these files, unchanged since they were read: takes the new
+   * range (if any) without loading them again, so that revealing one range after another
+   * (hints, findings) keeps the view's preparation. False when a load is needed.
+   */
+  async showAgain(shown: Shown): Promise<boolean> {
+    const cur = this.shown;
+    if (this.errorPage || !cur || cur.tracePath !== shown.tracePath || cur.comparePath !== shown.comparePath) return false;
+    if ((await stampOf(pathsOf(shown))) !== this.stamp || this.shown !== cur) return false;
+    this.shown = shown;
+    void this.ctx.extension.workspaceState.update(STATE_KEY, shown);
+    const reveal = revealOf(shown);
+    if (reveal) {
+      if (this.drawn) this.post(reveal);
+      else this.afterLoaded = reveal;
+    }
+    this.panel.reveal(undefined, false);
+    return true;
+  }
+
+  /** Shows read traces: posts them now, or when the view is ready. */
+  present(loaded: Loaded): void {
+    const { shown, traces } = loaded;
+    if (this.errorPage) this.setTimelinePage();
+    this.shown = shown;
+    this.stamp = loaded.stamp;
+    this.models = traces.map((t) => t.meta.model?.path ?? null);
+    this.expected = traces.map((t) => t.spans.count);
+    this.drawn = false;
+    this.panel.title = panelTitle(shown);
+    const names = [shown.tracePath, shown.comparePath].filter((p): p is string => p !== undefined).map((p) => vscode.workspace.asRelativePath(p, false));
+    const load: ToWebview = {
+      type: 'load',
+      trace: columnsDocument(traces[0]!),
+      // Titles only for a comparison, where the two runs need telling apart; one run keeps
+      // the view's own title (model · mode).
+      ...(traces[1] ? { compare: columnsDocument(traces[1]), title: names[0]!, compareTitle: names[1]! } : {}),
+    };
+    this.pending = [load];
+    this.afterLoaded = revealOf(shown);
+    void this.ctx.extension.workspaceState.update(STATE_KEY, shown);
+    if (this.ready) this.flush();
+  }
+
+  private setTimelinePage(): void {
+    this.ready = false;
+    this.errorPage = false;
+    this.panel.webview.html = timelineHtml(this.panel.webview, this.ctx.extension.extensionUri);
+  }
+
+  private showErrorPage(title: string, message: string): void {
+    this.ready = false;
+    this.errorPage = true;
+    this.pending = [];
+    this.afterLoaded = null;
+    this.ctx.output.error(message);
+    this.panel.webview.html = errorHtml(this.panel.webview, this.ctx.extension.extensionUri, title, message);
+  }
+
+  private post(m: ToWebview): void {
+    if (this.ready) void this.panel.webview.postMessage(m);
+  }
+
+  private flush(): void {
+    const msgs = this.pending;
+    // Dropped here, so the host holds no copy of a big trace once it is posted.
+    this.pending = [];
+    for (const m of msgs) void this.panel.webview.postMessage(m);
+  }
+
+  private onMessage(data: unknown): void {
+    const m = readFromWebview(data);
+    if (!m) {
+      this.ctx.output.warn(`timeline: ignored a malformed message from the view: ${plain(JSON.stringify(data) ?? String(data))}`);
+      return;
+    }
+    switch (m.type) {
+      case 'ready':
+        if (m.protocol !== PROTOCOL_VERSION) this.ctx.output.warn(`timeline: the view speaks protocol ${m.protocol}, the extension ${PROTOCOL_VERSION}`);
+        this.ready = true;
+        if (this.pending.length > 0) this.flush();
+        // The page was reloaded (e.g. "Developer: Reload Webviews") after its trace was
+        // posted: read it again.
+        else if (this.shown) void this.reload(this.shown);
+        break;
+      case 'loaded': {
+        const runs = m.runs.map((r) => `${r.spans} spans, ${r.lanes} lanes (${plain(r.source)})`).join(' vs ');
+        // An earlier load can report after a newer one was posted; the reveal waits for the newer.
+        if (m.runs.length !== this.expected.length || m.runs.some((r, i) => r.spans !== this.expected[i])) {
+          this.ctx.output.debug(`timeline: an earlier load finished (${runs})`);
+          break;
+        }
+        this.drawn = true;
+        this.ctx.output.info(`timeline: showing ${this.shown ? this.shown.tracePath : '?'}: ${runs}; first frame in ${m.firstFrameMs.toFixed(0)} ms`);
+        if (this.afterLoaded) {
+          this.post(this.afterLoaded);
+          this.afterLoaded = null;
+        }
+        break;
+      }
+      case 'error':
+        // The view shows the error itself; the log keeps it for a bug report.
+        this.ctx.output.error(`timeline view: ${plain(m.message)}`);
+        break;
+      case 'openSource':
+        void this.openSource(m);
+        break;
+      case 'selectFinding':
+        this.ctx.output.debug(`timeline: finding ${m.index} (${plain(m.id)}) of run ${m.run} selected`);
+        break;
+      case 'selectRange':
+        this.ctx.output.debug(m.startUs === null ? 'timeline: range cleared' : `timeline: range ${m.startUs.toFixed(1)}–${m.endUs!.toFixed(1)} µs selected`);
+        break;
+    }
+  }
+
+  private async reload(shown: Shown): Promise<void> {
+    try {
+      const loaded = await readShown(shown);
+      if (this.shown === shown) this.present(loaded);
+    } catch (e) {
+      this.showErrorPage(panelTitle(shown), `Parallax cannot show ${shown.tracePath} again: ${errorText(this.ctx, e)}`);
+    }
+  }
+
+  /**
+   * A span's source, asked for by a double-click. Operators do not map to a place in a
+   * model's source yet, so this names the operator and offers to reveal the model file.
+   */
+  private async openSource(m: Extract<FromWebview, { type: 'openSource' }>): Promise<void> {
+    const tracePath = m.run === 0 ? this.shown?.tracePath : this.shown?.comparePath;
+    const model = tracePath ? resolveModel(this.models[m.run] ?? null, dirname(tracePath)) : null;
+    const what = m.opType ? `${plain(m.opType)} operator "${plain(m.name)}"` : `"${plain(m.name)}"`;
+    const text = `Parallax: ${what} on ${plain(m.device) || `lane ${m.lane}`}. ${model ? `Model: ${vscode.workspace.asRelativePath(model, false)}.` : 'The model file of this trace was not found.'}`;
+    const reveal = 'Reveal Model';
+    const a = await vscode.window.showInformationMessage(text, ...(model ? [reveal] : []));
+    if (a === reveal && model) {
+      const inWorkspace = vscode.workspace.getWorkspaceFolder(model) !== undefined;
+      await vscode.commands.executeCommand(inWorkspace ? 'revealInExplorer' : 'revealFileInOS', model);
+    }
+  }
+
+  private disposed(): void {
+    if (TimelinePanel.current === this) TimelinePanel.current = undefined;
+    this.pending = [];
+    // The state key stays: a closed panel is not restored anyway, and while the window
+    // shuts down for a reload, clearing it could race the serializer's restore.
+    for (const d of this.listeners.splice(0)) d.dispose();
+  }
+}
+
+/** The `reveal` message for a shown range, or null when none is given. */
+function revealOf(shown: Shown): ToWebview | null {
+  return shown.startUs !== undefined && shown.endUs !== undefined
+    ? { type: 'reveal', startUs: shown.startUs, endUs: shown.endUs, ...(shown.lanes ? { lanes: shown.lanes } : {}) }
+    : null;
+}
+
+/** The model file a trace names, on disk: absolute, or relative to the trace's folder, its parent, or a workspace folder. */
+function resolveModel(modelPath: string | null, traceDir: string): vscode.Uri | null {
+  if (!modelPath) return null;
+  const candidates = isAbsolute(modelPath)
+    ? [modelPath]
+    : [resolve(traceDir, modelPath), resolve(dirname(traceDir), modelPath), ...(vscode.workspace.workspaceFolders ?? []).map((f) => resolve(f.uri.fsPath, modelPath))];
+  const hit = candidates.find((p) => existsSync(p));
+  return hit ? vscode.Uri.file(hit) : null;
+}
+
+function readSaved(v: unknown): Shown | null {
+  try {
+    const a = readShowTimelineArgs(v);
+    return a.tracePath ? { ...a, tracePath: a.tracePath } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Orders concurrent calls: only the latest call's traces are shown. */
+let latestCall = 0;
+
+/**
+ * Shows the timeline of a trace (or two compared), opening the panel if needed. Resolves to
+ * the trace path shown, or undefined when nothing was (cancelled, or an error, shown to
+ * the user as one message naming the file).
+ */
+export async function showTimeline(ctx: Ctx, args: TimelineCommandArgs = {}): Promise<string | undefined> {
+  const call = ++latestCall;
+  const tracePath = args.tracePath !== undefined ? absolute(args.tracePath) : ((await latestTrace(ctx)) ?? (await pickTrace(ctx)));
+  if (!tracePath) return undefined;
+  const shown: Shown = {
+    tracePath,
+    ...(args.comparePath !== undefined ? { comparePath: absolute(args.comparePath) } : {}),
+    ...(args.startUs !== undefined && args.endUs !== undefined ? { startUs: args.startUs, endUs: args.endUs } : {}),
+    ...(args.lanes ? { lanes: args.lanes } : {}),
+  };
+  const cur = TimelinePanel.current;
+  if (cur && (await cur.showAgain(shown))) return tracePath;
+  let loaded: Loaded;
+  try {
+    loaded = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Window, title: `Parallax: reading ${basename(tracePath)}` },
+      () => readShown(shown),
+    );
+  } catch (e) {
+    const text = errorText(ctx, e);
+    if (isUserError(e)) ctx.output.error(`timeline: ${text}`);
+    // The log keeps absolute paths; the notification names files as the explorer does.
+    let shortText = text;
+    for (const p of [shown.tracePath, shown.comparePath]) if (p) shortText = shortText.split(p).join(vscode.workspace.asRelativePath(p, false));
+    void vscode.window.showErrorMessage(isUserError(e) ? `Parallax: ${shortText}` : `Parallax: cannot show ${vscode.workspace.asRelativePath(tracePath, false)}: ${shortText}`);
+    return undefined;
+  }
+  if (call !== latestCall) return undefined;
+  TimelinePanel.createOrReveal(ctx).present(loaded);
+  return tracePath;
+}
+
+/** The `parallax.showTimeline` handler: validates its argument, then {@link showTimeline}. */
+export const showTimelineCommand =
+  (ctx: Ctx) =>
+  async (arg?: unknown): Promise<string | undefined> => {
+    let args: TimelineCommandArgs;
+    try {
+      args = readShowTimelineArgs(arg);
+    } catch (e) {
+      void vscode.window.showErrorMessage(`Parallax: Show Timeline: ${e instanceof Error ? e.message : String(e)}.`);
+      return undefined;
+    }
+    return showTimeline(ctx, args);
+  };
+
+/**
+ * Registers `parallax.showTimeline` and the serializer that restores the panel after a
+ * window reload (the manifest's `onWebviewPanel:parallax.timeline` activation event brings
+ * the extension up for it). Called once from `activate`.
+ */
+export function registerTimelinePanel(ctx: Ctx): void {
+  // Not through ctx.registerCommand, which takes the ids of commands.ts's table only (ids.ts PANEL_COMMANDS).
+  ctx.push(vscode.commands.registerCommand(Command.showTimeline, showTimelineCommand(ctx)));
+  ctx.push(
+    vscode.window.registerWebviewPanelSerializer(TIMELINE_VIEW_TYPE, {
+      deserializeWebviewPanel: (panel) => TimelinePanel.revive(ctx, panel),
+    }),
+  );
+}

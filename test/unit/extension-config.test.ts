@@ -1,0 +1,209 @@
+/**
+ * parallax.json: parsing with exact key positions, the checks the schema cannot make, the
+ * runner's plan, the plan's trace file names, and the JSON schema VS Code validates with.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import Ajv from 'ajv';
+import {
+  PLAN_KEYS,
+  configTraceName,
+  configTraceOrder,
+  deviceCount,
+  effectiveValue,
+  findPlan,
+  isConfigTraceOf,
+  isRunnable,
+  keyAt,
+  parseConfig,
+  planAt,
+  toProfilePlan,
+  tracesToPrune,
+  type TextSpan,
+} from '../../src/extension/config-model';
+import { DEFAULT_PROFILE_SETTINGS } from '../../src/extension/run-config';
+
+const REPO = join(__dirname, '..', '..');
+const at = (text: string, s: TextSpan): string => text.slice(s.offset, s.offset + s.length);
+
+const CONFIG = `{
+  // Plans for the demo model.
+  "plans": {
+    "pipe2": {
+      "model": "models/demo.onnx",
+      "mode": "pipeline",
+      "devices": "cpu:2",
+      "batch": 64,
+      "microBatches": 2,
+      "steps": 5,
+    },
+    "data2": { "model": "/abs/demo.onnx", "devices": "cpu:2", "batch": 32, "dims": { "seq": 16 } }
+  }
+}`;
+
+describe('parallax.json parsing', () => {
+  it('finds every plan with the exact spans of its name and of each key and value, comments and trailing commas allowed', () => {
+    const doc = parseConfig(CONFIG);
+    assert.deepEqual(doc.problems, []);
+    assert.deepEqual(
+      doc.plans.map((p) => p.name),
+      ['pipe2', 'data2'],
+    );
+    const pipe = findPlan(doc, 'pipe2')!;
+    assert.equal(at(CONFIG, pipe.nameSpan), '"pipe2"');
+    const mb = pipe.keys.get('microBatches')!;
+    assert.equal(at(CONFIG, mb.keySpan), '"microBatches"');
+    assert.equal(at(CONFIG, mb.valueSpan), '2');
+    assert.equal(at(CONFIG, mb.propertySpan), '"microBatches": 2');
+    assert.equal(mb.value, 2);
+    assert.deepEqual(pipe.values, { model: 'models/demo.onnx', mode: 'pipeline', devices: 'cpu:2', batch: 64, microBatches: 2, steps: 5 });
+    assert.deepEqual(findPlan(doc, 'data2')!.values.dims, { seq: 16 });
+    assert.ok(isRunnable(pipe));
+  });
+
+  it('finds the plan and key at an offset, for hovers and quick fixes', () => {
+    const doc = parseConfig(CONFIG);
+    const offset = CONFIG.indexOf('"microBatches"') + 3;
+    const plan = planAt(doc, offset)!;
+    assert.equal(plan.name, 'pipe2');
+    assert.equal(keyAt(plan, offset)?.key, 'microBatches');
+    assert.equal(keyAt(plan, CONFIG.indexOf(': 2,') + 2)?.key, 'microBatches', 'the value counts as the key');
+    assert.equal(planAt(doc, 2), undefined);
+  });
+
+  it('reports syntax, missing plans, wrong types and unknown keys as the schema would (not repeated as diagnostics)', () => {
+    assert.ok(parseConfig('{ "plans": { "a": { "model": "m.onnx", } ').problems.some((p) => p.bySchema && /JSON syntax/.test(p.message)));
+    assert.match(parseConfig('{}').problems[0]!.message, /needs a "plans" object/);
+    assert.match(parseConfig('[1]').problems[0]!.message, /must hold an object/);
+    const text = '{ "plans": { "a": { "model": "m.onnx", "batch": "64", "devices": "gpu:2", "colour": 1 }, "b": { "mode": "data" } } }';
+    const doc = parseConfig(text);
+    const a = findPlan(doc, 'a')!;
+    const batch = a.problems.find((p) => p.key === 'batch')!;
+    assert.equal(at(text, batch.span), '"64"');
+    assert.ok(batch.bySchema);
+    assert.ok(a.problems.some((p) => p.key === 'devices' && p.severity === 'error'));
+    const unknown = a.problems.find((p) => p.key === 'colour')!;
+    assert.equal(unknown.severity, 'warning');
+    assert.equal(at(text, unknown.span), '"colour"');
+    assert.equal(a.values.batch, undefined, 'a wrong-typed value is left out');
+    assert.ok(!isRunnable(a));
+    const b = findPlan(doc, 'b')!;
+    assert.match(b.problems[0]!.message, /has no "model"/);
+    assert.equal(at(text, b.problems[0]!.span), '"b"');
+  });
+
+  it('checks what the schema cannot: micro-batches divide the batch, one stage and one cut gap per device, pipeline keys only in pipelines', () => {
+    const text = `{ "plans": {
+      "p": { "model": "m.onnx", "mode": "pipeline", "devices": "cpu:2,webgpu:1", "batch": 64, "microBatches": 6, "stages": 2, "cuts": ["/a/Add"] },
+      "d": { "model": "m.onnx", "mode": "data", "microBatches": 4 } } }`;
+    const doc = parseConfig(text);
+    const p = findPlan(doc, 'p')!.problems.filter((x) => !x.bySchema);
+    const byKey = new Map(p.map((x) => [x.key, x]));
+    assert.match(byKey.get('microBatches')!.message, /6 micro-batches do not divide the batch of 64; e\.g\. 4 does/);
+    assert.equal(at(text, byKey.get('microBatches')!.span), '"microBatches"');
+    assert.match(byKey.get('stages')!.message, /2 stages but "devices": "cpu:2,webgpu:1" has 3/);
+    assert.match(byKey.get('cuts')!.message, /1 cut make 2 stages, .* has 3; give 2/);
+    const d = findPlan(doc, 'd')!.problems.filter((x) => !x.bySchema);
+    assert.equal(d.length, 1);
+    assert.equal(d[0]!.severity, 'warning');
+    assert.match(d[0]!.message, /"microBatches" applies to "mode": "pipeline" only/);
+  });
+
+  it('counts devices in a spec', () => {
+    assert.equal(deviceCount('cpu:2'), 2);
+    assert.equal(deviceCount('cpu:1, webgpu:1,cuda'), 3);
+    assert.equal(deviceCount('gpu:2'), null);
+  });
+});
+
+describe('a plan as the runner’s plan', () => {
+  const settings = { ...DEFAULT_PROFILE_SETTINGS, devices: 'cpu:4', batch: 16, steps: 7, warmup: 2 };
+
+  it('resolves paths from the config file’s folder and fills in the settings’ defaults', () => {
+    const text = '{ "plans": { "p": { "model": "models/x.onnx", "mode": "pipeline", "inputs": "in.npy", "cuts": ["/l/Add"], "devices": "cpu : 2" } } }';
+    const plan = findPlan(parseConfig(text), 'p')!;
+    const pp = toProfilePlan(plan, '/ws/parallax.json', settings, '/ws/runs/x.parallax.json')!;
+    assert.equal(pp.modelPath, '/ws/models/x.onnx');
+    assert.equal(pp.modelLabel, 'models/x.onnx');
+    assert.equal(pp.inputsFile, '/ws/in.npy');
+    assert.equal(pp.devices, 'cpu:2');
+    assert.equal(pp.batch, 16);
+    assert.equal(pp.steps, 7);
+    assert.equal(pp.warmup, 2);
+    assert.equal(pp.microBatches, 4, 'pipelines default to 4 micro-batches, as the CLI does');
+    assert.deepEqual(pp.cuts, ['/l/Add']);
+    assert.equal(pp.outPath, '/ws/runs/x.parallax.json');
+    assert.equal(pp.capture, true);
+  });
+
+  it('leaves pipeline fields out of a data plan and refuses a plan with errors', () => {
+    const doc = parseConfig('{ "plans": { "d": { "model": "/m.onnx", "batch": 8 }, "bad": { "model": "/m.onnx", "batch": 0 } } }');
+    const pp = toProfilePlan(findPlan(doc, 'd')!, '/ws/parallax.json', settings, '/o.json')!;
+    assert.equal(pp.mode, 'data');
+    assert.equal(pp.microBatches, undefined);
+    assert.equal(pp.devices, 'cpu:4');
+    assert.equal(toProfilePlan(findPlan(doc, 'bad')!, '/ws/parallax.json', settings, '/o.json'), null);
+  });
+
+  it('gives the value a plan runs with, written or defaulted', () => {
+    const doc = parseConfig('{ "plans": { "p": { "model": "m.onnx", "mode": "pipeline" }, "d": { "model": "m.onnx" } } }');
+    assert.equal(effectiveValue(findPlan(doc, 'p')!, 'microBatches', settings), 4);
+    assert.equal(effectiveValue(findPlan(doc, 'p')!, 'devices', settings), 'cpu:4');
+    assert.equal(effectiveValue(findPlan(doc, 'd')!, 'microBatches', settings), undefined);
+  });
+});
+
+describe('trace files of a plan', () => {
+  const at0 = new Date(2025, 0, 2, 3, 4, 5);
+
+  it('are named <model>.<plan>.<local time>.parallax.json, plan names made file-safe', () => {
+    assert.equal(configTraceName('/ws/models/demo.onnx', 'pipe 2/x', at0), 'demo.pipe_2_x.20250102-030405.parallax.json');
+    assert.equal(configTraceName('/ws/models/demo.onnx', 'p', at0, 2), 'demo.p.20250102-030405-2.parallax.json');
+  });
+
+  it('belong to exactly one plan, even when one plan’s name starts another’s', () => {
+    const a = configTraceName('/m/demo.onnx', 'a', at0);
+    const ab = configTraceName('/m/demo.onnx', 'a-b', at0);
+    assert.ok(isConfigTraceOf(a, '/m/demo.onnx', 'a'));
+    assert.ok(!isConfigTraceOf(ab, '/m/demo.onnx', 'a'));
+    assert.ok(isConfigTraceOf(ab, '/m/demo.onnx', 'a-b'));
+    assert.ok(!isConfigTraceOf(a, '/m/other.onnx', 'a'));
+    assert.ok(!isConfigTraceOf('demo-pipeline.parallax.json', '/m/demo.onnx', 'pipeline'));
+  });
+
+  it('are pruned oldest first down to the number kept', () => {
+    const names = [
+      configTraceName('/m/d.onnx', 'p', new Date(2025, 0, 2, 3, 4, 6)),
+      configTraceName('/m/d.onnx', 'p', at0, 1),
+      configTraceName('/m/d.onnx', 'p', at0),
+      configTraceName('/m/d.onnx', 'p', new Date(2024, 11, 31)),
+    ];
+    assert.deepEqual(tracesToPrune(names, 2), [names[3], names[2]]);
+    assert.deepEqual(tracesToPrune(names, 0), []);
+    assert.deepEqual(tracesToPrune(names, 4), []);
+    assert.ok(configTraceOrder(names[1]!) > configTraceOrder(names[2]!));
+  });
+});
+
+describe('the JSON schema (schemas/parallax-config.schema.json)', () => {
+  const schema = JSON.parse(readFileSync(join(REPO, 'schemas', 'parallax-config.schema.json'), 'utf8')) as {
+    definitions: { plan: { properties: Record<string, unknown> } };
+  };
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  const validate = ajv.compile(schema);
+
+  it('documents exactly the keys the parser reads', () => {
+    assert.deepEqual(Object.keys(schema.definitions.plan.properties).sort(), [...PLAN_KEYS].sort());
+  });
+
+  it('accepts a full config and rejects unknown keys, bad device specs and a missing model', () => {
+    const good = { plans: { p: { model: 'm.onnx', mode: 'pipeline', devices: 'cpu:1,webgpu:1', batch: 8, microBatches: 4, cuts: ['/a/Add'], steps: 3, warmup: 0, dims: { seq: 4 }, inputShapes: { x: [8, 4] } } } };
+    assert.ok(validate(good), JSON.stringify(validate.errors));
+    assert.ok(!validate({ plans: { p: { model: 'm.onnx', colour: 1 } } }));
+    assert.ok(!validate({ plans: { p: { model: 'm.onnx', devices: 'gpu:2' } } }));
+    assert.ok(!validate({ plans: { p: { mode: 'data' } } }));
+    assert.ok(!validate({ plans: { p: { model: 'm.onnx', microBatches: 0 } } }));
+  });
+});
