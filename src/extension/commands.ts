@@ -314,12 +314,15 @@ async function runProfile(ctx: Ctx, plan: ProfilePlan, label: string, runningPla
     out.info(`profiled ${label} in ${seconds} s; trace written to ${result.tracePath}`);
     for (const line of formatSummary(result.summary, result.findings).split('\n')) out.info(line);
     const traceUri = result.tracePath ? vscode.Uri.file(result.tracePath) : null;
+    // The views, CodeLenses and hints follow the new trace without waiting for the file watcher.
+    await ctx.runs.refresh();
+    if (result.tracePath) ctx.currentTrace = result.tracePath;
     const where = traceUri ? ` Trace: ${vscode.workspace.asRelativePath(traceUri, false)}` : '';
     const openTrace = 'Open Trace';
     void vscode.window
       .showInformationMessage(`Parallax: profiled ${label} — ${summaryLine(result.summary)}.${where}`, ...(traceUri ? [openTrace] : []), SHOW_OUTPUT)
       .then((a) => {
-        if (a === openTrace && traceUri) void vscode.commands.executeCommand(Command.showTimeline, { tracePath: traceUri.fsPath });
+        if (a === openTrace && traceUri) void showTimeline(ctx, { tracePath: traceUri.fsPath });
         else if (a === SHOW_OUTPUT) out.show(true);
       });
     return { tracePath: result.tracePath, summary: result.summary };

@@ -22,7 +22,7 @@ import {
 } from './config-model';
 import type { Ctx } from './ctx';
 import { CONFIG_FILE, Command } from './ids';
-import { hoverMarkdown, lensSummary, planEdit, planHints, commandLink, escapeMarkdown, type KeyHint } from './hints';
+import { changedSinceRun, hoverMarkdown, lensSummary, planEdit, planHints, commandLink, escapeMarkdown, type KeyHint } from './hints';
 import type { RunEntry, RunStore } from './runs';
 import type { TraceDigest } from './runs-model';
 
@@ -68,6 +68,7 @@ export class ConfigHints implements vscode.Disposable, vscode.CodeLensProvider, 
       }),
       runs.onDidChange(() => void this.refreshAll()),
       ctx.onDidChangeProfiling(() => this.lensesChanged.fire()),
+      vscode.workspace.onDidGrantWorkspaceTrust(() => this.lensesChanged.fire()),
     );
     const watcher = vscode.workspace.createFileSystemWatcher(`**/${CONFIG_FILE}`);
     this.disposables.push(watcher, watcher.onDidChange((u) => this.schedule(u)), watcher.onDidCreate((u) => this.schedule(u)), watcher.onDidDelete((u) => this.diagnostics.delete(u)));
@@ -196,19 +197,19 @@ export class ConfigHints implements vscode.Disposable, vscode.CodeLensProvider, 
     for (const plan of doc.plans) {
       const r = spanRange(document, plan.nameSpan);
       const running = this.ctx.runningPlanKey === planKey(document.uri, plan.name);
-      lenses.push(
-        new vscode.CodeLens(
-          r,
-          running
-            ? { title: '$(loading~spin) Profiling… (stop)', command: Command.cancelProfile, tooltip: 'Stop this profile' }
-            : { title: '▶ Profile', command: Command.profileConfig, arguments: [document.uri, plan.name], tooltip: `Profile plan "${plan.name}"` },
-        ),
-      );
+      let command: vscode.Command;
+      if (running) command = { title: '$(loading~spin) Profiling… (stop)', command: Command.cancelProfile, tooltip: 'Stop this profile' };
+      else if (!vscode.workspace.isTrusted) {
+        // Profiling runs native code on the model; the last run's numbers still show.
+        command = { title: '$(shield) Profile: trust the workspace first', command: 'workbench.trust.manage', tooltip: 'Parallax profiles only in a trusted workspace' };
+      } else command = { title: '▶ Profile', command: Command.profileConfig, arguments: [document.uri, plan.name], tooltip: `Profile plan "${plan.name}"` };
+      lenses.push(new vscode.CodeLens(r, command));
       const run = await this.lastRun(document.uri, plan);
       if (run?.digest.summary) {
+        const changed = changedSinceRun(plan, run.digest.meta?.plan ?? null, this.ctx.profileSettings(document.uri));
         lenses.push(
           new vscode.CodeLens(r, {
-            title: lensSummary(run.digest.summary),
+            title: `${lensSummary(run.digest.summary)}${changed.length > 0 ? ` (before the change to ${changed.join(', ')})` : ''}`,
             command: Command.revealInTimeline,
             arguments: [{ tracePath: run.entry.path }],
             tooltip: `Last run: ${vscode.workspace.asRelativePath(run.entry.uri, false)} — open it in the timeline`,

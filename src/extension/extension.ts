@@ -16,22 +16,22 @@
  *   runs.ts              the run history: output folders watched, digests and traces cached
  *   views.ts             the Parallax view container: Runs, Devices, Findings
  *   timeline.ts          the way into the timeline panel (`parallax.showTimeline`)
- *   timeline-panel.ts    the timeline panel (webview), when present
+ *   timeline-panel.ts    the timeline panel (webview) that registers `parallax.showTimeline`
+ *   webview-html.ts      the panel's HTML (nonce CSP, asWebviewUri)
  */
-import type * as vscode from 'vscode';
+import * as vscode from 'vscode';
 import { commands, LAST_RUN } from './commands';
 import { Ctx } from './ctx';
-import { ContextKey, type CommandId, type PanelCommandId } from './ids';
+import { ContextKey, type CommandId } from './ids';
 import { registerTimelinePanel } from './timeline-panel';
 import { registerViews } from './views';
-import * as vscodeApi from 'vscode';
 
 export function activate(context: vscode.ExtensionContext): void {
   const ctx = new Ctx(context);
-  for (const [id, factory] of Object.entries(commands)) ctx.registerCommand(id as Exclude<CommandId, PanelCommandId>, factory(ctx));
+  for (const [id, factory] of Object.entries(commands)) ctx.registerCommand(id as CommandId, factory(ctx));
   registerTimelinePanel(ctx);
   registerViews(ctx, ctx.runs);
-  void vscodeApi.commands.executeCommand('setContext', ContextKey.hasLastProfile, context.workspaceState.get(LAST_RUN) !== undefined);
+  void vscode.commands.executeCommand('setContext', ContextKey.hasLastProfile, context.workspaceState.get(LAST_RUN) !== undefined);
 }
 
 export function deactivate(): void {

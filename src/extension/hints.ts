@@ -108,7 +108,8 @@ export function hintMessage(f: Finding): string {
       const b = num(f, 'bubbleFraction');
       const m2 = p['microBatches'];
       const ideal = num(f, 'suggestedIdealBubbleFraction');
-      return `bubble ${b !== undefined ? pct(b) : '?'}; ${show(m2)} micro-batches predicts ${ideal !== undefined ? pct(ideal) : 'less'}${pred ? ` and a ${pred.replace(/^predicted /, '')}` : ''}`;
+      const step = f.predictedStepUs !== null && !f.throughput ? ` (step ${formatDuration(f.predictedStepUs)}, ${formatChange(f.currentStepUs, f.predictedStepUs)})` : '';
+      return `bubble ${b !== undefined ? pct(b) : '?'}; ${show(m2)} micro-batches predicts ${ideal !== undefined ? pct(ideal) : 'less'}${step}`;
     }
     case 'pipeline-imbalance': {
       const s = num(f, 'slowestStage');
@@ -149,10 +150,27 @@ function sameValue(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
+/** Plan keys that shape a run: a finding measured with other values does not describe the plan any more. */
+export const RUN_SHAPE_KEYS: readonly PlanKey[] = ['devices', 'batch', 'microBatches', 'stages', 'cuts'];
+
 /**
- * The hints of a run's findings on a plan: one per finding that maps to a key, left out
- * where the plan no longer runs with the value the run measured (`runPlan`, the trace's
- * `meta.plan`) or already holds the suggestion.
+ * Keys whose value in the plan differs from the value the run measured (`runPlan`, the
+ * trace's `meta.plan`); a key the plan leaves to the runner (cuts, stages) counts only once
+ * written.
+ */
+export function changedSinceRun(plan: ConfigPlan, runPlan: Record<string, unknown> | null, settings: Pick<ProfileSettings, 'devices' | 'batch'>): PlanKey[] {
+  if (!runPlan) return [];
+  return RUN_SHAPE_KEYS.filter((k) => {
+    const now = effectiveValue(plan, k, settings);
+    const then = runPlan[k];
+    return now !== undefined && then !== undefined && !sameValue(now, then);
+  });
+}
+
+/**
+ * The hints of a run's findings on a plan: one per finding that maps to a key. None when
+ * the plan has changed since the run in a key that shapes it ({@link changedSinceRun}: the
+ * findings describe another plan), and none for a key that already holds the suggestion.
  */
 export function planHints(
   findings: readonly Finding[],
@@ -161,6 +179,7 @@ export function planHints(
   settings: Pick<ProfileSettings, 'devices' | 'batch'>,
 ): KeyHint[] {
   const out: KeyHint[] = [];
+  if (changedSinceRun(plan, runPlan, settings).length > 0) return out;
   findings.forEach((f, i) => {
     const t = targetOf(f);
     if (!t) return;
@@ -222,11 +241,15 @@ export function planEdit(
 ): TextEdit | null {
   let next = text;
   const eol = formatting.eol ?? (text.includes('\r\n') ? '\r\n' : '\n');
+  const all: TextEdit[] = [];
   for (const c of changes) {
     const edits = modify(next, ['plans', planName, c.key], c.value, { formattingOptions: { ...formatting, eol } });
+    all.push(...edits);
     next = applyEdits(next, edits);
   }
   if (next === text) return null;
+  // One change is one edit of jsonc-parser's (the whole value token): keep it as it is.
+  if (all.length === 1) return all[0]!;
   let start = 0;
   while (start < text.length && start < next.length && text[start] === next[start]) start++;
   let endOld = text.length;

@@ -316,7 +316,8 @@ export class PythonIndex {
   private readonly classes = new Map<string, { file: string; cls: PyClass }[]>();
   private readonly defs = new Map<string, DefRef[]>();
   private readonly withAttr = new Map<string, Set<string>>();
-  private readonly memo = new Map<string, ResolvedStep[]>();
+  /** Resolved definitions per path shape (attributes and owners; indices do not change the answer). */
+  private readonly memo = new Map<string, DefRef[][]>();
 
   constructor(files: Iterable<[file: string, index: PyFileIndex]>) {
     for (const [file, ix] of files) {
@@ -364,7 +365,7 @@ export class PythonIndex {
   resolve(steps: readonly ScopeStep[]): ResolvedStep[] {
     const key = steps.map((s) => `${s.owner ?? ''}:${s.attr}`).join('/');
     const hit = this.memo.get(key);
-    if (hit) return hit;
+    if (hit) return hit.map((defs, i) => ({ step: steps[i]!, defs }));
     const best = new Map<string, { depth: number; path: DefRef[][] }>();
     const walk = (i: number, cls: string | null): { depth: number; path: DefRef[][] } => {
       if (i >= steps.length) return { depth: 0, path: [] };
@@ -401,9 +402,8 @@ export class PythonIndex {
       return result;
     };
     const r = walk(0, null);
-    const out = r.path.map((defs, i) => ({ step: steps[i], defs }));
-    this.memo.set(key, out);
-    return out;
+    this.memo.set(key, r.path);
+    return r.path.map((defs, i) => ({ step: steps[i]!, defs }));
   }
 }
 

@@ -49,6 +49,7 @@ export class SourceHints implements vscode.InlayHintsProvider, vscode.Disposable
   private readonly disposables: vscode.Disposable[] = [this.changed];
   private readonly files = new Map<string, { stamp: string; index: PyFileIndex }>();
   private fileList: string[] | null = null;
+  private readonly times = new Map<string, OpTimes>();
   private state: Promise<State> | null = null;
   private timer: NodeJS.Timeout | undefined;
   private readonly models = new Map<string, { mtimeMs: number; meta: Promise<{ known: Set<string>; metadata: Map<string, Record<string, string>> } | null> }>();
@@ -117,7 +118,16 @@ export class SourceHints implements vscode.InlayHintsProvider, vscode.Disposable
         continue;
       }
       const meta = await this.modelMeta(abs);
-      const times = opTimes(trace, meta?.known);
+      // Operator times change only with the trace (and the model's names): cached, so that
+      // typing in a Python file re-resolves definitions without re-reading the spans.
+      const timesKey = `${entry.path}@${entry.mtimeMs}@${meta ? meta.known.size : 0}`;
+      let times = this.times.get(timesKey);
+      if (!times) {
+        times = opTimes(trace, meta?.known);
+        this.times.set(timesKey, times);
+        // Keep as many as there are models mapped (Map iterates oldest first).
+        for (const k of this.times.keys()) if (this.times.size > MAX_MODELS) this.times.delete(k);
+      }
       if (times.nodes.size === 0) continue; // No operator spans (opLevel off).
       const metadata = meta?.metadata ?? new Map<string, Record<string, string>>();
       const hints = sourceHints(times, { python, pythonFiles, metadata });

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { findPlan, parseConfig } from '../../src/extension/config-model';
-import { formatChange, formatDuration, hoverMarkdown, lensSummary, planEdit, planHints, type KeyHint } from '../../src/extension/hints';
+import { changedSinceRun, formatChange, formatDuration, hoverMarkdown, lensSummary, planEdit, planHints, type KeyHint } from '../../src/extension/hints';
 import { derivedFromTail, digestOfDocument, digestOfParts, runDescription, topLevelValueText } from '../../src/extension/runs-model';
 import { findings, type Finding } from '../../src/profiler/findings';
 import { summarize } from '../../src/profiler/summary';
@@ -59,7 +59,7 @@ describe('findings → plan keys', () => {
     const [h] = planHints([bubble], pipe, RUN_PLAN, SETTINGS);
     assert.equal(h!.key, 'microBatches');
     assert.ok(h!.keyWritten);
-    assert.equal(h!.message, 'bubble 43%; 12 micro-batches predicts 14% and a step 80.1 ms (−23%)');
+    assert.equal(h!.message, 'bubble 43%; 12 micro-batches predicts 14% (step 80.1 ms, −23%)');
     assert.equal(h!.fixTitle, 'Set "microBatches" to 12 — predicted step 80.1 ms (−23%)');
     assert.deepEqual(h!.changes, [{ key: 'microBatches', value: 12 }]);
   });
@@ -110,6 +110,16 @@ describe('findings → plan keys', () => {
     // Without the run's plan, the finding's own numbers tell what was measured.
     assert.deepEqual(planHints([bubble], changed, null, SETTINGS), []);
     assert.equal(planHints([bubble], pipe, null, SETTINGS).length, 1);
+  });
+
+  it('drops every hint once the plan differs from the run in a key that shapes it', () => {
+    const rebatched = findPlan(parseConfig(CONFIG.replace('"batch": 64', '"batch": 128')), 'pipe')!;
+    const fs = [bubble, finding('poor-scaling', { devices: 'cpu:1' }, {}, {})];
+    assert.deepEqual(changedSinceRun(rebatched, RUN_PLAN, SETTINGS), ['batch']);
+    assert.deepEqual(planHints(fs, rebatched, RUN_PLAN, SETTINGS), []);
+    assert.deepEqual(changedSinceRun(pipe, RUN_PLAN, SETTINGS), []);
+    // Keys the runner chose (cuts of an auto-partitioned plan) do not count until written.
+    assert.deepEqual(changedSinceRun(findPlan(doc, 'auto')!, { ...RUN_PLAN, microBatches: 4 }, SETTINGS), []);
   });
 
   it('puts a hint about a key the plan leaves to its default on the plan (keyWritten false)', () => {
@@ -178,7 +188,7 @@ describe('CodeLens and hover', () => {
     const plan = findPlan(parseConfig('{ "plans": { "p": { "model": "m.onnx", "mode": "pipeline", "devices": "cpu:4", "batch": 48, "microBatches": 4 } } }'), 'p')!;
     const hints = planHints([f], plan, t.meta.plan, { devices: 'cpu:4', batch: 48 });
     assert.equal(hints.length, 1);
-    assert.match(hints[0]!.message, /^bubble 43%; 24 micro-batches predicts 11% and a step 45 µs \(−36%\)$/);
+    assert.match(hints[0]!.message, /^bubble 43%; 24 micro-batches predicts 11% \(step 45 µs, −36%\)$/);
     const md = hoverMarkdown(hints, '/ws/runs/t.parallax.json', ['cpu:0', 'cpu:1', 'cpu:2', 'cpu:3'], 'parallax.revealInTimeline');
     assert.match(md, /\*\*Parallax · pipeline\\-bubble\*\* \(critical\)/);
     assert.match(md, /\| bubbleFraction \| 43% \|/);
@@ -202,7 +212,7 @@ describe('trace digests (meta, summary, findings without the spans)', () => {
     assert.deepEqual(parts, whole);
     assert.equal(whole.meta!.mode, 'pipeline');
     assert.deepEqual(whole.meta!.plan['cuts'], ['a']);
-    assert.match(runDescription(whole, formatDuration), /^pipeline · step \d+ µs · 1 finding$/);
+    assert.match(runDescription(whole, formatDuration), /^pipeline · cpu:2 · step \d+ µs · \d+ findings?$/);
   });
 
   it('finds a leading top-level value in a prefix, and only a complete one', () => {

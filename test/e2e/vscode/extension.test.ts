@@ -68,9 +68,9 @@ describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_00
     await h.dismissQuickInput();
     assert.ok(rows.some((r) => r.includes('Parallax: Profile Model…')), `palette rows: ${JSON.stringify(rows)}`);
     assert.ok(rows.some((r) => r.includes('Parallax: List Devices')), `palette rows: ${JSON.stringify(rows)}`);
-    // The explorer-only entry and the cancel command (no profile running) stay out of the palette.
+    // The explorer-only entry and the stop command (no profile running) stay out of the palette.
     assert.ok(!rows.some((r) => r.includes('Profile with Parallax')), `palette rows: ${JSON.stringify(rows)}`);
-    assert.ok(!rows.some((r) => r.includes('Cancel Profiling')), `palette rows: ${JSON.stringify(rows)}`);
+    assert.ok(!rows.some((r) => r.includes('Stop Profiling')), `palette rows: ${JSON.stringify(rows)}`);
   });
 
   it('profiles the workspace model through Profile Model… and writes a trace in the output folder', async () => {

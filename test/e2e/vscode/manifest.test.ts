@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { Command, ContextKey, Setting } from '../../../src/extension/ids';
+import { CONFIG_FILE, Command, ContextKey, Setting, TreeItemContext, View } from '../../../src/extension/ids';
 import { REPO } from './harness';
 
 interface Manifest {
@@ -18,6 +18,10 @@ interface Manifest {
     commands: { command: string; title: string; category?: string; enablement?: string }[];
     menus: Record<string, { command: string; when?: string }[]>;
     configuration: { properties: Record<string, { default?: unknown }> };
+    viewsContainers?: { activitybar?: { id: string; title: string; icon: string }[] };
+    views?: Record<string, { id: string; name: string }[]>;
+    viewsWelcome?: { view: string; contents: string }[];
+    jsonValidation?: { fileMatch: string; url: string }[];
   };
 }
 
@@ -48,14 +52,39 @@ describe('extension manifest', () => {
     for (const [menu, entries] of Object.entries(manifest.contributes.menus)) {
       for (const e of entries) assert.ok(ids.has(e.command), `${menu} names ${e.command}`);
     }
-    const keys = new Set<string>(Object.values(ContextKey));
+    // `parallax.*` names in when clauses are our context keys, view ids, or the config file's name.
+    const keys = new Set<string>([...Object.values(ContextKey), ...Object.values(View), CONFIG_FILE]);
     const whens = [
       ...Object.values(manifest.contributes.menus).flatMap((es) => es.map((e) => e.when ?? '')),
       ...manifest.contributes.commands.map((c) => c.enablement ?? ''),
     ];
     for (const w of whens) for (const k of w.match(/parallax\.[A-Za-z.]+/g) ?? []) assert.ok(keys.has(k), `unknown context key ${k} in "${w}"`);
+    const items = new Set<string>(Object.values(TreeItemContext));
+    for (const w of whens) for (const k of w.match(/viewItem == (\w+)/g) ?? []) assert.ok(items.has(k.slice('viewItem == '.length)), `unknown tree item context in "${w}"`);
     const explorer = manifest.contributes.menus['explorer/context'] ?? [];
     assert.ok(explorer.some((e) => e.command === Command.profileFile && /resourceExtname == \.onnx/.test(e.when ?? '')));
+  });
+
+  it('contributes the Parallax view container with the views declared in ids.ts, each with a welcome text', () => {
+    const container = manifest.contributes.viewsContainers?.activitybar?.find((c) => c.id === View.container);
+    assert.ok(container, 'an activity bar container');
+    assert.match(container.icon, /^\$\([a-z-]+\)$/, 'a codicon (the VSIX ships no media)');
+    const views = (manifest.contributes.views?.[View.container] ?? []).map((v) => v.id).sort();
+    assert.deepEqual(views, [View.devices, View.findings, View.runs].sort());
+    const welcome = new Set((manifest.contributes.viewsWelcome ?? []).map((w) => w.view));
+    for (const v of views) assert.ok(welcome.has(v), `${v} has a welcome text`);
+    for (const w of manifest.contributes.viewsWelcome ?? []) {
+      for (const m of w.contents.matchAll(/command:([\w.]+)/g)) assert.ok(Object.values(Command).includes(m[1] as never), `welcome links ${m[1]}`);
+    }
+  });
+
+  it('validates parallax.json against the shipped schema', () => {
+    const v = manifest.contributes.jsonValidation?.find((j) => j.fileMatch === CONFIG_FILE);
+    assert.equal(v?.url, './schemas/parallax-config.schema.json');
+    const schema = JSON.parse(readFileSync(join(REPO, v!.url), 'utf8')) as { properties?: { plans?: unknown } };
+    assert.ok(schema.properties?.plans);
+    const lines = readFileSync(join(REPO, '.vscodeignore'), 'utf8').split('\n').map((l) => l.trim());
+    assert.ok(lines.includes('!schemas/**'), 'the VSIX carries the schema');
   });
 
   it('limits itself in untrusted workspaces and restricts the runner executable setting', () => {

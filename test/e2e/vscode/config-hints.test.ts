@@ -1,0 +1,266 @@
+/**
+ * Run configurations and inline hints in a real VS Code (code-server + headless Chromium):
+ * a workspace with a parallax.json pipeline plan of 2 micro-batches on a demo-like model is
+ * profiled through "Parallax: Profile with Config"; the plan's CodeLens then shows the step
+ * time, a warning sits at "microBatches" with the bubble finding, its quick fix (Ctrl+.)
+ * writes the suggested count, and the re-run from the CodeLens changes the step time. The
+ * model's Python source gets inlay hints, and the Parallax views list the runs and findings.
+ * Screenshots go to test-artifacts/vscode/config-hints-*.png.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it as nodeIt } from 'node:test';
+import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
+import { readTrace } from '../../../src/profiler/trace-io';
+import { ensureVsix, VsCodeHarness } from './harness';
+
+/**
+ * Wide enough that a micro-batch's work dwarfs its fixed cost on two cores, so that 2
+ * micro-batches on 2 stages leave a bubble the findings can predict a gain for. Batch 1024
+ * (about 70 ms a step here) keeps the finding when the workbench competes for the cores;
+ * at 512 it was sometimes predicted under the 3% the rule asks for.
+ */
+const DEMO = { layers: 8, hidden: 256, ffn: 1024 } as const;
+const PLAN = 'pipe2';
+
+/** The classes the demo model's node names pretend to come from (see runtime/onnx/demo-model.ts). */
+const MODEL_PY = `import torch.nn as nn
+
+
+class MLP(nn.Module):
+    def __init__(self, hidden, ffn):
+        super().__init__()
+        self.fc1 = nn.Linear(hidden, ffn)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(ffn, hidden)
+
+
+class Block(nn.Module):
+    def __init__(self, hidden, ffn):
+        super().__init__()
+        self.ln = nn.LayerNorm(hidden)
+        self.mlp = MLP(hidden, ffn)
+
+
+class DemoMLP(nn.Module):
+    def __init__(self, layers=8, hidden=256, ffn=1024):
+        super().__init__()
+        self.layers = nn.ModuleList([Block(hidden, ffn) for _ in range(layers)])
+`;
+
+describe('parallax.json plans, CodeLens, diagnostics and quick fix in VS Code (code-server)', { timeout: 5 * 60_000 }, () => {
+  let vs: VsCodeHarness | undefined;
+  const it = (name: string, fn: () => Promise<void>): void => {
+    nodeIt(name, async () => {
+      try {
+        await fn();
+      } catch (e) {
+        await vs?.screenshot(`FAILED-${name.slice(0, 40)}`).catch(() => undefined);
+        throw e;
+      }
+    });
+  };
+  let ws = '';
+  let modelName = '';
+  let firstLens = '';
+  let suggested = 0;
+
+  before(
+    async () => {
+      ws = mkdtempSync(join(tmpdir(), 'parallax-e2e-config-'));
+      const scratch = mkdtempSync(join(tmpdir(), 'parallax-e2e-model-'));
+      const model = await ensureDemoModel(scratch, DEMO);
+      modelName = model.split('/').pop()!;
+      mkdirSync(join(ws, 'models'));
+      copyFileSync(model, join(ws, 'models', modelName));
+      rmSync(scratch, { recursive: true, force: true });
+      const config = {
+        plans: {
+          [PLAN]: { model: `models/${modelName}`, mode: 'pipeline', devices: 'cpu:2', batch: 1024, microBatches: 2, steps: 8, warmup: 1 },
+        },
+      };
+      writeFileSync(join(ws, 'parallax.json'), `${JSON.stringify(config, null, 2)}\n`);
+      writeFileSync(join(ws, 'model.py'), MODEL_PY);
+      vs = await VsCodeHarness.start({ workspace: ws, vsix: ensureVsix(), name: 'config-hints', settings: { 'editor.inlayHints.enabled': 'on' } });
+    },
+    { timeout: 15 * 60_000 },
+  );
+
+  after(async () => {
+    if (vs) {
+      vs.saveLogs();
+      await vs.close();
+    }
+    if (ws) rmSync(ws, { recursive: true, force: true });
+  });
+
+  const lenses = (): Promise<string[]> => vs!.page.locator('.codelens-decoration').allTextContents();
+
+  async function waitForLens(re: RegExp, timeoutMs = 30_000, not?: string): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const texts = (await lenses()).flatMap((t) => t.split('|').map((s) => s.trim()));
+      const hit = texts.find((t) => re.test(t) && t !== not);
+      if (hit) return hit;
+      if (Date.now() > deadline) throw new Error(`no CodeLens matching ${re}${not ? ` other than "${not}"` : ''}; lenses: ${JSON.stringify(texts)}`);
+      await vs!.page.waitForTimeout(250);
+    }
+  }
+
+  /** Waits until no warning squiggle overlaps the line of the token showing `text`. */
+  async function waitNoSquiggleOn(text: string, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const k = await token(text).boundingBox();
+      if (!k) {
+        // The line is being re-rendered.
+        await vs!.page.waitForTimeout(100);
+        continue;
+      }
+      const ys = await vs!.page.locator('.monaco-editor .squiggly-warning').evaluateAll((els) => els.map((e) => e.getBoundingClientRect().y + e.getBoundingClientRect().height / 2));
+      if (!ys.some((y) => Math.abs(y - (k.y + k.height / 2)) < k.height)) return;
+      if (Date.now() > deadline) throw new Error(`a warning still marks the line of ${text}`);
+      await vs!.page.waitForTimeout(250);
+    }
+  }
+
+  /** The editor's token that shows `text` on the visible lines. */
+  const token = (text: string) => vs!.page.locator('.monaco-editor .view-line span span').filter({ hasText: text }).first();
+
+  it('shows a ▶ Profile CodeLens over the plan', async () => {
+    const h = vs!;
+    await h.openFile('parallax.json');
+    await waitForLens(/▶ Profile/);
+    await h.screenshot('config-open');
+  });
+
+  it('profiles the plan through "Parallax: Profile with Config" and shows its step time in the CodeLens', async () => {
+    const h = vs!;
+    await h.clearNotifications();
+    await h.runCommand('Parallax: Profile with Config');
+    await h.waitForNotification(new RegExp(`Parallax: profiled plan "${PLAN}".*Trace: runs/`), { timeoutMs: 120_000, failOn: /Parallax: .*(failed|error|cannot)/i });
+    firstLens = await waitForLens(/^last step [\d.]+ (ms|µs) · (efficiency \d+% · )?bubble \d+%$/);
+    await h.screenshot('profiled-lens');
+    const traces = readdirSync(join(ws, 'runs')).filter((f) => f.startsWith(`${modelName.replace(/\.onnx$/, '')}.${PLAN}.`));
+    assert.equal(traces.length, 1, `one trace of the plan: ${JSON.stringify(traces)}`);
+    const trace = await readTrace(join(ws, 'runs', traces[0]!));
+    assert.equal(trace.meta.plan['microBatches'], 2);
+  });
+
+  it('puts a warning at "microBatches" and a hover with the evidence and a timeline link', async () => {
+    const h = vs!;
+    const key = token('"microBatches"');
+    await key.waitFor({ state: 'visible' });
+    // A warning squiggle sits on the key itself (others may mark other keys, e.g. "devices").
+    const k = (await key.boundingBox())!;
+    const deadline = Date.now() + 30_000;
+    let boxes: { x: number; y: number; width: number; height: number }[] = [];
+    const onKey = (s: { x: number; y: number; width: number; height: number }): boolean =>
+      Math.abs(s.y + s.height / 2 - (k.y + k.height / 2)) < k.height && s.x < k.x + k.width && s.x + s.width > k.x;
+    while (!boxes.some(onKey) && Date.now() < deadline) {
+      await h.page.waitForTimeout(250);
+      boxes = await h.page.locator('.monaco-editor .squiggly-warning').evaluateAll((els) =>
+        els.map((e) => {
+          const r = e.getBoundingClientRect();
+          return { x: r.x, y: r.y, width: r.width, height: r.height };
+        }),
+      );
+    }
+    if (!boxes.some(onKey)) {
+      const latest = readdirSync(join(ws, 'runs')).sort().pop()!;
+      const found = ((await readTrace(join(ws, 'runs', latest))).findings ?? []) as { id: string; message: string }[];
+      assert.fail(`no warning squiggle on the key ${JSON.stringify(k)}: ${JSON.stringify(boxes)}; the run's findings: ${found.map((f) => `${f.id}: ${f.message}`).join(' | ')}`);
+    }
+    await key.hover();
+    const hover = h.page.locator('.monaco-hover').filter({ hasText: 'micro-batches predicts' }).first();
+    await hover.waitFor({ state: 'visible', timeout: 15_000 });
+    const text = (await hover.textContent()) ?? '';
+    await h.screenshot('diagnostic-hover');
+    const m = /bubble (\d+)%; (\d+) micro-batches predicts (\d+)%/.exec(text);
+    assert.ok(m, `hover: ${text}`);
+    suggested = Number(m[2]);
+    assert.ok(suggested > 2 && 1024 % suggested === 0, `suggested ${suggested}`);
+    assert.match(text, /Parallax · pipeline-bubble/);
+    assert.match(text, /Show the evidence in the timeline/);
+    await h.page.keyboard.press('Escape');
+  });
+
+  it('applies the quick fix from Ctrl+. and the warning goes away', async () => {
+    const h = vs!;
+    await token('"microBatches"').click();
+    await h.page.keyboard.press('Control+.');
+    const fix = h.page.locator('.action-widget .monaco-list-row.action').filter({ hasText: `Set "microBatches" to ${suggested}` }).first();
+    await fix.waitFor({ state: 'visible', timeout: 15_000 });
+    await h.screenshot('quick-fix');
+    // The widget's pointer block swallows clicks right after it opens: choose as from the keyboard.
+    for (let i = 0; i < 5 && !((await fix.getAttribute('class')) ?? '').includes('focused'); i++) await h.page.keyboard.press('ArrowDown');
+    await h.page.keyboard.press('Enter');
+    const want = new RegExp(`"microBatches":\\s*${suggested},`);
+    const line = h.page.locator('.monaco-editor .view-line').filter({ hasText: '"microBatches"' }).first();
+    const deadline = Date.now() + 10_000;
+    let text = '';
+    while (!want.test(text) && Date.now() < deadline) {
+      text = ((await line.textContent()) ?? '').replace(/\u00a0/g, ' ');
+      if (!want.test(text)) await h.page.waitForTimeout(100);
+    }
+    assert.match(text, want);
+    // The finding was about 2 micro-batches: with the value changed it is no longer shown.
+    await waitNoSquiggleOn('"microBatches"');
+    await waitForLens(/^last step .* \(before the change to microBatches\)$/);
+    await h.page.keyboard.press('Control+S');
+    await h.screenshot('fixed');
+  });
+
+  it('re-runs from the CodeLens with the new value and the CodeLens step time changes', async () => {
+    const h = vs!;
+    await h.clearNotifications();
+    await h.page.locator('.codelens-decoration a').filter({ hasText: '▶ Profile' }).first().click();
+    await h.waitForNotification(new RegExp(`Parallax: profiled plan "${PLAN}"`), { timeoutMs: 120_000, failOn: /Parallax: .*(failed|error|cannot)/i });
+    // The lens said "(before the change to microBatches)" since the fix; the new run's has no such note.
+    const second = await waitForLens(/^last step [\d.]+ (ms|µs) · (efficiency \d+% · )?bubble \d+%$/, 30_000, firstLens);
+    await h.screenshot('rerun-lens');
+    assert.notEqual(second.split(' · ')[0], firstLens.split(' · ')[0], `${second} vs ${firstLens}`);
+    const saved = JSON.parse(readFileSync(join(ws, 'parallax.json'), 'utf8')) as { plans: Record<string, { microBatches: number }> };
+    assert.equal(saved.plans[PLAN]!.microBatches, suggested);
+    const traces = readdirSync(join(ws, 'runs')).filter((f) => f.startsWith(`${modelName.replace(/\.onnx$/, '')}.${PLAN}.`)).sort();
+    assert.equal(traces.length, 2, 'each run of the plan keeps its own trace');
+    assert.equal((await readTrace(join(ws, 'runs', traces[1]!))).meta.plan['microBatches'], suggested);
+  });
+
+  it('shows the share of step time on the model’s Python definitions', async () => {
+    const h = vs!;
+    await h.openFile('model.py');
+    const lines = h.page.locator('.monaco-editor .view-lines');
+    const deadline = Date.now() + 30_000;
+    let text = '';
+    while (!/self\.layers = .*◷ \d+(\.\d)?% of step/.test(text) && Date.now() < deadline) {
+      await h.page.waitForTimeout(300);
+      text = (await lines.first().innerText()).replace(/\u00a0/g, ' ');
+    }
+    await h.screenshot('python-hints');
+    assert.match(text, /self\.layers = .*◷ \d+(\.\d)?% of step · (\[[\d–, ]+\] ◀ bottleneck|stages 0–1)/);
+    assert.match(text, /self\.fc1 = nn\.Linear\(hidden, ffn\).*◷ \d+(\.\d)?% of step/);
+  });
+
+  it('lists the runs and the findings in the Parallax view container', async () => {
+    const h = vs!;
+    await h.runCommand('View: Show Parallax');
+    // Tree rows carry their view's rows only: find each view's pane by its header's title.
+    const pane = (title: string) => h.page.locator('.pane').filter({ has: h.page.locator('.pane-header h3.title', { hasText: new RegExp(`^${title}$`, 'i') }) });
+    const runs = pane('Runs').locator('.monaco-list-row');
+    await runs.nth(1).waitFor({ state: 'visible', timeout: 15_000 });
+    const rows = await runs.allTextContents();
+    assert.equal(rows.filter((r) => r.includes(`.${PLAN}.`)).length, 2, `runs: ${JSON.stringify(rows)}`);
+    assert.ok(rows.every((r) => /pipeline · cpu:2 · step [\d.]+ ms/.test(r)), `runs: ${JSON.stringify(rows)}`);
+    // The Findings view shows the run profiled last: as many rows as its trace has findings.
+    const latest = readdirSync(join(ws, 'runs')).filter((f) => f.includes(`.${PLAN}.`)).sort().pop()!;
+    const expected = ((await readTrace(join(ws, 'runs', latest))).findings ?? []).length;
+    const findings = pane('Findings');
+    if (expected > 0) await findings.locator('.monaco-list-row').nth(expected - 1).waitFor({ state: 'visible', timeout: 15_000 });
+    else await findings.getByText('Findings of the current run appear here').waitFor({ state: 'visible', timeout: 15_000 });
+    assert.equal(await findings.locator('.monaco-list-row').count(), expected);
+    await h.screenshot('views');
+  });
+});
