@@ -1,6 +1,5 @@
 // Installs code-server (the real VS Code workbench and extension host, served to a browser)
-// for the end-to-end tests, following the recipe in shared/ENVIRONMENT.md ("A real VS Code
-// in CI"). code-server's own install scripts download prebuilt binaries from GitHub, which
+// for the end-to-end tests. code-server's own install scripts download prebuilt binaries from GitHub, which
 // this network cannot reach, so the packages are installed with --ignore-scripts and their
 // native modules are rebuilt from source against the local Node headers.
 //

@@ -1,6 +1,5 @@
 /**
- * Mapping ONNX nodes back to the user's Python source (DESIGN.md, "Mapping ops back to the
- * user's source"), as pure functions over strings:
+ * Mapping ONNX nodes back to the user's Python source, as pure functions over strings:
  *
  *  - TorchScript exporter: node names carry module scopes, `/layers.3/mlp/fc1/MatMul` →
  *    module path `layers.3.mlp.fc1` ({@link moduleScopeOfNodeName}); ORT's fused names

@@ -18,7 +18,7 @@ export interface ProfileOptions {
   /**
    * Node.js executable for the runner. Defaults to the current one; inside the VS Code
    * extension host that is Electron running as Node, and a setting can point at a system
-   * Node instead (see DESIGN.md on Electron's memory cage and native addons).
+   * Node instead (Electron's V8 memory cage has broken native addons that hand out external buffers before).
    */
   nodePath?: string;
 }
@@ -135,7 +135,7 @@ export interface ListDevicesOptions {
 
 /**
  * Discovers the machine's devices in a runner process, so that the caller never loads
- * ONNX Runtime itself (the VS Code extension host must not; see DESIGN.md). Rejects with
+ * ONNX Runtime itself (the VS Code extension host must not: a native crash there would take every extension down). Rejects with
  * {@link ProfileCancelled} when cancelled, or an Error carrying the runner's last words.
  */
 export function listDevices(opts: ListDevicesOptions = {}): Promise<DiscoveredDevices> {

@@ -6,7 +6,7 @@
  *   parseDeviceSpec   string → requests (pure; syntax errors are UserErrors)
  *   discoverDevices   host, ONNX Runtime and accelerators (loads onnxruntime-node and runs a
  *                     WebGPU probe in a child process; call it in the runner, never in the
- *                     VS Code extension host, see DESIGN.md)
+ *                     VS Code extension host)
  *   planDevices       requests + discovery → DeviceInfo[] (pure; availability errors)
  * and {@link sessionOptionsFor} turns a planned device into ONNX Runtime session options.
  *
@@ -256,7 +256,7 @@ type OrtModule = typeof import('onnxruntime-node');
 /**
  * Loads onnxruntime-node on first use. Importing it at the top of this module would load the
  * native addon into any process that merely parses a device spec, the VS Code extension
- * host included, which DESIGN.md rules out.
+ * host included, which must never load it (a native crash there takes every extension down).
  */
 function loadOrt(): OrtModule {
   // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -5,7 +5,7 @@
  * scripts/setup-code-server.mjs, the VSIX is built by scripts/package.mjs and installed
  * with `--install-extension`, and headless Chromium (Debian's `chromium`, driven by
  * playwright-core) operates the workbench as a user would: command palette, quick picks,
- * notifications, explorer, webviews. See shared/ENVIRONMENT.md, "A real VS Code in CI".
+ * notifications, explorer, webviews.
  *
  * Every instance gets a fresh user-data-dir and extensions-dir under a temp folder and its
  * own port; `close()` kills code-server's whole process group (extension host, runner

@@ -2,7 +2,7 @@
  * Runs inside VS Code's extension host (Electron), started by ../electron.test.ts through
  * @vscode/test-electron: the same flow as the code-server test, driven through the API
  * rather than the UI, once with the runner forked from Electron-as-Node and once from a
- * system Node (`parallax.runner.nodePath`), the two runtimes DESIGN.md asks to test.
+ * system Node (`parallax.runner.nodePath`), the two runtimes the runner must work under.
  * Bundled to one CommonJS file by the outer test; `vscode` comes from the host.
  */
 import assert from 'node:assert/strict';
