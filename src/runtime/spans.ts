@@ -11,6 +11,8 @@
  * line up without further alignment.
  */
 
+import type { SpanColumns } from '../profiler/trace-format';
+
 /** Span kinds, as stored in the `kind` column. */
 export const SpanKind = { compute: 0, comm: 1, idle: 2 } as const;
 export type SpanKindName = keyof typeof SpanKind;
@@ -59,24 +61,12 @@ export interface SpanExtras {
   cause?: number;
 }
 
-/** Columns a worker transfers to the runner when a run ends. Strings are worker-local. */
-export interface SpanColumnsLocal {
-  count: number;
-  strings: string[];
-  kind: Uint8Array;
-  name: Int32Array;
-  opType: Int32Array;
-  start: Float64Array;
-  dur: Float64Array;
-  step: Int32Array;
-  micro: Int32Array;
-  stage: Int32Array;
-  bytes: Float64Array;
-  peer: Int32Array;
-  parent: Int32Array;
-  flags: Uint8Array;
-  cause: Uint8Array;
-}
+/**
+ * Columns a worker transfers to the runner when a run ends: the trace's span columns (see
+ * src/profiler/trace-format.ts) without `lane`, which the runner assigns, and with a
+ * worker-local string table.
+ */
+export type SpanColumnsLocal = Omit<SpanColumns, 'lane'> & { strings: string[] };
 
 /**
  * A growable, columnar span buffer. Capacity doubles when full, so a long run costs a few

@@ -13,7 +13,7 @@
  * Protocol version history:
  *  - 1: first version.
  */
-import type { TraceJson } from '../../src/profiler/trace-format';
+import type { SpanColumns, TraceJson } from '../../src/profiler/trace-format';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -22,25 +22,7 @@ export const PROTOCOL_VERSION = 1;
  * meaning). Hosts that already hold a trace in memory post it this way: structured clone
  * copies typed arrays as blocks, and a transfer list can move them without a copy.
  */
-export type TraceColumnsDocument = Omit<TraceJson, 'spans'> & {
-  spans: {
-    count: number;
-    lane: Int32Array;
-    kind: Uint8Array;
-    name: Int32Array;
-    opType: Int32Array;
-    start: Float64Array;
-    dur: Float64Array;
-    step: Int32Array;
-    micro: Int32Array;
-    stage: Int32Array;
-    bytes: Float64Array;
-    peer: Int32Array;
-    parent: Int32Array;
-    flags: Uint8Array;
-    cause: Uint8Array;
-  };
-};
+export type TraceColumnsDocument = Omit<TraceJson, 'spans'> & { spans: SpanColumns };
 
 /** A trace as the view accepts it: the JSON document, or the same with typed columns. */
 export type TraceDocument = TraceJson | TraceColumnsDocument;
