@@ -43,6 +43,12 @@ function nonNegativeInt(name: string) {
   };
 }
 
+/** `--shards 48,16`. */
+function parseShards(v: string): number[] {
+  if (!/^\d+(,\d+)*$/.test(v)) throw new InvalidArgumentError(`--shards expects row counts like 48,16, got "${v}"`);
+  return v.split(',').map(Number);
+}
+
 /** `--dim NAME=VALUE`, repeatable. */
 function collectDim(v: string, prev: Record<string, number>): Record<string, number> {
   const m = /^(.+)=(\d+)$/.exec(v);
@@ -92,6 +98,7 @@ function progressReporter(quiet: boolean): { update(p: Progress): void; stop(): 
 interface ProfileFlags {
   mode: 'data' | 'pipeline';
   gradSync?: boolean;
+  shards?: number[];
   /** Also write a self-contained HTML report of the run. */
   report?: string;
   microBatches?: number;
@@ -124,6 +131,7 @@ async function resolveModel(model: string): Promise<{ modelPath: string; label: 
 
 /** Pipeline flags, checked before any work starts. */
 function pipelineFields(flags: ProfileFlags): Partial<ProfilePlan> {
+  if (flags.mode === 'pipeline' && flags.shards) throw new UserError('--shards applies to --mode data only');
   if (flags.mode !== 'pipeline') {
     for (const f of ['microBatches', 'stages', 'cuts'] as const) {
       if (flags[f] !== undefined) throw new UserError(`--${f === 'microBatches' ? 'micro-batches' : f} applies to --mode pipeline only`);
@@ -160,6 +168,7 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
     ...(flags.inputs ? { inputsFile: resolve(flags.inputs) } : {}),
     outPath: out,
     ...(flags.gradSync ? { gradSync: true } : {}),
+    ...(flags.shards ? { shards: flags.shards } : {}),
     ...pipelineFields(flags),
   };
   const progress = progressReporter(Boolean(flags.json));
@@ -287,6 +296,7 @@ export function buildProgram(): Command {
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})
     .option('--inputs <file>', 'inputs from a .npy or .json file instead of random data')
     .option('--report <file.html>', 'also write a self-contained HTML timeline report')
+    .option('--shards <rows>', 'data: rows per device, e.g. 48,16 (default: as even as possible)', parseShards)
     .option('--grad-sync', 'data: all-reduce a parameter-sized buffer each step, as training would (synthetic gradients)')
     .option('--micro-batches <n>', 'pipeline: micro-batches per step (default 4; must divide --batch)', positiveInt('--micro-batches'))
     .option('--stages <n>', 'pipeline: number of stages (one per device)', positiveInt('--stages'))

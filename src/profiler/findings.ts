@@ -99,6 +99,9 @@ function stragglerRule(trace: Trace, summary: ProfileSummary): Finding[] {
       diff -= step;
     }
   }
+  // Already split by throughput (as far as whole rows allow): the per-row model has nothing
+  // to move, so the slow device's cost is not per-row work (e.g. fixed per-run overhead).
+  if (next.every((r, i) => r === rows[i])) return out;
   const current = summary.stepTimeUs.median;
   const maxNow = Math.max(...c);
   const maxNext = Math.max(...next.map((r, i) => r * perRow[i]));
@@ -116,7 +119,7 @@ function stragglerRule(trace: Trace, summary: ProfileSummary): Finding[] {
       numbers: { stragglerComputeUs: c[slowest], othersMedianComputeUs: ref, ratio: c[slowest] / ref },
     },
     change: {
-      description: `Split the batch unevenly by measured throughput: shards ${rows.join('/')} → ${next.join('/')}.`,
+      description: `Split the batch unevenly by measured throughput: shards ${rows.join('/')} → ${next.join('/')} (--shards ${next.join(',')}).`,
       params: { shards: next },
     },
     currentStepUs: current,

@@ -60,6 +60,8 @@ export interface ProfilePlan {
    * values are not, and the spans say so.
    */
   gradSync?: boolean;
+  /** Data parallel: rows of the batch per device, in device order (default: as even as possible). */
+  shards?: number[];
 }
 
 /** A progress report from the runner. */

@@ -150,3 +150,20 @@ test('--grad-sync all-reduces a parameter-sized buffer each step, labelled as sy
   assert.ok(trace.meta.notes.some((n) => /synthetic/.test(n)));
   assert.deepEqual(trace.meta.plan['gradSync'], { elements: params, synthetic: true });
 });
+
+test('--shards splits the batch unevenly as given, and the output still matches one device', async () => {
+  const out = join(dir, 'shards.parallax.json');
+  const r = await runCli(['profile', 'demo', '--devices', 'cpu:2', '--batch', '16', '--shards', '12,4', '--steps', '2', '--warmup', '1', '--no-op-level', '--out', out, '--json'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(r.stdout);
+  assert.equal(s.numericalCheck.ok, true);
+  const trace = await readTrace(out);
+  assert.deepEqual(trace.meta.plan['shards'], [12, 4]);
+  // The device with three times the rows computes longer.
+  assert.ok(s.devices[0].computeUs > s.devices[1].computeUs);
+});
+
+test('shards that do not add up to the batch, or do not match the devices, are refused', async () => {
+  await expectUserError(['profile', 'demo', '--devices', 'cpu:2', '--batch', '16', '--shards', '10,5'], /adds up to 15 rows, not the batch of 16/);
+  await expectUserError(['profile', 'demo', '--devices', 'cpu:2', '--batch', '16', '--shards', '16'], /1 shard for 2 devices/);
+});

@@ -87,3 +87,13 @@ test('balanced devices raise no straggler finding', () => {
   const t = deriveIdle(traceOf(rows, [[0, 55]], meta()));
   assert.deepEqual(findings(t, summarize(t)), []);
 });
+
+test('a straggler already given the fewest rows throughput allows gets no rebalancing suggestion', () => {
+  // Lane 1 computes 85 µs for 1 row, lane 0 40 µs for 7 rows: rows ∝ throughput is 7/1 again.
+  const rows: SpanRow[] = [
+    { lane: 0, kind: 'compute', name: 'session.run', start: 0, dur: 40, step: 0 },
+    { lane: 1, kind: 'compute', name: 'session.run', start: 0, dur: 85, step: 0 },
+  ];
+  const t = deriveIdle(traceOf(rows, [[0, 85]], meta({ plan: { batch: 8, shards: [7, 1] } })));
+  assert.deepEqual(findings(t, summarize(t)).filter((f) => f.id === 'straggler'), []);
+});

@@ -259,6 +259,17 @@ interface Measured {
   plan: Record<string, unknown>;
 }
 
+/** Validates explicit shards: one positive row count per device, adding up to the batch. */
+export function checkShards(shards: number[], batch: number, devices: number): number[] {
+  if (shards.length !== devices) {
+    throw new UserError(`--shards gives ${shards.length} shard${shards.length === 1 ? '' : 's'} for ${devices} device${devices === 1 ? '' : 's'}; give one row count per device`);
+  }
+  if (shards.some((r) => !Number.isInteger(r) || r < 1)) throw new UserError(`--shards ${shards.join(',')}: every shard needs at least one row`);
+  const total = shards.reduce((a, b) => a + b, 0);
+  if (total !== batch) throw new UserError(`--shards ${shards.join(',')} adds up to ${total} rows, not the batch of ${batch}; make them add up to --batch`);
+  return shards;
+}
+
 /** Rows [start, start+count) for `parts` consecutive slices of `batch` rows. */
 function slices(counts: number[]): { start: number; count: number }[] {
   let offset = 0;
@@ -349,7 +360,7 @@ export async function runProfile(plan: ProfilePlan, hooks: RunnerHooks): Promise
       for (const d of run.done) for (const o of d.outputs ?? []) gathered.set(o.name, viewOf(o.dtype, o.data));
       measured = { devices, done: run.done, gathered, plan: pipe.planMeta };
     } else {
-      const shards = slices(splitBatch(plan.batch, devices.length));
+      const shards = slices(plan.shards ? checkShards(plan.shards, plan.batch, devices.length) : splitBatch(plan.batch, devices.length));
       const gradElements = plan.gradSync && devices.length > 1 ? ir.parameterCount : 0;
       const run = await runDevices(devices, shards, { ...common, capture: plan.capture, opLevel: plan.opLevel, gradElements }, hooks, 'steps');
       measured = {
