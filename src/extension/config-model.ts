@@ -35,6 +35,7 @@ export const PLAN_KEYS = [
   'mode',
   'devices',
   'batch',
+  'shards',
   'microBatches',
   'stages',
   'cuts',
@@ -53,6 +54,9 @@ export type PlanKey = (typeof PLAN_KEYS)[number];
 
 /** Keys that only pipeline plans use. */
 export const PIPELINE_KEYS: readonly PlanKey[] = ['microBatches', 'stages', 'cuts', 'schedule'];
+
+/** Keys that only data-parallel plans use. */
+export const DATA_KEYS: readonly PlanKey[] = ['shards'];
 
 /** Micro-batches of a pipeline plan that does not say (the CLI's default too). */
 export const DEFAULT_MICRO_BATCHES = 4;
@@ -76,6 +80,8 @@ export interface PlanValues {
   mode?: ParallelMode;
   devices?: string;
   batch?: number;
+  /** Data parallel: rows per device, in device order. */
+  shards?: number[];
   microBatches?: number;
   stages?: number;
   cuts?: string[];
@@ -220,6 +226,7 @@ function readPlan(name: string, keyNode: Node, prop: Node, valueNode: Node | und
   typed('mode', (v) => v === 'data' || v === 'pipeline', '"data" or "pipeline"');
   typed('devices', (v) => typeof v === 'string' && checkDeviceSpecText(v) === null, 'comma-separated kind:count entries, e.g. "cpu:2" or "cpu:1,webgpu:1"');
   typed('batch', isPosInt, 'a whole number ≥ 1');
+  typed('shards', (v) => Array.isArray(v) && v.length > 0 && v.every(isPosInt), 'an array of row counts ≥ 1, one per device');
   typed('microBatches', isPosInt, 'a whole number ≥ 1');
   typed('stages', isPosInt, 'a whole number ≥ 1');
   typed('cuts', (v) => Array.isArray(v) && v.every((c) => typeof c === 'string' && c !== ''), 'an array of node names');
@@ -255,8 +262,15 @@ function checkPlan(plan: ConfigPlan): void {
   const mode = v.mode ?? 'data';
   if (mode !== 'pipeline') {
     for (const k of PIPELINE_KEYS) if (plan.keys.has(k)) add(k, `"${k}" applies to "mode": "pipeline" only; this plan runs data parallel`, 'warning');
+    if (v.shards !== undefined) {
+      const n = v.devices !== undefined ? deviceCount(v.devices) : null;
+      const total = v.shards.reduce((a, b) => a + b, 0);
+      if (n !== null && v.shards.length !== n) add('shards', `${v.shards.length} shards but "devices": "${v.devices}" has ${n}; give one row count per device`);
+      else if (v.batch !== undefined && total !== v.batch) add('shards', `the shards add up to ${total} rows, not the batch of ${v.batch}`);
+    }
     return;
   }
+  for (const k of DATA_KEYS) if (plan.keys.has(k)) add(k, `"${k}" applies to "mode": "data" only; this plan runs a pipeline`, 'warning');
   const k = v.devices !== undefined ? deviceCount(v.devices) : null;
   if (v.batch !== undefined && v.microBatches !== undefined && v.batch % v.microBatches !== 0) {
     const near = [v.microBatches - 1, v.microBatches + 1, v.microBatches - 2, v.microBatches + 2].filter((x) => x >= 1 && v.batch! % x === 0);
@@ -327,6 +341,7 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
     ...(v.dims !== undefined ? { dims: v.dims } : {}),
     ...(v.inputShapes !== undefined ? { inputShapes: v.inputShapes } : {}),
     ...(v.inputs !== undefined ? { inputsFile: isAbsolute(v.inputs) ? v.inputs : join(dirname(configPath), v.inputs) } : {}),
+    ...(!pipeline && v.shards !== undefined ? { shards: v.shards } : {}),
     ...(pipeline ? { microBatches: v.microBatches ?? DEFAULT_MICRO_BATCHES } : {}),
     ...(pipeline && v.stages !== undefined ? { stages: v.stages } : {}),
     ...(pipeline && v.cuts !== undefined && v.cuts.length > 0 ? { cuts: v.cuts } : {}),

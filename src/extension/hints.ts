@@ -9,7 +9,7 @@
  *   poor-scaling       → devices (and stages, where the plan writes it)
  *   comm-bound         → batch or devices, whichever the suggestion changes
  *   host-overhead      → batch
- *   straggler          → devices (uneven shards are not a plan key: no quick fix)
+ *   straggler          → shards (rows per device, by measured throughput)
  */
 import { applyEdits, modify } from 'jsonc-parser/lib/esm/main.js';
 import type { Finding } from '../profiler/findings';
@@ -91,8 +91,7 @@ function targetOf(f: Finding): { key: PlanKey; changes: { key: PlanKey; value: u
     case 'host-overhead':
       return p['batch'] !== undefined ? { key: 'batch', changes: [{ key: 'batch', value: p['batch'] }] } : null;
     case 'straggler':
-      // The runner splits the batch evenly; uneven shards cannot be written in a plan yet.
-      return { key: 'devices', changes: [] };
+      return Array.isArray(p['shards']) ? { key: 'shards', changes: [{ key: 'shards', value: p['shards'] }] } : null;
     default:
       return null;
   }
@@ -133,7 +132,7 @@ export function hintMessage(f: Finding): string {
     case 'straggler': {
       const r = num(f, 'ratio');
       const shards = Array.isArray(p['shards']) ? (p['shards'] as number[]).join('/') : '?';
-      return `a straggler computes ${r !== undefined ? r.toFixed(2) : '?'}× the others; shards ${shards}${tail} (the runner splits the batch evenly, so this is not a plan key yet)`;
+      return `a straggler computes ${r !== undefined ? r.toFixed(2) : '?'}× the others; shards ${shards}${tail}`;
     }
     default:
       return f.message;
@@ -151,7 +150,7 @@ function sameValue(a: unknown, b: unknown): boolean {
 }
 
 /** Plan keys that shape a run: a finding measured with other values does not describe the plan any more. */
-export const RUN_SHAPE_KEYS: readonly PlanKey[] = ['devices', 'batch', 'microBatches', 'stages', 'cuts'];
+export const RUN_SHAPE_KEYS: readonly PlanKey[] = ['devices', 'batch', 'shards', 'microBatches', 'stages', 'cuts'];
 
 /**
  * Keys whose value in the plan differs from the value the run measured (`runPlan`, the

@@ -64,12 +64,11 @@ describe('findings → plan keys', () => {
     assert.deepEqual(h!.changes, [{ key: 'microBatches', value: 12 }]);
   });
 
-  it('maps each rule to its key: cuts, devices (and stages), batch; a straggler has no fix', () => {
+  it('maps each rule to its key: cuts, devices (and stages), batch', () => {
     const fs = [
       finding('pipeline-imbalance', { cuts: ['/layers.4/Add'] }, {}, { slowestStage: 1, imbalance: 1.2 }),
       finding('poor-scaling', { devices: 'cpu:1', stages: 1 }, {}, { efficiency: 0.32, devices: 2 }),
       finding('host-overhead', { batch: 256 }, { throughput: { currentPerS: 1000, predictedPerS: 1400 } }, { overheadShare: 0.23 }),
-      finding('straggler', { shards: [40, 24] }, {}, { ratio: 1.8 }),
       finding('dominant-op', {}, { severity: 'info', predictedStepUs: null }),
     ];
     const hints = planHints(fs, pipe, RUN_PLAN, SETTINGS);
@@ -79,7 +78,6 @@ describe('findings → plan keys', () => {
         ['pipeline-imbalance', 'cuts'],
         ['poor-scaling', 'devices'],
         ['host-overhead', 'batch'],
-        ['straggler', 'devices'],
       ],
     );
     assert.match(hints[0]!.message, /^stage 1 sets the pace \(imbalance 1\.20×\); cuts at \/layers\.4\/Add; predicted step 80\.1 ms \(−23%\)$/);
@@ -90,8 +88,16 @@ describe('findings → plan keys', () => {
     ]);
     assert.match(hints[1]!.fixTitle!, /^Set "devices" to "cpu:1" \(removing "cuts"\)/);
     assert.equal(hints[2]!.message, 'host overhead 23% of device time; batch 256 predicts 1400 samples/s (+40%)');
-    assert.equal(hints[3]!.fixTitle, null);
-    assert.match(hints[3]!.message, /shards 40\/24/);
+  });
+
+  it('maps a straggler to "shards" in a data plan, with a fix that writes the rebalanced rows', () => {
+    const data = findPlan(doc, 'data')!;
+    const hints = planHints([finding('straggler', { shards: [40, 24] }, {}, { ratio: 1.8 })], data, { devices: 'cpu:2', batch: 64, shards: [32, 32] }, SETTINGS);
+    assert.equal(hints.length, 1);
+    assert.equal(hints[0]!.key, 'shards');
+    assert.deepEqual(hints[0]!.changes, [{ key: 'shards', value: [40, 24] }]);
+    assert.match(hints[0]!.message, /shards 40\/24/);
+    assert.notEqual(hints[0]!.fixTitle, null);
   });
 
   it('maps comm-bound to "batch" or "devices", whichever its suggestion changes', () => {
