@@ -52,17 +52,22 @@ export function viewOf(dtype: string, buf: ArrayBufferLike): AnyTypedArray {
   return new (ctorFor(dtype))(buf);
 }
 
+/** Elements before `axis` (outer), after it (inner), and the rows along it. */
+function rowGeometry(dims: readonly number[], axis: number): { outer: number; inner: number; rows: number } {
+  let outer = 1;
+  for (let i = 0; i < axis; i++) outer *= dims[i];
+  let inner = 1;
+  for (let i = axis + 1; i < dims.length; i++) inner *= dims[i];
+  return { outer, inner, rows: dims[axis] };
+}
+
 /**
  * Copies rows [start, start+count) along `axis` of `src` (shape `dims`) into `dst`, which has
  * the same shape with `count` at `axis`. Axis 0 is one contiguous copy; other axes copy one
  * contiguous block per index of the leading axes.
  */
 export function copyRows(src: AnyTypedArray, dims: readonly number[], axis: number, start: number, count: number, dst: AnyTypedArray): void {
-  let outer = 1;
-  for (let i = 0; i < axis; i++) outer *= dims[i];
-  let inner = 1;
-  for (let i = axis + 1; i < dims.length; i++) inner *= dims[i];
-  const rows = dims[axis];
+  const { outer, inner, rows } = rowGeometry(dims, axis);
   const block = count * inner;
   const d = dst as unknown as { set(a: ArrayLike<number | bigint>, o: number): void };
   for (let o = 0; o < outer; o++) {
@@ -73,11 +78,7 @@ export function copyRows(src: AnyTypedArray, dims: readonly number[], axis: numb
 
 /** Inverse of {@link copyRows}: writes `src` (rows of a shard) into rows [start, start+count) of `dst`. */
 export function placeRows(src: AnyTypedArray, dims: readonly number[], axis: number, start: number, count: number, dst: AnyTypedArray): void {
-  let outer = 1;
-  for (let i = 0; i < axis; i++) outer *= dims[i];
-  let inner = 1;
-  for (let i = axis + 1; i < dims.length; i++) inner *= dims[i];
-  const rows = dims[axis];
+  const { outer, inner, rows } = rowGeometry(dims, axis);
   const block = count * inner;
   const d = dst as unknown as { set(a: ArrayLike<number | bigint>, o: number): void };
   for (let o = 0; o < outer; o++) {
