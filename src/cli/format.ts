@@ -14,11 +14,14 @@ function pct(x: number): string {
   return Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : '–';
 }
 
-/** Lays out rows as a table with a header rule; the first column is left-aligned. */
-export function table(header: string[], rows: string[][]): string {
+/**
+ * Lays out rows as a table with a header rule. By default the first column is left-aligned
+ * and the others (numbers) right-aligned; `leftColumns` left-aligns more of them (text).
+ */
+export function table(header: string[], rows: string[][], leftColumns = 1): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+    cells.map((c, i) => (i < leftColumns ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
   return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
@@ -131,6 +134,7 @@ export function formatAnalysis(s: ProfileSummary, a: Analysis): string {
         table(
           ['operator', 'type', 'mean', 'share of step'],
           g.ops.slice(0, 5).map((o) => [o.node, o.opType, ms(o.meanUs), pct(o.shareOfStep)]),
+          2,
         ),
       );
     }

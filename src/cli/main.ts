@@ -232,6 +232,7 @@ async function devicesCommand(flags: { json?: boolean }): Promise<void> {
     `${table(
       ['kind', 'available', 'provider', 'detail'],
       d.kinds.map((k) => [k.kind, k.available ? 'yes' : 'no', k.provider, k.detail]),
+      4,
     )}\n`,
   );
 }
