@@ -266,6 +266,23 @@ export function allocSpans(n: number): SpanColumns {
   return cols as unknown as SpanColumns;
 }
 
+/** A string table: each distinct string once, spans refer to it by index. */
+export class StringTable {
+  readonly strings: string[] = [];
+  private readonly index = new Map<string, number>();
+
+  /** The index of `s`, adding it on first use. */
+  intern(s: string): number {
+    let i = this.index.get(s);
+    if (i === undefined) {
+      i = this.strings.length;
+      this.strings.push(s);
+      this.index.set(s, i);
+    }
+    return i;
+  }
+}
+
 /** A span as a plain object, for tests, tooltips and small traces. */
 export interface SpanRow {
   lane: number;
@@ -289,19 +306,13 @@ export interface SpanRow {
  * Used by the runner when it merges worker buffers, by importers and by the projection.
  */
 export class TraceBuilder {
-  readonly strings: string[] = [];
-  private readonly index = new Map<string, number>();
+  private readonly table = new StringTable();
+  readonly strings: string[] = this.table.strings;
   private cols: SpanColumns = allocSpans(1024);
   private n = 0;
 
   intern(s: string): number {
-    let i = this.index.get(s);
-    if (i === undefined) {
-      i = this.strings.length;
-      this.strings.push(s);
-      this.index.set(s, i);
-    }
-    return i;
+    return this.table.intern(s);
   }
 
   get count(): number {

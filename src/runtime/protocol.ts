@@ -92,7 +92,6 @@ export type FromRunner =
   | {
       type: 'result';
       tracePath: string | null;
-      traceJson: string | null;
       /** Null for a dry run. */
       summary: unknown;
       findings: unknown[];

@@ -11,7 +11,7 @@
  * line up without further alignment.
  */
 
-import type { SpanColumns } from '../profiler/trace-format';
+import { allocSpans, SPAN_COLUMNS, StringTable, type SpanColumns } from '../profiler/trace-format';
 
 /** Span kinds, as stored in the `kind` column. */
 export const SpanKind = { compute: 0, comm: 1, idle: 2 } as const;
@@ -73,33 +73,15 @@ export type SpanColumnsLocal = Omit<SpanColumns, 'lane'> & { strings: string[] }
  * reallocations rather than one per span.
  */
 export class SpanBuffer implements CommRecorder {
-  private cols: Omit<SpanColumnsLocal, 'count' | 'strings'>;
+  // The trace's own column layout; `lane` stays unused here (the runner assigns lanes).
+  private cols: SpanColumns;
   private n = 0;
-  private readonly strings: string[] = [];
-  private readonly stringIndex = new Map<string, number>();
+  private readonly table = new StringTable();
   /** Step, micro-batch and stage applied to spans recorded without explicit values. */
   context = { step: -1, micro: -1, stage: -1 };
 
   constructor(capacity = 4096) {
-    this.cols = SpanBuffer.alloc(Math.max(16, capacity));
-  }
-
-  private static alloc(cap: number): Omit<SpanColumnsLocal, 'count' | 'strings'> {
-    return {
-      kind: new Uint8Array(cap),
-      name: new Int32Array(cap),
-      opType: new Int32Array(cap),
-      start: new Float64Array(cap),
-      dur: new Float64Array(cap),
-      step: new Int32Array(cap),
-      micro: new Int32Array(cap),
-      stage: new Int32Array(cap),
-      bytes: new Float64Array(cap),
-      peer: new Int32Array(cap),
-      parent: new Int32Array(cap),
-      flags: new Uint8Array(cap),
-      cause: new Uint8Array(cap),
-    };
+    this.cols = allocSpans(Math.max(16, capacity));
   }
 
   get count(): number {
@@ -108,21 +90,12 @@ export class SpanBuffer implements CommRecorder {
 
   /** Interns a string into this buffer's string table. */
   intern(s: string): number {
-    let i = this.stringIndex.get(s);
-    if (i === undefined) {
-      i = this.strings.length;
-      this.strings.push(s);
-      this.stringIndex.set(s, i);
-    }
-    return i;
+    return this.table.intern(s);
   }
 
   private grow(): void {
-    const cap = this.cols.kind.length * 2;
-    const next = SpanBuffer.alloc(cap);
-    for (const key of Object.keys(next) as (keyof typeof next)[]) {
-      (next[key] as { set(a: ArrayLike<number>): void }).set(this.cols[key]);
-    }
+    const next = allocSpans(this.cols.kind.length * 2);
+    for (const c of SPAN_COLUMNS) (next[c] as Float64Array).set(this.cols[c] as Float64Array);
     this.cols = next;
   }
 
@@ -167,32 +140,13 @@ export class SpanBuffer implements CommRecorder {
 
   /** Trimmed copies of the columns, ready to transfer to another thread. */
   take(): SpanColumnsLocal {
-    const n = this.n;
-    const c = this.cols;
-    return {
-      count: n,
-      strings: this.strings.slice(),
-      kind: c.kind.slice(0, n),
-      name: c.name.slice(0, n),
-      opType: c.opType.slice(0, n),
-      start: c.start.slice(0, n),
-      dur: c.dur.slice(0, n),
-      step: c.step.slice(0, n),
-      micro: c.micro.slice(0, n),
-      stage: c.stage.slice(0, n),
-      bytes: c.bytes.slice(0, n),
-      peer: c.peer.slice(0, n),
-      parent: c.parent.slice(0, n),
-      flags: c.flags.slice(0, n),
-      cause: c.cause.slice(0, n),
-    };
+    const out = { count: this.n, strings: this.table.strings.slice() } as Record<string, unknown>;
+    for (const c of SPAN_COLUMNS) if (c !== 'lane') out[c] = (this.cols[c] as Float64Array).slice(0, this.n);
+    return out as unknown as SpanColumnsLocal;
   }
 
   /** The ArrayBuffers of a {@link take} result, for a postMessage transfer list. */
   static transferList(cols: SpanColumnsLocal): ArrayBuffer[] {
-    return [
-      cols.kind, cols.name, cols.opType, cols.start, cols.dur, cols.step, cols.micro,
-      cols.stage, cols.bytes, cols.peer, cols.parent, cols.flags, cols.cause,
-    ].map((a) => a.buffer as ArrayBuffer);
+    return SPAN_COLUMNS.filter((c) => c !== 'lane').map((c) => (cols[c as Exclude<typeof c, 'lane'>] as Float64Array).buffer as ArrayBuffer);
   }
 }

@@ -42,7 +42,6 @@ process.on('message', (m: unknown) => {
       await send({
         type: 'result',
         tracePath: m.plan.dryRun ? null : m.plan.outPath,
-        traceJson: null,
         summary,
         findings: trace?.findings ?? [],
         ...(planText !== undefined ? { planText, planInfo } : {}),
