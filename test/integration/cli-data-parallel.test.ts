@@ -4,11 +4,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, existsSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { onnx } from 'onnx-proto';
-import { runCli } from '../helpers/cli';
+import { runCli, expectUserError as expectUserErrorIn } from '../helpers/cli';
 import { tinyMatMulModelBytes } from '../helpers/tiny-model';
 import { readTrace } from '../../src/profiler/trace-io';
 import { spanRow } from '../../src/profiler/trace-format';
@@ -77,18 +77,7 @@ test('devices lists cpu and says whether webgpu and cuda are available', async (
 });
 
 /** Bad input: one line on stderr naming the problem, exit ≠ 0, no stack trace, no output file. */
-async function expectUserError(args: string[], pattern: RegExp): Promise<void> {
-  const out = join(dir, `bad-${Math.random().toString(36).slice(2)}.parallax.json`);
-  const r = await runCli([...args, '--out', out, '--steps', '1', '--warmup', '0'], { env });
-  assert.notEqual(r.code, 0, `exit code for ${args.join(' ')}`);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line, got:\n${r.stderr}`);
-  assert.match(lines[0], /^parallax: /);
-  assert.match(lines[0], pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /);
-  assert.equal(existsSync(out), false, 'nothing written');
-  assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
-}
+const expectUserError = (args: string[], pattern: RegExp): Promise<void> => expectUserErrorIn(args, pattern, dir, env);
 
 test('a missing model file is named in a one-line error', async () => {
   await expectUserError(['profile', join(dir, 'nope.onnx')], /nope\.onnx: no such file/);

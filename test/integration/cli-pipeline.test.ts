@@ -4,10 +4,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, existsSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { runCli } from '../helpers/cli';
+import { runCli, expectUserError as expectUserErrorIn } from '../helpers/cli';
 import { ocrDetModelPath, MISSING_MODELS_HINT } from '../helpers/models';
 import { writeTinyMatMulModel } from '../helpers/tiny-model';
 import { readTrace } from '../../src/profiler/trace-io';
@@ -91,16 +91,7 @@ test('plan balances the 24-layer demo model within 10% for 2 and 4 stages withou
   assert.match(text.stdout, /Balance/);
 });
 
-async function expectUserError(args: string[], pattern: RegExp): Promise<void> {
-  const out = join(dir, `bad-${Math.random().toString(36).slice(2)}.parallax.json`);
-  const r = await runCli([...args, '--out', out, '--steps', '1', '--warmup', '0'], { env });
-  assert.notEqual(r.code, 0);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], /^parallax: /);
-  assert.match(lines[0], pattern);
-  assert.equal(existsSync(out), false);
-}
+const expectUserError = (args: string[], pattern: RegExp): Promise<void> => expectUserErrorIn(args, pattern, dir, env);
 
 test('more stages than the model has nodes is refused', async () => {
   const tiny = writeTinyMatMulModel();
