@@ -4,10 +4,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { onnx } from 'onnx-proto';
+import { ensureDemoModel } from '../../src/runtime/onnx/demo-model';
 import { runCli, expectUserError as expectUserErrorIn } from '../helpers/cli';
 import { tinyMatMulModelBytes } from '../helpers/tiny-model';
 import { readTrace } from '../../src/profiler/trace-io';
@@ -90,9 +91,8 @@ test('a file that is not ONNX is refused with its name', async () => {
 });
 
 test('a truncated ONNX file is refused with its name', async () => {
-  const demo = readdirSync(join(dir, 'cache')).find((f) => f.endsWith('.onnx'));
-  assert.ok(demo, 'demo model cached by the first test');
-  const bytes = readFileSync(join(dir, 'cache', demo));
+  // The same cached file the CLI's `demo` uses (made here if no earlier test made it).
+  const bytes = readFileSync(await ensureDemoModel(join(dir, 'cache')));
   const p = join(dir, 'truncated.onnx');
   writeFileSync(p, bytes.subarray(0, Math.floor(bytes.length / 3)));
   await expectUserError(['profile', p], /truncated\.onnx.*truncated/i);
