@@ -7,10 +7,9 @@
  * Target: the suggested change lowers the measured step, and the prediction is within 15 %.
  */
 import * as os from 'node:os';
-import { join } from 'node:path';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { profile } from '../src/runtime/api';
-import { ensureDemoModel } from '../src/runtime/onnx/demo-model';
+import { demoPlan } from './demo-plan';
 import type { ProfilePlan } from '../src/runtime/protocol';
 import { median } from '../src/profiler/stats';
 import type { Finding } from '../src/profiler/findings';
@@ -41,23 +40,7 @@ async function trial(base: ProfilePlan, rule: string, apply: (f: Finding) => Par
 }
 
 async function main(): Promise<void> {
-  const cache = process.env['PARALLAX_CACHE'] ?? join(os.homedir(), '.cache', 'parallax');
-  const model = await ensureDemoModel(cache);
-  const base: ProfilePlan = {
-    modelPath: model,
-    modelLabel: 'demo',
-    mode: 'pipeline',
-    devices: 'cpu:2',
-    batch: 64,
-    steps: 8,
-    warmup: 2,
-    seed: 0,
-    capture: true,
-    opLevel: false,
-    baseline: false,
-    outPath: null,
-    microBatches: 4,
-  };
+  const base = await demoPlan({ mode: 'pipeline', steps: 8, microBatches: 4 });
   const imbalance = await trial({ ...base, cuts: ['/layers.5/Add'] }, 'pipeline-imbalance', (f) => ({ cuts: f.change.params['cuts'] as string[] }));
   // At batch 64 a micro-batch of this model is dominated by streaming its stage's weights, so
   // more micro-batches do not pay and the bubble rule rightly stays silent; at batch 256 the

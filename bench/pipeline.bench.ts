@@ -4,11 +4,9 @@
  * cpu:2 pipeline (batch 64), repeated and interleaved, medians reported.
  */
 import * as os from 'node:os';
-import { join } from 'node:path';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { profile } from '../src/runtime/api';
-import { ensureDemoModel } from '../src/runtime/onnx/demo-model';
-import type { ProfilePlan } from '../src/runtime/protocol';
+import { demoPlan } from './demo-plan';
 import { median } from '../src/profiler/stats';
 import { gpipeBubble } from '../src/profiler/summary';
 
@@ -16,22 +14,7 @@ const REPEATS = Number(process.env['BENCH_REPEATS'] ?? 3);
 const MS = [2, 4, 8, 16];
 
 async function main(): Promise<void> {
-  const cache = process.env['PARALLAX_CACHE'] ?? join(os.homedir(), '.cache', 'parallax');
-  const model = await ensureDemoModel(cache);
-  const base: ProfilePlan = {
-    modelPath: model,
-    modelLabel: 'demo',
-    mode: 'pipeline',
-    devices: 'cpu:2',
-    batch: 64,
-    steps: 10,
-    warmup: 2,
-    seed: 0,
-    capture: true,
-    opLevel: false,
-    baseline: false,
-    outPath: null,
-  };
+  const base = await demoPlan({ mode: 'pipeline' });
   const bubbles = new Map<number, number[]>(MS.map((m) => [m, []]));
   const steps = new Map<number, number[]>(MS.map((m) => [m, []]));
   const balance2: number[] = [];

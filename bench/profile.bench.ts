@@ -10,30 +10,14 @@ import * as os from 'node:os';
 import { join } from 'node:path';
 import { mkdirSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { profile } from '../src/runtime/api';
-import { ensureDemoModel } from '../src/runtime/onnx/demo-model';
-import type { ProfilePlan } from '../src/runtime/protocol';
+import { demoPlan } from './demo-plan';
 import { median } from '../src/profiler/stats';
 
 const REPEATS = Number(process.env['BENCH_REPEATS'] ?? 5);
 
 async function main(): Promise<void> {
-  const cache = process.env['PARALLAX_CACHE'] ?? join(os.homedir(), '.cache', 'parallax');
-  const model = await ensureDemoModel(cache);
   const tmp = mkdtempSync(join(os.tmpdir(), 'parallax-bench-'));
-  const base: ProfilePlan = {
-    modelPath: model,
-    modelLabel: 'demo',
-    mode: 'data',
-    devices: 'cpu:2',
-    batch: 64,
-    steps: 20,
-    warmup: 3,
-    seed: 0,
-    capture: true,
-    opLevel: true,
-    baseline: true,
-    outPath: join(tmp, 'run.parallax.json'),
-  };
+  const base = await demoPlan({ steps: 20, warmup: 3, opLevel: true, baseline: true, outPath: join(tmp, 'run.parallax.json') });
 
   const speedups: number[] = [];
   for (let i = 0; i < Math.max(3, Math.ceil(REPEATS / 2)); i++) {

@@ -10,14 +10,13 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { basename, join, resolve } from 'node:path';
-import * as os from 'node:os';
 import { existsSync } from 'node:fs';
 import { UserError, isUserError } from '../common/errors';
 import { TOOL_VERSION } from '../common/version';
 import { profile, ProfileCancelled } from '../runtime/api';
 import type { ProfilePlan, Progress } from '../runtime/protocol';
 import { discoverDevices } from '../runtime/device/discovery';
-import { ensureDemoModel } from '../runtime/onnx/demo-model';
+import { defaultCacheDir, ensureDemoModel } from '../runtime/onnx/demo-model';
 import { readTrace } from '../profiler/trace-io';
 import { summarize } from '../profiler/summary';
 import { findings as runFindings, type Finding } from '../profiler/findings';
@@ -61,11 +60,6 @@ function collectShape(v: string, prev: Record<string, number[]>): Record<string,
   const m = /^(.+)=(\d+(?:,\d+)*)$/.exec(v);
   if (!m) throw new InvalidArgumentError(`--input-shape expects NAME=D0,D1,…, got "${v}"`);
   return { ...prev, [m[1]]: m[2].split(',').map(Number) };
-}
-
-/** Where the bundled demo model and other generated files are cached. */
-export function cacheDir(): string {
-  return process.env['PARALLAX_CACHE'] ?? join(os.homedir(), '.cache', 'parallax');
 }
 
 /** Progress display: a bar on a terminal, nothing when piped or with --json. */
@@ -122,7 +116,7 @@ interface ProfileFlags {
 
 /** Resolves the model argument: a file, or `demo` for the generated demo model. */
 async function resolveModel(model: string): Promise<{ modelPath: string; label: string }> {
-  if (model === 'demo' && !existsSync(model)) return { modelPath: await ensureDemoModel(cacheDir()), label: 'demo' };
+  if (model === 'demo' && !existsSync(model)) return { modelPath: await ensureDemoModel(defaultCacheDir()), label: 'demo' };
   if (!existsSync(model)) {
     throw new UserError(`${model}: no such file; give the path of an .onnx model (or "demo" for the bundled demo model)`);
   }

@@ -21,6 +21,7 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { onnx } from 'onnx-proto';
 import { encodeModel, parseModel, saveModel } from './model';
@@ -173,4 +174,9 @@ async function isValidDemo(path: string, o: Required<DemoModelOptions>): Promise
     // A damaged or foreign file under our name is rebuilt, not reported: the cache is ours.
     return false;
   }
+}
+
+/** Where the demo model (and other generated files) are cached: $PARALLAX_CACHE or ~/.cache/parallax. */
+export function defaultCacheDir(): string {
+  return process.env['PARALLAX_CACHE'] ?? join(homedir(), '.cache', 'parallax');
 }
