@@ -83,7 +83,7 @@ export function summarize(trace: Trace): ProfileSummary {
   const compute = new Float64Array(nLanes);
   const comm = new Float64Array(nLanes);
   const idle = new Float64Array(nLanes);
-  const idleBy = Array.from({ length: nLanes }, () => ({ bubble: 0, collective: 0, host: 0, other: 0 }));
+  const idleBy = Array.from({ length: nLanes }, () => ({ bubble: 0, collective: 0, host: 0, other: 0, backpressure: 0 }));
   const measured = new Set(trace.steps.map((w) => w.index));
   const computeByStep = Array.from({ length: nLanes }, () => new Map<number, number>());
   for (let i = 0; i < s.count; i++) {

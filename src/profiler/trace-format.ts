@@ -17,32 +17,28 @@
  *
  * Version history:
  *  - version 1: first format.
+ *  - version 2: span columns `comm` (what a communication span does, {@link COMM_OPS}) and
+ *    `phase` ({@link PHASES}); flag 16 (synthetic data); idle cause `backpressure`;
+ *    `meta.plan` is the typed {@link TracePlan} (src/profiler/plan.ts); `meta.program`.
+ *    Version 1 files are migrated on read (see {@link traceFromJson}).
  *
  * The JSON schema for the file is {@link TraceSchema} (TypeBox, which is JSON Schema);
  * `npm run schema` writes it to `schemas/parallax-trace.schema.json`.
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { migrateV1Plan } from './plan';
 
 /** The current format version; readers accept this and every earlier version. */
-export const TRACE_FORMAT_VERSION = 1;
+export const TRACE_FORMAT_VERSION = 2;
 /** The `format` tag every trace file carries. */
 export const TRACE_FORMAT_TAG = 'parallax-trace';
 
-/** Span kinds, as stored in `spans.kind`. */
-export const SPAN_KINDS = ['compute', 'comm', 'idle'] as const;
-export type SpanKindName = (typeof SPAN_KINDS)[number];
-
-/**
- * Causes of idle time, as stored in `spans.cause` (0 for spans that are not idle).
- *  - bubble: a pipeline stage waiting on its previous stage (fill/drain);
- *  - collective: waiting for the slowest peer at a collective or step barrier (straggler/sync);
- *  - host: the host thread preparing the step (input slicing, scheduling, session overhead);
- *  - other: a gap with no better explanation.
- */
-export const IDLE_CAUSES = ['none', 'bubble', 'collective', 'host', 'other'] as const;
-export type IdleCause = (typeof IDLE_CAUSES)[number];
-export const IdleCauseCode = { none: 0, bubble: 1, collective: 2, host: 3, other: 4 } as const;
+// The span vocabulary (kinds, flags, communication operations, phases, idle causes) is
+// part of this format; it sits in its own module so that program.ts can use it too.
+export * from './span-vocabulary';
+import { COMM_OPS, CommOpCode, IDLE_CAUSES, IdleCauseCode, PHASES, PhaseCode, SPAN_KINDS, SpanKind, type CommOp, type IdleCause, type Phase, type SpanKindName } from './span-vocabulary';
+import { ProgramSchema } from './program';
 
 /** One dimension of a tensor shape: a size, a symbolic name, or unknown. */
 const Dim = Type.Union([Type.Number(), Type.String(), Type.Null()]);
@@ -140,6 +136,8 @@ export const TraceMetaSchema = Type.Object({
   link: Type.Optional(
     Type.Object({ preset: Type.String(), alphaUs: Type.Number(), betaGBps: Type.Number(), emulated: Type.Literal(true) }),
   ),
+  /** The device program the run executed (or the simulation ran); added in version 2. */
+  program: Type.Optional(ProgramSchema),
   /** Whether operator spans from ONNX Runtime's profiler are included. */
   opLevel: Type.Boolean(),
   /** Free-form notes shown with the trace (e.g. why a device was labelled shared). */
@@ -192,10 +190,14 @@ export const SpanColumnsSchema = Type.Object({
   peer: NumArray,
   /** Enclosing span (operator spans nest under their compute span), -1 for top level. */
   parent: NumArray,
-  /** Bit flags: 1 emulated, 2 predicted, 4 staging copy, 8 operator span. */
+  /** Bit flags, {@link SpanFlag}: 1 emulated, 2 predicted, 4 staging copy, 8 operator span, 16 synthetic data. */
   flags: NumArray,
   /** Idle cause, index into {@link IDLE_CAUSES}; 0 for non-idle spans. */
   cause: NumArray,
+  /** Communication operation, index into {@link COMM_OPS}; 0 for other spans. Added in version 2. */
+  comm: NumArray,
+  /** Phase, index into {@link PHASES}. Added in version 2. */
+  phase: NumArray,
 });
 export type SpanColumnsJson = Static<typeof SpanColumnsSchema>;
 
@@ -231,6 +233,8 @@ export interface SpanColumns {
   parent: Int32Array;
   flags: Uint8Array;
   cause: Uint8Array;
+  comm: Uint8Array;
+  phase: Uint8Array;
 }
 
 /** A trace in memory. */
@@ -246,23 +250,30 @@ export interface Trace {
 
 /** Names of the span columns, in file order. */
 export const SPAN_COLUMNS = [
-  'lane', 'kind', 'name', 'opType', 'start', 'dur', 'step', 'micro', 'stage', 'bytes', 'peer', 'parent', 'flags', 'cause',
+  'lane', 'kind', 'name', 'opType', 'start', 'dur', 'step', 'micro', 'stage', 'bytes', 'peer', 'parent', 'flags', 'cause', 'comm', 'phase',
 ] as const;
 export type SpanColumnName = (typeof SPAN_COLUMNS)[number];
 
-const COLUMN_TYPES: Record<SpanColumnName, 'i32' | 'u8' | 'f64'> = {
+/** Element type of each span column in memory. */
+export const SPAN_COLUMN_TYPES: Record<SpanColumnName, 'i32' | 'u8' | 'f64'> = {
   lane: 'i32', kind: 'u8', name: 'i32', opType: 'i32', start: 'f64', dur: 'f64', step: 'i32', micro: 'i32',
-  stage: 'i32', bytes: 'f64', peer: 'i32', parent: 'i32', flags: 'u8', cause: 'u8',
+  stage: 'i32', bytes: 'f64', peer: 'i32', parent: 'i32', flags: 'u8', cause: 'u8', comm: 'u8', phase: 'u8',
 };
 
-function allocColumn(type: 'i32' | 'u8' | 'f64', n: number): Int32Array | Uint8Array | Float64Array {
-  return type === 'i32' ? new Int32Array(n) : type === 'u8' ? new Uint8Array(n) : new Float64Array(n);
+/** The typed-array constructor of a span column. */
+export function spanColumnCtor(c: SpanColumnName): Int32ArrayConstructor | Uint8ArrayConstructor | Float64ArrayConstructor {
+  const type = SPAN_COLUMN_TYPES[c];
+  return type === 'i32' ? Int32Array : type === 'u8' ? Uint8Array : Float64Array;
+}
+
+function allocColumn(c: SpanColumnName, n: number): Int32Array | Uint8Array | Float64Array {
+  return new (spanColumnCtor(c))(n);
 }
 
 /** Allocates empty span columns for `n` spans. */
 export function allocSpans(n: number): SpanColumns {
   const cols = { count: n } as Record<string, unknown>;
-  for (const c of SPAN_COLUMNS) cols[c] = allocColumn(COLUMN_TYPES[c], n);
+  for (const c of SPAN_COLUMNS) cols[c] = allocColumn(c, n);
   return cols as unknown as SpanColumns;
 }
 
@@ -299,6 +310,8 @@ export interface SpanRow {
   parent?: number;
   flags?: number;
   cause?: IdleCause;
+  comm?: CommOp;
+  phase?: Phase;
 }
 
 /**
@@ -348,6 +361,8 @@ export class TraceBuilder {
     c.parent[i] = row.parent ?? -1;
     c.flags[i] = row.flags ?? 0;
     c.cause[i] = row.cause === undefined ? 0 : IdleCauseCode[row.cause];
+    c.comm[i] = row.comm === undefined ? 0 : CommOpCode[row.comm];
+    c.phase[i] = row.phase === undefined ? 0 : PhaseCode[row.phase];
     return i;
   }
 
@@ -373,6 +388,8 @@ export class TraceBuilder {
       parent: ArrayLike<number>;
       flags: ArrayLike<number>;
       cause: ArrayLike<number>;
+      comm: ArrayLike<number>;
+      phase: ArrayLike<number>;
     },
     lane: number,
     timeZeroUs: number,
@@ -402,6 +419,8 @@ export class TraceBuilder {
       c.parent[i] = parent < 0 ? -1 : parent + base;
       c.flags[i] = block.flags[j];
       c.cause[i] = block.cause[j];
+      c.comm[i] = block.comm[j];
+      c.phase[i] = block.phase[j];
     }
     this.n += n;
   }
@@ -433,6 +452,8 @@ export function spanRow(trace: Pick<Trace, 'spans' | 'strings'>, i: number): Spa
   if (s.parent[i] >= 0) row.parent = s.parent[i];
   if (s.flags[i] !== 0) row.flags = s.flags[i];
   if (s.cause[i] !== 0) row.cause = IDLE_CAUSES[s.cause[i]];
+  if (s.comm[i] !== 0) row.comm = COMM_OPS[s.comm[i]];
+  if (s.phase[i] !== 0) row.phase = PHASES[s.phase[i]];
   return row;
 }
 
@@ -468,8 +489,40 @@ export class TraceFormatError extends Error {
   }
 }
 
+/**
+ * Brings a version-1 document to version 2: the `comm` column is filled from the span names
+ * version 1 used (this migration is the one place that reads a meaning out of a name), the
+ * `phase` column marks top-level compute as forward, and `meta.plan` becomes a typed plan.
+ */
+function migrateV1(doc: Record<string, unknown>): Record<string, unknown> {
+  const spans = doc['spans'] as Record<string, unknown> | undefined;
+  const strings = doc['strings'];
+  const meta = doc['meta'] as Record<string, unknown> | undefined;
+  if (!spans || !Array.isArray(strings) || !meta) return doc;
+  const n = typeof spans['count'] === 'number' ? spans['count'] : 0;
+  const kind = spans['kind'];
+  const name = spans['name'];
+  const parent = spans['parent'];
+  if (!Array.isArray(kind) || !Array.isArray(name) || !Array.isArray(parent)) return doc;
+  const comm = new Array<number>(n).fill(0);
+  const phase = new Array<number>(n).fill(0);
+  const byPrefix = (s: string): number => {
+    for (const op of COMM_OPS) if (op !== 'none' && s.startsWith(op)) return CommOpCode[op];
+    return 0;
+  };
+  for (let i = 0; i < n; i++) {
+    if (kind[i] === SpanKind.comm) comm[i] = byPrefix(String(strings[name[i] as number] ?? ''));
+    else if (kind[i] === SpanKind.compute && parent[i] === -1) phase[i] = PhaseCode.forward;
+  }
+  const plan = meta['plan'];
+  const migratedPlan =
+    plan && typeof plan === 'object' && !('mode' in plan) ? migrateV1Plan(String(meta['mode']), plan as Record<string, unknown>) : plan;
+  return { ...doc, version: 2, meta: { ...meta, plan: migratedPlan }, spans: { ...spans, comm, phase } };
+}
+
 /** Validates a parsed JSON document and converts it to an in-memory trace. */
-export function traceFromJson(doc: unknown): Trace {
+export function traceFromJson(input: unknown): Trace {
+  let doc = input;
   if (typeof doc !== 'object' || doc === null || (doc as { format?: unknown }).format !== TRACE_FORMAT_TAG) {
     throw new TraceFormatError(`not a Parallax trace (missing "format": "${TRACE_FORMAT_TAG}")`);
   }
@@ -479,6 +532,7 @@ export function traceFromJson(doc: unknown): Trace {
       `trace format version ${String(version)} is newer than this Parallax understands (${TRACE_FORMAT_VERSION}); update Parallax`,
     );
   }
+  if (version < 2) doc = migrateV1(doc as Record<string, unknown>);
   const rawSpans = (doc as { spans?: Record<string, unknown> }).spans;
   const header = { ...(doc as object), spans: { count: rawSpans?.['count'] } };
   if (!headerCheck.Check(header)) {

@@ -11,24 +11,9 @@
  * line up without further alignment.
  */
 
-import { allocSpans, SPAN_COLUMNS, StringTable, type SpanColumns } from '../profiler/trace-format';
+import { allocSpans, SPAN_COLUMNS, SpanKind, StringTable, type SpanColumns, type SpanKindCode } from '../profiler/trace-format';
 
-/** Span kinds, as stored in the `kind` column. */
-export const SpanKind = { compute: 0, comm: 1, idle: 2 } as const;
-export type SpanKindName = keyof typeof SpanKind;
-export type SpanKindCode = (typeof SpanKind)[SpanKindName];
-
-/** Bit flags stored in the `flags` column. */
-export const SpanFlag = {
-  /** Duration stretched or produced by the link model rather than measured. */
-  emulated: 1,
-  /** Produced by the projection model, not measured. */
-  predicted: 2,
-  /** A host staging copy around a device (GPU) transfer. */
-  staging: 4,
-  /** An operator span from ONNX Runtime's own profiler, nested under a compute span. */
-  op: 8,
-} as const;
+export { SpanKind, SpanFlag, type SpanKindName, type SpanKindCode } from '../profiler/trace-format';
 
 /** Microseconds on the process-wide clock. */
 export function nowUs(): number {
@@ -59,6 +44,10 @@ export interface SpanExtras {
   opType?: string;
   flags?: number;
   cause?: number;
+  /** {@link CommOpCode} of a communication span. */
+  comm?: number;
+  /** {@link PhaseCode} of the span. */
+  phase?: number;
 }
 
 /**
@@ -117,6 +106,8 @@ export class SpanBuffer implements CommRecorder {
     c.parent[i] = x.parent ?? -1;
     c.flags[i] = x.flags ?? 0;
     c.cause[i] = x.cause ?? 0;
+    c.comm[i] = x.comm ?? 0;
+    c.phase[i] = x.phase ?? 0;
     return i;
   }
 

@@ -8,6 +8,7 @@ import {
   SPAN_COLUMNS,
   SPAN_KINDS,
   traceFromJson,
+  spanColumnCtor,
   TraceFormatError,
   type SpanColumnName,
   type Trace,
@@ -18,23 +19,7 @@ import { num, obj, str } from './format';
 import { F_EMULATED, F_PREDICTED, nameRoleOf, type Prepared } from './model';
 import { prepareSpans } from './prep-client';
 
-type ColumnCtor = Int32ArrayConstructor | Uint8ArrayConstructor | Float64ArrayConstructor;
-const COLUMN_CTORS: Record<SpanColumnName, ColumnCtor> = {
-  lane: Int32Array,
-  kind: Uint8Array,
-  name: Int32Array,
-  opType: Int32Array,
-  start: Float64Array,
-  dur: Float64Array,
-  step: Int32Array,
-  micro: Int32Array,
-  stage: Int32Array,
-  bytes: Float64Array,
-  peer: Int32Array,
-  parent: Int32Array,
-  flags: Uint8Array,
-  cause: Uint8Array,
-};
+const COLUMN_CTORS = Object.fromEntries(SPAN_COLUMNS.map((c) => [c, spanColumnCtor(c)])) as Record<SpanColumnName, ReturnType<typeof spanColumnCtor>>;
 
 function isTypedColumn(x: unknown): x is ArrayLike<number> & ArrayBufferView {
   return ArrayBuffer.isView(x) && !(x instanceof DataView);

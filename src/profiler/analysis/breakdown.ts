@@ -10,15 +10,12 @@
  *  - exposed comm is comm time not under compute (|M| − overlap = |C ∪ M| − |C|): the part
  *    of communication that actually lengthens the lane's work.
  */
+import type { IdleCause } from '../trace-format';
 import { CAUSE_BUBBLE, CAUSE_COLLECTIVE, CAUSE_HOST, CAUSE_OTHER, COMM, COMPUTE, IDLE, type SpanIndex } from './span-index';
 
 /** Idle time by cause, µs. */
-export interface IdleByCause {
-  bubble: number;
-  collective: number;
-  host: number;
-  other: number;
-}
+/** Idle µs per cause (every cause of the trace format but `none`). */
+export type IdleByCause = Record<Exclude<IdleCause, 'none'>, number>;
 
 /** A split of time, µs. */
 export interface TimeSplit {
@@ -189,7 +186,7 @@ const emptySplit = (): TimeSplit => ({
   computeUs: 0,
   commUs: 0,
   idleUs: 0,
-  idleByCauseUs: { bubble: 0, collective: 0, host: 0, other: 0 },
+  idleByCauseUs: { bubble: 0, collective: 0, host: 0, other: 0, backpressure: 0 },
   overlapUs: 0,
   exposedCommUs: 0,
 });

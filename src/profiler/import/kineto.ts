@@ -706,7 +706,7 @@ export function mergeKinetoRanks(files: KinetoRank[]): Trace {
     const minus1 = new Int32Array(s.count).fill(-1);
     const zeros = new Uint8Array(s.count);
     builder.appendBlock(
-      { count: s.count, strings: s.strings, kind: s.kind, name: s.name, opType: minus1, start: s.start, dur: s.dur, step, micro: minus1, stage: minus1, bytes: s.bytes, peer, parent: minus1, flags: s.flags, cause: zeros },
+      { count: s.count, strings: s.strings, kind: s.kind, name: s.name, opType: minus1, start: s.start, dur: s.dur, step, micro: minus1, stage: minus1, bytes: s.bytes, peer, parent: minus1, flags: s.flags, cause: zeros, comm: zeros, phase: zeros },
       r,
       t0 - shift[r],
     );

@@ -1,0 +1,206 @@
+/**
+ * Plans: what a user asks Parallax to run, as one discriminated union keyed by `mode`.
+ *
+ * The same type is the request (the CLI's flags, a `parallax.json` run configuration, the
+ * extension's quick picks all become a {@link Plan}) and the record (`meta.plan` of a trace,
+ * with the fields the runner resolved filled in). Adding a mode is a new member here and a
+ * new compiler in src/runtime/compile/; the CLI's `--mode` choices, the configuration
+ * schema, package.json's enum and the extension all derive their lists from
+ * {@link PARALLEL_MODES} (test/unit/plan.test.ts checks that they agree).
+ *
+ * It lives on the profiler side, beside the trace format, because traces carry it and the
+ * profiler never imports the runtime.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+
+/** Parallel modes Parallax can run, in the order they are offered. */
+export const PARALLEL_MODES = ['data', 'pipeline'] as const;
+export type ParallelMode = (typeof PARALLEL_MODES)[number];
+
+/** One line per mode, for pickers, `--help` and the configuration schema. */
+export const MODE_DESCRIPTIONS: Record<ParallelMode, string> = {
+  data: 'Replicate the model on every device and split the batch.',
+  pipeline: 'Cut the graph into stages, one per device, and stream micro-batches through them.',
+};
+
+/** Pipeline schedules: the order of each stage's instructions within a step. */
+export const PIPELINE_SCHEDULES = ['gpipe'] as const;
+export type PipelineSchedule = (typeof PIPELINE_SCHEDULES)[number];
+
+/** True when `v` names a mode Parallax can run. */
+export function isParallelMode(v: unknown): v is ParallelMode {
+  return typeof v === 'string' && (PARALLEL_MODES as readonly string[]).includes(v);
+}
+
+const Int = Type.Integer({ minimum: 0 });
+const PosInt = Type.Integer({ minimum: 1 });
+
+/** How a graph input is laid out in the global batch (recorded; absent in a request). */
+export const InputLayoutSchema = Type.Object({
+  name: Type.String(),
+  dims: Type.Array(Type.Number()),
+  /** Axis split across devices or micro-batches; null for inputs without a batch. */
+  batchAxis: Type.Union([Type.Number(), Type.Null()]),
+});
+export type InputLayout = Static<typeof InputLayoutSchema>;
+
+/** Fields every mode has. */
+const common = {
+  /** Device spec, e.g. `cpu:2` or `cpu:1,webgpu:1` (kind:count, comma-separated). */
+  devices: Type.String(),
+  /** Global batch: rows per step. */
+  batch: PosInt,
+  /** Measured steps. */
+  steps: PosInt,
+  /** Unrecorded warm-up steps before measuring. */
+  warmup: Int,
+  /** Seed of synthesized inputs. */
+  seed: Type.Number(),
+  /** Recorded: the inputs as run. */
+  inputs: Type.Optional(Type.Array(InputLayoutSchema)),
+};
+
+export const DataPlanSchema = Type.Object({
+  mode: Type.Literal('data'),
+  ...common,
+  /** Rows per device in device order; recorded always, requested optionally (default: even split). */
+  shards: Type.Optional(Type.Array(PosInt)),
+  /**
+   * After each step, ring all-reduce a float32 buffer as large as the model's parameters, as
+   * a training step's gradient sync would. The gradients are synthetic (zeros): the
+   * transfer and reduction are real, the values are not, and the spans say so.
+   */
+  gradSync: Type.Optional(Type.Boolean()),
+});
+export type DataPlan = Static<typeof DataPlanSchema>;
+
+/** The partition a pipeline ran with (recorded by the runner). */
+export const PartitionRecordSchema = Type.Object({
+  /** Per stage, the ONNX node names in it, in topological order. */
+  stageNodes: Type.Array(Type.Array(Type.String())),
+  /** Per stage, calibrated compute µs of one micro-batch. */
+  stageCostUs: Type.Array(Type.Number()),
+  /** max / mean stage cost. */
+  balance: Type.Number(),
+});
+export type PartitionRecord = Static<typeof PartitionRecordSchema>;
+
+/** Per-node costs measured before partitioning (recorded by the runner). */
+export const CalibrationRecordSchema = Type.Object({
+  device: Type.String(),
+  /** Rows of the calibration runs (the micro-batch size). */
+  rows: Type.Number(),
+  runs: Type.Number(),
+  note: Type.String(),
+  /** µs per node name at `rows`. */
+  nodeCostUs: Type.Record(Type.String(), Type.Number()),
+  /** The same at a second size, so a micro-batch's fixed and per-row cost can be told apart. */
+  alt: Type.Optional(Type.Object({ rows: Type.Number(), nodeCostUs: Type.Record(Type.String(), Type.Number()) })),
+});
+export type CalibrationRecord = Static<typeof CalibrationRecordSchema>;
+
+export const PipelinePlanSchema = Type.Object({
+  mode: Type.Literal('pipeline'),
+  ...common,
+  schedule: Type.Union(PIPELINE_SCHEDULES.map((s) => Type.Literal(s))),
+  /** Micro-batches per step (must divide the batch). */
+  microBatches: PosInt,
+  /** Stages; one per device (the default and, for now, the only choice). */
+  stages: Type.Optional(PosInt),
+  /** Node names after which the graph is cut (K − 1); requested optionally, recorded always. */
+  cuts: Type.Optional(Type.Array(Type.String())),
+  partition: Type.Optional(PartitionRecordSchema),
+  calibration: Type.Optional(CalibrationRecordSchema),
+});
+export type PipelinePlan = Static<typeof PipelinePlanSchema>;
+
+/** A plan Parallax can run. */
+export const PlanSchema = Type.Union([DataPlanSchema, PipelinePlanSchema]);
+export type Plan = DataPlan | PipelinePlan;
+
+/** The plan of an imported trace (another tool ran it; Parallax only records what it saw). */
+export const ImportedPlanSchema = Type.Object({
+  mode: Type.Literal('imported'),
+  worldSize: Type.Number(),
+  ranks: Type.Array(Type.Number()),
+  steps: Type.Number(),
+  stepIndices: Type.Array(Type.Number()),
+  backend: Type.String(),
+  files: Type.Array(Type.String()),
+});
+export type ImportedPlan = Static<typeof ImportedPlanSchema>;
+
+/** What `meta.plan` of a trace holds. */
+export const TracePlanSchema = Type.Union([DataPlanSchema, PipelinePlanSchema, ImportedPlanSchema]);
+export type TracePlan = Plan | ImportedPlan;
+
+/** Exhaustiveness check for a `switch` over a union's discriminant. */
+export function assertNever(x: never, what = 'value'): never {
+  throw new Error(`unexpected ${what}: ${JSON.stringify(x)}`);
+}
+
+/** The GPipe (fill–drain) bubble fraction of K equal stages and M micro-batches: (K−1)/(M+K−1). */
+export function gpipeBubble(stages: number, microBatches: number): number {
+  return stages > 0 && microBatches > 0 ? (stages - 1) / (microBatches + stages - 1) : NaN;
+}
+
+/**
+ * Converts a version-1 `meta.plan` (a free-form record beside `meta.mode`) to a
+ * {@link TracePlan}. Fields the old record lacks keep their defaults; the old flat pipeline
+ * fields move into `partition` and `calibration`.
+ */
+export function migrateV1Plan(mode: string, p: Record<string, unknown>): TracePlan | Record<string, unknown> {
+  const num = (k: string, d: number): number => (typeof p[k] === 'number' ? (p[k] as number) : d);
+  const base = {
+    devices: typeof p['devices'] === 'string' ? (p['devices'] as string) : 'cpu:1',
+    batch: num('batch', 1),
+    steps: num('steps', 1),
+    warmup: num('warmup', 0),
+    seed: num('seed', 0),
+    ...(Array.isArray(p['inputs']) ? { inputs: p['inputs'] as InputLayout[] } : {}),
+  };
+  if (mode === 'data' || mode === 'single') {
+    return {
+      mode: 'data',
+      ...base,
+      ...(Array.isArray(p['shards']) ? { shards: p['shards'] as number[] } : {}),
+      ...(p['gradSync'] ? { gradSync: true } : {}),
+    };
+  }
+  if (mode === 'pipeline') {
+    const stageNodes = p['stageNodes'] as string[][] | undefined;
+    const alt = p['nodeCostUsAlt'] as { rows: number; costs: Record<string, number> } | undefined;
+    const cal = p['calibration'] as { device?: string; rows?: number; runs?: number; note?: string } | undefined;
+    return {
+      mode: 'pipeline',
+      ...base,
+      schedule: 'gpipe',
+      microBatches: num('microBatches', 1),
+      ...(typeof p['stages'] === 'number' ? { stages: p['stages'] as number } : {}),
+      ...(Array.isArray(p['cuts']) ? { cuts: p['cuts'] as string[] } : {}),
+      ...(Array.isArray(stageNodes)
+        ? {
+            partition: {
+              stageNodes,
+              stageCostUs: Array.isArray(p['stageCostUs']) ? (p['stageCostUs'] as number[]) : stageNodes.map(() => 0),
+              balance: num('partitionBalance', 1),
+            },
+          }
+        : {}),
+      ...(p['nodeCostUs'] && typeof p['nodeCostUs'] === 'object'
+        ? {
+            calibration: {
+              device: cal?.device ?? 'cpu:0',
+              rows: cal?.rows ?? num('microBatchRows', 1),
+              runs: cal?.runs ?? 1,
+              note: cal?.note ?? '',
+              nodeCostUs: p['nodeCostUs'] as Record<string, number>,
+              ...(alt ? { alt: { rows: alt.rows, nodeCostUs: alt.costs } } : {}),
+            },
+          }
+        : {}),
+    };
+  }
+  if (mode === 'imported') return { mode: 'imported', ...p };
+  return p;
+}

@@ -1,0 +1,154 @@
+/**
+ * Programs: what every parallel mode compiles to.
+ *
+ *   Plan ──compiler (src/runtime/compile/<mode>.ts)──▶ Program ──▶ interpreter (each device worker)
+ *                                                              └─▶ simulator (src/profiler/simulate/)
+ *
+ * A program names the segment models the devices load (the whole model, a pipeline stage;
+ * later weight shards and backward graphs) and, for every device, the instruction list of
+ * one step. The schedule (GPipe today) is nothing but the order of those lists. The
+ * interpreter executes any program without knowing which mode compiled it, and records
+ * every span from the instruction it is executing (kind, phase, collective, bytes, peer,
+ * micro-batch, stage); the simulator runs the same program on a cost table and predicts the
+ * trace. Traces carry the program they ran as `meta.program`.
+ *
+ * Device indices in a program are ranks: positions in the run's device list, and lanes of
+ * the trace it produces.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { COLLECTIVE_OPS, PHASES, type Phase } from './span-vocabulary';
+
+/** Rows [start, start + count) of the global batch. */
+export const RowRangeSchema = Type.Object({ start: Type.Integer({ minimum: 0 }), count: Type.Integer({ minimum: 1 }) });
+export type RowRange = Static<typeof RowRangeSchema>;
+
+/** A model a device loads. */
+export const SegmentSchema = Type.Union([
+  /** The user's model as it is (data parallelism, the one-device baseline). */
+  Type.Object({ id: Type.Integer(), kind: Type.Literal('whole'), label: Type.String() }),
+  /** Contiguous nodes of the graph in topological order; its inputs and outputs are the cut edges. */
+  Type.Object({
+    id: Type.Integer(),
+    kind: Type.Literal('stage'),
+    label: Type.String(),
+    stage: Type.Integer({ minimum: 0 }),
+    /** Node names, in topological order. */
+    nodes: Type.Array(Type.String()),
+  }),
+]);
+export type Segment = Static<typeof SegmentSchema>;
+
+const micro = Type.Integer({ minimum: -1, description: 'micro-batch index; -1 when the step has none' });
+const tensors = Type.Array(Type.String());
+/** Bytes the instruction moves, as estimated by the compiler (0 when unknown until run). */
+const bytes = Type.Number({ minimum: 0 });
+
+/**
+ * One instruction of a device's step. The `op` discriminates; every consumer switches on it
+ * exhaustively.
+ */
+export const InstructionSchema = Type.Union([
+  /** Copy rows of graph inputs from the shared global batch into the device's input buffers. */
+  Type.Object({ op: Type.Literal('scatter'), micro, rows: RowRangeSchema, tensors, bytes }),
+  /** Receive tensors from a peer (point to point), in this order. */
+  Type.Object({ op: Type.Literal('recv'), micro, from: Type.Integer({ minimum: 0 }), tensors, bytes }),
+  /** Run a segment on the rows at hand. */
+  Type.Object({
+    op: Type.Literal('run'),
+    micro,
+    segment: Type.Integer({ minimum: 0 }),
+    rows: Type.Integer({ minimum: 1 }),
+    phase: Type.Union(PHASES.filter((p) => p !== 'none').map((p) => Type.Literal(p))),
+  }),
+  /** Send tensors to a peer (point to point), in this order. */
+  Type.Object({ op: Type.Literal('send'), micro, to: Type.Integer({ minimum: 0 }), tensors, bytes }),
+  /** A collective over a group of ranks on a named buffer of the program. */
+  Type.Object({
+    op: Type.Literal('collective'),
+    collective: Type.Union(COLLECTIVE_OPS.map((c) => Type.Literal(c))),
+    group: Type.Array(Type.Integer({ minimum: 0 })),
+    buffer: Type.String(),
+    bytes,
+  }),
+  /** Copy graph outputs of the rows at hand into the shared outputs, on each output's batch axis. */
+  Type.Object({ op: Type.Literal('gather'), micro, rows: RowRangeSchema, tensors, bytes }),
+]);
+export type Instruction = Static<typeof InstructionSchema>;
+export type InstructionOp = Instruction['op'];
+
+export const DeviceProgramSchema = Type.Object({
+  rank: Type.Integer({ minimum: 0 }),
+  /** Pipeline stage this device runs, -1 when the mode has no stages. */
+  stage: Type.Integer({ minimum: -1 }),
+  /** Segment ids this device loads. */
+  segments: Type.Array(Type.Integer({ minimum: 0 })),
+  /** One step, in order. */
+  instructions: Type.Array(InstructionSchema),
+});
+export type DeviceProgram = Static<typeof DeviceProgramSchema>;
+
+export const ProgramSchema = Type.Object({
+  /** The compiler that made it (a plan's mode) and its schedule. */
+  mode: Type.String(),
+  schedule: Type.String(),
+  /** Rows per step. */
+  batch: Type.Integer({ minimum: 1 }),
+  segments: Type.Array(SegmentSchema),
+  devices: Type.Array(DeviceProgramSchema),
+  /** Graph outputs and the axis each is gathered on. */
+  outputs: Type.Array(Type.Object({ name: Type.String(), batchAxis: Type.Integer({ minimum: 0 }) })),
+  /** Shared buffers collectives work on (e.g. gradients). `synthetic`: its values are not real data. */
+  buffers: Type.Array(
+    Type.Object({ name: Type.String(), dtype: Type.Literal('float32'), elements: Type.Integer({ minimum: 0 }), synthetic: Type.Boolean() }),
+  ),
+});
+export type Program = Static<typeof ProgramSchema>;
+
+/** The phase a `run` instruction records, as a {@link Phase}. */
+export function runPhase(i: Extract<Instruction, { op: 'run' }>): Phase {
+  return i.phase;
+}
+
+/** Segment ids each device's instructions run, in first-use order. */
+export function segmentsRun(instructions: readonly Instruction[]): number[] {
+  const ids: number[] = [];
+  for (const ins of instructions) if (ins.op === 'run' && !ids.includes(ins.segment)) ids.push(ins.segment);
+  return ids;
+}
+
+/** One instruction as a short line of text, e.g. `recv  m3 ← 0  [x] 16.0 KiB`. */
+export function formatInstruction(ins: Instruction, segments: readonly Segment[]): string {
+  const m = 'micro' in ins && ins.micro >= 0 ? `m${ins.micro} ` : '';
+  const kib = (b: number): string => (b > 0 ? ` ${(b / 1024).toFixed(1)} KiB` : '');
+  const names = (t: string[]): string => (t.length <= 3 ? t.join(', ') : `${t.slice(0, 3).join(', ')} +${t.length - 3}`);
+  switch (ins.op) {
+    case 'scatter':
+      return `scatter    ${m}rows ${ins.rows.start}..${ins.rows.start + ins.rows.count - 1}${kib(ins.bytes)}`;
+    case 'recv':
+      return `recv       ${m}← ${ins.from}  [${names(ins.tensors)}]${kib(ins.bytes)}`;
+    case 'run':
+      return `run        ${m}${segments[ins.segment]?.label ?? `segment ${ins.segment}`} (${ins.rows} rows, ${ins.phase})`;
+    case 'send':
+      return `send       ${m}→ ${ins.to}  [${names(ins.tensors)}]${kib(ins.bytes)}`;
+    case 'collective':
+      return `${ins.collective.padEnd(10)} ${ins.buffer} over [${ins.group.join(', ')}]${kib(ins.bytes)}`;
+    case 'gather':
+      return `gather     ${m}rows ${ins.rows.start}..${ins.rows.start + ins.rows.count - 1}${kib(ins.bytes)}`;
+    default: {
+      const never: never = ins;
+      return String(never);
+    }
+  }
+}
+
+/** A program as text: per device, the instruction list of one step (`parallax plan`). */
+export function formatProgram(p: Program, deviceIds: readonly string[] = []): string {
+  const lines = [`program: ${p.mode} (${p.schedule}), ${p.batch} rows per step, ${p.segments.length} segment model(s)`];
+  for (const d of p.devices) {
+    const id = deviceIds[d.rank] ?? `rank ${d.rank}`;
+    const segs = d.segments.map((s) => p.segments[s]?.label ?? String(s)).join(', ');
+    lines.push(`  ${id}${d.stage >= 0 ? ` — stage ${d.stage}` : ''} — loads ${segs}`);
+    for (const ins of d.instructions) lines.push(`    ${formatInstruction(ins, p.segments)}`);
+  }
+  return lines.join('\n');
+}
