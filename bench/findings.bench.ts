@@ -9,8 +9,8 @@
 import * as os from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { profile } from '../src/runtime/api';
-import { demoPlan } from './demo-plan';
-import type { ProfilePlan } from '../src/runtime/protocol';
+import { demoPlan, withOverrides, type DemoOverrides } from './demo-plan';
+import type { ProfileRequest } from '../src/runtime/protocol';
 import { median } from '../src/profiler/stats';
 import type { Finding } from '../src/profiler/findings';
 
@@ -24,14 +24,14 @@ interface Trial {
   change: string;
 }
 
-async function trial(base: ProfilePlan, rule: string, apply: (f: Finding) => Partial<ProfilePlan>): Promise<Trial> {
+async function trial(base: ProfileRequest, rule: string, apply: (f: Finding) => DemoOverrides): Promise<Trial> {
   const t: Trial = { rule, before: [], predicted: [], after: [], change: '' };
   for (let r = 0; r < REPEATS; r++) {
     const a = await profile(base);
     const f = a.findings.find((x) => x.id === rule);
     if (!f || f.predictedStepUs === null) throw new Error(`no ${rule} finding (findings: ${a.findings.map((x) => x.id).join(', ') || 'none'})`);
     t.change = f.change.description;
-    const b = await profile({ ...base, ...apply(f) });
+    const b = await profile(withOverrides(base, apply(f)));
     t.before.push(a.summary.stepTimeUs.median);
     t.predicted.push(f.predictedStepUs);
     t.after.push(b.summary.stepTimeUs.median);
@@ -41,11 +41,11 @@ async function trial(base: ProfilePlan, rule: string, apply: (f: Finding) => Par
 
 async function main(): Promise<void> {
   const base = await demoPlan({ mode: 'pipeline', steps: 8, microBatches: 4 });
-  const imbalance = await trial({ ...base, cuts: ['/layers.5/Add'] }, 'pipeline-imbalance', (f) => ({ cuts: f.change.params['cuts'] as string[] }));
+  const imbalance = await trial(withOverrides(base, { cuts: ['/layers.5/Add'] }), 'pipeline-imbalance', (f) => ({ cuts: f.change.params['cuts'] as string[] }));
   // At batch 64 a micro-batch of this model is dominated by streaming its stage's weights, so
   // more micro-batches do not pay and the bubble rule rightly stays silent; at batch 256 the
   // per-row work dominates and the bubble is worth shrinking.
-  const bubble = await trial({ ...base, batch: 256, microBatches: 2 }, 'pipeline-bubble', (f) => ({ microBatches: f.change.params['microBatches'] as number }));
+  const bubble = await trial(withOverrides(base, { batch: 256, microBatches: 2 }), 'pipeline-bubble', (f) => ({ microBatches: f.change.params['microBatches'] as number }));
   const cpu = os.cpus()[0]?.model ?? 'unknown';
   mkdirSync('bench/results', { recursive: true });
   writeFileSync('bench/results/findings.json', JSON.stringify({ machine: { cpu, cores: os.availableParallelism() }, imbalance, bubble }, null, 2));

@@ -6,7 +6,7 @@
 import * as os from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { profile } from '../src/runtime/api';
-import { demoPlan } from './demo-plan';
+import { demoPlan, withOverrides } from './demo-plan';
 import { median } from '../src/profiler/stats';
 import { gpipeBubble } from '../src/profiler/summary';
 
@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   const balance2: number[] = [];
   for (let r = 0; r < REPEATS; r++) {
     for (const m of MS) {
-      const res = await profile({ ...base, microBatches: m });
+      const res = await profile(withOverrides(base, { microBatches: m }));
       bubbles.get(m)!.push(res.summary.bubbleFraction ?? NaN);
       steps.get(m)!.push(res.summary.stepTimeUs.median);
       if (m === 8) balance2.push(res.summary.stageBalance ?? NaN);
@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   }
   const plans: Record<number, number> = {};
   for (const k of [2, 4]) {
-    const p = await profile({ ...base, devices: `cpu:${k}`, microBatches: 4, dryRun: true });
+    const p = await profile(withOverrides(base, { devices: `cpu:${k}`, microBatches: 4, dryRun: true }));
     plans[k] = p.planInfo?.balance ?? NaN;
   }
   const med = MS.map((m) => median(bubbles.get(m)!));

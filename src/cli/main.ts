@@ -14,7 +14,8 @@ import { existsSync } from 'node:fs';
 import { UserError, isUserError } from '../common/errors';
 import { TOOL_VERSION } from '../common/version';
 import { profile, ProfileCancelled } from '../runtime/api';
-import type { ProfilePlan, Progress } from '../runtime/protocol';
+import type { ProfileRequest, Progress } from '../runtime/protocol';
+import { makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, PlanFieldError, type ParallelMode, type Plan, type PipelineSchedule } from '../profiler/plan';
 import { discoverDevices } from '../runtime/device/discovery';
 import { defaultCacheDir, ensureDemoModel } from '../runtime/onnx/demo-model';
 import { readTrace } from '../profiler/trace-io';
@@ -90,7 +91,7 @@ function progressReporter(quiet: boolean): { update(p: Progress): void; stop(): 
 }
 
 interface ProfileFlags {
-  mode: 'data' | 'pipeline';
+  mode: ParallelMode;
   gradSync?: boolean;
   shards?: number[];
   /** Also write a self-contained HTML report of the run. */
@@ -98,7 +99,7 @@ interface ProfileFlags {
   microBatches?: number;
   stages?: number;
   cuts?: string;
-  schedule?: 'gpipe';
+  schedule?: PipelineSchedule;
   devices: string;
   batch: number;
   steps: number;
@@ -123,36 +124,36 @@ async function resolveModel(model: string): Promise<{ modelPath: string; label: 
   return { modelPath: model, label: model };
 }
 
-/** Pipeline flags, checked before any work starts. */
-function pipelineFields(flags: ProfileFlags): Partial<ProfilePlan> {
-  if (flags.mode === 'pipeline' && flags.shards) throw new UserError('--shards applies to --mode data only');
-  if (flags.mode !== 'pipeline') {
-    for (const f of ['microBatches', 'stages', 'cuts'] as const) {
-      if (flags[f] !== undefined) throw new UserError(`--${f === 'microBatches' ? 'micro-batches' : f} applies to --mode pipeline only`);
-    }
-    return {};
-  }
+/** The typed plan of the flags; flags of another mode are refused before any work starts. */
+function planOf(flags: ProfileFlags): Plan {
   const cuts = flags.cuts?.split(',').map((c) => c.trim()).filter((c) => c !== '');
-  return {
-    microBatches: flags.microBatches ?? 4,
-    ...(flags.stages !== undefined ? { stages: flags.stages } : {}),
-    ...(cuts && cuts.length > 0 ? { cuts } : {}),
-    schedule: flags.schedule ?? 'gpipe',
-  };
+  try {
+    return makePlan({
+      mode: flags.mode,
+      devices: flags.devices,
+      batch: flags.batch,
+      steps: flags.steps,
+      warmup: flags.warmup,
+      seed: flags.seed,
+      shards: flags.shards,
+      gradSync: flags.gradSync,
+      microBatches: flags.microBatches,
+      stages: flags.stages,
+      cuts,
+      schedule: flags.schedule,
+    });
+  } catch (e) {
+    throw e instanceof PlanFieldError ? new UserError(e.message) : e;
+  }
 }
 
 async function profileCommand(model: string, flags: ProfileFlags): Promise<void> {
   const { modelPath, label } = await resolveModel(model);
   const out = resolve(flags.out ?? join('runs', `${basename(label, '.onnx')}-${flags.mode}.parallax.json`));
-  const plan: ProfilePlan = {
+  const plan: ProfileRequest = {
     modelPath,
     modelLabel: label,
-    mode: flags.mode,
-    devices: flags.devices,
-    batch: flags.batch,
-    steps: flags.steps,
-    warmup: flags.warmup,
-    seed: flags.seed,
+    plan: planOf(flags),
     capture: true,
     opLevel: flags.opLevel,
     baseline: flags.baseline,
@@ -161,9 +162,6 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
     ...(Object.keys(flags.inputShape).length ? { inputShapes: flags.inputShape } : {}),
     ...(flags.inputs ? { inputsFile: resolve(flags.inputs) } : {}),
     outPath: out,
-    ...(flags.gradSync ? { gradSync: true } : {}),
-    ...(flags.shards ? { shards: flags.shards } : {}),
-    ...pipelineFields(flags),
   };
   const progress = progressReporter(Boolean(flags.json));
   const abort = new AbortController();
@@ -190,21 +188,23 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
 
 async function planCommand(model: string, flags: ProfileFlags & { stages: number }): Promise<void> {
   const { modelPath, label } = await resolveModel(model);
-  const plan: ProfilePlan = {
+  const plan: ProfileRequest = {
     modelPath,
     modelLabel: label,
-    mode: 'pipeline',
-    devices: flags.devices ?? `cpu:${flags.stages}`,
-    batch: flags.batch,
-    steps: 1,
-    warmup: 1,
-    seed: 0,
+    // `plan` of a data plan shows its program; the pipeline-only defaults do not apply to it.
+    plan: planOf({
+      ...flags,
+      devices: flags.devices ?? `cpu:${flags.stages}`,
+      steps: 1,
+      warmup: 1,
+      seed: 0,
+      ...(flags.mode === 'data' ? { stages: undefined, microBatches: undefined } : {}),
+    } as ProfileFlags),
     capture: true,
     opLevel: true,
     baseline: false,
     outPath: null,
     dryRun: true,
-    ...pipelineFields({ ...flags, mode: 'pipeline' }),
     ...(flags.batchDim ? { batchDim: flags.batchDim } : {}),
     ...(Object.keys(flags.dim).length ? { dims: flags.dim } : {}),
     ...(Object.keys(flags.inputShape).length ? { inputShapes: flags.inputShape } : {}),
@@ -276,7 +276,7 @@ export function buildProgram(): Command {
     .command('profile')
     .description('run a model in parallel across devices and record its timeline')
     .argument('<model>', 'an .onnx file, or "demo" for the bundled demo model')
-    .addOption(new Option('--mode <mode>', 'parallel mode').choices(['data', 'pipeline']).default('data'))
+    .addOption(new Option('--mode <mode>', 'parallel mode').choices([...PARALLEL_MODES]).default('data'))
     .option('--devices <spec>', 'devices, e.g. cpu:2 or cpu:1,webgpu:1', 'cpu:2')
     .option('--batch <n>', 'global batch size (split across devices)', positiveInt('--batch'), 64)
     .option('--steps <n>', 'measured steps', positiveInt('--steps'), 20)
@@ -296,14 +296,14 @@ export function buildProgram(): Command {
     .option('--micro-batches <n>', 'pipeline: micro-batches per step (default 4; must divide --batch)', positiveInt('--micro-batches'))
     .option('--stages <n>', 'pipeline: number of stages (one per device)', positiveInt('--stages'))
     .option('--cuts <nodes>', 'pipeline: cut after these nodes (comma-separated names) instead of balancing')
-    .addOption(new Option('--schedule <name>', 'pipeline schedule').choices(['gpipe']))
+    .addOption(new Option('--schedule <name>', 'pipeline schedule').choices([...PIPELINE_SCHEDULES]))
     .action((model: string, flags: ProfileFlags) => profileCommand(model, flags));
 
   program
     .command('plan')
-    .description('calibrate and partition a model for pipeline parallelism, and print the plan without running it')
+    .description('compile a plan and print the program every device would run (a pipeline calibrates and partitions first), without running it')
     .argument('<model>', 'an .onnx file, or "demo" for the bundled demo model')
-    .addOption(new Option('--mode <mode>', 'parallel mode').choices(['pipeline']).default('pipeline'))
+    .addOption(new Option('--mode <mode>', 'parallel mode').choices([...PARALLEL_MODES]).default('pipeline'))
     .option('--stages <n>', 'number of stages', positiveInt('--stages'), 2)
     .option('--devices <spec>', 'devices the stages would run on (default cpu:<stages>)')
     .option('--batch <n>', 'global batch size', positiveInt('--batch'), 64)
@@ -312,7 +312,7 @@ export function buildProgram(): Command {
     .option('--batch-dim <name>', 'name of the batch dimension, when it cannot be found')
     .option('--dim <name=value>', 'value of a symbolic dimension (repeatable)', collectDim, {})
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})
-    .option('--json', 'print the partition as JSON')
+    .option('--json', 'print the partition and the program as JSON')
     .action((model: string, flags: ProfileFlags & { stages: number }) => planCommand(model, flags));
 
   program

@@ -8,7 +8,8 @@ import * as vscode from 'vscode';
 import { isUserError } from '../common/errors';
 import { formatSummary, table } from '../cli/format';
 import { listDevices as discoverInRunner, profile, ProfileCancelled } from '../runtime/api';
-import type { ParallelMode, ProfilePlan } from '../runtime/protocol';
+import type { ProfileRequest } from '../runtime/protocol';
+import { isParallelMode, type ParallelMode } from '../profiler/plan';
 import type { ProfileSummary } from '../profiler/summary';
 import { writeChromeTrace } from '../profiler/export-chrome';
 import {
@@ -44,7 +45,7 @@ export const LAST_RUN = 'parallax.lastRun';
  * The last profile: a parallax.json plan (re-read from the file when re-run, so edits and
  * quick fixes apply) or a plan built by "Profile Model…" (run as it was).
  */
-export type LastRun = { kind: 'config'; config: string; plan: string } | { kind: 'plan'; plan: ProfilePlan; label: string };
+export type LastRun = { kind: 'config'; config: string; plan: string } | { kind: 'plan'; plan: ProfileRequest; label: string };
 
 const SHOW_OUTPUT = 'Show Output';
 
@@ -73,7 +74,7 @@ function profileArgs(v: unknown): ProfileArgs {
   if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof vscode.Uri) return {};
   const o = v as Record<string, unknown>;
   return {
-    ...(o['mode'] === 'data' || o['mode'] === 'pipeline' ? { mode: o['mode'] } : {}),
+    ...(isParallelMode(o['mode']) ? { mode: o['mode'] } : {}),
     ...(typeof o['devices'] === 'string' && checkDeviceSpecText(o['devices']) === null ? { devices: o['devices'] } : {}),
     ...(typeof o['batch'] === 'number' && Number.isInteger(o['batch']) && o['batch'] > 0 ? { batch: o['batch'] } : {}),
   };
@@ -279,10 +280,11 @@ async function warnBusy(ctx: Ctx): Promise<undefined> {
   return undefined;
 }
 
-async function runProfile(ctx: Ctx, plan: ProfilePlan, label: string, runningPlan: string | null = null): Promise<ProfileCommandResult | undefined> {
+async function runProfile(ctx: Ctx, plan: ProfileRequest, label: string, runningPlan: string | null = null): Promise<ProfileCommandResult | undefined> {
   const abort = ctx.beginProfile(label, runningPlan);
   const out = ctx.output;
-  out.info(`profiling ${label}: ${plan.mode} parallel on ${plan.devices}, batch ${plan.batch}, ${plan.steps} steps (+${plan.warmup} warm-up) → ${plan.outPath}`);
+  const p = plan.plan;
+  out.info(`profiling ${label}: ${p.mode} parallel on ${p.devices}, batch ${p.batch}, ${p.steps} steps (+${p.warmup} warm-up) → ${plan.outPath}`);
   const started = Date.now();
   try {
     const result = await vscode.window.withProgress(

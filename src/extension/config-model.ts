@@ -18,7 +18,8 @@
  */
 import { isAbsolute, join, basename, dirname } from 'node:path';
 import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser/lib/esm/main.js';
-import type { ParallelMode, ProfilePlan } from '../runtime/protocol';
+import type { ProfileRequest } from '../runtime/protocol';
+import { DEFAULT_MICRO_BATCHES, isParallelMode, makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, type ParallelMode } from '../profiler/plan';
 import type { ProfileSettings } from './run-config';
 import { checkDeviceSpecText } from './run-config';
 
@@ -58,8 +59,7 @@ export const PIPELINE_KEYS: readonly PlanKey[] = ['microBatches', 'stages', 'cut
 /** Keys that only data-parallel plans use. */
 export const DATA_KEYS: readonly PlanKey[] = ['shards'];
 
-/** Micro-batches of a pipeline plan that does not say (the CLI's default too). */
-export const DEFAULT_MICRO_BATCHES = 4;
+export { DEFAULT_MICRO_BATCHES };
 
 /** One key of a plan as written: where its name and its value are, and the value. */
 export interface PlanKeyNode {
@@ -223,14 +223,14 @@ function readPlan(name: string, keyNode: Node, prop: Node, valueNode: Node | und
   };
   typed('description', (v) => typeof v === 'string', 'a string');
   typed('model', (v) => typeof v === 'string' && v.trim() !== '', 'the path of an .onnx file');
-  typed('mode', (v) => v === 'data' || v === 'pipeline', '"data" or "pipeline"');
+  typed('mode', isParallelMode, PARALLEL_MODES.map((m) => `"${m}"`).join(' or '));
   typed('devices', (v) => typeof v === 'string' && checkDeviceSpecText(v) === null, 'comma-separated kind:count entries, e.g. "cpu:2" or "cpu:1,webgpu:1"');
   typed('batch', isPosInt, 'a whole number ≥ 1');
   typed('shards', (v) => Array.isArray(v) && v.length > 0 && v.every(isPosInt), 'an array of row counts ≥ 1, one per device');
   typed('microBatches', isPosInt, 'a whole number ≥ 1');
   typed('stages', isPosInt, 'a whole number ≥ 1');
   typed('cuts', (v) => Array.isArray(v) && v.every((c) => typeof c === 'string' && c !== ''), 'an array of node names');
-  typed('schedule', (v) => v === 'gpipe', '"gpipe"');
+  typed('schedule', (v) => (PIPELINE_SCHEDULES as readonly unknown[]).includes(v), PIPELINE_SCHEDULES.map((m) => `"${m}"`).join(' or '));
   typed('steps', isPosInt, 'a whole number ≥ 1');
   typed('warmup', isNonNegInt, 'a whole number ≥ 0');
   typed('seed', (v) => typeof v === 'number' && Number.isInteger(v), 'a whole number');
@@ -316,7 +316,7 @@ export function planModelPath(plan: ConfigPlan, configPath: string): string | nu
  * The runner's plan for a config plan: the file's values over the settings' defaults. Null
  * when the plan cannot run (see {@link isRunnable}) or names no model.
  */
-export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: ProfileSettings, outPath: string): ProfilePlan | null {
+export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: ProfileSettings, outPath: string): ProfileRequest | null {
   const modelPath = planModelPath(plan, configPath);
   if (!isRunnable(plan) || modelPath === null) return null;
   const v = plan.values;
@@ -327,12 +327,19 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
     // The trace records the label as the model's path, so it stays the path as written
     // (relative to the config's folder); the plan's name is in the trace's file name.
     modelLabel: v.model!,
-    mode,
-    devices: (v.devices ?? settings.devices).replace(/\s+/g, ''),
-    batch: v.batch ?? settings.batch,
-    steps: v.steps ?? settings.steps,
-    warmup: v.warmup ?? settings.warmup,
-    seed: v.seed ?? 0,
+    plan: makePlan({
+      mode,
+      devices: (v.devices ?? settings.devices).replace(/\s+/g, ''),
+      batch: v.batch ?? settings.batch,
+      steps: v.steps ?? settings.steps,
+      warmup: v.warmup ?? settings.warmup,
+      seed: v.seed ?? 0,
+      ...(!pipeline && v.shards !== undefined ? { shards: v.shards } : {}),
+      ...(pipeline ? { microBatches: v.microBatches ?? DEFAULT_MICRO_BATCHES } : {}),
+      ...(pipeline && v.stages !== undefined ? { stages: v.stages } : {}),
+      ...(pipeline && v.cuts !== undefined && v.cuts.length > 0 ? { cuts: v.cuts } : {}),
+      ...(pipeline && v.schedule !== undefined ? { schedule: v.schedule } : {}),
+    }),
     capture: true,
     opLevel: v.opLevel ?? settings.opLevel,
     baseline: v.baseline ?? settings.baseline,
@@ -341,11 +348,6 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
     ...(v.dims !== undefined ? { dims: v.dims } : {}),
     ...(v.inputShapes !== undefined ? { inputShapes: v.inputShapes } : {}),
     ...(v.inputs !== undefined ? { inputsFile: isAbsolute(v.inputs) ? v.inputs : join(dirname(configPath), v.inputs) } : {}),
-    ...(!pipeline && v.shards !== undefined ? { shards: v.shards } : {}),
-    ...(pipeline ? { microBatches: v.microBatches ?? DEFAULT_MICRO_BATCHES } : {}),
-    ...(pipeline && v.stages !== undefined ? { stages: v.stages } : {}),
-    ...(pipeline && v.cuts !== undefined && v.cuts.length > 0 ? { cuts: v.cuts } : {}),
-    ...(pipeline && v.schedule !== undefined ? { schedule: v.schedule } : {}),
   };
 }
 

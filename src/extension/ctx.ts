@@ -5,7 +5,7 @@
  */
 import * as vscode from 'vscode';
 import type { DiscoveredDevices } from '../runtime/device/discovery';
-import type { ParallelMode } from '../runtime/protocol';
+import { isParallelMode } from '../profiler/plan';
 import { ConfigHints } from './config-providers';
 import { Command, ContextKey, OUTPUT_CHANNEL, Setting, type CommandId } from './ids';
 import { DEFAULT_PROFILE_SETTINGS, type ProfileSettings } from './run-config';
@@ -99,7 +99,7 @@ export class Ctx implements vscode.Disposable {
     const d = DEFAULT_PROFILE_SETTINGS;
     const mode = c.get<string>(Setting.profileMode, d.mode);
     return {
-      mode: (mode === 'pipeline' ? 'pipeline' : 'data') satisfies ParallelMode,
+      mode: isParallelMode(mode) ? mode : 'data',
       devices: c.get<string>(Setting.profileDevices, d.devices).trim() || d.devices,
       batch: positive(c.get<number>(Setting.profileBatch, d.batch), d.batch),
       steps: positive(c.get<number>(Setting.profileSteps, d.steps), d.steps),

@@ -4,7 +4,7 @@
  */
 import * as os from 'node:os';
 import * as vscode from 'vscode';
-import type { ParallelMode } from '../runtime/protocol';
+import type { ParallelMode } from '../profiler/plan';
 import type { DiscoveredDevices } from '../runtime/device/discovery';
 import {
   MODE_CHOICES,

@@ -3,7 +3,8 @@
  * goes, and the plan handed to the runner. No `vscode` import, so it runs under plain Node.
  */
 import { isAbsolute, join, basename } from 'node:path';
-import type { ParallelMode, ProfilePlan, Progress } from '../runtime/protocol';
+import type { ProfileRequest, Progress } from '../runtime/protocol';
+import { makePlan, MODE_DESCRIPTIONS, PARALLEL_MODES, type ParallelMode } from '../profiler/plan';
 import type { DiscoveredDevices } from '../runtime/device/discovery';
 import type { ProfileSummary } from '../profiler/summary';
 
@@ -37,10 +38,7 @@ export interface Choice<T> {
   description?: string;
 }
 
-export const MODE_CHOICES: readonly Choice<ParallelMode>[] = [
-  { value: 'data', label: 'data', description: 'replicate the model on every device, split the batch' },
-  { value: 'pipeline', label: 'pipeline', description: 'cut the graph into stages, one per device, micro-batches flow through' },
-];
+export const MODE_CHOICES: readonly Choice<ParallelMode>[] = PARALLEL_MODES.map((m) => ({ value: m, label: m, description: MODE_DESCRIPTIONS[m] }));
 
 /** Puts the choice equal to `preferred` first (the quick pick's default), keeping the rest in order. */
 export function preferredFirst<T>(choices: readonly Choice<T>[], preferred: T): Choice<T>[] {
@@ -110,16 +108,18 @@ export interface RunChoices {
   batch: number;
 }
 
-export function buildPlan(choices: RunChoices, settings: ProfileSettings, outPath: string): ProfilePlan {
+export function buildPlan(choices: RunChoices, settings: ProfileSettings, outPath: string): ProfileRequest {
   return {
     modelPath: choices.modelPath,
     modelLabel: choices.modelLabel,
-    mode: choices.mode,
-    devices: choices.devices.replace(/\s+/g, ''),
-    batch: choices.batch,
-    steps: settings.steps,
-    warmup: settings.warmup,
-    seed: 0,
+    plan: makePlan({
+      mode: choices.mode,
+      devices: choices.devices.replace(/\s+/g, ''),
+      batch: choices.batch,
+      steps: settings.steps,
+      warmup: settings.warmup,
+      seed: 0,
+    }),
     capture: true,
     opLevel: settings.opLevel,
     baseline: settings.baseline,

@@ -204,3 +204,99 @@ export function migrateV1Plan(mode: string, p: Record<string, unknown>): TracePl
   if (mode === 'imported') return { mode: 'imported', ...p };
   return p;
 }
+
+/** A plan's fields as flags and run configurations give them: flat, mode-specific ones optional. */
+export interface PlanFields {
+  mode: ParallelMode;
+  devices: string;
+  batch: number;
+  steps: number;
+  warmup: number;
+  seed: number;
+  shards?: number[] | undefined;
+  gradSync?: boolean | undefined;
+  microBatches?: number | undefined;
+  stages?: number | undefined;
+  cuts?: string[] | undefined;
+  schedule?: PipelineSchedule | undefined;
+}
+
+/** Default micro-batches of a pipeline plan that names none. */
+export const DEFAULT_MICRO_BATCHES = 4;
+
+/** The CLI flag of a mode-specific plan field, for messages. */
+const FLAG: Record<'shards' | 'gradSync' | 'microBatches' | 'stages' | 'cuts' | 'schedule', string> = {
+  shards: '--shards',
+  gradSync: '--grad-sync',
+  microBatches: '--micro-batches',
+  stages: '--stages',
+  cuts: '--cuts',
+  schedule: '--schedule',
+};
+
+/** Thrown by {@link makePlan} for a field that does not belong to the plan's mode. */
+export class PlanFieldError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PlanFieldError';
+  }
+}
+
+/**
+ * Builds the typed plan from flat fields, refusing fields of another mode (one clear line
+ * naming the flag and the mode it belongs to).
+ */
+export function makePlan(f: PlanFields): Plan {
+  const base = { devices: f.devices, batch: f.batch, steps: f.steps, warmup: f.warmup, seed: f.seed };
+  const refuse = (keys: (keyof typeof FLAG)[], mode: ParallelMode): void => {
+    for (const k of keys) {
+      if (f[k] !== undefined && f[k] !== false) throw new PlanFieldError(`${FLAG[k]} applies to --mode ${mode} only`);
+    }
+  };
+  switch (f.mode) {
+    case 'data':
+      refuse(['microBatches', 'stages', 'cuts', 'schedule'], 'pipeline');
+      return { mode: 'data', ...base, ...(f.shards ? { shards: f.shards } : {}), ...(f.gradSync ? { gradSync: true } : {}) };
+    case 'pipeline':
+      refuse(['shards', 'gradSync'], 'data');
+      return {
+        mode: 'pipeline',
+        ...base,
+        schedule: f.schedule ?? 'gpipe',
+        microBatches: f.microBatches ?? DEFAULT_MICRO_BATCHES,
+        ...(f.stages !== undefined ? { stages: f.stages } : {}),
+        ...(f.cuts && f.cuts.length > 0 ? { cuts: f.cuts } : {}),
+      };
+    default:
+      return assertNever(f.mode, 'mode');
+  }
+}
+
+/** The flat fields of a plan (the inverse of {@link makePlan}, minus recorded extras). */
+export function planFields(p: Plan): PlanFields {
+  const base = { mode: p.mode, devices: p.devices, batch: p.batch, steps: p.steps, warmup: p.warmup, seed: p.seed };
+  switch (p.mode) {
+    case 'data':
+      return { ...base, shards: p.shards, gradSync: p.gradSync };
+    case 'pipeline':
+      return { ...base, microBatches: p.microBatches, stages: p.stages, cuts: p.cuts, schedule: p.schedule };
+    default:
+      return assertNever(p, 'plan');
+  }
+}
+
+/** `p` with some flat fields changed (a finding's suggested change, a benchmark's variant). */
+export function withPlanFields(p: Plan, change: Partial<PlanFields>): Plan {
+  const f = { ...planFields(p), ...change };
+  // Fields of the old mode do not carry over to a new one.
+  if (change.mode !== undefined && change.mode !== p.mode) {
+    return makePlan({ mode: f.mode, devices: f.devices, batch: f.batch, steps: f.steps, warmup: f.warmup, seed: f.seed, ...pick(change) });
+  }
+  return makePlan(f);
+}
+
+function pick(change: Partial<PlanFields>): Partial<PlanFields> {
+  const out: Partial<PlanFields> = {};
+  for (const k of ['shards', 'gradSync', 'microBatches', 'stages', 'cuts', 'schedule'] as const) if (change[k] !== undefined) (out as Record<string, unknown>)[k] = change[k];
+  return out;
+}

@@ -6,7 +6,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../common/errors';
-import { isFromRunner, type ProfilePlan, type Progress, type ToRunner } from './protocol';
+import { isFromRunner, type ProfileRequest, type Progress, type ToRunner } from './protocol';
 import type { ProfileSummary } from '../profiler/summary';
 import type { Finding } from '../profiler/findings';
 import type { PlanInfo } from './runner/runner';
@@ -77,7 +77,7 @@ function forkRunner(nodePath: string | undefined): { child: ChildProcess; lastWo
  * {@link UserError} for bad input, {@link ProfileCancelled} when cancelled, or an Error
  * carrying the runner's last words when it crashed.
  */
-export function profile(plan: ProfilePlan, opts: ProfileOptions = {}): Promise<ProfileOutcome> {
+export function profile(plan: ProfileRequest, opts: ProfileOptions = {}): Promise<ProfileOutcome> {
   return new Promise((resolvePromise, reject) => {
     const { child, lastWords } = forkRunner(opts.nodePath);
     let settled = false;
@@ -119,7 +119,7 @@ export function profile(plan: ProfilePlan, opts: ProfileOptions = {}): Promise<P
         reject(new Error(`the runner exited unexpectedly (${sig ?? `code ${code}`}); its last output:\n${lastWords() || '(none)'}`)),
       );
     });
-    const start: ToRunner = { type: 'start', plan: { ...plan, modelPath: resolve(plan.modelPath) } };
+    const start: ToRunner = { type: 'start', request: { ...plan, modelPath: resolve(plan.modelPath) } };
     child.send(start);
   });
 }

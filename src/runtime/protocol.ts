@@ -5,28 +5,20 @@
  * Every incoming message is checked with the `is*` guards before use.
  */
 import type { SpanColumnsLocal } from './spans';
+import type { Plan } from '../profiler/plan';
+import type { DeviceProgram, Program } from '../profiler/program';
 import type { DeviceInfo } from './device/discovery';
 
-/** Parallel modes the runtime executes. */
-export type ParallelMode = 'data' | 'pipeline';
+export type { ParallelMode, Plan } from '../profiler/plan';
 
-/** What to profile and how; the runner's whole input. */
-export interface ProfilePlan {
+/** What to profile and how; the runner's whole input. The parallel part is the typed {@link Plan}. */
+export interface ProfileRequest {
   /** Model file to load (absolute path). */
   modelPath: string;
   /** How the model is named in output (the path as the user gave it, or `demo`). */
   modelLabel: string;
-  mode: ParallelMode;
-  /** Device spec, e.g. `cpu:2` or `cpu:1,webgpu:1`. */
-  devices: string;
-  /** Global batch size (rows per step, split across data-parallel devices). */
-  batch: number;
-  /** Measured steps. */
-  steps: number;
-  /** Unrecorded warm-up steps before measuring. */
-  warmup: number;
-  /** Seed for synthesized inputs. */
-  seed: number;
+  /** Mode, devices, batch, steps and the mode's own fields. */
+  plan: Plan;
   /** Record spans at all (off only for overhead benchmarks). */
   capture: boolean;
   /** Merge ONNX Runtime's operator-level profile under each compute span. */
@@ -43,25 +35,8 @@ export interface ProfilePlan {
   inputsFile?: string;
   /** Where to write the trace (atomically); null keeps it in memory only. */
   outPath: string | null;
-  /** Pipeline: micro-batches per step (must divide the batch). */
-  microBatches?: number;
-  /** Pipeline: number of stages (defaults to the number of devices; one stage per device). */
-  stages?: number;
-  /** Pipeline: explicit cuts, node names after which the graph is cut. */
-  cuts?: string[];
-  /** Pipeline schedule. */
-  schedule?: 'gpipe';
-  /** Stop after calibration and partitioning, reporting the plan without running it. */
+  /** Stop after compiling the program, reporting it without running it. */
   dryRun?: boolean;
-  /**
-   * Data parallel: after each step, ring all-reduce a float32 buffer as large as the model's
-   * parameters, as a training step's gradient sync would. ONNX Runtime here runs inference
-   * only, so the gradients are synthetic (zeros): the transfer and reduction are real, the
-   * values are not, and the spans say so.
-   */
-  gradSync?: boolean;
-  /** Data parallel: rows of the batch per device, in device order (default: as even as possible). */
-  shards?: number[];
 }
 
 /** A progress report from the runner. */
@@ -79,7 +54,7 @@ export interface Progress {
  * ONNX Runtime themselves), then exits. `cancel` aborts a running request.
  */
 export type ToRunner =
-  | { type: 'start'; plan: ProfilePlan }
+  | { type: 'start'; request: ProfileRequest }
   | {
       type: 'devices';
       /** Run the WebGPU probe (about a second); false reports WebGPU as not probed. */
@@ -95,7 +70,7 @@ export type FromRunner =
       /** Null for a dry run. */
       summary: unknown;
       findings: unknown[];
-      /** Pipeline: the partition that was (or, for a dry run, would be) run, as text and data. */
+      /** The program (and, for a pipeline, the partition) that was or, for a dry run, would be run, as text and data. */
       planText?: string;
       planInfo?: unknown;
     }
@@ -107,7 +82,7 @@ export function isToRunner(m: unknown): m is ToRunner {
   if (typeof m !== 'object' || m === null) return false;
   const t = (m as { type?: unknown }).type;
   return (
-    (t === 'start' && typeof (m as { plan?: unknown }).plan === 'object') ||
+    (t === 'start' && typeof (m as { request?: unknown }).request === 'object') ||
     (t === 'devices' && typeof (m as { probeWebGpu?: unknown }).probeWebGpu === 'boolean') ||
     t === 'cancel'
   );
@@ -143,39 +118,25 @@ export interface WorkerDevice {
   intraOpNumThreads: number;
 }
 
-/** A pipeline stage's part in the schedule (absent for data parallelism). */
-export interface PipelineRole {
-  kind: 'pipeline';
-  stage: number;
-  /** Rows of the global batch in each micro-batch, in order. */
-  micro: { start: number; count: number }[];
-  /** Graph inputs this stage reads from the shared global batch. */
-  graphInputs: string[];
-  /** Tensors received from earlier stages, per source stage, in the order they are sent. */
-  recvFrom: { stage: number; tensors: string[] }[];
-  /** Tensors sent to later stages, per destination stage, in that same order. */
-  sendTo: { stage: number; tensors: string[] }[];
-  /** Graph outputs this stage produces (gathered into shared memory, batch axis 0). */
-  graphOutputs: string[];
-  /** Global batch size, to size the gathered outputs. */
-  batch: number;
-}
-
 export interface DeviceInit {
   type: 'init';
-  /** Pipeline role; absent for a data-parallel replica. */
-  role?: PipelineRole;
-  /** Data parallel: elements of the synthetic gradient buffer to all-reduce each step (0: none). */
-  gradElements?: number;
-  /** ONNX Runtime graph optimisation level (`all` unless calibrating by node name). */
-  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   rank: number;
   worldSize: number;
   device: WorkerDevice;
-  modelPath: string;
+  /** This device's part of the program: its segments and the instructions of one step. */
+  program: DeviceProgram;
+  /** Model file of every segment this device loads, by segment id. */
+  segmentPaths: Record<number, string>;
+  /** Graph outputs and their batch axes (from the program). */
+  outputs: Program['outputs'];
+  /** Shared buffers collectives work on (from the program). */
+  buffers: Program['buffers'];
+  /** Rows per step, to size gathered outputs. */
+  batch: number;
+  /** The shared global batch. */
   inputs: SharedInput[];
-  /** Rows of the global batch this device runs: [start, start + count). */
-  shard: { start: number; count: number };
+  /** ONNX Runtime graph optimisation level (`all` unless calibrating by node name). */
+  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Shared barrier/communication state (see runtime/comm), absent for a single device. */
   comm: unknown;
   steps: number;
@@ -197,7 +158,7 @@ export interface SharedOutput {
 }
 
 export type FromDevice =
-  | { type: 'ready'; rank: number; loadMs: number; outputs: SharedOutput[] }
+  | { type: 'ready'; rank: number; loadMs: number }
   | { type: 'step'; rank: number; step: number }
   | {
       type: 'done';
@@ -206,8 +167,8 @@ export type FromDevice =
       stepStart: Float64Array;
       stepEnd: Float64Array;
       spans: SpanColumnsLocal | null;
-      /** Gathered outputs, for roles that size them only after the first run (pipeline). */
-      outputs?: SharedOutput[];
+      /** Gathered outputs: full-batch buffers holding the rows this device gathered. */
+      outputs: SharedOutput[];
       /** Operator events that could not be matched to a run, if any (diagnostics). */
       notes: string[];
     }

@@ -32,12 +32,7 @@ test('cancelling a running profile ends the runner within about a second and rej
     {
       modelPath: model,
       modelLabel: 'demo',
-      mode: 'data',
-      devices: 'cpu:2',
-      batch: 16,
-      steps: 1_000_000,
-      warmup: 1,
-      seed: 0,
+      plan: { mode: 'data', devices: 'cpu:2', batch: 16, steps: 1_000_000, warmup: 1, seed: 0 },
       capture: true,
       opLevel: true,
       baseline: false,

@@ -12,7 +12,7 @@ import { ensureDemoModel } from '../../src/runtime/onnx/demo-model';
 import { runCli, expectUserError as expectUserErrorIn } from '../helpers/cli';
 import { tinyMatMulModelBytes } from '../helpers/tiny-model';
 import { readTrace } from '../../src/profiler/trace-io';
-import { spanRow } from '../../src/profiler/trace-format';
+import { spanRow, SpanFlag } from '../../src/profiler/trace-format';
 
 const dir = mkdtempSync(join(tmpdir(), 'parallax-cli-'));
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
@@ -132,12 +132,18 @@ test('--grad-sync all-reduces a parameter-sized buffer each step, labelled as sy
   const params = trace.meta.model!.parameters;
   for (const x of ar) {
     assert.match(x.name, /synthetic gradients/);
+    assert.equal(x.comm, 'allreduce');
+    assert.equal(((x.flags ?? 0) & SpanFlag.synthetic) !== 0, true, 'flagged as synthetic data');
     assert.equal(x.step !== undefined && x.step >= 0, true);
     // A ring all-reduce over 2 ranks sends and receives half the buffer twice: 2 × 4·P bytes.
     assert.ok(Math.abs((x.bytes ?? 0) - 2 * 4 * params) <= 64, `bytes ${x.bytes} vs ${2 * 4 * params}`);
   }
   assert.ok(trace.meta.notes.some((n) => /synthetic/.test(n)));
-  assert.deepEqual(trace.meta.plan['gradSync'], { elements: params, synthetic: true });
+  const plan = trace.meta.plan as { mode?: string; gradSync?: boolean };
+  assert.equal(plan.mode, 'data');
+  assert.equal(plan.gradSync, true);
+  const buffers = trace.meta.program?.buffers ?? [];
+  assert.deepEqual(buffers, [{ name: 'gradients', dtype: 'float32', elements: params, synthetic: true }]);
 });
 
 test('--shards splits the batch unevenly as given, and the output still matches one device', async () => {
@@ -147,7 +153,7 @@ test('--shards splits the batch unevenly as given, and the output still matches 
   const s = JSON.parse(r.stdout);
   assert.equal(s.numericalCheck.ok, true);
   const trace = await readTrace(out);
-  assert.deepEqual(trace.meta.plan['shards'], [12, 4]);
+  assert.deepEqual((trace.meta.plan as { shards?: number[] }).shards, [12, 4]);
   // The device with three times the rows computes longer.
   assert.ok(s.devices[0].computeUs > s.devices[1].computeUs);
 });

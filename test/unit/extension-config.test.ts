@@ -128,12 +128,12 @@ describe('a plan as the runner’s plan', () => {
     assert.equal(pp.modelPath, '/ws/models/x.onnx');
     assert.equal(pp.modelLabel, 'models/x.onnx');
     assert.equal(pp.inputsFile, '/ws/in.npy');
-    assert.equal(pp.devices, 'cpu:2');
-    assert.equal(pp.batch, 16);
-    assert.equal(pp.steps, 7);
-    assert.equal(pp.warmup, 2);
-    assert.equal(pp.microBatches, 4, 'pipelines default to 4 micro-batches, as the CLI does');
-    assert.deepEqual(pp.cuts, ['/l/Add']);
+    assert.equal(pp.plan.devices, 'cpu:2');
+    assert.equal(pp.plan.batch, 16);
+    assert.equal(pp.plan.steps, 7);
+    assert.equal(pp.plan.warmup, 2);
+    assert.equal(pp.plan.mode === 'pipeline' ? pp.plan.microBatches : null, 4, 'pipelines default to 4 micro-batches, as the CLI does');
+    assert.deepEqual(pp.plan.mode === 'pipeline' ? pp.plan.cuts : null, ['/l/Add']);
     assert.equal(pp.outPath, '/ws/runs/x.parallax.json');
     assert.equal(pp.capture, true);
   });
@@ -141,9 +141,9 @@ describe('a plan as the runner’s plan', () => {
   it('leaves pipeline fields out of a data plan and refuses a plan with errors', () => {
     const doc = parseConfig('{ "plans": { "d": { "model": "/m.onnx", "batch": 8 }, "bad": { "model": "/m.onnx", "batch": 0 } } }');
     const pp = toProfilePlan(findPlan(doc, 'd')!, '/ws/parallax.json', settings, '/o.json')!;
-    assert.equal(pp.mode, 'data');
-    assert.equal(pp.microBatches, undefined);
-    assert.equal(pp.devices, 'cpu:4');
+    assert.equal(pp.plan.mode, 'data');
+    assert.equal('microBatches' in pp.plan, false);
+    assert.equal(pp.plan.devices, 'cpu:4');
     assert.equal(toProfilePlan(findPlan(doc, 'bad')!, '/ws/parallax.json', settings, '/o.json'), null);
   });
 

@@ -37,14 +37,15 @@ process.on('message', (m: unknown) => {
       });
     return;
   }
-  runProfile(m.plan, { progress: (progress) => void send({ type: 'progress', progress }), signal: abort.signal })
+  runProfile(m.request, { progress: (progress) => void send({ type: 'progress', progress }), signal: abort.signal })
     .then(async ({ summary, trace, planText, planInfo }) => {
       await send({
         type: 'result',
-        tracePath: m.plan.dryRun ? null : m.plan.outPath,
+        tracePath: m.request.dryRun ? null : m.request.outPath,
         summary,
         findings: trace?.findings ?? [],
-        ...(planText !== undefined ? { planText, planInfo } : {}),
+        planText,
+        planInfo,
       });
       process.exit(0);
     })

@@ -1,0 +1,49 @@
+/**
+ * What every compiler needs besides its plan: the model's inputs as laid out in the shared
+ * global batch and its outputs with their batch axes. Compilers are pure: no ONNX Runtime,
+ * no files; the runner materialises the segments they name.
+ */
+import { bytesPerElement } from '../tensor-util';
+import type { RowRange } from '../../profiler/program';
+
+/** A graph input as the compilers see it. */
+export interface InputLayoutTyped {
+  name: string;
+  dtype: string;
+  /** Global dims (batch axis at the full batch). */
+  dims: number[];
+  batchAxis: number | null;
+}
+
+export interface CompileContext {
+  inputs: InputLayoutTyped[];
+  /** Graph outputs and the axis each is gathered on. */
+  outputs: { name: string; batchAxis: number }[];
+  /** Elements of all parameters (for a gradient buffer). */
+  parameterCount: number;
+  /** Number of devices of the run. */
+  devices: number;
+  /** Node names of the model, in graph order (segments list theirs). */
+  nodeNames: readonly string[];
+}
+
+/** Bytes of `rows` rows of the named inputs (inputs without a batch count whole). */
+export function inputBytes(inputs: readonly InputLayoutTyped[], names: readonly string[], rows: number): number {
+  let total = 0;
+  for (const inp of inputs) {
+    if (!names.includes(inp.name)) continue;
+    const all = inp.dims.reduce((a, b) => a * b, 1) * bytesPerElement(inp.dtype);
+    total += inp.batchAxis === null ? all : (all / Math.max(1, inp.dims[inp.batchAxis])) * rows;
+  }
+  return total;
+}
+
+/** Consecutive row ranges of the given sizes. */
+export function rowRanges(counts: readonly number[]): RowRange[] {
+  let start = 0;
+  return counts.map((count) => {
+    const r = { start, count };
+    start += count;
+    return r;
+  });
+}

@@ -1,0 +1,29 @@
+/**
+ * Compilers: a plan (and, for a pipeline, its partition) to a {@link Program}. One compiler
+ * per mode; a new mode or schedule is a new file here and nothing else changes.
+ */
+import { assertNever, type Plan } from '../../profiler/plan';
+import type { Program } from '../../profiler/program';
+import type { Partition } from '../pipeline/partition';
+import type { CompileContext } from './common';
+import { compileData } from './data';
+import { compilePipeline } from './pipeline';
+
+export { checkShards, resolveShards } from './data';
+export type { CompileContext, InputLayoutTyped } from './common';
+
+/** What a mode needs decided before it compiles (a pipeline's partition comes from calibration). */
+export type Prepared = { mode: 'data' } | { mode: 'pipeline'; partition: Partition };
+
+/** Compiles a plan into the program every device runs. */
+export function compile(plan: Plan, prepared: Prepared, ctx: CompileContext): Program {
+  switch (plan.mode) {
+    case 'data':
+      return compileData(plan, ctx);
+    case 'pipeline':
+      if (prepared.mode !== 'pipeline') throw new Error('a pipeline plan compiles only with its partition');
+      return compilePipeline(plan, prepared.partition, ctx);
+    default:
+      return assertNever(plan, 'plan');
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * From what the devices measured to a trace: outputs gathered back into full batches, the
+ * numerical check against the one-device run, spans merged on one clock, meta recorded.
+ */
+import * as os from 'node:os';
+import type { Program } from '../../profiler/program';
+import type { Plan } from '../../profiler/plan';
+import type { ProfileRequest, SharedInput } from '../protocol';
+import type { ModelIR } from '../onnx/model';
+import type { DeviceInfo } from '../device/discovery';
+import { viewOf, copyRows, placeRows, elementCount, ctorFor, type AnyTypedArray } from '../tensor-util';
+import { TraceBuilder, TRACE_FORMAT_VERSION, type DeviceMeta, type NumericalCheck, type Trace, type TraceMeta } from '../../profiler/trace-format';
+import { TOOL_VERSION } from '../../common/version';
+import type { DoneMessage } from './workers';
+
+/**
+ * The full-batch outputs of a run: every device gathered its rows into a full-batch buffer
+ * of its own; the rows each device's `gather` instructions name are copied into one.
+ */
+export function mergeOutputs(program: Program, done: DoneMessage[]): Map<string, AnyTypedArray> {
+  const out = new Map<string, AnyTypedArray>();
+  program.devices.forEach((dp, rank) => {
+    const mine = new Map(done[rank].outputs.map((o) => [o.name, o]));
+    for (const ins of dp.instructions) {
+      if (ins.op !== 'gather') continue;
+      for (const name of ins.tensors) {
+        const o = mine.get(name);
+        if (!o) continue;
+        const axis = program.outputs.find((x) => x.name === name)?.batchAxis ?? 0;
+        let full = out.get(name);
+        if (!full) out.set(name, (full = new (ctorFor(o.dtype))(elementCount(o.dims))));
+        const dims = o.dims.slice();
+        dims[axis] = ins.rows.count;
+        const rows = new (ctorFor(o.dtype))(elementCount(dims));
+        copyRows(viewOf(o.dtype, o.data), o.dims, axis, ins.rows.start, ins.rows.count, rows);
+        placeRows(rows, o.dims, axis, ins.rows.start, ins.rows.count, full);
+      }
+    }
+  });
+  return out;
+}
+
+/** Element-wise comparison of two sets of outputs: |a−b| ≤ atol + rtol·|b|. */
+export function compareOutputs(got: Map<string, AnyTypedArray>, want: Map<string, AnyTypedArray>, reference: string, atol = 1e-4, rtol = 1e-3): NumericalCheck {
+  let maxAbs = 0;
+  let maxRel = 0;
+  let ok = true;
+  let elements = 0;
+  for (const [name, w] of want) {
+    const g = got.get(name);
+    if (!g || g.length !== w.length) {
+      ok = false;
+      continue;
+    }
+    for (let i = 0; i < w.length; i++) {
+      const a = Number(g[i]);
+      const b = Number(w[i]);
+      const d = Math.abs(a - b);
+      if (!(d <= atol + rtol * Math.abs(b))) ok = false;
+      if (d > maxAbs || Number.isNaN(d)) maxAbs = Number.isNaN(d) ? Infinity : d;
+      const rel = d / Math.max(Math.abs(b), 1e-12);
+      if (rel > maxRel) maxRel = rel;
+    }
+    elements += w.length;
+  }
+  return { reference, maxAbsErr: maxAbs, maxRelErr: maxRel, atol, rtol, ok, elements };
+}
+
+function hostInfo(): TraceMeta['host'] {
+  return {
+    cpuModel: os.cpus()[0]?.model?.trim() ?? 'unknown',
+    cores: os.availableParallelism(),
+    memoryBytes: os.totalmem(),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+  };
+}
+
+/** What a run measured, before it becomes a trace. */
+export interface Measured {
+  request: ProfileRequest;
+  /** The plan as run, with what the runner resolved (shards, cuts, partition…). */
+  plan: Plan;
+  program: Program;
+  ir: ModelIR;
+  ortVersion: string;
+  devices: DeviceInfo[];
+  done: DoneMessage[];
+  inputs: SharedInput[];
+  numericalCheck: NumericalCheck | undefined;
+  baseline: TraceMeta['baseline'];
+}
+
+function notesOf(m: Measured): string[] {
+  const notes: string[] = [];
+  m.done.forEach((d, rank) => notes.push(...d.notes.map((n) => `${m.devices[rank].id}: ${n}`)));
+  if (m.program.buffers.some((b) => b.synthetic)) {
+    notes.push(
+      'Gradient sync is synthetic: ONNX Runtime runs inference only, so each step all-reduces a zero-filled float32 buffer as large as the model parameters; the transfer and the reduction are real, the gradients are not.',
+    );
+  }
+  for (const d of m.devices) {
+    if (d.sharesPhysicalUnit) notes.push(`${d.id} shares ${d.physicalUnit} with another device of this run; its time is not that of separate hardware.`);
+  }
+  return notes;
+}
+
+function modelMeta(req: ProfileRequest, ir: ModelIR): NonNullable<TraceMeta['model']> {
+  return {
+    path: req.modelLabel,
+    sha256: ir.sha256,
+    opset: ir.opsetVersion ?? 0,
+    nodeCount: ir.nodes.length,
+    parameters: ir.parameterCount,
+    parameterBytes: ir.parameterBytes,
+    ...(ir.producerName ? { producer: `${ir.producerName} ${ir.producerVersion}`.trim() } : {}),
+    inputs: ir.inputs.map((i) => ({ name: i.name, dtype: i.dtype, dims: i.dims ?? [] })),
+    outputs: ir.outputs.map((o) => ({ name: o.name, dtype: o.dtype, dims: o.dims ?? [] })),
+  };
+}
+
+/** The measured trace (idle not yet derived). */
+export function buildTrace(m: Measured): Trace {
+  const { devices, done } = m;
+  const startTimeUs = Math.min(...done.map((d) => d.stepStart[0]));
+  const builder = new TraceBuilder();
+  done.forEach((d, rank) => {
+    if (d.spans) builder.appendBlock(d.spans, rank, startTimeUs);
+  });
+  const steps = Array.from({ length: m.plan.steps }, (_, i) => ({
+    index: i,
+    startUs: Math.min(...done.map((d) => d.stepStart[i])) - startTimeUs,
+    endUs: Math.max(...done.map((d) => d.stepEnd[i])) - startTimeUs,
+  }));
+  const deviceMeta: DeviceMeta[] = devices.map((d) => ({
+    id: d.id,
+    kind: d.kind,
+    provider: d.provider,
+    threads: d.intraOpNumThreads,
+    physicalUnit: d.physicalUnit,
+    sharesPhysicalUnit: d.sharesPhysicalUnit,
+    software: d.software,
+    label: d.label,
+  }));
+  const meta: TraceMeta = {
+    formatVersion: TRACE_FORMAT_VERSION,
+    tool: { name: 'parallax', version: TOOL_VERSION },
+    source: 'measured',
+    model: modelMeta(m.request, m.ir),
+    mode: m.plan.mode,
+    plan: { ...m.plan, inputs: m.inputs.map((i) => ({ name: i.name, dims: i.dims, batchAxis: i.batchAxis })) },
+    program: m.program,
+    devices: deviceMeta,
+    host: hostInfo(),
+    onnxruntimeVersion: m.ortVersion,
+    startTimeUs,
+    ...(m.numericalCheck ? { numericalCheck: m.numericalCheck } : {}),
+    ...(m.baseline ? { baseline: m.baseline } : {}),
+    opLevel: m.request.capture && m.request.opLevel,
+    notes: notesOf(m),
+  };
+  return {
+    meta,
+    strings: builder.strings,
+    lanes: devices.map((d, i) => ({ device: i, label: d.label, group: d.physicalUnit })),
+    steps,
+    spans: builder.finish(),
+  };
+}
