@@ -7,7 +7,7 @@
  */
 import type { CollectiveOp, Phase } from '../span-vocabulary';
 import type { DeviceMeta } from '../trace-format';
-import type { Instruction } from '../program';
+import type { Instruction, Segment } from '../program';
 
 /** A run of `rows` rows costs `fixedUs + perRowUs · rows`. */
 export interface ComputeCost {
@@ -42,9 +42,9 @@ export interface MeasuredBytes {
 
 /** Everything the simulator needs to put a duration on an instruction. */
 export interface CostModel {
-  /** Key {@link computeKey}(rank, segment, phase). */
+  /** Key {@link computeKey}(rank, {@link segmentKey}(segment), phase). */
   compute: Record<string, ComputeCost>;
-  /** Fallback when a rank has no entry; key {@link kindKey}(device kind, segment, phase). */
+  /** Fallback when a rank has no entry; key {@link kindKey}(device kind, {@link segmentKey}(segment), phase). */
   computeByKind?: Record<string, ComputeCost>;
   transfers: Record<TransferClass, Link>;
   /** Slowdown of compute per rank (measured interference), default 1. */
@@ -55,12 +55,37 @@ export interface CostModel {
   notes?: string[];
 }
 
-export function computeKey(rank: number, segment: number, phase: Phase): string {
-  return `${rank}:${segment}:${phase}`;
+/**
+ * What a segment is, independent of its id: ids number the segments of one program, so the
+ * same id means different models in a data and a pipeline program, and costs fitted on one
+ * must not be read for the other. A stage is named by its first and last node and size.
+ */
+export function segmentKey(seg: Segment): string {
+  switch (seg.kind) {
+    case 'whole':
+      return 'whole';
+    case 'stage':
+      return `stage ${seg.stage} [${seg.nodes[0] ?? ''}..${seg.nodes[seg.nodes.length - 1] ?? ''}, ${seg.nodes.length} nodes]`;
+    default: {
+      const never: never = seg;
+      throw new Error(`unknown segment ${JSON.stringify(never)}`);
+    }
+  }
 }
 
-export function kindKey(kind: DeviceMeta['kind'], segment: number, phase: Phase): string {
-  return `${kind}:${segment}:${phase}`;
+/** Key of {@link CostModel.compute}; `segment` is a {@link segmentKey}. */
+export function computeKey(rank: number, segment: string, phase: Phase): string {
+  return `${rank}|${segment}|${phase}`;
+}
+
+/** Key of {@link CostModel.computeByKind}; `segment` is a {@link segmentKey}. */
+export function kindKey(kind: DeviceMeta['kind'], segment: string, phase: Phase): string {
+  return `${kind}|${segment}|${phase}`;
+}
+
+/** Sets the compute cost of `segment` in `phase` on `rank` (hand-written cost tables). */
+export function setComputeCost(costs: CostModel, rank: number, segment: Segment, phase: Phase, cost: ComputeCost): void {
+  costs.compute[computeKey(rank, segmentKey(segment), phase)] = cost;
 }
 
 export function bytesKey(rank: number, index: number): string {
@@ -138,14 +163,15 @@ export function computeCostOf(
   costs: CostModel,
   rank: number,
   kind: DeviceMeta['kind'] | undefined,
-  segment: number,
+  segment: Segment,
   phase: Phase,
 ): ComputeCost {
-  const own = costs.compute[computeKey(rank, segment, phase)];
+  const seg = segmentKey(segment);
+  const own = costs.compute[computeKey(rank, seg, phase)];
   if (own) return own;
-  const byKind = kind === undefined ? undefined : costs.computeByKind?.[kindKey(kind, segment, phase)];
+  const byKind = kind === undefined ? undefined : costs.computeByKind?.[kindKey(kind, seg, phase)];
   if (byKind) return byKind;
-  throw new Error(`no compute cost for rank ${rank} (${kind ?? 'unknown kind'}), segment ${segment}, phase ${phase}`);
+  throw new Error(`no compute cost for rank ${rank} (${kind ?? 'unknown kind'}), segment ${segment.id} (${seg}), phase ${phase}`);
 }
 
 /** Duration of a run of `rows` rows, slowed by the rank's interference factor. */

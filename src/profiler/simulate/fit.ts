@@ -27,6 +27,7 @@ import {
   collectiveTerms,
   computeKey,
   kindKey,
+  segmentKey,
   type ComputeCost,
   type CostModel,
   type Link,
@@ -116,6 +117,7 @@ function collect(trace: Trace, acc: Acc): void {
   const program = trace.meta.program;
   if (!program) throw new Error('cannot fit costs from a trace without meta.program (the program it ran)');
   const s = trace.spans;
+  const segments = new Map(program.segments.map((g) => [g.id, segmentKey(g)]));
   for (const [key, list] of spansByLaneStep(trace)) {
     const rank = Number(key.slice(0, key.indexOf(':')));
     const dev = program.devices.find((d) => d.rank === rank);
@@ -132,7 +134,7 @@ function collect(trace: Trace, acc: Acc): void {
       const k = spanKey(trace, i);
       const idx = k === undefined ? undefined : queues.get(k)?.shift();
       if (idx === undefined) continue;
-      addSample(acc, rank, kind, idx, dev.instructions[idx]!, s.dur[i]!, s.bytes[i]!);
+      addSample(acc, { rank, kind, segments }, idx, dev.instructions[idx]!, s.dur[i]!, s.bytes[i]!);
     }
   }
 }
@@ -143,11 +145,21 @@ function push<K>(map: Map<K, Sample[]>, key: K, sample: Sample): void {
   else map.set(key, [sample]);
 }
 
-function addSample(acc: Acc, rank: number, kind: DeviceMeta['kind'] | undefined, idx: number, ins: Instruction, dur: number, spanBytes: number): void {
+interface Where {
+  rank: number;
+  kind: DeviceMeta['kind'] | undefined;
+  /** Segment id → {@link segmentKey} in the trace's program. */
+  segments: Map<number, string>;
+}
+
+function addSample(acc: Acc, where: Where, idx: number, ins: Instruction, dur: number, spanBytes: number): void {
+  const { rank, kind } = where;
   if (ins.op === 'run') {
+    const seg = where.segments.get(ins.segment);
+    if (seg === undefined) return;
     const sample = { a: ins.rows, b: 1, d: dur };
-    push(acc.compute, computeKey(rank, ins.segment, ins.phase), sample);
-    if (kind !== undefined) push(acc.byKind, kindKey(kind, ins.segment, ins.phase), sample);
+    push(acc.compute, computeKey(rank, seg, ins.phase), sample);
+    if (kind !== undefined) push(acc.byKind, kindKey(kind, seg, ins.phase), sample);
     return;
   }
   // The span's bytes are what moved; the instruction's are the compiler's estimate.

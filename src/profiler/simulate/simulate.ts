@@ -199,7 +199,9 @@ function execute(ctx: Context, st: StepState, r: number, ins: Instruction, index
   const transfers = ctx.costs.transfers;
   switch (ins.op) {
     case 'run': {
-      const cost = computeCostOf(ctx.costs, r, ctx.kinds[r], ins.segment, ins.phase);
+      const seg = ctx.program.segments.find((x) => x.id === ins.segment);
+      if (!seg) throw new Error(`rank ${r} instruction ${index}: runs segment ${ins.segment}, which the program does not define`);
+      const cost = computeCostOf(ctx.costs, r, ctx.kinds[r], seg, ins.phase);
       const dur = runUs(cost, ins.rows, ctx.costs.interference?.[String(r)] ?? 1);
       b.push({ ...base, kind: 'compute', name: 'session.run', start: t, dur, micro: ins.micro, phase: ins.phase });
       st.clock[r] = t + dur;
