@@ -269,3 +269,33 @@ test('self-consistency on a trace predicted from the same costs has zero error',
   close(r.predictedStepUs, r.measuredStepUs, 1e-9, 'step time');
   assert.ok(Math.abs(r.error) < 1e-9);
 });
+
+test('the fit matches spans by order when the runtime records no micro-batch on them', () => {
+  const truth = { fixedUs: 50, perRowUs: 20 };
+  const traces = [2, 4].map((m) => {
+    const p = gpipeProgram(2, m, 16, { actBytes: 128 });
+    const costs = costsOf({ p2p: { alphaUs: 12, bytesPerUs: 50 } });
+    p.segments.forEach((seg, s) => setComputeCost(costs, s, seg, 'forward', { fixedUs: truth.fixedUs * (s + 1), perRowUs: truth.perRowUs }));
+    const t = simulate(p, costs, { steps: 2, meta: metaFor(p) });
+    return { ...t, spans: { ...t.spans, micro: new Int32Array(t.spans.count).fill(-1) } };
+  });
+  const fitted = fitCostModel(traces);
+  const segs = stageSegments(2);
+  const c = fitted.compute[computeKey(1, segmentKey(segs[1]!), 'forward')]!;
+  close(c.fixedUs, 100, 0.01, 'stage 1 fixed');
+  close(c.perRowUs, 20, 0.01, 'stage 1 per row');
+  close(fitted.transfers.p2p.bytesPerUs, 50, 0.01, 'p2p β');
+});
+
+test('instructions with unknown bytes (0) move the bytes measured for them', () => {
+  const p = dataProgram(2, 8);
+  const costs = costsOf({ copy: { alphaUs: 1, bytesPerUs: 10 } });
+  for (let r = 0; r < 2; r++) setComputeCost(costs, r, WHOLE, 'forward', { fixedUs: 0, perRowUs: 1 });
+  costs.bytes = { '1:0': { op: 'scatter', micro: -1, bytes: 100 }, '1:2': { op: 'scatter', micro: -1, bytes: 999 } };
+  const trace = simulate(p, costs, { steps: 1, meta: metaFor(p) });
+  const scatter = spansWhere(trace, (i) => trace.spans.comm[i] === CommOpCode.scatter).sort((a, b) => trace.spans.lane[a]! - trace.spans.lane[b]!);
+  assert.deepEqual(scatter.map((i) => trace.spans.dur[i]), [1, 1 + 100 / 10]);
+  // The entry for instruction 2 names a scatter, but instruction 2 is a gather: not used.
+  const gather = spansWhere(trace, (i) => trace.spans.comm[i] === CommOpCode.gather && trace.spans.lane[i] === 1);
+  assert.equal(trace.spans.bytes[gather[0]!], 0);
+});

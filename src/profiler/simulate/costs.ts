@@ -88,6 +88,7 @@ export function setComputeCost(costs: CostModel, rank: number, segment: Segment,
   costs.compute[computeKey(rank, segmentKey(segment), phase)] = cost;
 }
 
+/** Key of {@link CostModel.bytes}: an instruction by rank and index in its list. */
 export function bytesKey(rank: number, index: number): string {
   return `${rank}:${index}`;
 }

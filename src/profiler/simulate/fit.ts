@@ -71,17 +71,17 @@ export function fitCostModel(traces: readonly Trace[]): CostModel {
   return { compute, computeByKind, transfers, bytes, notes };
 }
 
-/** What a span or an instruction does, as a key spans and instructions share. */
-function instructionKey(ins: Instruction): string {
+/** What an instruction does: its operation (the collective for collectives) and micro-batch. */
+function instructionKey(ins: Instruction): { op: string; micro: number } {
   switch (ins.op) {
     case 'run':
     case 'scatter':
     case 'gather':
     case 'send':
     case 'recv':
-      return `${ins.op}:${ins.micro}`;
+      return { op: ins.op, micro: ins.micro };
     case 'collective':
-      return `${ins.collective}:-1`;
+      return { op: ins.collective, micro: -1 };
     default: {
       const never: never = ins;
       throw new Error(`unknown instruction ${JSON.stringify(never)}`);
@@ -89,12 +89,54 @@ function instructionKey(ins: Instruction): string {
   }
 }
 
-function spanKey(trace: Trace, i: number): string | undefined {
+/** The same for a span, from its kind, `comm` column and micro-batch; undefined for spans no instruction records. */
+function spanKey(trace: Trace, i: number): { op: string; micro: number } | undefined {
   const s = trace.spans;
-  if (s.kind[i] === SpanKind.compute) return `run:${s.micro[i]}`;
+  if (s.kind[i] === SpanKind.compute) return { op: 'run', micro: s.micro[i]! };
   const code = s.comm[i]!;
   if (s.kind[i] !== SpanKind.comm || code === CommOpCode.none) return undefined;
-  return isCollectiveCode(code) ? `${COMM_OPS[code]}:-1` : `${COMM_OPS[code]}:${s.micro[i]}`;
+  return { op: COMM_OPS[code]!, micro: isCollectiveCode(code) ? -1 : s.micro[i]! };
+}
+
+/**
+ * Matches spans to a device's instructions: the k-th span of an operation and micro-batch
+ * is the k-th such instruction. A span without a micro-batch (-1) where the instructions
+ * have one takes the next unused instruction of its operation, so a runtime that does not
+ * record micro-batches still gets matched by order.
+ */
+class InstructionMatcher {
+  private readonly queues = new Map<string, { list: number[]; pos: number }>();
+  private readonly used = new Set<number>();
+
+  constructor(instructions: readonly Instruction[]) {
+    instructions.forEach((ins, idx) => {
+      const k = instructionKey(ins);
+      this.add(`${k.op}:${k.micro}`, idx);
+      this.add(`${k.op}:*`, idx);
+    });
+  }
+
+  private add(key: string, idx: number): void {
+    const q = this.queues.get(key);
+    if (q) q.list.push(idx);
+    else this.queues.set(key, { list: [idx], pos: 0 });
+  }
+
+  private next(key: string): number | undefined {
+    const q = this.queues.get(key);
+    while (q && q.pos < q.list.length) {
+      const idx = q.list[q.pos++]!;
+      if (!this.used.has(idx)) {
+        this.used.add(idx);
+        return idx;
+      }
+    }
+    return undefined;
+  }
+
+  take(k: { op: string; micro: number }): number | undefined {
+    return this.next(`${k.op}:${k.micro}`) ?? (k.micro < 0 ? this.next(`${k.op}:*`) : undefined);
+  }
 }
 
 /** Top-level busy spans of measured steps, per `lane:step`, in start order. */
@@ -124,15 +166,10 @@ function collect(trace: Trace, acc: Acc): void {
     if (!dev) continue;
     const lane = trace.lanes[rank];
     const kind: DeviceMeta['kind'] | undefined = lane ? trace.meta.devices[lane.device]?.kind : undefined;
-    // Instruction indices per key, in order: the k-th span with a key is the k-th instruction with it.
-    const queues = new Map<string, number[]>();
-    dev.instructions.forEach((ins, idx) => {
-      const k = instructionKey(ins);
-      queues.set(k, [...(queues.get(k) ?? []), idx]);
-    });
+    const matcher = new InstructionMatcher(dev.instructions);
     for (const i of list) {
       const k = spanKey(trace, i);
-      const idx = k === undefined ? undefined : queues.get(k)?.shift();
+      const idx = k === undefined ? undefined : matcher.take(k);
       if (idx === undefined) continue;
       addSample(acc, { rank, kind, segments }, idx, dev.instructions[idx]!, s.dur[i]!, s.bytes[i]!);
     }
