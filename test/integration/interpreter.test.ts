@@ -1,0 +1,116 @@
+/**
+ * The execution model in-process, without a runner child process: plans compile to
+ * programs, and the interpreter runs them with real ONNX Runtime sessions — in this test's
+ * own thread for one device, and in worker threads over the shared-memory communicator for
+ * data and pipeline programs of several devices.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { Interpreter } from '../../src/runtime/device/interpreter';
+import { compile } from '../../src/runtime/compile';
+import { runProfile } from '../../src/runtime/runner/runner';
+import { ensureDemoModel } from '../../src/runtime/onnx/demo-model';
+import { makePlan, type Plan } from '../../src/profiler/plan';
+import { spanRow, type Trace } from '../../src/profiler/trace-format';
+import type { FromDevice, SharedInput } from '../../src/runtime/protocol';
+import { writeTinyMatMulModel, seededValues, tinyMatMulReference } from '../helpers/tiny-model';
+
+test('a one-device data program runs on the interpreter in this thread and gathers the model output', async () => {
+  const tiny = writeTinyMatMulModel({ k: 16, n: 8 });
+  try {
+    const batch = 6;
+    const x = seededValues(batch * 16, 3);
+    const sab = new SharedArrayBuffer(x.byteLength);
+    new Float32Array(sab).set(x);
+    const inputs: SharedInput[] = [{ name: 'x', dtype: 'float32', dims: [batch, 16], batchAxis: 0, data: sab }];
+    const program = compile(makePlan({ mode: 'data', devices: 'cpu:1', batch, steps: 2, warmup: 1, seed: 0 }), { mode: 'data' }, {
+      inputs: [{ name: 'x', dtype: 'float32', dims: [batch, 16], batchAxis: 0 }],
+      outputs: [{ name: 'y', batchAxis: 0 }],
+      parameterCount: 16 * 8 + 8,
+      devices: 1,
+      nodeNames: tiny.nodeNames,
+    });
+    assert.deepEqual(
+      program.devices[0].instructions.map((i) => i.op),
+      ['scatter', 'run', 'gather'],
+    );
+    const got: FromDevice[] = [];
+    const it = new Interpreter((m) => got.push(m));
+    await it.handle({
+      type: 'init',
+      rank: 0,
+      worldSize: 1,
+      device: { id: 'cpu:0', kind: 'cpu', executionProviders: [{ name: 'cpu' }], intraOpNumThreads: 1 },
+      program: program.devices[0],
+      segmentPaths: { 0: tiny.path },
+      outputs: program.outputs,
+      buffers: program.buffers,
+      batch,
+      inputs,
+      comm: null,
+      steps: 2,
+      warmup: 1,
+      capture: true,
+      opLevel: false,
+      profileDir: tmpdir(),
+    });
+    await it.handle({ type: 'go' });
+    const errors = got.filter((m) => m.type === 'error');
+    assert.deepEqual(errors, []);
+    const done = got.find((m) => m.type === 'done');
+    assert.ok(done && done.type === 'done');
+    const y = new Float32Array(done.outputs[0].data);
+    const want = tinyMatMulReference(tiny, x);
+    for (let i = 0; i < want.length; i++) assert.ok(Math.abs(y[i] - want[i]) < 1e-4, `y[${i}] = ${y[i]}, want ${want[i]}`);
+    // Spans come from the instructions: a scatter, a compute and a gather per measured step.
+    const spans = done.spans!;
+    const kinds = Array.from({ length: spans.count }, (_, i) => `${spans.kind[i]}:${spans.comm[i]}:${spans.phase[i]}`);
+    assert.deepEqual(kinds, ['1:1:0', '0:0:1', '1:2:0', '1:1:0', '0:0:1', '1:2:0']);
+  } finally {
+    tiny.dispose();
+  }
+});
+
+const dir = mkdtempSync(join(tmpdir(), 'parallax-interp-'));
+const progress = { progress: (): void => {} };
+
+async function demoRun(plan: Plan): Promise<Trace> {
+  const model = await ensureDemoModel(join(dir, 'cache'), { layers: 4, hidden: 64, ffn: 128 });
+  const r = await runProfile({ modelPath: model, modelLabel: 'demo', plan, capture: true, opLevel: false, baseline: true, outPath: null }, progress);
+  assert.ok(r.trace);
+  return r.trace;
+}
+
+test('a data program on two worker threads all-reduces its gradient buffer and matches one device', async () => {
+  const t = await demoRun(makePlan({ mode: 'data', devices: 'cpu:2', batch: 8, steps: 2, warmup: 1, seed: 0, gradSync: true }));
+  assert.equal(t.meta.numericalCheck?.ok, true, JSON.stringify(t.meta.numericalCheck));
+  assert.equal(t.meta.program?.mode, 'data');
+  const rows = Array.from({ length: t.spans.count }, (_, i) => spanRow(t, i)).filter((r) => r.kind === 'comm');
+  // Every communication span says what it is in its own column, from its instruction.
+  assert.deepEqual(new Set(rows.map((r) => r.comm)), new Set(['scatter', 'gather', 'allreduce']));
+  assert.equal(rows.filter((r) => r.comm === 'allreduce').length, 2 * 2);
+});
+
+test('a pipeline program on two worker threads streams micro-batches stage to stage and matches one device', async () => {
+  const t = await demoRun(makePlan({ mode: 'pipeline', devices: 'cpu:2', batch: 8, steps: 2, warmup: 1, seed: 0, microBatches: 2 }));
+  assert.equal(t.meta.numericalCheck?.ok, true, JSON.stringify(t.meta.numericalCheck));
+  const program = t.meta.program!;
+  assert.equal(program.mode, 'pipeline');
+  assert.deepEqual(
+    program.devices[0].instructions.map((i) => i.op),
+    ['scatter', 'run', 'send', 'scatter', 'run', 'send'],
+  );
+  assert.deepEqual(
+    program.devices[1].instructions.map((i) => i.op),
+    ['recv', 'run', 'gather', 'recv', 'run', 'gather'],
+  );
+  const rows = Array.from({ length: t.spans.count }, (_, i) => spanRow(t, i));
+  const sends = rows.filter((r) => r.comm === 'send');
+  const recvs = rows.filter((r) => r.comm === 'recv');
+  assert.ok(sends.length >= 4 && sends.every((r) => r.lane === 0 && r.peer === 1 && r.stage === 0));
+  assert.ok(recvs.length === sends.length && recvs.every((r) => r.lane === 1 && r.peer === 0 && r.stage === 1));
+  assert.deepEqual(new Set(rows.filter((r) => r.kind === 'compute').map((r) => r.micro)), new Set([0, 1]));
+});
