@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { onnx } from 'onnx-proto';
 import { UserError } from '../../common/errors';
-import { byteSize, dtypeName, isFloatType, type DType } from './dtypes';
+import { byteSize, dtypeName, isWeightType, type DType } from './dtypes';
 import { readNodeMetadata } from './node-metadata';
 
 export { estimateCosts } from './costs';
@@ -443,9 +443,6 @@ function product(dims: readonly number[]): number {
   return n;
 }
 
-function isWeightType(dtype: DType): boolean {
-  return isFloatType(dtype) || dtype === 'int8' || dtype === 'uint8' || dtype === 'int4' || dtype === 'uint4' || dtype === 'int16' || dtype === 'uint16';
-}
 
 /** A short description of the file if it looks like text (JSON, a Git LFS pointer, HTML), else null. */
 function describeText(bytes: Uint8Array): string | null {

@@ -27,7 +27,7 @@
  * reported per stage afterwards ({@link PipelineStage.cutBytesOut}) count every destination.
  */
 import { UserError } from '../../common/errors';
-import { byteSize, isFloatType, type DType } from '../onnx/dtypes';
+import { byteSize, isWeightType } from '../onnx/dtypes';
 import { estimateCosts, type IRNode, type ModelIR } from '../onnx/model';
 
 /** Where per-node costs came from: timed runs, or the FLOP/byte estimate. */
@@ -573,10 +573,6 @@ function assemble(ctx: Context, bounds: number[]): Partition {
   };
 }
 
-function isWeightType(dtype: DType): boolean {
-  // Mirrors ModelIR.parameterCount: float and quantized types are weights, int64/int32/bool are shapes and indices.
-  return isFloatType(dtype) || dtype === 'int8' || dtype === 'uint8' || dtype === 'int4' || dtype === 'uint4' || dtype === 'int16' || dtype === 'uint16';
-}
 
 function nominalDims(ir: ModelIR): Record<string, number> {
   const out: Record<string, number> = {};
