@@ -17,6 +17,7 @@
 import type { Trace } from './trace-format';
 import type { ProfileSummary } from './summary';
 import { median } from './stats';
+import { formatDuration } from './units';
 import { analyse, type Analysis } from './analysis/index';
 import { deviceSpecFor } from './analysis/plan';
 import { gpipeBubbleFraction, predictPipelineStepUs } from './analysis/pipeline';
@@ -156,7 +157,7 @@ export const SCALING_KEEP = 0.9;
 export const DOMINANT_OP_SHARE = 0.5;
 
 const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
-const dur = (us: number): string => (Math.abs(us) < 1000 ? `${us.toFixed(0)} µs` : `${(us / 1000).toFixed(1)} ms`);
+const dur = (us: number): string => formatDuration(us, { sDigits: false });
 const perS = (batch: number, stepUs: number): number => (stepUs > 0 ? (batch * 1e6) / stepUs : 0);
 
 /**
