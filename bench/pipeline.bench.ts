@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { profile } from '../src/runtime/api';
 import { demoPlan, withOverrides } from './demo-plan';
 import { median } from '../src/profiler/stats';
-import { gpipeBubble } from '../src/profiler/summary';
+import { gpipeBubble } from '../src/profiler/plan';
 
 const REPEATS = Number(process.env['BENCH_REPEATS'] ?? 3);
 const MS = [2, 4, 8, 16];

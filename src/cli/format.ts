@@ -2,12 +2,11 @@
 import type { ProfileSummary } from '../profiler/summary';
 import type { Finding } from '../profiler/findings';
 import type { Analysis } from '../profiler/analysis';
+import { formatDuration } from '../profiler/units';
 
+/** A duration for the terminal: `830 µs`, `12.35 ms`, `1.25 s`. */
 export function ms(us: number): string {
-  if (!Number.isFinite(us)) return '–';
-  if (us >= 1e6) return `${(us / 1e6).toFixed(2)} s`;
-  if (us >= 1e3) return `${(us / 1e3).toFixed(2)} ms`;
-  return `${us.toFixed(0)} µs`;
+  return formatDuration(us, { msDigits: 2 });
 }
 
 function pct(x: number): string {

@@ -3,9 +3,10 @@
  * optional second trace to compare) with the built timeline bundle inlined, see
  * src/profiler/html-report.ts for what makes the file safe to open.
  */
-import { existsSync, promises as fs, readFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { promises as fs, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { UserError } from '../common/errors';
+import { findPackageFile } from '../common/package-file';
 import { renderHtmlReport } from '../profiler/html-report';
 import { parseTrace, serializeTrace, writeFileAtomic } from '../profiler/trace-io';
 import type { Trace } from '../profiler/trace-format';
@@ -15,12 +16,8 @@ import type { Trace } from '../profiler/trace-format';
  * bundled CLI lives in dist/, tests run it from src/cli/, the VSIX carries webview/dist/.
  */
 export function webviewDistFile(name: string): string {
-  let dir = __dirname;
-  for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, 'webview', 'dist', name);
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
+  const found = findPackageFile(__dirname, [join('webview', 'dist', name)]);
+  if (found) return found;
   throw new UserError(`cannot find webview/dist/${name}; run \`npm run build\` (or \`node scripts/build-webview.mjs\`) first`);
 }
 

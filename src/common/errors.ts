@@ -18,3 +18,16 @@ export class UserError extends Error {
 export function isUserError(e: unknown): e is UserError {
   return e instanceof UserError || (typeof e === 'object' && e !== null && (e as { name?: unknown }).name === 'UserError');
 }
+
+/** Raised when the user cancelled a run; not an error to report. */
+export class CancelledError extends Error {
+  constructor() {
+    super('profiling cancelled');
+    this.name = 'CancelledError';
+  }
+}
+
+/** True for a cancelled run's error (also one raised by an older copy of {@link CancelledError}). */
+export function isCancelled(e: unknown): e is CancelledError {
+  return e instanceof CancelledError || (typeof e === 'object' && e !== null && (e as { name?: unknown }).name === 'CancelledError');
+}

@@ -13,6 +13,7 @@
  */
 import { applyEdits, modify } from 'jsonc-parser/lib/esm/main.js';
 import type { Finding } from '../profiler/findings';
+import { formatDuration } from '../profiler/units';
 import type { ProfileSummary } from '../profiler/summary';
 import { deviceCount, effectiveValue, type ConfigPlan, type PlanKey } from './config-model';
 import type { ProfileSettings } from './run-config';
@@ -39,12 +40,7 @@ export interface KeyHint {
 const pct = (x: number): string => `${Math.round(x * 100)}%`;
 
 /** A duration for people: µs under 1 ms, then ms with one decimal, then s. */
-export function formatDuration(us: number): string {
-  const a = Math.abs(us);
-  if (a < 1000) return `${us.toFixed(0)} µs`;
-  if (a < 1e6) return `${(us / 1000).toFixed(1)} ms`;
-  return `${(us / 1e6).toFixed(2)} s`;
-}
+export { formatDuration };
 
 /** Signed relative change with a real minus sign: `−23%`, `+40%`. */
 export function formatChange(now: number, then: number): string {

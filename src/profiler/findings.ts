@@ -17,9 +17,11 @@
 import type { Trace } from './trace-format';
 import type { ProfileSummary } from './summary';
 import { median } from './stats';
+import { formatDuration } from './units';
+import { gpipeBubble } from './plan';
 import { analyse, type Analysis } from './analysis/index';
 import { deviceSpecFor } from './analysis/plan';
-import { gpipeBubbleFraction, predictPipelineStepUs } from './analysis/pipeline';
+import { predictPipelineStepUs } from './analysis/pipeline';
 import { repartitionStages } from './analysis/partition';
 import { amdahlSpeedup, type ScalingPoint } from './analysis/scaling';
 import { TINY_OP_US } from './analysis/ops';
@@ -156,7 +158,7 @@ export const SCALING_KEEP = 0.9;
 export const DOMINANT_OP_SHARE = 0.5;
 
 const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
-const dur = (us: number): string => (Math.abs(us) < 1000 ? `${us.toFixed(0)} µs` : `${(us / 1000).toFixed(1)} ms`);
+const dur = (us: number): string => formatDuration(us, { sDigits: false });
 const perS = (batch: number, stepUs: number): number => (stepUs > 0 ? (batch * 1e6) / stepUs : 0);
 
 /**
@@ -234,7 +236,7 @@ function pipelineBubbleRule(trace: Trace, a: Analysis): Finding[] {
   // micro-batch's fixed work (e.g. streaming a stage's weights) grows with M′ while the
   // bubble shrinks. Ties go to the smaller M′.
   const current = p.model.measuredStepUs;
-  const reach = candidates.findIndex((m) => gpipeBubbleFraction(K, m) <= BUBBLE_TARGET);
+  const reach = candidates.findIndex((m) => gpipeBubble(K, m) <= BUBBLE_TARGET);
   const window = reach < 0 ? candidates : candidates.slice(0, reach + 1);
   let m2 = window[0];
   let predicted = predictPipelineStepUs(p.model, { microBatches: m2 });
@@ -263,12 +265,12 @@ function pipelineBubbleRule(trace: Trace, a: Analysis): Finding[] {
           stages: K,
           microBatches: M,
           suggestedMicroBatches: m2,
-          suggestedIdealBubbleFraction: gpipeBubbleFraction(K, m2),
+          suggestedIdealBubbleFraction: gpipeBubble(K, m2),
           modelScale: p.model.scale,
         },
       },
       change: {
-        description: `Raise the micro-batches from ${M} to ${m2} (${batch / m2} rows each): GPipe's bubble drops to ${pct(gpipeBubbleFraction(K, m2))}.`,
+        description: `Raise the micro-batches from ${M} to ${m2} (${batch / m2} rows each): GPipe's bubble drops to ${pct(gpipeBubble(K, m2))}.`,
         params: { microBatches: m2 },
       },
       currentStepUs: current,

@@ -3,14 +3,20 @@
  * runner process and get its summary back.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { UserError } from '../common/errors';
-import { isFromRunner, type ProfileRequest, type Progress, type ToRunner } from './protocol';
+import { join, resolve } from 'node:path';
+import { CancelledError, UserError } from '../common/errors';
+import { findPackageFile } from '../common/package-file';
+import { isFromRunner, type FromRunner, type ProfileRequest, type Progress, type ToRunner } from './protocol';
 import type { ProfileSummary } from '../profiler/summary';
 import type { Finding } from '../profiler/findings';
 import type { PlanInfo } from './runner/runner';
 import type { DiscoveredDevices } from './device/discovery';
+
+/**
+ * Raised when the user cancelled the run: the one {@link CancelledError}, under the name
+ * callers of this module have used.
+ */
+export { CancelledError as ProfileCancelled };
 
 export interface ProfileOptions {
   onProgress?: (p: Progress) => void;
@@ -32,21 +38,10 @@ export interface ProfileOutcome {
   planInfo?: PlanInfo;
 }
 
-/** Raised when the user cancelled the run. */
-export class ProfileCancelled extends Error {
-  constructor() {
-    super('profiling cancelled');
-    this.name = 'ProfileCancelled';
-  }
-}
-
 /** Finds a bundled entry point (`runner.js`, `device-worker.js`) in the package's dist/. */
 export function distFile(name: string): string {
-  let dir = __dirname;
-  for (let i = 0; i < 6; i++) {
-    for (const candidate of [join(dir, name), join(dir, 'dist', name)]) if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
+  const found = findPackageFile(__dirname, [name, join('dist', name)]);
+  if (found) return found;
   throw new Error(`cannot find ${name}; run \`npm run build\` first`);
 }
 
@@ -72,35 +67,76 @@ function forkRunner(nodePath: string | undefined): { child: ChildProcess; lastWo
   return { child, lastWords: () => tail.trim() };
 }
 
+/** What {@link callRunner} does with one request. */
+interface RunnerCall<T> {
+  /** Node.js executable for the runner (default: this process's). */
+  nodePath: string | undefined;
+  signal: AbortSignal | undefined;
+  /** The request sent once the runner is started. */
+  request: ToRunner;
+  /** Stops the runner when the signal aborts (the call then rejects with {@link CancelledError}). */
+  stop: (child: ChildProcess) => void;
+  /**
+   * Handles one message from the runner; `settle` resolves or rejects the call (only the
+   * first settle counts).
+   */
+  onMessage: (m: FromRunner, settle: (f: (resolve: (v: T) => void, reject: (e: Error) => void) => void) => void) => void;
+}
+
+/**
+ * Forks the runner, sends it `call.request` and settles once: as `call.onMessage` says, with
+ * {@link CancelledError} when the signal aborts, or with an Error carrying the runner's last
+ * words when it cannot start or exits before answering.
+ */
+function callRunner<T>(call: RunnerCall<T>): Promise<T> {
+  return new Promise((resolvePromise, reject) => {
+    const { child, lastWords } = forkRunner(call.nodePath);
+    let settled = false;
+    const settle = (f: (resolve: (v: T) => void, reject: (e: Error) => void) => void): void => {
+      if (!settled) {
+        settled = true;
+        call.signal?.removeEventListener('abort', onAbort);
+        f(resolvePromise, reject);
+      }
+    };
+    function onAbort(): void {
+      call.stop(child);
+      settle((_, no) => no(new CancelledError()));
+    }
+    if (call.signal?.aborted) return onAbort();
+    call.signal?.addEventListener('abort', onAbort, { once: true });
+    child.on('message', (m: unknown) => {
+      if (isFromRunner(m)) call.onMessage(m, settle);
+    });
+    child.on('error', (e) => settle((_, no) => no(new Error(`cannot start the runner: ${e.message}`))));
+    child.on('exit', (code, sig) => {
+      call.signal?.removeEventListener('abort', onAbort);
+      settle((_, no) => no(new Error(`the runner exited unexpectedly (${sig ?? `code ${code}`}); its last output:\n${lastWords() || '(none)'}`)));
+    });
+    child.send(call.request);
+  });
+}
+
 /**
  * Runs `plan` in a runner process. Resolves with the summary, rejects with a
  * {@link UserError} for bad input, {@link ProfileCancelled} when cancelled, or an Error
  * carrying the runner's last words when it crashed.
  */
 export function profile(plan: ProfileRequest, opts: ProfileOptions = {}): Promise<ProfileOutcome> {
-  return new Promise((resolvePromise, reject) => {
-    const { child, lastWords } = forkRunner(opts.nodePath);
-    let settled = false;
-    const settle = (f: () => void): void => {
-      if (!settled) {
-        settled = true;
-        f();
-      }
-    };
-    const onAbort = (): void => {
+  return callRunner<ProfileOutcome>({
+    nodePath: opts.nodePath,
+    signal: opts.signal,
+    request: { type: 'start', request: { ...plan, modelPath: resolve(plan.modelPath) } },
+    stop: (child) => {
       const m: ToRunner = { type: 'cancel' };
       if (child.connected) child.send(m);
       // The runner stops its workers on cancel; if it is stuck in native code, kill it.
       setTimeout(() => child.kill('SIGKILL'), 800).unref();
-      settle(() => reject(new ProfileCancelled()));
-    };
-    if (opts.signal?.aborted) return onAbort();
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    child.on('message', (m: unknown) => {
-      if (!isFromRunner(m)) return;
+    },
+    onMessage: (m, settle) => {
       if (m.type === 'progress') opts.onProgress?.(m.progress);
-      else if (m.type === 'result') settle(() =>
-          resolvePromise({
+      else if (m.type === 'result') settle((ok) =>
+          ok({
             tracePath: m.tracePath,
             summary: m.summary as ProfileSummary,
             findings: m.findings as Finding[],
@@ -108,19 +144,10 @@ export function profile(plan: ProfileRequest, opts: ProfileOptions = {}): Promis
           }),
         );
       else if (m.type === 'error') {
-        if (opts.signal?.aborted) settle(() => reject(new ProfileCancelled()));
-        else settle(() => reject(m.user ? new UserError(m.message) : new Error(`the runner failed: ${m.message}`)));
+        if (opts.signal?.aborted) settle((_, no) => no(new CancelledError()));
+        else settle((_, no) => no(m.user ? new UserError(m.message) : new Error(`the runner failed: ${m.message}`)));
       }
-    });
-    child.on('error', (e) => settle(() => reject(new Error(`cannot start the runner: ${e.message}`))));
-    child.on('exit', (code, sig) => {
-      opts.signal?.removeEventListener('abort', onAbort);
-      settle(() =>
-        reject(new Error(`the runner exited unexpectedly (${sig ?? `code ${code}`}); its last output:\n${lastWords() || '(none)'}`)),
-      );
-    });
-    const start: ToRunner = { type: 'start', request: { ...plan, modelPath: resolve(plan.modelPath) } };
-    child.send(start);
+    },
   });
 }
 
@@ -139,32 +166,14 @@ export interface ListDevicesOptions {
  * {@link ProfileCancelled} when cancelled, or an Error carrying the runner's last words.
  */
 export function listDevices(opts: ListDevicesOptions = {}): Promise<DiscoveredDevices> {
-  return new Promise((resolvePromise, reject) => {
-    const { child, lastWords } = forkRunner(opts.nodePath);
-    let settled = false;
-    const settle = (f: () => void): void => {
-      if (!settled) {
-        settled = true;
-        opts.signal?.removeEventListener('abort', onAbort);
-        f();
-      }
-    };
-    function onAbort(): void {
-      child.kill('SIGKILL');
-      settle(() => reject(new ProfileCancelled()));
-    }
-    if (opts.signal?.aborted) return onAbort();
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    child.on('message', (m: unknown) => {
-      if (!isFromRunner(m)) return;
-      if (m.type === 'devices') settle(() => resolvePromise(m.devices as DiscoveredDevices));
-      else if (m.type === 'error') settle(() => reject(m.user ? new UserError(m.message) : new Error(`device discovery failed: ${m.message}`)));
-    });
-    child.on('error', (e) => settle(() => reject(new Error(`cannot start the runner: ${e.message}`))));
-    child.on('exit', (code, sig) =>
-      settle(() => reject(new Error(`the runner exited unexpectedly (${sig ?? `code ${code}`}); its last output:\n${lastWords() || '(none)'}`))),
-    );
-    const request: ToRunner = { type: 'devices', probeWebGpu: opts.probeWebGpu ?? true };
-    child.send(request);
+  return callRunner<DiscoveredDevices>({
+    nodePath: opts.nodePath,
+    signal: opts.signal,
+    request: { type: 'devices', probeWebGpu: opts.probeWebGpu ?? true },
+    stop: (child) => child.kill('SIGKILL'),
+    onMessage: (m, settle) => {
+      if (m.type === 'devices') settle((ok) => ok(m.devices as DiscoveredDevices));
+      else if (m.type === 'error') settle((_, no) => no(m.user ? new UserError(m.message) : new Error(`device discovery failed: ${m.message}`)));
+    },
   });
 }

@@ -1,38 +1,12 @@
 /** Typed-array helpers for tensors in shared memory: dtype mapping and batch-row copies. */
+import { tensorArrayFor, type TensorData, type TensorDataCtor } from './onnx/dtypes';
 
-export type AnyTypedArray =
-  | Float32Array
-  | Float64Array
-  | Int32Array
-  | Int16Array
-  | Int8Array
-  | Uint8Array
-  | Uint16Array
-  | Uint32Array
-  | BigInt64Array
-  | BigUint64Array;
-
-type Ctor = { new (buf: ArrayBufferLike, off?: number, len?: number): AnyTypedArray; new (n: number): AnyTypedArray; BYTES_PER_ELEMENT: number };
-
-const CTORS: Record<string, Ctor> = {
-  float32: Float32Array as unknown as Ctor,
-  float64: Float64Array as unknown as Ctor,
-  // float16 travels as its raw 16-bit pattern.
-  float16: Uint16Array as unknown as Ctor,
-  int32: Int32Array as unknown as Ctor,
-  int16: Int16Array as unknown as Ctor,
-  int8: Int8Array as unknown as Ctor,
-  uint8: Uint8Array as unknown as Ctor,
-  uint16: Uint16Array as unknown as Ctor,
-  uint32: Uint32Array as unknown as Ctor,
-  bool: Uint8Array as unknown as Ctor,
-  int64: BigInt64Array as unknown as Ctor,
-  uint64: BigUint64Array as unknown as Ctor,
-};
+/** A tensor's data in shared memory: one of the typed arrays of {@link tensorArrayFor}. */
+export type AnyTypedArray = TensorData;
 
 /** The typed-array constructor for an ONNX Runtime tensor type. */
-export function ctorFor(dtype: string): Ctor {
-  const c = CTORS[dtype];
+export function ctorFor(dtype: string): TensorDataCtor {
+  const c = tensorArrayFor(dtype);
   if (!c) throw new Error(`unsupported tensor type ${dtype}`);
   return c;
 }

@@ -6,22 +6,10 @@
  * visible (`⟨U+202E⟩`) so a name cannot reorder what is drawn around it (the "Trojan Source"
  * trick), and very long names are cut to a length a tooltip or a label can hold.
  */
+import { formatUs, trimNumber } from '../../src/profiler/units';
 
 /** Time in µs as a short string with a unit chosen for its size: `830 µs`, `12.4 ms`, `1.25 s`. */
-export function formatUs(us: number, digits = 3): string {
-  if (!Number.isFinite(us)) return '–';
-  const a = Math.abs(us);
-  if (a >= 1e6) return `${trim((us / 1e6).toPrecision(digits))} s`;
-  if (a >= 1e3) return `${trim((us / 1e3).toPrecision(digits))} ms`;
-  if (a >= 1) return `${trim(us.toPrecision(digits))} µs`;
-  if (a === 0) return '0 µs';
-  return `${trim((us * 1e3).toPrecision(digits))} ns`;
-}
-
-function trim(s: string): string {
-  // Drops trailing zeros (`4.00` → `4`) and any exponent form toPrecision may answer with.
-  return String(Number(s));
-}
+export { formatUs };
 
 /**
  * The unit an axis over `spanUs` should use, and a tick formatter in it. One unit for the whole
@@ -50,7 +38,7 @@ export function formatBytes(b: number): string {
     v /= 1024;
     i++;
   }
-  return `${i === 0 ? v.toFixed(0) : trim(v.toPrecision(3))} ${units[i]}`;
+  return `${i === 0 ? v.toFixed(0) : trimNumber(v.toPrecision(3))} ${units[i]}`;
 }
 
 export function formatPercent(x: number, digits = 1): string {

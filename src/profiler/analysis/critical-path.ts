@@ -146,8 +146,30 @@ interface StepResult {
   cyclic: boolean;
 }
 
+/** One step's nodes in the scratch buffers: its busy spans, lane-major in start order. */
+interface StepNodes {
+  ix: SpanIndex;
+  sc: Scratch;
+  /** Number of span nodes (join nodes come after them). */
+  n: number;
+  /** First node of each lane, and n at the end (nLanes + 1 entries). */
+  laneLo: Int32Array;
+  nCollective: number;
+  nP2p: number;
+}
+
+/** Adds a dependency edge a → b: `lag` −1 for precedence, else a transfer link's lag. */
+type AddEdge = (a: number, b: number, lag: number) => void;
+
 /** Solves one step; returns null when the step has no busy spans. */
 function solveStep(ix: SpanIndex, p: number, sc: Scratch): StepResult | null {
+  const g = loadStepNodes(ix, p, sc);
+  if (!g) return null;
+  return attemptStep(g, true) ?? attemptStep(g, false);
+}
+
+/** Puts step `p`'s busy spans into the scratch buffers with their weights and roles; null when there are none. */
+function loadStepNodes(ix: SpanIndex, p: number, sc: Scratch): StepNodes | null {
   const { nLanes, nSteps, busy, busyOffset, nameClass } = ix;
   const s = ix.trace.spans;
   let n = 0;
@@ -182,201 +204,263 @@ function solveStep(ix: SpanIndex, p: number, sc: Scratch): StepResult | null {
     if (role === ROLE_COLLECTIVE) nCollective++;
     else if (role !== ROLE_OTHER) nP2p++;
   }
-  const isCollective = (v: number): boolean => sc.role[v] === ROLE_COLLECTIVE;
+  return { ix, sc, n, laneLo, nCollective, nP2p };
+}
 
-  const attempt = (cross: boolean): StepResult | null => {
-    // Collective groups: the k-th collective of a name on each lane.
-    let total = n;
-    sc.join.fill(-1, 0, n);
-    if (cross && nCollective > 0) {
-      const nStrings = ix.trace.strings.length;
-      const keyOf = new Map<number, number>();
-      const members = new Map<number, number[]>();
-      for (let l = 0; l < nLanes; l++) {
-        keyOf.clear();
-        for (let v = laneLo[l]; v < laneLo[l + 1]; v++) {
-          if (!isCollective(v)) continue;
-          const nm = s.name[sc.span[v]];
-          const ord = keyOf.get(nm) ?? 0;
-          keyOf.set(nm, ord + 1);
-          const key = nm + ord * nStrings;
-          let list = members.get(key);
-          if (!list) members.set(key, (list = []));
-          list.push(v);
-        }
-      }
-      for (const list of members.values()) {
-        if (list.length < 2) continue;
-        const j = total++;
-        sc.w[j] = 0;
-        sc.span[j] = -1;
-        sc.lane[j] = -1;
-        for (const v of list) sc.join[v] = j;
-      }
-    }
-    let e = 0;
-    const edge = (a: number, b: number, lag: number): void => {
-      sc.eSrc[e] = a;
-      sc.eDst[e] = b;
-      sc.eLag[e] = lag;
-      e++;
-    };
-    for (let l = 0; l < nLanes; l++) {
-      const lo = laneLo[l];
-      for (let q = lo; q < laneLo[l + 1]; q++) {
-        const target = sc.join[q] >= 0 ? sc.join[q] : q;
-        if (target !== q) edge(target, q, -1);
-        const startQ = s.start[sc.span[q]] + TOLERANCE_US;
-        for (let r = q - 1; r >= lo && r >= q - LANE_LOOKBACK; r--) {
-          const ir = sc.span[r];
-          if (s.start[ir] + s.dur[ir] > startQ) continue;
-          edge(r, target, -1);
-          // r follows its own predecessor, which q therefore depends on through r.
-          if (r - 1 >= lo) {
-            const ip = sc.span[r - 1];
-            if (s.start[ip] + s.dur[ip] <= s.start[ir] + TOLERANCE_US) break;
-          }
-        }
-      }
-    }
-    if (cross && nP2p > 0) {
-      // Sends queue per (from lane, to lane, micro-batch); each recv takes the oldest one.
-      const mk = ix.maxMicro + 2;
-      sc.ensureKeys(nLanes * nLanes * mk);
-      const { head, tail, next, touched } = sc;
-      let nTouched = 0;
-      for (let v = 0; v < n; v++) {
-        if (sc.role[v] !== ROLE_SEND) continue;
-        const i = sc.span[v];
-        const key = (sc.lane[v] * nLanes + s.peer[i]) * mk + s.micro[i] + 1;
-        next[v] = -1;
-        if (head[key] < 0) {
-          head[key] = v;
-          touched[nTouched++] = key;
-        } else next[tail[key]] = v;
-        tail[key] = v;
-      }
-      for (let v = 0; v < n; v++) {
-        if (sc.role[v] !== ROLE_RECV) continue;
-        const i = sc.span[v];
-        const key = (s.peer[i] * nLanes + sc.lane[v]) * mk + s.micro[i] + 1;
-        const snd = head[key];
-        if (snd < 0) continue;
-        head[key] = next[snd];
-        if (s.start[sc.span[snd]] <= s.start[i] + s.dur[i] + TOLERANCE_US) edge(snd, v, Math.min(sc.w[snd], sc.w[v]));
-      }
-      for (let k = 0; k < nTouched; k++) head[touched[k]] = -1;
-    }
-    // CSR of out-edges, Kahn's topological order.
-    const { indeg, outOff, outList, order } = sc;
-    indeg.fill(0, 0, total);
-    outOff.fill(0, 0, total + 1);
-    for (let x = 0; x < e; x++) {
-      outOff[sc.eSrc[x] + 1]++;
-      indeg[sc.eDst[x]]++;
-    }
-    for (let v = 0; v < total; v++) outOff[v + 1] += outOff[v];
-    const fillPos = outOff.slice(0, total);
-    for (let x = 0; x < e; x++) outList[fillPos[sc.eSrc[x]]++] = x;
-    let head = 0;
-    let tail = 0;
-    for (let v = 0; v < total; v++) if (indeg[v] === 0) order[tail++] = v;
-    const { es, ff, ef, lf, predN, predF, bind, bindFF } = sc;
-    es.fill(0, 0, total);
-    ff.fill(-Infinity, 0, total);
-    predN.fill(-1, 0, total);
-    predF.fill(-1, 0, total);
-    while (head < tail) {
-      const v = order[head++];
-      const viaStart = es[v] + sc.w[v];
-      // On a tie the transfer is the better explanation of when a recv ended (its own span
-      // is then mostly waiting for the data).
-      if (predF[v] >= 0 && ff[v] >= viaStart - 1e-9) {
-        ef[v] = Math.max(ff[v], viaStart);
-        bind[v] = predF[v];
-        bindFF[v] = 1;
-      } else {
-        ef[v] = viaStart;
-        bind[v] = predN[v];
-        bindFF[v] = 0;
-      }
-      for (let o = outOff[v]; o < outOff[v + 1]; o++) {
-        const x = outList[o];
-        const d = sc.eDst[x];
-        const lag = sc.eLag[x];
-        if (lag >= 0) {
-          const release = es[v] + lag;
-          if (release > ff[d]) {
-            ff[d] = release;
-            predF[d] = v;
-          }
-        } else if (ef[v] > es[d]) {
-          es[d] = ef[v];
-          predN[d] = v;
-        }
-        if (--indeg[d] === 0) order[tail++] = d;
-      }
-    }
-    if (tail < total) return null;
-    let length = 0;
-    for (let v = 0; v < n; v++) if (ef[v] > length) length = ef[v];
-    // The path ends at a span finishing last. When that is a collective every participant
-    // finishes together; take the one on the lane that held the collective back.
-    let end = -1;
-    for (let v = 0; v < n; v++) {
-      if (ef[v] < length - 1e-9) continue;
-      if (end < 0) end = v;
-      const j = sc.join[v];
-      if (j >= 0 && bind[j] >= 0 && sc.lane[bind[j]] === sc.lane[v]) {
-        end = v;
-        break;
-      }
-    }
-    for (let t = total - 1; t >= 0; t--) {
-      const v = order[t];
-      let late = length;
-      for (let o = outOff[v]; o < outOff[v + 1]; o++) {
-        const x = outList[o];
-        const d = sc.eDst[x];
-        const lag = sc.eLag[x];
-        const limit = lag >= 0 ? lf[d] - lag + sc.w[v] : lf[d] - sc.w[d];
-        if (limit < late) late = limit;
-      }
-      lf[v] = late;
-    }
-    const laneSlack = new Float64Array(nLanes).fill(Infinity);
-    const laneSlackAny = new Float64Array(nLanes).fill(Infinity);
-    for (let v = 0; v < n; v++) {
-      const slack = Math.max(0, lf[v] - ef[v]);
-      const l = sc.lane[v];
-      if (slack < laneSlackAny[l]) laneSlackAny[l] = slack;
-      if (!isCollective(v) && slack < laneSlack[l]) laneSlack[l] = slack;
-    }
-    for (let l = 0; l < nLanes; l++) {
-      if (laneSlack[l] === Infinity) laneSlack[l] = laneSlackAny[l] === Infinity ? length : laneSlackAny[l];
-    }
-    // Walk the binding chain back from the end. Each node contributes the time from its
-    // binding predecessor's release to its own: a send releases its recv at start + lag,
-    // other nodes at their finish; join nodes contribute nothing.
-    const path: number[] = [];
-    const pathContribution: number[] = [];
-    let release = length;
-    for (let v = end; v >= 0; v = bind[v]) {
-      const p = bind[v];
-      const from = p < 0 ? 0 : bindFF[v] ? ff[v] : ef[p];
-      if (v < n) {
-        path.push(v);
-        pathContribution.push(release - from);
-      }
-      release = from;
-    }
-    path.reverse();
-    pathContribution.reverse();
-    return { lengthUs: length, laneSlack, path: path.map((v) => sc.span[v]), pathContribution, cyclic: !cross };
+/**
+ * Builds the step's dependency graph (with cross-lane links when `cross`), orders it and
+ * finds the critical path and lane slack; null when the links form a cycle.
+ */
+function attemptStep(g: StepNodes, cross: boolean): StepResult | null {
+  const { sc, n } = g;
+  const total = cross && g.nCollective > 0 ? addCollectiveJoins(g) : clearJoins(g);
+  let e = 0;
+  const edge: AddEdge = (a, b, lag) => {
+    sc.eSrc[e] = a;
+    sc.eDst[e] = b;
+    sc.eLag[e] = lag;
+    e++;
   };
-  const withCross = attempt(true);
-  if (withCross) return withCross;
-  return attempt(false);
+  addLaneEdges(g, edge);
+  if (cross && g.nP2p > 0) addTransferEdges(g, edge);
+  if (!forwardPass(sc, total, e)) return null;
+  let length = 0;
+  for (let v = 0; v < n; v++) if (sc.ef[v] > length) length = sc.ef[v];
+  backwardPass(sc, total, length);
+  const { path, pathContribution } = bindingPath(sc, n, pathEnd(sc, n, length), length);
+  return { lengthUs: length, laneSlack: laneSlacks(g, length), path: path.map((v) => sc.span[v]), pathContribution, cyclic: !cross };
+}
+
+/** No collective groups: every span is its own target. Returns the node count. */
+function clearJoins(g: StepNodes): number {
+  g.sc.join.fill(-1, 0, g.n);
+  return g.n;
+}
+
+/**
+ * Collective groups: the k-th collective of a name on each lane, joined through one
+ * zero-weight node per group. Returns the node count, join nodes included.
+ */
+function addCollectiveJoins(g: StepNodes): number {
+  const { ix, sc, laneLo } = g;
+  const s = ix.trace.spans;
+  let total = clearJoins(g);
+  const nStrings = ix.trace.strings.length;
+  const keyOf = new Map<number, number>();
+  const members = new Map<number, number[]>();
+  for (let l = 0; l < ix.nLanes; l++) {
+    keyOf.clear();
+    for (let v = laneLo[l]; v < laneLo[l + 1]; v++) {
+      if (sc.role[v] !== ROLE_COLLECTIVE) continue;
+      const nm = s.name[sc.span[v]];
+      const ord = keyOf.get(nm) ?? 0;
+      keyOf.set(nm, ord + 1);
+      const key = nm + ord * nStrings;
+      let list = members.get(key);
+      if (!list) members.set(key, (list = []));
+      list.push(v);
+    }
+  }
+  for (const list of members.values()) {
+    if (list.length < 2) continue;
+    const j = total++;
+    sc.w[j] = 0;
+    sc.span[j] = -1;
+    sc.lane[j] = -1;
+    for (const v of list) sc.join[v] = j;
+  }
+  return total;
+}
+
+/** Lane order: each span (or its join node) depends on the spans of its lane that ended before it started. */
+function addLaneEdges(g: StepNodes, edge: AddEdge): void {
+  const { sc, laneLo } = g;
+  const s = g.ix.trace.spans;
+  for (let l = 0; l < g.ix.nLanes; l++) {
+    const lo = laneLo[l];
+    for (let q = lo; q < laneLo[l + 1]; q++) {
+      const target = sc.join[q] >= 0 ? sc.join[q] : q;
+      if (target !== q) edge(target, q, -1);
+      const startQ = s.start[sc.span[q]] + TOLERANCE_US;
+      for (let r = q - 1; r >= lo && r >= q - LANE_LOOKBACK; r--) {
+        const ir = sc.span[r];
+        if (s.start[ir] + s.dur[ir] > startQ) continue;
+        edge(r, target, -1);
+        // r follows its own predecessor, which q therefore depends on through r.
+        if (r - 1 >= lo) {
+          const ip = sc.span[r - 1];
+          if (s.start[ip] + s.dur[ip] <= s.start[ir] + TOLERANCE_US) break;
+        }
+      }
+    }
+  }
+}
+
+/** Point to point: links each recv to the matching send (see the module comment). */
+function addTransferEdges(g: StepNodes, edge: AddEdge): void {
+  const { ix, sc, n } = g;
+  const s = ix.trace.spans;
+  const nLanes = ix.nLanes;
+  // Sends queue per (from lane, to lane, micro-batch); each recv takes the oldest one.
+  const mk = ix.maxMicro + 2;
+  sc.ensureKeys(nLanes * nLanes * mk);
+  const { head, tail, next, touched } = sc;
+  let nTouched = 0;
+  for (let v = 0; v < n; v++) {
+    if (sc.role[v] !== ROLE_SEND) continue;
+    const i = sc.span[v];
+    const key = (sc.lane[v] * nLanes + s.peer[i]) * mk + s.micro[i] + 1;
+    next[v] = -1;
+    if (head[key] < 0) {
+      head[key] = v;
+      touched[nTouched++] = key;
+    } else next[tail[key]] = v;
+    tail[key] = v;
+  }
+  for (let v = 0; v < n; v++) {
+    if (sc.role[v] !== ROLE_RECV) continue;
+    const i = sc.span[v];
+    const key = (s.peer[i] * nLanes + sc.lane[v]) * mk + s.micro[i] + 1;
+    const snd = head[key];
+    if (snd < 0) continue;
+    head[key] = next[snd];
+    if (s.start[sc.span[snd]] <= s.start[i] + s.dur[i] + TOLERANCE_US) edge(snd, v, Math.min(sc.w[snd], sc.w[v]));
+  }
+  for (let k = 0; k < nTouched; k++) head[touched[k]] = -1;
+}
+
+/**
+ * CSR of the `edges` out-edges, Kahn's topological order into `sc.order`, and the earliest
+ * finish of every node with its binding predecessor; false when the graph has a cycle.
+ */
+function forwardPass(sc: Scratch, total: number, edges: number): boolean {
+  const { indeg, outOff, outList, order } = sc;
+  indeg.fill(0, 0, total);
+  outOff.fill(0, 0, total + 1);
+  for (let x = 0; x < edges; x++) {
+    outOff[sc.eSrc[x] + 1]++;
+    indeg[sc.eDst[x]]++;
+  }
+  for (let v = 0; v < total; v++) outOff[v + 1] += outOff[v];
+  const fillPos = outOff.slice(0, total);
+  for (let x = 0; x < edges; x++) outList[fillPos[sc.eSrc[x]]++] = x;
+  let head = 0;
+  let tail = 0;
+  for (let v = 0; v < total; v++) if (indeg[v] === 0) order[tail++] = v;
+  const { es, ff, ef, predN, predF, bind, bindFF } = sc;
+  es.fill(0, 0, total);
+  ff.fill(-Infinity, 0, total);
+  predN.fill(-1, 0, total);
+  predF.fill(-1, 0, total);
+  while (head < tail) {
+    const v = order[head++];
+    const viaStart = es[v] + sc.w[v];
+    // On a tie the transfer is the better explanation of when a recv ended (its own span
+    // is then mostly waiting for the data).
+    if (predF[v] >= 0 && ff[v] >= viaStart - 1e-9) {
+      ef[v] = Math.max(ff[v], viaStart);
+      bind[v] = predF[v];
+      bindFF[v] = 1;
+    } else {
+      ef[v] = viaStart;
+      bind[v] = predN[v];
+      bindFF[v] = 0;
+    }
+    for (let o = outOff[v]; o < outOff[v + 1]; o++) {
+      const x = outList[o];
+      const d = sc.eDst[x];
+      const lag = sc.eLag[x];
+      if (lag >= 0) {
+        const release = es[v] + lag;
+        if (release > ff[d]) {
+          ff[d] = release;
+          predF[d] = v;
+        }
+      } else if (ef[v] > es[d]) {
+        es[d] = ef[v];
+        predN[d] = v;
+      }
+      if (--indeg[d] === 0) order[tail++] = d;
+    }
+  }
+  return tail >= total;
+}
+
+/**
+ * The node the path ends at: a span finishing last. When that is a collective every
+ * participant finishes together; take the one on the lane that held the collective back.
+ */
+function pathEnd(sc: Scratch, n: number, length: number): number {
+  let end = -1;
+  for (let v = 0; v < n; v++) {
+    if (sc.ef[v] < length - 1e-9) continue;
+    if (end < 0) end = v;
+    const j = sc.join[v];
+    if (j >= 0 && sc.bind[j] >= 0 && sc.lane[sc.bind[j]] === sc.lane[v]) {
+      end = v;
+      break;
+    }
+  }
+  return end;
+}
+
+/** Latest finish of every node (in reverse topological order) for a path of `length`. */
+function backwardPass(sc: Scratch, total: number, length: number): void {
+  const { order, outOff, outList, lf } = sc;
+  for (let t = total - 1; t >= 0; t--) {
+    const v = order[t];
+    let late = length;
+    for (let o = outOff[v]; o < outOff[v + 1]; o++) {
+      const x = outList[o];
+      const d = sc.eDst[x];
+      const lag = sc.eLag[x];
+      const limit = lag >= 0 ? lf[d] - lag + sc.w[v] : lf[d] - sc.w[d];
+      if (limit < late) late = limit;
+    }
+    lf[v] = late;
+  }
+}
+
+/** Per lane: the smallest slack of its own spans (collectives only where it has nothing else). */
+function laneSlacks(g: StepNodes, length: number): Float64Array {
+  const { sc, n } = g;
+  const nLanes = g.ix.nLanes;
+  const laneSlack = new Float64Array(nLanes).fill(Infinity);
+  const laneSlackAny = new Float64Array(nLanes).fill(Infinity);
+  for (let v = 0; v < n; v++) {
+    const slack = Math.max(0, sc.lf[v] - sc.ef[v]);
+    const l = sc.lane[v];
+    if (slack < laneSlackAny[l]) laneSlackAny[l] = slack;
+    if (sc.role[v] !== ROLE_COLLECTIVE && slack < laneSlack[l]) laneSlack[l] = slack;
+  }
+  for (let l = 0; l < nLanes; l++) {
+    if (laneSlack[l] === Infinity) laneSlack[l] = laneSlackAny[l] === Infinity ? length : laneSlackAny[l];
+  }
+  return laneSlack;
+}
+
+/**
+ * Walks the binding chain back from `end`. Each node contributes the time from its binding
+ * predecessor's release to its own: a send releases its recv at start + lag, other nodes at
+ * their finish; join nodes contribute nothing.
+ */
+function bindingPath(sc: Scratch, n: number, end: number, length: number): { path: number[]; pathContribution: number[] } {
+  const { bind, bindFF, ff, ef } = sc;
+  const path: number[] = [];
+  const pathContribution: number[] = [];
+  let release = length;
+  for (let v = end; v >= 0; v = bind[v]) {
+    const p = bind[v];
+    const from = p < 0 ? 0 : bindFF[v] ? ff[v] : ef[p];
+    if (v < n) {
+      path.push(v);
+      pathContribution.push(release - from);
+    }
+    release = from;
+  }
+  path.reverse();
+  pathContribution.reverse();
+  return { path, pathContribution };
 }
 
 /** Critical path of every measured step, lane slack and each lane's share of the path. */

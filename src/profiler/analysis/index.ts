@@ -85,7 +85,7 @@ export type { OpsAnalysis, OpsGroup, OpStat, OpTypeStat } from './ops';
 export type { PipelineAnalysis, PipelineModel, StageStats } from './pipeline';
 export type { PlanView } from './plan';
 export type { ScalingAnalysis, ScalingPoint, ScalingRow } from './scaling';
-export type { Partition, Repartition } from './partition';
+export type { ContiguousPartition, Repartition } from './partition';
 export { STRAGGLER_THRESHOLD, fitCommModel } from './data-parallel';
 export { TINY_OP_US, modelNodeName } from './ops';
 export { gpipeBubbleFraction, pipelineFormulaUs, predictPipelineStepUs } from './pipeline';

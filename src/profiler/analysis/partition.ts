@@ -1,18 +1,69 @@
 /**
- * Optimal contiguous partition of a node chain into K stages, the move a pipeline-imbalance
- * finding suggests: given each node's measured cost, place the K − 1 cuts so that the most
- * expensive stage is as cheap as possible. Stages may run on devices of different speed, so
- * stage s's time is `weight[s] × Σ cost` of its nodes.
+ * Optimal contiguous partition of a chain of items into K stages, the move a pipeline-imbalance
+ * finding suggests and the search behind `parallax plan`: place the K − 1 cuts so that the most
+ * expensive stage is as cheap as possible. This module holds the one dynamic programme; the
+ * runtime's graph partitioner calls it with its own stage costs (compute plus bytes sent).
  *
- * Exact dynamic programme over prefix sums:
- *   best[k][i] = min over j of max(best[k−1][j], weight[k] · (P[i] − P[j]))
- * with every stage holding at least one node. The inner loop runs j downwards and stops
- * once the last stage alone costs more than the best found (costs are non-negative, so it
- * only grows from there); a stage usually holds about N/K nodes, so this is close to O(N²)
- * rather than O(K·N²) on real models.
+ * Exact dynamic programme:
+ *   best[j][e] = min over s of max(best[j−1][s], cost(j − 1, s, e))
+ * with every stage holding at least one item. The inner loop runs s downwards and stops once
+ * the last stage alone costs more than the best found (a stage's cost only grows as it takes
+ * in more items); a stage usually holds about N/K items, so this is close to O(N²) rather than
+ * O(K·N²) on real models.
  */
 
-export interface Partition {
+/**
+ * Cost of stage `stage` (0-based) holding items `[start, end)`. For a fixed stage and end it
+ * must not decrease as `start` moves down (true of sums of non-negative costs).
+ */
+export type StageCost = (stage: number, start: number, end: number) => number;
+
+/**
+ * The contiguous partition of `n` items into `k` non-empty stages with the least bottleneck
+ * (largest stage cost); null when there are fewer items than stages. `bounds` has k + 1
+ * entries, first 0, last n; among optimal partitions it takes the latest cuts.
+ *
+ * Costs are asked for one end at a time, in increasing order of `end` (all costs of one end
+ * before any of the next), so a caller may prepare one end's column of costs at a time.
+ */
+export function minBottleneckPartition(n: number, k: number, cost: StageCost): { bounds: number[]; bottleneck: number } | null {
+  if (k < 1 || n < k) return null;
+  const stride = n + 1;
+  // best[j·stride + e]: least bottleneck of items [0, e) in j stages; arg: where the last one starts.
+  const best = new Float64Array((k + 1) * stride).fill(Infinity);
+  const arg = new Int32Array((k + 1) * stride).fill(-1);
+  for (let e = 1; e <= n; e++) {
+    // j stages can end at e only if the other k − j stages fit after it.
+    for (let j = Math.max(1, k - (n - e)); j <= Math.min(k, e); j++) {
+      if (j === 1) {
+        best[stride + e] = cost(0, 0, e);
+        arg[stride + e] = 0;
+        continue;
+      }
+      const prev = (j - 1) * stride;
+      let b = Infinity;
+      let bs = -1;
+      for (let s = e - 1; s >= j - 1; s--) {
+        const seg = cost(j - 1, s, e);
+        if (seg >= b) break;
+        const v = Math.max(best[prev + s], seg);
+        if (v < b) {
+          b = v;
+          bs = s;
+        }
+      }
+      best[j * stride + e] = b;
+      arg[j * stride + e] = bs;
+    }
+  }
+  const bounds = new Array<number>(k + 1);
+  bounds[k] = n;
+  for (let j = k; j >= 2; j--) bounds[j - 1] = arg[j * stride + bounds[j]];
+  bounds[0] = 0;
+  return { bounds, bottleneck: best[k * stride + n] };
+}
+
+export interface ContiguousPartition {
   /** Stage s holds nodes `[bounds[s], bounds[s + 1])`; K + 1 entries, first 0, last N. */
   bounds: number[];
   /** Per stage: weight × Σ cost of its nodes. */
@@ -23,9 +74,10 @@ export interface Partition {
 
 /**
  * Splits `costs` (in chain order, each ≥ 0) into `k` contiguous non-empty stages minimising
- * the largest `weights[s] × Σ costs`; null when there are fewer nodes than stages.
+ * the largest `weights[s] × Σ costs` (stages may run on devices of different speed); null
+ * when there are fewer nodes than stages.
  */
-export function partitionContiguous(costs: ArrayLike<number>, k: number, weights?: ArrayLike<number>): Partition | null {
+export function partitionContiguous(costs: ArrayLike<number>, k: number, weights?: ArrayLike<number>): ContiguousPartition | null {
   const n = costs.length;
   if (k < 1 || n < k) return null;
   const w = (s: number): number => {
@@ -34,35 +86,8 @@ export function partitionContiguous(costs: ArrayLike<number>, k: number, weights
   };
   const P = new Float64Array(n + 1);
   for (let i = 0; i < n; i++) P[i + 1] = P[i] + Math.max(0, costs[i]);
-  const stride = n + 1;
-  const best = new Float64Array(k * stride).fill(Infinity);
-  const arg = new Int32Array(k * stride).fill(-1);
-  const w0 = w(0);
-  for (let i = 1; i <= n; i++) best[i] = w0 * P[i];
-  for (let s = 1; s < k; s++) {
-    const ws = w(s);
-    const prev = (s - 1) * stride;
-    const cur = s * stride;
-    for (let i = s + 1; i <= n - (k - 1 - s); i++) {
-      let b = Infinity;
-      let bj = -1;
-      for (let j = i - 1; j >= s; j--) {
-        const seg = ws * (P[i] - P[j]);
-        if (seg >= b) break;
-        const v = Math.max(best[prev + j], seg);
-        if (v < b) {
-          b = v;
-          bj = j;
-        }
-      }
-      best[cur + i] = b;
-      arg[cur + i] = bj;
-    }
-  }
-  const bounds = new Array<number>(k + 1);
-  bounds[k] = n;
-  for (let s = k - 1; s >= 1; s--) bounds[s] = arg[s * stride + bounds[s + 1]];
-  bounds[0] = 0;
+  const W = Array.from({ length: k }, (_, s) => w(s));
+  const { bounds } = minBottleneckPartition(n, k, (s, start, end) => W[s] * (P[end] - P[start]))!;
   const stageCosts = Array.from({ length: k }, (_, s) => w(s) * (P[bounds[s + 1]] - P[bounds[s]]));
   return { bounds, stageCosts, maxCost: Math.max(...stageCosts) };
 }

@@ -17,14 +17,13 @@
  * scale × model at the changed plan; at the current plan that gives the measured step.
  */
 import { median } from '../stats';
+import { gpipeBubble } from '../plan';
 import { cell, type BreakdownCells } from './breakdown';
 import type { PlanView } from './plan';
 import type { SpanIndex } from './span-index';
 
-/** GPipe's bubble fraction for K stages and M micro-batches: (K − 1) / (M + K − 1). */
-export function gpipeBubbleFraction(stages: number, microBatches: number): number {
-  return stages <= 1 ? 0 : (stages - 1) / (microBatches + stages - 1);
-}
+/** GPipe's bubble fraction for K stages and M micro-batches: {@link gpipeBubble} under its older name. */
+export const gpipeBubbleFraction = gpipeBubble;
 
 /**
  * The uncalibrated step model: Σ t_s + Σ c_s / 2 + (M − 1) · max_s (t_s + c_s), with t_s

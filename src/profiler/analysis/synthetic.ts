@@ -75,38 +75,17 @@ export function syntheticMeta(mode: TraceMeta['mode'], lanes: number, plan: Reco
 export function syntheticPipelineTrace(o: SyntheticPipelineOptions): Trace {
   const K = o.stageUs.length;
   const M = o.microBatches;
-  const x = o.commUs ?? 0;
   const nOps = o.opsPerCompute ?? 0;
   const opTypes = o.opTypes ?? ['MatMul', 'Add', 'Relu', 'LayerNormalization'];
   const gap = o.stepGapUs ?? 10;
-  const jitter = o.jitter ?? 0;
-  let rng = (o.seed ?? 1) >>> 0 || 1;
-  const rand = (): number => {
-    // xorshift32: deterministic and fast; quality is not the point here.
-    rng ^= rng << 13;
-    rng >>>= 0;
-    rng ^= rng >>> 17;
-    rng ^= rng << 5;
-    rng >>>= 0;
-    return rng / 4294967296;
-  };
 
   const stageNodes =
     o.stageNodes ?? Array.from({ length: K }, (_, s) => Array.from({ length: nOps }, (_, j) => `/layers.${s}/block.${j}/${opTypes[j % opTypes.length]}`));
   const nodeCostUs: Record<string, number> = o.nodeCostUs ?? {};
   if (!o.nodeCostUs) stageNodes.forEach((list, s) => list.forEach((nm) => (nodeCostUs[nm] = o.stageUs[s] / Math.max(1, list.length))));
 
-  const strings: string[] = [];
-  const index = new Map<string, number>();
-  const intern = (str: string): number => {
-    let i = index.get(str);
-    if (i === undefined) index.set(str, (i = strings.push(str) - 1));
-    return i;
-  };
-  const sRecv = intern('recv');
-  const sSend = intern('send');
-  const sCompute = intern('stage.run');
-  const sIdle = intern('idle');
+  const { strings, intern } = stringTable();
+  const names = { recv: intern('recv'), send: intern('send'), compute: intern('stage.run'), idle: intern('idle') };
   // Operator spans of stage s: names, types and shares of the compute span.
   const opName = stageNodes.map((list) => list.slice(0, nOps).map((nm) => intern(nm)));
   const opType = stageNodes.map((list) => list.slice(0, nOps).map((_, j) => intern(opTypes[j % opTypes.length])));
@@ -117,11 +96,82 @@ export function syntheticPipelineTrace(o: SyntheticPipelineOptions): Trace {
   });
 
   const perStepBusy = K * M * (1 + nOps) + (K - 1) * M * 2;
-  const cap = o.steps * (perStepBusy + K * (M + 2)) + 16;
-  const c: SpanColumns = allocSpans(cap);
-  let n = 0;
-  const push = (lane: number, kind: number, name: number, start: number, dur: number, step: number, micro: number, stage: number, peer: number): number => {
-    const i = n++;
+  const sim: PipelineSim = {
+    o,
+    K,
+    M,
+    commUs: o.commUs ?? 0,
+    jitter: o.jitter ?? 0,
+    rand: xorshift32(o.seed ?? 1),
+    spans: new SpanWriter(o.steps * (perStepBusy + K * (M + 2)) + 16),
+    names,
+    opName,
+    opType,
+    opShare,
+    laneSpans: Array.from({ length: K }, () => []),
+    free: new Float64Array(K),
+    computeEnd: new Float64Array(K),
+  };
+  const steps: Trace['steps'] = [];
+  let t0 = 0;
+  for (let step = 0; step < o.steps; step++) {
+    const end = simulateStep(sim, step, t0);
+    steps.push({ index: step, startUs: t0, endUs: end });
+    pushBubbles(sim, step, t0, end);
+    t0 = end + gap;
+  }
+  const meta = syntheticMeta('pipeline', K, pipelinePlan(o, stageNodes, nodeCostUs));
+  return {
+    meta,
+    strings,
+    lanes: meta.devices.map((d, i) => ({ device: i, label: d.label, group: d.physicalUnit })),
+    steps,
+    spans: sim.spans.finish(),
+  };
+}
+
+/** A deterministic, fast random stream in [0, 1) (xorshift32; quality is not the point here). */
+function xorshift32(seed: number): () => number {
+  let rng = seed >>> 0 || 1;
+  return () => {
+    rng ^= rng << 13;
+    rng >>>= 0;
+    rng ^= rng >>> 17;
+    rng ^= rng << 5;
+    rng >>>= 0;
+    return rng / 4294967296;
+  };
+}
+
+/** A trace string table and its interning function. */
+function stringTable(): { strings: string[]; intern: (str: string) => number } {
+  const strings: string[] = [];
+  const index = new Map<string, number>();
+  const intern = (str: string): number => {
+    let i = index.get(str);
+    if (i === undefined) index.set(str, (i = strings.push(str) - 1));
+    return i;
+  };
+  return { strings, intern };
+}
+
+/** Span columns filled one span at a time, trimmed to size at the end. */
+class SpanWriter {
+  private readonly c: SpanColumns;
+  private n = 0;
+
+  constructor(capacity: number) {
+    this.c = allocSpans(capacity);
+  }
+
+  /** Columns written so far (valid up to the last index {@link push} returned). */
+  get columns(): SpanColumns {
+    return this.c;
+  }
+
+  push(lane: number, kind: number, name: number, start: number, dur: number, step: number, micro: number, stage: number, peer: number): number {
+    const c = this.c;
+    const i = this.n++;
     c.lane[i] = lane;
     c.kind[i] = kind;
     c.name[i] = name;
@@ -137,76 +187,114 @@ export function syntheticPipelineTrace(o: SyntheticPipelineOptions): Trace {
     c.flags[i] = 0;
     c.cause[i] = 0;
     return i;
-  };
+  }
 
-  // Per-lane list of this step's busy spans (start, end, micro, isRecv), for the idle gaps.
-  const laneSpans: number[][] = Array.from({ length: K }, () => []);
-  const steps: Trace['steps'] = [];
-  let t0 = 0;
-  const free = new Float64Array(K);
-  const computeEnd = new Float64Array(K);
-  for (let step = 0; step < o.steps; step++) {
-    free.fill(t0);
-    for (const l of laneSpans) l.length = 0;
-    for (let m = 0; m < M; m++) {
-      for (let s = 0; s < K; s++) {
-        let t = free[s];
-        if (s > 0 && x > 0) {
-          t = Math.max(free[s], computeEnd[s - 1]);
-          push(s, KINDS.comm, sRecv, t, x, step, m, s, s - 1);
-          laneSpans[s].push(t, t + x, m, 1);
-          t += x;
-        } else if (s > 0) {
-          t = Math.max(free[s], computeEnd[s - 1]);
-        }
-        const d = o.stageUs[s] * (jitter > 0 ? 1 + jitter * (rand() - 0.5) : 1);
-        const parent = push(s, KINDS.compute, sCompute, t, d, step, m, s, -1);
-        laneSpans[s].push(t, t + d, m, 0);
-        let ot = t;
-        for (let j = 0; j < opName[s].length; j++) {
-          const od = d * opShare[s][j];
-          const i = push(s, KINDS.compute, opName[s][j], ot, od, step, -1, -1, -1);
-          c.opType[i] = opType[s][j];
-          c.parent[i] = parent;
-          c.flags[i] = 8;
-          ot += od;
-        }
-        t += d;
-        computeEnd[s] = t;
-        if (s < K - 1 && x > 0) {
-          push(s, KINDS.comm, sSend, t, x, step, m, s, s + 1);
-          laneSpans[s].push(t, t + x, m, 0);
-          t += x;
-        }
-        free[s] = t;
-      }
+  /** The spans written, in columns of exactly their count. */
+  finish(): SpanColumns {
+    const n = this.n;
+    const spans = allocSpans(n);
+    for (const key of Object.keys(spans) as (keyof SpanColumns)[]) {
+      if (key === 'count') continue;
+      (spans[key] as Float64Array).set((this.c[key] as Float64Array).subarray(0, n));
     }
-    let end = t0;
-    for (let s = 0; s < K; s++) end = Math.max(end, free[s]);
-    steps.push({ index: step, startUs: t0, endUs: end });
-    // Idle: every gap is a bubble here (before a recv, before the first span, after the last).
-    for (let s = 0; s < K; s++) {
-      const l = laneSpans[s];
-      let cursor = t0;
-      for (let j = 0; j < l.length; j += 4) {
-        if (l[j] - cursor >= 1) {
-          const i = push(s, KINDS.idle, sIdle, cursor, l[j] - cursor, step, l[j + 2], s, -1);
-          c.cause[i] = BUBBLE;
-        }
-        cursor = Math.max(cursor, l[j + 1]);
-      }
-      if (end - cursor >= 1) {
-        const i = push(s, KINDS.idle, sIdle, cursor, end - cursor, step, l.length > 0 ? l[l.length - 2] : -1, s, -1);
+    return spans;
+  }
+}
+
+/** State of the GPipe simulation behind {@link syntheticPipelineTrace}. */
+interface PipelineSim {
+  o: SyntheticPipelineOptions;
+  K: number;
+  M: number;
+  commUs: number;
+  jitter: number;
+  rand: () => number;
+  spans: SpanWriter;
+  names: { recv: number; send: number; compute: number; idle: number };
+  opName: number[][];
+  opType: number[][];
+  opShare: number[][];
+  /** Per lane, this step's busy spans as (start, end, micro, isRecv) quadruples, for the idle gaps. */
+  laneSpans: number[][];
+  /** Per lane: when it is next free. */
+  free: Float64Array;
+  /** Per stage: when its last compute ended. */
+  computeEnd: Float64Array;
+}
+
+/** Runs one GPipe step from `t0` (every micro-batch through every stage); returns its end. */
+function simulateStep(sim: PipelineSim, step: number, t0: number): number {
+  const { K, M, free } = sim;
+  free.fill(t0);
+  for (const l of sim.laneSpans) l.length = 0;
+  for (let m = 0; m < M; m++) {
+    for (let s = 0; s < K; s++) free[s] = runStage(sim, step, m, s);
+  }
+  let end = t0;
+  for (let s = 0; s < K; s++) end = Math.max(end, free[s]);
+  return end;
+}
+
+/** Micro-batch `m` on stage `s`: recv, compute with its operator spans, send. Returns when the lane is free. */
+function runStage(sim: PipelineSim, step: number, m: number, s: number): number {
+  const { K, commUs: x, jitter, spans, names, laneSpans, computeEnd } = sim;
+  let t = sim.free[s];
+  if (s > 0 && x > 0) {
+    t = Math.max(sim.free[s], computeEnd[s - 1]);
+    spans.push(s, KINDS.comm, names.recv, t, x, step, m, s, s - 1);
+    laneSpans[s].push(t, t + x, m, 1);
+    t += x;
+  } else if (s > 0) {
+    t = Math.max(sim.free[s], computeEnd[s - 1]);
+  }
+  const d = sim.o.stageUs[s] * (jitter > 0 ? 1 + jitter * (sim.rand() - 0.5) : 1);
+  const parent = spans.push(s, KINDS.compute, names.compute, t, d, step, m, s, -1);
+  laneSpans[s].push(t, t + d, m, 0);
+  let ot = t;
+  const c = spans.columns;
+  for (let j = 0; j < sim.opName[s].length; j++) {
+    const od = d * sim.opShare[s][j];
+    const i = spans.push(s, KINDS.compute, sim.opName[s][j], ot, od, step, -1, -1, -1);
+    c.opType[i] = sim.opType[s][j];
+    c.parent[i] = parent;
+    c.flags[i] = 8;
+    ot += od;
+  }
+  t += d;
+  computeEnd[s] = t;
+  if (s < K - 1 && x > 0) {
+    spans.push(s, KINDS.comm, names.send, t, x, step, m, s, s + 1);
+    laneSpans[s].push(t, t + x, m, 0);
+    t += x;
+  }
+  return t;
+}
+
+/** Idle spans for the step's gaps: every gap is a bubble here (before a recv, before the first span, after the last). */
+function pushBubbles(sim: PipelineSim, step: number, t0: number, end: number): void {
+  const { spans, names } = sim;
+  const c = spans.columns;
+  for (let s = 0; s < sim.K; s++) {
+    const l = sim.laneSpans[s];
+    let cursor = t0;
+    for (let j = 0; j < l.length; j += 4) {
+      if (l[j] - cursor >= 1) {
+        const i = spans.push(s, KINDS.idle, names.idle, cursor, l[j] - cursor, step, l[j + 2], s, -1);
         c.cause[i] = BUBBLE;
       }
+      cursor = Math.max(cursor, l[j + 1]);
     }
-    t0 = end + gap;
+    if (end - cursor >= 1) {
+      const i = spans.push(s, KINDS.idle, names.idle, cursor, end - cursor, step, l.length > 0 ? l[l.length - 2] : -1, s, -1);
+      c.cause[i] = BUBBLE;
+    }
   }
-  const spans = allocSpans(n);
-  for (const key of Object.keys(spans) as (keyof SpanColumns)[]) {
-    if (key === 'count') continue;
-    (spans[key] as Float64Array).set((c[key] as Float64Array).subarray(0, n));
-  }
+}
+
+/** The trace's pipeline plan record; cuts, stage nodes and node costs only when every stage has nodes. */
+function pipelinePlan(o: SyntheticPipelineOptions, stageNodes: string[][], nodeCostUs: Record<string, number>): Record<string, unknown> {
+  const K = o.stageUs.length;
+  const M = o.microBatches;
   const cuts = stageNodes.slice(0, -1).map((list) => list[list.length - 1]).filter((v): v is string => v !== undefined);
   const plan: Record<string, unknown> = {
     batch: o.batch ?? 4 * M,
@@ -220,12 +308,5 @@ export function syntheticPipelineTrace(o: SyntheticPipelineOptions): Trace {
     plan['stageNodes'] = stageNodes;
     plan['nodeCostUs'] = nodeCostUs;
   }
-  const meta = syntheticMeta('pipeline', K, plan);
-  return {
-    meta,
-    strings,
-    lanes: meta.devices.map((d, i) => ({ device: i, label: d.label, group: d.physicalUnit })),
-    steps,
-    spans,
-  };
+  return plan;
 }

@@ -10,6 +10,7 @@
  * measured time alone and predicts nothing.
  */
 import { STRAGGLER_THRESHOLD, type Analysis } from '../analysis/index';
+import { formatDuration } from '../units';
 
 export interface RankStats {
   lane: number;
@@ -57,7 +58,7 @@ const medianOf = (xs: number[]): number => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-const ms = (us: number): string => (Math.abs(us) >= 1000 ? `${(us / 1000).toFixed(1)} ms` : `${us.toFixed(0)} µs`);
+const ms = (us: number): string => formatDuration(us, { sDigits: false });
 const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
 
 /** Compares the ranks of an analysed trace (idle derived, one lane per rank). */

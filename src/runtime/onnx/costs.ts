@@ -290,299 +290,375 @@ function withValues(dtype: DType, dims: number[], values: number[] | null): Tens
   return values && values.length <= VALUE_LIMIT ? { dtype, dims, values } : { dtype, dims };
 }
 
+/** Output shapes of one node from its input shapes (and values, where known); [] where unknown. */
 function inferOutputs(node: IRNode, ins: Array<TensorShape | null>, opset: number): Array<TensorShape | null> {
   const op = node.opType;
   const x = ins[0];
   if (node.domain !== '' && node.domain !== 'com.microsoft') return [];
   if (op === 'Constant') return [];
-  if (UNARY.has(op) || MEMORY_SAME_SHAPE.has(op)) {
-    if (!x) return [];
-    let dtype = x.dtype;
-    if (COMPARISON.has(op)) dtype = 'bool';
-    if (op === 'Cast') dtype = dtypeName(intAttr(node, 'to', dtypeCode(x.dtype) ?? 0));
-    if (op === 'CastLike' && ins[1]) dtype = ins[1].dtype;
-    const keepValues = op === 'Cast' || op === 'Identity' || op === 'CastLike';
-    const out = withValues(dtype, [...x.dims], keepValues ? vals(x) : null);
-    return op === 'Dropout' ? [out, { dtype: 'bool', dims: [...x.dims] }] : [out];
-  }
-  if (BINARY.has(op)) {
-    const present = ins.filter((_, i) => node.inputs[i]);
-    if (present.some((s) => !s)) return [];
-    const shapes = present as TensorShape[];
-    const dims = broadcast(shapes.map((s) => s.dims));
-    if (!dims) return [];
-    const dtype = COMPARISON.has(op) ? 'bool' : op === 'Where' ? shapes[1].dtype : shapes[0].dtype;
-    return [withValues(dtype, dims, binaryValues(op, shapes, dims))];
-  }
-  if (op === 'Softmax' || op === 'LogSoftmax' || op === 'BatchNormalization' || NORM7.has(op) || op === 'LpNormalization') {
-    return x ? [{ dtype: x.dtype, dims: [...x.dims] }] : [];
-  }
-  if (op === 'MatMul' || op === 'FusedMatMul') {
-    const a = ins[0];
-    const b = ins[1];
-    if (!a || !b) return [];
-    const dims = matmulDims(a.dims, b.dims);
-    return dims ? [{ dtype: a.dtype, dims }] : [];
-  }
-  if (op === 'Gemm') {
-    const a = ins[0];
-    const b = ins[1];
-    if (!a || !b || a.dims.length !== 2 || b.dims.length !== 2) return [];
-    const m = intAttr(node, 'transA', 0) ? a.dims[1] : a.dims[0];
-    const n = intAttr(node, 'transB', 0) ? b.dims[0] : b.dims[1];
-    return [{ dtype: a.dtype, dims: [m, n] }];
-  }
-  if (op === 'Conv' || op === 'MaxPool' || op === 'AveragePool' || op === 'LpPool') {
-    if (!x || x.dims.length < 3) return [];
-    const spatial = x.dims.length - 2;
-    let kernel = intsAttr(node, 'kernel_shape');
-    let channels = x.dims[1];
-    if (op === 'Conv') {
-      const w = ins[1];
-      if (!w) return [];
-      kernel ??= w.dims.slice(2);
-      channels = w.dims[0];
-    }
-    if (!kernel || kernel.length !== spatial) return [];
-    const outSpatial = convOutput(node, x.dims.slice(2), kernel, op !== 'Conv' && intAttr(node, 'ceil_mode', 0) === 1);
-    if (!outSpatial) return [];
-    const y: TensorShape = { dtype: x.dtype, dims: [x.dims[0], channels, ...outSpatial] };
-    return op === 'MaxPool' ? [y, { dtype: 'int64', dims: [...y.dims] }] : [y];
-  }
-  if (op === 'ConvTranspose') {
-    const w = ins[1];
-    if (!x || !w || x.dims.length < 3) return [];
-    const spatial = x.dims.length - 2;
-    const group = intAttr(node, 'group', 1);
-    const kernel = intsAttr(node, 'kernel_shape') ?? w.dims.slice(2);
-    const strides = intsAttr(node, 'strides') ?? new Array<number>(spatial).fill(1);
-    const dil = intsAttr(node, 'dilations') ?? new Array<number>(spatial).fill(1);
-    const outPad = intsAttr(node, 'output_padding') ?? new Array<number>(spatial).fill(0);
-    const pads = intsAttr(node, 'pads') ?? new Array<number>(2 * spatial).fill(0);
-    const given = intsAttr(node, 'output_shape');
-    const autoPad = strAttr(node, 'auto_pad', 'NOTSET');
-    const outSpatial = x.dims.slice(2).map((d, i) => {
-      if (given) return given[given.length - spatial + i];
-      if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') return d * strides[i];
-      return strides[i] * (d - 1) + outPad[i] + (kernel[i] - 1) * dil[i] + 1 - pads[i] - pads[i + spatial];
-    });
-    return [{ dtype: x.dtype, dims: [x.dims[0], w.dims[1] * group, ...outSpatial] }];
-  }
-  if (op === 'GlobalAveragePool' || op === 'GlobalMaxPool' || op === 'GlobalLpPool') {
-    if (!x || x.dims.length < 2) return [];
-    return [{ dtype: x.dtype, dims: [x.dims[0], x.dims[1], ...x.dims.slice(2).map(() => 1)] }];
-  }
-  if (REDUCE.has(op)) {
-    if (!x) return [];
-    const keep = intAttr(node, 'keepdims', 1) === 1;
-    let axes = intsAttr(node, 'axes');
-    if (!axes && node.inputs[1]) {
-      axes = vals(ins[1]);
-      if (!axes) return [];
-    }
-    const r = x.dims.length;
-    const noop = intAttr(node, 'noop_with_empty_axes', 0) === 1;
-    if (!axes || axes.length === 0) {
-      if (noop) return [{ dtype: x.dtype, dims: [...x.dims] }];
-      axes = x.dims.map((_, i) => i);
-    }
-    const set = new Set(axes.map((a) => norm(a, r)));
-    const dims: number[] = [];
-    x.dims.forEach((d, i) => {
-      if (!set.has(i)) dims.push(d);
-      else if (keep) dims.push(1);
-    });
-    return [{ dtype: x.dtype, dims }];
-  }
-  if (op === 'Reshape') {
-    const shape = vals(ins[1]);
-    if (!x || !shape) return [];
-    const allowZero = intAttr(node, 'allowzero', 0) === 1;
-    const dims = shape.map((d, i) => (d === 0 && !allowZero ? x.dims[i] : d));
-    const known = dims.filter((d) => d !== -1);
-    if (dims.length - known.length > 1 || known.some((d) => d === undefined)) return [];
-    const total = prod(x.dims);
-    const rest = prod(known);
-    const full = dims.map((d) => (d === -1 ? (rest === 0 ? 0 : total / rest) : d));
-    if (full.some((d) => !Number.isInteger(d) || d < 0)) return [];
-    return [withValues(x.dtype, full, vals(x))];
-  }
-  if (op === 'Flatten') {
-    if (!x) return [];
-    const axis = norm(intAttr(node, 'axis', 1), x.dims.length);
-    return [withValues(x.dtype, [prod(x.dims, 0, axis), prod(x.dims, axis)], vals(x))];
-  }
-  if (op === 'Transpose') {
-    if (!x) return [];
-    const perm = intsAttr(node, 'perm') ?? x.dims.map((_, i) => x.dims.length - 1 - i);
-    return [{ dtype: x.dtype, dims: perm.map((p) => x.dims[p]) }];
-  }
-  if (op === 'Squeeze') {
-    if (!x) return [];
-    const axes = opset >= 13 ? (node.inputs[1] ? vals(ins[1]) : null) : intsAttr(node, 'axes');
-    if (node.inputs[1] && !axes && opset >= 13) return [];
-    const set = axes ? new Set(axes.map((a) => norm(a, x.dims.length))) : null;
-    const dims = x.dims.filter((d, i) => (set ? !set.has(i) : d !== 1));
-    return [withValues(x.dtype, dims, vals(x))];
-  }
-  if (op === 'Unsqueeze') {
-    if (!x) return [];
-    const axes = opset >= 13 ? vals(ins[1]) : intsAttr(node, 'axes');
-    if (!axes) return [];
-    const rank = x.dims.length + axes.length;
-    const set = new Set(axes.map((a) => norm(a, rank)));
-    const dims: number[] = [];
-    let j = 0;
-    for (let i = 0; i < rank; i++) dims.push(set.has(i) ? 1 : x.dims[j++]);
-    return [withValues(x.dtype, dims, vals(x))];
-  }
-  if (op === 'Concat') {
-    const present = ins.filter((_, i) => node.inputs[i]);
-    if (present.length === 0 || present.some((s) => !s)) return [];
-    const shapes = present as TensorShape[];
-    const rank = shapes[0].dims.length;
-    const axis = norm(intAttr(node, 'axis', 0), rank);
-    const dims = [...shapes[0].dims];
-    dims[axis] = shapes.reduce((n, s) => n + s.dims[axis], 0);
-    const allVals = rank === 1 && shapes.every((s) => s.values) ? shapes.flatMap((s) => s.values!) : null;
-    return [withValues(shapes[0].dtype, dims, allVals)];
-  }
-  if (op === 'Shape') {
-    if (!x) return [];
-    const r = x.dims.length;
-    const start = Math.min(Math.max(norm(intAttr(node, 'start', 0), r), 0), r);
-    const end = Math.min(Math.max(norm(intAttr(node, 'end', r), r), 0), r);
-    const v = x.dims.slice(start, Math.max(start, end));
-    return [withValues('int64', [v.length], v)];
-  }
+  if (UNARY.has(op) || MEMORY_SAME_SHAPE.has(op)) return inferElementwise(node, ins);
+  if (BINARY.has(op)) return inferBroadcast(node, ins);
+  if (op === 'Softmax' || op === 'LogSoftmax' || op === 'BatchNormalization' || NORM7.has(op) || op === 'LpNormalization') return inferSameShape(ins);
+  if (op === 'MatMul' || op === 'FusedMatMul') return inferMatMul(ins);
+  if (op === 'Gemm') return inferGemm(node, ins);
+  if (op === 'Conv' || op === 'MaxPool' || op === 'AveragePool' || op === 'LpPool') return inferConvOrPool(node, ins);
+  if (op === 'ConvTranspose') return inferConvTranspose(node, ins);
+  if (op === 'GlobalAveragePool' || op === 'GlobalMaxPool' || op === 'GlobalLpPool') return inferGlobalPool(ins);
+  if (REDUCE.has(op)) return inferReduce(node, ins);
+  if (op === 'Reshape') return inferReshape(node, ins);
+  if (op === 'Flatten') return inferFlatten(node, ins);
+  if (op === 'Transpose') return inferTranspose(node, ins);
+  if (op === 'Squeeze') return inferSqueeze(node, ins, opset);
+  if (op === 'Unsqueeze') return inferUnsqueeze(node, ins, opset);
+  if (op === 'Concat') return inferConcat(node, ins);
+  if (op === 'Shape') return inferShape(node, ins);
   if (op === 'Size') return x ? [withValues('int64', [], [prod(x.dims)])] : [];
-  if (op === 'Gather') {
-    const idx = ins[1];
-    if (!x || !idx) return [];
-    const axis = norm(intAttr(node, 'axis', 0), x.dims.length);
-    const dims = [...x.dims.slice(0, axis), ...idx.dims, ...x.dims.slice(axis + 1)];
-    let v: number[] | null = null;
-    const xv = vals(x);
-    const iv = vals(idx);
-    if (x.dims.length === 1 && xv && iv) v = iv.map((i) => xv[i < 0 ? i + xv.length : i]);
-    return [withValues(x.dtype, dims, v)];
-  }
-  if (op === 'Slice') {
-    if (!x) return [];
-    const r = x.dims.length;
-    let starts: number[] | null;
-    let ends: number[] | null;
-    let axes: number[] | null;
-    let steps: number[] | null = null;
-    if (opset >= 10) {
-      starts = vals(ins[1]);
-      ends = vals(ins[2]);
-      axes = node.inputs[3] ? vals(ins[3]) : null;
-      if (node.inputs[3] && !axes) return [];
-      if (node.inputs[4]) {
-        steps = vals(ins[4]);
-        if (!steps) return [];
-      }
-    } else {
-      starts = intsAttr(node, 'starts');
-      ends = intsAttr(node, 'ends');
-      axes = intsAttr(node, 'axes');
-    }
-    if (!starts || !ends) return [];
-    const dims = [...x.dims];
-    const ranges = x.dims.map((d) => [0, d, 1] as [number, number, number]);
-    for (let i = 0; i < starts.length; i++) {
-      const a = norm(axes ? axes[i] : i, r);
-      const d = x.dims[a];
-      const step = steps ? steps[i] : 1;
-      if (step === 0) return [];
-      const clamp = (v: number, lo: number, hi: number): number => Math.min(Math.max(v, lo), hi);
-      let s = starts[i] < 0 ? starts[i] + d : starts[i];
-      let e = ends[i] < 0 ? ends[i] + d : ends[i];
-      if (step > 0) {
-        s = clamp(s, 0, d);
-        e = clamp(e, 0, d);
-        dims[a] = Math.max(0, Math.ceil((e - s) / step));
-      } else {
-        s = clamp(s, -1, d - 1);
-        e = clamp(e, -1, d - 1);
-        dims[a] = Math.max(0, Math.ceil((s - e) / -step));
-      }
-      ranges[a] = [s, e, step];
-    }
-    const xv = vals(x);
-    let v: number[] | null = null;
-    if (r === 1 && xv) {
-      v = [];
-      const [s, , step] = ranges[0];
-      for (let k = 0; k < dims[0]; k++) v.push(xv[s + k * step]);
-    }
-    return [withValues(x.dtype, dims, v)];
-  }
-  if (op === 'Split') {
-    if (!x) return [];
-    const axis = norm(intAttr(node, 'axis', 0), x.dims.length);
-    let split = node.inputs[1] ? vals(ins[1]) : intsAttr(node, 'split');
-    if (node.inputs[1] && !split) return [];
-    const n = node.outputs.length;
-    if (!split) {
-      const d = x.dims[axis];
-      const each = Math.ceil(d / n);
-      split = Array.from({ length: n }, (_, i) => Math.max(0, Math.min(each, d - i * each)));
-    }
-    return split.map((s) => {
-      const dims = [...x.dims];
-      dims[axis] = s;
-      return { dtype: x.dtype, dims };
-    });
-  }
-  if (op === 'Expand') {
-    const shape = vals(ins[1]);
-    if (!x || !shape) return [];
-    const dims = broadcast([x.dims, shape]);
-    return dims ? [{ dtype: x.dtype, dims }] : [];
-  }
-  if (op === 'Tile') {
-    const reps = vals(ins[1]);
-    if (!x || !reps || reps.length !== x.dims.length) return [];
-    return [{ dtype: x.dtype, dims: x.dims.map((d, i) => d * reps[i]) }];
-  }
-  if (op === 'Pad') {
-    if (!x) return [];
-    const pads = opset >= 11 ? vals(ins[1]) : intsAttr(node, 'pads');
-    if (!pads) return [];
-    const r = x.dims.length;
-    let axes = x.dims.map((_, i) => i);
-    if (node.inputs[3]) {
-      const a = vals(ins[3]);
-      if (!a) return [];
-      axes = a.map((v) => norm(v, r));
-    }
-    const dims = [...x.dims];
-    axes.forEach((a, i) => (dims[a] += pads[i] + pads[i + axes.length]));
-    return [{ dtype: x.dtype, dims }];
-  }
-  if (op === 'Resize' || op === 'Upsample') {
-    if (!x) return [];
-    let scales: number[] | null = null;
-    let sizes: number[] | null = null;
-    if (op === 'Upsample' || opset < 11) scales = intsAttr(node, 'scales') ?? vals(ins[1]);
-    else {
-      if (node.inputs[3]) sizes = vals(ins[3]);
-      if (!sizes && node.inputs[2]) scales = vals(ins[2]);
-      if (scales && scales.length === 0) scales = null;
-    }
-    if (sizes && sizes.length === x.dims.length) return [{ dtype: x.dtype, dims: [...sizes] }];
-    if (scales && scales.length === x.dims.length) return [{ dtype: x.dtype, dims: x.dims.map((d, i) => Math.floor(d * scales[i])) }];
-    return [];
-  }
-  if (op === 'DepthToSpace' || op === 'SpaceToDepth') {
-    if (!x || x.dims.length !== 4) return [];
-    const b = intAttr(node, 'blocksize', 1);
-    const [n, c, h, w] = x.dims;
-    return [{ dtype: x.dtype, dims: op === 'DepthToSpace' ? [n, c / (b * b), h * b, w * b] : [n, c * b * b, h / b, w / b] }];
-  }
+  if (op === 'Gather') return inferGather(node, ins);
+  if (op === 'Slice') return inferSlice(node, ins, opset);
+  if (op === 'Split') return inferSplit(node, ins);
+  if (op === 'Expand') return inferExpand(ins);
+  if (op === 'Tile') return inferTile(ins);
+  if (op === 'Pad') return inferPad(node, ins, opset);
+  if (op === 'Resize' || op === 'Upsample') return inferResize(node, ins, opset);
+  if (op === 'DepthToSpace' || op === 'SpaceToDepth') return inferDepthSpace(node, ins);
   return [];
+}
+
+// Shape rules of inferOutputs, one per operator family.
+
+function inferElementwise(node: IRNode, ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const op = node.opType;
+  const x = ins[0];
+  if (!x) return [];
+  let dtype = x.dtype;
+  if (COMPARISON.has(op)) dtype = 'bool';
+  if (op === 'Cast') dtype = dtypeName(intAttr(node, 'to', dtypeCode(x.dtype) ?? 0));
+  if (op === 'CastLike' && ins[1]) dtype = ins[1].dtype;
+  const keepValues = op === 'Cast' || op === 'Identity' || op === 'CastLike';
+  const out = withValues(dtype, [...x.dims], keepValues ? vals(x) : null);
+  return op === 'Dropout' ? [out, { dtype: 'bool', dims: [...x.dims] }] : [out];
+}
+
+function inferBroadcast(node: IRNode, ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const op = node.opType;
+  const present = ins.filter((_, i) => node.inputs[i]);
+  if (present.some((s) => !s)) return [];
+  const shapes = present as TensorShape[];
+  const dims = broadcast(shapes.map((s) => s.dims));
+  if (!dims) return [];
+  const dtype = COMPARISON.has(op) ? 'bool' : op === 'Where' ? shapes[1].dtype : shapes[0].dtype;
+  return [withValues(dtype, dims, binaryValues(op, shapes, dims))];
+}
+
+function inferSameShape(ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const x = ins[0];
+  return x ? [{ dtype: x.dtype, dims: [...x.dims] }] : [];
+}
+
+function inferMatMul(ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const a = ins[0];
+  const b = ins[1];
+  if (!a || !b) return [];
+  const dims = matmulDims(a.dims, b.dims);
+  return dims ? [{ dtype: a.dtype, dims }] : [];
+}
+
+function inferGemm(node: IRNode, ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const a = ins[0];
+  const b = ins[1];
+  if (!a || !b || a.dims.length !== 2 || b.dims.length !== 2) return [];
+  const m = intAttr(node, 'transA', 0) ? a.dims[1] : a.dims[0];
+  const n = intAttr(node, 'transB', 0) ? b.dims[0] : b.dims[1];
+  return [{ dtype: a.dtype, dims: [m, n] }];
+}
+
+function inferConvOrPool(node: IRNode, ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const op = node.opType;
+  const x = ins[0];
+  if (!x || x.dims.length < 3) return [];
+  const spatial = x.dims.length - 2;
+  let kernel = intsAttr(node, 'kernel_shape');
+  let channels = x.dims[1];
+  if (op === 'Conv') {
+    const w = ins[1];
+    if (!w) return [];
+    kernel ??= w.dims.slice(2);
+    channels = w.dims[0];
+  }
+  if (!kernel || kernel.length !== spatial) return [];
+  const outSpatial = convOutput(node, x.dims.slice(2), kernel, op !== 'Conv' && intAttr(node, 'ceil_mode', 0) === 1);
+  if (!outSpatial) return [];
+  const y: TensorShape = { dtype: x.dtype, dims: [x.dims[0], channels, ...outSpatial] };
+  return op === 'MaxPool' ? [y, { dtype: 'int64', dims: [...y.dims] }] : [y];
+}
+
+function inferConvTranspose(node: IRNode, ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const x = ins[0];
+  const w = ins[1];
+  if (!x || !w || x.dims.length < 3) return [];
+  const spatial = x.dims.length - 2;
+  const group = intAttr(node, 'group', 1);
+  const kernel = intsAttr(node, 'kernel_shape') ?? w.dims.slice(2);
+  const strides = intsAttr(node, 'strides') ?? new Array<number>(spatial).fill(1);
+  const dil = intsAttr(node, 'dilations') ?? new Array<number>(spatial).fill(1);
+  const outPad = intsAttr(node, 'output_padding') ?? new Array<number>(spatial).fill(0);
+  const pads = intsAttr(node, 'pads') ?? new Array<number>(2 * spatial).fill(0);
+  const given = intsAttr(node, 'output_shape');
+  const autoPad = strAttr(node, 'auto_pad', 'NOTSET');
+  const outSpatial = x.dims.slice(2).map((d, i) => {
+    if (given) return given[given.length - spatial + i];
+    if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') return d * strides[i];
+    return strides[i] * (d - 1) + outPad[i] + (kernel[i] - 1) * dil[i] + 1 - pads[i] - pads[i + spatial];
+  });
+  return [{ dtype: x.dtype, dims: [x.dims[0], w.dims[1] * group, ...outSpatial] }];
+}
+
+function inferGlobalPool(ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const x = ins[0];
+  if (!x || x.dims.length < 2) return [];
+  return [{ dtype: x.dtype, dims: [x.dims[0], x.dims[1], ...x.dims.slice(2).map(() => 1)] }];
+}
+
+function inferReduce(node: IRNode, ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const x = ins[0];
+  if (!x) return [];
+  const keep = intAttr(node, 'keepdims', 1) === 1;
+  let axes = intsAttr(node, 'axes');
+  if (!axes && node.inputs[1]) {
+    axes = vals(ins[1]);
+    if (!axes) return [];
+  }
+  const r = x.dims.length;
+  const noop = intAttr(node, 'noop_with_empty_axes', 0) === 1;
+  if (!axes || axes.length === 0) {
+    if (noop) return [{ dtype: x.dtype, dims: [...x.dims] }];
+    axes = x.dims.map((_, i) => i);
+  }
+  const set = new Set(axes.map((a) => norm(a, r)));
+  const dims: number[] = [];
+  x.dims.forEach((d, i) => {
+    if (!set.has(i)) dims.push(d);
+    else if (keep) dims.push(1);
+  });
+  return [{ dtype: x.dtype, dims }];
+}
+
+function inferReshape(node: IRNode, ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const x = ins[0];
+  const shape = vals(ins[1]);
+  if (!x || !shape) return [];
+  const allowZero = intAttr(node, 'allowzero', 0) === 1;
+  const dims = shape.map((d, i) => (d === 0 && !allowZero ? x.dims[i] : d));
+  const known = dims.filter((d) => d !== -1);
+  if (dims.length - known.length > 1 || known.some((d) => d === undefined)) return [];
+  const total = prod(x.dims);
+  const rest = prod(known);
+  const full = dims.map((d) => (d === -1 ? (rest === 0 ? 0 : total / rest) : d));
+  if (full.some((d) => !Number.isInteger(d) || d < 0)) return [];
+  return [withValues(x.dtype, full, vals(x))];
+}
+
+function inferFlatten(node: IRNode, ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const x = ins[0];
+  if (!x) return [];
+  const axis = norm(intAttr(node, 'axis', 1), x.dims.length);
+  return [withValues(x.dtype, [prod(x.dims, 0, axis), prod(x.dims, axis)], vals(x))];
+}
+
+function inferTranspose(node: IRNode, ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const x = ins[0];
+  if (!x) return [];
+  const perm = intsAttr(node, 'perm') ?? x.dims.map((_, i) => x.dims.length - 1 - i);
+  return [{ dtype: x.dtype, dims: perm.map((p) => x.dims[p]) }];
+}
+
+function inferSqueeze(node: IRNode, ins: Array<TensorShape | null>, opset: number): Array<TensorShape | null> {
+  const x = ins[0];
+  if (!x) return [];
+  const axes = opset >= 13 ? (node.inputs[1] ? vals(ins[1]) : null) : intsAttr(node, 'axes');
+  if (node.inputs[1] && !axes && opset >= 13) return [];
+  const set = axes ? new Set(axes.map((a) => norm(a, x.dims.length))) : null;
+  const dims = x.dims.filter((d, i) => (set ? !set.has(i) : d !== 1));
+  return [withValues(x.dtype, dims, vals(x))];
+}
+
+function inferUnsqueeze(node: IRNode, ins: Array<TensorShape | null>, opset: number): Array<TensorShape | null> {
+  const x = ins[0];
+  if (!x) return [];
+  const axes = opset >= 13 ? vals(ins[1]) : intsAttr(node, 'axes');
+  if (!axes) return [];
+  const rank = x.dims.length + axes.length;
+  const set = new Set(axes.map((a) => norm(a, rank)));
+  const dims: number[] = [];
+  let j = 0;
+  for (let i = 0; i < rank; i++) dims.push(set.has(i) ? 1 : x.dims[j++]);
+  return [withValues(x.dtype, dims, vals(x))];
+}
+
+function inferConcat(node: IRNode, ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const present = ins.filter((_, i) => node.inputs[i]);
+  if (present.length === 0 || present.some((s) => !s)) return [];
+  const shapes = present as TensorShape[];
+  const rank = shapes[0].dims.length;
+  const axis = norm(intAttr(node, 'axis', 0), rank);
+  const dims = [...shapes[0].dims];
+  dims[axis] = shapes.reduce((n, s) => n + s.dims[axis], 0);
+  const allVals = rank === 1 && shapes.every((s) => s.values) ? shapes.flatMap((s) => s.values!) : null;
+  return [withValues(shapes[0].dtype, dims, allVals)];
+}
+
+function inferShape(node: IRNode, ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const x = ins[0];
+  if (!x) return [];
+  const r = x.dims.length;
+  const start = Math.min(Math.max(norm(intAttr(node, 'start', 0), r), 0), r);
+  const end = Math.min(Math.max(norm(intAttr(node, 'end', r), r), 0), r);
+  const v = x.dims.slice(start, Math.max(start, end));
+  return [withValues('int64', [v.length], v)];
+}
+
+function inferGather(node: IRNode, ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const x = ins[0];
+  const idx = ins[1];
+  if (!x || !idx) return [];
+  const axis = norm(intAttr(node, 'axis', 0), x.dims.length);
+  const dims = [...x.dims.slice(0, axis), ...idx.dims, ...x.dims.slice(axis + 1)];
+  let v: number[] | null = null;
+  const xv = vals(x);
+  const iv = vals(idx);
+  if (x.dims.length === 1 && xv && iv) v = iv.map((i) => xv[i < 0 ? i + xv.length : i]);
+  return [withValues(x.dtype, dims, v)];
+}
+
+function inferSlice(node: IRNode, ins: Array<TensorShape | null>, opset: number): Array<TensorShape | null> {
+  const x = ins[0];
+  if (!x) return [];
+  const r = x.dims.length;
+  let starts: number[] | null;
+  let ends: number[] | null;
+  let axes: number[] | null;
+  let steps: number[] | null = null;
+  if (opset >= 10) {
+    starts = vals(ins[1]);
+    ends = vals(ins[2]);
+    axes = node.inputs[3] ? vals(ins[3]) : null;
+    if (node.inputs[3] && !axes) return [];
+    if (node.inputs[4]) {
+      steps = vals(ins[4]);
+      if (!steps) return [];
+    }
+  } else {
+    starts = intsAttr(node, 'starts');
+    ends = intsAttr(node, 'ends');
+    axes = intsAttr(node, 'axes');
+  }
+  if (!starts || !ends) return [];
+  const dims = [...x.dims];
+  const ranges = x.dims.map((d) => [0, d, 1] as [number, number, number]);
+  for (let i = 0; i < starts.length; i++) {
+    const a = norm(axes ? axes[i] : i, r);
+    const d = x.dims[a];
+    const step = steps ? steps[i] : 1;
+    if (step === 0) return [];
+    const clamp = (v: number, lo: number, hi: number): number => Math.min(Math.max(v, lo), hi);
+    let s = starts[i] < 0 ? starts[i] + d : starts[i];
+    let e = ends[i] < 0 ? ends[i] + d : ends[i];
+    if (step > 0) {
+      s = clamp(s, 0, d);
+      e = clamp(e, 0, d);
+      dims[a] = Math.max(0, Math.ceil((e - s) / step));
+    } else {
+      s = clamp(s, -1, d - 1);
+      e = clamp(e, -1, d - 1);
+      dims[a] = Math.max(0, Math.ceil((s - e) / -step));
+    }
+    ranges[a] = [s, e, step];
+  }
+  const xv = vals(x);
+  let v: number[] | null = null;
+  if (r === 1 && xv) {
+    v = [];
+    const [s, , step] = ranges[0];
+    for (let k = 0; k < dims[0]; k++) v.push(xv[s + k * step]);
+  }
+  return [withValues(x.dtype, dims, v)];
+}
+
+function inferSplit(node: IRNode, ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const x = ins[0];
+  if (!x) return [];
+  const axis = norm(intAttr(node, 'axis', 0), x.dims.length);
+  let split = node.inputs[1] ? vals(ins[1]) : intsAttr(node, 'split');
+  if (node.inputs[1] && !split) return [];
+  const n = node.outputs.length;
+  if (!split) {
+    const d = x.dims[axis];
+    const each = Math.ceil(d / n);
+    split = Array.from({ length: n }, (_, i) => Math.max(0, Math.min(each, d - i * each)));
+  }
+  return split.map((s) => {
+    const dims = [...x.dims];
+    dims[axis] = s;
+    return { dtype: x.dtype, dims };
+  });
+}
+
+function inferExpand(ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const x = ins[0];
+  const shape = vals(ins[1]);
+  if (!x || !shape) return [];
+  const dims = broadcast([x.dims, shape]);
+  return dims ? [{ dtype: x.dtype, dims }] : [];
+}
+
+function inferTile(ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const x = ins[0];
+  const reps = vals(ins[1]);
+  if (!x || !reps || reps.length !== x.dims.length) return [];
+  return [{ dtype: x.dtype, dims: x.dims.map((d, i) => d * reps[i]) }];
+}
+
+function inferPad(node: IRNode, ins: Array<TensorShape | null>, opset: number): Array<TensorShape | null> {
+  const x = ins[0];
+  if (!x) return [];
+  const pads = opset >= 11 ? vals(ins[1]) : intsAttr(node, 'pads');
+  if (!pads) return [];
+  const r = x.dims.length;
+  let axes = x.dims.map((_, i) => i);
+  if (node.inputs[3]) {
+    const a = vals(ins[3]);
+    if (!a) return [];
+    axes = a.map((v) => norm(v, r));
+  }
+  const dims = [...x.dims];
+  axes.forEach((a, i) => (dims[a] += pads[i] + pads[i + axes.length]));
+  return [{ dtype: x.dtype, dims }];
+}
+
+function inferResize(node: IRNode, ins: Array<TensorShape | null>, opset: number): Array<TensorShape | null> {
+  const op = node.opType;
+  const x = ins[0];
+  if (!x) return [];
+  let scales: number[] | null = null;
+  let sizes: number[] | null = null;
+  if (op === 'Upsample' || opset < 11) scales = intsAttr(node, 'scales') ?? vals(ins[1]);
+  else {
+    if (node.inputs[3]) sizes = vals(ins[3]);
+    if (!sizes && node.inputs[2]) scales = vals(ins[2]);
+    if (scales && scales.length === 0) scales = null;
+  }
+  if (sizes && sizes.length === x.dims.length) return [{ dtype: x.dtype, dims: [...sizes] }];
+  if (scales && scales.length === x.dims.length) return [{ dtype: x.dtype, dims: x.dims.map((d, i) => Math.floor(d * scales[i])) }];
+  return [];
+}
+
+function inferDepthSpace(node: IRNode, ins: Array<TensorShape | null>): Array<TensorShape | null> {
+  const op = node.opType;
+  const x = ins[0];
+  if (!x || x.dims.length !== 4) return [];
+  const b = intAttr(node, 'blocksize', 1);
+  const [n, c, h, w] = x.dims;
+  return [{ dtype: x.dtype, dims: op === 'DepthToSpace' ? [n, c / (b * b), h * b, w * b] : [n, c * b * b, h / b, w / b] }];
 }
 
 function binaryValues(op: string, shapes: TensorShape[], dims: number[]): number[] | null {

@@ -112,6 +112,14 @@ export function isFloatType(dtype: DType): boolean {
   return dtype.startsWith('float') || dtype === 'bfloat16';
 }
 
+/**
+ * True for the types that hold parameters: float and quantized types are weights,
+ * int64/int32/bool are shapes and indices.
+ */
+export function isWeightType(dtype: DType): boolean {
+  return isFloatType(dtype) || dtype === 'int8' || dtype === 'uint8' || dtype === 'int4' || dtype === 'uint4' || dtype === 'int16' || dtype === 'uint16';
+}
+
 /** Typed arrays onnxruntime-node accepts as tensor data. */
 export type TensorData =
   | Float32Array
@@ -125,40 +133,46 @@ export type TensorData =
   | BigInt64Array
   | BigUint64Array;
 
+/** A typed-array constructor: by length, or as a view of a buffer. */
+export interface TensorDataCtor {
+  new (length: number): TensorData;
+  new (buffer: ArrayBufferLike, byteOffset?: number, length?: number): TensorData;
+  readonly BYTES_PER_ELEMENT: number;
+}
+
+/**
+ * The typed array each element type travels in. float16 and bfloat16 are carried as their raw
+ * 16-bit patterns in a Uint16Array, which is what ORT expects; bool is one byte per element.
+ * Types missing here (string, complex, sub-byte types) have no plain typed-array form.
+ */
+const TENSOR_ARRAYS: Readonly<Partial<Record<DType, TensorDataCtor>>> = {
+  float32: Float32Array as unknown as TensorDataCtor,
+  float64: Float64Array as unknown as TensorDataCtor,
+  float16: Uint16Array as unknown as TensorDataCtor,
+  bfloat16: Uint16Array as unknown as TensorDataCtor,
+  uint16: Uint16Array as unknown as TensorDataCtor,
+  int16: Int16Array as unknown as TensorDataCtor,
+  int32: Int32Array as unknown as TensorDataCtor,
+  uint32: Uint32Array as unknown as TensorDataCtor,
+  int8: Int8Array as unknown as TensorDataCtor,
+  uint8: Uint8Array as unknown as TensorDataCtor,
+  bool: Uint8Array as unknown as TensorDataCtor,
+  int64: BigInt64Array as unknown as TensorDataCtor,
+  uint64: BigUint64Array as unknown as TensorDataCtor,
+};
+
+/** The typed-array constructor for `dtype`, or undefined for types without one. */
+export function tensorArrayFor(dtype: string): TensorDataCtor | undefined {
+  return Object.hasOwn(TENSOR_ARRAYS, dtype) ? TENSOR_ARRAYS[dtype as DType] : undefined;
+}
+
 /**
  * Allocates a zeroed typed array for `count` elements of `dtype`, or returns null for types
  * onnxruntime-node cannot take from a plain typed array (string, complex, sub-byte types).
- * float16 and bfloat16 are carried as their raw 16-bit patterns in a Uint16Array, which is
- * what ORT expects; bool is one byte per element.
  */
 export function allocTensorData(dtype: DType, count: number): TensorData | null {
-  switch (dtype) {
-    case 'float32':
-      return new Float32Array(count);
-    case 'float64':
-      return new Float64Array(count);
-    case 'float16':
-    case 'bfloat16':
-    case 'uint16':
-      return new Uint16Array(count);
-    case 'int16':
-      return new Int16Array(count);
-    case 'int32':
-      return new Int32Array(count);
-    case 'uint32':
-      return new Uint32Array(count);
-    case 'int8':
-      return new Int8Array(count);
-    case 'uint8':
-    case 'bool':
-      return new Uint8Array(count);
-    case 'int64':
-      return new BigInt64Array(count);
-    case 'uint64':
-      return new BigUint64Array(count);
-    default:
-      return null;
-  }
+  const Ctor = tensorArrayFor(dtype);
+  return Ctor ? new Ctor(count) : null;
 }
 
 const f32 = new Float32Array(1);

@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { onnx } from 'onnx-proto';
 import { UserError } from '../../common/errors';
-import { byteSize, dtypeName, isFloatType, type DType } from './dtypes';
+import { byteSize, dtypeName, isWeightType, type DType } from './dtypes';
 import { readNodeMetadata } from './node-metadata';
 
 export { estimateCosts } from './costs';
@@ -242,7 +242,7 @@ export function parseModel(bytes: Uint8Array, pathForMessages: string, opts: Par
   const externalFiles = new Set<string>();
   const externalSizes = new Map<string, number>();
 
-  const summarize = (t: onnx.ITensorProto, fallbackName: string): TensorSummary => {
+  const summarize: Summarize = (t, fallbackName) => {
     const s = summarizeTensor(t, fallbackName, modelDir);
     if (s.external) {
       externalFiles.add(s.external.path);
@@ -251,6 +251,48 @@ export function parseModel(bytes: Uint8Array, pathForMessages: string, opts: Par
     return s;
   };
 
+  const { initializers, initializerByName } = readInitializers(graph, summarize);
+  const { valueInfo, inputs, outputs } = readValueInfo(graph, initializerByName);
+  const { nodes, constants } = readNodes(list(graph.node), safeNodeMetadata(bytes, list(graph.node).length), summarize);
+  const { producers, consumers } = linkTensors(nodes, p);
+  const topoOrder = topologicalOrder(nodes, producers, p);
+  const { parameterCount, parameterBytes } = parameterTotals([...initializers, ...constants.values()]);
+
+  const opsets: Record<string, number> = {};
+  for (const o of model.opsetImport) opsets[o.domain === 'ai.onnx' ? '' : (o.domain ?? '')] = toNumber(o.version);
+
+  return {
+    path: p,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    fileBytes: bytes.length,
+    irVersion: toNumber(model.irVersion),
+    opsetVersion: opsets[''] ?? null,
+    opsets,
+    producerName: model.producerName,
+    producerVersion: model.producerVersion,
+    graphName: graph.name ?? '',
+    metadata: Object.fromEntries(model.metadataProps.map((e) => [e.key ?? '', e.value ?? ''])),
+    nodes,
+    initializers,
+    inputs,
+    outputs,
+    valueInfo,
+    initializerByName,
+    constants,
+    producers,
+    consumers,
+    topoOrder,
+    parameterCount,
+    parameterBytes,
+    externalDataFiles: [...externalFiles],
+  };
+}
+
+/** Summarizes a tensor proto (recording and checking its external data, if any). */
+type Summarize = (t: onnx.ITensorProto, fallbackName: string) => TensorSummary;
+
+/** The graph's initializers, sparse ones as their dense shape without data. */
+function readInitializers(graph: onnx.IGraphProto, summarize: Summarize): { initializers: TensorSummary[]; initializerByName: Map<string, TensorSummary> } {
   const initializers = list(graph.initializer).map((t, i) => summarize(t, `initializer_${i}`));
   const initializerByName = new Map(initializers.map((t) => [t.name, t]));
   for (const sp of list(graph.sparseInitializer)) {
@@ -263,7 +305,14 @@ export function parseModel(bytes: Uint8Array, pathForMessages: string, opts: Par
       initializerByName.set(s.name, s);
     }
   }
+  return { initializers, initializerByName };
+}
 
+/** Value infos of the graph by name, its fed inputs (initializers listed as inputs left out) and outputs. */
+function readValueInfo(
+  graph: onnx.IGraphProto,
+  initializerByName: Map<string, TensorSummary>,
+): { valueInfo: Map<string, ValueInfo>; inputs: ValueInfo[]; outputs: ValueInfo[] } {
   const valueInfo = new Map<string, ValueInfo>();
   for (const v of list(graph.valueInfo)) {
     const info = toValueInfo(v);
@@ -278,9 +327,15 @@ export function parseModel(bytes: Uint8Array, pathForMessages: string, opts: Par
   }
   const outputs = list(graph.output).map(toValueInfo);
   for (const o of outputs) valueInfo.set(o.name, o);
+  return { valueInfo, inputs, outputs };
+}
 
-  const graphNodes = list(graph.node);
-  const metadata = safeNodeMetadata(bytes, graphNodes.length);
+/** The graph's nodes (each with a unique name) and the values of its Constant nodes by output name. */
+function readNodes(
+  graphNodes: onnx.INodeProto[],
+  metadata: Array<Record<string, string> | null>,
+  summarize: Summarize,
+): { nodes: IRNode[]; constants: Map<string, TensorSummary> } {
   const usedNames = new Set<string>();
   for (const n of graphNodes) if (n.name) usedNames.add(n.name);
   const seenNames = new Set<string>();
@@ -323,7 +378,11 @@ export function parseModel(bytes: Uint8Array, pathForMessages: string, opts: Par
     }
     return node;
   });
+  return { nodes, constants };
+}
 
+/** Producer and consumers of every tensor; throws when two nodes produce the same tensor. */
+function linkTensors(nodes: IRNode[], p: string): { producers: Map<string, number>; consumers: Map<string, number[]> } {
   const producers = new Map<string, number>();
   const consumers = new Map<string, number[]>();
   for (const node of nodes) {
@@ -342,45 +401,20 @@ export function parseModel(bytes: Uint8Array, pathForMessages: string, opts: Par
       list.push(node.index);
     }
   }
-  const topoOrder = topologicalOrder(nodes, producers, p);
+  return { producers, consumers };
+}
 
+/** Elements and bytes of the weight-typed tensors among `tensors`. */
+function parameterTotals(tensors: TensorSummary[]): { parameterCount: number; parameterBytes: number } {
   let parameterCount = 0;
   let parameterBytes = 0;
-  for (const t of [...initializers, ...constants.values()]) {
+  for (const t of tensors) {
     if (isWeightType(t.dtype)) {
       parameterCount += t.elements;
       parameterBytes += t.byteSize ?? 0;
     }
   }
-
-  const opsets: Record<string, number> = {};
-  for (const o of model.opsetImport) opsets[o.domain === 'ai.onnx' ? '' : (o.domain ?? '')] = toNumber(o.version);
-
-  return {
-    path: p,
-    sha256: createHash('sha256').update(bytes).digest('hex'),
-    fileBytes: bytes.length,
-    irVersion: toNumber(model.irVersion),
-    opsetVersion: opsets[''] ?? null,
-    opsets,
-    producerName: model.producerName,
-    producerVersion: model.producerVersion,
-    graphName: graph.name ?? '',
-    metadata: Object.fromEntries(model.metadataProps.map((e) => [e.key ?? '', e.value ?? ''])),
-    nodes,
-    initializers,
-    inputs,
-    outputs,
-    valueInfo,
-    initializerByName,
-    constants,
-    producers,
-    consumers,
-    topoOrder,
-    parameterCount,
-    parameterBytes,
-    externalDataFiles: [...externalFiles],
-  };
+  return { parameterCount, parameterBytes };
 }
 
 /** Serializes a model proto to bytes. */
@@ -443,9 +477,6 @@ function product(dims: readonly number[]): number {
   return n;
 }
 
-function isWeightType(dtype: DType): boolean {
-  return isFloatType(dtype) || dtype === 'int8' || dtype === 'uint8' || dtype === 'int4' || dtype === 'uint4' || dtype === 'int16' || dtype === 'uint16';
-}
 
 /** A short description of the file if it looks like text (JSON, a Git LFS pointer, HTML), else null. */
 function describeText(bytes: Uint8Array): string | null {

@@ -27,8 +27,9 @@
  * reported per stage afterwards ({@link PipelineStage.cutBytesOut}) count every destination.
  */
 import { UserError } from '../../common/errors';
-import { byteSize, isFloatType, type DType } from '../onnx/dtypes';
+import { byteSize, isWeightType } from '../onnx/dtypes';
 import { estimateCosts, type IRNode, type ModelIR } from '../onnx/model';
+import { minBottleneckPartition } from '../../profiler/analysis/partition';
 
 /** Where per-node costs came from: timed runs, or the FLOP/byte estimate. */
 export type CostSource = 'measured' | 'estimated';
@@ -415,24 +416,20 @@ function optimalBoundaries(ctx: Context, k: number, slack: number): number[] {
     }
   };
 
-  const W = U + 1;
-  const f = new Float64Array((k + 1) * W).fill(Infinity);
-  f[0] = 0;
-  for (let e = 1; e <= U; e++) {
-    column(e);
-    for (let j = 1; j <= Math.min(k, e); j++) {
-      let best = Infinity;
-      const row = (j - 1) * W;
-      for (let s = j - 1; s < e; s++) {
-        const v = Math.max(f[row + s], colCost[s]);
-        if (v < best) best = v;
-      }
-      f[j * W + e] = best;
+  // Pass 1: the least bottleneck, by the one contiguous-partition DP (one column of stage costs per end).
+  let columnEnd = -1;
+  const stageCost = (_stage: number, start: number, end: number): number => {
+    if (end !== columnEnd) {
+      column(end);
+      columnEnd = end;
     }
-  }
-  const optimum = f[k * W + U];
+    return colCost[start];
+  };
+  const optimum = minBottleneckPartition(U, k, stageCost)!.bottleneck;
   const bound = optimum * (1 + Math.max(0, slack)) + 1e-9 * Math.max(1, optimum);
 
+  // Pass 2: among the partitions within that bound, the fewest bytes sent, then the least Σ cost².
+  const W = U + 1;
   const gBytes = new Float64Array((k + 1) * W).fill(Infinity);
   const gSq = new Float64Array((k + 1) * W).fill(Infinity);
   const arg = new Int32Array((k + 1) * W).fill(-1);
@@ -573,10 +570,6 @@ function assemble(ctx: Context, bounds: number[]): Partition {
   };
 }
 
-function isWeightType(dtype: DType): boolean {
-  // Mirrors ModelIR.parameterCount: float and quantized types are weights, int64/int32/bool are shapes and indices.
-  return isFloatType(dtype) || dtype === 'int8' || dtype === 'uint8' || dtype === 'int4' || dtype === 'uint4' || dtype === 'int16' || dtype === 'uint16';
-}
 
 function nominalDims(ir: ModelIR): Record<string, number> {
   const out: Record<string, number> = {};

@@ -5,6 +5,7 @@
  * test snapshot.
  */
 import { basename } from 'node:path';
+import { formatDurationSig3, sig3 } from '../../profiler/units';
 import type { ModelIR } from '../onnx/model';
 import { NOMINAL_MACHINE, type Partition, type PipelineStage } from './partition';
 
@@ -70,11 +71,7 @@ function shorten(name: string): string {
 }
 
 /** Microseconds as µs, ms or s with three significant digits. */
-export function formatUs(us: number): string {
-  if (us < 1000) return `${sig3(us)} µs`;
-  if (us < 1e6) return `${sig3(us / 1000)} ms`;
-  return `${sig3(us / 1e6)} s`;
-}
+export const formatUs = formatDurationSig3;
 
 function formatBytes(b: number): string {
   if (b < 1024) return `${Math.round(b)} B`;
@@ -88,10 +85,4 @@ function formatCount(n: number): string {
   if (n < 1e6) return `${sig3(n / 1000)} k`;
   if (n < 1e9) return `${sig3(n / 1e6)} M`;
   return `${sig3(n / 1e9)} G`;
-}
-
-function sig3(v: number): string {
-  if (v >= 100) return v.toFixed(0);
-  if (v >= 10) return v.toFixed(1);
-  return v.toFixed(2);
 }

@@ -4,8 +4,8 @@
  * (`start` or `devices`) and exits when done.
  */
 import { isToRunner, type FromRunner } from '../protocol';
-import { runProfile, CancelledError } from './runner';
-import { isUserError } from '../../common/errors';
+import { runProfile } from './runner';
+import { isCancelled, isUserError } from '../../common/errors';
 import { discoverDevices } from '../device/discovery';
 
 const send = (m: FromRunner): Promise<void> =>
@@ -50,7 +50,7 @@ process.on('message', (m: unknown) => {
       process.exit(0);
     })
     .catch(async (e: unknown) => {
-      if (e instanceof CancelledError) {
+      if (isCancelled(e)) {
         await send({ type: 'error', message: 'cancelled', user: true });
         process.exit(130);
       }

@@ -3,9 +3,9 @@
  * (runtime/device/interpreter.ts) on its part of the program, and collects what they measured.
  */
 import { Worker } from 'node:worker_threads';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { UserError } from '../../common/errors';
+import { findPackageFile } from '../../common/package-file';
+import { CancelledError, UserError } from '../../common/errors';
 import type { DeviceInit, FromDevice, Progress, SharedInput } from '../protocol';
 import { isFromDevice } from '../protocol';
 import type { Program } from '../../profiler/program';
@@ -17,28 +17,16 @@ export interface RunnerHooks {
   signal?: AbortSignal;
 }
 
-/** Raised when a run is cancelled; not an error to report. */
-export class CancelledError extends Error {
-  constructor() {
-    super('profiling cancelled');
-    this.name = 'CancelledError';
-  }
-}
+export { CancelledError };
 
 /**
  * The bundled device worker: beside this file in dist/, or (when the runtime runs from
  * source, as in-process tests do) in the package's dist/.
  */
 function workerFile(): string {
-  const beside = join(__dirname, 'device-worker.js');
-  if (existsSync(beside)) return beside;
-  let dir = __dirname;
-  for (let i = 0; i < 5; i++) {
-    const c = join(dir, 'dist', 'device-worker.js');
-    if (existsSync(c)) return c;
-    dir = join(dir, '..');
-  }
-  throw new Error('dist/device-worker.js not found; run `npm run build` first');
+  const f = findPackageFile(__dirname, ['device-worker.js', join('dist', 'device-worker.js')]);
+  if (!f) throw new Error('dist/device-worker.js not found; run `npm run build` first');
+  return f;
 }
 
 /** A group of device workers driven through one step loop. */
