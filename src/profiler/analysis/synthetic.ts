@@ -4,17 +4,18 @@
  * benchmark use them; they also show, in code, what a pipeline trace looks like:
  *
  *   per step, per micro-batch m, per stage s (lane s):
- *     recv  (comm, peer s − 1; stages > 0)   from when stage s is free and stage s − 1 has
+ *     recv  (comm `recv`, peer s − 1; K > s > 0) from when stage s is free and stage s − 1 has
  *                                            finished computing m, lasting `commUs`;
  *     compute (stage s, micro m)             `stageUs[s]`, with operator spans under it;
- *     send  (comm, peer s + 1; stages < K−1) right after the compute, lasting `commUs`;
+ *     send  (comm `send`, peer s + 1; s < K−1)   right after the compute, lasting `commUs`;
  *   idle gaps as idle.ts derives them (bubble: before a recv, before a lane's first span
  *   and after its last).
  *
  * With commUs = 0 and no jitter, a step lasts exactly (M − 1)·max_s t_s + Σ_s t_s, which is
  * (M + K − 1)·t for equal stages.
  */
-import { TRACE_FORMAT_VERSION, allocSpans, type SpanColumns, type Trace, type TraceMeta } from '../trace-format';
+import type { PipelinePlan, TracePlan } from '../plan';
+import { CommOpCode, IdleCauseCode, PhaseCode, SpanFlag, SpanKind, TRACE_FORMAT_VERSION, allocSpans, type SpanColumns, type Trace, type TraceMeta } from '../trace-format';
 
 export interface SyntheticPipelineOptions {
   /** Compute per micro-batch of each stage, µs; K = its length. */
@@ -35,24 +36,22 @@ export interface SyntheticPipelineOptions {
   batch?: number;
   seed?: number;
   /**
-   * Node costs for `plan.nodeCostUs` (default: each stage's `stageUs` split evenly over its
+   * Node costs for `plan.calibration.nodeCostUs` (default: each stage's `stageUs` split evenly over its
    * nodes); operator spans take the same proportions of their compute span.
    */
   nodeCostUs?: Record<string, number>;
-  /** Nodes per stage for `plan.stageNodes` (default: `opsPerCompute` per stage, named by layer). */
+  /** Nodes per stage for `plan.partition.stageNodes` (default: `opsPerCompute` per stage, named by layer). */
   stageNodes?: string[][];
 }
 
-const KINDS = { compute: 0, comm: 1, idle: 2 } as const;
-const BUBBLE = 1;
 
-/** Metadata of a synthetic run on `lanes` CPU devices. */
-export function syntheticMeta(mode: TraceMeta['mode'], lanes: number, plan: Record<string, unknown>): TraceMeta {
+/** Metadata of a synthetic run of `plan` on `lanes` CPU devices. */
+export function syntheticMeta(lanes: number, plan: TracePlan): TraceMeta {
   return {
     formatVersion: TRACE_FORMAT_VERSION,
     tool: { name: 'parallax', version: 'synthetic' },
     source: 'predicted',
-    mode,
+    mode: plan.mode,
     plan,
     devices: Array.from({ length: lanes }, (_, i) => ({
       id: `cpu:${i}`,
@@ -131,11 +130,14 @@ export function syntheticPipelineTrace(o: SyntheticPipelineOptions): Trace {
     c.step[i] = step;
     c.micro[i] = micro;
     c.stage[i] = stage;
-    c.bytes[i] = kind === KINDS.comm ? 4096 : 0;
+    c.bytes[i] = kind === SpanKind.comm ? 4096 : 0;
     c.peer[i] = peer;
     c.parent[i] = -1;
     c.flags[i] = 0;
     c.cause[i] = 0;
+    c.comm[i] = CommOpCode.none;
+    // Top-level compute is a forward pass; operator spans below inherit it through `parent`.
+    c.phase[i] = kind === SpanKind.compute ? PhaseCode.forward : PhaseCode.none;
     return i;
   };
 
@@ -153,28 +155,29 @@ export function syntheticPipelineTrace(o: SyntheticPipelineOptions): Trace {
         let t = free[s];
         if (s > 0 && x > 0) {
           t = Math.max(free[s], computeEnd[s - 1]);
-          push(s, KINDS.comm, sRecv, t, x, step, m, s, s - 1);
+          c.comm[push(s, SpanKind.comm, sRecv, t, x, step, m, s, s - 1)] = CommOpCode.recv;
           laneSpans[s].push(t, t + x, m, 1);
           t += x;
         } else if (s > 0) {
           t = Math.max(free[s], computeEnd[s - 1]);
         }
         const d = o.stageUs[s] * (jitter > 0 ? 1 + jitter * (rand() - 0.5) : 1);
-        const parent = push(s, KINDS.compute, sCompute, t, d, step, m, s, -1);
+        const parent = push(s, SpanKind.compute, sCompute, t, d, step, m, s, -1);
         laneSpans[s].push(t, t + d, m, 0);
         let ot = t;
         for (let j = 0; j < opName[s].length; j++) {
           const od = d * opShare[s][j];
-          const i = push(s, KINDS.compute, opName[s][j], ot, od, step, -1, -1, -1);
+          const i = push(s, SpanKind.compute, opName[s][j], ot, od, step, -1, -1, -1);
           c.opType[i] = opType[s][j];
           c.parent[i] = parent;
-          c.flags[i] = 8;
+          c.flags[i] = SpanFlag.op;
+          c.phase[i] = PhaseCode.none;
           ot += od;
         }
         t += d;
         computeEnd[s] = t;
         if (s < K - 1 && x > 0) {
-          push(s, KINDS.comm, sSend, t, x, step, m, s, s + 1);
+          c.comm[push(s, SpanKind.comm, sSend, t, x, step, m, s, s + 1)] = CommOpCode.send;
           laneSpans[s].push(t, t + x, m, 0);
           t += x;
         }
@@ -190,14 +193,14 @@ export function syntheticPipelineTrace(o: SyntheticPipelineOptions): Trace {
       let cursor = t0;
       for (let j = 0; j < l.length; j += 4) {
         if (l[j] - cursor >= 1) {
-          const i = push(s, KINDS.idle, sIdle, cursor, l[j] - cursor, step, l[j + 2], s, -1);
-          c.cause[i] = BUBBLE;
+          const i = push(s, SpanKind.idle, sIdle, cursor, l[j] - cursor, step, l[j + 2], s, -1);
+          c.cause[i] = IdleCauseCode.bubble;
         }
         cursor = Math.max(cursor, l[j + 1]);
       }
       if (end - cursor >= 1) {
-        const i = push(s, KINDS.idle, sIdle, cursor, end - cursor, step, l.length > 0 ? l[l.length - 2] : -1, s, -1);
-        c.cause[i] = BUBBLE;
+        const i = push(s, SpanKind.idle, sIdle, cursor, end - cursor, step, l.length > 0 ? l[l.length - 2] : -1, s, -1);
+        c.cause[i] = IdleCauseCode.bubble;
       }
     }
     t0 = end + gap;
@@ -208,19 +211,25 @@ export function syntheticPipelineTrace(o: SyntheticPipelineOptions): Trace {
     (spans[key] as Float64Array).set((c[key] as Float64Array).subarray(0, n));
   }
   const cuts = stageNodes.slice(0, -1).map((list) => list[list.length - 1]).filter((v): v is string => v !== undefined);
-  const plan: Record<string, unknown> = {
+  const plan: PipelinePlan = {
+    mode: 'pipeline',
+    devices: `cpu:${K}`,
     batch: o.batch ?? 4 * M,
+    steps: o.steps,
+    warmup: 0,
+    seed: o.seed ?? 1,
+    schedule: 'gpipe',
     stages: K,
     microBatches: M,
-    schedule: 'gpipe',
-    devices: `cpu:${K}`,
   };
   if (stageNodes.every((l) => l.length > 0)) {
-    plan['cuts'] = cuts;
-    plan['stageNodes'] = stageNodes;
-    plan['nodeCostUs'] = nodeCostUs;
+    const stageCostUs = o.stageUs.slice();
+    const mean = stageCostUs.reduce((a, b) => a + b, 0) / Math.max(1, K);
+    plan.cuts = cuts;
+    plan.partition = { stageNodes, stageCostUs, balance: mean > 0 ? Math.max(...stageCostUs) / mean : 1 };
+    plan.calibration = { device: 'cpu:0', rows: (o.batch ?? 4 * M) / M, runs: 1, note: 'synthetic', nodeCostUs };
   }
-  const meta = syntheticMeta('pipeline', K, plan);
+  const meta = syntheticMeta(K, plan);
   return {
     meta,
     strings,
