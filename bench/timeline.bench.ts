@@ -27,7 +27,7 @@ import { availableParallelism, cpus, platform, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Browser, CDPSession, Page } from 'playwright-core';
 import { launch, nextFrame, reportHtml, setView, stats, waitLoaded } from '../test/helpers/browser';
-import { meta } from '../test/helpers/trace-builders';
+import { dataPlan, meta } from '../test/helpers/trace-builders';
 import { TraceBuilder } from '../src/profiler/trace-format';
 import { serializeTrace } from '../src/profiler/trace-io';
 import type { ViewStats } from '../webview/src/hook-api';
@@ -54,7 +54,7 @@ function quantile(xs: number[], q: number): number {
 
 /** A small valid trace with 8 lanes: the page the big traces are loaded into. */
 export function shellTrace(): string {
-  const m = meta({ mode: 'data', plan: { batch: 64, shards: Array(LANES).fill(8) } }, LANES);
+  const m = meta({ plan: dataPlan({ batch: 64, shards: Array(LANES).fill(8) }, LANES) }, LANES);
   const b = new TraceBuilder();
   b.push({ lane: 0, kind: 'compute', name: 'warm-up', start: 0, dur: 10, step: 0 });
   return serializeTrace({
@@ -252,7 +252,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'parallax-timeline-bench-'));
   const file = join(dir, 'shell.html');
   writeFileSync(file, reportHtml(shellTrace(), { title: 'bench' }));
-  const metaJson = JSON.stringify(meta({ mode: 'data', plan: { batch: 64, shards: Array(LANES).fill(8) } }, LANES));
+  const metaJson = JSON.stringify(meta({ plan: dataPlan({ batch: 64, shards: Array(LANES).fill(8) }, LANES) }, LANES));
   const browser = await launch(['--js-flags=--max-old-space-size=4096']);
   const version = browser.version();
 

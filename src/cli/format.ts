@@ -3,6 +3,7 @@ import type { ProfileSummary } from '../profiler/summary';
 import type { Finding } from '../profiler/findings';
 import type { Analysis } from '../profiler/analysis';
 import { formatDuration } from '../profiler/units';
+import { IDLE_SPAN_CAUSES } from '../profiler/span-vocabulary';
 
 /** A duration for the terminal: `830 µs`, `12.35 ms`, `1.25 s`. */
 export function ms(us: number): string {
@@ -111,13 +112,10 @@ export function formatAnalysis(s: ProfileSummary, a: Analysis): string {
   const steps = s.steps || 1;
   out.push(
     table(
-      ['device', 'bubble', 'collective wait', 'host', 'other', 'critical-path share', 'slack'],
+      ['device', ...IDLE_SPAN_CAUSES.map((c) => (c === 'collective' ? 'collective wait' : c)), 'critical-path share', 'slack'],
       s.devices.map((d, l) => [
         d.label,
-        ms(d.idleByCauseUs.bubble / steps),
-        ms(d.idleByCauseUs.collective / steps),
-        ms(d.idleByCauseUs.host / steps),
-        ms(d.idleByCauseUs.other / steps),
+        ...IDLE_SPAN_CAUSES.map((c) => ms(d.idleByCauseUs[c] / steps)),
         pct(a.criticalPath.laneCriticalShare[l] ?? NaN),
         ms(a.criticalPath.laneSlackUs[l] ?? NaN),
       ]),

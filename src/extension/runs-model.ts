@@ -9,7 +9,9 @@
  * is small, or does not have that shape (written by another tool, pretty-printed), is parsed
  * whole. No `vscode` import.
  */
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Finding } from '../profiler/findings';
+import { TracePlanSchema, migrateV1Plan, type TracePlan } from '../profiler/plan';
 import type { ProfileSummary } from '../profiler/summary';
 
 /** The parts of `meta` the extension shows. */
@@ -18,7 +20,8 @@ export interface DigestMeta {
   source: string;
   /** The model's path as the run recorded it (may be relative to the workspace folder). */
   modelPath: string | null;
-  plan: Record<string, unknown>;
+  /** The plan as run (a version-1 plan migrated), null when the document's plan is not valid. */
+  plan: TracePlan | null;
   /** Device ids in lane order of `meta.devices` (lanes map to devices through `lanes[].device`). */
   devices: { id: string; label: string }[];
   startTimeUs: number;
@@ -32,17 +35,28 @@ export interface TraceDigest {
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+const planCheck = TypeCompiler.Compile(TracePlanSchema);
+
+/** `meta.plan` of a document, typed: version-1 plans (no `mode` inside) are migrated first. */
+function readTracePlan(m: Record<string, unknown>): TracePlan | null {
+  const raw = m['plan'];
+  if (!isRecord(raw)) return null;
+  const plan = 'mode' in raw ? raw : migrateV1Plan(String(m['mode']), raw);
+  return planCheck.Check(plan) ? plan : null;
+}
+
 function readMeta(m: unknown): DigestMeta | null {
   if (!isRecord(m)) return null;
   const model = isRecord(m['model']) && typeof m['model']['path'] === 'string' ? (m['model']['path'] as string) : null;
   const devices = Array.isArray(m['devices'])
     ? (m['devices'] as unknown[]).filter(isRecord).map((d) => ({ id: String(d['id'] ?? '?'), label: String(d['label'] ?? d['id'] ?? '?') }))
     : [];
+  const plan = readTracePlan(m);
   return {
-    mode: typeof m['mode'] === 'string' ? m['mode'] : '?',
+    mode: plan?.mode ?? (typeof m['mode'] === 'string' ? m['mode'] : '?'),
     source: typeof m['source'] === 'string' ? m['source'] : 'measured',
     modelPath: model,
-    plan: isRecord(m['plan']) ? m['plan'] : {},
+    plan,
     devices,
     startTimeUs: typeof m['startTimeUs'] === 'number' ? m['startTimeUs'] : 0,
   };
@@ -197,7 +211,8 @@ export function runDescription(d: TraceDigest, formatDuration: (us: number) => s
   const parts: string[] = [];
   const mode = d.summary?.mode ?? d.meta?.mode;
   if (mode) parts.push(mode);
-  const devices = typeof d.meta?.plan['devices'] === 'string' ? (d.meta.plan['devices'] as string) : null;
+  const plan = d.meta?.plan;
+  const devices = plan && plan.mode !== 'imported' ? plan.devices : null;
   if (devices) parts.push(devices);
   if (d.summary) parts.push(`step ${formatDuration(d.summary.stepTimeUs.median)}`);
   const actionable = d.findings.filter((f) => f.severity !== 'info').length;

@@ -11,7 +11,8 @@
  */
 import type { Trace } from '../profiler/trace-format';
 import { modelNodeName } from '../profiler/analysis/ops';
-import { COMPUTE, OP_FLAG } from '../profiler/analysis/span-index';
+import { isOpSpan } from '../profiler/analysis/span-index';
+import { SpanKind } from '../profiler/trace-format';
 import {
   META_STACK_TRACE,
   matchTrailingPath,
@@ -66,11 +67,11 @@ export function opTimes(trace: Trace, known?: ReadonlySet<string>): OpTimes {
   const byName = new Map<number, string>();
   const nodes = new Map<string, NodeTime & { laneSet: Set<number>; stageSet: Set<number> }>();
   const stageCompute = new Map<number, number>();
-  const isOp = (i: number): boolean => (s.flags[i] & OP_FLAG) !== 0 || s.parent[i] >= 0;
+  const isOp = (i: number): boolean => isOpSpan(s.flags[i], s.parent[i]);
   // A lane's stage, from its top-level compute spans: operator spans may not repeat it.
   const laneStage = new Map<number, number>();
   for (let i = 0; i < s.count; i++) {
-    if (s.kind[i] !== COMPUTE || isOp(i) || !measured.has(s.step[i])) continue;
+    if (s.kind[i] !== SpanKind.compute || isOp(i) || !measured.has(s.step[i])) continue;
     if (s.stage[i] >= 0) {
       stageCompute.set(s.stage[i], (stageCompute.get(s.stage[i]) ?? 0) + s.dur[i]);
       laneStage.set(s.lane[i], s.stage[i]);
@@ -83,7 +84,7 @@ export function opTimes(trace: Trace, known?: ReadonlySet<string>): OpTimes {
     return laneStage.get(s.lane[i]) ?? -1;
   };
   for (let i = 0; i < s.count; i++) {
-    if (s.kind[i] !== COMPUTE || !measured.has(s.step[i]) || !isOp(i)) continue;
+    if (s.kind[i] !== SpanKind.compute || !measured.has(s.step[i]) || !isOp(i)) continue;
     let node = byName.get(s.name[i]);
     if (node === undefined) {
       node = modelNodeName(trace.strings[s.name[i]] ?? '', known);

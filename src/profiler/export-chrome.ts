@@ -7,23 +7,24 @@
  *  - one process (pid) per physical-unit group of lanes (`lane.group`), named after it, in
  *    lane order; a last process `steps` holds one slice per step window;
  *  - one thread (tid) per lane for its compute and idle spans, plus threads for its comm
- *    spans and for its operator spans (flag 8 or nested under another span). Slices on one
+ *    spans and for its operator spans (flag `op` or nested under another span). Slices on one
  *    thread must nest properly, and spans of a lane may overlap (comm under compute, kernels
  *    of several CUDA streams in an imported trace), so each of those tracks is packed
  *    first-fit into as many threads as overlapping spans need (`… · comm #2`);
  *  - spans are complete events (`ph: "X"`), µs relative to `meta.startTimeUs` rounded to the
  *    nanosecond, with the span's fields as args (bytes, peer, step, micro, stage, opType,
- *    idle cause). `cat` is the span kind plus `operator`, `staging`, `emulated`,
- *    `predicted` where they apply, so the UI can filter on them; emulated and predicted
- *    spans also say so in their names. Idle spans are in category `idle`, named by cause;
- *  - each pipeline send is joined to its matching recv by a flow (`ph: "s"` → `ph: "f"`): the
+ *    comm operation, phase, idle cause). `cat` is the span kind plus `operator`, `staging`,
+ *    `synthetic`, `emulated`, `predicted` where they apply, so the UI can filter on them;
+ *    emulated and predicted spans also say so in their names. Idle spans are in category
+ *    `idle`, named by cause;
+ *  - each send (`comm` column) is joined to its matching recv by a flow (`ph: "s"` → `ph: "f"`): the
  *    k-th send from lane a to lane b for step s and micro-batch m goes to the k-th recv on
  *    lane b from lane a for the same step and micro-batch, in start order;
  *  - `otherData.parallax` carries the trace's meta (source, mode, start time, notes).
  *
  * Names are written as JSON strings and nothing else: no name becomes a key, markup or code.
  */
-import { IDLE_CAUSES, SPAN_KINDS, type Trace } from './trace-format';
+import { COMM_OPS, CommOpCode, IDLE_CAUSES, PHASES, SPAN_KINDS, SpanFlag, SpanKind, isP2pCode, type Trace } from './trace-format';
 import { writeFileAtomic } from './trace-io';
 
 /** One event of the Chrome Trace Event Format, as this exporter writes them. */
@@ -48,12 +49,8 @@ export interface ChromeTrace {
   otherData: Record<string, unknown>;
 }
 
-const COMM = SPAN_KINDS.indexOf('comm');
-const IDLE = SPAN_KINDS.indexOf('idle');
-const FLAG_EMULATED = 1;
-const FLAG_PREDICTED = 2;
-const FLAG_STAGING = 4;
-const FLAG_OPERATOR = 8;
+const COMM = SpanKind.comm;
+const IDLE = SpanKind.idle;
 
 /** Track classes of a lane: compute and idle, comm, operators. */
 const TRACK_MAIN = 0;
@@ -107,7 +104,7 @@ function layout(trace: Trace): Layout {
   const track = new Uint8Array(n);
   const counts = new Int32Array(nLanes * 3 + 1);
   for (let i = 0; i < n; i++) {
-    const op = (s.flags[i] & FLAG_OPERATOR) !== 0 || s.parent[i] >= 0;
+    const op = (s.flags[i] & SpanFlag.op) !== 0 || s.parent[i] >= 0;
     track[i] = op ? TRACK_OPS : s.kind[i] === COMM ? TRACK_COMM : TRACK_MAIN;
     counts[s.lane[i] * 3 + track[i] + 1]++;
   }
@@ -183,12 +180,13 @@ function* chromeEvents(trace: Trace): Generator<ChromeTraceEvent> {
   for (let i = 0; i < s.count; i++) {
     const kind = s.kind[i];
     const flags = s.flags[i];
-    const op = (flags & FLAG_OPERATOR) !== 0 || s.parent[i] >= 0;
-    const emulated = (flags & FLAG_EMULATED) !== 0;
-    const predicted = allPredicted || (flags & FLAG_PREDICTED) !== 0;
+    const op = (flags & SpanFlag.op) !== 0 || s.parent[i] >= 0;
+    const emulated = (flags & SpanFlag.emulated) !== 0;
+    const predicted = allPredicted || (flags & SpanFlag.predicted) !== 0;
     const cats: string[] = [SPAN_KINDS[kind] ?? 'compute'];
     if (op) cats.push('operator');
-    if ((flags & FLAG_STAGING) !== 0) cats.push('staging');
+    if ((flags & SpanFlag.staging) !== 0) cats.push('staging');
+    if ((flags & SpanFlag.synthetic) !== 0) cats.push('synthetic');
     if (emulated) cats.push('emulated');
     if (predicted) cats.push('predicted');
     const args: Record<string, unknown> = { lane: laneLabel(s.lane[i]) };
@@ -201,7 +199,10 @@ function* chromeEvents(trace: Trace): Generator<ChromeTraceEvent> {
       args['peerLane'] = s.peer[i];
     }
     if (s.opType[i] >= 0) args['opType'] = trace.strings[s.opType[i]];
-    if ((flags & FLAG_STAGING) !== 0) args['staging'] = true;
+    if (s.comm[i] !== CommOpCode.none) args['comm'] = COMM_OPS[s.comm[i]] ?? 'none';
+    if (s.phase[i] !== 0) args['phase'] = PHASES[s.phase[i]] ?? 'none';
+    if ((flags & SpanFlag.staging) !== 0) args['staging'] = true;
+    if ((flags & SpanFlag.synthetic) !== 0) args['synthetic'] = true;
     if (emulated) args['emulated'] = true;
     if (predicted) args['predicted'] = true;
     let name = trace.strings[s.name[i]] ?? '';
@@ -225,9 +226,9 @@ function* flowEvents(trace: Trace, lay: Layout): Generator<ChromeTraceEvent> {
   const recvs = new Map<string, number[]>();
   for (let i = 0; i < s.count; i++) {
     if (s.kind[i] !== COMM || s.peer[i] < 0 || s.parent[i] >= 0) continue;
-    const name = trace.strings[s.name[i]] ?? '';
-    const isSend = name.startsWith('send');
-    if (!isSend && !name.startsWith('recv')) continue;
+    const op = s.comm[i];
+    if (!isP2pCode(op)) continue;
+    const isSend = op === CommOpCode.send;
     const from = isSend ? s.lane[i] : s.peer[i];
     const to = isSend ? s.peer[i] : s.lane[i];
     const key = `${from}>${to}|${s.step[i]}|${s.micro[i]}`;
@@ -271,7 +272,6 @@ function otherData(trace: Trace): Record<string, unknown> {
       startTimeUs: m.startTimeUs,
       devices: m.devices.map((d) => d.label),
       notes: m.notes,
-      ...(m.link ? { link: m.link } : {}),
     },
   };
 }

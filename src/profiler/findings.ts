@@ -76,10 +76,10 @@ function medianStep(trace: Trace): { startUs: number; endUs: number } {
  * device's measured throughput equalises their compute.
  */
 function stragglerRule(trace: Trace, summary: ProfileSummary): Finding[] {
-  if (trace.meta.mode !== 'data' || summary.devices.length < 2) return [];
-  const shards = trace.meta.plan['shards'];
-  if (!Array.isArray(shards) || shards.length !== summary.devices.length) return [];
-  const rows = shards as number[];
+  const plan = trace.meta.plan;
+  if (plan.mode !== 'data' || summary.devices.length < 2) return [];
+  const rows = plan.shards;
+  if (!Array.isArray(rows) || rows.length !== summary.devices.length) return [];
   const c = summary.devices.map((d) => d.computePerStepUs);
   const out: Finding[] = [];
   const slowest = c.indexOf(Math.max(...c));
@@ -396,7 +396,7 @@ function commBoundRule(trace: Trace, a: Analysis): Finding[] {
  */
 function hostOverheadRule(trace: Trace, a: Analysis): Finding[] {
   const batch = a.plan.batch;
-  if ((a.mode !== 'data' && a.mode !== 'single') || batch === null || a.steps === 0) return [];
+  if (a.mode !== 'data' || batch === null || a.steps === 0) return [];
   const nSteps = a.steps;
   const lanes = a.breakdown.lanes;
   const overhead = lanes.map((l, i) => {

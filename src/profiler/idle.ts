@@ -10,25 +10,32 @@
  *  - host: the lane was released late at the start of a data-parallel step, or sat between
  *    two of its own spans (input preparation, scheduling, session overhead).
  *  - other: not produced by this derivation; importers use it for gaps they cannot explain.
+ *  - backpressure: not produced by this derivation either (a sender's wait for its channel
+ *    is inside its send span, which the runtime records).
+ * What the next span is comes from its `comm` column, never from its name.
  */
-import { IdleCauseCode, SPAN_COLUMNS, allocSpans, type IdleCause, type Trace } from './trace-format';
+import { CommOpCode, IdleCauseCode, PhaseCode, SPAN_COLUMNS, SpanKind, allocSpans, isCollectiveCode, isP2pCode, type IdleCause, type Trace } from './trace-format';
 
 /** Gaps shorter than this are timer noise, not idle time. */
 const MIN_GAP_US = 1;
 
-const COMM = 1;
-const IDLE = 2;
-
 /** Is span `i` a collective, where a lane waits for its slowest peer? */
 function isCollective(trace: Trace, i: number): boolean {
-  if (trace.spans.kind[i] !== COMM) return false;
-  const name = trace.strings[trace.spans.name[i]] ?? '';
-  return /^(all|reduce|broadcast|barrier|nccl)/i.test(name);
+  return trace.spans.kind[i] === SpanKind.comm && isCollectiveCode(trace.spans.comm[i]);
 }
 
-/** Is span `i` a receive (pipeline activation arriving) rather than a collective? */
+/** Is span `i` a receive (pipeline activation arriving)? */
 function isRecv(trace: Trace, i: number): boolean {
-  return trace.strings[trace.spans.name[i]]?.startsWith('recv') ?? false;
+  return trace.spans.kind[i] === SpanKind.comm && trace.spans.comm[i] === CommOpCode.recv;
+}
+
+/**
+ * Outside pipelines, does a lane that waits before span `i` wait for its peers? Collectives
+ * and point-to-point transfers (an imported trace's NCCL send and recv) both block until the
+ * other side arrives.
+ */
+function waitsForPeers(trace: Trace, i: number): boolean {
+  return isCollective(trace, i) || (trace.spans.kind[i] === SpanKind.comm && isP2pCode(trace.spans.comm[i]));
 }
 
 /**
@@ -37,12 +44,12 @@ function isRecv(trace: Trace, i: number): boolean {
  */
 export function deriveIdle(trace: Trace): Trace {
   const s = trace.spans;
-  const pipeline = trace.meta.mode === 'pipeline' || trace.meta.mode === 'hybrid';
+  const pipeline = trace.meta.plan.mode === 'pipeline';
   // Top-level busy spans per (lane, step).
   const byKey = new Map<string, number[]>();
   const keep: number[] = [];
   for (let i = 0; i < s.count; i++) {
-    if (s.kind[i] === IDLE) continue;
+    if (s.kind[i] === SpanKind.idle) continue;
     keep.push(i);
     if (s.parent[i] >= 0 || s.step[i] < 0) continue;
     const key = `${s.lane[i]}:${s.step[i]}`;
@@ -60,8 +67,8 @@ export function deriveIdle(trace: Trace): Trace {
         if (b - a < MIN_GAP_US) return;
         let cause: IdleCause;
         if (pipeline) {
-          cause = next < 0 || prev < 0 || (s.kind[next] === COMM && isRecv(trace, next)) ? 'bubble' : isCollective(trace, next) ? 'collective' : 'host';
-        } else if (next < 0 || isCollective(trace, next)) {
+          cause = next < 0 || prev < 0 || isRecv(trace, next) ? 'bubble' : isCollective(trace, next) ? 'collective' : 'host';
+        } else if (next < 0 || waitsForPeers(trace, next)) {
           cause = 'collective';
         } else {
           cause = 'host';
@@ -104,7 +111,7 @@ export function deriveIdle(trace: Trace): Trace {
     const j = keep.length + k;
     const g = idle[k];
     out.lane[j] = g.lane;
-    out.kind[j] = IDLE;
+    out.kind[j] = SpanKind.idle;
     out.name[j] = idleName;
     out.opType[j] = -1;
     out.start[j] = g.start;
@@ -117,6 +124,8 @@ export function deriveIdle(trace: Trace): Trace {
     out.parent[j] = -1;
     out.flags[j] = 0;
     out.cause[j] = IdleCauseCode[g.cause];
+    out.comm[j] = CommOpCode.none;
+    out.phase[j] = PhaseCode.none;
   }
   return { ...trace, strings, spans: out };
 }
@@ -131,7 +140,7 @@ export function stepWindowsFromSpans(trace: Pick<Trace, 'spans'>): Trace['steps'
   const hi = new Map<number, number>();
   for (let i = 0; i < s.count; i++) {
     const st = s.step[i];
-    if (st < 0 || s.parent[i] >= 0 || s.kind[i] === IDLE) continue;
+    if (st < 0 || s.parent[i] >= 0 || s.kind[i] === SpanKind.idle) continue;
     lo.set(st, Math.min(lo.get(st) ?? Infinity, s.start[i]));
     hi.set(st, Math.max(hi.get(st) ?? -Infinity, s.start[i] + s.dur[i]));
   }

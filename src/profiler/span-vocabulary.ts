@@ -41,6 +41,43 @@ export const CommOpCode = {
 export type CollectiveOp = Extract<CommOp, 'broadcast' | 'allgather' | 'reducescatter' | 'allreduce'>;
 export const COLLECTIVE_OPS: readonly CollectiveOp[] = ['broadcast', 'allgather', 'reducescatter', 'allreduce'];
 
+/**
+ * The code of a collective as other tools name it (PyTorch / NCCL spellings, already reduced
+ * to snake_case: `all_reduce`, `all_gather_coalesced`, `reduce_scatter`, `send`…), for
+ * importers of other tools' traces and the version-1 migration: the only places that map a
+ * name to a code. Collectives without a code of their own get the closest one: `reduce` (an
+ * all-reduce whose result stays on the root) → allreduce; `gather` to a root and `all_to_all`
+ * (every rank receives from every rank) → allgather; `scatter` from a root → broadcast;
+ * `barrier` (PyTorch's NCCL barrier is an all-reduce of one element) → allreduce. `scatter`
+ * and `gather` codes are Parallax's host copies of batch rows, not group operations, so they
+ * are not used here. Anything else (`send_recv`, an NCCL kernel without a collective name)
+ * is `none` (0).
+ */
+export function commCodeOfCollective(canonical: string): number {
+  const base = canonical.toLowerCase().replace(/_coalesced$/, '');
+  switch (base) {
+    case 'all_reduce':
+    case 'reduce':
+    case 'barrier':
+      return CommOpCode.allreduce;
+    case 'all_gather':
+    case 'gather':
+    case 'all_to_all':
+      return CommOpCode.allgather;
+    case 'reduce_scatter':
+      return CommOpCode.reducescatter;
+    case 'broadcast':
+    case 'scatter':
+      return CommOpCode.broadcast;
+    case 'send':
+      return CommOpCode.send;
+    case 'recv':
+      return CommOpCode.recv;
+    default:
+      return CommOpCode.none;
+  }
+}
+
 /** True for a point-to-point transfer code (`send` or `recv`). */
 export function isP2pCode(code: number): boolean {
   return code === CommOpCode.send || code === CommOpCode.recv;
@@ -70,4 +107,13 @@ export const PhaseCode = { none: 0, forward: 1, backward: 2, optimizer: 3 } as c
 export const IDLE_CAUSES = ['none', 'bubble', 'collective', 'host', 'other', 'backpressure'] as const;
 export type IdleCause = (typeof IDLE_CAUSES)[number];
 export const IdleCauseCode = { none: 0, bubble: 1, collective: 2, host: 3, other: 4, backpressure: 5 } as const satisfies Record<IdleCause, number>;
+/** The causes an idle span can have: every cause but `none`, in code order. */
+export type IdleCauseOfSpan = Exclude<IdleCause, 'none'>;
+export const IDLE_SPAN_CAUSES: readonly IdleCauseOfSpan[] = IDLE_CAUSES.filter((c): c is IdleCauseOfSpan => c !== 'none');
+/** Zero for every cause an idle span can have: the start of a per-cause sum. */
+export function zeroByCause(): Record<IdleCauseOfSpan, number> {
+  const out = {} as Record<IdleCauseOfSpan, number>;
+  for (const c of IDLE_SPAN_CAUSES) out[c] = 0;
+  return out;
+}
 

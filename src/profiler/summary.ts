@@ -3,8 +3,9 @@
  * speedup against the one-device baseline, and the numerical check. Derived from the spans,
  * so it can be recomputed from any trace file.
  */
-import { IDLE_CAUSES, type IdleCause, type NumericalCheck, type Trace } from './trace-format';
+import { IDLE_CAUSES, SpanKind, zeroByCause, type IdleCauseOfSpan, type NumericalCheck, type Trace } from './trace-format';
 import { spread, sum } from './stats';
+import type { PipelinePlan } from './plan';
 
 export interface DeviceSummary {
   id: string;
@@ -18,7 +19,7 @@ export interface DeviceSummary {
   computeUs: number;
   commUs: number;
   idleUs: number;
-  idleByCauseUs: Record<Exclude<IdleCause, 'none'>, number>;
+  idleByCauseUs: Record<IdleCauseOfSpan, number>;
   /** compute / (compute + comm + idle). */
   utilization: number;
   /** Median compute time per step, µs. */
@@ -72,10 +73,6 @@ export function gpipeBubble(k: number, m: number): number {
   return (k - 1) / (m + k - 1);
 }
 
-const COMPUTE = 0;
-const COMM = 1;
-const IDLE = 2;
-
 /** Computes the summary of a trace whose idle spans have been derived. */
 export function summarize(trace: Trace): ProfileSummary {
   const s = trace.spans;
@@ -83,20 +80,20 @@ export function summarize(trace: Trace): ProfileSummary {
   const compute = new Float64Array(nLanes);
   const comm = new Float64Array(nLanes);
   const idle = new Float64Array(nLanes);
-  const idleBy = Array.from({ length: nLanes }, () => ({ bubble: 0, collective: 0, host: 0, other: 0, backpressure: 0 }));
+  const idleBy = Array.from({ length: nLanes }, zeroByCause);
   const measured = new Set(trace.steps.map((w) => w.index));
   const computeByStep = Array.from({ length: nLanes }, () => new Map<number, number>());
   for (let i = 0; i < s.count; i++) {
     if (s.parent[i] >= 0 || !measured.has(s.step[i])) continue;
     const l = s.lane[i];
     const d = s.dur[i];
-    if (s.kind[i] === COMPUTE) {
+    if (s.kind[i] === SpanKind.compute) {
       compute[l] += d;
       const m = computeByStep[l];
       m.set(s.step[i], (m.get(s.step[i]) ?? 0) + d);
-    } else if (s.kind[i] === COMM) {
+    } else if (s.kind[i] === SpanKind.comm) {
       comm[l] += d;
-    } else if (s.kind[i] === IDLE) {
+    } else if (s.kind[i] === SpanKind.idle) {
       idle[l] += d;
       const cause = IDLE_CAUSES[s.cause[i]];
       if (cause && cause !== 'none') idleBy[l][cause] += d;
@@ -123,8 +120,9 @@ export function summarize(trace: Trace): ProfileSummary {
     };
   });
   const all = sum(compute) + sum(comm) + sum(idle);
-  const pipeline = trace.meta.mode === 'pipeline' ? pipelineFields(trace, compute, idleBy, sum(stepTimes)) : {};
-  const batch = typeof trace.meta.plan['batch'] === 'number' ? (trace.meta.plan['batch'] as number) : null;
+  const plan = trace.meta.plan;
+  const pipeline = plan.mode === 'pipeline' ? pipelineFields(trace, plan, compute, idleBy, sum(stepTimes)) : {};
+  const batch = plan.mode !== 'imported' && typeof plan.batch === 'number' ? plan.batch : null;
   const base = trace.meta.baseline;
   return {
     mode: trace.meta.mode,
@@ -149,14 +147,14 @@ export function summarize(trace: Trace): ProfileSummary {
 
 function pipelineFields(
   trace: Trace,
+  plan: PipelinePlan,
   compute: Float64Array,
   idleBy: { bubble: number }[],
   totalStepUs: number,
 ): Pick<ProfileSummary, 'bubbleFraction' | 'gpipeBubbleFraction' | 'stageBalance' | 'stages'> {
-  const plan = trace.meta.plan;
   const k = trace.lanes.length;
-  const m = typeof plan['microBatches'] === 'number' ? (plan['microBatches'] as number) : NaN;
-  const stageNodes = Array.isArray(plan['stageNodes']) ? (plan['stageNodes'] as string[][]) : [];
+  const m = typeof plan.microBatches === 'number' ? plan.microBatches : NaN;
+  const stageNodes = plan.partition?.stageNodes ?? [];
   const stages: StageSummary[] = trace.lanes.map((lane, l) => {
     const nodes = stageNodes[l] ?? [];
     return {

@@ -19,7 +19,9 @@
  *  - version 1: first format.
  *  - version 2: span columns `comm` (what a communication span does, {@link COMM_OPS}) and
  *    `phase` ({@link PHASES}); flag 16 (synthetic data); idle cause `backpressure`;
- *    `meta.plan` is the typed {@link TracePlan} (src/profiler/plan.ts); `meta.program`.
+ *    `meta.plan` is the typed {@link TracePlan} (src/profiler/plan.ts) and `meta.mode` equals
+ *    `meta.plan.mode` (`data`, `pipeline` or `imported`); `meta.program`; `meta.link` removed
+ *    (nothing wrote it).
  *    Version 1 files are migrated on read (see {@link traceFromJson}).
  *
  * The JSON schema for the file is {@link TraceSchema} (TypeBox, which is JSON Schema);
@@ -27,7 +29,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { migrateV1Plan } from './plan';
+import { PARALLEL_MODES, TracePlanSchema, migrateV1Plan } from './plan';
 
 /** The current format version; readers accept this and every earlier version. */
 export const TRACE_FORMAT_VERSION = 2;
@@ -37,7 +39,7 @@ export const TRACE_FORMAT_TAG = 'parallax-trace';
 // The span vocabulary (kinds, flags, communication operations, phases, idle causes) is
 // part of this format; it sits in its own module so that program.ts can use it too.
 export * from './span-vocabulary';
-import { COMM_OPS, CommOpCode, IDLE_CAUSES, IdleCauseCode, PHASES, PhaseCode, SPAN_KINDS, SpanKind, type CommOp, type IdleCause, type Phase, type SpanKindName } from './span-vocabulary';
+import { COMM_OPS, CommOpCode, IDLE_CAUSES, commCodeOfCollective, IdleCauseCode, PHASES, PhaseCode, SPAN_KINDS, SpanFlag, SpanKind, type CommOp, type IdleCause, type Phase, type SpanKindName } from './span-vocabulary';
 import { ProgramSchema } from './program';
 
 /** One dimension of a tensor shape: a size, a symbolic name, or unknown. */
@@ -103,16 +105,14 @@ export const TraceMetaSchema = Type.Object({
    */
   source: Type.String(),
   model: Type.Optional(ModelMetaSchema),
-  mode: Type.Union([
-    Type.Literal('data'),
-    Type.Literal('pipeline'),
-    Type.Literal('tensor'),
-    Type.Literal('hybrid'),
-    Type.Literal('single'),
-    Type.Literal('imported'),
-  ]),
-  /** The plan as run: batch, devices, steps, micro-batches, stages, cuts… (mode-specific). */
-  plan: Type.Record(Type.String(), Type.Unknown()),
+  /** The parallel mode, or `imported` for traces of other tools; always equal to `plan.mode`. */
+  mode: Type.Union([...PARALLEL_MODES.map((m) => Type.Literal(m)), Type.Literal('imported')]),
+  /**
+   * The plan as run (a {@link TracePlan}, keyed by `mode`): batch, devices, steps, and per
+   * mode the shards, or the micro-batches, cuts, partition and calibration. Typed in
+   * version 2; version 1 kept a free-form record here.
+   */
+  plan: TracePlanSchema,
   devices: Type.Array(DeviceMetaSchema),
   host: Type.Object({
     cpuModel: Type.String(),
@@ -131,10 +131,6 @@ export const TraceMetaSchema = Type.Object({
       description: Type.String(),
       stepTimeUs: Type.Object({ median: Type.Number(), p10: Type.Number(), p90: Type.Number() }),
     }),
-  ),
-  /** Link model applied to communication, when emulating a slower interconnect. */
-  link: Type.Optional(
-    Type.Object({ preset: Type.String(), alphaUs: Type.Number(), betaGBps: Type.Number(), emulated: Type.Literal(true) }),
   ),
   /** The device program the run executed (or the simulation ran); added in version 2. */
   program: Type.Optional(ProgramSchema),
@@ -490,8 +486,9 @@ export class TraceFormatError extends Error {
 }
 
 /**
- * Brings a version-1 document to version 2: the `comm` column is filled from the span names
- * version 1 used (this migration is the one place that reads a meaning out of a name), the
+ * Brings a version-1 document to version 2: the `comm` column and the synthetic-data flag are
+ * filled from the span names version 1 used (this migration is the one place that reads a
+ * meaning out of a name), the
  * `phase` column marks top-level compute as forward, and `meta.plan` becomes a typed plan.
  */
 function migrateV1(doc: Record<string, unknown>): Record<string, unknown> {
@@ -503,21 +500,34 @@ function migrateV1(doc: Record<string, unknown>): Record<string, unknown> {
   const kind = spans['kind'];
   const name = spans['name'];
   const parent = spans['parent'];
-  if (!Array.isArray(kind) || !Array.isArray(name) || !Array.isArray(parent)) return doc;
+  const flags = spans['flags'];
+  if (!Array.isArray(kind) || !Array.isArray(name) || !Array.isArray(parent) || !Array.isArray(flags)) return doc;
   const comm = new Array<number>(n).fill(0);
   const phase = new Array<number>(n).fill(0);
+  const newFlags = flags.slice() as unknown[];
+  // Parallax's own spans were named by operation (`send`, `allreduce.ring …`); imported
+  // Kineto spans by collective (`nccl:all_reduce`).
   const byPrefix = (s: string): number => {
+    if (s.startsWith('nccl:')) return commCodeOfCollective(s.slice(5));
     for (const op of COMM_OPS) if (op !== 'none' && s.startsWith(op)) return CommOpCode[op];
     return 0;
   };
   for (let i = 0; i < n; i++) {
-    if (kind[i] === SpanKind.comm) comm[i] = byPrefix(String(strings[name[i] as number] ?? ''));
-    else if (kind[i] === SpanKind.compute && parent[i] === -1) phase[i] = PhaseCode.forward;
+    if (kind[i] === SpanKind.comm) {
+      const s = String(strings[name[i] as number] ?? '');
+      comm[i] = byPrefix(s);
+      // Version 1 said that gradients were synthetic only in the name (`… (synthetic gradients)`).
+      if (/\(synthetic\b/.test(s) && typeof newFlags[i] === 'number') newFlags[i] = (newFlags[i] as number) | SpanFlag.synthetic;
+    } else if (kind[i] === SpanKind.compute && parent[i] === -1) phase[i] = PhaseCode.forward;
   }
   const plan = meta['plan'];
   const migratedPlan =
     plan && typeof plan === 'object' && !('mode' in plan) ? migrateV1Plan(String(meta['mode']), plan as Record<string, unknown>) : plan;
-  return { ...doc, version: 2, meta: { ...meta, plan: migratedPlan }, spans: { ...spans, comm, phase } };
+  // Version 1 called a one-device run mode `single`; it is a one-device data plan now, and
+  // `meta.mode` follows the plan. `link` was never written and is no longer part of `meta`.
+  const { link: _link, ...rest } = meta;
+  const mode = migratedPlan && typeof migratedPlan === 'object' && 'mode' in migratedPlan ? migratedPlan['mode'] : meta['mode'];
+  return { ...doc, version: 2, meta: { ...rest, mode, plan: migratedPlan }, spans: { ...spans, flags: newFlags, comm, phase } };
 }
 
 /** Validates a parsed JSON document and converts it to an in-memory trace. */
@@ -540,6 +550,9 @@ export function traceFromJson(input: unknown): Trace {
     throw new TraceFormatError(`invalid trace at ${first?.path || '/'}: ${first?.message ?? 'schema mismatch'}`);
   }
   const j = doc as TraceJson;
+  if (j.meta.mode !== j.meta.plan.mode) {
+    throw new TraceFormatError(`invalid trace: meta.mode is "${j.meta.mode}" but meta.plan.mode is "${j.meta.plan.mode}"; they must agree`);
+  }
   const n = j.spans.count;
   if (!Number.isInteger(n) || n < 0) throw new TraceFormatError('invalid trace: spans.count is not a count');
   const spans = allocSpans(n);
@@ -566,6 +579,8 @@ export function traceFromJson(input: unknown): Trace {
     if (spans.lane[i] < 0 || spans.lane[i] >= nLanes) throw new TraceFormatError(`invalid trace: spans.lane[${i}] is out of range`);
     if (spans.parent[i] >= n) throw new TraceFormatError(`invalid trace: spans.parent[${i}] is out of range`);
     if (spans.cause[i] >= IDLE_CAUSES.length) throw new TraceFormatError(`invalid trace: spans.cause[${i}] is unknown`);
+    if (spans.comm[i] >= COMM_OPS.length) throw new TraceFormatError(`invalid trace: spans.comm[${i}] is unknown`);
+    if (spans.phase[i] >= PHASES.length) throw new TraceFormatError(`invalid trace: spans.phase[${i}] is unknown`);
   }
   const trace: Trace = { meta: j.meta, strings: j.strings, lanes: j.lanes, steps: j.steps, spans };
   if (j.summary !== undefined) trace.summary = j.summary;

@@ -32,11 +32,11 @@ import {
   watchProblems,
   type PageProblems,
 } from '../helpers/browser';
-import { meta } from '../helpers/trace-builders';
+import { meta, pipelinePlan } from '../helpers/trace-builders';
 import { TraceBuilder, type Trace, type TraceJson } from '../../src/profiler/trace-format';
 import { serializeTrace } from '../../src/profiler/trace-io';
 import { writeHtmlReport } from '../../src/cli/html';
-import { prepare, nameRoleOf, visibleSpan, ROW_OPS, ROWS_PER_LANE } from '../../webview/src/model';
+import { prepare, visibleSpan, ROW_OPS, ROWS_PER_LANE } from '../../webview/src/model';
 
 const skipWebgpu = process.env['PARALLAX_SKIP_WEBGPU'] === '1';
 const VIEWPORT = { width: 1600, height: 900 };
@@ -65,15 +65,15 @@ function pipelineTrace(opts: { predicted?: boolean; shiftUs?: number; scale?: nu
   const shift = opts.shiftUs ?? 0;
   const k = opts.scale ?? 1;
   const flags = opts.predicted ? 2 : 0;
-  const m = meta({ mode: 'pipeline', source: opts.predicted ? 'predicted' : 'measured', plan: { batch: 8, microBatches: 4, stages: 2 } }, 2);
+  const m = meta({ source: opts.predicted ? 'predicted' : 'measured', plan: pipelinePlan({ batch: 8, microBatches: 4, stages: 2 }) }, 2);
   m.devices[1] = { ...m.devices[1], id: 'webgpu:0', kind: 'webgpu', provider: 'webgpu', physicalUnit: 'gpu:0 (llvmpipe)', software: true, label: 'webgpu:0 (llvmpipe, software)' };
   const b = new TraceBuilder();
   const t = (us: number): number => shift + us * k;
   for (let mb = 0; mb < 4; mb++) {
     const c0 = b.push({ lane: 0, kind: 'compute', name: `forward stage 0 mb ${mb}`, start: t(mb * 110), dur: 100 * k, step: 0, micro: mb, stage: 0, flags });
     b.push({ lane: 0, kind: 'compute', name: `/stage0/MatMul_${mb}`, opType: 'MatMul', start: t(mb * 110 + 10), dur: 80 * k, step: 0, micro: mb, stage: 0, parent: c0, flags: flags | 8 });
-    b.push({ lane: 0, kind: 'comm', name: 'send activations', start: t(mb * 110 + 100), dur: 10 * k, step: 0, micro: mb, stage: 0, bytes: 4096, peer: 1, flags: flags | 1 });
-    b.push({ lane: 1, kind: 'comm', name: 'recv activations', start: t(mb * 110 + 100), dur: 10 * k, step: 0, micro: mb, stage: 1, bytes: 4096, peer: 0, flags: flags | 1 });
+    b.push({ lane: 0, kind: 'comm', name: 'send activations', comm: 'send', start: t(mb * 110 + 100), dur: 10 * k, step: 0, micro: mb, stage: 0, bytes: 4096, peer: 1, flags: flags | 1 });
+    b.push({ lane: 1, kind: 'comm', name: 'recv activations', comm: 'recv', start: t(mb * 110 + 100), dur: 10 * k, step: 0, micro: mb, stage: 1, bytes: 4096, peer: 0, flags: flags | 1 });
     b.push({ lane: 1, kind: 'compute', name: `forward stage 1 mb ${mb}`, start: t(mb * 110 + 110), dur: 100 * k, step: 0, micro: mb, stage: 1, flags });
   }
   b.push({ lane: 1, kind: 'idle', name: 'idle', start: t(0), dur: 100 * k, step: 0, cause: 'bubble', stage: 1, flags });
@@ -500,7 +500,7 @@ describe('timeline model (in Node)', () => {
   it('indexes rows, finds visible spans and pairs flows by lane, peer, micro-batch and order', () => {
     const t = pipelineTrace();
     const s = t.spans;
-    const p = prepare({ ...s, nLanes: 2, nameRole: Uint8Array.from(t.strings, nameRoleOf) });
+    const p = prepare({ ...s, nLanes: 2 });
     assert.equal(p.flows.send.length, 4);
     for (let q = 0; q < 4; q++) {
       assert.equal(s.lane[p.flows.send[q]], 0);
@@ -520,7 +520,7 @@ describe('timeline model (in Node)', () => {
     const b = new TraceBuilder();
     for (let i = 0; i < n; i++) b.push({ lane: 0, kind: i % 7 === 0 ? 'idle' : 'compute', name: 'x', start: i * 3, dur: 2, cause: i % 7 === 0 ? 'host' : undefined });
     const spans = b.finish();
-    const p = prepare({ ...spans, nLanes: 1, nameRole: new Uint8Array(1) });
+    const p = prepare({ ...spans, nLanes: 1 });
     const py = p.pyramids[0]!;
     assert.ok(py.levels.length > 5);
     assert.ok(py.levels[py.levels.length - 1].cls.length <= 64);

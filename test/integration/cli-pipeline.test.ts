@@ -34,13 +34,16 @@ test('a 2-stage pipeline of the demo model matches the one-device output and rep
   for (const st of s.stages) assert.ok(st.computeUs > 0 && st.bubbleFraction >= 0);
 
   const t = await readTrace(out);
-  assert.equal(t.meta.plan['stages'], 2);
-  assert.equal(t.meta.plan['microBatches'], 4);
-  assert.equal((t.meta.plan['cuts'] as string[]).length, 1);
+  const plan = t.meta.plan;
+  assert.equal(plan.mode, 'pipeline');
+  assert.ok(plan.mode === 'pipeline');
+  assert.equal(plan.stages, 2);
+  assert.equal(plan.microBatches, 4);
+  assert.equal(plan.cuts?.length, 1);
   const rows = Array.from({ length: t.spans.count }, (_, i) => spanRow(t, i));
   const top = rows.filter((x) => x.parent === undefined);
-  const sends = top.filter((x) => x.kind === 'comm' && x.name === 'send');
-  const recvs = top.filter((x) => x.kind === 'comm' && x.name === 'recv');
+  const sends = top.filter((x) => x.comm === 'send');
+  const recvs = top.filter((x) => x.comm === 'recv');
   // One send per crossing tensor per micro-batch per step (3 steps × 4 micro-batches).
   assert.ok(sends.length >= 12 && sends.length % 12 === 0, `sends: ${sends.length}`);
   assert.equal(recvs.length, sends.length);

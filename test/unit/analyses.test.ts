@@ -5,17 +5,17 @@ import { summarize } from '../../src/profiler/summary';
 import { findings } from '../../src/profiler/findings';
 import { quantile, unionLength } from '../../src/profiler/stats';
 import { spanRow, type SpanRow } from '../../src/profiler/trace-format';
-import { meta, traceOf } from '../helpers/trace-builders';
+import { dataPlan, meta, traceOf } from '../helpers/trace-builders';
 
 /** Two data-parallel devices, one step of 100 µs: lane 1 computes 40 µs longer. */
 function twoLaneStep(): ReturnType<typeof traceOf> {
   const rows: SpanRow[] = [
-    { lane: 0, kind: 'comm', name: 'scatter', start: 5, dur: 5, step: 0, bytes: 100 },
+    { lane: 0, kind: 'comm', name: 'scatter', comm: 'scatter', start: 5, dur: 5, step: 0, bytes: 100 },
     { lane: 0, kind: 'compute', name: 'session.run', start: 10, dur: 40, step: 0 },
-    { lane: 0, kind: 'comm', name: 'gather', start: 50, dur: 10, step: 0, bytes: 100 },
-    { lane: 1, kind: 'comm', name: 'scatter', start: 0, dur: 5, step: 0, bytes: 100 },
+    { lane: 0, kind: 'comm', name: 'gather', comm: 'gather', start: 50, dur: 10, step: 0, bytes: 100 },
+    { lane: 1, kind: 'comm', name: 'scatter', comm: 'scatter', start: 0, dur: 5, step: 0, bytes: 100 },
     { lane: 1, kind: 'compute', name: 'session.run', start: 5, dur: 85, step: 0 },
-    { lane: 1, kind: 'comm', name: 'gather', start: 90, dur: 10, step: 0, bytes: 100 },
+    { lane: 1, kind: 'comm', name: 'gather', comm: 'gather', start: 90, dur: 10, step: 0, bytes: 100 },
   ];
   return traceOf(rows, [[0, 100]]);
 }
@@ -94,6 +94,6 @@ test('a straggler already given the fewest rows throughput allows gets no rebala
     { lane: 0, kind: 'compute', name: 'session.run', start: 0, dur: 40, step: 0 },
     { lane: 1, kind: 'compute', name: 'session.run', start: 0, dur: 85, step: 0 },
   ];
-  const t = deriveIdle(traceOf(rows, [[0, 85]], meta({ plan: { batch: 8, shards: [7, 1] } })));
+  const t = deriveIdle(traceOf(rows, [[0, 85]], meta({ plan: dataPlan({ batch: 8, shards: [7, 1] }) })));
   assert.deepEqual(findings(t, summarize(t)).filter((f) => f.id === 'straggler'), []);
 });

@@ -17,11 +17,11 @@ import { traceOf } from '../helpers/trace-builders';
 function twoSteps(): ReturnType<typeof traceOf> {
   const rows: SpanRow[] = [
     { lane: 0, kind: 'compute', name: 'session.run', start: 0, dur: 50, step: 0 },
-    { lane: 0, kind: 'comm', name: 'gather', start: 40, dur: 20, step: 0, bytes: 100 },
-    { lane: 1, kind: 'comm', name: 'scatter', start: 0, dur: 10, step: 0, bytes: 100 },
+    { lane: 0, kind: 'comm', name: 'gather', comm: 'gather', start: 40, dur: 20, step: 0, bytes: 100 },
+    { lane: 1, kind: 'comm', name: 'scatter', comm: 'scatter', start: 0, dur: 10, step: 0, bytes: 100 },
     { lane: 1, kind: 'compute', name: 'session.run', start: 10, dur: 90, step: 0 },
     { lane: 0, kind: 'compute', name: 'session.run', start: 110, dur: 40, step: 1 },
-    { lane: 0, kind: 'comm', name: 'gather', start: 150, dur: 10, step: 1, bytes: 100 },
+    { lane: 0, kind: 'comm', name: 'gather', comm: 'gather', start: 150, dur: 10, step: 1, bytes: 100 },
     { lane: 1, kind: 'compute', name: 'session.run', start: 100, dur: 100, step: 1 },
   ];
   return deriveIdle(traceOf(rows, [[0, 100], [100, 200]]));
@@ -41,7 +41,7 @@ test('the breakdown splits each lane and step into compute, comm and idle by cau
   // Lane totals, and shares of the 200 µs of step windows.
   assert.equal(b.lanes[0].computeUs, 90);
   assert.equal(b.lanes[0].idleUs, 90);
-  assert.deepEqual(b.lanes[0].idleByCauseUs, { bubble: 0, collective: 80, host: 10, other: 0 });
+  assert.deepEqual(b.lanes[0].idleByCauseUs, { bubble: 0, collective: 80, host: 10, other: 0, backpressure: 0 });
   assert.equal(b.lanes[0].stepUs, 200);
   assert.deepEqual(b.lanes[0].shares, { compute: 0.45, comm: 0.15, idle: 0.45 });
   assert.equal(b.lanes[1].id, 'cpu:1');
@@ -69,7 +69,7 @@ test('step rows sum the lanes and totals sum everything, against lanes × step w
   );
   assert.equal(b.totals.deviceUs, 400);
   assert.equal(b.totals.computeUs + b.totals.commUs + b.totals.idleUs - b.totals.overlapUs, 400);
-  assert.deepEqual(b.totals.idleByCauseUs, { bubble: 0, collective: 80, host: 10, other: 0 });
+  assert.deepEqual(b.totals.idleByCauseUs, { bubble: 0, collective: 80, host: 10, other: 0, backpressure: 0 });
 });
 
 test('the breakdown agrees with the summary on every lane', async () => {
@@ -100,7 +100,7 @@ test('operator spans and spans outside the measured steps are not counted twice 
 
 test('spans recorded out of order are sorted inside their lane and step before the unions', () => {
   const rows: SpanRow[] = [
-    { lane: 0, kind: 'comm', name: 'gather', start: 80, dur: 30, step: 0 },
+    { lane: 0, kind: 'comm', name: 'gather', comm: 'gather', start: 80, dur: 30, step: 0 },
     { lane: 0, kind: 'compute', name: 'session.run', start: 0, dur: 100, step: 0 },
     { lane: 1, kind: 'compute', name: 'session.run', start: 0, dur: 110, step: 0 },
   ];

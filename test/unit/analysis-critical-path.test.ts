@@ -4,19 +4,19 @@ import { deriveIdle } from '../../src/profiler/idle';
 import { analyse } from '../../src/profiler/analysis/index';
 import { syntheticPipelineTrace } from '../../src/profiler/analysis/synthetic';
 import { spanRow, type SpanRow } from '../../src/profiler/trace-format';
-import { meta, traceOf } from '../helpers/trace-builders';
+import { meta, pipelinePlan, traceOf } from '../helpers/trace-builders';
 
 const close = (a: number, b: number, eps = 1e-9): void => assert.ok(Math.abs(a - b) <= eps * Math.max(1, Math.abs(b)), `${a} ≠ ${b}`);
 
 /** The data-parallel step of analyses.test.ts: lane 1 computes 85 µs, lane 0 40 µs. */
 function twoLaneStep(): ReturnType<typeof traceOf> {
   const rows: SpanRow[] = [
-    { lane: 0, kind: 'comm', name: 'scatter', start: 5, dur: 5, step: 0, bytes: 100 },
+    { lane: 0, kind: 'comm', name: 'scatter', comm: 'scatter', start: 5, dur: 5, step: 0, bytes: 100 },
     { lane: 0, kind: 'compute', name: 'session.run', start: 10, dur: 40, step: 0 },
-    { lane: 0, kind: 'comm', name: 'gather', start: 50, dur: 10, step: 0, bytes: 100 },
-    { lane: 1, kind: 'comm', name: 'scatter', start: 0, dur: 5, step: 0, bytes: 100 },
+    { lane: 0, kind: 'comm', name: 'gather', comm: 'gather', start: 50, dur: 10, step: 0, bytes: 100 },
+    { lane: 1, kind: 'comm', name: 'scatter', comm: 'scatter', start: 0, dur: 5, step: 0, bytes: 100 },
     { lane: 1, kind: 'compute', name: 'session.run', start: 5, dur: 85, step: 0 },
-    { lane: 1, kind: 'comm', name: 'gather', start: 90, dur: 10, step: 0, bytes: 100 },
+    { lane: 1, kind: 'comm', name: 'gather', comm: 'gather', start: 90, dur: 10, step: 0, bytes: 100 },
   ];
   return deriveIdle(traceOf(rows, [[0, 100]]));
 }
@@ -62,11 +62,11 @@ test('send and recv of one transfer run at once and are counted once', () => {
 function transfer(send: [number, number], recv: [number, number]): ReturnType<typeof traceOf> {
   const rows: SpanRow[] = [
     { lane: 0, kind: 'compute', name: 'stage.run', start: 0, dur: 10, step: 0, micro: 0, stage: 0 },
-    { lane: 0, kind: 'comm', name: 'send', start: send[0], dur: send[1] - send[0], step: 0, micro: 0, stage: 0, peer: 1 },
-    { lane: 1, kind: 'comm', name: 'recv', start: recv[0], dur: recv[1] - recv[0], step: 0, micro: 0, stage: 1, peer: 0 },
+    { lane: 0, kind: 'comm', name: 'send', comm: 'send', start: send[0], dur: send[1] - send[0], step: 0, micro: 0, stage: 0, peer: 1 },
+    { lane: 1, kind: 'comm', name: 'recv', comm: 'recv', start: recv[0], dur: recv[1] - recv[0], step: 0, micro: 0, stage: 1, peer: 0 },
     { lane: 1, kind: 'compute', name: 'stage.run', start: recv[1], dur: 20, step: 0, micro: 0, stage: 1 },
   ];
-  return traceOf(rows, [[0, Math.max(send[1], recv[1] + 20)]], meta({ mode: 'pipeline', plan: { stages: 2, microBatches: 1 } }));
+  return traceOf(rows, [[0, Math.max(send[1], recv[1] + 20)]], meta({ plan: pipelinePlan({ stages: 2, microBatches: 1 }) }));
 }
 
 test('a recv that waits for its data finishes when the send does, not its own duration later', () => {
@@ -114,12 +114,12 @@ test('cross-lane links that would form a cycle are dropped and the step counted'
   // Each lane receives before it sends, and each send feeds the other lane's recv: a cycle
   // only inconsistent clocks can produce.
   const rows: SpanRow[] = [
-    { lane: 0, kind: 'comm', name: 'recv', start: 0, dur: 5, step: 0, peer: 1, micro: 0 },
-    { lane: 0, kind: 'comm', name: 'send', start: 5, dur: 5, step: 0, peer: 1, micro: 1 },
-    { lane: 1, kind: 'comm', name: 'recv', start: 0, dur: 5, step: 0, peer: 0, micro: 1 },
-    { lane: 1, kind: 'comm', name: 'send', start: 5, dur: 5, step: 0, peer: 0, micro: 0 },
+    { lane: 0, kind: 'comm', name: 'recv', comm: 'recv', start: 0, dur: 5, step: 0, peer: 1, micro: 0 },
+    { lane: 0, kind: 'comm', name: 'send', comm: 'send', start: 5, dur: 5, step: 0, peer: 1, micro: 1 },
+    { lane: 1, kind: 'comm', name: 'recv', comm: 'recv', start: 0, dur: 5, step: 0, peer: 0, micro: 1 },
+    { lane: 1, kind: 'comm', name: 'send', comm: 'send', start: 5, dur: 5, step: 0, peer: 0, micro: 0 },
   ];
-  const cp = analyse(traceOf(rows, [[0, 10]], meta({ mode: 'pipeline' }))).criticalPath;
+  const cp = analyse(traceOf(rows, [[0, 10]], meta({ plan: pipelinePlan() }))).criticalPath;
   assert.equal(cp.cyclicSteps, 1);
   assert.deepEqual(cp.lengthUs, [10]);
 });

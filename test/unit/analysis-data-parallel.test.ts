@@ -5,7 +5,7 @@ import { analyse } from '../../src/profiler/analysis/index';
 import { fitCommModel } from '../../src/profiler/analysis/data-parallel';
 import { buildSpanIndex } from '../../src/profiler/analysis/span-index';
 import type { SpanRow } from '../../src/profiler/trace-format';
-import { meta, traceOf } from '../helpers/trace-builders';
+import { dataPlan, meta, pipelinePlan, traceOf } from '../helpers/trace-builders';
 
 const close = (a: number, b: number, eps = 1e-9): void => assert.ok(Math.abs(a - b) <= eps * Math.max(1, Math.abs(b)), `${a} ≠ ${b}`);
 
@@ -20,12 +20,12 @@ function threeLanes(): ReturnType<typeof traceOf> {
   for (let step = 0; step < 2; step++) {
     const t0 = step * 100;
     compute.forEach((c, lane) => {
-      rows.push({ lane, kind: 'comm', name: 'scatter', start: t0, dur: 10, step, bytes: 1000 });
+      rows.push({ lane, kind: 'comm', name: 'scatter', comm: 'scatter', start: t0, dur: 10, step, bytes: 1000 });
       rows.push({ lane, kind: 'compute', name: 'session.run', start: t0 + 10, dur: c, step });
-      rows.push({ lane, kind: 'comm', name: 'gather', start: t0 + 10 + c, dur: 6, step, bytes: 500 });
+      rows.push({ lane, kind: 'comm', name: 'gather', comm: 'gather', start: t0 + 10 + c, dur: 6, step, bytes: 500 });
     });
   }
-  return deriveIdle(traceOf(rows, [[0, 76], [100, 176]], meta({ plan: { batch: 12, shards: [4, 4, 4] } }, 3)));
+  return deriveIdle(traceOf(rows, [[0, 76], [100, 176]], meta({ plan: dataPlan({ batch: 12, shards: [4, 4, 4] }, 3) }, 3)));
 }
 
 test('a lane computing 1.5× the others’ median is a straggler, the others are not', () => {
@@ -66,8 +66,8 @@ test('the comm model fits a per-transfer and a per-byte cost by least squares', 
 
 test('transfers of one size give a per-byte cost, since latency and bandwidth cannot be told apart', () => {
   const rows: SpanRow[] = [0, 1].flatMap((lane) => [
-    { lane, kind: 'comm' as const, name: 'scatter', start: 0, dur: 10, step: 0, bytes: 1000 },
-    { lane, kind: 'comm' as const, name: 'allreduce.ring', start: 10, dur: 30, step: 0, bytes: 1000 },
+    { lane, kind: 'comm' as const, name: 'scatter', comm: 'scatter', start: 0, dur: 10, step: 0, bytes: 1000 },
+    { lane, kind: 'comm' as const, name: 'allreduce.ring', comm: 'allreduce', start: 10, dur: 30, step: 0, bytes: 1000 },
   ]);
   const t = traceOf(rows, [[0, 40]]);
   const m = fitCommModel(buildSpanIndex(t));
@@ -87,6 +87,7 @@ test('balanced lanes have no straggler', () => {
 
 test('a pipeline trace has no data-parallel analysis', () => {
   const t = threeLanes();
-  t.meta.mode = 'pipeline';
+  t.meta.plan = pipelinePlan({ batch: 12 }, 3);
+  t.meta.mode = t.meta.plan.mode;
   assert.equal(analyse(t).dataParallel, null);
 });

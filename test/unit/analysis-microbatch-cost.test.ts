@@ -2,18 +2,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { stageFixedShares, predictPipelineStepUs, type PipelineModel } from '../../src/profiler/analysis/pipeline';
 import { readPlan } from '../../src/profiler/analysis/plan';
-import { meta } from '../helpers/trace-builders';
+import { meta, pipelinePlan } from '../helpers/trace-builders';
 
 test('two calibration sizes split a micro-batch into fixed and per-row work per stage', () => {
   const plan = readPlan({
     meta: meta({
-      plan: {
+      plan: pipelinePlan({
         batch: 32,
-        microBatchRows: 8,
-        stageNodes: [['a'], ['b']],
-        nodeCostUs: { a: 10, b: 10 },
-        nodeCostUsAlt: { rows: 4, costs: { a: 6, b: 10 } },
-      },
+        microBatches: 4,
+        partition: { stageNodes: [['a'], ['b']], stageCostUs: [10, 10], balance: 1 },
+        calibration: { device: 'cpu:0', rows: 8, runs: 1, note: '', nodeCostUs: { a: 10, b: 10 }, alt: { rows: 4, nodeCostUs: { a: 6, b: 10 } } },
+      }),
     }),
   });
   // Stage 0: t(r) = 2 + r → fixed share 2/10. Stage 1 does not scale with rows: clamped to 0.95.
@@ -23,7 +22,14 @@ test('two calibration sizes split a micro-batch into fixed and per-row work per 
 });
 
 test('without a second calibration size, work per micro-batch is taken as per-row', () => {
-  const plan = readPlan({ meta: meta({ plan: { stageNodes: [['a'], ['b']], nodeCostUs: { a: 10, b: 10 }, microBatchRows: 8 } }) });
+  const plan = readPlan({
+    meta: meta({
+      plan: pipelinePlan({
+        partition: { stageNodes: [['a'], ['b']], stageCostUs: [10, 10], balance: 1 },
+        calibration: { device: 'cpu:0', rows: 8, runs: 1, note: '', nodeCostUs: { a: 10, b: 10 } },
+      }),
+    }),
+  });
   assert.deepEqual(stageFixedShares(plan, 2), [0, 0]);
 });
 

@@ -6,6 +6,7 @@ import { gpipeBubbleFraction, pipelineFormulaUs, predictPipelineStepUs } from '.
 import { partitionContiguous, repartitionStages } from '../../src/profiler/analysis/partition';
 import { syntheticPipelineTrace } from '../../src/profiler/analysis/synthetic';
 import { spanRow } from '../../src/profiler/trace-format';
+import { dataPlan } from '../helpers/trace-builders';
 
 const close = (a: number, b: number, eps = 1e-9): void => assert.ok(Math.abs(a - b) <= eps * Math.max(1, Math.abs(b)), `${a} ≠ ${b}`);
 
@@ -94,8 +95,8 @@ test('the synthetic pipeline trace has the idle spans idle.ts derives from it', 
 
 test('a data-parallel trace has no pipeline analysis', () => {
   const t = syntheticPipelineTrace({ stageUs: [10], microBatches: 2, steps: 1 });
-  t.meta.mode = 'data';
-  t.meta.plan = { batch: 8 };
+  t.meta.plan = dataPlan({ batch: 8, shards: [8] }, 1);
+  t.meta.mode = t.meta.plan.mode;
   assert.equal(analyse(t).pipeline, null);
 });
 

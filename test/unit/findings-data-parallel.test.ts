@@ -4,7 +4,7 @@ import { deriveIdle } from '../../src/profiler/idle';
 import { findings, type Finding } from '../../src/profiler/findings';
 import { summarize } from '../../src/profiler/summary';
 import { TraceBuilder, type SpanRow, type Trace } from '../../src/profiler/trace-format';
-import { meta, traceOf } from '../helpers/trace-builders';
+import { dataPlan, meta, traceOf } from '../helpers/trace-builders';
 
 const close = (a: number, b: number, eps = 1e-9): void => assert.ok(Math.abs(a - b) <= eps * Math.max(1, Math.abs(b)), `${a} ≠ ${b}`);
 const all = (t: Trace, opts = {}): Finding[] => findings(t, summarize(t), opts);
@@ -20,12 +20,12 @@ function commBound(): Trace {
   for (let step = 0; step < 2; step++) {
     for (const lane of [0, 1]) {
       const t0 = step * 100;
-      rows.push({ lane, kind: 'comm', name: 'scatter', start: t0, dur: 30, step, bytes: 4000 });
+      rows.push({ lane, kind: 'comm', name: 'scatter', comm: 'scatter', start: t0, dur: 30, step, bytes: 4000 });
       rows.push({ lane, kind: 'compute', name: 'session.run', start: t0 + 30, dur: 20, step });
-      rows.push({ lane, kind: 'comm', name: 'gather', start: t0 + 50, dur: 25, step, bytes: 2000 });
+      rows.push({ lane, kind: 'comm', name: 'gather', comm: 'gather', start: t0 + 50, dur: 25, step, bytes: 2000 });
     }
   }
-  return deriveIdle(traceOf(rows, [[0, 75], [100, 175]], meta({ plan: { batch: 8, shards: [4, 4], devices: 'cpu:2' } })));
+  return deriveIdle(traceOf(rows, [[0, 75], [100, 175]], meta({ plan: dataPlan({ batch: 8, shards: [4, 4], devices: 'cpu:2' }) })));
 }
 
 test('a communication-bound run is told to give each device more rows, with the gain predicted from measured costs', () => {
@@ -49,11 +49,11 @@ test('fewer devices win when one device is so slow per row that more rows only m
   // lane 0 all 8 rows takes 40 µs of compute and 2 · 20 + 0.0025 · 12000 = 70 µs of comm.
   const rows: SpanRow[] = [];
   for (const [lane, c] of [[0, 20], [1, 200]] as const) {
-    rows.push({ lane, kind: 'comm', name: 'scatter', start: 0, dur: 30, step: 0, bytes: 4000 });
+    rows.push({ lane, kind: 'comm', name: 'scatter', comm: 'scatter', start: 0, dur: 30, step: 0, bytes: 4000 });
     rows.push({ lane, kind: 'compute', name: 'session.run', start: 30, dur: c, step: 0 });
-    rows.push({ lane, kind: 'comm', name: 'gather', start: 30 + c, dur: 25, step: 0, bytes: 2000 });
+    rows.push({ lane, kind: 'comm', name: 'gather', comm: 'gather', start: 30 + c, dur: 25, step: 0, bytes: 2000 });
   }
-  const t = deriveIdle(traceOf(rows, [[0, 255]], meta({ plan: { batch: 8, shards: [4, 4] } })));
+  const t = deriveIdle(traceOf(rows, [[0, 255]], meta({ plan: dataPlan({ batch: 8, shards: [4, 4] }) })));
   const f = only(t, 'comm-bound');
   assert.equal(f.length, 1);
   assert.deepEqual(f[0].change.params, { devices: 'cpu:1', shards: [8] });
@@ -64,21 +64,21 @@ test('fewer devices win when one device is so slow per row that more rows only m
 
 test('little communication raises no comm-bound finding', () => {
   const rows: SpanRow[] = [0, 1].flatMap((lane) => [
-    { lane, kind: 'comm' as const, name: 'scatter', start: 0, dur: 2, step: 0, bytes: 100 },
+    { lane, kind: 'comm' as const, name: 'scatter', comm: 'scatter', start: 0, dur: 2, step: 0, bytes: 100 },
     { lane, kind: 'compute' as const, name: 'session.run', start: 2, dur: 90, step: 0 },
-    { lane, kind: 'comm' as const, name: 'gather', start: 92, dur: 3, step: 0, bytes: 200 },
+    { lane, kind: 'comm' as const, name: 'gather', comm: 'gather', start: 92, dur: 3, step: 0, bytes: 200 },
   ]);
   assert.deepEqual(all(deriveIdle(traceOf(rows, [[0, 95]]))), []);
 });
 
 test('the straggler rule still rebalances shards by measured throughput', () => {
   const rows: SpanRow[] = [
-    { lane: 0, kind: 'comm', name: 'scatter', start: 5, dur: 5, step: 0, bytes: 100 },
+    { lane: 0, kind: 'comm', name: 'scatter', comm: 'scatter', start: 5, dur: 5, step: 0, bytes: 100 },
     { lane: 0, kind: 'compute', name: 'session.run', start: 10, dur: 40, step: 0 },
-    { lane: 0, kind: 'comm', name: 'gather', start: 50, dur: 10, step: 0, bytes: 100 },
-    { lane: 1, kind: 'comm', name: 'scatter', start: 0, dur: 5, step: 0, bytes: 100 },
+    { lane: 0, kind: 'comm', name: 'gather', comm: 'gather', start: 50, dur: 10, step: 0, bytes: 100 },
+    { lane: 1, kind: 'comm', name: 'scatter', comm: 'scatter', start: 0, dur: 5, step: 0, bytes: 100 },
     { lane: 1, kind: 'compute', name: 'session.run', start: 5, dur: 85, step: 0 },
-    { lane: 1, kind: 'comm', name: 'gather', start: 90, dur: 10, step: 0, bytes: 100 },
+    { lane: 1, kind: 'comm', name: 'gather', comm: 'gather', start: 90, dur: 10, step: 0, bytes: 100 },
   ];
   const f = all(deriveIdle(traceOf(rows, [[0, 100]])));
   assert.deepEqual(f.map((x) => x.id), ['straggler']);
@@ -102,7 +102,7 @@ function hostBound(): Trace {
       }
     }
   }
-  const m = meta({ plan: { batch: 8, shards: [4, 4] } });
+  const m = meta({ plan: dataPlan({ batch: 8, shards: [4, 4] }) });
   return deriveIdle({
     meta: m,
     strings: b.strings,
@@ -141,7 +141,7 @@ test('a device without operator spans does not count its whole session as gaps b
   b.push({ lane: 0, kind: 'compute', name: '/fc/MatMul', opType: 'MatMul', start: 0, dur: 50, step: 0, parent: run, flags: 8 });
   b.push({ lane: 0, kind: 'compute', name: '/fc/Add', opType: 'Add', start: 50, dur: 50, step: 0, parent: run, flags: 8 });
   b.push({ lane: 1, kind: 'compute', name: 'session.run', start: 0, dur: 100, step: 0 });
-  const m = meta({ plan: { batch: 8, shards: [4, 4] } });
+  const m = meta({ plan: dataPlan({ batch: 8, shards: [4, 4] }) });
   const t = deriveIdle({
     meta: m,
     strings: b.strings,

@@ -6,7 +6,7 @@ import { summarize } from '../../src/profiler/summary';
 import { analyse } from '../../src/profiler/analysis/index';
 import { syntheticPipelineTrace } from '../../src/profiler/analysis/synthetic';
 import { TraceBuilder, type SpanRow, type Trace } from '../../src/profiler/trace-format';
-import { meta, traceOf } from '../helpers/trace-builders';
+import { dataPlan, meta, traceOf } from '../helpers/trace-builders';
 
 const close = (a: number, b: number, eps = 1e-9): void => assert.ok(Math.abs(a - b) <= eps * Math.max(1, Math.abs(b)), `${a} ≠ ${b}`);
 const only = (t: Trace, id: string, opts = {}): Finding[] => findings(t, summarize(t), opts).filter((f) => f.id === id);
@@ -14,7 +14,7 @@ const only = (t: Trace, id: string, opts = {}): Finding[] => findings(t, summari
 /** n balanced data-parallel lanes, one step of `stepUs`, with a one-device baseline. */
 function balanced(n: number, stepUs: number, baselineUs?: number): Trace {
   const rows: SpanRow[] = Array.from({ length: n }, (_, lane) => ({ lane, kind: 'compute', name: 'session.run', start: 0, dur: stepUs, step: 0 }));
-  const m = meta({ plan: { batch: 8 * n, shards: Array.from({ length: n }, () => 8) } }, n);
+  const m = meta({ plan: dataPlan({ batch: 8 * n, shards: Array.from({ length: n }, () => 8) }, n) }, n);
   if (baselineUs !== undefined) m.baseline = { description: 'one device', stepTimeUs: { median: baselineUs, p10: baselineUs, p90: baselineUs } };
   return deriveIdle(traceOf(rows, [[0, stepUs]], m));
 }
@@ -58,7 +58,7 @@ function dominated(): Trace {
   const run = b.push({ lane: 0, kind: 'compute', name: 'session.run', start: 0, dur: 100, step: 0 });
   b.push({ lane: 0, kind: 'compute', name: 'fused /layers.0/mlp/fc1/MatMul/MatMulAddFusion', opType: 'FusedGemm', start: 0, dur: 70, step: 0, parent: run, flags: 8 });
   b.push({ lane: 0, kind: 'compute', name: '/layers.0/ln/LayerNormalization', opType: 'LayerNormalization', start: 70, dur: 29, step: 0, parent: run, flags: 8 });
-  const m = meta({ mode: 'single', plan: { batch: 8 } }, 1);
+  const m = meta({ plan: dataPlan({ batch: 8, shards: [8] }, 1) }, 1);
   return deriveIdle({
     meta: m,
     strings: b.strings,

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { findings, type Finding } from '../../src/profiler/findings';
 import { summarize } from '../../src/profiler/summary';
 import { syntheticPipelineTrace, type SyntheticPipelineOptions } from '../../src/profiler/analysis/synthetic';
+import type { PipelinePlan } from '../../src/profiler/plan';
 
 const close = (a: number, b: number, eps = 1e-9): void => assert.ok(Math.abs(a - b) <= eps * Math.max(1, Math.abs(b)), `${a} ≠ ${b}`);
 
@@ -47,7 +48,8 @@ test('pipeline imbalance moves the cut to balance the measured node costs and pr
 
 test('pipeline imbalance needs the calibration run’s node costs, and stays silent without them', () => {
   const t = syntheticPipelineTrace(lopsided);
-  delete t.meta.plan['nodeCostUs'];
+  assert.ok(t.meta.plan.mode === 'pipeline');
+  delete t.meta.plan.calibration;
   assert.deepEqual(findings(t, summarize(t)).filter((x) => x.id === 'pipeline-imbalance'), []);
 });
 
@@ -78,7 +80,8 @@ test('a large bubble suggests the fewest micro-batches dividing the batch that b
 
 test('a large bubble needs the batch to pick micro-batches that divide it', () => {
   const t = syntheticPipelineTrace(bubbly);
-  delete t.meta.plan['batch'];
+  // Typed plans always carry a batch; a hand-made plan without one must still read as unknown.
+  delete (t.meta.plan as Partial<PipelinePlan>).batch;
   assert.deepEqual(findings(t, summarize(t)).filter((x) => x.id === 'pipeline-bubble'), []);
 });
 

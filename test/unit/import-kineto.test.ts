@@ -13,6 +13,7 @@ import { summarize, type ProfileSummary } from '../../src/profiler/summary';
 import { analyse, type Analysis } from '../../src/profiler/analysis';
 import { findings } from '../../src/profiler/findings';
 import { IdleCauseCode, spanRow, type Trace } from '../../src/profiler/trace-format';
+import type { ImportedPlan } from '../../src/profiler/plan';
 import { readTrace, writeTrace } from '../../src/profiler/trace-io';
 import { UserError } from '../../src/common/errors';
 import { formatAnalysis, formatSummary } from '../../src/cli/format';
@@ -35,6 +36,12 @@ import {
 const COMPUTE = 0;
 const COMM = 1;
 const IDLE = 2;
+
+/** The trace's plan, which an import always writes as an imported plan. */
+function importedPlan(t: Trace): ImportedPlan {
+  assert.equal(t.meta.plan.mode, 'imported');
+  return t.meta.plan as ImportedPlan;
+}
 
 /** Everything the CLI computes for an imported trace. */
 function report(t: Trace): { trace: Trace; summary: ProfileSummary; analysis: Analysis } {
@@ -122,8 +129,8 @@ describe('the 2-rank DDP fixture (rank 0 of 2)', () => {
     assert.equal(trace.meta.devices[0].kind, 'rank');
     assert.equal(trace.meta.devices[0].provider, 'kineto');
     assert.equal(trace.lanes[0].label, 'rank 0 · GPU 0 (NVIDIA A100-PG509-200)');
-    assert.equal(trace.meta.plan['worldSize'], 2);
-    assert.deepEqual(trace.meta.plan['ranks'], [0]);
+    assert.equal(importedPlan(trace).worldSize, 2);
+    assert.deepEqual(importedPlan(trace).ranks, [0]);
     assert.ok(trace.meta.notes.some((n) => /1 of the world's 2 ranks has no file here \(rank 1\)/.test(n)), trace.meta.notes.join('\n'));
     assert.equal(trace.meta.source, 'imported:kineto');
     assert.equal(trace.meta.mode, 'imported');
@@ -239,7 +246,7 @@ describe('two ranks of the 128-rank job', () => {
   test('imports one lane per rank, in rank order, with the world size and the missing ranks', () => {
     assert.deepEqual(trace.meta.devices.map((d) => d.id), ['rank:0', 'rank:1']);
     assert.deepEqual(trace.lanes.map((l) => l.label), ['rank 0 · GPU 0', 'rank 1 · GPU 1']);
-    assert.equal(trace.meta.plan['worldSize'], 128);
+    assert.equal(importedPlan(trace).worldSize, 128);
     assert.ok(trace.meta.notes.some((n) => /126 of the world's 128 ranks.*ranks 2–127/.test(n)), trace.meta.notes.join('\n'));
   });
 
@@ -373,8 +380,8 @@ describe('hand-written Kineto traces', () => {
       { doc: ddp(0, 3000, 0, 8), source: 'r0.json' },
       { doc: ddp(5, 3000, 0, 8), source: 'r5.json' },
     ]);
-    assert.equal(t.meta.plan['worldSize'], 8);
-    assert.deepEqual(t.meta.plan['ranks'], [0, 5]);
+    assert.equal(importedPlan(t).worldSize, 8);
+    assert.deepEqual(importedPlan(t).ranks, [0, 5]);
     assert.ok(t.meta.notes.some((n) => n.includes('6 of the world\'s 8 ranks have no file here (ranks 1–4, 6–7)')), t.meta.notes.join('\n'));
   });
 
@@ -548,7 +555,7 @@ describe('hand-written Kineto traces', () => {
     const doc = kinetoDoc({ kernels: [{ name: 'a', ts: 10, dur: 20 }, { name: 'b', ts: 100, dur: 20 }] });
     const t = kinetoTrace([{ doc, source: 'nosteps.json' }]);
     assert.deepEqual(t.steps, [{ index: 0, startUs: 0, endUs: 110 }]);
-    assert.equal(t.meta.plan['worldSize'], 1);
+    assert.equal(importedPlan(t).worldSize, 1);
     assert.ok(t.meta.notes.some((n) => /No ProfilerStep#N annotations/.test(n)));
     const { summary } = report(t);
     assert.equal(summary.devices[0].idleUs, 70);

@@ -68,7 +68,8 @@ function costsOf(links: Partial<Record<'copy' | 'p2p' | 'collective', Link>> = {
 }
 
 function metaFor(p: Program): Trace['meta'] {
-  return syntheticMeta(p.mode === 'pipeline' ? 'pipeline' : 'data', p.devices.length, { batch: p.batch });
+  const base = { devices: `cpu:${p.devices.length}`, batch: p.batch, steps: 1, warmup: 0, seed: 0 };
+  return syntheticMeta(p.devices.length, p.mode === 'pipeline' ? { mode: 'pipeline', ...base, schedule: 'gpipe', microBatches: 1 } : { mode: 'data', ...base });
 }
 
 /** Sum of idle by cause on a lane, over all steps. */

@@ -13,7 +13,7 @@ const sample = () =>
     [
       { lane: 0, kind: 'compute', name: 'session.run', start: 0, dur: 100, step: 0 },
       { lane: 0, kind: 'compute', name: '/layers.0/MatMul', opType: 'MatMul', start: 10, dur: 50, step: 0, parent: 0, flags: 8 },
-      { lane: 1, kind: 'comm', name: 'gather', start: 100, dur: 5, step: 0, bytes: 4096 },
+      { lane: 1, kind: 'comm', name: 'gather', comm: 'gather', start: 100, dur: 5, step: 0, bytes: 4096 },
       { lane: 1, kind: 'idle', name: 'idle', start: 105, dur: 5, step: 0, cause: 'collective' },
     ],
     [[0, 110]],

@@ -4,19 +4,24 @@
  * `findings` (both `unknown` in the file format, so nothing in them is trusted).
  */
 import {
+  COMM_OPS,
   IDLE_CAUSES,
+  IDLE_SPAN_CAUSES,
+  PHASES,
   SPAN_COLUMNS,
+  SpanFlag,
   SPAN_KINDS,
   traceFromJson,
   spanColumnCtor,
   TraceFormatError,
+  type IdleCauseOfSpan,
   type SpanColumnName,
   type Trace,
 } from '../../src/profiler/trace-format';
 import { summarize } from '../../src/profiler/summary';
 import type { Finding, Severity } from '../../src/profiler/findings';
 import { num, obj, str } from './format';
-import { F_EMULATED, F_PREDICTED, nameRoleOf, type Prepared } from './model';
+import type { Prepared } from './model';
 import { prepareSpans } from './prep-client';
 
 const COLUMN_CTORS = Object.fromEntries(SPAN_COLUMNS.map((c) => [c, spanColumnCtor(c)])) as Record<SpanColumnName, ReturnType<typeof spanColumnCtor>>;
@@ -60,6 +65,8 @@ function traceFromColumns(doc: Record<string, unknown>): Trace {
     if (s.lane[i] < 0 || s.lane[i] >= nLanes) throw new TraceFormatError(`invalid trace: spans.lane[${i}] is out of range`);
     if (s.parent[i] >= n) throw new TraceFormatError(`invalid trace: spans.parent[${i}] is out of range`);
     if (s.cause[i] >= nCauses) throw new TraceFormatError(`invalid trace: spans.cause[${i}] is unknown`);
+    if (s.comm[i] >= COMM_OPS.length) throw new TraceFormatError(`invalid trace: spans.comm[${i}] is unknown`);
+    if (s.phase[i] >= PHASES.length) throw new TraceFormatError(`invalid trace: spans.phase[${i}] is unknown`);
   }
   head.spans = s;
   return head;
@@ -78,7 +85,7 @@ export interface DeviceRow {
   computeUs: number;
   commUs: number;
   idleUs: number;
-  idleByCause: { bubble: number; collective: number; host: number; other: number };
+  idleByCause: Record<IdleCauseOfSpan, number>;
 }
 
 /** The parts of ProfileSummary the view shows, checked. */
@@ -111,7 +118,7 @@ export function summaryView(x: unknown): SummaryView | null {
       computeUs: num(d['computeUs']) ?? 0,
       commUs: num(d['commUs']) ?? 0,
       idleUs: num(d['idleUs']) ?? 0,
-      idleByCause: { bubble: num(by['bubble']) ?? 0, collective: num(by['collective']) ?? 0, host: num(by['host']) ?? 0, other: num(by['other']) ?? 0 },
+      idleByCause: Object.fromEntries(IDLE_SPAN_CAUSES.map((c) => [c, num(by[c]) ?? 0])) as Record<IdleCauseOfSpan, number>,
     });
   }
   const med = num(st['median']);
@@ -186,21 +193,20 @@ export interface Run {
 /** Validates and prepares one trace document. */
 export async function loadRun(doc: unknown, title: string): Promise<Run> {
   const trace = traceFromDocument(doc);
-  const nameRole = Uint8Array.from(trace.strings, nameRoleOf);
-  const prepared = await prepareSpans(trace.spans, trace.lanes.length, nameRole);
+  const prepared = await prepareSpans(trace.spans, trace.lanes.length);
   let predictedSpans = false;
   let emulatedSpans = false;
   const f = trace.spans.flags;
   for (let i = 0; i < trace.spans.count; i++) {
-    if (f[i] & F_PREDICTED) predictedSpans = true;
-    if (f[i] & F_EMULATED) emulatedSpans = true;
+    if (f[i] & SpanFlag.predicted) predictedSpans = true;
+    if (f[i] & SpanFlag.emulated) emulatedSpans = true;
     if (predictedSpans && emulatedSpans) break;
   }
   return {
     trace,
     title,
     predicted: trace.meta.source === 'predicted' || predictedSpans,
-    emulated: emulatedSpans || trace.meta.link?.emulated === true,
+    emulated: emulatedSpans,
     offsetUs: 0,
     prepared,
     findings: findingsView(trace.findings, trace.lanes.length),

@@ -18,6 +18,8 @@
  * running maximum end for visible-range queries.
  */
 
+import { CommOpCode, IDLE_CAUSES, SpanFlag, SpanKind, isP2pCode, type IdleCause } from '../../src/profiler/span-vocabulary';
+
 /** Row kinds within a lane. */
 export const ROW_STATE = 0;
 export const ROW_OPS = 1;
@@ -35,7 +37,10 @@ export const C_BUBBLE = 5;
 export const C_COLLECTIVE = 6;
 export const C_HOST = 7;
 export const C_IDLE_OTHER = 8;
-export const N_CLASSES = 9;
+export const C_BACKPRESSURE = 9;
+export const N_CLASSES = 10;
+/** Idle classes are the last ones: C_BUBBLE … C_BACKPRESSURE (drawn hatched). */
+export const C_IDLE_FIRST = C_BUBBLE;
 export const CLASS_MASK = 0x0f;
 /** Modifier bits on `cls`: drawn with a pattern over the class colour. */
 export const M_EMULATED = 0x10;
@@ -43,21 +48,20 @@ export const M_PREDICTED = 0x20;
 /** A pyramid bucket with nothing in it. */
 export const EMPTY = 0xff;
 
-/** Span kinds as stored in the trace (see SPAN_KINDS in src/profiler/trace-format.ts). */
-export const K_COMPUTE = 0;
-export const K_COMM = 1;
-export const K_IDLE = 2;
-
-/** Span flags (see SpanColumnsSchema.flags). */
-export const F_EMULATED = 1;
-export const F_PREDICTED = 2;
-export const F_STAGING = 4;
-export const F_OPERATOR = 8;
-
-/** Name roles for flow matching, one per string of the trace. */
-export const ROLE_OTHER = 0;
-export const ROLE_SEND = 1;
-export const ROLE_RECV = 2;
+/**
+ * The draw class of idle spans of each cause. Typed by the causes of the trace format, so a
+ * new cause does not compile until it has a class (and with it a colour and a legend entry).
+ */
+const IDLE_CLASS: Record<IdleCause, number> = {
+  none: C_IDLE_OTHER,
+  bubble: C_BUBBLE,
+  collective: C_COLLECTIVE,
+  host: C_HOST,
+  other: C_IDLE_OTHER,
+  backpressure: C_BACKPRESSURE,
+};
+/** Draw class by cause code. */
+const IDLE_CLASS_OF_CODE = Uint8Array.from(IDLE_CAUSES, (c) => IDLE_CLASS[c]);
 
 /** Rows with fewer spans than this are always drawn span by span. */
 export const PYRAMID_MIN_SPANS = 4096;
@@ -82,8 +86,8 @@ export interface PrepInput {
   step: Int32Array;
   name: Int32Array;
   stage: Int32Array;
-  /** Per string of the trace: ROLE_SEND, ROLE_RECV or ROLE_OTHER. */
-  nameRole: Uint8Array;
+  /** What each comm span does (`spans.comm`, CommOpCode): flows pair `send` with `recv`. */
+  comm: Uint8Array;
 }
 
 export interface PyramidLevel {
@@ -136,22 +140,15 @@ export interface Prepared {
 
 /** Row kind of span i. */
 export function rowKindOf(kind: number, parent: number, flags: number): number {
-  if (kind === K_COMM) return ROW_COMM;
-  if (kind === K_COMPUTE && (parent >= 0 || (flags & F_OPERATOR) !== 0)) return ROW_OPS;
+  if (kind === SpanKind.comm) return ROW_COMM;
+  if (kind === SpanKind.compute && (parent >= 0 || (flags & SpanFlag.op) !== 0)) return ROW_OPS;
   return ROW_STATE;
 }
 
 function baseClass(kind: number, parent: number, flags: number, cause: number): number {
-  if (kind === K_IDLE) return cause === 1 ? C_BUBBLE : cause === 2 ? C_COLLECTIVE : cause === 3 ? C_HOST : C_IDLE_OTHER;
-  if (kind === K_COMM) return (flags & F_STAGING) !== 0 ? C_STAGING : C_COMM;
-  return parent >= 0 || (flags & F_OPERATOR) !== 0 ? C_OP : C_COMPUTE;
-}
-
-/** The role a span name plays in a point-to-point transfer. */
-export function nameRoleOf(name: string): number {
-  if (/recv|receive/i.test(name)) return ROLE_RECV;
-  if (/send/i.test(name)) return ROLE_SEND;
-  return ROLE_OTHER;
+  if (kind === SpanKind.idle) return IDLE_CLASS_OF_CODE[cause] ?? C_IDLE_OTHER;
+  if (kind === SpanKind.comm) return (flags & SpanFlag.staging) !== 0 ? C_STAGING : C_COMM;
+  return parent >= 0 || (flags & SpanFlag.op) !== 0 ? C_OP : C_COMPUTE;
 }
 
 function now(): number {
@@ -177,15 +174,15 @@ export function prepare(inp: PrepInput): Prepared {
     const p = parent[i];
     const f = flags[i];
     let c = baseClass(k, p, f, cause[i]);
-    if (f & F_EMULATED) c |= M_EMULATED;
-    if (f & F_PREDICTED) c |= M_PREDICTED;
+    if (f & SpanFlag.emulated) c |= M_EMULATED;
+    if (f & SpanFlag.predicted) c |= M_PREDICTED;
     cls[i] = c;
     const r = lane[i] * ROWS_PER_LANE + rowKindOf(k, p, f);
     rowOf[i] = r;
     rowCount[r + 1]++;
     if ((c & CLASS_MASK) === C_OP || (c & CLASS_MASK) === C_OP_ALT) counts.op++;
-    else if (k === K_COMPUTE) counts.compute++;
-    else if (k === K_COMM) counts.comm++;
+    else if (k === SpanKind.compute) counts.compute++;
+    else if (k === SpanKind.comm) counts.comm++;
     else counts.idle++;
     const s = start[i];
     if (s < lo) lo = s;
@@ -368,8 +365,8 @@ function timeIndex(starts: number[], ends: number[]): { perm: number[]; index: T
 
 /**
  * Pairs each send with its recv: the k-th send from lane A to peer B (same step and
- * micro-batch) with the k-th recv on lane B from peer A, both in start order. Names say
- * which side is which (`send…`, `recv…`); a span whose name says neither is left unpaired.
+ * micro-batch) with the k-th recv on lane B from peer A, both in start order. The `comm`
+ * column says which side is which; a span with a peer but neither code is left unpaired.
  */
 function matchFlows(inp: PrepInput, order: Uint32Array, rowOffsets: Int32Array): Prepared['flows'] {
   const sends = new Map<string, number[]>();
@@ -380,12 +377,13 @@ function matchFlows(inp: PrepInput, order: Uint32Array, rowOffsets: Int32Array):
       const i = order[p];
       const peer = inp.peer[i];
       if (peer < 0 || peer >= inp.nLanes) continue;
-      const role = inp.nameRole[inp.name[i]];
-      if (role === ROLE_OTHER) continue;
-      const from = role === ROLE_SEND ? l : peer;
-      const to = role === ROLE_SEND ? peer : l;
+      const op = inp.comm[i];
+      if (!isP2pCode(op)) continue;
+      const isSend = op === CommOpCode.send;
+      const from = isSend ? l : peer;
+      const to = isSend ? peer : l;
       const key = `${from},${to},${inp.step[i]},${inp.micro[i]}`;
-      const m = role === ROLE_SEND ? sends : recvs;
+      const m = isSend ? sends : recvs;
       let q = m.get(key);
       if (!q) m.set(key, (q = []));
       q.push(i);
@@ -420,7 +418,7 @@ function groupCollectives(inp: PrepInput, order: Uint32Array, rowOffsets: Int32A
     const seen = new Map<string, number>();
     for (let p = rowOffsets[r]; p < rowOffsets[r + 1]; p++) {
       const i = order[p];
-      if (inp.peer[i] >= 0 || inp.parent[i] >= 0 || (inp.flags[i] & F_STAGING) !== 0) continue;
+      if (inp.peer[i] >= 0 || inp.parent[i] >= 0 || (inp.flags[i] & SpanFlag.staging) !== 0) continue;
       const base = `${inp.step[i]},${inp.name[i]}`;
       const k = seen.get(base) ?? 0;
       seen.set(base, k + 1);

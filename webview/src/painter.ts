@@ -9,7 +9,7 @@
  * striped predicted) are per-pixel rules, so they cost nothing extra to set up and the
  * legend swatches are painted by the same code.
  */
-import { CLASS_MASK, C_BUBBLE, C_IDLE_OTHER, M_EMULATED, M_PREDICTED, N_CLASSES } from './model';
+import { CLASS_MASK, C_IDLE_FIRST, M_EMULATED, M_PREDICTED, N_CLASSES } from './model';
 import { mix, type Palette, type Rgba } from './theme';
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
@@ -96,7 +96,7 @@ export class Painter {
     const stride = ALPHA_LEVELS + 1;
     const col = this.shades[base * stride + alpha - 1];
     const tint = this.shades[base * stride + ALPHA_LEVELS];
-    const hatch = base >= C_BUBBLE && base <= C_IDLE_OTHER;
+    const hatch = base >= C_IDLE_FIRST && base < N_CLASSES;
     const emu = (cls & M_EMULATED) !== 0;
     const pred = (cls & M_PREDICTED) !== 0;
     const buf = this.buf;

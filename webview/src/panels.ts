@@ -5,10 +5,12 @@
  * `textContent`; widths through the CSSOM (allowed by the page's style-src policy).
  */
 import type { Finding } from '../../src/profiler/findings';
+import { IDLE_SPAN_CAUSES, SpanKind, type IdleCauseOfSpan } from '../../src/profiler/span-vocabulary';
 import type { Run, SummaryView } from './data';
 import { displayText, formatPercent, formatSigned, formatUs } from './format';
 import {
   CLASS_MASK,
+  C_BACKPRESSURE,
   C_BUBBLE,
   C_COLLECTIVE,
   C_COMM,
@@ -18,9 +20,6 @@ import {
   C_OP,
   C_OP_ALT,
   C_STAGING,
-  K_COMM,
-  K_COMPUTE,
-  K_IDLE,
   M_EMULATED,
   M_PREDICTED,
   ROWS_PER_LANE,
@@ -52,6 +51,7 @@ const LEGEND_CLASSES: { cls: number; label: string }[] = [
   { cls: C_COLLECTIVE, label: CLASS_LABELS[C_COLLECTIVE] },
   { cls: C_HOST, label: CLASS_LABELS[C_HOST] },
   { cls: C_IDLE_OTHER, label: CLASS_LABELS[C_IDLE_OTHER] },
+  { cls: C_BACKPRESSURE, label: CLASS_LABELS[C_BACKPRESSURE] },
   { cls: C_COMM | M_EMULATED, label: 'emulated (dotted)' },
   { cls: C_COMPUTE | M_PREDICTED, label: 'predicted (striped)' },
 ];
@@ -131,6 +131,10 @@ export class Legend {
 // -----------------------------------------------------------------------------------------
 // Summary strip
 
+/** CSS class suffix (`px-k-…`) and words of each idle cause's bar segment. */
+const IDLE_SEGMENT_CLASS: Record<IdleCauseOfSpan, string> = { bubble: 'bubble', collective: 'collective', host: 'host', other: 'idle-other', backpressure: 'backpressure' };
+const IDLE_SEGMENT_WORDS: Record<IdleCauseOfSpan, string> = { bubble: 'bubble', collective: 'collective wait', host: 'host', other: 'other', backpressure: 'backpressure' };
+
 /** A stacked bar of compute / comm / idle-by-cause for one device. */
 function deviceBar(d: SummaryView['devices'][number]): HTMLElement {
   const total = d.computeUs + d.commUs + d.idleUs;
@@ -139,10 +143,12 @@ function deviceBar(d: SummaryView['devices'][number]): HTMLElement {
   const parts: [string, number, string][] = [
     ['px-k-compute', d.computeUs, 'compute'],
     ['px-k-comm', d.commUs, 'comm'],
-    ['px-k-bubble', d.idleByCause.bubble, 'idle: bubble'],
-    ['px-k-collective', d.idleByCause.collective, 'idle: collective wait'],
-    ['px-k-host', d.idleByCause.host, 'idle: host'],
-    ['px-k-idle-other', Math.max(0, d.idleUs - d.idleByCause.bubble - d.idleByCause.collective - d.idleByCause.host), 'idle: other'],
+    // One hatched segment per idle cause; idle the summary gives no cause for counts as other.
+    ...IDLE_SPAN_CAUSES.map((c): [string, number, string] => [
+      `px-k-${IDLE_SEGMENT_CLASS[c]}`,
+      c === 'other' ? Math.max(0, d.idleUs - IDLE_SPAN_CAUSES.reduce((a, k) => (k === 'other' ? a : a + d.idleByCause[k]), 0)) : d.idleByCause[c],
+      `idle: ${IDLE_SEGMENT_WORDS[c]}`,
+    ]),
   ];
   const words: string[] = [];
   for (const [cls, us, name] of parts) {
@@ -309,7 +315,7 @@ export function rangeBreakdown(runs: Run[], v0: number, v1: number): LaneBreakdo
           if (sp.parent[i] >= 0) continue;
           const s = Math.max(t0, sp.start[i]);
           const e = Math.min(t1, sp.start[i] + sp.dur[i]);
-          if (e > s) acc[sp.kind[i] === K_COMPUTE ? 0 : sp.kind[i] === K_COMM ? 1 : sp.kind[i] === K_IDLE ? 2 : 2] += e - s;
+          if (e > s) acc[sp.kind[i] === SpanKind.compute ? 0 : sp.kind[i] === SpanKind.comm ? 1 : 2] += e - s;
         }
       }
       out.push({ run: ri, lane: li, label: lane.label, computeUs: acc[0], commUs: acc[1], idleUs: acc[2] });

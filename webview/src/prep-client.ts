@@ -14,7 +14,7 @@ import workerSource from 'parallax:prep-worker';
 /** Traces with fewer spans are prepared in place: a worker round trip would cost more. */
 export const WORKER_MIN_SPANS = 20_000;
 
-const PREP_COLUMNS = ['lane', 'kind', 'start', 'dur', 'parent', 'flags', 'cause', 'peer', 'micro', 'step', 'name', 'stage'] as const;
+const PREP_COLUMNS = ['lane', 'kind', 'start', 'dur', 'parent', 'flags', 'cause', 'peer', 'micro', 'step', 'name', 'stage', 'comm'] as const;
 
 let workerPromise: Promise<Worker | null> | null = null;
 
@@ -70,7 +70,7 @@ export let lastPrepWhere: 'worker' | 'main' = 'main';
  * Prepares the draw model of a trace's spans. The columns named in PREP_COLUMNS may be
  * replaced in `spans` by equal arrays (they travel to the worker and back).
  */
-export async function prepareSpans(spans: SpanColumns, nLanes: number, nameRole: Uint8Array): Promise<Prepared> {
+export async function prepareSpans(spans: SpanColumns, nLanes: number): Promise<Prepared> {
   const input: PrepInput = {
     count: spans.count,
     nLanes,
@@ -86,7 +86,7 @@ export async function prepareSpans(spans: SpanColumns, nLanes: number, nameRole:
     step: spans.step,
     name: spans.name,
     stage: spans.stage,
-    nameRole,
+    comm: spans.comm,
   };
   const worker = spans.count >= WORKER_MIN_SPANS ? await startWorker() : null;
   if (!worker) {

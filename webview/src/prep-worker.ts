@@ -18,7 +18,7 @@ scope.onmessage = (e: MessageEvent): void => {
     return;
   }
   const input = msg.input;
-  const back = [input.lane, input.kind, input.start, input.dur, input.parent, input.flags, input.cause, input.peer, input.micro, input.step, input.name, input.stage].map(
+  const back = [input.lane, input.kind, input.start, input.dur, input.parent, input.flags, input.cause, input.peer, input.micro, input.step, input.name, input.stage, input.comm].map(
     (a) => a.buffer as ArrayBuffer,
   );
   try {

@@ -8,6 +8,7 @@
  * change on <html>/<body> as VS Code makes when the theme changes, or a media change).
  */
 import {
+  C_BACKPRESSURE,
   C_BUBBLE,
   C_COLLECTIVE,
   C_COMM,
@@ -38,6 +39,7 @@ export const CLASS_VARS: readonly string[] = [
   '--px-collective',
   '--px-host',
   '--px-idle-other',
+  '--px-backpressure',
 ];
 
 /** Legend text of each draw class, in class order. */
@@ -51,6 +53,7 @@ export const CLASS_LABELS: readonly string[] = [
   'idle: collective wait',
   'idle: host overhead',
   'idle: other',
+  'idle: backpressure',
 ];
 
 export interface Palette {
@@ -188,4 +191,4 @@ export function watchTheme(onChange: () => void): () => void {
   };
 }
 
-export { C_BUBBLE, C_COLLECTIVE, C_COMM, C_COMPUTE, C_HOST, C_IDLE_OTHER, C_OP, C_OP_ALT, C_STAGING };
+export { C_BACKPRESSURE, C_BUBBLE, C_COLLECTIVE, C_COMM, C_COMPUTE, C_HOST, C_IDLE_OTHER, C_OP, C_OP_ALT, C_STAGING };

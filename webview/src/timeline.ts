@@ -20,7 +20,7 @@ import { scaleLinear, type ScaleLinear } from 'd3-scale';
 import { axisTop } from 'd3-axis';
 import { brushX, type BrushBehavior, type D3BrushEvent } from 'd3-brush';
 import 'd3-transition';
-import { IDLE_CAUSES, SPAN_KINDS } from '../../src/profiler/trace-format';
+import { COMM_OPS, IDLE_CAUSES, PHASES, SPAN_KINDS, SpanFlag } from '../../src/profiler/trace-format';
 import type { Run } from './data';
 import { axisUnit, displayText, formatAxisTick, formatBytes, formatUs } from './format';
 import {
@@ -32,9 +32,6 @@ import {
   C_OP_ALT,
   C_STAGING,
   EMPTY,
-  F_EMULATED,
-  F_PREDICTED,
-  F_STAGING,
   M_EMULATED,
   M_PREDICTED,
   N_CLASSES,
@@ -851,8 +848,10 @@ export class Timeline {
       dl.append(el('dt', '', k), dd);
     };
     const kind = SPAN_KINDS[sp.kind[i]] ?? 'compute';
-    const isOp = sp.parent[i] >= 0 || (sp.flags[i] & 8) !== 0;
+    const isOp = sp.parent[i] >= 0 || (sp.flags[i] & SpanFlag.op) !== 0;
     add('kind', kind === 'idle' ? `idle (${IDLE_CAUSES[sp.cause[i]] ?? 'other'})` : isOp ? 'operator' : kind);
+    if (sp.comm[i] !== 0) add('operation', COMM_OPS[sp.comm[i]] ?? '?');
+    if (sp.phase[i] !== 0) add('phase', PHASES[sp.phase[i]] ?? '?');
     if (sp.opType[i] >= 0) add('op type', this.displayName(ref.run, sp.opType[i]));
     const lane = t.lanes[sp.lane[i]];
     add('device', displayText(lane?.label ?? String(sp.lane[i]), 200));
@@ -865,9 +864,10 @@ export class Timeline {
     if (sp.bytes[i] > 0) add('bytes', `${formatBytes(sp.bytes[i])} (${sp.bytes[i].toLocaleString('en-US')} B)`);
     if (sp.peer[i] >= 0) add('peer', displayText(t.lanes[sp.peer[i]]?.label ?? String(sp.peer[i]), 200));
     const flags: string[] = [];
-    if (sp.flags[i] & F_EMULATED) flags.push('emulated');
-    if ((sp.flags[i] & F_PREDICTED) || run.predicted) flags.push('predicted');
-    if (sp.flags[i] & F_STAGING) flags.push('staging copy');
+    if (sp.flags[i] & SpanFlag.emulated) flags.push('emulated');
+    if ((sp.flags[i] & SpanFlag.predicted) || run.predicted) flags.push('predicted');
+    if (sp.flags[i] & SpanFlag.staging) flags.push('staging copy');
+    if (sp.flags[i] & SpanFlag.synthetic) flags.push('synthetic data');
     if (flags.length) add('note', flags.join(', '));
     this.tooltip.replaceChildren(title, dl);
     this.tooltip.hidden = false;

@@ -10,12 +10,11 @@
  *  - exposed comm is comm time not under compute (|M| − overlap = |C ∪ M| − |C|): the part
  *    of communication that actually lengthens the lane's work.
  */
-import type { IdleCause } from '../trace-format';
-import { CAUSE_BUBBLE, CAUSE_COLLECTIVE, CAUSE_HOST, CAUSE_OTHER, COMM, COMPUTE, IDLE, type SpanIndex } from './span-index';
+import { IDLE_CAUSES, IDLE_SPAN_CAUSES, IdleCauseCode, SpanKind, zeroByCause, type IdleCauseOfSpan } from '../trace-format';
+import type { SpanIndex } from './span-index';
 
-/** Idle time by cause, µs. */
 /** Idle µs per cause (every cause of the trace format but `none`). */
-export type IdleByCause = Record<Exclude<IdleCause, 'none'>, number>;
+export type IdleByCause = Record<IdleCauseOfSpan, number>;
 
 /** A split of time, µs. */
 export interface TimeSplit {
@@ -29,18 +28,18 @@ export interface TimeSplit {
   exposedCommUs: number;
 }
 
-/** Per-step values of one lane, indexed by step position (`trace.steps` order). */
-export interface StepColumns {
+/**
+ * Per-step values of one lane, indexed by step position (`trace.steps` order): compute,
+ * comm, idle, idle of each cause (`bubbleUs`, `collectiveUs`, … one per cause of
+ * IDLE_CAUSES), overlap and exposed comm.
+ */
+export type StepColumns = {
   computeUs: number[];
   commUs: number[];
   idleUs: number[];
-  bubbleUs: number[];
-  collectiveUs: number[];
-  hostUs: number[];
-  otherUs: number[];
   overlapUs: number[];
   exposedCommUs: number[];
-}
+} & { [C in IdleCauseOfSpan as `${C}Us`]: number[] };
 
 export interface LaneBreakdown extends TimeSplit {
   lane: number;
@@ -71,17 +70,15 @@ export interface Breakdown {
   totals: TimeSplit & { deviceUs: number };
 }
 
-/** Number of per-(lane, step) accumulators below. */
-const F = 9;
+/** Per-(lane, step) accumulators: these five, then one per idle cause code (`F_CAUSE + code`). */
 const F_COMPUTE = 0;
 const F_COMM = 1;
 const F_IDLE = 2;
-const F_BUBBLE = 3;
-const F_COLLECTIVE = 4;
-const F_HOST = 5;
-const F_OTHER = 6;
-const F_OVERLAP = 7;
-const F_EXPOSED = 8;
+const F_OVERLAP = 3;
+const F_EXPOSED = 4;
+const F_CAUSE = 5;
+/** Number of accumulators per cell (the `none` cause keeps an unused slot, so codes index directly). */
+const F = F_CAUSE + IDLE_CAUSES.length;
 
 /**
  * Per (lane, step) accumulators, `acc[(lane * nSteps + pos) * F + field]`; exposed for the
@@ -92,21 +89,16 @@ export interface BreakdownCells {
   nSteps: number;
 }
 
-const FIELD = {
-  compute: F_COMPUTE,
-  comm: F_COMM,
-  idle: F_IDLE,
-  bubble: F_BUBBLE,
-  collective: F_COLLECTIVE,
-  host: F_HOST,
-  other: F_OTHER,
-  overlap: F_OVERLAP,
-  exposed: F_EXPOSED,
-} as const;
+/** The accumulators by name: the five fixed ones and one per idle cause. */
+export type CellField = 'compute' | 'comm' | 'idle' | 'overlap' | 'exposed' | IdleCauseOfSpan;
+
+const FIXED_FIELD = { compute: F_COMPUTE, comm: F_COMM, idle: F_IDLE, overlap: F_OVERLAP, exposed: F_EXPOSED } as const;
+
+const fieldIndex = (field: CellField): number => (field in FIXED_FIELD ? FIXED_FIELD[field as keyof typeof FIXED_FIELD] : F_CAUSE + IdleCauseCode[field as IdleCauseOfSpan]);
 
 /** Reads one accumulator of a (lane, step position) cell. */
-export function cell(c: BreakdownCells, lane: number, pos: number, field: keyof typeof FIELD): number {
-  return c.acc[(lane * c.nSteps + pos) * F + FIELD[field]];
+export function cell(c: BreakdownCells, lane: number, pos: number, field: CellField): number {
+  return c.acc[(lane * c.nSteps + pos) * F + fieldIndex(field)];
 }
 
 /** Computes the accumulators in one pass over the idle spans and one over the busy buckets. */
@@ -116,17 +108,15 @@ export function breakdownCells(ix: SpanIndex): BreakdownCells {
   const acc = new Float64Array(nLanes * nSteps * F);
   const { kind, lane, dur, start, cause } = s;
   for (let i = 0; i < s.count; i++) {
-    if (kind[i] !== IDLE || isOp[i]) continue;
+    if (kind[i] !== SpanKind.idle || isOp[i]) continue;
     const p = stepPos[i];
     if (p < 0) continue;
     const base = (lane[i] * nSteps + p) * F;
     const d = dur[i];
     acc[base + F_IDLE] += d;
+    // As in the summary, idle without a cause (none) counts as idle but under no cause.
     const c = cause[i];
-    if (c === CAUSE_BUBBLE) acc[base + F_BUBBLE] += d;
-    else if (c === CAUSE_COLLECTIVE) acc[base + F_COLLECTIVE] += d;
-    else if (c === CAUSE_HOST) acc[base + F_HOST] += d;
-    else if (c === CAUSE_OTHER) acc[base + F_OTHER] += d;
+    if (c > 0 && c < IDLE_CAUSES.length) acc[base + F_CAUSE + c] += d;
   }
   for (let b = 0; b < nLanes * nSteps; b++) {
     const lo = busyOffset[b];
@@ -148,14 +138,14 @@ export function breakdownCells(ix: SpanIndex): BreakdownCells {
       const i = busy[j];
       const a = start[i];
       const e = a + dur[i];
-      if (kind[i] === COMPUTE) {
+      if (kind[i] === SpanKind.compute) {
         sumCompute += dur[i];
         if (a > cB) {
           if (cB > cA) uC += cB - cA;
           cA = a;
           cB = e;
         } else if (e > cB) cB = e;
-      } else if (kind[i] === COMM) {
+      } else if (kind[i] === SpanKind.comm) {
         sumComm += dur[i];
         if (a > mB) {
           if (mB > mA) uM += mB - mA;
@@ -186,7 +176,7 @@ const emptySplit = (): TimeSplit => ({
   computeUs: 0,
   commUs: 0,
   idleUs: 0,
-  idleByCauseUs: { bubble: 0, collective: 0, host: 0, other: 0, backpressure: 0 },
+  idleByCauseUs: zeroByCause(),
   overlapUs: 0,
   exposedCommUs: 0,
 });
@@ -195,10 +185,7 @@ function addCell(t: TimeSplit, acc: Float64Array, base: number): void {
   t.computeUs += acc[base + F_COMPUTE];
   t.commUs += acc[base + F_COMM];
   t.idleUs += acc[base + F_IDLE];
-  t.idleByCauseUs.bubble += acc[base + F_BUBBLE];
-  t.idleByCauseUs.collective += acc[base + F_COLLECTIVE];
-  t.idleByCauseUs.host += acc[base + F_HOST];
-  t.idleByCauseUs.other += acc[base + F_OTHER];
+  for (const c of IDLE_SPAN_CAUSES) t.idleByCauseUs[c] += acc[base + F_CAUSE + IdleCauseCode[c]];
   t.overlapUs += acc[base + F_OVERLAP];
   t.exposedCommUs += acc[base + F_EXPOSED];
 }
@@ -234,10 +221,7 @@ export function breakdown(ix: SpanIndex, cells: BreakdownCells = breakdownCells(
         computeUs: col(base, F_COMPUTE),
         commUs: col(base, F_COMM),
         idleUs: col(base, F_IDLE),
-        bubbleUs: col(base, F_BUBBLE),
-        collectiveUs: col(base, F_COLLECTIVE),
-        hostUs: col(base, F_HOST),
-        otherUs: col(base, F_OTHER),
+        ...(Object.fromEntries(IDLE_SPAN_CAUSES.map((c) => [`${c}Us`, col(base, F_CAUSE + IdleCauseCode[c])])) as { [C in IdleCauseOfSpan as `${C}Us`]: number[] }),
         overlapUs: col(base, F_OVERLAP),
         exposedCommUs: col(base, F_EXPOSED),
       },

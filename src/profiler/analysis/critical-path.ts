@@ -6,7 +6,7 @@
  *  - lane order: a span depends on the spans of its lane that ended before it started
  *    (spans that overlap on a lane, such as comm running under compute, do not depend on
  *    each other);
- *  - point to point: the k-th `send` from lane a to peer b for micro-batch m is matched with
+ *  - point to point (by the `comm` column): the k-th `send` from lane a to peer b for micro-batch m is matched with
  *    the k-th `recv` on lane b from peer a for micro-batch m. Both ends of a transfer run at
  *    once, and whichever end started first also waits for the other (a recv blocks until
  *    data arrives; a send may block until the receiver frees its buffer), so the transfer
@@ -30,7 +30,8 @@
  * lane's least flexible span could take before the step would get longer.
  */
 import { median } from '../stats';
-import { COMM, NAME_RECV, NAME_SEND, type SpanIndex } from './span-index';
+import { CommOpCode, SpanKind, isP2pCode } from '../trace-format';
+import type { SpanIndex } from './span-index';
 
 /** Timer jitter tolerated when deciding that one span ended before another began, µs. */
 const TOLERANCE_US = 1;
@@ -170,7 +171,7 @@ function solveStep(ix: SpanIndex, p: number, sc: Scratch): StepResult | null {
 
 /** Puts step `p`'s busy spans into the scratch buffers with their weights and roles; null when there are none. */
 function loadStepNodes(ix: SpanIndex, p: number, sc: Scratch): StepNodes | null {
-  const { nLanes, nSteps, busy, busyOffset, nameClass } = ix;
+  const { nLanes, nSteps, busy, busyOffset } = ix;
   const s = ix.trace.spans;
   let n = 0;
   for (let l = 0; l < nLanes; l++) n += busyOffset[l * nSteps + p + 1] - busyOffset[l * nSteps + p];
@@ -195,10 +196,10 @@ function loadStepNodes(ix: SpanIndex, p: number, sc: Scratch): StepNodes | null 
   for (let v = 0; v < n; v++) {
     const i = sc.span[v];
     let role = ROLE_OTHER;
-    if (s.kind[i] === COMM) {
-      const cls = nameClass[s.name[i]];
-      if (s.peer[i] < 0) role = cls === NAME_SEND || cls === NAME_RECV ? ROLE_OTHER : ROLE_COLLECTIVE;
-      else role = cls === NAME_SEND ? ROLE_SEND : cls === NAME_RECV ? ROLE_RECV : ROLE_OTHER;
+    if (s.kind[i] === SpanKind.comm) {
+      const op = s.comm[i];
+      if (s.peer[i] < 0) role = isP2pCode(op) ? ROLE_OTHER : ROLE_COLLECTIVE;
+      else role = op === CommOpCode.send ? ROLE_SEND : op === CommOpCode.recv ? ROLE_RECV : ROLE_OTHER;
     }
     sc.role[v] = role;
     if (role === ROLE_COLLECTIVE) nCollective++;

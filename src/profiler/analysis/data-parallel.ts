@@ -6,7 +6,8 @@
 import { median } from '../stats';
 import { cell, type BreakdownCells } from './breakdown';
 import type { PlanView } from './plan';
-import { COMM, NAME_FIXED_COLLECTIVE, type SpanIndex } from './span-index';
+import { SpanKind, isCollectiveCode } from '../trace-format';
+import type { SpanIndex } from './span-index';
 
 /**
  * A lane is a straggler when its compute per step exceeds the median of the other lanes'
@@ -80,7 +81,7 @@ export function fitCommModel(ix: SpanIndex): CommModel {
   let sxy = 0;
   for (let j = 0; j < ix.busy.length; j++) {
     const i = ix.busy[j];
-    if (s.kind[i] !== COMM) continue;
+    if (s.kind[i] !== SpanKind.comm) continue;
     const x = s.bytes[i];
     const y = s.dur[i];
     n++;
@@ -105,17 +106,19 @@ export function fitCommModel(ix: SpanIndex): CommModel {
 /** The data-parallel analysis, or null when the trace is not a data-parallel run. */
 export function analyseDataParallel(ix: SpanIndex, cells: BreakdownCells, plan: PlanView, threshold = STRAGGLER_THRESHOLD): DataParallelAnalysis | null {
   const { trace, nLanes, nSteps, stepUs } = ix;
-  if (trace.meta.mode !== 'data' || nLanes === 0 || nSteps === 0) return null;
+  if (trace.meta.plan.mode !== 'data' || nLanes === 0 || nSteps === 0) return null;
   const s = trace.spans;
   const transfers = new Float64Array(nLanes);
   const scaled = new Float64Array(nLanes);
   const fixed = new Float64Array(nLanes);
   for (let j = 0; j < ix.busy.length; j++) {
     const i = ix.busy[j];
-    if (s.kind[i] !== COMM) continue;
+    if (s.kind[i] !== SpanKind.comm) continue;
     const l = s.lane[i];
     transfers[l]++;
-    if (ix.nameClass[s.name[i]] === NAME_FIXED_COLLECTIVE) fixed[l] += s.bytes[i];
+    // Collectives (all-reduce of gradients, broadcast of weights) move a fixed payload; the
+    // batch's rows (scatter, gather) grow with the batch.
+    if (isCollectiveCode(s.comm[i])) fixed[l] += s.bytes[i];
     else scaled[l] += s.bytes[i];
   }
   let windowSum = 0;

@@ -10,7 +10,8 @@
  * suggestions can point at it.
  */
 import { median } from '../stats';
-import { COMPUTE, type SpanIndex } from './span-index';
+import { SpanKind } from '../trace-format';
+import type { SpanIndex } from './span-index';
 import type { BreakdownCells } from './breakdown';
 import { cell } from './breakdown';
 
@@ -127,7 +128,7 @@ export function analyseOps(ix: SpanIndex, cells: BreakdownCells, stageOfLane: Ar
   const opTypeOf: number[] = [];
   for (let k = 0; k < ops.length; k++) {
     const i = ops[k];
-    if (s.kind[i] !== COMPUTE) continue;
+    if (s.kind[i] !== SpanKind.compute) continue;
     const nm = s.name[i];
     if (dense[nm] < 0) {
       dense[nm] = names.length;
@@ -140,7 +141,7 @@ export function analyseOps(ix: SpanIndex, cells: BreakdownCells, stageOfLane: Ar
   const count = new Float64Array(nLanes * D);
   for (let k = 0; k < ops.length; k++) {
     const i = ops[k];
-    if (s.kind[i] !== COMPUTE) continue;
+    if (s.kind[i] !== SpanKind.compute) continue;
     const j = s.lane[i] * D + dense[s.name[i]];
     total[j] += s.dur[i];
     count[j]++;

@@ -153,8 +153,7 @@ export function predictPipelineStepUs(model: PipelineModel, change: { stagePerMi
 /** The pipeline analysis, or null when the trace is not a pipeline run. */
 export function analysePipeline(ix: SpanIndex, cells: BreakdownCells, plan: PlanView): PipelineAnalysis | null {
   const { trace, nSteps, stepUs } = ix;
-  const mode = trace.meta.mode;
-  if (mode !== 'pipeline' && mode !== 'hybrid' && plan.stages === null) return null;
+  if (trace.meta.plan.mode !== 'pipeline') return null;
   const K = plan.stages ?? ix.maxStage + 1;
   const M = plan.microBatches ?? ix.maxMicro + 1;
   if (K < 1 || M < 1 || nSteps === 0) return null;

@@ -1,9 +1,11 @@
 /**
- * Typed, validated reads of `meta.plan`, which the trace format keeps as a free-form record
- * (its fields depend on the mode). Every field the analyses and findings use is listed here
- * with its meaning; a field that is missing or malformed reads as null and the analysis or
+ * The plan fields the analyses and findings use, read once from the typed `meta.plan`
+ * ({@link TracePlan}, src/profiler/plan.ts) into one flat view, so each analysis asks for a
+ * field without switching on the mode itself. A field the plan's mode does not have, or a
+ * value that is malformed (a hand-made trace in memory), reads as null and the analysis or
  * rule that needs it is skipped rather than guessed.
  */
+import { assertNever, type TracePlan } from '../plan';
 import type { Trace } from '../trace-format';
 
 export interface PlanView {
@@ -13,22 +15,25 @@ export interface PlanView {
   shards: number[] | null;
   /** `devices`: the device spec as run, e.g. `cpu:2` or `cpu:1,webgpu:1`. */
   devices: string | null;
-  /** `stages`: pipeline, number of stages K. */
+  /** Pipeline: number of stages K (`stages`, else the partition's, else the cuts + 1). */
   stages: number | null;
   /** `microBatches`: pipeline, micro-batches per step M. */
   microBatches: number | null;
-  /** `schedule`: pipeline schedule, `gpipe` or `1f1b`. */
+  /** `schedule`: pipeline schedule, e.g. `gpipe`. */
   schedule: string | null;
   /** `cuts`: pipeline, the node names after which the graph is cut (K − 1 of them). */
   cuts: string[] | null;
-  /** `stageNodes`: pipeline, per stage the ONNX node names in it, in topological order. */
+  /** `partition.stageNodes`: pipeline, per stage the ONNX node names in it, in topological order. */
   stageNodes: string[][] | null;
-  /** `nodeCostUs`: measured cost of every node (µs) from the calibration run. */
+  /** `calibration.nodeCostUs`: measured cost of every node (µs) from the calibration run. */
   nodeCostUs: Record<string, number> | null;
-  /** `microBatchRows`: rows per micro-batch of the run (pipeline). */
+  /**
+   * Pipeline: rows per micro-batch, the size `nodeCostUs` was measured at
+   * (`calibration.rows`, else batch / micro-batches).
+   */
   microBatchRows: number | null;
   /**
-   * `nodeCostUsAlt`: a second calibration at another micro-batch size (`rows`), so that the
+   * `calibration.alt`: a second calibration at another micro-batch size (`rows`), so that the
    * cost of a micro-batch can be modelled as fixed + per-row (see analysis/pipeline.ts).
    */
   nodeCostUsAlt: { rows: number; costs: Record<string, number> } | null;
@@ -41,38 +46,65 @@ const numberArray = (v: unknown): number[] | null =>
 
 const stringArray = (v: unknown): string[] | null => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : null);
 
+const costRecord = (v: unknown): Record<string, number> | null =>
+  v !== null && typeof v === 'object' && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'number' && Number.isFinite(x) && x >= 0)
+    ? (v as Record<string, number>)
+    : null;
+
+const NO_PLAN: PlanView = {
+  batch: null,
+  shards: null,
+  devices: null,
+  stages: null,
+  microBatches: null,
+  schedule: null,
+  cuts: null,
+  stageNodes: null,
+  nodeCostUs: null,
+  microBatchRows: null,
+  nodeCostUsAlt: null,
+};
+
 /** Reads the plan fields the analyses use. */
 export function readPlan(trace: Pick<Trace, 'meta'>): PlanView {
-  const p = trace.meta.plan;
-  const stageNodesRaw = p['stageNodes'];
-  const stageNodes =
-    Array.isArray(stageNodesRaw) && stageNodesRaw.length > 0 && stageNodesRaw.every((x) => stringArray(x) !== null)
-      ? (stageNodesRaw as string[][])
-      : null;
-  const costRaw = p['nodeCostUs'];
-  let nodeCostUs: Record<string, number> | null = null;
-  if (costRaw !== null && typeof costRaw === 'object' && !Array.isArray(costRaw)) {
-    const entries = Object.entries(costRaw as Record<string, unknown>);
-    if (entries.every(([, v]) => typeof v === 'number' && Number.isFinite(v) && v >= 0)) nodeCostUs = costRaw as Record<string, number>;
+  const p: TracePlan = trace.meta.plan;
+  switch (p.mode) {
+    case 'data':
+      return {
+        ...NO_PLAN,
+        batch: posNumber(p.batch),
+        devices: typeof p.devices === 'string' ? p.devices : null,
+        shards: numberArray(p.shards),
+      };
+    case 'pipeline': {
+      const batch = posNumber(p.batch);
+      const microBatches = posNumber(p.microBatches);
+      const raw = p.partition?.stageNodes;
+      const stageNodes = Array.isArray(raw) && raw.length > 0 && raw.every((x) => stringArray(x) !== null) ? raw : null;
+      const cuts = stringArray(p.cuts);
+      const cal = p.calibration;
+      const alt = cal?.alt;
+      const perMicro = batch !== null && microBatches !== null && Number.isInteger(batch / microBatches) ? batch / microBatches : null;
+      const altCosts = costRecord(alt?.nodeCostUs);
+      return {
+        ...NO_PLAN,
+        batch,
+        devices: typeof p.devices === 'string' ? p.devices : null,
+        stages: posNumber(p.stages) ?? (stageNodes ? stageNodes.length : cuts ? cuts.length + 1 : null),
+        microBatches,
+        schedule: typeof p.schedule === 'string' ? p.schedule : null,
+        cuts,
+        stageNodes,
+        nodeCostUs: costRecord(cal?.nodeCostUs),
+        microBatchRows: posNumber(cal?.rows) ?? perMicro,
+        nodeCostUsAlt: alt && posNumber(alt.rows) !== null && altCosts ? { rows: alt.rows, costs: altCosts } : null,
+      };
+    }
+    case 'imported':
+      return NO_PLAN;
+    default:
+      return assertNever(p, 'plan mode');
   }
-  const altRaw = p['nodeCostUsAlt'] as { rows?: unknown; costs?: unknown } | undefined;
-  const nodeCostUsAlt =
-    altRaw && typeof altRaw === 'object' && posNumber(altRaw.rows) !== null && altRaw.costs !== null && typeof altRaw.costs === 'object'
-      ? { rows: altRaw.rows as number, costs: altRaw.costs as Record<string, number> }
-      : null;
-  return {
-    batch: posNumber(p['batch']),
-    microBatchRows: posNumber(p['microBatchRows']),
-    nodeCostUsAlt,
-    shards: numberArray(p['shards']),
-    devices: typeof p['devices'] === 'string' ? p['devices'] : null,
-    stages: posNumber(p['stages']),
-    microBatches: posNumber(p['microBatches']),
-    schedule: typeof p['schedule'] === 'string' ? p['schedule'] : null,
-    cuts: stringArray(p['cuts']),
-    stageNodes,
-    nodeCostUs,
-  };
 }
 
 /**

@@ -56,7 +56,7 @@ export function amdahlSpeedup(f: number, n: number): number {
  */
 export function scalingPointsFromTraces(traces: Trace[]): ScalingPoint[] {
   return traces.map((t) => {
-    const batch = t.meta.plan['batch'];
+    const batch = t.meta.plan.mode === 'imported' ? null : t.meta.plan.batch;
     const pt: ScalingPoint = { devices: t.lanes.length, stepUs: median(t.steps.map((w) => w.endUs - w.startUs)) };
     if (typeof batch === 'number' && batch > 0) pt.batch = batch;
     return pt;

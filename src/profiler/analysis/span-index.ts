@@ -1,41 +1,19 @@
 /**
  * The index every analysis shares: one pass over the span columns that buckets the top-level
  * busy spans (compute and comm, not operator spans, not idle) by (lane, step) in start
- * order, lists the operator spans, and classifies span names once per string.
+ * order and lists the operator spans. What a span is and does comes from its columns
+ * (`kind`, `flags`, `comm`; see span-vocabulary.ts), never from its name.
  *
  * Analyses of a million-span trace must stay well under a second, so nothing here creates an
  * object per span: buckets are offsets into one Int32Array (a counting sort), and per-span
  * facts live in typed arrays.
  */
-import type { Trace } from '../trace-format';
+import { SpanFlag, SpanKind, type Trace } from '../trace-format';
 
-/** Span kind codes, as stored in `spans.kind` (see SPAN_KINDS). */
-export const COMPUTE = 0;
-export const COMM = 1;
-export const IDLE = 2;
-/** `spans.flags` bit of an operator span from ONNX Runtime's profiler. */
-export const OP_FLAG = 8;
-
-/** Idle cause codes, as stored in `spans.cause` (see IDLE_CAUSES). */
-export const CAUSE_BUBBLE = 1;
-export const CAUSE_COLLECTIVE = 2;
-export const CAUSE_HOST = 3;
-export const CAUSE_OTHER = 4;
-
-/** Name classes of comm spans. */
-export const NAME_OTHER = 0;
-/** Point-to-point send (`send`, `send.*`). */
-export const NAME_SEND = 1;
-/** Point-to-point receive (`recv`, `recv.*`). */
-export const NAME_RECV = 2;
-/**
- * Collectives over a fixed payload (all-reduce of gradients, broadcast of weights, barriers):
- * their bytes do not grow with the batch, unlike scatter/gather of activations.
- */
-export const NAME_FIXED_COLLECTIVE = 3;
-
-/** The same pattern idle.ts uses to recognise a collective by name. */
-const FIXED_COLLECTIVE = /^(all|reduce|broadcast|barrier|nccl)/i;
+/** True for an operator span: flagged as one, or nested under another span. */
+export function isOpSpan(flags: number, parent: number): boolean {
+  return (flags & SpanFlag.op) !== 0 || parent >= 0;
+}
 
 export interface SpanIndex {
   readonly trace: Trace;
@@ -44,7 +22,7 @@ export interface SpanIndex {
   readonly nSteps: number;
   /** Per span: position of its step in `trace.steps`, -1 when the span is in no measured step. */
   readonly stepPos: Int32Array;
-  /** Per span: 1 for operator spans (flag 8, or nested under another span). */
+  /** Per span: 1 for operator spans ({@link isOpSpan}). */
   readonly isOp: Uint8Array;
   /**
    * Top-level busy spans of measured steps, grouped by bucket `lane * nSteps + stepPos` and
@@ -58,20 +36,10 @@ export interface SpanIndex {
   readonly laneStage: Int32Array;
   /** Per step position: the step window's length, µs. */
   readonly stepUs: Float64Array;
-  /** Per string of `trace.strings`: one of the NAME_* classes. */
-  readonly nameClass: Uint8Array;
   /** Largest micro-batch index seen, -1 when none. */
   readonly maxMicro: number;
   /** Largest stage index seen, -1 when none. */
   readonly maxStage: number;
-}
-
-/** Classifies a span name (see NAME_*). */
-export function classifyName(name: string): number {
-  if (name.startsWith('send')) return NAME_SEND;
-  if (name.startsWith('recv')) return NAME_RECV;
-  if (FIXED_COLLECTIVE.test(name)) return NAME_FIXED_COLLECTIVE;
-  return NAME_OTHER;
 }
 
 /** Builds the shared index of a trace whose idle spans have been derived. */
@@ -101,7 +69,7 @@ export function buildSpanIndex(trace: Trace): SpanIndex {
   let maxStage = -1;
   const { lane, kind, step, parent, flags, stage, micro } = s;
   for (let i = 0; i < n; i++) {
-    const op = (flags[i] & OP_FLAG) !== 0 || parent[i] >= 0;
+    const op = isOpSpan(flags[i], parent[i]);
     // Operator spans written without a step inherit their enclosing span's.
     const st = step[i] < 0 && parent[i] >= 0 ? step[parent[i]] : step[i];
     const p = posOfStep(st);
@@ -114,8 +82,8 @@ export function buildSpanIndex(trace: Trace): SpanIndex {
       continue;
     }
     const k = kind[i];
-    if (k === COMPUTE && stage[i] >= 0 && laneStage[lane[i]] < 0) laneStage[lane[i]] = stage[i];
-    if (p < 0 || k === IDLE) continue;
+    if (k === SpanKind.compute && stage[i] >= 0 && laneStage[lane[i]] < 0) laneStage[lane[i]] = stage[i];
+    if (p < 0 || k === SpanKind.idle) continue;
     counts[lane[i] * nSteps + p + 1]++;
   }
   for (let b = 0; b < nBuckets; b++) counts[b + 1] += counts[b];
@@ -131,7 +99,7 @@ export function buildSpanIndex(trace: Trace): SpanIndex {
       ops[o++] = i;
       continue;
     }
-    if (kind[i] === IDLE) continue;
+    if (kind[i] === SpanKind.idle) continue;
     busy[fill[lane[i] * nSteps + p]++] = i;
   }
   // Spans are recorded in time order per lane, so buckets are almost always sorted already;
@@ -150,7 +118,5 @@ export function buildSpanIndex(trace: Trace): SpanIndex {
   }
   const stepUs = new Float64Array(nSteps);
   trace.steps.forEach((w, p) => (stepUs[p] = Math.max(0, w.endUs - w.startUs)));
-  const nameClass = new Uint8Array(trace.strings.length);
-  trace.strings.forEach((str, i) => (nameClass[i] = classifyName(str)));
-  return { trace, nLanes, nSteps, stepPos, isOp, busy, busyOffset, ops, laneStage, stepUs, nameClass, maxMicro, maxStage };
+  return { trace, nLanes, nSteps, stepPos, isOp, busy, busyOffset, ops, laneStage, stepUs, maxMicro, maxStage };
 }

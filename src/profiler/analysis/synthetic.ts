@@ -14,7 +14,8 @@
  * With commUs = 0 and no jitter, a step lasts exactly (M − 1)·max_s t_s + Σ_s t_s, which is
  * (M + K − 1)·t for equal stages.
  */
-import { TRACE_FORMAT_VERSION, allocSpans, type SpanColumns, type Trace, type TraceMeta } from '../trace-format';
+import type { PipelinePlan, TracePlan } from '../plan';
+import { CommOpCode, IdleCauseCode, PhaseCode, SpanFlag, SpanKind, TRACE_FORMAT_VERSION, allocSpans, type SpanColumns, type Trace, type TraceMeta } from '../trace-format';
 
 export interface SyntheticPipelineOptions {
   /** Compute per micro-batch of each stage, µs; K = its length. */
@@ -43,16 +44,16 @@ export interface SyntheticPipelineOptions {
   stageNodes?: string[][];
 }
 
-const KINDS = { compute: 0, comm: 1, idle: 2 } as const;
-const BUBBLE = 1;
+const KINDS = SpanKind;
+const BUBBLE = IdleCauseCode.bubble;
 
-/** Metadata of a synthetic run on `lanes` CPU devices. */
-export function syntheticMeta(mode: TraceMeta['mode'], lanes: number, plan: Record<string, unknown>): TraceMeta {
+/** Metadata of a synthetic run of `plan` on `lanes` CPU devices. */
+export function syntheticMeta(lanes: number, plan: TracePlan): TraceMeta {
   return {
     formatVersion: TRACE_FORMAT_VERSION,
     tool: { name: 'parallax', version: 'synthetic' },
     source: 'predicted',
-    mode,
+    mode: plan.mode,
     plan,
     devices: Array.from({ length: lanes }, (_, i) => ({
       id: `cpu:${i}`,
@@ -120,7 +121,7 @@ export function syntheticPipelineTrace(o: SyntheticPipelineOptions): Trace {
     pushBubbles(sim, step, t0, end);
     t0 = end + gap;
   }
-  const meta = syntheticMeta('pipeline', K, pipelinePlan(o, stageNodes, nodeCostUs));
+  const meta = syntheticMeta(K, pipelinePlan(o, stageNodes, nodeCostUs));
   return {
     meta,
     strings,
@@ -186,6 +187,9 @@ class SpanWriter {
     c.parent[i] = -1;
     c.flags[i] = 0;
     c.cause[i] = 0;
+    c.comm[i] = CommOpCode.none;
+    // Top-level compute is a forward pass; operator spans below inherit it through `parent`.
+    c.phase[i] = kind === SpanKind.compute ? PhaseCode.forward : PhaseCode.none;
     return i;
   }
 
@@ -241,7 +245,7 @@ function runStage(sim: PipelineSim, step: number, m: number, s: number): number 
   let t = sim.free[s];
   if (s > 0 && x > 0) {
     t = Math.max(sim.free[s], computeEnd[s - 1]);
-    spans.push(s, KINDS.comm, names.recv, t, x, step, m, s, s - 1);
+    spans.columns.comm[spans.push(s, KINDS.comm, names.recv, t, x, step, m, s, s - 1)] = CommOpCode.recv;
     laneSpans[s].push(t, t + x, m, 1);
     t += x;
   } else if (s > 0) {
@@ -257,13 +261,14 @@ function runStage(sim: PipelineSim, step: number, m: number, s: number): number 
     const i = spans.push(s, KINDS.compute, sim.opName[s][j], ot, od, step, -1, -1, -1);
     c.opType[i] = sim.opType[s][j];
     c.parent[i] = parent;
-    c.flags[i] = 8;
+    c.flags[i] = SpanFlag.op;
+    c.phase[i] = PhaseCode.none;
     ot += od;
   }
   t += d;
   computeEnd[s] = t;
   if (s < K - 1 && x > 0) {
-    spans.push(s, KINDS.comm, names.send, t, x, step, m, s, s + 1);
+    spans.columns.comm[spans.push(s, KINDS.comm, names.send, t, x, step, m, s, s + 1)] = CommOpCode.send;
     laneSpans[s].push(t, t + x, m, 0);
     t += x;
   }
@@ -291,22 +296,28 @@ function pushBubbles(sim: PipelineSim, step: number, t0: number, end: number): v
   }
 }
 
-/** The trace's pipeline plan record; cuts, stage nodes and node costs only when every stage has nodes. */
-function pipelinePlan(o: SyntheticPipelineOptions, stageNodes: string[][], nodeCostUs: Record<string, number>): Record<string, unknown> {
+/** The trace's pipeline plan; cuts, partition and calibration only when every stage has nodes. */
+function pipelinePlan(o: SyntheticPipelineOptions, stageNodes: string[][], nodeCostUs: Record<string, number>): PipelinePlan {
   const K = o.stageUs.length;
   const M = o.microBatches;
   const cuts = stageNodes.slice(0, -1).map((list) => list[list.length - 1]).filter((v): v is string => v !== undefined);
-  const plan: Record<string, unknown> = {
+  const plan: PipelinePlan = {
+    mode: 'pipeline',
+    devices: `cpu:${K}`,
     batch: o.batch ?? 4 * M,
+    steps: o.steps,
+    warmup: 0,
+    seed: o.seed ?? 1,
+    schedule: 'gpipe',
     stages: K,
     microBatches: M,
-    schedule: 'gpipe',
-    devices: `cpu:${K}`,
   };
   if (stageNodes.every((l) => l.length > 0)) {
-    plan['cuts'] = cuts;
-    plan['stageNodes'] = stageNodes;
-    plan['nodeCostUs'] = nodeCostUs;
+    const stageCostUs = o.stageUs.slice();
+    const mean = stageCostUs.reduce((a, b) => a + b, 0) / Math.max(1, K);
+    plan.cuts = cuts;
+    plan.partition = { stageNodes, stageCostUs, balance: mean > 0 ? Math.max(...stageCostUs) / mean : 1 };
+    plan.calibration = { device: 'cpu:0', rows: (o.batch ?? 4 * M) / M, runs: 1, note: 'synthetic', nodeCostUs };
   }
   return plan;
 }

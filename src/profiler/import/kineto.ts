@@ -45,8 +45,11 @@
 import { UserError } from '../../common/errors';
 import { TOOL_VERSION } from '../../common/version';
 import {
-  SPAN_KINDS,
+  CommOpCode,
+  SpanFlag,
+  SpanKind,
   TRACE_FORMAT_VERSION,
+  commCodeOfCollective,
   TraceBuilder,
   type DeviceMeta,
   type Lane,
@@ -56,11 +59,8 @@ import {
 } from '../trace-format';
 import { decodeText, parseJsonText, readFileBytes } from './read-json';
 
-/** `spans.flags` bit of a staging copy (data moved through host memory). */
-export const STAGING_FLAG = 4;
-
-const COMPUTE = SPAN_KINDS.indexOf('compute');
-const COMM = SPAN_KINDS.indexOf('comm');
+const COMPUTE = SpanKind.compute;
+const COMM = SpanKind.comm;
 
 /** Kernel names of NCCL's device code (`ncclKernel_…` up to NCCL 2.18, `ncclDevKernel_…` after). */
 const NCCL_KERNEL = /^(?:void\s+)?nccl(?:Dev)?Kernel/i;
@@ -154,6 +154,11 @@ export interface KinetoRank {
     dur: Float64Array;
     bytes: Float64Array;
     flags: Uint8Array;
+    /**
+     * What each comm span does ({@link CommOpCode}): the collective of an NCCL kernel; 0 for
+     * copies and fills, which move data within the rank and are no communication operation.
+     */
+    comm: Uint8Array;
     /** 1 for copies and fills, which are local to the rank. */
     local: Uint8Array;
     /** `ProfilerStep#N` the span was launched in (N), −1 when unknown. */
@@ -214,6 +219,8 @@ class RankColumns {
   dur = new Float64Array(256);
   bytes = new Float64Array(256);
   flags = new Uint8Array(256);
+  /** {@link CommOpCode} of NCCL kernels (see {@link commCodeOfCollective}); 0 for everything else. */
+  comm = new Uint8Array(256);
   local = new Uint8Array(256);
   launchStep = new Int32Array(256);
 
@@ -235,6 +242,7 @@ class RankColumns {
     this.dur[i] = dur;
     this.bytes[i] = bytes;
     this.flags[i] = flags;
+    this.comm[i] = 0;
     this.local[i] = local ? 1 : 0;
     this.launchStep[i] = -1;
     return i;
@@ -253,6 +261,7 @@ class RankColumns {
     this.dur = g(this.dur, (k) => new Float64Array(k));
     this.bytes = g(this.bytes, (k) => new Float64Array(k));
     this.flags = g(this.flags, (k) => new Uint8Array(k));
+    this.comm = g(this.comm, (k) => new Uint8Array(k));
     this.local = g(this.local, (k) => new Uint8Array(k));
     this.launchStep = g(this.launchStep, (k) => new Int32Array(k));
   }
@@ -268,6 +277,7 @@ class RankColumns {
       dur: this.dur.slice(0, n),
       bytes: this.bytes.slice(0, n),
       flags: this.flags.slice(0, n),
+      comm: this.comm.slice(0, n),
       local: this.local.slice(0, n),
       launchStep: this.launchStep.slice(0, n),
     };
@@ -393,7 +403,7 @@ export function extractKinetoRank(doc: unknown, source: string): KinetoRank {
       } else {
         const copy = cat.endsWith('memcpy');
         const staging = copy && /\b(HtoD|DtoH|HtoH)\b/.test(name);
-        span = cols.push(COMM, name || (copy ? 'Memcpy' : 'Memset'), t, dur, num(args?.['bytes']) ?? 0, staging ? STAGING_FLAG : 0, true);
+        span = cols.push(COMM, name || (copy ? 'Memcpy' : 'Memset'), t, dur, num(args?.['bytes']) ?? 0, staging ? SpanFlag.staging : 0, true);
       }
       // Span k of the columns is event devEvent[k] of the document.
       devCorr[span] = num(args?.['correlation']) ?? -1;
@@ -482,7 +492,9 @@ export function extractKinetoRank(doc: unknown, source: string): KinetoRank {
       collective = collectiveFromKernelName(kernelName);
       ncclNamedByKernel++;
     }
-    cols.name[k] = cols.intern(`nccl:${collective === null ? 'kernel' : canonicalCollective(collective)}`);
+    const canonical = collective === null ? null : canonicalCollective(collective);
+    cols.name[k] = cols.intern(`nccl:${canonical ?? 'kernel'}`);
+    cols.comm[k] = canonical === null ? CommOpCode.none : commCodeOfCollective(canonical);
     cols.bytes[k] = bytes;
   }
   const hostname = str(d['hostname']) ?? str(d['host_name']);
@@ -705,8 +717,10 @@ export function mergeKinetoRanks(files: KinetoRank[]): Trace {
     }
     const minus1 = new Int32Array(s.count).fill(-1);
     const zeros = new Uint8Array(s.count);
+    // Kineto's GPU timeline does not say which kernels belong to the forward, backward or
+    // optimizer part of a step, so `phase` stays none.
     builder.appendBlock(
-      { count: s.count, strings: s.strings, kind: s.kind, name: s.name, opType: minus1, start: s.start, dur: s.dur, step, micro: minus1, stage: minus1, bytes: s.bytes, peer, parent: minus1, flags: s.flags, cause: zeros, comm: zeros, phase: zeros },
+      { count: s.count, strings: s.strings, kind: s.kind, name: s.name, opType: minus1, start: s.start, dur: s.dur, step, micro: minus1, stage: minus1, bytes: s.bytes, peer, parent: minus1, flags: s.flags, cause: zeros, comm: s.comm, phase: zeros },
       r,
       t0 - shift[r],
     );
@@ -754,6 +768,7 @@ export function mergeKinetoRanks(files: KinetoRank[]): Trace {
     source: 'imported:kineto',
     mode: 'imported',
     plan: {
+      mode: 'imported',
       worldSize,
       ranks: [...rankOf],
       steps: windows.length,

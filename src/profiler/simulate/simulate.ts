@@ -82,8 +82,6 @@ interface StepState {
   collectivesDone: Map<string, number>;
 }
 
-const META_MODES: readonly TraceMeta['mode'][] = ['data', 'pipeline', 'tensor', 'hybrid', 'single', 'imported'];
-
 /**
  * Simulates `opts.steps` steps of `program` on `costs`. Returns a trace with
  * `meta.source = 'predicted'`, `meta.program = program`, step windows, and idle spans derived
@@ -107,8 +105,8 @@ export function simulate(program: Program, costs: CostModel, opts: SimulateOptio
     steps.push({ index: step, startUs: t0, endUs: end });
     t0 = end;
   }
-  const mode = META_MODES.find((m) => m === program.mode) ?? opts.meta.mode;
-  const meta: TraceMeta = { ...opts.meta, source: 'predicted', mode, program };
+  // The mode and plan stay the template's (a trace's mode always agrees with its plan).
+  const meta: TraceMeta = { ...opts.meta, source: 'predicted', program };
   const spans = ctx.builder.finish();
   const withIdle = deriveIdle({ meta, strings: ctx.builder.strings, lanes, steps, spans });
   // deriveIdle does not know the trace is a prediction; its idle spans are one too.

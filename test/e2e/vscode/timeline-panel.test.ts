@@ -276,7 +276,7 @@ function largeTrace(devices: number, steps: number): Trace {
       b.push({ lane, kind: 'idle', name: 'idle', start: t0, dur: 40 + lane * 5, step: s, cause: 'host' });
       const c = b.push({ lane, kind: 'compute', name: 'session.run', start: t0 + 60, dur: 700, step: s });
       for (let k = 0; k < 10; k++) b.push({ lane, kind: 'compute', name: `/layer${k}/MatMul`, opType: 'MatMul', start: t0 + 65 + k * 68, dur: 60, step: s, parent: c, flags: 8 });
-      b.push({ lane, kind: 'comm', name: 'allreduce', start: t0 + 780, dur: 150, step: s, bytes: 65536 });
+      b.push({ lane, kind: 'comm', name: 'allreduce', comm: 'allreduce', start: t0 + 780, dur: 150, step: s, bytes: 65536 });
     }
     win.push({ index: s, startUs: t0, endUs: t0 + 950 });
   }
