@@ -126,6 +126,8 @@ export function deriveIdle(trace: Trace): Trace {
     out.cause[j] = IdleCauseCode[g.cause];
     out.comm[j] = CommOpCode.none;
     out.phase[j] = PhaseCode.none;
+    out.cpu[j] = -1;
+    out.wait[j] = -1;
   }
   return { ...trace, strings, spans: out };
 }

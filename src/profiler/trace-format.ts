@@ -194,6 +194,14 @@ export const SpanColumnsSchema = Type.Object({
   comm: NumArray,
   /** Phase, index into {@link PHASES}. Added in version 2. */
   phase: NumArray,
+  /**
+   * CPU time (µs) the device's threads received during a compute span (Linux schedstat),
+   * −1 where not measured. Beside `dur` it says how much of the machine the span got.
+   * Added in version 2.
+   */
+  cpu: NumArray,
+  /** Time (µs) the device's threads spent runnable but waiting for a core during the span, −1 where not measured. Added in version 2. */
+  wait: NumArray,
 });
 export type SpanColumnsJson = Static<typeof SpanColumnsSchema>;
 
@@ -231,6 +239,8 @@ export interface SpanColumns {
   cause: Uint8Array;
   comm: Uint8Array;
   phase: Uint8Array;
+  cpu: Float64Array;
+  wait: Float64Array;
 }
 
 /** A trace in memory. */
@@ -246,14 +256,14 @@ export interface Trace {
 
 /** Names of the span columns, in file order. */
 export const SPAN_COLUMNS = [
-  'lane', 'kind', 'name', 'opType', 'start', 'dur', 'step', 'micro', 'stage', 'bytes', 'peer', 'parent', 'flags', 'cause', 'comm', 'phase',
+  'lane', 'kind', 'name', 'opType', 'start', 'dur', 'step', 'micro', 'stage', 'bytes', 'peer', 'parent', 'flags', 'cause', 'comm', 'phase', 'cpu', 'wait',
 ] as const;
 export type SpanColumnName = (typeof SPAN_COLUMNS)[number];
 
 /** Element type of each span column in memory. */
 export const SPAN_COLUMN_TYPES: Record<SpanColumnName, 'i32' | 'u8' | 'f64'> = {
   lane: 'i32', kind: 'u8', name: 'i32', opType: 'i32', start: 'f64', dur: 'f64', step: 'i32', micro: 'i32',
-  stage: 'i32', bytes: 'f64', peer: 'i32', parent: 'i32', flags: 'u8', cause: 'u8', comm: 'u8', phase: 'u8',
+  stage: 'i32', bytes: 'f64', peer: 'i32', parent: 'i32', flags: 'u8', cause: 'u8', comm: 'u8', phase: 'u8', cpu: 'f64', wait: 'f64',
 };
 
 /** The typed-array constructor of a span column. */
@@ -308,6 +318,8 @@ export interface SpanRow {
   cause?: IdleCause;
   comm?: CommOp;
   phase?: Phase;
+  cpu?: number;
+  wait?: number;
 }
 
 /**
@@ -359,6 +371,8 @@ export class TraceBuilder {
     c.cause[i] = row.cause === undefined ? 0 : IdleCauseCode[row.cause];
     c.comm[i] = row.comm === undefined ? 0 : CommOpCode[row.comm];
     c.phase[i] = row.phase === undefined ? 0 : PhaseCode[row.phase];
+    c.cpu[i] = row.cpu ?? -1;
+    c.wait[i] = row.wait ?? -1;
     return i;
   }
 
@@ -386,6 +400,8 @@ export class TraceBuilder {
       cause: ArrayLike<number>;
       comm: ArrayLike<number>;
       phase: ArrayLike<number>;
+      cpu?: ArrayLike<number>;
+      wait?: ArrayLike<number>;
     },
     lane: number,
     timeZeroUs: number,
@@ -417,6 +433,8 @@ export class TraceBuilder {
       c.cause[i] = block.cause[j];
       c.comm[i] = block.comm[j];
       c.phase[i] = block.phase[j];
+      c.cpu[i] = block.cpu ? block.cpu[j] : -1;
+      c.wait[i] = block.wait ? block.wait[j] : -1;
     }
     this.n += n;
   }
@@ -450,6 +468,8 @@ export function spanRow(trace: Pick<Trace, 'spans' | 'strings'>, i: number): Spa
   if (s.cause[i] !== 0) row.cause = IDLE_CAUSES[s.cause[i]];
   if (s.comm[i] !== 0) row.comm = COMM_OPS[s.comm[i]];
   if (s.phase[i] !== 0) row.phase = PHASES[s.phase[i]];
+  if (s.cpu[i] >= 0) row.cpu = s.cpu[i];
+  if (s.wait[i] >= 0) row.wait = s.wait[i];
   return row;
 }
 
@@ -527,7 +547,7 @@ function migrateV1(doc: Record<string, unknown>): Record<string, unknown> {
   // `meta.mode` follows the plan. `link` was never written and is no longer part of `meta`.
   const { link: _link, ...rest } = meta;
   const mode = migratedPlan && typeof migratedPlan === 'object' && 'mode' in migratedPlan ? migratedPlan['mode'] : meta['mode'];
-  return { ...doc, version: 2, meta: { ...rest, mode, plan: migratedPlan }, spans: { ...spans, flags: newFlags, comm, phase } };
+  return { ...doc, version: 2, meta: { ...rest, mode, plan: migratedPlan }, spans: { ...spans, flags: newFlags, comm, phase, cpu: new Array<number>(n).fill(-1), wait: new Array<number>(n).fill(-1) } };
 }
 
 /** Validates a parsed JSON document and converts it to an in-memory trace. */

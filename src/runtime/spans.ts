@@ -48,6 +48,10 @@ export interface SpanExtras {
   comm?: number;
   /** {@link PhaseCode} of the span. */
   phase?: number;
+  /** CPU µs the device's threads received during the span. */
+  cpu?: number;
+  /** µs the device's threads waited for a core during the span. */
+  wait?: number;
 }
 
 /**
@@ -108,6 +112,8 @@ export class SpanBuffer implements CommRecorder {
     c.cause[i] = x.cause ?? 0;
     c.comm[i] = x.comm ?? 0;
     c.phase[i] = x.phase ?? 0;
+    c.cpu[i] = x.cpu ?? -1;
+    c.wait[i] = x.wait ?? -1;
     return i;
   }
 

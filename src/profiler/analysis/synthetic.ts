@@ -188,6 +188,8 @@ class SpanWriter {
     c.flags[i] = 0;
     c.cause[i] = 0;
     c.comm[i] = CommOpCode.none;
+    c.cpu[i] = -1;
+    c.wait[i] = -1;
     // Top-level compute is a forward pass; operator spans below inherit it through `parent`.
     c.phase[i] = kind === SpanKind.compute ? PhaseCode.forward : PhaseCode.none;
     return i;
