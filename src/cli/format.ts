@@ -55,7 +55,8 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
   out.push(`step time   median ${ms(s.stepTimeUs.median)}   p10 ${ms(s.stepTimeUs.p10)}   p90 ${ms(s.stepTimeUs.p90)}`);
   if (s.throughputPerS !== null) out.push(`throughput  ${s.throughputPerS.toFixed(1)} samples/s`);
   if (s.speedupVsOneDevice !== null && s.baseline) {
-    out.push(`speedup     ${s.speedupVsOneDevice.toFixed(2)}× vs ${s.baseline.description} (median ${ms(s.baseline.stepTimeUs)})`);
+    const iv = s.speedupInterval ? ` (90% interval ${s.speedupInterval.lo.toFixed(2)}–${s.speedupInterval.hi.toFixed(2)}×)` : '';
+    out.push(`speedup     ${s.speedupVsOneDevice.toFixed(2)}×${iv} vs ${s.baseline.description} (median ${ms(s.baseline.stepTimeUs)}, steps interleaved with the parallel run's)`);
   }
   const nc = s.numericalCheck;
   if (nc) {

@@ -9,6 +9,7 @@
  * share of each device's step; on a pipeline, where each node runs on one stage, the shares
  * of all definitions add up to the devices' busy fraction.
  */
+import { opDetailView } from '../profiler/analysis';
 import type { Trace } from '../profiler/trace-format';
 import { modelNodeName } from '../profiler/analysis/ops';
 import { isOpSpan } from '../profiler/analysis/span-index';
@@ -54,7 +55,9 @@ export interface OpTimes {
  * Operator time per model node. `known` (the model's node names) lets names ORT generated
  * (`_token_N`, plain `_N`) map to the right node.
  */
-export function opTimes(trace: Trace, known?: ReadonlySet<string>): OpTimes {
+export function opTimes(timed: Trace, known?: ReadonlySet<string>): OpTimes {
+  // Operator detail comes from the operator-profiled steps when the trace has them.
+  const trace = opDetailView(timed);
   const s = trace.spans;
   const measured = new Map<number, number>();
   trace.steps.forEach((w) => measured.set(w.index, w.endUs - w.startUs));

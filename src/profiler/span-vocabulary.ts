@@ -24,6 +24,12 @@ export const SpanFlag = {
   op: 8,
   /** The data moved is synthetic (e.g. zero gradients of an inference-only run); added in version 2. */
   synthetic: 16,
+  /**
+   * A compute span of an operator-profiled step: run under ONNX Runtime's operator profiler
+   * after the timed steps, to give operator detail (its operator spans nest under it). Its
+   * duration carries the profiler's overhead, so it is never a timed step. Added in version 2.
+   */
+  profiled: 32,
 } as const;
 
 /**

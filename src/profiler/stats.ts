@@ -54,3 +54,28 @@ export function unionLength(start: ArrayLike<number>, dur: ArrayLike<number>, id
   if (curB > curA) total += curB - curA;
   return total;
 }
+
+/**
+ * A bootstrap interval of median(a) / median(b): resamples both with replacement
+ * (deterministic seed, so the same samples give the same interval) and returns the
+ * `(1 − level)/2` and `(1 + level)/2` quantiles of the ratio.
+ */
+export function ratioInterval(a: ArrayLike<number>, b: ArrayLike<number>, level = 0.9, rounds = 1000): { lo: number; hi: number } {
+  if (a.length === 0 || b.length === 0) return { lo: NaN, hi: NaN };
+  let seed = 0x9e3779b9;
+  const rand = (): number => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const pick = (x: ArrayLike<number>, out: Float64Array): Float64Array => {
+    for (let i = 0; i < out.length; i++) out[i] = x[Math.floor(rand() * x.length)];
+    return out;
+  };
+  const ra = new Float64Array(a.length);
+  const rb = new Float64Array(b.length);
+  const ratios = new Float64Array(rounds);
+  for (let r = 0; r < rounds; r++) ratios[r] = median(pick(a, ra)) / median(pick(b, rb));
+  return { lo: quantile(ratios, (1 - level) / 2), hi: quantile(ratios, (1 + level) / 2) };
+}

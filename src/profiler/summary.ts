@@ -4,7 +4,7 @@
  * so it can be recomputed from any trace file.
  */
 import { IDLE_CAUSES, SpanKind, zeroByCause, type IdleCauseOfSpan, type NumericalCheck, type Trace } from './trace-format';
-import { spread, sum } from './stats';
+import { ratioInterval, spread, sum } from './stats';
 import type { PipelinePlan } from './plan';
 
 export interface DeviceSummary {
@@ -39,6 +39,8 @@ export interface ProfileSummary {
   devices: DeviceSummary[];
   /** Baseline median step time / this run's median step time; null without a baseline. */
   speedupVsOneDevice: number | null;
+  /** 90 % bootstrap interval of the speedup, when the baseline's step times are recorded. */
+  speedupInterval: { lo: number; hi: number } | null;
   baseline: { description: string; stepTimeUs: number } | null;
   numericalCheck: NumericalCheck | null;
   /** Share of all device time spent computing / communicating / idle. */
@@ -134,6 +136,7 @@ export function summarize(trace: Trace): ProfileSummary {
     throughputPerS: batch !== null && st.median > 0 ? (batch * 1e6) / st.median : null,
     devices,
     speedupVsOneDevice: base && st.median > 0 ? base.stepTimeUs.median / st.median : null,
+    speedupInterval: base?.stepTimesUs && base.stepTimesUs.length > 0 && stepTimes.length > 0 ? ratioInterval(base.stepTimesUs, stepTimes) : null,
     baseline: base ? { description: base.description, stepTimeUs: base.stepTimeUs.median } : null,
     numericalCheck: trace.meta.numericalCheck ?? null,
     totals: {

@@ -95,6 +95,17 @@ export const NumericalCheckSchema = Type.Object({
 });
 export type NumericalCheck = Static<typeof NumericalCheckSchema>;
 
+/** What a run's timed steps recorded (see `meta.capture`). */
+export const CaptureSettingsSchema = Type.Object({
+  /** Spans recorded at all. */
+  spans: Type.Boolean(),
+  /** ONNX Runtime's operator profiler on during timed steps (false since version 2). */
+  opProfilerOnTimedSteps: Type.Boolean(),
+  /** Operator-profiled steps run after the timed ones. */
+  profiledSteps: Type.Number(),
+});
+export type CaptureSettings = Static<typeof CaptureSettingsSchema>;
+
 export const TraceMetaSchema = Type.Object({
   formatVersion: Type.Number(),
   tool: Type.Object({ name: Type.String(), version: Type.String() }),
@@ -130,8 +141,23 @@ export const TraceMetaSchema = Type.Object({
     Type.Object({
       description: Type.String(),
       stepTimeUs: Type.Object({ median: Type.Number(), p10: Type.Number(), p90: Type.Number() }),
+      /** Every timed baseline step, µs, for the speedup's interval. Added in version 2. */
+      stepTimesUs: Type.Optional(Type.Array(Type.Number())),
+      /**
+       * How the baseline's steps were scheduled against the parallel run's: `interleaved`
+       * (alternating blocks in one run) or `before` (all first). Added in version 2.
+       */
+      schedule: Type.Optional(Type.Union([Type.Literal('interleaved'), Type.Literal('before')])),
+      /** What its timed steps recorded; equal to `meta.capture` when the speedup is unbiased. Added in version 2. */
+      capture: Type.Optional(CaptureSettingsSchema),
     }),
   ),
+  /**
+   * What the timed steps recorded: spans, and whether ONNX Runtime's operator profiler ran
+   * during them (never, since version 2: operator detail comes from separate profiled steps).
+   * Added in version 2.
+   */
+  capture: Type.Optional(CaptureSettingsSchema),
   /** The device program the run executed (or the simulation ran); added in version 2. */
   program: Type.Optional(ProgramSchema),
   /** Whether operator spans from ONNX Runtime's profiler are included. */
@@ -211,7 +237,14 @@ export const TraceSchema = Type.Object({
   meta: TraceMetaSchema,
   strings: Type.Array(Type.String()),
   lanes: Type.Array(LaneSchema),
+  /** The timed steps: every timing, breakdown and finding is computed over these. */
   steps: Type.Array(StepSchema),
+  /**
+   * Operator-profiled steps, run after the timed ones under ONNX Runtime's operator profiler
+   * (their compute spans carry {@link SpanFlag.profiled}); operator shares come from them.
+   * Added in version 2.
+   */
+  profiledSteps: Type.Optional(Type.Array(StepSchema)),
   spans: SpanColumnsSchema,
   /** Derived; see src/profiler/summary.ts. */
   summary: Type.Optional(Type.Unknown()),
@@ -249,6 +282,8 @@ export interface Trace {
   strings: string[];
   lanes: Lane[];
   steps: StepWindow[];
+  /** Operator-profiled steps (see the schema). */
+  profiledSteps?: StepWindow[];
   spans: SpanColumns;
   summary?: unknown;
   findings?: unknown[];
@@ -484,6 +519,7 @@ export function traceToJson(trace: Trace): TraceJson {
     strings: trace.strings,
     lanes: trace.lanes,
     steps: trace.steps,
+    ...(trace.profiledSteps ? { profiledSteps: trace.profiledSteps } : {}),
     spans: spans as unknown as SpanColumnsJson,
   };
   if (trace.summary !== undefined) json.summary = trace.summary;
@@ -602,7 +638,7 @@ export function traceFromJson(input: unknown): Trace {
     if (spans.comm[i] >= COMM_OPS.length) throw new TraceFormatError(`invalid trace: spans.comm[${i}] is unknown`);
     if (spans.phase[i] >= PHASES.length) throw new TraceFormatError(`invalid trace: spans.phase[${i}] is unknown`);
   }
-  const trace: Trace = { meta: j.meta, strings: j.strings, lanes: j.lanes, steps: j.steps, spans };
+  const trace: Trace = { meta: j.meta, strings: j.strings, lanes: j.lanes, steps: j.steps, spans, ...(j.profiledSteps ? { profiledSteps: j.profiledSteps } : {}) };
   if (j.summary !== undefined) trace.summary = j.summary;
   if (j.findings !== undefined) trace.findings = j.findings;
   return trace;

@@ -139,15 +139,30 @@ export interface DeviceInit {
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Shared barrier/communication state (see runtime/comm), absent for a single device. */
   comm: unknown;
+  /** Timed steps the runner will ask for in all (sizes the step-time arrays). */
   steps: number;
-  warmup: number;
+  /** Record spans of timed steps. */
   capture: boolean;
+  /**
+   * After the timed steps, run operator-profiled steps (ONNX Runtime's operator profiler on a
+   * second session per segment) for operator detail. Timed steps never run under it.
+   */
   opLevel: boolean;
   /** Folder for ONNX Runtime's profile files. */
   profileDir: string;
 }
 
-export type ToDevice = DeviceInit | { type: 'go' };
+/**
+ * The runner drives the device workers in blocks of steps, so that two groups (the one-device
+ * baseline and the parallel run) can alternate: `run` runs `steps` steps numbered from
+ * `first` (negative numbers: warm-up, not recorded), every block starting at a barrier of the
+ * group; `finish` runs the operator-profiled steps (if any) and reports everything.
+ */
+export type ToDeviceControl =
+  | { type: 'run'; first: number; steps: number; record: boolean }
+  | { type: 'finish'; profiledSteps: number };
+
+export type ToDevice = DeviceInit | ToDeviceControl;
 
 /** An output of one device as gathered into shared memory. */
 export interface SharedOutput {
@@ -160,12 +175,17 @@ export interface SharedOutput {
 export type FromDevice =
   | { type: 'ready'; rank: number; loadMs: number }
   | { type: 'step'; rank: number; step: number }
+  /** A `run` block is done on this device. */
+  | { type: 'block'; rank: number }
   | {
       type: 'done';
       rank: number;
-      /** Per measured step: start (after the step barrier) and end, µs on the shared clock. */
+      /** Per timed step: start (after the step barrier) and end, µs on the shared clock. */
       stepStart: Float64Array;
       stepEnd: Float64Array;
+      /** Per operator-profiled step: start and end (empty without them). */
+      profiledStart: Float64Array;
+      profiledEnd: Float64Array;
       spans: SpanColumnsLocal | null;
       /** Gathered outputs: full-batch buffers holding the rows this device gathered. */
       outputs: SharedOutput[];
@@ -177,11 +197,11 @@ export type FromDevice =
 export function isFromDevice(m: unknown): m is FromDevice {
   if (typeof m !== 'object' || m === null) return false;
   const t = (m as { type?: unknown }).type;
-  return (t === 'ready' || t === 'step' || t === 'done' || t === 'error') && typeof (m as { rank?: unknown }).rank === 'number';
+  return (t === 'ready' || t === 'step' || t === 'block' || t === 'done' || t === 'error') && typeof (m as { rank?: unknown }).rank === 'number';
 }
 
 export function isToDevice(m: unknown): m is ToDevice {
   if (typeof m !== 'object' || m === null) return false;
   const t = (m as { type?: unknown }).type;
-  return t === 'init' || t === 'go';
+  return t === 'init' || t === 'run' || t === 'finish';
 }

@@ -11,7 +11,7 @@ import { runCli, expectUserError as expectUserErrorIn } from '../helpers/cli';
 import { ocrDetModelPath, MISSING_MODELS_HINT } from '../helpers/models';
 import { writeTinyMatMulModel } from '../helpers/tiny-model';
 import { readTrace } from '../../src/profiler/trace-io';
-import { spanRow } from '../../src/profiler/trace-format';
+import { spanRow, SpanFlag } from '../../src/profiler/trace-format';
 
 const dir = mkdtempSync(join(tmpdir(), 'parallax-pipe-'));
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
@@ -50,8 +50,16 @@ test('a 2-stage pipeline of the demo model matches the one-device output and rep
   assert.ok(sends.every((x) => x.lane === 0 && x.peer === 1 && (x.bytes ?? 0) > 0));
   assert.ok(recvs.every((x) => x.lane === 1 && x.peer === 0));
   // Every micro-batch is computed once per stage per step, tagged with its stage.
-  const runs = top.filter((x) => x.kind === 'compute');
+  // Timed steps never run under the operator profiler: operator detail comes from separate
+  // profiled steps after them, whose compute spans say so and hold the operator spans.
+  const profiled = top.filter((x) => x.kind === 'compute' && ((x.flags ?? 0) & SpanFlag.profiled) !== 0);
+  const runs = top.filter((x) => x.kind === 'compute' && ((x.flags ?? 0) & SpanFlag.profiled) === 0);
   assert.equal(runs.length, 2 * 3 * 4);
+  assert.equal(t.profiledSteps?.length, profiled.length / (2 * 4));
+  assert.ok(profiled.every((x) => (x.step ?? -1) >= 3), 'profiled steps are numbered after the timed ones');
+  const opParents = new Set(rows.filter((x) => x.parent !== undefined).map((x) => x.parent));
+  assert.ok(opParents.size > 0);
+  for (const p of opParents) assert.ok(((rows[p!]!.flags ?? 0) & SpanFlag.profiled) !== 0, 'operator spans nest under profiled compute spans only');
   assert.deepEqual(new Set(runs.filter((x) => x.lane === 1).map((x) => x.stage)), new Set([1]));
   assert.deepEqual(new Set(runs.map((x) => x.micro)), new Set([0, 1, 2, 3]));
   // Stage 1 cannot start a step before stage 0 sent it micro-batch 0: fill bubble.

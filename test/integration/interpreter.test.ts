@@ -14,7 +14,7 @@ import { compile } from '../../src/runtime/compile';
 import { runProfile } from '../../src/runtime/runner/runner';
 import { ensureDemoModel } from '../../src/runtime/onnx/demo-model';
 import { makePlan, type Plan } from '../../src/profiler/plan';
-import { spanRow, type Trace } from '../../src/profiler/trace-format';
+import { spanRow, SpanFlag, type Trace } from '../../src/profiler/trace-format';
 import type { FromDevice, SharedInput } from '../../src/runtime/protocol';
 import { writeTinyMatMulModel, seededValues, tinyMatMulReference } from '../helpers/tiny-model';
 
@@ -52,12 +52,13 @@ test('a one-device data program runs on the interpreter in this thread and gathe
       inputs,
       comm: null,
       steps: 2,
-      warmup: 1,
       capture: true,
       opLevel: false,
       profileDir: tmpdir(),
     });
-    await it.handle({ type: 'go' });
+    await it.handle({ type: 'run', first: -1, steps: 1, record: false });
+    await it.handle({ type: 'run', first: 0, steps: 2, record: true });
+    await it.handle({ type: 'finish', profiledSteps: 0 });
     const errors = got.filter((m) => m.type === 'error');
     assert.deepEqual(errors, []);
     const done = got.find((m) => m.type === 'done');
@@ -113,4 +114,32 @@ test('a pipeline program on two worker threads streams micro-batches stage to st
   assert.ok(sends.length >= 4 && sends.every((r) => r.lane === 0 && r.peer === 1 && r.stage === 0));
   assert.ok(recvs.length === sends.length && recvs.every((r) => r.lane === 1 && r.peer === 0 && r.stage === 1));
   assert.deepEqual(new Set(rows.filter((r) => r.kind === 'compute').map((r) => r.micro)), new Set([0, 1]));
+});
+
+test('the baseline and the measured steps run with identical capture settings, interleaved, and no timed step runs under the operator profiler', async () => {
+  const model = await ensureDemoModel(join(dir, 'cache'), { layers: 4, hidden: 64, ffn: 128 });
+  const plan = makePlan({ mode: 'data', devices: 'cpu:2', batch: 8, steps: 4, warmup: 1, seed: 0 });
+  const r = await runProfile({ modelPath: model, modelLabel: 'demo', plan, capture: true, opLevel: true, baseline: true, outPath: null }, progress);
+  const t = r.trace!;
+  const capture = t.meta.capture!;
+  const base = t.meta.baseline!;
+  assert.equal(capture.opProfilerOnTimedSteps, false);
+  assert.ok(capture.profiledSteps > 0, 'operator detail was asked for');
+  assert.deepEqual({ ...base.capture!, profiledSteps: 0 }, { ...capture, profiledSteps: 0 }, 'same capture for the timed steps of both');
+  assert.equal(base.schedule, 'interleaved');
+  assert.equal(base.stepTimesUs?.length, 4);
+  const s = r.summary!;
+  assert.ok(s.speedupInterval && s.speedupInterval.lo <= s.speedupVsOneDevice! && s.speedupVsOneDevice! <= s.speedupInterval.hi);
+  // Every operator span hangs under a profiled compute span, outside the timed steps.
+  const timed = new Set(t.steps.map((w) => w.index));
+  let ops = 0;
+  for (let i = 0; i < t.spans.count; i++) {
+    if (t.spans.parent[i] < 0) continue;
+    ops++;
+    const p = t.spans.parent[i];
+    assert.ok((t.spans.flags[p] & SpanFlag.profiled) !== 0);
+    assert.equal(timed.has(t.spans.step[p]), false);
+  }
+  assert.ok(ops > 0, 'operator spans were recorded');
+  assert.equal(t.profiledSteps?.length, capture.profiledSteps);
 });

@@ -88,12 +88,21 @@ export interface DeviceRow {
   idleByCause: Record<IdleCauseOfSpan, number>;
 }
 
+function intervalOf(v: unknown): { lo: number; hi: number } | null {
+  const o = obj(v);
+  const lo = o ? num(o['lo']) : null;
+  const hi = o ? num(o['hi']) : null;
+  return lo !== null && hi !== null ? { lo, hi } : null;
+}
+
 /** The parts of ProfileSummary the view shows, checked. */
 export interface SummaryView {
   steps: number;
   stepTimeUs: { median: number; p10: number; p90: number } | null;
   throughputPerS: number | null;
   speedup: number | null;
+  /** 90 % interval of the speedup. */
+  speedupInterval: { lo: number; hi: number } | null;
   baseline: string | null;
   /** Pipeline bubble fraction, when the summary has one. */
   bubbleFraction: number | null;
@@ -131,6 +140,7 @@ export function summaryView(x: unknown): SummaryView | null {
     stepTimeUs: med === null ? null : { median: med, p10: num(st['p10']) ?? med, p90: num(st['p90']) ?? med },
     throughputPerS: num(s['throughputPerS']),
     speedup: num(s['speedupVsOneDevice']),
+    speedupInterval: intervalOf(s['speedupInterval']),
     baseline: base ? str(base['description']) : null,
     bubbleFraction: bubble,
     numericalCheck:

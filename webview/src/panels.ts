@@ -190,7 +190,10 @@ export function renderSummary(root: HTMLElement, runs: Run[]): void {
       metrics.append(metric('step time', `${formatUs(s.stepTimeUs.median)} (p10 ${formatUs(s.stepTimeUs.p10)}, p90 ${formatUs(s.stepTimeUs.p90)})`, 'px-step-time'));
     }
     if (s?.throughputPerS != null) metrics.append(metric('throughput', `${s.throughputPerS.toFixed(1)} samples/s`));
-    if (s) metrics.append(metric('speedup', s.speedup != null ? `${s.speedup.toFixed(2)}× vs one device` : 'no baseline run'));
+    if (s) {
+      const iv = s.speedupInterval ? ` (90% ${s.speedupInterval.lo.toFixed(2)}–${s.speedupInterval.hi.toFixed(2)}×)` : '';
+      metrics.append(metric('speedup', s.speedup != null ? `${s.speedup.toFixed(2)}×${iv} vs one device` : 'no baseline run'));
+    }
     if (s?.bubbleFraction != null) metrics.append(metric('bubble fraction', formatPercent(s.bubbleFraction)));
     if (s?.numericalCheck) {
       const nc = s.numericalCheck;

@@ -7,14 +7,14 @@
  */
 import type { Trace } from '../trace-format';
 import { spread } from '../stats';
-import { breakdown, breakdownCells, type Breakdown } from './breakdown';
+import { breakdown, breakdownCells, type Breakdown, type BreakdownCells } from './breakdown';
 import { analyseCriticalPath, type CriticalPathAnalysis } from './critical-path';
 import { analyseDataParallel, STRAGGLER_THRESHOLD, type DataParallelAnalysis } from './data-parallel';
 import { analyseOps, type OpsAnalysis } from './ops';
 import { analysePipeline, stagesOfLanes, type PipelineAnalysis } from './pipeline';
 import { readPlan, type PlanView } from './plan';
 import { analyseScaling, type ScalingAnalysis, type ScalingPoint } from './scaling';
-import { buildSpanIndex } from './span-index';
+import { buildSpanIndex, type SpanIndex } from './span-index';
 
 export interface AnalyseOptions {
   /**
@@ -55,6 +55,22 @@ export function baselineScalingPoints(trace: Trace, medianStepUs: number): Scali
   ];
 }
 
+/**
+ * The trace as operator analyses see it: operator detail comes from the operator-profiled
+ * steps when the trace has them (timed steps never run under the operator profiler), so
+ * their windows are the steps shares are taken of.
+ */
+export function opDetailView(trace: Trace): Trace {
+  return trace.profiledSteps && trace.profiledSteps.length > 0 ? { ...trace, steps: trace.profiledSteps } : trace;
+}
+
+function opsOf(trace: Trace, ix: SpanIndex, cells: BreakdownCells, stageOfLane: ArrayLike<number>, top: number): OpsAnalysis {
+  const view = opDetailView(trace);
+  if (view === trace) return analyseOps(ix, cells, stageOfLane, top);
+  const opsIx = buildSpanIndex(view);
+  return analyseOps(opsIx, breakdownCells(opsIx), stageOfLane, top);
+}
+
 /** Runs every analysis on a trace whose idle spans have been derived. */
 export function analyse(trace: Trace, options: AnalyseOptions = {}): Analysis {
   const ix = buildSpanIndex(trace);
@@ -73,7 +89,7 @@ export function analyse(trace: Trace, options: AnalyseOptions = {}): Analysis {
     pipeline,
     dataParallel: analyseDataParallel(ix, cells, plan, options.stragglerThreshold ?? STRAGGLER_THRESHOLD),
     criticalPath: analyseCriticalPath(ix),
-    ops: analyseOps(ix, cells, stageOfLane, options.topOps ?? 10),
+    ops: opsOf(trace, ix, cells, stageOfLane, options.topOps ?? 10),
     scaling: points.length > 0 ? analyseScaling(points) : null,
   };
 }

@@ -41,12 +41,14 @@ interface Activation {
   tensor: ort.Tensor;
 }
 
-/** A segment's session and, when operator profiling is on, its compute spans per run. */
+/**
+ * A segment's sessions: the one timed steps run on (never profiled), and, for the
+ * operator-profiled steps at the end, a second one with ONNX Runtime's profiler on, with
+ * the compute spans of its recorded runs.
+ */
 interface SegmentSession {
   session: ort.InferenceSession;
-  profilePrefix: string;
-  computeIdx: number[];
-  warmRuns: number;
+  profiled: { session: ort.InferenceSession; prefix: string; computeIdx: number[]; warmRuns: number } | null;
 }
 
 /** Tensor metadata sent once per tensor before its first transfer (during warm-up). */
@@ -84,8 +86,18 @@ export class Interpreter {
   async handle(m: ToDevice): Promise<void> {
     const rank = this.init?.rank ?? -1;
     try {
-      if (m.type === 'init') await this.onInit(m);
-      else await this.onGo();
+      switch (m.type) {
+        case 'init':
+          return await this.onInit(m);
+        case 'run':
+          return await this.onRun(m.first, m.steps, m.record);
+        case 'finish':
+          return await this.onFinish(m.profiledSteps);
+        default: {
+          const never: never = m;
+          throw new Error(`unknown message ${JSON.stringify(never)}`);
+        }
+      }
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
       this.post({ type: 'error', rank: m.type === 'init' ? m.rank : rank, message, user: isUserError(e) });
@@ -124,60 +136,104 @@ export class Interpreter {
   }
 
   private async openSession(m: DeviceInit, id: number): Promise<SegmentSession> {
-    const options: ort.InferenceSession.SessionOptions = {
-      executionProviders: m.device.executionProviders as ort.InferenceSession.ExecutionProviderConfig[],
-      intraOpNumThreads: m.device.intraOpNumThreads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: m.graphOptimizationLevel ?? 'all',
-    };
-    let profilePrefix = '';
-    if (m.opLevel && m.capture) {
-      mkdirSync(m.profileDir, { recursive: true });
-      profilePrefix = join(m.profileDir, `rank${m.rank}-seg${id}-${process.pid}-${Date.now().toString(36)}`);
-      options.enableProfiling = true;
-      options.profileFilePrefix = profilePrefix;
-    }
-    const path = m.segmentPaths[id];
-    if (path === undefined) throw new Error(`no model file for segment ${id}`);
-    const session = await ort.InferenceSession.create(path, options);
-    return { session, profilePrefix, computeIdx: [], warmRuns: 0 };
+    return { session: await ort.InferenceSession.create(this.segmentPath(id), sessionOptions(m)), profiled: null };
   }
 
-  private async onGo(): Promise<void> {
+  private segmentPath(id: number): string {
+    const path = this.init!.segmentPaths[id];
+    if (path === undefined) throw new Error(`no model file for segment ${id}`);
+    return path;
+  }
+
+  /** Opens the operator-profiled session of every segment (after the timed steps). */
+  private async openProfiled(): Promise<void> {
     const m = this.init!;
-    const warm = Math.max(1, m.warmup);
-    const stepStart = new Float64Array(m.steps);
-    const stepEnd = new Float64Array(m.steps);
-    for (let step = -warm; step < m.steps; step++) {
-      this.recording = m.capture && step >= 0;
-      this.comm?.barrier();
-      const start = nowUs();
-      this.spans.context = { step, micro: -1, stage: m.program.stage };
-      for (const ins of m.program.instructions) await this.execute(ins, step);
-      if (step >= 0) {
-        stepStart[step] = start;
-        stepEnd[step] = nowUs();
+    mkdirSync(m.profileDir, { recursive: true });
+    for (const [id, seg] of this.sessions) {
+      const prefix = join(m.profileDir, `rank${m.rank}-seg${id}-${process.pid}-${Date.now().toString(36)}`);
+      const options = { ...sessionOptions(m), enableProfiling: true, profileFilePrefix: prefix };
+      seg.profiled = { session: await ort.InferenceSession.create(this.segmentPath(id), options), prefix, computeIdx: [], warmRuns: 0 };
+    }
+  }
+
+  /** Timed step windows, filled as recorded blocks run. */
+  private stepStart = new Float64Array(0);
+  private stepEnd = new Float64Array(0);
+  /** Which session `run` instructions use: the timed one, or the operator-profiled one. */
+  private useProfiled = false;
+
+  /** One step: the group's barrier, then this device's instructions in order. */
+  private async step(step: number): Promise<{ start: number; end: number }> {
+    this.comm?.barrier();
+    const start = nowUs();
+    this.spans.context = { step, micro: -1, stage: this.init!.program.stage };
+    for (const ins of this.init!.program.instructions) await this.execute(ins);
+    return { start, end: nowUs() };
+  }
+
+  /** A block of steps: warm-up (negative step numbers, not recorded) or timed. */
+  private async onRun(first: number, steps: number, record: boolean): Promise<void> {
+    const m = this.init!;
+    if (this.stepStart.length !== m.steps) {
+      this.stepStart = new Float64Array(m.steps);
+      this.stepEnd = new Float64Array(m.steps);
+    }
+    this.recording = record && m.capture;
+    for (let k = 0; k < steps; k++) {
+      const step = first + k;
+      const w = await this.step(step);
+      if (record && step >= 0 && step < m.steps) {
+        this.stepStart[step] = w.start;
+        this.stepEnd[step] = w.end;
         if (m.rank === 0) this.post({ type: 'step', rank: 0, step });
-      } else {
-        this.spans.clear();
       }
     }
     this.recording = false;
-    this.comm?.barrier();
+    this.post({ type: 'block', rank: m.rank });
+  }
+
+  /**
+   * Runs the operator-profiled steps (one unrecorded first, for the profiled sessions' own
+   * warm-up), merges ONNX Runtime's operator events under their compute spans, and reports.
+   * Their step numbers follow the timed ones; their compute spans carry the profiled flag.
+   */
+  private async onFinish(profiledSteps: number): Promise<void> {
+    const m = this.init!;
+    const profiledStart = new Float64Array(profiledSteps);
+    const profiledEnd = new Float64Array(profiledSteps);
     const notes: string[] = [];
-    if (m.capture && m.opLevel) for (const [, seg] of this.sessions) notes.push(...(await this.mergeOpProfile(seg)));
+    if (profiledSteps > 0 && m.capture && m.opLevel) {
+      await this.openProfiled();
+      this.useProfiled = true;
+      for (let k = -1; k < profiledSteps; k++) {
+        this.recording = k >= 0;
+        const w = await this.step(m.steps + k);
+        if (k >= 0) {
+          profiledStart[k] = w.start;
+          profiledEnd[k] = w.end;
+        }
+      }
+      this.recording = false;
+      this.useProfiled = false;
+      this.comm?.barrier();
+      for (const [, seg] of this.sessions) notes.push(...(await this.mergeOpProfile(seg)));
+    }
+    this.comm?.barrier();
     const spans = m.capture ? this.spans.take() : null;
     const outputs = [...this.outputs.values()].map((o) => o.shared);
+    const { stepStart, stepEnd } = this;
     this.post(
-      { type: 'done', rank: m.rank, stepStart, stepEnd, spans, notes, outputs },
-      [stepStart.buffer, stepEnd.buffer, ...(spans ? SpanBuffer.transferList(spans) : [])],
+      { type: 'done', rank: m.rank, stepStart, stepEnd, profiledStart, profiledEnd, spans, notes, outputs },
+      [stepStart.buffer, stepEnd.buffer, profiledStart.buffer, profiledEnd.buffer, ...(spans ? SpanBuffer.transferList(spans) : [])],
     );
-    for (const [, seg] of this.sessions) await seg.session.release();
+    for (const [, seg] of this.sessions) {
+      await seg.session.release();
+      await seg.profiled?.session.release();
+    }
   }
 
   /** Executes one instruction. */
-  private async execute(ins: Instruction, step: number): Promise<void> {
+  private async execute(ins: Instruction): Promise<void> {
     if ('micro' in ins) this.spans.context.micro = ins.micro;
     switch (ins.op) {
       case 'scatter':
@@ -188,7 +244,7 @@ export class Interpreter {
         });
         return;
       case 'run':
-        return this.run(ins, step);
+        return this.run(ins);
       case 'send':
         this.inComm(CommOpCode.send, 0, () => {
           for (const name of ins.tensors) this.sendTensor(ins.to, name);
@@ -279,7 +335,7 @@ export class Interpreter {
     return b;
   }
 
-  private async run(ins: Extract<Instruction, { op: 'run' }>, step: number): Promise<void> {
+  private async run(ins: Extract<Instruction, { op: 'run' }>): Promise<void> {
     const seg = this.sessions.get(ins.segment);
     if (!seg) throw new Error(`segment ${ins.segment} is not loaded on this device`);
     const feeds: Record<string, ort.Tensor> = {};
@@ -288,14 +344,16 @@ export class Interpreter {
       if (!t) throw new Error(`segment ${ins.segment} needs input ${name}, which no earlier instruction of the step provided`);
       feeds[name] = t;
     }
+    const prof = this.useProfiled ? seg.profiled : null;
     const t = nowUs();
-    this.results = await seg.session.run(feeds);
+    this.results = await (prof ? prof.session : seg.session).run(feeds);
     const t2 = nowUs();
-    if (this.recording) {
-      seg.computeIdx.push(this.spans.record(SpanKind.compute, 'session.run', t, t2 - t, { phase: PhaseCode[ins.phase] }));
-    } else if (step < 0) {
-      seg.warmRuns++;
+    if (!this.recording) {
+      if (prof) prof.warmRuns++;
+      return;
     }
+    const i = this.spans.record(SpanKind.compute, 'session.run', t, t2 - t, { phase: PhaseCode[ins.phase], flags: prof ? SpanFlag.profiled : 0 });
+    if (prof) prof.computeIdx.push(i);
   }
 
   /** Copies rows of the named outputs of the latest run into the full-batch shared outputs. */
@@ -372,14 +430,16 @@ export class Interpreter {
    * are skipped).
    */
   private async mergeOpProfile(seg: SegmentSession): Promise<string[]> {
-    const file = endOrtProfiling(seg.session, seg.profilePrefix);
+    const prof = seg.profiled;
+    if (!prof) return [];
+    const file = endOrtProfiling(prof.session, prof.prefix);
     const events = await readOrtProfile(file);
     await fs.rm(file, { force: true });
     const snapshot = this.spans.take();
-    const windows = seg.computeIdx.map((i) => ({ startUs: snapshot.start[i], durUs: snapshot.dur[i] }));
-    const aligned = alignOrtProfile(events, windows, { skipRuns: seg.warmRuns });
+    const windows = prof.computeIdx.map((i) => ({ startUs: snapshot.start[i], durUs: snapshot.dur[i] }));
+    const aligned = alignOrtProfile(events, windows, { skipRuns: prof.warmRuns });
     for (const op of aligned.ops) {
-      const parent = seg.computeIdx[op.runIndex];
+      const parent = prof.computeIdx[op.runIndex];
       this.spans.record(SpanKind.compute, op.name, op.startUs, op.durUs, {
         step: snapshot.step[parent],
         micro: snapshot.micro[parent],
@@ -392,6 +452,17 @@ export class Interpreter {
     }
     return aligned.notes;
   }
+}
+
+/** Session options of a device: its provider and threads; never ONNX Runtime's profiler. */
+function sessionOptions(m: DeviceInit): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: m.device.executionProviders as ort.InferenceSession.ExecutionProviderConfig[],
+    intraOpNumThreads: m.device.intraOpNumThreads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: m.graphOptimizationLevel ?? 'all',
+  };
 }
 
 /** Display name of a communication span: its operation (the `comm` column says the same). */

@@ -22,7 +22,7 @@ import { loadModel, type ModelIR } from '../onnx/model';
 import { resolveInputShapes, synthesizeInputs, loadInputs, type ResolvedInput } from '../inputs';
 import { discoverDevices, parseDeviceSpec, planDevices, type DeviceInfo } from '../device/discovery';
 import { viewOf } from '../tensor-util';
-import type { Trace, TraceMeta } from '../../profiler/trace-format';
+import type { CaptureSettings, Trace, TraceMeta } from '../../profiler/trace-format';
 import { deriveIdle } from '../../profiler/idle';
 import { summarize, type ProfileSummary } from '../../profiler/summary';
 import { findings as runFindings } from '../../profiler/findings';
@@ -30,7 +30,7 @@ import { spread } from '../../profiler/stats';
 import { writeTrace } from '../../profiler/trace-io';
 import { compile, resolveShards, type CompileContext, type Prepared } from '../compile';
 import { compileData } from '../compile/data';
-import { CancelledError, executeProgram, type RunnerHooks } from './workers';
+import { CancelledError, ProgramRun, type Capture, type DoneMessage, type RunnerHooks } from './workers';
 import { checkPipelinePlan, preparePartition } from './calibrate';
 import { buildTrace, compareOutputs, mergeOutputs } from './trace';
 
@@ -194,34 +194,76 @@ function materialise(program: Program, prepared: Prepared, modelPath: string, wo
   return paths;
 }
 
-/** The one-device baseline: the whole batch as a data program on the first device's configuration. */
-async function runBaseline(req: ProfileRequest, l: Loaded, profileDir: string, hooks: RunnerHooks) {
-  const d = l.devices[0];
+/** Operator-profiled steps after the timed ones, when operator detail is asked for. */
+const PROFILED_STEPS = 3;
+/** Timed steps alternate between the baseline and the parallel run in up to this many blocks each. */
+const MAX_BLOCKS = 4;
+
+/** Block sizes: `steps` split into at most {@link MAX_BLOCKS} nearly equal blocks. */
+export function blocksOf(steps: number): number[] {
+  const k = Math.max(1, Math.min(MAX_BLOCKS, steps));
+  return Array.from({ length: k }, (_, i) => Math.floor(steps / k) + (i < steps % k ? 1 : 0));
+}
+
+/** The one-device baseline program: the whole batch as a data program on the first device's configuration. */
+function baselineProgram(req: ProfileRequest, l: Loaded): Program {
   const plan = req.plan;
-  hooks.progress({ phase: 'baseline', done: 0, total: plan.steps, message: 'one-device baseline' });
-  const program = compileData({ mode: 'data', devices: d.id, batch: plan.batch, steps: plan.steps, warmup: plan.warmup, seed: plan.seed }, { ...l.compile, devices: 1 });
-  const done = await executeProgram(
-    program,
-    {
-      devices: [d],
-      segmentPaths: { 0: req.modelPath },
-      inputs: l.inputs,
-      steps: plan.steps,
-      warmup: plan.warmup,
-      capture: false,
-      opLevel: false,
-      profileDir,
-      phase: 'baseline',
-      message: 'one-device baseline',
-    },
-    hooks,
-  );
-  const times = Array.from(done[0].stepEnd, (e, i) => e - done[0].stepStart[i]);
+  return compileData({ mode: 'data', devices: l.devices[0]!.id, batch: plan.batch, steps: plan.steps, warmup: plan.warmup, seed: plan.seed }, { ...l.compile, devices: 1 });
+}
+
+/** What the runner measured: the parallel run's results and, with a baseline, its results. */
+interface Runs {
+  done: DoneMessage[];
+  baseline: { program: Program; done: DoneMessage[] } | null;
+}
+
+/**
+ * Runs the program and, when asked, the one-device baseline with the same capture settings,
+ * their timed steps alternating in blocks (P B B P P B …) so both see the same machine; the
+ * operator-profiled steps (parallel run only) come after every timed step.
+ */
+async function measure(req: ProfileRequest, l: Loaded, program: Program, segmentPaths: Record<number, string>, profileDir: string, hooks: RunnerHooks): Promise<Runs> {
+  const plan = req.plan;
+  const capture: Capture = { spans: req.capture, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
+  const common = { inputs: l.inputs, steps: plan.steps, warmup: plan.warmup, profileDir };
+  hooks.progress({ phase: 'warmup', done: 0, total: l.devices.length, message: `starting ${l.devices.length} device worker(s)` });
+  const par = await ProgramRun.start(program, { ...common, devices: l.devices, segmentPaths, capture, phase: 'steps', message: 'measuring' }, hooks);
+  let base: ProgramRun | null = null;
+  try {
+    if (req.baseline) {
+      const bp = baselineProgram(req, l);
+      // The same capture for the timed steps; operator detail is the parallel run's only.
+      const bc: Capture = { ...capture, profiledSteps: 0 };
+      base = await ProgramRun.start(bp, { ...common, devices: [l.devices[0]!], segmentPaths: { 0: req.modelPath }, capture: bc, phase: 'baseline', message: 'one-device baseline' }, hooks);
+    }
+    await par.warmup();
+    await base?.warmup();
+    for (const [b, k] of blocksOf(plan.steps).entries()) {
+      const order = b % 2 === 0 ? [par, base] : [base, par];
+      for (const r of order) await r?.timed(k);
+    }
+    const baseDone = base ? await base.finish() : null;
+    const done = await par.finish();
+    return { done, baseline: base && baseDone ? { program: base.program, done: baseDone } : null };
+  } finally {
+    await par.close();
+    await base?.close();
+  }
+}
+
+/** The baseline's record in the trace, its reference outputs and their description. */
+function baselineRecord(req: ProfileRequest, l: Loaded, b: NonNullable<Runs['baseline']>, capture: CaptureSettings) {
+  const d = l.devices[0]!;
+  const done = b.done[0]!;
+  const times = Array.from(done.stepEnd, (e, i) => e - done.stepStart[i]!);
   const meta: NonNullable<TraceMeta['baseline']> = {
-    description: `one device (${d.id} configuration, ${d.intraOpNumThreads} thread${d.intraOpNumThreads === 1 ? '' : 's'}) running the whole batch of ${plan.batch}`,
+    description: `one device (${d.id} configuration, ${d.intraOpNumThreads} thread${d.intraOpNumThreads === 1 ? '' : 's'}) running the whole batch of ${req.plan.batch}`,
     stepTimeUs: spread(times),
+    stepTimesUs: times,
+    schedule: 'interleaved',
+    capture: { ...capture, profiledSteps: 0 },
   };
-  return { meta, reference: mergeOutputs(program, done), referenceName: `one-device run (${d.id} configuration, same inputs)` };
+  return { meta, reference: mergeOutputs(b.program, b.done), referenceName: `one-device run (${d.id} configuration, same inputs)` };
 }
 
 /** Runs a profile request to completion and returns the trace and its summary. */
@@ -240,29 +282,14 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     const planInfo: PlanInfo = { ...prep.info, program };
     if (req.dryRun) return { trace: null, summary: null, planText, planInfo };
     check();
-    const baseline = req.baseline ? await runBaseline(req, l, profileDir, hooks) : null;
-    check();
-    hooks.progress({ phase: 'warmup', done: 0, total: l.devices.length, message: `starting ${l.devices.length} device worker(s)` });
-    const done = await executeProgram(
-      program,
-      {
-        devices: l.devices,
-        segmentPaths: materialise(program, prep.prepared, req.modelPath, profileDir),
-        inputs: l.inputs,
-        steps: req.plan.steps,
-        warmup: req.plan.warmup,
-        capture: req.capture,
-        opLevel: req.opLevel,
-        profileDir,
-        phase: 'steps',
-        message: 'measuring',
-      },
-      hooks,
-    );
+    const runs = await measure(req, l, program, materialise(program, prep.prepared, req.modelPath, profileDir), profileDir, hooks);
+    const capture: CaptureSettings = { spans: req.capture, opProfilerOnTimedSteps: false, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
+    const baseline = runs.baseline ? baselineRecord(req, l, runs.baseline, capture) : null;
+    const done = runs.done;
     check();
     hooks.progress({ phase: 'analyse', done: 0, total: 1, message: 'building the trace' });
     const numericalCheck = baseline ? compareOutputs(mergeOutputs(program, done), baseline.reference, baseline.referenceName) : undefined;
-    let trace = buildTrace({ request: req, plan: prep.plan, program, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, done, inputs: l.inputs, numericalCheck, baseline: baseline?.meta });
+    let trace = buildTrace({ request: req, plan: prep.plan, program, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, done, inputs: l.inputs, numericalCheck, baseline: baseline?.meta, capture });
     trace = deriveIdle(trace);
     const summary = summarize(trace);
     trace.summary = summary;

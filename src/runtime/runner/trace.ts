@@ -9,7 +9,7 @@ import type { ProfileRequest, SharedInput } from '../protocol';
 import type { ModelIR } from '../onnx/model';
 import type { DeviceInfo } from '../device/discovery';
 import { viewOf, copyRows, placeRows, elementCount, ctorFor, type AnyTypedArray } from '../tensor-util';
-import { TraceBuilder, TRACE_FORMAT_VERSION, type DeviceMeta, type NumericalCheck, type Trace, type TraceMeta } from '../../profiler/trace-format';
+import { TraceBuilder, TRACE_FORMAT_VERSION, type CaptureSettings, type DeviceMeta, type NumericalCheck, type Trace, type TraceMeta } from '../../profiler/trace-format';
 import { TOOL_VERSION } from '../../common/version';
 import type { DoneMessage } from './workers';
 
@@ -89,6 +89,7 @@ export interface Measured {
   inputs: SharedInput[];
   numericalCheck: NumericalCheck | undefined;
   baseline: TraceMeta['baseline'];
+  capture: CaptureSettings;
 }
 
 function notesOf(m: Measured): string[] {
@@ -127,11 +128,14 @@ export function buildTrace(m: Measured): Trace {
   done.forEach((d, rank) => {
     if (d.spans) builder.appendBlock(d.spans, rank, startTimeUs);
   });
-  const steps = Array.from({ length: m.plan.steps }, (_, i) => ({
-    index: i,
-    startUs: Math.min(...done.map((d) => d.stepStart[i])) - startTimeUs,
-    endUs: Math.max(...done.map((d) => d.stepEnd[i])) - startTimeUs,
-  }));
+  const windows = (start: (d: DoneMessage) => Float64Array, end: (d: DoneMessage) => Float64Array, first: number) =>
+    Array.from({ length: start(done[0]!).length }, (_, i) => ({
+      index: first + i,
+      startUs: Math.min(...done.map((d) => start(d)[i]!)) - startTimeUs,
+      endUs: Math.max(...done.map((d) => end(d)[i]!)) - startTimeUs,
+    }));
+  const steps = windows((d) => d.stepStart, (d) => d.stepEnd, 0);
+  const profiledSteps = windows((d) => d.profiledStart, (d) => d.profiledEnd, m.plan.steps);
   const deviceMeta: DeviceMeta[] = devices.map((d) => ({
     id: d.id,
     kind: d.kind,
@@ -156,7 +160,8 @@ export function buildTrace(m: Measured): Trace {
     startTimeUs,
     ...(m.numericalCheck ? { numericalCheck: m.numericalCheck } : {}),
     ...(m.baseline ? { baseline: m.baseline } : {}),
-    opLevel: m.request.capture && m.request.opLevel,
+    capture: m.capture,
+    opLevel: m.capture.profiledSteps > 0,
     notes: notesOf(m),
   };
   return {
@@ -164,6 +169,7 @@ export function buildTrace(m: Measured): Trace {
     strings: builder.strings,
     lanes: devices.map((d, i) => ({ device: i, label: d.label, group: d.physicalUnit })),
     steps,
+    ...(profiledSteps.length > 0 ? { profiledSteps } : {}),
     spans: builder.finish(),
   };
 }

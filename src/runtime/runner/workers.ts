@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { findPackageFile } from '../../common/package-file';
 import { CancelledError, UserError } from '../../common/errors';
-import type { DeviceInit, FromDevice, Progress, SharedInput } from '../protocol';
+import type { DeviceInit, FromDevice, Progress, SharedInput, ToDeviceControl } from '../protocol';
 import { isFromDevice } from '../protocol';
 import type { Program } from '../../profiler/program';
 import type { DeviceInfo } from '../device/discovery';
@@ -104,8 +104,7 @@ export interface ExecuteOptions {
   inputs: SharedInput[];
   steps: number;
   warmup: number;
-  capture: boolean;
-  opLevel: boolean;
+  capture: Capture;
   profileDir: string;
   graphOptimizationLevel?: DeviceInit['graphOptimizationLevel'];
   /** Progress phase and message of this execution. */
@@ -113,14 +112,48 @@ export interface ExecuteOptions {
   message: string;
 }
 
+/**
+ * What a run records. The one-device baseline and the parallel run are built from the same
+ * value, so their timed steps are measured alike; timed steps never run under ONNX
+ * Runtime's operator profiler (`profiledSteps` extra steps after them do, when > 0).
+ */
+export interface Capture {
+  spans: boolean;
+  profiledSteps: number;
+}
+
 export type DoneMessage = Extract<FromDevice, { type: 'done' }>;
 
-/** Runs `program` on `o.devices` (rank r on device r) and returns every device's results. */
-export async function executeProgram(program: Program, o: ExecuteOptions, hooks: RunnerHooks): Promise<DoneMessage[]> {
-  const n = program.devices.length;
-  if (n !== o.devices.length) throw new Error(`program for ${n} devices run on ${o.devices.length}`);
-  const group = new WorkerGroup(n, hooks.signal);
-  try {
+/** A device group that has loaded its program and runs it in blocks of steps. */
+export class ProgramRun {
+  private readonly group: WorkerGroup;
+  private next = 0;
+
+  private constructor(
+    readonly program: Program,
+    private readonly o: ExecuteOptions,
+    private readonly hooks: RunnerHooks,
+  ) {
+    this.group = new WorkerGroup(program.devices.length, hooks.signal);
+  }
+
+  /** Starts one worker per device and loads the program's segments. */
+  static async start(program: Program, o: ExecuteOptions, hooks: RunnerHooks): Promise<ProgramRun> {
+    const n = program.devices.length;
+    if (n !== o.devices.length) throw new Error(`program for ${n} devices run on ${o.devices.length}`);
+    const run = new ProgramRun(program, o, hooks);
+    try {
+      await run.load();
+    } catch (e) {
+      await run.close();
+      throw e;
+    }
+    return run;
+  }
+
+  private async load(): Promise<void> {
+    const { program, o, group } = this;
+    const n = program.devices.length;
     const arenaBytes = program.buffers.reduce((a, b) => a + b.elements * 4, 0);
     const comm = n > 1 ? createCommGroup(n, arenaBytes > 0 ? { arenaBytes: arenaBytes + 4096 } : {}) : null;
     const readyP = group.waitAll('ready');
@@ -138,20 +171,63 @@ export async function executeProgram(program: Program, o: ExecuteOptions, hooks:
         inputs: o.inputs,
         comm,
         steps: o.steps,
-        warmup: o.warmup,
-        capture: o.capture,
-        opLevel: o.opLevel,
+        capture: o.capture.spans,
+        opLevel: o.capture.profiledSteps > 0,
         profileDir: o.profileDir,
         ...(o.graphOptimizationLevel ? { graphOptimizationLevel: o.graphOptimizationLevel } : {}),
       };
       group.workers[rank].postMessage(init);
     });
     await readyP;
-    const doneP = group.waitAll('done');
-    group.onStep = (step) => hooks.progress({ phase: o.phase, done: step + 1, total: o.steps, message: o.message });
-    for (const w of group.workers) w.postMessage({ type: 'go' });
-    return await doneP;
+    group.onStep = (step) => this.hooks.progress({ phase: this.o.phase, done: step + 1, total: this.o.steps, message: this.o.message });
+  }
+
+  private async block(first: number, steps: number, record: boolean): Promise<void> {
+    if (steps <= 0) return;
+    const done = this.group.waitAll('block');
+    const m: ToDeviceControl = { type: 'run', first, steps, record };
+    for (const w of this.group.workers) w.postMessage(m);
+    await done;
+  }
+
+  /** The unrecorded warm-up steps (at least one: first runs are slow). */
+  warmup(): Promise<void> {
+    const n = Math.max(1, this.o.warmup);
+    return this.block(-n, n, false);
+  }
+
+  /** The next `steps` timed steps. */
+  async timed(steps: number): Promise<void> {
+    const k = Math.min(steps, this.o.steps - this.next);
+    await this.block(this.next, k, true);
+    this.next += k;
+  }
+
+  /** Runs the operator-profiled steps, collects every device's results and ends the workers. */
+  async finish(): Promise<DoneMessage[]> {
+    try {
+      const done = this.group.waitAll('done');
+      const m: ToDeviceControl = { type: 'finish', profiledSteps: this.o.capture.profiledSteps };
+      for (const w of this.group.workers) w.postMessage(m);
+      return await done;
+    } finally {
+      await this.close();
+    }
+  }
+
+  close(): Promise<void> {
+    return this.group.close();
+  }
+}
+
+/** Runs `program` on `o.devices` (rank r on device r): warm-up, every timed step, then the profiled ones. */
+export async function executeProgram(program: Program, o: ExecuteOptions, hooks: RunnerHooks): Promise<DoneMessage[]> {
+  const run = await ProgramRun.start(program, o, hooks);
+  try {
+    await run.warmup();
+    await run.timed(o.steps);
+    return await run.finish();
   } finally {
-    await group.close();
+    await run.close();
   }
 }
