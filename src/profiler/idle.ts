@@ -10,8 +10,8 @@
  *  - host: the lane was released late at the start of a data-parallel step, or sat between
  *    two of its own spans (input preparation, scheduling, session overhead).
  *  - other: not produced by this derivation; importers use it for gaps they cannot explain.
- *  - backpressure: not produced by this derivation either (a sender's wait for its channel
- *    is inside its send span, which the runtime records).
+ *  - backpressure: pipeline mode, the gap before a send: the sender waited for its peer to
+ *    free the channel (the runtime starts a send span only once the channel had room).
  * What the next span is comes from its `comm` column, never from its name.
  */
 import { CommOpCode, IdleCauseCode, PhaseCode, SPAN_COLUMNS, SpanKind, allocSpans, isCollectiveCode, isP2pCode, type IdleCause, type Trace } from './trace-format';
@@ -22,6 +22,11 @@ const MIN_GAP_US = 1;
 /** Is span `i` a collective, where a lane waits for its slowest peer? */
 function isCollective(trace: Trace, i: number): boolean {
   return trace.spans.kind[i] === SpanKind.comm && isCollectiveCode(trace.spans.comm[i]);
+}
+
+/** Is span `i` a send (pipeline activation leaving)? */
+function isSend(trace: Trace, i: number): boolean {
+  return trace.spans.kind[i] === SpanKind.comm && trace.spans.comm[i] === CommOpCode.send;
 }
 
 /** Is span `i` a receive (pipeline activation arriving)? */
@@ -66,7 +71,9 @@ export function deriveIdle(trace: Trace): Trace {
       const emit = (a: number, b: number, next: number): void => {
         if (b - a < MIN_GAP_US) return;
         let cause: IdleCause;
-        if (pipeline) {
+        if (pipeline && next >= 0 && isSend(trace, next)) {
+          cause = 'backpressure';
+        } else if (pipeline) {
           cause = next < 0 || prev < 0 || isRecv(trace, next) ? 'bubble' : isCollective(trace, next) ? 'collective' : 'host';
         } else if (next < 0 || waitsForPeers(trace, next)) {
           cause = 'collective';

@@ -30,7 +30,7 @@ export interface CommRecorder {
    * @param bytes payload bytes this rank moved (sent + received)
    * @param peer the peer rank for point-to-point, -1 for collectives
    */
-  comm(name: string, startUs: number, durUs: number, bytes: number, peer: number): void;
+  comm(name: string, startUs: number, durUs: number, bytes: number, peer: number, blockedUs?: number): void;
 }
 
 /** Extra per-span fields; all default to -1 (unknown / not applicable) or 0. */

@@ -5,7 +5,7 @@ import { summarize } from '../../src/profiler/summary';
 import { findings } from '../../src/profiler/findings';
 import { quantile, unionLength } from '../../src/profiler/stats';
 import { spanRow, type SpanRow } from '../../src/profiler/trace-format';
-import { dataPlan, meta, traceOf } from '../helpers/trace-builders';
+import { dataPlan, meta, pipelinePlan, traceOf } from '../helpers/trace-builders';
 
 /** Two data-parallel devices, one step of 100 µs: lane 1 computes 40 µs longer. */
 function twoLaneStep(): ReturnType<typeof traceOf> {
@@ -43,6 +43,27 @@ test('idle is derived from the gaps in each step window, with the cause from wha
   );
   // Idempotent: deriving again gives the same spans.
   assert.equal(deriveIdle(t).spans.count, t.spans.count);
+});
+
+test('in a pipeline, a sender waiting for its peer to free the channel is idle with cause backpressure', () => {
+  const rows: SpanRow[] = [
+    { lane: 0, kind: 'compute', name: 'session.run', start: 0, dur: 30, step: 0, micro: 0, stage: 0 },
+    // The channel was full from 30 to 50: the send starts when it had room.
+    { lane: 0, kind: 'comm', name: 'send', comm: 'send', start: 50, dur: 5, step: 0, micro: 0, stage: 0, peer: 1, bytes: 64 },
+    { lane: 1, kind: 'comm', name: 'recv', comm: 'recv', start: 50, dur: 5, step: 0, micro: 0, stage: 1, peer: 0, bytes: 64 },
+    { lane: 1, kind: 'compute', name: 'session.run', start: 55, dur: 45, step: 0, micro: 0, stage: 1 },
+  ];
+  const t = deriveIdle(traceOf(rows, [[0, 100]], meta({ plan: pipelinePlan() })));
+  const idle = Array.from({ length: t.spans.count }, (_, i) => spanRow(t, i)).filter((r) => r.kind === 'idle');
+  assert.deepEqual(
+    idle.map((r) => [r.lane, r.start, r.dur, r.cause]),
+    [
+      [0, 30, 20, 'backpressure'],
+      [0, 55, 45, 'bubble'],
+      [1, 0, 50, 'bubble'],
+    ],
+  );
+  assert.equal(summarize(t).devices[0]!.idleByCauseUs.backpressure, 20);
 });
 
 test('the summary splits each device into compute, communication and idle that add up to the step', () => {

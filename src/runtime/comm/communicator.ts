@@ -182,6 +182,8 @@ export class Communicator {
   /** Operation in progress, for error messages, and the bytes it has moved so far. */
   private op = '';
   private moved = 0;
+  /** µs the current operation waited for a full channel to free a slot (backpressure). */
+  private blockedUs = 0;
   /** When the first chunk of the message being received arrived (see {@link recv}). */
   private firstChunkAt = 0;
 
@@ -773,9 +775,15 @@ export class Communicator {
     const head = this.heads[set * this.worldSize + dst];
     const tailIdx = ci + CH_TAIL;
     let tail = Atomics.load(this.ctrl, tailIdx);
-    while (((head - tail) | 0) >= l.slots) {
-      this.waitWhile(tailIdx, tail, dst);
-      tail = Atomics.load(this.ctrl, tailIdx);
+    if (((head - tail) | 0) >= l.slots) {
+      // The channel is full: the receiver has not freed a slot yet. That wait is
+      // backpressure, not transfer time; it is measured so the span can say so.
+      const w0 = nowUs();
+      while (((head - tail) | 0) >= l.slots) {
+        this.waitWhile(tailIdx, tail, dst);
+        tail = Atomics.load(this.ctrl, tailIdx);
+      }
+      this.blockedUs += nowUs() - w0;
     }
     return channelDataOffset(l, set, this.rank, dst) + ((head >>> 0) % l.slots) * l.slotBytes;
   }
@@ -863,11 +871,12 @@ export class Communicator {
     }
     this.op = op;
     this.moved = 0;
+    this.blockedUs = 0;
     return nowUs();
   }
 
   private end(name: string, t0: number, peer: number): void {
-    if (this.recorder !== undefined) this.recorder.comm(name, t0, nowUs() - t0, this.moved, peer);
+    if (this.recorder !== undefined) this.recorder.comm(name, t0, nowUs() - t0, this.moved, peer, this.blockedUs);
     this.op = '';
   }
 

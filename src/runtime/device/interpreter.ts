@@ -111,9 +111,14 @@ export class Interpreter {
     // what it is. Outside an instruction (the step barrier) nothing is recorded: a wait
     // there is idle time, derived later with its cause.
     const recorder = {
-      comm: (_name: string, s: number, d: number, b: number, p: number): void => {
+      comm: (_name: string, s: number, d: number, b: number, p: number, blockedUs = 0): void => {
         const c = this.commContext;
-        if (c && this.recording) this.spans.record(SpanKind.comm, c.name, s, d, { bytes: b, peer: p, comm: c.code, flags: c.flags });
+        if (!c || !this.recording) return;
+        // A send that found the channel full waited for the receiver to free it: that wait
+        // is backpressure, left out of the span so it is derived as idle with that cause.
+        // (The waits may sit between chunks; the span keeps their sum at its start.)
+        const blocked = c.code === CommOpCode.send ? Math.min(blockedUs, d) : 0;
+        this.spans.record(SpanKind.comm, c.name, s + blocked, d - blocked, { bytes: b, peer: p, comm: c.code, flags: c.flags });
       },
     };
     if (m.comm) this.comm = Communicator.attach(m.comm as CommGroupDescriptor, m.rank, recorder);
