@@ -2,7 +2,7 @@
 import type { ProfileSummary } from '../profiler/summary';
 import type { Finding } from '../profiler/findings';
 import type { Analysis } from '../profiler/analysis';
-import { formatDuration } from '../profiler/units';
+import { formatDuration, formatPercent } from '../profiler/units';
 import { IDLE_SPAN_CAUSES } from '../profiler/span-vocabulary';
 
 /** A duration for the terminal: `830 µs`, `12.35 ms`, `1.25 s`. */
@@ -11,7 +11,7 @@ export function ms(us: number): string {
 }
 
 function pct(x: number): string {
-  return Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : '–';
+  return formatPercent(x, 1);
 }
 
 /**

@@ -13,7 +13,7 @@
  */
 import { applyEdits, modify } from 'jsonc-parser/lib/esm/main.js';
 import type { Finding } from '../profiler/findings';
-import { formatDuration } from '../profiler/units';
+import { formatDuration, formatPercent } from '../profiler/units';
 import type { ProfileSummary } from '../profiler/summary';
 import { deviceCount, effectiveValue, type ConfigPlan, type PlanKey } from './config-model';
 import type { ProfileSettings } from './run-config';
@@ -37,7 +37,7 @@ export interface KeyHint {
   fixTitle: string | null;
 }
 
-const pct = (x: number): string => `${Math.round(x * 100)}%`;
+const pct = (x: number): string => formatPercent(x, 0);
 
 /** A duration for people: µs under 1 ms, then ms with one decimal, then s. */
 export { formatDuration };

@@ -17,7 +17,7 @@
 import type { Trace } from './trace-format';
 import type { ProfileSummary } from './summary';
 import { median } from './stats';
-import { formatDuration } from './units';
+import { formatDuration, formatPercent } from './units';
 import { gpipeBubble } from './plan';
 import { analyse, type Analysis } from './analysis/index';
 import { deviceSpecFor } from './analysis/plan';
@@ -157,7 +157,7 @@ export const SCALING_KEEP = 0.9;
 /** One operator type taking more than this share of a stage's compute dominates it. */
 export const DOMINANT_OP_SHARE = 0.5;
 
-const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
+const pct = (x: number): string => formatPercent(x, 0);
 const dur = (us: number): string => formatDuration(us, { sDigits: false });
 const perS = (batch: number, stepUs: number): number => (stepUs > 0 ? (batch * 1e6) / stepUs : 0);
 

@@ -1,5 +1,5 @@
 /**
- * Durations as text, for every surface: the terminal, notifications and hovers, findings,
+ * Durations and shares as text, for every surface: the terminal, notifications and hovers, findings,
  * the pipeline plan printout and the timeline view. Durations are given in µs; the unit is
  * chosen by size (s from 1 000 000 µs, ms from 1000 µs). Pure functions, no DOM and no Node,
  * so the view can import them.
@@ -61,4 +61,9 @@ export function formatUs(us: number, digits = 3): string {
 /** Drops trailing zeros (`4.00` → `4`) and any exponent form toPrecision may answer with. */
 export function trimNumber(s: string): string {
   return String(Number(s));
+}
+
+/** A share (1 = 100%) as a percentage with `digits` decimals: `12.5%`; `–` when not finite. */
+export function formatPercent(x: number, digits = 1): string {
+  return Number.isFinite(x) ? `${(x * 100).toFixed(digits)}%` : '–';
 }

@@ -66,6 +66,38 @@ export function resolveInputShapes(ir: ModelIR, opts: ResolveOptions): ResolvedI
   const { batch, batchDim } = opts;
   const dimValues = opts.dims ?? {};
   const shapes = opts.inputShapes ?? {};
+  checkResolveOptions(ir, opts);
+  const batchAxes = findBatchAxes(ir, batchDim);
+  const batchSymbols = batchSymbolsOf(ir, batchAxes);
+  for (const s of batchSymbols) {
+    if (dimValues[s] !== undefined && dimValues[s] !== batch) {
+      throw new UserError(`--dim ${s}=${dimValues[s]} conflicts with --batch ${batch}: "${s}" is the batch dimension; set it with --batch only`);
+    }
+  }
+  const fixedBatch = batchDim === undefined ? fixedModelBatch(ir, batchAxes, batch, shapes) : null;
+  const bound = boundSymbols(ir, batchAxes, batchSymbols, opts);
+
+  const ctx: ResolveContext = { file, batch, batchDim, shapes, batchAxes, fixedBatch, bound, problems: [], dimFlags: [], shapeFlags: [] };
+  const resolved: ResolvedInput[] = [];
+  for (const input of ir.inputs) {
+    const r = resolveInput(input, ctx);
+    if (r) resolved.push(r);
+  }
+  if (ctx.problems.length > 0) {
+    const how = [...(ctx.dimFlags.length > 0 ? [ctx.dimFlags.join(' ')] : []), ctx.shapeFlags.join(' ')].join(' or ');
+    throw new UserError(`${file}: ${ctx.problems.join('; ')}; set them with ${how}`);
+  }
+  return resolved;
+}
+
+type ModelInputInfo = ModelIR['inputs'][number];
+
+/** Checks the batch, `--dim` and `--input-shape` values against each other and the model. */
+function checkResolveOptions(ir: ModelIR, opts: ResolveOptions): void {
+  const file = ir.path;
+  const { batch, batchDim } = opts;
+  const dimValues = opts.dims ?? {};
+  const shapes = opts.inputShapes ?? {};
   if (!Number.isInteger(batch) || batch < 1) throw new UserError(`--batch ${batch}: the batch size must be a positive integer`);
   for (const [k, v] of Object.entries(dimValues)) {
     if (!Number.isInteger(v) || v < 1) throw new UserError(`--dim ${k}=${v}: a dimension must be a positive integer`);
@@ -88,8 +120,10 @@ export function resolveInputShapes(ir: ModelIR, opts: ResolveOptions): ResolvedI
   for (const input of ir.inputs) {
     if (input.kind !== 'tensor') throw new UserError(`${file}: input "${input.name}" is a ${input.kind}, not a tensor; Parallax can feed tensor inputs only`);
   }
+}
 
-  // Which axis of each input is the batch.
+/** Which axis of each input is the batch (null: none). */
+function findBatchAxes(ir: ModelIR, batchDim: string | undefined): Map<string, number | null> {
   const batchAxes = new Map<string, number | null>();
   for (const input of ir.inputs) {
     const md = input.dims;
@@ -98,35 +132,42 @@ export function resolveInputShapes(ir: ModelIR, opts: ResolveOptions): ResolvedI
     else if (!md || (md.length > 0 && typeof md[0] !== 'number')) axis = 0;
     batchAxes.set(input.name, axis);
   }
+  return batchAxes;
+}
+
+/** The symbolic dimensions standing on a batch axis. */
+function batchSymbolsOf(ir: ModelIR, batchAxes: Map<string, number | null>): Set<string> {
   const batchSymbols = new Set<string>();
   for (const input of ir.inputs) {
     const axis = batchAxes.get(input.name);
     const d = axis === null || axis === undefined ? undefined : input.dims?.[axis];
     if (typeof d === 'string') batchSymbols.add(d);
   }
-  for (const s of batchSymbols) {
-    if (dimValues[s] !== undefined && dimValues[s] !== batch) {
-      throw new UserError(`--dim ${s}=${dimValues[s]} conflicts with --batch ${batch}: "${s}" is the batch dimension; set it with --batch only`);
-    }
-  }
+  return batchSymbols;
+}
 
-  // A model without any dynamic batch axis has its batch fixed by its first input's first dim.
-  let fixedBatch: number | null = null;
-  if (batchDim === undefined && [...batchAxes.values()].every((a) => a === null)) {
-    const first = ir.inputs.find((i) => i.dims && i.dims.length > 0);
-    const d = first?.dims?.[0];
-    if (typeof d === 'number' && !shapes[first!.name]) {
-      fixedBatch = d;
-      if (batch !== d) {
-        throw new UserError(`${file}: the model's batch is fixed at ${d} (input "${first!.name}" has shape [${first!.dims!.join(', ')}]), but --batch is ${batch}; use --batch ${d}, or export the model with a dynamic batch dimension`);
-      }
-      for (const i of ir.inputs) if (i.dims?.[0] === d) batchAxes.set(i.name, 0);
-    }
+/**
+ * A model without any dynamic batch axis has its batch fixed by its first input's first dim:
+ * that size (after checking `batch` against it, and marking axis 0 of the inputs that share
+ * it as their batch axis), or null.
+ */
+function fixedModelBatch(ir: ModelIR, batchAxes: Map<string, number | null>, batch: number, shapes: Record<string, number[]>): number | null {
+  if (![...batchAxes.values()].every((a) => a === null)) return null;
+  const first = ir.inputs.find((i) => i.dims && i.dims.length > 0);
+  const d = first?.dims?.[0];
+  if (typeof d !== 'number' || shapes[first!.name]) return null;
+  if (batch !== d) {
+    throw new UserError(`${ir.path}: the model's batch is fixed at ${d} (input "${first!.name}" has shape [${first!.dims!.join(', ')}]), but --batch is ${batch}; use --batch ${d}, or export the model with a dynamic batch dimension`);
   }
+  for (const i of ir.inputs) if (i.dims?.[0] === d) batchAxes.set(i.name, 0);
+  return d;
+}
 
-  // Symbol values bound by --input-shape, so that other inputs sharing a symbol agree.
-  const bound = new Map<string, number>(Object.entries(dimValues));
-  for (const s of batchSymbols) bound.set(s, batch);
+/** Symbol values from `--dim`, the batch and `--input-shape`, so that inputs sharing a symbol agree. */
+function boundSymbols(ir: ModelIR, batchAxes: Map<string, number | null>, batchSymbols: Set<string>, opts: ResolveOptions): Map<string, number> {
+  const shapes = opts.inputShapes ?? {};
+  const bound = new Map<string, number>(Object.entries(opts.dims ?? {}));
+  for (const s of batchSymbols) bound.set(s, opts.batch);
   for (const input of ir.inputs) {
     const given = shapes[input.name];
     if (!given || !input.dims) continue;
@@ -140,58 +181,66 @@ export function resolveInputShapes(ir: ModelIR, opts: ResolveOptions): ResolvedI
       bound.set(d, given[i]);
     });
   }
+  return bound;
+}
 
-  const resolved: ResolvedInput[] = [];
-  const problems: string[] = [];
-  const dimFlags: string[] = [];
-  const shapeFlags: string[] = [];
-  for (const input of ir.inputs) {
-    const md = input.dims;
-    const given = shapes[input.name];
-    let axis = batchAxes.get(input.name) ?? null;
-    let dims: number[];
-    if (given) {
-      if (md && given.length !== md.length) {
-        throw new UserError(`--input-shape ${input.name}=${given.join(',')}: input "${input.name}" of ${file} has ${md.length} dimensions [${md.map(showDim).join(', ')}], not ${given.length}`);
-      }
-      if (!md && batchDim === undefined) axis = 0;
-      dims = [...given];
-      if (axis !== null && fixedBatch === null) dims[axis] = batch;
-      md?.forEach((d, i) => {
-        if (typeof d === 'number' && i !== axis && dims[i] !== d) {
-          throw new UserError(`--input-shape ${input.name}=${given.join(',')}: dimension ${i} of input "${input.name}" is fixed at ${d} in ${file}, not ${dims[i]}`);
-        }
-      });
-    } else if (!md) {
-      problems.push(`input "${input.name}" has no declared shape`);
-      shapeFlags.push(`--input-shape ${input.name}=D0,D1,…`);
-      continue;
-    } else {
-      dims = [];
-      const unset: string[] = [];
-      md.forEach((d, i) => {
-        if (i === axis) dims.push(fixedBatch ?? batch);
-        else if (typeof d === 'number') dims.push(d);
-        else if (typeof d === 'string' && bound.has(d)) dims.push(bound.get(d)!);
-        else {
-          unset.push(typeof d === 'string' ? d : `axis ${i} (unnamed)`);
-          if (typeof d === 'string' && !dimFlags.includes(`--dim ${d}=VALUE`)) dimFlags.push(`--dim ${d}=VALUE`);
-          dims.push(-1);
-        }
-      });
-      if (unset.length > 0) {
-        problems.push(`input "${input.name}" has unset dimension${unset.length > 1 ? 's' : ''} ${unset.join(', ')}`);
-        shapeFlags.push(`--input-shape ${input.name}=${exampleShape(md, dims, axis)}`);
-        continue;
-      }
+/** What {@link resolveInput} needs, and where it collects what is still unset. */
+interface ResolveContext {
+  file: string;
+  batch: number;
+  batchDim: string | undefined;
+  shapes: Record<string, number[]>;
+  batchAxes: Map<string, number | null>;
+  fixedBatch: number | null;
+  bound: Map<string, number>;
+  problems: string[];
+  dimFlags: string[];
+  shapeFlags: string[];
+}
+
+/** One input's settled shape, or null (with a problem recorded) when a dimension is still unset. */
+function resolveInput(input: ModelInputInfo, ctx: ResolveContext): ResolvedInput | null {
+  const { file, batch, fixedBatch } = ctx;
+  const md = input.dims;
+  const given = ctx.shapes[input.name];
+  let axis = ctx.batchAxes.get(input.name) ?? null;
+  let dims: number[];
+  if (given) {
+    if (md && given.length !== md.length) {
+      throw new UserError(`--input-shape ${input.name}=${given.join(',')}: input "${input.name}" of ${file} has ${md.length} dimensions [${md.map(showDim).join(', ')}], not ${given.length}`);
     }
-    resolved.push({ name: input.name, dtype: input.dtype, dims, batchAxis: axis, batchFixed: fixedBatch !== null && axis !== null, modelDims: md });
+    if (!md && ctx.batchDim === undefined) axis = 0;
+    dims = [...given];
+    if (axis !== null && fixedBatch === null) dims[axis] = batch;
+    md?.forEach((d, i) => {
+      if (typeof d === 'number' && i !== axis && dims[i] !== d) {
+        throw new UserError(`--input-shape ${input.name}=${given.join(',')}: dimension ${i} of input "${input.name}" is fixed at ${d} in ${file}, not ${dims[i]}`);
+      }
+    });
+  } else if (!md) {
+    ctx.problems.push(`input "${input.name}" has no declared shape`);
+    ctx.shapeFlags.push(`--input-shape ${input.name}=D0,D1,…`);
+    return null;
+  } else {
+    dims = [];
+    const unset: string[] = [];
+    md.forEach((d, i) => {
+      if (i === axis) dims.push(fixedBatch ?? batch);
+      else if (typeof d === 'number') dims.push(d);
+      else if (typeof d === 'string' && ctx.bound.has(d)) dims.push(ctx.bound.get(d)!);
+      else {
+        unset.push(typeof d === 'string' ? d : `axis ${i} (unnamed)`);
+        if (typeof d === 'string' && !ctx.dimFlags.includes(`--dim ${d}=VALUE`)) ctx.dimFlags.push(`--dim ${d}=VALUE`);
+        dims.push(-1);
+      }
+    });
+    if (unset.length > 0) {
+      ctx.problems.push(`input "${input.name}" has unset dimension${unset.length > 1 ? 's' : ''} ${unset.join(', ')}`);
+      ctx.shapeFlags.push(`--input-shape ${input.name}=${exampleShape(md, dims, axis)}`);
+      return null;
+    }
   }
-  if (problems.length > 0) {
-    const how = [...(dimFlags.length > 0 ? [dimFlags.join(' ')] : []), shapeFlags.join(' ')].join(' or ');
-    throw new UserError(`${file}: ${problems.join('; ')}; set them with ${how}`);
-  }
-  return resolved;
+  return { name: input.name, dtype: input.dtype, dims, batchAxis: axis, batchFixed: fixedBatch !== null && axis !== null, modelDims: md };
 }
 
 function showDim(d: Dim): string {

@@ -6,7 +6,7 @@
  * visible (`⟨U+202E⟩`) so a name cannot reorder what is drawn around it (the "Trojan Source"
  * trick), and very long names are cut to a length a tooltip or a label can hold.
  */
-import { formatUs, trimNumber } from '../../src/profiler/units';
+import { formatPercent, formatUs, trimNumber } from '../../src/profiler/units';
 
 /** Time in µs as a short string with a unit chosen for its size: `830 µs`, `12.4 ms`, `1.25 s`. */
 export { formatUs };
@@ -41,9 +41,7 @@ export function formatBytes(b: number): string {
   return `${i === 0 ? v.toFixed(0) : trimNumber(v.toPrecision(3))} ${units[i]}`;
 }
 
-export function formatPercent(x: number, digits = 1): string {
-  return Number.isFinite(x) ? `${(x * 100).toFixed(digits)}%` : '–';
-}
+export { formatPercent };
 
 export function formatSigned(us: number): string {
   return `${us > 0 ? '+' : us < 0 ? '−' : '±'}${formatUs(Math.abs(us))}`;

@@ -134,15 +134,18 @@ class App {
     this.host.post({ type: 'error', message });
   }
 
+  /** Shows [v0, v1] (view time) with a little margin, highlighting `lanes` of run `ri` when given. */
+  private reveal(ri: number, v0: number, v1: number, lanes: readonly number[] | undefined): void {
+    const pad = Math.max((v1 - v0) * 0.04, 1);
+    this.timeline.setView(v0 - pad, v1 + pad);
+    if (lanes) this.timeline.setHighlight({ lanes: new Set(lanes.map((l) => `${ri}:${l}`)), v0, v1 });
+  }
+
   private selectFinding(ri: number, fi: number): void {
     const run = this.runs[ri];
     const f = run?.findings[fi];
     if (!run || !f) return;
-    const v0 = f.evidence.startUs - run.offsetUs;
-    const v1 = f.evidence.endUs - run.offsetUs;
-    const pad = Math.max((v1 - v0) * 0.04, 1);
-    this.timeline.setView(v0 - pad, v1 + pad);
-    this.timeline.setHighlight({ lanes: new Set(f.evidence.lanes.map((l) => `${ri}:${l}`)), v0, v1 });
+    this.reveal(ri, f.evidence.startUs - run.offsetUs, f.evidence.endUs - run.offsetUs, f.evidence.lanes);
     let k = 0;
     this.runs.forEach((r, rj) =>
       r.findings.forEach((_, fj) => {
@@ -225,11 +228,7 @@ class App {
         const ri = m.run ?? 0;
         const run = this.runs[ri];
         if (!run) return;
-        const v0 = m.startUs - run.offsetUs;
-        const v1 = m.endUs - run.offsetUs;
-        const pad = Math.max((v1 - v0) * 0.04, 1);
-        this.timeline.setView(v0 - pad, v1 + pad);
-        if (m.lanes) this.timeline.setHighlight({ lanes: new Set(m.lanes.map((l) => `${ri}:${l}`)), v0, v1 });
+        this.reveal(ri, m.startUs - run.offsetUs, m.endUs - run.offsetUs, m.lanes);
         break;
       }
       case 'selectFinding':

@@ -151,77 +151,8 @@ export function analyseOps(ix: SpanIndex, cells: BreakdownCells, stageOfLane: Ar
   const laneCompute = new Float64Array(nLanes);
   for (let l = 0; l < nLanes; l++) for (let p = 0; p < nSteps; p++) laneCompute[l] += cell(cells, l, p, 'compute');
 
-  const group = (index: number, lanes: number[]): OpsGroup => {
-    const tot = new Float64Array(D);
-    const cnt = new Float64Array(D);
-    let computeUs = 0;
-    for (const l of lanes) {
-      computeUs += laneCompute[l];
-      for (let d = 0; d < D; d++) {
-        tot[d] += total[l * D + d];
-        cnt[d] += count[l * D + d];
-      }
-    }
-    const stepTotal = windowSum * lanes.length;
-    const share = (x: number, of: number): number => (of > 0 ? x / of : 0);
-    const present: number[] = [];
-    let opUs = 0;
-    let opCount = 0;
-    for (let d = 0; d < D; d++) {
-      if (cnt[d] === 0) continue;
-      present.push(d);
-      opUs += tot[d];
-      opCount += cnt[d];
-    }
-    present.sort((a, b) => tot[b] - tot[a] || a - b);
-    const str = (k: number): string => (k >= 0 ? trace.strings[k] ?? '' : '');
-    const opsOut: OpStat[] = present.slice(0, top).map((d) => ({
-      name: str(names[d]),
-      node: modelNodeName(str(names[d])),
-      opType: str(opTypeOf[d]),
-      totalUs: tot[d],
-      count: cnt[d],
-      meanUs: tot[d] / cnt[d],
-      shareOfStep: share(tot[d], stepTotal),
-      shareOfCompute: share(tot[d], computeUs),
-    }));
-    const byType = new Map<string, { totalUs: number; count: number; top: number }>();
-    for (const d of present) {
-      const t = str(opTypeOf[d]);
-      const e = byType.get(t);
-      if (!e) byType.set(t, { totalUs: tot[d], count: cnt[d], top: d });
-      else {
-        e.totalUs += tot[d];
-        e.count += cnt[d];
-        if (tot[d] > tot[e.top]) e.top = d;
-      }
-    }
-    const opTypes: OpTypeStat[] = [...byType.entries()]
-      .map(([opType, e]) => ({
-        opType,
-        totalUs: e.totalUs,
-        count: e.count,
-        meanUs: e.totalUs / e.count,
-        shareOfStep: share(e.totalUs, stepTotal),
-        shareOfCompute: share(e.totalUs, computeUs),
-        topOp: str(names[e.top]),
-      }))
-      .sort((a, b) => b.totalUs - a.totalUs || (a.opType < b.opType ? -1 : 1));
-    const means = present.map((d) => tot[d] / cnt[d]);
-    const tiny = means.filter((m) => m < TINY_OP_US).length;
-    return {
-      index,
-      lanes,
-      stepUs: stepTotal,
-      computeUs,
-      opUs,
-      opCount,
-      ops: opsOut,
-      opTypes,
-      tinyOpFraction: means.length > 0 ? tiny / means.length : 0,
-      medianOpMeanUs: means.length > 0 ? median(means) : 0,
-    };
-  };
+  const acc: OpAccumulators = { strings: trace.strings, names, opTypeOf, D, total, count, laneCompute, windowSum, top };
+  const group = (index: number, lanes: number[]): OpsGroup => opsGroup(acc, index, lanes);
 
   const perLane = Array.from({ length: nLanes }, (_, l) => group(l, [l]));
   const stages = new Map<number, number[]>();
@@ -237,4 +168,97 @@ export function analyseOps(ix: SpanIndex, cells: BreakdownCells, stageOfLane: Ar
       ? [...stages.entries()].sort((a, b) => a[0] - b[0]).map(([st, lanes]) => group(st, lanes))
       : [group(0, Array.from({ length: nLanes }, (_, l) => l))];
   return { available: D > 0, perLane, perStage };
+}
+
+/** Per-(lane, operator) sums of {@link analyseOps}, shared by every group it folds. */
+interface OpAccumulators {
+  strings: readonly string[];
+  /** Dense operator id → name string index, and → op type string index. */
+  names: number[];
+  opTypeOf: number[];
+  /** Number of dense operator ids. */
+  D: number;
+  /** Per lane × dense id: total µs and executions. */
+  total: Float64Array;
+  count: Float64Array;
+  /** Per lane: compute µs over the measured steps. */
+  laneCompute: Float64Array;
+  /** Σ step windows, µs. */
+  windowSum: number;
+  /** Operators listed per group. */
+  top: number;
+}
+
+/** Folds `lanes` into one group: its top operators, operator types and small-operator figures. */
+function opsGroup(acc: OpAccumulators, index: number, lanes: number[]): OpsGroup {
+  const { names, opTypeOf, D, total, count, laneCompute, windowSum, top } = acc;
+  const tot = new Float64Array(D);
+  const cnt = new Float64Array(D);
+  let computeUs = 0;
+  for (const l of lanes) {
+    computeUs += laneCompute[l];
+    for (let d = 0; d < D; d++) {
+      tot[d] += total[l * D + d];
+      cnt[d] += count[l * D + d];
+    }
+  }
+  const stepTotal = windowSum * lanes.length;
+  const share = (x: number, of: number): number => (of > 0 ? x / of : 0);
+  const present: number[] = [];
+  let opUs = 0;
+  let opCount = 0;
+  for (let d = 0; d < D; d++) {
+    if (cnt[d] === 0) continue;
+    present.push(d);
+    opUs += tot[d];
+    opCount += cnt[d];
+  }
+  present.sort((a, b) => tot[b] - tot[a] || a - b);
+  const str = (k: number): string => (k >= 0 ? acc.strings[k] ?? '' : '');
+  const opsOut: OpStat[] = present.slice(0, top).map((d) => ({
+    name: str(names[d]),
+    node: modelNodeName(str(names[d])),
+    opType: str(opTypeOf[d]),
+    totalUs: tot[d],
+    count: cnt[d],
+    meanUs: tot[d] / cnt[d],
+    shareOfStep: share(tot[d], stepTotal),
+    shareOfCompute: share(tot[d], computeUs),
+  }));
+  const byType = new Map<string, { totalUs: number; count: number; top: number }>();
+  for (const d of present) {
+    const t = str(opTypeOf[d]);
+    const e = byType.get(t);
+    if (!e) byType.set(t, { totalUs: tot[d], count: cnt[d], top: d });
+    else {
+      e.totalUs += tot[d];
+      e.count += cnt[d];
+      if (tot[d] > tot[e.top]) e.top = d;
+    }
+  }
+  const opTypes: OpTypeStat[] = [...byType.entries()]
+    .map(([opType, e]) => ({
+      opType,
+      totalUs: e.totalUs,
+      count: e.count,
+      meanUs: e.totalUs / e.count,
+      shareOfStep: share(e.totalUs, stepTotal),
+      shareOfCompute: share(e.totalUs, computeUs),
+      topOp: str(names[e.top]),
+    }))
+    .sort((a, b) => b.totalUs - a.totalUs || (a.opType < b.opType ? -1 : 1));
+  const means = present.map((d) => tot[d] / cnt[d]);
+  const tiny = means.filter((m) => m < TINY_OP_US).length;
+  return {
+    index,
+    lanes,
+    stepUs: stepTotal,
+    computeUs,
+    opUs,
+    opCount,
+    ops: opsOut,
+    opTypes,
+    tinyOpFraction: means.length > 0 ? tiny / means.length : 0,
+    medianOpMeanUs: means.length > 0 ? median(means) : 0,
+  };
 }

@@ -10,7 +10,7 @@
  * measured time alone and predicts nothing.
  */
 import { STRAGGLER_THRESHOLD, type Analysis } from '../analysis/index';
-import { formatDuration } from '../units';
+import { formatDuration, formatPercent } from '../units';
 
 export interface RankStats {
   lane: number;
@@ -59,7 +59,7 @@ const medianOf = (xs: number[]): number => {
 };
 
 const ms = (us: number): string => formatDuration(us, { sDigits: false });
-const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
+const pct = (x: number): string => formatPercent(x, 0);
 
 /** Compares the ranks of an analysed trace (idle derived, one lane per rank). */
 export function analyseRanks(a: Analysis, threshold = STRAGGLER_THRESHOLD): RankAnalysis {

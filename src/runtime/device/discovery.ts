@@ -748,18 +748,66 @@ export function planDevices(requests: readonly DeviceRequest[], discovered: Disc
   const softwareGpu = nWebGpu > 0 && (adapter?.software ?? false);
   const reserved = softwareGpu && cores >= 2 ? 1 : 0;
   const cpuBudget = cores - reserved;
-  const cpuThreads = nCpu > 0 ? Math.max(1, Math.floor(cpuBudget / nCpu)) : 0;
-  const cpuOversubscribed = nCpu > cpuBudget;
-
   const ids = (k: DeviceKind, n: number): string[] => Array.from({ length: n }, (_, i) => `${k}:${i}`);
   const cpuIds = ids('cpu', nCpu);
   const webgpuIds = ids('webgpu', nWebGpu);
   const cudaIds = ids('cuda', nCuda);
-  const out: DeviceInfo[] = [];
 
-  // CPU workers.
-  for (let i = 0; i < nCpu; i++) {
-    const id = cpuIds[i];
+  // The CUDA GPUs, if any, are numbered first so that a WebGPU adapter that is one of
+  // them (same name) gets the same physical unit.
+  const cudaGpus = discovered.cuda.gpus.length > 0 ? discovered.cuda.gpus : [{ index: 0, name: 'CUDA device 0' }];
+  const cudaGpuOf = (i: number): { index: number; name: string } => cudaGpus[i % cudaGpus.length];
+  const adapterShort = adapter?.shortName ?? 'unidentified adapter';
+  const webgpuOnCuda =
+    nWebGpu > 0 && nCuda > 0 && adapter && !adapter.software ? cudaGpus.find((g) => g.name === adapter.name) : undefined;
+  const plan: DevicePlan = {
+    cpuIds,
+    webgpuIds,
+    cudaIds,
+    softwareGpu,
+    reserved,
+    cpuBudget,
+    cpuThreads: nCpu > 0 ? Math.max(1, Math.floor(cpuBudget / nCpu)) : 0,
+    adapterName: adapter?.name ?? adapterShort,
+    adapterShort,
+    cudaGpuOf,
+    webgpuOnCuda,
+    webgpuUnitIndex: webgpuOnCuda ? webgpuOnCuda.index : nCuda > 0 ? Math.max(...cudaGpus.map((g) => g.index)) + 1 : 0,
+    cudaOnWebgpuUnit: webgpuOnCuda ? cudaIds.filter((_, i) => cudaGpuOf(i).index === webgpuOnCuda.index) : [],
+  };
+  return [...planCpuWorkers(plan), ...planWebGpuDevices(plan), ...planCudaDevices(plan)];
+}
+
+/** What {@link planDevices} settled before describing each device. */
+interface DevicePlan {
+  cpuIds: string[];
+  webgpuIds: string[];
+  cudaIds: string[];
+  /** WebGPU devices are planned on a software adapter (on the host CPU). */
+  softwareGpu: boolean;
+  /** Cores left to the software GPU. */
+  reserved: number;
+  /** Cores for the CPU workers. */
+  cpuBudget: number;
+  /** Intra-op threads per CPU worker. */
+  cpuThreads: number;
+  adapterName: string;
+  adapterShort: string;
+  /** The GPU cuda:i runs on. */
+  cudaGpuOf: (i: number) => { index: number; name: string };
+  /** The CUDA GPU that is also the WebGPU adapter, if any. */
+  webgpuOnCuda: { index: number; name: string } | undefined;
+  webgpuUnitIndex: number;
+  /** CUDA devices on the WebGPU adapter's GPU. */
+  cudaOnWebgpuUnit: string[];
+}
+
+/** CPU workers, with the threads each gets and whom they share the host CPU with. */
+function planCpuWorkers(plan: DevicePlan): DeviceInfo[] {
+  const { cpuIds, webgpuIds, softwareGpu, reserved, cpuBudget, cpuThreads } = plan;
+  const nCpu = cpuIds.length;
+  const cpuOversubscribed = nCpu > cpuBudget;
+  return cpuIds.map((id, i) => {
     const sharedWith = [
       ...(cpuOversubscribed ? cpuIds.filter((x) => x !== id) : []),
       ...(softwareGpu ? webgpuIds : []),
@@ -771,7 +819,7 @@ export function planDevices(requests: readonly DeviceRequest[], discovered: Disc
       notes.push(`oversubscribed — ${nCpu} workers share ${cpuBudget} core${cpuBudget === 1 ? '' : 's'}${spare}`);
     }
     if (softwareGpu) notes.push(`shares the host CPU with software GPU ${webgpuIds.join(', ')}`);
-    out.push({
+    return {
       id,
       kind: 'cpu',
       index: i,
@@ -783,57 +831,53 @@ export function planDevices(requests: readonly DeviceRequest[], discovered: Disc
       sharedWith,
       software: false,
       label: `${id} (${[threads, ...notes].join('; ')})`,
-    });
-  }
+    };
+  });
+}
 
-  // The CUDA GPUs, if any, are numbered first so that a WebGPU adapter that is one of
-  // them (same name) gets the same physical unit.
-  const cudaGpus = discovered.cuda.gpus.length > 0 ? discovered.cuda.gpus : [{ index: 0, name: 'CUDA device 0' }];
-  const cudaGpuOf = (i: number): { index: number; name: string } => cudaGpus[i % cudaGpus.length];
-  const software = softwareGpu;
-  const adapterShort = adapter?.shortName ?? 'unidentified adapter';
-  const webgpuOnCuda =
-    nWebGpu > 0 && nCuda > 0 && adapter && !adapter.software ? cudaGpus.find((g) => g.name === adapter.name) : undefined;
-  const webgpuUnitIndex = webgpuOnCuda ? webgpuOnCuda.index : nCuda > 0 ? Math.max(...cudaGpus.map((g) => g.index)) + 1 : 0;
-  const cudaOnWebgpuUnit = webgpuOnCuda ? cudaIds.filter((_, i) => cudaGpuOf(i).index === webgpuOnCuda.index) : [];
-
-  // WebGPU devices: ORT's WebGPU provider in Node picks one adapter (Dawn, by power
-  // preference) and offers no adapter index, so every webgpu:K is a virtual device on it.
-  for (let i = 0; i < nWebGpu; i++) {
-    const id = webgpuIds[i];
+/**
+ * WebGPU devices: ORT's WebGPU provider in Node picks one adapter (Dawn, by power
+ * preference) and offers no adapter index, so every webgpu:K is a virtual device on it.
+ */
+function planWebGpuDevices(plan: DevicePlan): DeviceInfo[] {
+  const { cpuIds, webgpuIds, softwareGpu: software, adapterShort, cudaOnWebgpuUnit } = plan;
+  const nWebGpu = webgpuIds.length;
+  return webgpuIds.map((id, i) => {
     const sharedWith = [...webgpuIds.filter((x) => x !== id), ...(software ? cpuIds : []), ...cudaOnWebgpuUnit];
     const notes = [software ? `${adapterShort}, software — shares the host CPU` : adapterShort];
     if (nWebGpu > 1) notes.push(`virtual device ${i + 1} of ${nWebGpu} on one adapter`);
     if (cudaOnWebgpuUnit.length > 0) notes.push(`same GPU as ${cudaOnWebgpuUnit.join(', ')}`);
-    out.push({
+    return {
       id,
       kind: 'webgpu',
       index: i,
       provider: 'webgpu',
       executionProviders: [{ name: 'webgpu' }],
       intraOpNumThreads: 1,
-      physicalUnit: `gpu:${webgpuUnitIndex} (${webgpuOnCuda?.name ?? adapterShort})`,
+      physicalUnit: `gpu:${plan.webgpuUnitIndex} (${plan.webgpuOnCuda?.name ?? adapterShort})`,
       // A software adapter is always a virtual device on the host CPU, which the runner's
       // own threads use too, even when no CPU worker is planned.
       sharesPhysicalUnit: software || sharedWith.length > 0,
       sharedWith,
       software,
-      adapterName: adapter?.name ?? adapterShort,
+      adapterName: plan.adapterName,
       label: `${id} (${notes.join('; ')})`,
-    });
-  }
+    };
+  });
+}
 
-  // CUDA devices: cuda:K on fewer GPUs wraps around, and the devices on one GPU share it.
-  for (let i = 0; i < nCuda; i++) {
-    const id = cudaIds[i];
+/** CUDA devices: cuda:K on fewer GPUs wraps around, and the devices on one GPU share it. */
+function planCudaDevices(plan: DevicePlan): DeviceInfo[] {
+  const { cudaIds, webgpuIds, cudaGpuOf } = plan;
+  return cudaIds.map((id, i) => {
     const gpu = cudaGpuOf(i);
     const sharedWith = [
       ...cudaIds.filter((x, j) => x !== id && cudaGpuOf(j).index === gpu.index),
-      ...(webgpuOnCuda?.index === gpu.index ? webgpuIds : []),
+      ...(plan.webgpuOnCuda?.index === gpu.index ? webgpuIds : []),
     ];
     const notes = [gpu.name, `CUDA device ${gpu.index}`];
     if (sharedWith.length > 0) notes.push(`shares gpu:${gpu.index} with ${sharedWith.join(', ')}`);
-    out.push({
+    return {
       id,
       kind: 'cuda',
       index: i,
@@ -847,9 +891,8 @@ export function planDevices(requests: readonly DeviceRequest[], discovered: Disc
       software: false,
       adapterName: gpu.name,
       label: `${id} (${notes.join(', ')})`,
-    });
-  }
-  return out;
+    };
+  });
 }
 
 // ---------------------------------------------------------------------------------------

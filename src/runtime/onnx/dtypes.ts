@@ -146,19 +146,19 @@ export interface TensorDataCtor {
  * Types missing here (string, complex, sub-byte types) have no plain typed-array form.
  */
 const TENSOR_ARRAYS: Readonly<Partial<Record<DType, TensorDataCtor>>> = {
-  float32: Float32Array as unknown as TensorDataCtor,
-  float64: Float64Array as unknown as TensorDataCtor,
-  float16: Uint16Array as unknown as TensorDataCtor,
-  bfloat16: Uint16Array as unknown as TensorDataCtor,
-  uint16: Uint16Array as unknown as TensorDataCtor,
-  int16: Int16Array as unknown as TensorDataCtor,
-  int32: Int32Array as unknown as TensorDataCtor,
-  uint32: Uint32Array as unknown as TensorDataCtor,
-  int8: Int8Array as unknown as TensorDataCtor,
-  uint8: Uint8Array as unknown as TensorDataCtor,
-  bool: Uint8Array as unknown as TensorDataCtor,
-  int64: BigInt64Array as unknown as TensorDataCtor,
-  uint64: BigUint64Array as unknown as TensorDataCtor,
+  float32: Float32Array,
+  float64: Float64Array,
+  float16: Uint16Array,
+  bfloat16: Uint16Array,
+  uint16: Uint16Array,
+  int16: Int16Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
+  int64: BigInt64Array,
+  uint64: BigUint64Array,
 };
 
 /** The typed-array constructor for `dtype`, or undefined for types without one. */

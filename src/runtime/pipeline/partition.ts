@@ -480,59 +480,9 @@ function assemble(ctx: Context, bounds: number[]): Partition {
   const stages: PipelineStage[] = [];
   for (let s = 0; s < k; s++) {
     const nodeIndices = order.slice(bounds[s], bounds[s + 1]);
-    const inputs: StageInput[] = [];
-    const seenIn = new Set<string>();
-    const copies = new Set<number>();
-    const inits = new Set<string>();
-    const produced = new Set<string>();
-    for (const i of nodeIndices) {
-      const n = ir.nodes[i];
-      for (const t of [...n.inputs, ...n.implicitInputs]) {
-        if (!t || produced.has(t) || seenIn.has(t)) continue;
-        const p = ir.producers.get(t);
-        if (p !== undefined && stageOf(p) === s) continue; // produced later in this stage: not possible in order, kept for safety
-        if (p !== undefined && isConstantNode(ir.nodes[p])) {
-          copies.add(p);
-          continue;
-        }
-        if (p === undefined && ir.initializerByName.has(t)) {
-          inits.add(t);
-          continue;
-        }
-        seenIn.add(t);
-        inputs.push({ name: t, from: p === undefined ? 'graph' : stageOf(p) });
-      }
-      for (const t of n.outputs) if (t) produced.add(t);
-    }
-    const outputs: StageOutput[] = [];
-    let sendBytes = 0;
-    let cutBytesOut: number | null = 0;
-    for (const i of nodeIndices) {
-      const n = ir.nodes[i];
-      const constant = isConstantNode(n);
-      for (const t of n.outputs) {
-        if (!t) continue;
-        const dests = new Set<number>();
-        if (!constant) for (const c of ir.consumers.get(t) ?? []) if (stageOf(c) !== s) dests.add(stageOf(c));
-        const to: Array<number | 'graph'> = [...dests].sort((a, b) => a - b);
-        if (graphOutputs.has(t)) to.push('graph');
-        if (to.length === 0) continue;
-        const b = ctx.cutBytes(t);
-        outputs.push({ name: t, to, bytes: b });
-        if (dests.size > 0) {
-          sendBytes += b ?? 0;
-          cutBytesOut = b === null || cutBytesOut === null ? null : cutBytesOut + b * dests.size;
-        }
-      }
-    }
-    let parameters = 0;
-    let parameterBytes = 0;
-    const weights = [...[...inits].map((t) => ir.initializerByName.get(t)!), ...[...nodeIndices, ...copies].filter((i) => isConstantNode(ir.nodes[i])).flatMap((i) => ir.nodes[i].outputs.map((o) => ir.constants.get(o)))];
-    for (const w of weights) {
-      if (!w || !isWeightType(w.dtype)) continue;
-      parameters += w.elements;
-      parameterBytes += w.byteSize ?? 0;
-    }
+    const { inputs, copies, inits } = stageInputs(ir, nodeIndices, s, stageOf);
+    const { outputs, sendBytes, cutBytesOut } = stageOutputs(ctx, nodeIndices, s, stageOf, graphOutputs);
+    const { parameters, parameterBytes } = stageParameters(ir, nodeIndices, copies, inits);
     let computeUs = 0;
     for (const i of nodeIndices) computeUs += ctx.costs[i];
     const sendUs = ctx.comm * sendBytes;
@@ -570,6 +520,88 @@ function assemble(ctx: Context, bounds: number[]): Partition {
   };
 }
 
+/**
+ * What stage `s` (nodes `nodeIndices`) reads from outside itself: tensors from other stages
+ * or the graph's inputs, Constant nodes it copies, and initializers it holds.
+ */
+function stageInputs(
+  ir: ModelIR,
+  nodeIndices: number[],
+  s: number,
+  stageOf: (node: number) => number,
+): { inputs: StageInput[]; copies: Set<number>; inits: Set<string> } {
+  const inputs: StageInput[] = [];
+  const seenIn = new Set<string>();
+  const copies = new Set<number>();
+  const inits = new Set<string>();
+  const produced = new Set<string>();
+  for (const i of nodeIndices) {
+    const n = ir.nodes[i];
+    for (const t of [...n.inputs, ...n.implicitInputs]) {
+      if (!t || produced.has(t) || seenIn.has(t)) continue;
+      const p = ir.producers.get(t);
+      if (p !== undefined && stageOf(p) === s) continue; // produced later in this stage: not possible in order, kept for safety
+      if (p !== undefined && isConstantNode(ir.nodes[p])) {
+        copies.add(p);
+        continue;
+      }
+      if (p === undefined && ir.initializerByName.has(t)) {
+        inits.add(t);
+        continue;
+      }
+      seenIn.add(t);
+      inputs.push({ name: t, from: p === undefined ? 'graph' : stageOf(p) });
+    }
+    for (const t of n.outputs) if (t) produced.add(t);
+  }
+  return { inputs, copies, inits };
+}
+
+/** What stage `s` produces for later stages or the graph, and the bytes it sends (once per tensor, and per destination). */
+function stageOutputs(
+  ctx: Context,
+  nodeIndices: number[],
+  s: number,
+  stageOf: (node: number) => number,
+  graphOutputs: Set<string>,
+): { outputs: StageOutput[]; sendBytes: number; cutBytesOut: number | null } {
+  const { ir } = ctx;
+  const outputs: StageOutput[] = [];
+  let sendBytes = 0;
+  let cutBytesOut: number | null = 0;
+  for (const i of nodeIndices) {
+    const n = ir.nodes[i];
+    const constant = isConstantNode(n);
+    for (const t of n.outputs) {
+      if (!t) continue;
+      const dests = new Set<number>();
+      if (!constant) for (const c of ir.consumers.get(t) ?? []) if (stageOf(c) !== s) dests.add(stageOf(c));
+      const to: Array<number | 'graph'> = [...dests].sort((a, b) => a - b);
+      if (graphOutputs.has(t)) to.push('graph');
+      if (to.length === 0) continue;
+      const b = ctx.cutBytes(t);
+      outputs.push({ name: t, to, bytes: b });
+      if (dests.size > 0) {
+        sendBytes += b ?? 0;
+        cutBytesOut = b === null || cutBytesOut === null ? null : cutBytesOut + b * dests.size;
+      }
+    }
+  }
+  return { outputs, sendBytes, cutBytesOut };
+}
+
+/** Elements and bytes of the weights a stage holds: its initializers and its own and copied Constants. */
+function stageParameters(ir: ModelIR, nodeIndices: number[], copies: Set<number>, inits: Set<string>): { parameters: number; parameterBytes: number } {
+  let parameters = 0;
+  let parameterBytes = 0;
+  const weights = [...[...inits].map((t) => ir.initializerByName.get(t)!), ...[...nodeIndices, ...copies].filter((i) => isConstantNode(ir.nodes[i])).flatMap((i) => ir.nodes[i].outputs.map((o) => ir.constants.get(o)))];
+  for (const w of weights) {
+    if (!w || !isWeightType(w.dtype)) continue;
+    parameters += w.elements;
+    parameterBytes += w.byteSize ?? 0;
+  }
+  return { parameters, parameterBytes };
+}
 
 function nominalDims(ir: ModelIR): Record<string, number> {
   const out: Record<string, number> = {};
