@@ -2,6 +2,7 @@
  * The pure part of "Profile Model…": which choices the quick picks offer, where the trace
  * goes, and the plan handed to the runner. No `vscode` import, so it runs under plain Node.
  */
+import { formatDuration } from '../profiler/units';
 import { isAbsolute, join, basename } from 'node:path';
 import type { ProfileRequest, Progress } from '../runtime/protocol';
 import { makePlan, MODE_DESCRIPTIONS, PARALLEL_MODES, type ParallelMode } from '../profiler/plan';
@@ -127,9 +128,7 @@ export function buildPlan(choices: RunChoices, settings: ProfileSettings, outPat
   };
 }
 
-function ms(us: number): string {
-  return us >= 1e3 ? `${(us / 1e3).toFixed(2)} ms` : `${us.toFixed(0)} µs`;
-}
+const ms = (us: number): string => formatDuration(us, { msDigits: 2, sDigits: false });
 
 /** One line for the completion notification: median step, speedup, numerics. */
 export function summaryLine(s: ProfileSummary): string {

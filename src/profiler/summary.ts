@@ -5,6 +5,7 @@
  */
 import { IDLE_CAUSES, SpanKind, zeroByCause, type IdleCauseOfSpan, type NumericalCheck, type Trace } from './trace-format';
 import { ratioInterval, spread, sum } from './stats';
+import { gpipeBubble } from './plan';
 import type { PipelinePlan } from './plan';
 
 export interface DeviceSummary {
@@ -71,10 +72,6 @@ export interface StageSummary {
 }
 
 /** GPipe's bubble fraction (K−1)/(M+K−1) for K stages and M micro-batches. */
-export function gpipeBubble(k: number, m: number): number {
-  return (k - 1) / (m + k - 1);
-}
-
 /** Computes the summary of a trace whose idle spans have been derived. */
 export function summarize(trace: Trace): ProfileSummary {
   const s = trace.spans;

@@ -42,6 +42,8 @@
  * works on indices into the parsed event array and on typed-array columns, without an
  * object per event.
  */
+import { median } from '../stats';
+import { formatDuration } from '../units';
 import { UserError } from '../../common/errors';
 import { TOOL_VERSION } from '../../common/version';
 import {
@@ -528,14 +530,7 @@ export function formatRanges(xs: number[], max = 6): string {
   return runs.length > max ? `${runs.slice(0, max).join(', ')}, … (${runs.length - max} more runs)` : runs.join(', ');
 }
 
-const median = (xs: number[]): number => {
-  if (xs.length === 0) return NaN;
-  const s = xs.slice().sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-
-const fmtUs = (us: number): string => (Math.abs(us) >= 1e6 ? `${(us / 1e6).toFixed(2)} s` : Math.abs(us) >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${us.toFixed(0)} µs`);
+const fmtUs = (us: number): string => formatDuration(us, { msDigits: 2 });
 
 /** Gives every rank a rank number and checks them against each other and the world size. */
 function assignRanks(files: KinetoRank[]): { ranks: number[]; worldSize: number; notes: string[] } {
