@@ -46,7 +46,7 @@ export interface ProfileSummary {
   measurementQuality: MeasurementQuality;
   /** Baseline median step time / this run's median step time; null without a baseline. */
   speedupVsOneDevice: number | null;
-  /** False when measurement quality is poor: the speedup then says more about the machine than the plan. */
+  /** False when measurement quality is poor: a speedup then says more about the machine than the plan. */
   speedupReliable: boolean;
   baseline: { description: string; stepTimeUs: number } | null;
   numericalCheck: NumericalCheck | null;
@@ -146,7 +146,7 @@ export function summarize(trace: Trace): ProfileSummary {
     devices,
     measurementQuality: quality,
     speedupVsOneDevice: speedup,
-    speedupReliable: speedup !== null && quality.verdict !== 'poor',
+    speedupReliable: quality.verdict !== 'poor',
     baseline: base ? { description: base.description, stepTimeUs: base.stepTimeUs.median } : null,
     numericalCheck: trace.meta.numericalCheck ?? null,
     totals: {

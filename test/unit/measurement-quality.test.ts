@@ -12,6 +12,9 @@ import { summarize } from '../../src/profiler/summary';
 import type { SpanRow, Trace, TraceMeta } from '../../src/profiler/trace-format';
 import { syntheticPipelineTrace } from '../../src/profiler/analysis/synthetic';
 import { dataPlan, meta, traceOf } from '../helpers/trace-builders';
+import { formatSummary } from '../../src/cli/format';
+import { lensSummary, planHints } from '../../src/extension/hints';
+import { findPlan, parseConfig } from '../../src/extension/config-model';
 
 const all = (t: Trace): Finding[] => findings(t, summarize(t));
 
@@ -162,4 +165,37 @@ test('a preempted pipeline stage is named in the reasons and its findings held b
   assert.equal(q.verdict, 'poor');
   assert.match(q.reasons[0], /^cpu:1 waited for a CPU core for 95% of its compute time; \d+ of its \d+ compute spans waited more than they ran\./);
   for (const f of all(t)) if (f.id !== 'dominant-op') assert.ok(f.heldBack && f.severity === 'info', `${f.id} held back`);
+});
+
+test('the terminal summary says poor quality first, marks the speedup unreliable and lists held-back findings apart', () => {
+  const base = { description: 'cpu:0 alone', stepTimeUs: { median: 150, p10: 150, p90: 150 } };
+  const poor = straggler({ cpu: 0.55, wait: 0.4, meta: { baseline: base } });
+  const s = summarize(poor);
+  const text = formatSummary(s, findings(poor, s));
+  const lines = text.split('\n');
+  assert.equal(lines[0], 'MEASUREMENT QUALITY: POOR — timings are unreliable on this run');
+  assert.match(lines[1], /waited for a CPU core for 40%/);
+  assert.match(text, /speedup {5}1\.50× vs cpu:0 alone .* — unreliable \(measurement quality poor\)/);
+  assert.doesNotMatch(text, /^findings$/m);
+  assert.match(text, /^held back .*\n {2}\[critical\] cpu:1 is a straggler/m);
+  // Good: nothing said about quality, findings as before.
+  const good = straggler({ cpu: 1, wait: 0, meta: { baseline: base } });
+  const g = summarize(good);
+  const gt = formatSummary(g, findings(good, g));
+  assert.doesNotMatch(gt, /quality|unreliable|held back/i);
+  assert.match(gt, /^findings\n {2}\[critical\] cpu:1 is a straggler/m);
+});
+
+test('the editor gives no hint for a held-back finding, and its CodeLens line leads with the poor quality', () => {
+  const poor = straggler({ cpu: 0.55, wait: 0.4, meta: { baseline: { description: 'one', stepTimeUs: { median: 150, p10: 150, p90: 150 } } } });
+  const s = summarize(poor);
+  const f = findings(poor, s);
+  const doc = parseConfig(JSON.stringify({ plans: { p: { mode: 'data', model: 'm.onnx', devices: 'cpu:2', batch: 8, shards: [4, 4] } } }));
+  const plan = findPlan(doc, 'p');
+  assert.ok(plan);
+  const runPlan = { mode: 'data', devices: 'cpu:2', batch: 8, shards: [4, 4] };
+  assert.equal(planHints(f, plan, runPlan, { devices: 'cpu:2', batch: 8 }).length, 0);
+  const unheld = f.map(({ heldBack: _h, ...x }) => ({ ...x, severity: 'critical' as const }));
+  assert.equal(planHints(unheld, plan, runPlan, { devices: 'cpu:2', batch: 8 }).length, 1);
+  assert.match(lensSummary(s), /^measurement quality poor · last step .* · efficiency 75% \(unreliable\)$/);
 });
