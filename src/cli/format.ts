@@ -1,6 +1,7 @@
 /** Plain-text rendering of summaries and findings for the terminal. */
 import type { ProfileSummary } from '../profiler/summary';
 import type { Finding } from '../profiler/findings';
+import type { MeasurementQuality } from '../profiler/quality';
 import type { Analysis } from '../profiler/analysis';
 import { formatDuration, formatPercent } from '../profiler/units';
 import { IDLE_SPAN_CAUSES } from '../profiler/span-vocabulary';
@@ -25,8 +26,17 @@ export function table(header: string[], rows: string[][], leftColumns = 1): stri
   return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
+/** The measurement-quality lines, or none when the quality is good (or unknown, for old summaries). */
+export function formatQuality(q: MeasurementQuality | undefined): string[] {
+  if (!q || q.verdict === 'good') return [];
+  const head = q.verdict === 'poor' ? 'MEASUREMENT QUALITY: POOR — timings are unreliable on this run' : 'measurement quality: fair';
+  return [head, ...q.reasons.map((r) => `  ${r}`)];
+}
+
 export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
   const out: string[] = [];
+  const quality = formatQuality(s.measurementQuality);
+  if (quality.length > 0) out.push(...quality, '');
   const mode = s.mode === 'imported' ? `imported from ${s.source.replace(/^imported:/, '')}` : `${s.mode} parallel`;
   const title = `${s.model ?? 'trace'} · ${mode} · ${s.devices.length} device${s.devices.length === 1 ? '' : 's'} · ${s.steps} steps${s.batch ? ` · batch ${s.batch}` : ''}`;
   out.push(title);
@@ -56,7 +66,9 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
   if (s.throughputPerS !== null) out.push(`throughput  ${s.throughputPerS.toFixed(1)} samples/s`);
   if (s.speedupVsOneDevice !== null && s.baseline) {
     const iv = s.speedupInterval ? ` (90% interval ${s.speedupInterval.lo.toFixed(2)}–${s.speedupInterval.hi.toFixed(2)}×)` : '';
-    out.push(`speedup     ${s.speedupVsOneDevice.toFixed(2)}×${iv} vs ${s.baseline.description} (median ${ms(s.baseline.stepTimeUs)}, steps interleaved with the parallel run's)`);
+    // Summaries written before measurement quality existed have no speedupReliable: trusted as before.
+    const unreliable = s.speedupReliable === false ? ' — unreliable (measurement quality poor)' : '';
+    out.push(`speedup     ${s.speedupVsOneDevice.toFixed(2)}×${iv} vs ${s.baseline.description} (median ${ms(s.baseline.stepTimeUs)}, steps interleaved with the parallel run's)${unreliable}`);
   }
   const nc = s.numericalCheck;
   if (nc) {
@@ -87,10 +99,12 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
   for (const d of shared) {
     out.push(`note        ${d.label}${d.sharesPhysicalUnit ? ': a virtual device sharing its physical unit' : ''}${d.software ? ' (software implementation)' : ''}`);
   }
-  if (findings.length > 0) {
+  const active = findings.filter((f) => !f.heldBack);
+  const held = findings.filter((f) => f.heldBack);
+  if (active.length > 0) {
     out.push('');
     out.push('findings');
-    for (const f of findings) {
+    for (const f of active) {
       out.push(`  [${f.severity}] ${f.message}`);
       out.push(`      change: ${f.change.description}`);
       if (f.predictedStepUs !== null) {
@@ -102,6 +116,11 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
         out.push(`      predicted step: ${ms(f.currentStepUs)} → ${ms(f.predictedStepUs)} (${change <= 0 ? '−' : '+'}${Math.abs(change * 100).toFixed(0)}%)${tp}`);
       }
     }
+  }
+  if (held.length > 0) {
+    out.push('');
+    out.push('held back (their evidence is timing, and measurement quality is poor; rerun on a quiet machine)');
+    for (const f of held) out.push(`  [${f.heldBack!.severity}] ${f.message}`);
   }
   return out.join('\n');
 }

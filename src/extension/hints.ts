@@ -176,6 +176,8 @@ export function planHints(
   const out: KeyHint[] = [];
   if (changedSinceRun(plan, runPlan, settings).length > 0) return out;
   findings.forEach((f, i) => {
+    // A finding held back for poor measurement quality is no advice to act on.
+    if (f.heldBack) return;
     const t = targetOf(f);
     if (!t) return;
     const now = effectiveValue(plan, t.key, settings);
@@ -256,11 +258,15 @@ export function planEdit(
   return { offset: start, length: endOld - start, content: next.slice(start, endNew) };
 }
 
-/** The CodeLens line of a plan's last run: `last step 12.3 ms · efficiency 87% · bubble 14%`. */
+/**
+ * The CodeLens line of a plan's last run: `last step 12.3 ms · efficiency 87% · bubble 14%`,
+ * led by `measurement quality poor` (and the efficiency marked unreliable) when it was.
+ */
 export function lensSummary(s: ProfileSummary): string {
-  const parts = [`last step ${formatDuration(s.stepTimeUs.median)}`];
+  const poor = s.measurementQuality?.verdict === 'poor';
+  const parts = [...(poor ? ['measurement quality poor'] : []), `last step ${formatDuration(s.stepTimeUs.median)}`];
   const n = s.devices.length;
-  if (s.speedupVsOneDevice !== null && n > 0) parts.push(`efficiency ${pct(s.speedupVsOneDevice / n)}`);
+  if (s.speedupVsOneDevice !== null && n > 0) parts.push(`efficiency ${pct(s.speedupVsOneDevice / n)}${s.speedupReliable === false ? ' (unreliable)' : ''}`);
   if (s.bubbleFraction !== undefined) parts.push(`bubble ${pct(s.bubbleFraction)}`);
   if (s.numericalCheck && !s.numericalCheck.ok) parts.push('numerics MISMATCH');
   return parts.join(' · ');

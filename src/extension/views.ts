@@ -109,13 +109,17 @@ export class FindingItem extends vscode.TreeItem {
     readonly finding: Finding,
   ) {
     super(firstSentence(finding.message), vscode.TreeItemCollapsibleState.None);
-    this.description = predictionText(finding) || finding.id;
+    this.description = finding.heldBack ? 'held back: measurement quality poor' : predictionText(finding) || finding.id;
     this.contextValue = TreeItemContext.finding;
     const icon = finding.severity === 'critical' ? 'error' : finding.severity === 'warning' ? 'warning' : 'info';
     const color = finding.severity === 'critical' ? 'problemsErrorIcon.foreground' : finding.severity === 'warning' ? 'problemsWarningIcon.foreground' : 'problemsInfoIcon.foreground';
     this.iconPath = new vscode.ThemeIcon(icon, new vscode.ThemeColor(color));
     const md = new vscode.MarkdownString();
     md.appendMarkdown(`**${finding.id}** (${finding.severity})\n\n`);
+    if (finding.heldBack) {
+      md.appendText(finding.heldBack.reason);
+      md.appendMarkdown('\n\n');
+    }
     md.appendText(finding.message);
     md.appendMarkdown('\n\n**Change:** ');
     md.appendText(finding.change.description);
@@ -153,8 +157,8 @@ class FindingsProvider implements vscode.TreeDataProvider<FindingItem> {
     this.onShown(path);
     if (!path) return [];
     const d = await this.runs.digest(path);
-    // Actionable findings first, then by predicted gain.
-    const rank = (f: Finding): number => (f.severity === 'critical' ? 0 : f.severity === 'warning' ? 1 : 2);
+    // Actionable findings first, then by predicted gain; held-back findings last.
+    const rank = (f: Finding): number => (f.heldBack ? 3 : f.severity === 'critical' ? 0 : f.severity === 'warning' ? 1 : 2);
     const gain = (f: Finding): number => (f.predictedStepUs !== null && f.currentStepUs > 0 ? f.predictedStepUs / f.currentStepUs : 1);
     return (d?.findings ?? [])
       .map((f, i) => ({ f, i }))

@@ -13,9 +13,17 @@
  *  - host-overhead       data/single: host idle and in-session gaps, operator spans; `batch`.
  *  - poor-scaling        any: `meta.baseline` or a scaling sweep passed in the options.
  *  - dominant-op         any: operator spans (informational, no prediction).
+ *
+ * Measurement quality gates every rule (see quality.ts and {@link gateFindings}):
+ *  - a finding fires only when its predicted effect — the step time it saves, for the same
+ *    work ({@link findingEffectUs}) — exceeds the run's measured step-time noise;
+ *  - when the quality is poor, findings whose evidence is timing ({@link TIMING_RULES}) are
+ *    held back: kept in the list with `heldBack` (the reason and the severity they would
+ *    have had) and severity `info`, so no view shows them as a warning.
  */
 import type { Trace } from './trace-format';
 import type { ProfileSummary } from './summary';
+import { measurementQuality, type MeasurementQuality } from './quality';
 import { median } from './stats';
 import { formatDuration, formatPercent } from './units';
 import { gpipeBubble } from './plan';
@@ -54,6 +62,11 @@ export interface Finding {
    * batch, fewer devices), where step time alone would not say whether the change pays.
    */
   throughput?: { currentPerS: number; predictedPerS: number };
+  /**
+   * Set when the run's measurement quality was poor and the finding's evidence is timing: the
+   * finding is shown apart (severity `info`), with why and the severity it would have had.
+   */
+  heldBack?: { reason: string; severity: Severity };
 }
 
 /**
@@ -562,6 +575,51 @@ function dominantOpRule(trace: Trace, a: Analysis): Finding[] {
   return out;
 }
 
+/** Rules whose evidence is measured timing, which contention distorts. */
+export const TIMING_RULES: ReadonlySet<string> = new Set(['straggler', 'pipeline-imbalance', 'pipeline-bubble', 'comm-bound', 'host-overhead', 'poor-scaling']);
+
+/**
+ * The step time a finding's change saves, µs, for the same work: `current − predicted`, or
+ * with a throughput change (a larger batch) the current step less the time the current work
+ * would take at the predicted throughput. Poor scaling: the time lost against perfect scaling
+ * (`current · (1 − speedup / devices)`), which is what its advice rests on. Null for findings
+ * without a prediction.
+ */
+export function findingEffectUs(f: Finding): number | null {
+  if (f.id === 'poor-scaling') {
+    const sp = f.evidence.numbers['speedup'];
+    const n = f.evidence.numbers['devices'];
+    if (Number.isFinite(sp) && n > 0) return f.currentStepUs * (1 - sp / n);
+  }
+  if (f.predictedStepUs === null) return null;
+  if (f.throughput && f.throughput.predictedPerS > 0) return f.currentStepUs * (1 - f.throughput.currentPerS / f.throughput.predictedPerS);
+  return f.currentStepUs - f.predictedStepUs;
+}
+
+/**
+ * Applies measurement quality to findings: drops those whose effect does not exceed the
+ * run's noise, and holds back timing findings when the quality is poor.
+ */
+export function gateFindings(found: Finding[], quality: MeasurementQuality): Finding[] {
+  const out: Finding[] = [];
+  for (const f of found) {
+    const effect = findingEffectUs(f);
+    if (effect !== null && !(effect > quality.noiseUs)) continue;
+    if (quality.verdict === 'poor' && TIMING_RULES.has(f.id)) {
+      const why = quality.reasons[0] ?? 'measurement quality is poor';
+      out.push({ ...f, severity: 'info', heldBack: { reason: `Held back: measurement quality is poor. ${why}`, severity: f.severity } });
+    } else {
+      out.push(f);
+    }
+  }
+  return out;
+}
+
+/** Findings shown as advice (not held back). */
+export function activeFindings(found: readonly Finding[]): Finding[] {
+  return found.filter((f) => !f.heldBack);
+}
+
 export interface FindingsOptions {
   /** A precomputed analysis of the same trace (saves recomputing it). */
   analysis?: Analysis;
@@ -572,7 +630,8 @@ export interface FindingsOptions {
 /** Runs every rule on a trace whose idle spans have been derived. */
 export function findings(trace: Trace, summary: ProfileSummary, options: FindingsOptions = {}): Finding[] {
   const a = options.analysis ?? analyse(trace, options.scaling ? { scaling: options.scaling } : {});
-  return [
+  const quality = (summary as Partial<ProfileSummary>).measurementQuality ?? measurementQuality(trace);
+  return gateFindings([
     ...stragglerRule(trace, summary),
     ...pipelineImbalanceRule(trace, a),
     ...pipelineBubbleRule(trace, a),
@@ -580,5 +639,5 @@ export function findings(trace: Trace, summary: ProfileSummary, options: Finding
     ...hostOverheadRule(trace, a),
     ...poorScalingRule(trace, a),
     ...dominantOpRule(trace, a),
-  ];
+  ], quality);
 }

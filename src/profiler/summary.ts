@@ -1,5 +1,6 @@
 /**
- * The run summary: per-device compute / communication / idle breakdown, step-time spread,
+ * The run summary: measurement quality (how far the numbers can be trusted, see
+ * quality.ts), per-device compute / communication / idle breakdown, step-time spread,
  * speedup against the one-device baseline, and the numerical check. Derived from the spans,
  * so it can be recomputed from any trace file.
  */
@@ -7,6 +8,7 @@ import { IDLE_CAUSES, SpanKind, zeroByCause, type IdleCauseOfSpan, type Numerica
 import { ratioInterval, spread, sum } from './stats';
 import { gpipeBubble } from './plan';
 import type { PipelinePlan } from './plan';
+import { measurementQuality, type MeasurementQuality } from './quality';
 
 export interface DeviceSummary {
   id: string;
@@ -38,10 +40,17 @@ export interface ProfileSummary {
   /** Samples per second at the median step time, when the batch is known. */
   throughputPerS: number | null;
   devices: DeviceSummary[];
+  /**
+   * How far this run's timings can be trusted: verdict, reasons, CPU and wait shares per
+   * device, other processes' load, step spread and the step-time noise findings must beat.
+   */
+  measurementQuality: MeasurementQuality;
   /** Baseline median step time / this run's median step time; null without a baseline. */
   speedupVsOneDevice: number | null;
   /** 90 % bootstrap interval of the speedup, when the baseline's step times are recorded. */
   speedupInterval: { lo: number; hi: number } | null;
+  /** False when measurement quality is poor: a speedup then says more about the machine than the plan. */
+  speedupReliable: boolean;
   baseline: { description: string; stepTimeUs: number } | null;
   numericalCheck: NumericalCheck | null;
   /** Share of all device time spent computing / communicating / idle. */
@@ -123,6 +132,8 @@ export function summarize(trace: Trace): ProfileSummary {
   const pipeline = plan.mode === 'pipeline' ? pipelineFields(trace, plan, compute, idleBy, sum(stepTimes)) : {};
   const batch = plan.mode !== 'imported' && typeof plan.batch === 'number' ? plan.batch : null;
   const base = trace.meta.baseline;
+  const quality = measurementQuality(trace);
+  const speedup = base && st.median > 0 ? base.stepTimeUs.median / st.median : null;
   return {
     mode: trace.meta.mode,
     source: trace.meta.source,
@@ -132,8 +143,10 @@ export function summarize(trace: Trace): ProfileSummary {
     stepTimeUs: st,
     throughputPerS: batch !== null && st.median > 0 ? (batch * 1e6) / st.median : null,
     devices,
-    speedupVsOneDevice: base && st.median > 0 ? base.stepTimeUs.median / st.median : null,
     speedupInterval: base?.stepTimesUs && base.stepTimesUs.length > 0 && stepTimes.length > 0 ? ratioInterval(base.stepTimesUs, stepTimes) : null,
+    measurementQuality: quality,
+    speedupVsOneDevice: speedup,
+    speedupReliable: quality.verdict !== 'poor',
     baseline: base ? { description: base.description, stepTimeUs: base.stepTimeUs.median } : null,
     numericalCheck: trace.meta.numericalCheck ?? null,
     totals: {

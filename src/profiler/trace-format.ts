@@ -22,6 +22,8 @@
  *    `meta.plan` is the typed {@link TracePlan} (src/profiler/plan.ts) and `meta.mode` equals
  *    `meta.plan.mode` (`data`, `pipeline` or `imported`); `meta.program`; `meta.link` removed
  *    (nothing wrote it).
+ *    Span columns `cpu` and `wait` (schedstat µs, −1 not measured); `meta.measurement`
+ *    (other processes' load during the run).
  *    Version 1 files are migrated on read (see {@link traceFromJson}).
  *
  * The JSON schema for the file is {@link TraceSchema} (TypeBox, which is JSON Schema);
@@ -105,6 +107,24 @@ export const CaptureSettingsSchema = Type.Object({
   profiledSteps: Type.Number(),
 });
 export type CaptureSettings = Static<typeof CaptureSettingsSchema>;
+/** Machine-level measurement conditions of a run; added in version 2. */
+export const MeasurementMetaSchema = Type.Object({
+  /** Other processes' average load over the measured steps, in cores (/proc/stat busy time minus this process's). */
+  otherLoadCores: Type.Number(),
+  /** This process's own average load over the same window, in cores. */
+  selfLoadCores: Type.Optional(Type.Number()),
+  /** CPUs of the machine the load is measured against. */
+  cores: Type.Number(),
+  /** Length of the window the load was averaged over, ms. */
+  windowMs: Type.Number(),
+  /**
+   * Per device (index into `devices`): which threads the span columns `cpu`/`wait` count —
+   * `worker+pool` (the worker thread and its session's intra-op threads), `worker` (the worker
+   * thread alone: one intra-op thread, or the pool could not be told apart from other threads).
+   */
+  threads: Type.Optional(Type.Array(Type.Union([Type.Literal('worker+pool'), Type.Literal('worker'), Type.Literal('none')]))),
+});
+export type MeasurementMeta = Static<typeof MeasurementMetaSchema>;
 
 export const TraceMetaSchema = Type.Object({
   formatVersion: Type.Number(),
@@ -158,6 +178,11 @@ export const TraceMetaSchema = Type.Object({
    * Added in version 2.
    */
   capture: Type.Optional(CaptureSettingsSchema),
+  /**
+   * How much of the machine the run got, measured over the measured steps (Linux; absent
+   * where not measured, e.g. imported or predicted traces). Added in version 2.
+   */
+  measurement: Type.Optional(MeasurementMetaSchema),
   /** The device program the run executed (or the simulation ran); added in version 2. */
   program: Type.Optional(ProgramSchema),
   /** Whether operator spans from ONNX Runtime's profiler are included. */

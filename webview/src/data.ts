@@ -108,6 +108,21 @@ export interface SummaryView {
   bubbleFraction: number | null;
   numericalCheck: { ok: boolean; maxAbsErr: number; maxRelErr: number; reference: string } | null;
   devices: DeviceRow[];
+  /** Measurement-quality verdict and its reasons; null for summaries written before it existed. */
+  quality: { verdict: 'good' | 'fair' | 'poor'; reasons: string[] } | null;
+  /** False when the speedup is unreliable (poor measurement quality); null when not said. */
+  speedupReliable: boolean | null;
+}
+
+const VERDICTS = ['good', 'fair', 'poor'] as const;
+
+/** Reads a summary's measurement quality defensively. */
+function qualityView(x: unknown): SummaryView['quality'] {
+  const q = obj(x);
+  const v = q ? str(q['verdict']) : null;
+  if (!q || !v || !(VERDICTS as readonly string[]).includes(v)) return null;
+  const reasons = Array.isArray(q['reasons']) ? q['reasons'].filter((r): r is string => typeof r === 'string').slice(0, 8) : [];
+  return { verdict: v as (typeof VERDICTS)[number], reasons };
 }
 
 /** Reads a summary object defensively; null when it is not a usable ProfileSummary. */
@@ -148,10 +163,21 @@ export function summaryView(x: unknown): SummaryView | null {
         ? { ok: nc['ok'], maxAbsErr: num(nc['maxAbsErr']) ?? NaN, maxRelErr: num(nc['maxRelErr']) ?? NaN, reference: str(nc['reference']) ?? '' }
         : null,
     devices: rows,
+    quality: qualityView(s['measurementQuality']),
+    speedupReliable: typeof s['speedupReliable'] === 'boolean' ? s['speedupReliable'] : null,
   };
 }
 
 const SEVERITIES: readonly Severity[] = ['info', 'warning', 'critical'];
+
+/** A finding's `heldBack` (poor measurement quality), read defensively. */
+function heldBackView(x: unknown): Pick<Finding, 'heldBack'> {
+  const h = obj(x);
+  const reason = h ? str(h['reason']) : null;
+  if (!h || reason === null) return {};
+  const sev = str(h['severity']) as Severity | null;
+  return { heldBack: { reason, severity: sev && SEVERITIES.includes(sev) ? sev : 'info' } };
+}
 
 /** Keeps the findings that have the fields the view uses; lanes outside the trace are dropped. */
 export function findingsView(x: unknown, nLanes: number): Finding[] {
@@ -179,6 +205,7 @@ export function findingsView(x: unknown, nLanes: number): Finding[] {
       change: { description: (change && str(change['description'])) ?? '', params: obj(change?.['params']) ?? {} },
       currentStepUs: num(f['currentStepUs']) ?? NaN,
       predictedStepUs: num(f['predictedStepUs']),
+      ...heldBackView(f['heldBack']),
     });
   }
   return out;

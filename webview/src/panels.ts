@@ -186,13 +186,26 @@ export function renderSummary(root: HTMLElement, runs: Run[]): void {
     if (run.emulated) head.append(el('span', 'px-badge px-badge-emulated', 'emulated link'));
     box.append(head);
     const metrics = el('div', 'px-metrics');
+    if (s?.quality) {
+      // First, so that a poor run says so before its numbers.
+      const q = s.quality;
+      const cls = q.verdict === 'poor' ? 'px-bad' : q.verdict === 'good' ? 'px-ok' : 'px-warn';
+      const m = metric('measurement quality', q.verdict === 'poor' ? 'poor: timings unreliable' : q.verdict, `px-quality ${cls}`);
+      if (q.reasons.length > 0) {
+        m.title = q.reasons.map((r) => displayText(r, 300)).join('\n');
+        if (q.verdict !== 'good') m.append(el('span', 'px-quality-reason', displayText(q.reasons[0], 300)));
+      }
+      metrics.append(m);
+    }
     if (s?.stepTimeUs) {
       metrics.append(metric('step time', `${formatUs(s.stepTimeUs.median)} (p10 ${formatUs(s.stepTimeUs.p10)}, p90 ${formatUs(s.stepTimeUs.p90)})`, 'px-step-time'));
     }
     if (s?.throughputPerS != null) metrics.append(metric('throughput', `${s.throughputPerS.toFixed(1)} samples/s`));
     if (s) {
       const iv = s.speedupInterval ? ` (90% ${s.speedupInterval.lo.toFixed(2)}–${s.speedupInterval.hi.toFixed(2)}×)` : '';
-      metrics.append(metric('speedup', s.speedup != null ? `${s.speedup.toFixed(2)}×${iv} vs one device` : 'no baseline run'));
+      const unreliable = s.speedupReliable === false;
+      const value = s.speedup != null ? `${s.speedup.toFixed(2)}×${iv} vs one device${unreliable ? ' (unreliable)' : ''}` : 'no baseline run';
+      metrics.append(metric('speedup', value, unreliable ? 'px-warn' : ''));
     }
     if (s?.bubbleFraction != null) metrics.append(metric('bubble fraction', formatPercent(s.bubbleFraction)));
     if (s?.numericalCheck) {
@@ -263,6 +276,10 @@ export function renderFindings(
       top.append(el('span', `px-sev px-sev-${f.severity}`, f.severity));
       if (runs.length > 1) top.append(el('span', 'px-run-letter', String.fromCharCode(65 + ri)));
       top.append(el('span', 'px-finding-id', displayText(f.id, 60)));
+      if (f.heldBack) {
+        top.append(el('span', 'px-badge px-held-back', 'held back'));
+        b.title = displayText(f.heldBack.reason, 600);
+      }
       const msg = el('span', 'px-finding-msg', displayText(f.message, 600));
       msg.dir = 'auto';
       b.append(top, msg);

@@ -1,0 +1,134 @@
+/**
+ * The schedstat samplers: parsing (everywhere) and real /proc reads (Linux only): a busy loop
+ * in a worker thread gets about its wall time on a CPU, and with a spinning process per core
+ * beside it the same loop waits for a core and other processes' load shows up.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import {
+  loadSampler,
+  otherLoad,
+  parseProcStat,
+  parseSchedstat,
+  parseSelfCpuTicks,
+  schedDelta,
+  sessionThreadWatch,
+  threadSampler,
+} from '../../src/runtime/device/schedstat';
+import type { SpinRequest, SpinResult } from '../helpers/schedstat-worker';
+
+const linux = process.platform === 'linux';
+const workerFile = join(__dirname, '..', 'helpers', 'schedstat-worker.ts');
+
+test('parsers read schedstat, /proc/stat and /proc/<pid>/stat', () => {
+  assert.deepEqual(parseSchedstat('4043939 38752592 2\n'), { cpuNs: 4043939, waitNs: 38752592, slices: 2 });
+  assert.equal(parseSchedstat('garbage'), null);
+  const stat = 'cpu  100 5 50 800 10 1 2 3 0 0\ncpu0 50 2 25 400 5 1 1 1 0 0\ncpu1 50 3 25 400 5 0 1 2 0 0\nintr 1\n';
+  assert.deepEqual(parseProcStat(stat), { busy: 161, total: 971, cores: 2 });
+  // The command name may contain spaces and parentheses.
+  const self = '123 (node (x) y) R 1 2 3 4 5 6 7 8 9 10 70 30 0 0 20';
+  assert.equal(parseSelfCpuTicks(self), 100);
+  assert.deepEqual(schedDelta({ cpuNs: 1000, waitNs: 0, slices: 1 }, { cpuNs: 5000, waitNs: 2000, slices: 3 }), { cpuUs: 4, waitUs: 2 });
+  assert.deepEqual(schedDelta(null, { cpuNs: 1, waitNs: 1, slices: 1 }), { cpuUs: -1, waitUs: -1 });
+  assert.deepEqual(schedDelta({ cpuNs: 9, waitNs: 0, slices: 1 }, { cpuNs: 1, waitNs: 0, slices: 1 }), { cpuUs: -1, waitUs: -1 });
+  // 2 cores, 100 jiffies each over the window: 150 busy of which this process 40 → 1.1 other cores.
+  const l = otherLoad({ busy: 0, total: 0, self: 0, cores: 2, atMs: 0 }, { busy: 150, total: 200, self: 40, cores: 2, atMs: 1000 });
+  assert.ok(l);
+  assert.ok(Math.abs(l.otherLoadCores - 1.1) < 1e-9 && Math.abs(l.selfLoadCores - 0.4) < 1e-9 && l.windowMs === 1000);
+});
+
+test('off Linux every sampler is null', { skip: linux }, () => {
+  assert.equal(threadSampler(), null);
+  assert.equal(loadSampler(), null);
+  assert.equal(sessionThreadWatch().end(4).attribution, 'unavailable');
+});
+
+function spinIn(w: Worker, ms: number): Promise<SpinResult> {
+  return new Promise((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+    w.postMessage({ ms } satisfies SpinRequest);
+  });
+}
+
+function burners(n: number): ChildProcess[] {
+  return Array.from({ length: n }, () => spawn(process.execPath, ['-e', 'for(;;);'], { stdio: 'ignore' }));
+}
+
+function stop(children: ChildProcess[]): void {
+  for (const c of children) if (c.pid !== undefined && c.exitCode === null) c.kill('SIGKILL');
+}
+
+test('a busy loop in a worker thread: CPU ≈ wall when quiet; waits for a core beside a burner per core', { skip: !linux }, async () => {
+  const w = new Worker(workerFile, { execArgv: ['--require', 'tsx/cjs'] });
+  const cores = cpus().length;
+  let burn: ChildProcess[] = [];
+  try {
+    await spinIn(w, 20); // warm up (JIT, worker start)
+    const quiet = await spinIn(w, 300);
+    assert.ok(quiet.available, 'schedstat readable in a worker thread');
+    assert.ok(quiet.cpuUs > 0 && quiet.waitUs >= 0);
+    // Loose: the machine is shared, but a quiet spin should get most of its wall time.
+    assert.ok(quiet.cpuUs <= quiet.wallUs * 1.05 + 2000, `cpu ${quiet.cpuUs} ≤ wall ${quiet.wallUs}`);
+    assert.ok(quiet.cpuUs + quiet.waitUs >= quiet.wallUs * 0.8, `cpu + wait cover the wall time (${quiet.cpuUs} + ${quiet.waitUs} of ${quiet.wallUs})`);
+
+    burn = burners(cores);
+    const load = loadSampler();
+    assert.ok(load);
+    await new Promise((r) => setTimeout(r, 150)); // let the burners start
+    load.start();
+    const busy = await spinIn(w, 400);
+    const other = load.stop();
+    assert.ok(busy.waitUs > busy.wallUs * 0.1, `waits for a core beside ${cores} burners: wait ${busy.waitUs} of wall ${busy.wallUs}`);
+    assert.ok(busy.waitUs > quiet.waitUs, 'waits more than when quiet');
+    assert.ok(busy.cpuUs < busy.wallUs * 0.95, `gets less than its wall time on a CPU: ${busy.cpuUs} of ${busy.wallUs}`);
+    assert.ok(other, 'other processes’ load measured');
+    assert.equal(other.cores, cores);
+    assert.ok(other.otherLoadCores > cores * 0.4, `other load ${other.otherLoadCores.toFixed(2)} of ${cores} cores`);
+    assert.ok(other.windowMs >= 300);
+  } finally {
+    stop(burn);
+    await w.terminate();
+  }
+});
+
+test('a sampler of the calling thread plus added threads sums their counters', { skip: !linux }, () => {
+  const s = threadSampler();
+  assert.ok(s);
+  assert.equal(s.threads, 1);
+  const a = s.read();
+  assert.ok(a && a.cpuNs > 0);
+  s.addThreads([-1, 0]); // not threads: ignored
+  assert.equal(s.threads, 1);
+  // The main thread's own tid (= pid) is a thread of this process; counters then roughly double.
+  s.addThreads([process.pid]);
+  assert.equal(s.threads, 2);
+  const b = s.read();
+  assert.ok(b && b.cpuNs >= a.cpuNs);
+  s.close();
+  assert.equal(s.read(), null);
+});
+
+test('sessionThreadWatch keeps exactly the n − 1 threads that appeared, else nothing', { skip: !linux }, async () => {
+  const none = sessionThreadWatch();
+  assert.deepEqual(none.end(1), { tids: [], attribution: 'none', appeared: 0 });
+  const watch = sessionThreadWatch();
+  const extra = new Worker('setTimeout(() => {}, 2000)', { eval: true });
+  await new Promise((r) => extra.once('online', r));
+  try {
+    // One thread appeared: exactly the pool of a 2-thread session…
+    const r2 = watch.end(2);
+    assert.equal(r2.attribution, 'exact');
+    assert.equal(r2.tids.length, 1);
+    // …but not that of a 3-thread one, which would have added 2.
+    const r3 = watch.end(3);
+    assert.equal(r3.attribution, 'ambiguous');
+    assert.deepEqual(r3.tids, []);
+  } finally {
+    await extra.terminate();
+  }
+});
