@@ -191,6 +191,8 @@ export type FromDevice =
       outputs: SharedOutput[];
       /** Operator events that could not be matched to a run, if any (diagnostics). */
       notes: string[];
+      /** Which threads the compute spans' `cpu`/`wait` columns count. */
+      schedThreads: 'worker+pool' | 'worker' | 'none';
     }
   | { type: 'error'; rank: number; message: string; user: boolean };
 

@@ -22,6 +22,7 @@ import { ctorFor, copyRows, viewOf, elementCount, placeRows, type AnyTypedArray 
 import { Communicator, type CommGroupDescriptor } from '../comm/communicator';
 import { alignOrtProfile, endOrtProfiling, readOrtProfile } from '../../profiler/ort-profile';
 import { isUserError } from '../../common/errors';
+import { schedDelta, sessionThreadWatch, threadSampler, type SchedSample } from './schedstat';
 
 type TypedSet = { set(a: ArrayLike<number>, offset?: number): void };
 
@@ -80,6 +81,13 @@ export class Interpreter {
   private readonly header = new Int32Array(HEADER_INTS);
   private recording = false;
   private commContext: CommContext | null = null;
+  /**
+   * CPU time and run-queue wait of this device's threads (Linux schedstat): the worker
+   * thread, plus its sessions' intra-op threads where they can be told apart.
+   */
+  private readonly sched = threadSampler();
+  private schedThreads: 'worker+pool' | 'worker' | 'none' = this.sched ? 'worker' : 'none';
+  private poolsExact = true;
 
   constructor(private readonly post: (m: FromDevice, transfer?: ArrayBuffer[]) => void) {}
 
@@ -141,7 +149,14 @@ export class Interpreter {
   }
 
   private async openSession(m: DeviceInit, id: number): Promise<SegmentSession> {
-    return { session: await ort.InferenceSession.create(this.segmentPath(id), sessionOptions(m)), profiled: null };
+    const watch = sessionThreadWatch();
+    const session = await ort.InferenceSession.create(this.segmentPath(id), sessionOptions(m));
+    const pool = watch.end(m.device.intraOpNumThreads);
+    this.sched?.addThreads(pool.tids);
+    // Only when every session's pool was found exactly do the columns count all its threads.
+    if (pool.attribution !== 'exact') this.poolsExact = false;
+    if (this.sched && m.device.intraOpNumThreads > 1) this.schedThreads = this.poolsExact ? 'worker+pool' : 'worker';
+    return { session, profiled: null };
   }
 
   private segmentPath(id: number): string {
@@ -228,7 +243,7 @@ export class Interpreter {
     const outputs = [...this.outputs.values()].map((o) => o.shared);
     const { stepStart, stepEnd } = this;
     this.post(
-      { type: 'done', rank: m.rank, stepStart, stepEnd, profiledStart, profiledEnd, spans, notes, outputs },
+      { type: 'done', rank: m.rank, stepStart, stepEnd, profiledStart, profiledEnd, spans, notes, outputs, schedThreads: this.schedThreads },
       [stepStart.buffer, stepEnd.buffer, profiledStart.buffer, profiledEnd.buffer, ...(spans ? SpanBuffer.transferList(spans) : [])],
     );
     for (const [, seg] of this.sessions) {
@@ -350,6 +365,7 @@ export class Interpreter {
       feeds[name] = t;
     }
     const prof = this.useProfiled ? seg.profiled : null;
+    const c0: SchedSample | null = this.recording ? (this.sched?.read() ?? null) : null;
     const t = nowUs();
     this.results = await (prof ? prof.session : seg.session).run(feeds);
     const t2 = nowUs();
@@ -357,7 +373,8 @@ export class Interpreter {
       if (prof) prof.warmRuns++;
       return;
     }
-    const i = this.spans.record(SpanKind.compute, 'session.run', t, t2 - t, { phase: PhaseCode[ins.phase], flags: prof ? SpanFlag.profiled : 0 });
+    const d = schedDelta(c0, this.sched?.read());
+    const i = this.spans.record(SpanKind.compute, 'session.run', t, t2 - t, { phase: PhaseCode[ins.phase], flags: prof ? SpanFlag.profiled : 0, cpu: d.cpuUs, wait: d.waitUs });
     if (prof) prof.computeIdx.push(i);
   }
 

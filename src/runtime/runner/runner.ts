@@ -22,7 +22,8 @@ import { loadModel, type ModelIR } from '../onnx/model';
 import { resolveInputShapes, synthesizeInputs, loadInputs, type ResolvedInput } from '../inputs';
 import { discoverDevices, parseDeviceSpec, planDevices, type DeviceInfo } from '../device/discovery';
 import { viewOf } from '../tensor-util';
-import type { CaptureSettings, Trace, TraceMeta } from '../../profiler/trace-format';
+import type { CaptureSettings, MeasurementMeta, Trace, TraceMeta } from '../../profiler/trace-format';
+import { loadSampler, type OtherLoad } from '../device/schedstat';
 import { deriveIdle } from '../../profiler/idle';
 import { summarize, type ProfileSummary } from '../../profiler/summary';
 import { findings as runFindings } from '../../profiler/findings';
@@ -214,6 +215,8 @@ function baselineProgram(req: ProfileRequest, l: Loaded): Program {
 /** What the runner measured: the parallel run's results and, with a baseline, its results. */
 interface Runs {
   done: DoneMessage[];
+  /** Other processes' load over the timed steps, null where it cannot be measured. */
+  load: OtherLoad | null;
   baseline: { program: Program; done: DoneMessage[] } | null;
 }
 
@@ -238,13 +241,16 @@ async function measure(req: ProfileRequest, l: Loaded, program: Program, segment
     }
     await par.warmup();
     await base?.warmup();
+    const sampler = loadSampler();
+    sampler?.start();
     for (const [b, k] of blocksOf(plan.steps).entries()) {
       const order = b % 2 === 0 ? [par, base] : [base, par];
       for (const r of order) await r?.timed(k);
     }
+    const load = sampler?.stop() ?? null;
     const baseDone = base ? await base.finish() : null;
     const done = await par.finish();
-    return { done, baseline: base && baseDone ? { program: base.program, done: baseDone } : null };
+    return { done, load, baseline: base && baseDone ? { program: base.program, done: baseDone } : null };
   } finally {
     await par.close();
     await base?.close();
@@ -286,10 +292,11 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     const capture: CaptureSettings = { spans: req.capture, opProfilerOnTimedSteps: false, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
     const baseline = runs.baseline ? baselineRecord(req, l, runs.baseline, capture) : null;
     const done = runs.done;
+    const measurement: MeasurementMeta | undefined = runs.load ? { ...runs.load, threads: done.map((d) => d.schedThreads) } : undefined;
     check();
     hooks.progress({ phase: 'analyse', done: 0, total: 1, message: 'building the trace' });
     const numericalCheck = baseline ? compareOutputs(mergeOutputs(program, done), baseline.reference, baseline.referenceName) : undefined;
-    let trace = buildTrace({ request: req, plan: prep.plan, program, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, done, inputs: l.inputs, numericalCheck, baseline: baseline?.meta, capture });
+    let trace = buildTrace({ request: req, plan: prep.plan, program, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, done, inputs: l.inputs, numericalCheck, baseline: baseline?.meta, capture, measurement });
     trace = deriveIdle(trace);
     const summary = summarize(trace);
     trace.summary = summary;

@@ -90,6 +90,7 @@ export interface Measured {
   numericalCheck: NumericalCheck | undefined;
   baseline: TraceMeta['baseline'];
   capture: CaptureSettings;
+  measurement: TraceMeta['measurement'];
 }
 
 function notesOf(m: Measured): string[] {
@@ -161,6 +162,7 @@ export function buildTrace(m: Measured): Trace {
     ...(m.numericalCheck ? { numericalCheck: m.numericalCheck } : {}),
     ...(m.baseline ? { baseline: m.baseline } : {}),
     capture: m.capture,
+    ...(m.measurement ? { measurement: m.measurement } : {}),
     opLevel: m.capture.profiledSteps > 0,
     notes: notesOf(m),
   };
