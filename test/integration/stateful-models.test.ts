@@ -46,7 +46,9 @@ async function profileAllOutputsOk(path: string, label: string, modelArgs: strin
   // The state is gathered on its batch axis (1), the probability on axis 0.
   const axes = Object.fromEntries(t.meta.program!.outputs.map((o) => [o.name, o.batchAxis]));
   assert.deepEqual(axes, { output: 0, ...stateAxis });
-  const inputs = Object.fromEntries((t.meta.plan.inputs ?? []).map((i) => [i.name, i.batchAxis]));
+  const plan = t.meta.plan;
+  assert.ok(plan.mode === 'data' || plan.mode === 'pipeline');
+  const inputs = Object.fromEntries((plan.inputs ?? []).map((i) => [i.name, i.batchAxis]));
   assert.equal(inputs['sr'], null, 'sr is shared by every row');
 }
 
