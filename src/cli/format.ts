@@ -2,6 +2,7 @@
 import type { ProfileSummary } from '../profiler/summary';
 import type { Finding } from '../profiler/findings';
 import type { MeasurementQuality } from '../profiler/quality';
+import type { NumericalCheck } from '../profiler/trace-format';
 import type { Analysis } from '../profiler/analysis';
 import { formatDuration, formatPercent } from '../profiler/units';
 import { IDLE_SPAN_CAUSES } from '../profiler/span-vocabulary';
@@ -70,12 +71,7 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
     const unreliable = s.speedupReliable === false ? ' — unreliable (measurement quality poor)' : '';
     out.push(`speedup     ${s.speedupVsOneDevice.toFixed(2)}×${iv} vs ${s.baseline.description} (median ${ms(s.baseline.stepTimeUs)}, steps interleaved with the parallel run's)${unreliable}`);
   }
-  const nc = s.numericalCheck;
-  if (nc) {
-    out.push(
-      `numerics    ${nc.ok ? 'ok' : 'MISMATCH'}: max abs err ${nc.maxAbsErr.toExponential(2)}, max rel err ${nc.maxRelErr.toExponential(2)} against ${nc.reference}`,
-    );
-  }
+  if (s.numericalCheck) out.push(numericsLine(s.numericalCheck));
   if (s.stages && s.bubbleFraction !== undefined) {
     out.push(
       `bubble      ${pct(s.bubbleFraction)} of stage time (GPipe (K−1)/(M+K−1) = ${pct(s.gpipeBubbleFraction ?? NaN)}), stage balance max/mean ${(s.stageBalance ?? NaN).toFixed(2)}`,
@@ -157,4 +153,20 @@ export function formatAnalysis(s: ProfileSummary, a: Analysis): string {
     }
   }
   return out.join('\n');
+}
+
+/**
+ * The summary's numerics line. A mismatch names each failing output and its error (or that
+ * the run did not produce it), so the output at fault is visible without opening the trace.
+ */
+export function numericsLine(nc: NumericalCheck): string {
+  const errs = `max abs err ${nc.maxAbsErr.toExponential(2)}, max rel err ${nc.maxRelErr.toExponential(2)}`;
+  const outputs = nc.outputs ?? [];
+  const count = outputs.length > 0 ? `, ${outputs.length} output${outputs.length === 1 ? '' : 's'}` : '';
+  if (nc.ok) return `numerics    ok: ${errs}${count} against ${nc.reference}`;
+  const failing = outputs
+    .filter((o) => !o.ok)
+    .map((o) => (o.elements === 0 ? `"${o.name}" (missing or of another size)` : `"${o.name}" (max abs err ${o.maxAbsErr.toExponential(2)}, max rel err ${o.maxRelErr.toExponential(2)})`));
+  const which = failing.length > 0 ? ` in ${failing.join(', ')}` : '';
+  return `numerics    MISMATCH${which}: ${errs}${count} against ${nc.reference}`;
 }

@@ -63,6 +63,13 @@ function collectShape(v: string, prev: Record<string, number[]>): Record<string,
   return { ...prev, [m[1]]: m[2].split(',').map(Number) };
 }
 
+/** `--value NAME=V`, repeatable: the value of an input shared by every row (e.g. sr=16000). */
+function collectValue(v: string, prev: Record<string, number>): Record<string, number> {
+  const m = /^(.+)=(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)$/i.exec(v);
+  if (!m) throw new InvalidArgumentError(`--value expects NAME=NUMBER, e.g. sr=16000, got "${v}"`);
+  return { ...prev, [m[1]]: Number(m[2]) };
+}
+
 /** Progress display: a bar on a terminal, nothing when piped or with --json. */
 function progressReporter(quiet: boolean): { update(p: Progress): void; stop(): void } {
   if (quiet || !process.stderr.isTTY) return { update: () => {}, stop: () => {} };
@@ -112,6 +119,7 @@ interface ProfileFlags {
   batchDim?: string;
   dim: Record<string, number>;
   inputShape: Record<string, number[]>;
+  value: Record<string, number>;
   inputs?: string;
 }
 
@@ -160,6 +168,7 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
     ...(flags.batchDim ? { batchDim: flags.batchDim } : {}),
     ...(Object.keys(flags.dim).length ? { dims: flags.dim } : {}),
     ...(Object.keys(flags.inputShape).length ? { inputShapes: flags.inputShape } : {}),
+    ...(Object.keys(flags.value).length ? { values: flags.value } : {}),
     ...(flags.inputs ? { inputsFile: resolve(flags.inputs) } : {}),
     outPath: out,
   };
@@ -208,6 +217,7 @@ async function planCommand(model: string, flags: ProfileFlags & { stages: number
     ...(flags.batchDim ? { batchDim: flags.batchDim } : {}),
     ...(Object.keys(flags.dim).length ? { dims: flags.dim } : {}),
     ...(Object.keys(flags.inputShape).length ? { inputShapes: flags.inputShape } : {}),
+    ...(Object.keys(flags.value).length ? { values: flags.value } : {}),
   };
   const result = await profile(plan);
   if (flags.json) process.stdout.write(`${JSON.stringify(result.planInfo, null, 2)}\n`);
@@ -289,6 +299,7 @@ export function buildProgram(): Command {
     .option('--batch-dim <name>', 'name of the batch dimension, when it cannot be found')
     .option('--dim <name=value>', 'value of a symbolic dimension (repeatable)', collectDim, {})
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})
+    .option('--value <name=v>', 'value of an input shared by every row, e.g. sr=16000 (repeatable)', collectValue, {})
     .option('--inputs <file>', 'inputs from a .npy or .json file instead of random data')
     .option('--report <file.html>', 'also write a self-contained HTML timeline report')
     .option('--shards <rows>', 'data: rows per device, e.g. 48,16 (default: as even as possible)', parseShards)
@@ -312,6 +323,7 @@ export function buildProgram(): Command {
     .option('--batch-dim <name>', 'name of the batch dimension, when it cannot be found')
     .option('--dim <name=value>', 'value of a symbolic dimension (repeatable)', collectDim, {})
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})
+    .option('--value <name=v>', 'value of an input shared by every row, e.g. sr=16000 (repeatable)', collectValue, {})
     .option('--json', 'print the partition and the program as JSON')
     .action((model: string, flags: ProfileFlags & { stages: number }) => planCommand(model, flags));
 

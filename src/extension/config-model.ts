@@ -49,6 +49,7 @@ export const PLAN_KEYS = [
   'batchDim',
   'dims',
   'inputShapes',
+  'values',
   'inputs',
 ] as const;
 export type PlanKey = (typeof PLAN_KEYS)[number];
@@ -94,6 +95,8 @@ export interface PlanValues {
   batchDim?: string;
   dims?: Record<string, number>;
   inputShapes?: Record<string, number[]>;
+  /** Values of inputs shared by every row, e.g. { "sr": 16000 } (`--value`). */
+  values?: Record<string, number>;
   inputs?: string;
 }
 
@@ -239,6 +242,7 @@ function readPlan(name: string, keyNode: Node, prop: Node, valueNode: Node | und
   typed('batchDim', (v) => typeof v === 'string' && v !== '', 'a dimension name');
   typed('dims', (v) => isRecord(v) && Object.values(v).every(isPosInt), 'an object of dimension name → whole number ≥ 1');
   typed('inputShapes', (v) => isRecord(v) && Object.values(v).every((s) => Array.isArray(s) && s.every(isPosInt)), 'an object of input name → array of whole numbers');
+  typed('values', (v) => isRecord(v) && Object.values(v).every((x) => typeof x === 'number' && Number.isFinite(x)), 'an object of input name → number');
   typed('inputs', (v) => typeof v === 'string' && v !== '', 'the path of a .npy or .json file');
   for (const [key, node] of plan.keys) {
     if (!(PLAN_KEYS as readonly string[]).includes(key)) problem(node.keySpan, `unknown key "${key}"; a plan takes ${PLAN_KEYS.join(', ')}`, true, key, 'warning');
@@ -347,6 +351,7 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
     ...(v.batchDim !== undefined ? { batchDim: v.batchDim } : {}),
     ...(v.dims !== undefined ? { dims: v.dims } : {}),
     ...(v.inputShapes !== undefined ? { inputShapes: v.inputShapes } : {}),
+    ...(v.values !== undefined ? { values: v.values } : {}),
     ...(v.inputs !== undefined ? { inputsFile: isAbsolute(v.inputs) ? v.inputs : join(dirname(configPath), v.inputs) } : {}),
   };
 }

@@ -94,6 +94,23 @@ export const NumericalCheckSchema = Type.Object({
   ok: Type.Boolean(),
   /** Number of output elements compared. */
   elements: Type.Number(),
+  /**
+   * The same check per graph output, each compared on its own batch axis (added in version
+   * 2; absent in older traces): a mismatch names the output at fault. An output the run did
+   * not produce, or produced with another number of elements, has `ok: false` and
+   * `elements: 0`.
+   */
+  outputs: Type.Optional(
+    Type.Array(
+      Type.Object({
+        name: Type.String(),
+        maxAbsErr: Type.Number(),
+        maxRelErr: Type.Number(),
+        ok: Type.Boolean(),
+        elements: Type.Number(),
+      }),
+    ),
+  ),
 });
 export type NumericalCheck = Static<typeof NumericalCheckSchema>;
 

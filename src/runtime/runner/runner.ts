@@ -19,7 +19,9 @@ import { writeStageModels } from '../pipeline/stage-model';
 import { formatPartition } from '../pipeline/plan-format';
 import type { Partition } from '../pipeline/partition';
 import { loadModel, type ModelIR } from '../onnx/model';
-import { resolveInputShapes, synthesizeInputs, loadInputs, type ResolvedInput } from '../inputs';
+import { resolveInputShapes, synthesizeInputs, loadInputs, type ModelInput, type ResolvedInput } from '../inputs';
+import { batchNames, checkUnbatchedOutputs, outputBatchAxes } from '../batch-axes';
+import { probeOutputAxes } from './probe';
 import { discoverDevices, parseDeviceSpec, planDevices, type DeviceInfo } from '../device/discovery';
 import { viewOf } from '../tensor-util';
 import type { CaptureSettings, MeasurementMeta, Trace, TraceMeta } from '../../profiler/trace-format';
@@ -70,14 +72,23 @@ interface Loaded {
   compile: CompileContext;
 }
 
-/** Output batch axis: where the model's batch dimension sits in this output, else 0. */
-function outputBatchAxis(ir: ModelIR, name: string, batchDimName: string | null): number {
-  const out = ir.outputs.find((o) => o.name === name);
-  if (out?.dims && batchDimName !== null) {
-    const i = out.dims.findIndex((d) => d === batchDimName);
-    if (i >= 0) return i;
-  }
-  return 0;
+/** Row-splits of a run: devices, and a pipeline's micro-batches. */
+function partsOf(plan: Plan, devices: number): number {
+  return Math.max(devices, plan.mode === 'pipeline' ? plan.microBatches : 1);
+}
+
+/**
+ * Every output's batch axis: from names and declared shapes where they tell, measured where
+ * they do not. Outputs without one are refused in runs that split the batch.
+ */
+async function resolveOutputAxes(req: ProfileRequest, ir: ModelIR, resolved: readonly ResolvedInput[], tensors: readonly ModelInput[], parts: number): Promise<Map<string, number | null>> {
+  const declared = outputBatchAxes(ir, resolved);
+  const open = [...declared].filter(([, a]) => a === undefined).map(([n]) => n);
+  const measured = open.length > 0 ? await probeOutputAxes(req.modelPath, tensors, open, req.modelLabel) : new Map<string, number | null>();
+  const axes = new Map<string, number | null>();
+  for (const [name, a] of declared) axes.set(name, a === undefined ? measured.get(name)! : a);
+  checkUnbatchedOutputs(axes, parts, req.modelLabel);
+  return axes;
 }
 
 async function load(req: ProfileRequest): Promise<Loaded> {
@@ -88,29 +99,35 @@ async function load(req: ProfileRequest): Promise<Loaded> {
     ...(req.batchDim !== undefined ? { batchDim: req.batchDim } : {}),
     ...(req.dims !== undefined ? { dims: req.dims } : {}),
     ...(req.inputShapes !== undefined ? { inputShapes: req.inputShapes } : {}),
+    ...(req.values !== undefined ? { values: req.values } : {}),
   });
-  const tensors = req.inputsFile ? await loadInputs(req.inputsFile, resolved) : synthesizeInputs(resolved, plan.seed);
+  const tensors = req.inputsFile ? await loadInputs(req.inputsFile, resolved, req.values) : synthesizeInputs(resolved, plan.seed, req.values);
   const discovered = await discoverDevices();
   const devices = planDevices(parseDeviceSpec(plan.devices), discovered);
+  const parts = partsOf(plan, devices.length);
+  const fixed = resolved.find((r) => r.batchFixed);
+  if (fixed && parts > 1) {
+    throw new UserError(
+      `${req.modelLabel}: input "${fixed.name}" has a fixed batch of ${fixed.dims[fixed.batchAxis ?? 0]}, so it cannot be split across devices or micro-batches; re-export the model with a dynamic batch axis or use one device`,
+    );
+  }
+  const outputAxes = await resolveOutputAxes(req, ir, resolved, tensors, parts);
   // The global batch lives in shared memory; every device copies its rows from there.
   const inputs: SharedInput[] = tensors.map((t) => {
     const sab = new SharedArrayBuffer(t.data.byteLength);
     (viewOf(t.dtype, sab) as unknown as { set(a: ArrayLike<number>): void }).set(t.data as unknown as ArrayLike<number>);
     return { name: t.name, dtype: t.dtype, dims: t.dims, batchAxis: t.batchAxis, data: sab };
   });
-  const withBatch = resolved.find((r) => r.batchAxis !== null && typeof r.modelDims?.[r.batchAxis] === 'string');
-  const batchName = withBatch ? (withBatch.modelDims![withBatch.batchAxis!] as string) : null;
-  const fixed = resolved.find((r) => r.batchFixed);
-  if (fixed && (devices.length > 1 || (plan.mode === 'pipeline' && plan.microBatches > 1))) {
-    throw new UserError(
-      `${req.modelLabel}: input "${fixed.name}" has a fixed batch of ${fixed.dims[fixed.batchAxis ?? 0]}, so it cannot be split across devices or micro-batches; re-export the model with a dynamic batch axis or use one device`,
-    );
-  }
+  const batchName = [...batchNames(resolved)][0] ?? null;
   const dimValues: Record<string, number> = { ...(req.dims ?? {}) };
   if (batchName) dimValues[batchName] = plan.batch;
   const compileCtx: CompileContext = {
     inputs: inputs.map((i) => ({ name: i.name, dtype: i.dtype, dims: i.dims, batchAxis: i.batchAxis })),
-    outputs: ir.outputs.map((o) => ({ name: o.name, batchAxis: outputBatchAxis(ir, o.name, batchName) })),
+    // Outputs without a batch axis (one-part runs only) are not gathered.
+    outputs: ir.outputs.flatMap((o) => {
+      const axis = outputAxes.get(o.name);
+      return axis === null || axis === undefined ? [] : [{ name: o.name, batchAxis: axis }];
+    }),
     parameterCount: ir.parameterCount,
     devices: devices.length,
     nodeNames: ir.nodes.map((n) => n.name),
