@@ -599,10 +599,14 @@ function migrateV1(doc: Record<string, unknown>): Record<string, unknown> {
   const name = spans['name'];
   const parent = spans['parent'];
   const flags = spans['flags'];
-  if (!Array.isArray(kind) || !Array.isArray(name) || !Array.isArray(parent) || !Array.isArray(flags)) return doc;
-  const comm = new Array<number>(n).fill(0);
-  const phase = new Array<number>(n).fill(0);
-  const newFlags = flags.slice() as unknown[];
+  const columnLike = (x: unknown): x is ArrayLike<number> => Array.isArray(x) || (ArrayBuffer.isView(x) && !(x instanceof DataView));
+  if (!columnLike(kind) || !columnLike(name) || !columnLike(parent) || !columnLike(flags)) return doc;
+  // A host may hand over typed columns (the webview's binary path); new columns match them.
+  const typed = ArrayBuffer.isView(kind);
+  const comm: number[] | Uint8Array = typed ? new Uint8Array(n) : new Array<number>(n).fill(0);
+  const phase: number[] | Uint8Array = typed ? new Uint8Array(n) : new Array<number>(n).fill(0);
+  const unmeasured = (): number[] | Float64Array => (typed ? new Float64Array(n).fill(-1) : new Array<number>(n).fill(-1));
+  const newFlags: number[] | Uint8Array = typed ? Uint8Array.from(flags) : Array.from(flags);
   // Parallax's own spans were named by operation (`send`, `allreduce.ring …`); imported
   // Kineto spans by collective (`nccl:all_reduce`).
   const byPrefix = (s: string): number => {
@@ -615,7 +619,7 @@ function migrateV1(doc: Record<string, unknown>): Record<string, unknown> {
       const s = String(strings[name[i] as number] ?? '');
       comm[i] = byPrefix(s);
       // Version 1 said that gradients were synthetic only in the name (`… (synthetic gradients)`).
-      if (/\(synthetic\b/.test(s) && typeof newFlags[i] === 'number') newFlags[i] = (newFlags[i] as number) | SpanFlag.synthetic;
+      if (/\(synthetic\b/.test(s)) newFlags[i] = (newFlags[i] ?? 0) | SpanFlag.synthetic;
     } else if (kind[i] === SpanKind.compute && parent[i] === -1) phase[i] = PhaseCode.forward;
   }
   const plan = meta['plan'];
@@ -625,7 +629,7 @@ function migrateV1(doc: Record<string, unknown>): Record<string, unknown> {
   // `meta.mode` follows the plan. `link` was never written and is no longer part of `meta`.
   const { link: _link, ...rest } = meta;
   const mode = migratedPlan && typeof migratedPlan === 'object' && 'mode' in migratedPlan ? migratedPlan['mode'] : meta['mode'];
-  return { ...doc, version: 2, meta: { ...rest, mode, plan: migratedPlan }, spans: { ...spans, flags: newFlags, comm, phase, cpu: new Array<number>(n).fill(-1), wait: new Array<number>(n).fill(-1) } };
+  return { ...doc, version: 2, meta: { ...rest, mode, plan: migratedPlan }, spans: { ...spans, flags: newFlags, comm, phase, cpu: unmeasured(), wait: unmeasured() } };
 }
 
 /** Validates a parsed JSON document and converts it to an in-memory trace. */

@@ -115,6 +115,11 @@ function notesOf(m: Measured): string[] {
       'Gradient sync is synthetic: ONNX Runtime runs inference only, so each step all-reduces a zero-filled float32 buffer as large as the model parameters; the transfer and the reduction are real, the gradients are not.',
     );
   }
+  if (m.baseline?.schedule === 'interleaved') {
+    notes.push(
+      "Timed steps ran in blocks alternating with the one-device baseline's, so both saw the same machine; the gaps between blocks on this timeline are the baseline's time, not this run's.",
+    );
+  }
   for (const d of m.devices) {
     if (d.sharesPhysicalUnit) notes.push(`${d.id} shares ${d.physicalUnit} with another device of this run; its time is not that of separate hardware.`);
   }
