@@ -1,5 +1,5 @@
 /**
- * Kineto (PyTorch profiler) traces for tests: the real fixtures in shared/, a reader that
+ * Kineto (PyTorch profiler) traces for tests: the real fixtures in test/fixtures/kineto/, a reader that
  * works on their raw JSON independently of the importer (so tests can compute expected
  * values their own way), and a builder for small hand-written traces.
  */
@@ -7,14 +7,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 
-/** `../shared/fixtures/kineto/` relative to the repository root (CI keeps shared/ beside the clone). */
-export const KINETO_FIXTURES = join(__dirname, '..', '..', '..', 'shared', 'fixtures', 'kineto');
+/** Real multi-GPU traces (HolisticTraceAnalysis test data, MIT licence beside them). */
+export const KINETO_FIXTURES = join(__dirname, '..', 'fixtures', 'kineto');
 
 /** Path of a fixture; a missing fixture fails the test with a message saying where it was looked for. */
 export function kinetoFixture(name: string): string {
   const p = join(KINETO_FIXTURES, name);
   if (!existsSync(p)) {
-    throw new Error(`Kineto fixture ${name} is missing: expected it at ${p} (shared/fixtures/kineto/ beside the repository, see its README.md)`);
+    throw new Error(`Kineto fixture ${name} is missing: expected it at ${p} (test/fixtures/kineto/, see its README.md)`);
   }
   return p;
 }
