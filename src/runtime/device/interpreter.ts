@@ -239,6 +239,10 @@ export class Interpreter {
       for (const [, seg] of this.sessions) notes.push(...(await this.mergeOpProfile(seg)));
     }
     this.comm?.barrier();
+    // Every session is released before `done`: the runner terminates the worker as soon as
+    // every device reported, and native work still in flight in a terminating thread (a
+    // release, a finaliser) can abort the whole runner process.
+    await this.releaseSessions();
     const spans = m.capture ? this.spans.take() : null;
     const outputs = [...this.outputs.values()].map((o) => o.shared);
     const { stepStart, stepEnd } = this;
@@ -246,10 +250,14 @@ export class Interpreter {
       { type: 'done', rank: m.rank, stepStart, stepEnd, profiledStart, profiledEnd, spans, notes, outputs, schedThreads: this.schedThreads },
       [stepStart.buffer, stepEnd.buffer, profiledStart.buffer, profiledEnd.buffer, ...(spans ? SpanBuffer.transferList(spans) : [])],
     );
+  }
+
+  private async releaseSessions(): Promise<void> {
     for (const [, seg] of this.sessions) {
       await seg.session.release();
       await seg.profiled?.session.release();
     }
+    this.sessions.clear();
   }
 
   /** Executes one instruction. */
