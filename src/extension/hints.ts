@@ -217,7 +217,7 @@ export function planHints(
       key: t.key,
       keyWritten: plan.keys.has(t.key),
       message: hintMessage(f),
-      severity: f.severity === 'info' ? 'info' : 'warning',
+      severity: 'warning',
       changes: written,
       fixTitle:
         written.length === 0
