@@ -30,7 +30,7 @@ import { gpipeBubble } from './plan';
 import { analyse, type Analysis } from './analysis/index';
 import { deviceSpecFor } from './analysis/plan';
 import { predictPipelineStepUs } from './analysis/pipeline';
-import { repartitionStages } from './analysis/partition';
+import { repartitionStages, stageCostsAtCuts } from './analysis/partition';
 import { amdahlSpeedup, type ScalingPoint } from './analysis/scaling';
 import { TINY_OP_US } from './analysis/ops';
 import { STRAGGLER_THRESHOLD } from './analysis/data-parallel';
@@ -259,6 +259,20 @@ function pipelineImbalanceRule(trace: Trace, a: Analysis): Finding[] {
       predictedStepUs: predicted,
     },
   ];
+}
+
+/**
+ * The step the calibrated pipeline model predicts with the graph cut after `cuts` (same K,
+ * same micro-batches), and the stages' compute per micro-batch; null when the trace lacks what
+ * the pipeline-imbalance rule reads. Lets a checker that moved a suggested cut re-predict.
+ */
+export function predictPipelineCuts(trace: Trace, cuts: string[], analysis?: Analysis): { stagePerMicroUs: number[]; predictedStepUs: number } | null {
+  const a = analysis ?? analyse(trace);
+  const p = a.pipeline;
+  if (!p || !a.plan.stageNodes || !a.plan.nodeCostUs || a.plan.stageNodes.length !== p.stages) return null;
+  const stagePerMicroUs = stageCostsAtCuts(a.plan.stageNodes, a.plan.nodeCostUs, p.model.stagePerMicroUs, cuts);
+  if (!stagePerMicroUs) return null;
+  return { stagePerMicroUs, predictedStepUs: predictPipelineStepUs(p.model, { stagePerMicroUs }) };
 }
 
 /** Divisors of n above `above`, ascending. */
