@@ -15,7 +15,7 @@ import { applyEdits, modify } from 'jsonc-parser/lib/esm/main.js';
 import type { Finding } from '../profiler/findings';
 import { formatDuration, formatPercent } from '../profiler/units';
 import type { ProfileSummary } from '../profiler/summary';
-import { deviceCount, effectiveValue, type ConfigPlan, type PlanKey } from './config-model';
+import { deviceCount, effectiveValue, PIPELINE_KEYS, type ConfigPlan, type PlanKey } from './config-model';
 import type { ProfileSettings } from './run-config';
 import type { ShowTimelineArgs } from './ids';
 
@@ -78,7 +78,12 @@ function targetOf(f: Finding): { key: PlanKey; changes: { key: PlanKey; value: u
       if (p['devices'] === undefined) return null;
       return {
         key: 'devices',
-        changes: [{ key: 'devices', value: p['devices'] }, ...(p['stages'] !== undefined ? [{ key: 'stages' as const, value: p['stages'] }] : [])],
+        changes: [
+          { key: 'devices', value: p['devices'] },
+          ...(p['mode'] !== undefined ? [{ key: 'mode' as const, value: p['mode'] }] : []),
+          ...(p['stages'] !== undefined ? [{ key: 'stages' as const, value: p['stages'] }] : []),
+          ...(Array.isArray(p['shards']) ? [{ key: 'shards' as const, value: p['shards'] }] : []),
+        ],
       };
     case 'comm-bound':
       if (p['batch'] !== undefined) return { key: 'batch', changes: [{ key: 'batch', value: p['batch'] }] };
@@ -176,8 +181,9 @@ export function planHints(
   const out: KeyHint[] = [];
   if (changedSinceRun(plan, runPlan, settings).length > 0) return out;
   findings.forEach((f, i) => {
-    // A finding held back for poor measurement quality is no advice to act on.
-    if (f.heldBack) return;
+    // A finding held back for poor measurement quality is no advice to act on, and neither is
+    // information (a change that was checked and cannot be applied, or is predicted no faster).
+    if (f.heldBack || f.severity === 'info' || f.checked?.ok === false) return;
     const t = targetOf(f);
     if (!t) return;
     const now = effectiveValue(plan, t.key, settings);
@@ -194,8 +200,16 @@ export function planHints(
       const cuts = plan.values.cuts;
       if (k !== null && cuts && cuts.length !== k - 1) changes.push({ key: 'cuts', value: undefined });
     }
-    // `stages` is written back only where the plan writes it (it defaults to the device count).
-    const written = changes.filter((c) => c.key !== 'stages' || plan.keys.has('stages'));
+    // A change to a data plan removes the pipeline's keys the plan writes.
+    if (changes.some((c) => c.key === 'mode' && c.value === 'data')) {
+      for (const k of PIPELINE_KEYS) if (plan.keys.has(k) && !changes.some((c) => c.key === k)) changes.push({ key: k, value: undefined });
+    }
+    // Shards are written back only where the plan writes them
+    // (they default to an even split); `stages` only where the plan writes it (it defaults to
+    // the device count).
+    const written = changes.filter(
+      (c) => (c.key !== 'stages' || plan.keys.has('stages') || c.value === undefined) && (c.key !== 'shards' || f.id !== 'poor-scaling' || plan.keys.has('shards')),
+    );
     const pred = predictionText(f);
     out.push({
       findingIndex: i,
@@ -203,7 +217,7 @@ export function planHints(
       key: t.key,
       keyWritten: plan.keys.has(t.key),
       message: hintMessage(f),
-      severity: f.severity === 'info' ? 'info' : 'warning',
+      severity: 'warning',
       changes: written,
       fixTitle:
         written.length === 0
@@ -211,7 +225,7 @@ export function planHints(
           : `Set ${written
               .filter((c) => c.value !== undefined)
               .map((c) => `"${c.key}" to ${JSON.stringify(c.value)}`)
-              .join(' and ')}${written.some((c) => c.value === undefined) ? ' (removing "cuts")' : ''}${pred ? ` — ${pred}` : ''}`,
+              .join(' and ')}${written.some((c) => c.value === undefined) ? ` (removing ${written.filter((c) => c.value === undefined).map((c) => `"${c.key}"`).join(', ')})` : ''}${pred ? ` — ${pred}` : ''}`,
     });
   });
   return out;

@@ -30,7 +30,7 @@ import { gpipeBubble } from './plan';
 import { analyse, type Analysis } from './analysis/index';
 import { deviceSpecFor } from './analysis/plan';
 import { predictPipelineStepUs } from './analysis/pipeline';
-import { repartitionStages } from './analysis/partition';
+import { repartitionStages, stageCostsAtCuts } from './analysis/partition';
 import { amdahlSpeedup, type ScalingPoint } from './analysis/scaling';
 import { TINY_OP_US } from './analysis/ops';
 import { STRAGGLER_THRESHOLD } from './analysis/data-parallel';
@@ -67,6 +67,44 @@ export interface Finding {
    * finding is shown apart (severity `info`), with why and the severity it would have had.
    */
   heldBack?: { reason: string; severity: Severity };
+  /**
+   * Set when the suggestion was checked against the model and plan before it was made (the
+   * runner does so, as the CLI would run the change): `ok` false means it could not be applied
+   * or its prediction does not describe what it would run, and the finding is then information
+   * (severity `info`, no `change.params`); `note` says why, or what was adjusted.
+   */
+  checked?: { ok: boolean; note?: string };
+}
+
+/**
+ * True when a finding's own prediction is not an improvement: a step no shorter than the
+ * measured one (same work per step), or no more samples per second (changes of the work).
+ */
+export function predictsNoGain(f: Finding): boolean {
+  if (f.throughput) return !(f.throughput.predictedPerS > f.throughput.currentPerS);
+  return f.predictedStepUs !== null && !(f.predictedStepUs < f.currentStepUs);
+}
+
+/**
+ * The finding as information: severity `info`, no plan parameters (so nothing offers to apply
+ * it), and a note saying why, also put in front of the change's words.
+ */
+export function asInformation(f: Finding, note: string): Finding {
+  return {
+    ...f,
+    severity: 'info',
+    change: { description: `Not suggested: ${note} (considered: ${f.change.description})`, params: {} },
+    checked: { ok: false, note },
+  };
+}
+
+/** A finding whose prediction is not faster than the measured step is information, never advice. */
+export function informIfNoGain(f: Finding): Finding {
+  if (!predictsNoGain(f) || Object.keys(f.change.params).length === 0) return f;
+  const what = f.throughput
+    ? `its own prediction is ${f.throughput.predictedPerS.toFixed(0)} samples/s against ${f.throughput.currentPerS.toFixed(0)} measured`
+    : `its own prediction is a step of ${dur(f.predictedStepUs!)} against ${dur(f.currentStepUs)} measured (${f.predictedStepUs! >= f.currentStepUs ? '+' : '−'}${formatPercent(Math.abs(f.predictedStepUs! / f.currentStepUs - 1), 0)})`;
+  return asInformation(f, `${what}, so the change is not predicted to be faster`);
 }
 
 /**
@@ -221,6 +259,20 @@ function pipelineImbalanceRule(trace: Trace, a: Analysis): Finding[] {
       predictedStepUs: predicted,
     },
   ];
+}
+
+/**
+ * The step the calibrated pipeline model predicts with the graph cut after `cuts` (same K,
+ * same micro-batches), and the stages' compute per micro-batch; null when the trace lacks what
+ * the pipeline-imbalance rule reads. Lets a checker that moved a suggested cut re-predict.
+ */
+export function predictPipelineCuts(trace: Trace, cuts: string[], analysis?: Analysis): { stagePerMicroUs: number[]; predictedStepUs: number } | null {
+  const a = analysis ?? analyse(trace);
+  const p = a.pipeline;
+  if (!p || !a.plan.stageNodes || !a.plan.nodeCostUs || a.plan.stageNodes.length !== p.stages) return null;
+  const stagePerMicroUs = stageCostsAtCuts(a.plan.stageNodes, a.plan.nodeCostUs, p.model.stagePerMicroUs, cuts);
+  if (!stagePerMicroUs) return null;
+  return { stagePerMicroUs, predictedStepUs: predictPipelineStepUs(p.model, { stagePerMicroUs }) };
 }
 
 /** Divisors of n above `above`, ascending. */
@@ -476,8 +528,16 @@ function hostOverheadRule(trace: Trace, a: Analysis): Finding[] {
  * Poor scaling: the speedup over one device is well below the device count. Amdahl's law
  * fitted to the measurements (the run's baseline, or a sweep) gives the serial fraction and
  * the fewest devices that keep SCALING_KEEP of today's speedup.
+ *
+ * The suggestion's parameters describe the configuration its prediction was measured or
+ * fitted on. With the run's own baseline, one device means exactly what the baseline ran: a
+ * data plan (no micro-batches, no stages) with the whole batch on one device of the first
+ * device's kind, at the first device's thread count, so the prediction is the baseline's
+ * measured step; more devices keep the run's threads per device. The thread count is in the
+ * evidence (`threadsPerDevice`): a device spec cannot set it, so the runner checks that the
+ * suggested spec gets those threads and otherwise reports the change without a prediction.
  */
-function poorScalingRule(trace: Trace, a: Analysis): Finding[] {
+function poorScalingRule(trace: Trace, a: Analysis, fromBaseline: boolean): Finding[] {
   const sc = a.scaling;
   const n = trace.lanes.length;
   if (!sc || n < 2) return [];
@@ -496,14 +556,48 @@ function poorScalingRule(trace: Trace, a: Analysis): Finding[] {
   const batch = a.plan.batch;
   const t1 = sc.perSample ? (batch ?? NaN) * sc.oneDeviceUs : sc.oneDeviceUs;
   const predicted = Number.isFinite(t1) ? t1 / s2 : null;
-  // Keep the devices that compute fastest per row when that is known.
-  const order = a.dataParallel
-    ? a.dataParallel.lanes.slice().sort((x, y) => (x.perRowComputeUs ?? 0) - (y.perRowComputeUs ?? 0) || x.lane - y.lane).map((l) => l.lane)
-    : trace.lanes.map((_, l) => l);
-  const spec = deviceSpecFor(trace, order.slice(0, n2));
+  // One device from the baseline: the baseline's device (the first). Otherwise keep the devices
+  // that compute fastest per row when that is known.
+  const order =
+    a.dataParallel && !(fromBaseline && n2 === 1)
+      ? a.dataParallel.lanes.slice().sort((x, y) => (x.perRowComputeUs ?? 0) - (y.perRowComputeUs ?? 0) || x.lane - y.lane).map((l) => l.lane)
+      : trace.lanes.map((_, l) => l);
+  const keep = order.slice(0, n2);
+  const spec = deviceSpecFor(trace, keep);
+  const threads = keep.map((l) => trace.meta.devices[trace.lanes[l]?.device ?? -1]?.threads ?? 0);
+  const threadsPerDevice = threads.length > 0 && threads.every((t) => t === threads[0]) && threads[0] > 0 ? threads[0] : null;
+  const oneLikeBaseline = fromBaseline && n2 === 1;
   const params: Record<string, unknown> = { devices: spec };
-  if (a.mode === 'pipeline') params['stages'] = n2;
+  if (oneLikeBaseline && a.mode === 'pipeline') params['mode'] = 'data';
+  else if (a.mode === 'pipeline') params['stages'] = n2;
+  // A data plan's rows per device, for the devices kept (an even split, as the run would make).
+  if ((a.mode === 'data' || params['mode'] === 'data') && batch !== null && Number.isInteger(batch) && batch >= n2) {
+    params['shards'] = Array.from({ length: n2 }, (_, j) => Math.floor(batch / n2) + (j < batch % n2 ? 1 : 0));
+  }
+  const threadWords = threadsPerDevice !== null ? `${threadsPerDevice} thread${threadsPerDevice === 1 ? '' : 's'}` : null;
+  const baseDevice = trace.meta.devices[trace.lanes[0]?.device ?? -1]?.id ?? 'the first device';
   const ev = medianStep(trace);
+  let description: string;
+  if (oneLikeBaseline) {
+    const how = a.mode === 'pipeline' ? `--mode data --devices ${spec}` : `--devices ${spec}`;
+    description =
+      `Use 1 device as the baseline ran it (${how}: the whole batch${batch !== null ? ` of ${batch}` : ''} in one run, no micro-batches${threadWords ? `, ${threadWords} as ${baseDevice} had` : ''}): ` +
+      `the baseline measured ${dur(t1)} per step there${row.speedup < 1 ? ', less than the parallel run' : ''}, and ${n - 1} device${n - 1 === 1 ? ' is' : 's are'} freed. ` +
+      `The prediction is that measured configuration${threadWords ? `; with another thread count it does not hold` : ''}.`;
+  } else {
+    description =
+      `Use ${n2} device${n2 === 1 ? '' : 's'} (${spec}${threadWords ? `, ${threadWords} each as measured` : ''}): the fit predicts ${s2.toFixed(2)}×, at least ${pct(SCALING_KEEP)} of today's speedup, and frees ${n - n2} device${n - n2 === 1 ? '' : 's'}.`;
+  }
+  const numbers: Record<string, number> = {
+    devices: n,
+    speedup: row.speedup,
+    efficiency: row.efficiency,
+    serialFraction: f,
+    fitRms: sc.fitRms,
+    suggestedDevices: n2,
+    predictedSpeedup: s2,
+  };
+  if (threadsPerDevice !== null) numbers['threadsPerDevice'] = threadsPerDevice;
   return [
     {
       id: 'poor-scaling',
@@ -516,23 +610,9 @@ function poorScalingRule(trace: Trace, a: Analysis): Finding[] {
         lanes: trace.lanes.map((_, l) => l),
         startUs: ev.startUs,
         endUs: ev.endUs,
-        numbers: {
-          devices: n,
-          speedup: row.speedup,
-          efficiency: row.efficiency,
-          serialFraction: f,
-          fitRms: sc.fitRms,
-          suggestedDevices: n2,
-          predictedSpeedup: s2,
-        },
+        numbers,
       },
-      change: {
-        description:
-          n2 === 1 && row.speedup < 1
-            ? `Use 1 device (${spec}): the one-device run measured ${(sc.oneDeviceUs / 1000).toFixed(1)} ms${sc.perSample ? ' per sample' : ' per step'}, and ${n - 1} device${n - 1 === 1 ? ' is' : 's are'} freed.`
-            : `Use ${n2} device${n2 === 1 ? '' : 's'} (${spec}): the fit predicts ${s2.toFixed(2)}×, at least ${pct(SCALING_KEEP)} of today's speedup, and frees ${n - n2} device${n - n2 === 1 ? '' : 's'}.`,
-        params,
-      },
+      change: { description, params },
       currentStepUs: a.stepTimeUs.median,
       predictedStepUs: predicted,
     },
@@ -631,13 +711,14 @@ export interface FindingsOptions {
 export function findings(trace: Trace, summary: ProfileSummary, options: FindingsOptions = {}): Finding[] {
   const a = options.analysis ?? analyse(trace, options.scaling ? { scaling: options.scaling } : {});
   const quality = (summary as Partial<ProfileSummary>).measurementQuality ?? measurementQuality(trace);
-  return gateFindings([
+  const found = [
     ...stragglerRule(trace, summary),
     ...pipelineImbalanceRule(trace, a),
     ...pipelineBubbleRule(trace, a),
     ...commBoundRule(trace, a),
     ...hostOverheadRule(trace, a),
-    ...poorScalingRule(trace, a),
+    ...poorScalingRule(trace, a, options.scaling === undefined && trace.meta.baseline !== undefined),
     ...dominantOpRule(trace, a),
-  ], quality);
+  ];
+  return gateFindings(found.map(informIfNoGain), quality);
 }

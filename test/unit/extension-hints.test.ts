@@ -166,6 +166,24 @@ describe('the quick fix’s edit', () => {
     assert.ok(out.includes('// ours'));
   });
 
+  it('turns a pipeline into the one-device data plan the baseline ran, removing the pipeline keys', () => {
+    const [h] = planHints([finding('poor-scaling', { devices: 'cpu:1', mode: 'data', shards: [64] }, {}, {})], pipe, RUN_PLAN, SETTINGS);
+    const out = applyFix(CONFIG, 'pipe', h!);
+    const after = findPlan(parseConfig(out), 'pipe')!;
+    assert.equal(after.values.devices, 'cpu:1');
+    assert.equal(after.values.mode, 'data');
+    assert.equal(after.values.microBatches, undefined);
+    assert.equal(after.values.cuts, undefined);
+    assert.deepEqual(parseConfig(out).problems, []);
+    assert.match(h!.fixTitle!, /removing "cuts", "microBatches"|removing "microBatches", "cuts"/);
+  });
+
+  it('offers nothing for information: a checked change that cannot be applied, or one predicted slower', () => {
+    const slower = finding('pipeline-bubble', { microBatches: 12 }, { severity: 'info', predictedStepUs: 113_000 }, {});
+    const rejected = finding('pipeline-imbalance', { cuts: ['/layers.4/Add'] }, { checked: { ok: false, note: 'no' } }, {});
+    assert.deepEqual(planHints([slower, rejected], pipe, RUN_PLAN, SETTINGS), []);
+  });
+
   it('is null when nothing changes', () => {
     assert.equal(planEdit(CONFIG, 'pipe', [{ key: 'batch', value: 64 }]), null);
   });

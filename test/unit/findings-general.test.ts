@@ -22,13 +22,41 @@ function balanced(n: number, stepUs: number, baselineUs?: number): Trace {
 test('two devices only 1.1× faster than one is poor scaling, and one device keeps 90% of the speedup', () => {
   const f = only(balanced(2, 100, 110), 'poor-scaling');
   assert.equal(f.length, 1);
-  assert.equal(f[0].severity, 'warning'); // efficiency 55%
+  // Efficiency 55% (a warning), but see below.
   close(f[0].evidence.numbers['efficiency'], 0.55);
   // 1/1.1 = f + (1 − f)/2 → f = 9/11.
   close(f[0].evidence.numbers['serialFraction'], 9 / 11);
-  assert.deepEqual(f[0].change.params, { devices: 'cpu:1' });
-  // One device runs the whole batch in the baseline's 110 µs.
+  // One device runs the whole batch in the baseline's 110 µs: slower than the 100 µs step, so
+  // the finding is information, with no parameters to apply.
   close(f[0].predictedStepUs!, 110);
+  assert.equal(f[0].severity, 'info');
+  assert.deepEqual(f[0].change.params, {});
+  assert.equal(f[0].checked?.ok, false);
+  assert.match(f[0].checked!.note!, /not predicted to be faster/);
+});
+
+test('two devices slower than one: one device as the baseline ran it, params and prediction alike', () => {
+  const t = balanced(2, 100, 90);
+  t.meta.devices.forEach((d) => (d.threads = 1));
+  const f = only(t, 'poor-scaling');
+  assert.equal(f.length, 1);
+  assert.notEqual(f[0].severity, 'info');
+  // The baseline: a data run of the whole batch (16 rows) on one device of cpu:0's configuration.
+  assert.deepEqual(f[0].change.params, { devices: 'cpu:1', shards: [16] });
+  close(f[0].predictedStepUs!, 90);
+  assert.equal(f[0].evidence.numbers['threadsPerDevice'], 1);
+  assert.match(f[0].change.description, /as the baseline ran it.*whole batch of 16.*1 thread/);
+});
+
+test('a pipeline slower than its baseline is told to run one device in data mode, no micro-batches', () => {
+  const t = balanced(2, 100, 90);
+  t.meta.mode = 'pipeline';
+  t.meta.plan = { mode: 'pipeline', devices: 'cpu:2', batch: 16, steps: 1, warmup: 0, seed: 0, schedule: 'gpipe', microBatches: 4 };
+  const f = only(t, 'poor-scaling');
+  assert.equal(f.length, 1);
+  assert.deepEqual(f[0].change.params, { devices: 'cpu:1', mode: 'data', shards: [16] });
+  close(f[0].predictedStepUs!, 90);
+  assert.match(f[0].change.description, /--mode data --devices cpu:1/);
 });
 
 test('a scaling sweep fits Amdahl and suggests the fewest devices that keep 90% of the speedup', () => {
@@ -43,8 +71,11 @@ test('a scaling sweep fits Amdahl and suggests the fewest devices that keep 90% 
   close(f[0].evidence.numbers['serialFraction'], 0.5);
   close(f[0].evidence.numbers['efficiency'], 0.4);
   // S(3) = 1 / (0.5 + 0.5/3) = 1.5 ≥ 0.9 · 1.6, S(2) = 1.33 is not.
-  assert.deepEqual(f[0].change.params, { devices: 'cpu:3' });
+  // 3 devices: 667 µs against 625 µs measured, slower, so information with no parameters.
   close(f[0].predictedStepUs!, 1000 / 1.5);
+  assert.equal(f[0].severity, 'info');
+  assert.deepEqual(f[0].change.params, {});
+  assert.match(f[0].change.description, /Use 3 devices \(cpu:3/);
 });
 
 test('good scaling raises no poor-scaling finding', () => {
@@ -122,4 +153,29 @@ test('healthy runs raise no finding at all', () => {
   assert.deepEqual(findings(balanced(4, 100, 380), summarize(balanced(4, 100, 380))), []);
   const p = syntheticPipelineTrace({ stageUs: [10, 11, 10], microBatches: 32, steps: 2, commUs: 0.5, opsPerCompute: 4, batch: 64 });
   assert.deepEqual(findings(p, summarize(p)), []);
+});
+
+test('a change its own prediction calls slower is information with no parameters', async () => {
+  const { informIfNoGain } = await import('../../src/profiler/findings');
+  const base: Finding = {
+    id: 'pipeline-bubble',
+    severity: 'warning',
+    message: 'bubbles',
+    evidence: { lanes: [0], startUs: 0, endUs: 1, numbers: {} },
+    change: { description: 'Raise the micro-batches.', params: { microBatches: 8 } },
+    currentStepUs: 1000,
+    predictedStepUs: 1090,
+  };
+  const slower = informIfNoGain(base);
+  assert.equal(slower.severity, 'info');
+  assert.deepEqual(slower.change.params, {});
+  assert.match(slower.checked!.note!, /\+9%/);
+  const faster = informIfNoGain({ ...base, predictedStepUs: 900 });
+  assert.equal(faster.severity, 'warning');
+  assert.deepEqual(faster.change.params, { microBatches: 8 });
+  // Changes of the work per step are judged by throughput: a longer step with more samples/s is a gain.
+  const bigger = informIfNoGain({ ...base, id: 'host-overhead', predictedStepUs: 1500, throughput: { currentPerS: 100, predictedPerS: 130 } });
+  assert.equal(bigger.severity, 'warning');
+  const fewer = informIfNoGain({ ...base, id: 'host-overhead', predictedStepUs: 1500, throughput: { currentPerS: 100, predictedPerS: 90 } });
+  assert.equal(fewer.severity, 'info');
 });

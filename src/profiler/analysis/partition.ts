@@ -148,3 +148,34 @@ export function repartitionStages(
     missingCosts,
   };
 }
+
+/**
+ * The stage compute per micro-batch {@link repartitionStages} would predict for given cuts
+ * (node names in the chain of `stageNodes`, K − 1 of them, in order): the same per-stage
+ * weights, the stages the cuts make. Null when a cut is not in the chain, the cuts are out of
+ * order or leave a stage empty, or nothing was measured.
+ */
+export function stageCostsAtCuts(
+  stageNodes: string[][],
+  nodeCostUs: Record<string, number>,
+  measuredPerMicroUs: number[],
+  cuts: string[],
+): number[] | null {
+  const k = stageNodes.length;
+  const re = repartitionStages(stageNodes, nodeCostUs, measuredPerMicroUs);
+  if (!re || cuts.length !== k - 1) return null;
+  const nodes = stageNodes.flat();
+  const bounds = [0];
+  for (const c of cuts) {
+    const at = nodes.indexOf(c);
+    if (at < 0 || at + 1 <= bounds[bounds.length - 1]) return null;
+    bounds.push(at + 1);
+  }
+  if (bounds[bounds.length - 1] >= nodes.length) return null;
+  bounds.push(nodes.length);
+  return Array.from({ length: k }, (_, s) => {
+    let sum = 0;
+    for (let i = bounds[s]; i < bounds[s + 1]; i++) sum += nodeCostUs[nodes[i]] ?? 0;
+    return re.weights[s] * sum;
+  });
+}

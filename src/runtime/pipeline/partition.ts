@@ -197,6 +197,23 @@ export function partitionFromCuts(ir: ModelIR, cuts: string[], opts: PartitionOp
   return assemble(ctx, [0, ...positions.map((p) => p + 1), ctx.order.length]);
 }
 
+/**
+ * Where a cut meant to go after `name` can go: `name` itself when {@link partitionFromCuts}
+ * accepts a cut there, else the nearest earlier node that takes one. A Constant is placed just
+ * before its first consumer and glued to it, so stepping back over Constants moves only
+ * Constants (copied into every stage that reads them) and keeps every computing node in its
+ * stage. Null for an unknown name or when no earlier node takes a cut.
+ */
+export function nearestCutAtOrBefore(ir: ModelIR, name: string): string | null {
+  const node = ir.nodes.find((n) => n.name === name);
+  if (!node) return null;
+  const { order, glued } = pipelineOrder(ir);
+  let p = order.indexOf(node.index);
+  if (p < 0) return null;
+  while (p >= 0 && (glued[p] || p === order.length - 1)) p--;
+  return p >= 0 ? ir.nodes[order[p]].name : null;
+}
+
 /** Nominal machine for estimated costs: 50 GFLOP/s, 20 GB/s, 2 µs launch overhead per node. */
 export const NOMINAL_MACHINE = { flopsPerUs: 50_000, bytesPerUs: 20_000, nodeOverheadUs: 2 } as const;
 

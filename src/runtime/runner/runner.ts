@@ -35,6 +35,7 @@ import { compile, resolveShards, type CompileContext, type Prepared } from '../c
 import { compileData } from '../compile/data';
 import { CancelledError, ProgramRun, type Capture, type DoneMessage, type RunnerHooks } from './workers';
 import { checkPipelinePlan, preparePartition } from './calibrate';
+import { checkFindings } from './check-findings';
 import { buildTrace, compareOutputs, mergeOutputs } from './trace';
 
 export { CancelledError, type RunnerHooks } from './workers';
@@ -317,7 +318,7 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     trace = deriveIdle(trace);
     const summary = summarize(trace);
     trace.summary = summary;
-    trace.findings = runFindings(trace, summary);
+    trace.findings = checkFindings(runFindings(trace, summary), { ir: l.ir, request: req, resolved: l.resolved, devices: l.devices, discovered: await discoverDevices(), trace });
     if (req.outPath) {
       hooks.progress({ phase: 'write', done: 0, total: 1, message: `writing ${req.outPath}` });
       await writeTrace(req.outPath, trace);
