@@ -187,7 +187,7 @@ describe('timeline view in Chromium', { skip: !chromiumAvailable() && 'no /usr/b
     // Summary strip: step time, speedup and numerics from the run.
     const summary = await page.locator('.px-summary').innerText();
     assert.match(summary, /step time: \d/);
-    assert.match(summary, /speedup: \d+\.\d+× vs one device/);
+    assert.match(summary, /speedup: \d+\.\d+× \(90% \d+\.\d+–\d+\.\d+×\) vs one device/);
     assert.match(summary, /numerics: ok/);
     assert.equal(await page.locator('.px-device .px-bar').count(), dp.lanes.length);
     await page.screenshot({ path: artifactPath('timeline-light.png') });
