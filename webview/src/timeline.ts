@@ -41,6 +41,7 @@ import {
   ROW_STATE,
   rowKindOf,
   visibleSpan,
+  type Pyramid,
 } from './model';
 import { ALPHA_LEVELS, Painter } from './painter';
 import type { Palette } from './theme';
@@ -158,6 +159,11 @@ export class Timeline {
   private waiters: (() => void)[] = [];
   private cols = new Float32Array(0);
   private wide = new Int32Array(1024);
+  /**
+   * What binning one row left for the passes after it: the pixel columns it touched and how
+   * many of `wide` it filled. One object reused for every row, so a frame allocates nothing per row.
+   */
+  private readonly rowBins = { minX: 0, maxX: -1, nWide: 0 };
   private labels: { run: number; span: number; x0: number; x1: number; y: number; h: number }[] = [];
   private nameCache: Map<number, string>[] = [];
   private pointer: { x: number; y: number } | null = null;
@@ -958,11 +964,8 @@ export class Timeline {
   private drawRow(row: RowLayout, y0: number, y1: number, v0: number, v1: number): void {
     const run = this.runs[row.run];
     const p = run.prepared;
-    const sp = run.trace.spans;
-    const start = sp.start;
-    const dur = sp.dur;
+    const start = run.trace.spans.start;
     const order = p.order;
-    const cls = p.cls;
     const a0 = p.rowOffsets[row.r];
     const b0 = p.rowOffsets[row.r + 1];
     if (a0 === b0) return;
@@ -972,11 +975,6 @@ export class Timeline {
     const k = W / (t1 - t0);
     const [a, b] = visibleSpan(a0, b0, (q) => start[order[q]], p.maxEnd, t0, t1);
     if (a >= b) return;
-    const cols = this.cols;
-    let minX = W;
-    let maxX = -1;
-    const d = this.drawn;
-    let nWide = 0;
     const py = p.pyramids[row.r];
     let level = -1;
     if (py && b - a > PYRAMID_SPANS_PER_PX * W) {
@@ -984,63 +982,106 @@ export class Timeline {
       level = Math.floor(Math.log2(pxDur / 2 / py.width0));
       if (level >= py.levels.length) level = py.levels.length - 1;
     }
-    if (level >= 0 && py) {
-      d.pyramidRows++;
-      const L = py.levels[level];
-      const bw = py.width0 * 2 ** level;
-      const nb = L.cls.length;
-      const bA = Math.max(0, Math.floor((t0 - py.t0) / bw));
-      const bB = Math.min(nb, Math.ceil((t1 - py.t0) / bw));
-      const bwPx = bw * k;
-      for (let q = bA; q < bB; q++) {
-        const c = L.cls[q];
-        if (c === EMPTY) continue;
-        const xs = (py.t0 + q * bw - t0) * k;
-        let col = Math.floor(xs + bwPx / 2);
-        if (col < 0) col = 0;
-        else if (col >= W) col = W - 1;
-        const cov = (L.cov[q] / 255) * bwPx;
-        let base = c & CLASS_MASK;
-        if (base === C_OP_ALT) base = C_OP;
-        const o = col * CHANNELS;
-        cols[o + base] += cov;
-        if (c & M_EMULATED) cols[o + N_CLASSES] += cov;
-        if (c & M_PREDICTED) cols[o + N_CLASSES + 1] += cov;
-        if (col < minX) minX = col;
-        if (col > maxX) maxX = col;
-        d.buckets++;
-      }
-    } else {
-      d.rawRows++;
-      if (this.wide.length < b - a) this.wide = new Int32Array(Math.max(b - a, this.wide.length * 2));
-      const wide = this.wide;
-      const merged = this.mergedByClass;
-      for (let q = a; q < b; q++) {
-        const i = order[q];
-        const x0 = (start[i] - t0) * k;
-        const w = dur[i] * k;
-        if (w >= WIDE_PX) {
-          wide[nWide++] = i;
-          continue;
-        }
-        let col = Math.floor(x0 + w / 2);
-        if (col < 0) col = 0;
-        else if (col >= W) col = W - 1;
-        const c = cls[i];
-        let base = c & CLASS_MASK;
-        if (base === C_OP_ALT) base = C_OP;
-        const o = col * CHANNELS;
-        const cov = w > 0.08 ? w : 0.08;
-        cols[o + base] += cov;
-        if (c & M_EMULATED) cols[o + N_CLASSES] += cov;
-        if (c & M_PREDICTED) cols[o + N_CLASSES + 1] += cov;
-        if (col < minX) minX = col;
-        if (col > maxX) maxX = col;
-        merged[base]++;
-      }
+    if (level >= 0 && py) this.binPyramid(py, level, t0, t1, k);
+    else this.binSpans(run, a, b, t0, k);
+    this.fillColumns(y0, y1);
+    this.drawWideSpans(row, y0, y1, t0, k);
+  }
+
+  /** Bins the pyramid buckets of one level that the view covers into the pixel columns. */
+  private binPyramid(py: Pyramid, level: number, t0: number, t1: number, k: number): void {
+    const cols = this.cols;
+    const W = this.painter.width;
+    const d = this.drawn;
+    let minX = W;
+    let maxX = -1;
+    d.pyramidRows++;
+    const L = py.levels[level];
+    const bw = py.width0 * 2 ** level;
+    const nb = L.cls.length;
+    const bA = Math.max(0, Math.floor((t0 - py.t0) / bw));
+    const bB = Math.min(nb, Math.ceil((t1 - py.t0) / bw));
+    const bwPx = bw * k;
+    for (let q = bA; q < bB; q++) {
+      const c = L.cls[q];
+      if (c === EMPTY) continue;
+      const xs = (py.t0 + q * bw - t0) * k;
+      let col = Math.floor(xs + bwPx / 2);
+      if (col < 0) col = 0;
+      else if (col >= W) col = W - 1;
+      const cov = (L.cov[q] / 255) * bwPx;
+      let base = c & CLASS_MASK;
+      if (base === C_OP_ALT) base = C_OP;
+      const o = col * CHANNELS;
+      cols[o + base] += cov;
+      if (c & M_EMULATED) cols[o + N_CLASSES] += cov;
+      if (c & M_PREDICTED) cols[o + N_CLASSES + 1] += cov;
+      if (col < minX) minX = col;
+      if (col > maxX) maxX = col;
+      d.buckets++;
     }
+    const bins = this.rowBins;
+    bins.minX = minX;
+    bins.maxX = maxX;
+    bins.nWide = 0;
+  }
+
+  /**
+   * Bins the row's visible spans `order[a..b)` into the pixel columns, and sets aside in
+   * `this.wide` those wide enough to be drawn one by one.
+   */
+  private binSpans(run: Run, a: number, b: number, t0: number, k: number): void {
+    const p = run.prepared;
+    const sp = run.trace.spans;
+    const start = sp.start;
+    const dur = sp.dur;
+    const order = p.order;
+    const cls = p.cls;
+    const cols = this.cols;
+    const W = this.painter.width;
+    let minX = W;
+    let maxX = -1;
+    let nWide = 0;
+    this.drawn.rawRows++;
+    if (this.wide.length < b - a) this.wide = new Int32Array(Math.max(b - a, this.wide.length * 2));
+    const wide = this.wide;
+    const merged = this.mergedByClass;
+    for (let q = a; q < b; q++) {
+      const i = order[q];
+      const x0 = (start[i] - t0) * k;
+      const w = dur[i] * k;
+      if (w >= WIDE_PX) {
+        wide[nWide++] = i;
+        continue;
+      }
+      let col = Math.floor(x0 + w / 2);
+      if (col < 0) col = 0;
+      else if (col >= W) col = W - 1;
+      const c = cls[i];
+      let base = c & CLASS_MASK;
+      if (base === C_OP_ALT) base = C_OP;
+      const o = col * CHANNELS;
+      const cov = w > 0.08 ? w : 0.08;
+      cols[o + base] += cov;
+      if (c & M_EMULATED) cols[o + N_CLASSES] += cov;
+      if (c & M_PREDICTED) cols[o + N_CLASSES + 1] += cov;
+      if (col < minX) minX = col;
+      if (col > maxX) maxX = col;
+      merged[base]++;
+    }
+    const bins = this.rowBins;
+    bins.minX = minX;
+    bins.maxX = maxX;
+    bins.nWide = nWide;
+  }
+
+  /** Paints the columns binned for one row and clears them for the next. */
+  private fillColumns(y0: number, y1: number): void {
     // Resolve the merged columns: the class covering most of each column, drawn at an
     // opacity that says how much of the column is covered; runs of equal columns are one fill.
+    const cols = this.cols;
+    const d = this.drawn;
+    const { minX, maxX } = this.rowBins;
     let runStart = -1;
     let runCls = -1;
     let runAlpha = 0;
@@ -1081,6 +1122,19 @@ export class Timeline {
         runAlpha = alpha;
       }
     }
+  }
+
+  /** Draws the wide spans {@link binSpans} set aside for one row, and queues their labels. */
+  private drawWideSpans(row: RowLayout, y0: number, y1: number, t0: number, k: number): void {
+    const run = this.runs[row.run];
+    const sp = run.trace.spans;
+    const start = sp.start;
+    const dur = sp.dur;
+    const cls = run.prepared.cls;
+    const W = this.painter.width;
+    const d = this.drawn;
+    const painter = this.painter;
+    const nWide = this.rowBins.nWide;
     // Spans wide enough to see, over the merged columns.
     const labelMin = LABEL_MIN_PX * this.dpr;
     const dpr = this.dpr;
@@ -1169,56 +1223,67 @@ export class Timeline {
 
   private drawOverlay(v0: number, v1: number): void {
     const ctx = this.overlayCtx;
-    const pal = this.palette!;
     const dpr = this.dpr;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, this.overlayCanvas.width, this.overlayCanvas.height);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     const x = this.x();
+    this.drawHighlight(ctx, x);
+    this.drawSelection(ctx, x);
+    this.drawLabels(ctx);
+    this.drawFlows(ctx, x, v0, v1);
+    this.drawFocus(ctx, x);
+  }
+
+  /** Finding / lane highlight: the lanes outlined, their evidence range tinted. */
+  private drawHighlight(ctx: CanvasRenderingContext2D, x: ScaleLinear<number, number>): void {
+    if (!this.highlight) return;
+    const pal = this.palette!;
     const sy = this.scrollY;
     const W = this.width;
+    const h = this.highlight;
+    const hx0 = Math.max(0, x(h.v0));
+    const hx1 = Math.min(W, x(h.v1));
+    for (const l of this.lanes) {
+      if (!h.lanes.has(`${l.run}:${l.lane}`)) continue;
+      const y = l.y - sy;
+      if (hx1 > hx0) {
+        ctx.globalAlpha = 0.6;
+        ctx.fillStyle = pal.css.highlight;
+        ctx.fillRect(hx0, y, hx1 - hx0, l.h);
+        ctx.globalAlpha = 1;
+      }
+      ctx.strokeStyle = pal.css.focus;
+      ctx.lineWidth = 2;
+      ctx.strokeRect(1, y + 1, W - 2, l.h - 2);
+    }
+  }
+
+  /** Brushed selection across all lanes. */
+  private drawSelection(ctx: CanvasRenderingContext2D, x: ScaleLinear<number, number>): void {
+    if (!this.selection) return;
+    const pal = this.palette!;
+    const W = this.width;
     const H = this.height;
+    const sx0 = x(this.selection.v0);
+    const sx1 = x(this.selection.v1);
+    if (sx1 > 0 && sx0 < W) {
+      ctx.fillStyle = pal.css.selection;
+      ctx.fillRect(sx0, 0, sx1 - sx0, H);
+      ctx.strokeStyle = pal.css.focus;
+      ctx.lineWidth = 1;
+      ctx.beginPath();
+      ctx.moveTo(Math.round(sx0) + 0.5, 0);
+      ctx.lineTo(Math.round(sx0) + 0.5, H);
+      ctx.moveTo(Math.round(sx1) - 0.5, 0);
+      ctx.lineTo(Math.round(sx1) - 0.5, H);
+      ctx.stroke();
+    }
+  }
+
+  /** Labels inside wide spans. */
+  private drawLabels(ctx: CanvasRenderingContext2D): void {
     const d = this.drawn;
-
-    // Finding / lane highlight: the lanes outlined, their evidence range tinted.
-    if (this.highlight) {
-      const h = this.highlight;
-      const hx0 = Math.max(0, x(h.v0));
-      const hx1 = Math.min(W, x(h.v1));
-      for (const l of this.lanes) {
-        if (!h.lanes.has(`${l.run}:${l.lane}`)) continue;
-        const y = l.y - sy;
-        if (hx1 > hx0) {
-          ctx.globalAlpha = 0.6;
-          ctx.fillStyle = pal.css.highlight;
-          ctx.fillRect(hx0, y, hx1 - hx0, l.h);
-          ctx.globalAlpha = 1;
-        }
-        ctx.strokeStyle = pal.css.focus;
-        ctx.lineWidth = 2;
-        ctx.strokeRect(1, y + 1, W - 2, l.h - 2);
-      }
-    }
-
-    // Brushed selection across all lanes.
-    if (this.selection) {
-      const sx0 = x(this.selection.v0);
-      const sx1 = x(this.selection.v1);
-      if (sx1 > 0 && sx0 < W) {
-        ctx.fillStyle = pal.css.selection;
-        ctx.fillRect(sx0, 0, sx1 - sx0, H);
-        ctx.strokeStyle = pal.css.focus;
-        ctx.lineWidth = 1;
-        ctx.beginPath();
-        ctx.moveTo(Math.round(sx0) + 0.5, 0);
-        ctx.lineTo(Math.round(sx0) + 0.5, H);
-        ctx.moveTo(Math.round(sx1) - 0.5, 0);
-        ctx.lineTo(Math.round(sx1) - 0.5, H);
-        ctx.stroke();
-      }
-    }
-
-    // Labels inside wide spans.
     ctx.font = this.font;
     ctx.textBaseline = 'middle';
     const charW = ctx.measureText('0').width || 6;
@@ -1234,8 +1299,14 @@ export class Timeline {
       ctx.fillText(text, lb.x0 + 3, lb.y + lb.h / 2, w);
       d.labels++;
     }
+  }
 
-    // Flows: send → recv arrows between comm rows.
+  /** Flows: send → recv arrows between comm rows. */
+  private drawFlows(ctx: CanvasRenderingContext2D, x: ScaleLinear<number, number>, v0: number, v1: number): void {
+    const pal = this.palette!;
+    const sy = this.scrollY;
+    const W = this.width;
+    const d = this.drawn;
     ctx.strokeStyle = pal.css.flow;
     ctx.fillStyle = pal.css.flow;
     ctx.lineWidth = 1.25;
@@ -1273,8 +1344,13 @@ export class Timeline {
         d.flows++;
       }
     });
+  }
 
-    // Hovered and selected spans.
+  /** Hovered and selected spans. */
+  private drawFocus(ctx: CanvasRenderingContext2D, x: ScaleLinear<number, number>): void {
+    const pal = this.palette!;
+    const sy = this.scrollY;
+    const W = this.width;
     for (const [ref, dashed] of [
       [this.hover, false],
       [this.selected, true],

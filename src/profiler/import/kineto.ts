@@ -330,11 +330,8 @@ function annotationAround(list: AnnotationList | undefined, t: number): number {
   return -1;
 }
 
-/**
- * Reduces one parsed Kineto document to a {@link KinetoRank}. Throws a {@link UserError}
- * naming `source` when the document is not a Kineto trace or has no GPU activity.
- */
-export function extractKinetoRank(doc: unknown, source: string): KinetoRank {
+/** The document's `traceEvents`, once it is known to be a Kineto trace at all. */
+function kinetoDocument(doc: unknown, source: string): { d: Record<string, unknown>; events: unknown[] } {
   if (Array.isArray(doc)) {
     throw new UserError(`${source}: a bare array of trace events, not a PyTorch profiler (Kineto) trace; export it with torch.profiler's export_chrome_trace`);
   }
@@ -342,7 +339,11 @@ export function extractKinetoRank(doc: unknown, source: string): KinetoRank {
   const d = doc as Record<string, unknown>;
   const events = d['traceEvents'];
   if (!Array.isArray(events)) throw new UserError(`${source}: not a PyTorch profiler (Kineto) trace: it has no "traceEvents" array`);
+  return { d, events };
+}
 
+/** Rank, world size and backend from `distributedInfo`, each null when absent. */
+function distributedInfo(d: Record<string, unknown>, source: string): { rank: number | null; worldSize: number | null; backend: string | null } {
   const dist = d['distributedInfo'];
   const distInfo = typeof dist === 'object' && dist !== null ? (dist as Record<string, unknown>) : null;
   const rankRaw = distInfo ? num(distInfo['rank']) : null;
@@ -352,6 +353,11 @@ export function extractKinetoRank(doc: unknown, source: string): KinetoRank {
   if (rankRaw !== null && worldRaw !== null && rankRaw >= worldRaw) {
     throw new UserError(`${source}: distributedInfo.rank ${rankRaw} is outside its world of ${worldRaw} ranks`);
   }
+  return { rank: rankRaw, worldSize: worldRaw, backend: distInfo ? str(distInfo['backend']) : null };
+}
+
+/** GPU names from `deviceProperties`, by device index. */
+function deviceNames(d: Record<string, unknown>): Map<number, string> {
   const gpuNames = new Map<number, string>();
   const props = d['deviceProperties'];
   if (Array.isArray(props)) {
@@ -361,19 +367,14 @@ export function extractKinetoRank(doc: unknown, source: string): KinetoRank {
       if (id !== null && name !== null) gpuNames.set(id, name);
     }
   }
-  const baseNs = num(d['baseTimeNanoseconds']);
+  return gpuNames;
+}
 
-  // Pass 1 sorts events by role, after a first look for the clock origin (the earliest
-  // timestamp, so local times stay small and keep their sub-µs digits). Device events become
-  // spans right away; the CPU side keeps only what naming and step assignment need.
-  const cols = new RankColumns();
-  const devCorr: number[] = [];
-  const devEvent: number[] = [];
-  const runtimeEvents: number[] = [];
-  const ncclByTid = new Map<string, AnnotationList>();
-  const paramComms = new Map<number, Record<string, unknown>>();
-  const stepMap = new Map<number, { startUs: number; endUs: number }>();
-  const gpus = new Set<number>();
+/**
+ * The clock origin: the earliest timestamp of a complete event, so local times stay small
+ * and keep their sub-µs digits.
+ */
+function clockOrigin(events: unknown[], source: string): number {
   let tsRef = Infinity;
   for (let i = 0; i < events.length; i++) {
     const e = events[i] as RawEvent;
@@ -384,137 +385,207 @@ export function extractKinetoRank(doc: unknown, source: string): KinetoRank {
     if (ts < tsRef) tsRef = ts;
   }
   if (!Number.isFinite(tsRef)) throw new UserError(`${source}: has no complete ("ph": "X") events; is it a PyTorch profiler trace?`);
+  return tsRef;
+}
 
-  for (let i = 0; i < events.length; i++) {
-    const e = events[i] as RawEvent;
-    if (e === null || typeof e !== 'object' || e.ph !== 'X') continue;
-    const ts = num(e.ts);
-    const dur = num(e.dur);
-    if (ts === null || dur === null || dur < 0) continue;
-    const cat = catOf(e);
-    const name = typeof e.name === 'string' ? e.name : '';
-    const args = typeof e.args === 'object' && e.args !== null ? e.args : undefined;
-    const t = ts - tsRef;
-    if (cat === 'kernel' || cat === 'gpu_memcpy' || cat === 'memcpy' || cat === 'gpu_memset' || cat === 'memset') {
-      const dev = num(args?.['device']) ?? num(e.pid);
-      if (dev !== null) gpus.add(dev);
-      let span: number;
-      if (cat === 'kernel') {
-        // NCCL kernels are named once the CPU side is indexed (pass 2); mark them by name now.
-        span = NCCL_KERNEL.test(name) ? cols.push(COMM, name, t, dur, msgBytes(args), 0, false) : cols.push(COMPUTE, name, t, dur, 0, 0, false);
-      } else {
-        const copy = cat.endsWith('memcpy');
-        const staging = copy && /\b(HtoD|DtoH|HtoH)\b/.test(name);
-        span = cols.push(COMM, name || (copy ? 'Memcpy' : 'Memset'), t, dur, num(args?.['bytes']) ?? 0, staging ? SpanFlag.staging : 0, true);
-      }
-      // Span k of the columns is event devEvent[k] of the document.
-      devCorr[span] = num(args?.['correlation']) ?? -1;
-      devEvent[span] = i;
-    } else if (cat === 'cuda_runtime' || cat === 'cuda_driver' || cat === 'runtime') {
-      runtimeEvents.push(i);
-    } else if (cat === 'user_annotation' || cat === 'cpu_op' || cat === 'operator') {
-      const m = /^ProfilerStep#(\d+)$/.exec(name);
-      if (m) {
-        const n = Number(m[1]);
-        const w = stepMap.get(n);
-        if (w) {
-          w.startUs = Math.min(w.startUs, t);
-          w.endUs = Math.max(w.endUs, t + dur);
-        } else {
-          stepMap.set(n, { startUs: t, endUs: t + dur });
-        }
-      } else if (name.startsWith('nccl:')) {
-        const key = String(e.tid);
-        let list = ncclByTid.get(key);
-        if (!list) ncclByTid.set(key, (list = { start: [], end: [], event: [] }));
-        list.start.push(t);
-        list.end.push(t + dur);
-        list.event.push(i);
-      } else if (name === 'record_param_comms') {
-        const ext = externalId(args);
-        if (ext !== null && args) paramComms.set(ext, args);
+/** One rank's events on their way to columns: what pass 1 keeps for pass 2, and pass 2's counts. */
+class RankScan {
+  readonly cols = new RankColumns();
+  /** Span k of the columns is event devEvent[k] of the document, launched under correlation id devCorr[k]. */
+  private readonly devCorr: number[] = [];
+  private readonly devEvent: number[] = [];
+  private readonly runtimeEvents: number[] = [];
+  private readonly ncclByTid = new Map<string, AnnotationList>();
+  private readonly paramComms = new Map<number, Record<string, unknown>>();
+  private readonly stepMap = new Map<number, { startUs: number; endUs: number }>();
+  readonly gpus = new Set<number>();
+  unlaunched = 0;
+  ncclKernels = 0;
+  ncclNamedByKernel = 0;
+
+  constructor(
+    private readonly events: unknown[],
+    private readonly tsRef: number,
+  ) {}
+
+  /**
+   * Pass 1 sorts events by role. Device events become spans right away; the CPU side keeps
+   * only what naming and step assignment need.
+   */
+  sortEvents(): void {
+    const events = this.events;
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i] as RawEvent;
+      if (e === null || typeof e !== 'object' || e.ph !== 'X') continue;
+      const ts = num(e.ts);
+      const dur = num(e.dur);
+      if (ts === null || dur === null || dur < 0) continue;
+      const cat = catOf(e);
+      const name = typeof e.name === 'string' ? e.name : '';
+      const args = typeof e.args === 'object' && e.args !== null ? e.args : undefined;
+      const t = ts - this.tsRef;
+      if (cat === 'kernel' || cat === 'gpu_memcpy' || cat === 'memcpy' || cat === 'gpu_memset' || cat === 'memset') {
+        this.addDeviceEvent(i, e, cat, name, args, t, dur);
+      } else if (cat === 'cuda_runtime' || cat === 'cuda_driver' || cat === 'runtime') {
+        this.runtimeEvents.push(i);
+      } else if (cat === 'user_annotation' || cat === 'cpu_op' || cat === 'operator') {
+        this.addCpuEvent(i, e, name, args, t, dur);
       }
     }
   }
-  if (cols.count === 0) {
-    throw new UserError(
-      `${source}: no GPU activity (no "kernel", "gpu_memcpy" or "gpu_memset" events); Parallax imports the GPU timeline of PyTorch profiler traces recorded with ProfilerActivity.CUDA`,
-    );
-  }
-  // Annotations arrive in trace order, which is usually but not always time order.
-  for (const list of ncclByTid.values()) {
-    const order = list.start.map((_, k) => k).sort((a, b) => list.start[a] - list.start[b]);
-    list.start = order.map((k) => list.start[k]);
-    list.end = order.map((k) => list.end[k]);
-    list.event = order.map((k) => list.event[k]);
-  }
-  const cpuSteps = [...stepMap.entries()].sort((a, b) => a[0] - b[0]).map(([index, w]) => ({ index, ...w }));
-  const stepStarts = Float64Array.from(cpuSteps, (w) => w.startUs);
-  const stepEnds = Float64Array.from(cpuSteps, (w) => w.endUs);
 
-  // Pass 2: each device span's launch (the runtime call with its correlation id) gives its
-  // step and, for NCCL kernels, the thread whose annotations name the collective.
-  const spanOfCorr = new Map<number, number>();
-  for (let k = 0; k < devCorr.length; k++) if (devCorr[k] >= 0) spanOfCorr.set(devCorr[k], k);
-  const launchTs = new Float64Array(cols.count).fill(NaN);
-  const launchTid: (string | undefined)[] = [];
-  for (const i of runtimeEvents) {
-    const e = events[i] as RawEvent;
-    const k = spanOfCorr.get(num(e.args?.['correlation']) ?? -1);
-    if (k === undefined) continue;
-    launchTs[k] = (e.ts as number) - tsRef;
-    if (cols.kind[k] === COMM && cols.local[k] === 0) launchTid[k] = String(e.tid);
+  private addDeviceEvent(i: number, e: RawEvent, cat: string, name: string, args: Record<string, unknown> | undefined, t: number, dur: number): void {
+    const cols = this.cols;
+    const dev = num(args?.['device']) ?? num(e.pid);
+    if (dev !== null) this.gpus.add(dev);
+    let span: number;
+    if (cat === 'kernel') {
+      // NCCL kernels are named once the CPU side is indexed (pass 2); mark them by name now.
+      span = NCCL_KERNEL.test(name) ? cols.push(COMM, name, t, dur, msgBytes(args), 0, false) : cols.push(COMPUTE, name, t, dur, 0, 0, false);
+    } else {
+      const copy = cat.endsWith('memcpy');
+      const staging = copy && /\b(HtoD|DtoH|HtoH)\b/.test(name);
+      span = cols.push(COMM, name || (copy ? 'Memcpy' : 'Memset'), t, dur, num(args?.['bytes']) ?? 0, staging ? SpanFlag.staging : 0, true);
+    }
+    this.devCorr[span] = num(args?.['correlation']) ?? -1;
+    this.devEvent[span] = i;
   }
-  let unlaunched = 0;
-  let ncclKernels = 0;
-  let ncclNamedByKernel = 0;
-  for (let k = 0; k < cols.count; k++) {
-    const launched = !Number.isNaN(launchTs[k]);
-    if (!launched) unlaunched++;
-    // Without the launch, the kernel's own start is the next best guess of its step.
-    const w = windowAt(stepStarts, stepEnds, launched ? launchTs[k] : cols.start[k]);
-    cols.launchStep[k] = w >= 0 ? cpuSteps[w].index : -1;
-    if (cols.kind[k] !== COMM || cols.local[k] === 1) continue;
-    ncclKernels++;
-    const e = events[devEvent[k]] as RawEvent;
+
+  private addCpuEvent(i: number, e: RawEvent, name: string, args: Record<string, unknown> | undefined, t: number, dur: number): void {
+    const m = /^ProfilerStep#(\d+)$/.exec(name);
+    if (m) {
+      const n = Number(m[1]);
+      const w = this.stepMap.get(n);
+      if (w) {
+        w.startUs = Math.min(w.startUs, t);
+        w.endUs = Math.max(w.endUs, t + dur);
+      } else {
+        this.stepMap.set(n, { startUs: t, endUs: t + dur });
+      }
+    } else if (name.startsWith('nccl:')) {
+      const key = String(e.tid);
+      let list = this.ncclByTid.get(key);
+      if (!list) this.ncclByTid.set(key, (list = { start: [], end: [], event: [] }));
+      list.start.push(t);
+      list.end.push(t + dur);
+      list.event.push(i);
+    } else if (name === 'record_param_comms') {
+      const ext = externalId(args);
+      if (ext !== null && args) this.paramComms.set(ext, args);
+    }
+  }
+
+  /** Puts each thread's `nccl:*` annotations in time order and returns the CPU step windows. */
+  indexCpuSide(): KinetoRank['cpuSteps'] {
+    // Annotations arrive in trace order, which is usually but not always time order.
+    for (const list of this.ncclByTid.values()) {
+      const order = list.start.map((_, k) => k).sort((a, b) => list.start[a] - list.start[b]);
+      list.start = order.map((k) => list.start[k]);
+      list.end = order.map((k) => list.end[k]);
+      list.event = order.map((k) => list.event[k]);
+    }
+    return [...this.stepMap.entries()].sort((a, b) => a[0] - b[0]).map(([index, w]) => ({ index, ...w }));
+  }
+
+  /**
+   * Pass 2: each device span's launch (the runtime call with its correlation id) gives its
+   * step and, for NCCL kernels, the thread whose annotations name the collective.
+   */
+  resolveLaunches(cpuSteps: KinetoRank['cpuSteps']): void {
+    const cols = this.cols;
+    const stepStarts = Float64Array.from(cpuSteps, (w) => w.startUs);
+    const stepEnds = Float64Array.from(cpuSteps, (w) => w.endUs);
+    const spanOfCorr = new Map<number, number>();
+    for (let k = 0; k < this.devCorr.length; k++) if (this.devCorr[k] >= 0) spanOfCorr.set(this.devCorr[k], k);
+    const launchTs = new Float64Array(cols.count).fill(NaN);
+    const launchTid: (string | undefined)[] = [];
+    for (const i of this.runtimeEvents) {
+      const e = this.events[i] as RawEvent;
+      const k = spanOfCorr.get(num(e.args?.['correlation']) ?? -1);
+      if (k === undefined) continue;
+      launchTs[k] = (e.ts as number) - this.tsRef;
+      if (cols.kind[k] === COMM && cols.local[k] === 0) launchTid[k] = String(e.tid);
+    }
+    for (let k = 0; k < cols.count; k++) {
+      const launched = !Number.isNaN(launchTs[k]);
+      if (!launched) this.unlaunched++;
+      // Without the launch, the kernel's own start is the next best guess of its step.
+      const w = windowAt(stepStarts, stepEnds, launched ? launchTs[k] : cols.start[k]);
+      cols.launchStep[k] = w >= 0 ? cpuSteps[w].index : -1;
+      if (cols.kind[k] !== COMM || cols.local[k] === 1) continue;
+      this.nameNcclKernel(k, launchTs[k], launchTid[k]);
+    }
+  }
+
+  /**
+   * Names NCCL kernel k by its collective and fills in its bytes (see the module comment for
+   * the order of sources); `launchTs` is NaN when its launch was not found.
+   */
+  private nameNcclKernel(k: number, launchTs: number, tid: string | undefined): void {
+    const cols = this.cols;
+    const events = this.events;
+    this.ncclKernels++;
+    const e = events[this.devEvent[k]] as RawEvent;
     const args = e.args;
     let collective = str(args?.['Collective name']);
     let bytes = cols.bytes[k];
-    const tid = launchTid[k];
-    const ann = launched && tid !== undefined ? annotationAround(ncclByTid.get(tid), launchTs[k]) : -1;
+    const ann = !Number.isNaN(launchTs) && tid !== undefined ? annotationAround(this.ncclByTid.get(tid), launchTs) : -1;
     const annArgs = ann >= 0 ? (events[ann] as RawEvent).args : undefined;
     if (collective === null && ann >= 0) collective = (events[ann] as RawEvent).name as string;
     const ext = externalId(args);
-    const param = ext !== null ? paramComms.get(ext) : undefined;
+    const param = ext !== null ? this.paramComms.get(ext) : undefined;
     if (collective === null && param) collective = str(param['Collective name']);
     if (bytes === 0 && param) bytes = msgBytes(param);
     if (bytes === 0 && annArgs) bytes = inputBytes(annArgs);
     const kernelName = cols.strings[cols.name[k]];
     if (collective === null) {
       collective = collectiveFromKernelName(kernelName);
-      ncclNamedByKernel++;
+      this.ncclNamedByKernel++;
     }
     const canonical = collective === null ? null : canonicalCollective(collective);
     cols.name[k] = cols.intern(`nccl:${canonical ?? 'kernel'}`);
     cols.comm[k] = canonical === null ? CommOpCode.none : commCodeOfCollective(canonical);
     cols.bytes[k] = bytes;
   }
+}
+
+/**
+ * Reduces one parsed Kineto document to a {@link KinetoRank}. Throws a {@link UserError}
+ * naming `source` when the document is not a Kineto trace or has no GPU activity.
+ */
+export function extractKinetoRank(doc: unknown, source: string): KinetoRank {
+  const { d, events } = kinetoDocument(doc, source);
+  const dist = distributedInfo(d, source);
+  const gpuNames = deviceNames(d);
+  const baseNs = num(d['baseTimeNanoseconds']);
+
+  // Pass 1 (sorting events by role) comes after a first look for the clock origin.
+  const tsRef = clockOrigin(events, source);
+  const scan = new RankScan(events, tsRef);
+  scan.sortEvents();
+  if (scan.cols.count === 0) {
+    throw new UserError(
+      `${source}: no GPU activity (no "kernel", "gpu_memcpy" or "gpu_memset" events); Parallax imports the GPU timeline of PyTorch profiler traces recorded with ProfilerActivity.CUDA`,
+    );
+  }
+  const cpuSteps = scan.indexCpuSide();
+  scan.resolveLaunches(cpuSteps);
   const hostname = str(d['hostname']) ?? str(d['host_name']);
   return {
     source,
-    rank: rankRaw,
-    worldSize: worldRaw,
-    backend: distInfo ? str(distInfo['backend']) : null,
+    rank: dist.rank,
+    worldSize: dist.worldSize,
+    backend: dist.backend,
     hostname,
     gpuNames,
-    gpus: [...gpus].sort((a, b) => a - b),
+    gpus: [...scan.gpus].sort((a, b) => a - b),
     baseUs: baseNs !== null ? baseNs / 1000 : 0,
     tsRef,
     cpuSteps,
-    spans: cols.finish(),
-    ncclKernels,
-    ncclNamedByKernel,
-    unlaunched,
+    spans: scan.cols.finish(),
+    ncclKernels: scan.ncclKernels,
+    ncclNamedByKernel: scan.ncclNamedByKernel,
+    unlaunched: scan.unlaunched,
   };
 }
 
@@ -572,27 +643,30 @@ function assignRanks(files: KinetoRank[]): { ranks: number[]; worldSize: number;
 }
 
 /**
- * Merges ranks extracted by {@link extractKinetoRank} into one trace (lanes in rank order).
- * Idle spans are not derived here: run `deriveIdle` on the result, as for any trace.
+ * The ranks of a merge in rank order, the reference rank (the lowest with steps) whose
+ * clock the others are put on, and the notes the merge gathers for the trace.
  */
-export function mergeKinetoRanks(files: KinetoRank[]): Trace {
-  if (files.length === 0) throw new UserError('no Kineto trace files given');
-  const { ranks, worldSize, notes } = assignRanks(files);
-  const order = files.map((_, i) => i).sort((a, b) => ranks[a] - ranks[b]);
-  const rs = order.map((i) => files[i]);
-  const rankOf = order.map((i) => ranks[i]);
-  const nR = rs.length;
+interface MergeContext {
+  rs: KinetoRank[];
+  rankOf: number[];
+  ref: number;
+  notes: string[];
+}
 
+/**
+ * Offsets that put each rank's local time on the reference's: the recorded clocks, unless
+ * matching step starts show a rank cannot share the reference's clock.
+ */
+function clockShifts(m: MergeContext): number[] {
+  const { rs, rankOf, ref, notes } = m;
   // Recorded clock offsets: local time of rank r + offset = local time of the reference.
-  const withSteps = rs.map((f, r) => (f.cpuSteps.length > 0 ? r : -1)).filter((r) => r >= 0);
-  const ref = withSteps[0] ?? 0;
   const recorded = rs.map((f) => f.baseUs - rs[ref].baseUs + (f.tsRef - rs[ref].tsRef));
   const shift = recorded.slice();
   const refSteps = new Map(rs[ref].cpuSteps.map((w) => [w.index, w]));
   const refStepUs = median(rs[ref].cpuSteps.map((w) => w.endUs - w.startUs));
   let agreeUs = 0;
   let compared = 0;
-  for (let r = 0; r < nR; r++) {
+  for (let r = 0; r < rs.length; r++) {
     if (r === ref) continue;
     const diffs: number[] = [];
     for (const w of rs[r].cpuSteps) {
@@ -619,15 +693,25 @@ export function mergeKinetoRanks(files: KinetoRank[]): Trace {
   if (compared > 0) {
     notes.push(`Rank clocks were kept as recorded: step starts agree across ranks within ${fmtUs(agreeUs)}, so differences between ranks are real.`);
   }
-  // Without steps on both sides, ranks whose activity does not even overlap are aligned by
-  // their first kernel, which is the only common event left.
+  return shift;
+}
+
+/** Each rank's first device span start and last device span end, local time. */
+function deviceExtents(rs: KinetoRank[]): { first: number[]; last: number[] } {
   const first = rs.map((f) => f.spans.start.reduce((a, b) => Math.min(a, b), Infinity));
   const last = rs.map((f) => {
     let m = -Infinity;
     for (let k = 0; k < f.spans.count; k++) m = Math.max(m, f.spans.start[k] + f.spans.dur[k]);
     return m;
   });
-  for (let r = 0; r < nR; r++) {
+  return { first, last };
+}
+
+function alignByFirstKernel(m: MergeContext, shift: number[], first: number[], last: number[]): void {
+  const { rs, rankOf, ref, notes } = m;
+  // Without steps on both sides, ranks whose activity does not even overlap are aligned by
+  // their first kernel, which is the only common event left.
+  for (let r = 0; r < rs.length; r++) {
     if (r === ref || (rs[r].cpuSteps.length > 0 && rs[ref].cpuSteps.length > 0)) continue;
     const a0 = first[r] + shift[r];
     const a1 = last[r] + shift[r];
@@ -636,8 +720,11 @@ export function mergeKinetoRanks(files: KinetoRank[]): Trace {
       notes.push(`rank ${rankOf[r]}'s activity does not overlap rank ${rankOf[ref]}'s on the recorded clocks and there are no common steps: it was aligned by its first kernel.`);
     }
   }
+}
 
-  // Step windows on the device timeline (reference frame): see the module comment.
+/** The step numbers to measure: those every rank with steps recorded, or failing that all of them. */
+function measuredSteps(m: MergeContext): number[] {
+  const { rs, notes } = m;
   const stepSets = rs.filter((f) => f.cpuSteps.length > 0).map((f) => new Set(f.cpuSteps.map((w) => w.index)));
   const union = [...new Set(stepSets.flatMap((s) => [...s]))].sort((a, b) => a - b);
   let measured = union.filter((n) => stepSets.every((s) => s.has(n)));
@@ -650,6 +737,13 @@ export function mergeKinetoRanks(files: KinetoRank[]): Trace {
       notes.push(`Steps ${formatRanges(dropped)} were not recorded by every rank and are left out of the measured steps.`);
     }
   }
+  return measured;
+}
+
+/** Step windows on the device timeline (reference frame): see the module comment. */
+function stepWindows(m: MergeContext, shift: number[], first: number[], last: number[]): StepWindow[] {
+  const { rs, notes } = m;
+  const measured = measuredSteps(m);
   const firstOf = new Map<number, number>();
   const lastOf = new Map<number, number>();
   rs.forEach((f, r) => {
@@ -687,43 +781,48 @@ export function mergeKinetoRanks(files: KinetoRank[]): Trace {
   notes.push(
     "Step windows are on the GPU timeline: step N ends when the last rank's last kernel launched during ProfilerStep#N ends, and starts where step N−1 ended; each kernel counts in the window it starts in.",
   );
+  return windows;
+}
 
-  // Time zero: the earliest device span of any rank, in the reference frame.
-  let t0 = Infinity;
-  for (let r = 0; r < nR; r++) t0 = Math.min(t0, first[r] + shift[r]);
-  const wStart = Float64Array.from(windows, (w) => w.startUs);
-  const wEnd = Float64Array.from(windows, (w) => w.endUs);
+/** Step windows with their starts and ends as columns, for looking up the window of a time. */
+interface WindowIndex {
+  windows: StepWindow[];
+  start: Float64Array;
+  end: Float64Array;
+}
 
-  const builder = new TraceBuilder();
-  const devices: DeviceMeta[] = [];
-  const lanes: Lane[] = [];
-  let ncclTotal = 0;
-  let ncclByKernel = 0;
-  let unlaunched = 0;
-  rs.forEach((f, r) => {
-    const s = f.spans;
-    const rank = rankOf[r];
-    const step = new Int32Array(s.count);
-    const peer = new Int32Array(s.count);
-    for (let k = 0; k < s.count; k++) {
-      const w = windowAt(wStart, wEnd, s.start[k] + shift[r]);
-      step[k] = w >= 0 ? windows[w].index : -1;
-      peer[k] = s.local[k] === 1 ? r : -1;
-    }
-    const minus1 = new Int32Array(s.count).fill(-1);
-    const zeros = new Uint8Array(s.count);
-    // Kineto's GPU timeline does not say which kernels belong to the forward, backward or
-    // optimizer part of a step, so `phase` stays none.
-    builder.appendBlock(
-      { count: s.count, strings: s.strings, kind: s.kind, name: s.name, opType: minus1, start: s.start, dur: s.dur, step, micro: minus1, stage: minus1, bytes: s.bytes, peer, parent: minus1, flags: s.flags, cause: zeros, comm: s.comm, phase: zeros },
-      r,
-      t0 - shift[r],
-    );
-    const gpuList = f.gpus.length > 0 ? f.gpus : [0];
-    const names = [...new Set(gpuList.map((g) => f.gpuNames.get(g)).filter((x): x is string => x !== undefined))];
-    const gpuWords = `GPU ${gpuList.join('+')}${names.length > 0 ? ` (${names.join(', ')})` : ''}`;
-    const unit = `${f.hostname ?? `rank ${rank}`} · GPU ${gpuList.join('+')}`;
-    devices.push({
+/**
+ * Appends rank r's spans to the builder as device r, each in the step window its start
+ * (shifted by `shiftUs` to the reference frame) falls in, with times from `t0`.
+ */
+function appendRankSpans(builder: TraceBuilder, f: KinetoRank, r: number, shiftUs: number, t0: number, wi: WindowIndex): void {
+  const s = f.spans;
+  const step = new Int32Array(s.count);
+  const peer = new Int32Array(s.count);
+  for (let k = 0; k < s.count; k++) {
+    const w = windowAt(wi.start, wi.end, s.start[k] + shiftUs);
+    step[k] = w >= 0 ? wi.windows[w].index : -1;
+    peer[k] = s.local[k] === 1 ? r : -1;
+  }
+  const minus1 = new Int32Array(s.count).fill(-1);
+  const zeros = new Uint8Array(s.count);
+  // Kineto's GPU timeline does not say which kernels belong to the forward, backward or
+  // optimizer part of a step, so `phase` stays none.
+  builder.appendBlock(
+    { count: s.count, strings: s.strings, kind: s.kind, name: s.name, opType: minus1, start: s.start, dur: s.dur, step, micro: minus1, stage: minus1, bytes: s.bytes, peer, parent: minus1, flags: s.flags, cause: zeros, comm: s.comm, phase: zeros },
+    r,
+    t0 - shiftUs,
+  );
+}
+
+/** The device and lane of one rank, labelled with its GPUs. */
+function rankDevice(f: KinetoRank, r: number, rank: number): { device: DeviceMeta; lane: Lane } {
+  const gpuList = f.gpus.length > 0 ? f.gpus : [0];
+  const names = [...new Set(gpuList.map((g) => f.gpuNames.get(g)).filter((x): x is string => x !== undefined))];
+  const gpuWords = `GPU ${gpuList.join('+')}${names.length > 0 ? ` (${names.join(', ')})` : ''}`;
+  const unit = `${f.hostname ?? `rank ${rank}`} · GPU ${gpuList.join('+')}`;
+  return {
+    device: {
       id: `rank:${rank}`,
       kind: 'rank',
       provider: 'kineto',
@@ -732,12 +831,13 @@ export function mergeKinetoRanks(files: KinetoRank[]): Trace {
       sharesPhysicalUnit: false,
       software: false,
       label: `rank ${rank} · ${gpuWords}`,
-    });
-    lanes.push({ device: r, label: `rank ${rank} · ${gpuWords}`, group: unit });
-    ncclTotal += f.ncclKernels;
-    ncclByKernel += f.ncclNamedByKernel;
-    unlaunched += f.unlaunched;
-  });
+    },
+    lane: { device: r, label: `rank ${rank} · ${gpuWords}`, group: unit },
+  };
+}
+
+/** Marks devices that share their physical unit with another, and relabels their lanes. */
+function markSharedGpus(devices: DeviceMeta[], lanes: Lane[]): void {
   // Two ranks on one GPU of one host (known only when the traces name their host).
   const units = new Map<string, number>();
   for (const d of devices) units.set(d.physicalUnit, (units.get(d.physicalUnit) ?? 0) + 1);
@@ -748,6 +848,18 @@ export function mergeKinetoRanks(files: KinetoRank[]): Trace {
     }
   }
   lanes.forEach((l, i) => (l.label = devices[i].label));
+}
+
+/** Notes on what the files lacked: collective names, launch calls, host names. */
+function importNotes(rs: KinetoRank[], notes: string[]): void {
+  let ncclTotal = 0;
+  let ncclByKernel = 0;
+  let unlaunched = 0;
+  for (const f of rs) {
+    ncclTotal += f.ncclKernels;
+    ncclByKernel += f.ncclNamedByKernel;
+    unlaunched += f.unlaunched;
+  }
   if (ncclByKernel > 0) {
     notes.push(`${ncclByKernel} of ${ncclTotal} NCCL kernels had no collective name in the trace; they are named from the kernel name.`);
   }
@@ -755,6 +867,44 @@ export function mergeKinetoRanks(files: KinetoRank[]): Trace {
   if (!rs.some((f) => f.hostname !== null)) {
     notes.push('Kineto traces do not record the host; ranks are drawn as separate GPUs, and host details are unknown.');
   }
+}
+
+/**
+ * Merges ranks extracted by {@link extractKinetoRank} into one trace (lanes in rank order).
+ * Idle spans are not derived here: run `deriveIdle` on the result, as for any trace.
+ */
+export function mergeKinetoRanks(files: KinetoRank[]): Trace {
+  if (files.length === 0) throw new UserError('no Kineto trace files given');
+  const { ranks, worldSize, notes } = assignRanks(files);
+  const order = files.map((_, i) => i).sort((a, b) => ranks[a] - ranks[b]);
+  const rs = order.map((i) => files[i]);
+  const rankOf = order.map((i) => ranks[i]);
+  const nR = rs.length;
+
+  const withSteps = rs.map((f, r) => (f.cpuSteps.length > 0 ? r : -1)).filter((r) => r >= 0);
+  const ref = withSteps[0] ?? 0;
+  const m: MergeContext = { rs, rankOf, ref, notes };
+  const shift = clockShifts(m);
+  const { first, last } = deviceExtents(rs);
+  alignByFirstKernel(m, shift, first, last);
+  const windows = stepWindows(m, shift, first, last);
+
+  // Time zero: the earliest device span of any rank, in the reference frame.
+  let t0 = Infinity;
+  for (let r = 0; r < nR; r++) t0 = Math.min(t0, first[r] + shift[r]);
+  const wi: WindowIndex = { windows, start: Float64Array.from(windows, (w) => w.startUs), end: Float64Array.from(windows, (w) => w.endUs) };
+
+  const builder = new TraceBuilder();
+  const devices: DeviceMeta[] = [];
+  const lanes: Lane[] = [];
+  rs.forEach((f, r) => {
+    appendRankSpans(builder, f, r, shift[r], t0, wi);
+    const { device, lane } = rankDevice(f, r, rankOf[r]);
+    devices.push(device);
+    lanes.push(lane);
+  });
+  markSharedGpus(devices, lanes);
+  importNotes(rs, notes);
 
   const refAbs = rs[ref].baseUs + rs[ref].tsRef;
   const meta: TraceMeta = {
