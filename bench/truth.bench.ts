@@ -23,6 +23,7 @@
  *   npm run bench -- truth
  *   PARALLAX_TRUTH_QUICK=1 npm run bench -- truth        one model, one repetition
  *   PARALLAX_TRUTH_MODELS=cls,demo npm run bench -- truth   a subset of the corpus
+ *   PARALLAX_TRUTH_PLANS=shards,M=1 …   plans whose name contains one of these
  *   PARALLAX_TRUTH_HELD=1 …     also run suggestions of findings held back for poor measurement quality
  */
 import * as os from 'node:os';
@@ -48,6 +49,8 @@ import { withOverrides, type DemoOverrides } from './demo-plan';
 const QUICK = process.env['PARALLAX_TRUTH_QUICK'] === '1';
 const INCLUDE_HELD = process.env['PARALLAX_TRUTH_HELD'] === '1';
 const ONLY = (process.env['PARALLAX_TRUTH_MODELS'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+/** Plans whose name contains one of these (comma-separated), e.g. `shards,M=1`. */
+const ONLY_PLANS = (process.env['PARALLAX_TRUTH_PLANS'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const REPEATS = QUICK ? 1 : 3;
 /** Identical runs of each base plan for stability (the truth repetitions' base runs count). */
 const STABILITY = QUICK ? 2 : 5;
@@ -233,8 +236,10 @@ async function runPlan(m: CorpusModel, path: string, spec: PlanSpec): Promise<Pl
       res.runsFindings.push(a.findings.filter((f) => !f.heldBack).map((f) => f.id).sort());
       res.runsHeld.push(a.findings.filter((f) => f.heldBack).map((f) => f.id).sort());
       if (r >= REPEATS) continue;
-      if (r === 0) {
-        for (const f of a.findings.filter(usable)) {
+      // A suggestion is defined by the first repetition in which its rule fires, and run in
+      // that repetition and every later one.
+      for (const f of a.findings.filter(usable)) {
+        if (!res.suggestions.some((s) => s.rule === f.id)) {
           res.suggestions.push({
             rule: f.id,
             change: f.change.description,
@@ -372,7 +377,8 @@ const mark = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
 
 async function main(): Promise<void> {
   const models = QUICK ? CORPUS.filter((m) => m.name === (ONLY[0] ?? 'cls')) : ONLY.length ? CORPUS.filter((m) => ONLY.includes(m.name)) : CORPUS;
-  log(`${QUICK ? 'quick: ' : ''}${models.length} model(s) × ${PLANS.length} plans, ${REPEATS} repetition(s), ${STABILITY} identical runs; steps ${STEPS}, warm-up ${WARMUP}`);
+  const planSpecs = PLANS.filter((x) => ONLY_PLANS.length === 0 || ONLY_PLANS.some((o) => x.name.includes(o)));
+  log(`${QUICK ? 'quick: ' : ''}${models.length} model(s) × ${planSpecs.length} plans, ${REPEATS} repetition(s), ${STABILITY} identical runs; steps ${STEPS}, warm-up ${WARMUP}`);
   const skipped: SkippedModel[] = [];
   const paths = new Map<string, string>();
   for (const m of models) {
@@ -387,7 +393,7 @@ async function main(): Promise<void> {
   for (const m of models) {
     const p = paths.get(m.name);
     if (!p) continue;
-    for (const spec of PLANS) plans.push(await runPlan(m, p, spec));
+    for (const spec of planSpecs) plans.push(await runPlan(m, p, spec));
   }
   const oneDev: OneDevice[] = [];
   for (const name of ONE_DEVICE_MODELS) {
