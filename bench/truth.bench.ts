@@ -27,10 +27,11 @@
  *   PARALLAX_TRUTH_HELD=1 …     also run suggestions of findings held back for poor measurement quality
  */
 import * as os from 'node:os';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { profile, type ProfileOutcome } from '../src/runtime/api';
 import { defaultCacheDir, ensureDemoModel } from '../src/runtime/onnx/demo-model';
+import { parseModel } from '../src/runtime/onnx/model';
 import { makePlan, type PlanFields } from '../src/profiler/plan';
 import type { ProfileRequest } from '../src/runtime/protocol';
 import type { Finding } from '../src/profiler/findings';
@@ -146,7 +147,10 @@ async function unbalancedCuts(req: ProfileRequest): Promise<string[]> {
   const dry = await run({ ...req, dryRun: true });
   const stages = (dry.planInfo?.program.segments ?? []).flatMap((s) => (s.kind === 'stage' ? [s] : []));
   if (stages.length < 2) throw new Error('dry run gave no 2-stage partition');
-  const first = [...stages].sort((a, b) => a.stage - b.stage)[0].nodes;
+  // Constant nodes are copied into every stage that reads them, so they are no cut points.
+  const ir = parseModel(readFileSync(req.modelPath), req.modelPath);
+  const constants = new Set(ir.nodes.filter((n) => n.opType === 'Constant').map((n) => n.name));
+  const first = [...stages].sort((a, b) => a.stage - b.stage)[0].nodes.filter((n) => !constants.has(n));
   let lastErr: unknown = null;
   for (const share of [0.25, 0.4, 0.15, 0.55]) {
     const i = Math.max(0, Math.min(first.length - 2, Math.floor(first.length * share)));
