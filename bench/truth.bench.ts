@@ -1,0 +1,552 @@
+/**
+ * Ground truth for findings: every finding's suggestion is run and its prediction compared
+ * with the step time measured after the change, on a corpus of real models (PP-OCRv4
+ * det/rec/cls, openWakeWord melspectrogram and embedding, silero VAD v4 and v5) and generated
+ * ones (the demo MLP and a smaller variant). Table-driven: {@link CORPUS} lists the models with
+ * the input flags each needs, {@link PLANS} the plans every model is run with.
+ *
+ * Per model and plan:
+ *  - truth: base run → each finding with a prediction and plan parameters → the same request
+ *    with those parameters (`withOverrides`) → changed run; repeated REPEATS times, interleaved
+ *    (base, change A, change B, base, …). Error = predicted / measured-after − 1.
+ *  - stability: the base plan is run STABILITY times in all (the truth repetitions' base runs
+ *    and extra ones); how many runs give the most common set of finding ids.
+ *  - recall: plans built to be improvable (M = 1, deliberately unbalanced cuts, uneven shards)
+ *    name the rule that should fire; the share of their runs in which it fired.
+ * Then: one device against its own configuration (speedup 1.00× within its interval) on the
+ * demo, a small CNN and PP-OCR cls; capture overhead (capture on vs off, interleaved) per model.
+ *
+ * Targets: ≥ 90 % of suggestions within ±15 %; none measured slower than before by more than
+ * the run's noise; the same findings in ≥ 4 of 5 identical runs (quiet machine); recall ≥ 90 %;
+ * one device reads 1.00× within its interval; capture overhead ≤ 3 %.
+ *
+ *   npm run bench -- truth
+ *   PARALLAX_TRUTH_QUICK=1 npm run bench -- truth        one model, one repetition
+ *   PARALLAX_TRUTH_MODELS=cls,demo npm run bench -- truth   a subset of the corpus
+ *   PARALLAX_TRUTH_PLANS=shards,M=1 …   plans whose name contains one of these
+ *   PARALLAX_TRUTH_HELD=1 …     also run suggestions of findings held back for poor measurement quality
+ */
+import * as os from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { profile, type ProfileOutcome } from '../src/runtime/api';
+import { defaultCacheDir, ensureDemoModel } from '../src/runtime/onnx/demo-model';
+import { parseModel } from '../src/runtime/onnx/model';
+import { makePlan, type PlanFields } from '../src/profiler/plan';
+import type { ProfileRequest } from '../src/runtime/protocol';
+import type { Finding } from '../src/profiler/findings';
+import { median } from '../src/profiler/stats';
+import {
+  ocrClsModelPath,
+  ocrDetModelPath,
+  ocrRecModelPath,
+  sileroV4ModelPath,
+  sileroV5ModelPath,
+  wakewordEmbeddingModelPath,
+  wakewordMelspectrogramModelPath,
+} from '../test/helpers/models';
+import { withOverrides, type DemoOverrides } from './demo-plan';
+
+const QUICK = process.env['PARALLAX_TRUTH_QUICK'] === '1';
+const INCLUDE_HELD = process.env['PARALLAX_TRUTH_HELD'] === '1';
+const ONLY = (process.env['PARALLAX_TRUTH_MODELS'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+/** Plans whose name contains one of these (comma-separated), e.g. `shards,M=1`. */
+const ONLY_PLANS = (process.env['PARALLAX_TRUTH_PLANS'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const REPEATS = QUICK ? 1 : 3;
+/** Identical runs of each base plan for stability (the truth repetitions' base runs count). */
+const STABILITY = QUICK ? 2 : 5;
+const CAPTURE_PAIRS = QUICK ? 1 : 3;
+const ONE_DEVICE_RUNS = QUICK ? 1 : 3;
+const STEPS = 8;
+const WARMUP = 2;
+const WITHIN = 0.15;
+
+/** Input flags of a model, as `profile`'s request fields. */
+type InputFlags = Pick<ProfileRequest, 'batchDim' | 'dims' | 'inputShapes' | 'values'>;
+
+interface CorpusModel {
+  /** Short name used in tables and PARALLAX_TRUTH_MODELS. */
+  name: string;
+  label: string;
+  source: 'real' | 'generated';
+  /** The model file, or null when it is not in the cache (fetched once, else skipped). */
+  resolve: () => Promise<string | null>;
+  flags: InputFlags;
+  /** Global batch (divisible by 2 devices and by 4 micro-batches). */
+  batch: number;
+}
+
+const CORPUS: CorpusModel[] = [
+  { name: 'cls', label: 'PP-OCR mobile v2 cls (CNN)', source: 'real', resolve: async () => ocrClsModelPath(), flags: { inputShapes: { x: [1, 3, 48, 192] } }, batch: 8 },
+  { name: 'det', label: 'PP-OCRv4 det (CNN, 128×128)', source: 'real', resolve: async () => ocrDetModelPath(), flags: { inputShapes: { x: [1, 3, 128, 128] } }, batch: 4 },
+  { name: 'rec', label: 'PP-OCRv4 rec (48×160)', source: 'real', resolve: async () => ocrRecModelPath(), flags: { inputShapes: { x: [1, 3, 48, 160] } }, batch: 4 },
+  { name: 'mel', label: 'openWakeWord melspectrogram', source: 'real', resolve: async () => wakewordMelspectrogramModelPath(), flags: { dims: { samples: 1280 } }, batch: 8 },
+  { name: 'embedding', label: 'openWakeWord embedding_model', source: 'real', resolve: async () => wakewordEmbeddingModelPath(), flags: {}, batch: 8 },
+  { name: 'silero-v4', label: 'silero VAD v4 (openWakeWord)', source: 'real', resolve: async () => sileroV4ModelPath(), flags: { dims: { sequence: 512 }, values: { sr: 16000 } }, batch: 8 },
+  { name: 'silero-v5', label: 'silero VAD v5 (@ricky0123/vad-web)', source: 'real', resolve: async () => sileroV5ModelPath(), flags: { inputShapes: { input: [1, 512] }, values: { sr: 16000 } }, batch: 8 },
+  { name: 'demo', label: 'demo MLP (24 × 512/2048)', source: 'generated', resolve: () => ensureDemoModel(defaultCacheDir()), flags: {}, batch: 32 },
+  { name: 'demo-small', label: 'demo MLP (8 × 256/1024)', source: 'generated', resolve: () => ensureDemoModel(defaultCacheDir(), { layers: 8, hidden: 256, ffn: 1024 }), flags: {}, batch: 32 },
+];
+
+interface PlanSpec {
+  name: string;
+  fields: (batch: number) => Partial<PlanFields>;
+  /** Cut deliberately off balance (found by a dry run of the balanced partition). */
+  unbalancedCuts?: boolean;
+  /** Improvable by construction: the rule that must fire. */
+  expect?: string;
+}
+
+const PLANS: PlanSpec[] = [
+  { name: 'data cpu:2', fields: () => ({ mode: 'data' }) },
+  { name: 'pipeline cpu:2 M=2', fields: () => ({ mode: 'pipeline', microBatches: 2 }) },
+  { name: 'pipeline cpu:2 M=4', fields: () => ({ mode: 'pipeline', microBatches: 4 }) },
+  { name: 'pipeline cpu:2 M=1', fields: () => ({ mode: 'pipeline', microBatches: 1 }), expect: 'pipeline-bubble' },
+  { name: 'pipeline cpu:2 M=4 unbalanced cuts', fields: () => ({ mode: 'pipeline', microBatches: 4 }), unbalancedCuts: true, expect: 'pipeline-imbalance' },
+  { name: 'data cpu:2 shards 3:1', fields: (b) => ({ mode: 'data', shards: [(3 * b) / 4, b / 4] }), expect: 'straggler' },
+];
+
+/** Models for the one-device check: the demo, a small CNN, PP-OCR cls. */
+const ONE_DEVICE_MODELS = ['demo', 'det', 'cls'];
+
+// ── progress ──────────────────────────────────────────────────────────────────────────────
+const t0 = Date.now();
+let runs = 0;
+function log(msg: string): void {
+  process.stderr.write(`[truth ${((Date.now() - t0) / 1000).toFixed(0).padStart(5)} s, ${String(runs).padStart(4)} runs] ${msg}\n`);
+}
+
+async function run(req: ProfileRequest): Promise<ProfileOutcome> {
+  runs++;
+  return profile(req);
+}
+
+function errText(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 160);
+}
+
+// ── requests ──────────────────────────────────────────────────────────────────────────────
+function baseRequest(path: string, m: CorpusModel): ProfileRequest {
+  return {
+    modelPath: path,
+    modelLabel: m.name,
+    plan: makePlan({ mode: 'data', devices: 'cpu:2', batch: m.batch, steps: STEPS, warmup: WARMUP, seed: 0 }),
+    capture: true,
+    opLevel: false,
+    baseline: false,
+    outPath: null,
+    ...m.flags,
+  };
+}
+
+/**
+ * Cuts that put about a quarter of the balanced first stage's nodes in stage 0 (the rest of
+ * the graph in stage 1); candidates nearer the balanced cut are tried when a cut is refused.
+ */
+async function unbalancedCuts(req: ProfileRequest): Promise<string[]> {
+  const dry = await run({ ...req, dryRun: true });
+  const stages = (dry.planInfo?.program.segments ?? []).flatMap((s) => (s.kind === 'stage' ? [s] : []));
+  if (stages.length < 2) throw new Error('dry run gave no 2-stage partition');
+  // Constant nodes are copied into every stage that reads them, so they are no cut points.
+  const ir = parseModel(readFileSync(req.modelPath), req.modelPath);
+  const constants = new Set(ir.nodes.filter((n) => n.opType === 'Constant').map((n) => n.name));
+  const first = [...stages].sort((a, b) => a.stage - b.stage)[0].nodes.filter((n) => !constants.has(n));
+  let lastErr: unknown = null;
+  for (const share of [0.25, 0.4, 0.15, 0.55]) {
+    const i = Math.max(0, Math.min(first.length - 2, Math.floor(first.length * share)));
+    const cuts = [first[i]];
+    try {
+      await run({ ...withOverrides(req, { cuts }), dryRun: true });
+      return cuts;
+    } catch (e) {
+      lastErr = e;
+    }
+  }
+  throw new Error(`no unbalanced cut accepted: ${errText(lastErr)}`);
+}
+
+// ── results ───────────────────────────────────────────────────────────────────────────────
+interface Suggestion {
+  rule: string;
+  change: string;
+  params: Record<string, unknown>;
+  heldBack: boolean;
+  /** Per repetition: base step, prediction (null when the rep's finding differed), step after. */
+  before: number[];
+  predicted: (number | null)[];
+  after: number[];
+  batchBefore: number;
+  batchAfter: number;
+  noiseUs: number;
+  error: number | null;
+  within: boolean | null;
+  slowerBeyondNoise: boolean | null;
+  failed?: string;
+}
+
+interface PlanResult {
+  model: string;
+  plan: string;
+  expect: string | null;
+  cuts?: string[];
+  /** Active finding ids per identical base run (sorted), and held-back ones. */
+  runsFindings: string[][];
+  runsHeld: string[][];
+  stableK: number;
+  stableN: number;
+  modalSet: string[];
+  expectFired: number | null;
+  suggestions: Suggestion[];
+  baseStepUs: number[];
+  qualities: string[];
+  failed?: string;
+}
+
+interface SkippedModel {
+  model: string;
+  reason: string;
+}
+
+function usable(f: Finding): boolean {
+  return f.predictedStepUs !== null && Object.keys(f.change.params).length > 0 && (INCLUDE_HELD || !f.heldBack);
+}
+
+async function runPlan(m: CorpusModel, path: string, spec: PlanSpec): Promise<PlanResult> {
+  const base0 = baseRequest(path, m);
+  let req = withOverrides(base0, spec.fields(m.batch) as DemoOverrides);
+  const res: PlanResult = {
+    model: m.name,
+    plan: spec.name,
+    expect: spec.expect ?? null,
+    runsFindings: [],
+    runsHeld: [],
+    stableK: 0,
+    stableN: 0,
+    modalSet: [],
+    expectFired: null,
+    suggestions: [],
+    baseStepUs: [],
+    qualities: [],
+  };
+  try {
+    if (spec.unbalancedCuts) {
+      res.cuts = await unbalancedCuts(req);
+      req = withOverrides(req, { cuts: res.cuts });
+    }
+    for (let r = 0; r < STABILITY; r++) {
+      const a = await run(req);
+      res.baseStepUs.push(a.summary.stepTimeUs.median);
+      res.qualities.push(a.summary.measurementQuality.verdict);
+      res.runsFindings.push(a.findings.filter((f) => !f.heldBack).map((f) => f.id).sort());
+      res.runsHeld.push(a.findings.filter((f) => f.heldBack).map((f) => f.id).sort());
+      if (r >= REPEATS) continue;
+      // A suggestion is defined by the first repetition in which its rule fires, and run in
+      // that repetition and every later one.
+      for (const f of a.findings.filter(usable)) {
+        if (!res.suggestions.some((s) => s.rule === f.id)) {
+          res.suggestions.push({
+            rule: f.id,
+            change: f.change.description,
+            params: f.change.params,
+            heldBack: f.heldBack !== undefined,
+            before: [],
+            predicted: [],
+            after: [],
+            batchBefore: req.plan.batch,
+            batchAfter: typeof f.change.params['batch'] === 'number' ? (f.change.params['batch'] as number) : req.plan.batch,
+            noiseUs: 0,
+            error: null,
+            within: null,
+            slowerBeyondNoise: null,
+          });
+        }
+      }
+      const noise = a.summary.measurementQuality.noiseUs;
+      for (const s of res.suggestions) {
+        if (s.failed) continue;
+        const same = a.findings.find((f) => f.id === s.rule && JSON.stringify(f.change.params) === JSON.stringify(s.params));
+        try {
+          const b = await run(withOverrides(req, s.params as DemoOverrides));
+          s.before.push(a.summary.stepTimeUs.median);
+          s.predicted.push(same?.predictedStepUs ?? null);
+          s.after.push(b.summary.stepTimeUs.median);
+          s.noiseUs = Math.max(s.noiseUs, noise);
+        } catch (e) {
+          s.failed = errText(e);
+        }
+      }
+      log(`${m.name} · ${spec.name} · rep ${r + 1}: ${(a.summary.stepTimeUs.median / 1000).toFixed(2)} ms, findings ${a.findings.map((f) => f.id + (f.heldBack ? ' (held back)' : '')).join(', ') || 'none'}`);
+    }
+  } catch (e) {
+    res.failed = errText(e);
+    log(`${m.name} · ${spec.name}: failed: ${res.failed}`);
+  }
+  // Stability: the most common set of active finding ids.
+  const counts = new Map<string, number>();
+  for (const ids of res.runsFindings) counts.set(ids.join(','), (counts.get(ids.join(',')) ?? 0) + 1);
+  let best = '';
+  for (const [k, v] of counts) if (v > res.stableK) [res.stableK, best] = [v, k];
+  res.modalSet = best ? best.split(',') : [];
+  res.stableN = res.runsFindings.length;
+  if (spec.expect) res.expectFired = res.runsFindings.filter((ids) => ids.includes(spec.expect!)).length;
+  for (const s of res.suggestions) scoreSuggestion(s);
+  return res;
+}
+
+function scoreSuggestion(s: Suggestion): void {
+  if (s.after.length === 0) return;
+  const preds = s.predicted.filter((p): p is number => p !== null);
+  const pred = median(preds);
+  const after = median(s.after);
+  const before = median(s.before);
+  s.error = pred / after - 1;
+  s.within = Math.abs(s.error) <= WITHIN;
+  // A change of batch changes the work per step: compare time per row.
+  const afterSameWork = (after * s.batchBefore) / s.batchAfter;
+  s.slowerBeyondNoise = afterSameWork - before > s.noiseUs;
+}
+
+interface OneDevice {
+  model: string;
+  speedups: number[];
+  intervals: ({ lo: number; hi: number } | null)[];
+  inside: number;
+  failed?: string;
+}
+
+async function oneDevice(m: CorpusModel, path: string): Promise<OneDevice> {
+  const out: OneDevice = { model: m.name, speedups: [], intervals: [], inside: 0 };
+  const req = withOverrides({ ...baseRequest(path, m), baseline: true }, { mode: 'data', devices: 'cpu:1' });
+  try {
+    for (let r = 0; r < ONE_DEVICE_RUNS; r++) {
+      const s = (await run(req)).summary;
+      out.speedups.push(s.speedupVsOneDevice ?? NaN);
+      out.intervals.push(s.speedupInterval);
+      if (s.speedupInterval && s.speedupInterval.lo <= 1 && s.speedupInterval.hi >= 1) out.inside++;
+    }
+  } catch (e) {
+    out.failed = errText(e);
+  }
+  log(`${m.name} · one device: ${out.speedups.map((v) => v.toFixed(2)).join(', ')}${out.failed ? ` failed: ${out.failed}` : ''}`);
+  return out;
+}
+
+interface Capture {
+  model: string;
+  off: number[];
+  on: number[];
+  overhead: number | null;
+  failed?: string;
+}
+
+async function captureOverhead(m: CorpusModel, path: string): Promise<Capture> {
+  const out: Capture = { model: m.name, off: [], on: [], overhead: null };
+  const req = baseRequest(path, m);
+  try {
+    for (let r = 0; r < CAPTURE_PAIRS; r++) {
+      out.off.push((await run({ ...req, capture: false, opLevel: false })).summary.stepTimeUs.median);
+      out.on.push((await run({ ...req, capture: true, opLevel: false })).summary.stepTimeUs.median);
+    }
+    out.overhead = median(out.on) / median(out.off) - 1;
+  } catch (e) {
+    out.failed = errText(e);
+  }
+  log(`${m.name} · capture overhead: ${out.overhead === null ? `failed: ${out.failed}` : `${(out.overhead * 100).toFixed(1)} %`}`);
+  return out;
+}
+
+/** Resolves a model; fetches the real models once when one is missing. */
+let fetched: string | null | undefined;
+async function resolveModel(m: CorpusModel): Promise<string | SkippedModel> {
+  try {
+    let p = await m.resolve();
+    if (p === null && m.source === 'real' && fetched === undefined) {
+      log('fetching the real models (node scripts/fetch-models.mjs)…');
+      const r = spawnSync(process.execPath, ['scripts/fetch-models.mjs'], { encoding: 'utf8' });
+      fetched = r.status === 0 ? null : (r.stderr || `exit ${r.status}`).trim().split('\n')[0];
+      p = await m.resolve();
+    }
+    if (p === null || !existsSync(p)) return { model: m.name, reason: `not in the model cache${fetched ? ` (fetch failed: ${fetched})` : ''}` };
+    return p;
+  } catch (e) {
+    return { model: m.name, reason: errText(e) };
+  }
+}
+
+// ── report ────────────────────────────────────────────────────────────────────────────────
+const pct = (v: number | null): string => (v === null || !Number.isFinite(v) ? '–' : `${(v * 100).toFixed(0)} %`);
+const pct1 = (v: number): string => `${(v * 100).toFixed(1)} %`;
+const ms = (us: number): string => (Number.isFinite(us) ? `${(us / 1000).toFixed(2)} ms` : '–');
+const mark = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
+
+async function main(): Promise<void> {
+  const models = QUICK ? CORPUS.filter((m) => m.name === (ONLY[0] ?? 'cls')) : ONLY.length ? CORPUS.filter((m) => ONLY.includes(m.name)) : CORPUS;
+  const planSpecs = PLANS.filter((x) => ONLY_PLANS.length === 0 || ONLY_PLANS.some((o) => x.name.includes(o)));
+  log(`${QUICK ? 'quick: ' : ''}${models.length} model(s) × ${planSpecs.length} plans, ${REPEATS} repetition(s), ${STABILITY} identical runs; steps ${STEPS}, warm-up ${WARMUP}`);
+  const skipped: SkippedModel[] = [];
+  const paths = new Map<string, string>();
+  for (const m of models) {
+    const p = await resolveModel(m);
+    if (typeof p === 'string') paths.set(m.name, p);
+    else {
+      skipped.push(p);
+      log(`${m.name}: skipped: ${p.reason}`);
+    }
+  }
+  const plans: PlanResult[] = [];
+  for (const m of models) {
+    const p = paths.get(m.name);
+    if (!p) continue;
+    for (const spec of planSpecs) plans.push(await runPlan(m, p, spec));
+  }
+  const oneDev: OneDevice[] = [];
+  for (const name of ONE_DEVICE_MODELS) {
+    const m = CORPUS.find((c) => c.name === name)!;
+    if (QUICK && !models.includes(m)) continue;
+    const p = paths.get(name) ?? (await resolveModel(m));
+    if (typeof p === 'string') oneDev.push(await oneDevice(m, p));
+    else oneDev.push({ model: name, speedups: [], intervals: [], inside: 0, failed: `skipped: ${p.reason}` });
+  }
+  const capture: Capture[] = [];
+  for (const m of models) {
+    const p = paths.get(m.name);
+    if (p) capture.push(await captureOverhead(m, p));
+  }
+
+  // Aggregates.
+  const sugg = plans.flatMap((p) => p.suggestions.map((s) => ({ ...s, model: p.model, plan: p.plan })));
+  const scored = sugg.filter((s) => s.error !== null);
+  const byRule = new Map<string, typeof scored>();
+  for (const s of scored) byRule.set(s.rule, [...(byRule.get(s.rule) ?? []), s]);
+  const agg = (xs: typeof scored): { n: number; within: number; medAbs: number; slower: number } => ({
+    n: xs.length,
+    within: xs.filter((s) => s.within).length,
+    medAbs: xs.length ? median(xs.map((s) => Math.abs(s.error!))) : NaN,
+    slower: xs.filter((s) => s.slowerBeyondNoise).length,
+  });
+  const overall = agg(scored);
+  const recallPlans = plans.filter((p) => p.expect !== null && !p.failed);
+  const recallHits = recallPlans.reduce((a, p) => a + (p.expectFired ?? 0), 0);
+  const recallRuns = recallPlans.reduce((a, p) => a + p.runsFindings.length, 0);
+  const stablePlans = plans.filter((p) => !p.failed && p.stableN > 0);
+  const stableOk = stablePlans.filter((p) => p.stableK >= Math.ceil(0.8 * p.stableN)).length;
+  const qualities = plans.flatMap((p) => p.qualities);
+  const poor = qualities.filter((q) => q === 'poor').length;
+
+  const cpu = os.cpus()[0]?.model ?? 'unknown';
+  const elapsedS = (Date.now() - t0) / 1000;
+  mkdirSync('bench/results', { recursive: true });
+  writeFileSync(
+    'bench/results/truth.json',
+    JSON.stringify(
+      {
+        machine: { cpu, cores: os.availableParallelism(), loadavg: os.loadavg() },
+        settings: { quick: QUICK, includeHeld: INCLUDE_HELD, repeats: REPEATS, stability: STABILITY, steps: STEPS, warmup: WARMUP, capturePairs: CAPTURE_PAIRS, oneDeviceRuns: ONE_DEVICE_RUNS },
+        corpus: CORPUS.map((m) => ({ name: m.name, label: m.label, source: m.source, batch: m.batch, flags: m.flags, path: paths.get(m.name) ?? null })),
+        skipped,
+        plans,
+        overall,
+        byRule: Object.fromEntries([...byRule].map(([k, v]) => [k, agg(v)])),
+        recall: { hits: recallHits, runs: recallRuns },
+        oneDevice: oneDev,
+        capture,
+        runs,
+        elapsedS,
+      },
+      null,
+      2,
+    ),
+  );
+
+  const lines: string[] = [];
+  const L = (s = ''): void => {
+    lines.push(s);
+  };
+  L(`## Findings against ground truth: every suggestion run on real and generated models${QUICK ? ' (quick subset)' : ''}`);
+  L();
+  L(`Machine: ${cpu}, ${os.availableParallelism()} logical cores, load average ${os.loadavg().map((v) => v.toFixed(1)).join(' / ')} at the end. Command: \`${QUICK ? 'PARALLAX_TRUTH_QUICK=1 ' : ''}npm run bench -- truth\`.`);
+  L(`${REPEATS} interleaved repetition(s) of base and changed run per suggestion, ${STABILITY} identical runs per plan, ${STEPS} steps after ${WARMUP} warm-up, capture on, operator profile off; ${runs} profile runs in ${(elapsedS / 60).toFixed(1)} min.`);
+  L(`Measurement quality of the base runs: ${qualities.length - poor} of ${qualities.length} not poor${INCLUDE_HELD ? '; suggestions of held-back findings were run too (PARALLAX_TRUTH_HELD=1)' : '; held-back findings are not run (their advice is not shown)'}.`);
+  L('Error = predicted / measured after − 1 (medians over repetitions); "slower" = after (per row, for batch changes) exceeds before by more than the base run\'s noise.');
+  L();
+  L('Corpus:');
+  L();
+  L('| model | source | batch | input flags | status |');
+  L('|---|---|---|---|---|');
+  for (const m of models) {
+    const flags = [
+      ...Object.entries(m.flags.inputShapes ?? {}).map(([k, v]) => `--input-shape ${k}=${v.join(',')}`),
+      ...Object.entries(m.flags.dims ?? {}).map(([k, v]) => `--dim ${k}=${v}`),
+      ...Object.entries(m.flags.values ?? {}).map(([k, v]) => `--value ${k}=${v}`),
+      ...(m.flags.batchDim ? [`--batch-dim ${m.flags.batchDim}`] : []),
+    ].join(' ');
+    const sk = skipped.find((s) => s.model === m.name);
+    L(`| ${m.label} | ${m.source} | ${m.batch} | ${flags ? `\`${flags}\`` : '–'} | ${sk ? `skipped: ${sk.reason}` : 'run'} |`);
+  }
+  L();
+  L('Per rule:');
+  L();
+  L('| rule | suggestions run | within ±15 % | median \\|error\\| | slower than before beyond noise |');
+  L('|---|---|---|---|---|');
+  for (const [rule, xs] of [...byRule].sort()) {
+    const a = agg(xs);
+    L(`| ${rule} | ${a.n} | ${a.within} (${pct(a.within / a.n)}) | ${pct(a.medAbs)} | ${a.slower} |`);
+  }
+  L(`| **overall** | ${overall.n} | ${overall.within} (${pct(overall.n ? overall.within / overall.n : null)}) ${overall.n ? mark(overall.within / overall.n >= 0.9) : '–'} (≥ 90 %) | ${pct(overall.medAbs)} | ${overall.slower} ${mark(overall.slower === 0)} (none) |`);
+  L();
+  L('Suggestions:');
+  L();
+  L('| model | plan | rule | change | before | predicted | after | error |');
+  L('|---|---|---|---|---|---|---|---|');
+  for (const s of sugg) {
+    const pred = median(s.predicted.filter((p): p is number => p !== null));
+    L(`| ${s.model} | ${s.plan} | ${s.rule}${s.heldBack ? ' (held back)' : ''} | ${s.change.replace(/\|/g, '\\|')} | ${ms(median(s.before))} | ${ms(pred)} | ${s.failed ? `failed: ${s.failed}` : ms(median(s.after))} | ${pct(s.error)}${s.slowerBeyondNoise ? ' slower' : ''} |`);
+  }
+  if (sugg.length === 0) L('| – | – | no finding with a suggestion | | | | | |');
+  L();
+  L(`Stability (same active finding ids in k of ${STABILITY} identical runs; target ≥ ${Math.ceil(0.8 * STABILITY)}): ${stableOk} of ${stablePlans.length} plans ${mark(stableOk === stablePlans.length)}.`);
+  L();
+  L('| model | plan | base step (median) | most common findings | k / n | held back (any run) |');
+  L('|---|---|---|---|---|---|');
+  for (const p of plans) {
+    const held = [...new Set(p.runsHeld.flat())].join(', ') || '–';
+    L(`| ${p.model} | ${p.plan} | ${p.failed ? `failed: ${p.failed}` : ms(median(p.baseStepUs))} | ${p.modalSet.join(', ') || 'none'} | ${p.stableK} / ${p.stableN} | ${held} |`);
+  }
+  L();
+  L(`Recall on plans built to be improvable: ${recallHits} of ${recallRuns} runs (${pct(recallRuns ? recallHits / recallRuns : null)}) ${recallRuns ? mark(recallHits / recallRuns >= 0.9) : '–'} (≥ 90 %).`);
+  L();
+  L('| model | plan | expected rule | fired (active) | held back instead |');
+  L('|---|---|---|---|---|');
+  for (const p of plans.filter((x) => x.expect !== null)) {
+    const held = p.runsHeld.filter((ids) => ids.includes(p.expect!)).length;
+    L(`| ${p.model} | ${p.plan}${p.cuts ? ` (cut after \`${p.cuts.join(',')}\`)` : ''} | ${p.expect} | ${p.failed ? `failed: ${p.failed}` : `${p.expectFired} / ${p.runsFindings.length}`} | ${held} |`);
+  }
+  L();
+  L('One device against its own configuration (`--devices cpu:1`, baseline on): speedup and its 90 % interval.');
+  L();
+  L('| model | speedups | intervals | 1.00× inside |');
+  L('|---|---|---|---|');
+  for (const o of oneDev) {
+    const iv = o.intervals.map((i) => (i ? `[${i.lo.toFixed(2)}, ${i.hi.toFixed(2)}]` : '–')).join(' ');
+    L(`| ${o.model} | ${o.failed ? o.failed : o.speedups.map((v) => `${v.toFixed(2)}×`).join(', ')} | ${iv || '–'} | ${o.failed ? '–' : `${o.inside} / ${o.speedups.length} ${mark(o.inside === o.speedups.length)}`} |`);
+  }
+  L();
+  L(`Capture overhead (capture on vs off, operator profile off, ${CAPTURE_PAIRS} interleaved pair(s), data cpu:2; target ≤ 3 %):`);
+  L();
+  L('| model | step off | step on | overhead |');
+  L('|---|---|---|---|');
+  for (const c of capture) {
+    L(`| ${c.model} | ${c.failed ? `failed: ${c.failed}` : ms(median(c.off))} | ${ms(median(c.on))} | ${c.overhead === null ? '–' : `${pct1(c.overhead)} ${mark(c.overhead <= 0.03)}`} |`);
+  }
+  if (skipped.length) {
+    L();
+    L(`Skipped: ${skipped.map((s) => `${s.model} (${s.reason})`).join('; ')}.`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  log(`done: ${runs} runs in ${(elapsedS / 60).toFixed(1)} min`);
+}
+
+void main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
