@@ -102,6 +102,7 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
     out.push('findings');
     for (const f of active) {
       out.push(`  [${f.severity}] ${f.message}`);
+      if (f.caveat) out.push(`      caveat: ${f.caveat}`);
       out.push(`      change: ${f.change.description}`);
       if (f.predictedStepUs !== null) {
         const change = f.predictedStepUs / f.currentStepUs - 1;

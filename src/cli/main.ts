@@ -121,6 +121,7 @@ interface ProfileFlags {
   inputShape: Record<string, number[]>;
   value: Record<string, number>;
   inputs?: string;
+  adviceOnPoorQuality: 'hold' | 'show';
 }
 
 /** Resolves the model argument: a file, or `demo` for the generated demo model. */
@@ -164,6 +165,7 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
     plan: planOf(flags),
     capture: true,
     opLevel: flags.opLevel,
+    adviceOnPoorQuality: flags.adviceOnPoorQuality,
     baseline: flags.baseline,
     ...(flags.batchDim ? { batchDim: flags.batchDim } : {}),
     ...(Object.keys(flags.dim).length ? { dims: flags.dim } : {}),
@@ -296,6 +298,11 @@ export function buildProgram(): Command {
     .option('--json', 'print the summary as JSON on stdout, no progress display')
     .option('--no-baseline', 'skip the one-device baseline (no speedup, no numerical check)')
     .option('--no-op-level', "skip ONNX Runtime's per-operator profile")
+    .addOption(
+      new Option('--advice-on-poor-quality <policy>', 'when the machine was busy: hold timing findings back, or show them with a caveat')
+        .choices(['hold', 'show'])
+        .default('hold'),
+    )
     .option('--batch-dim <name>', 'name of the batch dimension, when it cannot be found')
     .option('--dim <name=value>', 'value of a symbolic dimension (repeatable)', collectDim, {})
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})

@@ -346,6 +346,7 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
     }),
     capture: true,
     opLevel: v.opLevel ?? settings.opLevel,
+    adviceOnPoorQuality: settings.adviceOnPoorQuality,
     baseline: v.baseline ?? settings.baseline,
     outPath,
     ...(v.batchDim !== undefined ? { batchDim: v.batchDim } : {}),

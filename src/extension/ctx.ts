@@ -107,6 +107,7 @@ export class Ctx implements vscode.Disposable {
       baseline: c.get<boolean>(Setting.profileBaseline, d.baseline),
       opLevel: c.get<boolean>(Setting.profileOpLevel, d.opLevel),
       outputFolder: c.get<string>(Setting.outputFolder, d.outputFolder).trim() || d.outputFolder,
+      adviceOnPoorQuality: c.get<string>(Setting.findingsOnPoorQuality, 'holdBack') === 'show' ? 'show' : 'hold',
     };
   }
 

@@ -216,7 +216,8 @@ export function planHints(
       finding: f,
       key: t.key,
       keyWritten: plan.keys.has(t.key),
-      message: hintMessage(f),
+      // Advice kept on a poorly measured run says so in its own words.
+      message: f.caveat ? `${hintMessage(f)} (${f.caveat})` : hintMessage(f),
       severity: 'warning',
       changes: written,
       fixTitle:

@@ -95,6 +95,8 @@ export const Setting = {
   hintsSource: 'parallax.hints.source',
   /** Smallest share of step time a source hint is shown for. */
   hintsMinShare: 'parallax.hints.minShare',
+  /** On a poorly measured run: hold timing findings back, or show them with a caveat. */
+  findingsOnPoorQuality: 'parallax.findings.onPoorMeasurement',
 } as const;
 
 export type SettingKey = (typeof Setting)[keyof typeof Setting];

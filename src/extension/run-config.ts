@@ -19,6 +19,8 @@ export interface ProfileSettings {
   baseline: boolean;
   opLevel: boolean;
   outputFolder: string;
+  /** On a poorly measured run: hold timing findings back, or show them with a caveat. */
+  adviceOnPoorQuality: 'hold' | 'show';
 }
 
 export const DEFAULT_PROFILE_SETTINGS: ProfileSettings = {
@@ -30,6 +32,7 @@ export const DEFAULT_PROFILE_SETTINGS: ProfileSettings = {
   baseline: true,
   opLevel: true,
   outputFolder: 'runs',
+  adviceOnPoorQuality: 'hold',
 };
 
 /** One entry of a quick pick: the value and the line that explains it. */
@@ -123,6 +126,7 @@ export function buildPlan(choices: RunChoices, settings: ProfileSettings, outPat
     }),
     capture: true,
     opLevel: settings.opLevel,
+    adviceOnPoorQuality: settings.adviceOnPoorQuality,
     baseline: settings.baseline,
     outPath,
   };

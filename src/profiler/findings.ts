@@ -67,6 +67,8 @@ export interface Finding {
    * finding is shown apart (severity `info`), with why and the severity it would have had.
    */
   heldBack?: { reason: string; severity: Severity };
+  /** Advice kept on a poorly measured run (the user asked to see it): why it may not hold. */
+  caveat?: string;
   /**
    * Set when the suggestion was checked against the model and plan before it was made (the
    * runner does so, as the CLI would run the change): `ok` false means it could not be applied
@@ -680,14 +682,15 @@ export function findingEffectUs(f: Finding): number | null {
  * Applies measurement quality to findings: drops those whose effect does not exceed the
  * run's noise, and holds back timing findings when the quality is poor.
  */
-export function gateFindings(found: Finding[], quality: MeasurementQuality): Finding[] {
+export function gateFindings(found: Finding[], quality: MeasurementQuality, onPoor: 'hold' | 'show' = 'hold'): Finding[] {
   const out: Finding[] = [];
   for (const f of found) {
     const effect = findingEffectUs(f);
     if (effect !== null && !(effect > quality.noiseUs)) continue;
     if (quality.verdict === 'poor' && TIMING_RULES.has(f.id)) {
       const why = quality.reasons[0] ?? 'measurement quality is poor';
-      out.push({ ...f, severity: 'info', heldBack: { reason: `Held back: measurement quality is poor. ${why}`, severity: f.severity } });
+      if (onPoor === 'show') out.push({ ...f, caveat: `Measured while the machine was busy: ${why}` });
+      else out.push({ ...f, severity: 'info', heldBack: { reason: `Held back: measurement quality is poor. ${why}`, severity: f.severity } });
     } else {
       out.push(f);
     }
@@ -720,5 +723,5 @@ export function findings(trace: Trace, summary: ProfileSummary, options: Finding
     ...poorScalingRule(trace, a, options.scaling === undefined && trace.meta.baseline !== undefined),
     ...dominantOpRule(trace, a),
   ];
-  return gateFindings(found.map(informIfNoGain), quality);
+  return gateFindings(found.map(informIfNoGain), quality, trace.meta.adviceOnPoorQuality ?? 'hold');
 }

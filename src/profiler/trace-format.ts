@@ -200,6 +200,12 @@ export const TraceMetaSchema = Type.Object({
    * where not measured, e.g. imported or predicted traces). Added in version 2.
    */
   measurement: Type.Optional(MeasurementMetaSchema),
+  /**
+   * What findings do when measurement quality is poor: `hold` (the default) keeps timing
+   * findings back, `show` keeps them as advice with a caveat naming the contention. Added in
+   * version 2.
+   */
+  adviceOnPoorQuality: Type.Optional(Type.Union([Type.Literal('hold'), Type.Literal('show')])),
   /** The device program the run executed (or the simulation ran); added in version 2. */
   program: Type.Optional(ProgramSchema),
   /** Whether operator spans from ONNX Runtime's profiler are included. */

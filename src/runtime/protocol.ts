@@ -42,6 +42,8 @@ export interface ProfileRequest {
   outPath: string | null;
   /** Stop after compiling the program, reporting it without running it. */
   dryRun?: boolean;
+  /** On a poorly measured run, hold timing findings back (default) or show them with a caveat. */
+  adviceOnPoorQuality?: 'hold' | 'show';
 }
 
 /** A progress report from the runner. */

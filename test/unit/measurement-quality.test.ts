@@ -87,6 +87,18 @@ test('waiting for a core makes the run poor: timing findings are held back, not 
   assert.equal(quiet.speedupReliable, true);
 });
 
+test('a run that asked to see advice on poor quality keeps its timing findings, each with a caveat naming the contention', () => {
+  const t = straggler({ cpu: 0.55, wait: 0.4, meta: { adviceOnPoorQuality: 'show' } });
+  const s = summarize(t);
+  assert.equal(s.measurementQuality.verdict, 'poor');
+  const f = findings(t, s);
+  assert.deepEqual(f.map((x) => x.id), ['straggler']);
+  assert.equal(f[0].heldBack, undefined);
+  assert.equal(f[0].severity, 'critical');
+  assert.match(f[0].caveat!, /^Measured while the machine was busy: .*waited for a CPU core/);
+  assert.deepEqual(activeFindings(f).map((x) => x.id), ['straggler']);
+});
+
 test('a noisy run suppresses a marginal finding that a quiet run keeps', () => {
   // Median step 100 µs in both; the noisy one spreads from 60 to 140 µs (noise ≈ 36 µs > 21.25).
   const noisy = straggler({ stepUs: [60, 140, 100, 60, 140, 100, 60, 140, 100, 100] });

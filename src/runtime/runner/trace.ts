@@ -181,6 +181,7 @@ export function buildTrace(m: Measured): Trace {
     ...(m.numericalCheck ? { numericalCheck: m.numericalCheck } : {}),
     ...(m.baseline ? { baseline: m.baseline } : {}),
     capture: m.capture,
+    ...(m.request.adviceOnPoorQuality ? { adviceOnPoorQuality: m.request.adviceOnPoorQuality } : {}),
     ...(m.measurement ? { measurement: m.measurement } : {}),
     opLevel: m.capture.profiledSteps > 0,
     notes: notesOf(m),
