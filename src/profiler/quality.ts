@@ -15,8 +15,10 @@
  *    columns (−1: imported, predicted or older traces).
  *
  * Thresholds (exported, documented beside each constant) give `good`, `fair` or `poor`; the
- * worst signal wins. `noiseUs` — half the p10–p90 range of the step times — is the run's
- * measured noise: findings fire only when their predicted effect exceeds it.
+ * worst signal wins. `noiseUs` is the run's measured noise on the quantity findings predict,
+ * the median step time: the 90 % half-width of a difference of two medians of n steps, with
+ * σ estimated robustly from the p10–p90 range. Findings fire only when their predicted effect
+ * exceeds it; more steps narrow it, as they should.
  */
 import { SpanKind, type Trace } from './trace-format';
 import { quantile } from './stats';
@@ -57,7 +59,10 @@ export interface MeasurementQuality {
   stepSpread: number | null;
   /** Coefficient of variation of the step times; null with fewer than 2 steps. */
   stepCv: number | null;
-  /** Estimated step-time noise, µs: half the p10–p90 range of the step times. */
+  /**
+   * Noise of a median-step comparison, µs: 1.645 · √2 · 1.2533 · σ / √n with σ = (p90 − p10) / 2.563
+   * (≈ 1.14 · (p90 − p10) / √n).
+   */
   noiseUs: number;
 }
 
@@ -174,7 +179,11 @@ export function measurementQuality(trace: Trace): MeasurementQuality {
     const mean = times.reduce((a, b) => a + b, 0) / times.length;
     const sd = Math.sqrt(times.reduce((a, b) => a + (b - mean) ** 2, 0) / (times.length - 1));
     stepCv = mean > 0 ? sd / mean : null;
-    noiseUs = Math.max(0, (p90 - p10) / 2);
+    // σ from the p10–p90 range (2.563 σ for a normal sample, robust to a few preempted
+    // steps); the standard error of a median is 1.2533 σ/√n, of a difference of two √2 times
+    // that, and 1.645 of those make a 90 % interval.
+    const sigma = (p90 - p10) / 2.563;
+    noiseUs = Math.max(0, (1.645 * Math.SQRT2 * 1.2533 * sigma) / Math.sqrt(times.length));
     if (stepSpread !== null && stepSpread >= STEP_SPREAD_FAIR) {
       flag(
         stepSpread >= STEP_SPREAD_POOR ? 'poor' : 'fair',
