@@ -198,7 +198,7 @@ export class ConfigHints implements vscode.Disposable, vscode.CodeLensProvider, 
       const r = spanRange(document, plan.nameSpan);
       const running = this.ctx.runningPlanKey === planKey(document.uri, plan.name);
       let command: vscode.Command;
-      if (running) command = { title: '$(loading~spin) Profiling… (stop)', command: Command.cancelProfile, tooltip: 'Stop this profile' };
+      if (running) command = { title: '$(pulse) Profiling… (stop)', command: Command.cancelProfile, tooltip: 'Stop this profile' };
       else if (!vscode.workspace.isTrusted) {
         // Profiling runs native code on the model; the last run's numbers still show.
         command = { title: '$(shield) Profile: trust the workspace first', command: 'workbench.trust.manage', tooltip: 'Parallax profiles only in a trusted workspace' };

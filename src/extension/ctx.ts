@@ -152,7 +152,9 @@ export class Ctx implements vscode.Disposable {
     const abort = new AbortController();
     this.running = { label, abort, planKey };
     void vscode.commands.executeCommand('setContext', ContextKey.profiling, true);
-    this.status.text = `$(loading~spin) Parallax: ${label}`;
+    // Static icons while profiling: an animation repaints the window many times a second,
+    // on the very cores the profiler is measuring (and on every core without a GPU).
+    this.status.text = `$(pulse) Parallax: ${label}`;
     this.status.tooltip = `Parallax is profiling ${label}. Click to stop.`;
     this.status.show();
     this.profilingChanged.fire();
@@ -161,7 +163,7 @@ export class Ctx implements vscode.Disposable {
 
   /** Shows the current phase in the status bar. */
   reportStatus(text: string): void {
-    if (this.running) this.status.text = `$(loading~spin) Parallax: ${this.running.label} — ${text}`;
+    if (this.running) this.status.text = `$(pulse) Parallax: ${this.running.label} — ${text}`;
   }
 
   endProfile(): void {
