@@ -638,6 +638,17 @@ function migrateV1(doc: Record<string, unknown>): Record<string, unknown> {
   return { ...doc, version: 2, meta: { ...rest, mode, plan: migratedPlan }, spans: { ...spans, flags: newFlags, comm, phase, cpu: unmeasured(), wait: unmeasured() } };
 }
 
+/**
+ * Brings an older trace document to the current version (columns may be plain or typed
+ * arrays); documents of the current version, and anything that is not a trace, come back as
+ * they are.
+ */
+export function upgradeTraceDocument(doc: unknown): unknown {
+  if (typeof doc !== 'object' || doc === null) return doc;
+  const version = (doc as { version?: unknown }).version;
+  return typeof version === 'number' && version < 2 ? migrateV1(doc as Record<string, unknown>) : doc;
+}
+
 /** Validates a parsed JSON document and converts it to an in-memory trace. */
 export function traceFromJson(input: unknown): Trace {
   let doc = input;
@@ -650,7 +661,7 @@ export function traceFromJson(input: unknown): Trace {
       `trace format version ${String(version)} is newer than this Parallax understands (${TRACE_FORMAT_VERSION}); update Parallax`,
     );
   }
-  if (version < 2) doc = migrateV1(doc as Record<string, unknown>);
+  doc = upgradeTraceDocument(doc);
   const rawSpans = (doc as { spans?: Record<string, unknown> }).spans;
   const header = { ...(doc as object), spans: { count: rawSpans?.['count'] } };
   if (!headerCheck.Check(header)) {

@@ -12,6 +12,7 @@ import {
   SpanFlag,
   SPAN_KINDS,
   traceFromJson,
+  upgradeTraceDocument,
   spanColumnCtor,
   TraceFormatError,
   type IdleCauseOfSpan,
@@ -34,7 +35,8 @@ function isTypedColumn(x: unknown): x is ArrayLike<number> & ArrayBufferView {
  * Validates a trace document whose span columns are typed arrays: the header goes through
  * `traceFromJson` (with empty columns), the columns through the same range checks it makes.
  */
-function traceFromColumns(doc: Record<string, unknown>): Trace {
+function traceFromColumns(input: Record<string, unknown>): Trace {
+  const doc = upgradeTraceDocument(input) as Record<string, unknown>;
   const spans = obj(doc['spans']);
   if (!spans) throw new TraceFormatError('invalid trace: spans must be an object');
   const n = spans['count'];
