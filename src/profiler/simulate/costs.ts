@@ -49,6 +49,16 @@ export interface CostModel {
   transfers: Record<TransferClass, Link>;
   /** Slowdown of compute per rank (measured interference), default 1. */
   interference?: Record<string, number>;
+  /**
+   * A receive's own cost: copying the arrived data out of the channel (the transfer itself
+   * is charged on the send). Absent: free.
+   */
+  recv?: Link;
+  /**
+   * Host time per instruction per rank, µs (key: rank): the gaps a device's thread spends
+   * between its own spans (JavaScript, dispatch, the step barrier's release). Absent: 0.
+   */
+  hostUs?: Record<string, number>;
   /** Measured bytes per instruction; key {@link bytesKey}(rank, instruction index). */
   bytes?: Record<string, MeasuredBytes>;
   /** What the fit could not determine and how it filled the gap. */

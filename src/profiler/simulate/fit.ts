@@ -18,7 +18,7 @@
  * its own costs; the factor stays for what-if use.
  */
 import { median } from '../stats';
-import { COMM_OPS, CommOpCode, SpanKind, isCollectiveCode } from '../span-vocabulary';
+import { COMM_OPS, CommOpCode, IdleCauseCode, SpanKind, isCollectiveCode } from '../span-vocabulary';
 import type { Instruction } from '../program';
 import type { DeviceMeta, Trace } from '../trace-format';
 import {
@@ -47,6 +47,9 @@ interface Acc {
   byKind: Map<string, Sample[]>;
   links: Record<TransferClass, Sample[]>;
   bytes: Map<string, { op: Instruction['op']; micro: number; values: number[] }>;
+  recv: Sample[];
+  /** Per rank, host idle per instruction in each measured step. */
+  host: Map<number, number[]>;
 }
 
 /**
@@ -54,7 +57,7 @@ interface Acc {
  * `meta.program`). Throws when a trace has no program.
  */
 export function fitCostModel(traces: readonly Trace[]): CostModel {
-  const acc: Acc = { compute: new Map(), byKind: new Map(), links: { copy: [], p2p: [], collective: [] }, bytes: new Map() };
+  const acc: Acc = { compute: new Map(), byKind: new Map(), links: { copy: [], p2p: [], collective: [] }, bytes: new Map(), recv: [], host: new Map() };
   for (const t of traces) collect(t, acc);
   const notes: string[] = [];
   const compute: Record<string, ComputeCost> = {};
@@ -68,7 +71,9 @@ export function fitCostModel(traces: readonly Trace[]): CostModel {
   };
   const bytes: Record<string, MeasuredBytes> = {};
   for (const [key, m] of acc.bytes) bytes[key] = { op: m.op, micro: m.micro, bytes: median(m.values) };
-  return { compute, computeByKind, transfers, bytes, notes };
+  const hostUs: Record<string, number> = {};
+  for (const [rank, v] of acc.host) hostUs[String(rank)] = median(v);
+  return { compute, computeByKind, transfers, recv: linkCost(acc.recv, 'p2p', []), hostUs, bytes, notes };
 }
 
 /** What an instruction does: its operation (the collective for collectives) and micro-batch. */
@@ -145,7 +150,8 @@ function spansByLaneStep(trace: Trace): Map<string, number[]> {
   const measured = new Set(trace.steps.map((w) => w.index));
   const out = new Map<string, number[]>();
   for (let i = 0; i < s.count; i++) {
-    if (s.parent[i]! >= 0 || s.kind[i] === SpanKind.idle || !measured.has(s.step[i]!)) continue;
+    // Idle spans come along: the host's share of them is a cost too (see collect).
+    if (s.parent[i]! >= 0 || !measured.has(s.step[i]!)) continue;
     const key = `${s.lane[i]}:${s.step[i]}`;
     const list = out.get(key) ?? [];
     list.push(i);
@@ -167,12 +173,18 @@ function collect(trace: Trace, acc: Acc): void {
     const lane = trace.lanes[rank];
     const kind: DeviceMeta['kind'] | undefined = lane ? trace.meta.devices[lane.device]?.kind : undefined;
     const matcher = new InstructionMatcher(dev.instructions);
+    let hostIdle = 0;
     for (const i of list) {
+      if (s.kind[i] === SpanKind.idle) {
+        if (s.cause[i] === IdleCauseCode.host) hostIdle += s.dur[i]!;
+        continue;
+      }
       const k = spanKey(trace, i);
       const idx = k === undefined ? undefined : matcher.take(k);
       if (idx === undefined) continue;
       addSample(acc, { rank, kind, segments }, idx, dev.instructions[idx]!, s.dur[i]!, s.bytes[i]!);
     }
+    if (dev.instructions.length > 0) acc.host.set(rank, [...(acc.host.get(rank) ?? []), hostIdle / dev.instructions.length]);
   }
 }
 
@@ -215,7 +227,9 @@ function addSample(acc: Acc, where: Where, idx: number, ins: Instruction, dur: n
       acc.links.p2p.push({ a: bytes, b: 1, d: dur });
       return;
     case 'recv':
-      // The recv span starts when the data arrived; the transfer is charged on the send.
+      // The recv span starts when the data arrived; the transfer is charged on the send, and
+      // the span is the copy out of the channel.
+      acc.recv.push({ a: bytes, b: 1, d: dur });
       return;
     case 'collective': {
       const n = ins.group.length;

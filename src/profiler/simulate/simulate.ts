@@ -193,7 +193,8 @@ function execute(ctx: Context, st: StepState, r: number, ins: Instruction, index
   const b = ctx.builder;
   const stage = ctx.devices[r]!.stage;
   const base = { lane: r, step: st.step, stage, flags: SpanFlag.predicted };
-  const t = st.clock[r]!;
+  // The host's own time before each instruction (measured gaps between a device's spans).
+  const t = st.clock[r]! + (ctx.costs.hostUs?.[String(r)] ?? 0);
   const transfers = ctx.costs.transfers;
   switch (ins.op) {
     case 'run': {
@@ -235,8 +236,9 @@ function execute(ctx: Context, st: StepState, r: number, ins: Instruction, index
         );
       }
       const start = Math.max(t, m.arrive);
-      b.push({ ...base, kind: 'comm', name: 'recv', start, dur: 0, micro: ins.micro, bytes: m.bytes, peer: ins.from, comm: 'recv' });
-      st.clock[r] = start;
+      const dur = ctx.costs.recv ? linkUs(m.bytes, ctx.costs.recv) : 0;
+      b.push({ ...base, kind: 'comm', name: 'recv', start, dur, micro: ins.micro, bytes: m.bytes, peer: ins.from, comm: 'recv' });
+      st.clock[r] = start + dur;
       return true;
     }
     case 'collective':
