@@ -95,11 +95,21 @@ test('plan balances the 24-layer demo model within 10% for 2 and 4 stages withou
     assert.equal(p.costSource, 'measured');
     assert.ok(p.balance <= 1.1, `K=${k}: balance ${p.balance}`);
     assert.equal(p.cuts.length, k - 1);
+    // Beside the partition, the program every stage would run: receive, run, send.
+    assert.equal(p.program.mode, 'pipeline');
+    assert.equal(p.program.devices.length, k);
+    assert.deepEqual(p.program.devices[k - 1].instructions.map((i: { op: string }) => i.op), ['recv', 'run', 'gather']);
   }
   const text = await runCli(['plan', 'demo', '--stages', '2', '--batch', '16', '--micro-batches', '1'], { env });
   assert.equal(text.code, 0, text.stderr);
   assert.match(text.stdout, /stage/);
   assert.match(text.stdout, /Balance/);
+  assert.match(text.stdout, /program: pipeline \(gpipe\)/);
+  // Any mode: a data plan's program is scatter, run, gather on every device.
+  const data = await runCli(['plan', 'demo', '--mode', 'data', '--devices', 'cpu:2', '--batch', '16', '--json'], { env });
+  assert.equal(data.code, 0, data.stderr);
+  const dp = JSON.parse(data.stdout);
+  assert.deepEqual(dp.program.devices.map((d: { instructions: { op: string }[] }) => d.instructions.map((i) => i.op).join(' ')), ['scatter run gather', 'scatter run gather']);
 });
 
 const expectUserError = (args: string[], pattern: RegExp): Promise<void> => expectUserErrorIn(args, pattern, dir, env);

@@ -302,7 +302,10 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
   try {
     const prep = await prepare(req, l, profileDir, hooks);
     const program = compile(prep.plan, prep.prepared, l.compile);
-    const planText = [prep.text, formatProgram(program, l.devices.map((d) => d.id))].filter((t) => t !== '').join('\n\n');
+    // A dry run (`parallax plan`) shows the program too; a profile shows the partition only
+    // (the program is in the trace).
+    const programText = formatProgram(program, l.devices.map((d) => d.id));
+    const planText = req.dryRun ? [prep.text, programText].filter((t) => t !== '').join('\n\n') : prep.text;
     const planInfo: PlanInfo = { ...prep.info, program };
     if (req.dryRun) return { trace: null, summary: null, planText, planInfo };
     check();
