@@ -16,7 +16,7 @@
  * the trace it produces.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { COLLECTIVE_OPS, PHASES, type Phase } from './span-vocabulary';
+import { COLLECTIVE_OPS, PHASES } from './span-vocabulary';
 
 /** Rows [start, start + count) of the global batch. */
 export const RowRangeSchema = Type.Object({ start: Type.Integer({ minimum: 0 }), count: Type.Integer({ minimum: 1 }) });
@@ -103,18 +103,6 @@ export const ProgramSchema = Type.Object({
   ),
 });
 export type Program = Static<typeof ProgramSchema>;
-
-/** The phase a `run` instruction records, as a {@link Phase}. */
-export function runPhase(i: Extract<Instruction, { op: 'run' }>): Phase {
-  return i.phase;
-}
-
-/** Segment ids each device's instructions run, in first-use order. */
-export function segmentsRun(instructions: readonly Instruction[]): number[] {
-  const ids: number[] = [];
-  for (const ins of instructions) if (ins.op === 'run' && !ids.includes(ins.segment)) ids.push(ins.segment);
-  return ids;
-}
 
 /** One instruction as a short line of text, e.g. `recv  m3 ← 0  [x] 16.0 KiB`. */
 export function formatInstruction(ins: Instruction, segments: readonly Segment[]): string {

@@ -265,7 +265,7 @@ export class Interpreter {
     if ('micro' in ins) this.spans.context.micro = ins.micro;
     switch (ins.op) {
       case 'scatter':
-        return this.timed(CommOpCode.scatter, ins.bytes, () => this.scatter(ins.rows.start, ins.rows.count, ins.tensors));
+        return this.timed(CommOpCode.scatter, () => this.scatter(ins.rows.start, ins.rows.count, ins.tensors));
       case 'recv':
         this.inComm(CommOpCode.recv, 0, () => {
           for (const name of ins.tensors) this.feeds.set(name, this.recvTensor(ins.from, name));
@@ -290,7 +290,7 @@ export class Interpreter {
         return;
       }
       case 'gather':
-        return this.timed(CommOpCode.gather, 0, () => this.gather(ins.rows.start, ins.rows.count, ins.tensors));
+        return this.timed(CommOpCode.gather, () => this.gather(ins.rows.start, ins.rows.count, ins.tensors));
       default: {
         const never: never = ins;
         throw new Error(`unknown instruction ${JSON.stringify(never)}`);
@@ -309,7 +309,7 @@ export class Interpreter {
   }
 
   /** Times a host copy and records it as a comm span of `code`; `fn` returns the bytes moved. */
-  private timed(code: number, _estimate: number, fn: () => number): void {
+  private timed(code: number, fn: () => number): void {
     const t = nowUs();
     const bytes = fn();
     const t2 = nowUs();

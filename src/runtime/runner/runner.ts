@@ -219,7 +219,7 @@ const PROFILED_STEPS = 3;
 const MAX_BLOCKS = 4;
 
 /** Block sizes: `steps` split into at most {@link MAX_BLOCKS} nearly equal blocks. */
-export function blocksOf(steps: number): number[] {
+function blocksOf(steps: number): number[] {
   const k = Math.max(1, Math.min(MAX_BLOCKS, steps));
   return Array.from({ length: k }, (_, i) => Math.floor(steps / k) + (i < steps % k ? 1 : 0));
 }
