@@ -468,8 +468,12 @@ function hostOverheadRule(trace: Trace, a: Analysis): Finding[] {
   const lanes = a.breakdown.lanes;
   const overhead = lanes.map((l, i) => {
     // Gaps between operators are known only on lanes with operator spans (a provider without
-    // ORT's profiler has none, and its whole session would otherwise count as a gap).
-    const gap = a.ops.perLane[i].opCount > 0 ? Math.max(0, l.computeUs - a.ops.perLane[i].opUs) : 0;
+    // ORT's profiler has none, and its whole session would otherwise count as a gap). They are
+    // measured in the operator-profiled steps, so their share of those steps' compute is what
+    // carries over to the timed steps (which have no operator spans).
+    const g = a.ops.perLane[i];
+    const gapShare = g && g.opCount > 0 && g.computeUs > 0 ? Math.max(0, 1 - g.opUs / g.computeUs) : 0;
+    const gap = l.computeUs * gapShare;
     return (l.idleByCauseUs.host + gap) / nSteps;
   });
   const busy = lanes.map((l, i) => (l.computeUs + l.exposedCommUs) / nSteps - (overhead[i] - l.idleByCauseUs.host / nSteps));
