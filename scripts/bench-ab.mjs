@@ -1,7 +1,7 @@
 // Compares this checkout with another commit on the figures BENCHMARKS.md tracks, running
 // the two builds' CLIs interleaved (A, B, A, B, …) in one command so both see the same
 // machine. Prints a Markdown section; numbers are medians.
-//   node scripts/bench-ab.mjs <git-ref> [pairs]
+//   node scripts/bench-ab.mjs <git-ref> [pairs] [figure-filter]   (filter: text in the figure names)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -9,6 +9,7 @@ import os from 'node:os';
 
 const ref = process.argv[2];
 const pairs = Number(process.argv[3] ?? 5);
+const filter = process.argv[4] ?? '';
 if (!ref) {
   console.error('usage: node scripts/bench-ab.mjs <git-ref> [pairs]');
   process.exit(2);
@@ -45,15 +46,16 @@ const FIGURES = [
   { name: 'pipeline step time, cpu:2, M = 8 (ms)', args: ['profile', 'demo', '--mode', 'pipeline', '--devices', 'cpu:2', '--batch', '64', '--micro-batches', '8', '--steps', '10', '--warmup', '2', '--no-baseline', '--no-op-level'], read: (s) => s.stepTimeUs.median / 1000, better: 'lower' },
 ];
 
+const chosen = FIGURES.filter((f) => f.name.includes(filter));
 try {
   process.stderr.write(`building ${ref} in a temporary worktree…\n`);
   sh('git', ['worktree', 'add', '--detach', other, ref], here);
   symlinkSync(join(here, 'node_modules'), join(other, 'node_modules'));
   sh('npm', ['run', 'build', '--silent'], other);
   if (!existsSync(join(here, 'dist', 'cli.js'))) sh('npm', ['run', 'build', '--silent'], here);
-  const results = FIGURES.map(() => ({ a: [], b: [] }));
+  const results = chosen.map(() => ({ a: [], b: [] }));
   for (let p = 0; p < pairs; p++) {
-    FIGURES.forEach((f, i) => {
+    chosen.forEach((f, i) => {
       // Alternate which build goes first, so neither always runs on a warmer machine.
       const order = p % 2 === 0 ? ['a', 'b'] : ['b', 'a'];
       for (const side of order) results[i][side].push(f.read(cli(side === 'a' ? other : here, f.args)));
@@ -62,7 +64,7 @@ try {
   }
   const headRev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
   const baseRev = execFileSync('git', ['rev-parse', '--short', ref], { encoding: 'utf8' }).trim();
-  const rows = FIGURES.map((f, i) => {
+  const rows = chosen.map((f, i) => {
     const a = median(results[i].a);
     const b = median(results[i].b);
     const change = (b - a) / a;
@@ -71,7 +73,7 @@ try {
   });
   process.stdout.write(`## Before and after (${baseRev} → ${headRev}), interleaved
 
-Machine: ${os.cpus()[0]?.model ?? 'unknown'}, ${os.availableParallelism()} logical cores. Command: \`node scripts/bench-ab.mjs ${ref} ${pairs}\`.
+Machine: ${os.cpus()[0]?.model ?? 'unknown'}, ${os.availableParallelism()} logical cores. Command: \`node scripts/bench-ab.mjs ${ref} ${pairs}${filter ? ` '${filter}'` : ''}\`.
 Medians of ${pairs} interleaved pairs (the two builds' CLIs alternate, the order flipping every pair); "no worse" allows 5 % of noise.
 
 | figure | ${baseRev} | ${headRev} | change | |
