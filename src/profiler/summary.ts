@@ -80,7 +80,6 @@ export interface StageSummary {
   bubbleFraction: number;
 }
 
-/** GPipe's bubble fraction (K−1)/(M+K−1) for K stages and M micro-batches. */
 /** Computes the summary of a trace whose idle spans have been derived. */
 export function summarize(trace: Trace): ProfileSummary {
   const s = trace.spans;
