@@ -22,6 +22,7 @@ import { ctorFor, copyRows, viewOf, elementCount, placeRows, type AnyTypedArray 
 import { Communicator, type CommGroupDescriptor } from '../comm/communicator';
 import { alignOrtProfile, endOrtProfiling, readOrtProfile } from '../../profiler/ort-profile';
 import { isUserError } from '../../common/errors';
+import { dtypeCode, dtypeName, type DType } from '../onnx/dtypes';
 import { schedDelta, sessionThreadWatch, threadSampler, type SchedSample } from './schedstat';
 
 type TypedSet = { set(a: ArrayLike<number>, offset?: number): void };
@@ -52,8 +53,7 @@ interface SegmentSession {
   profiled: { session: ort.InferenceSession; prefix: string; computeIdx: number[]; warmRuns: number } | null;
 }
 
-/** Tensor metadata sent once per tensor before its first transfer (during warm-up). */
-const DTYPES = ['float32', 'float64', 'float16', 'int32', 'int16', 'int8', 'uint8', 'uint16', 'uint32', 'bool', 'int64', 'uint64'];
+/** Tensor metadata sent once per tensor before its first transfer (during warm-up): ONNX dtype code, rank, dims. */
 const HEADER_INTS = 18;
 
 /** The span context of the instruction being executed (what comm spans are recorded as). */
@@ -420,7 +420,7 @@ export class Interpreter {
     if (!v) throw new Error(`send of ${name}, which the latest run did not produce`);
     if (!this.sentHeader.has(name)) {
       const h = this.header.fill(0);
-      h[0] = DTYPES.indexOf(v.type);
+      h[0] = dtypeCode(v.type as DType) ?? -1;
       h[1] = v.dims.length;
       v.dims.forEach((d, i) => (h[2 + i] = d));
       this.withoutRecording(() => this.comm!.send(dst, h));
@@ -434,7 +434,7 @@ export class Interpreter {
     if (!act) {
       const h = this.header;
       this.withoutRecording(() => this.comm!.recv(src, h));
-      const dtype = DTYPES[h[0]] ?? 'float32';
+      const dtype = h[0]! > 0 ? dtypeName(h[0]!) : 'float32';
       const dims = Array.from(h.subarray(2, 2 + h[1]));
       const buf = new (ctorFor(dtype))(elementCount(dims));
       act = { buf, tensor: new ort.Tensor(dtype as 'float32', buf as Float32Array, dims) };
