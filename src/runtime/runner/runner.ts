@@ -69,6 +69,8 @@ interface Loaded {
   inputs: SharedInput[];
   devices: DeviceInfo[];
   ortVersion: string;
+  /** What device discovery found (once per run: it may probe WebGPU in a child process). */
+  discovered: Awaited<ReturnType<typeof discoverDevices>>;
   dimValues: Record<string, number>;
   compile: CompileContext;
 }
@@ -133,7 +135,7 @@ async function load(req: ProfileRequest): Promise<Loaded> {
     devices: devices.length,
     nodeNames: ir.nodes.map((n) => n.name),
   };
-  return { ir, resolved, inputs, devices, ortVersion: discovered.onnxruntimeVersion, dimValues, compile: compileCtx };
+  return { ir, resolved, inputs, devices, ortVersion: discovered.onnxruntimeVersion, discovered, dimValues, compile: compileCtx };
 }
 
 /** A pipeline partition as `plan --json` reports it. */
@@ -321,7 +323,7 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     trace = deriveIdle(trace);
     const summary = summarize(trace);
     trace.summary = summary;
-    trace.findings = checkFindings(runFindings(trace, summary), { ir: l.ir, request: req, resolved: l.resolved, devices: l.devices, discovered: await discoverDevices(), trace });
+    trace.findings = checkFindings(runFindings(trace, summary), { ir: l.ir, request: req, resolved: l.resolved, devices: l.devices, discovered: l.discovered, trace });
     if (req.outPath) {
       hooks.progress({ phase: 'write', done: 0, total: 1, message: `writing ${req.outPath}` });
       await writeTrace(req.outPath, trace);
