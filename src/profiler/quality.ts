@@ -10,9 +10,13 @@
  *    non-CPU devices the sampled thread is the host thread that drives the device: its CPU
  *    share is reported but not judged (the GPU does the work), its wait is;
  *  - other processes' load during the measured steps (`meta.measurement.otherLoadCores`)
- *    against the cores the run itself asks for;
+ *    against the cores the run itself asks for. Niced processes' share of it
+ *    (`nicedLoadCores`) is reported but not judged: the scheduler lets the run's threads
+ *    preempt them, and what they still cost shows in the lanes' run-queue wait;
  *  - the spread of step times (p90 / p10), which is all there is for traces without the
- *    columns (−1: imported, predicted or older traces).
+ *    columns (−1: imported, predicted or older traces). With the columns, spread alone makes
+ *    a run `fair` at worst: a model whose steps vary by themselves (allocation, caches) is
+ *    not a disturbed measurement, and findings must beat the spread through `noiseUs` anyway.
  *
  * Thresholds (exported, documented beside each constant) give `good`, `fair` or `poor`; the
  * worst signal wins. `noiseUs` is the run's measured noise on the quantity findings predict,
@@ -53,6 +57,8 @@ export interface MeasurementQuality {
   waitShare: number | null;
   /** Other processes' average load during the run, cores; null when not measured. */
   otherLoadCores: number | null;
+  /** Of that, niced processes' (reported, not judged); null when not measured. */
+  nicedLoadCores: number | null;
   /** Cores of the machine. */
   cores: number | null;
   /** Step-time p90 / p10 (1 = no spread); null with fewer than 2 steps. */
@@ -157,7 +163,10 @@ export function measurementQuality(trace: Trace): MeasurementQuality {
   const m = trace.meta.measurement;
   const cores = m?.cores ?? (trace.meta.host.cores > 0 ? trace.meta.host.cores : null);
   const otherLoad = m ? m.otherLoadCores : null;
-  if (otherLoad !== null && cores !== null) {
+  const nicedLoad = m ? (m.nicedLoadCores ?? 0) : null;
+  const judgedLoad = otherLoad !== null ? Math.max(0, otherLoad - (nicedLoad ?? 0)) : null;
+  if (judgedLoad !== null && cores !== null) {
+    const otherLoad = judgedLoad;
     const demand = trace.meta.devices.reduce((a, d) => a + (d.kind === 'cpu' ? Math.max(1, d.threads) : d.kind === 'rank' ? 0 : 1), 0);
     const over = otherLoad + demand > cores;
     if (otherLoad >= OTHER_LOAD_POOR_CORES && over) {
@@ -167,6 +176,7 @@ export function measurementQuality(trace: Trace): MeasurementQuality {
     }
   }
 
+  const basis = lanes.some((q) => q.measuredSpans > 0) || otherLoad !== null ? 'schedstat' : 'step-spread';
   // Step spread.
   const times = trace.steps.map((w) => w.endUs - w.startUs).filter((t) => t > 0);
   let stepSpread: number | null = null;
@@ -186,13 +196,12 @@ export function measurementQuality(trace: Trace): MeasurementQuality {
     noiseUs = Math.max(0, (1.645 * Math.SQRT2 * 1.2533 * sigma) / Math.sqrt(times.length));
     if (stepSpread !== null && stepSpread >= STEP_SPREAD_FAIR) {
       flag(
-        stepSpread >= STEP_SPREAD_POOR ? 'poor' : 'fair',
+        stepSpread >= STEP_SPREAD_POOR && basis === 'step-spread' ? 'poor' : 'fair',
         `Step times spread from ${(p10 / 1000).toFixed(1)} ms (p10) to ${(p90 / 1000).toFixed(1)} ms (p90), ${stepSpread.toFixed(1)}×.`,
       );
     }
   }
 
-  const basis = lanes.some((q) => q.measuredSpans > 0) || otherLoad !== null ? 'schedstat' : 'step-spread';
   return {
     verdict,
     reasons: reasons.sort((a, b) => b.rank - a.rank).map((r) => r.text),
@@ -201,6 +210,7 @@ export function measurementQuality(trace: Trace): MeasurementQuality {
     cpuShare: worstCpu ? worstCpu.cpuShare : null,
     waitShare: worstWait ? worstWait.waitShare : null,
     otherLoadCores: otherLoad,
+    nicedLoadCores: nicedLoad,
     cores,
     stepSpread,
     stepCv,

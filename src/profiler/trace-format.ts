@@ -128,6 +128,8 @@ export type CaptureSettings = Static<typeof CaptureSettingsSchema>;
 export const MeasurementMetaSchema = Type.Object({
   /** Other processes' average load over the measured steps, in cores (/proc/stat busy time minus this process's). */
   otherLoadCores: Type.Number(),
+  /** Of that, niced processes' user time (nice > 0), which yields to the run; absent in older traces. */
+  nicedLoadCores: Type.Optional(Type.Number()),
   /** This process's own average load over the same window, in cores. */
   selfLoadCores: Type.Optional(Type.Number()),
   /** CPUs of the machine the load is measured against. */

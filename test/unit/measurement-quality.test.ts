@@ -138,6 +138,29 @@ test('other processes oversubscribing the machine make the run poor; light load 
   assert.equal(idle.verdict, 'good');
 });
 
+test('niced processes that yield to the run are reported, not judged; their cost shows in the wait', () => {
+  const niced = measurementQuality(straggler({ cpu: 1, wait: 0, meta: { measurement: { otherLoadCores: 1.8, nicedLoadCores: 1.7, cores: 2, windowMs: 400 } } }));
+  assert.equal(niced.verdict, 'good');
+  assert.equal(niced.nicedLoadCores, 1.7);
+  assert.equal(niced.otherLoadCores, 1.8);
+  // The same load, not niced (or under session autogroups, where it is reported as 0): poor.
+  const full = measurementQuality(straggler({ cpu: 1, wait: 0, meta: { measurement: { otherLoadCores: 1.8, nicedLoadCores: 0, cores: 2, windowMs: 400 } } }));
+  assert.equal(full.verdict, 'poor');
+  // Niced load that still costs the run its cores is caught by the wait.
+  const waited = measurementQuality(straggler({ cpu: 0.7, wait: 0.3, meta: { measurement: { otherLoadCores: 1.8, nicedLoadCores: 1.7, cores: 2, windowMs: 400 } } }));
+  assert.equal(waited.verdict, 'poor');
+});
+
+test('with cpu/wait columns that show no contention, step spread alone makes a run fair, not poor', () => {
+  const lens = [32, 35, 40, 60, 90, 120, 150, 170, 178, 180].map((ms) => ms * 1000);
+  const q = measurementQuality(straggler({ stepUs: lens, cpu: 1, wait: 0, meta: { measurement: { otherLoadCores: 0, cores: 2, windowMs: 400 } } }));
+  assert.equal(q.basis, 'schedstat');
+  assert.equal(q.verdict, 'fair');
+  assert.match(q.reasons[0], /^Step times spread from /);
+  // …and the spread still sets the noise a finding must beat.
+  assert.ok(q.noiseUs > 50_000, `noise ${q.noiseUs}`);
+});
+
 test('a WebGPU lane reports its host thread share without judging it; its wait still counts', () => {
   const m = meta();
   m.devices[1] = { ...m.devices[1], id: 'webgpu:0', kind: 'webgpu', provider: 'webgpu', label: 'webgpu:0' };

@@ -28,7 +28,7 @@ test('parsers read schedstat, /proc/stat and /proc/<pid>/stat', () => {
   assert.deepEqual(parseSchedstat('4043939 38752592 2\n'), { cpuNs: 4043939, waitNs: 38752592, slices: 2 });
   assert.equal(parseSchedstat('garbage'), null);
   const stat = 'cpu  100 5 50 800 10 1 2 3 0 0\ncpu0 50 2 25 400 5 1 1 1 0 0\ncpu1 50 3 25 400 5 0 1 2 0 0\nintr 1\n';
-  assert.deepEqual(parseProcStat(stat), { busy: 161, total: 971, cores: 2 });
+  assert.deepEqual(parseProcStat(stat), { busy: 161, nice: 5, total: 971, cores: 2 });
   // The command name may contain spaces and parentheses.
   const self = '123 (node (x) y) R 1 2 3 4 5 6 7 8 9 10 70 30 0 0 20';
   assert.equal(parseSelfCpuTicks(self), 100);
@@ -36,9 +36,14 @@ test('parsers read schedstat, /proc/stat and /proc/<pid>/stat', () => {
   assert.deepEqual(schedDelta(null, { cpuNs: 1, waitNs: 1, slices: 1 }), { cpuUs: -1, waitUs: -1 });
   assert.deepEqual(schedDelta({ cpuNs: 9, waitNs: 0, slices: 1 }, { cpuNs: 1, waitNs: 0, slices: 1 }), { cpuUs: -1, waitUs: -1 });
   // 2 cores, 100 jiffies each over the window: 150 busy of which this process 40 → 1.1 other cores.
-  const l = otherLoad({ busy: 0, total: 0, self: 0, cores: 2, atMs: 0 }, { busy: 150, total: 200, self: 40, cores: 2, atMs: 1000 });
+  const l = otherLoad({ busy: 0, nice: 0, total: 0, self: 0, cores: 2, atMs: 0 }, { busy: 150, nice: 60, total: 200, self: 40, cores: 2, atMs: 1000, nicedYields: true });
   assert.ok(l);
   assert.ok(Math.abs(l.otherLoadCores - 1.1) < 1e-9 && Math.abs(l.selfLoadCores - 0.4) < 1e-9 && l.windowMs === 1000);
+  // 60 of the other processes' jiffies were niced user time: 0.6 cores.
+  assert.ok(Math.abs(l.nicedLoadCores - 0.6) < 1e-9, `niced ${l.nicedLoadCores}`);
+  // Under session autogroups a niced process elsewhere competes in full: none is set aside.
+  const g = otherLoad({ busy: 0, nice: 0, total: 0, self: 0, cores: 2, atMs: 0 }, { busy: 150, nice: 60, total: 200, self: 40, cores: 2, atMs: 1000, nicedYields: false });
+  assert.equal(g?.nicedLoadCores, 0);
 });
 
 test('off Linux every sampler is null', { skip: linux }, () => {
@@ -92,6 +97,25 @@ test('a busy loop in a worker thread: CPU ≈ wall when quiet; waits for a core 
     assert.ok(other.windowMs >= 300);
   } finally {
     stop(burn);
+    await w.terminate();
+  }
+});
+
+test('millisecond spans: the calling thread\'s CPU time is exact, not a multiple of the scheduler tick', { skip: !linux }, async () => {
+  const w = new Worker(workerFile, { execArgv: ['--require', 'tsx/cjs'] });
+  try {
+    await spinIn(w, 20);
+    const gaps: number[] = [];
+    for (let i = 0; i < 15; i++) {
+      const r = await spinIn(w, 1.5);
+      // A spinning thread is on a CPU or waiting for one for its whole wall time, so
+      // cpu + wait covers it; a counter that lags by a tick (4 ms at HZ=250) reads 0 or 4 ms.
+      gaps.push(Math.abs(r.cpuUs + r.waitUs - r.wallUs));
+    }
+    gaps.sort((a, b) => a - b);
+    const med = gaps[Math.floor(gaps.length / 2)];
+    assert.ok(med < 300, `median |cpu + wait − wall| of 1.5 ms spins is ${med.toFixed(0)} µs`);
+  } finally {
     await w.terminate();
   }
 });

@@ -88,6 +88,14 @@ export class Interpreter {
   private readonly sched = threadSampler();
   private schedThreads: 'worker+pool' | 'worker' | 'none' = this.sched ? 'worker' : 'none';
   private poolsExact = true;
+  /** Intra-op threads of this device's sessions, added to the sampler once all are known. */
+  private readonly poolTids: number[] = [];
+  /**
+   * CPU time one pair of sampler reads adds to the span between them (the reads' own
+   * syscalls), µs; measured once at init and subtracted, so that sub-millisecond spans do
+   * not read more CPU than wall time.
+   */
+  private probeCpuUs = 0;
 
   constructor(private readonly post: (m: FromDevice, transfer?: ArrayBuffer[]) => void) {}
 
@@ -131,6 +139,11 @@ export class Interpreter {
     };
     if (m.comm) this.comm = Communicator.attach(m.comm as CommGroupDescriptor, m.rank, recorder);
     for (const id of m.program.segments) this.sessions.set(id, await this.openSession(m, id));
+    // The columns count the pools only when every session's pool was found exactly; a
+    // partial set would be divided by the wrong number of threads.
+    if (this.sched && this.poolsExact && this.poolTids.length > 0) this.sched.addThreads(this.poolTids);
+    if (this.sched && m.device.intraOpNumThreads > 1) this.schedThreads = this.poolsExact && this.poolTids.length > 0 ? 'worker+pool' : 'worker';
+    this.probeCpuUs = this.measureProbe();
     for (const b of m.buffers) {
       if (!this.comm) throw new Error(`buffer ${b.name} needs a communication group`);
       this.buffers.set(b.name, this.comm.alloc(Float32Array, b.elements));
@@ -152,11 +165,21 @@ export class Interpreter {
     const watch = sessionThreadWatch();
     const session = await ort.InferenceSession.create(this.segmentPath(id), sessionOptions(m));
     const pool = watch.end(m.device.intraOpNumThreads);
-    this.sched?.addThreads(pool.tids);
-    // Only when every session's pool was found exactly do the columns count all its threads.
-    if (pool.attribution !== 'exact') this.poolsExact = false;
-    if (this.sched && m.device.intraOpNumThreads > 1) this.schedThreads = this.poolsExact ? 'worker+pool' : 'worker';
+    if (pool.attribution === 'exact') this.poolTids.push(...pool.tids);
+    else if (pool.attribution !== 'none') this.poolsExact = false;
     return { session, profiled: null };
+  }
+
+  /** Median CPU time of an empty pair of sampler reads (see `probeCpuUs`). */
+  private measureProbe(): number {
+    if (!this.sched) return 0;
+    const v: number[] = [];
+    for (let i = 0; i < 31; i++) {
+      const d = schedDelta(this.sched.read(), this.sched.read());
+      if (d.cpuUs >= 0) v.push(d.cpuUs);
+    }
+    v.sort((a, b) => a - b);
+    return v.length > 0 ? v[v.length >> 1] : 0;
   }
 
   private segmentPath(id: number): string {
@@ -382,7 +405,8 @@ export class Interpreter {
       return;
     }
     const d = schedDelta(c0, this.sched?.read());
-    const i = this.spans.record(SpanKind.compute, 'session.run', t, t2 - t, { phase: PhaseCode[ins.phase], flags: prof ? SpanFlag.profiled : 0, cpu: d.cpuUs, wait: d.waitUs });
+    const cpu = d.cpuUs < 0 ? d.cpuUs : Math.max(0, d.cpuUs - this.probeCpuUs);
+    const i = this.spans.record(SpanKind.compute, 'session.run', t, t2 - t, { phase: PhaseCode[ins.phase], flags: prof ? SpanFlag.profiled : 0, cpu, wait: d.waitUs });
     if (prof) prof.computeIdx.push(i);
   }
 

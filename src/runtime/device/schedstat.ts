@@ -7,8 +7,17 @@
  *    a CPU, nanoseconds runnable but waiting on a run queue, time slices), plus any threads
  *    added with {@link ThreadSampler.addThreads} (ONNX Runtime's intra-op pool of the thread's
  *    sessions). Read it around a compute span; {@link schedDelta} gives the span's `cpu` and
- *    `wait` columns in µs. One read costs about 10–15 µs (one pread of an open descriptor per
- *    thread).
+ *    `wait` columns in µs. One read costs a few µs (one pread of an open descriptor per
+ *    thread, and one getrusage).
+ *
+ *    The kernel prints a thread's `sum_exec_runtime` as last updated by the scheduler — at a
+ *    tick or a context switch — so the counter of a thread that is running when it is read
+ *    lags by up to one tick (4 ms at HZ=250): a millisecond-scale span read that way gets
+ *    0 or 4 ms of CPU. getrusage(RUSAGE_SELF) (`process.cpuUsage()`) brings the calling
+ *    thread's counter up to date first (kernel `thread_group_cputime`), so the calling
+ *    thread's CPU time is exact; added threads that are running at a read keep the lag, which
+ *    averages out over many spans but not within one. Run-queue wait is added when a thread
+ *    is switched in and is exact for the calling thread.
  *  - {@link sessionThreadWatch}: finds the intra-op threads a session creates (see there for
  *    when it cannot tell and falls back to the worker thread alone).
  *  - {@link loadSampler}: other processes' average load over a window, in cores: busy jiffies
@@ -17,6 +26,7 @@
  *    ~0.2 s are coarse.
  */
 import { closeSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
+import * as os from 'node:os';
 
 /** Cumulative scheduler counters of one or more threads. */
 export interface SchedSample {
@@ -100,6 +110,8 @@ class FdSampler implements ThreadSampler {
     let cpuNs = 0;
     let waitNs = 0;
     let slices = 0;
+    // Brings the calling thread's sum_exec_runtime up to date (see the module comment).
+    process.cpuUsage();
     for (const fd of this.fds) {
       let s: SchedSample | null = null;
       try {
@@ -214,6 +226,10 @@ export function sessionThreadWatch(): SessionThreadWatch {
 export interface LoadSample {
   /** Busy jiffies of all CPUs (user, nice, system, irq, softirq, steal). */
   busy: number;
+  /** Of those, user time of processes with a positive nice value. */
+  nice: number;
+  /** Whether niced processes yield to this run (no session autogroups); false when unknown. */
+  nicedYields?: boolean;
   /** All jiffies of all CPUs, idle included. */
   total: number;
   /** This process's utime + stime. */
@@ -225,7 +241,7 @@ export interface LoadSample {
 }
 
 /** Parses /proc/stat's aggregate `cpu` line and counts the per-CPU lines. */
-export function parseProcStat(text: string): { busy: number; total: number; cores: number } | null {
+export function parseProcStat(text: string): { busy: number; nice: number; total: number; cores: number } | null {
   const lines = text.split('\n');
   const agg = lines.find((l) => /^cpu\s/.test(l));
   if (!agg) return null;
@@ -235,7 +251,7 @@ export function parseProcStat(text: string): { busy: number; total: number; core
   // counted in user and nice.
   const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
   const busy = user + nice + system + irq + softirq + steal;
-  return { busy, total: busy + idle + iowait, cores: lines.filter((l) => /^cpu\d+\s/.test(l)).length };
+  return { busy, nice, total: busy + idle + iowait, cores: lines.filter((l) => /^cpu\d+\s/.test(l)).length };
 }
 
 /** utime + stime of a /proc/<pid>/stat line (fields 14 and 15; the name may hold spaces). */
@@ -249,12 +265,35 @@ export function parseSelfCpuTicks(text: string): number | null {
   return Number.isFinite(utime) && Number.isFinite(stime) ? utime + stime : null;
 }
 
+let niceValue: number | null = null;
+/** This process's nice value (0 where it cannot be read). */
+function ownNice(): number {
+  if (niceValue === null) {
+    try {
+      niceValue = (os.getPriority() as number) | 0;
+    } catch {
+      niceValue = 0;
+    }
+  }
+  return niceValue;
+}
+
+/** True when the kernel schedules by session autogroup (or when that cannot be read). */
+function autogroups(): boolean {
+  try {
+    return readFileSync('/proc/sys/kernel/sched_autogroup_enabled', 'latin1').trim() !== '0';
+  } catch {
+    // No such file: a kernel without autogroup support, where nice applies machine-wide.
+    return false;
+  }
+}
+
 function loadSample(): LoadSample | null {
   try {
     const st = parseProcStat(readFileSync('/proc/stat', 'latin1'));
     const self = parseSelfCpuTicks(readFileSync('/proc/self/stat', 'latin1'));
     if (!st || self === null) return null;
-    return { ...st, self, atMs: Date.now() };
+    return { ...st, self, atMs: Date.now(), nicedYields: !autogroups() };
   } catch {
     return null;
   }
@@ -262,8 +301,16 @@ function loadSample(): LoadSample | null {
 
 /** Other processes' load over a window. */
 export interface OtherLoad {
-  /** Average cores busy with other processes' work. */
+  /** Average cores busy with other processes' work, niced processes included. */
   otherLoadCores: number;
+  /**
+   * Of that, the cores busy with niced processes' user time (nice > 0), when they yield to
+   * this run: the scheduler gives them a small weight against its threads (nice 19: 15
+   * against 1024), so they are reported but judged through the run's own run-queue wait.
+   * 0 when the kernel groups processes by session (`sched_autogroup_enabled`): nice then
+   * orders threads within a session only, and a niced process elsewhere competes in full.
+   */
+  nicedLoadCores: number;
   /** Average cores this process used. */
   selfLoadCores: number;
   /** CPUs of the machine. */
@@ -279,7 +326,10 @@ export function otherLoad(a: LoadSample, b: LoadSample): OtherLoad | null {
   const busy = b.busy - a.busy;
   const self = b.self - a.self;
   const share = (x: number): number => Math.min(b.cores, Math.max(0, (x / total) * b.cores));
-  return { otherLoadCores: share(busy - self), selfLoadCores: share(self), cores: b.cores, windowMs: b.atMs - a.atMs };
+  const other = share(busy - self);
+  // This process runs at its own nice value; when that is positive its time is in `nice` too.
+  const niced = b.nicedYields ? Math.min(other, share(b.nice - a.nice - (ownNice() > 0 ? self : 0))) : 0;
+  return { otherLoadCores: other, nicedLoadCores: niced, selfLoadCores: share(self), cores: b.cores, windowMs: b.atMs - a.atMs };
 }
 
 export interface LoadSampler {
