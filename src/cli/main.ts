@@ -243,6 +243,14 @@ async function devicesCommand(flags: { json?: boolean }): Promise<void> {
   );
 }
 
+/** The shape of a finding as a run stores it (the trace's `findings` are read as plain JSON). */
+function isStoredFinding(x: unknown): boolean {
+  if (typeof x !== 'object' || x === null) return false;
+  const o = x as Record<string, unknown>;
+  const change = o['change'] as Record<string, unknown> | undefined;
+  return typeof o['id'] === 'string' && typeof o['severity'] === 'string' && typeof o['message'] === 'string' && typeof change === 'object' && change !== null && typeof change['params'] === 'object' && change['params'] !== null;
+}
+
 async function reportCommand(file: string, flags: { json?: boolean; html?: string; compare?: string }): Promise<void> {
   if (flags.html) {
     await writeHtmlReport(file, resolve(flags.html), flags.compare);
@@ -254,14 +262,24 @@ async function reportCommand(file: string, flags: { json?: boolean; html?: strin
   trace = deriveIdle(trace);
   const summary = summarize(trace);
   const analysis = analyse(trace);
-  const f: Finding[] = runFindings(trace, summary, { analysis });
+  // Findings a run of this version stored were checked against the model and plan when it
+  // was recorded (cut points, fixed batches, device threads): those are kept. Recomputed
+  // ones cannot be checked here (the trace does not carry the model's input flags), so they
+  // are used for traces of other versions or without stored findings, and say so.
+  const kept = trace.meta.tool.version === TOOL_VERSION && Array.isArray(trace.findings) && trace.findings.every(isStoredFinding) ? (trace.findings as Finding[]) : null;
+  const stored = kept !== null;
+  const f: Finding[] = kept ?? runFindings(trace, summary, { analysis });
+  const unchecked = !stored && trace.meta.mode !== 'imported' && f.some((x) => Object.keys(x.change.params).length > 0);
+  const uncheckedNote = unchecked
+    ? `Findings recomputed from the spans of a trace written by ${trace.meta.tool.name} ${trace.meta.tool.version}: their suggestions were not checked against the model; profile again to check them.`
+    : null;
   if (flags.json) {
     const { criticalPath, ops, breakdown, pipeline, dataParallel, scaling } = analysis;
     process.stdout.write(
-      `${JSON.stringify({ ...summary, findings: f, analysis: { criticalPath: { ...criticalPath, representative: undefined }, ops, perStep: breakdown, pipeline, dataParallel, scaling } }, null, 2)}\n`,
+      `${JSON.stringify({ ...summary, findings: f, ...(uncheckedNote ? { findingsNote: uncheckedNote } : {}), analysis: { criticalPath: { ...criticalPath, representative: undefined }, ops, perStep: breakdown, pipeline, dataParallel, scaling } }, null, 2)}\n`,
     );
   } else {
-    process.stdout.write(`${formatSummary(summary, f)}\n\n${formatAnalysis(summary, analysis)}\n`);
+    process.stdout.write(`${formatSummary(summary, f)}${uncheckedNote ? `\n${uncheckedNote}` : ''}\n\n${formatAnalysis(summary, analysis)}\n`);
   }
 }
 

@@ -70,6 +70,23 @@ test('profile demo on cpu:2 prints a JSON summary, writes a valid trace, and mat
   assert.equal(rep.code, 0, rep.stderr);
   assert.match(rep.stdout, /cpu:0/);
   assert.match(rep.stdout, /step time\s+median/);
+  // The findings the run checked against the model are the ones `report` gives back.
+  const repJson = await runCli(['report', out, '--json'], { env });
+  assert.equal(repJson.code, 0, repJson.stderr);
+  const rj = JSON.parse(repJson.stdout);
+  assert.deepEqual(rj.findings, s.findings);
+  assert.equal(rj.findingsNote, undefined);
+  // A trace of another version has its findings recomputed, and says when their suggestions were not checked.
+  const doc = JSON.parse(readFileSync(out, 'utf8'));
+  doc.meta.tool.version = '0.0.1';
+  const older = join(dir, 'older.parallax.json');
+  writeFileSync(older, JSON.stringify(doc));
+  const ro = await runCli(['report', older, '--json'], { env });
+  assert.equal(ro.code, 0, ro.stderr);
+  const oj = JSON.parse(ro.stdout);
+  const withParams = oj.findings.some((f: { change: { params: object } }) => Object.keys(f.change.params).length > 0);
+  if (withParams) assert.match(oj.findingsNote, /not checked against the model/);
+  else assert.equal(oj.findingsNote, undefined);
 });
 
 test('devices lists cpu and says whether webgpu and cuda are available', async () => {

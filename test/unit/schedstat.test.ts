@@ -44,6 +44,9 @@ test('parsers read schedstat, /proc/stat and /proc/<pid>/stat', () => {
   // Under session autogroups a niced process elsewhere competes in full: none is set aside.
   const g = otherLoad({ busy: 0, nice: 0, total: 0, self: 0, cores: 2, atMs: 0 }, { busy: 150, nice: 60, total: 200, self: 40, cores: 2, atMs: 1000, nicedYields: false });
   assert.equal(g?.nicedLoadCores, 0);
+  // A run that is itself niced competes with niced processes on equal terms.
+  const n = otherLoad({ busy: 0, nice: 0, total: 0, self: 0, cores: 2, atMs: 0 }, { busy: 150, nice: 60, total: 200, self: 40, cores: 2, atMs: 1000, nicedYields: true, selfNice: 10 });
+  assert.equal(n?.nicedLoadCores, 0);
 });
 
 test('off Linux every sampler is null', { skip: linux }, () => {
@@ -101,19 +104,27 @@ test('a busy loop in a worker thread: CPU ≈ wall when quiet; waits for a core 
   }
 });
 
-test('millisecond spans: the calling thread\'s CPU time is exact, not a multiple of the scheduler tick', { skip: !linux }, async () => {
+test('millisecond spans: the calling thread\'s CPU time is exact, not a multiple of the scheduler tick', { skip: !linux }, async (t) => {
   const w = new Worker(workerFile, { execArgv: ['--require', 'tsx/cjs'] });
   try {
     await spinIn(w, 20);
     const gaps: number[] = [];
+    const waits: number[] = [];
     for (let i = 0; i < 15; i++) {
       const r = await spinIn(w, 1.5);
       // A spinning thread is on a CPU or waiting for one for its whole wall time, so
       // cpu + wait covers it; a counter that lags by a tick (4 ms at HZ=250) reads 0 or 4 ms.
       gaps.push(Math.abs(r.cpuUs + r.waitUs - r.wallUs));
+      waits.push(r.waitUs / r.wallUs);
     }
-    gaps.sort((a, b) => a - b);
-    const med = gaps[Math.floor(gaps.length / 2)];
+    const mid = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+    if (mid(waits) > 0.2) {
+      // Preempted in most spins: a wait added at the switch-in after the last read is not in
+      // the wall time, so the comparison says nothing about the counter's precision.
+      t.skip(`the machine is busy (median wait ${(mid(waits) * 100).toFixed(0)} % of each spin); run on a quiet machine`);
+      return;
+    }
+    const med = mid(gaps);
     assert.ok(med < 300, `median |cpu + wait − wall| of 1.5 ms spins is ${med.toFixed(0)} µs`);
   } finally {
     await w.terminate();

@@ -230,6 +230,8 @@ export interface LoadSample {
   nice: number;
   /** Whether niced processes yield to this run (no session autogroups); false when unknown. */
   nicedYields?: boolean;
+  /** This process's nice value when sampled. */
+  selfNice?: number;
   /** All jiffies of all CPUs, idle included. */
   total: number;
   /** This process's utime + stime. */
@@ -293,7 +295,7 @@ function loadSample(): LoadSample | null {
     const st = parseProcStat(readFileSync('/proc/stat', 'latin1'));
     const self = parseSelfCpuTicks(readFileSync('/proc/self/stat', 'latin1'));
     if (!st || self === null) return null;
-    return { ...st, self, atMs: Date.now(), nicedYields: !autogroups() };
+    return { ...st, self, atMs: Date.now(), nicedYields: !autogroups(), selfNice: ownNice() };
   } catch {
     return null;
   }
@@ -308,7 +310,8 @@ export interface OtherLoad {
    * this run: the scheduler gives them a small weight against its threads (nice 19: 15
    * against 1024), so they are reported but judged through the run's own run-queue wait.
    * 0 when the kernel groups processes by session (`sched_autogroup_enabled`): nice then
-   * orders threads within a session only, and a niced process elsewhere competes in full.
+   * orders threads within a session only, and a niced process elsewhere competes in full;
+   * 0 too when this process is itself niced.
    */
   nicedLoadCores: number;
   /** Average cores this process used. */
@@ -327,8 +330,10 @@ export function otherLoad(a: LoadSample, b: LoadSample): OtherLoad | null {
   const self = b.self - a.self;
   const share = (x: number): number => Math.min(b.cores, Math.max(0, (x / total) * b.cores));
   const other = share(busy - self);
-  // This process runs at its own nice value; when that is positive its time is in `nice` too.
-  const niced = b.nicedYields ? Math.min(other, share(b.nice - a.nice - (ownNice() > 0 ? self : 0))) : 0;
+  // Only a process running at nice 0 or below can tell: /proc/stat's `nice` counts every
+  // process with a positive nice value, and a run that is itself niced competes with them
+  // on equal terms (its own time would be in that column too).
+  const niced = b.nicedYields && (b.selfNice ?? 0) <= 0 ? Math.min(other, share(b.nice - a.nice)) : 0;
   return { otherLoadCores: other, nicedLoadCores: niced, selfLoadCores: share(self), cores: b.cores, windowMs: b.atMs - a.atMs };
 }
 
