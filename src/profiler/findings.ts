@@ -123,6 +123,61 @@ function medianStep(trace: Trace): { startUs: number; endUs: number } {
   return best ? { startUs: best.startUs, endUs: best.endUs } : { startUs: 0, endUs: 0 };
 }
 
+/** Compute per step of a device running `rows` rows: fixed part + rows × per-row part, µs. */
+interface RowCost {
+  fixedUs: number;
+  perRowUs: number;
+}
+
+const rowCost = (m: RowCost, rows: number): number => m.fixedUs + m.perRowUs * rows;
+
+/**
+ * Each device's compute per step as a function of its rows. Devices of one class (kind,
+ * provider, threads) run the same code at the same speed, so where the class ran two or more
+ * row counts its lanes share a line fitted through their (rows, compute) points: a device
+ * given 6 rows and one given 2 show what a row costs and what a run costs regardless of rows.
+ * Without two row counts (or when the line is not increasing with a non-negative fixed
+ * part) a device's compute is taken as proportional to its rows.
+ */
+function rowCostModels(trace: Trace, compute: readonly number[], rows: readonly number[]): RowCost[] {
+  const classOf = (i: number): string => {
+    const d = trace.meta.devices[i];
+    return d ? `${d.kind}|${d.provider}|${d.threads}` : `lane ${i}`;
+  };
+  const proportional = (i: number): RowCost => ({ fixedUs: 0, perRowUs: compute[i] / Math.max(1, rows[i]) });
+  const lines = new Map<string, RowCost | null>();
+  for (const key of new Set(compute.map((_, i) => classOf(i)))) {
+    const members = compute.map((_, i) => i).filter((i) => classOf(i) === key);
+    if (new Set(members.map((i) => rows[i])).size < 2) {
+      lines.set(key, null);
+      continue;
+    }
+    const n = members.length;
+    const mx = members.reduce((a, i) => a + rows[i], 0) / n;
+    const my = members.reduce((a, i) => a + compute[i], 0) / n;
+    const sxy = members.reduce((a, i) => a + (rows[i] - mx) * (compute[i] - my), 0);
+    const sxx = members.reduce((a, i) => a + (rows[i] - mx) ** 2, 0);
+    const perRowUs = sxy / sxx;
+    const fixedUs = my - perRowUs * mx;
+    lines.set(key, perRowUs > 0 && fixedUs >= 0 ? { fixedUs, perRowUs } : null);
+  }
+  return compute.map((_, i) => lines.get(classOf(i)) ?? proportional(i));
+}
+
+/**
+ * Whole rows, at least one per device, adding up to `total`, that minimise the largest
+ * compute: each row goes to the device whose compute after taking it is smallest.
+ */
+function allocateRows(models: readonly RowCost[], total: number): number[] {
+  const next = models.map(() => 1);
+  for (let left = total - models.length; left > 0; left--) {
+    let best = 0;
+    for (let i = 1; i < models.length; i++) if (rowCost(models[i], next[i] + 1) < rowCost(models[best], next[best] + 1)) best = i;
+    next[best]++;
+  }
+  return next;
+}
+
 /**
  * Data parallel: a device whose compute per step is well above its peers' holds every step
  * back (the others wait at the step barrier). Rebalancing the shards in proportion to each
@@ -139,27 +194,16 @@ function stragglerRule(trace: Trace, summary: ProfileSummary): Finding[] {
   const others = c.filter((_, i) => i !== slowest);
   const ref = median(others);
   if (!(ref > 0) || c[slowest] <= STRAGGLER_FACTOR * ref) return out;
-  // Rebalance: rows ∝ throughput (rows per µs of compute).
-  const perRow = c.map((ci, i) => ci / Math.max(1, rows[i]));
+  // Rebalance to equal compute under each device's cost per row count (see rowCostModels).
+  const models = rowCostModels(trace, c, rows);
   const total = rows.reduce((a, b) => a + b, 0);
-  const inv = perRow.map((r) => 1 / r);
-  const invSum = inv.reduce((a, b) => a + b, 0);
-  const next = inv.map((v) => Math.max(1, Math.round((total * v) / invSum)));
-  // Fix rounding so the shards still add up to the batch.
-  let diff = total - next.reduce((a, b) => a + b, 0);
-  for (let i = 0; diff !== 0; i = (i + 1) % next.length) {
-    const step = diff > 0 ? 1 : -1;
-    if (next[i] + step >= 1) {
-      next[i] += step;
-      diff -= step;
-    }
-  }
-  // Already split by throughput (as far as whole rows allow): the per-row model has nothing
-  // to move, so the slow device's cost is not per-row work (e.g. fixed per-run overhead).
+  const next = allocateRows(models, total);
+  // Already split as the cost model would (as far as whole rows allow): nothing to move, so
+  // the slow device's cost is not per-row work (e.g. fixed per-run overhead).
   if (next.every((r, i) => r === rows[i])) return out;
   const current = summary.stepTimeUs.median;
   const maxNow = Math.max(...c);
-  const maxNext = Math.max(...next.map((r, i) => r * perRow[i]));
+  const maxNext = Math.max(...next.map((r, i) => rowCost(models[i], r)));
   const predicted = current - maxNow + maxNext;
   const ev = medianStep(trace);
   const dev = summary.devices[slowest];

@@ -97,10 +97,26 @@ test('a device computing 2x longer than its peer is a straggler, and rebalancing
   assert.equal(f.length, 1);
   assert.equal(f[0].id, 'straggler');
   assert.match(f[0].message, /cpu:1 is a straggler/);
-  // Per-row cost: lane 0 = 10 µs/row, lane 1 = 21.25 µs/row. Shards ∝ 1/cost of 8 rows: 5.44/2.56 → 5/3.
-  assert.deepEqual(f[0].change.params['shards'], [5, 3]);
-  // Predicted: 100 − 85 + max(5·10, 3·21.25) = 78.75 µs.
-  assert.ok(Math.abs(f[0].predictedStepUs! - 78.75) < 1e-9);
+  // Per-row cost: lane 0 = 10 µs/row, lane 1 = 21.25 µs/row. The whole-row split with the least
+  // largest compute: 6/2 (max(60, 42.5) = 60), not 5/3 (max(50, 63.75)).
+  assert.deepEqual(f[0].change.params['shards'], [6, 2]);
+  // Predicted: 100 − 85 + 60 = 75 µs.
+  assert.ok(Math.abs(f[0].predictedStepUs! - 75) < 1e-9);
+});
+
+test('devices of one class that ran different row counts share a fitted cost line: fixed part and per-row part', () => {
+  // Two cpu devices (same class) given 6 and 2 rows compute 70 and 30 µs: 10 µs per row on a
+  // 10 µs fixed part. Proportional costs would say 11.7 vs 15 µs per row and predict 4/4 at
+  // max(46.7, 60) = 60 µs; the line says 4/4 computes 50 µs on each.
+  const rows: SpanRow[] = [
+    { lane: 0, kind: 'compute', name: 'session.run', start: 0, dur: 70, step: 0 },
+    { lane: 1, kind: 'compute', name: 'session.run', start: 0, dur: 30, step: 0 },
+  ];
+  const t = deriveIdle(traceOf(rows, [[0, 70]], meta({ plan: dataPlan({ batch: 8, shards: [6, 2] }) })));
+  const f = findings(t, summarize(t)).filter((x) => x.id === 'straggler');
+  assert.equal(f.length, 1);
+  assert.deepEqual(f[0].change.params['shards'], [4, 4]);
+  assert.ok(Math.abs(f[0].predictedStepUs! - 50) < 1e-9, `predicted ${f[0].predictedStepUs}`);
 });
 
 test('balanced devices raise no straggler finding', () => {

@@ -29,8 +29,8 @@ interface StragglerOptions {
 
 /**
  * Data parallel on two devices, 4 rows each: lane 0 computes 40 µs per step, lane 1 85 µs
- * (a straggler). Rebalanced to 5/3 rows the step is predicted to shrink from 100 to 78.75 µs,
- * an effect of 21.25 µs.
+ * (a straggler). Rebalanced to 6/2 rows the step is predicted to shrink from 100 to 75 µs,
+ * an effect of 25 µs.
  */
 function straggler(o: StragglerOptions = {}): Trace {
   const lens = o.stepUs ?? Array.from({ length: 10 }, () => 100);
@@ -64,7 +64,7 @@ test('a quiet run with CPU ≈ wall and no wait is good, and keeps its straggler
   assert.deepEqual(f.map((x) => x.id), ['straggler']);
   assert.equal(f[0].heldBack, undefined);
   assert.equal(f[0].severity, 'critical'); // 85 > 2 × 40
-  assert.ok(Math.abs(findingEffectUs(f[0])! - 21.25) < 1e-9);
+  assert.ok(Math.abs(findingEffectUs(f[0])! - 25) < 1e-9);
 });
 
 test('waiting for a core makes the run poor: timing findings are held back, not warnings, and the speedup is unreliable', () => {
@@ -100,17 +100,17 @@ test('a run that asked to see advice on poor quality keeps its timing findings, 
 });
 
 test('a noisy run suppresses a marginal finding that a quiet run keeps', () => {
-  // Median step 100 µs in both; the noisy one spreads from 60 to 140 µs (noise ≈ 36 µs > 21.25).
+  // Median step 100 µs in both; the noisy one spreads from 60 to 140 µs (noise ≈ 36 µs > 25).
   const noisy = straggler({ stepUs: [60, 140, 100, 60, 140, 100, 60, 140, 100, 100] });
   const q = measurementQuality(noisy);
   assert.equal(q.basis, 'step-spread');
-  assert.ok(q.noiseUs > 21.25, `noise ${q.noiseUs}`);
+  assert.ok(q.noiseUs > 25, `noise ${q.noiseUs}`);
   assert.equal(summarize(noisy).stepTimeUs.median, 100);
   assert.deepEqual(all(noisy).filter((f) => f.id === 'straggler'), []);
   // Slight spread, below the effect: kept.
   const calm = straggler({ stepUs: [98, 102, 100, 99, 101, 100, 98, 102, 100, 100] });
   const qc = measurementQuality(calm);
-  assert.ok(qc.noiseUs > 0 && qc.noiseUs < 21.25);
+  assert.ok(qc.noiseUs > 0 && qc.noiseUs < 25);
   assert.equal(qc.verdict, 'good');
   assert.deepEqual(all(calm).map((f) => f.id), ['straggler']);
 });
