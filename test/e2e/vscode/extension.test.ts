@@ -4,13 +4,13 @@
  * workbench as a user would. Screenshots go to test-artifacts/vscode/.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it as nodeIt } from 'node:test';
+import { after, before, describe } from 'node:test';
 import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
 import { readTrace } from '../../../src/profiler/trace-io';
-import { ensureVsix, VsCodeHarness } from './harness';
+import { ensureVsix, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { scratchDir } from '../../helpers/temp';
 
 /** Small enough that a profile takes a second or two on two cores. */
 const DEMO = { layers: 4, hidden: 64, ffn: 128 } as const;
@@ -18,24 +18,15 @@ const MODEL_DIR = 'models';
 
 describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_000 }, () => {
   let vs: VsCodeHarness | undefined;
-  /** A test that leaves a screenshot of the workbench behind when it fails. */
-  const it = (name: string, fn: () => Promise<void>): void => {
-    nodeIt(name, async () => {
-      try {
-        await fn();
-      } catch (e) {
-        await vs?.screenshot(`FAILED-${name.slice(0, 40)}`).catch(() => undefined);
-        throw e;
-      }
-    });
-  };
+  const it = workbenchIt(() => vs);
   let ws = '';
   let modelName = '';
 
   before(
     async () => {
-      ws = mkdtempSync(join(tmpdir(), 'parallax-e2e-ws-'));
-      const scratch = mkdtempSync(join(tmpdir(), 'parallax-e2e-model-'));
+      if (workbenchMissing()) return;
+      ws = scratchDir('e2e-ws');
+      const scratch = scratchDir('e2e-model');
       const model = await ensureDemoModel(scratch, DEMO);
       modelName = model.split('/').pop()!;
       mkdirSync(join(ws, MODEL_DIR));
