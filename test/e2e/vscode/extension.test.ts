@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
 import { readTrace } from '../../../src/profiler/trace-io';
-import { ensureVsix, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { ensureVsix, QUICK_INPUT_FIELD, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
 import { scratchDir } from '../../helpers/temp';
 
 /** Small enough that a profile takes a second or two on two cores. */
@@ -21,6 +21,8 @@ describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_00
   const it = workbenchIt(() => vs);
   let ws = '';
   let modelName = '';
+  /** Device kinds the first profile's device pick offered once discovery finished. */
+  const offeredKinds = new Set<string>();
 
   before(
     async () => {
@@ -80,6 +82,20 @@ describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_00
     await h.quickPick(/^data/);
     await h.waitForQuickInput('(3/4) — devices');
     await h.screenshot('pick-devices');
+    // A fresh profile (no discovery yet): the pick opens at once with the CPU workers only,
+    // busy while it discovers the machine's devices, then offers what exists.
+    const placeholder = (): Promise<string | null> => h.page.locator(QUICK_INPUT_FIELD).getAttribute('placeholder');
+    const before = await h.quickPickRows();
+    if (/discovering/.test((await placeholder()) ?? '')) {
+      assert.ok(before.every((r) => !/\b(webgpu|cuda):\d/.test(r)), `device rows before discovery: ${JSON.stringify(before)}`);
+    }
+    const deadline = Date.now() + 90_000;
+    while (/discovering/.test((await placeholder()) ?? '') && Date.now() < deadline) await h.page.waitForTimeout(200);
+    assert.equal(await placeholder(), 'Devices to run on', 'discovery finished');
+    const after = await h.quickPickRows();
+    for (const row of after) for (const m of row.matchAll(/\b(cpu|webgpu|cuda):\d/g)) offeredKinds.add(m[1]!);
+    assert.ok(offeredKinds.has('cpu'), `device rows after discovery: ${JSON.stringify(after)}`);
+    await h.screenshot('pick-devices-discovered');
     await h.quickPick(/^cpu:2/);
     await h.waitForQuickInput('(4/4) — global batch size');
     await h.quickPick(/^16/);
@@ -89,6 +105,11 @@ describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_00
       failOn: /Parallax: .*(failed|error)/i,
     });
     await h.screenshot('profiled');
+    // parallax.timeline.openOnFinish (default on) opens the run's timeline.
+    const tab = h.page.locator('.tabs-container .tab').filter({ hasText: `Parallax: ${modelName.replace(/\.onnx$/, '-data')}` });
+    await tab.first().waitFor({ state: 'visible', timeout: 30_000 });
+    assert.ok(h.webviewFrames().length > 0, 'the timeline webview is there');
+    await h.screenshot('timeline-opened');
     assert.match(text, new RegExp(`profiled ${MODEL_DIR}/${modelName.replace(/\./g, '\\.')}`));
     assert.match(text, /median step/);
 
@@ -110,6 +131,31 @@ describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_00
     const cpu = rows.find((r) => /\bcpu\b/.test(r));
     assert.ok(cpu && /available/.test(cpu) && !/not available/.test(cpu), `device rows: ${JSON.stringify(rows)}`);
     assert.ok(rows.some((r) => /\bwebgpu\b/.test(r)) && rows.some((r) => /\bcuda\b/.test(r)), `device rows: ${JSON.stringify(rows)}`);
+    // The device pick of the first profile offered only kinds this machine has.
+    for (const kind of offeredKinds) {
+      const row = rows.find((r) => new RegExp(`\\b${kind}\\b`).test(r));
+      assert.ok(row && !/not available/.test(row), `the pick offered ${kind}; List Devices says: ${JSON.stringify(rows)}`);
+    }
+  });
+
+  it('writes reports to the Parallax output as a terminal shows them, one timestamp per report', async () => {
+    const h = vs!;
+    await h.runCommand('Parallax: Show Output');
+    // The newest report is List Devices' table: its heading carries the log's timestamp,
+    // its rows follow as they are.
+    const lines = h.page.locator('.part.panel .monaco-editor .view-lines').first();
+    let text = '';
+    const deadline = Date.now() + 15_000;
+    while (!/\bkind\s+available\s+provider/.test(text) && Date.now() < deadline) {
+      await h.page.waitForTimeout(200);
+      text = ((await lines.innerText().catch(() => '')) ?? '').replace(/\u00a0/g, ' ');
+    }
+    await h.screenshot('output');
+    const rows = text.split('\n');
+    const header = rows.findIndex((r) => /^kind\s+available\s+provider\s+detail/.test(r));
+    assert.ok(header > 0, `output lines: ${JSON.stringify(rows)}`);
+    assert.match(rows[header - 1]!, /^\d{4}-\d\d-\d\d .*\[info\] devices: /, 'the heading carries the timestamp');
+    assert.match(rows[header + 2] ?? '', /^cpu\s+yes\s/, 'table rows start at the margin, as in a terminal');
   });
 
   it('profiles an .onnx file from the explorer context menu', async () => {

@@ -185,6 +185,8 @@ const QUIET_SETTINGS: Record<string, unknown> = {
 
 const QUICK_INPUT = '.quick-input-widget';
 const QUICK_INPUT_BOX = `${QUICK_INPUT} .quick-input-box input`;
+/** The quick input's text field (its placeholder says what the input asks for). */
+export const QUICK_INPUT_FIELD = QUICK_INPUT_BOX;
 const QUICK_ROWS = `${QUICK_INPUT} .quick-input-list .monaco-list-row`;
 const TOASTS = '.notifications-toasts .notification-list-item';
 
