@@ -443,6 +443,17 @@ export class VsCodeHarness {
     await menuItem.waitFor({ state: 'hidden' });
   }
 
+  /** Closes the editor tabs whose title matches (a middle click, as a user would), and waits until they are gone. */
+  async closeTabs(title: string | RegExp, timeoutMs = 10_000): Promise<void> {
+    const tabs = this.page.locator('.tabs-container .tab').filter({ hasText: title });
+    const deadline = Date.now() + timeoutMs;
+    while ((await tabs.count()) > 0) {
+      if (Date.now() > deadline) throw new Error(`tabs matching ${String(title)} did not close`);
+      await tabs.first().click({ button: 'middle' });
+      await this.page.waitForTimeout(200);
+    }
+  }
+
   /** Text of the status bar items. */
   async statusBarTexts(): Promise<string[]> {
     return this.page.locator('.statusbar-item').allTextContents();
