@@ -1,7 +1,7 @@
 // Runs the test tiers with Node's own test runner (TypeScript through tsx).
 //   node scripts/test.mjs            every tier
 //   node scripts/test.mjs unit       one tier (unit | integration | e2e)
-import { readdirSync, statSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
@@ -33,8 +33,15 @@ if (files.length === 0) {
 // Integration tests start processes, worker threads and ONNX Runtime sessions; on a
 // 2-core machine they are more reliable one file at a time.
 // Human-readable output on the terminal, TAP into a file for the closing count line.
-const tapDir = mkdtempSync(join(tmpdir(), 'parallax-tap-'));
-const tap = join(tapDir, 'results.tap');
+//
+// The tests run with a temp folder of their own (TMPDIR), so what they leave behind is
+// told apart from what other programs on the machine write: every `parallax-*` entry still
+// in it after the run is a test (or the code under test) that did not clean up, and fails
+// the run. The folder itself is removed either way.
+const scratch = mkdtempSync(join(tmpdir(), 'parallax-test-run-'));
+const testTemp = join(scratch, 'tmp');
+mkdirSync(testTemp);
+const tap = join(scratch, 'results.tap');
 const r = spawnSync(
   process.execPath,
   [
@@ -43,13 +50,47 @@ const r = spawnSync(
     '--test-reporter=tap', `--test-reporter-destination=${tap}`,
     ...files,
   ],
-  { stdio: 'inherit' },
+  { stdio: 'inherit', env: { ...process.env, TMPDIR: testTemp, TMP: testTemp, TEMP: testTemp } },
 );
-const text = readFileSync(tap, 'utf8');
-rmSync(tapDir, { recursive: true, force: true });
+const text = existsSync(tap) ? readFileSync(tap, 'utf8') : '';
+const leftovers = readdirSync(testTemp).filter((name) => name.startsWith('parallax-')).sort();
+rmSync(scratch, { recursive: true, force: true });
+
 const count = (k) => Number(text.match(new RegExp(`^# ${k} (\\d+)$`, 'm'))?.[1] ?? 0);
 const passed = count('pass');
 const failed = count('fail') + count('cancelled');
-const skipped = count('skipped');
-console.log(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
-process.exit(r.status === 0 && failed === 0 && passed > 0 ? 0 : 1);
+const skips = skipped(text);
+
+if (skips.length > 0) {
+  console.log(`\nskipped (${skips.length}):`);
+  for (const s of skips) console.log(`  ${s.name}\n    ${s.reason}`);
+}
+if (leftovers.length > 0) {
+  console.log(`\ntests left ${leftovers.length} temp folder${leftovers.length === 1 ? '' : 's'} behind (each test must remove its own, pass or fail):`);
+  for (const name of leftovers) console.log(`  ${name}`);
+}
+console.log(`\n${passed} passed, ${failed} failed, ${skips.length} skipped${leftovers.length ? `, ${leftovers.length} temp folders left` : ''}`);
+process.exit(r.status === 0 && failed === 0 && passed > 0 && leftovers.length === 0 ? 0 : 1);
+
+/**
+ * Every skipped test or suite in a TAP report, named by its path of suites, with its reason
+ * (`ok 3 - name # SKIP reason`). A skipped suite counts once here, as it does in the runner's
+ * own count, so prerequisites skip each test rather than a whole suite.
+ */
+function skipped(tapText) {
+  const out = [];
+  const parents = [];
+  for (const line of tapText.split('\n')) {
+    const indent = line.length - line.trimStart().length;
+    const depth = indent / 4;
+    const sub = line.match(/^\s*# Subtest: (.*)$/);
+    if (sub) {
+      parents.length = depth;
+      parents[depth] = sub[1];
+      continue;
+    }
+    const m = line.match(/^\s*(?:not )?ok \d+ - (.*?) # SKIP ?(.*)$/);
+    if (m) out.push({ name: [...parents.slice(0, depth), m[1]].join(' › '), reason: m[2] || '(no reason given)' });
+  }
+  return out;
+}

@@ -15,6 +15,7 @@ import { UserError, isUserError } from '../common/errors';
 import { TOOL_VERSION } from '../common/version';
 import { profile, ProfileCancelled } from '../runtime/api';
 import type { ProfileRequest, Progress } from '../runtime/protocol';
+import { EtaEstimator, formatEta } from '../runtime/progress-eta';
 import { makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, PlanFieldError, type ParallelMode, type Plan, type PipelineSchedule } from '../profiler/plan';
 import { discoverDevices } from '../runtime/device/discovery';
 import { defaultCacheDir, ensureDemoModel } from '../runtime/onnx/demo-model';
@@ -70,26 +71,34 @@ function collectValue(v: string, prev: Record<string, number>): Record<string, n
   return { ...prev, [m[1]]: Number(m[2]) };
 }
 
-/** Progress display: a bar on a terminal, nothing when piped or with --json. */
+/**
+ * Progress display: a bar on a terminal, nothing when piped or with --json. The time left is
+ * Parallax's own estimate ({@link EtaEstimator}): cli-progress's would count from the start of
+ * the run across phases of different totals.
+ */
 function progressReporter(quiet: boolean): { update(p: Progress): void; stop(): void } {
   if (quiet || !process.stderr.isTTY) return { update: () => {}, stop: () => {} };
   const bar = new SingleBar(
-    { format: '{phase} [{bar}] {value}/{total} | {message} | ETA {eta_formatted}', hideCursor: true, stream: process.stderr, clearOnComplete: true },
+    { format: '{phase} [{bar}] {value}/{total} | {message}{left}', hideCursor: true, stream: process.stderr, clearOnComplete: true },
     Presets.shades_classic,
   );
+  // (`{left}`, not `{eta}`: cli-progress fills `{eta}` itself.)
+  const eta = new EtaEstimator();
   let started = false;
   let phase = '';
   return {
     update(p) {
+      const left = eta.update(p, Date.now());
+      const payload = { phase: p.phase.padEnd(8), message: p.message, left: left !== null && left > 0 ? ` | ${formatEta(left)} left` : '' };
       if (!started) {
-        bar.start(p.total, p.done, { phase: p.phase.padEnd(8), message: p.message });
+        bar.start(p.total, p.done, payload);
         started = true;
       }
       if (p.phase !== phase) {
         phase = p.phase;
         bar.setTotal(p.total);
       }
-      bar.update(p.done, { phase: p.phase.padEnd(8), message: p.message });
+      bar.update(p.done, payload);
     },
     stop() {
       if (started) bar.stop();

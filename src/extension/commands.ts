@@ -9,6 +9,8 @@ import { isUserError } from '../common/errors';
 import { formatSummary, table } from '../cli/format';
 import { listDevices as discoverInRunner, profile, ProfileCancelled } from '../runtime/api';
 import type { ProfileRequest } from '../runtime/protocol';
+import type { DiscoveredDevices } from '../runtime/device/discovery';
+import { EtaEstimator } from '../runtime/progress-eta';
 import { isParallelMode, type ParallelMode } from '../profiler/plan';
 import type { ProfileSummary } from '../profiler/summary';
 import { writeChromeTrace } from '../profiler/export-chrome';
@@ -99,7 +101,7 @@ const profileModel: Factory = (ctx) => async (arg?: unknown, choices?: unknown):
   const settings = ctx.profileSettings(target);
   const mode = given.mode ?? (await pickMode(settings));
   if (!mode) return;
-  const devices = given.devices ?? (await pickDevices(settings, ctx.discovered));
+  const devices = given.devices ?? (await pickDevices(settings, ctx.discovered, (signal) => discoverQuietly(ctx, signal)));
   if (!devices) return;
   const batch = given.batch ?? (await pickBatch(settings));
   if (batch === undefined) return;
@@ -294,6 +296,7 @@ async function runProfile(ctx: Ctx, plan: ProfileRequest, label: string, running
         let shown = 0;
         let lastPhase = '';
         let lastAt = 0;
+        const eta = new EtaEstimator();
         const nodePath = ctx.runnerNodePath();
         return profile(plan, {
           signal: abort.signal,
@@ -301,28 +304,31 @@ async function runProfile(ctx: Ctx, plan: ProfileRequest, label: string, running
           onProgress: (p) => {
             // The runner reports every step; a few updates a second are all a user can read.
             const now = Date.now();
+            const left = eta.update(p, now);
             if (p.phase === lastPhase && now - lastAt < PROGRESS_INTERVAL_MS && p.done < p.total) return;
             lastPhase = p.phase;
             lastAt = now;
             const pct = progressPercent(p, plan.baseline);
-            progress.report({ message: progressMessage(p), increment: Math.max(0, pct - shown) });
+            const message = progressMessage(p, left);
+            progress.report({ message, increment: Math.max(0, pct - shown) });
             shown = Math.max(shown, pct);
-            ctx.reportStatus(progressMessage(p));
+            ctx.reportStatus(message);
           },
         });
       },
     );
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    out.info(`profiled ${label} in ${seconds} s; trace written to ${result.tracePath}`);
-    for (const line of formatSummary(result.summary, result.findings).split('\n')) out.info(line);
+    out.info(reportBlock(`profiled ${label} in ${seconds} s; trace written to ${result.tracePath}`, formatSummary(result.summary, result.findings)));
     const traceUri = result.tracePath ? vscode.Uri.file(result.tracePath) : null;
     // The views, CodeLenses and hints follow the new trace without waiting for the file watcher.
     await ctx.runs.refresh();
     if (result.tracePath) ctx.currentTrace = result.tracePath;
+    const openNow = traceUri !== null && ctx.openTimelineOnFinish();
+    if (openNow) void showTimeline(ctx, { tracePath: traceUri.fsPath });
     const where = traceUri ? ` Trace: ${vscode.workspace.asRelativePath(traceUri, false)}` : '';
     const openTrace = 'Open Trace';
     void vscode.window
-      .showInformationMessage(`Parallax: profiled ${label} — ${summaryLine(result.summary)}.${where}`, ...(traceUri ? [openTrace] : []), SHOW_OUTPUT)
+      .showInformationMessage(`Parallax: profiled ${label} — ${summaryLine(result.summary)}.${where}`, ...(traceUri && !openNow ? [openTrace] : []), SHOW_OUTPUT)
       .then((a) => {
         if (a === openTrace && traceUri) void showTimeline(ctx, { tracePath: traceUri.fsPath });
         else if (a === SHOW_OUTPUT) out.show(true);
@@ -353,7 +359,43 @@ function reportError(ctx: Ctx, what: string, e: unknown): void {
   });
 }
 
-/** "List Devices": discovery runs in a runner process (never ONNX Runtime in the extension host). */
+/**
+ * One log message for a heading and a multi-line report (a summary, a table): the log channel
+ * stamps the heading, and the report's lines follow as they are, aligned as in a terminal,
+ * rather than each line behind a timestamp of its own.
+ */
+function reportBlock(heading: string, report: string): string {
+  return `${heading}\n${report}\n`;
+}
+
+/**
+ * Discovers the machine's devices in a runner process (never ONNX Runtime in the extension
+ * host), remembers them and writes them to the output as a table.
+ */
+async function discover(ctx: Ctx, signal: AbortSignal): Promise<DiscoveredDevices> {
+  const nodePath = ctx.runnerNodePath();
+  const d = await discoverInRunner({ signal, probeWebGpu: ctx.probeWebGpu(), ...(nodePath ? { nodePath } : {}) });
+  ctx.discovered = d;
+  const rows = d.kinds.map((k) => [k.kind, k.available ? 'yes' : 'no', k.provider, k.detail]);
+  ctx.output.info(reportBlock(`devices: ${hostLine(d)}; onnxruntime-node ${d.onnxruntimeVersion}`, table(['kind', 'available', 'provider', 'detail'], rows)));
+  return d;
+}
+
+/** {@link discover} for the device pick: null (the reason in the output) when it fails or is stopped. */
+async function discoverQuietly(ctx: Ctx, signal: AbortSignal): Promise<DiscoveredDevices | null> {
+  try {
+    return await discover(ctx, signal);
+  } catch (e) {
+    if (!(e instanceof ProfileCancelled)) ctx.output.warn(`device discovery failed: ${e instanceof Error ? e.message : String(e)}`);
+    return null;
+  }
+}
+
+function hostLine(d: DiscoveredDevices): string {
+  return `${d.host.cpuModel} · ${d.host.logicalCores} logical cores · ${(d.host.memoryBytes / 2 ** 30).toFixed(1)} GiB · ${d.host.os}`;
+}
+
+/** "List Devices": discovery with a progress notification, then what it found in a quick pick. */
 const listDevices: Factory = (ctx) => async () => {
   let d;
   try {
@@ -362,8 +404,7 @@ const listDevices: Factory = (ctx) => async () => {
       (_progress, token) => {
         const abort = new AbortController();
         token.onCancellationRequested(() => abort.abort());
-        const nodePath = ctx.runnerNodePath();
-        return discoverInRunner({ signal: abort.signal, probeWebGpu: ctx.probeWebGpu(), ...(nodePath ? { nodePath } : {}) });
+        return discover(ctx, abort.signal);
       },
     );
   } catch (e) {
@@ -371,11 +412,7 @@ const listDevices: Factory = (ctx) => async () => {
     reportError(ctx, 'device discovery', e);
     return;
   }
-  ctx.discovered = d;
-  const host = `${d.host.cpuModel} · ${d.host.logicalCores} logical cores · ${(d.host.memoryBytes / 2 ** 30).toFixed(1)} GiB · ${d.host.os}`;
-  ctx.output.info(`devices: ${host}; onnxruntime-node ${d.onnxruntimeVersion}`);
-  const rows = d.kinds.map((k) => [k.kind, k.available ? 'yes' : 'no', k.provider, k.detail]);
-  for (const line of table(['kind', 'available', 'provider', 'detail'], rows).split('\n')) ctx.output.info(line);
+  const host = hostLine(d);
 
   const details = '$(output) Show details in the Parallax output';
   const picked = await vscode.window.showQuickPick(

@@ -58,7 +58,7 @@ export class Ctx implements vscode.Disposable {
     this.sourceHints = this.push(new SourceHints(this, this.runs));
   }
 
-  /** Devices found by the last "List Devices" (kept across sessions); shapes the device choices and the Devices view. */
+  /** Devices found by the last discovery (kept across sessions); shapes the device choices and the Devices view. */
   get discovered(): DiscoveredDevices | null {
     return this.discoveredDevices;
   }
@@ -115,6 +115,11 @@ export class Ctx implements vscode.Disposable {
   runnerNodePath(): string | undefined {
     const p = vscode.workspace.getConfiguration().get<string>(Setting.runnerNodePath, '').trim();
     return p === '' ? undefined : p;
+  }
+
+  /** `parallax.timeline.openOnFinish`: open a run's timeline when profiling finishes. */
+  openTimelineOnFinish(): boolean {
+    return vscode.workspace.getConfiguration().get<boolean>(Setting.timelineOpenOnFinish, true);
   }
 
   probeWebGpu(): boolean {

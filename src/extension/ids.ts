@@ -97,6 +97,8 @@ export const Setting = {
   hintsMinShare: 'parallax.hints.minShare',
   /** On a poorly measured run: hold timing findings back, or show them with a caveat. */
   findingsOnPoorQuality: 'parallax.findings.onPoorMeasurement',
+  /** Open the timeline of a run when profiling finishes. */
+  timelineOpenOnFinish: 'parallax.timeline.openOnFinish',
 } as const;
 
 export type SettingKey = (typeof Setting)[keyof typeof Setting];

@@ -84,16 +84,51 @@ export function pickMode(settings: ProfileSettings): Promise<ParallelMode | unde
 
 const CUSTOM = Symbol('custom');
 
-export async function pickDevices(settings: ProfileSettings, discovered: DiscoveredDevices | null): Promise<string | undefined> {
-  const choices: Choice<string | typeof CUSTOM>[] = [
-    ...deviceChoices(settings.devices, os.availableParallelism(), discovered),
-    { value: CUSTOM, label: '$(edit) Other…', description: 'type a device spec' },
+interface DeviceItem extends vscode.QuickPickItem {
+  value?: string | typeof CUSTOM;
+}
+
+/**
+ * Picks the devices. Only devices that exist are offered: with no discovery yet, the pick
+ * opens at once with the CPU choices, busy, while `discover` looks for WebGPU and CUDA
+ * devices in a runner process, and fills in what it found. Closing the pick stops a
+ * discovery still running (it would compete with the profile for the cores).
+ */
+export async function pickDevices(
+  settings: ProfileSettings,
+  discovered: DiscoveredDevices | null,
+  discover: (signal: AbortSignal) => Promise<DiscoveredDevices | null>,
+): Promise<string | undefined> {
+  const qp = vscode.window.createQuickPick<DeviceItem>();
+  const itemsFor = (d: DiscoveredDevices | null, searching: boolean): DeviceItem[] => [
+    ...deviceChoices(settings.devices, os.availableParallelism(), d).map((c) => ({ label: c.label, ...(c.description ? { description: c.description } : {}), value: c.value })),
+    ...(searching ? [{ label: 'looking for WebGPU and CUDA devices…', kind: vscode.QuickPickItemKind.Separator }] : []),
+    { label: '$(edit) Other…', description: 'type a device spec', value: CUSTOM },
   ];
-  const picked = await pickChoice(choices, {
-    title: title(3, 'devices'),
-    placeHolder: discovered ? 'Devices to run on' : 'Devices to run on ("Parallax: List Devices" shows what this machine has)',
+  qp.title = title(3, 'devices');
+  qp.ignoreFocusOut = true;
+  qp.placeholder = 'Devices to run on';
+  qp.items = itemsFor(discovered, discovered === null);
+  const abort = new AbortController();
+  if (discovered === null) {
+    qp.busy = true;
+    qp.placeholder = 'Devices to run on (discovering this machine’s devices…)';
+    void discover(abort.signal).then((d) => {
+      if (abort.signal.aborted) return;
+      qp.busy = false;
+      qp.placeholder = d ? 'Devices to run on' : 'Devices to run on (device discovery failed: see the Parallax output)';
+      qp.items = itemsFor(d, false);
+    });
+  }
+  const picked = await new Promise<DeviceItem | undefined>((resolve) => {
+    qp.onDidAccept(() => resolve(qp.selectedItems[0]));
+    qp.onDidHide(() => resolve(undefined));
+    qp.show();
   });
-  if (picked !== CUSTOM) return picked;
+  abort.abort();
+  qp.dispose();
+  if (picked?.value === undefined) return undefined;
+  if (picked.value !== CUSTOM) return picked.value;
   return vscode.window.showInputBox({
     title: title(3, 'devices'),
     prompt: 'Device spec: comma-separated kind:count, e.g. cpu:2 or cpu:1,webgpu:1',

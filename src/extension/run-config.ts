@@ -5,6 +5,7 @@
 import { formatDuration } from '../profiler/units';
 import { isAbsolute, join, basename } from 'node:path';
 import type { ProfileRequest, Progress } from '../runtime/protocol';
+import { formatEta } from '../runtime/progress-eta';
 import { makePlan, MODE_DESCRIPTIONS, PARALLEL_MODES, type ParallelMode } from '../profiler/plan';
 import type { DiscoveredDevices } from '../runtime/device/discovery';
 import type { ProfileSummary } from '../profiler/summary';
@@ -50,19 +51,24 @@ export function preferredFirst<T>(choices: readonly Choice<T>[], preferred: T): 
   return i <= 0 ? [...choices] : [choices[i]!, ...choices.slice(0, i), ...choices.slice(i + 1)];
 }
 
+/** The device kinds a spec names (`cpu:1,webgpu:1` → cpu, webgpu), lower-cased. */
+export function specKinds(spec: string): string[] {
+  return spec.split(',').map((e) => e.trim().split(':')[0]!.trim().toLowerCase()).filter((k) => k !== '');
+}
+
 /**
- * Device specs to offer. The configured default comes first; CPU splits up to the core
- * count; WebGPU and CUDA only when discovery (if it ran in this session) found them, or
- * always when it has not run, since the runner reports an unavailable kind plainly.
+ * Device specs to offer: only devices that exist. Before discovery that is CPU workers only
+ * (every machine has a CPU); after it, WebGPU and CUDA where discovery found them. The
+ * configured default comes first when its devices exist; CPU splits go up to the core count.
  */
 export function deviceChoices(defaultSpec: string, cores: number, discovered: DiscoveredDevices | null): Choice<string>[] {
-  const available = (kind: string): boolean => discovered === null || discovered.kinds.some((k) => k.kind === kind && k.available);
+  const available = (kind: string): boolean => kind === 'cpu' || (discovered?.kinds.some((k) => k.kind === kind && k.available) ?? false);
   const note = (kind: string): string | undefined => discovered?.kinds.find((k) => k.kind === kind)?.detail;
   const out: Choice<string>[] = [];
   const add = (spec: string, description?: string): void => {
     if (!out.some((c) => c.value === spec)) out.push({ value: spec, label: spec, ...(description ? { description } : {}) });
   };
-  add(defaultSpec, 'default (setting parallax.profile.devices)');
+  if (specKinds(defaultSpec).every(available)) add(defaultSpec, 'default (setting parallax.profile.devices)');
   for (const n of [1, 2, 4, 8]) {
     if (n === 1 || n <= Math.max(2, cores)) add(`cpu:${n}`, `${n} CPU worker${n === 1 ? '' : 's'}${n > cores ? ` — more than the ${cores} cores, so they share them` : ''}`);
   }
@@ -160,7 +166,11 @@ export function progressPercent(p: Progress, baseline: boolean): number {
   return (100 * (before + within * PHASE_WEIGHT[p.phase])) / total;
 }
 
-/** The progress notification's text: the runner's message, with counts for step phases. */
-export function progressMessage(p: Progress): string {
-  return p.phase === 'steps' || p.phase === 'baseline' ? `${p.message} ${p.done}/${p.total}` : p.message;
+/**
+ * The progress notification's text: the runner's message, with counts for step phases and
+ * the time left once it can be estimated (`etaMs`, from runtime/progress-eta.ts).
+ */
+export function progressMessage(p: Progress, etaMs: number | null = null): string {
+  const text = p.phase === 'steps' || p.phase === 'baseline' ? `${p.message} ${p.done}/${p.total}` : p.message;
+  return etaMs !== null && etaMs > 0 ? `${text} · ${formatEta(etaMs)} left` : text;
 }

@@ -3,6 +3,8 @@
  * runner process and get its summary back.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CancelledError, UserError } from '../common/errors';
 import { findPackageFile } from '../common/package-file';
@@ -47,17 +49,38 @@ export function distFile(name: string): string {
 
 const LAST_WORDS = 4000;
 
+/** Runners' temp folders not yet removed (see {@link forkRunner}). */
+const runnerTemps = new Set<string>();
+let removeOnExit = false;
+const removeRunnerTemp = (dir: string): void => {
+  rmSync(dir, { recursive: true, force: true });
+  runnerTemps.delete(dir);
+};
+
 /**
  * Forks the runner with `nodePath` (default: this process's executable) and keeps the last
  * few thousand characters of its stdout and stderr for error messages.
+ *
+ * The runner writes stage models, ONNX Runtime profiles and probe models into the temp
+ * folder. It removes them itself when it finishes, but a runner killed on cancel or when its
+ * parent goes cannot, so each runner gets a temp folder of its own (TMPDIR), which this
+ * process removes when the runner exits (or when this process exits first).
  */
 function forkRunner(nodePath: string | undefined): { child: ChildProcess; lastWords: () => string } {
+  if (!removeOnExit) {
+    removeOnExit = true;
+    process.once('exit', () => [...runnerTemps].forEach(removeRunnerTemp));
+  }
+  const temp = mkdtempSync(join(tmpdir(), 'parallax-run-'));
+  runnerTemps.add(temp);
   const child = fork(distFile('runner.js'), [], {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     ...(nodePath ? { execPath: nodePath } : {}),
     // Electron must run as plain Node for the runner.
-    env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+    env: { ...process.env, ELECTRON_RUN_AS_NODE: '1', TMPDIR: temp, TMP: temp, TEMP: temp },
   });
+  child.once('exit', () => removeRunnerTemp(temp));
+  child.once('error', () => removeRunnerTemp(temp));
   let tail = '';
   const keep = (b: Buffer): void => {
     tail = (tail + b.toString()).slice(-LAST_WORDS);

@@ -9,7 +9,7 @@
  * Needs a built CLI (`npm run build`) and /usr/bin/chromium. PARALLAX_SKIP_WEBGPU=1 skips the
  * heterogeneous cpu + webgpu run. Screenshots go to test-artifacts/ (git-ignored).
  */
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +19,6 @@ import type { Browser, Page } from 'playwright-core';
 import { REPO, runCli } from '../helpers/cli';
 import {
   artifactPath,
-  chromiumAvailable,
   ensureWebviewBuilt,
   launch,
   locate,
@@ -38,8 +37,9 @@ import { TraceBuilder, type Trace, type TraceJson } from '../../src/profiler/tra
 import { serializeTrace } from '../../src/profiler/trace-io';
 import { writeHtmlReport } from '../../src/cli/html';
 import { prepare, visibleSpan, ROW_OPS, ROWS_PER_LANE } from '../../webview/src/model';
+import { chromiumMissing, gated, needs, vulkanMissing } from '../helpers/prerequisites';
 
-const skipWebgpu = process.env['PARALLAX_SKIP_WEBGPU'] === '1';
+const noWebgpu = needs(vulkanMissing()).skip;
 const VIEWPORT = { width: 1600, height: 900 };
 
 /** Spans per kind as the view counts them: operators apart from top-level compute. */
@@ -99,7 +99,10 @@ function pipelineTrace(opts: { predicted?: boolean; shiftUs?: number; scale?: nu
   };
 }
 
-describe('timeline view in Chromium', { skip: !chromiumAvailable() && 'no /usr/bin/chromium' }, () => {
+describe('timeline view in Chromium', () => {
+  // Each test skips (and is counted) when Chromium is missing.
+  const noBrowser = needs(chromiumMissing()).skip;
+  const it = gated(test, chromiumMissing());
   let browser: Browser;
   let dir: string;
   let dpText: string;
@@ -108,6 +111,7 @@ describe('timeline view in Chromium', { skip: !chromiumAvailable() && 'no /usr/b
   const problems: PageProblems[] = [];
 
   before(async () => {
+    if (noBrowser) return;
     dir = mkdtempSync(join(tmpdir(), 'parallax-timeline-'));
     if (!existsSync(join(REPO, 'dist', 'cli.js'))) {
       const r = spawnSync(process.execPath, [join(REPO, 'scripts', 'build.mjs')], { cwd: REPO, encoding: 'utf8' });
@@ -119,7 +123,7 @@ describe('timeline view in Chromium', { skip: !chromiumAvailable() && 'no /usr/b
     assert.equal(r1.code, 0, r1.stderr);
     dpText = readFileSync(dpPath, 'utf8');
     dp = JSON.parse(dpText) as TraceJson;
-    if (!skipWebgpu) {
+    if (!noWebgpu) {
       const hetPath = join(dir, 'het.parallax.json');
       const r2 = await runCli(['profile', 'demo', '--devices', 'cpu:1,webgpu:1', '--batch', '16', '--steps', '3', '--out', hetPath]);
       assert.equal(r2.code, 0, r2.stderr);
@@ -130,7 +134,7 @@ describe('timeline view in Chromium', { skip: !chromiumAvailable() && 'no /usr/b
 
   after(async () => {
     await browser?.close();
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
     // Nothing a page did may have tripped the CSP or thrown.
     for (const p of problems) {
       assert.deepEqual(p.cspViolations, [], 'CSP violations');
@@ -314,7 +318,7 @@ describe('timeline view in Chromium', { skip: !chromiumAvailable() && 'no /usr/b
     await page.close();
   });
 
-  it('heterogeneous run: lanes say shared/software, the straggler finding moves the view', { skip: skipWebgpu && 'PARALLAX_SKIP_WEBGPU=1' }, async () => {
+  it('heterogeneous run: lanes say shared/software, the straggler finding moves the view', needs(vulkanMissing()), async () => {
     const het = JSON.parse(hetText!) as TraceJson;
     const page = await open(reportHtml(hetText!, { title: 'cpu + webgpu' }));
     const s0 = await stats(page);

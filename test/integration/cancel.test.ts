@@ -5,11 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { profile, ProfileCancelled } from '../../src/runtime/api';
 import { ensureDemoModel } from '../../src/runtime/onnx/demo-model';
+import { tempDir } from '../helpers/temp';
 
 /** Runner processes started by this test process (`ps` itself is a child too: skip it). */
 function children(): number[] {
@@ -24,7 +23,7 @@ function children(): number[] {
 }
 
 test('cancelling a running profile ends the runner within about a second and rejects with ProfileCancelled', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'parallax-cancel-'));
+  const dir = tempDir('cancel');
   const model = await ensureDemoModel(join(dir, 'cache'), { layers: 8, hidden: 256, ffn: 1024 });
   const abort = new AbortController();
   let measuring = 0;

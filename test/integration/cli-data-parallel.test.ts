@@ -4,17 +4,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { onnx } from 'onnx-proto';
 import { ensureDemoModel } from '../../src/runtime/onnx/demo-model';
 import { runCli, expectUserError as expectUserErrorIn } from '../helpers/cli';
 import { tinyMatMulModelBytes } from '../helpers/tiny-model';
 import { readTrace } from '../../src/profiler/trace-io';
 import { SpanFlag, spanRow } from '../../src/profiler/trace-format';
+import { tempDir } from '../helpers/temp';
 
-const dir = mkdtempSync(join(tmpdir(), 'parallax-cli-'));
+const dir = tempDir('cli');
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
 
 test('profile demo on cpu:2 prints a JSON summary, writes a valid trace, and matches the one-device output', async () => {

@@ -4,16 +4,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { runCli, expectUserError as expectUserErrorIn } from '../helpers/cli';
 import { ocrDetModelPath, MISSING_MODELS_HINT } from '../helpers/models';
 import { writeTinyMatMulModel } from '../helpers/tiny-model';
 import { readTrace } from '../../src/profiler/trace-io';
 import { spanRow, SpanFlag } from '../../src/profiler/trace-format';
+import { tempDir } from '../helpers/temp';
+import { needs, ocrModelMissing } from '../helpers/prerequisites';
 
-const dir = mkdtempSync(join(tmpdir(), 'parallax-pipe-'));
+const dir = tempDir('pipe');
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
 
 test('a 2-stage pipeline of the demo model matches the one-device output and reports its bubbles', async () => {
@@ -71,7 +71,7 @@ test('a 2-stage pipeline of the demo model matches the one-device output and rep
   }
 });
 
-test('PP-OCRv4 detection split into 2 stages matches the one-device output', async () => {
+test('PP-OCRv4 detection split into 2 stages matches the one-device output', needs(ocrModelMissing()), async () => {
   const det = ocrDetModelPath();
   assert.ok(det, `PP-OCRv4 det model not fetched: ${MISSING_MODELS_HINT}`);
   const r = await runCli(

@@ -6,9 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { Interpreter } from '../../src/runtime/device/interpreter';
 import { compile } from '../../src/runtime/compile';
 import { runProfile } from '../../src/runtime/runner/runner';
@@ -17,6 +15,9 @@ import { makePlan, type Plan } from '../../src/profiler/plan';
 import { spanRow, SpanFlag, type Trace } from '../../src/profiler/trace-format';
 import type { FromDevice, SharedInput } from '../../src/runtime/protocol';
 import { writeTinyMatMulModel, seededValues, tinyMatMulReference } from '../helpers/tiny-model';
+import { tempDir } from '../helpers/temp';
+
+const dir = tempDir('interp');
 
 test('a one-device data program runs on the interpreter in this thread and gathers the model output', async () => {
   const tiny = writeTinyMatMulModel({ k: 16, n: 8 });
@@ -54,7 +55,7 @@ test('a one-device data program runs on the interpreter in this thread and gathe
       steps: 2,
       capture: true,
       opLevel: false,
-      profileDir: tmpdir(),
+      profileDir: dir,
     });
     await it.handle({ type: 'run', first: -1, steps: 1, record: false });
     await it.handle({ type: 'run', first: 0, steps: 2, record: true });
@@ -75,7 +76,6 @@ test('a one-device data program runs on the interpreter in this thread and gathe
   }
 });
 
-const dir = mkdtempSync(join(tmpdir(), 'parallax-interp-'));
 const progress = { progress: (): void => {} };
 
 async function demoRun(plan: Plan): Promise<Trace> {

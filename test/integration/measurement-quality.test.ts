@@ -10,8 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli';
 import { readTrace } from '../../src/profiler/trace-io';
@@ -19,9 +18,10 @@ import { SpanKind } from '../../src/profiler/trace-format';
 import { TIMING_RULES, type Finding } from '../../src/profiler/findings';
 import type { MeasurementQuality } from '../../src/profiler/quality';
 import { loadSampler } from '../../src/runtime/device/schedstat';
+import { tempDir } from '../helpers/temp';
 
 const linux = process.platform === 'linux';
-const dir = mkdtempSync(join(tmpdir(), 'parallax-quality-'));
+const dir = tempDir('quality');
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
 
 interface Result {

@@ -5,17 +5,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { runCli } from '../helpers/cli';
 import { ocrDetModelPath, MISSING_MODELS_HINT } from '../helpers/models';
 import { readTrace } from '../../src/profiler/trace-io';
+import { tempDir } from '../helpers/temp';
+import { needs, ocrModelMissing, vulkanMissing } from '../helpers/prerequisites';
 
-const dir = mkdtempSync(join(tmpdir(), 'parallax-real-'));
+const dir = tempDir('real');
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
 
-test('PP-OCRv4 detection runs data-parallel on cpu:2 and matches the one-device output', async () => {
+test('PP-OCRv4 detection runs data-parallel on cpu:2 and matches the one-device output', needs(ocrModelMissing()), async () => {
   const det = ocrDetModelPath();
   assert.ok(det, `PP-OCRv4 det model not fetched: ${MISSING_MODELS_HINT}`);
   const out = join(dir, 'ocr.parallax.json');
@@ -39,9 +39,7 @@ test('PP-OCRv4 detection runs data-parallel on cpu:2 and matches the one-device 
   assert.ok([...opTypes].some((t) => /Conv/.test(t)), [...opTypes].join(','));
 });
 
-const skipWebGpu = process.env['PARALLAX_SKIP_WEBGPU'] === '1' ? 'PARALLAX_SKIP_WEBGPU=1: WebGPU tests are switched off on this machine' : false;
-
-test('cpu:1,webgpu:1 runs on the software Vulkan device, labelled so, and shows the slow device as a straggler', { skip: skipWebGpu }, async () => {
+test('cpu:1,webgpu:1 runs on the software Vulkan device, labelled so, and shows the slow device as a straggler', needs(vulkanMissing()), async () => {
   const out = join(dir, 'hetero.parallax.json');
   const r = await runCli(['profile', 'demo', '--devices', 'cpu:1,webgpu:1', '--batch', '8', '--steps', '2', '--warmup', '1', '--out', out, '--json'], { env });
   assert.equal(r.code, 0, r.stderr);

@@ -19,6 +19,7 @@ import { STAGE_METADATA_KEY, buildStageModel, encodeNode, writeStageModels } fro
 import { Writer } from 'protobufjs/minimal';
 import { MISSING_MODELS_HINT, ocrDetModelPath } from '../helpers/models';
 import { seededValues } from '../helpers/tiny-model';
+import { needs, ocrModelMissing } from '../helpers/prerequisites';
 
 type Feeds = Record<string, ort.Tensor>;
 
@@ -138,7 +139,7 @@ test('every stage of the demo model loads in ONNX Runtime and the chained stages
   }
 });
 
-test('every stage of PP-OCRv4 detection loads and the chained stages reproduce its output (K = 2, 4)', async () => {
+test('every stage of PP-OCRv4 detection loads and the chained stages reproduce its output (K = 2, 4)', needs(ocrModelMissing()), async () => {
   const path = ocrDetModelPath();
   assert.ok(path, `PP-OCRv4 det model not fetched: ${MISSING_MODELS_HINT}`);
   const bytes = readFileSync(path);

@@ -7,15 +7,18 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { runCli } from '../helpers/cli';
 import { sileroV4ModelPath, sileroV5ModelPath, MISSING_MODELS_HINT } from '../helpers/models';
 import { readTrace } from '../../src/profiler/trace-io';
+import { tempDir } from '../helpers/temp';
+import { modelMissing, needs, type Missing } from '../helpers/prerequisites';
 
-const dir = mkdtempSync(join(tmpdir(), 'parallax-stateful-'));
+const dir = tempDir('stateful');
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
+
+const v4Missing = (): Missing => modelMissing(sileroV4ModelPath(), 'silero VAD v4');
+const v5Missing = (): Missing => modelMissing(sileroV5ModelPath(), 'silero VAD v5');
 
 function model(path: string | null, name: string): string {
   assert.ok(path, `${name} not fetched: ${MISSING_MODELS_HINT}`);
@@ -53,18 +56,18 @@ async function profileAllOutputsOk(path: string, label: string, modelArgs: strin
 }
 
 for (const mode of MODES) {
-  test(`silero VAD v4 runs ${mode.name} with every output (output, hn, cn) matching one device`, async () => {
+  test(`silero VAD v4 runs ${mode.name} with every output (output, hn, cn) matching one device`, needs(v4Missing()), async () => {
     const path = model(sileroV4ModelPath(), 'silero VAD v4');
     await profileAllOutputsOk(path, 'silero-v4', ['--dim', 'sequence=512', '--value', 'sr=16000'], mode, { hn: 1, cn: 1 });
   });
 
-  test(`silero VAD v5 runs ${mode.name} with every output (output, stateN) matching one device`, async () => {
+  test(`silero VAD v5 runs ${mode.name} with every output (output, stateN) matching one device`, needs(v5Missing()), async () => {
     const path = model(sileroV5ModelPath(), 'silero VAD v5');
     await profileAllOutputsOk(path, 'silero-v5', ['--input-shape', 'input=4,512', '--value', 'sr=16000'], mode, { stateN: 1 });
   });
 }
 
-test('silero VAD: what cannot run is one parallax: line and exit 2', async () => {
+test('silero VAD: what cannot run is one parallax: line and exit 2', needs(v4Missing(), v5Missing()), async () => {
   const v4 = model(sileroV4ModelPath(), 'silero VAD v4');
   const v5 = model(sileroV5ModelPath(), 'silero VAD v5');
   const base = ['--devices', 'cpu:2', '--batch', '4', '--no-op-level'];

@@ -2,9 +2,9 @@
  * WebGPU for real: ORT's WebGPU provider on whatever adapter the machine has (Mesa's
  * lavapipe software Vulkan in CI), found through Parallax's own discovery and probe.
  *
- * WebGPU is expected to work wherever these tests run. When it does not, the tests fail
- * with the probe's reason, unless PARALLAX_SKIP_WEBGPU=1 says this machine has no WebGPU,
- * in which case they skip and say why.
+ * WebGPU is expected to work wherever a Vulkan driver is installed; there, a WebGPU that
+ * does not run fails the tests with the probe's reason. Without a driver (or with
+ * PARALLAX_SKIP_WEBGPU=1) they skip, saying how to install one.
  */
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,8 +23,7 @@ import {
 import { alignOrtProfile, endOrtProfiling, readOrtProfile, type RunWindow } from '../../src/profiler/ort-profile';
 import { nowUs } from '../../src/runtime/spans';
 import { seededValues, tinyMatMulReference, writeTinyMatMulModel } from '../helpers/tiny-model';
-
-const SKIP = process.env['PARALLAX_SKIP_WEBGPU'] === '1';
+import { needs, vulkanMissing } from '../helpers/prerequisites';
 
 describe('WebGPU on this machine', () => {
   let d: DiscoveredDevices;
@@ -32,15 +31,19 @@ describe('WebGPU on this machine', () => {
     d = await discoverDevices();
   });
 
-  /** Fails when WebGPU is missing, or returns a skip reason when PARALLAX_SKIP_WEBGPU=1. */
+  /**
+   * True when WebGPU runs here. Skips (with the install command) when the machine has no
+   * Vulkan driver or PARALLAX_SKIP_WEBGPU=1; fails with the probe's reason when the driver is
+   * there and WebGPU still does not run.
+   */
   function requireWebGpu(t: { skip(msg?: string): void }): boolean {
-    if (d.webgpu.available) return true;
-    const why = `WebGPU is not available: ${d.webgpu.reason ?? 'unknown reason'}`;
-    if (SKIP) {
-      t.skip(`${why} (PARALLAX_SKIP_WEBGPU=1)`);
+    const missing = needs(vulkanMissing()).skip;
+    if (missing) {
+      t.skip(missing);
       return false;
     }
-    assert.fail(`${why}. Install the Vulkan driver (.ci/run does: mesa-vulkan-drivers from bookworm-backports, libvulkan1), or set PARALLAX_SKIP_WEBGPU=1 on a machine without WebGPU.`);
+    if (d.webgpu.available) return true;
+    assert.fail(`WebGPU is not available: ${d.webgpu.reason ?? 'unknown reason'}. Install the Vulkan driver (.ci/run does: mesa-vulkan-drivers from bookworm-backports, libvulkan1), or set PARALLAX_SKIP_WEBGPU=1 on a machine without WebGPU.`);
   }
 
   test('the probe ran a model on the WebGPU provider and identified the adapter', (t) => {

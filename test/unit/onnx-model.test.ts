@@ -1,8 +1,7 @@
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { ocrDetModelPath, MISSING_MODELS_HINT } from '../helpers/models';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { onnx } from 'onnx-proto';
 import { Writer } from 'protobufjs/minimal';
@@ -10,10 +9,11 @@ import * as ort from 'onnxruntime-node';
 import { isUserError } from '../../src/common/errors';
 import { buildDemoModel, DEMO_DEFAULTS, ensureDemoModel, demoModelFileName } from '../../src/runtime/onnx/demo-model';
 import { encodeModel, estimateCosts, loadModel, parseModel, saveModel, type ModelIR } from '../../src/runtime/onnx/model';
+import { tempDir } from '../helpers/temp';
+import { needs, ocrModelMissing } from '../helpers/prerequisites';
 
 const FLOAT = 1;
-const dir = mkdtempSync(join(tmpdir(), 'parallax-onnx-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir('onnx');
 
 /** A model from nodes and value infos, encoded with onnx-proto. */
 function model(graph: onnx.IGraphProto, opset = 17): Uint8Array {
@@ -364,11 +364,12 @@ describe('graph IR details', () => {
 });
 
 const PP_OCR_DET = ocrDetModelPath() ?? '';
-// The real model is part of the suite: a missing file fails the test (with what to run), never skips it.
+// Without the fetched model these tests skip, saying what to run (and fail under
+// PARALLAX_REQUIRE_PREREQUISITES=1, as in CI, where the model must be there).
 const ppOcrMissing = (): void => assert.ok(PP_OCR_DET, `PP-OCRv4 det model not fetched: ${MISSING_MODELS_HINT}`);
 
 describe('a real PP-OCRv4 detection model', () => {
-  test('loads with its symbolic input and has a FLOP estimate for every node at 1×3×640×640', async () => {
+  test('loads with its symbolic input and has a FLOP estimate for every node at 1×3×640×640', needs(ocrModelMissing()), async () => {
     ppOcrMissing();
     const ir = await loadModel(PP_OCR_DET);
     assert.deepEqual(ir.inputs, [{ name: 'x', kind: 'tensor', dtype: 'float32', dims: ['p2o.DynamicDimension.0', 3, 'p2o.DynamicDimension.1', 'p2o.DynamicDimension.2'] }]);

@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, readdirSync } from 'node:fs';
+import { writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { spanRow, traceFromJson, traceToJson, TraceFormatError, TRACE_FORMAT_VERSION } from '../../src/profiler/trace-format';
 import { readTrace, writeTrace } from '../../src/profiler/trace-io';
 import { traceOf } from '../helpers/trace-builders';
 import { UserError } from '../../src/common/errors';
+import { tempDir } from '../helpers/temp';
 
 const sample = () =>
   traceOf(
@@ -47,7 +47,7 @@ test('columns of the wrong length or with out-of-range indices are refused', () 
 });
 
 test('trace files are written atomically and read back; corrupt files give one-line errors', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'parallax-trace-'));
+  const dir = tempDir('trace');
   const p = join(dir, 'nested', 'run.parallax.json');
   await writeTrace(p, sample());
   assert.deepEqual(readdirSync(join(dir, 'nested')), ['run.parallax.json']);

@@ -4,13 +4,13 @@
  * workbench as a user would. Screenshots go to test-artifacts/vscode/.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it as nodeIt } from 'node:test';
+import { after, before, describe } from 'node:test';
 import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
 import { readTrace } from '../../../src/profiler/trace-io';
-import { ensureVsix, VsCodeHarness } from './harness';
+import { ensureVsix, QUICK_INPUT_FIELD, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { scratchDir } from '../../helpers/temp';
 
 /** Small enough that a profile takes a second or two on two cores. */
 const DEMO = { layers: 4, hidden: 64, ffn: 128 } as const;
@@ -18,24 +18,17 @@ const MODEL_DIR = 'models';
 
 describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_000 }, () => {
   let vs: VsCodeHarness | undefined;
-  /** A test that leaves a screenshot of the workbench behind when it fails. */
-  const it = (name: string, fn: () => Promise<void>): void => {
-    nodeIt(name, async () => {
-      try {
-        await fn();
-      } catch (e) {
-        await vs?.screenshot(`FAILED-${name.slice(0, 40)}`).catch(() => undefined);
-        throw e;
-      }
-    });
-  };
+  const it = workbenchIt(() => vs);
   let ws = '';
   let modelName = '';
+  /** Device kinds the first profile's device pick offered once discovery finished. */
+  const offeredKinds = new Set<string>();
 
   before(
     async () => {
-      ws = mkdtempSync(join(tmpdir(), 'parallax-e2e-ws-'));
-      const scratch = mkdtempSync(join(tmpdir(), 'parallax-e2e-model-'));
+      if (workbenchMissing()) return;
+      ws = scratchDir('e2e-ws');
+      const scratch = scratchDir('e2e-model');
       const model = await ensureDemoModel(scratch, DEMO);
       modelName = model.split('/').pop()!;
       mkdirSync(join(ws, MODEL_DIR));
@@ -89,6 +82,20 @@ describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_00
     await h.quickPick(/^data/);
     await h.waitForQuickInput('(3/4) — devices');
     await h.screenshot('pick-devices');
+    // A fresh profile (no discovery yet): the pick opens at once with the CPU workers only,
+    // busy while it discovers the machine's devices, then offers what exists.
+    const placeholder = (): Promise<string | null> => h.page.locator(QUICK_INPUT_FIELD).getAttribute('placeholder');
+    const before = await h.quickPickRows();
+    if (/discovering/.test((await placeholder()) ?? '')) {
+      assert.ok(before.every((r) => !/\b(webgpu|cuda):\d/.test(r)), `device rows before discovery: ${JSON.stringify(before)}`);
+    }
+    const deadline = Date.now() + 90_000;
+    while (/discovering/.test((await placeholder()) ?? '') && Date.now() < deadline) await h.page.waitForTimeout(200);
+    assert.equal(await placeholder(), 'Devices to run on', 'discovery finished');
+    const after = await h.quickPickRows();
+    for (const row of after) for (const m of row.matchAll(/\b(cpu|webgpu|cuda):\d/g)) offeredKinds.add(m[1]!);
+    assert.ok(offeredKinds.has('cpu'), `device rows after discovery: ${JSON.stringify(after)}`);
+    await h.screenshot('pick-devices-discovered');
     await h.quickPick(/^cpu:2/);
     await h.waitForQuickInput('(4/4) — global batch size');
     await h.quickPick(/^16/);
@@ -98,6 +105,14 @@ describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_00
       failOn: /Parallax: .*(failed|error)/i,
     });
     await h.screenshot('profiled');
+    // parallax.timeline.openOnFinish (default on) opens the run's timeline.
+    const tab = h.page.locator('.tabs-container .tab').filter({ hasText: `Parallax: ${modelName.replace(/\.onnx$/, '-data')}` });
+    await tab.first().waitFor({ state: 'visible', timeout: 30_000 });
+    for (let i = 0; i < 150 && h.webviewFrames().length === 0; i++) await h.page.waitForTimeout(200);
+    assert.ok(h.webviewFrames().length > 0, 'the timeline webview is there');
+    await h.screenshot('timeline-opened');
+    // The tests below drive the workbench from the keyboard; a webview would take its keys.
+    await h.closeTabs(/^Parallax: /);
     assert.match(text, new RegExp(`profiled ${MODEL_DIR}/${modelName.replace(/\./g, '\\.')}`));
     assert.match(text, /median step/);
 
@@ -119,6 +134,43 @@ describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_00
     const cpu = rows.find((r) => /\bcpu\b/.test(r));
     assert.ok(cpu && /available/.test(cpu) && !/not available/.test(cpu), `device rows: ${JSON.stringify(rows)}`);
     assert.ok(rows.some((r) => /\bwebgpu\b/.test(r)) && rows.some((r) => /\bcuda\b/.test(r)), `device rows: ${JSON.stringify(rows)}`);
+    // The device pick of the first profile offered only kinds this machine has.
+    for (const kind of offeredKinds) {
+      const row = rows.find((r) => new RegExp(`\\b${kind}\\b`).test(r));
+      assert.ok(row && !/not available/.test(row), `the pick offered ${kind}; List Devices says: ${JSON.stringify(rows)}`);
+    }
+  });
+
+  it('writes reports to the Parallax output as a terminal shows them, one timestamp per report', async () => {
+    const h = vs!;
+    await h.runCommand('Parallax: Show Output');
+    // Room for the whole table: the output view wraps long lines.
+    await h.runCommand('View: Toggle Maximized Panel');
+    // The newest report is List Devices' table: its heading carries the log's timestamp,
+    // its rows follow as they are.
+    const lines = h.page.locator('.part.panel .monaco-editor .view-lines').first();
+    let text = '';
+    const deadline = Date.now() + 15_000;
+    while (!/\bkind\s+available\s+provider/.test(text) && Date.now() < deadline) {
+      await h.page.waitForTimeout(200);
+      text = ((await lines.innerText().catch(() => '')) ?? '').replace(/\u00a0/g, ' ');
+    }
+    await h.screenshot('output');
+    // The view wraps lines wider than the panel, so the table's rows are checked by how
+    // they start: at the margin, with no timestamp of their own.
+    const rows = text.split('\n');
+    const stamped = (r: string): boolean => /^\d{4}-\d\d-\d\d \d\d:/.test(r);
+    let heading = -1;
+    rows.forEach((r, i) => {
+      if (stamped(r) && /\[info\] devices: /.test(r)) heading = i;
+    });
+    assert.ok(heading >= 0, `output lines: ${JSON.stringify(rows)}`);
+    // The report runs from its heading to the next stamped line: the whole table is in it.
+    const next = rows.findIndex((r, i) => i > heading && stamped(r));
+    const block = rows.slice(heading + 1, next < 0 ? undefined : next);
+    assert.ok(block.some((r) => /^kind\s+available/.test(r)), `the table header is in the report: ${JSON.stringify(rows)}`);
+    assert.ok(block.some((r) => /^cpu\s+yes\b/.test(r)), `the cpu row is in the report, at the margin: ${JSON.stringify(block)}`);
+    await h.runCommand('View: Toggle Maximized Panel');
   });
 
   it('profiles an .onnx file from the explorer context menu', async () => {
@@ -138,6 +190,7 @@ describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_00
     });
     await h.screenshot('profiled-from-explorer');
     assert.match(text, /median step/);
+    await h.closeTabs(/^Parallax: /);
   });
 
   it('shows a running profile in the status bar and cancels it from there, ending the runner', async () => {

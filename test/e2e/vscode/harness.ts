@@ -14,11 +14,13 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, createWriteStream } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
+import { it as nodeIt } from 'node:test';
+import { chromiumMissing, codeServerMissing, needs } from '../../helpers/prerequisites';
+import { removeTempDir, scratchDir } from '../../helpers/temp';
 
 export const REPO = resolve(__dirname, '..', '..', '..');
 export const ARTIFACTS = join(REPO, 'test-artifacts', 'vscode');
@@ -64,6 +66,33 @@ export function ensureCodeServer(): string {
   const r = spawnSync(process.execPath, [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 15 * 60_000 });
   if (r.status !== 0) throw new Error(`scripts/setup-code-server.mjs failed (status ${r.status}); see its output above`);
   return codeServerBin();
+}
+
+/**
+ * Why the workbench tests cannot run here (no Chromium, or code-server neither installed nor
+ * buildable), with the install command; undefined when they can (or prerequisites are
+ * required). Suites return early from `before` when it is set; {@link workbenchIt} skips each test.
+ */
+export function workbenchMissing(): string | undefined {
+  return needs(chromiumMissing(), codeServerMissing()).skip;
+}
+
+/**
+ * `it` for workbench tests: each test skips with {@link workbenchMissing}'s reason, and a
+ * failing test leaves a screenshot of the workbench behind.
+ */
+export function workbenchIt(harness: () => VsCodeHarness | undefined): (name: string, fn: () => Promise<void>) => void {
+  const skip = workbenchMissing();
+  return (name, fn) => {
+    nodeIt(name, skip ? { skip } : {}, async () => {
+      try {
+        await fn();
+      } catch (e) {
+        await harness()?.screenshot(`FAILED-${name.slice(0, 40)}`).catch(() => undefined);
+        throw e;
+      }
+    });
+  };
 }
 
 /** Files whose content decides the VSIX: the cache key of {@link ensureVsix}. */
@@ -156,6 +185,8 @@ const QUIET_SETTINGS: Record<string, unknown> = {
 
 const QUICK_INPUT = '.quick-input-widget';
 const QUICK_INPUT_BOX = `${QUICK_INPUT} .quick-input-box input`;
+/** The quick input's text field (its placeholder says what the input asks for). */
+export const QUICK_INPUT_FIELD = QUICK_INPUT_BOX;
 const QUICK_ROWS = `${QUICK_INPUT} .quick-input-list .monaco-list-row`;
 const TOASTS = '.notifications-toasts .notification-list-item';
 
@@ -182,7 +213,7 @@ export class VsCodeHarness {
     mkdirSync(ARTIFACTS, { recursive: true });
     // This run's screenshots and logs replace the last run's of the same name.
     for (const f of readdirSync(ARTIFACTS)) if (f.startsWith(`${name}-`)) rmSync(join(ARTIFACTS, f), { recursive: true, force: true });
-    const temp = mkdtempSync(join(tmpdir(), 'parallax-e2e-'));
+    const temp = scratchDir('e2e');
     const userData = join(temp, 'user-data');
     const extensions = join(temp, 'extensions');
     mkdirSync(join(userData, 'User'), { recursive: true });
@@ -210,8 +241,12 @@ export class VsCodeHarness {
       opts.workspace,
     ];
     // Its own process group, so close() can end code-server, the extension host and every
-    // runner process it forked with one signal.
-    const server = spawn(bin, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: withoutElectronAsNode() });
+    // runner process it forked with one signal. Their temp files go into this instance's temp
+    // folder, which close() removes: a process killed with its group cannot clean up itself.
+    const serverTemp = join(temp, 'tmp');
+    mkdirSync(serverTemp);
+    const env = { ...withoutElectronAsNode(), TMPDIR: serverTemp };
+    const server = spawn(bin, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
     server.stdout?.pipe(logStream);
     server.stderr?.pipe(logStream);
     const url = `http://127.0.0.1:${port}/?folder=${encodeURIComponent(opts.workspace)}`;
@@ -408,6 +443,17 @@ export class VsCodeHarness {
     await menuItem.waitFor({ state: 'hidden' });
   }
 
+  /** Closes the editor tabs whose title matches (a middle click, as a user would), and waits until they are gone. */
+  async closeTabs(title: string | RegExp, timeoutMs = 10_000): Promise<void> {
+    const tabs = this.page.locator('.tabs-container .tab').filter({ hasText: title });
+    const deadline = Date.now() + timeoutMs;
+    while ((await tabs.count()) > 0) {
+      if (Date.now() > deadline) throw new Error(`tabs matching ${String(title)} did not close`);
+      await tabs.first().click({ button: 'middle' });
+      await this.page.waitForTimeout(200);
+    }
+  }
+
   /** Text of the status bar items. */
   async statusBarTexts(): Promise<string[]> {
     return this.page.locator('.statusbar-item').allTextContents();
@@ -443,7 +489,7 @@ export class VsCodeHarness {
   async close(): Promise<void> {
     await this.browser.close().catch(() => undefined);
     await stopGroup(this.server);
-    rmSync(this.temp, { recursive: true, force: true });
+    removeTempDir(this.temp);
   }
 
   /** Where code-server's own output went. */

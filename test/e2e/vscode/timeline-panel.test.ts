@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it as nodeIt } from 'node:test';
+import { after, before, describe } from 'node:test';
 import type { Frame } from 'playwright-core';
 import type { ViewStats } from '../../../webview/src/hook-api';
 import { readTrace, writeTrace } from '../../../src/profiler/trace-io';
@@ -22,7 +22,7 @@ import { TraceBuilder, type Trace } from '../../../src/profiler/trace-format';
 import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
 import { REPO, runCli } from '../../helpers/cli';
 import { meta } from '../../helpers/trace-builders';
-import { ensureVsix, VsCodeHarness } from './harness';
+import { ensureVsix, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
 
 const DEMO = { layers: 4, hidden: 64, ffn: 128 } as const;
 const TRACE = 'runs/x.parallax.json';
@@ -35,20 +35,11 @@ describe('the timeline panel in VS Code (code-server)', { timeout: 5 * 60_000 },
   let compareTrace: Trace;
   /** Console messages of the workbench and its frames that report a CSP violation. */
   const cspReports: string[] = [];
-  /** A test that leaves a screenshot behind when it fails. */
-  const it = (name: string, fn: () => Promise<void>): void => {
-    nodeIt(name, async () => {
-      try {
-        await fn();
-      } catch (e) {
-        await vs?.screenshot(`FAILED-${name.slice(0, 40)}`).catch(() => undefined);
-        throw e;
-      }
-    });
-  };
+  const it = workbenchIt(() => vs);
 
   before(
     async () => {
+      if (workbenchMissing()) return;
       ws = mkdtempSync(join(tmpdir(), 'parallax-e2e-tl-'));
       const scratch = mkdtempSync(join(tmpdir(), 'parallax-e2e-model-'));
       const model = await ensureDemoModel(scratch, DEMO);
