@@ -67,3 +67,47 @@ export function trimNumber(s: string): string {
 export function formatPercent(x: number, digits = 1): string {
   return Number.isFinite(x) ? `${(x * 100).toFixed(digits)}%` : '–';
 }
+
+/** Bytes with a binary unit chosen by size and {@link sig3} digits: `512 B`, `1.50 KiB`, `200 MiB`, `16.0 GiB`. */
+export function formatBytes(b: number): string {
+  if (!Number.isFinite(b)) return '–';
+  if (Math.abs(b) < 1024) return `${Math.round(b)} B`;
+  if (Math.abs(b) < 1024 ** 2) return `${sig3(b / 1024)} KiB`;
+  if (Math.abs(b) < 1024 ** 3) return `${sig3(b / 1024 ** 2)} MiB`;
+  if (Math.abs(b) < 1024 ** 4) return `${sig3(b / 1024 ** 3)} GiB`;
+  return `${sig3(b / 1024 ** 4)} TiB`;
+}
+
+/** Multipliers of the size suffixes {@link parseByteSize} accepts (case-insensitive). */
+const BYTE_UNITS: Readonly<Record<string, number>> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1000,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1000 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1000 ** 3,
+  gib: 1024 ** 3,
+  t: 1024 ** 4,
+  tb: 1000 ** 4,
+  tib: 1024 ** 4,
+};
+
+/**
+ * A memory size as a user writes it: `16GiB`, `16 GiB`, `1.5g`, `800MB`, `4096`. Binary units
+ * (KiB, MiB, GiB, TiB) and their one-letter forms (k, m, g, t, as `free -g` and `docker -m`
+ * read them) are powers of 1024; KB, MB, GB and TB are powers of 1000, as the SI defines them.
+ * A bare number is bytes. Returns whole bytes, or null for anything else (a negative or zero
+ * size, an unknown unit, junk), so the caller can say what it expected.
+ */
+export function parseByteSize(text: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)\s*$/i.exec(text);
+  if (!m) return null;
+  const unit = BYTE_UNITS[m[2].toLowerCase()];
+  if (unit === undefined) return null;
+  const bytes = Math.round(Number(m[1]) * unit);
+  return bytes > 0 && Number.isSafeInteger(bytes) ? bytes : null;
+}

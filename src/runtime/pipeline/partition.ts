@@ -620,7 +620,8 @@ function stageParameters(ir: ModelIR, nodeIndices: number[], copies: Set<number>
   return { parameters, parameterBytes };
 }
 
-function nominalDims(ir: ModelIR): Record<string, number> {
+/** Values for the symbolic dimensions of the inputs when none are given: 1 for a first (batch) dimension, 64 for any other. */
+export function nominalDims(ir: ModelIR): Record<string, number> {
   const out: Record<string, number> = {};
   for (const i of ir.inputs) {
     (i.dims ?? []).forEach((d, axis) => {

@@ -5,7 +5,7 @@
  * test snapshot.
  */
 import { basename } from 'node:path';
-import { formatDurationSig3, sig3 } from '../../profiler/units';
+import { formatBytes, formatDurationSig3, sig3 } from '../../profiler/units';
 import type { ModelIR } from '../onnx/model';
 import { NOMINAL_MACHINE, type Partition, type PipelineStage } from './partition';
 
@@ -72,13 +72,6 @@ function shorten(name: string): string {
 
 /** Microseconds as µs, ms or s with three significant digits. */
 export const formatUs = formatDurationSig3;
-
-function formatBytes(b: number): string {
-  if (b < 1024) return `${Math.round(b)} B`;
-  if (b < 1024 ** 2) return `${sig3(b / 1024)} KiB`;
-  if (b < 1024 ** 3) return `${sig3(b / 1024 ** 2)} MiB`;
-  return `${sig3(b / 1024 ** 3)} GiB`;
-}
 
 function formatCount(n: number): string {
   if (n < 1000) return String(n);

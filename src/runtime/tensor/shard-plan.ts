@@ -1,0 +1,587 @@
+/**
+ * The tensor-parallel sharding planner: which weight matrices of a model split across N
+ * devices, how, and which collectives the split costs. Pure logic on the graph IR; nothing
+ * here runs a model.
+ *
+ * The rule is Megatron-LM's column-then-row split, found by propagating a sharding state
+ * through the graph in topological order (as InfiniTensor's `parallel_opt.py` does):
+ *
+ * - Every tensor is either replicated (each device holds all of it) or split: cut along one
+ *   axis into N equal contiguous parts, part j on device j.
+ * - A MatMul or Gemm whose weight is a 2-D initializer and whose input is replicated splits
+ *   its weight by columns (a *column-parallel* seed): its output is split on the last axis.
+ * - Elementwise ops (activations, the Erf form of Gelu, bias Adds, scalings), Transpose,
+ *   Reshape-like ops that keep the parts contiguous (the heads split of attention),
+ *   Softmax and LayerNormalization over other axes, and MatMuls of two activations split on
+ *   the same batch axis (attention scores per head) carry the split on. An initializer
+ *   operand that lines up with the split axis (a bias of the split width) is split with it.
+ * - A MatMul or Gemm with a 2-D initializer weight whose input is split on its last
+ *   (contracted) axis splits its weight by rows (*row-parallel*): each device computes a
+ *   partial sum, and an all-reduce right after the node makes the output replicated again.
+ *   A Gemm's bias is added once, after the all-reduce, so it stays replicated.
+ * - A split tensor that is a graph output is all-gathered (a column-parallel output layer).
+ * - Any other consumer of a split tensor stops the split: every seed whose split reaches it
+ *   is left whole, with the reason, and the propagation runs again without them until no
+ *   split is stopped anywhere. The split groups that remain are the plan.
+ *
+ * Shapes come from shape propagation ({@link estimateCosts}) with the batch dimension set to
+ * one row, so collective sizes are bytes per batch row when the model has a symbolic batch
+ * dimension, and bytes per step at the declared sizes when it has none.
+ */
+import { UserError } from '../../common/errors';
+import { byteSize, isWeightType, type DType } from '../onnx/dtypes';
+import { estimateCosts, type IRNode, type ModelIR, type TensorShape } from '../onnx/model';
+import { batchDimName, nominalDims } from '../pipeline/partition';
+
+/** One device's part of a split initializer: elements [start, start + length) along the split axis. */
+export interface ShardSlice {
+  device: number;
+  start: number;
+  length: number;
+  bytes: number;
+}
+
+/** What a split initializer is to the layer that reads it. */
+export type ShardRole = 'column-weight' | 'row-weight' | 'split-operand';
+
+/** Where an initializer sits: on every device whole, or split along one axis. */
+export type InitializerPlacement =
+  | { kind: 'replicated'; name: string; dtype: DType; dims: number[]; bytes: number; parameter: boolean }
+  | { kind: 'split'; name: string; dtype: DType; dims: number[]; bytes: number; parameter: boolean; axis: number; role: ShardRole; slices: ShardSlice[] };
+
+/**
+ * A collective the split needs in one forward step. `bytesPerRow` is the size of the whole
+ * tensor the collective produces, per batch row when {@link TensorShardPlan.batchDim} is set
+ * (per step otherwise); null where its shape is unknown.
+ */
+export type Collective =
+  | { op: 'all-reduce'; group: number; afterNode: string; tensor: string; bytesPerRow: number | null }
+  | { op: 'all-gather'; group: number; afterNode: string; tensor: string; axis: number; bytesPerRow: number | null };
+
+/** One connected split region: the column-parallel seeds, the row-parallel nodes that close it, its collectives. */
+export interface SplitGroup {
+  index: number;
+  /** Common scope of the region's node names (`/layers.3/mlp`), or the first seed's name. */
+  label: string;
+  columnNodes: string[];
+  rowNodes: string[];
+  /** Every node that runs on a split tensor (seeds and row-parallel nodes included), in topological order. */
+  nodes: string[];
+  /** Indices into {@link TensorShardPlan.collectives}. */
+  collectives: number[];
+}
+
+/** A MatMul or Gemm that was considered and left whole, and why. */
+export interface NotSplit {
+  node: string;
+  /** Its weight initializer, when it has one. */
+  weight: string | null;
+  reason: string;
+}
+
+/** The tensor-parallel plan of a model over N devices. */
+export interface TensorShardPlan {
+  devices: number;
+  modelPath: string;
+  /** The symbolic batch dimension collective sizes are per row of, or null (per step). */
+  batchDim: string | null;
+  groups: SplitGroup[];
+  /** Every initializer, in the model's order. */
+  initializers: InitializerPlacement[];
+  collectives: Collective[];
+  notSplit: NotSplit[];
+  /** Tensors held split (not whole) on every device, with their split axis: for activation memory. */
+  splitTensors: Record<string, number>;
+  /** The model's parameter bytes (`ir.parameterBytes`). */
+  parameterBytes: number;
+  /** Parameter bytes each device holds: everything replicated plus its slices. */
+  perDeviceParameterBytes: number[];
+}
+
+/** Options for {@link planTensorSharding}. */
+export interface TensorPlanOptions {
+  /** Values of symbolic dimensions other than the batch (image sizes, sequence length). */
+  dimValues?: Record<string, number>;
+}
+
+/** What the planner looks for, for the message of a model with nothing to split. */
+export const LOOKED_FOR =
+  'MatMul/Gemm nodes with a 2-D initializer weight whose output splits by columns, followed by elementwise ops (or attention heads) and a MatMul/Gemm whose weight splits by rows (Megatron pairs)';
+
+/**
+ * Plans the tensor-parallel split of `ir` over `devices` devices.
+ * @throws UserError when `devices` is not a whole number of at least 2, or when nothing in
+ *   the model can be split (the message names what was looked for and why candidates failed).
+ */
+export function planTensorSharding(ir: ModelIR, devices: number, opts: TensorPlanOptions = {}): TensorShardPlan {
+  if (!Number.isInteger(devices) || devices < 2) {
+    throw new UserError(`tensor parallelism needs at least 2 devices, got ${devices}; give --tensor 2 or more (or --devices cpu:2)`);
+  }
+  const batchDim = batchDimName(ir);
+  const dims = { ...nominalDims(ir), ...opts.dimValues, ...(batchDim ? { [batchDim]: 1 } : {}) };
+  const shapes = estimateCosts(ir, dims).shapes;
+  const ctx: Ctx = { ir, n: devices, shapes };
+
+  // Seeds whose split failed, with the reason; each round removes at least one, so this ends.
+  const disabled = new Map<number, string>();
+  let pass = propagate(ctx, disabled);
+  while (pass.failed.size > 0) {
+    for (const [root, reason] of pass.failed) {
+      for (const seed of pass.seeds) if (pass.uf.find(seed) === root) disabled.set(seed, reason);
+    }
+    pass = propagate(ctx, disabled);
+  }
+
+  const notSplit: NotSplit[] = [];
+  for (const idx of ir.topoOrder) {
+    const reason = disabled.get(idx) ?? pass.unsplittable.get(idx);
+    if (reason === undefined || pass.rowNodes.has(idx)) continue;
+    const node = ir.nodes[idx];
+    notSplit.push({ node: node.name, weight: weightOf(ir, node)?.name ?? null, reason });
+  }
+  if (pass.seeds.length === 0) {
+    const why = notSplit.length > 0 ? `; ${notSplit.length} candidate${notSplit.length === 1 ? '' : 's'} left whole, e.g. ${notSplit[0].node}: ${notSplit[0].reason}` : '; the model has none';
+    throw new UserError(`${ir.path}: nothing to split for tensor parallelism over ${devices} devices: looked for ${LOOKED_FOR}${why}; use --mode data or --mode pipeline for this model`);
+  }
+  return assemble(ctx, pass, notSplit, batchDim);
+}
+
+// ---------------------------------------------------------------------------------------
+// Internals
+
+interface Ctx {
+  ir: ModelIR;
+  n: number;
+  shapes: Map<string, TensorShape>;
+}
+
+/** A split tensor: its axis and the seed whose region it belongs to. */
+interface Split {
+  axis: number;
+  seed: number;
+}
+
+interface Pass {
+  uf: UnionFind;
+  /** Column-parallel seeds (node indices) in topological order. */
+  seeds: number[];
+  /** Row-parallel node → its seed. */
+  rowNodes: Map<number, number>;
+  /** Node that ran on split inputs → a seed of its region. */
+  regionNodes: Map<number, number>;
+  split: Map<string, Split>;
+  /** Initializer → how it is split (axis, role, seed, the nodes that read the slices); absent: replicated. */
+  initSplits: Map<string, { axis: number; role: ShardRole; seed: number; nodes: Set<number> }>;
+  /** Initializer → names of nodes that read it whole (a split one cannot also be read whole). */
+  initWhole: Map<string, string[]>;
+  collectives: Array<{ op: 'all-reduce' | 'all-gather'; seed: number; node: number; tensor: string; axis: number }>;
+  /** Region root → why its split must stop. */
+  failed: Map<number, string>;
+  /** Candidates that cannot be seeds whatever the rest of the graph does. */
+  unsplittable: Map<number, string>;
+}
+
+/** A MatMul/Gemm weight: the initializer and the axes a column and a row split cut. */
+interface Weight {
+  name: string;
+  dims: number[];
+  colAxis: number;
+  rowAxis: number;
+}
+
+const UNARY = new Set([
+  'Relu', 'Gelu', 'Erf', 'Sigmoid', 'Tanh', 'Exp', 'Log', 'Sqrt', 'Neg', 'Abs', 'Identity', 'Cast', 'Dropout',
+  'Softplus', 'Softsign', 'LeakyRelu', 'Elu', 'Selu', 'Celu', 'HardSigmoid', 'HardSwish', 'Mish', 'Reciprocal',
+  'Clip', 'Sin', 'Cos', 'Floor', 'Ceil', 'Round', 'Sign', 'ThresholdedRelu',
+]);
+const BINARY = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Where', 'PRelu', 'Sum', 'Mean']);
+const RESHAPES = new Set(['Reshape', 'Squeeze', 'Unsqueeze', 'Flatten']);
+
+/** The weight of a MatMul/Gemm when it is a 2-D initializer of a weight type (input B), else null. */
+function weightOf(ir: ModelIR, node: IRNode): Weight | null {
+  if (node.domain !== '' || (node.opType !== 'MatMul' && node.opType !== 'Gemm')) return null;
+  const w = ir.initializerByName.get(node.inputs[1] ?? '');
+  if (!w || w.dims.length !== 2 || !isWeightType(w.dtype)) return null;
+  const transB = node.opType === 'Gemm' && node.attributes['transB'] === 1;
+  return { name: w.name, dims: w.dims, colAxis: transB ? 0 : 1, rowAxis: transB ? 1 : 0 };
+}
+
+function isMatMulLike(node: IRNode): boolean {
+  return node.domain === '' && (node.opType === 'MatMul' || node.opType === 'Gemm');
+}
+
+function rankOf(ctx: Ctx, t: string): number | null {
+  return ctx.shapes.get(t)?.dims.length ?? null;
+}
+
+function propagate(ctx: Ctx, disabled: Map<number, string>): Pass {
+  const { ir } = ctx;
+  const p: Pass = {
+    uf: new UnionFind(),
+    seeds: [],
+    rowNodes: new Map(),
+    regionNodes: new Map(),
+    split: new Map(),
+    initSplits: new Map(),
+    initWhole: new Map(),
+    collectives: [],
+    failed: new Map(),
+    unsplittable: new Map(),
+  };
+  const fail = (seed: number, reason: string): void => {
+    const root = p.uf.find(seed);
+    if (!p.failed.has(root)) p.failed.set(root, reason);
+  };
+  let current = -1;
+  const splitInit: SplitInit = (init, axis, role, seed) => {
+    const prev = p.initSplits.get(init);
+    if (prev && (prev.axis !== axis || prev.role !== role)) {
+      p.uf.union(prev.seed, seed);
+      fail(seed, `initializer "${init}" is read by two split layers that would cut it differently`);
+      return;
+    }
+    if (prev) prev.nodes.add(current);
+    else p.initSplits.set(init, { axis, role, seed, nodes: new Set([current]) });
+  };
+  // Initializers a node read whole (those it did not split for itself).
+  const noteWholeReads = (node: IRNode): void => {
+    for (const t of node.inputs) {
+      if (!t || !ir.initializerByName.has(t) || p.initSplits.get(t)?.nodes.has(node.index)) continue;
+      let list = p.initWhole.get(t);
+      if (!list) p.initWhole.set(t, (list = []));
+      list.push(node.name);
+    }
+  };
+
+  for (const idx of ir.topoOrder) {
+    const node = ir.nodes[idx];
+    current = idx;
+    const ins = node.inputs.map((t) => (t ? p.split.get(t) : undefined));
+    const splitIns = ins.filter((s): s is Split => s !== undefined);
+    if (splitIns.length === 0) {
+      // Replicated inputs: a candidate seed, or a node every device runs whole.
+      const w = weightOf(ir, node);
+      if (w && !disabled.has(idx)) {
+        const why = seedProblem(ctx, node, w);
+        if (why) p.unsplittable.set(idx, why);
+        else {
+          p.seeds.push(idx);
+          p.uf.add(idx);
+          const outRank = rankOf(ctx, node.outputs[0])!;
+          p.split.set(node.outputs[0], { axis: outRank - 1, seed: idx });
+          splitInit(w.name, w.colAxis, 'column-weight', idx);
+          // A Gemm's bias C lines up with the output columns: it is split with them (seedProblem checked it can be).
+          const c = node.opType === 'Gemm' ? node.inputs[2] : undefined;
+          if (c) splitOperand(ctx, node, c, outRank - 1, outRank, idx, splitInit);
+        }
+      } else if (isMatMulLike(node) && !w && !ir.producers.has(node.inputs[1] ?? '')) {
+        // A weight that is a graph input or an initializer of another rank or type; a
+        // MatMul of two computed tensors (attention scores) is no candidate by itself.
+        p.unsplittable.set(idx, `its weight "${node.inputs[1]}" is not a 2-D floating-point initializer`);
+      }
+      noteWholeReads(node);
+      continue;
+    }
+    const seed = splitIns[0].seed;
+    for (const s of splitIns) p.uf.union(seed, s.seed);
+    p.regionNodes.set(idx, seed);
+    const r = propagateNode(ctx, node, ins, seed, splitInit);
+    noteWholeReads(node);
+    if (typeof r === 'string') {
+      fail(seed, `${node.opType} node "${node.name}" cannot take the split: ${r}`);
+      continue;
+    }
+    if (r.kind === 'row') {
+      p.rowNodes.set(idx, seed);
+      p.collectives.push({ op: 'all-reduce', seed, node: idx, tensor: node.outputs[0], axis: -1 });
+      continue;
+    }
+    r.axes.forEach((axis, i) => {
+      const t = node.outputs[i];
+      if (t && axis !== null) p.split.set(t, { axis, seed });
+    });
+  }
+
+  // Split tensors that leave the graph are gathered whole.
+  for (const o of ir.outputs) {
+    const s = p.split.get(o.name);
+    if (!s) continue;
+    const producer = ir.producers.get(o.name);
+    if (producer !== undefined) p.collectives.push({ op: 'all-gather', seed: s.seed, node: producer, tensor: o.name, axis: s.axis });
+  }
+  // A device holds only its slice of a split initializer, so no node may read it whole.
+  for (const [init, readers] of p.initWhole) {
+    const sp = p.initSplits.get(init);
+    if (sp) fail(sp.seed, `initializer "${init}" is also read whole by node "${readers[0]}"`);
+  }
+  // Regions merged after a failure was noted: key every failure by its region's final root.
+  const failed = new Map<number, string>();
+  for (const [root, reason] of p.failed) if (!failed.has(p.uf.find(root))) failed.set(p.uf.find(root), reason);
+  p.failed = failed;
+  return p;
+}
+
+/** Why `node` cannot start a column split, or null when it can. */
+function seedProblem(ctx: Ctx, node: IRNode, w: Weight): string | null {
+  if (node.opType === 'Gemm' && node.attributes['transA'] === 1) return 'Gemm with transA=1 is not split by this planner';
+  const cols = w.dims[w.colAxis];
+  if (cols % ctx.n !== 0) return `dimension ${cols} of weight "${w.name}" is not divisible by ${ctx.n}`;
+  const outRank = rankOf(ctx, node.outputs[0]);
+  if (outRank === null) return `the shape of output "${node.outputs[0]}" is unknown; give --dim values for its symbolic dimensions`;
+  const c = node.opType === 'Gemm' ? node.inputs[2] : undefined;
+  if (c && !broadcastsAlong(ctx, c, outRank - 1, outRank) && !splitOperand(ctx, node, c, outRank - 1, outRank, -1, null)) {
+    return `its bias "${c}" is not an initializer that can be split with the output columns`;
+  }
+  return null;
+}
+
+type SplitInit = (init: string, axis: number, role: ShardRole, seed: number) => void;
+
+/** Result of carrying a split through a node: the split axis of each output (null: whole), or a row-parallel node. */
+type NodeResult = { kind: 'axes'; axes: Array<number | null> } | { kind: 'row' };
+
+/** How `node` carries split inputs, or a reason it cannot. */
+function propagateNode(ctx: Ctx, node: IRNode, ins: Array<Split | undefined>, seed: number, splitInit: SplitInit): NodeResult | string {
+  const { ir } = ctx;
+  const op = node.domain === '' ? node.opType : `${node.domain}.${node.opType}`;
+  const out0 = node.outputs[0];
+  const outRank = rankOf(ctx, out0);
+  if (outRank === null) return `the shape of "${out0}" is unknown`;
+
+  if (isMatMulLike(node)) {
+    const a = ins[0];
+    const w = weightOf(ir, node);
+    const aRank = rankOf(ctx, node.inputs[0]);
+    if (aRank === null) return `the shape of "${node.inputs[0]}" is unknown`;
+    if (w) {
+      if (!a) return 'its weight input is split';
+      if (node.opType === 'Gemm' && node.attributes['transA'] === 1) return 'Gemm with transA=1 is not split by this planner';
+      if (a.axis === aRank - 1) {
+        splitInit(w.name, w.rowAxis, 'row-weight', seed);
+        return { kind: 'row' };
+      }
+      // Split on a row axis (batch, sequence, heads): each device multiplies its rows by the whole weight.
+      return { kind: 'axes', axes: [a.axis + (outRank - aRank)] };
+    }
+    if (node.opType === 'Gemm') return 'Gemm with a weight that is not an initializer is not split by this planner';
+    const b = ins[1];
+    const bRank = rankOf(ctx, node.inputs[1]);
+    if (bRank === null) return `the shape of "${node.inputs[1]}" is unknown`;
+    if (a && a.axis === aRank - 1) return `the second MatMul's weight "${node.inputs[1]}" is not an initializer, so it cannot be split by rows`;
+    if (b && b.axis === bRank - 2) return 'it contracts over the split dimension of a computed operand';
+    const outA = a ? (a.axis === aRank - 2 ? outRank - 2 : a.axis + (outRank - aRank)) : null;
+    const outB = b ? (b.axis === bRank - 1 ? outRank - 1 : b.axis + (outRank - bRank)) : null;
+    if (outA !== null && outB !== null && outA !== outB) return 'its two operands are split along different dimensions';
+    const axis = (outA ?? outB)!;
+    // A whole operand must broadcast along a split batch axis (size 1 there, or no such axis).
+    const whole = a ? (b ? null : 1) : 0;
+    if (whole !== null && axis < outRank - 2 && !broadcastsAlong(ctx, node.inputs[whole], axis, outRank)) {
+      return `operand "${node.inputs[whole]}" is whole along the split dimension`;
+    }
+    return { kind: 'axes', axes: [axis] };
+  }
+
+  if (UNARY.has(op)) {
+    if (ins.slice(1).some((s) => s !== undefined)) return 'a parameter input of the op is split';
+    if (!ins[0]) return 'a parameter input of the op is split';
+    const a = ins[0].axis;
+    return { kind: 'axes', axes: node.outputs.map((_, i) => (i === 0 ? a : null)) };
+  }
+
+  if (BINARY.has(op)) {
+    let axis: number | null = null;
+    for (let i = 0; i < node.inputs.length; i++) {
+      const s = ins[i];
+      const r = rankOf(ctx, node.inputs[i]);
+      if (!s || r === null) continue;
+      const aligned = s.axis + (outRank - r);
+      if (axis !== null && axis !== aligned) return 'its operands are split along different dimensions';
+      axis = aligned;
+    }
+    if (axis === null) return 'the shapes of its operands are unknown';
+    for (let i = 0; i < node.inputs.length; i++) {
+      const t = node.inputs[i];
+      if (!t || ins[i]) continue;
+      if (broadcastsAlong(ctx, t, axis, outRank)) continue;
+      if (!splitOperand(ctx, node, t, axis, outRank, seed, splitInit)) {
+        return `operand "${t}" is whole along the split dimension and is not an initializer that can be split with it`;
+      }
+    }
+    return { kind: 'axes', axes: [axis] };
+  }
+
+  if (op === 'Transpose') {
+    const a = ins[0]!.axis;
+    const perm = Array.isArray(node.attributes['perm']) ? (node.attributes['perm'] as number[]) : Array.from({ length: outRank }, (_, i) => outRank - 1 - i);
+    return { kind: 'axes', axes: [perm.indexOf(a)] };
+  }
+
+  if (RESHAPES.has(op)) {
+    if (ins.slice(1).some((s) => s !== undefined)) return 'its shape input is split';
+    const inDims = ctx.shapes.get(node.inputs[0])?.dims;
+    const outDims = ctx.shapes.get(out0)?.dims;
+    if (!inDims || !outDims) return 'its shapes are unknown';
+    const b = reshapedAxis(inDims, ins[0]!.axis, outDims, ctx.n);
+    if (b === null) return `no dimension of its output [${outDims.join(', ')}] keeps the split in ${ctx.n} equal contiguous parts`;
+    return { kind: 'axes', axes: [b] };
+  }
+
+  if (op === 'Softmax' || op === 'LogSoftmax') {
+    const a = ins[0]!.axis;
+    const raw = typeof node.attributes['axis'] === 'number' ? (node.attributes['axis'] as number) : (ir.opsetVersion ?? 13) >= 13 ? -1 : 1;
+    const ax = raw < 0 ? raw + outRank : raw;
+    // Before opset 13 Softmax flattens every axis from `axis` on into one.
+    const reduces = (ir.opsetVersion ?? 13) >= 13 ? a === ax : a >= ax;
+    if (reduces) return 'it normalizes over the split dimension';
+    return { kind: 'axes', axes: [a] };
+  }
+
+  if (op === 'LayerNormalization') {
+    const a = ins[0]!.axis;
+    if (ins.slice(1).some((s) => s !== undefined)) return 'its scale or bias is split';
+    const raw = typeof node.attributes['axis'] === 'number' ? (node.attributes['axis'] as number) : -1;
+    const ax = raw < 0 ? raw + outRank : raw;
+    if (a >= ax) return 'it normalizes over the split dimension (not elementwise)';
+    return { kind: 'axes', axes: node.outputs.map((_, i) => (i === 0 ? a : null)) };
+  }
+
+  return `${node.opType} is not elementwise and is not a layer this planner splits`;
+}
+
+/** True when tensor `t` broadcasts along output axis `axis` of a rank-`outRank` result: no such axis, or size 1 there. */
+function broadcastsAlong(ctx: Ctx, t: string, axis: number, outRank: number): boolean {
+  const dims = ctx.shapes.get(t)?.dims;
+  if (!dims) return false;
+  const k = axis - (outRank - dims.length);
+  return k < 0 || dims[k] === 1;
+}
+
+/**
+ * Splits a whole initializer operand `t` of `node` along output axis `axis` (a bias of the
+ * split width). False when `t` is not a weight initializer or does not line up; with a null
+ * `splitInit` it only checks.
+ */
+function splitOperand(ctx: Ctx, node: IRNode, t: string, axis: number, outRank: number, seed: number, splitInit: SplitInit | null): boolean {
+  const init = ctx.ir.initializerByName.get(t);
+  if (!init || !isWeightType(init.dtype)) return false;
+  const k = axis - (outRank - init.dims.length);
+  if (k < 0 || init.dims[k] === 1) return true;
+  const outDims = ctx.shapes.get(node.outputs[0])?.dims;
+  if (!outDims || init.dims[k] !== outDims[axis] || init.dims[k] % ctx.n !== 0) return false;
+  splitInit?.(t, k, 'split-operand', seed);
+  return true;
+}
+
+/**
+ * The output axis of a reshape that keeps an input split along `axis` as N equal contiguous
+ * parts, or null. Per index of the dimensions before the split axis, part j is a contiguous
+ * run of the flattened remainder; an output dimension carries the same runs when the
+ * dimensions before it hold the same number of elements as before the input's, its size
+ * times what follows it equals the input's, and N divides it ([B, S, H] → [B, S, heads, d]
+ * keeps a split of H on heads; the reverse keeps a split of heads on H).
+ */
+export function reshapedAxis(inDims: readonly number[], axis: number, outDims: readonly number[], n: number): number | null {
+  const prod = (d: readonly number[], from: number, to: number): number => d.slice(from, to).reduce((x, y) => x * y, 1);
+  const outer = prod(inDims, 0, axis);
+  const span = prod(inDims, axis, inDims.length);
+  for (let b = 0; b < outDims.length; b++) {
+    if (prod(outDims, 0, b) !== outer) continue;
+    if (prod(outDims, b, outDims.length) !== span) continue;
+    if (outDims[b] > 1 && outDims[b] % n === 0) return b;
+  }
+  return null;
+}
+
+function assemble(ctx: Ctx, p: Pass, notSplit: NotSplit[], batchDim: string | null): TensorShardPlan {
+  const { ir, n } = ctx;
+  // Groups: one per region root, numbered in the order of their first seed.
+  const groupOf = new Map<number, number>();
+  const groups: SplitGroup[] = [];
+  for (const s of p.seeds) {
+    const root = p.uf.find(s);
+    if (!groupOf.has(root)) {
+      groupOf.set(root, groups.length);
+      groups.push({ index: groups.length, label: '', columnNodes: [], rowNodes: [], nodes: [], collectives: [] });
+    }
+    groups[groupOf.get(root)!].columnNodes.push(ir.nodes[s].name);
+  }
+  const g = (seed: number): SplitGroup => groups[groupOf.get(p.uf.find(seed))!];
+  const seedSet = new Set(p.seeds);
+  for (const idx of ir.topoOrder) {
+    const seed = seedSet.has(idx) ? idx : p.regionNodes.get(idx);
+    if (seed === undefined) continue;
+    g(seed).nodes.push(ir.nodes[idx].name);
+    if (p.rowNodes.has(idx)) g(seed).rowNodes.push(ir.nodes[idx].name);
+  }
+  const rowBytes = (t: string): number | null => {
+    const s = ctx.shapes.get(t);
+    return s ? byteSize(s.dtype, s.dims.reduce((a, b) => a * b, 1)) : null;
+  };
+  const collectives: Collective[] = p.collectives.map((c, i) => {
+    const group = groupOf.get(p.uf.find(c.seed))!;
+    groups[group].collectives.push(i);
+    const base = { group, afterNode: ir.nodes[c.node].name, tensor: c.tensor, bytesPerRow: rowBytes(c.tensor) };
+    return c.op === 'all-reduce' ? { op: 'all-reduce', ...base } : { op: 'all-gather', ...base, axis: c.axis };
+  });
+  for (const grp of groups) grp.label = commonScope(grp.nodes) ?? grp.columnNodes[0];
+
+  const perDevice = new Array<number>(n).fill(ir.parameterBytes);
+  const initializers: InitializerPlacement[] = ir.initializers.map((t) => {
+    const bytes = t.byteSize ?? 0;
+    const parameter = isWeightType(t.dtype);
+    const sp = p.initSplits.get(t.name);
+    if (!sp) return { kind: 'replicated', name: t.name, dtype: t.dtype, dims: t.dims, bytes, parameter };
+    const size = t.dims[sp.axis];
+    const length = size / n;
+    const slices = Array.from({ length: n }, (_, device) => ({ device, start: device * length, length, bytes: bytes / n }));
+    if (parameter) for (let d = 0; d < n; d++) perDevice[d] -= bytes - slices[d].bytes;
+    return { kind: 'split', name: t.name, dtype: t.dtype, dims: t.dims, bytes, parameter, axis: sp.axis, role: sp.role, slices };
+  });
+  const splitTensors: Record<string, number> = {};
+  for (const [t, s] of p.split) splitTensors[t] = s.axis;
+  return { devices: n, modelPath: ir.path, batchDim, groups, initializers, collectives, notSplit, splitTensors, parameterBytes: ir.parameterBytes, perDeviceParameterBytes: perDevice };
+}
+
+/** The longest `/`-separated prefix the names share (`/layers.3/mlp`), or null when they share none. */
+function commonScope(names: string[]): string | null {
+  if (names.length === 0) return null;
+  let parts = names[0].split('/').slice(0, -1);
+  for (const name of names.slice(1)) {
+    const q = name.split('/');
+    let i = 0;
+    while (i < parts.length && i < q.length - 1 && parts[i] === q[i]) i++;
+    parts = parts.slice(0, i);
+  }
+  const s = parts.join('/');
+  return s === '' ? null : s;
+}
+
+/** Union–find over node indices (the seeds of split regions). */
+class UnionFind {
+  private readonly parent = new Map<number, number>();
+
+  add(x: number): void {
+    if (!this.parent.has(x)) this.parent.set(x, x);
+  }
+
+  find(x: number): number {
+    this.add(x);
+    let r = x;
+    while (this.parent.get(r) !== r) r = this.parent.get(r)!;
+    // Path compression keeps later finds flat.
+    let c = x;
+    while (c !== r) {
+      const next = this.parent.get(c)!;
+      this.parent.set(c, r);
+      c = next;
+    }
+    return r;
+  }
+
+  union(a: number, b: number): void {
+    const ra = this.find(a);
+    const rb = this.find(b);
+    // The smaller index stays root, so a region's root is its first seed.
+    if (ra !== rb) this.parent.set(Math.max(ra, rb), Math.min(ra, rb));
+  }
+}
