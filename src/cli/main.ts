@@ -3,6 +3,7 @@
  *
  *   parallax devices [--json]
  *   parallax profile <model.onnx|demo> --mode data --devices cpu:2 --batch 64 --steps 20 --out run.parallax.json [--json]
+ *   parallax plan <model.onnx|demo> --mode tensor --devices cpu:2 [--tensor 8 --device-memory 16GiB] [--json]
  *   parallax report <run.parallax.json> [--json]
  *
  * Errors a user can act on print one line (`parallax: …`) and exit 2; cancellation exits 130.
@@ -16,7 +17,9 @@ import { TOOL_VERSION } from '../common/version';
 import { profile, ProfileCancelled } from '../runtime/api';
 import type { ProfileRequest, Progress } from '../runtime/protocol';
 import { EtaEstimator, formatEta } from '../runtime/progress-eta';
-import { makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, PlanFieldError, type ParallelMode, type Plan, type PipelineSchedule } from '../profiler/plan';
+import { makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, PLANNING_ONLY_MODES, PlanFieldError, type ParallelMode, type Plan, type PipelineSchedule, type PlanningOnlyMode } from '../profiler/plan';
+import { parseByteSize } from '../profiler/units';
+import { tensorPlanCommand } from './tensor-plan';
 import { discoverDevices } from '../runtime/device/discovery';
 import { defaultCacheDir, ensureDemoModel } from '../runtime/onnx/demo-model';
 import { readTrace } from '../profiler/trace-io';
@@ -48,6 +51,13 @@ function nonNegativeInt(name: string) {
 function parseShards(v: string): number[] {
   if (!/^\d+(,\d+)*$/.test(v)) throw new InvalidArgumentError(`--shards expects row counts like 48,16, got "${v}"`);
   return v.split(',').map(Number);
+}
+
+/** `--device-memory 16GiB`. */
+function parseDeviceMemory(v: string): number {
+  const bytes = parseByteSize(v);
+  if (bytes === null) throw new InvalidArgumentError(`--device-memory expects a size such as 16GiB, 512MiB or 80GB, got "${v}"`);
+  return bytes;
 }
 
 /** `--dim NAME=VALUE`, repeatable. */
@@ -107,7 +117,7 @@ function progressReporter(quiet: boolean): { update(p: Progress): void; stop(): 
 }
 
 interface ProfileFlags {
-  mode: ParallelMode;
+  mode: ParallelMode | PlanningOnlyMode;
   gradSync?: boolean;
   shards?: number[];
   /** Also write a self-contained HTML report of the run. */
@@ -143,7 +153,7 @@ async function resolveModel(model: string): Promise<{ modelPath: string; label: 
 }
 
 /** The typed plan of the flags; flags of another mode are refused before any work starts. */
-function planOf(flags: ProfileFlags): Plan {
+function planOf(flags: ProfileFlags & { mode: ParallelMode }): Plan {
   const cuts = flags.cuts?.split(',').map((c) => c.trim()).filter((c) => c !== '');
   try {
     return makePlan({
@@ -166,12 +176,15 @@ function planOf(flags: ProfileFlags): Plan {
 }
 
 async function profileCommand(model: string, flags: ProfileFlags): Promise<void> {
+  if (flags.mode === 'tensor') {
+    throw new UserError(`tensor-parallel execution is not available yet; \`parallax plan ${model} --mode tensor --devices ${flags.devices}\` shows its shard map, collectives and memory per device without running it`);
+  }
   const { modelPath, label } = await resolveModel(model);
   const out = resolve(flags.out ?? join('runs', `${basename(label, '.onnx')}-${flags.mode}.parallax.json`));
   const plan: ProfileRequest = {
     modelPath,
     modelLabel: label,
-    plan: planOf(flags),
+    plan: planOf({ ...flags, mode: flags.mode }),
     capture: true,
     opLevel: flags.opLevel,
     adviceOnPoorQuality: flags.adviceOnPoorQuality,
@@ -206,8 +219,28 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
   }
 }
 
-async function planCommand(model: string, flags: ProfileFlags & { stages: number }): Promise<void> {
+/** Flags of `plan`: the profile flags it shares, and those of a tensor plan. */
+type PlanFlags = ProfileFlags & { stages: number; microBatches: number; tensor?: number; deviceMemory?: number };
+
+async function planCommand(model: string, flags: PlanFlags): Promise<void> {
+  if (flags.mode !== 'tensor') {
+    if (flags.tensor !== undefined) throw new UserError('--tensor applies to --mode tensor only');
+    if (flags.deviceMemory !== undefined) throw new UserError('--device-memory applies to --mode tensor only (its memory table compares the data, pipeline and tensor plans)');
+  }
   const { modelPath, label } = await resolveModel(model);
+  if (flags.mode === 'tensor') {
+    await tensorPlanCommand(modelPath, label, {
+      ...(flags.devices !== undefined ? { devices: flags.devices } : {}),
+      ...(flags.tensor !== undefined ? { tensor: flags.tensor } : {}),
+      ...(flags.deviceMemory !== undefined ? { deviceMemory: flags.deviceMemory } : {}),
+      batch: flags.batch,
+      microBatches: flags.microBatches,
+      dim: flags.dim,
+      ...(flags.json ? { json: true } : {}),
+    });
+    return;
+  }
+  const mode = flags.mode;
   const plan: ProfileRequest = {
     modelPath,
     modelLabel: label,
@@ -218,8 +251,9 @@ async function planCommand(model: string, flags: ProfileFlags & { stages: number
       steps: 1,
       warmup: 1,
       seed: 0,
-      ...(flags.mode === 'data' ? { stages: undefined, microBatches: undefined } : {}),
-    } as ProfileFlags),
+      mode,
+      ...(mode === 'data' ? { stages: undefined, microBatches: undefined } : {}),
+    } as ProfileFlags & { mode: ParallelMode }),
     capture: true,
     opLevel: true,
     baseline: false,
@@ -315,7 +349,7 @@ export function buildProgram(): Command {
     .command('profile')
     .description('run a model in parallel across devices and record its timeline')
     .argument('<model>', 'an .onnx file, or "demo" for the bundled demo model')
-    .addOption(new Option('--mode <mode>', 'parallel mode').choices([...PARALLEL_MODES]).default('data'))
+    .addOption(new Option('--mode <mode>', 'parallel mode (tensor can be planned, not run yet)').choices([...PARALLEL_MODES, ...PLANNING_ONLY_MODES]).default('data'))
     .option('--devices <spec>', 'devices, e.g. cpu:2 or cpu:1,webgpu:1', 'cpu:2')
     .option('--batch <n>', 'global batch size (split across devices)', positiveInt('--batch'), 64)
     .option('--steps <n>', 'measured steps', positiveInt('--steps'), 20)
@@ -348,7 +382,7 @@ export function buildProgram(): Command {
     .command('plan')
     .description('compile a plan and print the program every device would run (a pipeline calibrates and partitions first), without running it')
     .argument('<model>', 'an .onnx file, or "demo" for the bundled demo model')
-    .addOption(new Option('--mode <mode>', 'parallel mode').choices([...PARALLEL_MODES]).default('pipeline'))
+    .addOption(new Option('--mode <mode>', 'parallel mode').choices([...PARALLEL_MODES, ...PLANNING_ONLY_MODES]).default('pipeline'))
     .option('--stages <n>', 'number of stages', positiveInt('--stages'), 2)
     .option('--devices <spec>', 'devices the stages would run on (default cpu:<stages>)')
     .option('--batch <n>', 'global batch size', positiveInt('--batch'), 64)
@@ -358,8 +392,10 @@ export function buildProgram(): Command {
     .option('--dim <name=value>', 'value of a symbolic dimension (repeatable)', collectDim, {})
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})
     .option('--value <name=v>', 'value of an input shared by every row, e.g. sr=16000 (repeatable)', collectValue, {})
-    .option('--json', 'print the partition and the program as JSON')
-    .action((model: string, flags: ProfileFlags & { stages: number }) => planCommand(model, flags));
+    .option('--tensor <n>', 'tensor: devices to split over when planning a size that is not run (default: the count of --devices)', positiveInt('--tensor'))
+    .option('--device-memory <size>', 'tensor: memory per device to check the plans against, e.g. 16GiB', parseDeviceMemory)
+    .option('--json', 'print the partition and the program (tensor: the shard map and memory table) as JSON')
+    .action((model: string, flags: PlanFlags) => planCommand(model, flags));
 
   program
     .command('report')

@@ -17,6 +17,15 @@ import { Type, type Static } from '@sinclair/typebox';
 export const PARALLEL_MODES = ['data', 'pipeline'] as const;
 export type ParallelMode = (typeof PARALLEL_MODES)[number];
 
+/**
+ * Modes the CLI's `plan` command can plan but nothing can run yet. They are kept out of
+ * {@link PARALLEL_MODES} (and so out of the {@link Plan} union, the configuration schema, the
+ * extension's picker and traces) until a compiler runs them; `profile` names them only to
+ * refuse them with a pointer to `plan`.
+ */
+export const PLANNING_ONLY_MODES = ['tensor'] as const;
+export type PlanningOnlyMode = (typeof PLANNING_ONLY_MODES)[number];
+
 /** One line per mode, for pickers, `--help` and the configuration schema. */
 export const MODE_DESCRIPTIONS: Record<ParallelMode, string> = {
   data: 'Replicate the model on every device and split the batch.',
