@@ -4,13 +4,19 @@
  * (standalone report: `<script type="application/json">` blocks with ids `parallax-trace`,
  * `parallax-compare` and `parallax-config`).
  */
+import type { SpanFilter } from '../../src/profiler/span-query';
 import { loadRun, runOrigin, runSummary, type Run } from './data';
 import { displayText } from './format';
 import type { Host } from './host';
 import { renderFindings, renderRange, renderSummary } from './panels';
 import { buildPage } from './page';
 import { readToWebview, type ToWebview } from './protocol';
-import { readPalette, watchTheme, type Palette } from './theme';
+import { alignAtStep, firstCommonStep, renderSteps } from './compare';
+import { presentIn } from './legend';
+import { OpsPanel } from './ops-panel';
+import { localQueries, type SpanQueries } from './queries';
+import { SearchBox } from './search';
+import { applyReadableText, readPalette, watchTheme, type Palette } from './theme';
 import { Timeline } from './timeline/index';
 
 /** Below this many spans the summary is computed before the first frame; above, just after. */
@@ -32,8 +38,16 @@ function embedded(id: string): unknown {
 
 /** The view: the page, the timeline, the loaded runs and the host channel. */
 export class App {
-  private readonly page = buildPage();
+  readonly page = buildPage((open) => {
+    if (open) void this.ops.refresh();
+  });
   readonly timeline: Timeline;
+  /** Where span queries are answered: on the spans this view holds. */
+  readonly queries: SpanQueries = localQueries(() => this.runs);
+  readonly search: SearchBox;
+  readonly ops: OpsPanel;
+  /** The step the compare view is aligned at, or null. */
+  alignedStep: number | null = null;
   runs: Run[] = [];
   findingButtons: HTMLButtonElement[] = [];
   palette: Palette | null = null;
@@ -45,6 +59,28 @@ export class App {
 
   constructor(readonly host: Host) {
     this.timeline = this.createTimeline();
+    this.search = new SearchBox({
+      runs: () => this.runs,
+      queries: this.queries,
+      onText: (text) => void this.applySearch(text),
+      onGo: (ref) => {
+        this.timeline.selected = ref;
+        this.timeline.fitSpan(ref);
+        void this.timeline.whenDrawn().then(() => this.timeline.showSelectedTooltip());
+      },
+    });
+    this.page.tools.prepend(this.search.root);
+    this.ops = new OpsPanel(this.page.opsBox, {
+      runs: () => this.runs,
+      queries: this.queries,
+      range: (run) => {
+        const sel = this.timeline.selection;
+        const r = this.runs[run];
+        return sel && r ? { startUs: sel.v0 + r.offsetUs, endUs: sel.v1 + r.offsetUs } : undefined;
+      },
+      text: () => this.search.text,
+      onFilter: (choice) => void this.applyOpFilter(choice?.filter ?? null),
+    });
     this.refreshTheme();
     watchTheme(() => this.refreshTheme());
   }
@@ -54,6 +90,7 @@ export class App {
     return new Timeline(page.tlRoot, {
       onSelectRange: (range) => {
         renderRange(page.rangeBox, this.runs, range);
+        void this.ops?.refresh();
         const off = this.runs[0]?.offsetUs ?? 0;
         host.post({ type: 'selectRange', startUs: range ? range.v0 + off : null, endUs: range ? range.v1 + off : null });
       },
@@ -80,8 +117,39 @@ export class App {
 
   private refreshTheme(): void {
     this.palette = readPalette();
+    applyReadableText(this.page.app, this.palette);
     this.timeline.setPalette(this.palette);
     this.page.legend.paint(this.palette);
+  }
+
+  /** Dims every span the filter does not pick, in every run (null: no filter). */
+  private async filterAll(filter: SpanFilter | null): Promise<void> {
+    const runs = this.runs;
+    const masks = filter ? await Promise.all(runs.map((_, r) => this.queries.mask(r, filter))) : null;
+    if (runs === this.runs) this.timeline.setFilter(masks);
+  }
+
+  /** The search text changed: it filters the timeline and narrows the operator table. */
+  private async applySearch(text: string): Promise<void> {
+    this.ops.clearSelection();
+    await this.filterAll(text ? { by: 'text', text } : null);
+    await this.ops.refresh();
+  }
+
+  /** A row of the operator table was chosen (or cleared: the search, if any, filters again). */
+  private async applyOpFilter(filter: SpanFilter | null): Promise<void> {
+    const text = this.search.text;
+    await this.filterAll(filter ?? (text ? { by: 'text', text } : null));
+  }
+
+  /** Aligns the compared runs at step `index` and shows that step. */
+  private alignStep(index: number): void {
+    const w = alignAtStep(this.runs, index);
+    if (!w) return;
+    this.alignedStep = index;
+    const pad = (w.v1 - w.v0) * 0.02;
+    this.timeline.realign(w.v0 - pad, w.v1 + pad);
+    renderSteps(this.page.stepsBox, this.runs, index, (i) => this.alignStep(i));
   }
 
   showError(message: string): void {
@@ -155,8 +223,15 @@ export class App {
   /** Puts loaded runs on the page (the summary too, for small traces); returns their span count. */
   private show(next: Run[]): number {
     const { page } = this;
-    if (next.length > 1) for (const r of next) r.offsetUs = runOrigin(r);
+    // Compared runs are aligned by step: the first step both have starts at view time 0 in
+    // both (runs without a common step start at their first step or span).
+    for (const r of next) if (next.length > 1) r.offsetUs = runOrigin(r);
+    this.alignedStep = firstCommonStep(next);
+    if (this.alignedStep !== null) alignAtStep(next, this.alignedStep);
     this.runs = next;
+    this.search.reset();
+    this.ops.reset();
+    page.legend.show(presentIn(next));
     this.prepMs = Math.max(...next.map((r) => r.prepared.prepMs));
     const total = next.reduce((a, r) => a + r.trace.spans.count, 0);
     const docTitle = next.length > 1 ? `${next[0].title} vs ${next[1].title}` : next[0].title;
@@ -167,6 +242,8 @@ export class App {
     renderSummary(page.summary, next);
     this.findingButtons = renderFindings(page.findingsBox, next, (ri, fi) => this.selectFinding(ri, fi));
     renderRange(page.rangeBox, next, null);
+    renderSteps(page.stepsBox, next, this.alignedStep, (i) => this.alignStep(i));
+    void this.ops.refresh();
     return total;
   }
 
@@ -209,6 +286,10 @@ export class App {
     this.page.summary.replaceChildren();
     this.page.findingsBox.replaceChildren();
     this.page.rangeBox.replaceChildren();
+    this.page.stepsBox.hidden = true;
+    this.search.reset();
+    this.ops.reset();
+    this.page.legend.show(null);
     this.page.status.textContent = 'Waiting for a trace…';
   }
 

@@ -79,6 +79,10 @@ export interface ViewStats {
   selected: { run: number; span: number } | null;
   tooltip: { visible: boolean; text: string };
   scrollY: number;
+  /** Text of the span labels the last frame drew (at most 100). */
+  labels: string[];
+  /** The operator table's or the search's filter: spans it picked (the others are dimmed); null when off. */
+  filter: { spans: number } | null;
   frame: {
     count: number;
     lastMs: number;
@@ -88,6 +92,14 @@ export interface ViewStats {
     prepMs: number;
     prepWhere: 'worker' | 'main';
   };
+  /** The operator table: open or not, its grouping, the run it shows, its rows (largest first) and the row chosen. */
+  ops: { open: boolean; run: number; groupBy: 'opType' | 'node'; rows: { key: string; count: number; totalUs: number }[]; selected: string | null };
+  /** The search box: its text, the matches and the one shown (-1: none). */
+  search: { text: string; count: number; index: number };
+  /** Legend entries listed. */
+  legend: string[];
+  /** The step the compare view is aligned at, or null. */
+  alignedStep: number | null;
   /** Finding buttons shown. */
   findings: number;
   /** The theme the page resolved to. */

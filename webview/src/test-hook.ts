@@ -25,6 +25,10 @@ export function viewStats(app: App): ViewStats {
     ...t,
     frame: { count: timeline.frameCount, lastMs: last, firstFrameMs: app.firstFrameMs, prepMs: app.prepMs, prepWhere: lastPrepWhere },
     findings: app.findingButtons.length,
+    ops: app.ops.state(),
+    search: app.search.state(),
+    legend: app.page.legend.labels(),
+    alignedStep: app.alignedStep,
     theme: { dark: app.palette?.dark ?? false, background: app.palette?.css.bg ?? '' },
   };
 }

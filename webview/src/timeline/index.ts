@@ -64,10 +64,16 @@ export class Timeline {
   hover: SpanRef | null = null;
   selected: SpanRef | null = null;
   focusLane = 0;
+  /** Per run, the spans the operator table or search picked; null when no filter is on. */
+  filter: (Uint8Array | null)[] | null = null;
+  /** Spans the filter picked, over all runs. */
+  filterCount = 0;
 
   /** Frame statistics for the test hook and the benchmark. */
   frameCount = 0;
   frameMs: number[] = [];
+  /** Text of the span labels the last frame drew. */
+  readonly labelTexts: string[] = [];
   /** Where the last frame's time went, ms. */
   phaseMs = { spans: 0, present: 0, overlay: 0, axis: 0 };
 
@@ -144,9 +150,29 @@ export class Timeline {
     this.highlight = null;
     this.hover = null;
     this.selected = null;
+    this.filter = null;
+    this.filterCount = 0;
     this.scrollY = 0;
     this.focusLane = 0;
     this.layout();
+    this.fitExtent();
+    this.requestDraw();
+  }
+
+  /**
+   * The runs' offsets changed (the compare view aligned them at another step): the extent
+   * is computed again and the view shows [v0, v1]; layout, selection and filter stay.
+   */
+  realign(v0: number, v1: number): void {
+    this.selection = null;
+    this.fitExtent();
+    this.setView(v0, v1, false);
+    this.cb.onSelectRange(null);
+  }
+
+  /** Makes the extent of all runs (padded, view time) the zoomable extent, and shows it all. */
+  private fitExtent(): void {
+    const runs = this.runs;
     let lo = Infinity;
     let hi = -Infinity;
     for (const r of runs) {
@@ -162,7 +188,6 @@ export class Timeline {
     if (hi - lo < MIN_VIEW_US) hi = lo + MIN_VIEW_US;
     const pad = (hi - lo) * 0.01;
     this.viewport.setExtent(lo - pad, hi + pad);
-    this.requestDraw();
   }
 
   private layout(): void {
@@ -173,7 +198,7 @@ export class Timeline {
       },
       key: (e, index) => onLaneKey(this, e, index),
       click: (index) => this.toggleLaneHighlight(index),
-    });
+    }, this.viewport.height);
     this.lanes = l.lanes;
     this.rows = l.rows;
     this.headers = l.headers;
@@ -211,7 +236,10 @@ export class Timeline {
       c.style.height = `${height}px`;
     }
     this.spans.resize(this.spansCtx, this.spansCanvas.width, this.spansCanvas.height);
+    const relayout = height !== this.viewport.height && this.runs.length > 0;
     this.viewport.resize(width, height, keep);
+    // Lanes share the view's height: a taller or shorter view lays them out again.
+    if (relayout) this.layout();
     this.applyScroll();
     this.requestDraw();
   }
@@ -321,6 +349,18 @@ export class Timeline {
     }
   }
 
+  /**
+   * Dims every span but those `masks` pick (one mask per run, null: the run has none
+   * picked); null clears the filter.
+   */
+  setFilter(masks: (Uint8Array | null)[] | null): void {
+    this.filter = masks;
+    let n = 0;
+    for (const m of masks ?? []) if (m) for (let i = 0; i < m.length; i++) n += m[i];
+    this.filterCount = n;
+    this.requestDraw();
+  }
+
   setHighlight(h: Highlight | null): void {
     this.highlight = h;
     for (const l of this.lanes) l.el.classList.toggle('px-highlighted', !!h && h.lanes.has(`${l.run}:${l.lane}`));
@@ -378,7 +418,7 @@ export class Timeline {
     const [v0, v1] = this.visibleRange();
     const x = this.x();
     const { runs, lanes, rows, scrollY, dpr } = this;
-    this.spans.draw({ runs, lanes, rows, headers: this.headers, x, v0, v1, scrollY, dpr });
+    this.spans.draw({ runs, lanes, rows, headers: this.headers, x, v0, v1, scrollY, dpr, filter: this.filter });
     const t1 = performance.now();
     this.spans.painter.present(this.spansCtx);
     const t2 = performance.now();
@@ -403,6 +443,7 @@ export class Timeline {
       selected: this.selected,
       names: this.names,
       drawn: this.spans.drawn,
+      labelTexts: this.labelTexts,
     });
     const t3 = performance.now();
     this.viewport.drawAxis(v0, v1);

@@ -92,20 +92,26 @@ function laneEl(run: Run, ri: number, li: number, rows: RowLayout[], y: number, 
   return e;
 }
 
+/** Lanes grow to fill the view's height, up to this many times their natural height. */
+const MAX_GROW = 6;
+
+/** A lane's place before it has an element. */
+type Placed = Omit<LaneLayout, 'el'>;
+
 /**
  * Lays the runs out top to bottom (run header in the compare view, then per physical unit a
- * group header and its lanes) and fills `gutter` with their labels.
+ * group header and its lanes), rows `grow` times their natural height.
  */
-export function buildLayout(runs: Run[], gutter: HTMLElement, on: LaneHandlers): Layout {
-  const out: Layout = { lanes: [], rows: [], headers: [], contentH: 0 };
-  gutter.replaceChildren();
+function place(runs: Run[], grow: number): { lanes: Placed[]; headers: Header[]; contentH: number; lanesH: number } {
+  const lanes: Placed[] = [];
+  const headers: Header[] = [];
   const compare = runs.length > 1;
   let y = 0;
+  let lanesH = 0;
   runs.forEach((run, ri) => {
     if (compare) {
       const text = `${runLetter(ri)} · ${displayText(run.title, 120)}${run.predicted ? ' · predicted' : ''}`;
-      out.headers.push({ kind: 'run', run: ri, text, y, h: RUN_HEADER_H });
-      gutter.append(runHeaderEl(run, ri, y));
+      headers.push({ kind: 'run', run: ri, text, y, h: RUN_HEADER_H });
       y += RUN_HEADER_H;
     }
     const t = run.trace;
@@ -117,8 +123,7 @@ export function buildLayout(runs: Run[], gutter: HTMLElement, on: LaneHandlers):
     });
     const p = run.prepared;
     for (const [group, laneIdx] of groups) {
-      out.headers.push({ kind: 'group', run: ri, text: group, y, h: GROUP_HEADER_H });
-      gutter.append(groupHeaderEl(group, y));
+      headers.push({ kind: 'group', run: ri, text: group, y, h: GROUP_HEADER_H });
       y += GROUP_HEADER_H;
       for (const li of laneIdx) {
         const rows: RowLayout[] = [];
@@ -127,24 +132,44 @@ export function buildLayout(runs: Run[], gutter: HTMLElement, on: LaneHandlers):
           const r = li * ROWS_PER_LANE + kind;
           const n = p.rowOffsets[r + 1] - p.rowOffsets[r];
           if (kind !== ROW_STATE && n === 0) continue;
-          rows.push({ run: ri, lane: li, kind, r, y: ry, h: ROW_H[kind], label: rowLabel(run, r, kind) });
-          ry += ROW_H[kind];
+          const h = Math.floor(ROW_H[kind] * grow);
+          rows.push({ run: ri, lane: li, kind, r, y: ry, h, label: rowLabel(run, r, kind) });
+          ry += h;
         }
-        const h = Math.max(LANE_MIN_H, ry - y);
-        const index = out.lanes.length;
-        const e = laneEl(run, ri, li, rows, y, h, compare);
-        e.tabIndex = index === 0 ? 0 : -1;
-        e.addEventListener('focus', () => on.focus(index));
-        e.addEventListener('keydown', (ev) => on.key(ev, index));
-        e.addEventListener('click', () => on.click(index));
-        gutter.append(e);
-        out.lanes.push({ run: ri, lane: li, y, h, rows, el: e });
-        out.rows.push(...rows);
+        const h = Math.max(Math.floor(LANE_MIN_H * grow), ry - y);
+        lanes.push({ run: ri, lane: li, y, h, rows });
+        lanesH += h;
         y += h + LANE_GAP;
       }
     }
   });
-  out.contentH = y;
-  gutter.style.height = `${y}px`;
-  return out;
+  return { lanes, headers, contentH: y, lanesH };
+}
+
+/**
+ * Lays the runs out and fills `gutter` with their labels. Lanes share the height of a view
+ * `viewH` px tall that they would leave partly empty (each up to {@link MAX_GROW} times its
+ * natural height); a view too short for them scrolls instead.
+ */
+export function buildLayout(runs: Run[], gutter: HTMLElement, on: LaneHandlers, viewH: number): Layout {
+  const natural = place(runs, 1);
+  const fixed = natural.contentH - natural.lanesH;
+  const grow = natural.lanesH > 0 ? Math.max(1, Math.min(MAX_GROW, (viewH - fixed) / natural.lanesH)) : 1;
+  const placed = grow > 1 ? place(runs, grow) : natural;
+  const compare = runs.length > 1;
+  // Headers and lanes go into the gutter in reading order (top to bottom).
+  const items: [number, HTMLElement][] = placed.headers.map((h) => [h.y, h.kind === 'run' ? runHeaderEl(runs[h.run], h.run, h.y) : groupHeaderEl(h.text, h.y)]);
+  const lanes: LaneLayout[] = placed.lanes.map((l, index) => {
+    const e = laneEl(runs[l.run], l.run, l.lane, l.rows, l.y, l.h, compare);
+    e.tabIndex = index === 0 ? 0 : -1;
+    e.addEventListener('focus', () => on.focus(index));
+    e.addEventListener('keydown', (ev) => on.key(ev, index));
+    e.addEventListener('click', () => on.click(index));
+    items.push([l.y, e]);
+    return { ...l, el: e };
+  });
+  items.sort((a, b) => a[0] - b[0]);
+  gutter.replaceChildren(...items.map((i) => i[1]));
+  gutter.style.height = `${placed.contentH}px`;
+  return { lanes, rows: lanes.flatMap((l) => l.rows), headers: placed.headers, contentH: placed.contentH };
 }

@@ -4,10 +4,12 @@
  * hovered and selected spans' outlines.
  */
 import type { ScaleLinear } from 'd3-scale';
+import { bestInk } from '../contrast';
 import type { Run } from '../data';
 import { CLASS_MASK, ROW_COMM, visibleSpan } from '../model';
 import type { Palette } from '../theme';
 import { rowKindOfSpan, rowOf } from './hit-test';
+import { spanLabel } from './labels';
 import type { NameCache } from './names';
 import type { DrawnCounts, LabelBox } from './span-renderer';
 import type { Highlight, LaneLayout, RowLayout, SpanRef, ViewRange } from './types';
@@ -36,9 +38,12 @@ export interface OverlayFrame {
   names: NameCache;
   /** Counts to add the overlay's flows and labels to. */
   drawn: DrawnCounts;
+  /** Receives the text of every label drawn (for the test hook). */
+  labelTexts: string[];
 }
 
 export function drawOverlay(ctx: CanvasRenderingContext2D, f: OverlayFrame): void {
+  f.labelTexts.length = 0;
   ctx.setTransform(1, 0, 0, 1, 0, 0);
   ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
   ctx.setTransform(f.dpr, 0, 0, f.dpr, 0, 0);
@@ -94,11 +99,9 @@ function drawSelection(ctx: CanvasRenderingContext2D, f: OverlayFrame): void {
   }
 }
 
-/** Black or white, whichever reads better on draw class `cls`. */
+/** Black or white, whichever contrasts more with draw class `cls` (WCAG contrast). */
 function inkOn(palette: Palette, cls: number): string {
-  const c = palette.classes[cls];
-  const lum = (0.2126 * c.r + 0.7152 * c.g + 0.0722 * c.b) / 255;
-  return lum > 0.55 ? '#000' : '#fff';
+  return bestInk(palette.classes[cls]).r === 0 ? '#000' : '#fff';
 }
 
 /** Labels inside wide spans. */
@@ -111,12 +114,13 @@ function drawLabels(ctx: CanvasRenderingContext2D, f: OverlayFrame): void {
     const max = Math.floor(w / charW);
     if (max < 3) continue;
     const run = f.runs[lb.run];
-    let text = f.names.get(lb.run, run.trace.spans.name[lb.span]);
+    let text = spanLabel(run, lb.run, lb.span, f.names);
     if (text.length > max) text = `${text.slice(0, max - 1)}…`;
     const c = run.prepared.cls[lb.span] & CLASS_MASK;
     ctx.fillStyle = inkOn(f.palette, c);
     ctx.fillText(text, lb.x0 + 3, lb.y + lb.h / 2, w);
     f.drawn.labels++;
+    f.labelTexts.push(text);
   }
 }
 

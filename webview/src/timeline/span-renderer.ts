@@ -21,6 +21,9 @@ const PYRAMID_SPANS_PER_PX = 4;
 /** Labels are drawn inside spans at least this wide (CSS px). */
 const LABEL_MIN_PX = 36;
 const MAX_LABELS = 400;
+/** While a filter is on, spans it leaves out are drawn at this alpha level, and count this much in merged columns. */
+const DIM_ALPHA = 2;
+const DIM_COVERAGE = 0.15;
 
 /** A wide span whose label the overlay may draw, CSS px. */
 export interface LabelBox {
@@ -61,6 +64,12 @@ export interface SpanFrame {
   v1: number;
   scrollY: number;
   dpr: number;
+  /**
+   * Per run, the spans a filter (operator table, search) picked (1) or left out (0); null
+   * when no filter is on. Left-out spans are drawn dimmed. Rows are drawn from spans, not
+   * the pyramid, while a filter is on: the pyramid's buckets do not know the filter.
+   */
+  filter: readonly (Uint8Array | null)[] | null;
 }
 
 export class SpanRenderer {
@@ -79,6 +88,8 @@ export class SpanRenderer {
   /** Spans merged into pixel columns this frame, by class (folded into `drawn.merged`). */
   private readonly mergedByClass = new Int32Array(N_CLASSES);
   private dpr = 1;
+  /** The filter mask of the run being drawn, or null. */
+  private mask: Uint8Array | null = null;
 
   resize(ctx: CanvasRenderingContext2D, w: number, h: number): void {
     this.painter.resize(ctx, w, h);
@@ -111,6 +122,7 @@ export class SpanRenderer {
         const ry0 = Math.round((row.y - sy) * dpr) + 1;
         const ry1 = Math.round((row.y + row.h - sy) * dpr) - 1;
         if (ry1 <= 0 || ry0 >= Hdev) continue;
+        this.mask = f.filter?.[row.run] ?? null;
         this.drawRow(f.runs[row.run], row, ry0, ry1, f.v0, f.v1);
       }
     });
@@ -133,7 +145,7 @@ export class SpanRenderer {
     if (a >= b) return;
     const py = p.pyramids[row.r];
     let level = -1;
-    if (py && b - a > PYRAMID_SPANS_PER_PX * W) {
+    if (py && !this.mask && b - a > PYRAMID_SPANS_PER_PX * W) {
       const pxDur = 1 / k;
       level = Math.floor(Math.log2(pxDur / 2 / py.width0));
       if (level >= py.levels.length) level = py.levels.length - 1;
@@ -202,6 +214,7 @@ export class SpanRenderer {
     if (this.wide.length < b - a) this.wide = new Int32Array(Math.max(b - a, this.wide.length * 2));
     const wide = this.wide;
     const merged = this.mergedByClass;
+    const mask = this.mask;
     for (let q = a; q < b; q++) {
       const i = order[q];
       const x0 = (start[i] - t0) * k;
@@ -217,7 +230,8 @@ export class SpanRenderer {
       let base = c & CLASS_MASK;
       if (base === C_OP_ALT) base = C_OP;
       const o = col * CHANNELS;
-      const cov = w > 0.08 ? w : 0.08;
+      let cov = w > 0.08 ? w : 0.08;
+      if (mask && mask[i] === 0) cov *= DIM_COVERAGE;
       cols[o + base] += cov;
       if (c & M_EMULATED) cols[o + N_CLASSES] += cov;
       if (c & M_PREDICTED) cols[o + N_CLASSES + 1] += cov;
@@ -293,14 +307,16 @@ export class SpanRenderer {
     // Spans wide enough to see, over the merged columns.
     const dpr = this.dpr;
     const labelMin = LABEL_MIN_PX * dpr;
+    const mask = this.mask;
     for (let j = 0; j < nWide; j++) {
       const i = this.wide[j];
       const x0 = (start[i] - t0) * k;
       const x1 = x0 + dur[i] * k;
       const c = cls[i];
-      painter.fill(Math.round(x0), Math.max(Math.round(x0) + 1, Math.round(x1)), y0, y1, c, ALPHA_LEVELS, true);
+      const dim = mask !== null && mask[i] === 0;
+      painter.fill(Math.round(x0), Math.max(Math.round(x0) + 1, Math.round(x1)), y0, y1, c, dim ? DIM_ALPHA : ALPHA_LEVELS, !dim);
       d.rects[kindOfClass(c)]++;
-      if (x1 - x0 >= labelMin && y1 - y0 >= 10 * dpr && this.labels.length < MAX_LABELS) {
+      if (!dim && x1 - x0 >= labelMin && y1 - y0 >= 10 * dpr && this.labels.length < MAX_LABELS) {
         this.labels.push({ run: row.run, span: i, x0: Math.max(0, x0) / dpr, x1: Math.min(W, x1) / dpr, y: y0 / dpr, h: (y1 - y0) / dpr });
       }
     }

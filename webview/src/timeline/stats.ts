@@ -2,7 +2,7 @@
 import type { ViewStats } from '../hook-api';
 import type { Timeline } from './index';
 
-export type TimelineStats = Pick<ViewStats, 'visible' | 'extent' | 'axis' | 'canvas' | 'drawn' | 'selection' | 'highlight' | 'hover' | 'selected' | 'tooltip' | 'lanes' | 'scrollY'>;
+export type TimelineStats = Pick<ViewStats, 'visible' | 'extent' | 'axis' | 'canvas' | 'drawn' | 'selection' | 'highlight' | 'hover' | 'selected' | 'tooltip' | 'lanes' | 'scrollY' | 'filter' | 'labels'>;
 
 export function timelineStats(t: Timeline): TimelineStats {
   const [v0, v1] = t.visibleRange();
@@ -46,5 +46,7 @@ export function timelineStats(t: Timeline): TimelineStats {
       };
     }),
     scrollY: t.scrollY,
+    labels: t.labelTexts.slice(0, 100),
+    filter: t.filter ? { spans: t.filterCount } : null,
   };
 }

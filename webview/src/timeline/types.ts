@@ -82,12 +82,7 @@ export function kindOfClass(c: number): keyof KindCounts {
   return 'idle';
 }
 
-export function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
+export { el } from '../dom';
 
 /** The letter that names run `i` in the compare view. */
 export function runLetter(i: number): string {
