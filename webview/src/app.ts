@@ -14,7 +14,7 @@ import { readToWebview, type ToWebview } from './protocol';
 import { alignAtStep, firstCommonStep, renderSteps } from './compare';
 import { presentIn } from './legend';
 import { OpsPanel } from './ops-panel';
-import { localQueries, type SpanQueries } from './queries';
+import { hostQueries, localQueries, type HostQueries, type SpanQueries } from './queries';
 import { SearchBox } from './search';
 import { applyReadableText, readPalette, watchTheme, type Palette } from './theme';
 import { Timeline } from './timeline/index';
@@ -44,6 +44,8 @@ export class App {
   readonly timeline: Timeline;
   /** Where span queries are answered: on the spans this view holds. */
   readonly queries: SpanQueries = localQueries(() => this.runs);
+  /** The same queries answered by the host on its copy of the trace. */
+  readonly hostQueries: HostQueries;
   readonly search: SearchBox;
   readonly ops: OpsPanel;
   /** The step the compare view is aligned at, or null. */
@@ -59,6 +61,7 @@ export class App {
 
   constructor(readonly host: Host) {
     this.timeline = this.createTimeline();
+    this.hostQueries = hostQueries(host);
     this.search = new SearchBox({
       runs: () => this.runs,
       queries: this.queries,
@@ -274,6 +277,9 @@ export class App {
         break;
       case 'clear':
         this.clear();
+        break;
+      case 'queryResult':
+        this.hostQueries.settle(m);
         break;
     }
   }

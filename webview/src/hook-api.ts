@@ -6,6 +6,7 @@
  * message or a user could do anyway (load a trace, set the view), and resolve once the frame
  * that shows the result is drawn, so tests and benchmarks need no sleeps.
  */
+import type { SpanQuery, SpanQueryResult } from '../../src/profiler/span-query';
 
 export interface KindCounts {
   compute: number;
@@ -120,4 +121,6 @@ export interface ParallaxHook {
   setView(startUs: number, endUs: number): Promise<ViewStats>;
   /** Resolves after the next frame is drawn. */
   nextFrame(): Promise<ViewStats>;
+  /** Asks the host to answer a span query on its copy of the trace (as a view showing tiles would). */
+  askHost(run: number, query: SpanQuery): Promise<SpanQueryResult>;
 }

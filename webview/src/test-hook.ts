@@ -51,6 +51,7 @@ export function createHook(app: App): ParallaxHook {
       await timeline.whenDrawn();
       return viewStats(app);
     },
+    askHost: (run, query) => app.hostQueries.ask(run, query),
     nextFrame: async () => {
       await timeline.whenDrawn();
       return viewStats(app);

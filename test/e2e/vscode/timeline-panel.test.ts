@@ -179,6 +179,15 @@ describe('the timeline panel in VS Code (code-server)', { timeout: 5 * 60_000 },
     assert.deepEqual(new Map(stats.ops.rows.map((r) => [r.key, r.count])), byType);
     assert.deepEqual(await frame.locator('.px-ops-row td:first-child').allTextContents(), stats.ops.rows.map((r) => r.key));
     await h.screenshot('operators');
+    // The host answers the same query on its own copy of the trace, with the same functions
+    // (the path for a trace served to the view in tiles); a query about a run not shown is refused.
+    const fromHost = (await frame.evaluate("window.__parallax.askHost(0, { type: 'opStats', groupBy: 'opType' })")) as { rows: { key: string; count: number; totalUs: number }[] };
+    assert.deepEqual(
+      fromHost.rows.map((r) => [r.key, r.count, r.totalUs]),
+      stats.ops.rows.map((r) => [r.key, r.count, r.totalUs]),
+    );
+    const refused = await frame.evaluate("window.__parallax.askHost(1, { type: 'search', text: 'x' }).then(() => 'answered', (e) => e.message)");
+    assert.equal(refused, 'no run 1 is shown');
     // A row filters the timeline to its operator's spans.
     const top = stats.ops.rows[0]!;
     await frame.locator('.px-ops-row').first().click();
