@@ -1,58 +1,11 @@
 /**
- * The compare view's alignment by step: the two runs are matched by step index (steps are
- * in the trace), each run's view time starts where its step starts, and a table gives each
- * step's time in both runs and the difference. Choosing a step aligns the runs there.
+ * The compare view's per-step table: each step both runs have (steps.ts matches them by
+ * index), its time in both runs and the difference. Choosing a step aligns the runs there.
  */
-import type { StepWindow } from '../../src/profiler/trace-format';
 import type { Run } from './data';
 import { el } from './dom';
 import { formatPercent, formatSigned, formatUs } from './format';
-
-/** One step present in both runs. */
-export interface StepDiff {
-  index: number;
-  aUs: number;
-  bUs: number;
-}
-
-function byIndex(steps: readonly StepWindow[]): Map<number, StepWindow> {
-  const m = new Map<number, StepWindow>();
-  for (const s of steps) if (!m.has(s.index)) m.set(s.index, s);
-  return m;
-}
-
-/** The steps both runs have, by index, with their lengths. */
-export function stepDiffs(a: readonly StepWindow[], b: readonly StepWindow[]): StepDiff[] {
-  const mb = byIndex(b);
-  const out: StepDiff[] = [];
-  for (const s of [...byIndex(a).values()].sort((x, y) => x.index - y.index)) {
-    const t = mb.get(s.index);
-    if (t) out.push({ index: s.index, aUs: s.endUs - s.startUs, bUs: t.endUs - t.startUs });
-  }
-  return out;
-}
-
-/**
- * Sets each run's offset so that step `index` starts at view time 0 in every run that has
- * it; returns the step's window in view time of the first run (null when no run has it).
- */
-export function alignAtStep(runs: readonly Run[], index: number): { v0: number; v1: number } | null {
-  let window: { v0: number; v1: number } | null = null;
-  for (const r of runs) {
-    const s = byIndex(r.trace.steps).get(index);
-    if (!s) continue;
-    r.offsetUs = s.startUs;
-    window ??= { v0: 0, v1: s.endUs - s.startUs };
-  }
-  return window;
-}
-
-/** The first step index both runs have, or null. */
-export function firstCommonStep(runs: readonly Run[]): number | null {
-  if (runs.length < 2) return null;
-  const d = stepDiffs(runs[0].trace.steps, runs[1].trace.steps);
-  return d.length > 0 ? d[0].index : null;
-}
+import { stepDiffs } from './steps';
 
 /** Fills `root` with the per-step table; `onAlign` is called with the step chosen. */
 export function renderSteps(root: HTMLElement, runs: readonly Run[], aligned: number | null, onAlign: (index: number) => void): void {
