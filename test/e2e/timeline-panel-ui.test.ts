@@ -159,10 +159,12 @@ describe('timeline panel: layout, themes and tools in Chromium', { skip: !chromi
     }
   });
 
-  async function open(opts: { compare?: boolean; theme?: 'light' | 'dark' } = {}): Promise<Page> {
+  /** Opens the report; `theme` forces one on the page (null: none, as in VS Code), `colorScheme` is the OS's. */
+  async function open(opts: { compare?: boolean; theme?: 'light' | 'dark' | null; colorScheme?: 'light' | 'dark' } = {}): Promise<Page> {
     const file = join(dir, `page-${problems.length}.html`);
-    writeFileSync(file, reportHtml(dpText, { title: 'cpu:2 data parallel', theme: opts.theme ?? 'light', ...(opts.compare ? { compare: ppText, } : {}) }));
-    const page = await browser.newPage({ viewport: VIEWPORT, colorScheme: opts.theme ?? 'light' });
+    const theme = opts.theme === undefined ? 'light' : opts.theme;
+    writeFileSync(file, reportHtml(dpText, { title: 'cpu:2 data parallel', ...(theme ? { theme } : {}), ...(opts.compare ? { compare: ppText } : {}) }));
+    const page = await browser.newPage({ viewport: VIEWPORT, colorScheme: opts.colorScheme ?? theme ?? 'light' });
     problems.push(await watchProblems(page));
     await page.goto(`file://${file}`);
     await waitLoaded(page);
@@ -186,8 +188,10 @@ describe('timeline panel: layout, themes and tools in Chromium', { skip: !chromi
     for (const compare of [false, true]) {
       const view = compare ? 'compare' : 'single';
       it(`${theme.name}, ${view}: every text on the page reaches ${AA_TEXT}:1 against its background`, async () => {
-        const base = theme.bodyClass === 'vscode-dark' || theme.bodyClass === 'vscode-high-contrast' ? 'dark' : 'light';
-        const page = await open({ compare, theme: base });
+        const dark = theme.bodyClass === 'vscode-dark' || theme.bodyClass === 'vscode-high-contrast';
+        // As in VS Code: no theme forced on the page, and the operating system's colour
+        // scheme the opposite of the theme's (the case where fallbacks taken from the OS go wrong).
+        const page = await open({ compare, theme: null, colorScheme: dark ? 'light' : 'dark' });
         await applyTheme(page, theme);
         // Open the operator table and select a range, so that their text is checked too.
         await page.getByRole('button', { name: 'Show operators' }).click();
@@ -210,9 +214,18 @@ describe('timeline panel: layout, themes and tools in Chromium', { skip: !chromi
           .filter((x) => x.ratio < AA_TEXT)
           .map((x) => `${x.where} "${x.text}" ${x.ratio.toFixed(2)}:1 (rgba(${x.color.r},${x.color.g},${x.color.b},${x.color.a}) on rgb(${x.bg.r.toFixed(0)},${x.bg.g.toFixed(0)},${x.bg.b.toFixed(0)}))`);
         assert.deepEqual(failing, [], `text below ${AA_TEXT}:1`);
-        // The canvas follows the theme: its background is the theme's.
+        // The canvas follows the theme: dark or light as the theme is, and the bands of
+        // alternate lanes and of run and group headers a shade of the background, not a
+        // colour taken from the other kind of theme.
         const after = await stats(page);
-        assert.equal(after.theme.dark, base === 'dark');
+        assert.equal(after.theme.dark, dark);
+        const rgb = (css: string): Rgb => {
+          const m = /(\d+(?:\.\d+)?), (\d+(?:\.\d+)?), (\d+(?:\.\d+)?)/.exec(css);
+          assert.ok(m, css);
+          return { r: Number(m[1]), g: Number(m[2]), b: Number(m[3]) };
+        };
+        const band = contrastRatio(rgb(after.theme.laneBand), rgb(after.theme.background));
+        assert.ok(band < 1.6, `lane bands ${after.theme.laneBand} on ${after.theme.background}: ${band.toFixed(2)}:1`);
         await page.close();
       });
     }

@@ -104,7 +104,8 @@ export interface ViewStats {
   /** Finding buttons shown. */
   findings: number;
   /** The theme the page resolved to. */
-  theme: { dark: boolean; background: string };
+  /** The theme the page resolved to: dark or not, the canvas background and the shade of alternate lanes and header bands. */
+  theme: { dark: boolean; background: string; laneBand: string };
 }
 
 export interface ParallaxHook {

@@ -2,6 +2,7 @@
 import type { App } from './app';
 import type { ParallaxHook, ViewStats } from './hook-api';
 import { lastPrepWhere } from './prep-client';
+import { cssOf } from './theme';
 
 export function viewStats(app: App): ViewStats {
   const { timeline } = app;
@@ -29,7 +30,7 @@ export function viewStats(app: App): ViewStats {
     search: app.search.state(),
     legend: app.page.legend.labels(),
     alignedStep: app.alignedStep,
-    theme: { dark: app.palette?.dark ?? false, background: app.palette?.css.bg ?? '' },
+    theme: { dark: app.palette?.dark ?? false, background: app.palette?.css.bg ?? '', laneBand: app.palette ? cssOf(app.palette.laneAlt) : '' },
   };
 }
 

@@ -118,8 +118,16 @@ function luminance(c: Rgba): number {
   return (0.2126 * c.r + 0.7152 * c.g + 0.0722 * c.b) / 255;
 }
 
+/**
+ * The element whose computed style holds the theme's variables: <body>, where VS Code's
+ * theme-kind classes select the fallbacks (timeline.css), or <html> before there is a body.
+ */
+export function themeRoot(): HTMLElement {
+  return document.body ?? document.documentElement;
+}
+
 /** Reads the palette from computed style. */
-export function readPalette(root: HTMLElement = document.documentElement): Palette {
+export function readPalette(root: HTMLElement = themeRoot()): Palette {
   const cs = getComputedStyle(root);
   const get = (name: string, fb: Rgba): Rgba => parseColor(cs.getPropertyValue(name).trim(), fb);
   const white = { r: 255, g: 255, b: 255, a: 1 };
@@ -175,7 +183,7 @@ export function readPalette(root: HTMLElement = document.documentElement): Palet
  * Set as `--px-*-text` on `root` (not on <html>, whose style changes mean "theme changed").
  */
 export function applyReadableText(root: HTMLElement, palette: Palette): void {
-  const cs = getComputedStyle(document.documentElement);
+  const cs = getComputedStyle(themeRoot());
   const get = (name: string, fb: Rgba): Rgba => {
     const c = parseColor(cs.getPropertyValue(name).trim(), fb);
     return c.a < 1 ? mix({ ...c, a: 1 }, palette.bg, c.a) : c;

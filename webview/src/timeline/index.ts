@@ -18,7 +18,7 @@
  */
 import type { ScaleLinear } from 'd3-scale';
 import type { Run } from '../data';
-import type { Palette } from '../theme';
+import { themeRoot, type Palette } from '../theme';
 import { hitSpan, rowAt, rowOfSpan } from './hit-test';
 import { attachInput, onLaneKey } from './input';
 import { buildLayout } from './layout';
@@ -138,7 +138,7 @@ export class Timeline {
   setPalette(p: Palette): void {
     this.palette = p;
     this.spans.painter.setPalette(p);
-    const family = getComputedStyle(document.documentElement).getPropertyValue('--px-font').trim() || 'sans-serif';
+    const family = getComputedStyle(themeRoot()).getPropertyValue('--px-font').trim() || 'sans-serif';
     this.font = `11px ${family}`;
     this.requestDraw();
   }
