@@ -343,6 +343,10 @@ describe('timeline panel: layout, themes and tools in Chromium', { skip: !chromi
     assert.equal(s.alignedStep, common[0]);
     const startOf = (t: TraceJson, i: number): number => t.steps.find((x) => x.index === i)!.startUs;
     assert.deepEqual(s.runs.map((r) => r.offsetUs), [startOf(dp, common[0]), startOf(pp, common[0])]);
+    // Titles cut to the narrow gutter and the summary keep the whole title as a tooltip.
+    const titles = s.runs.map((r) => r.title);
+    assert.deepEqual(await page.$$eval('.px-run-header', (els) => els.map((e) => e.getAttribute('title'))), titles);
+    assert.deepEqual(await page.$$eval('.px-summary-title', (els) => els.map((e) => e.getAttribute('title'))), titles);
     const rows = page.locator('.px-steps-row');
     assert.equal(await rows.count(), common.length);
     const cells = await rows.nth(1).locator('td').allTextContents();

@@ -62,6 +62,8 @@ export function renderSummary(root: HTMLElement, runs: Run[]): void {
     if (compare) head.append(el('span', 'px-run-letter', String.fromCharCode(65 + ri)));
     const title = el('span', 'px-summary-title', displayText(run.title, 160));
     title.dir = 'auto';
+    // Long titles are cut with an ellipsis; the whole title is the tooltip.
+    title.title = displayText(run.title, 1000);
     head.append(title);
     const meta = run.trace.meta;
     head.append(el('span', 'px-badge', `${meta.mode} · ${displayText(meta.source, 40)}`));
