@@ -31,7 +31,7 @@ import { CONFIG_FILE, Command, ContextKey, Setting, type CommandId, type PanelCo
 import { pickBatch, pickDevices, pickMode, pickModel } from './pick';
 import { buildPlan, checkDeviceSpecText, progressMessage, progressPercent, summaryLine, tracePath } from './run-config';
 import { runDescription } from './runs-model';
-import { RunItem } from './views';
+import { FindingItem, RunItem } from './views';
 import { showTimeline, timelineArgs } from './timeline';
 
 type Handler = (...args: never[]) => unknown;
@@ -550,18 +550,35 @@ function findingNode(message: string): string | null {
   return m ? m[1]! : null;
 }
 
-/**
- * A Findings view item: the timeline at the evidence, then the source where the finding
- * maps to one: the plan's key in parallax.json for a run of a plan, else the Python
- * definition of the node it names.
- */
-const showFinding: Factory = (ctx) => async (arg?: unknown) => {
+/** Reads the `{ tracePath, index }` a Findings view item passes; null when it is not one. */
+function findingArg(arg: unknown): { tracePath: string; index: number } | null {
   const o = typeof arg === 'object' && arg !== null ? (arg as { tracePath?: unknown; index?: unknown }) : {};
-  if (typeof o.tracePath !== 'string' || typeof o.index !== 'number') return;
+  if (typeof o.tracePath === 'string' && typeof o.index === 'number') return { tracePath: o.tracePath, index: o.index };
+  // The inline action on a Findings view item passes the item itself.
+  if (arg instanceof FindingItem) return { tracePath: arg.tracePath, index: arg.index };
+  return null;
+}
+
+/** A Findings view item: the timeline at the finding's evidence (its time range and lanes). */
+const showFinding: Factory = (ctx) => async (arg?: unknown) => {
+  const o = findingArg(arg);
+  if (!o) return;
   const d = await ctx.runs.digest(o.tracePath);
   const f = d?.findings[o.index];
   if (!d || !f) return;
   await showTimeline(ctx, evidenceArgs(f, o.tracePath));
+};
+
+/**
+ * A Findings view item's secondary action: the source the finding maps to — the plan's key
+ * in parallax.json for a run of a plan, else the Python definition of the node it names.
+ */
+const showFindingSource: Factory = (ctx) => async (arg?: unknown) => {
+  const o = findingArg(arg);
+  if (!o) return;
+  const d = await ctx.runs.digest(o.tracePath);
+  const f = d?.findings[o.index];
+  if (!d || !f) return;
   const entry = ctx.runs.entry(o.tracePath);
   const config = entry?.folder ? rootConfig(entry.folder) : null;
   if (config && entry) {
@@ -579,7 +596,8 @@ const showFinding: Factory = (ctx) => async (arg?: unknown) => {
   }
   const node = findingNode(f.message);
   const loc = node ? await ctx.sourceHints.locateNode(o.tracePath, node) : null;
-  if (loc) await vscode.window.showTextDocument(loc.uri, { selection: loc.range, preserveFocus: true, preview: true });
+  if (loc) await vscode.window.showTextDocument(loc.uri, { selection: loc.range, preview: true });
+  else void vscode.window.showInformationMessage(`Parallax: the finding "${f.id}" maps to no key of parallax.json and no node of the model's source.`);
 };
 
 /** Runs view: deletes traces (the selection, or one picked) after a modal confirmation; to the trash where there is one. */
@@ -635,6 +653,7 @@ export const commands: Record<Exclude<CommandId, PanelCommandId>, Factory> = {
   [Command.exportTrace]: exportTrace,
   [Command.revealInTimeline]: revealInTimeline,
   [Command.showFinding]: showFinding,
+  [Command.showFindingSource]: showFindingSource,
   [Command.deleteRun]: deleteRun,
   [Command.refreshRuns]: refreshRuns,
 };

@@ -37,8 +37,10 @@ export const Command = {
   showTimeline: 'parallax.showTimeline',
   /** Reveal a time range of a trace in the timeline (hover links, hints; args {@link ShowTimelineArgs}). Hidden from the palette. */
   revealInTimeline: 'parallax.revealInTimeline',
-  /** A finding of the Findings view: the timeline at its evidence and, where mapped, the source. Hidden from the palette. */
+  /** A finding of the Findings view: the timeline at its evidence (time range and lanes). Hidden from the palette. */
   showFinding: 'parallax.showFinding',
+  /** A Findings view item's secondary action: the parallax.json key (or model source) the finding maps to. Hidden from the palette. */
+  showFindingSource: 'parallax.showFindingSource',
   /** Runs view: delete a trace file (after confirmation). Hidden from the palette. */
   deleteRun: 'parallax.deleteRun',
   /** Runs view: rescan the output folders. */

@@ -20,6 +20,7 @@ import * as vscode from 'vscode';
 import { isUserError } from '../common/errors';
 import { TRACE_FORMAT_TAG, TRACE_FORMAT_VERSION, type Trace } from '../profiler/trace-format';
 import { readTrace } from '../profiler/trace-io';
+import { answerSpanQuery, readSpanQuery } from '../profiler/span-query';
 import { PROTOCOL_VERSION, type FromWebview, type ToWebview, type TraceColumnsDocument } from '../../webview/src/protocol';
 import type { Ctx } from './ctx';
 import { Command, type ShowTimelineArgs } from './ids';
@@ -131,6 +132,11 @@ export function readFromWebview(data: unknown): FromWebview | null {
       const { startUs, endUs } = m;
       const ok = (v: unknown): v is number | null => v === null || (typeof v === 'number' && Number.isFinite(v));
       return ok(startUs) && ok(endUs) && (startUs === null) === (endUs === null) ? { type: 'selectRange', startUs, endUs } : null;
+    }
+    case 'query': {
+      const { id, run } = m;
+      const q = readSpanQuery(m['query']);
+      return isInt(id) && isRun(run) && q.ok ? { type: 'query', id, run, query: q.query } : null;
     }
     default:
       return null;
@@ -274,6 +280,12 @@ class TimelinePanel {
   private models: (string | null)[] = [];
   private errorPage = false;
   private readonly listeners: vscode.Disposable[] = [];
+  /**
+   * The traces read again to answer the view's span queries, by path. The panel keeps no
+   * copy of what it posts; a trace is read for queries only when the view asks (a view
+   * showing a big trace in tiles), and dropped when the panel shows another or closes.
+   */
+  private queryTraces = new Map<string, Promise<Trace>>();
 
   private constructor(
     private readonly ctx: Ctx,
@@ -359,6 +371,7 @@ class TimelinePanel {
     if (this.errorPage) this.setTimelinePage();
     this.shown = shown;
     this.stamp = loaded.stamp;
+    this.queryTraces.clear();
     this.models = traces.map((t) => t.meta.model?.path ?? null);
     this.expected = traces.map((t) => t.spans.count);
     this.drawn = false;
@@ -446,6 +459,26 @@ class TimelinePanel {
       case 'selectRange':
         this.ctx.output.debug(m.startUs === null ? 'timeline: range cleared' : `timeline: range ${m.startUs.toFixed(1)}–${m.endUs!.toFixed(1)} µs selected`);
         break;
+      case 'query':
+        void this.answerQuery(m);
+        break;
+    }
+  }
+
+  /** Answers a span query on the host's copy of the trace of run `m.run` (read once per shown trace). */
+  private async answerQuery(m: Extract<FromWebview, { type: 'query' }>): Promise<void> {
+    const path = m.run === 0 ? this.shown?.tracePath : this.shown?.comparePath;
+    if (!path) {
+      this.post({ type: 'queryResult', id: m.id, error: `no run ${m.run} is shown` });
+      return;
+    }
+    try {
+      let t = this.queryTraces.get(path);
+      if (!t) this.queryTraces.set(path, (t = readTrace(path)));
+      this.post({ type: 'queryResult', id: m.id, result: answerSpanQuery(await t, m.query) });
+    } catch (e) {
+      this.queryTraces.delete(path);
+      this.post({ type: 'queryResult', id: m.id, error: `${basename(path)}: ${e instanceof Error ? e.message : String(e)}` });
     }
   }
 
@@ -478,6 +511,7 @@ class TimelinePanel {
   private disposed(): void {
     if (TimelinePanel.current === this) TimelinePanel.current = undefined;
     this.pending = [];
+    this.queryTraces.clear();
     // The state key stays: a closed panel is not restored anyway, and while the window
     // shuts down for a reload, clearing it could race the serializer's restore.
     for (const d of this.listeners.splice(0)) d.dispose();

@@ -124,7 +124,9 @@ export class FindingItem extends vscode.TreeItem {
     md.appendMarkdown('\n\n**Change:** ');
     md.appendText(finding.change.description);
     this.tooltip = md;
-    this.command = { title: 'Show Finding', command: Command.showFinding, arguments: [{ tracePath, index }] };
+    md.appendMarkdown('\n\nClick to see the evidence in the timeline; the config key is one click away (the item\'s $(go-to-file) action).');
+    md.supportThemeIcons = true;
+    this.command = { title: 'Show Finding in Timeline', command: Command.showFinding, arguments: [{ tracePath, index }] };
   }
 }
 

@@ -6,6 +6,7 @@
  * message or a user could do anyway (load a trace, set the view), and resolve once the frame
  * that shows the result is drawn, so tests and benchmarks need no sleeps.
  */
+import type { SpanQuery, SpanQueryResult } from '../../src/profiler/span-query';
 
 export interface KindCounts {
   compute: number;
@@ -79,6 +80,10 @@ export interface ViewStats {
   selected: { run: number; span: number } | null;
   tooltip: { visible: boolean; text: string };
   scrollY: number;
+  /** Text of the span labels the last frame drew (at most 100). */
+  labels: string[];
+  /** The operator table's or the search's filter: spans it picked (the others are dimmed); null when off. */
+  filter: { spans: number } | null;
   frame: {
     count: number;
     lastMs: number;
@@ -88,10 +93,19 @@ export interface ViewStats {
     prepMs: number;
     prepWhere: 'worker' | 'main';
   };
+  /** The operator table: open or not, its grouping, the run it shows, its rows (largest first) and the row chosen. */
+  ops: { open: boolean; run: number; groupBy: 'opType' | 'node'; rows: { key: string; count: number; totalUs: number }[]; selected: string | null };
+  /** The search box: its text, the matches and the one shown (-1: none). */
+  search: { text: string; count: number; index: number };
+  /** Legend entries listed. */
+  legend: string[];
+  /** The step the compare view is aligned at, or null. */
+  alignedStep: number | null;
   /** Finding buttons shown. */
   findings: number;
   /** The theme the page resolved to. */
-  theme: { dark: boolean; background: string };
+  /** The theme the page resolved to: dark or not, the canvas background and the shade of alternate lanes and header bands. */
+  theme: { dark: boolean; background: string; laneBand: string };
 }
 
 export interface ParallaxHook {
@@ -108,4 +122,6 @@ export interface ParallaxHook {
   setView(startUs: number, endUs: number): Promise<ViewStats>;
   /** Resolves after the next frame is drawn. */
   nextFrame(): Promise<ViewStats>;
+  /** Asks the host to answer a span query on its copy of the trace (as a view showing tiles would). */
+  askHost(run: number, query: SpanQuery): Promise<SpanQueryResult>;
 }

@@ -8,125 +8,8 @@ import type { Finding } from '../../src/profiler/findings';
 import { IDLE_SPAN_CAUSES, SpanKind, type IdleCauseOfSpan } from '../../src/profiler/span-vocabulary';
 import type { Run, SummaryView } from './data';
 import { displayText, formatPercent, formatSigned, formatUs } from './format';
-import {
-  CLASS_MASK,
-  C_BACKPRESSURE,
-  C_BUBBLE,
-  C_COLLECTIVE,
-  C_COMM,
-  C_COMPUTE,
-  C_HOST,
-  C_IDLE_OTHER,
-  C_OP,
-  C_OP_ALT,
-  C_STAGING,
-  M_EMULATED,
-  M_PREDICTED,
-  ROWS_PER_LANE,
-  ROW_COMM,
-  ROW_STATE,
-  visibleSpan,
-} from './model';
-import { paintSwatch } from './painter';
-import { CLASS_LABELS, type Palette } from './theme';
-
-export function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls = '', text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
-
-// -----------------------------------------------------------------------------------------
-// Legend
-
-/** Legend entries painted with the same painter as the canvas, so patterns match exactly. */
-const LEGEND_CLASSES: { cls: number; label: string }[] = [
-  { cls: C_COMPUTE, label: CLASS_LABELS[C_COMPUTE] },
-  { cls: C_OP, label: 'operator' },
-  { cls: C_OP_ALT, label: 'operator (next)' },
-  { cls: C_COMM, label: CLASS_LABELS[C_COMM] },
-  { cls: C_STAGING, label: CLASS_LABELS[C_STAGING] },
-  { cls: C_BUBBLE, label: CLASS_LABELS[C_BUBBLE] },
-  { cls: C_COLLECTIVE, label: CLASS_LABELS[C_COLLECTIVE] },
-  { cls: C_HOST, label: CLASS_LABELS[C_HOST] },
-  { cls: C_IDLE_OTHER, label: CLASS_LABELS[C_IDLE_OTHER] },
-  { cls: C_BACKPRESSURE, label: CLASS_LABELS[C_BACKPRESSURE] },
-  { cls: C_COMM | M_EMULATED, label: 'emulated (dotted)' },
-  { cls: C_COMPUTE | M_PREDICTED, label: 'predicted (striped)' },
-];
-
-export class Legend {
-  readonly root = el('div', 'px-legend');
-  private readonly swatches: { canvas: HTMLCanvasElement; cls: number }[] = [];
-  private readonly marks: { canvas: HTMLCanvasElement; kind: 'flow' | 'collective' | 'selection' | 'highlight' }[] = [];
-
-  constructor() {
-    this.root.setAttribute('role', 'list');
-    this.root.setAttribute('aria-label', 'Legend');
-    for (const e of LEGEND_CLASSES) this.add(e.label, (c) => this.swatches.push({ canvas: c, cls: e.cls }));
-    this.add('flow: send → recv', (c) => this.marks.push({ canvas: c, kind: 'flow' }));
-    this.add('collective (all ranks released)', (c) => this.marks.push({ canvas: c, kind: 'collective' }));
-    this.add('selected range', (c) => this.marks.push({ canvas: c, kind: 'selection' }));
-    this.add('finding / highlighted lane', (c) => this.marks.push({ canvas: c, kind: 'highlight' }));
-  }
-
-  private add(label: string, keep: (c: HTMLCanvasElement) => void): void {
-    const item = el('span', 'px-legend-item');
-    item.setAttribute('role', 'listitem');
-    const c = el('canvas', 'px-swatch');
-    c.width = 18;
-    c.height = 12;
-    c.setAttribute('aria-hidden', 'true');
-    keep(c);
-    item.append(c, el('span', '', label));
-    this.root.append(item);
-  }
-
-  paint(p: Palette): void {
-    for (const s of this.swatches) paintSwatch(s.canvas, p, s.cls);
-    for (const m of this.marks) {
-      const ctx = m.canvas.getContext('2d');
-      if (!ctx) continue;
-      const w = m.canvas.width;
-      const h = m.canvas.height;
-      ctx.clearRect(0, 0, w, h);
-      if (m.kind === 'flow') {
-        ctx.strokeStyle = p.css.flow;
-        ctx.fillStyle = p.css.flow;
-        ctx.lineWidth = 1.25;
-        ctx.beginPath();
-        ctx.moveTo(1, 3);
-        ctx.bezierCurveTo(9, 3, 9, 9, 14, 9);
-        ctx.stroke();
-        ctx.beginPath();
-        ctx.moveTo(17, 9);
-        ctx.lineTo(12, 6.5);
-        ctx.lineTo(12, 11.5);
-        ctx.fill();
-      } else if (m.kind === 'collective') {
-        ctx.fillStyle = p.css.collectiveMarker;
-        ctx.strokeStyle = p.css.collectiveMarker;
-        ctx.beginPath();
-        ctx.moveTo(6, 2);
-        ctx.lineTo(10, 6);
-        ctx.lineTo(6, 10);
-        ctx.lineTo(2, 6);
-        ctx.fill();
-        ctx.setLineDash([2, 1]);
-        ctx.beginPath();
-        ctx.moveTo(14.5, 0);
-        ctx.lineTo(14.5, h);
-        ctx.stroke();
-      } else {
-        ctx.fillStyle = m.kind === 'selection' ? p.css.selection : p.css.highlight;
-        ctx.fillRect(0, 0, w, h);
-        ctx.strokeStyle = p.css.focus;
-        ctx.strokeRect(0.5, 0.5, w - 1, h - 1);
-      }
-    }
-  }
-}
+import { ROWS_PER_LANE, ROW_COMM, ROW_STATE, visibleSpan } from './model';
+import { el } from './dom';
 
 // -----------------------------------------------------------------------------------------
 // Summary strip
@@ -179,6 +62,8 @@ export function renderSummary(root: HTMLElement, runs: Run[]): void {
     if (compare) head.append(el('span', 'px-run-letter', String.fromCharCode(65 + ri)));
     const title = el('span', 'px-summary-title', displayText(run.title, 160));
     title.dir = 'auto';
+    // Long titles are cut with an ellipsis; the whole title is the tooltip.
+    title.title = displayText(run.title, 1000);
     head.append(title);
     const meta = run.trace.meta;
     head.append(el('span', 'px-badge', `${meta.mode} · ${displayText(meta.source, 40)}`));
@@ -351,7 +236,8 @@ export function renderRange(root: HTMLElement, runs: Run[], range: { v0: number;
     root.append(el('p', 'px-muted', 'Drag on the time axis to select a range and see its breakdown.'));
     return [];
   }
-  root.append(el('p', 'px-range-title', `${formatUs(range.v0, 5)} – ${formatUs(range.v1, 5)} (${formatUs(range.v1 - range.v0)})`));
+  // Every figure with the same precision (three significant digits), each with its unit.
+  root.append(el('p', 'px-range-title', `${formatUs(range.v0)} – ${formatUs(range.v1)} (${formatUs(range.v1 - range.v0)})`));
   const rows = rangeBreakdown(runs, range.v0, range.v1);
   const table = el('table', 'px-range-table');
   const thead = el('thead');
@@ -386,4 +272,3 @@ export function renderRange(root: HTMLElement, runs: Run[], range: { v0: number;
   return rows;
 }
 
-export { CLASS_MASK };

@@ -12,10 +12,13 @@
  *
  * Protocol version history:
  *  - 1: first version.
+ *  - 2: span queries: `query` (view → host) and `queryResult` (host → view), answered by
+ *    the functions of src/profiler/span-query.ts on the host's copy of the trace.
  */
+import type { SpanQuery, SpanQueryResult } from '../../src/profiler/span-query';
 import type { SpanColumns, TraceJson } from '../../src/profiler/trace-format';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /**
  * A trace whose span columns are typed arrays rather than JSON arrays (same fields, same
@@ -38,7 +41,10 @@ export type ToWebview =
   /** The theme changed: re-read colours from CSS variables. */
   | { type: 'theme' }
   /** Forget the loaded runs. */
-  | { type: 'clear' };
+  | { type: 'clear' }
+  /** The answer to the view's `query` with the same `id`: a result, or why there is none. */
+  | { type: 'queryResult'; id: number; result: SpanQueryResult }
+  | { type: 'queryResult'; id: number; error: string };
 
 /** View → host. */
 export type FromWebview =
@@ -53,7 +59,9 @@ export type FromWebview =
   /** The user selected a finding. */
   | { type: 'selectFinding'; run: number; index: number; id: string }
   /** The user brushed a time range (trace clock of run 0), or cleared it (`null`s). */
-  | { type: 'selectRange'; startUs: number | null; endUs: number | null };
+  | { type: 'selectRange'; startUs: number | null; endUs: number | null }
+  /** A span query about run `run` for the host to answer on its copy of the trace (`queryResult`). */
+  | { type: 'query'; id: number; run: number; query: SpanQuery };
 
 export type ReadResult = { ok: true; message: ToWebview } | { ok: false; error: string };
 
@@ -95,6 +103,17 @@ export function readToWebview(data: unknown): ReadResult {
     case 'selectFinding': {
       if (!Number.isInteger(m['index']) || (m['index'] as number) < 0) return { ok: false, error: 'selectFinding: "index" must be a finding index' };
       if (m['run'] !== undefined && m['run'] !== 0 && m['run'] !== 1) return { ok: false, error: 'selectFinding: "run" must be 0 or 1' };
+      return { ok: true, message: m as unknown as ToWebview };
+    }
+    case 'queryResult': {
+      if (!Number.isInteger(m['id'])) return { ok: false, error: 'queryResult: "id" must be an integer' };
+      if (typeof m['error'] === 'string') return { ok: true, message: { type: 'queryResult', id: m['id'] as number, error: m['error'] } };
+      const r = m['result'] as Record<string, unknown> | null;
+      const shaped =
+        typeof r === 'object' &&
+        r !== null &&
+        ((r['type'] === 'opStats' && Array.isArray(r['rows']) && Array.isArray(r['lanes'])) || (r['type'] === 'search' && Array.isArray(r['hits']) && isNum(r['count'])));
+      if (!shaped) return { ok: false, error: 'queryResult: "result" must be an opStats or search result' };
       return { ok: true, message: m as unknown as ToWebview };
     }
     case 'theme':

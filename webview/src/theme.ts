@@ -20,6 +20,7 @@ import {
   C_STAGING,
   N_CLASSES,
 } from './model';
+import { AA_TEXT, ensureContrast, type Rgb } from './contrast';
 
 export interface Rgba {
   r: number;
@@ -117,8 +118,16 @@ function luminance(c: Rgba): number {
   return (0.2126 * c.r + 0.7152 * c.g + 0.0722 * c.b) / 255;
 }
 
+/**
+ * The element whose computed style holds the theme's variables: <body>, where VS Code's
+ * theme-kind classes select the fallbacks (timeline.css), or <html> before there is a body.
+ */
+export function themeRoot(): HTMLElement {
+  return document.body ?? document.documentElement;
+}
+
 /** Reads the palette from computed style. */
-export function readPalette(root: HTMLElement = document.documentElement): Palette {
+export function readPalette(root: HTMLElement = themeRoot()): Palette {
   const cs = getComputedStyle(root);
   const get = (name: string, fb: Rgba): Rgba => parseColor(cs.getPropertyValue(name).trim(), fb);
   const white = { r: 255, g: 255, b: 255, a: 1 };
@@ -164,6 +173,42 @@ export function readPalette(root: HTMLElement = document.documentElement): Palet
     dark,
     highContrast: !!body && (body.classList.contains('vscode-high-contrast') || body.classList.contains('vscode-high-contrast-light')),
   };
+}
+
+/**
+ * Text colours that carry meaning (ok / warning / error, muted text, badges) as the theme
+ * gives them, moved just far enough to reach WCAG AA (4.5:1) against both backgrounds text
+ * sits on (editor and panel). Themes pick some of them as icon colours (VS Code's
+ * `testing.iconPassed` is a pale green), which are not made for text on white.
+ * Set as `--px-*-text` on `root` (not on <html>, whose style changes mean "theme changed").
+ */
+export function applyReadableText(root: HTMLElement, palette: Palette): void {
+  const cs = getComputedStyle(themeRoot());
+  const get = (name: string, fb: Rgba): Rgba => {
+    const c = parseColor(cs.getPropertyValue(name).trim(), fb);
+    return c.a < 1 ? mix({ ...c, a: 1 }, palette.bg, c.a) : c;
+  };
+  const panel = get('--px-panel', palette.bg);
+  const fg = get('--px-fg', { r: 0, g: 0, b: 0, a: 1 });
+  const readable = (c: Rgba, bgs: Rgba[]): string => {
+    let out: Rgb = c;
+    // Two passes: making it readable on one background can only help on the other when both are light or both dark.
+    for (let pass = 0; pass < 2; pass++) for (const bg of bgs) out = ensureContrast(out, bg, AA_TEXT);
+    return cssOf({ ...out, a: 1 });
+  };
+  const bgs = [palette.bg, panel];
+  const vars: [string, Rgba][] = [
+    ['--px-fg-text', fg],
+    ['--px-muted-text', get('--px-muted', mix(fg, palette.bg, 0.6))],
+    ['--px-ok-text', get('--px-ok', fg)],
+    ['--px-error-text', get('--px-error', fg)],
+    ['--px-warn-text', get('--px-warn', fg)],
+    ['--px-op-text', get('--px-op', fg)],
+    ['--px-comm-text', get('--px-comm', fg)],
+  ];
+  for (const [name, c] of vars) root.style.setProperty(name, readable(c, bgs));
+  const badgeBg = get('--px-badge-bg', panel);
+  root.style.setProperty('--px-badge-fg-text', readable(get('--px-badge-fg', fg), [badgeBg]));
 }
 
 /** Calls `onChange` whenever the theme may have changed. Returns a disposer. */

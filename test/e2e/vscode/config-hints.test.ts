@@ -4,7 +4,8 @@
  * profiled through "Parallax: Profile with Config"; the plan's CodeLens then shows the step
  * time, a warning sits at "microBatches" with the bubble finding, its quick fix (Ctrl+.)
  * writes the suggested count, and the re-run from the CodeLens changes the step time. The
- * model's Python source gets inlay hints, and the Parallax views list the runs and findings.
+ * model's Python source gets inlay hints, and the Parallax views list the runs and findings;
+ * a finding opens the timeline at its evidence, with its config key one click away.
  * Screenshots go to test-artifacts/vscode/config-hints-*.png.
  */
 import assert from 'node:assert/strict';
@@ -286,5 +287,49 @@ describe('parallax.json plans, CodeLens, diagnostics and quick fix in VS Code (c
     else await findings.getByText('Findings of the current run appear here').waitFor({ state: 'visible', timeout: 15_000 });
     assert.equal(await findings.locator('.monaco-list-row').count(), expected);
     await h.screenshot('views');
+    if (expected === 0) return;
+
+    // A finding opens the timeline at its evidence: the range zoomed, its lanes highlighted.
+    const row = findings.locator('.monaco-list-row').first();
+    await row.click();
+    const deadline = Date.now() + 60_000;
+    type Highlight = { lanes: { run: number; lane: number }[]; startUs: number; endUs: number };
+    let highlight: Highlight | null = null;
+    let offset = 0;
+    while (!highlight && Date.now() < deadline) {
+      for (const f of h.webviewFrames()) {
+        const st = (await f.evaluate('window.__parallax && window.__parallax.stats()').catch(() => null)) as {
+          loaded: boolean;
+          highlight: Highlight | null;
+          runs: { offsetUs: number }[];
+        } | null;
+        if (st?.loaded && st.highlight) {
+          highlight = st.highlight;
+          offset = st.runs[0]?.offsetUs ?? 0;
+        }
+      }
+      if (!highlight) await h.page.waitForTimeout(250);
+    }
+    await h.screenshot('finding-in-timeline');
+    const hl = highlight as Highlight | null;
+    assert.ok(hl, 'the timeline shows the finding highlighted');
+    const trace = await readTrace(join(ws, 'runs', latest));
+    const label = (await row.textContent()) ?? '';
+    const shown = ((trace.findings ?? []) as { message: string; evidence: { startUs: number; endUs: number; lanes: number[] } }[]).filter((f) =>
+      label.includes(f.message.split(/[.;:]\s/)[0]!.slice(0, 40)),
+    );
+    assert.ok(shown.length > 0, `the row "${label}" is one of the run's findings`);
+    assert.ok(
+      shown.some((f) => Math.abs(hl.startUs - (f.evidence.startUs - offset)) < 1e-3 && Math.abs(hl.endUs - (f.evidence.endUs - offset)) < 1e-3),
+      `highlight ${JSON.stringify(hl)} is the evidence of ${JSON.stringify(shown.map((f) => f.evidence))}`,
+    );
+    assert.equal(await h.page.locator('.tabs-container .tab.active').filter({ hasText: 'parallax.json' }).count(), 0, 'the click did not jump to the config key');
+    // The config key is the item's secondary action, one click away.
+    await row.hover();
+    await row.locator('.action-label[aria-label="Go to Config Key"]').click();
+    const opened = h.page.locator('.tabs-container .tab.active').filter({ hasText: /parallax\.json|model\.py/ });
+    const note = h.page.locator('.notification-list-item-message').filter({ hasText: /maps to no key of parallax\.json/ });
+    await opened.or(note).first().waitFor({ state: 'visible', timeout: 15_000 });
+    await h.screenshot('finding-config-key');
   });
 });

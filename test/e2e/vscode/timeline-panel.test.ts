@@ -1,8 +1,9 @@
 /**
  * The timeline panel of the packaged extension in a real VS Code (code-server + headless
  * Chromium, see harness.ts): "Parallax: Show Timeline" on a trace the built CLI wrote into
- * the workspace's output folder, one lane per device drawn, a tooltip on hover, the panel
- * restored by "Developer: Reload Window", and a corrupt trace reported once, by name.
+ * the workspace's output folder, one lane per device drawn, a tooltip on hover, the operator
+ * table and search, the panel restored by "Developer: Reload Window", and a corrupt trace
+ * reported once, by name.
  *
  *   node --import tsx --test test/e2e/vscode/timeline-panel.test.ts
  *
@@ -145,6 +146,83 @@ describe('the timeline panel in VS Code (code-server)', { timeout: 5 * 60_000 },
     assert.match(note, /Model: models\/demo-[^ ]*\.onnx\./);
     await h.clearNotifications();
     await h.page.mouse.move(box.x + 2, box.y + 2);
+  });
+
+  it('the operator table lists operators by type and by node and filters the timeline; search counts and visits matches', async () => {
+    const h = vs!;
+    const frame = await timelineFrame(h);
+    // Operator spans of the trace by type and by node, counted here.
+    const count = (by: 'opType' | 'name'): Map<string, number> => {
+      const m = new Map<string, number>();
+      const s = trace.spans;
+      for (let i = 0; i < s.count; i++) {
+        if (!((s.flags[i]! & 8) !== 0 || s.parent[i]! >= 0) || s[by][i]! < 0) continue;
+        const k = trace.strings[s[by][i]!]!;
+        m.set(k, (m.get(k) ?? 0) + 1);
+      }
+      return m;
+    };
+    const byType = count('opType');
+    assert.ok(byType.size > 0, 'the run recorded operator spans');
+    await frame.getByRole('button', { name: 'Show operators' }).click();
+    await frame.locator('.px-ops-row').first().waitFor({ timeout: 10_000 });
+    let stats = await viewStats(frame);
+    assert.deepEqual(new Map(stats.ops.rows.map((r) => [r.key, r.count])), byType);
+    assert.deepEqual(await frame.locator('.px-ops-row td:first-child').allTextContents(), stats.ops.rows.map((r) => r.key));
+    await h.screenshot('operators');
+    // The host answers the same query on its own copy of the trace, with the same functions
+    // (the path for a trace served to the view in tiles); a query about a run not shown is refused.
+    const fromHost = (await frame.evaluate("window.__parallax.askHost(0, { type: 'opStats', groupBy: 'opType' })")) as { rows: { key: string; count: number; totalUs: number }[] };
+    assert.deepEqual(
+      fromHost.rows.map((r) => [r.key, r.count, r.totalUs]),
+      stats.ops.rows.map((r) => [r.key, r.count, r.totalUs]),
+    );
+    const refused = await frame.evaluate("window.__parallax.askHost(1, { type: 'search', text: 'x' }).then(() => 'answered', (e) => e.message)");
+    assert.equal(refused, 'no run 1 is shown');
+    // A row filters the timeline to its operator's spans.
+    const top = stats.ops.rows[0]!;
+    await frame.locator('.px-ops-row').first().click();
+    for (let i = 0; i < 40 && !stats.filter; i++) stats = await viewStats(frame);
+    assert.deepEqual(stats.filter, { spans: top.count });
+    await frame.locator('.px-ops-row').first().click();
+    // By node.
+    await frame.getByRole('button', { name: 'by node' }).click();
+    const byNode = count('name');
+    for (let i = 0; i < 40 && stats.ops.groupBy !== 'node'; i++) {
+      await h.page.waitForTimeout(100);
+      stats = await viewStats(frame);
+    }
+    assert.deepEqual(new Map(stats.ops.rows.map((r) => [r.key, r.count])), byNode);
+    // Search, typed as a user types.
+    const text = [...byType.keys()][0]!.slice(0, 6).toLowerCase();
+    let want = 0;
+    for (let i = 0; i < trace.spans.count; i++) {
+      const n = trace.strings[trace.spans.name[i]!]!.toLowerCase();
+      const t = trace.spans.opType[i]! >= 0 ? trace.strings[trace.spans.opType[i]!]!.toLowerCase() : '';
+      if (n.includes(text) || t.includes(text)) want++;
+    }
+    const box = frame.getByRole('searchbox', { name: 'Search spans by name or operator type' });
+    await box.click();
+    await box.pressSequentially(text, { delay: 20 });
+    for (let i = 0; i < 60 && stats.search.count !== want; i++) {
+      await h.page.waitForTimeout(100);
+      stats = await viewStats(frame);
+    }
+    assert.equal(stats.search.count, want, `matches of "${text}"`);
+    assert.deepEqual(stats.filter, { spans: want });
+    await box.press('Enter');
+    // The earlier test left a span selected: wait for the first match to take its place.
+    for (let i = 0; i < 40 && stats.search.index !== 0; i++) {
+      await h.page.waitForTimeout(100);
+      stats = await viewStats(frame);
+    }
+    assert.ok(stats.selected, 'Enter selects the first match');
+    await h.screenshot('search');
+    const name = trace.strings[trace.spans.name[stats.selected.span]!]!.toLowerCase();
+    const type = trace.spans.opType[stats.selected.span]! >= 0 ? trace.strings[trace.spans.opType[stats.selected.span]!]!.toLowerCase() : '';
+    assert.ok(name.includes(text) || type.includes(text), `selected ${name}`);
+    await box.press('Escape');
+    await frame.getByRole('button', { name: 'Hide operators' }).click();
   });
 
   it('"Developer: Reload Window" restores the panel with the same trace', async () => {

@@ -1,0 +1,62 @@
+/** The test hook, `window.__parallax` (types in hook-api.ts): read-only statistics and calls that resolve after the frame. */
+import type { App } from './app';
+import type { ParallaxHook, ViewStats } from './hook-api';
+import { lastPrepWhere } from './prep-client';
+import { cssOf } from './theme';
+
+export function viewStats(app: App): ViewStats {
+  const { timeline } = app;
+  const t = timeline.stats();
+  const last = timeline.frameMs[timeline.frameMs.length - 1] ?? 0;
+  return {
+    loaded: app.loaded,
+    error: app.lastError,
+    runs: app.runs.map((r) => ({
+      title: r.title,
+      source: r.trace.meta.source,
+      predicted: r.predicted,
+      emulated: r.emulated,
+      spans: r.trace.spans.count,
+      lanes: r.trace.lanes.length,
+      offsetUs: r.offsetUs,
+      counts: { ...r.prepared.counts },
+      findings: r.findings.length,
+      stepMedianUs: r.summary?.stepTimeUs?.median ?? null,
+    })),
+    ...t,
+    frame: { count: timeline.frameCount, lastMs: last, firstFrameMs: app.firstFrameMs, prepMs: app.prepMs, prepWhere: lastPrepWhere },
+    findings: app.findingButtons.length,
+    ops: app.ops.state(),
+    search: app.search.state(),
+    legend: app.page.legend.labels(),
+    alignedStep: app.alignedStep,
+    theme: { dark: app.palette?.dark ?? false, background: app.palette?.css.bg ?? '', laneBand: app.palette ? cssOf(app.palette.laneAlt) : '' },
+  };
+}
+
+export function createHook(app: App): ParallaxHook {
+  const { timeline, host } = app;
+  return {
+    stats: () => viewStats(app),
+    frameTimes: () => [...timeline.frameMs],
+    locate: (run, span) => timeline.locate({ run, span }),
+    get sent() {
+      return [...host.sent];
+    },
+    load: async (trace, compare, titles) => {
+      await app.load(trace, compare, titles ?? {});
+      return viewStats(app);
+    },
+    setView: async (a, b) => {
+      timeline.setView(a, b, false);
+      await timeline.whenDrawn();
+      return viewStats(app);
+    },
+    askHost: (run, query) => app.hostQueries.ask(run, query),
+    nextFrame: async () => {
+      await timeline.whenDrawn();
+      return viewStats(app);
+    },
+  };
+}
+
