@@ -1,0 +1,330 @@
+/**
+ * Reverse-mode differentiation of ONNX graphs into standard ONNX operators.
+ *
+ * onnxruntime-node has no training API, and the gradient ops of ONNX Runtime's training
+ * build (ReluGrad, SoftmaxGrad, InPlaceAccumulator, `Gradient`) are not registered in it, so
+ * the backward pass is built here as an ordinary inference graph: {@link buildGradientModel}
+ * returns a model whose graph holds the forward graph unchanged plus, for every trainable
+ * parameter (and every input asked for), a graph output with the gradient of the loss with
+ * respect to it. Any ONNX Runtime session (CPU, WebGPU, CUDA) runs it.
+ *
+ * Approach. Tensors that depend on a trainable parameter (or a differentiated input) are
+ * found forward; nodes between them and the loss are then visited in reverse topological
+ * order, and each node's rule in {@link GRAD_RULES} turns the gradients of its outputs into
+ * gradients of its inputs. A tensor read by several nodes sums their contributions (`Sum`).
+ * The seed is a tensor of ones shaped like the loss (so a non-scalar loss is summed), or,
+ * for a pipeline stage's backward, the gradients of chosen outputs given as graph inputs
+ * named `<output>_grad` ("activation gradients" from the next stage).
+ *
+ * Supported operators ({@link SUPPORTED_OPS}): Add, Sub, Mul, Div, Pow (with broadcasting),
+ * MatMul (batched, 1-D operands), Gemm (alpha, beta, transA, transB), Identity, Neg, Exp,
+ * Log, Sqrt, Relu, Tanh, Sigmoid, Erf, Gelu (exact), HardSigmoid, HardSwish, Clip, Softmax,
+ * LogSoftmax (any axis), Reshape, Flatten, Squeeze, Unsqueeze, Expand, Transpose, Concat,
+ * Split, Slice (any steps), Gather (any axis; repeated indices add up), ReduceSum,
+ * ReduceMean, GlobalAveragePool, LayerNormalization, BatchNormalization (inference
+ * statistics), Conv and ConvTranspose (groups, strides, pads, dilations), MaxPool,
+ * AveragePool, Resize (nearest, integer upsampling). Ops in {@link NON_DIFFERENTIABLE_OPS}
+ * (Shape, Constant, comparisons, …) may appear anywhere: their outputs carry no gradient,
+ * as do integer tensors and the shape/axes/indices inputs of the ops above.
+ *
+ * Shapes: sizes are computed at run time (`Shape`, `Size`), so one gradient model serves
+ * every batch size; ranks and the few sizes that become attributes (convolution and pooling
+ * geometry, embedding table sizes before opset 16) come from the model's static shape
+ * propagation, run at two values of every symbolic dimension so that no batch size is baked
+ * in. Broadcast gradients are reduced by {@link unbroadcast}.
+ *
+ * Limits: opset 13 or later (axes as inputs); one floating-point element type (float32 or
+ * float64) for parameters and loss; no control flow (If/Loop/Scan) on the gradient path;
+ * Gather and overlapping MaxPool windows need opset 16 (ScatterElements with reduction)
+ * except for axis-0 embedding tables; gradients of secondary outputs (LayerNormalization's
+ * Mean, MaxPool's Indices) are not propagated. A model with an operator outside the set on the
+ * path from a parameter to the loss is refused with one {@link UserError} that lists every
+ * such operator type and node, before anything runs.
+ */
+import { onnx } from 'onnx-proto';
+import { UserError } from '../../common/errors';
+import type { DType } from '../onnx/dtypes';
+import { constantValues, decodeModelProto, encodeModel, estimateCosts, parseModel, type IRNode, type ModelIR } from '../onnx/model';
+import { GRAD_RULES, NON_DIFFERENTIABLE_OPS, nodeError, type GradContext, type GradRule } from './grad-ops';
+import { GraphBuilder, type FloatType } from './graph-builder';
+
+export { GRAD_RULES, NON_DIFFERENTIABLE_OPS, SUPPORTED_OPS } from './grad-ops';
+
+/** What the gradient is of. */
+export type GradientTarget =
+  /** A tensor of the model (usually a scalar loss); the gradient is that of its sum. */
+  | { kind: 'loss'; tensor: string }
+  /** Outputs whose gradients are fed in as graph inputs named `<output>_grad` (pipeline stage backward). */
+  | { kind: 'outputs'; tensors: string[] };
+
+/** Options of {@link buildGradientModel}. */
+export interface GradientOptions {
+  target: GradientTarget;
+  /**
+   * Parameters to leave untrained: exact initializer names or patterns. Every other
+   * floating-point initializer is a trainable parameter.
+   */
+  freeze?: ReadonlyArray<string | RegExp>;
+  /** Graph inputs to differentiate too (activation gradients of a pipeline stage). */
+  inputs?: readonly string[];
+  /** Name shown in error messages (default: the model's graph name). */
+  modelName?: string;
+}
+
+/** One gradient output of the generated model. */
+export interface GradientOutput {
+  /** The parameter or input differentiated. */
+  of: string;
+  /** Name of the graph output that holds its gradient. */
+  output: string;
+  /** False where no path leads from it to the target: the output is then all zeros. */
+  reached: boolean;
+}
+
+/** Result of {@link buildGradientModel}. */
+export interface GradientModel {
+  /** The model: forward outputs, then the loss (where it was not an output already), then the gradients. */
+  model: onnx.IModelProto;
+  /** Its encoded bytes. */
+  bytes: Uint8Array;
+  /** Trainable parameters in initializer order, with their gradient outputs. */
+  parameters: GradientOutput[];
+  /** Gradients of the inputs asked for in {@link GradientOptions.inputs}. */
+  inputGradients: GradientOutput[];
+  /** Graph inputs added for the output gradients of an `outputs` target, by output name. */
+  seedInputs: Map<string, string>;
+  /** Element type of the gradients. */
+  floatType: FloatType;
+}
+
+/** Suffix of gradient outputs and seed inputs. */
+export const GRAD_SUFFIX = '_grad';
+
+/** Static shape knowledge: dims per tensor (null for sizes that vary with the inputs). */
+interface StaticShapes {
+  dims(name: string): Array<number | null> | undefined;
+  dtype(name: string): DType | undefined;
+}
+
+/** Runs shape propagation at two values of every symbolic input dimension; dims that agree are static. */
+function staticShapes(ir: ModelIR): StaticShapes {
+  const symbolic = new Set<string>();
+  for (const i of ir.inputs) for (const d of i.dims ?? []) if (typeof d === 'string') symbolic.add(d);
+  const at = (v: number): Record<string, number> => Object.fromEntries([...symbolic].map((s) => [s, v]));
+  const a = estimateCosts(ir, at(5)).shapes;
+  const b = symbolic.size > 0 ? estimateCosts(ir, at(7)).shapes : a;
+  return {
+    dims(name) {
+      const sa = a.get(name);
+      const sb = b.get(name);
+      if (sa && sb && sa.dims.length === sb.dims.length) return sa.dims.map((v, i) => (v === sb.dims[i] ? v : null));
+      const declared = ir.valueInfo.get(name)?.dims;
+      return declared ? declared.map((d) => (typeof d === 'number' ? d : null)) : undefined;
+    },
+    dtype(name) {
+      return a.get(name)?.dtype ?? ir.valueInfo.get(name)?.dtype ?? ir.initializerByName.get(name)?.dtype;
+    },
+  };
+}
+
+/**
+ * Reduces gradient `g` (of a broadcast result whose static dims are `gDims`, rank included)
+ * to the shape of operand `x`: sums over the leading axes `x` lacks and over the axes where
+ * `x` has size 1 and the result may not, then reshapes to `x`'s run-time shape.
+ */
+export function unbroadcast(b: GraphBuilder, g: string, gDims: Array<number | null>, x: string, xDims: Array<number | null>): string {
+  const lead = gDims.length - xDims.length;
+  if (lead < 0) throw new Error(`unbroadcast: gradient rank ${gDims.length} below operand rank ${xDims.length}`);
+  const axes: number[] = [];
+  for (let i = 0; i < lead; i++) axes.push(i);
+  xDims.forEach((d, i) => {
+    if (d === 1 && gDims[lead + i] !== 1) axes.push(lead + i);
+  });
+  const reduced = axes.length > 0 ? b.reduce('ReduceSum', g, axes, true) : g;
+  return lead > 0 ? b.reshapeLike(reduced, x) : reduced;
+}
+
+function matches(name: string, freeze: ReadonlyArray<string | RegExp>): boolean {
+  return freeze.some((f) => (typeof f === 'string' ? f === name : f.test(name)));
+}
+
+function isFloat(d: DType | undefined): d is 'float32' | 'float64' {
+  return d === 'float32' || d === 'float64';
+}
+
+/**
+ * Builds the gradient model of `bytes` (an ONNX model) for `opts.target`.
+ * @throws UserError for a model that cannot be differentiated: opset below 13, an unknown
+ *   target or input, mixed float types, or operators outside {@link SUPPORTED_OPS} on the
+ *   gradient path (all of them listed in one message).
+ */
+export function buildGradientModel(bytes: Uint8Array, opts: GradientOptions): GradientModel {
+  const proto = decodeModelProto(bytes, opts.modelName ?? 'model');
+  const ir = parseModel(bytes, opts.modelName ?? 'model', { checkExternalData: false });
+  const name = opts.modelName ?? (ir.graphName || 'model');
+  const opset = ir.opsetVersion ?? 0;
+  if (opset < 13) throw new UserError(`${name}: gradients need ONNX opset 13 or later, the model imports opset ${opset}; re-export it with a newer opset`);
+  const shapes = staticShapes(ir);
+  const known = new Set<string>([...ir.producers.keys(), ...ir.initializerByName.keys(), ...ir.inputs.map((i) => i.name), ...ir.constants.keys()]);
+
+  // Sources of gradients: trainable parameters and requested inputs.
+  const freeze = opts.freeze ?? [];
+  const params = ir.initializers.filter((t) => isFloat(t.dtype) && !matches(t.name, freeze)).map((t) => t.name);
+  for (const i of opts.inputs ?? []) {
+    if (!ir.inputs.some((x) => x.name === i)) throw new UserError(`${name}: "${i}" is not a graph input; name one of ${ir.inputs.map((x) => x.name).join(', ')}`);
+  }
+  const sources = [...params, ...(opts.inputs ?? [])];
+  const targets = opts.target.kind === 'loss' ? [opts.target.tensor] : opts.target.tensors;
+  for (const t of targets) {
+    if (!known.has(t)) throw new UserError(`${name}: "${t}" is not a tensor of the model; name the loss or an output (outputs: ${ir.outputs.map((o) => o.name).join(', ')})`);
+  }
+
+  const floatTypes = new Set([...sources, ...targets].map((t) => shapes.dtype(t)).filter(isFloat));
+  if (floatTypes.size > 1) throw new UserError(`${name}: parameters and loss mix ${[...floatTypes].join(' and ')}; gradients need one floating-point type`);
+  const floatType: FloatType = [...floatTypes][0] ?? 'float32';
+
+  // Forward: which tensors depend on a source through differentiable slots.
+  const requires = new Set<string>(sources);
+  const ruleOf = (n: IRNode): GradRule | undefined => (n.domain === '' || n.domain === 'ai.onnx' ? GRAD_RULES[n.opType] : undefined);
+  const slots = (n: IRNode, rule: GradRule | undefined): number[] =>
+    !rule || rule.differentiable === 'all' ? n.inputs.map((_, i) => i) : rule.differentiable;
+  for (const index of ir.topoOrder) {
+    const n = ir.nodes[index]!;
+    if (NON_DIFFERENTIABLE_OPS.has(n.opType) && n.domain === '') continue;
+    const rule = ruleOf(n);
+    const fed = slots(n, rule).some((i) => n.inputs[i] && requires.has(n.inputs[i]!)) || n.implicitInputs.some((t) => requires.has(t));
+    if (!fed) continue;
+    for (const o of n.outputs) if (o && isFloat(shapes.dtype(o) ?? floatType)) requires.add(o);
+  }
+
+  // Backward: which tensors the targets depend on.
+  const needed = new Set<string>(targets);
+  const onPath: IRNode[] = [];
+  for (const index of [...ir.topoOrder].reverse()) {
+    const n = ir.nodes[index]!;
+    if (!n.outputs.some((o) => o && needed.has(o) && requires.has(o))) continue;
+    onPath.push(n);
+    for (const i of [...n.inputs, ...n.implicitInputs]) if (i && requires.has(i)) needed.add(i);
+  }
+  const unsupported = onPath.filter((n) => !ruleOf(n));
+  if (unsupported.length > 0) {
+    const types = [...new Set(unsupported.map((n) => (n.domain ? `${n.domain}::${n.opType}` : n.opType)))].sort();
+    const nodes = unsupported.slice(0, 10).map((n) => `"${n.name}"`).join(', ') + (unsupported.length > 10 ? ` and ${unsupported.length - 10} more` : '');
+    throw new UserError(
+      `${name}: cannot build gradients: operator${types.length > 1 ? 's' : ''} ${types.join(', ')} ${types.length > 1 ? 'have' : 'has'} no gradient rule (nodes ${nodes}); supported: see SUPPORTED_OPS, or freeze the parameters before them`,
+    );
+  }
+
+  const taken = new Set<string>([...known, ...ir.nodes.map((n) => n.name)]);
+  let prefix = 'grad';
+  while ([...taken].some((t) => t.startsWith(`${prefix}/`))) prefix += '_';
+  const b = new GraphBuilder(`${prefix}/`, opset, floatType);
+
+  // Seeds.
+  const contributions = new Map<string, string[]>();
+  const contribute = (t: string, g: string): void => {
+    const list = contributions.get(t);
+    if (list) list.push(g);
+    else contributions.set(t, [g]);
+  };
+  const seedInputs = new Map<string, string>();
+  const extraInputs: onnx.IValueInfoProto[] = [];
+  const valueType = (t: string, dtype: FloatType = floatType): onnx.ITypeProto => {
+    const dims = shapes.dims(t);
+    const elemType = dtype === 'float64' ? onnx.TensorProto.DataType.DOUBLE : onnx.TensorProto.DataType.FLOAT;
+    return { tensorType: dims ? { elemType, shape: { dim: dims.map((d) => (d === null ? {} : { dimValue: d })) } } : { elemType } };
+  };
+  if (opts.target.kind === 'loss') {
+    b.scope = '/seed';
+    const loss = opts.target.tensor;
+    contribute(loss, b.op('ConstantOfShape', [b.shape(loss)], [{ name: 'value', t: b.floatTensor('', [1], [1]) }]));
+  } else {
+    for (const t of opts.target.tensors) {
+      const input = uniqueName(`${t}${GRAD_SUFFIX}`, taken);
+      seedInputs.set(t, input);
+      extraInputs.push({ name: input, type: valueType(t) });
+      contribute(t, input);
+    }
+  }
+
+  const accumulated = new Map<string, string>();
+  const gradOf = (t: string): string | null => {
+    const done = accumulated.get(t);
+    if (done) return done;
+    const list = contributions.get(t);
+    if (!list) return null;
+    const g = list.length === 1 ? list[0]! : b.op('Sum', list);
+    accumulated.set(t, g);
+    return g;
+  };
+
+  for (const n of onPath) {
+    const rule = ruleOf(n)!;
+    const outSlots = rule.outputs === 'all' ? n.outputs.map((_, i) => i) : (rule.outputs ?? [0]);
+    const dy = n.outputs.map((o, i) => (o && outSlots.includes(i) ? gradOf(o) : null));
+    if (dy.every((g) => g === null)) continue;
+    const diff = slots(n, rule);
+    const wants = n.inputs.map((t, i) => Boolean(t) && diff.includes(i) && requires.has(t) && needed.has(t));
+    if (!wants.some(Boolean)) continue;
+    b.scope = `/${n.name}`;
+    const fail = (why: string): never => {
+      throw nodeError(name, n, why);
+    };
+    const dims = (t: string): Array<number | null> => shapes.dims(t) ?? fail(`the rank of "${t}" is unknown; give the model's inputs fixed ranks or add value_info`);
+    const ctx: GradContext = {
+      b,
+      node: n,
+      dy,
+      wants,
+      rank: (t) => dims(t).length,
+      dims,
+      constant: (t) => constantValues(ir, t),
+      unbroadcast: (g, gDims, x) => unbroadcast(b, g, gDims, x, dims(x)),
+      fail,
+    };
+    const grads = rule.grad(ctx);
+    n.inputs.forEach((t, i) => {
+      const g = grads[i];
+      if (wants[i] && g) contribute(t, g);
+    });
+  }
+
+  // Outputs: forward outputs, the loss, then one gradient per parameter and requested input.
+  b.scope = '/out';
+  const outputs: onnx.IValueInfoProto[] = [...(proto.graph?.output ?? [])];
+  if (opts.target.kind === 'loss' && !outputs.some((o) => o.name === (opts.target as { tensor: string }).tensor)) {
+    const loss = opts.target.tensor;
+    outputs.push({ name: loss, type: valueType(loss) });
+  }
+  const identityNodes: onnx.INodeProto[] = [];
+  const emit = (of: string): GradientOutput => {
+    const output = uniqueName(`${of}${GRAD_SUFFIX}`, taken);
+    const g = gradOf(of);
+    const value = g ?? b.zerosLike(of);
+    identityNodes.push({ name: `${prefix}/out/${output}`, opType: 'Identity', input: [value], output: [output] });
+    outputs.push({ name: output, type: valueType(of) });
+    return { of, output, reached: g !== null };
+  };
+  const parameters = params.map(emit);
+  const inputGradients = (opts.inputs ?? []).map(emit);
+
+  const graph = proto.graph!;
+  const model: onnx.IModelProto = {
+    ...proto,
+    graph: {
+      ...graph,
+      node: [...(graph.node ?? []), ...b.nodes, ...identityNodes],
+      initializer: [...(graph.initializer ?? []), ...b.constants],
+      input: [...(graph.input ?? []), ...extraInputs],
+      output: outputs,
+    },
+  };
+  return { model, bytes: encodeModel(model), parameters, inputGradients, seedInputs, floatType };
+}
+
+function uniqueName(want: string, taken: Set<string>): string {
+  let name = want;
+  for (let i = 1; taken.has(name); i++) name = `${want}_${i}`;
+  taken.add(name);
+  return name;
+}
