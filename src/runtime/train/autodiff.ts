@@ -69,6 +69,12 @@ export interface GradientOptions {
   inputs?: readonly string[];
   /** Name shown in error messages (default: the model's graph name). */
   modelName?: string;
+  /**
+   * Make the trainable parameters graph inputs instead of initializers (default false), so
+   * that one session serves every step while the weights change: the caller keeps them
+   * resident and feeds them in (their initial values: {@link readParameter}).
+   */
+  parametersAsInputs?: boolean;
 }
 
 /** One gradient output of the generated model. */
@@ -309,13 +315,21 @@ export function buildGradientModel(bytes: Uint8Array, opts: GradientOptions): Gr
   const inputGradients = (opts.inputs ?? []).map(emit);
 
   const graph = proto.graph!;
+  let initializer = graph.initializer ?? [];
+  let input = graph.input ?? [];
+  if (opts.parametersAsInputs) {
+    const trainable = new Set(params);
+    initializer = initializer.filter((t) => !trainable.has(t.name ?? ''));
+    const declared = new Set(input.map((i) => i.name));
+    input = [...input, ...params.filter((p) => !declared.has(p)).map((p) => ({ name: p, type: valueType(p) }))];
+  }
   const model: onnx.IModelProto = {
     ...proto,
     graph: {
       ...graph,
       node: [...(graph.node ?? []), ...b.nodes, ...identityNodes],
-      initializer: [...(graph.initializer ?? []), ...b.constants],
-      input: [...(graph.input ?? []), ...extraInputs],
+      initializer: [...initializer, ...b.constants],
+      input: [...input, ...extraInputs],
       output: outputs,
     },
   };

@@ -635,8 +635,10 @@ function reduceGrad(c: GradContext, mean: boolean): string {
   const axes = axesOf(c, 1) ?? [];
   const keep = intAttr(c.node, 'keepdims', 1) === 1;
   if (axes.length === 0 && intAttr(c.node, 'noop_with_empty_axes', 0) === 1) return g;
-  const r = c.rank(x);
-  const normalized = (axes.length === 0 ? range(0, r) : axes.map((a) => normAxis(a, r))).sort((p, q) => p - q);
+  // Unsqueeze needs the axes sorted and non-negative, hence the rank unless they already are.
+  const nonNegative = axes.length > 0 && axes.every((a) => a >= 0);
+  const r = keep || nonNegative ? null : c.rank(x);
+  const normalized = (r === null ? [...axes] : axes.length === 0 ? range(0, r) : axes.map((a) => normAxis(a, r))).sort((p, q) => p - q);
   const kept = keep ? g : b.unsqueeze(g, normalized);
   const expanded = b.op('Expand', [kept, b.shape(x)]);
   return mean ? b.mul(expanded, b.div(b.sizeAsFloat(c.node.outputs[0]!), b.sizeAsFloat(x))) : expanded;
