@@ -268,8 +268,8 @@ describe('autodiff: models it cannot differentiate are refused before anything r
   });
 
   test('an old opset and an unknown loss tensor get one-line errors saying what to do', () => {
-    const bytes = graph([node('MatMul', ['x', 'W'], ['m'], {}, 'fc'), node('ReduceSum', ['m'], ['loss'], { keepdims: 1 }, 'sum')], 11);
-    assert.throws(() => buildGradientModel(bytes, { target: { kind: 'loss', tensor: 'loss' } }), (e: unknown) => isUserError(e) && /opset 13 or later.*re-export/.test((e as Error).message));
+    const bytes = graph([node('MatMul', ['x', 'W'], ['m'], {}, 'fc'), node('ReduceSum', ['m'], ['loss'], { keepdims: 1 }, 'sum')], 10);
+    assert.throws(() => buildGradientModel(bytes, { target: { kind: 'loss', tensor: 'loss' } }), (e: unknown) => isUserError(e) && /opset 11 or later.*re-export/.test((e as Error).message));
     const ok = graph([node('MatMul', ['x', 'W'], ['m'], {}, 'fc'), node('ReduceSum', ['m'], ['loss'], { keepdims: 0 }, 'sum')]);
     assert.throws(() => buildGradientModel(ok, { target: { kind: 'loss', tensor: 'nope' } }), (e: unknown) => isUserError(e) && /"nope" is not a tensor of the model/.test((e as Error).message));
   });

@@ -182,6 +182,26 @@ add('Resize nearest ×2', F32, {
   constants: [{ name: 'scales', dims: [4], dataType: 1, floatData: [1, 1, 2, 2] }],
 });
 
+// --- opset 11 forms (axes as attributes, Split sizes as attribute, Softmax over the last axis) ---
+add('opset 11: Softmax, Concat, ReduceSum and Unsqueeze with attributes', F64, {
+  nodes: [
+    node('Softmax', ['x'], ['s'], { axis: 1 }, 'softmax'),
+    node('Concat', ['s', 'x'], ['c'], { axis: 1 }, 'concat'),
+    node('ReduceSum', ['c'], ['r'], { axes: [1], keepdims: 0 }, 'sum'),
+    node('Unsqueeze', ['r'], ['u'], { axes: [1] }, 'unsqueeze'),
+    node('Mul', ['u', 'x'], ['y'], {}, 'mul'),
+  ],
+  inputs: { x: { dims: [3, 4], scale: 2 } },
+  opset: 11,
+});
+add('opset 11: Clip', F32, {
+  nodes: [node('Clip', ['x', 'lo', 'hi'], ['y'])],
+  inputs: { x: { dims: [4, 5], scale: 2 } },
+  params: { lo: { dims: [], values: [-0.5] }, hi: { dims: [], values: [0.7] } },
+  freeze: ['lo', 'hi'],
+  opset: 11,
+});
+
 describe('autodiff: each operator’s gradient matches central finite differences', () => {
   for (const [name, c] of Object.entries(cases)) {
     test(name, async (t) => {

@@ -8,6 +8,12 @@
  * parameter (and every input asked for), a graph output with the gradient of the loss with
  * respect to it. Any ONNX Runtime session (CPU, WebGPU, CUDA) runs it.
  *
+ * Parameters: every float32/float64 initializer, and every float tensor of rank ≥ 1 held by a
+ * Constant node (paddle2onnx and other exporters keep weights there; such weights become
+ * initializers of the generated model), unless frozen by name or pattern. Scalar constants
+ * stay constants. Candidates from which no differentiable path leads to the target
+ * (BatchNormalization statistics, Resize scales, Clip bounds) are reported as `untrained`.
+ *
  * Approach. Tensors that depend on a trainable parameter (or a differentiated input) are
  * found forward; nodes between them and the loss are then visited in reverse topological
  * order, and each node's rule in {@link GRAD_RULES} turns the gradients of its outputs into
@@ -31,9 +37,14 @@
  * every batch size; ranks and the few sizes that become attributes (convolution and pooling
  * geometry, embedding table sizes before opset 16) come from the model's static shape
  * propagation, run at two values of every symbolic dimension so that no batch size is baked
- * in. Broadcast gradients are reduced by {@link unbroadcast}.
+ * in (where it stops, elementwise ops and reductions still give ranks). A CNN with free
+ * spatial sizes needs them pinned ({@link GradientOptions.dims}); the batch stays free.
+ * Broadcast gradients are reduced by {@link unbroadcast}. Decided against: a dry ONNX Runtime
+ * run recording every intermediate shape, which would bake all of one input's sizes (the
+ * batch included) into the gradient model and make this pure transformation need a session.
  *
- * Limits: opset 13 or later (axes as inputs); one floating-point element type (float32 or
+ * Limits: opset 11 or later (before 13, Softmax only over the last axis and Concat only with
+ * static sizes along its axis); one floating-point element type (float32 or
  * float64) for parameters and loss; no control flow (If/Loop/Scan) on the gradient path;
  * Gather and overlapping MaxPool windows need opset 16 (ScatterElements with reduction)
  * except for axis-0 embedding tables; gradients of secondary outputs (LayerNormalization's
@@ -75,6 +86,13 @@ export interface GradientOptions {
    * resident and feeds them in (their initial values: {@link readParameter}).
    */
   parametersAsInputs?: boolean;
+  /**
+   * Sizes of symbolic input dimensions that the gradient graph may depend on, e.g.
+   * `{ height: 64, width: 64 }` for a CNN with free spatial sizes: convolution and pooling
+   * gradients put spatial sizes into attributes, so the generated model is then valid for
+   * those sizes only. Dimensions not given (the batch) stay free.
+   */
+  dims?: Readonly<Record<string, number>>;
 }
 
 /** One gradient output of the generated model. */
@@ -93,8 +111,16 @@ export interface GradientModel {
   model: onnx.IModelProto;
   /** Its encoded bytes. */
   bytes: Uint8Array;
-  /** Trainable parameters in initializer order, with their gradient outputs. */
+  /**
+   * Trainable parameters with a path to the target, in model order, with their gradient
+   * outputs (`reached` is always true here).
+   */
   parameters: GradientOutput[];
+  /**
+   * Float weights that are not trained because nothing differentiable leads from them to the
+   * target: BatchNormalization statistics, Resize scales, Clip bounds, unused weights.
+   */
+  untrained: string[];
   /** Gradients of the inputs asked for in {@link GradientOptions.inputs}. */
   inputGradients: GradientOutput[];
   /** Graph inputs added for the output gradients of an `outputs` target, by output name. */
@@ -108,29 +134,76 @@ export const GRAD_SUFFIX = '_grad';
 
 /** Static shape knowledge: dims per tensor (null for sizes that vary with the inputs). */
 interface StaticShapes {
-  dims(name: string): Array<number | null> | undefined;
+  dims(name: string): Dims | undefined;
   dtype(name: string): DType | undefined;
 }
 
-/** Runs shape propagation at two values of every symbolic input dimension; dims that agree are static. */
-function staticShapes(ir: ModelIR): StaticShapes {
+/** The lowest opset the rules are written for. */
+export const MIN_OPSET = 11;
+
+/**
+ * Runs shape propagation at two values of every symbolic input dimension not pinned in
+ * `pinned`; dims that agree are static.
+ */
+function staticShapes(ir: ModelIR, pinned: Readonly<Record<string, number>>): StaticShapes {
   const symbolic = new Set<string>();
-  for (const i of ir.inputs) for (const d of i.dims ?? []) if (typeof d === 'string') symbolic.add(d);
-  const at = (v: number): Record<string, number> => Object.fromEntries([...symbolic].map((s) => [s, v]));
+  for (const i of ir.inputs) for (const d of i.dims ?? []) if (typeof d === 'string' && pinned[d] === undefined) symbolic.add(d);
+  const at = (v: number): Record<string, number> => ({ ...pinned, ...Object.fromEntries([...symbolic].map((s) => [s, v])) });
   const a = estimateCosts(ir, at(5)).shapes;
   const b = symbolic.size > 0 ? estimateCosts(ir, at(7)).shapes : a;
+  const propagated = (name: string): Dims | undefined => {
+    const sa = a.get(name);
+    const sb = b.get(name);
+    if (sa && sb && sa.dims.length === sb.dims.length) return sa.dims.map((v, i) => (v === sb.dims[i] ? v : null));
+    const declared = ir.valueInfo.get(name)?.dims;
+    return declared ? declared.map((d) => (typeof d === 'number' ? d : null)) : undefined;
+  };
+  // Where propagation stops (inputs whose symbolic sizes differ, say labels against
+  // outputs), elementwise ops and reductions still have a known rank.
+  const fallback = new Map<string, Dims>();
+  const dims = (name: string): Dims | undefined => propagated(name) ?? fallback.get(name);
+  for (const index of ir.topoOrder) {
+    const n = ir.nodes[index]!;
+    const out = n.outputs[0];
+    if (!out || n.domain !== '' || dims(out)) continue;
+    const ins = n.inputs.filter(Boolean).map((t) => dims(t));
+    const first = ins[0];
+    if (ELEMENTWISE_OPS.has(n.opType) && ins.every((d) => d !== undefined)) fallback.set(out, broadcastDims(ins as Dims[]));
+    else if ((n.opType === 'ReduceSum' || n.opType === 'ReduceMean') && first) {
+      const axesValue = n.attributes['axes'] ?? (n.inputs[1] ? constantValues(ir, n.inputs[1]) : []);
+      const axes = (Array.isArray(axesValue) ? (axesValue as number[]) : []).map((x) => (x < 0 ? x + first.length : x));
+      const all = axes.length === 0;
+      const keep = n.attributes['keepdims'] !== 0;
+      const reduced = first.map((d, i) => (all || axes.includes(i) ? (keep ? 1 : undefined) : d)).filter((d) => d !== undefined);
+      fallback.set(out, reduced);
+    }
+  }
   return {
-    dims(name) {
-      const sa = a.get(name);
-      const sb = b.get(name);
-      if (sa && sb && sa.dims.length === sb.dims.length) return sa.dims.map((v, i) => (v === sb.dims[i] ? v : null));
-      const declared = ir.valueInfo.get(name)?.dims;
-      return declared ? declared.map((d) => (typeof d === 'number' ? d : null)) : undefined;
-    },
+    dims,
     dtype(name) {
       return a.get(name)?.dtype ?? ir.valueInfo.get(name)?.dtype ?? ir.initializerByName.get(name)?.dtype;
     },
   };
+}
+
+type Dims = Array<number | null>;
+
+/** Ops whose output has the broadcast shape of their inputs. */
+const ELEMENTWISE_OPS = new Set([
+  'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Where', 'Equal', 'Greater', 'Less', 'GreaterOrEqual', 'LessOrEqual', 'And', 'Or', 'Not',
+  'Cast', 'Identity', 'Neg', 'Exp', 'Log', 'Sqrt', 'Relu', 'Tanh', 'Sigmoid', 'Erf', 'Gelu', 'HardSigmoid', 'HardSwish', 'Clip',
+  'Softmax', 'LogSoftmax', 'Sum',
+]);
+
+/** Numpy broadcasting of static dims; a size stays unknown unless some operand fixes it above 1. */
+function broadcastDims(shapes: Dims[]): Dims {
+  const rank = Math.max(...shapes.map((s) => s.length));
+  return Array.from({ length: rank }, (_, i) => {
+    const at = shapes.map((s) => (i - (rank - s.length) >= 0 ? s[i - (rank - s.length)]! : 1));
+    const big = at.find((d) => d !== null && d !== 1);
+    if (big !== undefined) return big;
+    return at.every((d) => d === 1) ? 1 : null;
+  });
 }
 
 /**
@@ -169,13 +242,29 @@ export function buildGradientModel(bytes: Uint8Array, opts: GradientOptions): Gr
   const ir = parseModel(bytes, opts.modelName ?? 'model', { checkExternalData: false });
   const name = opts.modelName ?? (ir.graphName || 'model');
   const opset = ir.opsetVersion ?? 0;
-  if (opset < 13) throw new UserError(`${name}: gradients need ONNX opset 13 or later, the model imports opset ${opset}; re-export it with a newer opset`);
-  const shapes = staticShapes(ir);
+  if (opset < MIN_OPSET) throw new UserError(`${name}: gradients need ONNX opset ${MIN_OPSET} or later, the model imports opset ${opset}; re-export it with a newer opset`);
+  for (const [dim, v] of Object.entries(opts.dims ?? {})) {
+    if (!Number.isInteger(v) || v < 1) throw new UserError(`${name}: the size given for dimension "${dim}" must be a positive integer, got ${v}`);
+  }
+  const shapes = staticShapes(ir, opts.dims ?? {});
   const known = new Set<string>([...ir.producers.keys(), ...ir.initializerByName.keys(), ...ir.inputs.map((i) => i.name), ...ir.constants.keys()]);
 
-  // Sources of gradients: trainable parameters and requested inputs.
+  // Sources of gradients: candidate parameters (float initializers, and the float tensors of
+  // Constant nodes of rank ≥ 1, where exporters such as paddle2onnx keep the weights; scalar
+  // constants are taken for fixed numbers such as the 3 and 6 of a decomposed HardSwish) and
+  // requested inputs.
   const freeze = opts.freeze ?? [];
-  const params = ir.initializers.filter((t) => isFloat(t.dtype) && !matches(t.name, freeze)).map((t) => t.name);
+  const constantWeights = new Map<string, onnx.ITensorProto>();
+  for (const node of proto.graph?.node ?? []) {
+    const t = node.opType === 'Constant' && !node.domain ? node.attribute?.find((a) => a.name === 'value')?.t : undefined;
+    const out = node.output?.[0];
+    if (t && out && (t.dims?.length ?? 0) >= 1 && (t.dataType === 1 || t.dataType === 11)) constantWeights.set(out, t);
+  }
+  const candidates = [
+    ...ir.initializers.filter((t) => isFloat(t.dtype)).map((t) => t.name),
+    ...[...constantWeights.keys()].filter((n) => !ir.initializerByName.has(n)),
+  ].filter((n) => !matches(n, freeze));
+  let params = candidates;
   for (const i of opts.inputs ?? []) {
     if (!ir.inputs.some((x) => x.name === i)) throw new UserError(`${name}: "${i}" is not a graph input; name one of ${ir.inputs.map((x) => x.name).join(', ')}`);
   }
@@ -208,10 +297,18 @@ export function buildGradientModel(bytes: Uint8Array, opts: GradientOptions): Gr
   const onPath: IRNode[] = [];
   for (const index of [...ir.topoOrder].reverse()) {
     const n = ir.nodes[index]!;
+    if (NON_DIFFERENTIABLE_OPS.has(n.opType) && n.domain === '') continue;
     if (!n.outputs.some((o) => o && needed.has(o) && requires.has(o))) continue;
     onPath.push(n);
-    for (const i of [...n.inputs, ...n.implicitInputs]) if (i && requires.has(i)) needed.add(i);
+    const rule = ruleOf(n);
+    // Through a node with a rule only its differentiable slots lead back; an unknown node
+    // (reported below) is taken to depend on all of its inputs.
+    const back = rule ? slots(n, rule).map((i) => n.inputs[i]) : [...n.inputs, ...n.implicitInputs];
+    for (const i of back) if (i && requires.has(i)) needed.add(i);
   }
+  // Parameters from which no differentiable path leads to a target are not trained.
+  params = candidates.filter((p) => needed.has(p));
+  const untrained = candidates.filter((p) => !needed.has(p));
   const unsupported = onPath.filter((n) => !ruleOf(n));
   if (unsupported.length > 0) {
     const types = [...new Set(unsupported.map((n) => (n.domain ? `${n.domain}::${n.opType}` : n.opType)))].sort();
@@ -315,7 +412,10 @@ export function buildGradientModel(bytes: Uint8Array, opts: GradientOptions): Gr
   const inputGradients = (opts.inputs ?? []).map(emit);
 
   const graph = proto.graph!;
-  let initializer = graph.initializer ?? [];
+  // Constant-node weights that are trained become initializers (and inputs, if asked).
+  const lifted = new Set(params.filter((p) => constantWeights.has(p)));
+  const forwardNodes = (graph.node ?? []).filter((n) => !(n.opType === 'Constant' && lifted.has(n.output?.[0] ?? '')));
+  let initializer = [...(graph.initializer ?? []), ...[...lifted].map((p) => ({ ...constantWeights.get(p)!, name: p }))];
   let input = graph.input ?? [];
   if (opts.parametersAsInputs) {
     const trainable = new Set(params);
@@ -327,13 +427,13 @@ export function buildGradientModel(bytes: Uint8Array, opts: GradientOptions): Gr
     ...proto,
     graph: {
       ...graph,
-      node: [...(graph.node ?? []), ...b.nodes, ...identityNodes],
+      node: [...forwardNodes, ...b.nodes, ...identityNodes],
       initializer: [...initializer, ...b.constants],
       input: [...input, ...extraInputs],
       output: outputs,
     },
   };
-  return { model, bytes: encodeModel(model), parameters, inputGradients, seedInputs, floatType };
+  return { model, bytes: encodeModel(model), parameters, untrained, inputGradients, seedInputs, floatType };
 }
 
 function uniqueName(want: string, taken: Set<string>): string {

@@ -297,8 +297,9 @@ export const GRAD_RULES: Readonly<Record<string, GradRule>> = {
       const and = (m: string): void => {
         mask = mask ? b.op('And', [mask, m]) : m;
       };
-      if (lo) and(b.op('GreaterOrEqual', [x!, lo]));
-      if (hi) and(b.op('LessOrEqual', [x!, hi]));
+      // Not(Less)/Not(Greater) rather than GreaterOrEqual/LessOrEqual, which need opset 12.
+      if (lo) and(b.op('Not', [b.op('Less', [x!, lo])]));
+      if (hi) and(b.op('Not', [b.op('Greater', [x!, hi])]));
       return [mask ? masked(c, mask, dyOf(c)) : dyOf(c)];
     },
   },
@@ -308,7 +309,7 @@ export const GRAD_RULES: Readonly<Record<string, GradRule>> = {
       const b = c.b;
       const y = c.node.outputs[0]!;
       const g = dyOf(c);
-      const axis = normAxis(intAttr(c.node, 'axis', -1), c.rank(y));
+      const axis = softmaxAxis(c);
       const s = b.reduce('ReduceSum', b.mul(g, y), [axis], true);
       return [b.mul(y, b.sub(g, s))];
     },
@@ -319,8 +320,7 @@ export const GRAD_RULES: Readonly<Record<string, GradRule>> = {
       const b = c.b;
       const y = c.node.outputs[0]!;
       const g = dyOf(c);
-      const axis = normAxis(intAttr(c.node, 'axis', -1), c.rank(y));
-      return [b.sub(g, b.mul(b.op('Exp', [y]), b.reduce('ReduceSum', g, [axis], true)))];
+      return [b.sub(g, b.mul(b.op('Exp', [y]), b.reduce('ReduceSum', g, [softmaxAxis(c)], true)))];
     },
   },
   Reshape: reshapeRule,
@@ -348,7 +348,9 @@ export const GRAD_RULES: Readonly<Record<string, GradRule>> = {
       const sizes = known.every((d) => d !== null)
         ? b.ints(known as number[])
         : b.op('Concat', ins.map((t) => b.op('Gather', [b.shape(t), b.ints([axis])])), [{ name: 'axis', i: 0 }]);
-      return b.opN('Split', [dyOf(c), sizes], ins.length, [{ name: 'axis', i: axis }]);
+      if (b.opset >= 13) return b.opN('Split', [dyOf(c), sizes], ins.length, [{ name: 'axis', i: axis }]);
+      if (!known.every((d) => d !== null)) c.fail('before opset 13 its inputs need static sizes along the axis');
+      return b.opN('Split', [dyOf(c)], ins.length, [{ name: 'axis', i: axis }, { name: 'split', ints: known as number[] }]);
     },
   },
   Split: {
@@ -626,6 +628,18 @@ export const GRAD_RULES: Readonly<Record<string, GradRule>> = {
     },
   },
 };
+
+/**
+ * The axis of Softmax/LogSoftmax. Before opset 13 they worked on the input flattened to 2-D
+ * at `axis` (default 1), which is a per-axis softmax only when the axis is the last one.
+ */
+function softmaxAxis(c: GradContext): number {
+  const r = c.rank(c.node.outputs[0]!);
+  if (c.b.opset >= 13) return normAxis(intAttr(c.node, 'axis', -1), r);
+  const axis = normAxis(intAttr(c.node, 'axis', 1), r);
+  if (axis !== r - 1) c.fail('before opset 13 only a softmax over the last axis is differentiated');
+  return axis;
+}
 
 /** dX of ReduceSum / ReduceMean: the output gradient broadcast back over the reduced axes. */
 function reduceGrad(c: GradContext, mean: boolean): string {
