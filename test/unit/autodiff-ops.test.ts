@@ -51,6 +51,19 @@ add('Sqrt', F64, { nodes: [node('Sqrt', ['x'], ['y'])], inputs: { x: { dims: [2,
 
 // --- activations -------------------------------------------------------------------------
 for (const op of ['Relu', 'Tanh', 'Sigmoid', 'Exp', 'Neg', 'Identity']) add(op, F64, { nodes: [node(op, ['x'], ['y'])], inputs: { x: { dims: [3, 4], scale: 2 } } });
+add('Abs', F64, { nodes: [node('Abs', ['x'], ['y'])], inputs: { x: { dims: [3, 4], scale: 2 } } });
+add('Reciprocal', F64, { nodes: [node('Reciprocal', ['x'], ['y'])], inputs: { x: { dims: [3, 4], scale: 0.5, offset: 1.5 } } });
+add('LeakyRelu', F64, { nodes: [node('LeakyRelu', ['x'], ['y'], { alpha: 0.2 })], inputs: { x: { dims: [3, 4], scale: 2 } } });
+add('Cast to the same float type, Dropout in inference mode', F64, {
+  nodes: [node('Cast', ['x'], ['c'], { to: 11 }), node('Dropout', ['c'], ['y'])],
+  inputs: { x: { dims: [3, 4] } },
+});
+add('Where with a broadcast condition and operands', F64, {
+  nodes: [node('Greater', ['x', 'zero'], ['mask']), node('Where', ['mask', 'x', 'b'], ['y'])],
+  inputs: { x: { dims: [3, 4], scale: 2 } },
+  params: { b: { dims: [4] }, zero: { dims: [], values: [0] } },
+  freeze: ['zero'],
+});
 add('Log', F64, { nodes: [node('Log', ['x'], ['y'])], inputs: { x: { dims: [3, 4], scale: 0.5, offset: 1.5 } } });
 add('Erf', F32, { nodes: [node('Erf', ['x'], ['y'])], inputs: { x: { dims: [3, 4] } } });
 add('Gelu (opset 20)', F32, { nodes: [node('Gelu', ['x'], ['y'])], inputs: { x: { dims: [3, 4], scale: 2 } }, opset: 20 });

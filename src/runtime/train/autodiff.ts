@@ -23,8 +23,9 @@
  * named `<output>_grad` ("activation gradients" from the next stage).
  *
  * Supported operators ({@link SUPPORTED_OPS}): Add, Sub, Mul, Div, Pow (with broadcasting),
- * MatMul (batched, 1-D operands), Gemm (alpha, beta, transA, transB), Identity, Neg, Exp,
- * Log, Sqrt, Relu, Tanh, Sigmoid, Erf, Gelu (exact), HardSigmoid, HardSwish, Clip, Softmax,
+ * MatMul (batched, 1-D operands), Gemm (alpha, beta, transA, transB), Where, Identity,
+ * Cast (to the same float type), Dropout (inference), Neg, Abs, Reciprocal, Exp, Log, Sqrt,
+ * Relu, LeakyRelu, Tanh, Sigmoid, Erf, Gelu (exact), HardSigmoid, HardSwish, Clip, Softmax,
  * LogSoftmax (any axis), Reshape, Flatten, Squeeze, Unsqueeze, Expand, Transpose, Concat,
  * Split, Slice (any steps), Gather (any axis; repeated indices add up), ReduceSum,
  * ReduceMean, GlobalAveragePool, LayerNormalization, BatchNormalization (inference
@@ -321,7 +322,7 @@ export function buildGradientModel(bytes: Uint8Array, opts: GradientOptions): Gr
   const taken = new Set<string>([...known, ...ir.nodes.map((n) => n.name)]);
   let prefix = 'grad';
   while ([...taken].some((t) => t.startsWith(`${prefix}/`))) prefix += '_';
-  const b = new GraphBuilder(`${prefix}/`, opset, floatType);
+  const b = new GraphBuilder(prefix, opset, floatType);
 
   // Seeds.
   const contributions = new Map<string, string[]>();
@@ -369,7 +370,7 @@ export function buildGradientModel(bytes: Uint8Array, opts: GradientOptions): Gr
     const diff = slots(n, rule);
     const wants = n.inputs.map((t, i) => Boolean(t) && diff.includes(i) && requires.has(t) && needed.has(t));
     if (!wants.some(Boolean)) continue;
-    b.scope = `/${n.name}`;
+    b.scope = `/${n.name.replace(/^\/+/, '')}`;
     const fail = (why: string): never => {
       throw nodeError(name, n, why);
     };

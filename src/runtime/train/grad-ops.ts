@@ -255,6 +255,46 @@ export const GRAD_RULES: Readonly<Record<string, GradRule>> = {
     (c, g) => c.b.mul(g, c.b.mul(c.node.outputs[0]!, c.b.op('Log', [c.node.inputs[0]!]))),
   ),
   Neg: unary((c, _x, _y, g) => c.b.neg(g)),
+  Abs: unary((c, x, _y, g) => c.b.mul(g, c.b.op('Sign', [x]))),
+  Reciprocal: unary((c, _x, y, g) => c.b.neg(c.b.mul(g, c.b.mul(y, y)))),
+  LeakyRelu: unary((c, x, _y, g) => {
+    const b = c.b;
+    return b.op('Where', [b.op('Greater', [x, b.floats([0])]), g, b.mul(g, b.floats([floatAttr(c.node, 'alpha', 0.01)]))]);
+  }),
+  Cast: {
+    differentiable: [0],
+    grad: (c) => {
+      // Only casts within the gradient's float type carry a gradient (a float32 → float32 no-op
+      // left by an exporter); a float cast to an integer type has no outputs that require one.
+      const to = intAttr(c.node, 'to', 0);
+      if (to !== c.b.floatCode) c.fail('only a Cast to the parameters’ own float type is differentiated');
+      return [dyOf(c)];
+    },
+  },
+  Dropout: {
+    differentiable: [0],
+    grad: (c) => {
+      // Inference-mode Dropout is the identity; training mode would need its random mask.
+      const mode = c.node.inputs[2];
+      if (mode && (c.constant(mode) ?? [1])[0] !== 0) c.fail('only Dropout in inference mode (no training_mode, or a constant false) is differentiated');
+      return [dyOf(c)];
+    },
+  },
+  Where: {
+    differentiable: [1, 2],
+    grad: (c) => {
+      const b = c.b;
+      const [cond, x, y] = c.node.inputs as [string, string, string];
+      const g = dyOf(c);
+      const out = c.dims(c.node.outputs[0]!);
+      const zero = b.floats([0]);
+      return [
+        null,
+        c.wants[1] ? c.unbroadcast(b.op('Where', [cond, g, zero]), out, x) : null,
+        c.wants[2] ? c.unbroadcast(b.op('Where', [cond, zero, g]), out, y) : null,
+      ];
+    },
+  },
   Exp: unary((c, _x, y, g) => c.b.mul(g, y)),
   Log: unary((c, x, _y, g) => c.b.div(g, x)),
   Sqrt: unary((c, _x, y, g) => c.b.div(c.b.mul(g, c.b.floats([0.5])), y)),

@@ -50,7 +50,7 @@ export class GraphBuilder {
   scope = '';
 
   constructor(
-    /** Prefix of every generated name. */
+    /** Prefix of every generated name (a path segment: names are `<prefix>/<scope>/<op>_<n>`). */
     readonly prefix: string,
     /** Opset of the default domain. */
     readonly opset: number,
@@ -115,7 +115,7 @@ export class GraphBuilder {
   private constant(key: string, make: () => onnx.ITensorProto): string {
     const known = this.constantByKey.get(key);
     if (known) return known;
-    const name = `${this.prefix}const_${this.constantByKey.size}`;
+    const name = `${this.prefix}/const_${this.constantByKey.size}`;
     this.constants.push({ ...make(), name });
     this.constantByKey.set(key, name);
     return name;

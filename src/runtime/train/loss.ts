@@ -71,7 +71,7 @@ export function appendLoss(bytes: Uint8Array, opts: LossOptions, modelName = 'mo
   const loss = unique('loss');
   let prefix = 'loss';
   while ([...taken].some((t) => t.startsWith(`${prefix}/`))) prefix += '_';
-  const b = new GraphBuilder(`${prefix}/`, ir.opsetVersion ?? 17, info.dtype);
+  const b = new GraphBuilder(prefix, ir.opsetVersion ?? 17, info.dtype);
   const dims = info.dims;
   const rank = dims?.length;
   if (rank === undefined || rank < 1) throw new UserError(`${modelName}: the rank of output "${output}" is not declared; add its shape to the model's outputs`);

@@ -56,7 +56,7 @@ export const OPTIMIZER_DEFAULTS = { momentum: 0.9, beta1: 0.9, beta2: 0.999, eps
 
 /** Builds the update model for `params` (opset 17). */
 export function buildOptimizerModel(params: readonly OptimizedParameter[], config: OptimizerConfig, floatType: FloatType = 'float32'): OptimizerModel {
-  const b = new GraphBuilder('opt/', 17, floatType);
+  const b = new GraphBuilder('opt', 17, floatType);
   const lr = 'optimizer.lr';
   const step = config.kind === 'adam' ? 'optimizer.step' : null;
   const input: onnx.IValueInfoProto[] = [];
@@ -73,14 +73,14 @@ export function buildOptimizerModel(params: readonly OptimizedParameter[], confi
   if (config.kind === 'adam' && step) {
     const beta1 = config.beta1 ?? OPTIMIZER_DEFAULTS.beta1;
     const beta2 = config.beta2 ?? OPTIMIZER_DEFAULTS.beta2;
-    b.scope = 'bias_correction';
+    b.scope = '/bias_correction';
     const c1 = b.sub(b.floats([1]), b.op('Pow', [b.floats([beta1]), step]));
     const c2 = b.sub(b.floats([1]), b.op('Pow', [b.floats([beta2]), step]));
     adam = { c1, c2, beta1, beta2, epsilon: config.epsilon ?? OPTIMIZER_DEFAULTS.epsilon };
   }
 
   const slots: ParameterSlots[] = params.map((p) => {
-    b.scope = p.name;
+    b.scope = `/${p.name}`;
     const grad = `${p.name}_grad`;
     const updated = `${p.name}_new`;
     input.push(tensor(p.name, p.dims), tensor(grad, p.dims));
