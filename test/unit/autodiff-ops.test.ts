@@ -13,7 +13,9 @@
  * forward or backward graph needs (Erf, Gelu, HardSigmoid, HardSwish, Conv, ConvTranspose,
  * AveragePool, Resize, GlobalAveragePool).
  */
+import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { SUPPORTED_OPS } from '../../src/runtime/train/autodiff';
 import { checkGradients, int64s, node, type GradCase } from '../helpers/grad-check';
 
 const F64 = { dtype: 'float64', tol: 1e-6 } as const;
@@ -216,6 +218,12 @@ add('opset 11: Clip', F32, {
 });
 
 describe('autodiff: each operator’s gradient matches central finite differences', () => {
+  test('every supported operator has a case here', () => {
+    const covered = new Set(Object.values(cases).flatMap((c) => c.nodes.map((n) => n.opType!)));
+    const missing = SUPPORTED_OPS.filter((op) => !covered.has(op));
+    assert.deepEqual(missing, [], `operators without a finite-difference case: ${missing.join(', ')}`);
+  });
+
   for (const [name, c] of Object.entries(cases)) {
     test(name, async (t) => {
       const r = await checkGradients(c);
