@@ -139,6 +139,7 @@ export async function checkGradients(c: GradCase): Promise<GradCheckResult> {
 
   const forwardBytes = caseModel(c, withR, (n) => paramNames.has(n) || n === 'loss_R', lossNodes, lossOut);
   const gradient = buildGradientModel(forwardBytes, { target: { kind: 'loss', tensor: 'loss' }, inputs: inputNames, freeze: ['loss_R', ...(c.freeze ?? [])] });
+  for (const n of gradient.model.graph?.node ?? []) assert.ok(!n.domain, `generated node ${n.name} uses domain ${n.domain}; only standard operators may be used`);
   const gradSession = await ort.InferenceSession.create(gradient.bytes, sessionOptions);
   const result = await gradSession.run(feedsOf(inputNames));
   await gradSession.release();

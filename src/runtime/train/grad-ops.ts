@@ -521,7 +521,11 @@ export const GRAD_RULES: Readonly<Record<string, GradRule>> = {
   BatchNormalization: {
     differentiable: [0, 1, 2],
     grad: (c) => {
-      if (intAttr(c.node, 'training_mode', 0) !== 0) c.fail('only BatchNormalization with inference statistics (training_mode=0) is differentiated');
+      // Training mode is an attribute from opset 14 and, before it, the presence of the
+      // running-statistics outputs.
+      if (intAttr(c.node, 'training_mode', 0) !== 0 || c.node.outputs.filter(Boolean).length > 1) {
+        c.fail('only BatchNormalization with inference statistics (training_mode=0, one output) is differentiated');
+      }
       const b = c.b;
       const [x, scale, , mean, variance] = c.node.inputs as [string, string, string, string, string];
       const r = c.rank(x);
