@@ -1,8 +1,9 @@
 /**
  * Whole-model gradients: a transformer block and a small CNN against central finite
  * differences (float32, tolerance 1e-3 as in autodiff-ops.test.ts: both contain ops ONNX
- * Runtime runs only in float32), the demo model at two batch sizes (shard gradients add up
- * to the full batch's), a pipeline-stage backward chained through activation gradients, and
+ * Runtime runs only in float32), the demo model and a CNN with a free batch (shard gradients
+ * add up to the full batch's: the property data-parallel training rests on), a pipeline-stage
+ * backward chained through activation gradients, and
  * the refusal of models with operators outside the supported set.
  */
 import assert from 'node:assert/strict';
@@ -176,6 +177,50 @@ describe('autodiff: gradient models serve any batch size and chain across pipeli
     for (const p of gm.parameters) {
       const sum = Array.from(a[p.output]!.data as Float32Array, (v, i) => v + (b[p.output]!.data as Float32Array)[i]!);
       const whole = full[p.output]!.data as Float32Array;
+      const scale = Math.max(1, ...Array.from(whole, Math.abs));
+      assert.ok(maxAbsDiff(sum, whole) / scale < 1e-5, `${p.of}: shard sum differs from the full batch`);
+      assert.ok(whole.some((v) => v !== 0), `${p.of}: gradient is all zeros`);
+    }
+  });
+
+  test('a CNN with a free batch: gradients of a 5-image batch equal the sums over 2- and 3-image shards', async () => {
+    const F4 = (name: string, dims: number[], seed: number, scale = 0.3): onnx.ITensorProto => ({ name, dims, dataType: F, rawData: new Uint8Array(Float32Array.from(seededValues(dims.reduce((p, q) => p * q, 1), seed), (v) => v * scale).buffer) });
+    const batchInfo = (name: string, dims: Array<number | string>): onnx.IValueInfoProto => ({ name, type: { tensorType: { elemType: F, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } } });
+    const bytes = encodeModel({
+      irVersion: 8,
+      opsetImport: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'cnn',
+        node: [
+          node('Conv', ['x', 'c1.W', 'c1.b'], ['c1'], { group: 2, strides: [2, 2], pads: [1, 1, 1, 1] }, 'conv1'),
+          node('BatchNormalization', ['c1', 'bn.s', 'bn.b', 'bn.mean', 'bn.var'], ['bn'], {}, 'bn'),
+          node('HardSwish', ['bn'], ['a1'], {}, 'act'),
+          node('MaxPool', ['a1'], ['p1'], { kernel_shape: [3, 3], strides: [1, 1], pads: [1, 1, 1, 1] }, 'maxpool'),
+          node('AveragePool', ['p1'], ['p2'], { kernel_shape: [2, 2], strides: [2, 2] }, 'avgpool'),
+          node('Flatten', ['p2'], ['flat'], {}, 'flatten'),
+          node('Gemm', ['flat', 'fc.W', 'fc.b'], ['logits'], { transB: 1 }, 'fc'),
+          node('Mul', ['logits', 'logits'], ['sq'], {}, 'sq'),
+          node('ReduceSum', ['sq'], ['loss'], { keepdims: 0 }, 'sum'),
+        ],
+        initializer: [
+          F4('c1.W', [6, 2, 3, 3], 51), F4('c1.b', [6], 52), F4('bn.s', [6], 53), F4('bn.b', [6], 54), F4('bn.mean', [6], 55, 0.1),
+          { ...F4('bn.var', [6], 56, 0), rawData: new Uint8Array(new Float32Array(6).fill(1).buffer) },
+          F4('fc.W', [3, 24], 57), F4('fc.b', [3], 58),
+        ],
+        input: [batchInfo('x', ['batch', 4, 8, 8])],
+        output: [batchInfo('loss', [])],
+      },
+    });
+    const gm = buildGradientModel(bytes, { target: { kind: 'loss', tensor: 'loss' } });
+    assert.deepEqual(gm.untrained, ['bn.mean', 'bn.var']);
+    const x = seededValues(5 * 4 * 64, 61);
+    const run = (rows: Float32Array, n: number): Promise<ort.InferenceSession.OnnxValueMapType> => runGradients(gm.bytes, { x: new ort.Tensor('float32', rows, [n, 4, 8, 8]) });
+    const full = await run(x, 5);
+    const a = await run(x.slice(0, 2 * 256), 2);
+    const b = await run(x.slice(2 * 256), 3);
+    for (const p of gm.parameters) {
+      const whole = full[p.output]!.data as Float32Array;
+      const sum = Array.from(a[p.output]!.data as Float32Array, (v, i) => v + (b[p.output]!.data as Float32Array)[i]!);
       const scale = Math.max(1, ...Array.from(whole, Math.abs));
       assert.ok(maxAbsDiff(sum, whole) / scale < 1e-5, `${p.of}: shard sum differs from the full batch`);
       assert.ok(whole.some((v) => v !== 0), `${p.of}: gradient is all zeros`);
