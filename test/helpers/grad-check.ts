@@ -139,7 +139,10 @@ export async function checkGradients(c: GradCase): Promise<GradCheckResult> {
 
   const forwardBytes = caseModel(c, withR, (n) => paramNames.has(n) || n === 'loss_R', lossNodes, lossOut);
   const gradient = buildGradientModel(forwardBytes, { target: { kind: 'loss', tensor: 'loss' }, inputs: inputNames, freeze: ['loss_R', ...(c.freeze ?? [])] });
-  for (const n of gradient.model.graph?.node ?? []) assert.ok(!n.domain, `generated node ${n.name} uses domain ${n.domain}; only standard operators may be used`);
+  const gradGraph = gradient.model.graph!;
+  for (const n of gradGraph.node ?? []) assert.ok(!n.domain, `generated node ${n.name} uses domain ${n.domain}; only standard operators may be used`);
+  const read = new Set([...(gradGraph.node ?? []).flatMap((n) => n.input ?? []), ...(gradGraph.output ?? []).map((o) => o.name)]);
+  for (const t of gradGraph.initializer ?? []) if (t.name?.startsWith('grad/')) assert.ok(read.has(t.name), `generated constant ${t.name} is never read`);
   const gradSession = await ort.InferenceSession.create(gradient.bytes, sessionOptions);
   const result = await gradSession.run(feedsOf(inputNames));
   await gradSession.release();

@@ -10,8 +10,8 @@
  * | float32      | 1e-2  | 1e-3      | the loss is summed in float32: rounding ~1e-7·|loss|/step      |
  *
  * float32 is used only where ONNX Runtime's CPU provider has no double kernel for an op the
- * forward or backward graph needs (Erf, Gelu, HardSigmoid, HardSwish, Conv, ConvTranspose,
- * AveragePool, Resize, GlobalAveragePool).
+ * forward or backward graph needs (Erf, Gelu, HardSigmoid, HardSwish, Softplus, Mean, Conv,
+ * ConvTranspose, AveragePool, Resize, GlobalAveragePool, Clip before opset 12).
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -80,6 +80,18 @@ add('Gelu written as x·½·(1 + erf(x/√2))', F32, {
   inputs: { x: { dims: [3, 4], scale: 2 } },
   params: { sqrt2: { dims: [], values: [Math.SQRT2] }, one: { dims: [], values: [1] }, half: { dims: [], values: [0.5] } },
   freeze: ['sqrt2', 'one', 'half'],
+});
+add('Gelu tanh approximation (opset 20)', F32, { nodes: [node('Gelu', ['x'], ['y'], { approximate: 'tanh' })], inputs: { x: { dims: [3, 4], scale: 2 } }, opset: 20 });
+add('Softplus', F32, { nodes: [node('Softplus', ['x'], ['y'])], inputs: { x: { dims: [3, 4], scale: 2 } } });
+add('Sum and Mean of three broadcast inputs', F32, {
+  nodes: [node('Sum', ['a', 'b', 'c'], ['s']), node('Mean', ['s', 'a', 'b'], ['y'])],
+  inputs: { a: { dims: [2, 3] }, c: { dims: [1] } },
+  params: { b: { dims: [3] } },
+});
+add('Max and Min with broadcasting', F64, {
+  nodes: [node('Max', ['a', 'b'], ['m']), node('Min', ['m', 'c'], ['y'])],
+  inputs: { a: { dims: [3, 4], scale: 2 }, c: { dims: [4], scale: 2 } },
+  params: { b: { dims: [3, 1], scale: 2 } },
 });
 add('HardSigmoid', F32, { nodes: [node('HardSigmoid', ['x'], ['y'], { alpha: 0.3, beta: 0.4 })], inputs: { x: { dims: [4, 5], scale: 4 } } });
 add('HardSwish', F32, { nodes: [node('HardSwish', ['x'], ['y'])], inputs: { x: { dims: [4, 5], scale: 5 } }, opset: 14 });

@@ -25,7 +25,9 @@
  * Supported operators ({@link SUPPORTED_OPS}): Add, Sub, Mul, Div, Pow (with broadcasting),
  * MatMul (batched, 1-D operands), Gemm (alpha, beta, transA, transB), Where, Identity,
  * Cast (to the same float type), Dropout (inference), Neg, Abs, Reciprocal, Exp, Log, Sqrt,
- * Relu, LeakyRelu, Tanh, Sigmoid, Erf, Gelu (exact), HardSigmoid, HardSwish, Clip, Softmax,
+ * Sum, Mean, Max, Min (variadic, broadcasting; ties in Max/Min give each tied input the
+ * gradient), Relu, LeakyRelu, Softplus, Tanh, Sigmoid, Erf, Gelu (exact and tanh),
+ * HardSigmoid, HardSwish, Clip, Softmax,
  * LogSoftmax (any axis), Reshape, Flatten, Squeeze, Unsqueeze, Expand, Transpose, Concat,
  * Split, Slice (any steps), Gather (any axis; repeated indices add up), ReduceSum,
  * ReduceMean, GlobalAveragePool, LayerNormalization, BatchNormalization (inference
@@ -412,6 +414,18 @@ export function buildGradientModel(bytes: Uint8Array, opts: GradientOptions): Gr
   const parameters = params.map(emit);
   const inputGradients = (opts.inputs ?? []).map(emit);
 
+  // Rules may emit a value that nothing reads in the end (a shape whose only reader was
+  // another input's gradient, say): drop generated nodes and constants no output needs.
+  const live = new Set(outputs.map((o) => o.name ?? ''));
+  const generated: onnx.INodeProto[] = [];
+  for (const n of [...b.nodes, ...identityNodes].reverse()) {
+    if (!(n.output ?? []).some((o) => live.has(o))) continue;
+    generated.push(n);
+    for (const i of n.input ?? []) live.add(i);
+  }
+  generated.reverse();
+  const constants = b.constants.filter((c) => live.has(c.name ?? ''));
+
   const graph = proto.graph!;
   // Constant-node weights that are trained become initializers (and inputs, if asked).
   const lifted = new Set(params.filter((p) => constantWeights.has(p)));
@@ -428,8 +442,8 @@ export function buildGradientModel(bytes: Uint8Array, opts: GradientOptions): Gr
     ...proto,
     graph: {
       ...graph,
-      node: [...forwardNodes, ...b.nodes, ...identityNodes],
-      initializer: [...initializer, ...b.constants],
+      node: [...forwardNodes, ...generated],
+      initializer: [...initializer, ...constants],
       input: [...input, ...extraInputs],
       output: outputs,
     },

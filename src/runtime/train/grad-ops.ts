@@ -233,6 +233,21 @@ const swapLast = (c: GradContext, x: string, r: number): string => c.b.transpose
 const SQRT_2 = Math.SQRT2;
 const TWO_OVER_SQRT_PI = 2 / Math.sqrt(Math.PI);
 const ONE_OVER_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+const GELU_CUBIC = 0.044715;
+
+/** Variadic broadcast ops: each input's gradient is f(input) unbroadcast to its shape. */
+const variadic = (f: (c: GradContext, g: string, x: string) => string): GradRule => ({
+  differentiable: 'all',
+  grad: (c) => {
+    const g = dyOf(c);
+    const out = c.dims(c.node.outputs[0]!);
+    return c.node.inputs.map((x, i) => (c.wants[i] ? c.unbroadcast(f(c, g, x), out, x) : null));
+  },
+});
+
+/** Max/Min: the gradient goes to the inputs equal to the result (to each of them on ties). */
+const selecting = variadic((c, g, x) => c.b.mul(g, c.b.op('Cast', [c.b.op('Equal', [x, c.node.outputs[0]!])], [{ name: 'to', i: c.b.floatCode }])));
 
 /** Gradient rules by operator type (default ONNX domain). */
 export const GRAD_RULES: Readonly<Record<string, GradRule>> = {
@@ -255,6 +270,11 @@ export const GRAD_RULES: Readonly<Record<string, GradRule>> = {
     (c, g) => c.b.mul(g, c.b.mul(c.node.outputs[0]!, c.b.op('Log', [c.node.inputs[0]!]))),
   ),
   Neg: unary((c, _x, _y, g) => c.b.neg(g)),
+  Sum: variadic((_c, g) => g),
+  Mean: variadic((c, g) => c.b.mul(g, c.b.floats([1 / c.node.inputs.length]))),
+  Max: selecting,
+  Min: selecting,
+  Softplus: unary((c, x, _y, g) => c.b.mul(g, c.b.op('Sigmoid', [x]))),
   Abs: unary((c, x, _y, g) => c.b.mul(g, c.b.op('Sign', [x]))),
   Reciprocal: unary((c, _x, y, g) => c.b.neg(c.b.mul(g, c.b.mul(y, y)))),
   LeakyRelu: unary((c, x, _y, g) => {
@@ -306,9 +326,19 @@ export const GRAD_RULES: Readonly<Record<string, GradRule>> = {
     return b.mul(g, b.mul(b.floats([TWO_OVER_SQRT_PI]), b.op('Exp', [b.neg(b.mul(x, x))])));
   }),
   Gelu: unary((c, x, _y, g) => {
-    if (stringAttr(c.node, 'approximate', 'none') !== 'none') c.fail('only Gelu with approximate="none" is differentiated');
-    // d/dx [x·Φ(x)] = Φ(x) + x·φ(x)
     const b = c.b;
+    const approximate = stringAttr(c.node, 'approximate', 'none');
+    if (approximate === 'tanh') {
+      // y = ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³): y' = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²)
+      const x2 = b.mul(x, x);
+      const u = b.mul(b.floats([SQRT_2_OVER_PI]), b.add(x, b.mul(b.floats([GELU_CUBIC]), b.mul(x2, x))));
+      const t = b.op('Tanh', [u]);
+      const du = b.mul(b.floats([SQRT_2_OVER_PI]), b.add(b.floats([1]), b.mul(b.floats([3 * GELU_CUBIC]), x2)));
+      const slope = b.add(b.mul(b.floats([0.5]), b.add(b.floats([1]), t)), b.mul(b.mul(b.floats([0.5]), x), b.mul(b.sub(b.floats([1]), b.mul(t, t)), du)));
+      return b.mul(g, slope);
+    }
+    if (approximate !== 'none') c.fail(`Gelu approximate="${approximate}" is not an ONNX mode`);
+    // d/dx [x·Φ(x)] = Φ(x) + x·φ(x)
     const cdf = b.mul(b.floats([0.5]), b.add(b.floats([1]), b.op('Erf', [b.div(x, b.floats([SQRT_2]))])));
     const pdf = b.mul(b.floats([ONE_OVER_SQRT_2PI]), b.op('Exp', [b.mul(b.floats([-0.5]), b.mul(x, x))]));
     return b.mul(g, b.add(cdf, b.mul(x, pdf)));
