@@ -17,7 +17,7 @@ import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { decodeModelProto, encodeModel } from '../../src/runtime/onnx/model';
 import { buildGradientModel } from '../../src/runtime/train/autodiff';
-import { readParameter, type ParameterValue } from '../../src/runtime/train/parameters';
+import { readParameterValues } from '../../src/runtime/train/parameters';
 import { MISSING_MODELS_HINT, ocrDetModelPath } from '../helpers/models';
 import { seededValues } from '../helpers/tiny-model';
 
@@ -52,12 +52,7 @@ test('PP-OCRv4 det: every weight gets a gradient and per-tensor directional deri
   assert.ok(g.untrained.every((u) => !convWeights.includes(u)));
 
   // Initial values: initializers, and the Constant-node weights lifted into inputs.
-  const values = new Map<string, ParameterValue>();
-  for (const init of graph.initializer) if (trained.has(init.name ?? '')) values.set(init.name!, readParameter(init));
-  for (const n of graph.node) {
-    const out = n.output?.[0] ?? '';
-    if (n.opType === 'Constant' && trained.has(out)) values.set(out, readParameter({ ...n.attribute!.find((a) => a.name === 'value')!.t!, name: out }));
-  }
+  const values = readParameterValues(encodeModel(proto), [...trained], 'det');
   assert.equal(values.size, g.parameters.length);
 
   const session = await ort.InferenceSession.create(g.bytes, { intraOpNumThreads: 1, logSeverityLevel: 3 });

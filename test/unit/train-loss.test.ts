@@ -8,11 +8,11 @@ import { describe, test } from 'node:test';
 import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { isUserError } from '../../src/common/errors';
-import { decodeModelProto, encodeModel } from '../../src/runtime/onnx/model';
+import { encodeModel } from '../../src/runtime/onnx/model';
 import { buildGradientModel } from '../../src/runtime/train/autodiff';
 import { appendLoss, teacherModel, type LossKind } from '../../src/runtime/train/loss';
 import { buildOptimizerModel, type OptimizerConfig } from '../../src/runtime/train/optimizer';
-import { readParameter } from '../../src/runtime/train/parameters';
+import { readParameterValues } from '../../src/runtime/train/parameters';
 import { seededValues, tinyMatMulModelBytes } from '../helpers/tiny-model';
 
 const D = onnx.TensorProto.DataType.DOUBLE;
@@ -74,6 +74,15 @@ describe('loss subgraphs match their closed forms', () => {
     assert.ok(Math.abs(Number(out[m.loss]!.data[0]) - want / rows) < 1e-12);
   });
 
+  test('parameter values are read from initializers; a missing one is a one-line user error', () => {
+    const { bytes, model } = tinyMatMulModelBytes({ k: 3, n: 2 });
+    const values = readParameterValues(bytes, ['b', 'W']);
+    assert.deepEqual([...values.keys()], ['b', 'W']);
+    assert.deepEqual(Array.from(values.get('W')!.data), Array.from(model.weight));
+    assert.deepEqual(values.get('W')!.dims, [3, 2]);
+    assert.throws(() => readParameterValues(bytes, ['W', 'nope'], 'tiny.onnx'), (e: unknown) => isUserError(e) && (e as Error).message === 'tiny.onnx: no initializer or Constant tensor named "nope"');
+  });
+
   test('a loss on an output that is not there is a one-line user error', () => {
     assert.throws(() => appendLoss(identityModel(), { kind: 'mse', output: 'logits' }, 'id.onnx'), (e: unknown) => isUserError(e) && /^id\.onnx: "logits" is not an output of the model; name one of y$/.test((e as Error).message));
   });
@@ -99,8 +108,7 @@ async function train(kind: LossKind, optimizer: OptimizerConfig, lr: number, ste
 
   const withLoss = appendLoss(student, { kind });
   const grad = buildGradientModel(withLoss.bytes, { target: { kind: 'loss', tensor: withLoss.loss }, parametersAsInputs: true });
-  const initial = new Map((decodeModelProto(student, 'student').graph!.initializer ?? []).map((t) => [t.name ?? '', readParameter(t)]));
-  const params = grad.parameters.map((p) => initial.get(p.of)!);
+  const params = [...readParameterValues(student, grad.parameters.map((p) => p.of)).values()];
   const opt = buildOptimizerModel(params, optimizer, 'float32');
   const gradSession = await ort.InferenceSession.create(grad.bytes, { intraOpNumThreads: 1 });
   const optSession = await ort.InferenceSession.create(opt.bytes, { intraOpNumThreads: 1 });

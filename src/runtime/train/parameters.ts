@@ -4,6 +4,7 @@
  */
 import { onnx } from 'onnx-proto';
 import { UserError } from '../../common/errors';
+import { decodeModelProto } from '../onnx/model';
 import type { FloatType } from './graph-builder';
 
 /** A parameter's values. */
@@ -50,4 +51,24 @@ export function readParameter(t: onnx.ITensorProto): ParameterValue {
 export function parameterTensor(value: ParameterValue): onnx.ITensorProto {
   const bytes = new Uint8Array(value.data.buffer, value.data.byteOffset, value.data.byteLength);
   return { name: value.name, dims: value.dims, dataType: value.dtype === 'float64' ? DOUBLE : FLOAT, rawData: new Uint8Array(bytes) };
+}
+
+/**
+ * The values of the named parameters of a model: initializers, or tensors of Constant nodes
+ * (where exporters keep weights, and which `buildGradientModel` trains as parameters).
+ * @throws UserError naming a parameter the model does not hold.
+ */
+export function readParameterValues(bytes: Uint8Array, names: readonly string[], modelName = 'model'): Map<string, ParameterValue> {
+  const graph = decodeModelProto(bytes, modelName).graph;
+  const wanted = new Set(names);
+  const found = new Map<string, ParameterValue>();
+  for (const t of graph?.initializer ?? []) if (wanted.has(t.name ?? '')) found.set(t.name!, readParameter(t));
+  for (const n of graph?.node ?? []) {
+    const out = n.output?.[0] ?? '';
+    const t = n.opType === 'Constant' && !n.domain && wanted.has(out) && !found.has(out) ? n.attribute?.find((a) => a.name === 'value')?.t : undefined;
+    if (t) found.set(out, readParameter({ ...t, name: out }));
+  }
+  const missing = names.filter((n) => !found.has(n));
+  if (missing.length > 0) throw new UserError(`${modelName}: no initializer or Constant tensor named ${missing.map((m) => `"${m}"`).join(', ')}`);
+  return new Map(names.map((n) => [n, found.get(n)!]));
 }
