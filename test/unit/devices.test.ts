@@ -153,11 +153,11 @@ describe('planDevices', () => {
     assert.match(gpu.label, /software — shares the host CPU/);
   });
 
-  test('labels several webgpu devices on one adapter as virtual devices sharing it', () => {
-    const d = planDevices(parseDeviceSpec('webgpu:2'), machine({ adapter: RTX }));
-    assert.deepEqual(d.map((x) => x.physicalUnit), ['gpu:0 (NVIDIA GeForce RTX 4090)', 'gpu:0 (NVIDIA GeForce RTX 4090)']);
-    assert.ok(d.every((x) => x.sharesPhysicalUnit && !x.software));
-    assert.equal(d[1].label, 'webgpu:1 (NVIDIA GeForce RTX 4090; virtual device 2 of 2 on one adapter)');
+  test('refuses more than one webgpu device (two sessions on one adapter crash the provider), before anything starts', () => {
+    for (const adapter of [RTX, undefined]) {
+      assert.throws(() => planDevices(parseDeviceSpec('webgpu:2'), machine(adapter ? { adapter } : {})), (e: unknown) => e instanceof UserError && /webgpu:2 .*cannot run two sessions on one adapter.*use webgpu:1/.test(e.message));
+      assert.throws(() => parseDeviceSpec('cpu:1,webgpu:3', machine(adapter ? { adapter } : {})), /webgpu:3 asks for 3 devices/);
+    }
     const [one] = planDevices(parseDeviceSpec('webgpu:1'), machine({ adapter: RTX }));
     assert.equal(one.sharesPhysicalUnit, false);
     assert.equal(one.label, 'webgpu:0 (NVIDIA GeForce RTX 4090)');

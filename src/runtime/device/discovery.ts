@@ -60,15 +60,15 @@ export const CUDA_INSTALL_HINT = 'ONNXRUNTIME_NODE_INSTALL=cuda12 npm install on
 /**
  * Parses a device spec: comma-separated `kind:count` entries, e.g. `cpu:2`,
  * `cpu:1,webgpu:1`, `cuda:2`. The number is a count, not an index: `cuda:1` is one CUDA
- * device, `webgpu:2` two WebGPU devices (two virtual devices on one adapter when the
- * machine has only one). A bare kind (`cpu`) means one device.
+ * device. WebGPU takes one device (the machine's adapter): ONNX Runtime's WebGPU provider
+ * cannot run two sessions on one adapter in one process. A bare kind (`cpu`) means one device.
  *
  * With `discovered`, also checks that every requested kind is available (the same check
  * {@link planDevices} makes), so a CLI can fail before doing any work.
  *
  * @throws UserError for an empty spec, an unknown kind, a count that is not a positive
  *   integer, a kind given twice, zero devices in total, or (with `discovered`) WebGPU
- *   without a working adapter or CUDA without the CUDA provider.
+ *   without a working adapter, more than one WebGPU device, or CUDA without the CUDA provider.
  */
 export function parseDeviceSpec(spec: string, discovered?: DiscoveredDevices): DeviceRequest[] {
   const text = spec.trim();
@@ -706,6 +706,14 @@ function checkAvailable(requests: readonly DeviceRequest[], d: DiscoveredDevices
       throw new UserError(
         `webgpu:${r.count} requested but WebGPU does not work here (${d.webgpu.reason ?? 'no adapter'}); ` +
           'install a Vulkan driver (on Debian 12: mesa-vulkan-drivers from bookworm-backports and libvulkan1) or use cpu devices.',
+      );
+    }
+    if (r.kind === 'webgpu' && r.count > 1) {
+      // Two sessions of ONNX Runtime's WebGPU provider on one adapter in one process crash
+      // it natively (double free, seen every time on Mesa's lavapipe); refused before any
+      // worker starts rather than taking the runner down.
+      throw new UserError(
+        `webgpu:${r.count} asks for ${r.count} devices on ${d.webgpu.adapter?.shortName ?? 'the one WebGPU adapter'}, and ONNX Runtime's WebGPU provider cannot run two sessions on one adapter in one process; use webgpu:1 (e.g. --devices cpu:1,webgpu:1).`,
       );
     }
     if (r.kind === 'cuda' && !d.cuda.providerInstalled) {
