@@ -4,6 +4,7 @@
  * time. Commands receive it (see commands.ts), as in rust-analyzer's `ctx.ts`.
  */
 import * as vscode from 'vscode';
+import { escapeTerminal } from '../common/terminal';
 import type { DiscoveredDevices } from '../runtime/device/discovery';
 import { isParallelMode } from '../profiler/plan';
 import { ConfigHints } from './config-providers';
@@ -18,6 +19,24 @@ interface RunningProfile {
   abort: AbortController;
   /** The parallax.json plan it runs (`<config uri>#<plan>`), for the plan's CodeLens. */
   planKey: string | null;
+}
+
+/** The channel's methods that take text to show. */
+const TEXT_METHODS = new Set(['info', 'warn', 'error', 'debug', 'trace', 'append', 'appendLine', 'replace']);
+
+/**
+ * The output channel with every message's control characters escaped: messages quote names
+ * from models and traces, which may carry escape sequences or carriage returns.
+ */
+function escapingChannel(channel: vscode.LogOutputChannel): vscode.LogOutputChannel {
+  return new Proxy(channel, {
+    get(target, prop, receiver) {
+      const value: unknown = Reflect.get(target, prop, receiver);
+      if (typeof prop !== 'string' || !TEXT_METHODS.has(prop) || typeof value !== 'function') return value;
+      return (first: unknown, ...rest: unknown[]) =>
+        (value as (...a: unknown[]) => unknown).call(target, typeof first === 'string' ? escapeTerminal(first, { keepLines: true }) : first, ...rest);
+    },
+  });
 }
 
 /** globalState key: the last device discovery (the machine's devices outlive a workspace). */
@@ -47,7 +66,7 @@ export class Ctx implements vscode.Disposable {
   readonly sourceHints: SourceHints;
 
   constructor(readonly extension: vscode.ExtensionContext) {
-    this.output = this.push(vscode.window.createOutputChannel(OUTPUT_CHANNEL, { log: true }));
+    this.output = this.push(escapingChannel(vscode.window.createOutputChannel(OUTPUT_CHANNEL, { log: true })));
     this.status = this.push(vscode.window.createStatusBarItem('parallax.running', vscode.StatusBarAlignment.Left, 10));
     this.status.name = 'Parallax profile';
     this.status.command = Command.cancelProfile;

@@ -7,6 +7,7 @@ import { isToRunner, type FromRunner } from '../protocol';
 import { runProfile } from './runner';
 import { isCancelled, isUserError } from '../../common/errors';
 import { discoverDevices } from '../device/discovery';
+import { asInputError } from '../input-errors';
 
 const send = (m: FromRunner): Promise<void> =>
   new Promise((resolve) => {
@@ -49,7 +50,8 @@ process.on('message', (m: unknown) => {
       });
       process.exit(0);
     })
-    .catch(async (e: unknown) => {
+    .catch(async (caught: unknown) => {
+      const e = asInputError(caught);
       if (isCancelled(e)) {
         await send({ type: 'error', message: 'cancelled', user: true });
         process.exit(130);
