@@ -37,6 +37,36 @@ export function writeErrorMessage(path: string, e: unknown, what = 'output file'
   }
 }
 
+/**
+ * Creates `dir` and its missing parents, one level at a time. Node's own recursive mkdir
+ * loops forever under /proc (each level answers ENOENT, and it retries the parent), so a
+ * path such as /proc/x/run.json would hang the CLI instead of failing.
+ */
+export async function makeDirs(dir: string): Promise<void> {
+  const missing: string[] = [];
+  let cur = resolve(dir);
+  for (;;) {
+    try {
+      const st = await fs.stat(cur);
+      if (!st.isDirectory()) throw Object.assign(new Error(`${cur} is not a folder`), { code: 'ENOTDIR' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      missing.push(cur);
+      const up = dirname(cur);
+      if (up === cur) break;
+      cur = up;
+    }
+  }
+  for (const d of missing.reverse()) {
+    try {
+      await fs.mkdir(d);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+}
+
 /** Rethrows a file-system error of writing `path` as a {@link UserError} when it is the user's to fix. */
 export function asWriteError(path: string, e: unknown, what?: string): unknown {
   if (e instanceof UserError) return e;
@@ -62,7 +92,7 @@ export async function checkWritable(path: string, what = 'output file'): Promise
   const dir = dirname(abs);
   const probe = join(dir, `.${basename(abs)}.${randomBytes(4).toString('hex')}.probe`);
   try {
-    await fs.mkdir(dir, { recursive: true });
+    await makeDirs(dir);
     const fh = await fs.open(probe, 'wx');
     await fh.close();
   } catch (e) {

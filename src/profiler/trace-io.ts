@@ -8,7 +8,7 @@ import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../common/errors';
 import { checkJsonDepth } from '../common/json-depth';
-import { asWriteError } from '../common/out-path';
+import { asWriteError, makeDirs } from '../common/out-path';
 import { traceFromJson, traceToJson, TraceFormatError, type Trace } from './trace-format';
 
 /** Writes `data` to `path` atomically, creating the folder if needed. */
@@ -16,7 +16,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    await fs.mkdir(dir, { recursive: true });
+    await makeDirs(dir);
     await fs.writeFile(tmp, data);
     await fs.rename(tmp, path);
   } catch (e) {

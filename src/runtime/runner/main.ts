@@ -8,6 +8,7 @@ import { runProfile } from './runner';
 import { isCancelled, isUserError } from '../../common/errors';
 import { discoverDevices } from '../device/discovery';
 import { asInputError } from '../input-errors';
+import { settleWorkers } from './workers';
 
 const send = (m: FromRunner): Promise<void> =>
   new Promise((resolve) => {
@@ -58,6 +59,8 @@ process.on('message', (m: unknown) => {
       }
       const message = e instanceof Error ? (isUserError(e) ? e.message : e.stack ?? e.message) : String(e);
       await send({ type: 'error', message, user: isUserError(e) });
+      // Exiting while a device worker is inside ONNX Runtime can abort from native code.
+      await settleWorkers();
       process.exit(1);
     });
 });
