@@ -111,14 +111,14 @@ function progressReporter(quiet: boolean): { update(p: Progress): void; stop(): 
   return {
     update(p) {
       if (!started) {
-        bar.start(p.total, p.done, { phase: p.phase.padEnd(8), message: p.message });
+        bar.start(p.total, p.done, { phase: p.phase.padEnd(8), message: escapeTerminal(p.message) });
         started = true;
       }
       if (p.phase !== phase) {
         phase = p.phase;
         bar.setTotal(p.total);
       }
-      bar.update(p.done, { phase: p.phase.padEnd(8), message: p.message });
+      bar.update(p.done, { phase: p.phase.padEnd(8), message: escapeTerminal(p.message) });
     },
     stop() {
       if (started) bar.stop();

@@ -43,7 +43,7 @@ export const TRACE_FORMAT_TAG = 'parallax-trace';
 export * from './span-vocabulary';
 import { COMM_OPS, CommOpCode, IDLE_CAUSES, commCodeOfCollective, IdleCauseCode, PHASES, PhaseCode, SPAN_KINDS, SpanFlag, SpanKind, type CommOp, type IdleCause, type Phase, type SpanKindName } from './span-vocabulary';
 import { ProgramSchema } from './program';
-import { MAX_TRACE_SPANS } from '../common/limits';
+import { MAX_DURATION_US, MAX_TIMESTAMP_US, MAX_TRACE_SPANS } from '../common/limits';
 
 /** One dimension of a tensor shape: a size, a symbolic name, or unknown. */
 const Dim = Type.Union([Type.Number(), Type.String(), Type.Null()]);
@@ -708,6 +708,11 @@ export function traceFromJson(input: unknown): Trace {
     if (spans.cause[i] >= IDLE_CAUSES.length) throw new TraceFormatError(`invalid trace: spans.cause[${i}] is unknown`);
     if (spans.comm[i] >= COMM_OPS.length) throw new TraceFormatError(`invalid trace: spans.comm[${i}] is unknown`);
     if (spans.phase[i] >= PHASES.length) throw new TraceFormatError(`invalid trace: spans.phase[${i}] is unknown`);
+    // Times no clock produces would turn every statistic they enter into nonsense.
+    if (!(spans.dur[i] >= 0 && spans.dur[i] <= MAX_DURATION_US)) {
+      throw new TraceFormatError(`invalid trace: spans.dur[${i}] is ${spans.dur[i]} µs, outside 0 to ${MAX_DURATION_US} µs`);
+    }
+    if (!(Math.abs(spans.start[i]) <= MAX_TIMESTAMP_US)) throw new TraceFormatError(`invalid trace: spans.start[${i}] is ${spans.start[i]} µs, beyond any clock`);
   }
   const trace: Trace = { meta: j.meta, strings: j.strings, lanes: j.lanes, steps: j.steps, spans, ...(j.profiledSteps ? { profiledSteps: j.profiledSteps } : {}) };
   if (j.summary !== undefined) trace.summary = j.summary;

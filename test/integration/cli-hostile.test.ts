@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { runCli } from '../helpers/cli';
 import { tinyMatMulModelBytes } from '../helpers/tiny-model';
-import { deepJson, duplicateOutputModel, externalDataModel, gzipZeros, kinetoOneEvent, nestedIfModel, unknownOpModel } from '../helpers/hostile';
+import { deepJson, duplicateOutputModel, renamedNodesModel, externalDataModel, gzipZeros, kinetoOneEvent, nestedIfModel, unknownOpModel } from '../helpers/hostile';
 import { kinetoTrace } from '../../src/profiler/import/kineto';
 import { serializeTrace } from '../../src/profiler/trace-io';
 
@@ -101,6 +101,15 @@ describe('hostile inputs through the CLI: exit 2 and one line', () => {
       assert.doesNotMatch(lines[0]!, /1294|root:x:0/, 'nothing about what /etc/passwd holds');
     });
   }
+
+  test('names printed on stdout have their control characters escaped (plan of a model with crafted node names)', async () => {
+    writeFileSync(at('names.onnx'), renamedNodesModel(['\x1b]0;pwned\x07\x1b[2Jmatmul', 'add\rall good']));
+    const r = await runCli(['plan', at('names.onnx'), '--stages', '2', '--batch', '4', '--micro-batches', '2'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /\\x1b\]0;pwned\\x07\\x1b\[2Jmatmul/);
+    assert.match(r.stdout, /add\\rall good/);
+    assert.doesNotMatch(r.stdout, /[\x00-\x08\x0b-\x1f\x7f]/, 'no raw control byte');
+  });
 
   test('no temporary or probe file is left beside the outputs', () => {
     assert.deepEqual(readdirSync(dir).filter((f) => /\.(tmp|probe)$/.test(f)), []);

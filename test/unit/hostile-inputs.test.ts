@@ -187,6 +187,14 @@ describe('class 6: values outside physical range are refused or counted', () => 
     assert.ok(t.meta.notes.some((n) => /^1 complete events had a "ts" or "dur" that is not a number/.test(n)), t.meta.notes.join('\n'));
   });
 
+  test('a native trace with a span of 1e300 µs or a negative one is refused', async () => {
+    const doc = JSON.parse(serializeTrace(kinetoTrace([{ doc: kinetoOneEvent(), source: 'one.json' }]))) as { spans: Record<string, number[]> };
+    doc.spans['dur']![0] = 1e300;
+    await userError(() => parseTrace(JSON.stringify(doc), 'long.json'), /spans\.dur\[0\] is 1e\+300 µs, outside/);
+    doc.spans['dur']![0] = -5;
+    await userError(() => parseTrace(JSON.stringify(doc), 'neg.json'), /spans\.dur\[0\] is -5 µs/);
+  });
+
   test('JSON that is really truncated still says so', async () => {
     await userError(() => parseJsonDocument('{"traceEvents":[{"ph":"X", NaN', 't.json'), /not valid JSON \(is the file truncated\?\)/);
   });
