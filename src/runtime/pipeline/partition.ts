@@ -233,7 +233,9 @@ export function estimateNodeCostsUs(ir: ModelIR, dimValues: Record<string, numbe
     if (isConstantNode(n)) continue;
     const c = est.nodes[n.index];
     const t = Math.max((c.flops ?? 0) / NOMINAL_MACHINE.flopsPerUs, (c.bytes ?? 0) / NOMINAL_MACHINE.bytesPerUs);
-    out[n.index] = NOMINAL_MACHINE.nodeOverheadUs + t;
+    // Shapes no model runs with (negative or astronomically large dimensions) give NaN or
+    // infinite estimates; such a node's size is as good as unknown.
+    out[n.index] = NOMINAL_MACHINE.nodeOverheadUs + (Number.isFinite(t) && t >= 0 ? t : 0);
   }
   return out;
 }
@@ -295,6 +297,14 @@ interface Context {
   batchDim: string | null;
 }
 
+/** `cutBytes` with NaN, infinite and negative sizes (from shapes no model runs with) made unknown. */
+function knownSizes(cutBytes: (t: string) => number | null): (t: string) => number | null {
+  return (t) => {
+    const b = cutBytes(t);
+    return b !== null && Number.isFinite(b) && b >= 0 ? b : null;
+  };
+}
+
 function prepare(ir: ModelIR, nodeCostUs: Float64Array, opts: PartitionOptions): Context {
   if (nodeCostUs.length !== ir.nodes.length) {
     throw new RangeError(`partitionPipeline: ${nodeCostUs.length} node costs given for ${ir.nodes.length} nodes`);
@@ -320,7 +330,7 @@ function prepare(ir: ModelIR, nodeCostUs: Float64Array, opts: PartitionOptions):
     posOf,
     glued,
     units: { count: ends.length, end: Int32Array.from(ends), unitOf },
-    cutBytes: opts.cutBytes ?? defaultCutBytes(ir, opts.dimValues),
+    cutBytes: knownSizes(opts.cutBytes ?? defaultCutBytes(ir, opts.dimValues)),
     comm,
     costSource: opts.costSource ?? 'measured',
     batchDim: batchDimName(ir),
