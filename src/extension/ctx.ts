@@ -30,9 +30,11 @@ const TEXT_METHODS = new Set(['info', 'warn', 'error', 'debug', 'trace', 'append
  */
 function escapingChannel(channel: vscode.LogOutputChannel): vscode.LogOutputChannel {
   return new Proxy(channel, {
-    get(target, prop, receiver) {
-      const value: unknown = Reflect.get(target, prop, receiver);
-      if (typeof prop !== 'string' || !TEXT_METHODS.has(prop) || typeof value !== 'function') return value;
+    get(target, prop) {
+      // Everything runs on the channel itself, never with the proxy as `this`.
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== 'function') return value;
+      if (typeof prop !== 'string' || !TEXT_METHODS.has(prop)) return (value as (...a: unknown[]) => unknown).bind(target);
       return (first: unknown, ...rest: unknown[]) =>
         (value as (...a: unknown[]) => unknown).call(target, typeof first === 'string' ? escapeTerminal(first, { keepLines: true }) : first, ...rest);
     },
