@@ -4,7 +4,7 @@
  * time. Commands receive it (see commands.ts), as in rust-analyzer's `ctx.ts`.
  */
 import * as vscode from 'vscode';
-import { escapeTerminal } from '../common/terminal';
+import { escapingChannel } from './escaping-channel';
 import type { DiscoveredDevices } from '../runtime/device/discovery';
 import { isParallelMode } from '../profiler/plan';
 import { ConfigHints } from './config-providers';
@@ -19,26 +19,6 @@ interface RunningProfile {
   abort: AbortController;
   /** The parallax.json plan it runs (`<config uri>#<plan>`), for the plan's CodeLens. */
   planKey: string | null;
-}
-
-/** The channel's methods that take text to show. */
-const TEXT_METHODS = new Set(['info', 'warn', 'error', 'debug', 'trace', 'append', 'appendLine', 'replace']);
-
-/**
- * The output channel with every message's control characters escaped: messages quote names
- * from models and traces, which may carry escape sequences or carriage returns.
- */
-function escapingChannel(channel: vscode.LogOutputChannel): vscode.LogOutputChannel {
-  return new Proxy(channel, {
-    get(target, prop) {
-      // Everything runs on the channel itself, never with the proxy as `this`.
-      const value: unknown = Reflect.get(target, prop, target);
-      if (typeof value !== 'function') return value;
-      if (typeof prop !== 'string' || !TEXT_METHODS.has(prop)) return (value as (...a: unknown[]) => unknown).bind(target);
-      return (first: unknown, ...rest: unknown[]) =>
-        (value as (...a: unknown[]) => unknown).call(target, typeof first === 'string' ? escapeTerminal(first, { keepLines: true }) : first, ...rest);
-    },
-  });
 }
 
 /** globalState key: the last device discovery (the machine's devices outlive a workspace). */

@@ -12,6 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
 import { isUserError } from '../../src/common/errors';
 import { escapeTerminal } from '../../src/common/terminal';
+import { escapingChannel } from '../../src/extension/escaping-channel';
 import { jsonDepth } from '../../src/common/json-depth';
 import { INFLATE_FREE_BYTES, MAX_INFLATED_BYTES, MAX_GRAPH_DEPTH, MAX_INFLATE_RATIO, MAX_JSON_DEPTH, MAX_WORLD_SIZE } from '../../src/common/limits';
 import { importTrace } from '../../src/profiler/import/detect';
@@ -281,5 +282,37 @@ describe('class 8: external data stays inside the model folder', () => {
     assert.deepEqual(direct.externalDataFiles, [join(modelDir, 'weights', 'w.bin')]);
     const linked = await loadModel(place('linked.onnx', 'inside-link.bin'));
     assert.equal(linked.externalDataFiles.length, 1);
+  });
+});
+
+describe('class 7: the output channel', () => {
+  test('text reaching the channel is escaped; other members work on the channel itself', () => {
+    class Channel {
+      readonly lines: string[] = [];
+      #disposed = false;
+      get name(): string {
+        return 'Parallax';
+      }
+      info(message: string, ...args: unknown[]): void {
+        this.lines.push([message, ...args.map(String)].join(' '));
+      }
+      appendLine(message: string): void {
+        this.lines.push(message);
+      }
+      dispose(): void {
+        this.#disposed = true;
+      }
+      get disposed(): boolean {
+        return this.#disposed;
+      }
+    }
+    const raw = new Channel();
+    const ch = escapingChannel(raw);
+    ch.info('model \x1b]0;pwned\x07 loaded\nnext line', '\x1b');
+    ch.appendLine('ok\rall good');
+    ch.dispose();
+    assert.deepEqual(raw.lines, ['model \\x1b]0;pwned\\x07 loaded\nnext line \\x1b', 'ok\\rall good']);
+    assert.equal(ch.name, 'Parallax');
+    assert.equal(raw.disposed, true, 'private state reached through the proxy');
   });
 });
