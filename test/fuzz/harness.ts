@@ -51,7 +51,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   let target: ReturnType<typeof fuzzTarget> | null = null;
   const save = (index: number, kind: Finding['kind'], message: string): void => {
     target ??= fuzzTarget(opts.target);
-    const bytes = target.generate(new Rand(inputSeed(opts.seed, index)));
+    const bytes = target.generate(new Rand(inputSeed(opts.seed, index)), index);
     mkdirSync(opts.saveDir, { recursive: true });
     const file = join(opts.saveDir, `${opts.target}-seed${opts.seed}-${index}-${kind}.${target.ext}`);
     writeFileSync(file, bytes);

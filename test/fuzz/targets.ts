@@ -12,6 +12,7 @@
  *    through the importers and every analysis `parallax import` runs.
  */
 import { readFileSync } from 'node:fs';
+import { UserError } from '../../src/common/errors';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { onnx } from 'onnx-proto';
 import { buildDemoModel } from '../../src/runtime/onnx/demo-model';
@@ -34,14 +35,14 @@ import { ddpRank, kinetoDoc, kinetoFixture } from '../helpers/kineto';
 import { externalDataModel, nestedIfModel } from '../helpers/hostile';
 import { HOSTILE_NUMBERS, HOSTILE_STRINGS, mutateBytes, type Rand } from './mutate';
 
-export type TargetName = 'onnx' | 'traces';
+export type TargetName = 'onnx' | 'traces' | 'selftest';
 
 /** A fuzz target: builds input `index`'s bytes from the seeds, and runs bytes through Parallax. */
 export interface FuzzTarget {
   /** Names of the seeds, for the report. */
   seedNames: string[];
-  /** The mutated input for a random source (deterministic in it). */
-  generate(r: Rand): Uint8Array;
+  /** Input `index`, from a random source seeded for it (deterministic in both). */
+  generate(r: Rand, index: number): Uint8Array;
   /** Runs one input; resolves with a result or rejects (a UserError is the expected refusal). */
   run(bytes: Uint8Array): Promise<void>;
   /** File extension of saved inputs. */
@@ -349,7 +350,37 @@ function tracesTarget(): FuzzTarget {
   };
 }
 
+/**
+ * A target whose inputs misbehave on purpose, by index modulo 8: a result, a refusal, an
+ * untyped exception, a hang, a result, a heap blow-up, a result, a refusal. It shows that
+ * the harness catches each kind of finding and carries on after it.
+ */
+function selftestTarget(): FuzzTarget {
+  return {
+    seedNames: ['selftest'],
+    ext: 'bin',
+    generate: (_r, index) => Uint8Array.of(index % 8),
+    async run(bytes) {
+      switch (bytes[0]) {
+        case 1:
+        case 7:
+          throw new UserError('refused in one line');
+        case 2:
+          throw new TypeError('an untyped bug');
+        case 3:
+          for (;;);
+        case 5: {
+          const hog: number[][] = [];
+          for (;;) hog.push(new Array<number>(1 << 20).fill(1));
+        }
+        default:
+      }
+    },
+  };
+}
+
 /** The target of a name. */
 export function fuzzTarget(name: TargetName): FuzzTarget {
+  if (name === 'selftest') return selftestTarget();
   return name === 'onnx' ? onnxTarget() : tracesTarget();
 }

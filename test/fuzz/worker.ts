@@ -37,7 +37,7 @@ async function main(job: WorkerJob): Promise<void> {
   const target = fuzzTarget(job.target);
   const post = (m: FromFuzzWorker): void => parentPort!.postMessage(m);
   for (let i = job.from; i < job.to; i++) {
-    const bytes = target.generate(new Rand(inputSeed(job.seed, i)));
+    const bytes = target.generate(new Rand(inputSeed(job.seed, i)), i);
     post({ type: 'start', index: i });
     try {
       await target.run(bytes);
