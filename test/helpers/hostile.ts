@@ -167,8 +167,3 @@ export function unknownOpModel(opType = 'NoSuchOperator'): Uint8Array {
   (m.graph!.node as onnx.NodeProto[])[1]!.opType = opType;
   return onnx.ModelProto.encode(m).finish();
 }
-
-/** A Parallax-trace-looking document whose span count claims `count` spans but holds none. */
-export function hugeCountTrace(count: number): string {
-  return JSON.stringify({ format: 'parallax-trace', version: 2, spans: { count, lane: [], kind: [] } });
-}

@@ -403,7 +403,7 @@ function clockOrigin(events: unknown[], source: string): { tsRef: number; untime
     const dropped = untimed + outOfRange;
     throw new UserError(
       dropped > 0
-        ? `${source}: none of its ${dropped} complete ("ph": "X") events has a numeric "ts" and a "dur" within physical range (0 to ${MAX_DURATION_US} µs); the file is not a usable trace`
+        ? `${source}: none of its ${dropped} complete ("ph": "X") events has a numeric "ts" and a "dur" within physical range (0 to ${MAX_DURATION_US.toExponential()} µs); the file is not a usable trace`
         : `${source}: has no complete ("ph": "X") events; is it a PyTorch profiler trace?`,
     );
   }
@@ -933,7 +933,7 @@ function importNotes(rs: KinetoRank[], notes: string[]): void {
   }
   if (untimed > 0) notes.push(`${untimed} complete events had a "ts" or "dur" that is not a number and were left out.`);
   if (outOfRange > 0) {
-    notes.push(`${outOfRange} complete events had a negative duration, one longer than ${MAX_DURATION_US} µs, or a time beyond any clock, and were left out.`);
+    notes.push(`${outOfRange} complete events had a negative duration, one longer than ${MAX_DURATION_US.toExponential()} µs, or a time beyond any clock, and were left out.`);
   }
   if (nonFinite > 0) notes.push(`${nonFinite} NaN or Infinity values in the files (written by Python's json) were read as missing.`);
   if (ncclByKernel > 0) {

@@ -60,16 +60,18 @@ export function inflateLimit(compressedBytes: number): number {
 export async function* gunzipChunks(input: AsyncIterable<Uint8Array>, compressedBytes: number, source: string): AsyncGenerator<Buffer> {
   const limit = inflateLimit(compressedBytes);
   const gunzip = createGunzip();
+  const source_ = input[Symbol.asyncIterator]();
   let inputError: unknown = null;
-  // Feed the inflater from the input by hand so that backpressure holds and an input error
-  // ends the inflater too.
+  // Feed the inflater from the input by hand so that backpressure holds, an input error ends
+  // the inflater too, and stopping early (a cap reached) stops reading the input.
   void (async () => {
     try {
-      for await (const chunk of input) {
-        if (!gunzip.write(chunk)) await new Promise<void>((r) => gunzip.once('drain', r));
-        if (gunzip.destroyed) return;
+      for (;;) {
+        const { value, done } = await source_.next();
+        if (done || gunzip.destroyed) break;
+        if (!gunzip.write(value)) await new Promise<void>((r) => (gunzip.once('drain', r), gunzip.once('close', r)));
       }
-      gunzip.end();
+      if (!gunzip.destroyed) gunzip.end();
     } catch (e) {
       inputError = e;
       gunzip.destroy(e as Error);
@@ -95,6 +97,7 @@ export async function* gunzipChunks(input: AsyncIterable<Uint8Array>, compressed
     throw new UserError(`${source}: corrupt gzip data (${why}); copy the file again or give the uncompressed JSON`);
   } finally {
     gunzip.destroy();
+    await source_.return?.();
   }
 }
 
