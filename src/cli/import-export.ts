@@ -13,6 +13,8 @@
 import { Option, type Command } from 'commander';
 import { basename, resolve } from 'node:path';
 import { UserError } from '../common/errors';
+import { checkWritable } from '../common/out-path';
+import { escapeTerminal } from '../common/terminal';
 import { analyse } from '../profiler/analysis';
 import { writeChromeTrace } from '../profiler/export-chrome';
 import { findings as runFindings } from '../profiler/findings';
@@ -57,13 +59,14 @@ export interface Output {
 const stdout: Output = { write: (text) => void process.stdout.write(text) };
 
 async function importCommand(files: string[], flags: ImportFlags, io: Output): Promise<void> {
+  const out = flags.out ? resolve(flags.out) : null;
+  if (out) await checkWritable(out, '--out');
   let trace = deriveIdle(await importTrace(files));
   const summary = summarize(trace);
   const analysis = analyse(trace);
   const f = runFindings(trace, summary, { analysis });
   const ranks = analyseRanks(analysis);
   trace = { ...trace, summary, findings: f };
-  const out = flags.out ? resolve(flags.out) : null;
   if (out) await writeTrace(out, trace);
   if (flags.json) {
     const { criticalPath, ops, breakdown, pipeline, dataParallel, scaling } = analysis;
@@ -86,7 +89,7 @@ async function importCommand(files: string[], flags: ImportFlags, io: Output): P
   }
   const notes = trace.meta.notes.length > 0 ? `\n\nnotes\n${trace.meta.notes.map((n) => `  ${n}`).join('\n')}` : '';
   const written = out ? `\n\ntrace written to ${out}` : '\n\n(no --out given: the merged trace was not written)';
-  io.write(`${formatSummary(summary, f)}\n\n${formatAnalysis(summary, analysis)}\n\n${formatRanks(ranks)}${notes}${written}\n`);
+  io.write(escapeTerminal(`${formatSummary(summary, f)}\n\n${formatAnalysis(summary, analysis)}\n\n${formatRanks(ranks)}${notes}${written}\n`, { keepLines: true }));
 }
 
 interface ExportFlags {
@@ -103,10 +106,11 @@ function defaultExportPath(input: string): string {
 async function exportCommand(files: string[], flags: ExportFlags, io: Output): Promise<void> {
   if (flags.format !== 'chrome') throw new UserError(`--format ${String(flags.format)} is not supported; use --format chrome`);
   // Idle spans are derived, so an export shows the same idle (and causes) as the report.
-  const trace = deriveIdle(await importTrace(files));
   const out = resolve(flags.out ?? defaultExportPath(files[0]));
+  await checkWritable(out, flags.out ? '--out' : 'export file');
+  const trace = deriveIdle(await importTrace(files));
   await writeChromeTrace(trace, out);
-  io.write(`Chrome trace written to ${out} (open it in ui.perfetto.dev or chrome://tracing)\n`);
+  io.write(escapeTerminal(`Chrome trace written to ${out} (open it in ui.perfetto.dev or chrome://tracing)\n`, { keepLines: true }));
 }
 
 /** Adds `import` and `export` to the `parallax` program. */

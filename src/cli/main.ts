@@ -13,6 +13,9 @@ import { SingleBar, Presets } from 'cli-progress';
 import { basename, join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { UserError, isUserError } from '../common/errors';
+import { checkWritable } from '../common/out-path';
+import { MAX_BATCH } from '../common/limits';
+import { escapeTerminal } from '../common/terminal';
 import { TOOL_VERSION } from '../common/version';
 import { profile, ProfileCancelled } from '../runtime/api';
 import type { ProfileRequest, Progress } from '../runtime/protocol';
@@ -31,18 +34,44 @@ import { analyse } from '../profiler/analysis';
 import { writeHtmlReport } from './html';
 import { registerImportExport } from './import-export';
 
-function positiveInt(name: string) {
+/**
+ * Writes text for a terminal: names from models and traces are shown with their control
+ * characters escaped (JSON output needs no such care: JSON.stringify escapes them).
+ */
+function print(text: string): void {
+  process.stdout.write(escapeTerminal(text, { keepLines: true }));
+}
+
+function positiveInt(name: string, max = MAX_COUNT_FLAG) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got "${v}"`);
+    // Only plain digits: `1e12` and `0x10` are numbers to Number() but not what anyone types as a count.
+    if (!/^\s*\d+\s*$/.test(v) || !Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got "${v}"`);
+    if (n > max) throw new InvalidArgumentError(`${name} ${v} is more than the ${max} Parallax accepts`);
     return n;
   };
+}
+
+/** Largest value of a count flag (steps, micro-batches, stages): far beyond any useful profile, small enough to loop over. */
+const MAX_COUNT_FLAG = 1_000_000;
+
+/**
+ * `--devices`: the spec as given, refusing a bare kind (`cpu`), which means one device and so
+ * no parallelism at all; an explicit `cpu:1` is taken as meant.
+ */
+function deviceSpec(v: string): string {
+  const bare = v.split(',').map((e) => e.trim()).find((e) => /^[A-Za-z]+$/.test(e));
+  if (bare !== undefined) {
+    throw new InvalidArgumentError(`--devices "${v}": "${bare}" has no count, which means one device; write ${bare.toLowerCase()}:2 for two (or ${bare.toLowerCase()}:1 for one on purpose)`);
+  }
+  return v;
 }
 
 function nonNegativeInt(name: string) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got "${v}"`);
+    if (!/^\s*\d+\s*$/.test(v) || !Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got "${v}"`);
+    if (n > MAX_COUNT_FLAG) throw new InvalidArgumentError(`${name} ${v} is more than the ${MAX_COUNT_FLAG} Parallax accepts`);
     return n;
   };
 }
@@ -99,7 +128,7 @@ function progressReporter(quiet: boolean): { update(p: Progress): void; stop(): 
   return {
     update(p) {
       const left = eta.update(p, Date.now());
-      const payload = { phase: p.phase.padEnd(8), message: p.message, left: left !== null && left > 0 ? ` | ${formatEta(left)} left` : '' };
+      const payload = { phase: p.phase.padEnd(8), message: escapeTerminal(p.message), left: left !== null && left > 0 ? ` | ${formatEta(left)} left` : '' };
       if (!started) {
         bar.start(p.total, p.done, payload);
         started = true;
@@ -155,6 +184,7 @@ async function resolveModel(model: string): Promise<{ modelPath: string; label: 
 /** The typed plan of the flags; flags of another mode are refused before any work starts. */
 function planOf(flags: ProfileFlags & { mode: ParallelMode }): Plan {
   const cuts = flags.cuts?.split(',').map((c) => c.trim()).filter((c) => c !== '');
+  if (cuts !== undefined && cuts.length === 0) throw new UserError(`--cuts "${flags.cuts}" names no node; give node names separated by commas, e.g. --cuts conv3,relu7`);
   try {
     return makePlan({
       mode: flags.mode,
@@ -181,6 +211,9 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
   }
   const { modelPath, label } = await resolveModel(model);
   const out = resolve(flags.out ?? join('runs', `${basename(label, '.onnx')}-${flags.mode}.parallax.json`));
+  // Checked before the run, which may take minutes, rather than when its result is written.
+  await checkWritable(out, flags.out ? '--out' : 'trace file');
+  if (flags.report) await checkWritable(resolve(flags.report), '--report');
   const plan: ProfileRequest = {
     modelPath,
     modelLabel: label,
@@ -207,11 +240,11 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
       process.stdout.write(`${JSON.stringify({ ...result.summary, findings: result.findings, tracePath: result.tracePath }, null, 2)}\n`);
     } else {
       const partition = result.planText ? `${result.planText}\n\n` : '';
-      process.stdout.write(`${partition}${formatSummary(result.summary, result.findings)}\n\ntrace written to ${result.tracePath}\n`);
+      print(`${partition}${formatSummary(result.summary, result.findings)}\n\ntrace written to ${result.tracePath}\n`);
     }
     if (flags.report && result.tracePath) {
       await writeHtmlReport(result.tracePath, resolve(flags.report), undefined, { title: `${label} · ${flags.mode} parallel` });
-      if (!flags.json) process.stdout.write(`report written to ${resolve(flags.report)}\n`);
+      if (!flags.json) print(`report written to ${resolve(flags.report)}\n`);
     }
   } finally {
     progress.stop();
@@ -266,7 +299,7 @@ async function planCommand(model: string, flags: PlanFlags): Promise<void> {
   };
   const result = await profile(plan);
   if (flags.json) process.stdout.write(`${JSON.stringify(result.planInfo, null, 2)}\n`);
-  else process.stdout.write(`${result.planText ?? ''}\n`);
+  else print(`${result.planText ?? ''}\n`);
 }
 
 async function devicesCommand(flags: { json?: boolean }): Promise<void> {
@@ -275,9 +308,9 @@ async function devicesCommand(flags: { json?: boolean }): Promise<void> {
     process.stdout.write(`${JSON.stringify(d, null, 2)}\n`);
     return;
   }
-  process.stdout.write(`${d.host.cpuModel} · ${d.host.logicalCores} logical cores · ${(d.host.memoryBytes / 2 ** 30).toFixed(1)} GiB · ${d.host.os}\n`);
-  process.stdout.write(`onnxruntime-node ${d.onnxruntimeVersion}\n\n`);
-  process.stdout.write(
+  print(`${d.host.cpuModel} · ${d.host.logicalCores} logical cores · ${(d.host.memoryBytes / 2 ** 30).toFixed(1)} GiB · ${d.host.os}\n`);
+  print(`onnxruntime-node ${d.onnxruntimeVersion}\n\n`);
+  print(
     `${table(
       ['kind', 'available', 'provider', 'detail'],
       d.kinds.map((k) => [k.kind, k.available ? 'yes' : 'no', k.provider, k.detail]),
@@ -297,7 +330,7 @@ function isStoredFinding(x: unknown): boolean {
 async function reportCommand(file: string, flags: { json?: boolean; html?: string; compare?: string }): Promise<void> {
   if (flags.html) {
     await writeHtmlReport(file, resolve(flags.html), flags.compare);
-    if (!flags.json) process.stdout.write(`report written to ${resolve(flags.html)}\n`);
+    if (!flags.json) print(`report written to ${resolve(flags.html)}\n`);
   }
   let trace = await readTrace(file);
   // Summaries and findings are derived: recompute them from the spans with this version's
@@ -322,7 +355,7 @@ async function reportCommand(file: string, flags: { json?: boolean; html?: strin
       `${JSON.stringify({ ...summary, findings: f, ...(uncheckedNote ? { findingsNote: uncheckedNote } : {}), analysis: { criticalPath: { ...criticalPath, representative: undefined }, ops, perStep: breakdown, pipeline, dataParallel, scaling } }, null, 2)}\n`,
     );
   } else {
-    process.stdout.write(`${formatSummary(summary, f)}${uncheckedNote ? `\n${uncheckedNote}` : ''}\n\n${formatAnalysis(summary, analysis)}\n`);
+    print(`${formatSummary(summary, f)}${uncheckedNote ? `\n${uncheckedNote}` : ''}\n\n${formatAnalysis(summary, analysis)}\n`);
   }
 }
 
@@ -336,7 +369,7 @@ export function buildProgram(): Command {
     // exceptions (so main() picks the exit code) and print as one `parallax:` line.
     .exitOverride()
     .configureOutput({
-      writeErr: (s) => process.stderr.write(s.startsWith('error: ') ? `parallax: ${s.slice(7)}` : s),
+      writeErr: (s) => process.stderr.write(escapeTerminal(s.startsWith('error: ') ? `parallax: ${s.slice(7)}` : s, { keepLines: true })),
     });
 
   program
@@ -350,8 +383,8 @@ export function buildProgram(): Command {
     .description('run a model in parallel across devices and record its timeline')
     .argument('<model>', 'an .onnx file, or "demo" for the bundled demo model')
     .addOption(new Option('--mode <mode>', 'parallel mode (tensor can be planned, not run yet)').choices([...PARALLEL_MODES, ...PLANNING_ONLY_MODES]).default('data'))
-    .option('--devices <spec>', 'devices, e.g. cpu:2 or cpu:1,webgpu:1', 'cpu:2')
-    .option('--batch <n>', 'global batch size (split across devices)', positiveInt('--batch'), 64)
+    .option('--devices <spec>', 'devices, e.g. cpu:2 or cpu:1,webgpu:1', deviceSpec, 'cpu:2')
+    .option('--batch <n>', 'global batch size (split across devices)', positiveInt('--batch', MAX_BATCH), 64)
     .option('--steps <n>', 'measured steps', positiveInt('--steps'), 20)
     .option('--warmup <n>', 'unrecorded warm-up steps', nonNegativeInt('--warmup'), 3)
     .option('--seed <n>', 'seed for synthesized inputs', nonNegativeInt('--seed'), 0)
@@ -384,8 +417,8 @@ export function buildProgram(): Command {
     .argument('<model>', 'an .onnx file, or "demo" for the bundled demo model')
     .addOption(new Option('--mode <mode>', 'parallel mode').choices([...PARALLEL_MODES, ...PLANNING_ONLY_MODES]).default('pipeline'))
     .option('--stages <n>', 'number of stages', positiveInt('--stages'), 2)
-    .option('--devices <spec>', 'devices the stages would run on (default cpu:<stages>)')
-    .option('--batch <n>', 'global batch size', positiveInt('--batch'), 64)
+    .option('--devices <spec>', 'devices the stages would run on (default cpu:<stages>)', deviceSpec)
+    .option('--batch <n>', 'global batch size', positiveInt('--batch', MAX_BATCH), 64)
     .option('--micro-batches <n>', 'micro-batches per step (sets the calibration size)', positiveInt('--micro-batches'), 4)
     .option('--cuts <nodes>', 'cut after these nodes instead of balancing')
     .option('--batch-dim <name>', 'name of the batch dimension, when it cannot be found')
@@ -424,11 +457,13 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write('parallax: cancelled\n');
       return 130;
     }
+    // Messages quote names from the user's files: escape them, and keep to one line.
     if (isUserError(e)) {
-      process.stderr.write(`parallax: ${(e as Error).message}\n`);
+      process.stderr.write(`parallax: ${escapeTerminal((e as Error).message)}\n`);
       return 2;
     }
-    process.stderr.write(`parallax: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+    const message = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`parallax: internal error: ${escapeTerminal(message, { keepLines: true })}\n`);
     return 1;
   }
 }

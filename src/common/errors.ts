@@ -8,10 +8,27 @@ export class UserError extends Error {
   readonly exitCode: number;
 
   constructor(message: string, exitCode = 2) {
-    super(message.replace(/\s*\n\s*/g, ' '));
+    super(clipWords(message.replace(/\s*\n\s*/g, ' ')));
     this.name = 'UserError';
     this.exitCode = exitCode;
   }
+}
+
+/** Longest run of non-space characters a message keeps whole. */
+const MAX_WORD = 240;
+/** Longest message kept whole. */
+const MAX_MESSAGE = 1500;
+
+/**
+ * Messages quote names from the user's files, and a file can hold a name of megabytes: each
+ * overlong word keeps its start and end around an ellipsis, so the line stays readable and
+ * still says which name it is.
+ */
+function clipWords(message: string): string {
+  const m = message.replace(new RegExp(`\\S{${MAX_WORD + 1},}`, 'g'), (w) => `${w.slice(0, MAX_WORD - 60)}…${w.slice(-40)}`);
+  // The same for a message made long by many quoted names: its start names the file and the
+  // fault, its end says what to do.
+  return m.length > MAX_MESSAGE ? `${m.slice(0, MAX_MESSAGE - 400)} … ${m.slice(-390)}` : m;
 }
 
 /** True for errors whose message is fit to show a user as it is. */

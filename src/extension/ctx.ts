@@ -4,6 +4,7 @@
  * time. Commands receive it (see commands.ts), as in rust-analyzer's `ctx.ts`.
  */
 import * as vscode from 'vscode';
+import { escapingChannel } from './escaping-channel';
 import type { DiscoveredDevices } from '../runtime/device/discovery';
 import { isParallelMode } from '../profiler/plan';
 import { ConfigHints } from './config-providers';
@@ -47,7 +48,7 @@ export class Ctx implements vscode.Disposable {
   readonly sourceHints: SourceHints;
 
   constructor(readonly extension: vscode.ExtensionContext) {
-    this.output = this.push(vscode.window.createOutputChannel(OUTPUT_CHANNEL, { log: true }));
+    this.output = this.push(escapingChannel(vscode.window.createOutputChannel(OUTPUT_CHANNEL, { log: true })));
     this.status = this.push(vscode.window.createStatusBarItem('parallax.running', vscode.StatusBarAlignment.Left, 10));
     this.status.name = 'Parallax profile';
     this.status.command = Command.cancelProfile;

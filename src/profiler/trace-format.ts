@@ -43,6 +43,7 @@ export const TRACE_FORMAT_TAG = 'parallax-trace';
 export * from './span-vocabulary';
 import { COMM_OPS, CommOpCode, IDLE_CAUSES, commCodeOfCollective, IdleCauseCode, PHASES, PhaseCode, SPAN_KINDS, SpanFlag, SpanKind, type CommOp, type IdleCause, type Phase, type SpanKindName } from './span-vocabulary';
 import { ProgramSchema } from './program';
+import { MAX_DURATION_US, MAX_TIMESTAMP_US, MAX_TRACE_SPANS } from '../common/limits';
 
 /** One dimension of a tensor shape: a size, a symbolic name, or unknown. */
 const Dim = Type.Union([Type.Number(), Type.String(), Type.Null()]);
@@ -609,6 +610,8 @@ function migrateV1(doc: Record<string, unknown>): Record<string, unknown> {
   const flags = spans['flags'];
   const columnLike = (x: unknown): x is ArrayLike<number> => Array.isArray(x) || (ArrayBuffer.isView(x) && !(x instanceof DataView));
   if (!columnLike(kind) || !columnLike(name) || !columnLike(parent) || !columnLike(flags)) return doc;
+  // The count sizes the new columns: it must be what the file holds, not just what it claims.
+  if (!Number.isInteger(n) || n < 0 || kind.length !== n) return doc;
   // A host may hand over typed columns (the webview's binary path); new columns match them.
   const typed = ArrayBuffer.isView(kind);
   const comm: number[] | Uint8Array = typed ? new Uint8Array(n) : new Array<number>(n).fill(0);
@@ -676,12 +679,17 @@ export function traceFromJson(input: unknown): Trace {
   }
   const n = j.spans.count;
   if (!Number.isInteger(n) || n < 0) throw new TraceFormatError('invalid trace: spans.count is not a count');
-  const spans = allocSpans(n);
+  if (n > MAX_TRACE_SPANS) throw new TraceFormatError(`invalid trace: spans.count ${n} is more than the ${MAX_TRACE_SPANS} spans Parallax reads`);
+  // Every column must hold the count it claims before anything is allocated for it.
   for (const c of SPAN_COLUMNS) {
     const col = (j.spans as Record<string, unknown>)[c];
     if (!Array.isArray(col) || col.length !== n) {
       throw new TraceFormatError(`invalid trace: spans.${c} must be an array of ${n} numbers`);
     }
+  }
+  const spans = allocSpans(n);
+  for (const c of SPAN_COLUMNS) {
+    const col = (j.spans as Record<string, unknown>)[c] as unknown[];
     const dst = spans[c] as Float64Array;
     for (let i = 0; i < n; i++) {
       const v = col[i];
@@ -702,6 +710,11 @@ export function traceFromJson(input: unknown): Trace {
     if (spans.cause[i] >= IDLE_CAUSES.length) throw new TraceFormatError(`invalid trace: spans.cause[${i}] is unknown`);
     if (spans.comm[i] >= COMM_OPS.length) throw new TraceFormatError(`invalid trace: spans.comm[${i}] is unknown`);
     if (spans.phase[i] >= PHASES.length) throw new TraceFormatError(`invalid trace: spans.phase[${i}] is unknown`);
+    // Times no clock produces would turn every statistic they enter into nonsense.
+    if (!(spans.dur[i] >= 0 && spans.dur[i] <= MAX_DURATION_US)) {
+      throw new TraceFormatError(`invalid trace: spans.dur[${i}] is ${spans.dur[i]} µs, outside 0 to ${MAX_DURATION_US} µs`);
+    }
+    if (!(Math.abs(spans.start[i]) <= MAX_TIMESTAMP_US)) throw new TraceFormatError(`invalid trace: spans.start[${i}] is ${spans.start[i]} µs, beyond any clock`);
   }
   const trace: Trace = { meta: j.meta, strings: j.strings, lanes: j.lanes, steps: j.steps, spans, ...(j.profiledSteps ? { profiledSteps: j.profiledSteps } : {}) };
   if (j.summary !== undefined) trace.summary = j.summary;

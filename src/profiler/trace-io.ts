@@ -7,19 +7,22 @@ import { promises as fs } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../common/errors';
+import { checkJsonDepth } from '../common/json-depth';
+import { asWriteError, makeDirs } from '../common/out-path';
 import { traceFromJson, traceToJson, TraceFormatError, type Trace } from './trace-format';
 
 /** Writes `data` to `path` atomically, creating the folder if needed. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const dir = dirname(path);
-  await fs.mkdir(dir, { recursive: true });
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
+    await makeDirs(dir);
     await fs.writeFile(tmp, data);
     await fs.rename(tmp, path);
   } catch (e) {
     await fs.rm(tmp, { force: true });
-    throw e;
+    // A full disk, a folder in the way or a read-only place is the user's to fix.
+    throw asWriteError(path, e);
   }
 }
 
@@ -35,6 +38,7 @@ export async function writeTrace(path: string, trace: Trace): Promise<void> {
 
 /** Parses trace JSON text; `source` names the file in error messages. */
 export function parseTrace(text: string, source: string): Trace {
+  checkJsonDepth(text, source);
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -53,8 +57,12 @@ export function parseTrace(text: string, source: string): Trace {
 export async function readTrace(path: string): Promise<Trace> {
   let text: string;
   try {
+    const st = await fs.stat(path);
+    // A FIFO or a device would block or never end; refuse them before reading.
+    if (!st.isFile() && !st.isDirectory()) throw new UserError(`${path}: is not a regular file (a pipe, device or socket); give a trace file`);
     text = await fs.readFile(path, 'utf8');
   } catch (e) {
+    if (e instanceof UserError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new UserError(`${path}: no such file; check the path`);
     if (code === 'EISDIR') throw new UserError(`${path}: is a folder, not a trace file`);

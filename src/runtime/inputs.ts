@@ -7,6 +7,7 @@
  * here, once, before any device starts: a model that cannot be fed is reported up front,
  * with the flags that fix it, instead of as an ONNX Runtime shape error from inside a worker.
  */
+import { MAX_TENSOR_ELEMENTS } from '../common/limits';
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { UserError } from '../common/errors';
@@ -319,6 +320,11 @@ export function synthesizeInputs(resolved: readonly ResolvedInput[], seed: numbe
       );
     }
     const count = r.dims.reduce((a, b) => a * b, 1);
+    if (!(count <= MAX_TENSOR_ELEMENTS)) {
+      throw new UserError(
+        `input "${r.name}" would have shape [${r.dims.join(', ')}], ${count.toExponential(2)} elements, more than the ${MAX_TENSOR_ELEMENTS} Parallax synthesizes; give smaller --batch, --dim or --input-shape values`,
+      );
+    }
     const data = allocTensorData(r.dtype, count);
     if (!data) {
       throw new UserError(`input "${r.name}" has type ${r.dtype}, which Parallax cannot synthesize; give the data with --inputs FILE.json`);

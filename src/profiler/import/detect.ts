@@ -12,7 +12,7 @@ import { UserError } from '../../common/errors';
 import { TRACE_FORMAT_TAG, type Trace } from '../trace-format';
 import { parseTrace, readTrace } from '../trace-io';
 import { extractKinetoRank, mergeKinetoRanks, type KinetoRank } from './kineto';
-import { decodeText, isGzip, parseJsonText, readFileBytes } from './read-json';
+import { isGzip, parseJsonDocument, readTextFile, regularFileSize } from './read-json';
 
 /** The formats {@link importTrace} recognises. */
 export type TraceFileFormat = 'parallax' | 'kineto';
@@ -27,11 +27,13 @@ const NATIVE_TAG = new RegExp(`"format"\\s*:\\s*"${TRACE_FORMAT_TAG}"`);
  * that puts it elsewhere is still recognised after parsing.
  */
 async function looksNative(path: string): Promise<boolean> {
+  // Folders, FIFOs and devices are refused here, before anything opens them.
+  await regularFileSize(path);
   let fh;
   try {
     fh = await open(path, 'r');
   } catch {
-    return false; // readFileBytes reports the error with its one-line message
+    return false; // readTextFile reports the error with its one-line message
   }
   try {
     const buf = Buffer.alloc(HEAD_BYTES);
@@ -47,14 +49,14 @@ type Loaded = { format: 'parallax'; trace: Trace; source: string } | { format: '
 
 async function load(path: string): Promise<Loaded> {
   if (await looksNative(path)) return { format: 'parallax', trace: await readTrace(path), source: path };
-  const text = await decodeText(await readFileBytes(path), path);
-  const doc = parseJsonText(text, path);
+  const text = await readTextFile(path);
+  const { doc, nonFinite } = parseJsonDocument(text, path);
   if (typeof doc === 'object' && doc !== null && (doc as { format?: unknown }).format === TRACE_FORMAT_TAG) {
     return { format: 'parallax', trace: parseTrace(text, path), source: path };
   }
   if (typeof doc === 'object' && doc !== null && (Array.isArray(doc) || Array.isArray((doc as { traceEvents?: unknown }).traceEvents))) {
     // extractKinetoRank refuses bare event arrays and traces without GPU activity itself.
-    return { format: 'kineto', rank: extractKinetoRank(doc, path), source: path };
+    return { format: 'kineto', rank: extractKinetoRank(doc, path, nonFinite), source: path };
   }
   throw new UserError(`${path}: neither a Parallax trace nor a PyTorch profiler (Kineto) trace (no "format" tag, no "traceEvents")`);
 }

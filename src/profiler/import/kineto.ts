@@ -59,7 +59,8 @@ import {
   type Trace,
   type TraceMeta,
 } from '../trace-format';
-import { decodeText, parseJsonText, readFileBytes } from './read-json';
+import { parseJsonDocument, readTextFile } from './read-json';
+import { MAX_DURATION_US, MAX_TIMESTAMP_US, MAX_WORLD_SIZE } from '../../common/limits';
 
 const COMPUTE = SpanKind.compute;
 const COMM = SpanKind.comm;
@@ -171,6 +172,12 @@ export interface KinetoRank {
   ncclNamedByKernel: number;
   /** Device spans whose launching runtime call was not found. */
   unlaunched: number;
+  /** Complete events left out because `ts` or `dur` is not a number (a string, null, NaN). */
+  untimed: number;
+  /** Complete events left out because `ts` or `dur` is outside physical range (see `common/limits.ts`). */
+  outOfRange: number;
+  /** `NaN`/`Infinity` literals in the file, read as null. */
+  nonFinite: number;
 }
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
@@ -350,6 +357,12 @@ function distributedInfo(d: Record<string, unknown>, source: string): { rank: nu
   const worldRaw = distInfo ? num(distInfo['world_size']) : null;
   if (rankRaw !== null && (!Number.isInteger(rankRaw) || rankRaw < 0)) throw new UserError(`${source}: distributedInfo.rank ${rankRaw} is not a rank`);
   if (worldRaw !== null && (!Number.isInteger(worldRaw) || worldRaw < 1)) throw new UserError(`${source}: distributedInfo.world_size ${worldRaw} is not a world size`);
+  if (worldRaw !== null && worldRaw > MAX_WORLD_SIZE) {
+    throw new UserError(`${source}: distributedInfo.world_size ${worldRaw} is more ranks than any job has (Parallax reads up to ${MAX_WORLD_SIZE}); the file is corrupt`);
+  }
+  if (rankRaw !== null && rankRaw >= MAX_WORLD_SIZE) {
+    throw new UserError(`${source}: distributedInfo.rank ${rankRaw} is beyond any job's ranks (Parallax reads up to ${MAX_WORLD_SIZE}); the file is corrupt`);
+  }
   if (rankRaw !== null && worldRaw !== null && rankRaw >= worldRaw) {
     throw new UserError(`${source}: distributedInfo.rank ${rankRaw} is outside its world of ${worldRaw} ranks`);
   }
@@ -374,18 +387,44 @@ function deviceNames(d: Record<string, unknown>): Map<number, string> {
  * The clock origin: the earliest timestamp of a complete event, so local times stay small
  * and keep their sub-µs digits.
  */
-function clockOrigin(events: unknown[], source: string): number {
+function clockOrigin(events: unknown[], source: string): { tsRef: number; untimed: number; outOfRange: number } {
   let tsRef = Infinity;
+  let untimed = 0;
+  let outOfRange = 0;
   for (let i = 0; i < events.length; i++) {
     const e = events[i] as RawEvent;
     if (e === null || typeof e !== 'object' || e.ph !== 'X') continue;
-    const ts = num(e.ts);
-    const dur = num(e.dur);
-    if (ts === null || dur === null || dur < 0) continue;
-    if (ts < tsRef) tsRef = ts;
+    const t = eventTime(e);
+    if (t === UNTIMED) untimed++;
+    else if (t === OUT_OF_RANGE) outOfRange++;
+    else if (t.ts < tsRef) tsRef = t.ts;
   }
-  if (!Number.isFinite(tsRef)) throw new UserError(`${source}: has no complete ("ph": "X") events; is it a PyTorch profiler trace?`);
-  return tsRef;
+  if (!Number.isFinite(tsRef)) {
+    const dropped = untimed + outOfRange;
+    throw new UserError(
+      dropped > 0
+        ? `${source}: none of its ${dropped} complete ("ph": "X") events has a numeric "ts" and a "dur" within physical range (0 to ${MAX_DURATION_US.toExponential()} µs); the file is not a usable trace`
+        : `${source}: has no complete ("ph": "X") events; is it a PyTorch profiler trace?`,
+    );
+  }
+  return { tsRef, untimed, outOfRange };
+}
+
+const UNTIMED = 0;
+const OUT_OF_RANGE = 1;
+
+/**
+ * A complete event's start and duration, or why it has none: {@link UNTIMED} when either is
+ * not a finite number, {@link OUT_OF_RANGE} when the duration is negative or longer than
+ * {@link MAX_DURATION_US}, or the time beyond {@link MAX_TIMESTAMP_US} (values no clock produces,
+ * which would turn every statistic they enter into nonsense).
+ */
+function eventTime(e: RawEvent): { ts: number; dur: number } | typeof UNTIMED | typeof OUT_OF_RANGE {
+  const ts = num(e.ts);
+  const dur = num(e.dur);
+  if (ts === null || dur === null) return UNTIMED;
+  if (dur < 0 || dur > MAX_DURATION_US || Math.abs(ts) > MAX_TIMESTAMP_US) return OUT_OF_RANGE;
+  return { ts, dur };
 }
 
 /** One rank's events on their way to columns: what pass 1 keeps for pass 2, and pass 2's counts. */
@@ -417,9 +456,9 @@ class RankScan {
     for (let i = 0; i < events.length; i++) {
       const e = events[i] as RawEvent;
       if (e === null || typeof e !== 'object' || e.ph !== 'X') continue;
-      const ts = num(e.ts);
-      const dur = num(e.dur);
-      if (ts === null || dur === null || dur < 0) continue;
+      const time = eventTime(e);
+      if (time === UNTIMED || time === OUT_OF_RANGE) continue;
+      const { ts, dur } = time;
       const cat = catOf(e);
       const name = typeof e.name === 'string' ? e.name : '';
       const args = typeof e.args === 'object' && e.args !== null ? e.args : undefined;
@@ -553,14 +592,14 @@ class RankScan {
  * Reduces one parsed Kineto document to a {@link KinetoRank}. Throws a {@link UserError}
  * naming `source` when the document is not a Kineto trace or has no GPU activity.
  */
-export function extractKinetoRank(doc: unknown, source: string): KinetoRank {
+export function extractKinetoRank(doc: unknown, source: string, nonFinite = 0): KinetoRank {
   const { d, events } = kinetoDocument(doc, source);
   const dist = distributedInfo(d, source);
   const gpuNames = deviceNames(d);
   const baseNs = num(d['baseTimeNanoseconds']);
 
   // Pass 1 (sorting events by role) comes after a first look for the clock origin.
-  const tsRef = clockOrigin(events, source);
+  const { tsRef, untimed, outOfRange } = clockOrigin(events, source);
   const scan = new RankScan(events, tsRef);
   scan.sortEvents();
   if (scan.cols.count === 0) {
@@ -586,6 +625,9 @@ export function extractKinetoRank(doc: unknown, source: string): KinetoRank {
     ncclKernels: scan.ncclKernels,
     ncclNamedByKernel: scan.ncclNamedByKernel,
     unlaunched: scan.unlaunched,
+    untimed,
+    outOfRange,
+    nonFinite,
   };
 }
 
@@ -599,6 +641,28 @@ export function formatRanges(xs: number[], max = 6): string {
     i = j + 1;
   }
   return runs.length > max ? `${runs.slice(0, max).join(', ')}, … (${runs.length - max} more runs)` : runs.join(', ');
+}
+
+/**
+ * The integers in [0, `size`) that are not in `present` (distinct, each below `size`), as
+ * {@link formatRanges} writes them, in time proportional to `present`, not to `size`.
+ */
+export function formatGaps(present: readonly number[], size: number, max = 6): string {
+  const sorted = [...present].sort((a, b) => a - b);
+  const runs: string[] = [];
+  let next = 0;
+  let total = 0;
+  const run = (a: number, b: number): void => {
+    if (b < a) return;
+    total++;
+    if (runs.length < max) runs.push(a === b ? `${a}` : `${a}–${b}`);
+  };
+  for (const r of sorted) {
+    run(next, r - 1);
+    next = r + 1;
+  }
+  run(next, size - 1);
+  return total > max ? `${runs.join(', ')}, … (${total - max} more runs)` : runs.join(', ');
 }
 
 const fmtUs = (us: number): string => formatDuration(us, { msDigits: 2 });
@@ -628,15 +692,15 @@ function assignRanks(files: KinetoRank[]): { ranks: number[]; worldSize: number;
     const f = files.find((x) => x.worldSize !== null && x.worldSize !== worlds[0])!;
     throw new UserError(`${f.source}: world size ${f.worldSize} differs from ${worlds[0]} in ${files.find((x) => x.worldSize === worlds[0])!.source}; these files are not from one job`);
   }
-  const worldSize = worlds[0] ?? Math.max(...ranks) + 1;
+  const worldSize = worlds[0] ?? ranks.reduce((a, b) => Math.max(a, b), 0) + 1;
   const outside = files.findIndex((_, i) => ranks[i] >= worldSize);
   if (outside >= 0) throw new UserError(`${files[outside].source}: rank ${ranks[outside]} is outside the world of ${worldSize} ranks`);
-  const present = new Set(ranks);
-  const missing: number[] = [];
-  for (let r = 0; r < worldSize; r++) if (!present.has(r)) missing.push(r);
-  if (missing.length > 0) {
+  // The missing ranks are the gaps between the present ones: work in the number of files,
+  // never in the world size a file claims.
+  const missingCount = worldSize - ranks.length;
+  if (missingCount > 0) {
     notes.push(
-      `${missing.length} of the world's ${worldSize} ranks ${missing.length === 1 ? 'has' : 'have'} no file here (rank${missing.length === 1 ? '' : 's'} ${formatRanges(missing)}); their time is not shown, though the ranks shown wait for them inside collectives.`,
+      `${missingCount} of the world's ${worldSize} ranks ${missingCount === 1 ? 'has' : 'have'} no file here (rank${missingCount === 1 ? '' : 's'} ${formatGaps(ranks, worldSize)}); their time is not shown, though the ranks shown wait for them inside collectives.`,
     );
   }
   return { ranks, worldSize, notes };
@@ -729,7 +793,8 @@ function measuredSteps(m: MergeContext): number[] {
   const union = [...new Set(stepSets.flatMap((s) => [...s]))].sort((a, b) => a - b);
   let measured = union.filter((n) => stepSets.every((s) => s.has(n)));
   if (measured.length < union.length) {
-    const dropped = union.filter((n) => !measured.includes(n));
+    const kept = new Set(measured);
+    const dropped = union.filter((n) => !kept.has(n));
     if (measured.length === 0) {
       measured = union;
       notes.push(`The ranks share no ProfilerStep number; every step any rank recorded is used (${formatRanges(union)}).`);
@@ -855,11 +920,22 @@ function importNotes(rs: KinetoRank[], notes: string[]): void {
   let ncclTotal = 0;
   let ncclByKernel = 0;
   let unlaunched = 0;
+  let untimed = 0;
+  let outOfRange = 0;
+  let nonFinite = 0;
   for (const f of rs) {
     ncclTotal += f.ncclKernels;
     ncclByKernel += f.ncclNamedByKernel;
     unlaunched += f.unlaunched;
+    untimed += f.untimed;
+    outOfRange += f.outOfRange;
+    nonFinite += f.nonFinite;
   }
+  if (untimed > 0) notes.push(`${untimed} complete events had a "ts" or "dur" that is not a number and were left out.`);
+  if (outOfRange > 0) {
+    notes.push(`${outOfRange} complete events had a negative duration, one longer than ${MAX_DURATION_US.toExponential()} µs, or a time beyond any clock, and were left out.`);
+  }
+  if (nonFinite > 0) notes.push(`${nonFinite} NaN or Infinity values in the files (written by Python's json) were read as missing.`);
   if (ncclByKernel > 0) {
     notes.push(`${ncclByKernel} of ${ncclTotal} NCCL kernels had no collective name in the trace; they are named from the kernel name.`);
   }
@@ -943,8 +1019,8 @@ export function kinetoTrace(docs: { doc: unknown; source: string }[]): Trace {
 
 /** Reads one Kineto file (plain or gzip) and reduces it to a {@link KinetoRank}. */
 export async function readKinetoRank(path: string): Promise<KinetoRank> {
-  const text = await decodeText(await readFileBytes(path), path);
-  return extractKinetoRank(parseJsonText(text, path), path);
+  const { doc, nonFinite } = parseJsonDocument(await readTextFile(path), path);
+  return extractKinetoRank(doc, path, nonFinite);
 }
 
 /**

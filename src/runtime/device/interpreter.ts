@@ -11,6 +11,7 @@
  * from a name. Waits (at the barrier, or for a peer's data) are not recorded: they are idle
  * time, derived later with their cause.
  */
+import { asInputError, ortCall } from '../input-errors';
 import * as ort from 'onnxruntime-node';
 import { mkdirSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
@@ -114,7 +115,8 @@ export class Interpreter {
           throw new Error(`unknown message ${JSON.stringify(never)}`);
         }
       }
-    } catch (e) {
+    } catch (caught) {
+      const e = asInputError(caught);
       const message = e instanceof Error ? e.message : String(e);
       this.post({ type: 'error', rank: m.type === 'init' ? m.rank : rank, message, user: isUserError(e) });
     }
@@ -163,7 +165,7 @@ export class Interpreter {
 
   private async openSession(m: DeviceInit, id: number): Promise<SegmentSession> {
     const watch = sessionThreadWatch();
-    const session = await ort.InferenceSession.create(this.segmentPath(id), sessionOptions(m));
+    const session = await ortCall('loading the model', () => ort.InferenceSession.create(this.segmentPath(id), sessionOptions(m)));
     const pool = watch.end(m.device.intraOpNumThreads);
     if (pool.attribution === 'exact') this.poolTids.push(...pool.tids);
     else if (pool.attribution !== 'none') this.poolsExact = false;
@@ -195,7 +197,7 @@ export class Interpreter {
     for (const [id, seg] of this.sessions) {
       const prefix = join(m.profileDir, `rank${m.rank}-seg${id}-${process.pid}-${Date.now().toString(36)}`);
       const options = { ...sessionOptions(m), enableProfiling: true, profileFilePrefix: prefix };
-      seg.profiled = { session: await ort.InferenceSession.create(this.segmentPath(id), options), prefix, computeIdx: [], warmRuns: 0 };
+      seg.profiled = { session: await ortCall('loading the model', () => ort.InferenceSession.create(this.segmentPath(id), options)), prefix, computeIdx: [], warmRuns: 0 };
     }
   }
 
@@ -398,7 +400,8 @@ export class Interpreter {
     const prof = this.useProfiled ? seg.profiled : null;
     const c0: SchedSample | null = this.recording ? (this.sched?.read() ?? null) : null;
     const t = nowUs();
-    this.results = await (prof ? prof.session : seg.session).run(feeds);
+    const session = prof ? prof.session : seg.session;
+    this.results = await ortCall('running the model', () => session.run(feeds));
     const t2 = nowUs();
     if (!this.recording) {
       if (prof) prof.warmRuns++;

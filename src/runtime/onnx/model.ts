@@ -9,11 +9,13 @@
  * one-line {@link UserError} that names the file.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { onnx } from 'onnx-proto';
 import { UserError } from '../../common/errors';
+import { MAX_GRAPH_DEPTH, MAX_MODEL_NODES } from '../../common/limits';
+import { checkLocationText, resolveInsideFolder } from './external-data';
 import { byteSize, dtypeName, isWeightType, type DType } from './dtypes';
 import { readNodeMetadata } from './node-metadata';
 
@@ -210,6 +212,11 @@ export function decodeModelProto(bytes: Uint8Array, pathForMessages: string): on
     model = onnx.ModelProto.decode(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   } catch (e) {
     const msg = (e as Error).message;
+    // protobufjs decodes nested messages recursively; a model nesting subgraphs thousands
+    // deep overflows the stack before any check of ours can run.
+    if (e instanceof RangeError && /call stack/i.test(msg)) {
+      throw new UserError(`${p}: the model nests subgraphs (If/Loop/Scan bodies) thousands of levels deep; Parallax reads up to ${MAX_GRAPH_DEPTH} levels`);
+    }
     // protobufjs says "index out of range" when a length runs past the end of the buffer.
     // ONNX writers put ir_version (field 1, varint: tag byte 0x08) first, so a file that
     // starts like a model and then runs out is a truncated model; anything else is not one.
@@ -226,10 +233,33 @@ export function decodeModelProto(bytes: Uint8Array, pathForMessages: string): on
     throw new UserError(`${p}: the ONNX model has no graph (ir_version ${ir}); the file may be truncated or hold only metadata; export the model again`);
   }
   if (list(model.graph.node).length === 0) throw new UserError(`${p}: the model's graph has no nodes; there is nothing to run`);
+  checkGraphSize(model.graph, p);
   if (model.opsetImport.length === 0 && ir >= 3) {
     throw new UserError(`${p}: the model imports no opset (opset_import is empty); the file may be truncated; export it again`);
   }
   return model;
+}
+
+/**
+ * Refuses graphs deeper than {@link MAX_GRAPH_DEPTH} subgraph levels or with more than
+ * {@link MAX_MODEL_NODES} nodes in all, walking them with an explicit stack (code after this
+ * check may recurse per level).
+ */
+function checkGraphSize(graph: onnx.IGraphProto, p: string): void {
+  const stack: { g: onnx.IGraphProto; depth: number }[] = [{ g: graph, depth: 1 }];
+  let nodes = 0;
+  while (stack.length > 0) {
+    const { g, depth } = stack.pop()!;
+    if (depth > MAX_GRAPH_DEPTH) {
+      throw new UserError(`${p}: the model nests subgraphs (If/Loop/Scan bodies) more than ${MAX_GRAPH_DEPTH} levels deep, more than any exported model; the file is corrupt or not meant to run`);
+    }
+    const ns = g.node ?? [];
+    nodes += ns.length;
+    if (nodes > MAX_MODEL_NODES) {
+      throw new UserError(`${p}: the model has more than ${MAX_MODEL_NODES} nodes (with its subgraphs), more than Parallax profiles; export a smaller part of it`);
+    }
+    for (const n of ns) for (const a of n.attribute ?? []) for (const sg of subgraphs(a)) stack.push({ g: sg, depth: depth + 1 });
+  }
 }
 
 /** Parses ONNX bytes into the IR. `pathForMessages` names the file in errors and locates external data. */
@@ -245,8 +275,10 @@ export function parseModel(bytes: Uint8Array, pathForMessages: string, opts: Par
   const summarize: Summarize = (t, fallbackName) => {
     const s = summarizeTensor(t, fallbackName, modelDir);
     if (s.external) {
+      // Refused by its text whether or not the files are checked: nothing may read it.
+      checkLocationText(s.external.location, p, s.name);
       externalFiles.add(s.external.path);
-      if (checkExternal) checkExternalRef(p, s, externalSizes);
+      if (checkExternal) checkExternalRef(p, modelDir, s, externalSizes);
     }
     return s;
   };
@@ -591,15 +623,15 @@ function tensorValues(t: onnx.ITensorProto, dtype: DType, elements: number): num
   return elements === 0 ? [] : undefined;
 }
 
-function checkExternalRef(modelPath: string, s: TensorSummary, sizes: Map<string, number>): void {
+function checkExternalRef(modelPath: string, modelDir: string, s: TensorSummary, sizes: Map<string, number>): void {
   const ext = s.external!;
   let size = sizes.get(ext.path);
   if (size === undefined) {
-    try {
-      size = statSync(ext.path).size;
-    } catch {
-      throw new UserError(`${modelPath}: external data file ${ext.location} (for tensor "${s.name}") is missing; put it in ${dirname(ext.path)} beside the model`);
+    const found = resolveInsideFolder(modelDir, ext.location, modelPath, s.name);
+    if (found.kind === 'missing') {
+      throw new UserError(`${modelPath}: external data file ${ext.location} (for tensor "${s.name}") is missing; put it in ${modelDir} beside the model`);
     }
+    size = found.size;
     sizes.set(ext.path, size);
   }
   const need = ext.offset + (ext.length ?? s.byteSize ?? 0);

@@ -233,7 +233,9 @@ export function estimateNodeCostsUs(ir: ModelIR, dimValues: Record<string, numbe
     if (isConstantNode(n)) continue;
     const c = est.nodes[n.index];
     const t = Math.max((c.flops ?? 0) / NOMINAL_MACHINE.flopsPerUs, (c.bytes ?? 0) / NOMINAL_MACHINE.bytesPerUs);
-    out[n.index] = NOMINAL_MACHINE.nodeOverheadUs + t;
+    // Shapes no model runs with (negative or astronomically large dimensions) give NaN or
+    // infinite estimates; such a node's size is as good as unknown.
+    out[n.index] = NOMINAL_MACHINE.nodeOverheadUs + (Number.isFinite(t) && t >= 0 ? t : 0);
   }
   return out;
 }
@@ -295,6 +297,14 @@ interface Context {
   batchDim: string | null;
 }
 
+/** `cutBytes` with NaN, infinite and negative sizes (from shapes no model runs with) made unknown. */
+function knownSizes(cutBytes: (t: string) => number | null): (t: string) => number | null {
+  return (t) => {
+    const b = cutBytes(t);
+    return b !== null && Number.isFinite(b) && b >= 0 ? b : null;
+  };
+}
+
 function prepare(ir: ModelIR, nodeCostUs: Float64Array, opts: PartitionOptions): Context {
   if (nodeCostUs.length !== ir.nodes.length) {
     throw new RangeError(`partitionPipeline: ${nodeCostUs.length} node costs given for ${ir.nodes.length} nodes`);
@@ -320,7 +330,7 @@ function prepare(ir: ModelIR, nodeCostUs: Float64Array, opts: PartitionOptions):
     posOf,
     glued,
     units: { count: ends.length, end: Int32Array.from(ends), unitOf },
-    cutBytes: opts.cutBytes ?? defaultCutBytes(ir, opts.dimValues),
+    cutBytes: knownSizes(opts.cutBytes ?? defaultCutBytes(ir, opts.dimValues)),
     comm,
     costSource: opts.costSource ?? 'measured',
     batchDim: batchDimName(ir),
@@ -408,18 +418,85 @@ function crossingTable(ctx: Context): CrossingTable {
 }
 
 /**
+ * Units the exact search runs over. The search is quadratic in them (20,000 units took 21 s),
+ * so a larger graph is searched over blocks of consecutive units instead, each about
+ * 1/{@link MAX_SEARCH_UNITS} of the cost and of the units: a stage boundary then lands on a
+ * block boundary, which costs at most one block's share of balance, far below the noise of
+ * measured per-node costs and the default slack.
+ */
+export const MAX_SEARCH_UNITS = 2000;
+
+/**
+ * Unit indices where a stage may start, ascending from 0 to U: every unit when there are
+ * few, else block boundaries that split both the cost and the unit count evenly.
+ */
+function searchCuts(prefix: Float64Array, U: number, k: number): Int32Array {
+  const blocks = Math.max(MAX_SEARCH_UNITS, 4 * k);
+  if (U <= blocks) return Int32Array.from({ length: U + 1 }, (_, u) => u);
+  const total = prefix[U];
+  const cuts = [0];
+  let bucket = 0;
+  for (let u = 1; u < U; u++) {
+    // Half cost share, half unit share: cheap units still get split, heavy ones stand alone.
+    const key = (total > 0 ? prefix[u] / total : 0) + u / U;
+    const b = Math.floor((key * blocks) / 2);
+    if (b > bucket) {
+      bucket = b;
+      cuts.push(u);
+    }
+  }
+  cuts.push(U);
+  return Int32Array.from(cuts);
+}
+
+/**
+ * Bytes that leave each block for good: per block, the crossing tensors consumed after the
+ * block ends, sorted by their last consuming unit, with suffix sums, so that the bytes of a
+ * block still needed at or after unit e are one binary search.
+ */
+function blockCrossings(table: CrossingTable, cuts: Int32Array): (block: number, e: number) => number {
+  const n = cuts.length - 1;
+  const lasts: Int32Array[] = [];
+  const suffix: Float64Array[] = [];
+  for (let b = 0; b < n; b++) {
+    const rows: [number, number][] = [];
+    for (let r = table.start[cuts[b]]; r < table.start[cuts[b + 1]]; r++) if (table.last[r] >= cuts[b + 1]) rows.push([table.last[r], table.bytes[r]]);
+    rows.sort((x, y) => x[0] - y[0]);
+    const sums = new Float64Array(rows.length + 1);
+    for (let i = rows.length - 1; i >= 0; i--) sums[i] = sums[i + 1] + rows[i][1];
+    lasts.push(Int32Array.from(rows, (x) => x[0]));
+    suffix.push(sums);
+  }
+  return (block, e) => {
+    const l = lasts[block];
+    let lo = 0;
+    let hi = l.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (l[mid] < e) lo = mid + 1;
+      else hi = mid;
+    }
+    return suffix[block][lo];
+  };
+}
+
+/**
  * The optimal stage boundaries in unit space (k + 1 numbers from 0 to units.count).
  * Pass 1 finds the least bottleneck T*; pass 2 minimises (bytes sent, Σ cost²) over the
- * partitions whose every stage costs at most T*·(1 + slack). Both are O(k·U² + U·T) for U
- * units and T crossing tensors.
+ * partitions whose every stage costs at most T*·(1 + slack). Both are O(k·B²·log T) for B
+ * search blocks ({@link MAX_SEARCH_UNITS} at most, one unit each in smaller graphs) and T
+ * crossing tensors.
  */
 function optimalBoundaries(ctx: Context, k: number, slack: number): number[] {
-  const U = ctx.units.count;
   const table = crossingTable(ctx);
-  const unitCost = new Float64Array(U);
+  const unitCost = new Float64Array(ctx.units.count);
   for (let p = 0; p < ctx.order.length; p++) unitCost[ctx.units.unitOf[p]] += ctx.costs[ctx.order[p]];
-  const prefix = new Float64Array(U + 1);
-  for (let u = 0; u < U; u++) prefix[u + 1] = prefix[u] + unitCost[u];
+  const prefix = new Float64Array(ctx.units.count + 1);
+  for (let u = 0; u < ctx.units.count; u++) prefix[u + 1] = prefix[u] + unitCost[u];
+  const cuts = searchCuts(prefix, ctx.units.count, k);
+  const leaving = blockCrossings(table, cuts);
+  // From here on, "units" are the search blocks.
+  const U = cuts.length - 1;
 
   const colCost = new Float64Array(U);
   const colBytes = new Float64Array(U);
@@ -427,9 +504,9 @@ function optimalBoundaries(ctx: Context, k: number, slack: number): number[] {
   const column = (e: number): void => {
     let bytes = 0;
     for (let s = e - 1; s >= 0; s--) {
-      for (let r = table.start[s]; r < table.start[s + 1]; r++) if (table.last[r] >= e) bytes += table.bytes[r];
+      bytes += leaving(s, cuts[e]);
       colBytes[s] = bytes;
-      colCost[s] = prefix[e] - prefix[s] + ctx.comm * bytes;
+      colCost[s] = prefix[cuts[e]] - prefix[cuts[s]] + ctx.comm * bytes;
     }
   };
 
@@ -482,7 +559,7 @@ function optimalBoundaries(ctx: Context, k: number, slack: number): number[] {
     if (e < 0) throw new Error('partitionPipeline: no partition within the optimal bottleneck (internal error)');
     out.push(e);
   }
-  return out.reverse();
+  return out.reverse().map((b) => cuts[b]);
 }
 
 /** Builds the stages for boundaries given as positions in `ctx.order` (0, …, order.length). */

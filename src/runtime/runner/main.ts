@@ -7,6 +7,8 @@ import { isToRunner, type FromRunner } from '../protocol';
 import { runProfile } from './runner';
 import { isCancelled, isUserError } from '../../common/errors';
 import { discoverDevices } from '../device/discovery';
+import { asInputError } from '../input-errors';
+import { settleWorkers } from './workers';
 
 const send = (m: FromRunner): Promise<void> =>
   new Promise((resolve) => {
@@ -49,13 +51,16 @@ process.on('message', (m: unknown) => {
       });
       process.exit(0);
     })
-    .catch(async (e: unknown) => {
+    .catch(async (caught: unknown) => {
+      const e = asInputError(caught);
       if (isCancelled(e)) {
         await send({ type: 'error', message: 'cancelled', user: true });
         process.exit(130);
       }
       const message = e instanceof Error ? (isUserError(e) ? e.message : e.stack ?? e.message) : String(e);
       await send({ type: 'error', message, user: isUserError(e) });
+      // Exiting while a device worker is inside ONNX Runtime can abort from native code.
+      await settleWorkers();
       process.exit(1);
     });
 });

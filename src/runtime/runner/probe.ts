@@ -5,6 +5,7 @@
  * per run, before any device starts. A model that does not run on those rows is one
  * UserError naming the inputs' batch axes, instead of an ONNX Runtime error from a worker.
  */
+import { asInputError, isAllocationError } from '../input-errors';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import { UserError } from '../../common/errors';
 import { concatBatch, sliceBatch, type ModelInput } from '../inputs';
@@ -46,6 +47,7 @@ export async function probeOutputAxes(modelPath: string, inputs: readonly ModelI
     }
   } catch (e) {
     if (e instanceof UserError) throw e;
+    if (isAllocationError(e)) throw asInputError(e);
     const why = (e instanceof Error ? e.message : String(e)).split('\n')[0];
     throw new UserError(
       `${label}: the model does not run on single rows of its inputs with these batch axes (${describeAxes(inputs)}): ${why}; name the batch dimension with --batch-dim or give the inputs' shapes with --input-shape`,

@@ -29,12 +29,33 @@ function workerFile(): string {
   return f;
 }
 
+/**
+ * How long a failed group waits for its other workers to come back from a request before
+ * ending them. A worker ended while ONNX Runtime is inside a call (loading a model the
+ * other device just found invalid) can abort the whole process from native code
+ * ("terminate called after throwing an instance of 'Napi::Error'"); they usually fail the
+ * same way within milliseconds.
+ */
+const SETTLE_MS = 10_000;
+
+/** Groups not yet closed, so the runner can let them settle before it exits. */
+const liveGroups = new Set<WorkerGroup>();
+
+/** Waits until every worker group has closed (each waits for its busy workers, within {@link SETTLE_MS}). */
+export async function settleWorkers(): Promise<void> {
+  await Promise.all([...liveGroups].map((g) => g.close()));
+}
+
 /** A group of device workers driven through one step loop. */
 class WorkerGroup {
   readonly workers: Worker[] = [];
   private readonly waiters = new Map<string, { resolve: (m: FromDevice) => void; reject: (e: Error) => void }>();
   private failure: Error | null = null;
   private closed = false;
+  private closing: Promise<void> | null = null;
+  /** Ranks with a request in flight (no answer yet): possibly inside ONNX Runtime. */
+  private readonly busy = new Set<number>();
+  private settled: () => void = () => {};
   onStep: (step: number) => void = () => {};
 
   constructor(n: number, signal?: AbortSignal) {
@@ -44,11 +65,24 @@ class WorkerGroup {
       w.on('message', (m: unknown) => this.onMessage(m));
       w.on('error', (e) => this.fail(new Error(`device worker ${r} crashed: ${e.message}`)));
       w.on('exit', (code) => {
+        this.idle(r);
         if (code !== 0 && !this.closed) this.fail(new Error(`device worker ${r} exited with code ${code}`));
       });
       this.workers.push(w);
     }
+    liveGroups.add(this);
     signal?.addEventListener('abort', () => this.fail(new CancelledError()), { once: true });
+  }
+
+  /** Sends a request to worker `rank`, which is busy until it answers. */
+  post(rank: number, m: unknown): void {
+    this.busy.add(rank);
+    this.workers[rank]!.postMessage(m);
+  }
+
+  private idle(rank: number): void {
+    this.busy.delete(rank);
+    if (this.busy.size === 0) this.settled();
   }
 
   private onMessage(m: unknown): void {
@@ -57,6 +91,7 @@ class WorkerGroup {
       this.onStep(m.step);
       return;
     }
+    this.idle(m.rank);
     if (m.type === 'error') {
       this.fail(m.user ? new UserError(m.message) : new Error(`device ${m.rank}: ${m.message}`));
       return;
@@ -74,7 +109,9 @@ class WorkerGroup {
     this.failure = e;
     for (const w of this.waiters.values()) w.reject(e);
     this.waiters.clear();
-    void this.close();
+    // A cancel ends the workers at once (the caller kills the runner if that hangs); any
+    // other failure lets busy workers come back first.
+    void this.close(!(e instanceof CancelledError));
   }
 
   /** Waits for message `type` from every rank. */
@@ -90,9 +127,23 @@ class WorkerGroup {
     ) as Promise<Extract<FromDevice, { type: T }>[]>;
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    await Promise.all(this.workers.map((w) => w.terminate()));
+  /** Ends the workers, after waiting (up to {@link SETTLE_MS}) for busy ones to answer when `settle`. */
+  close(settle = true): Promise<void> {
+    this.closing ??= (async () => {
+      if (settle && this.busy.size > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, SETTLE_MS);
+          this.settled = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      this.closed = true;
+      await Promise.all(this.workers.map((w) => w.terminate()));
+      liveGroups.delete(this);
+    })();
+    return this.closing;
   }
 }
 
@@ -176,7 +227,7 @@ export class ProgramRun {
         profileDir: o.profileDir,
         ...(o.graphOptimizationLevel ? { graphOptimizationLevel: o.graphOptimizationLevel } : {}),
       };
-      group.workers[rank].postMessage(init);
+      group.post(rank, init);
     });
     await readyP;
     group.onStep = (step) => this.hooks.progress({ phase: this.o.phase, done: step + 1, total: this.o.steps, message: this.o.message });
@@ -186,7 +237,7 @@ export class ProgramRun {
     if (steps <= 0) return;
     const done = this.group.waitAll('block');
     const m: ToDeviceControl = { type: 'run', first, steps, record };
-    for (const w of this.group.workers) w.postMessage(m);
+    this.group.workers.forEach((_, r) => this.group.post(r, m));
     await done;
   }
 
@@ -208,7 +259,7 @@ export class ProgramRun {
     try {
       const done = this.group.waitAll('done');
       const m: ToDeviceControl = { type: 'finish', profiledSteps: this.o.capture.profiledSteps };
-      for (const w of this.group.workers) w.postMessage(m);
+      this.group.workers.forEach((_, r) => this.group.post(r, m));
       return await done;
     } finally {
       await this.close();
