@@ -143,9 +143,7 @@ function baseRequest(path: string, m: CorpusModel): ProfileRequest {
     plan: makePlan({ mode: 'data', devices: 'cpu:2', batch: m.batch, steps: STEPS, warmup: WARMUP, seed: 0 }),
     capture: true,
     opLevel: false,
-    // As the CLI runs by default: the one-device baseline's steps interleaved with the
-    // parallel run's (the speedup, and a second measured size for the host-overhead rule).
-    baseline: true,
+    baseline: false,
     outPath: null,
     ...m.flags,
   };
@@ -389,7 +387,7 @@ const CAPTURE_STEPS = 20;
 
 async function captureOverhead(m: CorpusModel, path: string): Promise<Capture> {
   const out: Capture = { model: m.name, off: [], on: [], overhead: null };
-  const req = withOverrides(baseRequest(path, m), { steps: CAPTURE_STEPS, baseline: false });
+  const req = withOverrides(baseRequest(path, m), { steps: CAPTURE_STEPS });
   try {
     const ratios: number[] = [];
     for (let r = 0; r < CAPTURE_PAIRS; r++) {
@@ -524,7 +522,7 @@ async function main(): Promise<void> {
   L(`## Findings against ground truth: every suggestion run on real and generated models${QUICK ? ' (quick subset)' : ''}`);
   L();
   L(`Machine: ${cpu}, ${os.availableParallelism()} logical cores, load average ${os.loadavg().map((v) => v.toFixed(1)).join(' / ')} at the end. Command: \`${QUICK ? 'PARALLAX_TRUTH_QUICK=1 ' : ''}npm run bench -- truth\`.`);
-  L(`${REPEATS} interleaved repetition(s) of base and changed run per suggestion, ${STABILITY} identical runs per plan, ${STEPS} steps after ${WARMUP} warm-up, capture on, operator profile off, one-device baseline on (as the CLI's default); ${runs} profile runs in ${(elapsedS / 60).toFixed(1)} min.`);
+  L(`${REPEATS} interleaved repetition(s) of base and changed run per suggestion, ${STABILITY} identical runs per plan, ${STEPS} steps after ${WARMUP} warm-up, capture on, operator profile off; ${runs} profile runs in ${(elapsedS / 60).toFixed(1)} min.`);
   L(`Measurement quality of the base runs: ${qualities.length - poor} of ${qualities.length} not poor${INCLUDE_HELD ? '; suggestions of held-back findings were run too (PARALLAX_TRUTH_HELD=1)' : '; held-back findings are not run (their advice is not shown)'}.`);
   L('Error = predicted / measured after − 1 (medians over repetitions); "slower" = after (per row, for batch changes) exceeds before by more than the base run\'s noise.');
   L();

@@ -500,42 +500,10 @@ function commBoundRule(trace: Trace, a: Analysis): Finding[] {
 }
 
 /**
- * Each lane's work per step (busy time less host overhead) at f times its rows. Work is rarely
- * proportional to rows: kernels get more efficient on larger inputs. Where the run has a
- * one-device baseline — the whole batch on a device of the first lane's configuration — a
- * lane of that configuration has two measured sizes (its shard and the whole batch, the
- * baseline's step less the same per-step overhead), and its work follows the line through
- * them. Otherwise, or when that line is not increasing with a non-negative fixed part, work is
- * taken as proportional to the rows.
- */
-function hostWorkModels(trace: Trace, a: Analysis, overhead: readonly number[], busy: readonly number[]): ((f: number) => number)[] {
-  const base = trace.meta.baseline?.stepTimeUs.median;
-  const batch = a.plan.batch;
-  const shards = a.plan.shards;
-  const devs = trace.meta.devices;
-  const classOf = (d: number): string => {
-    const m = devs[d];
-    return m ? `${m.kind}|${m.provider}|${m.threads}` : `device ${d}`;
-  };
-  return busy.map((b, i) => {
-    const proportional = (f: number): number => f * b;
-    const rows = shards?.[i];
-    const lane = trace.lanes[i];
-    if (base === undefined || !(base > 0) || batch === null || rows === undefined || !(rows < batch) || !lane || classOf(lane.device) !== classOf(0)) return proportional;
-    const baseWork = base - overhead[i];
-    const perRow = (baseWork - b) / (batch - rows);
-    const fixed = b - perRow * rows;
-    if (!(perRow > 0) || !(fixed >= 0)) return proportional;
-    return (f: number): number => fixed + perRow * f * rows;
-  });
-}
-
-/**
  * Host overhead and tiny kernels: time per step that does not grow with the batch (the host
  * releasing a device late, the session's gaps between operators) is a large share, often
- * because the operators are tiny. A larger batch amortises it; the prediction grows the
- * measured busy time (operators and comm) with the batch by {@link hostWorkModels} and keeps
- * the overhead fixed.
+ * because the operators are tiny. A larger batch amortises it; the prediction scales the
+ * measured busy time (operators and comm) with the batch and keeps the overhead fixed.
  */
 function hostOverheadRule(trace: Trace, a: Analysis): Finding[] {
   const batch = a.plan.batch;
@@ -556,11 +524,10 @@ function hostOverheadRule(trace: Trace, a: Analysis): Finding[] {
   // Shares are of the lanes' own time (overhead + work), leaving out waiting for other
   // devices, which is the straggler rule's business; the same definition predicts the share
   // after the change.
-  const work = hostWorkModels(trace, a, overhead, busy);
   const shareAt = (f: number): number => {
     const o = overhead.reduce((x, y) => x + y, 0);
-    const b = work.reduce((x, w) => x + w(f), 0);
-    return o + b > 0 ? o / (o + b) : 0;
+    const b = busy.reduce((x, y) => x + y, 0);
+    return o + f * b > 0 ? o / (o + f * b) : 0;
   };
   const share = shareAt(1);
   const groups = a.ops.perStage;
@@ -568,7 +535,7 @@ function hostOverheadRule(trace: Trace, a: Analysis): Finding[] {
   const tiny = opCount > 0 ? groups.reduce((x, g) => x + g.tinyOpFraction * g.opCount, 0) / opCount : 0;
   if (!(share >= HOST_OVERHEAD_SHARE || (a.ops.available && tiny >= TINY_OP_FRACTION && share >= HOST_OVERHEAD_SHARE_TINY))) return [];
   const rest = a.stepTimeUs.median - Math.max(...lanes.map((_, i) => overhead[i] + busy[i]));
-  const stepAt = (f: number): number => Math.max(...lanes.map((_, i) => overhead[i] + work[i](f))) + rest;
+  const stepAt = (f: number): number => Math.max(...lanes.map((_, i) => overhead[i] + f * busy[i])) + rest;
   const f = [2, 4, 8].find((x) => shareAt(x) <= HOST_OVERHEAD_TARGET) ?? 8;
   const current = a.stepTimeUs.median;
   const predicted = stepAt(f);

@@ -132,22 +132,6 @@ test('host overhead and tiny operators suggest a larger batch, predicted with th
   assert.match(h.message, /100% of the operators average under 20 µs/);
 });
 
-test('with a one-device baseline, work at a larger batch follows the line through the shard and the whole batch', () => {
-  // Lanes: 50 µs overhead and 20 µs of work at 4 rows. The baseline ran all 8 rows on one
-  // device of the same configuration in 80 µs: 30 µs of work, so a row costs 2.5 µs on a
-  // 10 µs fixed part. At 8× the batch (32 rows a lane) the work is 10 + 80 = 90 µs, not 160.
-  const t = hostBound();
-  t.meta.baseline = { description: 'one device', stepTimeUs: { median: 80, p10: 80, p90: 80 } };
-  const h = all(t).find((x) => x.id === 'host-overhead');
-  assert.ok(h);
-  assert.deepEqual(h.change.params, { batch: 64, shards: [32, 32] });
-  close(h.predictedStepUs!, 50 + 90);
-  // A baseline no faster per row than the shard (work ≥ proportional) leaves the proportional model.
-  const p = hostBound();
-  p.meta.baseline = { description: 'one device', stepTimeUs: { median: 50 + 45, p10: 95, p90: 95 } };
-  close(all(p).find((x) => x.id === 'host-overhead')!.predictedStepUs!, 50 + 8 * 20);
-});
-
 test('a run with little host time raises no host-overhead finding', () => {
   const rows: SpanRow[] = [0, 1].map((lane) => ({ lane, kind: 'compute', name: 'session.run', start: 1, dur: 99, step: 0 }));
   assert.deepEqual(only(deriveIdle(traceOf(rows, [[0, 100]])), 'host-overhead'), []);
