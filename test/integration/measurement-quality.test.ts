@@ -42,12 +42,13 @@ function burners(n: number): ChildProcess[] {
   return Array.from({ length: n }, () => spawn(process.execPath, ['-e', 'for(;;);'], { stdio: 'ignore' }));
 }
 
-/** Other processes' load over `ms`, in cores. */
+/** Other processes' load over `ms` that competes with a run (niced load that yields to it left out), in cores. */
 async function otherLoadNow(ms: number): Promise<number> {
   const l = loadSampler();
   l?.start();
   await new Promise((r) => setTimeout(r, ms));
-  return l?.stop()?.otherLoadCores ?? 0;
+  const o = l?.stop();
+  return o ? o.otherLoadCores - o.nicedLoadCores : 0;
 }
 
 /** Other processes' load under which the machine counts as quiet for this test, cores. */
@@ -75,7 +76,7 @@ test('quiet machine: the cpu and wait columns are filled and the verdict is not 
   assert.ok(measured >= 16);
   // On a shared machine other work may be running; the run then rightly reports it, and
   // "not poor" can only be asked of a run on a machine that was quiet.
-  const during = q.otherLoadCores ?? 0;
+  const during = (q.otherLoadCores ?? 0) - (q.nicedLoadCores ?? 0);
   if (before > QUIET_CORES || during > QUIET_CORES) {
     t.skip(`the machine was not quiet (other processes: ${before.toFixed(2)} cores before, ${during.toFixed(2)} during); the run said: ${q.verdict}, ${q.reasons.join(' ')}`);
     return;
