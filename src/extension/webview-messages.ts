@@ -103,7 +103,7 @@ function excerpt(v: unknown): string {
  * short line (it quotes at most a few dozen characters of the message).
  */
 export function checkFromWebview(data: unknown): FromWebviewCheck {
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) return { ok: false, error: `not a message object (${excerpt(data)})` };
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return { ok: false, error: `not a message object but ${excerpt(data)}` };
   const type = (data as Record<string, unknown>)['type'];
   if (!isMessageType(type)) return { ok: false, error: `unknown message type ${excerpt(type)}` };
   const check = CHECKS[type];
