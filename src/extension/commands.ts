@@ -260,13 +260,14 @@ async function pruneRuns(ctx: Ctx, dir: string, modelPath: string, planName: str
 
 /** "Re-run Last Profile": the last plan again; a parallax.json plan is read afresh from its file. */
 const rerunProfile: Factory = (ctx) => async (): Promise<ProfileCommandResult | undefined> => {
+  // First, so that an untrusted workspace hears why before anything else (also with no last run).
+  if (!(await ensureTrusted())) return;
   const last = ctx.extension.workspaceState.get<LastRun>(LAST_RUN);
   if (!last) {
     void vscode.window.showInformationMessage('Parallax: nothing profiled yet in this workspace; run "Profile Model…" or "Profile with Config…" first.');
     return;
   }
   if (last.kind === 'config') return (await vscode.commands.executeCommand(Command.profileConfig, vscode.Uri.parse(last.config), last.plan)) as ProfileCommandResult | undefined;
-  if (!(await ensureTrusted())) return;
   if (ctx.isProfiling) return warnBusy(ctx);
   if (!existsSync(last.plan.modelPath)) {
     void vscode.window.showErrorMessage(`Parallax: the last profiled model ${last.plan.modelPath} is gone; profile another with "Profile Model…".`);

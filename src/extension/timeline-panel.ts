@@ -12,7 +12,8 @@
  *  - The panel survives a window reload: the view keeps no state of its own (it never calls
  *    `vscode.setState`), so the shown paths are kept in `workspaceState` and the serializer
  *    registered for `parallax.timeline` reads the traces again from them.
- *  - Everything the view sends is validated ({@link readFromWebview}) before use.
+ *  - Everything the view sends is checked against the protocol's schema
+ *    ({@link checkFromWebview}) before use; what fails is logged and dropped.
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
@@ -20,10 +21,11 @@ import * as vscode from 'vscode';
 import { isUserError } from '../common/errors';
 import { TRACE_FORMAT_TAG, TRACE_FORMAT_VERSION, type Trace } from '../profiler/trace-format';
 import { readTrace } from '../profiler/trace-io';
-import { answerSpanQuery, readSpanQuery } from '../profiler/span-query';
+import { answerSpanQuery } from '../profiler/span-query';
 import { PROTOCOL_VERSION, type FromWebview, type ToWebview, type TraceColumnsDocument } from '../../webview/src/protocol';
 import type { Ctx } from './ctx';
 import { Command, type ShowTimelineArgs } from './ids';
+import { checkFromWebview } from './webview-messages';
 import { errorHtml, TIMELINE_VIEW_TYPE, timelineHtml, timelineWebviewOptions } from './webview-html';
 
 /**
@@ -83,64 +85,6 @@ export function readShowTimelineArgs(arg: unknown): TimelineCommandArgs {
     out.lanes = lanes as number[];
   }
   return out;
-}
-
-function isInt(x: unknown, min = 0): x is number {
-  return Number.isInteger(x) && (x as number) >= min;
-}
-
-function isRun(x: unknown): x is 0 | 1 {
-  return x === 0 || x === 1;
-}
-
-/**
- * Checks a message from the view; null for anything that is not a well-formed
- * {@link FromWebview}. The view runs in a sandbox but shows names from models and traces
- * nobody here controls, so nothing it sends is trusted.
- */
-export function readFromWebview(data: unknown): FromWebview | null {
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) return null;
-  const m = data as Record<string, unknown>;
-  switch (m['type']) {
-    case 'ready':
-      return isInt(m['protocol']) ? { type: 'ready', protocol: m['protocol'] } : null;
-    case 'loaded': {
-      const runs = m['runs'];
-      if (!Array.isArray(runs) || runs.length > 2) return null;
-      const out: { spans: number; lanes: number; source: string }[] = [];
-      for (const r of runs as unknown[]) {
-        const o = r as Record<string, unknown> | null;
-        if (!o || !isInt(o['spans']) || !isInt(o['lanes']) || typeof o['source'] !== 'string') return null;
-        out.push({ spans: o['spans'], lanes: o['lanes'], source: o['source'] });
-      }
-      const ms = m['firstFrameMs'];
-      return typeof ms === 'number' && Number.isFinite(ms) ? { type: 'loaded', runs: out, firstFrameMs: ms } : null;
-    }
-    case 'error':
-      return typeof m['message'] === 'string' ? { type: 'error', message: m['message'] } : null;
-    case 'openSource': {
-      const { run, span, name, opType, lane, device } = m;
-      if (!isRun(run) || !isInt(span) || !isInt(lane) || typeof name !== 'string' || typeof device !== 'string') return null;
-      if (opType !== null && typeof opType !== 'string') return null;
-      return { type: 'openSource', run, span, name, opType, lane, device };
-    }
-    case 'selectFinding': {
-      const { run, index, id } = m;
-      return isRun(run) && isInt(index) && typeof id === 'string' ? { type: 'selectFinding', run, index, id } : null;
-    }
-    case 'selectRange': {
-      const { startUs, endUs } = m;
-      const ok = (v: unknown): v is number | null => v === null || (typeof v === 'number' && Number.isFinite(v));
-      return ok(startUs) && ok(endUs) && (startUs === null) === (endUs === null) ? { type: 'selectRange', startUs, endUs } : null;
-    }
-    case 'query': {
-      const { id, run } = m;
-      const q = readSpanQuery(m['query']);
-      return isInt(id) && isRun(run) && q.ok ? { type: 'query', id, run, query: q.query } : null;
-    }
-    default:
-      return null;
-  }
 }
 
 /**
@@ -417,11 +361,12 @@ class TimelinePanel {
   }
 
   private onMessage(data: unknown): void {
-    const m = readFromWebview(data);
-    if (!m) {
-      this.ctx.output.warn(`timeline: ignored a malformed message from the view: ${plain(JSON.stringify(data) ?? String(data))}`);
+    const checked = checkFromWebview(data);
+    if (!checked.ok) {
+      this.ctx.output.warn(`timeline: rejected a message from the view: ${plain(checked.error)}`);
       return;
     }
+    const m = checked.message;
     switch (m.type) {
       case 'ready':
         if (m.protocol !== PROTOCOL_VERSION) this.ctx.output.warn(`timeline: the view speaks protocol ${m.protocol}, the extension ${PROTOCOL_VERSION}`);

@@ -13,6 +13,7 @@ import type { ProfileSummary } from '../profiler/summary';
 import type { Finding } from '../profiler/findings';
 import type { PlanInfo } from './runner/runner';
 import type { DiscoveredDevices } from './device/discovery';
+import { RUNNER_TEMP_ENV, RUNNER_TEMP_PREFIX } from './runner/parent-watch';
 
 /**
  * Raised when the user cancelled the run: the one {@link CancelledError}, under the name
@@ -62,22 +63,25 @@ const removeRunnerTemp = (dir: string): void => {
  * few thousand characters of its stdout and stderr for error messages.
  *
  * The runner writes stage models, ONNX Runtime profiles and probe models into the temp
- * folder. It removes them itself when it finishes, but a runner killed on cancel or when its
- * parent goes cannot, so each runner gets a temp folder of its own (TMPDIR), which this
- * process removes when the runner exits (or when this process exits first).
+ * folder. It removes them itself when it finishes, but a runner killed on cancel cannot, so
+ * each runner gets a temp folder of its own (TMPDIR), which this process removes when the
+ * runner exits (or when this process exits first). When this process is killed outright,
+ * the runner notices (runner/parent-watch.ts) and removes the folder before it ends itself.
  */
 function forkRunner(nodePath: string | undefined): { child: ChildProcess; lastWords: () => string } {
   if (!removeOnExit) {
     removeOnExit = true;
     process.once('exit', () => [...runnerTemps].forEach(removeRunnerTemp));
   }
-  const temp = mkdtempSync(join(tmpdir(), 'parallax-run-'));
+  const temp = mkdtempSync(join(tmpdir(), RUNNER_TEMP_PREFIX));
   runnerTemps.add(temp);
   const child = fork(distFile('runner.js'), [], {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     ...(nodePath ? { execPath: nodePath } : {}),
     // Electron must run as plain Node for the runner.
-    env: { ...process.env, ELECTRON_RUN_AS_NODE: '1', TMPDIR: temp, TMP: temp, TEMP: temp },
+    // ONNX Runtime's own leftovers (its telemetry's `mat-debug-<pid>.log`, profiles) go to
+    // TMPDIR too. RUNNER_TEMP_ENV lets an orphaned runner remove the folder itself.
+    env: { ...process.env, ELECTRON_RUN_AS_NODE: '1', TMPDIR: temp, TMP: temp, TEMP: temp, [RUNNER_TEMP_ENV]: temp },
   });
   child.once('exit', () => removeRunnerTemp(temp));
   child.once('error', () => removeRunnerTemp(temp));

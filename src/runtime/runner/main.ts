@@ -9,6 +9,7 @@ import { isCancelled, isUserError } from '../../common/errors';
 import { discoverDevices } from '../device/discovery';
 import { asInputError } from '../input-errors';
 import { settleWorkers } from './workers';
+import { watchParent } from './parent-watch';
 
 const send = (m: FromRunner): Promise<void> =>
   new Promise((resolve) => {
@@ -65,5 +66,6 @@ process.on('message', (m: unknown) => {
     });
 });
 
-// The runner must not outlive its parent (e.g. VS Code reloading the window).
-process.on('disconnect', () => process.exit(0));
+// The runner must not outlive its parent (e.g. VS Code reloading the window, or the CLI
+// killed while a device is inside a long session.run).
+watchParent();

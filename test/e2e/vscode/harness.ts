@@ -162,6 +162,12 @@ export interface HarnessOptions {
   trust?: boolean;
   /** User settings, merged over the harness's quiet defaults. */
   settings?: Record<string, unknown>;
+  /**
+   * User keybindings (keybindings.json). A keybinding runs its command through VS Code's
+   * command service with `args`, as `vscode.commands.executeCommand` does, palette `when`
+   * clauses aside.
+   */
+  keybindings?: { key: string; command: string; args?: unknown }[];
   /** Prefix for screenshots and logs. */
   name?: string;
 }
@@ -219,6 +225,7 @@ export class VsCodeHarness {
     mkdirSync(join(userData, 'User'), { recursive: true });
     mkdirSync(extensions, { recursive: true });
     writeFileSync(join(userData, 'User', 'settings.json'), JSON.stringify({ ...QUIET_SETTINGS, ...opts.settings }, null, 2));
+    if (opts.keybindings) writeFileSync(join(userData, 'User', 'keybindings.json'), JSON.stringify(opts.keybindings, null, 2));
     const common = ['--user-data-dir', userData, '--extensions-dir', extensions];
     if (opts.vsix) {
       const r = spawnSync(bin, [...common, '--install-extension', opts.vsix, '--force'], { encoding: 'utf8', timeout: 120_000 });
@@ -477,6 +484,35 @@ export class VsCodeHarness {
     return file;
   }
 
+  /**
+   * The text of the workbench's log files whose path matches `file` (e.g. /parallax/i for the
+   * extension's output channel, which VS Code keeps as a log file), concatenated.
+   */
+  logText(file: RegExp): string {
+    const out: string[] = [];
+    const walk = (dir: string): void => {
+      if (!existsSync(dir)) return;
+      for (const name of readdirSync(dir)) {
+        const p = join(dir, name);
+        if (statSync(p).isDirectory()) walk(p);
+        else if (name.endsWith('.log') && file.test(relative(this.logs, p))) out.push(readFileSync(p, 'utf8'));
+      }
+    };
+    walk(this.logs);
+    return out.join('\n');
+  }
+
+  /** Waits until a log file matching `file` has a line matching `line` (logs are written asynchronously); returns the line. */
+  async waitForLog(file: RegExp, line: RegExp, timeoutMs = 15_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.logText(file).split('\n').find((l) => line.test(l));
+      if (hit !== undefined) return hit;
+      if (Date.now() > deadline) throw new Error(`no line matching ${line} in the logs matching ${file} within ${timeoutMs} ms`);
+      await this.page.waitForTimeout(250);
+    }
+  }
+
   /** Copies the workbench and extension-host logs into the artifacts folder (for failures). */
   saveLogs(): string {
     const dest = join(ARTIFACTS, `${this.name}-logs`);
@@ -495,6 +531,24 @@ export class VsCodeHarness {
   /** Where code-server's own output went. */
   get serverLogPath(): string {
     return this.serverLog;
+  }
+}
+
+/**
+ * The timeline's webview frame once its trace is drawn: lane elements present and the hook
+ * reporting `loaded`.
+ */
+export async function timelineFrame(h: VsCodeHarness, timeoutMs = 30_000): Promise<Frame> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    for (const f of h.webviewFrames()) {
+      const lanes = await f.locator('.px-app .px-lane').count().catch(() => 0);
+      if (lanes === 0) continue;
+      const loaded = await f.evaluate('window.__parallax.stats().loaded').catch(() => false);
+      if (loaded === true) return f;
+    }
+    if (Date.now() > deadline) throw new Error(`no timeline webview with a drawn trace within ${timeoutMs} ms (${h.webviewFrames().length} webview frames)`);
+    await h.page.waitForTimeout(250);
   }
 }
 

@@ -23,7 +23,7 @@ import { TraceBuilder, type Trace } from '../../../src/profiler/trace-format';
 import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
 import { REPO, runCli } from '../../helpers/cli';
 import { meta } from '../../helpers/trace-builders';
-import { ensureVsix, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { ensureVsix, timelineFrame, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
 
 const DEMO = { layers: 4, hidden: 64, ffn: 128 } as const;
 const TRACE = 'runs/x.parallax.json';
@@ -350,24 +350,6 @@ function largeTrace(devices: number, steps: number): Trace {
     win.push({ index: s, startUs: t0, endUs: t0 + 950 });
   }
   return { meta: m, strings: b.strings, lanes: m.devices.map((d, i) => ({ device: i, label: d.label, group: d.physicalUnit })), steps: win, spans: b.finish() };
-}
-
-/**
- * The timeline's webview frame once its trace is drawn: lane elements present and the hook
- * reporting `loaded`.
- */
-async function timelineFrame(h: VsCodeHarness, timeoutMs = 30_000): Promise<Frame> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    for (const f of h.webviewFrames()) {
-      const lanes = await f.locator('.px-app .px-lane').count().catch(() => 0);
-      if (lanes === 0) continue;
-      const loaded = await f.evaluate('window.__parallax.stats().loaded').catch(() => false);
-      if (loaded === true) return f;
-    }
-    if (Date.now() > deadline) throw new Error(`no timeline webview with a drawn trace within ${timeoutMs} ms (${h.webviewFrames().length} webview frames)`);
-    await h.page.waitForTimeout(250);
-  }
 }
 
 async function viewStats(f: Frame): Promise<ViewStats> {

@@ -1,0 +1,127 @@
+/**
+ * The check of every message the timeline view sends to the extension host: a TypeBox
+ * schema of {@link FromWebview}, compiled once. The view runs in a sandbox but shows names
+ * from models and traces nobody here controls, so nothing it sends is trusted: a message of
+ * an unknown type, of the wrong shape, with fields the protocol does not have, or larger than
+ * the protocol needs is refused with a reason the host logs. No message names a file to open
+ * or a command to run; the host decides both from its own state.
+ *
+ * Plain TypeScript (no `vscode`), so that it is unit-tested under Node.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { readSpanQuery } from '../profiler/span-query';
+import type { FromWebview } from '../../webview/src/protocol';
+
+/**
+ * Longest text a view message carries. Names of nodes and devices, finding ids and error
+ * messages are short; the cap keeps a hostile view from making the host hold (and log)
+ * megabytes.
+ */
+export const MAX_MESSAGE_TEXT = 10_000;
+
+/** Longest excerpt of a refused message's type that goes into the log. */
+const MAX_LOGGED = 60;
+
+const Text = Type.String({ maxLength: MAX_MESSAGE_TEXT });
+const Count = Type.Integer({ minimum: 0 });
+const Run = Type.Union([Type.Literal(0), Type.Literal(1)]);
+const Finite = Type.Number({ minimum: -Number.MAX_VALUE, maximum: Number.MAX_VALUE });
+const strict = { additionalProperties: false } as const;
+
+const SpanQuerySchema = Type.Union([
+  Type.Object(
+    {
+      type: Type.Literal('opStats'),
+      groupBy: Type.Union([Type.Literal('opType'), Type.Literal('node')]),
+      range: Type.Optional(Type.Object({ startUs: Finite, endUs: Finite }, strict)),
+      text: Type.Optional(Text),
+      limit: Type.Optional(Type.Integer({ minimum: 1 })),
+    },
+    strict,
+  ),
+  Type.Object(
+    {
+      type: Type.Literal('search'),
+      text: Text,
+      range: Type.Optional(Type.Object({ startUs: Finite, endUs: Finite }, strict)),
+      limit: Type.Optional(Type.Integer({ minimum: 1 })),
+    },
+    strict,
+  ),
+]);
+
+/** One schema per message type, keyed by `type`, so that a refusal names the right one. */
+const MESSAGE_SCHEMAS = {
+  ready: Type.Object({ type: Type.Literal('ready'), protocol: Count }, strict),
+  loaded: Type.Object(
+    {
+      type: Type.Literal('loaded'),
+      runs: Type.Array(Type.Object({ spans: Count, lanes: Count, source: Text }, strict), { maxItems: 2 }),
+      firstFrameMs: Finite,
+    },
+    strict,
+  ),
+  error: Type.Object({ type: Type.Literal('error'), message: Text }, strict),
+  openSource: Type.Object(
+    { type: Type.Literal('openSource'), run: Run, span: Count, name: Text, opType: Type.Union([Text, Type.Null()]), lane: Count, device: Text },
+    strict,
+  ),
+  selectFinding: Type.Object({ type: Type.Literal('selectFinding'), run: Run, index: Count, id: Text }, strict),
+  selectRange: Type.Object({ type: Type.Literal('selectRange'), startUs: Type.Union([Finite, Type.Null()]), endUs: Type.Union([Finite, Type.Null()]) }, strict),
+  query: Type.Object({ type: Type.Literal('query'), id: Count, run: Run, query: SpanQuerySchema }, strict),
+} satisfies Record<FromWebview['type'], TSchema>;
+
+type MessageType = keyof typeof MESSAGE_SCHEMAS;
+
+/**
+ * The messages the schema accepts. {@link checkFromWebview} returns them as FromWebview, so a
+ * protocol change the schema does not follow fails to compile there (or in the `satisfies`
+ * above, for a new message type).
+ */
+type SchemaMessage = { [K in MessageType]: Static<(typeof MESSAGE_SCHEMAS)[K]> }[MessageType];
+
+const CHECKS = Object.fromEntries(Object.entries(MESSAGE_SCHEMAS).map(([k, s]) => [k, TypeCompiler.Compile(s)])) as {
+  [K in MessageType]: TypeCheck<(typeof MESSAGE_SCHEMAS)[K]>;
+};
+
+/** The outcome of {@link checkFromWebview}: the typed message, or why it was refused. */
+export type FromWebviewCheck = { ok: true; message: FromWebview } | { ok: false; error: string };
+
+function isMessageType(t: unknown): t is MessageType {
+  return typeof t === 'string' && Object.prototype.hasOwnProperty.call(MESSAGE_SCHEMAS, t);
+}
+
+/** A short, printable excerpt of a value for a log line. */
+function excerpt(v: unknown): string {
+  const s = typeof v === 'string' ? JSON.stringify(v.slice(0, MAX_LOGGED)) : typeof v === 'object' ? (v === null ? 'null' : Array.isArray(v) ? 'an array' : 'an object') : String(v);
+  return s.length > MAX_LOGGED ? `${s.slice(0, MAX_LOGGED)}…` : s;
+}
+
+/**
+ * Checks a message from the view against the protocol. The reason of a refusal is one
+ * short line (it quotes at most a few dozen characters of the message).
+ */
+export function checkFromWebview(data: unknown): FromWebviewCheck {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return { ok: false, error: `not a message object but ${excerpt(data)}` };
+  const type = (data as Record<string, unknown>)['type'];
+  if (!isMessageType(type)) return { ok: false, error: `unknown message type ${excerpt(type)}` };
+  const check = CHECKS[type];
+  if (!check.Check(data)) {
+    const first = check.Errors(data).First();
+    const where = first ? `${first.path || '/'}: ${first.message}` : 'wrong shape';
+    return { ok: false, error: `${type}: ${where.length > 200 ? `${where.slice(0, 200)}…` : where}` };
+  }
+  // What the schema does not say: a query's range must not run backwards, and a selected
+  // range is two numbers or two nulls (cleared).
+  if (type === 'query') {
+    const q = readSpanQuery((data as { query: unknown }).query);
+    if (!q.ok) return { ok: false, error: q.error };
+  }
+  if (type === 'selectRange') {
+    const { startUs, endUs } = data as { startUs: number | null; endUs: number | null };
+    if ((startUs === null) !== (endUs === null)) return { ok: false, error: 'selectRange: "startUs" and "endUs" must both be numbers or both null' };
+  }
+  const message: SchemaMessage = data as SchemaMessage;
+  return { ok: true, message };
+}

@@ -1,0 +1,96 @@
+/**
+ * The runner process's resident memory over a run: a profile is started through the public
+ * API, and the runner's RSS (from /proc) is sampled together with the steps it reports done.
+ * Used by the memory test (a bound on growth per step) and the memory benchmark (the figure).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { profile, type ProfileOutcome } from '../../src/runtime/api';
+import { SPAN_COLUMN_TYPES } from '../../src/profiler/trace-format';
+import type { ProfileRequest } from '../../src/runtime/protocol';
+
+/** Bytes one span takes in a device worker's span buffer (one element of every column). */
+export const SPAN_BYTES = Object.values(SPAN_COLUMN_TYPES).reduce((sum, t) => sum + (t === 'f64' ? 8 : t === 'i32' ? 4 : 1), 0);
+
+/** One sample: measured steps done (as the runner last reported) and the runner's RSS. */
+export interface RssSample {
+  step: number;
+  rssBytes: number;
+}
+
+export interface RssRun {
+  outcome: ProfileOutcome;
+  samples: RssSample[];
+}
+
+/** The resident set of a process in bytes, or null once it is gone. */
+export function rssOf(pid: number): number | null {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Runner processes (dist/runner.js) that are children of this process. */
+export function runnerChildren(): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === process.pid && readFileSync(`/proc/${name}/cmdline`, 'utf8').includes('runner.js')) out.push(Number(name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
+}
+
+/**
+ * Runs `req` and samples the runner's RSS every `everyMs` while it measures steps (not while
+ * it loads, nor while it builds the trace at the end, which holds every span once more).
+ */
+export async function sampleRunnerRss(req: ProfileRequest, everyMs = 100): Promise<RssRun> {
+  let step = -1;
+  let measuring = false;
+  let runner = 0;
+  const samples: RssSample[] = [];
+  const timer = setInterval(() => {
+    if (!measuring || step < 0) return;
+    if (runner === 0) runner = runnerChildren()[0] ?? 0;
+    const rss = runner > 0 ? rssOf(runner) : null;
+    if (rss !== null) samples.push({ step, rssBytes: rss });
+  }, everyMs);
+  try {
+    const outcome = await profile(req, {
+      onProgress: (p) => {
+        measuring = p.phase === 'steps';
+        if (measuring) step = p.done;
+      },
+    });
+    return { outcome, samples };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/**
+ * Least-squares slope of RSS against steps (bytes per step) over the samples whose step is
+ * past `fromStep` (the start of a run allocates its sessions and buffers; growth after that
+ * is what would add up over a long run).
+ */
+export function rssSlope(samples: RssSample[], fromStep: number): { bytesPerStep: number; samples: number } {
+  const s = samples.filter((x) => x.step >= fromStep);
+  if (s.length < 3) return { bytesPerStep: Number.NaN, samples: s.length };
+  const mx = s.reduce((a, x) => a + x.step, 0) / s.length;
+  const my = s.reduce((a, x) => a + x.rssBytes, 0) / s.length;
+  let num = 0;
+  let den = 0;
+  for (const x of s) {
+    num += (x.step - mx) * (x.rssBytes - my);
+    den += (x.step - mx) ** 2;
+  }
+  return { bytesPerStep: den > 0 ? num / den : Number.NaN, samples: s.length };
+}
