@@ -16,6 +16,20 @@ export interface KindCounts {
   op: number;
 }
 
+/** What one frame drew: rects and per-pixel columns per kind, and the other things drawn. */
+export interface DrawnCounts {
+  rects: KindCounts;
+  merged: KindCounts;
+  columns: number;
+  buckets: number;
+  pyramidRows: number;
+  rawRows: number;
+  flows: number;
+  collectives: number;
+  labels: number;
+  steps: number;
+}
+
 export interface ViewStats {
   /** A trace is loaded and its first frame drawn. */
   loaded: boolean;
@@ -60,18 +74,7 @@ export interface ViewStats {
    * per-pixel columns (`merged`) per kind, the columns and pyramid buckets drawn, rows drawn
    * from spans vs from the pyramid, flows, collective groups, labels and step lines.
    */
-  drawn: {
-    rects: KindCounts;
-    merged: KindCounts;
-    columns: number;
-    buckets: number;
-    pyramidRows: number;
-    rawRows: number;
-    flows: number;
-    collectives: number;
-    labels: number;
-    steps: number;
-    /** Where the frame's time went, ms: span pixels, putImageData, overlay, axis. */
+  drawn: DrawnCounts & {
     phaseMs: { spans: number; present: number; overlay: number; axis: number };
   };
   selection: { startUs: number; endUs: number } | null;

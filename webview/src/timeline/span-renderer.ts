@@ -10,7 +10,7 @@ import type { ScaleLinear } from 'd3-scale';
 import type { Run } from '../data';
 import { CHANNELS, CLASS_MASK, C_OP, C_OP_ALT, EMPTY, M_EMULATED, M_PREDICTED, N_CLASSES, ROW_COMM, visibleSpan, type Pyramid } from '../model';
 import { ALPHA_LEVELS, Painter } from '../painter';
-import type { KindCounts } from '../hook-api';
+import type { DrawnCounts } from '../hook-api';
 import { rowOf } from './hit-test';
 import { kindOfClass, zeroCounts, type Header, type LaneLayout, type RowLayout } from './types';
 
@@ -35,19 +35,7 @@ export interface LabelBox {
   h: number;
 }
 
-/** What one frame drew, for the test hook and the benchmark. */
-export interface DrawnCounts {
-  rects: KindCounts;
-  merged: KindCounts;
-  columns: number;
-  buckets: number;
-  pyramidRows: number;
-  rawRows: number;
-  flows: number;
-  collectives: number;
-  labels: number;
-  steps: number;
-}
+export type { DrawnCounts };
 
 export function zeroDrawn(): DrawnCounts {
   return { rects: zeroCounts(), merged: zeroCounts(), columns: 0, buckets: 0, pyramidRows: 0, rawRows: 0, flows: 0, collectives: 0, labels: 0, steps: 0 };
