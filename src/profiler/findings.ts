@@ -34,6 +34,7 @@ import { repartitionStages, stageCostsAtCuts } from './analysis/partition';
 import { amdahlSpeedup, type ScalingPoint } from './analysis/scaling';
 import { TINY_OP_US } from './analysis/ops';
 import { STRAGGLER_THRESHOLD } from './analysis/data-parallel';
+import { fitTwoTerms } from './simulate/fit';
 
 export type Severity = 'info' | 'warning' | 'critical';
 
@@ -136,8 +137,8 @@ const rowCost = (m: RowCost, rows: number): number => m.fixedUs + m.perRowUs * r
  * provider, threads) run the same code at the same speed, so where the class ran two or more
  * row counts its lanes share a line fitted through their (rows, compute) points: a device
  * given 6 rows and one given 2 show what a row costs and what a run costs regardless of rows.
- * Without two row counts (or when the line is not increasing with a non-negative fixed
- * part) a device's compute is taken as proportional to its rows.
+ * Without two row counts (or when the line is not increasing with a positive fixed part) a
+ * device's compute is taken as proportional to its rows.
  */
 function rowCostModels(trace: Trace, compute: readonly number[], rows: readonly number[]): RowCost[] {
   const classOf = (i: number): string => {
@@ -152,14 +153,9 @@ function rowCostModels(trace: Trace, compute: readonly number[], rows: readonly 
       lines.set(key, null);
       continue;
     }
-    const n = members.length;
-    const mx = members.reduce((a, i) => a + rows[i], 0) / n;
-    const my = members.reduce((a, i) => a + compute[i], 0) / n;
-    const sxy = members.reduce((a, i) => a + (rows[i] - mx) * (compute[i] - my), 0);
-    const sxx = members.reduce((a, i) => a + (rows[i] - mx) ** 2, 0);
-    const perRowUs = sxy / sxx;
-    const fixedUs = my - perRowUs * mx;
-    lines.set(key, perRowUs > 0 && fixedUs >= 0 ? { fixedUs, perRowUs } : null);
+    // compute ≈ perRow · rows + fixed · 1, the simulator's fit of a compute cost.
+    const f = fitTwoTerms(members.map((i) => ({ a: rows[i], b: 1, d: compute[i] })));
+    lines.set(key, f.x > 0 && f.y > 0 ? { fixedUs: f.y, perRowUs: f.x } : null);
   }
   return compute.map((_, i) => lines.get(classOf(i)) ?? proportional(i));
 }
