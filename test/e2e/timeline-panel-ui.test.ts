@@ -18,13 +18,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import type { Browser, Page } from 'playwright-core';
 import { REPO, runCli } from '../helpers/cli';
-import { chromiumAvailable, ensureWebviewBuilt, launch, nextFrame, reportHtml, setView, stats, waitFor, waitLoaded, watchProblems, type PageProblems } from '../helpers/browser';
+import { closeBrowserSuite, chromiumAvailable, ensureWebviewBuilt, launch, nextFrame, reportHtml, setView, stats, waitFor, waitLoaded, watchProblems, type PageProblems } from '../helpers/browser';
 import { VSCODE_THEMES, type VsCodeTheme } from '../helpers/vscode-themes';
 import { AA_TEXT, blend, contrastRatio, type Rgb } from '../../webview/src/contrast';
 import type { TraceJson } from '../../src/profiler/trace-format';
@@ -149,15 +149,7 @@ describe('timeline panel: layout, themes and tools in Chromium', { skip: !chromi
     browser = await launch();
   });
 
-  after(async () => {
-    await browser?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    for (const p of problems) {
-      assert.deepEqual(p.cspViolations, [], 'CSP violations');
-      assert.deepEqual(p.pageErrors, [], 'page errors');
-      assert.deepEqual(p.consoleErrors, [], 'console errors');
-    }
-  });
+  after(() => closeBrowserSuite(browser, dir, problems));
 
   /** Opens the report; `theme` forces one on the page (null: none, as in VS Code), `colorScheme` is the OS's. */
   async function open(opts: { compare?: boolean; theme?: 'light' | 'dark' | null; colorScheme?: 'light' | 'dark' } = {}): Promise<Page> {

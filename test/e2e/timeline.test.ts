@@ -11,26 +11,13 @@
  */
 import { after, before, describe, it, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import type { Browser, Page } from 'playwright-core';
 import { REPO, runCli } from '../helpers/cli';
-import {
-  artifactPath,
-  ensureWebviewBuilt,
-  launch,
-  locate,
-  nextFrame,
-  reportHtml,
-  setView,
-  stats,
-  waitFor,
-  waitLoaded,
-  watchProblems,
-  type PageProblems,
-} from '../helpers/browser';
+import { closeBrowserSuite, artifactPath, ensureWebviewBuilt, launch, locate, nextFrame, reportHtml, setView, stats, waitFor, waitLoaded, watchProblems, type PageProblems } from '../helpers/browser';
 import { meta, pipelinePlan } from '../helpers/trace-builders';
 import { axisUnit } from '../../webview/src/format';
 import { TraceBuilder, type Trace, type TraceJson } from '../../src/profiler/trace-format';
@@ -132,16 +119,7 @@ describe('timeline view in Chromium', () => {
     browser = await launch();
   });
 
-  after(async () => {
-    await browser?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    // Nothing a page did may have tripped the CSP or thrown.
-    for (const p of problems) {
-      assert.deepEqual(p.cspViolations, [], 'CSP violations');
-      assert.deepEqual(p.pageErrors, [], 'page errors');
-      assert.deepEqual(p.consoleErrors, [], 'console errors');
-    }
-  });
+  after(() => closeBrowserSuite(browser, dir, problems));
 
   async function open(html: string, opts: { colorScheme?: 'light' | 'dark' } = {}): Promise<Page> {
     const file = join(dir, `page-${problems.length}.html`);

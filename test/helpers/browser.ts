@@ -6,7 +6,8 @@
  * Page-side code is passed to `page.evaluate` as strings: tsx compiles this file with
  * `keepNames`, which would wrap functions in a `__name` helper the page does not have.
  */
-import { existsSync, mkdirSync, readFileSync, statSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, readdirSync } from 'node:fs';
+import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -135,4 +136,18 @@ export function setView(page: Page, startUs: number, endUs: number): Promise<Vie
 export function artifactPath(name: string): string {
   mkdirSync(ARTIFACTS, { recursive: true });
   return join(ARTIFACTS, name);
+}
+
+/**
+ * A Chromium suite's teardown: close the browser, remove the suite's folder, and check that
+ * nothing any page did tripped the CSP or threw.
+ */
+export async function closeBrowserSuite(browser: Browser | undefined, dir: string | undefined, problems: readonly PageProblems[]): Promise<void> {
+  await browser?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  for (const p of problems) {
+    assert.deepEqual(p.cspViolations, [], 'CSP violations');
+    assert.deepEqual(p.pageErrors, [], 'page errors');
+    assert.deepEqual(p.consoleErrors, [], 'console errors');
+  }
 }

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
 import { readTrace } from '../../../src/profiler/trace-io';
-import { ensureVsix, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { closeWorkbench, ensureVsix, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
 import { scratchDir } from '../../helpers/temp';
 import { runCli } from '../../helpers/cli';
 import { configTraceName } from '../../../src/extension/config-model';
@@ -106,13 +106,7 @@ describe('parallax.json plans, CodeLens, diagnostics and quick fix in VS Code (c
     { timeout: 15 * 60_000 },
   );
 
-  after(async () => {
-    if (vs) {
-      vs.saveLogs();
-      await vs.close();
-    }
-    if (ws) rmSync(ws, { recursive: true, force: true });
-  });
+  after(() => closeWorkbench(vs, ws));
 
   const lenses = (): Promise<string[]> => vs!.page.locator('.codelens-decoration').allTextContents();
 

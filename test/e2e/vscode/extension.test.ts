@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
 import { readTrace } from '../../../src/profiler/trace-io';
-import { ensureVsix, QUICK_INPUT_FIELD, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { closeWorkbench, ensureVsix, QUICK_INPUT_FIELD, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
 import { scratchDir } from '../../helpers/temp';
 
 /** Small enough that a profile takes a second or two on two cores. */
@@ -46,13 +46,7 @@ describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_00
     { timeout: 15 * 60_000 },
   );
 
-  after(async () => {
-    if (vs) {
-      vs.saveLogs();
-      await vs.close();
-    }
-    if (ws) rmSync(ws, { recursive: true, force: true });
-  });
+  after(() => closeWorkbench(vs, ws));
 
   it('lists the Parallax commands in the command palette', async () => {
     const h = vs!;

@@ -534,6 +534,15 @@ export class VsCodeHarness {
   }
 }
 
+/** A suite's teardown: keep the workbench's logs, close it, remove its workspace folder. */
+export async function closeWorkbench(vs: VsCodeHarness | undefined, workspace: string | undefined): Promise<void> {
+  if (vs) {
+    vs.saveLogs();
+    await vs.close();
+  }
+  if (workspace) rmSync(workspace, { recursive: true, force: true });
+}
+
 /**
  * The timeline's webview frame once its trace is drawn: lane elements present and the hook
  * reporting `loaded`.

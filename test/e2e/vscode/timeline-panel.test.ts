@@ -23,7 +23,7 @@ import { TraceBuilder, type Trace } from '../../../src/profiler/trace-format';
 import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
 import { REPO, runCli } from '../../helpers/cli';
 import { meta } from '../../helpers/trace-builders';
-import { ensureVsix, timelineFrame, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { closeWorkbench, ensureVsix, timelineFrame, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
 
 const DEMO = { layers: 4, hidden: 64, ffn: 128 } as const;
 const TRACE = 'runs/x.parallax.json';
@@ -76,13 +76,7 @@ describe('the timeline panel in VS Code (code-server)', { timeout: 5 * 60_000 },
     { timeout: 15 * 60_000 },
   );
 
-  after(async () => {
-    if (vs) {
-      vs.saveLogs();
-      await vs.close();
-    }
-    if (ws) rmSync(ws, { recursive: true, force: true });
-  });
+  after(() => closeWorkbench(vs, ws));
 
   it('"Show Timeline" opens the newest trace of the output folder with one lane per device', async () => {
     const h = vs!;

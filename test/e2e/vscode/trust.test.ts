@@ -19,7 +19,7 @@ import type { Frame } from 'playwright-core';
 import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
 import { runCli } from '../../helpers/cli';
 import { scratchDir } from '../../helpers/temp';
-import { ensureVsix, timelineFrame, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { closeWorkbench, ensureVsix, timelineFrame, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
 
 const DEMO = { layers: 2, hidden: 32, ffn: 64 } as const;
 const TRACE = 'runs/x.parallax.json';
@@ -97,13 +97,7 @@ describe('an untrusted workspace in VS Code (code-server, workspace trust on)', 
     { timeout: 15 * 60_000 },
   );
 
-  after(async () => {
-    if (vs) {
-      vs.saveLogs();
-      await vs.close();
-    }
-    if (ws) rmSync(ws, { recursive: true, force: true });
-  });
+  after(() => closeWorkbench(vs, ws));
 
   it('the workspace is in Restricted Mode', async () => {
     const h = vs!;
