@@ -162,14 +162,15 @@ describe('faults: runner processes and temp files', { timeout: 10 * 60_000 }, ()
     const tmp = freshTmp(root, 'killed');
     const r = startCli(['profile', model, '--devices', 'cpu:1', '--batch', BIG_BATCH, '--steps', '100', '--warmup', '0', '--no-baseline', '--out', join(root, 'never-2.parallax.json')], tmp, root);
     const runner = await runnerMeasuring(r.child, tmp);
-    // ONNX Runtime's own leftover lands in the runner's private folder, not in $TMPDIR.
     const priv = join(tmp, readdirSync(tmp).find((n) => n.startsWith('parallax-run-'))!);
-    // (Its name carries the id of the thread that loaded ONNX Runtime.)
-    assert.ok(readdirSync(priv).some((n) => /^mat-debug-\d+\.log$/.test(n)), `ONNX Runtime's mat-debug-<id>.log is in the private folder: ${readdirSync(priv).join(', ')}`);
     // Loading takes about two CPU seconds; each step of this model at this batch takes
     // seconds more, on all the device's threads. Past CPU_IN_RUN the device is inside a run.
     const CPU_IN_RUN = 8;
     await waitFor('the device ran steps', () => cpuSeconds(runner) >= CPU_IN_RUN, 120_000);
+    // Whatever ONNX Runtime writes of its own (a mat-debug-<thread id>.log on some
+    // builds and machines, not all) lands in the runner's private folder, never beside it.
+    assert.deepEqual(readdirSync(tmp).filter((n) => !n.startsWith('parallax-run-')), [], 'nothing but the private folder in $TMPDIR while running');
+    t.diagnostic(`private folder while running: ${readdirSync(priv).join(', ')}`);
     assert.ok(readdirSync(`/proc/${runner}/task`).length > 2, 'the runner has its device and watchdog threads');
     r.child.kill('SIGKILL');
     const { signal } = await r.exited;
