@@ -25,6 +25,9 @@
  *    Span columns `cpu` and `wait` (schedstat µs, −1 not measured); `meta.measurement`
  *    (other processes' load during the run).
  *    Version 1 files are migrated on read (see {@link traceFromJson}).
+ *  - version 3: `spans` may instead be `{ count, file, id, bytes }`, naming a binary side
+ *    file next to the document that holds the columns (`src/profiler/spans-file.ts`); large
+ *    traces are written that way. Nothing else changed: version 2 documents read as they are.
  *
  * The JSON schema for the file is {@link TraceSchema} (TypeBox, which is JSON Schema);
  * `npm run schema` writes it to `schemas/parallax-trace.schema.json`.
@@ -34,7 +37,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { PARALLEL_MODES, TracePlanSchema, migrateV1Plan } from './plan';
 
 /** The current format version; readers accept this and every earlier version. */
-export const TRACE_FORMAT_VERSION = 2;
+export const TRACE_FORMAT_VERSION = 3;
 /** The `format` tag every trace file carries. */
 export const TRACE_FORMAT_TAG = 'parallax-trace';
 
@@ -282,6 +285,17 @@ export const SpanColumnsSchema = Type.Object({
 });
 export type SpanColumnsJson = Static<typeof SpanColumnsSchema>;
 
+/** `spans` of a document whose columns are in a binary side file (version 3). */
+export const SpanColumnsFileSchema = Type.Object({
+  count: Type.Number(),
+  /** The side file's name, in the document's folder (`x.parallax.json` → `x.parallax.spans`). */
+  file: Type.String(),
+  /** Random per write; the side file carries the same, so a pair from two writes is refused. */
+  id: Type.String(),
+  /** The side file's size in bytes. */
+  bytes: Type.Number(),
+});
+
 export const TraceSchema = Type.Object({
   format: Type.Literal(TRACE_FORMAT_TAG),
   version: Type.Number(),
@@ -296,13 +310,16 @@ export const TraceSchema = Type.Object({
    * Added in version 2.
    */
   profiledSteps: Type.Optional(Type.Array(StepSchema)),
-  spans: SpanColumnsSchema,
+  spans: Type.Union([SpanColumnsSchema, SpanColumnsFileSchema]),
   /** Derived; see src/profiler/summary.ts. */
   summary: Type.Optional(Type.Unknown()),
   /** Derived; see src/profiler/findings.ts. */
   findings: Type.Optional(Type.Array(Type.Unknown())),
 });
-export type TraceJson = Static<typeof TraceSchema>;
+/** Any valid trace document: span columns inline, or in a side file (version 3). */
+export type TraceDocument = Static<typeof TraceSchema>;
+/** A trace document with its span columns inline (every document `traceToJson` makes). */
+export type TraceJson = Omit<TraceDocument, 'spans'> & { spans: SpanColumnsJson };
 
 /** The span columns in memory: typed arrays, so millions of spans stay compact. */
 export interface SpanColumns {
@@ -680,17 +697,30 @@ export function traceFromJson(input: unknown): Trace {
   const n = j.spans.count;
   if (!Number.isInteger(n) || n < 0) throw new TraceFormatError('invalid trace: spans.count is not a count');
   if (n > MAX_TRACE_SPANS) throw new TraceFormatError(`invalid trace: spans.count ${n} is more than the ${MAX_TRACE_SPANS} spans Parallax reads`);
+  if (typeof (j.spans as { file?: unknown }).file === 'string') {
+    throw new TraceFormatError('its spans are in a side file (.spans); open the .parallax.json file itself, with the .spans file beside it');
+  }
   // Every column must hold the count it claims before anything is allocated for it.
   for (const c of SPAN_COLUMNS) {
     const col = (j.spans as Record<string, unknown>)[c];
-    if (!Array.isArray(col) || col.length !== n) {
+    if (!(Array.isArray(col) || col instanceof spanColumnCtor(c)) || (col as ArrayLike<number>).length !== n) {
       throw new TraceFormatError(`invalid trace: spans.${c} must be an array of ${n} numbers`);
     }
   }
-  const spans = allocSpans(n);
+  const cols: Record<string, unknown> = { count: n };
   for (const c of SPAN_COLUMNS) {
-    const col = (j.spans as Record<string, unknown>)[c] as unknown[];
-    const dst = spans[c] as Float64Array;
+    const col = (j.spans as Record<string, unknown>)[c] as ArrayLike<unknown>;
+    if (col instanceof spanColumnCtor(c)) {
+      // Columns read from a side file (or posted as typed arrays) are taken as they are; only
+      // floating-point columns can hold a value that is not finite.
+      cols[c] = col;
+      if (SPAN_COLUMN_TYPES[c] === 'f64') {
+        const f = col as Float64Array;
+        for (let i = 0; i < n; i++) if (!Number.isFinite(f[i])) throw new TraceFormatError(`invalid trace: spans.${c}[${i}] is not a finite number`);
+      }
+      continue;
+    }
+    const dst = allocColumn(c, n);
     for (let i = 0; i < n; i++) {
       const v = col[i];
       if (typeof v !== 'number' || !Number.isFinite(v)) {
@@ -698,7 +728,9 @@ export function traceFromJson(input: unknown): Trace {
       }
       dst[i] = v;
     }
+    cols[c] = dst;
   }
+  const spans = cols as unknown as SpanColumns;
   const nStrings = j.strings.length;
   const nLanes = j.lanes.length;
   for (let i = 0; i < n; i++) {

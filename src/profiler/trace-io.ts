@@ -2,6 +2,10 @@
  * Reading and writing trace files. Writes are atomic (a temporary file in the same folder,
  * then a rename) so a crash or a full disk never leaves a half-written trace behind, and an
  * existing file is only replaced by a complete one.
+ *
+ * A trace of {@link SPANS_FILE_MIN_SPANS} spans or more keeps its span columns in a binary
+ * side file next to the JSON document (`spans-file.ts`); smaller ones stay one readable JSON
+ * file. Readers take either.
  */
 import { promises as fs } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
@@ -9,7 +13,8 @@ import { randomBytes } from 'node:crypto';
 import { UserError } from '../common/errors';
 import { checkJsonDepth } from '../common/json-depth';
 import { asWriteError, makeDirs } from '../common/out-path';
-import { traceFromJson, traceToJson, TraceFormatError, type Trace } from './trace-format';
+import { isSpansFileRef, readSpansFile, writeSpansFile, SPANS_FILE_MIN_SPANS } from './spans-file';
+import { allocSpans, traceFromJson, traceToJson, TraceFormatError, type Trace } from './trace-format';
 
 /** Writes `data` to `path` atomically, creating the folder if needed. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
@@ -31,26 +36,49 @@ export function serializeTrace(trace: Trace): string {
   return JSON.stringify(traceToJson(trace));
 }
 
-/** Writes a trace file atomically. */
-export async function writeTrace(path: string, trace: Trace): Promise<void> {
-  await writeFileAtomic(path, serializeTrace(trace));
+/** Where a trace's span columns go: `auto` puts them in a side file from {@link SPANS_FILE_MIN_SPANS} spans. */
+export type SpansStorage = 'auto' | 'inline' | 'side-file';
+
+/**
+ * Writes a trace file atomically; large traces (or `spans: 'side-file'`) write their columns
+ * to the side file first, then the document that refers to it.
+ */
+export async function writeTrace(path: string, trace: Trace, opts: { spans?: SpansStorage } = {}): Promise<void> {
+  const storage = opts.spans ?? 'auto';
+  const side = storage === 'side-file' || (storage === 'auto' && trace.spans.count >= SPANS_FILE_MIN_SPANS);
+  if (!side) {
+    await writeFileAtomic(path, serializeTrace(trace));
+    return;
+  }
+  const ref = await writeSpansFile(path, trace.spans);
+  const doc = traceToJson({ ...trace, spans: allocSpans(0) });
+  await writeFileAtomic(path, JSON.stringify({ ...doc, spans: ref }));
 }
 
-/** Parses trace JSON text; `source` names the file in error messages. */
-export function parseTrace(text: string, source: string): Trace {
+function parseDocument(text: string, source: string): unknown {
   checkJsonDepth(text, source);
-  let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    return JSON.parse(text);
   } catch {
     throw new UserError(`${source}: not valid JSON (is the file truncated?); re-run the profile or pick another trace`);
   }
+}
+
+function fromDocument(doc: unknown, source: string): Trace {
   try {
     return traceFromJson(doc);
   } catch (e) {
     if (e instanceof TraceFormatError) throw new UserError(`${source}: ${e.message}`);
     throw e;
   }
+}
+
+/**
+ * Parses trace JSON text; `source` names the file in error messages. A document whose spans
+ * are in a side file needs {@link readTrace}, which knows where the document lies.
+ */
+export function parseTrace(text: string, source: string): Trace {
+  return fromDocument(parseDocument(text, source), source);
 }
 
 /** Reads and validates a trace file, with one-line errors for missing or corrupt files. */
@@ -68,5 +96,8 @@ export async function readTrace(path: string): Promise<Trace> {
     if (code === 'EISDIR') throw new UserError(`${path}: is a folder, not a trace file`);
     throw new UserError(`${path}: cannot be read (${code ?? String(e)})`);
   }
-  return parseTrace(text, path);
+  const doc = parseDocument(text, path);
+  const spans = typeof doc === 'object' && doc !== null ? (doc as { spans?: unknown }).spans : undefined;
+  if (isSpansFileRef(spans)) return fromDocument({ ...(doc as object), spans: await readSpansFile(path, spans) }, path);
+  return fromDocument(doc, path);
 }

@@ -1,0 +1,217 @@
+/**
+ * The binary side file of a large trace: its span columns as raw little-endian typed arrays,
+ * next to the JSON document that holds everything else (`job.parallax.json` +
+ * `job.parallax.spans`).
+ *
+ * A trace of tens of millions of spans does not fit the JSON form: its text would pass V8's
+ * largest string (about 512 MiB) and parsing it builds an array of boxed numbers per column
+ * before they are copied into typed arrays. The side file is read without parsing anything:
+ * each column is read from its offset straight into the memory of its typed array.
+ *
+ * Layout (all integers little-endian):
+ *
+ * ```
+ *  0   8 bytes   magic "PLXSPANS"
+ *  8   u32       layout version (1)
+ * 12   u32       header length H in bytes
+ * 16   H bytes   header, UTF-8 JSON: { id, count, columns: [{ name, type, offset, bytes }] }
+ *      ...       each column at its `offset` (a multiple of 8), `bytes` = count × element size
+ * ```
+ *
+ * The JSON document's `spans` is then `{ count, file, id, bytes }`: `file` is the side file's
+ * name, in the same folder; `id` is random per write and must match the side file's, so a
+ * JSON document is never paired with the columns of another write; `bytes` is the side
+ * file's size. The side file is written (atomically) before the document that refers to it.
+ *
+ * The file is read like any other input from anywhere: its name must be a plain file name
+ * (no folder part), every offset and size is checked against the file before anything is
+ * allocated, and the columns then go through the same checks as the JSON form.
+ */
+import { promises as fs } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { endianness } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { UserError } from '../common/errors';
+import { asWriteError, makeDirs } from '../common/out-path';
+import { SPAN_COLUMNS, SPAN_COLUMN_TYPES, allocSpans, type SpanColumnName, type SpanColumns } from './trace-format';
+
+/** Traces with at least this many spans keep their columns in a side file by default. */
+export const SPANS_FILE_MIN_SPANS = 1_000_000;
+
+const MAGIC = 'PLXSPANS';
+const LAYOUT_VERSION = 1;
+const PREFIX_BYTES = 16;
+/** A header lists 18 columns; anything much longer is not one. */
+const MAX_HEADER_BYTES = 64 * 1024;
+const ELEMENT_BYTES = { i32: 4, u8: 1, f64: 8 } as const;
+
+/** The `spans` member of a JSON document whose columns are in a side file. */
+export interface SpansFileRef {
+  count: number;
+  file: string;
+  id: string;
+  bytes: number;
+}
+
+interface ColumnEntry {
+  name: SpanColumnName;
+  type: 'i32' | 'u8' | 'f64';
+  offset: number;
+  bytes: number;
+}
+
+/** True when a document's `spans` points to a side file rather than holding the columns. */
+export function isSpansFileRef(spans: unknown): spans is SpansFileRef {
+  return typeof spans === 'object' && spans !== null && typeof (spans as { file?: unknown }).file === 'string';
+}
+
+/** The side file's path for a trace document's path: `x.parallax.json` → `x.parallax.spans`. */
+export function spansFilePath(tracePath: string): string {
+  return `${tracePath.endsWith('.json') ? tracePath.slice(0, -'.json'.length) : tracePath}.spans`;
+}
+
+function checkEndianness(path: string): void {
+  if (endianness() !== 'LE') throw new UserError(`${path}: span side files are little-endian and this machine is not; convert the trace on a little-endian machine`);
+}
+
+const align8 = (n: number): number => Math.ceil(n / 8) * 8;
+
+/**
+ * Writes the columns to the side file of `tracePath` atomically and returns the reference the
+ * JSON document stores in place of the columns.
+ */
+export async function writeSpansFile(tracePath: string, spans: SpanColumns): Promise<SpansFileRef> {
+  const path = spansFilePath(tracePath);
+  checkEndianness(path);
+  const id = randomBytes(8).toString('hex');
+  const count = spans.count;
+  // The header's size depends on the offsets, which depend on the header's size: lay the
+  // columns out after a header padded to a size that holds any offsets of this file.
+  const draft = (start: number): ColumnEntry[] => {
+    let offset = start;
+    return SPAN_COLUMNS.map((name) => {
+      const type = SPAN_COLUMN_TYPES[name];
+      const bytes = count * ELEMENT_BYTES[type];
+      const e = { name, type, offset, bytes };
+      offset = align8(offset + bytes);
+      return e;
+    });
+  };
+  const probe = Buffer.from(JSON.stringify({ id, count, columns: draft(Number.MAX_SAFE_INTEGER) }), 'utf8').length;
+  const dataStart = align8(PREFIX_BYTES + probe);
+  const columns = draft(dataStart);
+  const header = Buffer.from(JSON.stringify({ id, count, columns }), 'utf8');
+  const prefix = Buffer.alloc(dataStart);
+  prefix.write(MAGIC, 0, 'latin1');
+  prefix.writeUInt32LE(LAYOUT_VERSION, 8);
+  prefix.writeUInt32LE(header.length, 12);
+  header.copy(prefix, PREFIX_BYTES);
+  const last = columns[columns.length - 1]!;
+  const total = last.offset + last.bytes;
+
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  let fh: fs.FileHandle | undefined;
+  try {
+    await makeDirs(dir);
+    fh = await fs.open(tmp, 'w');
+    await fh.write(prefix, 0, prefix.length, 0);
+    for (const c of columns) {
+      const col = spans[c.name];
+      // A view of the column's own memory: nothing is copied on the way to the file.
+      const view = new Uint8Array(col.buffer, col.byteOffset, c.bytes);
+      let done = 0;
+      while (done < c.bytes) {
+        const { bytesWritten } = await fh.write(view, done, c.bytes - done, c.offset + done);
+        done += bytesWritten;
+      }
+    }
+    await fh.truncate(total);
+    await fh.close();
+    fh = undefined;
+    await fs.rename(tmp, path);
+  } catch (e) {
+    await fh?.close().catch(() => undefined);
+    await fs.rm(tmp, { force: true });
+    throw asWriteError(path, e);
+  }
+  return { count, file: basename(path), id, bytes: total };
+}
+
+/**
+ * Reads the columns a document refers to. `tracePath` is the document's path; the side file
+ * must sit in the same folder. Every failure is one line naming the file and what to do.
+ */
+export async function readSpansFile(tracePath: string, ref: SpansFileRef): Promise<SpanColumns> {
+  const bad = (what: string): UserError => new UserError(`${tracePath}: its span file ${JSON.stringify(ref.file.slice(0, 60))} ${what}; re-import or re-run to write the pair again`);
+  if (!Number.isInteger(ref.count) || ref.count < 0 || typeof ref.id !== 'string' || !Number.isInteger(ref.bytes)) throw bad('is described wrongly in the trace');
+  // Only a plain name in the trace's own folder: a document must not make Parallax read
+  // another file of the machine.
+  if (ref.file !== basename(ref.file) || ref.file === '.' || ref.file === '..' || !ref.file.endsWith('.spans') || /[\\/\u0000]/.test(ref.file)) {
+    throw bad('is not a plain file name ending in .spans next to the trace');
+  }
+  const path = join(dirname(tracePath), ref.file);
+  checkEndianness(path);
+  const short = (): UserError => bad('ended while being read (changed on disk?)');
+  let fh: fs.FileHandle;
+  try {
+    fh = await fs.open(path, 'r');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw bad(code === 'ENOENT' ? 'is missing (copy it along with the trace)' : `cannot be read (${code ?? 'error'})`);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw bad('is not a regular file');
+    if (st.size !== ref.bytes) throw bad(`has ${st.size} bytes where the trace expects ${ref.bytes} (truncated, or from another write)`);
+    const prefix = Buffer.alloc(PREFIX_BYTES);
+    await readFully(fh, prefix, 0, short);
+    if (prefix.toString('latin1', 0, 8) !== MAGIC) throw bad('is not a Parallax span file');
+    if (prefix.readUInt32LE(8) !== LAYOUT_VERSION) throw bad(`has layout version ${prefix.readUInt32LE(8)}, which this Parallax does not read; update Parallax`);
+    const headerBytes = prefix.readUInt32LE(12);
+    if (headerBytes > MAX_HEADER_BYTES || PREFIX_BYTES + headerBytes > st.size) throw bad('has a corrupt header');
+    const headerBuf = Buffer.alloc(headerBytes);
+    await readFully(fh, headerBuf, PREFIX_BYTES, short);
+    let header: { id?: unknown; count?: unknown; columns?: unknown };
+    try {
+      header = JSON.parse(headerBuf.toString('utf8')) as typeof header;
+    } catch {
+      throw bad('has a corrupt header');
+    }
+    if (header.id !== ref.id) throw bad('belongs to another write of this trace');
+    if (header.count !== ref.count) throw bad(`holds ${String(header.count)} spans where the trace says ${ref.count}`);
+    const entries = checkColumns(header.columns, ref.count, st.size, PREFIX_BYTES + headerBytes);
+    if (!entries) throw bad('has a corrupt column table');
+    const spans = allocSpans(ref.count);
+    for (const e of entries) {
+      const col = spans[e.name];
+      await readFully(fh, new Uint8Array(col.buffer, col.byteOffset, e.bytes), e.offset, short);
+    }
+    return spans;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The column table, checked: every column once, of its type and size, inside the file. */
+function checkColumns(raw: unknown, count: number, size: number, dataStart: number): ColumnEntry[] | null {
+  if (!Array.isArray(raw) || raw.length !== SPAN_COLUMNS.length) return null;
+  const seen = new Set<string>();
+  for (const e of raw as Partial<ColumnEntry>[]) {
+    if (typeof e !== 'object' || e === null || typeof e.name !== 'string' || !(SPAN_COLUMNS as readonly string[]).includes(e.name) || seen.has(e.name)) return null;
+    seen.add(e.name);
+    const type = SPAN_COLUMN_TYPES[e.name];
+    if (e.type !== type || e.bytes !== count * ELEMENT_BYTES[type]) return null;
+    if (!Number.isInteger(e.offset) || e.offset! < dataStart || e.offset! + e.bytes > size) return null;
+  }
+  return raw as ColumnEntry[];
+}
+
+async function readFully(fh: fs.FileHandle, into: Uint8Array, position: number, short: () => Error): Promise<void> {
+  let done = 0;
+  while (done < into.length) {
+    const { bytesRead } = await fh.read(into, done, into.length - done, position + done);
+    if (bytesRead === 0) throw short();
+    done += bytesRead;
+  }
+}
