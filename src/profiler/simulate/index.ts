@@ -6,3 +6,4 @@ export * from './costs';
 export { fitCostModel, fitTwoTerms, type Sample } from './fit';
 export { simulate, DeadlockError, type SimulateOptions } from './simulate';
 export { selfConsistency, type SelfConsistency } from './consistency';
+export * from './hardware';
