@@ -7,6 +7,8 @@
  *     [--inter-link ib-ndr|100gbe|…] [--link-alpha-us A --link-gbps G] [--scale strong|weak]
  *     [--model model.onnx] [--out-dir proj/] [--json]
  *
+ * Predicted traces are written as `<name>.<kind>-<N>.<link>[+<inter-link>].parallax.json`.
+ *
  * The costs are fitted from the measured run(s) (several runs of different batch sizes or
  * uneven `--shards` separate the fixed part of a step from the part per row); the programs
  * for each device count come from the compiler (runtime side); the simulator (profiler
@@ -145,7 +147,9 @@ async function projectCommand(files: string[], flags: ProjectFlags, io: Output):
   }
   const outDir = flags.outDir ? resolve(flags.outDir) : null;
   const name = basename(files[0]).replace(/(\.parallax)?\.json$/i, '');
-  const fileOf = (n: number): string => join(outDir ?? '.', `${name}.${setup.kind}-${n}.parallax.json`);
+  // One file per device count, kind and links, so projections over other links sit side by side.
+  const links = setup.link.id === setup.interLink.id ? setup.link.id : `${setup.link.id}+${setup.interLink.id}`;
+  const fileOf = (n: number): string => join(outDir ?? '.', `${name}.${setup.kind}-${n}.${links}.parallax.json`);
   if (outDir) await checkWritable(fileOf(flags.predictDevices[0]), '--out-dir');
   const measured = await measuredRuns(files);
   const template = measured[0];
@@ -220,7 +224,7 @@ export function registerProject(program: Command, io: Output = stdout): void {
     .option('--link-gbps <Gb/s>', 'custom link inside a node: gigabits per second per direction', positive('--link-gbps'))
     .addOption(new Option('--scale <scaling>', 'strong: same global batch; weak: same rows per device').choices(['strong', 'weak']).default('strong'))
     .option('--model <file.onnx>', 'the model, when the trace\'s path no longer finds it (for the FLOP estimate of other device kinds)')
-    .option('--out-dir <dir>', 'write each predicted trace here (<name>.<kind>-<N>.parallax.json)')
+    .option('--out-dir <dir>', 'write each predicted trace here (<name>.<kind>-<N>.<links>.parallax.json)')
     .option('--json', 'print JSON')
     .action((files: string[], flags: ProjectFlags) => projectCommand(files, flags, io));
 }

@@ -13,7 +13,10 @@
  *    (int32) and `comm_size` (int64, bytes). The k-th transfer from rank a to rank b in the
  *    export carries tag k on both sides, so each send meets its receive;
  *  - collectives → `COMM_COLL_NODE` with `comm_type` (int64, a `CollectiveCommType`) and
- *    `comm_size` (int64, the buffer's bytes);
+ *    `comm_size` (int64, the buffer's bytes, as Chakra's converters write it: the program's
+ *    collective instruction where the trace has a program — a Parallax span records the bytes
+ *    its rank moved, which for a ring all-reduce is about twice the buffer — else the span's
+ *    bytes, which imported traces give as the message size);
  *  - Parallax's host copies of batch rows → `MEM_LOAD_NODE` (scatter: rows into the device)
  *    and `MEM_STORE_NODE` (gather: outputs back), with `tensor_size` (uint64, bytes);
  *  - every node carries `is_cpu_op: false`: it is the device's (ASTRA-sim's NPU's) own work.
@@ -172,7 +175,16 @@ export function toChakra(trace: Trace, choice: ChakraSteps = { kind: 'median' })
       return t;
     };
     const spans = byLane[rank].sort((a, b) => s.start[a] - s.start[b] || a - b);
-    const nodes = spans.map((i, id) => spanNode(trace, i, id, rank, t0, nextTag));
+    // The k-th collective of a step on this rank is the k-th collective instruction of its program.
+    const buffers = (trace.meta.program?.devices.find((d) => d.rank === rank)?.instructions ?? []).flatMap((ins) => (ins.op === 'collective' ? [ins.bytes] : []));
+    const seen = new Map<number, number>();
+    const collectiveSize = (i: number): number => {
+      const k = seen.get(s.step[i]) ?? 0;
+      seen.set(s.step[i], k + 1);
+      const b = buffers.length > 0 ? buffers[k % buffers.length] : 0;
+      return b > 0 ? b : s.bytes[i];
+    };
+    const nodes = spans.map((i, id) => spanNode(trace, i, id, rank, t0, { nextTag, collectiveSize }));
     linkByFinish(spans.map((i) => [s.start[i], s.start[i] + s.dur[i]]), nodes);
     return { rank, label: lane.label, metadata: metadata(trace, rank, steps), nodes };
   });
@@ -180,7 +192,14 @@ export function toChakra(trace: Trace, choice: ChakraSteps = { kind: 'median' })
 }
 
 /** One span as a node (dependencies are added by {@link linkByFinish}). */
-function spanNode(trace: Trace, i: number, id: number, rank: number, t0: number, nextTag: (src: number, dst: number) => number): ChakraNode {
+function spanNode(
+  trace: Trace,
+  i: number,
+  id: number,
+  rank: number,
+  t0: number,
+  sizes: { nextTag: (src: number, dst: number) => number; collectiveSize: (i: number) => number },
+): ChakraNode {
   const s = trace.spans;
   const node: ChakraNode = {
     id,
@@ -214,7 +233,7 @@ function spanNode(trace: Trace, i: number, id: number, rank: number, t0: number,
         { name: 'comm_src', int32_val: src },
         { name: 'comm_dst', int32_val: dst },
         { name: 'comm_size', int64_val: size },
-        { name: 'comm_tag', int32_val: nextTag(src, dst) },
+        { name: 'comm_tag', int32_val: sizes.nextTag(src, dst) },
       );
       break;
     }
@@ -223,7 +242,7 @@ function spanNode(trace: Trace, i: number, id: number, rank: number, t0: number,
     case 'reducescatter':
     case 'allreduce':
       node.type = ChakraNodeType.COMM_COLL_NODE;
-      node.attr.push({ name: 'comm_type', int64_val: collectiveType(op) }, { name: 'comm_size', int64_val: size });
+      node.attr.push({ name: 'comm_type', int64_val: collectiveType(op) }, { name: 'comm_size', int64_val: Math.max(0, Math.round(sizes.collectiveSize(i))) });
       break;
     case 'none':
       // Filtered out by the caller; kept as compute here only to make the switch exhaustive.

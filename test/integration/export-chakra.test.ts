@@ -65,6 +65,13 @@ function medianStep(t: Trace): number {
   return sorted[Math.floor((sorted.length - 1) / 2)].index;
 }
 
+/** The bytes of the one collective a rank's program runs per step (its buffer, e.g. the gradients). */
+function collectiveBuffer(t: Trace, rank: number): number {
+  const colls = t.meta.program?.devices[rank]?.instructions.filter((i) => i.op === 'collective') ?? [];
+  assert.equal(colls.length, 1, 'one collective per step in these programs');
+  return colls[0]!.bytes;
+}
+
 /** Exports through the CLI and decodes every rank's file. */
 async function exportAndDecode(trace: string, out: string, extra: string[] = []): Promise<{ stdout: string; ranks: { metadata: string; nodes: DecodedNode[] }[] }> {
   const r = await runCli(['export', trace, '--format', 'chakra', '--out', out, ...extra], { env });
@@ -90,7 +97,8 @@ function checkAgainstTrace(t: Trace, ranks: { nodes: DecodedNode[] }[], step: nu
       assert.deepEqual(n.dataDeps, k === 0 ? [] : [k - 1]);
       const bytes = Math.round(t.spans.bytes[i]);
       if (n.type === 'MEM_LOAD_NODE' || n.type === 'MEM_STORE_NODE') assert.equal(numAttr(n, 'tensor_size'), bytes);
-      if (n.type.startsWith('COMM_')) assert.equal(numAttr(n, 'comm_size'), bytes, `rank ${lane} node ${k} comm_size`);
+      if (n.type === 'COMM_SEND_NODE' || n.type === 'COMM_RECV_NODE') assert.equal(numAttr(n, 'comm_size'), bytes, `rank ${lane} node ${k} comm_size`);
+      if (n.type === 'COMM_COLL_NODE') assert.equal(numAttr(n, 'comm_size'), collectiveBuffer(t, lane), `rank ${lane} node ${k}: comm_size is the buffer`);
     });
   });
 }
@@ -105,7 +113,8 @@ test('a data-parallel run with gradient all-reduce exports one file per rank tha
     const colls = r.nodes.filter((n) => n.type === 'COMM_COLL_NODE');
     assert.equal(colls.length, 1, 'one gradient all-reduce per step');
     assert.equal(colls[0].attrs.get('comm_type')?.value, '0', 'ALL_REDUCE');
-    assert.ok(numAttr(colls[0], 'comm_size') > 1_000_000, 'the demo model has megabytes of parameters');
+    // The gradients: one float32 per parameter of the model.
+    assert.equal(numAttr(colls[0], 'comm_size'), 4 * t.meta.model!.parameters);
     assert.match(r.metadata, /string_val: "measured"/);
   }
   // The same collective, of the same size, on every rank.
