@@ -13,7 +13,7 @@
  */
 import { Option, type Command } from 'commander';
 import { basename, join, resolve } from 'node:path';
-import { UserError } from '../common/errors';
+import { UserError, isUserError } from '../common/errors';
 import { checkWritable } from '../common/out-path';
 import { escapeTerminal } from '../common/terminal';
 import { analyse } from '../profiler/analysis';
@@ -25,6 +25,10 @@ import { importTrace } from '../profiler/import/detect';
 import { analyseRanks, type RankAnalysis } from '../profiler/import/ranks';
 import { summarize } from '../profiler/summary';
 import { writeTrace } from '../profiler/trace-io';
+import type { SegmentWork } from '../profiler/simulate/hardware';
+import type { Trace } from '../profiler/trace-format';
+import { segmentWork } from '../runtime/projection';
+import { resolveModel } from './model-arg';
 import { formatAnalysis, formatSummary, ms, table } from './format';
 
 /** The ranks table and what it says. */
@@ -99,6 +103,7 @@ interface ExportFlags {
   out?: string;
   step?: number;
   steps?: 'all';
+  model?: string;
 }
 
 /** `run.parallax.json` → `run`, `rank0.json.gz` → `rank0`: the name exports are written under. */
@@ -123,6 +128,27 @@ function chakraSteps(flags: ExportFlags): ChakraSteps {
   return flags.step === undefined ? { kind: 'median' } : { kind: 'index', step: flags.step };
 }
 
+/**
+ * FLOPs and bytes per segment for the compute nodes' `num_ops` and `tensor_size`, from the
+ * model the trace was recorded with (or `--model`). A model that cannot be found leaves them
+ * out with a note; a `--model` that is not the trace's model is an error.
+ */
+async function chakraWork(trace: Trace, model: string | undefined): Promise<{ work: Record<string, SegmentWork>; note: string | null }> {
+  const program = trace.meta.program;
+  const meta = trace.meta.model;
+  if (!program || !meta) {
+    if (model !== undefined) throw new UserError('--model: the trace records no program to run the model in; leave --model out');
+    return { work: {}, note: null };
+  }
+  try {
+    const { modelPath } = await resolveModel(model ?? meta.path);
+    return { work: await segmentWork(modelPath, program.segments, meta.sha256), note: null };
+  } catch (e) {
+    if (model !== undefined || !isUserError(e)) throw e;
+    return { work: {}, note: `num_ops and tensor_size left out of compute nodes: ${(e as Error).message}` };
+  }
+}
+
 async function exportChakra(files: string[], flags: ExportFlags, io: Output): Promise<void> {
   const choice = chakraSteps(flags);
   const name = exportBaseName(files[0]);
@@ -130,20 +156,24 @@ async function exportChakra(files: string[], flags: ExportFlags, io: Output): Pr
   // The probe is the first rank's file: a folder that cannot hold it fails before any reading.
   await checkWritable(join(dir, `${name}.0.et`), flags.out ? '--out' : 'export folder');
   const trace = deriveIdle(await importTrace(files));
-  const { files: written, export: exp } = await writeChakraTrace(trace, dir, name, choice);
+  const { work, note } = await chakraWork(trace, flags.model);
+  const { files: written, export: exp } = await writeChakraTrace(trace, dir, name, choice, work);
   const nodes = exp.ranks.reduce((a, r) => a + r.nodes.length, 0);
   const which = exp.steps.length === 0 ? 'every span (the trace has no step windows)' : exp.steps.length === 1 ? `step ${exp.steps[0]}` : `${exp.steps.length} steps`;
   const lines = [`Chakra execution traces written to ${dir}: ${written.length} file(s) ${name}.<rank>.et, ${nodes} nodes, ${which} (for ASTRA-sim and the Chakra tools)`];
   const { unknownComm, noPeer } = exp.leftOut;
   if (unknownComm > 0) lines.push(`${unknownComm} communication span(s) of unknown kind were left out`);
   if (noPeer > 0) lines.push(`${noPeer} send/recv span(s) without a known peer were left out`);
+  if (note) lines.push(note);
   io.write(escapeTerminal(`${lines.join('\n')}\n`, { keepLines: true }));
 }
 
 async function exportCommand(files: string[], flags: ExportFlags, io: Output): Promise<void> {
   if (flags.format === 'chakra') return exportChakra(files, flags, io);
   if (flags.format !== 'chrome') throw new UserError(`--format ${String(flags.format)} is not supported; use --format chrome or --format chakra`);
-  if (flags.step !== undefined || flags.steps !== undefined) throw new UserError('--step and --steps go with --format chakra; a Chrome export holds every step');
+  if (flags.step !== undefined || flags.steps !== undefined || flags.model !== undefined) {
+    throw new UserError('--step, --steps and --model go with --format chakra; a Chrome export holds every step as recorded');
+  }
   // Idle spans are derived, so an export shows the same idle (and causes) as the report.
   const out = resolve(flags.out ?? defaultExportPath(files[0]));
   await checkWritable(out, flags.out ? '--out' : 'export file');
@@ -177,5 +207,6 @@ export function registerImportExport(program: Command, io: Output = stdout): voi
     .option('--out <path>', 'chrome: output file (default <input>.chrome.json); chakra: output folder for <name>.<rank>.et (default <input>.et/)')
     .option('--step <n>', 'chakra: export this step (default: the median step)', stepIndex)
     .addOption(new Option('--steps <which>', 'chakra: export every step').choices(['all']))
+    .option('--model <file.onnx>', 'chakra: the model, when the trace\'s path no longer finds it (FLOPs and bytes of compute nodes)')
     .action((files: string[], flags: ExportFlags) => exportCommand(files, flags, io));
 }

@@ -36,10 +36,9 @@ import {
   type SegmentWork,
 } from '../profiler/simulate/hardware';
 import { amdahlBound, projectPoint, projectionModel, projectionRows, scaledDataPlan, serialFraction, stepUs, type ProjectionPoint, type ProjectionRow, type ProjectionSetup, type Scaling } from '../profiler/simulate/project';
-import { segmentKey } from '../profiler/simulate/costs';
 import { readTrace, writeTrace } from '../profiler/trace-io';
 import type { Trace } from '../profiler/trace-format';
-import { compileDataFor, wholeModelWork } from '../runtime/projection';
+import { compileDataFor, segmentWork } from '../runtime/projection';
 import { resolveModel } from './model-arg';
 import { ms, table } from './format';
 import type { Output } from './import-export';
@@ -125,10 +124,7 @@ async function workOf(flags: ProjectFlags, template: Trace): Promise<Record<stri
   const label = flags.model ?? template.meta.model?.path;
   if (!label) throw new UserError('the trace does not name its model; give --model model.onnx for the FLOP estimate');
   const { modelPath } = await resolveModel(label);
-  const program = template.meta.program!;
-  const work: Record<string, SegmentWork> = {};
-  for (const seg of program.segments) if (seg.kind === 'whole') work[segmentKey(seg)] = await wholeModelWork(modelPath);
-  return work;
+  return segmentWork(modelPath, template.meta.program!.segments, template.meta.model?.sha256);
 }
 
 interface Projected {

@@ -8,7 +8,10 @@
  * `Node` per top-level compute or communication span of the exported steps, in start order.
  * The mapping follows the conventions of Chakra's own converters and of ASTRA-sim's feeder:
  *
- *  - compute → `COMP_NODE` with the measured (or predicted) `duration_micros`;
+ *  - compute → `COMP_NODE` with the measured (or predicted) `duration_micros`, and, when the
+ *    FLOPs and bytes of the segment it ran are given, `num_ops` (int64, FLOPs) and
+ *    `tensor_size` (uint64, bytes) for ASTRA-sim's roofline mode; the k-th compute span of a
+ *    step on a rank ran the k-th `run` instruction of its program (segment and rows);
  *  - send → `COMM_SEND_NODE`, recv → `COMM_RECV_NODE`, with `comm_src`, `comm_dst`, `comm_tag`
  *    (int32) and `comm_size` (int64, bytes). The k-th transfer from rank a to rank b in the
  *    export carries tag k on both sides, so each send meets its receive;
@@ -38,6 +41,8 @@ import { TOOL_VERSION } from '../common/version';
 import { join } from 'node:path';
 import { COMM_OPS, SpanFlag, SpanKind, type CommOp, type Trace } from './trace-format';
 import { writeFileAtomic } from './trace-io';
+import { segmentKey } from './simulate/costs';
+import type { SegmentWork } from './simulate/hardware';
 
 const root = Root.fromJSON(etDef as INamespace);
 const NodeMessage: Type = root.lookupType('ChakraProtoMsg.Node');
@@ -139,8 +144,11 @@ export function chakraStepIndices(trace: Pick<Trace, 'steps'>, choice: ChakraSte
   }
 }
 
-/** Converts the chosen steps of a trace to Chakra nodes, one list per rank (lane). */
-export function toChakra(trace: Trace, choice: ChakraSteps = { kind: 'median' }): ChakraExport {
+/**
+ * Converts the chosen steps of a trace to Chakra nodes, one list per rank (lane). `work`
+ * (FLOPs and bytes per {@link segmentKey}) adds `num_ops` and `tensor_size` to compute nodes.
+ */
+export function toChakra(trace: Trace, choice: ChakraSteps = { kind: 'median' }, work: Record<string, SegmentWork> = {}): ChakraExport {
   const steps = chakraStepIndices(trace, choice);
   const wanted = new Set(steps);
   const s = trace.spans;
@@ -184,7 +192,18 @@ export function toChakra(trace: Trace, choice: ChakraSteps = { kind: 'median' })
       const b = buffers.length > 0 ? buffers[k % buffers.length] : 0;
       return b > 0 ? b : s.bytes[i];
     };
-    const nodes = spans.map((i, id) => spanNode(trace, i, id, rank, t0, { nextTag, collectiveSize }));
+    const runs = (trace.meta.program?.devices.find((d) => d.rank === rank)?.instructions ?? []).flatMap((ins) => (ins.op === 'run' ? [ins] : []));
+    const segments = new Map((trace.meta.program?.segments ?? []).map((g) => [g.id, segmentKey(g)]));
+    const runsSeen = new Map<number, number>();
+    const computeWork = (i: number): { numOps: number; tensorSize: number } | null => {
+      const k = runsSeen.get(s.step[i]) ?? 0;
+      runsSeen.set(s.step[i], k + 1);
+      const ins = runs.length > 0 ? runs[k % runs.length] : undefined;
+      const w = ins ? work[segments.get(ins.segment) ?? ''] : undefined;
+      if (!ins || !w) return null;
+      return { numOps: Math.round(w.flopsFixed + w.flopsPerRow * ins.rows), tensorSize: Math.round(w.bytesFixed + w.bytesPerRow * ins.rows) };
+    };
+    const nodes = spans.map((i, id) => spanNode(trace, i, id, rank, t0, { nextTag, collectiveSize, computeWork }));
     linkByFinish(spans.map((i) => [s.start[i], s.start[i] + s.dur[i]]), nodes);
     return { rank, label: lane.label, metadata: metadata(trace, rank, steps), nodes };
   });
@@ -198,7 +217,11 @@ function spanNode(
   id: number,
   rank: number,
   t0: number,
-  sizes: { nextTag: (src: number, dst: number) => number; collectiveSize: (i: number) => number },
+  sizes: {
+    nextTag: (src: number, dst: number) => number;
+    collectiveSize: (i: number) => number;
+    computeWork: (i: number) => { numOps: number; tensorSize: number } | null;
+  },
 ): ChakraNode {
   const s = trace.spans;
   const node: ChakraNode = {
@@ -211,7 +234,11 @@ function spanNode(
     duration_micros: Math.max(0, Math.round(s.dur[i])),
     attr: [{ name: 'is_cpu_op', bool_val: false }],
   };
-  if (s.kind[i] !== SpanKind.comm) return node;
+  if (s.kind[i] !== SpanKind.comm) {
+    const w = sizes.computeWork(i);
+    if (w) node.attr.push({ name: 'num_ops', int64_val: w.numOps }, { name: 'tensor_size', uint64_val: w.tensorSize });
+    return node;
+  }
   const op: CommOp = COMM_OPS[s.comm[i]] ?? 'none';
   const size = Math.max(0, Math.round(s.bytes[i]));
   switch (op) {
@@ -302,8 +329,14 @@ export function encodeChakraRank(r: ChakraRank): Uint8Array {
 }
 
 /** Writes `<dir>/<name>.<rank>.et` for every rank, atomically; returns the files and the export. */
-export async function writeChakraTrace(trace: Trace, dir: string, name: string, choice: ChakraSteps): Promise<{ files: string[]; export: ChakraExport }> {
-  const exp = toChakra(trace, choice);
+export async function writeChakraTrace(
+  trace: Trace,
+  dir: string,
+  name: string,
+  choice: ChakraSteps,
+  work: Record<string, SegmentWork> = {},
+): Promise<{ files: string[]; export: ChakraExport }> {
+  const exp = toChakra(trace, choice, work);
   const files: string[] = [];
   for (const r of exp.ranks) {
     const file = join(dir, `${name}.${r.rank}.et`);

@@ -15,6 +15,8 @@ import { decodeEtFile, numAttr, type DecodedNode } from '../helpers/chakra';
 import { readTrace, writeTrace } from '../../src/profiler/trace-io';
 import { COMM_OPS, SpanFlag, SpanKind, type Trace } from '../../src/profiler/trace-format';
 import { fitCostModel, simulate } from '../../src/profiler/simulate';
+import { estimateCosts, loadModel } from '../../src/runtime/onnx/model';
+import { ensureDemoModel } from '../../src/runtime/onnx/demo-model';
 
 const dir = tempDir('chakra');
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
@@ -72,6 +74,12 @@ function collectiveBuffer(t: Trace, rank: number): number {
   return colls[0]!.bytes;
 }
 
+/** The estimate of FLOPs and bytes of the demo model at `rows` rows, computed directly from the model. */
+async function modelEstimate(rows: number): Promise<{ totalFlops: number; totalBytes: number }> {
+  const ir = await loadModel(await ensureDemoModel(env.PARALLAX_CACHE));
+  return estimateCosts(ir, { batch: rows });
+}
+
 /** Exports through the CLI and decodes every rank's file. */
 async function exportAndDecode(trace: string, out: string, extra: string[] = []): Promise<{ stdout: string; ranks: { metadata: string; nodes: DecodedNode[] }[] }> {
   const r = await runCli(['export', trace, '--format', 'chakra', '--out', out, ...extra], { env });
@@ -110,11 +118,17 @@ test('a data-parallel run with gradient all-reduce exports one file per rank tha
   assert.match(stdout, new RegExp(`step ${step}\\b`));
   checkAgainstTrace(t, ranks, step);
   for (const r of ranks) {
+    assert.doesNotMatch(stdout, /left out of compute nodes/);
     const colls = r.nodes.filter((n) => n.type === 'COMM_COLL_NODE');
     assert.equal(colls.length, 1, 'one gradient all-reduce per step');
     assert.equal(colls[0].attrs.get('comm_type')?.value, '0', 'ALL_REDUCE');
     // The gradients: one float32 per parameter of the model.
     assert.equal(numAttr(colls[0], 'comm_size'), 4 * t.meta.model!.parameters);
+    // Compute nodes carry the model's FLOPs and bytes at the rows the rank ran (8 of 16).
+    const comp = r.nodes.find((n) => n.type === 'COMP_NODE')!;
+    const est = await modelEstimate(8);
+    assert.equal(numAttr(comp, 'num_ops'), est.totalFlops);
+    assert.equal(numAttr(comp, 'tensor_size'), est.totalBytes);
     assert.match(r.metadata, /string_val: "measured"/);
   }
   // The same collective, of the same size, on every rank.
@@ -133,6 +147,10 @@ test('a pipeline run exports sends and receives whose source, destination, tag a
   assert.deepEqual(recvs.map(key), sends.map(key), 'k-th send meets k-th receive');
   for (const n of sends) assert.deepEqual([numAttr(n, 'comm_src'), numAttr(n, 'comm_dst')], [0, 1]);
   assert.deepEqual(sends.map((n) => numAttr(n, 'comm_tag')), sends.map((_, k) => k));
+  // The stages' FLOPs for one micro-batch (16 rows / 4) add up to the whole model's.
+  const stageOps = ranks.map((r) => numAttr(r.nodes.find((n) => n.type === 'COMP_NODE')!, 'num_ops'));
+  assert.ok(stageOps.every((x) => x > 0));
+  assert.equal(stageOps[0]! + stageOps[1]!, (await modelEstimate(4)).totalFlops);
 });
 
 test('--steps all exports every step in one chain; --step picks one', needs(protocMissing()), async () => {

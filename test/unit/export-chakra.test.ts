@@ -101,6 +101,6 @@ test('export refuses --step with --format chrome, which holds every step', async
   registerImportExport(program, { write: () => undefined });
   await assert.rejects(
     program.parseAsync(['node', 'parallax', 'export', kinetoFixture('ddp-2rank-rank0.json.gz'), '--format', 'chrome', '--step', '1']),
-    /--step and --steps go with --format chakra/,
+    /--step, --steps and --model go with --format chakra/,
   );
 });
