@@ -137,9 +137,9 @@ async function projectCommand(files: string[], flags: ProjectFlags, io: Output):
   if (!Number.isInteger(flags.nodeSize) || flags.nodeSize < 1) throw new UserError(`--node-size ${flags.nodeSize}: give a whole number of devices per node`);
   const link = intraLink(flags);
   const setup: ProjectionSetup = { kind: flags.deviceKind, precision: flags.precision, nodeSize: flags.nodeSize, link, interLink: LINKS[flags.interLink], scaling: flags.scale };
-  const peaks: DeviceKindPreset['peakFlopsPerSec'] | undefined = setup.kind === 'this' ? undefined : DEVICE_KINDS[setup.kind].peakFlopsPerSec;
-  if (setup.kind !== 'this' && peaks?.[setup.precision] === undefined) {
-    throw new UserError(`--precision ${setup.precision}: ${DEVICE_KINDS[setup.kind].label} has no ${setup.precision} peak; choose another precision`);
+  if (setup.kind !== 'this') {
+    const preset: DeviceKindPreset = DEVICE_KINDS[setup.kind];
+    if (preset.peakFlopsPerSec[setup.precision] === undefined) throw new UserError(`--precision ${setup.precision}: ${preset.label} has no ${setup.precision} peak; choose another precision`);
   }
   const outDir = flags.outDir ? resolve(flags.outDir) : null;
   const name = basename(files[0]).replace(/(\.parallax)?\.json$/i, '');
@@ -151,11 +151,11 @@ async function projectCommand(files: string[], flags: ProjectFlags, io: Output):
   const template = measured[0];
   const plan = template.meta.plan as DataPlan;
   const measuredKind = template.meta.devices[0]?.kind ?? 'cpu';
-  const model = projectionModel(measured, setup, await workOf(flags, template));
   const tooMany = flags.predictDevices.find((n) => setup.scaling === 'strong' && n > plan.batch);
   if (tooMany !== undefined) {
     throw new UserError(`strong scaling splits the measured batch of ${plan.batch} rows, which is fewer than ${tooMany} devices; use --scale weak, or profile a batch of at least ${tooMany}`);
   }
+  const model = projectionModel(measured, setup, await workOf(flags, template));
   const point = (n: number): ProjectionPoint => {
     const p = scaledDataPlan(plan, n, setup.scaling, specOf(setup.kind, measuredKind, n));
     const program = compileDataFor(template.meta, p, n);

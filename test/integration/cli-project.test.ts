@@ -6,11 +6,12 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Ajv from 'ajv';
 import { runCli } from '../helpers/cli';
 import { tempDir } from '../helpers/temp';
+import { tinyMatMulModelBytes } from '../helpers/tiny-model';
 import { traceJsonSchema } from '../../src/profiler/trace-schema';
 import { readTrace } from '../../src/profiler/trace-io';
 import { SpanFlag } from '../../src/profiler/trace-format';
@@ -79,13 +80,27 @@ test('the slower link never predicts a faster step', async () => {
   fast.forEach((t, k) => assert.ok(t <= slow[k]!, `${t} vs ${slow[k]}`));
 });
 
+test('an H100 projection scales the calibrated compute by the roofline of the model\'s FLOPs and bytes', async () => {
+  const r = await runCli(['project', run, '--predict-devices', '8', '--device-kind', 'h100', '--precision', 'bf16', '--json'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const doc = JSON.parse(r.stdout) as { rows: Row[]; assumptions: string[]; oneDeviceStepUs: number };
+  assert.ok(doc.assumptions.some((a) => /NVIDIA H100 SXM 80GB at bf16/.test(a)));
+  const cpu = await runCli(['project', run, '--predict-devices', '8', '--json'], { env });
+  const here = JSON.parse(cpu.stdout) as { oneDeviceStepUs: number };
+  assert.ok(doc.oneDeviceStepUs < here.oneDeviceStepUs, `an H100 runs the model faster than this machine's CPU (${doc.oneDeviceStepUs} vs ${here.oneDeviceStepUs} µs)`);
+});
+
 test('project refuses what it cannot predict with one line and exit 2', async () => {
+  const other = join(dir, 'other.onnx');
+  writeFileSync(other, tinyMatMulModelBytes().bytes);
   const cases: [string[], RegExp][] = [
     [['project', run, '--predict-devices', '128'], /fewer than 128 devices; use --scale weak/],
     [['project', run, '--predict-devices', '8,x'], /--predict-devices 8,x/],
     [['project', run, '--predict-devices', '8', '--device-kind', 'tpu'], /tpu/],
     [['project', run, '--predict-devices', '8', '--link-alpha-us', '3'], /goes with --link-gbps/],
     [['project', join(dir, 'missing.parallax.json'), '--predict-devices', '8'], /no such file/],
+    [['project', run, '--predict-devices', '8', '--device-kind', 'a100', '--precision', 'fp8'], /has no fp8 peak/],
+    [['project', run, '--predict-devices', '8', '--device-kind', 'h100', '--model', other], /not the model the trace was recorded with/],
   ];
   for (const [args, pattern] of cases) {
     const r = await runCli(args, { env });
