@@ -1,6 +1,6 @@
 /**
  * `parallax project`: predicts a measured data-parallel run on other device counts, device
- * kinds and links.
+ * kinds and links, and a measured pipeline on other device kinds and links (its own stages).
  *
  *   parallax project run.parallax.json [more runs…] --predict-devices 8,64 [--device-kind this|h100|a100]
  *     [--precision fp32] [--node-size 8] [--link nvlink4|pcie4x16|ib-ndr|100gbe]
@@ -20,7 +20,6 @@ import { basename, join, resolve } from 'node:path';
 import { UserError } from '../common/errors';
 import { checkWritable } from '../common/out-path';
 import { escapeTerminal } from '../common/terminal';
-import type { DataPlan } from '../profiler/plan';
 import {
   DEVICE_KIND_CHOICES,
   DEVICE_KINDS,
@@ -35,7 +34,7 @@ import {
   type Precision,
   type SegmentWork,
 } from '../profiler/simulate/hardware';
-import { amdahlBound, projectPoint, projectionModel, projectionRows, scaledDataPlan, serialFraction, stepUs, type ProjectionPoint, type ProjectionRow, type ProjectionSetup, type Scaling } from '../profiler/simulate/project';
+import { amdahlBound, projectPoint, projectionModel, projectionRows, scaledDataPlan, sequentialProgram, serialFraction, stepUs, type ProjectionPoint, type ProjectionRow, type ProjectionSetup, type Scaling } from '../profiler/simulate/project';
 import { readTrace, writeTrace } from '../profiler/trace-io';
 import type { Trace } from '../profiler/trace-format';
 import { compileDataFor, segmentWork } from '../runtime/projection';
@@ -101,21 +100,52 @@ async function measuredRuns(files: string[]): Promise<Trace[]> {
   for (const f of files) {
     const t = await readTrace(f);
     if (t.meta.source !== 'measured') throw new UserError(`${f}: is ${t.meta.source}, not measured; project from a run recorded by \`parallax profile\``);
-    if (t.meta.plan.mode !== 'data') {
-      throw new UserError(`${f}: is a ${t.meta.plan.mode} run; projection to other device counts works on data-parallel runs (a pipeline would need a new partition per device count)`);
-    }
+    if (t.meta.plan.mode !== 'data' && t.meta.plan.mode !== 'pipeline') throw new UserError(`${f}: is an ${t.meta.plan.mode} trace; project a data-parallel or pipeline run`);
     if (!t.meta.program) throw new UserError(`${f}: records no program (an older trace); profile the model again`);
     traces.push(t);
   }
   const sha = traces[0].meta.model?.sha256;
   const other = traces.find((t) => t.meta.model?.sha256 !== sha);
   if (other) throw new UserError(`the runs are of different models (${traces[0].meta.model?.path ?? '?'} and ${other.meta.model?.path ?? '?'}); project runs of one model`);
+  const mixed = traces.find((t) => t.meta.plan.mode !== traces[0].meta.plan.mode);
+  if (mixed) throw new UserError('the runs mix data-parallel and pipeline plans; project runs of one plan');
   return traces;
 }
 
 /** The device spec a projected plan records, e.g. `h100:64`. */
 function specOf(kind: DeviceKindChoice, measuredKind: string, n: number): string {
   return `${kind === 'this' ? measuredKind : kind}:${n}`;
+}
+
+/**
+ * The points to simulate: a data plan compiled for each device count (and one device), or a
+ * pipeline's own program on its K stages (a new partition per device count is not made
+ * here), with every stage run in turn on one device as the baseline.
+ */
+function pointsOf(template: Trace, setup: ProjectionSetup, measuredKind: string, counts: number[]): { one: ProjectionPoint; at: (n: number) => ProjectionPoint } {
+  const plan = template.meta.plan;
+  const program = template.meta.program!;
+  if (plan.mode === 'pipeline') {
+    const k = program.devices.length;
+    const bad = counts.find((n) => n !== k);
+    if (bad !== undefined) throw new UserError(`--predict-devices ${bad}: a pipeline run of ${k} stages projects to ${k} devices (other kinds and links); re-profile with --devices for another stage count`);
+    return {
+      one: { devices: 1, plan: { ...plan, devices: specOf(setup.kind, measuredKind, 1) }, program: sequentialProgram(program) },
+      at: (n) => ({ devices: n, plan: { ...plan, devices: specOf(setup.kind, measuredKind, n) }, program }),
+    };
+  }
+  if (plan.mode !== 'data') throw new UserError(`a ${plan.mode} trace cannot be projected`);
+  const tooMany = counts.find((n) => setup.scaling === 'strong' && n > plan.batch);
+  if (tooMany !== undefined) {
+    throw new UserError(`strong scaling splits the measured batch of ${plan.batch} rows, which is fewer than ${tooMany} devices; use --scale weak, or profile a batch of at least ${tooMany}`);
+  }
+  const at = (n: number): ProjectionPoint => {
+    const p = scaledDataPlan(plan, n, setup.scaling, specOf(setup.kind, measuredKind, n));
+    const compiled = compileDataFor(template.meta, p, n);
+    const rows = compiled.devices.map((d) => d.instructions.find((i) => i.op === 'scatter')?.rows.count ?? 0);
+    return { devices: n, plan: { ...p, shards: rows }, program: compiled };
+  };
+  return { one: at(1), at };
 }
 
 /** FLOPs and bytes per segment key, for the roofline of a device kind other than `this`. */
@@ -149,22 +179,12 @@ async function projectCommand(files: string[], flags: ProjectFlags, io: Output):
   if (outDir) await checkWritable(fileOf(flags.predictDevices[0]), '--out-dir');
   const measured = await measuredRuns(files);
   const template = measured[0];
-  const plan = template.meta.plan as DataPlan;
   const measuredKind = template.meta.devices[0]?.kind ?? 'cpu';
-  const tooMany = flags.predictDevices.find((n) => setup.scaling === 'strong' && n > plan.batch);
-  if (tooMany !== undefined) {
-    throw new UserError(`strong scaling splits the measured batch of ${plan.batch} rows, which is fewer than ${tooMany} devices; use --scale weak, or profile a batch of at least ${tooMany}`);
-  }
+  const points = pointsOf(template, setup, measuredKind, flags.predictDevices);
   const model = projectionModel(measured, setup, await workOf(flags, template));
-  const point = (n: number): ProjectionPoint => {
-    const p = scaledDataPlan(plan, n, setup.scaling, specOf(setup.kind, measuredKind, n));
-    const program = compileDataFor(template.meta, p, n);
-    const rows = program.devices.map((d) => d.instructions.find((i) => i.op === 'scatter')?.rows.count ?? 0);
-    return { devices: n, plan: { ...p, shards: rows }, program };
-  };
-  const one = point(1);
+  const one = points.one;
   const oneTrace = projectPoint(model, setup, one);
-  const predicted = flags.predictDevices.map((n) => ({ devices: n, trace: n === 1 ? oneTrace : projectPoint(model, setup, point(n)) }));
+  const predicted = flags.predictDevices.map((n) => ({ devices: n, trace: n === 1 ? oneTrace : projectPoint(model, setup, points.at(n)) }));
   const s = serialFraction(model, setup, one);
   const rows: Projected['rows'] = [];
   const table0 = projectionRows(oneTrace, predicted, setup.scaling);
@@ -208,7 +228,7 @@ export function formatProjection(p: Projected, oneDeviceUs: number, setup: Proje
 export function registerProject(program: Command, io: Output = stdout): void {
   program
     .command('project')
-    .description('predict a measured data-parallel run on other device counts, device kinds and links (simulated, labelled predicted)')
+    .description('predict a measured run on other device counts (data-parallel), device kinds and links (simulated, labelled predicted)')
     .argument('<traces...>', 'measured .parallax.json runs of one model (several batch sizes calibrate better)')
     .requiredOption('--predict-devices <counts>', 'device counts to predict, e.g. 8,64', deviceCounts)
     .addOption(new Option('--device-kind <kind>', 'device kind: this (as calibrated) or a preset').choices([...DEVICE_KIND_CHOICES]).default('this'))

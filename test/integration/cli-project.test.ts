@@ -14,7 +14,7 @@ import { tempDir } from '../helpers/temp';
 import { tinyMatMulModelBytes } from '../helpers/tiny-model';
 import { traceJsonSchema } from '../../src/profiler/trace-schema';
 import { readTrace } from '../../src/profiler/trace-io';
-import { SpanFlag } from '../../src/profiler/trace-format';
+import { CommOpCode, SpanFlag } from '../../src/profiler/trace-format';
 
 const dir = tempDir('project');
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
@@ -88,6 +88,25 @@ test('an H100 projection scales the calibrated compute by the roofline of the mo
   const cpu = await runCli(['project', run, '--predict-devices', '8', '--json'], { env });
   const here = JSON.parse(cpu.stdout) as { oneDeviceStepUs: number };
   assert.ok(doc.oneDeviceStepUs < here.oneDeviceStepUs, `an H100 runs the model faster than this machine's CPU (${doc.oneDeviceStepUs} vs ${here.oneDeviceStepUs} µs)`);
+});
+
+test('a pipeline run projects onto its own stages on other links, against all stages run in turn on one device', async () => {
+  const pipe = join(dir, 'pp.parallax.json');
+  const p = await runCli(['profile', 'demo', '--mode', 'pipeline', '--devices', 'cpu:2', '--batch', '16', '--micro-batches', '4', '--steps', '3', '--warmup', '1', '--out', pipe, '--json'], { env });
+  assert.equal(p.code, 0, p.stderr);
+  const out = join(dir, 'pp-proj');
+  const r = await runCli(['project', pipe, '--predict-devices', '2', '--link', '100gbe', '--out-dir', out, '--json'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const doc = JSON.parse(r.stdout) as { rows: Row[]; oneDeviceStepUs: number };
+  const [row] = doc.rows;
+  assert.ok(row && row.speedup <= row.amdahlBound + 1e-9 && row.speedup > 0);
+  const t = await readTrace(row.tracePath);
+  assert.equal(t.meta.plan.mode, 'pipeline');
+  assert.equal(t.meta.source, 'predicted');
+  assert.ok(t.spans.comm.some((c) => c === CommOpCode.send), 'activations still travel between the stages');
+  const eight = await runCli(['project', pipe, '--predict-devices', '8'], { env });
+  assert.equal(eight.code, 2);
+  assert.match(eight.stderr, /a pipeline run of 2 stages projects to 2 devices/);
 });
 
 test('project refuses what it cannot predict with one line and exit 2', async () => {

@@ -18,8 +18,8 @@
  */
 import { median } from '../stats';
 import { SpanKind, type DeviceMeta, type Lane, type Trace, type TraceMeta } from '../trace-format';
-import type { Program } from '../program';
-import type { DataPlan } from '../plan';
+import type { Instruction, Program } from '../program';
+import type { DataPlan, PipelinePlan } from '../plan';
 import { fitCostModel } from './fit';
 import { bytesKey, type ComputeCost, type CostModel } from './costs';
 import {
@@ -157,8 +157,23 @@ export function scaledDataPlan(measured: DataPlan, n: number, scaling: Scaling, 
 /** One projected point: its plan and the program the compiler made for it. */
 export interface ProjectionPoint {
   devices: number;
-  plan: DataPlan;
+  plan: DataPlan | PipelinePlan;
   program: Program;
+}
+
+/**
+ * The one-device baseline of a multi-segment program (a pipeline's stages): one device runs
+ * every segment in order on the whole batch, between one scatter and one gather (their bytes
+ * are filled from the measured bytes per row when projected).
+ */
+export function sequentialProgram(p: Program): Program {
+  const rows = { start: 0, count: p.batch };
+  const runs: Instruction[] = p.segments.map((seg) => {
+    const phase = p.devices.flatMap((d) => d.instructions).find((i): i is Extract<Instruction, { op: 'run' }> => i.op === 'run' && i.segment === seg.id)?.phase ?? 'forward';
+    return { op: 'run', micro: -1, segment: seg.id, rows: p.batch, phase };
+  });
+  const instructions: Instruction[] = [{ op: 'scatter', micro: -1, rows, tensors: [], bytes: 0 }, ...runs, { op: 'gather', micro: -1, rows, tensors: [], bytes: 0 }];
+  return { ...p, schedule: 'sequential', buffers: [], devices: [{ rank: 0, stage: -1, segments: p.segments.map((g) => g.id), instructions }] };
 }
 
 /** Fills the host-copy bytes the compiler could not know (outputs) from the measured bytes per row. */
