@@ -17,6 +17,7 @@
  * trace's notes and returned with every projection.
  */
 import { median } from '../stats';
+import { measurementQuality } from '../quality';
 import { SpanKind, type DeviceMeta, type Lane, type Trace, type TraceMeta } from '../trace-format';
 import type { Instruction, Program } from '../program';
 import type { DataPlan, PipelinePlan } from '../plan';
@@ -125,6 +126,9 @@ export function projectionModel(measured: readonly Trace[], setup: ProjectionSet
       break;
     }
   }
+  // A calibration taken while other programs had the cores carries their contention into every prediction.
+  const worst = measured.map((t) => measurementQuality(t)).find((q) => q.verdict !== 'good');
+  if (worst) assumptions.push(`calibration: measured under ${worst.verdict} measurement quality (${(worst.reasons[0] ?? 'contention').replace(/\.$/, '')}); its costs carry that contention`);
   const hosts = Object.values(fitted.hostUs ?? {});
   const host = hosts.length > 0 ? median(hosts) : 0;
   assumptions.push(`host: ${host.toFixed(1)} µs per instruction as measured; host copies of batch rows at the measured speed`);
