@@ -11,7 +11,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { basename, join, resolve } from 'node:path';
-import { existsSync } from 'node:fs';
 import { UserError, isUserError } from '../common/errors';
 import { checkWritable } from '../common/out-path';
 import { MAX_BATCH } from '../common/limits';
@@ -24,7 +23,6 @@ import { makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, PLANNING_ONLY_MODES, Plan
 import { parseByteSize } from '../profiler/units';
 import { tensorPlanCommand } from './tensor-plan';
 import { discoverDevices } from '../runtime/device/discovery';
-import { defaultCacheDir, ensureDemoModel } from '../runtime/onnx/demo-model';
 import { readTrace } from '../profiler/trace-io';
 import { summarize } from '../profiler/summary';
 import { findings as runFindings, type Finding } from '../profiler/findings';
@@ -33,6 +31,8 @@ import { formatAnalysis, formatSummary, table } from './format';
 import { analyse } from '../profiler/analysis';
 import { writeHtmlReport } from './html';
 import { registerImportExport } from './import-export';
+import { resolveModel } from './model-arg';
+import { registerProject } from './project';
 
 /**
  * Writes text for a terminal: names from models and traces are shown with their control
@@ -170,15 +170,6 @@ interface ProfileFlags {
   value: Record<string, number>;
   inputs?: string;
   adviceOnPoorQuality: 'hold' | 'show';
-}
-
-/** Resolves the model argument: a file, or `demo` for the generated demo model. */
-async function resolveModel(model: string): Promise<{ modelPath: string; label: string }> {
-  if (model === 'demo' && !existsSync(model)) return { modelPath: await ensureDemoModel(defaultCacheDir()), label: 'demo' };
-  if (!existsSync(model)) {
-    throw new UserError(`${model}: no such file; give the path of an .onnx model (or "demo" for the bundled demo model)`);
-  }
-  return { modelPath: model, label: model };
 }
 
 /** The typed plan of the flags; flags of another mode are refused before any work starts. */
@@ -440,6 +431,7 @@ export function buildProgram(): Command {
     .action((file: string, flags: { json?: boolean; html?: string; compare?: string }) => reportCommand(file, flags));
 
   registerImportExport(program);
+  registerProject(program);
   return program;
 }
 

@@ -49,6 +49,11 @@ export function vulkanMissing(): Missing {
   return false;
 }
 
+/** protoc (Debian's protobuf-compiler), the independent decoder of exported Chakra traces. */
+export function protocMissing(): Missing {
+  return spawnSync('protoc', ['--version']).status === 0 ? false : 'no protoc — install with: apt-get install -y protobuf-compiler';
+}
+
 /** code-server, installed by scripts/setup-code-server.mjs (test/e2e/vscode/harness.ts runs it when missing). */
 export function codeServerMissing(): Missing {
   const check = spawnSync(process.execPath, [join(REPO, 'scripts', 'setup-code-server.mjs'), '--check']);

@@ -8,6 +8,7 @@
 import type { CollectiveOp, Phase } from '../span-vocabulary';
 import type { DeviceMeta } from '../trace-format';
 import type { Instruction, Segment } from '../program';
+import type { Topology } from './hardware';
 
 /** A run of `rows` rows costs `fixedUs + perRowUs · rows`. */
 export interface ComputeCost {
@@ -63,6 +64,11 @@ export interface CostModel {
   bytes?: Record<string, MeasuredBytes>;
   /** What the fit could not determine and how it filled the gap. */
   notes?: string[];
+  /**
+   * A multi-node machine (projections): sends take the intra- or inter-node link between
+   * their ranks and collectives the two-level cost instead of `transfers.p2p`/`collective`.
+   */
+  topology?: Topology;
 }
 
 /**

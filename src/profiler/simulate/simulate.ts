@@ -17,6 +17,8 @@
  *    measured traces, where the recv span starts at the data's arrival;
  *  - `collective` starts when every member of its group has reached it, lasts its ring
  *    cost, and gives every member a span.
+ * With a topology in the cost model (a machine of several nodes, see hardware.ts), sends use
+ * the intra- or inter-node link between their ranks and collectives the two-level cost.
  * A program whose sends and receives (or collectives) cannot all complete throws a
  * {@link DeadlockError} naming each blocked rank and instruction.
  */
@@ -31,6 +33,7 @@ import {
   runUs,
   type CostModel,
 } from './costs';
+import { hierarchicalCollectiveUs, linkBetween } from './hardware';
 
 /** Options of {@link simulate}. */
 export interface SimulateOptions {
@@ -217,7 +220,8 @@ function execute(ctx: Context, st: StepState, r: number, ins: Instruction, index
     case 'send': {
       if (ins.to === r || ctx.devices[ins.to] === undefined) throw new Error(`rank ${r} instruction ${index}: send to invalid rank ${ins.to}`);
       const bytes = bytesOf(ctx, r, index, ins);
-      const dur = linkUs(bytes, transfers.p2p);
+      const topo = ctx.costs.topology;
+      const dur = linkUs(bytes, topo ? linkBetween(r, ins.to, topo) : transfers.p2p);
       b.push({ ...base, kind: 'comm', name: 'send', start: t, dur, micro: ins.micro, bytes, peer: ins.to, comm: 'send' });
       st.clock[r] = t + dur;
       const key = `${r}>${ins.to}`;
@@ -271,7 +275,10 @@ function collective(ctx: Context, st: StepState, r: number, ins: Extract<Instruc
     st.started.set(key, start);
   }
   const bytes = bytesOf(ctx, r, index, ins);
-  const dur = collectiveUs(ins.collective, bytes, ins.group.length, ctx.costs.transfers.collective);
+  const topo = ctx.costs.topology;
+  const dur = topo
+    ? hierarchicalCollectiveUs(ins.collective, bytes, ins.group.length, topo)
+    : collectiveUs(ins.collective, bytes, ins.group.length, ctx.costs.transfers.collective);
   ctx.builder.push({
     lane: r,
     step: st.step,
