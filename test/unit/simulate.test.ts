@@ -206,6 +206,23 @@ test('fitting costs from simulated traces at two micro-batch sizes recovers the 
   }
 });
 
+test("collectives are fitted on their buffer's size, not on the bytes a rank moved, so the fit predicts the measured time", () => {
+  const link = { alphaUs: 30, bytesPerUs: 200 };
+  const traces: Trace[] = [];
+  for (const n of [2, 4]) {
+    const p = dataProgram(n, 16, { rowBytes: 64, outBytes: 16, allreduceBytes: 1 << 16 });
+    const costs = costsOf({ collective: link });
+    for (let r = 0; r < n; r++) setComputeCost(costs, r, WHOLE, 'forward', { fixedUs: 40, perRowUs: 30 });
+    const t = simulate(p, costs, { steps: 3, meta: { ...metaFor(p), source: 'measured' } });
+    // The runtime records on a collective span what the rank sent and received.
+    for (const i of spansWhere(t, (k) => t.spans.comm[k] === CommOpCode.allreduce)) t.spans.bytes[i] = 2 * ((2 * (n - 1)) / n) * (1 << 16);
+    traces.push(t);
+  }
+  const fitted = fitCostModel(traces);
+  close(fitted.transfers.collective.alphaUs, link.alphaUs, 0.01, 'collective α');
+  close(fitted.transfers.collective.bytesPerUs, link.bytesPerUs, 0.01, 'collective β');
+});
+
 test('the fit is robust to outlier runs: a 3× slower sample does not move the per-size medians', () => {
   const p = dataProgram(1, 8, { rowBytes: 64 });
   const costs = costsOf({ copy: { alphaUs: 5, bytesPerUs: 100 } });

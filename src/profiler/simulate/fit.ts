@@ -232,8 +232,12 @@ function addSample(acc: Acc, where: Where, idx: number, ins: Instruction, dur: n
       acc.recv.push({ a: bytes, b: 1, d: dur });
       return;
     case 'collective': {
+      // The ring formula takes the buffer's size, as the simulator charges it; the span's
+      // bytes are what this rank moved (about 2(N−1)/N of the buffer each way), which would
+      // count the ring's factor twice.
       const n = ins.group.length;
-      if (n > 1) acc.links.collective.push({ ...collectiveTerms(ins.collective, bytes, n), d: dur });
+      const buffer = ins.bytes > 0 ? ins.bytes : bytes;
+      if (n > 1) acc.links.collective.push({ ...collectiveTerms(ins.collective, buffer, n), d: dur });
       return;
     }
     default: {
