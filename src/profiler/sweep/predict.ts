@@ -10,7 +10,9 @@
  *     keeps the shape (fixed : per-row) of the reference below and passes through the measured
  *     point (`same segment, one size`).
  *  2. a reference on one device, slowed by the measured interference factor of N devices:
- *     the whole model's fixed + per-row line from one-device data plans (`one-device line`),
+ *     the whole model's fixed + per-row line from one-device data plans (`one-device line`;
+ *     with one row size among them, its fixed : per-row shape comes from the whole model on
+ *     more devices, or from the calibrated nodes),
  *     or, for a stage, the per-node calibration costs (ONNX Runtime's operator profile at two
  *     row sizes, taken before each pipeline run) summed over the stage's nodes and scaled by
  *     the measured ratio of the whole model's time to its nodes' summed time (`per-node
@@ -158,21 +160,35 @@ export function fitReferences(training: readonly Trace[]): References {
     nodeSum.fixedUs += f.y;
     nodeSum.perRowUs += f.x;
   }
-  const ones = training.filter((t) => devicesOf(t) === 1 && t.meta.program?.segments.some((s) => s.kind === 'whole'));
-  const whole = new Map<string, ComputeCost>();
-  if (ones.length > 0) {
-    const fit = fitCostModel(ones);
-    for (const [key, c] of Object.entries(fit.compute)) {
+  const wholeLines = (n: number): Map<string, ComputeCost> => {
+    const out = new Map<string, ComputeCost>();
+    const set = training.filter((t) => devicesOf(t) === n && t.meta.program?.segments.some((s) => s.kind === 'whole'));
+    if (set.length === 0) return out;
+    for (const [key, c] of Object.entries(fitCostModel(set).compute)) {
       const [rank, seg, phase] = key.split('|');
-      if (rank !== '0' || seg !== 'whole' || phase === undefined) continue;
-      const r0 = c.rowSizes?.[0] ?? 0;
-      // One row size cannot split fixed from per-row cost: keep the calibrated nodes' shape
-      // and pass through the measured point.
-      if ((c.rowSizes?.length ?? 0) < 2 && nodes.size > 0 && r0 > 0 && lineAt(nodeSum, r0) > 0) {
-        const s = lineAt(c, r0) / lineAt(nodeSum, r0);
-        whole.set(phase, { fixedUs: nodeSum.fixedUs * s, perRowUs: nodeSum.perRowUs * s });
-      } else whole.set(phase, { fixedUs: c.fixedUs, perRowUs: c.perRowUs });
+      if (rank === '0' && seg === 'whole' && phase !== undefined) out.set(phase, c);
     }
+    return out;
+  };
+  // Lines of the whole model on several devices: interference scales them, so their shape
+  // (fixed : per-row) is the one-device line's.
+  const counts = [...new Set(training.map(devicesOf))].filter((n) => n > 1).sort((a, b) => a - b);
+  const shapes = counts.map(wholeLines);
+  const whole = new Map<string, ComputeCost>();
+  for (const [phase, c] of wholeLines(1)) {
+    const r0 = c.rowSizes?.[0] ?? 0;
+    if ((c.rowSizes?.length ?? 0) >= 2 || r0 <= 0) {
+      whole.set(phase, { fixedUs: c.fixedUs, perRowUs: c.perRowUs });
+      continue;
+    }
+    // One row size cannot split fixed from per-row cost: take the shape of a line with two
+    // sizes (the whole model on more devices, else the calibrated nodes' sum) through the
+    // measured point.
+    const shape = shapes.map((m) => m.get(phase)).find((x) => x !== undefined && (x.rowSizes?.length ?? 0) >= 2) ?? (nodes.size > 0 ? nodeSum : null);
+    if (shape && lineAt(shape, r0) > 0) {
+      const s = lineAt(c, r0) / lineAt(shape, r0);
+      whole.set(phase, { fixedUs: shape.fixedUs * s, perRowUs: shape.perRowUs * s });
+    } else whole.set(phase, { fixedUs: c.fixedUs, perRowUs: c.perRowUs });
   }
   const forward = whole.get('forward');
   const scales = forward ? calibrations.filter((c) => c.total > 0).map((c) => lineAt(forward, c.rows) / c.total) : [];
