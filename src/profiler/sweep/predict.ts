@@ -89,17 +89,24 @@ export interface References {
   whole: Map<string, ComputeCost>;
   /** Per node: calibrated fixed + per-row cost (operator profile, optimisations off). */
   nodes: Map<string, ComputeCost>;
-  /** Whole-model time / summed calibrated node time, at the calibration sizes. */
+  /** The calibrated nodes' sum over the whole model; null without calibration. */
+  nodeSum: ComputeCost | null;
+  /** Whole-model time / summed calibrated node time, at the calibration sizes (1 when not measured). */
   nodeScale: number;
   /** Compute slowdown by device count. */
   interference: Map<number, number>;
 }
 
-/** A segment's reference cost on one device, or null when the training set has none. */
-function referenceOf(ref: References, seg: Segment, phase: string): ComputeCost | null {
+/** A segment's reference cost on one device and what it rests on, or null when the training set has none. */
+function referenceOf(ref: References, seg: Segment, phase: string): { cost: ComputeCost; basis: string } | null {
   switch (seg.kind) {
-    case 'whole':
-      return ref.whole.get(phase) ?? null;
+    case 'whole': {
+      const own = ref.whole.get(phase);
+      if (own) return { cost: own, basis: 'one-device line × interference' };
+      // No other one-device plan: the calibrated nodes, summed over the whole model.
+      if (!ref.nodeSum) return null;
+      return { cost: { fixedUs: ref.nodeSum.fixedUs * ref.nodeScale, perRowUs: ref.nodeSum.perRowUs * ref.nodeScale }, basis: 'per-node calibration summed over the model × interference' };
+    }
     case 'stage': {
       if (ref.nodes.size === 0) return null;
       let fixedUs = 0;
@@ -111,7 +118,7 @@ function referenceOf(ref: References, seg: Segment, phase: string): ComputeCost 
           perRowUs += c.perRowUs;
         }
       }
-      return { fixedUs: fixedUs * ref.nodeScale, perRowUs: perRowUs * ref.nodeScale };
+      return { cost: { fixedUs: fixedUs * ref.nodeScale, perRowUs: perRowUs * ref.nodeScale }, basis: 'per-node calibration × interference' };
     }
     default: {
       const never: never = seg;
@@ -193,7 +200,7 @@ export function fitReferences(training: readonly Trace[]): References {
   const forward = whole.get('forward');
   const scales = forward ? calibrations.filter((c) => c.total > 0).map((c) => lineAt(forward, c.rows) / c.total) : [];
   const nodeScale = scales.length > 0 ? median(scales) : 1;
-  const ref: References = { whole, nodes, nodeScale, interference: new Map() };
+  const ref: References = { whole, nodes, nodeSum: nodes.size > 0 ? nodeSum : null, nodeScale, interference: new Map() };
   // Interference: measured compute on N devices against the one-device reference, per trace.
   const ratios = new Map<number, number[]>();
   for (const t of training) {
@@ -205,7 +212,7 @@ export function fitReferences(training: readonly Trace[]): References {
       const measured = fit.compute[computeKey(rank, segmentKey(seg), ins.phase)];
       const reference = referenceOf(ref, seg, ins.phase);
       if (!measured || !reference) return;
-      const r = lineAt(reference, ins.rows);
+      const r = lineAt(reference.cost, ins.rows);
       if (r > 0) ratios.set(n, [...(ratios.get(n) ?? []), lineAt(measured, ins.rows) / r]);
     });
   }
@@ -275,7 +282,8 @@ export function predictFrom(target: PredictTarget, training: readonly Trace[], r
     const key = computeKey(rank, segmentKey(seg), ins.phase);
     if (costs.compute[key]) return;
     const own = shared?.compute[key];
-    const ref = referenceOf(refs, seg, ins.phase);
+    const found = referenceOf(refs, seg, ins.phase);
+    const ref = found?.cost ?? null;
     if (own && (own.rowSizes?.length ?? 0) >= 2) {
       costs.compute[key] = { fixedUs: own.fixedUs, perRowUs: own.perRowUs };
       basis.add('same segment on as many devices in other plans');
@@ -291,7 +299,7 @@ export function predictFrom(target: PredictTarget, training: readonly Trace[], r
       costs.compute[key] = ref;
       costs.interference![String(rank)] = inter.factor;
       if (inter.assumption) assumptions.add(inter.assumption);
-      basis.add(seg.kind === 'whole' ? 'one-device line × interference' : 'per-node calibration × interference');
+      basis.add(found!.basis);
     } else {
       throw new NoBasisError(`no measured plan gives a cost for ${segmentKey(seg)} (${ins.phase}) on ${n} device(s)`);
     }
