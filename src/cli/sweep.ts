@@ -4,7 +4,7 @@
  * that fits this machine measured (interleaved, repeated), each predicted from the others,
  * 4 and 8 devices predicted, one table best first with the prediction error.
  */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { UserError } from '../common/errors';
 import { checkWritable } from '../common/out-path';
@@ -14,7 +14,7 @@ import { runSweep } from '../runtime/sweep';
 import { SWEEP_MODES, type SweepMode } from '../profiler/sweep/enumerate';
 import type { SweepResult } from '../profiler/sweep/schema';
 import { renderSweepHtml } from '../profiler/sweep/html';
-import { writeFileAtomic } from '../profiler/trace-io';
+import { writeFileAtomic, writeTrace } from '../profiler/trace-io';
 import { formatBytes } from '../profiler/units';
 import { table } from './format';
 
@@ -40,6 +40,7 @@ interface SweepFlags {
   out?: string;
   json?: boolean;
   html?: string;
+  predictedTraces?: string;
   batchDim?: string;
   dim: Record<string, number>;
   inputShape: Record<string, number[]>;
@@ -107,7 +108,7 @@ async function sweepCommand(model: string, flags: SweepFlags, h: SweepCliHelpers
   process.once('SIGINT', onSigint);
   const tty = !flags.json && process.stderr.isTTY;
   try {
-    const { result } = await runSweep({
+    const { result, predicted } = await runSweep({
       modelPath,
       modelLabel: label,
       devices: flags.devices,
@@ -135,6 +136,12 @@ async function sweepCommand(model: string, flags: SweepFlags, h: SweepCliHelpers
     const json = `${JSON.stringify(result, null, 2)}\n`;
     if (flags.out) await writeFileAtomic(resolve(flags.out), json);
     if (flags.html) await writeFileAtomic(resolve(flags.html), renderSweepHtml(result));
+    if (flags.predictedTraces) {
+      // One predicted trace per plan, for the timeline (`parallax report --html … --compare measured`).
+      for (const [planLabel, trace] of predicted) {
+        await writeTrace(join(resolve(flags.predictedTraces), `${planLabel.replace(/[^A-Za-z0-9=.-]+/g, '_')}.predicted.parallax.json`), trace);
+      }
+    }
     if (flags.json) process.stdout.write(json);
     else {
       process.stdout.write(escapeTerminal(`${formatSweep(result)}\n`, { keepLines: true }));
@@ -162,6 +169,7 @@ export function registerSweep(program: Command, h: SweepCliHelpers): void {
     .option('--out <file>', 'write the result as JSON')
     .option('--json', 'print the result as JSON on stdout')
     .option('--html <file.html>', 'write a standalone page with the table and the speedup chart')
+    .option('--predicted-traces <dir>', 'write each plan\'s predicted trace there (<plan>.predicted.parallax.json), for the timeline')
     .option('--batch-dim <name>', 'name of the batch dimension, when it cannot be found')
     .option('--dim <name=value>', 'value of a symbolic dimension (repeatable)', h.collectDim, {})
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', h.collectShape, {})

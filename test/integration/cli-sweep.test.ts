@@ -5,12 +5,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Ajv from 'ajv';
 import { runCli, REPO } from '../helpers/cli';
 import { tempDir } from '../helpers/temp';
 import { ensureDemoModel } from '../../src/runtime/onnx/demo-model';
+import { readTrace } from '../../src/profiler/trace-io';
 import { SWEEP_SCHEMA_PATH, type SweepResult } from '../../src/profiler/sweep/schema';
 
 const dir = tempDir('sweep');
@@ -20,8 +21,9 @@ test('a sweep of a small model on cpu:2 measures every plan, predicts each from 
   const model = await ensureDemoModel(join(dir, 'models'), { layers: 4, hidden: 64, ffn: 128 });
   const out = join(dir, 'sweep.json');
   const html = join(dir, 'sweep.html');
+  const traces = join(dir, 'predicted');
   const r = await runCli(
-    ['sweep', model, '--devices', 'cpu:2', '--modes', 'data,pipeline,tensor', '--micro-batches', '2,4', '--batch', '16', '--repeats', '2', '--steps', '2', '--warmup', '1', '--out', out, '--html', html, '--json'],
+    ['sweep', model, '--devices', 'cpu:2', '--modes', 'data,pipeline,tensor', '--micro-batches', '2,4', '--batch', '16', '--repeats', '2', '--steps', '2', '--warmup', '1', '--out', out, '--html', html, '--predicted-traces', traces, '--json'],
     { env, timeoutMs: 600_000 },
   );
   assert.equal(r.code, 0, r.stderr);
@@ -59,6 +61,13 @@ test('a sweep of a small model on cpu:2 measures every plan, predicts each from 
     }
   }
   assert.deepEqual(s.notRunnable.map((n) => n.mode), ['tensor']);
+
+  // Every plan with a prediction has its predicted trace, in the native format, marked predicted.
+  const files = readdirSync(traces);
+  assert.equal(files.length, s.plans.filter((p) => p.predictedUs !== null).length);
+  const eight = await readTrace(join(traces, files.find((f) => f.startsWith('data_cpu_8'))!));
+  assert.equal(eight.meta.source, 'predicted');
+  assert.equal(eight.lanes.length, 8);
 
   const page = readFileSync(html, 'utf8');
   assert.equal((page.match(/<tr class="(measured|predicted)"/g) ?? []).length, s.plans.length);
