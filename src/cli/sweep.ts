@@ -40,7 +40,7 @@ interface SweepFlags {
   out?: string;
   json?: boolean;
   html?: string;
-  predictedTraces?: string;
+  traces?: string;
   batchDim?: string;
   dim: Record<string, number>;
   inputShape: Record<string, number[]>;
@@ -64,6 +64,11 @@ export function intList(name: string, parse: (v: string) => number) {
     if (parts.some((p) => p.trim() === '')) throw new InvalidArgumentError(`${name} expects positive integers separated by commas, e.g. 1,2,4, got "${v}"`);
     return [...new Set(parts.map((p) => parse(p.trim())))];
   };
+}
+
+/** The file name stem of a plan's traces: its label with runs of other characters as `_` (`data cpu:2 b32` → `data_cpu_2_b32`). */
+export function traceFileStem(label: string): string {
+  return label.replace(/[^A-Za-z0-9=.-]+/g, '_');
 }
 
 const ms = (us: number | null): string => (us === null ? '–' : `${(us / 1000).toFixed(2)} ms`);
@@ -108,7 +113,7 @@ async function sweepCommand(model: string, flags: SweepFlags, h: SweepCliHelpers
   process.once('SIGINT', onSigint);
   const tty = !flags.json && process.stderr.isTTY;
   try {
-    const { result, predicted } = await runSweep({
+    const { result, predicted, measured } = await runSweep({
       modelPath,
       modelLabel: label,
       devices: flags.devices,
@@ -136,11 +141,13 @@ async function sweepCommand(model: string, flags: SweepFlags, h: SweepCliHelpers
     const json = `${JSON.stringify(result, null, 2)}\n`;
     if (flags.out) await writeFileAtomic(resolve(flags.out), json);
     if (flags.html) await writeFileAtomic(resolve(flags.html), renderSweepHtml(result));
-    if (flags.predictedTraces) {
-      // One predicted trace per plan, for the timeline (`parallax report --html … --compare measured`).
-      for (const [planLabel, trace] of predicted) {
-        await writeTrace(join(resolve(flags.predictedTraces), `${planLabel.replace(/[^A-Za-z0-9=.-]+/g, '_')}.predicted.parallax.json`), trace);
-      }
+    if (flags.traces) {
+      // Per plan its predicted trace and (measured plans) its first run, for the timeline:
+      // `parallax report P.predicted.parallax.json --html x.html --compare P.measured.parallax.json`.
+      const dir = resolve(flags.traces);
+      const file = (planLabel: string, kind: string): string => join(dir, `${traceFileStem(planLabel)}.${kind}.parallax.json`);
+      for (const [planLabel, trace] of predicted) await writeTrace(file(planLabel, 'predicted'), trace);
+      for (const [planLabel, trace] of measured) await writeTrace(file(planLabel, 'measured'), trace);
     }
     if (flags.json) process.stdout.write(json);
     else {
@@ -169,7 +176,7 @@ export function registerSweep(program: Command, h: SweepCliHelpers): void {
     .option('--out <file>', 'write the result as JSON')
     .option('--json', 'print the result as JSON on stdout')
     .option('--html <file.html>', 'write a standalone page with the table and the speedup chart')
-    .option('--predicted-traces <dir>', 'write each plan\'s predicted trace there (<plan>.predicted.parallax.json), for the timeline')
+    .option('--traces <dir>', 'write each plan\'s predicted trace and first measured run there (<plan>.predicted|measured.parallax.json)')
     .option('--batch-dim <name>', 'name of the batch dimension, when it cannot be found')
     .option('--dim <name=value>', 'value of a symbolic dimension (repeatable)', h.collectDim, {})
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', h.collectShape, {})

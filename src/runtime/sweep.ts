@@ -57,6 +57,8 @@ export interface SweepOutcome {
   result: SweepResult;
   /** Predicted trace per plan label (measured plans' predictions and predicted-only plans). */
   predicted: Map<string, Trace>;
+  /** The first round's measured trace per measured plan label. */
+  measured: Map<string, Trace>;
 }
 
 const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
@@ -290,7 +292,8 @@ export async function runSweep(req: SweepRequest): Promise<SweepOutcome> {
     notRunnable: en.notRunnable,
     skipped,
   });
-  return { result, predicted };
+  const measured = new Map([...runs].map(([label, v]) => [label, v.traces[0]!] as const));
+  return { result, predicted, measured };
 }
 
 /**

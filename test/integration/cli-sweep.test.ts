@@ -23,7 +23,7 @@ test('a sweep of a small model on cpu:2 measures every plan, predicts each from 
   const html = join(dir, 'sweep.html');
   const traces = join(dir, 'predicted');
   const r = await runCli(
-    ['sweep', model, '--devices', 'cpu:2', '--modes', 'data,pipeline,tensor', '--micro-batches', '2,4', '--batch', '16', '--repeats', '2', '--steps', '2', '--warmup', '1', '--out', out, '--html', html, '--predicted-traces', traces, '--json'],
+    ['sweep', model, '--devices', 'cpu:2', '--modes', 'data,pipeline,tensor', '--micro-batches', '2,4', '--batch', '16', '--repeats', '2', '--steps', '2', '--warmup', '1', '--out', out, '--html', html, '--traces', traces, '--json'],
     { env, timeoutMs: 600_000 },
   );
   assert.equal(r.code, 0, r.stderr);
@@ -62,12 +62,16 @@ test('a sweep of a small model on cpu:2 measures every plan, predicts each from 
   }
   assert.deepEqual(s.notRunnable.map((n) => n.mode), ['tensor']);
 
-  // Every plan with a prediction has its predicted trace, in the native format, marked predicted.
+  // Every plan with a prediction has its predicted trace, in the native format, marked
+  // predicted; every measured plan its measured run beside it.
   const files = readdirSync(traces);
-  assert.equal(files.length, s.plans.filter((p) => p.predictedUs !== null).length);
+  assert.equal(files.filter((f) => f.endsWith('.predicted.parallax.json')).length, s.plans.filter((p) => p.predictedUs !== null).length);
+  assert.equal(files.filter((f) => f.endsWith('.measured.parallax.json')).length, measured.length);
   const eight = await readTrace(join(traces, files.find((f) => f.startsWith('data_cpu_8'))!));
   assert.equal(eight.meta.source, 'predicted');
   assert.equal(eight.lanes.length, 8);
+  const two = await readTrace(join(traces, 'data_cpu_2_b16.measured.parallax.json'));
+  assert.equal(two.meta.source, 'measured');
 
   const page = readFileSync(html, 'utf8');
   assert.equal((page.match(/<tr class="(measured|predicted)"/g) ?? []).length, s.plans.length);
