@@ -10,7 +10,7 @@ import type { Trace } from '../../src/profiler/trace-format';
 import { amdahlSpeedup } from '../../src/profiler/analysis/scaling';
 import { simulate, setComputeCost, type CostModel } from '../../src/profiler/simulate';
 import { enumerateSweep, type SweepSpec } from '../../src/profiler/sweep/enumerate';
-import { fitReferences, leaveOneOut, predictedMeta, predictFrom, type MeasuredRuns } from '../../src/profiler/sweep/predict';
+import { computeOverlap, fitReferences, leaveOneOut, predictedMeta, predictFrom, type MeasuredRuns } from '../../src/profiler/sweep/predict';
 import { assembleSweep, orderRows, type PlanOutcome, type SweepInput } from '../../src/profiler/sweep/table';
 import { SWEEP_SCHEMA_PATH, SweepResultSchema, sweepSchemaText } from '../../src/profiler/sweep/schema';
 import { renderSweepHtml } from '../../src/profiler/sweep/html';
@@ -144,6 +144,36 @@ test('a pipeline stage seen in other plans is predicted from their fitted line',
   const pred = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1 }, leaveOneOut('M=4', all));
   assert.ok(Math.abs(pred.predictedUs / stepOf(own) - 1) < 0.01, `${pred.predictedUs} vs ${stepOf(own)}`);
   assert.deepEqual(pred.basis, ['same segment on as many devices in other plans']);
+});
+
+/** A GPipe trace of 2 stages whose compute runs (1 + (I − 1) · overlap)× slower, overlap from a run without the slowdown. */
+function pipelineTrace(m: number, interference: number): Trace {
+  const p = gpipeProgram(2, m, 32, { actBytes: 16 });
+  const costs: CostModel = { compute: {}, transfers: { copy: { alphaUs: 0, bytesPerUs: Infinity }, p2p: { alphaUs: 3, bytesPerUs: 500 }, collective: { alphaUs: 0, bytesPerUs: Infinity } }, interference: {} };
+  for (const seg of p.segments) setComputeCost(costs, seg.id, seg, 'forward', { fixedUs: 300, perRowUs: 40 + 10 * seg.id });
+  const ov = computeOverlap(simulate(p, costs, { steps: 1, meta: metaFor(p) }));
+  for (const r of [0, 1]) costs.interference![String(r)] = 1 + (interference - 1) * ov;
+  return simulate(p, costs, { steps: 2, meta: metaFor(p) });
+}
+
+test('compute overlap is 0 for a pipeline of one micro-batch, near 1 for data parallelism and between for several micro-batches', () => {
+  assert.equal(computeOverlap(pipelineTrace(1, 1)), 0);
+  assert.ok(computeOverlap(dataTrace(2, 32)) > 0.99);
+  const m4 = computeOverlap(pipelineTrace(4, 1));
+  assert.ok(m4 > 0.3 && m4 < 1, `M=4: ${m4}`);
+  assert.ok(computeOverlap(pipelineTrace(8, 1)) > m4, 'more micro-batches overlap more');
+});
+
+test('interference is charged only while devices compute together: a one-micro-batch pipeline is predicted without it', () => {
+  const runs: MeasuredRuns[] = [
+    ...runsOf(),
+    ...[1, 2, 4, 8].map((m) => ({ id: `pipeline M=${m}`, traces: [pipelineTrace(m, INTERFERENCE)] })),
+  ];
+  for (const id of ['pipeline M=1', 'pipeline M=8']) {
+    const own = runs.find((p) => p.id === id)!.traces[0]!;
+    const pred = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1 }, leaveOneOut(id, runs));
+    assert.ok(Math.abs(pred.predictedUs / stepOf(own) - 1) < 0.01, `${id}: ${pred.predictedUs} vs ${stepOf(own)}`);
+  }
 });
 
 // ---- the table ------------------------------------------------------------------------------

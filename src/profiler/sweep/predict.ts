@@ -17,15 +17,20 @@
  *     row sizes, taken before each pipeline run) summed over the stage's nodes and scaled by
  *     the measured ratio of the whole model's time to its nodes' summed time (`per-node
  *     calibration`).
- * Interference: N devices sharing cores do not each run at one device's speed. The factor
- * for N is the median of measured / reference compute over the other plans on N devices;
- * for device counts never measured, the largest measured count's factor (an assumption the
- * row carries).
+ * Interference: N devices sharing cores do not each run at one device's speed, but only
+ * while they compute at the same time: a data-parallel step overlaps its devices' compute
+ * fully, a pipeline of one micro-batch not at all. A trace's compute runs slower by
+ * 1 + (I − 1) · overlap, where overlap is the share of its compute time during which another
+ * device computes too ({@link computeOverlap}). I for N devices is the median over the other
+ * plans on N devices of (measured / reference − 1) / overlap + 1; for device counts never
+ * measured, the largest measured count's (an assumption the row carries). Same-segment lines
+ * are fitted on compute durations with each trace's slowdown taken out, and the target's
+ * slowdown comes from its own overlap in a first simulation without interference.
  * Transfers (copy, point to point, collective links, receive copy) are fitted on the other
  * plans of the same mode; host time per instruction on those with the same device count.
  */
 import { median } from '../stats';
-import type { DeviceMeta, Lane, Trace, TraceMeta } from '../trace-format';
+import { SpanKind, type DeviceMeta, type Lane, type Trace, type TraceMeta } from '../trace-format';
 import type { Instruction, Program, Segment } from '../program';
 import {
   bytesKey,
@@ -138,6 +143,49 @@ function eachRun(p: Program, f: (rank: number, seg: Segment, ins: Extract<Instru
   }
 }
 
+/**
+ * The share of a trace's top-level compute time (measured steps) during which at least one
+ * other lane computes too: 1 when every device computes at once, 0 when they take turns.
+ */
+export function computeOverlap(trace: Trace): number {
+  const s = trace.spans;
+  const measured = new Set(trace.steps.map((w) => w.index));
+  const edges: { t: number; lane: number; d: number }[] = [];
+  let total = 0;
+  for (let i = 0; i < s.count; i++) {
+    if (s.kind[i] !== SpanKind.compute || s.parent[i]! >= 0 || !measured.has(s.step[i]!) || !(s.dur[i]! > 0)) continue;
+    edges.push({ t: s.start[i]!, lane: s.lane[i]!, d: 1 }, { t: s.start[i]! + s.dur[i]!, lane: s.lane[i]!, d: -1 });
+    total += s.dur[i]!;
+  }
+  if (total <= 0) return 0;
+  edges.sort((a, b) => a.t - b.t || a.d - b.d);
+  const active = new Map<number, number>();
+  let busyLanes = 0;
+  let overlapped = 0;
+  let last = edges[0]?.t ?? 0;
+  for (const e of edges) {
+    if (busyLanes >= 2) overlapped += busyLanes * (e.t - last);
+    last = e.t;
+    const before = active.get(e.lane) ?? 0;
+    const after = before + e.d;
+    active.set(e.lane, after);
+    if (before === 0 && after > 0) busyLanes++;
+    else if (before > 0 && after === 0) busyLanes--;
+  }
+  return Math.min(1, overlapped / total);
+}
+
+/** Compute slowdown of a trace with overlap `ov` when N devices computing together run I× slower. */
+const slowdown = (interference: number, ov: number): number => 1 + (interference - 1) * ov;
+
+/** `t` with its compute spans' durations divided by `factor` (the slowdown taken out). */
+function withoutSlowdown(t: Trace, factor: number): Trace {
+  if (factor === 1) return t;
+  const s = t.spans;
+  const dur = Float64Array.from(s.dur, (d, i) => (s.kind[i] === SpanKind.compute ? d / factor : d));
+  return { ...t, spans: { ...s, dur } };
+}
+
 /** Fits the one-device references and the interference factors from `training`. */
 export function fitReferences(training: readonly Trace[]): References {
   // Per node: the calibration records of pipeline runs (two sizes each), fitted together.
@@ -206,14 +254,16 @@ export function fitReferences(training: readonly Trace[]): References {
   for (const t of training) {
     const n = devicesOf(t);
     const program = t.meta.program;
-    if (n < 2 || !program) continue;
+    // Traces whose devices hardly compute together say little about how much that costs.
+    const ov = computeOverlap(t);
+    if (n < 2 || !program || ov < MIN_OVERLAP) continue;
     const fit = fitCostModel([t]);
     eachRun(program, (rank, seg, ins) => {
       const measured = fit.compute[computeKey(rank, segmentKey(seg), ins.phase)];
       const reference = referenceOf(ref, seg, ins.phase);
       if (!measured || !reference) return;
       const r = lineAt(reference.cost, ins.rows);
-      if (r > 0) ratios.set(n, [...(ratios.get(n) ?? []), lineAt(measured, ins.rows) / r]);
+      if (r > 0) ratios.set(n, [...(ratios.get(n) ?? []), 1 + (lineAt(measured, ins.rows) / r - 1) / ov]);
     });
   }
   // Devices that share cores never run faster together than one alone; a median below 1 is
@@ -221,6 +271,9 @@ export function fitReferences(training: readonly Trace[]): References {
   for (const [n, list] of ratios) ref.interference.set(n, Math.max(1, median(list)));
   return ref;
 }
+
+/** Least compute overlap for a trace to count in the interference estimate. */
+const MIN_OVERLAP = 0.25;
 
 /** The interference factor for `n` devices, and the assumption it rests on when not measured. */
 function interferenceFor(ref: References, n: number): { factor: number; assumption: string | null } {
@@ -275,9 +328,12 @@ export function predictFrom(target: PredictTarget, training: readonly Trace[], r
   // Compute, per rank and segment.
   const segKeys = new Set<string>();
   eachRun(program, (_, seg) => segKeys.add(segmentKey(seg)));
-  const sharing = sameN.filter((t) => t.meta.program!.segments.some((s) => segKeys.has(segmentKey(s))));
-  const shared = sharing.length > 0 ? fitCostModel(sharing) : null;
   const inter = interferenceFor(refs, n);
+  // Same-segment lines hold each trace's own slowdown; take it out, so the target's own is put back once.
+  const sharing = sameN
+    .filter((t) => t.meta.program!.segments.some((s) => segKeys.has(segmentKey(s))))
+    .map((t) => withoutSlowdown(t, slowdown(inter.factor, computeOverlap(t))));
+  const shared = sharing.length > 0 ? fitCostModel(sharing) : null;
   eachRun(program, (rank, seg, ins) => {
     const key = computeKey(rank, segmentKey(seg), ins.phase);
     if (costs.compute[key]) return;
@@ -297,7 +353,6 @@ export function predictFrom(target: PredictTarget, training: readonly Trace[], r
       basis.add('same segment in other plans (one row size, scaled proportionally)');
     } else if (ref) {
       costs.compute[key] = ref;
-      costs.interference![String(rank)] = inter.factor;
       if (inter.assumption) assumptions.add(inter.assumption);
       basis.add(found!.basis);
     } else {
@@ -333,7 +388,14 @@ export function predictFrom(target: PredictTarget, training: readonly Trace[], r
       costs.bytes![bytesKey(d.rank, idx)] = { op: ins.op, micro: ins.micro, bytes: b * rows };
     });
   }
-  const trace = simulate(program, costs, { steps: target.steps, meta: target.meta, ...(target.lanes ? { lanes: target.lanes } : {}) });
+  const opts = { steps: target.steps, meta: target.meta, ...(target.lanes ? { lanes: target.lanes } : {}) };
+  // The target's slowdown: the measured interference, scaled by how much its devices would
+  // compute together (from a first run without it).
+  if (n > 1 && inter.factor !== 1) {
+    const f = slowdown(inter.factor, computeOverlap(simulate(program, costs, { ...opts, steps: 1 })));
+    for (const d of program.devices) costs.interference![String(d.rank)] = f;
+  }
+  const trace = simulate(program, costs, opts);
   const predictedUs = median(trace.steps.map((w) => w.endUs - w.startUs));
   return { predictedUs, basis: [...basis], assumptions: [...assumptions], costs, trace };
 }
