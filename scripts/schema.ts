@@ -1,16 +1,21 @@
 /**
- * `npm run schema`: writes the trace file's JSON schema (schemas/parallax-trace.schema.json)
- * from the format module. Run it after changing src/profiler/trace-format.ts or plan.ts;
- * test/unit/trace-schema.test.ts fails while the committed file is out of date.
- * It also writes the Chakra schema's reflection JSON (scripts/chakra-schema.ts).
+ * `npm run schema`: writes the JSON schemas generated from the format modules: the trace
+ * file's (schemas/parallax-trace.schema.json, from src/profiler/trace-format.ts and plan.ts),
+ * the sweep result's (schemas/parallax-sweep.schema.json, from src/profiler/sweep/schema.ts)
+ * and the Chakra schema's reflection JSON (scripts/chakra-schema.ts). Run it after changing
+ * them; unit tests fail while a committed file is out of date.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TRACE_SCHEMA_PATH, traceSchemaText } from '../src/profiler/trace-schema';
+import { SWEEP_SCHEMA_PATH, sweepSchemaText } from '../src/profiler/sweep/schema';
 import { CHAKRA_JSON_PATH, chakraSchemaText } from './chakra-schema';
 
-const out = join(import.meta.dirname, '..', TRACE_SCHEMA_PATH);
-writeFileSync(out, traceSchemaText());
-process.stdout.write(`wrote ${TRACE_SCHEMA_PATH}\n`);
-writeFileSync(join(import.meta.dirname, '..', CHAKRA_JSON_PATH), chakraSchemaText());
-process.stdout.write(`wrote ${CHAKRA_JSON_PATH}\n`);
+for (const [path, text] of [
+  [TRACE_SCHEMA_PATH, traceSchemaText()],
+  [SWEEP_SCHEMA_PATH, sweepSchemaText()],
+  [CHAKRA_JSON_PATH, chakraSchemaText()],
+] as const) {
+  writeFileSync(join(import.meta.dirname, '..', path), text);
+  process.stdout.write(`wrote ${path}\n`);
+}

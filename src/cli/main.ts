@@ -5,6 +5,7 @@
  *   parallax profile <model.onnx|demo> --mode data --devices cpu:2 --batch 64 --steps 20 --out run.parallax.json [--json]
  *   parallax plan <model.onnx|demo> --mode tensor --devices cpu:2 [--tensor 8 --device-memory 16GiB] [--json]
  *   parallax report <run.parallax.json> [--json]
+ *   parallax sweep <model.onnx|demo> --devices cpu:2 [--modes data,pipeline] [--batch 32,64] [--out sweep.json] [--json] [--html sweep.html]
  *
  * Errors a user can act on print one line (`parallax: …`) and exit 2; cancellation exits 130.
  */
@@ -33,6 +34,7 @@ import { writeHtmlReport } from './html';
 import { registerImportExport } from './import-export';
 import { resolveModel } from './model-arg';
 import { registerProject } from './project';
+import { registerSweep } from './sweep';
 
 /**
  * Writes text for a terminal: names from models and traces are shown with their control
@@ -432,6 +434,7 @@ export function buildProgram(): Command {
 
   registerImportExport(program);
   registerProject(program);
+  registerSweep(program, { deviceSpec, positiveInt, nonNegativeInt, collectDim, collectShape, collectValue, resolveModel });
   return program;
 }
 

@@ -35,11 +35,13 @@ export function escapeJsonForScript(json: string): string {
   return json.replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
 }
 
-function escapeHtml(s: string): string {
+/** Escapes text for HTML element content and attribute values. */
+export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
-function sha256(s: string): string {
+/** A CSP source expression for inline code: `'sha256-…'`. */
+export function cspHash(s: string): string {
   return `'sha256-${createHash('sha256').update(s, 'utf8').digest('base64')}'`;
 }
 
@@ -61,8 +63,8 @@ export function renderHtmlReport(traceJsonText: string, opts: HtmlReportOptions)
   const css = inlineCss(opts.bundleCss);
   const csp = [
     "default-src 'none'",
-    `script-src ${sha256(js)}`,
-    `style-src ${sha256(css)}`,
+    `script-src ${cspHash(js)}`,
+    `style-src ${cspHash(css)}`,
     'worker-src blob:',
     'img-src data:',
     "base-uri 'none'",

@@ -1,0 +1,268 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Ajv from 'ajv';
+import { Value } from '@sinclair/typebox/value';
+import { PlanSchema, type Plan } from '../../src/profiler/plan';
+import type { Program } from '../../src/profiler/program';
+import type { Trace } from '../../src/profiler/trace-format';
+import { amdahlSpeedup } from '../../src/profiler/analysis/scaling';
+import { simulate, setComputeCost, type CostModel } from '../../src/profiler/simulate';
+import { enumerateSweep, type SweepSpec } from '../../src/profiler/sweep/enumerate';
+import { computeOverlap, fitReferences, leaveOneOut, predictedMeta, predictFrom, type MeasuredRuns } from '../../src/profiler/sweep/predict';
+import { assembleSweep, orderRows, type PlanOutcome, type SweepInput } from '../../src/profiler/sweep/table';
+import { SWEEP_SCHEMA_PATH, SweepResultSchema, sweepSchemaText } from '../../src/profiler/sweep/schema';
+import { renderSweepHtml } from '../../src/profiler/sweep/html';
+import { WHOLE, dataProgram, gpipeProgram, metaFor } from '../helpers/programs';
+
+const REPO = join(import.meta.dirname, '..', '..');
+
+const SPEC: SweepSpec = { deviceKind: 'cpu', count: 2, modes: ['data', 'pipeline'], batches: [32], microBatches: [1, 2, 4, 8], predictDevices: [4, 8], steps: 5, warmup: 1, seed: 0 };
+
+// ---- enumeration ----------------------------------------------------------------------------
+
+test('a sweep of cpu:2 measures data on 1 and 2 devices and pipelines with every M and two cuts, and predicts 4 and 8 devices', () => {
+  const e = enumerateSweep(SPEC);
+  const measured = e.candidates.filter((c) => c.kind === 'measured');
+  const predicted = e.candidates.filter((c) => c.kind === 'predicted');
+  assert.deepEqual(measured.filter((c) => c.plan.mode === 'data').map((c) => c.devices), [1, 2]);
+  const pipes = measured.filter((c) => c.plan.mode === 'pipeline');
+  assert.equal(pipes.length, 2 * 4, 'two cuts × four micro-batch counts');
+  assert.deepEqual([...new Set(pipes.map((c) => c.cut))].sort(), ['balanced', 'shifted']);
+  assert.deepEqual([...new Set(pipes.map((c) => (c.plan.mode === 'pipeline' ? c.plan.microBatches : 0)))].sort((a, b) => a - b), [1, 2, 4, 8]);
+  for (const c of e.candidates) assert.ok(Value.Check(PlanSchema, c.plan), `${c.label} is a valid plan`);
+  assert.equal(new Set(e.candidates.map((c) => c.label)).size, e.candidates.length, 'labels are unique');
+  assert.deepEqual(predicted.map((c) => `${c.plan.mode} ${c.devices}`).sort(), ['data 4', 'data 8', 'pipeline 4', 'pipeline 8']);
+  for (const c of predicted) if (c.plan.mode === 'pipeline') assert.equal(c.plan.microBatches, 8, 'the largest M that divides the batch');
+  assert.deepEqual(e.notRunnable, []);
+});
+
+test('tensor and hybrid are named as not runnable yet, and micro-batch counts that do not divide the batch are skipped with the reason', () => {
+  const e = enumerateSweep({ ...SPEC, modes: ['pipeline', 'tensor', 'hybrid'], batches: [6], microBatches: [2, 4], predictDevices: [] });
+  assert.deepEqual(e.notRunnable.map((n) => n.mode), ['tensor', 'hybrid']);
+  for (const n of e.notRunnable) assert.match(n.reason, /not runnable yet/);
+  assert.ok(e.candidates.every((c) => c.plan.mode === 'pipeline' && c.plan.microBatches === 2));
+  assert.ok(e.skipped.some((s) => /micro-batches 4 does not divide --batch 6/.test(s.reason)));
+  assert.ok(e.candidates.every((c) => c.plan.mode !== 'data'), 'data was not asked for');
+});
+
+// ---- leave-one-out prediction on traces simulated from known costs -------------------------
+
+const FIXED = 2000;
+const PER_ROW = 100;
+const INTERFERENCE = 1.3;
+
+/** A "measured" trace of a data program on known costs: compute line, copy link, N devices slowed by INTERFERENCE. */
+function dataTrace(n: number, batch: number, scale = 1): Trace {
+  const p = dataProgram(n, batch, { rowBytes: 64, outBytes: 32 });
+  const costs: CostModel = { compute: {}, transfers: { copy: { alphaUs: 5, bytesPerUs: 1000 }, p2p: { alphaUs: 0, bytesPerUs: Infinity }, collective: { alphaUs: 0, bytesPerUs: Infinity } }, interference: {} };
+  for (let r = 0; r < n; r++) {
+    setComputeCost(costs, r, WHOLE, 'forward', { fixedUs: FIXED * scale, perRowUs: PER_ROW * scale });
+    costs.interference![String(r)] = n > 1 ? INTERFERENCE : 1;
+  }
+  return simulate(p, costs, { steps: 3, meta: metaFor(p) });
+}
+
+const stepOf = (t: Trace): number => t.steps[0]!.endUs - t.steps[0]!.startUs;
+
+function runsOf(over: Record<string, Trace> = {}): MeasuredRuns[] {
+  const plans: [string, number, number][] = [['data cpu:1 b32', 1, 32], ['data cpu:1 b64', 1, 64], ['data cpu:2 b32', 2, 32], ['data cpu:2 b64', 2, 64]];
+  return plans.map(([id, n, b]) => ({ id, traces: [over[id] ?? dataTrace(n, b)] }));
+}
+
+test("leave-one-out never puts a plan's own runs in its training set", () => {
+  const all = runsOf();
+  for (const p of all) {
+    const training = leaveOneOut(p.id, all);
+    for (const t of p.traces) assert.ok(!training.includes(t), `${p.id}'s own trace is not in its fit`);
+    assert.equal(training.length, all.reduce((a, q) => a + q.traces.length, 0) - p.traces.length);
+  }
+});
+
+test("a prediction does not change when the plan's own measurements do (it is not a replay)", () => {
+  const target = 'data cpu:2 b32';
+  const predict = (all: MeasuredRuns[]): number => {
+    const own = all.find((p) => p.id === target)!.traces[0]!;
+    return predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1 }, leaveOneOut(target, all)).predictedUs;
+  };
+  const a = predict(runsOf());
+  const b = predict(runsOf({ [target]: dataTrace(2, 32, 7) }));
+  assert.equal(a, b);
+});
+
+test('the interference of two devices is measured from 1-device vs 2-device per-row costs, and the prediction recovers the truth', () => {
+  const all = runsOf();
+  const refs = fitReferences(all.flatMap((p) => p.traces));
+  const i2 = refs.interference.get(2)!;
+  assert.ok(Math.abs(i2 - INTERFERENCE) < 0.01, `interference ${i2}`);
+  for (const p of all) {
+    const own = p.traces[0]!;
+    const pred = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1 }, leaveOneOut(p.id, all));
+    const truth = stepOf(own);
+    assert.ok(Math.abs(pred.predictedUs / truth - 1) < 0.01, `${p.id}: predicted ${pred.predictedUs} vs ${truth} (${pred.basis.join('; ')})`);
+    assert.ok(pred.basis.length > 0);
+    assert.equal(pred.trace.meta.source, 'predicted');
+  }
+});
+
+test('more devices never beat the Amdahl bound of the calibrated serial fraction', () => {
+  const training = runsOf().flatMap((p) => p.traces);
+  const refs = fitReferences(training);
+  const template = training[0]!;
+  const predictN = (n: number, batch: number) => {
+    const plan: Plan = { mode: 'data', devices: `cpu:${n}`, batch, steps: 1, warmup: 0, seed: 0 };
+    const program: Program = dataProgram(n, batch, { rowBytes: 64, outBytes: 32 });
+    return predictFrom({ program, meta: predictedMeta(template.meta, n, plan), steps: 1 }, training, refs);
+  };
+  const batch = 64;
+  const one = predictN(1, batch);
+  const c = Object.values(one.costs.compute)[0]!;
+  const host = Object.values(one.costs.hostUs ?? {})[0] ?? 0;
+  // Work that does not shrink with N: the compute's fixed part, the copies' latency, the host's time per instruction.
+  const serial = c.fixedUs + 2 * one.costs.transfers.copy.alphaUs + 3 * host;
+  const f = serial / one.predictedUs;
+  assert.ok(f > 0.05 && f < 0.9, `serial fraction ${f}`);
+  let last = 0;
+  for (const n of [2, 4, 8, 16, 32, 64]) {
+    const s = one.predictedUs / predictN(n, batch).predictedUs;
+    assert.ok(s <= amdahlSpeedup(f, n) * (1 + 1e-9), `${n} devices: speedup ${s} above Amdahl ${amdahlSpeedup(f, n)}`);
+    assert.ok(s > last, 'still faster with more devices');
+    last = s;
+  }
+});
+
+test('a pipeline stage seen in other plans is predicted from their fitted line', () => {
+  const trace = (m: number): Trace => {
+    const p = gpipeProgram(2, m, 32, { actBytes: 16 });
+    const costs: CostModel = { compute: {}, transfers: { copy: { alphaUs: 0, bytesPerUs: Infinity }, p2p: { alphaUs: 3, bytesPerUs: 500 }, collective: { alphaUs: 0, bytesPerUs: Infinity } } };
+    for (const seg of p.segments) setComputeCost(costs, seg.id, seg, 'forward', { fixedUs: 300, perRowUs: 40 + 10 * seg.id });
+    return simulate(p, costs, { steps: 2, meta: metaFor(p) });
+  };
+  const all: MeasuredRuns[] = [1, 2, 4, 8].map((m) => ({ id: `M=${m}`, traces: [trace(m)] }));
+  const own = all[2]!.traces[0]!;
+  const pred = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1 }, leaveOneOut('M=4', all));
+  assert.ok(Math.abs(pred.predictedUs / stepOf(own) - 1) < 0.01, `${pred.predictedUs} vs ${stepOf(own)}`);
+  assert.deepEqual(pred.basis, ['same segment on as many devices in other plans']);
+});
+
+/** A GPipe trace of 2 stages whose compute runs (1 + (I − 1) · overlap)× slower, overlap from a run without the slowdown. */
+function pipelineTrace(m: number, interference: number): Trace {
+  const p = gpipeProgram(2, m, 32, { actBytes: 16 });
+  const costs: CostModel = { compute: {}, transfers: { copy: { alphaUs: 0, bytesPerUs: Infinity }, p2p: { alphaUs: 3, bytesPerUs: 500 }, collective: { alphaUs: 0, bytesPerUs: Infinity } }, interference: {} };
+  for (const seg of p.segments) setComputeCost(costs, seg.id, seg, 'forward', { fixedUs: 300, perRowUs: 40 + 10 * seg.id });
+  const ov = computeOverlap(simulate(p, costs, { steps: 1, meta: metaFor(p) }));
+  for (const r of [0, 1]) costs.interference![String(r)] = 1 + (interference - 1) * ov;
+  return simulate(p, costs, { steps: 2, meta: metaFor(p) });
+}
+
+test('compute overlap is 0 for a pipeline of one micro-batch, near 1 for data parallelism and between for several micro-batches', () => {
+  assert.equal(computeOverlap(pipelineTrace(1, 1)), 0);
+  assert.ok(computeOverlap(dataTrace(2, 32)) > 0.99);
+  const m4 = computeOverlap(pipelineTrace(4, 1));
+  assert.ok(m4 > 0.3 && m4 < 1, `M=4: ${m4}`);
+  assert.ok(computeOverlap(pipelineTrace(8, 1)) > m4, 'more micro-batches overlap more');
+});
+
+test('interference is charged only while devices compute together: a one-micro-batch pipeline is predicted without it', () => {
+  const runs: MeasuredRuns[] = [
+    ...runsOf(),
+    ...[1, 2, 4, 8].map((m) => ({ id: `pipeline M=${m}`, traces: [pipelineTrace(m, INTERFERENCE)] })),
+  ];
+  for (const id of ['pipeline M=1', 'pipeline M=8']) {
+    const own = runs.find((p) => p.id === id)!.traces[0]!;
+    const pred = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1 }, leaveOneOut(id, runs));
+    assert.ok(Math.abs(pred.predictedUs / stepOf(own) - 1) < 0.01, `${id}: ${pred.predictedUs} vs ${stepOf(own)}`);
+  }
+});
+
+// ---- the table ------------------------------------------------------------------------------
+
+function outcome(label: string, plan: Plan, devices: number, steps: number[], predictedUs: number | null): PlanOutcome {
+  return {
+    label,
+    plan,
+    kind: steps.length > 0 ? 'measured' : 'predicted',
+    devices,
+    stepTimesUs: steps,
+    runs: steps.length > 0 ? 1 : 0,
+    qualities: steps.length > 0 ? ['good'] : [],
+    predictedUs,
+    predictionBasis: 'test',
+    assumptions: [],
+    bubble: null,
+    commShare: 0,
+    memoryPerDeviceBytes: 1024,
+    fits: true,
+  };
+}
+
+const dataPlan = (n: number, batch: number): Plan => ({ mode: 'data', devices: `cpu:${n}`, batch, steps: 3, warmup: 0, seed: 0 });
+
+function input(): SweepInput {
+  return {
+    model: 'm',
+    devices: 'cpu:2',
+    settings: { modes: ['data'], batches: [32, 64], microBatches: [1], repeats: 1, steps: 3, warmup: 0 },
+    outcomes: [
+      outcome('data cpu:1 b32', dataPlan(1, 32), 1, [100, 110, 120], 100),
+      outcome('data cpu:2 b64', dataPlan(2, 64), 2, [90, 100, 110], 120),
+      outcome('data cpu:2 b32', dataPlan(2, 32), 2, [60, 62, 64], 57),
+      outcome('data cpu:8 b32', dataPlan(8, 32), 8, [], 20),
+      outcome('data cpu:4 b32', dataPlan(4, 32), 4, [], null),
+    ],
+    qualityReasons: [],
+    interference: { '2': 1.1 },
+    notRunnable: [],
+    skipped: [],
+  };
+}
+
+test('the table is best first by time per row, measured where measured, predicted otherwise, rows without either last', () => {
+  const r = assembleSweep(input());
+  assert.deepEqual(r.plans.map((p) => p.label), ['data cpu:8 b32', 'data cpu:2 b64', 'data cpu:2 b32', 'data cpu:1 b32', 'data cpu:4 b32']);
+  const p2 = r.plans.find((p) => p.label === 'data cpu:2 b32')!;
+  assert.equal(p2.measuredUs, 62);
+  assert.ok(Math.abs(p2.errorPct! - ((57 - 62) / 62) * 100) < 1e-9);
+  assert.deepEqual(p2.measuredInterval, { lo: 61, hi: 63 });
+  assert.ok(Math.abs(p2.efficiency! - 110 / 62 / 2) < 1e-9, 'speedup per row against one device, over the devices');
+  const p8 = r.plans.find((p) => p.label === 'data cpu:8 b32')!;
+  assert.equal(p8.measuredUs, null);
+  assert.equal(p8.errorPct, null);
+  const errs = [(100 - 110) / 110, (120 - 100) / 100, (57 - 62) / 62].map((e) => Math.abs(e * 100));
+  assert.ok(Math.abs(r.mapePct! - errs.reduce((a, b) => a + b, 0) / 3) < 1e-9);
+  assert.ok(Math.abs(r.maxAbsErrorPct! - Math.max(...errs)) < 1e-9);
+  // Reordering is stable and idempotent.
+  assert.deepEqual(orderRows(r.plans), r.plans);
+});
+
+test('extra predicted rows (other hardware, other links) join the table and its order, labelled predicted', () => {
+  const base = assembleSweep(input());
+  const extra = { ...base.plans.find((p) => p.label === 'data cpu:8 b32')!, label: 'data 64 × other device', devices: 64, predictedUs: 1, assumptions: ['a device preset'] };
+  const r = assembleSweep({ ...input(), extraPredicted: [extra] });
+  assert.equal(r.plans[0]!.label, 'data 64 × other device');
+  assert.equal(r.plans[0]!.kind, 'predicted');
+  assert.equal(r.mapePct, base.mapePct, 'predicted rows do not enter the error');
+});
+
+test('the committed sweep schema is the generated one, and it accepts an assembled sweep and rejects a row without a prediction field', () => {
+  assert.equal(readFileSync(join(REPO, SWEEP_SCHEMA_PATH), 'utf8'), sweepSchemaText());
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  const validate = ajv.compile(JSON.parse(sweepSchemaText()) as object);
+  const r = JSON.parse(JSON.stringify(assembleSweep(input()))) as { plans: Record<string, unknown>[] };
+  assert.ok(validate(r), JSON.stringify(validate.errors));
+  assert.ok(Value.Check(SweepResultSchema, r));
+  const { predictedUs: _drop, ...row } = r.plans[0]!;
+  assert.ok(!validate({ ...r, plans: [row] }));
+});
+
+test('the HTML page holds a row per plan with its error and a chart point per measured data plan, and no script', () => {
+  const r = assembleSweep(input());
+  const html = renderSweepHtml(r);
+  assert.equal((html.match(/<tr class="(measured|predicted)"/g) ?? []).length, r.plans.length);
+  assert.equal((html.match(/data-error="/g) ?? []).length, r.plans.filter((p) => p.errorPct !== null).length);
+  assert.equal((html.match(/<circle class="measured" data-devices/g) ?? []).length, r.scaling!.measured.length);
+  assert.ok(r.scaling!.measured.length >= 2);
+  assert.doesNotMatch(html, /<script/);
+  assert.match(html, /Content-Security-Policy/);
+});
