@@ -27,7 +27,8 @@
  *    Version 1 files are migrated on read (see {@link traceFromJson}).
  *  - version 3: `spans` may instead be `{ count, file, id, bytes }`, naming a binary side
  *    file next to the document that holds the columns (`src/profiler/spans-file.ts`); large
- *    traces are written that way. Nothing else changed: version 2 documents read as they are.
+ *    traces are written that way. `meta.channel`: the slots of a point-to-point channel.
+ *    Version 2 documents read as they are.
  *
  * The JSON schema for the file is {@link TraceSchema} (TypeBox, which is JSON Schema);
  * `npm run schema` writes it to `schemas/parallax-trace.schema.json`.
@@ -206,6 +207,13 @@ export const TraceMetaSchema = Type.Object({
    * where not measured, e.g. imported or predicted traces). Added in version 2.
    */
   measurement: Type.Optional(MeasurementMetaSchema),
+  /**
+   * The point-to-point channels between devices: `slots` slots of `slotBytes` each. A message
+   * takes ⌈bytes / slotBytes⌉ slots (at least one), and a send that finds no free slot waits
+   * for its receiver to drain one; the simulator bounds its channels the same way. Absent
+   * where not recorded (one device, imported or older traces). Added in version 3.
+   */
+  channel: Type.Optional(Type.Object({ slots: Type.Integer({ minimum: 1 }), slotBytes: Type.Integer({ minimum: 1 }) })),
   /**
    * What findings do when measurement quality is poor: `hold` (the default) keeps timing
    * findings back, `show` keeps them as advice with a caveat naming the contention. Added in

@@ -266,3 +266,73 @@ test('instructions with unknown bytes (0) move the bytes measured for them', () 
   const gather = spansWhere(trace, (i) => trace.spans.comm[i] === CommOpCode.gather && trace.spans.lane[i] === 1);
   assert.equal(trace.spans.bytes[gather[0]!], 0);
 });
+
+test('bounded channels: a send waits until its receiver has drained room for it, and the wait is backpressure idle', () => {
+  // Stage 0 computes 10 µs per micro-batch, stage 1 100 µs; each activation takes 2 of the
+  // channel's 3 slots, so only one fits: from micro-batch 2 on, stage 0 waits for stage 1.
+  const p = gpipeProgram(2, 4, 4, { actBytes: 1500 });
+  const costs: CostModel = { ...costsOf(), channel: { slots: 3, slotBytes: 1000 } };
+  setComputeCost(costs, 0, p.segments[0]!, 'forward', { fixedUs: 10, perRowUs: 0 });
+  setComputeCost(costs, 1, p.segments[1]!, 'forward', { fixedUs: 100, perRowUs: 0 });
+  const trace = simulate(p, costs, { steps: 1, meta: metaFor(p) });
+  const sends = spansWhere(trace, (i) => trace.spans.lane[i] === 0 && trace.spans.comm[i] === CommOpCode.send).map((i) => trace.spans.start[i]);
+  // m0 at 10, m1 at 20 (m0 already drained at 10), m2 waits for m1's drain at 110, m3 for m2's at 210.
+  assert.deepEqual(sends, [10, 20, 110, 210]);
+  assert.equal(idleUs(trace, 0, 'backpressure'), 110 - 30 + (210 - 120));
+  close(trace.steps[0]!.endUs - trace.steps[0]!.startUs, 410, 1e-12, 'step time (stage 1 bound either way)');
+  // Unbounded, the same program never waits.
+  const free = simulate(p, { ...costs, channel: undefined }, { steps: 1, meta: metaFor(p) });
+  assert.equal(idleUs(free, 0, 'backpressure'), 0);
+});
+
+test('bounded channels: a message larger than the channel streams, so the sender finishes only as the receiver drains it', () => {
+  const cap = 1000;
+  const link = { alphaUs: 0, bytesPerUs: 10 };
+  const channel = { slots: 4, slotBytes: cap / 4 };
+  // Activations of 3,000 bytes through a 1,000-byte channel (a send alone takes 300 µs);
+  // stage 1 is slow, so the second micro-batch finds its receiver busy.
+  const p = gpipeProgram(2, 2, 2, { actBytes: 3 * cap });
+  const costs: CostModel = { ...costsOf({ p2p: link }), channel };
+  setComputeCost(costs, 0, p.segments[0]!, 'forward', { fixedUs: 10, perRowUs: 0 });
+  setComputeCost(costs, 1, p.segments[1]!, 'forward', { fixedUs: 1000, perRowUs: 0 });
+  const trace = simulate(p, costs, { steps: 1, meta: metaFor(p) });
+  const at = (lane: number, op: number): { start: number; end: number }[] =>
+    spansWhere(trace, (i) => trace.spans.lane[i] === lane && trace.spans.comm[i] === op).map((i) => ({ start: trace.spans.start[i]!, end: trace.spans.start[i]! + trace.spans.dur[i]! }));
+  const [s0, s1] = at(0, CommOpCode.send);
+  const [r0, r1] = at(1, CommOpCode.recv);
+  // m0: stage 1 is at its recv from the start, so m0 streams at the link's rate: 10 → 310.
+  assert.deepEqual([s0!.start, s0!.end], [10, 310]);
+  assert.deepEqual([r0!.start, r0!.end], [10, 310]);
+  // m1: stage 0 is ready at 320 but stage 1 computes m0 until 1310; the last 2,000 bytes go in
+  // from then on (200 µs), so the send ends at 1510 and the wait before it is backpressure.
+  assert.equal(s1!.end, 1510);
+  assert.equal(r1!.start, 1310);
+  assert.equal(r1!.end, 1510);
+  close(idleUs(trace, 0, 'backpressure'), 1510 - 300 - 320, 1e-9, 'stage 0 backpressure');
+});
+
+test('bounded channels: a receiver that never receives a message larger than the channel is a deadlock naming the send', () => {
+  const p = gpipeProgram(2, 1, 1, { actBytes: 5000 });
+  p.devices[1]!.instructions = p.devices[1]!.instructions.filter((i) => i.op !== 'recv');
+  const costs: CostModel = { ...costsOf(), channel: { slots: 4, slotBytes: 250 } };
+  for (const seg of p.segments) setComputeCost(costs, seg.id, seg, 'forward', { fixedUs: 10, perRowUs: 0 });
+  assert.throws(() => simulate(p, costs, { steps: 1, meta: metaFor(p) }), (e: unknown) => e instanceof DeadlockError && /rank 0 .*waits for rank 1 to drain the channel/.test(e.message));
+});
+
+test('bounded channels count slots: small messages each take a whole slot', () => {
+  // Four tensors of 10 bytes per micro-batch (a stage cut with four edges sends each as its
+  // own message): a 4-slot channel holds one micro-batch, however large its slots.
+  const p = gpipeProgram(2, 3, 3, { actBytes: 10 });
+  for (const d of p.devices) for (const ins of d.instructions) if (ins.op === 'send' || ins.op === 'recv') ins.tensors = ['a', 'b', 'c', 'd'];
+  const costs: CostModel = { ...costsOf(), channel: { slots: 4, slotBytes: 1 << 20 } };
+  setComputeCost(costs, 0, p.segments[0]!, 'forward', { fixedUs: 10, perRowUs: 0 });
+  setComputeCost(costs, 1, p.segments[1]!, 'forward', { fixedUs: 100, perRowUs: 0 });
+  const trace = simulate(p, costs, { steps: 1, meta: metaFor(p) });
+  // m0's messages go at 10 and are taken at once; m1's at 20 (stage 1 takes them at 110,
+  // after computing m0); m2's must wait for those slots: from 30 to 110 is backpressure.
+  const sends = spansWhere(trace, (i) => trace.spans.lane[i] === 0 && trace.spans.comm[i] === CommOpCode.send).map((i) => trace.spans.start[i]);
+  assert.deepEqual(sends, [10, 20, 110]);
+  assert.equal(idleUs(trace, 0, 'backpressure'), 80);
+  const roomy = simulate(p, { ...costs, channel: { slots: 8, slotBytes: 1 << 20 } }, { steps: 1, meta: metaFor(p) });
+  assert.equal(idleUs(roomy, 0, 'backpressure'), 0);
+});

@@ -60,6 +60,12 @@ export interface CostModel {
    * between its own spans (JavaScript, dispatch, the step barrier's release). Absent: 0.
    */
   hostUs?: Record<string, number>;
+  /**
+   * The point-to-point channels' slots (the measured run's `meta.channel`): a message takes
+   * ⌈bytes / slotBytes⌉ slots, at least one, and a send that finds too few free waits for its
+   * receiver. Absent: unbounded.
+   */
+  channel?: { slots: number; slotBytes: number };
   /** Measured bytes per instruction; key {@link bytesKey}(rank, instruction index). */
   bytes?: Record<string, MeasuredBytes>;
   /** What the fit could not determine and how it filled the gap. */

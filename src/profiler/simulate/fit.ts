@@ -73,7 +73,8 @@ export function fitCostModel(traces: readonly Trace[]): CostModel {
   for (const [key, m] of acc.bytes) bytes[key] = { op: m.op, micro: m.micro, bytes: median(m.values) };
   const hostUs: Record<string, number> = {};
   for (const [rank, v] of acc.host) hostUs[String(rank)] = median(v);
-  return { compute, computeByKind, transfers, recv: linkCost(acc.recv, 'p2p', []), hostUs, bytes, notes };
+  const channel = traces.find((t) => t.meta.channel !== undefined)?.meta.channel;
+  return { compute, computeByKind, transfers, recv: linkCost(acc.recv, 'p2p', []), hostUs, bytes, notes, ...(channel ? { channel } : {}) };
 }
 
 /** What an instruction does: its operation (the collective for collectives) and micro-batch. */

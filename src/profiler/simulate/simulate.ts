@@ -7,14 +7,20 @@
  *    and ends when the last device finishes its last instruction;
  *  - each device executes its instruction list in order;
  *  - `run`, `scatter`, `gather` keep the device busy for their cost;
- *  - `send` keeps the sender busy for α + bytes/β (it copies into a shared-memory channel)
- *    and never blocks: channels are taken as unbounded FIFOs per (sender, receiver), so the
- *    data is available to the receiver when the send ends;
+ *  - `send` keeps the sender busy for α + bytes/β (it copies into a shared-memory channel), a
+ *    FIFO per (sender, receiver). Without `costs.channel` channels are unbounded and a send
+ *    never waits: the data is available to the receiver when the send ends. With it (the
+ *    runtime's channels have a few slots; a message takes ⌈bytes / slot⌉ of them, at least
+ *    one), a send starts only once the messages still in the channel leave enough slots, i.e.
+ *    when the receiver has drained them; a message larger than the whole channel streams
+ *    through it, so the sender finishes no earlier than the receiver has taken all but the
+ *    channel's worth. The wait is no span: it comes out as backpressure idle before the send,
+ *    as the runtime records it;
  *  - `recv` completes at max(when the receiver reaches it, when the data arrived). Its span
- *    starts then and lasts nothing: the transfer is charged once, on the send, because the
- *    runtime's receiver drains the channel while the sender fills it. The wait before the
- *    recv is no span at all, so it comes out as idle (a bubble) from deriveIdle, as in
- *    measured traces, where the recv span starts at the data's arrival;
+ *    starts then and lasts the copy out of the channel (`costs.recv`): the transfer itself is
+ *    charged on the send, because the runtime's receiver drains the channel while the sender
+ *    fills it. The wait before the recv is no span at all, so it comes out as idle (a bubble)
+ *    from deriveIdle, as in measured traces, where the recv span starts at the data's arrival;
  *  - `collective` starts when every member of its group has reached it, lasts its ring
  *    cost, and gives every member a span.
  * With a topology in the cost model (a machine of several nodes, see hardware.ts), sends use
@@ -59,6 +65,18 @@ interface Message {
   bytes: number;
   /** Index of the send instruction, for error messages. */
   index: number;
+  /** Channel slots it takes (see {@link slotsOf}); 0 on unbounded channels. */
+  slots: number;
+  /** When the receiver had copied it out of the channel (set by the recv). */
+  drained?: number;
+  /** A message larger than its channel: it streams while the receiver drains it. */
+  streaming?: { start: number; dur: number; alphaUs: number; bytesPerUs: number; done?: number };
+}
+
+/** What passed through one channel this step, in order: what is still in it is undrained. */
+interface Channel {
+  queue: Message[];
+  history: Message[];
 }
 
 interface Context {
@@ -75,7 +93,9 @@ interface StepState {
   pc: Int32Array;
   clock: Float64Array;
   /** Messages in flight, key `from>to`. */
-  channels: Map<string, Message[]>;
+  channels: Map<string, Channel>;
+  /** A rank's send of a message larger than its channel, waiting for the receiver. */
+  streaming: Map<number, Message>;
   /** Collective instances: arrival time per rank, and the start once everyone arrived. */
   arrivals: Map<string, Map<number, number>>;
   started: Map<string, number>;
@@ -126,6 +146,7 @@ function runStep(ctx: Context, step: number, t0: number): number {
     pc: new Int32Array(n),
     clock: new Float64Array(n).fill(t0),
     channels: new Map(),
+    streaming: new Map(),
     arrivals: new Map(),
     started: new Map(),
     what: new Map(),
@@ -146,7 +167,7 @@ function runStep(ctx: Context, step: number, t0: number): number {
   }
   const blocked = ctx.devices.filter((d) => st.pc[d.rank]! < d.instructions.length);
   if (blocked.length > 0) throw new DeadlockError(deadlockMessage(ctx, st, blocked));
-  for (const [key, queue] of st.channels) {
+  for (const [key, { queue }] of st.channels) {
     const m = queue[0];
     if (m) {
       const [from, to] = key.split('>');
@@ -169,7 +190,9 @@ function deadlockMessage(ctx: Context, st: StepState, blocked: DeviceProgram[]):
         ? `waits for a message from rank ${ins.from}`
         : ins.op === 'collective'
           ? `waits for ranks ${ins.group.filter((g) => !(st.arrivals.get(collectiveKey(st, d.rank, ins))?.has(g) ?? false)).join(', ')} to join`
-          : 'cannot proceed';
+          : ins.op === 'send'
+            ? `waits for rank ${ins.to} to drain the channel (it never receives)`
+            : 'cannot proceed';
     return `rank ${d.rank} at instruction ${pc} (${formatInstruction(ins, ctx.program.segments).replace(/\s+/g, ' ')}) ${why}`;
   });
   return `deadlock in step ${st.step}: ${lines.join('; ')}`;
@@ -221,28 +244,65 @@ function execute(ctx: Context, st: StepState, r: number, ins: Instruction, index
       if (ins.to === r || ctx.devices[ins.to] === undefined) throw new Error(`rank ${r} instruction ${index}: send to invalid rank ${ins.to}`);
       const bytes = bytesOf(ctx, r, index, ins);
       const topo = ctx.costs.topology;
-      const dur = linkUs(bytes, topo ? linkBetween(r, ins.to, topo) : transfers.p2p);
-      b.push({ ...base, kind: 'comm', name: 'send', start: t, dur, micro: ins.micro, bytes, peer: ins.to, comm: 'send' });
-      st.clock[r] = t + dur;
+      const link = topo ? linkBetween(r, ins.to, topo) : transfers.p2p;
+      const dur = linkUs(bytes, link);
       const key = `${r}>${ins.to}`;
-      const queue = st.channels.get(key) ?? [];
-      queue.push({ arrive: t + dur, micro: ins.micro, bytes, index });
-      st.channels.set(key, queue);
+      let ch = st.channels.get(key);
+      if (!ch) st.channels.set(key, (ch = { queue: [], history: [] }));
+      const waiting = st.streaming.get(r);
+      if (waiting) {
+        // A message larger than the channel: done once the receiver has drained it.
+        const done = waiting.streaming!.done;
+        if (done === undefined) return false;
+        st.streaming.delete(r);
+        b.push({ ...base, kind: 'comm', name: 'send', start: done - dur, dur, micro: ins.micro, bytes, peer: ins.to, comm: 'send' });
+        st.clock[r] = done;
+        return true;
+      }
+      const channel = ctx.costs.channel;
+      const slots = channel ? slotsOf(bytes, ins.tensors.length, channel) : 0;
+      const start = roomAt(ch, t, slots, channel?.slots);
+      if (start === null) return false;
+      const m: Message = { arrive: start + dur, micro: ins.micro, bytes, index, slots };
+      ch.queue.push(m);
+      ch.history.push(m);
+      if (channel && slots > channel.slots) {
+        m.streaming = { start, dur, alphaUs: link.alphaUs, bytesPerUs: link.bytesPerUs };
+        st.streaming.set(r, m);
+        return false;
+      }
+      b.push({ ...base, kind: 'comm', name: 'send', start, dur, micro: ins.micro, bytes, peer: ins.to, comm: 'send' });
+      st.clock[r] = start + dur;
       return true;
     }
     case 'recv': {
       if (ins.from === r || ctx.devices[ins.from] === undefined) throw new Error(`rank ${r} instruction ${index}: recv from invalid rank ${ins.from}`);
-      const m = st.channels.get(`${ins.from}>${r}`)?.shift();
+      const m = st.channels.get(`${ins.from}>${r}`)?.queue.shift();
       if (m === undefined) return false;
       if (m.micro !== ins.micro) {
         throw new DeadlockError(
           `step ${st.step}: rank ${r} instruction ${index} receives micro-batch ${ins.micro} from rank ${ins.from}, but the next message in that channel is micro-batch ${m.micro} (rank ${ins.from} instruction ${m.index}): sends and receives are mis-ordered`,
         );
       }
+      const copy = ctx.costs.recv ? linkUs(m.bytes, ctx.costs.recv) : 0;
+      const s = m.streaming;
+      if (s) {
+        // The sender fills the channel while this rank drains it: the last bytes go in once
+        // all but a channel's worth have come out.
+        const start = Math.max(t, s.start);
+        const { slots, slotBytes } = ctx.costs.channel!;
+        const rest = m.bytes - slots * slotBytes;
+        s.done = Math.max(s.start + s.dur, start + s.alphaUs + rest / s.bytesPerUs);
+        const end = Math.max(s.done, start + copy);
+        b.push({ ...base, kind: 'comm', name: 'recv', start, dur: end - start, micro: ins.micro, bytes: m.bytes, peer: ins.from, comm: 'recv' });
+        m.drained = end;
+        st.clock[r] = end;
+        return true;
+      }
       const start = Math.max(t, m.arrive);
-      const dur = ctx.costs.recv ? linkUs(m.bytes, ctx.costs.recv) : 0;
-      b.push({ ...base, kind: 'comm', name: 'recv', start, dur, micro: ins.micro, bytes: m.bytes, peer: ins.from, comm: 'recv' });
-      st.clock[r] = start + dur;
+      b.push({ ...base, kind: 'comm', name: 'recv', start, dur: copy, micro: ins.micro, bytes: m.bytes, peer: ins.from, comm: 'recv' });
+      m.drained = start + copy;
+      st.clock[r] = start + copy;
       return true;
     }
     case 'collective':
@@ -252,6 +312,36 @@ function execute(ctx: Context, st: StepState, r: number, ins: Instruction, index
       throw new Error(`unknown instruction ${JSON.stringify(never)}`);
     }
   }
+}
+
+/**
+ * Slots a send takes: each of its tensors is its own message of whole slots, at least one;
+ * with only the total known, ⌈bytes / slot⌉ and at least one per tensor.
+ */
+function slotsOf(bytes: number, tensors: number, channel: { slotBytes: number }): number {
+  return Math.max(tensors, 1, Math.ceil(bytes / channel.slotBytes));
+}
+
+/**
+ * When a send needing `need` slots, reaching its channel at `t`, can start: at `t` if what is
+ * still in the channel then leaves enough slots (always, without a bound), else once the
+ * receiver has drained enough; `null` while that depends on receives not yet simulated. A
+ * message larger than the channel needs it empty.
+ */
+function roomAt(ch: Channel, t: number, need: number, slots: number | undefined): number | null {
+  if (slots === undefined) return t;
+  const want = Math.min(need, slots);
+  // Messages still in the channel at t (sent before, drained after or not yet).
+  const held = ch.history.filter((m) => m.drained === undefined || m.drained > t);
+  let used = held.reduce((s, m) => s + m.slots, 0);
+  if (used + want <= slots) return t;
+  if (held.some((m) => m.drained === undefined)) return null;
+  // Every held message has a drain time: slots free up as they leave, in that order.
+  for (const m of held.sort((x, y) => x.drained! - y.drained!)) {
+    used -= m.slots;
+    if (used + want <= slots) return m.drained!;
+  }
+  return t;
 }
 
 /** A collective: registers rank `r`'s arrival; completes once every member has arrived. */

@@ -62,6 +62,12 @@ interface CommContext {
   code: number;
   flags: number;
   name: string;
+  /** The transfers the instruction made so far (a send or recv of several tensors makes one each). */
+  first: number;
+  end: number;
+  bytes: number;
+  blocked: number;
+  peer: number;
 }
 
 export class Interpreter {
@@ -132,11 +138,14 @@ export class Interpreter {
       comm: (_name: string, s: number, d: number, b: number, p: number, blockedUs = 0): void => {
         const c = this.commContext;
         if (!c || !this.recording) return;
+        // Gathered into the instruction's one span (inComm records it).
+        if (c.first < 0) c.first = s;
+        c.end = s + d;
+        c.bytes += b;
+        c.peer = p;
         // A send that found the channel full waited for the receiver to free it: that wait
         // is backpressure, left out of the span so it is derived as idle with that cause.
-        // (The waits may sit between chunks; the span keeps their sum at its start.)
-        const blocked = c.code === CommOpCode.send ? Math.min(blockedUs, d) : 0;
-        this.spans.record(SpanKind.comm, c.name, s + blocked, d - blocked, { bytes: b, peer: p, comm: c.code, flags: c.flags });
+        if (c.code === CommOpCode.send) c.blocked += Math.min(blockedUs, d);
       },
     };
     if (m.comm) this.comm = Communicator.attach(m.comm as CommGroupDescriptor, m.rank, recorder);
@@ -324,13 +333,22 @@ export class Interpreter {
   }
 
   /** Runs `fn` with the communicator's spans recorded as `code`. */
+  /**
+   * Runs the transfers of one instruction and records one span for them all: from the first
+   * transfer's start to the last one's end, with their bytes summed. (The waits of a blocked
+   * send may sit between chunks or tensors; the span keeps their sum at its start.)
+   */
   private inComm(code: number, flags: number, fn: () => void, name = commName(code)): void {
-    this.commContext = { code, flags, name };
+    const c: CommContext = { code, flags, name, first: -1, end: 0, bytes: 0, blocked: 0, peer: -1 };
+    this.commContext = c;
     try {
       fn();
     } finally {
       this.commContext = null;
     }
+    if (c.first < 0 || !this.recording) return;
+    const blocked = Math.min(c.blocked, c.end - c.first);
+    this.spans.record(SpanKind.comm, c.name, c.first + blocked, c.end - c.first - blocked, { bytes: c.bytes, peer: c.peer, comm: c.code, flags: c.flags });
   }
 
   /** Times a host copy and records it as a comm span of `code`; `fn` returns the bytes moved. */

@@ -8,6 +8,7 @@ import type { Plan } from '../../profiler/plan';
 import type { ProfileRequest, SharedInput } from '../protocol';
 import type { ModelIR } from '../onnx/model';
 import type { DeviceInfo } from '../device/discovery';
+import { DEFAULT_SLOTS, DEFAULT_SLOT_BYTES } from '../comm/group';
 import { viewOf, copyRows, placeRows, elementCount, ctorFor, type AnyTypedArray } from '../tensor-util';
 import { TraceBuilder, TRACE_FORMAT_VERSION, type CaptureSettings, type DeviceMeta, type NumericalCheck, type Trace, type TraceMeta } from '../../profiler/trace-format';
 import { TOOL_VERSION } from '../../common/version';
@@ -183,6 +184,8 @@ export function buildTrace(m: Measured): Trace {
     capture: m.capture,
     ...(m.request.adviceOnPoorQuality ? { adviceOnPoorQuality: m.request.adviceOnPoorQuality } : {}),
     ...(m.measurement ? { measurement: m.measurement } : {}),
+    // The runner's communication group uses the default channel layout (workers.ts).
+    ...(devices.length > 1 ? { channel: { slots: DEFAULT_SLOTS, slotBytes: DEFAULT_SLOT_BYTES } } : {}),
     opLevel: m.capture.profiledSteps > 0,
     notes: notesOf(m),
   };
