@@ -4,8 +4,9 @@
  *   parallax import <files...> [--out merged.parallax.json] [--json]
  *   parallax export <trace...> --format chrome --out trace.json
  *
- * `import` reads PyTorch profiler (Kineto) traces, one file per rank (plain or .gz), merges
- * them into one Parallax trace, prints the same summary, breakdown and findings as `report`
+ * `import` reads PyTorch profiler (Kineto) traces, one file per rank (plain or .gz), streamed
+ * from their bytes in parallel worker threads (a file cut short imports what came before
+ * the cut, with a warning), merges them into one Parallax trace, prints the same summary, breakdown and findings as `report`
  * plus a comparison of the ranks, and writes the trace when `--out` is given. `export`
  * takes anything `import` reads, or a Parallax trace, and writes it for Perfetto or
  * chrome://tracing.
@@ -61,7 +62,8 @@ const stdout: Output = { write: (text) => void process.stdout.write(text) };
 async function importCommand(files: string[], flags: ImportFlags, io: Output): Promise<void> {
   const out = flags.out ? resolve(flags.out) : null;
   if (out) await checkWritable(out, '--out');
-  let trace = deriveIdle(await importTrace(files));
+  // A file cut short still imports; the warning says so on stderr, one line per file.
+  let trace = deriveIdle(await importTrace(files, { warn: (line) => void process.stderr.write(`parallax: warning: ${escapeTerminal(line)}\n`) }));
   const summary = summarize(trace);
   const analysis = analyse(trace);
   const f = runFindings(trace, summary, { analysis });
