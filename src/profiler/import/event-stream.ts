@@ -14,7 +14,7 @@
  * through JavaScript code, several times slower than V8's native `JSON.parse` (see
  * BENCHMARKS.md), while the target is 0.7× `JSON.parse`. This scanner leaves nearly all the
  * work to `JSON.parse`: it does not look at most bytes at all. It guesses a cut near the end
- * of each window (the last `}` followed by `,`) and lets `JSON.parse` check it: a cut that is
+ * of each window (the last `}` followed by `,` and `{`) and lets `JSON.parse` check it: a cut that is
  * not between two events leaves the batch unbalanced or inside a string, which `JSON.parse`
  * refuses (JSON's grammar allows `[` + text + `]` to parse only when the text is a sequence of
  * complete values). Only then, and for the last window of the array, does an exact scan walk
@@ -384,7 +384,7 @@ export class TraceEventScanner {
     else if (this.afterComma) this.invalid();
   }
 
-  /** The last `}` followed by `,` in the window, a likely end of an event. */
+  /** The last `}` followed by `,` and `{` in the window, a likely boundary between two events. */
   private guessCut(w: Buffer): { end: number; comma: number } | null {
     let i = w.length - 1;
     for (let tries = 0; tries < GUESS_TRIES; tries++) {
@@ -392,7 +392,11 @@ export class TraceEventScanner {
       if (i < 0) return null;
       let j = i + 1;
       while (j < w.length && isSpace(w[j])) j++;
-      if (j < w.length && w[j] === COMMA) return { end: i + 1, comma: j };
+      if (j < w.length && w[j] === COMMA) {
+        let k = j + 1;
+        while (k < w.length && isSpace(w[k])) k++;
+        if (k < w.length && w[k] === OPEN_BRACE) return { end: i + 1, comma: j };
+      }
       i--;
     }
     return null;
@@ -408,6 +412,8 @@ export class TraceEventScanner {
     try {
       events = JSON.parse(text) as unknown[];
     } catch {
+      // A guessed cut that does not parse is settled by the exact scan, which parses again.
+      if (!strict) return false;
       const fixed = replaceNonFinite(text);
       let parsed: unknown[] | null = null;
       if (fixed) {
@@ -419,7 +425,6 @@ export class TraceEventScanner {
         }
       }
       if (parsed === null) {
-        if (!strict) return false;
         this.checkTextDepth(text);
         this.invalid();
       }

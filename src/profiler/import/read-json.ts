@@ -21,6 +21,9 @@ export function isGzip(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
 }
 
+/** Bytes per read from a file. */
+const READ_CHUNK_BYTES = 2 ** 20;
+
 const MiB = (n: number): string => `${(n / 2 ** 20).toFixed(0)} MiB`;
 
 function fsError(path: string, e: unknown): UserError {
@@ -162,7 +165,8 @@ export async function openTextStream(path: string, options: StreamOptions = {}):
   }
   const raw = async function* (): AsyncGenerator<Buffer> {
     try {
-      for await (const chunk of createReadStream(path)) yield chunk as Buffer;
+      // Chunks of 1 MiB: fewer round trips to the file system than the default 64 KiB.
+      for await (const chunk of createReadStream(path, { highWaterMark: READ_CHUNK_BYTES })) yield chunk as Buffer;
     } catch (e) {
       throw fsError(path, e);
     }
