@@ -16,13 +16,11 @@ import { basename, resolve } from 'node:path';
 import { UserError } from '../common/errors';
 import { checkWritable } from '../common/out-path';
 import { escapeTerminal } from '../common/terminal';
-import { analyse } from '../profiler/analysis';
 import { writeChromeTrace } from '../profiler/export-chrome';
-import { findings as runFindings } from '../profiler/findings';
 import { deriveIdle } from '../profiler/idle';
 import { importTrace } from '../profiler/import/detect';
+import { importReport } from '../profiler/import/report';
 import { analyseRanks, type RankAnalysis } from '../profiler/import/ranks';
-import { summarize } from '../profiler/summary';
 import { writeTrace } from '../profiler/trace-io';
 import { formatAnalysis, formatSummary, ms, table } from './format';
 
@@ -63,12 +61,10 @@ async function importCommand(files: string[], flags: ImportFlags, io: Output): P
   const out = flags.out ? resolve(flags.out) : null;
   if (out) await checkWritable(out, '--out');
   // A file cut short still imports; the warning says so on stderr, one line per file.
-  let trace = deriveIdle(await importTrace(files, { warn: (line) => void process.stderr.write(`parallax: warning: ${escapeTerminal(line)}\n`) }));
-  const summary = summarize(trace);
-  const analysis = analyse(trace);
-  const f = runFindings(trace, summary, { analysis });
+  const { trace, summary, analysis, findings: f } = await importReport(files, {
+    warn: (line) => void process.stderr.write(`parallax: warning: ${escapeTerminal(line)}\n`),
+  });
   const ranks = analyseRanks(analysis);
-  trace = { ...trace, summary, findings: f };
   if (out) await writeTrace(out, trace);
   if (flags.json) {
     const { criticalPath, ops, breakdown, pipeline, dataParallel, scaling } = analysis;

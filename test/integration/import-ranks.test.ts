@@ -48,6 +48,12 @@ describe('ranks imported in parallel worker threads', () => {
     assert.equal(serializeTrace(parallel), serializeTrace(sequential));
   });
 
+  test('one file read off this thread (as the extension does) gives the same trace', async () => {
+    const here = await importTrace([ranks[1]!], { workers: 1 });
+    const offThread = await importTrace([ranks[1]!], { offThread: true });
+    assert.equal(serializeTrace(offThread), serializeTrace(here));
+  });
+
   test('columns come back from the workers as typed arrays of their own', async () => {
     const [a, b] = await streamFiles(ranks.slice(0, 2), { workers: 2 });
     for (const f of [a, b]) {

@@ -29,7 +29,7 @@ const NATIVE_TAG = new RegExp(`"format"\\s*:\\s*"${TRACE_FORMAT_TAG}"`);
  * straight to `readTrace` without being read twice. Parallax writes `format` first; a file
  * that puts it elsewhere is still recognised after parsing.
  */
-async function looksNative(path: string): Promise<boolean> {
+export async function looksNative(path: string): Promise<boolean> {
   // Folders, FIFOs and devices are refused here, before anything opens them.
   await regularFileSize(path);
   let fh;

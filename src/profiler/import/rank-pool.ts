@@ -68,6 +68,11 @@ function workerFile(): string | null {
 export interface PoolOptions extends StreamImportOptions {
   /** Most worker threads; default the machine's cores. 1 (or no built worker) reads in this thread. */
   workers?: number;
+  /**
+   * Read even a single file in a worker thread, keeping this thread free (the extension
+   * host must stay responsive while a file of GBs streams in).
+   */
+  offThread?: boolean;
 }
 
 /** How many workers {@link streamFiles} starts for `files` files. */
@@ -85,7 +90,7 @@ export type Settled = { ok: true; file: StreamedFile } | { ok: false; error: Err
  */
 export async function streamFilesSettled(paths: string[], options: PoolOptions = {}): Promise<Settled[]> {
   const size = poolSize(paths.length, options.workers);
-  const file = size > 1 ? workerFile() : null;
+  const file = size > 1 || (options.offThread === true && paths.length > 0) ? workerFile() : null;
   if (file === null) {
     const out: Settled[] = [];
     for (const p of paths) {
