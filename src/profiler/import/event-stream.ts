@@ -34,6 +34,7 @@
  */
 import { constants as bufferConstants } from 'node:buffer';
 import { UserError } from '../../common/errors';
+import { jsonDepth } from '../../common/json-depth';
 import { MAX_JSON_DEPTH } from '../../common/limits';
 import { parseJsonDocument, replaceNonFinite } from './read-json';
 
@@ -442,19 +443,7 @@ export class TraceEventScanner {
 
   private checkTextDepth(text: string): void {
     // The batch's own brackets stand for the traceEvents array; the document is one more.
-    let depth = 1;
-    let max = 1;
-    let inString = false;
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      if (inString) {
-        if (c === BACKSLASH) i++;
-        else if (c === QUOTE) inString = false;
-      } else if (c === QUOTE) inString = true;
-      else if (c === OPEN_BRACE || c === OPEN_BRACKET) max = Math.max(max, ++depth);
-      else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth--;
-      if (max > MAX_JSON_DEPTH) this.tooDeep();
-    }
+    if (jsonDepth(text, MAX_JSON_DEPTH) + 1 > MAX_JSON_DEPTH) this.tooDeep();
   }
 
   private tooDeep(): never {
