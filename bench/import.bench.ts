@@ -64,6 +64,7 @@ function main(): void {
 }
 
 function run(dir: string): void {
+  const loadStart = os.loadavg()[0] ?? 0;
   const big = join(dir, 'big.json');
   const t = performance.now();
   const gen = writeKinetoTrace(big, SIZE_MB * MB);
@@ -107,12 +108,14 @@ function run(dir: string): void {
   const parMs = median(parallel.map((r) => r.ms));
   const cpu = os.cpus()[0]?.model ?? 'unknown';
   const cores = os.availableParallelism();
+  const load = `${loadStart.toFixed(1)} at the start, ${(os.loadavg()[0] ?? 0).toFixed(1)} at the end`;
 
   const results = {
     bench: 'import',
     machine: { cpu, cores, os: `${os.platform()} ${os.release()}`, node: process.versions.node },
     config: { sizeMb: SIZE_MB, rankMb: RANK_MB, sliceMb: SLICE_MB, libraryMb: LIBRARY_MB, repeats: REPEATS, ranks: RANKS, cutAt: CUT_AT },
     generated: { fileBytes, events: gen.events, rankBytes, genMs },
+    loadAverage: load,
     baselineRss: baseline.maxRss,
     imports,
     parses,
@@ -130,7 +133,7 @@ function run(dir: string): void {
   const size = (b: number): string => `${f0(b / MB)} MB`;
   process.stdout.write(`## Import of big Kineto traces (streaming)
 
-Machine: ${cpu}, ${cores} logical cores, Node ${process.versions.node}, shared with other work while measured (timings vary 2–3× between runs; compare the ratios, measured in the same run). Command: \`PARALLAX_BENCH_IMPORT_MB=${SIZE_MB} node --import tsx bench/import.bench.ts\`.
+Machine: ${cpu}, ${cores} logical cores, Node ${process.versions.node}, shared with other work while measured (load average ${load}; timings vary 2–3× between runs, so compare the ratios, measured in the same run; threads of the parallel import also win a larger share of a contended machine than one thread does). Command: \`PARALLAX_BENCH_IMPORT_MB=${SIZE_MB} node --import tsx bench/import.bench.ts\`.
 Traces: generated from the real DDP fixture's event mix (\`bench/kineto-gen.ts\`): one of ${size(fileBytes)} (${gen.events.toLocaleString('en-US')} events, ${(imports[0]?.spans ?? 0).toLocaleString('en-US')} GPU spans), eight ranks of ${size(rankBytes / RANKS)}. Medians of ${REPEATS} runs, each in its own process; import and \`JSON.parse\` alternate.
 
 | figure | median | target | result |
