@@ -12,9 +12,9 @@
  * `bench/import.bench.ts` measures it on Kineto-shaped input beside this scanner and beside
  * `JSON.parse`: a tokenizer written in JavaScript visits every byte and builds every value
  * through JavaScript code. On a 1 GB Kineto-shaped trace (BENCHMARKS.md) it fed the same
- * event sink at 0.29× the speed of V8's native `JSON.parse` measured in the same run, while
- * the whole import through this scanner ran at 0.79× (the target is 0.7×) and peaked at
- * 0.34× the file's size in memory. This scanner leaves nearly all the
+ * event sink at 0.38× the speed of V8's native `JSON.parse` measured in the same run, while
+ * the whole import through this scanner ran at 0.75× (the target is 0.7×) and peaked at
+ * 0.29× the file's size in memory. This scanner leaves nearly all the
  * work to `JSON.parse`: it does not look at most bytes at all. It guesses a cut near the end
  * of each window (the last `}` followed by `,` and `{`) and lets `JSON.parse` check it: a cut that is
  * not between two events leaves the batch unbalanced or inside a string, which `JSON.parse`
