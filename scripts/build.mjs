@@ -11,6 +11,7 @@ const nodeEntries = {
   cli: 'src/cli/main.ts',
   runner: 'src/runtime/runner/main.ts',
   'device-worker': 'src/runtime/device/worker.ts',
+  'import-worker': 'src/profiler/import/import-worker.ts',
   extension: 'src/extension/extension.ts',
 };
 

@@ -59,7 +59,7 @@ export function packageExtension(options = {}) {
   mkdirSync(dirname(out), { recursive: true });
 
   if (opts.build) run(process.execPath, [join(root, 'scripts', 'build.mjs'), '--production']);
-  for (const f of ['dist/extension.js', 'dist/runner.js', 'dist/device-worker.js']) {
+  for (const f of ['dist/extension.js', 'dist/runner.js', 'dist/device-worker.js', 'dist/import-worker.js']) {
     if (!existsSync(join(root, f))) throw new Error(`${f} is missing; run \`node scripts/build.mjs --production\``);
   }
   const ortBin = join(root, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', ...TARGETS[opts.target].split('/'));

@@ -5,8 +5,9 @@
  *   parallax export <trace...> --format chrome --out trace.json
  *   parallax export <trace...> --format chakra --out et/ [--step N | --steps all]
  *
- * `import` reads PyTorch profiler (Kineto) traces, one file per rank (plain or .gz), merges
- * them into one Parallax trace, prints the same summary, breakdown and findings as `report`
+ * `import` reads PyTorch profiler (Kineto) traces, one file per rank (plain or .gz), streamed
+ * from their bytes in parallel worker threads (a file cut short imports what came before
+ * the cut, with a warning), merges them into one Parallax trace, prints the same summary, breakdown and findings as `report`
  * plus a comparison of the ranks, and writes the trace when `--out` is given. `export`
  * takes anything `import` reads, or a Parallax trace, and writes it for Perfetto or
  * chrome://tracing, or as MLCommons Chakra execution traces (one file per rank) for ASTRA-sim.
@@ -16,14 +17,12 @@ import { basename, join, resolve } from 'node:path';
 import { UserError, isUserError } from '../common/errors';
 import { checkWritable } from '../common/out-path';
 import { escapeTerminal } from '../common/terminal';
-import { analyse } from '../profiler/analysis';
 import { writeChakraTrace, type ChakraSteps } from '../profiler/export-chakra';
 import { writeChromeTrace } from '../profiler/export-chrome';
-import { findings as runFindings } from '../profiler/findings';
 import { deriveIdle } from '../profiler/idle';
 import { importTrace } from '../profiler/import/detect';
+import { importReport } from '../profiler/import/report';
 import { analyseRanks, type RankAnalysis } from '../profiler/import/ranks';
-import { summarize } from '../profiler/summary';
 import { writeTrace } from '../profiler/trace-io';
 import type { SegmentWork } from '../profiler/simulate/hardware';
 import type { Trace } from '../profiler/trace-format';
@@ -67,12 +66,11 @@ const stdout: Output = { write: (text) => void process.stdout.write(text) };
 async function importCommand(files: string[], flags: ImportFlags, io: Output): Promise<void> {
   const out = flags.out ? resolve(flags.out) : null;
   if (out) await checkWritable(out, '--out');
-  let trace = deriveIdle(await importTrace(files));
-  const summary = summarize(trace);
-  const analysis = analyse(trace);
-  const f = runFindings(trace, summary, { analysis });
+  // A file cut short still imports; the warning says so on stderr, one line per file.
+  const { trace, summary, analysis, findings: f } = await importReport(files, {
+    warn: (line) => void process.stderr.write(`parallax: warning: ${escapeTerminal(line)}\n`),
+  });
   const ranks = analyseRanks(analysis);
-  trace = { ...trace, summary, findings: f };
   if (out) await writeTrace(out, trace);
   if (flags.json) {
     const { criticalPath, ops, breakdown, pipeline, dataParallel, scaling } = analysis;

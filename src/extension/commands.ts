@@ -14,6 +14,9 @@ import { EtaEstimator } from '../runtime/progress-eta';
 import { isParallelMode, type ParallelMode } from '../profiler/plan';
 import type { ProfileSummary } from '../profiler/summary';
 import { writeChromeTrace } from '../profiler/export-chrome';
+import { looksNative } from '../profiler/import/detect';
+import { importReport } from '../profiler/import/report';
+import { writeTrace } from '../profiler/trace-io';
 import {
   configTraceName,
   findPlan,
@@ -467,7 +470,7 @@ async function pickTrace(ctx: Ctx, title: string, exclude?: string): Promise<str
   const dir = ctx.runs.outputDirs()[0]?.dir;
   const chosen = await vscode.window.showOpenDialog({
     canSelectMany: false,
-    filters: { 'Parallax trace': ['json'] },
+    filters: { 'Parallax trace': ['json'], 'PyTorch profiler trace (Kineto)': ['json', 'gz'] },
     title,
     openLabel: 'Open',
     ...(dir && existsSync(dir) ? { defaultUri: vscode.Uri.file(dir) } : {}),
@@ -488,10 +491,37 @@ async function admitTrace(ctx: Ctx, path: string): Promise<boolean> {
 
 /** "Open Trace…": a trace into the timeline. Works in untrusted workspaces: reading a trace runs nothing. */
 const openTrace: Factory = (ctx) => async (arg?: unknown) => {
-  const path = tracePathOf(arg) ?? (await pickTrace(ctx, 'Parallax: Open Trace'));
+  const picked = tracePathOf(arg) ?? (await pickTrace(ctx, 'Parallax: Open Trace'));
+  if (!picked) return;
+  const path = (await looksNative(picked).catch(() => false)) ? picked : await importForTimeline(ctx, picked);
   if (!path || !(await admitTrace(ctx, path))) return;
   await showTimeline(ctx, { tracePath: path });
 };
+
+/**
+ * A trace that is not a Parallax trace (a PyTorch profiler trace, plain or gzip) is imported
+ * first, streamed in a worker thread so the extension host stays responsive, and written
+ * as `<name>.parallax.json` to the output folder (beside the file when no folder is open).
+ * Returns the written trace, or undefined after showing why it could not be imported.
+ */
+async function importForTimeline(ctx: Ctx, path: string): Promise<string | undefined> {
+  const dir = ctx.runs.outputDirs()[0]?.dir ?? dirname(path);
+  const out = join(dir, `${basename(path).replace(/\.gz$/i, '').replace(/\.json$/i, '')}.parallax.json`);
+  const warnings: string[] = [];
+  try {
+    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Parallax: importing ${basename(path)}` }, async () => {
+      const { trace } = await importReport([path], { offThread: true, warn: (line) => warnings.push(line) });
+      await fs.mkdir(dir, { recursive: true });
+      await writeTrace(out, trace);
+    });
+  } catch (e) {
+    void vscode.window.showErrorMessage(`Parallax: ${isUserError(e) ? e.message : `cannot import ${path}: ${e instanceof Error ? e.message : String(e)}`}`);
+    return undefined;
+  }
+  for (const w of warnings) void vscode.window.showWarningMessage(`Parallax: ${w}`);
+  ctx.output.info(`imported ${path} → ${out}`);
+  return out;
+}
 
 /** "Compare Runs…": two traces aligned in the timeline (two selected in the Runs view, one and a pick, or two picks). */
 const compareRuns: Factory = (ctx) => async (arg?: unknown, selection?: unknown) => {

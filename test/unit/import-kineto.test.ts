@@ -607,9 +607,10 @@ describe('files that are not Kineto traces', () => {
     await refused([p], p, /not valid JSON/);
   });
 
-  test('a truncated gzip file is refused as corrupt gzip', async () => {
+  test('a gzip file cut before its first complete event is refused as corrupt gzip', async () => {
+    // Files cut after some events import what came before the cut (import-stream.test.ts).
     const gz = gzipSync(JSON.stringify(kinetoDoc({ kernels: [{ name: 'a', ts: 0, dur: 1 }] })));
-    const p = file('cut.json.gz', gz.subarray(0, gz.length - 20));
+    const p = file('cut.json.gz', gz.subarray(0, 14));
     await refused([p], p, /corrupt gzip/);
   });
 

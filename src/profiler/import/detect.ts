@@ -4,7 +4,8 @@
  *  - a Parallax trace (`"format": "parallax-trace"`) goes through `readTrace`, or through
  *    the same validation when it is gzip-compressed;
  *  - a Chrome-trace JSON object with `traceEvents` is read as a PyTorch profiler (Kineto)
- *    trace, one file per rank, and the files are merged into one trace.
+ *    trace, one file per rank, streamed from its bytes (`kineto-stream.ts`), and the files
+ *    are merged into one trace.
  * A Parallax trace is one file; mixing it with other files is refused.
  */
 import { open } from 'node:fs/promises';
@@ -12,7 +13,9 @@ import { UserError } from '../../common/errors';
 import { TRACE_FORMAT_TAG, type Trace } from '../trace-format';
 import { parseTrace, readTrace } from '../trace-io';
 import { extractKinetoRank, mergeKinetoRanks, type KinetoRank } from './kineto';
-import { isGzip, parseJsonDocument, readTextFile, regularFileSize } from './read-json';
+import { isGzip, regularFileSize } from './read-json';
+import type { StreamedFile } from './kineto-stream';
+import { streamFilesSettled, type PoolOptions } from './rank-pool';
 
 /** The formats {@link importTrace} recognises. */
 export type TraceFileFormat = 'parallax' | 'kineto';
@@ -26,14 +29,14 @@ const NATIVE_TAG = new RegExp(`"format"\\s*:\\s*"${TRACE_FORMAT_TAG}"`);
  * straight to `readTrace` without being read twice. Parallax writes `format` first; a file
  * that puts it elsewhere is still recognised after parsing.
  */
-async function looksNative(path: string): Promise<boolean> {
+export async function looksNative(path: string): Promise<boolean> {
   // Folders, FIFOs and devices are refused here, before anything opens them.
   await regularFileSize(path);
   let fh;
   try {
     fh = await open(path, 'r');
   } catch {
-    return false; // readTextFile reports the error with its one-line message
+    return false; // the stream reports the error with its one-line message
   }
   try {
     const buf = Buffer.alloc(HEAD_BYTES);
@@ -47,32 +50,58 @@ async function looksNative(path: string): Promise<boolean> {
 
 type Loaded = { format: 'parallax'; trace: Trace; source: string } | { format: 'kineto'; rank: KinetoRank; source: string };
 
-async function load(path: string): Promise<Loaded> {
-  if (await looksNative(path)) return { format: 'parallax', trace: await readTrace(path), source: path };
-  const text = await readTextFile(path);
-  const { doc, nonFinite } = parseJsonDocument(text, path);
+/** What a streamed file is: a Kineto rank, a Parallax trace, or neither (refused). */
+function recognise(path: string, f: StreamedFile): Loaded {
+  if (f.kind === 'kineto') return { format: 'kineto', rank: f.rank, source: path };
+  const { doc, text, nonFinite } = f;
   if (typeof doc === 'object' && doc !== null && (doc as { format?: unknown }).format === TRACE_FORMAT_TAG) {
     return { format: 'parallax', trace: parseTrace(text, path), source: path };
   }
-  if (typeof doc === 'object' && doc !== null && (Array.isArray(doc) || Array.isArray((doc as { traceEvents?: unknown }).traceEvents))) {
-    // extractKinetoRank refuses bare event arrays and traces without GPU activity itself.
+  if (Array.isArray(doc)) {
+    // extractKinetoRank refuses bare event arrays with what to do instead.
     return { format: 'kineto', rank: extractKinetoRank(doc, path, nonFinite), source: path };
   }
   throw new UserError(`${path}: neither a Parallax trace nor a PyTorch profiler (Kineto) trace (no "format" tag, no "traceEvents")`);
 }
 
-/** Reads one or more trace files of any supported format and returns one trace. */
-export async function importTrace(paths: string[]): Promise<Trace> {
+/** Options of {@link importTrace}. */
+export interface ImportOptions extends PoolOptions {
+  /** Called once per file cut short, with the note the trace carries about it (one line). */
+  warn?: (line: string) => void;
+}
+
+/**
+ * Reads one or more trace files of any supported format and returns one trace. Kineto
+ * files, one per rank, are streamed in parallel worker threads (see `rank-pool.ts`).
+ */
+export async function importTrace(paths: string[], options: ImportOptions = {}): Promise<Trace> {
   if (paths.length === 0) throw new UserError('no trace files given');
+  // Native traces are recognised by their first bytes and read whole; the rest stream. A
+  // file that cannot be read fails in its place in the order given, as if read in turn.
+  const native: (boolean | Error)[] = [];
+  for (const p of paths) native.push(await looksNative(p).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))));
+  const streamed = await streamFilesSettled(paths.filter((_, i) => native[i] === false), options);
   const loaded: Loaded[] = [];
-  // One at a time: each Kineto document is reduced to columns before the next is parsed.
-  for (const p of paths) loaded.push(await load(p));
-  const native = loaded.filter((l) => l.format === 'parallax');
-  if (native.length > 0) {
-    if (loaded.length > 1) {
-      throw new UserError(`${native[0].source}: a Parallax trace is a whole run; give it on its own, not with other files`);
+  let k = 0;
+  for (let i = 0; i < paths.length; i++) {
+    const n = native[i];
+    if (n instanceof Error) throw n;
+    if (n) {
+      loaded.push({ format: 'parallax', trace: await readTrace(paths[i]), source: paths[i] });
+      continue;
     }
-    return native[0].trace;
+    const s = streamed[k++];
+    if (!s.ok) throw s.error;
+    loaded.push(recognise(paths[i], s.file));
   }
-  return mergeKinetoRanks(loaded.map((l) => (l as Extract<Loaded, { format: 'kineto' }>).rank));
+  const nativeLoaded = loaded.filter((l) => l.format === 'parallax');
+  if (nativeLoaded.length > 0) {
+    if (loaded.length > 1) {
+      throw new UserError(`${nativeLoaded[0].source}: a Parallax trace is a whole run; give it on its own, not with other files`);
+    }
+    return nativeLoaded[0].trace;
+  }
+  const ranks = loaded.map((l) => (l as Extract<Loaded, { format: 'kineto' }>).rank);
+  for (const r of ranks) if (r.truncated !== null) options.warn?.(r.truncated);
+  return mergeKinetoRanks(ranks);
 }

@@ -38,9 +38,11 @@
  *    says so. Without step annotations, ranks whose activity does not overlap at all are
  *    aligned by their first kernel.
  *
- * Memory: the whole file is parsed with JSON.parse (no streaming); everything after that
- * works on indices into the parsed event array and on typed-array columns, without an
- * object per event.
+ * Memory: events go one at a time into a {@link KinetoEventSink}, which turns device events
+ * into typed-array columns at once and keeps a few numbers per CPU event it needs later, so
+ * an event's object can be dropped as soon as it has been added. `kineto-stream.ts` feeds it
+ * from the bytes of a file without ever holding the whole text or the whole event array;
+ * {@link extractKinetoRank} feeds it from a document already parsed.
  */
 import { median } from '../stats';
 import { formatDuration } from '../units';
@@ -178,6 +180,8 @@ export interface KinetoRank {
   outOfRange: number;
   /** `NaN`/`Infinity` literals in the file, read as null. */
   nonFinite: number;
+  /** What a file cut short lost (see `kineto-stream.ts`), null for a complete file. */
+  truncated: string | null;
 }
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
@@ -383,33 +387,6 @@ function deviceNames(d: Record<string, unknown>): Map<number, string> {
   return gpuNames;
 }
 
-/**
- * The clock origin: the earliest timestamp of a complete event, so local times stay small
- * and keep their sub-µs digits.
- */
-function clockOrigin(events: unknown[], source: string): { tsRef: number; untimed: number; outOfRange: number } {
-  let tsRef = Infinity;
-  let untimed = 0;
-  let outOfRange = 0;
-  for (let i = 0; i < events.length; i++) {
-    const e = events[i] as RawEvent;
-    if (e === null || typeof e !== 'object' || e.ph !== 'X') continue;
-    const t = eventTime(e);
-    if (t === UNTIMED) untimed++;
-    else if (t === OUT_OF_RANGE) outOfRange++;
-    else if (t.ts < tsRef) tsRef = t.ts;
-  }
-  if (!Number.isFinite(tsRef)) {
-    const dropped = untimed + outOfRange;
-    throw new UserError(
-      dropped > 0
-        ? `${source}: none of its ${dropped} complete ("ph": "X") events has a numeric "ts" and a "dur" within physical range (0 to ${MAX_DURATION_US.toExponential()} µs); the file is not a usable trace`
-        : `${source}: has no complete ("ph": "X") events; is it a PyTorch profiler trace?`,
-    );
-  }
-  return { tsRef, untimed, outOfRange };
-}
-
 const UNTIMED = 0;
 const OUT_OF_RANGE = 1;
 
@@ -427,110 +404,231 @@ function eventTime(e: RawEvent): { ts: number; dur: number } | typeof UNTIMED | 
   return { ts, dur };
 }
 
-/** One rank's events on their way to columns: what pass 1 keeps for pass 2, and pass 2's counts. */
-class RankScan {
-  readonly cols = new RankColumns();
-  /** Span k of the columns is event devEvent[k] of the document, launched under correlation id devCorr[k]. */
+/** What naming an NCCL kernel needs from the kernel event itself. */
+interface NcclKernelArgs {
+  collective: string | null;
+  externalId: number | null;
+}
+
+/** `nccl:*` CPU annotations of one thread in trace order, with raw (absolute) times. */
+interface RawAnnotations {
+  ts: number[];
+  dur: number[];
+  name: string[];
+  /** {@link inputBytes} of the annotation's args. */
+  bytes: number[];
+}
+
+/** What a `record_param_comms` event says about the collective with its external id. */
+interface ParamComms {
+  collective: string | null;
+  bytes: number;
+}
+
+/** The parts of one rank {@link KinetoEventSink.finish} derives from the events alone. */
+export type RankEvents = Pick<
+  KinetoRank,
+  'gpus' | 'tsRef' | 'cpuSteps' | 'spans' | 'ncclKernels' | 'ncclNamedByKernel' | 'unlaunched' | 'untimed' | 'outOfRange'
+>;
+
+/**
+ * One rank's events on their way to columns, fed one event at a time in trace order (from a
+ * parsed document or from a stream of batches) and dropped right after: device events
+ * become spans at once; the CPU side keeps only what naming and step assignment need
+ * (runtime calls as three numbers, `nccl:*` annotations, `record_param_comms` and step
+ * annotations as a few fields). Times are kept as recorded until {@link finish}, which knows
+ * the clock origin (the earliest complete event) and subtracts it, so local times stay small
+ * and keep their sub-µs digits.
+ */
+export class KinetoEventSink {
+  private readonly cols = new RankColumns();
+  private tsRef = Infinity;
+  private untimed = 0;
+  private outOfRange = 0;
+  /** Span k of the columns was launched under correlation id devCorr[k] (−1 when unknown). */
   private readonly devCorr: number[] = [];
-  private readonly devEvent: number[] = [];
-  private readonly runtimeEvents: number[] = [];
-  private readonly ncclByTid = new Map<string, AnnotationList>();
-  private readonly paramComms = new Map<number, Record<string, unknown>>();
-  private readonly stepMap = new Map<number, { startUs: number; endUs: number }>();
-  readonly gpus = new Set<number>();
-  unlaunched = 0;
-  ncclKernels = 0;
-  ncclNamedByKernel = 0;
+  /** The kernel's own naming arguments, for NCCL kernels, by span. */
+  private readonly ncclArgs = new Map<number, NcclKernelArgs>();
+  /** Runtime calls (kernel launches, copies) with a correlation id: id, time, thread. */
+  private readonly rtCorr: number[] = [];
+  private readonly rtTs: number[] = [];
+  private readonly rtTid: number[] = [];
+  private readonly tids = new Map<string, number>();
+  private readonly tidNames: string[] = [];
+  private readonly ncclByTid = new Map<string, RawAnnotations>();
+  private readonly paramComms = new Map<number, ParamComms>();
+  private readonly stepRaw = new Map<number, { ts: number[]; dur: number[] }>();
+  private readonly gpus = new Set<number>();
+  /** Events seen (array elements of `traceEvents`, whatever they hold). */
+  events = 0;
 
-  constructor(
-    private readonly events: unknown[],
-    private readonly tsRef: number,
-  ) {}
-
-  /**
-   * Pass 1 sorts events by role. Device events become spans right away; the CPU side keeps
-   * only what naming and step assignment need.
-   */
-  sortEvents(): void {
-    const events = this.events;
-    for (let i = 0; i < events.length; i++) {
-      const e = events[i] as RawEvent;
-      if (e === null || typeof e !== 'object' || e.ph !== 'X') continue;
-      const time = eventTime(e);
-      if (time === UNTIMED || time === OUT_OF_RANGE) continue;
-      const { ts, dur } = time;
-      const cat = catOf(e);
-      const name = typeof e.name === 'string' ? e.name : '';
-      const args = typeof e.args === 'object' && e.args !== null ? e.args : undefined;
-      const t = ts - this.tsRef;
-      if (cat === 'kernel' || cat === 'gpu_memcpy' || cat === 'memcpy' || cat === 'gpu_memset' || cat === 'memset') {
-        this.addDeviceEvent(i, e, cat, name, args, t, dur);
-      } else if (cat === 'cuda_runtime' || cat === 'cuda_driver' || cat === 'runtime') {
-        this.runtimeEvents.push(i);
-      } else if (cat === 'user_annotation' || cat === 'cpu_op' || cat === 'operator') {
-        this.addCpuEvent(i, e, name, args, t, dur);
+  /** Adds one element of `traceEvents`; anything but a complete event with valid times is skipped. */
+  add(value: unknown): void {
+    this.events++;
+    if (value === null || typeof value !== 'object') return;
+    const e = value as RawEvent;
+    if (e.ph !== 'X') return;
+    const time = eventTime(e);
+    if (time === UNTIMED) {
+      this.untimed++;
+      return;
+    }
+    if (time === OUT_OF_RANGE) {
+      this.outOfRange++;
+      return;
+    }
+    const { ts, dur } = time;
+    if (ts < this.tsRef) this.tsRef = ts;
+    const cat = catOf(e);
+    const name = typeof e.name === 'string' ? e.name : '';
+    const args = typeof e.args === 'object' && e.args !== null ? e.args : undefined;
+    if (cat === 'kernel' || cat === 'gpu_memcpy' || cat === 'memcpy' || cat === 'gpu_memset' || cat === 'memset') {
+      this.addDeviceEvent(e, cat, name, args, ts, dur);
+    } else if (cat === 'cuda_runtime' || cat === 'cuda_driver' || cat === 'runtime') {
+      // Only a correlation id ≥ 0 can match a device span's (see finish).
+      const corr = num(args?.['correlation']) ?? -1;
+      if (corr >= 0) {
+        this.rtCorr.push(corr);
+        this.rtTs.push(ts);
+        this.rtTid.push(this.tid(e.tid));
       }
+    } else if (cat === 'user_annotation' || cat === 'cpu_op' || cat === 'operator') {
+      this.addCpuEvent(e, name, args, ts, dur);
     }
   }
 
-  private addDeviceEvent(i: number, e: RawEvent, cat: string, name: string, args: Record<string, unknown> | undefined, t: number, dur: number): void {
+  private tid(raw: unknown): number {
+    const key = String(raw);
+    let i = this.tids.get(key);
+    if (i === undefined) {
+      i = this.tidNames.push(key) - 1;
+      this.tids.set(key, i);
+    }
+    return i;
+  }
+
+  private addDeviceEvent(e: RawEvent, cat: string, name: string, args: Record<string, unknown> | undefined, ts: number, dur: number): void {
     const cols = this.cols;
     const dev = num(args?.['device']) ?? num(e.pid);
     if (dev !== null) this.gpus.add(dev);
     let span: number;
     if (cat === 'kernel') {
-      // NCCL kernels are named once the CPU side is indexed (pass 2); mark them by name now.
-      span = NCCL_KERNEL.test(name) ? cols.push(COMM, name, t, dur, msgBytes(args), 0, false) : cols.push(COMPUTE, name, t, dur, 0, 0, false);
+      // NCCL kernels are named in finish, once the CPU side is complete; mark them by name now.
+      if (NCCL_KERNEL.test(name)) {
+        span = cols.push(COMM, name, ts, dur, msgBytes(args), 0, false);
+        this.ncclArgs.set(span, { collective: str(args?.['Collective name']), externalId: externalId(args) });
+      } else {
+        span = cols.push(COMPUTE, name, ts, dur, 0, 0, false);
+      }
     } else {
       const copy = cat.endsWith('memcpy');
       const staging = copy && /\b(HtoD|DtoH|HtoH)\b/.test(name);
-      span = cols.push(COMM, name || (copy ? 'Memcpy' : 'Memset'), t, dur, num(args?.['bytes']) ?? 0, staging ? SpanFlag.staging : 0, true);
+      span = cols.push(COMM, name || (copy ? 'Memcpy' : 'Memset'), ts, dur, num(args?.['bytes']) ?? 0, staging ? SpanFlag.staging : 0, true);
     }
     this.devCorr[span] = num(args?.['correlation']) ?? -1;
-    this.devEvent[span] = i;
   }
 
-  private addCpuEvent(i: number, e: RawEvent, name: string, args: Record<string, unknown> | undefined, t: number, dur: number): void {
+  private addCpuEvent(e: RawEvent, name: string, args: Record<string, unknown> | undefined, ts: number, dur: number): void {
     const m = /^ProfilerStep#(\d+)$/.exec(name);
     if (m) {
       const n = Number(m[1]);
-      const w = this.stepMap.get(n);
-      if (w) {
-        w.startUs = Math.min(w.startUs, t);
-        w.endUs = Math.max(w.endUs, t + dur);
-      } else {
-        this.stepMap.set(n, { startUs: t, endUs: t + dur });
-      }
+      let w = this.stepRaw.get(n);
+      if (!w) this.stepRaw.set(n, (w = { ts: [], dur: [] }));
+      w.ts.push(ts);
+      w.dur.push(dur);
     } else if (name.startsWith('nccl:')) {
       const key = String(e.tid);
       let list = this.ncclByTid.get(key);
-      if (!list) this.ncclByTid.set(key, (list = { start: [], end: [], event: [] }));
-      list.start.push(t);
-      list.end.push(t + dur);
-      list.event.push(i);
+      if (!list) this.ncclByTid.set(key, (list = { ts: [], dur: [], name: [], bytes: [] }));
+      list.ts.push(ts);
+      list.dur.push(dur);
+      list.name.push(name);
+      list.bytes.push(inputBytes(args));
     } else if (name === 'record_param_comms') {
       const ext = externalId(args);
-      if (ext !== null && args) this.paramComms.set(ext, args);
+      if (ext !== null && args) this.paramComms.set(ext, { collective: str(args['Collective name']), bytes: msgBytes(args) });
     }
-  }
-
-  /** Puts each thread's `nccl:*` annotations in time order and returns the CPU step windows. */
-  indexCpuSide(): KinetoRank['cpuSteps'] {
-    // Annotations arrive in trace order, which is usually but not always time order.
-    for (const list of this.ncclByTid.values()) {
-      const order = list.start.map((_, k) => k).sort((a, b) => list.start[a] - list.start[b]);
-      list.start = order.map((k) => list.start[k]);
-      list.end = order.map((k) => list.end[k]);
-      list.event = order.map((k) => list.event[k]);
-    }
-    return [...this.stepMap.entries()].sort((a, b) => a[0] - b[0]).map(([index, w]) => ({ index, ...w }));
   }
 
   /**
-   * Pass 2: each device span's launch (the runtime call with its correlation id) gives its
-   * step and, for NCCL kernels, the thread whose annotations name the collective.
+   * The rank's columns, steps and counts, once every event has been added. Throws a
+   * {@link UserError} naming `source` when no complete event has usable times or none is
+   * GPU activity.
    */
-  resolveLaunches(cpuSteps: KinetoRank['cpuSteps']): void {
+  finish(source: string): RankEvents {
+    const tsRef = this.tsRef;
+    if (!Number.isFinite(tsRef)) {
+      const dropped = this.untimed + this.outOfRange;
+      throw new UserError(
+        dropped > 0
+          ? `${source}: none of its ${dropped} complete ("ph": "X") events has a numeric "ts" and a "dur" within physical range (0 to ${MAX_DURATION_US.toExponential()} µs); the file is not a usable trace`
+          : `${source}: has no complete ("ph": "X") events; is it a PyTorch profiler trace?`,
+      );
+    }
+    const cols = this.cols;
+    if (cols.count === 0) {
+      throw new UserError(
+        `${source}: no GPU activity (no "kernel", "gpu_memcpy" or "gpu_memset" events); Parallax imports the GPU timeline of PyTorch profiler traces recorded with ProfilerActivity.CUDA`,
+      );
+    }
+    for (let k = 0; k < cols.count; k++) cols.start[k] = cols.start[k] - tsRef;
+    const cpuSteps = this.cpuSteps(tsRef);
+    const annotations = this.annotations(tsRef);
+    const counts = this.resolveLaunches(cpuSteps, annotations, tsRef);
+    return {
+      gpus: [...this.gpus].sort((a, b) => a - b),
+      tsRef,
+      cpuSteps,
+      spans: cols.finish(),
+      ...counts,
+      untimed: this.untimed,
+      outOfRange: this.outOfRange,
+    };
+  }
+
+  /** `ProfilerStep#N` windows in local time, by N ascending. */
+  private cpuSteps(tsRef: number): KinetoRank['cpuSteps'] {
+    const out: KinetoRank['cpuSteps'] = [];
+    for (const [index, w] of this.stepRaw) {
+      let startUs = Infinity;
+      let endUs = -Infinity;
+      for (let j = 0; j < w.ts.length; j++) {
+        const t = w.ts[j] - tsRef;
+        startUs = j === 0 ? t : Math.min(startUs, t);
+        endUs = j === 0 ? t + w.dur[j] : Math.max(endUs, t + w.dur[j]);
+      }
+      out.push({ index, startUs, endUs });
+    }
+    return out.sort((a, b) => a.index - b.index);
+  }
+
+  /** Each thread's `nccl:*` annotations in local time, in time order. */
+  private annotations(tsRef: number): Map<string, AnnotationList & { name: string[]; bytes: number[] }> {
+    const out = new Map<string, AnnotationList & { name: string[]; bytes: number[] }>();
+    for (const [tid, raw] of this.ncclByTid) {
+      const start = raw.ts.map((ts) => ts - tsRef);
+      // Annotations arrive in trace order, which is usually but not always time order.
+      const order = start.map((_, k) => k).sort((a, b) => start[a] - start[b]);
+      out.set(tid, {
+        start: order.map((k) => start[k]),
+        end: order.map((k) => start[k] + raw.dur[k]),
+        event: order,
+        name: raw.name,
+        bytes: raw.bytes,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Each device span's launch (the runtime call with its correlation id) gives its step and,
+   * for NCCL kernels, the thread whose annotations name the collective.
+   */
+  private resolveLaunches(
+    cpuSteps: KinetoRank['cpuSteps'],
+    annotations: Map<string, AnnotationList & { name: string[]; bytes: number[] }>,
+    tsRef: number,
+  ): Pick<RankEvents, 'ncclKernels' | 'ncclNamedByKernel' | 'unlaunched'> {
     const cols = this.cols;
     const stepStarts = Float64Array.from(cpuSteps, (w) => w.startUs);
     const stepEnds = Float64Array.from(cpuSteps, (w) => w.endUs);
@@ -538,54 +636,92 @@ class RankScan {
     for (let k = 0; k < this.devCorr.length; k++) if (this.devCorr[k] >= 0) spanOfCorr.set(this.devCorr[k], k);
     const launchTs = new Float64Array(cols.count).fill(NaN);
     const launchTid: (string | undefined)[] = [];
-    for (const i of this.runtimeEvents) {
-      const e = this.events[i] as RawEvent;
-      const k = spanOfCorr.get(num(e.args?.['correlation']) ?? -1);
+    for (let j = 0; j < this.rtCorr.length; j++) {
+      const k = spanOfCorr.get(this.rtCorr[j]);
       if (k === undefined) continue;
-      launchTs[k] = (e.ts as number) - this.tsRef;
-      if (cols.kind[k] === COMM && cols.local[k] === 0) launchTid[k] = String(e.tid);
+      launchTs[k] = this.rtTs[j] - tsRef;
+      if (cols.kind[k] === COMM && cols.local[k] === 0) launchTid[k] = this.tidNames[this.rtTid[j]];
     }
+    let unlaunched = 0;
+    let ncclKernels = 0;
+    let ncclNamedByKernel = 0;
     for (let k = 0; k < cols.count; k++) {
       const launched = !Number.isNaN(launchTs[k]);
-      if (!launched) this.unlaunched++;
+      if (!launched) unlaunched++;
       // Without the launch, the kernel's own start is the next best guess of its step.
       const w = windowAt(stepStarts, stepEnds, launched ? launchTs[k] : cols.start[k]);
       cols.launchStep[k] = w >= 0 ? cpuSteps[w].index : -1;
       if (cols.kind[k] !== COMM || cols.local[k] === 1) continue;
-      this.nameNcclKernel(k, launchTs[k], launchTid[k]);
+      ncclKernels++;
+      const tid = launchTid[k];
+      const list = !Number.isNaN(launchTs[k]) && tid !== undefined ? annotations.get(tid) : undefined;
+      if (this.nameNcclKernel(k, list, list ? annotationAround(list, launchTs[k]) : -1)) ncclNamedByKernel++;
     }
+    return { ncclKernels, ncclNamedByKernel, unlaunched };
   }
 
   /**
    * Names NCCL kernel k by its collective and fills in its bytes (see the module comment for
-   * the order of sources); `launchTs` is NaN when its launch was not found.
+   * the order of sources); `ann` is the annotation of `list` around its launch, or −1.
+   * Returns true when only the kernel name was left to name it by.
    */
-  private nameNcclKernel(k: number, launchTs: number, tid: string | undefined): void {
+  private nameNcclKernel(k: number, list: { name: string[]; bytes: number[] } | undefined, ann: number): boolean {
     const cols = this.cols;
-    const events = this.events;
-    this.ncclKernels++;
-    const e = events[this.devEvent[k]] as RawEvent;
-    const args = e.args;
-    let collective = str(args?.['Collective name']);
+    const own = this.ncclArgs.get(k);
+    let collective = own?.collective ?? null;
     let bytes = cols.bytes[k];
-    const ann = !Number.isNaN(launchTs) && tid !== undefined ? annotationAround(this.ncclByTid.get(tid), launchTs) : -1;
-    const annArgs = ann >= 0 ? (events[ann] as RawEvent).args : undefined;
-    if (collective === null && ann >= 0) collective = (events[ann] as RawEvent).name as string;
-    const ext = externalId(args);
+    if (collective === null && list && ann >= 0) collective = list.name[ann];
+    const ext = own?.externalId ?? null;
     const param = ext !== null ? this.paramComms.get(ext) : undefined;
-    if (collective === null && param) collective = str(param['Collective name']);
-    if (bytes === 0 && param) bytes = msgBytes(param);
-    if (bytes === 0 && annArgs) bytes = inputBytes(annArgs);
+    if (collective === null && param) collective = param.collective;
+    if (bytes === 0 && param) bytes = param.bytes;
+    if (bytes === 0 && list && ann >= 0) bytes = list.bytes[ann];
     const kernelName = cols.strings[cols.name[k]];
+    let byKernel = false;
     if (collective === null) {
       collective = collectiveFromKernelName(kernelName);
-      this.ncclNamedByKernel++;
+      byKernel = true;
     }
     const canonical = collective === null ? null : canonicalCollective(collective);
     cols.name[k] = cols.intern(`nccl:${canonical ?? 'kernel'}`);
     cols.comm[k] = canonical === null ? CommOpCode.none : commCodeOfCollective(canonical);
     cols.bytes[k] = bytes;
+    return byKernel;
   }
+}
+
+/** The top-level fields of a Kineto document other than its events. */
+export interface RankHeader {
+  rank: number | null;
+  worldSize: number | null;
+  backend: string | null;
+  hostname: string | null;
+  gpuNames: Map<number, string>;
+  baseUs: number;
+}
+
+/**
+ * Reads the top-level fields (all but `traceEvents`) of a Kineto document, refusing what is
+ * not a Kineto trace. The streaming reader passes the document with its events left out.
+ */
+export function kinetoHeader(doc: unknown, source: string): RankHeader {
+  const { d } = kinetoDocument(doc, source);
+  const dist = distributedInfo(d, source);
+  const gpuNames = deviceNames(d);
+  const baseNs = num(d['baseTimeNanoseconds']);
+  return {
+    rank: dist.rank,
+    worldSize: dist.worldSize,
+    backend: dist.backend,
+    hostname: str(d['hostname']) ?? str(d['host_name']),
+    gpuNames,
+    baseUs: baseNs !== null ? baseNs / 1000 : 0,
+  };
+}
+
+/** One rank from its header and its events' sink; `truncated` is the note of a cut file. */
+export function kinetoRankOf(source: string, header: RankHeader, events: RankEvents, nonFinite: number, truncated: string | null = null): KinetoRank {
+  return { source, ...header, ...events, nonFinite, truncated };
 }
 
 /**
@@ -593,42 +729,10 @@ class RankScan {
  * naming `source` when the document is not a Kineto trace or has no GPU activity.
  */
 export function extractKinetoRank(doc: unknown, source: string, nonFinite = 0): KinetoRank {
-  const { d, events } = kinetoDocument(doc, source);
-  const dist = distributedInfo(d, source);
-  const gpuNames = deviceNames(d);
-  const baseNs = num(d['baseTimeNanoseconds']);
-
-  // Pass 1 (sorting events by role) comes after a first look for the clock origin.
-  const { tsRef, untimed, outOfRange } = clockOrigin(events, source);
-  const scan = new RankScan(events, tsRef);
-  scan.sortEvents();
-  if (scan.cols.count === 0) {
-    throw new UserError(
-      `${source}: no GPU activity (no "kernel", "gpu_memcpy" or "gpu_memset" events); Parallax imports the GPU timeline of PyTorch profiler traces recorded with ProfilerActivity.CUDA`,
-    );
-  }
-  const cpuSteps = scan.indexCpuSide();
-  scan.resolveLaunches(cpuSteps);
-  const hostname = str(d['hostname']) ?? str(d['host_name']);
-  return {
-    source,
-    rank: dist.rank,
-    worldSize: dist.worldSize,
-    backend: dist.backend,
-    hostname,
-    gpuNames,
-    gpus: [...scan.gpus].sort((a, b) => a - b),
-    baseUs: baseNs !== null ? baseNs / 1000 : 0,
-    tsRef,
-    cpuSteps,
-    spans: scan.cols.finish(),
-    ncclKernels: scan.ncclKernels,
-    ncclNamedByKernel: scan.ncclNamedByKernel,
-    unlaunched: scan.unlaunched,
-    untimed,
-    outOfRange,
-    nonFinite,
-  };
+  const header = kinetoHeader(doc, source);
+  const sink = new KinetoEventSink();
+  for (const e of kinetoDocument(doc, source).events) sink.add(e);
+  return kinetoRankOf(source, header, sink.finish(source), nonFinite);
 }
 
 /** `0–3, 5, 7–9` for a sorted list of integers; long lists are cut after `max` runs. */
@@ -935,6 +1039,7 @@ function importNotes(rs: KinetoRank[], notes: string[]): void {
   if (outOfRange > 0) {
     notes.push(`${outOfRange} complete events had a negative duration, one longer than ${MAX_DURATION_US.toExponential()} µs, or a time beyond any clock, and were left out.`);
   }
+  for (const f of rs) if (f.truncated !== null) notes.push(f.truncated);
   if (nonFinite > 0) notes.push(`${nonFinite} NaN or Infinity values in the files (written by Python's json) were read as missing.`);
   if (ncclByKernel > 0) {
     notes.push(`${ncclByKernel} of ${ncclTotal} NCCL kernels had no collective name in the trace; they are named from the kernel name.`);

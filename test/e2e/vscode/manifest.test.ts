@@ -96,7 +96,7 @@ describe('extension manifest', () => {
   it('has an allow-list that ships the bundles and onnxruntime-node, and no source', () => {
     const lines = readFileSync(join(REPO, '.vscodeignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
     assert.equal(lines[0], '**', 'the allow-list starts by excluding everything');
-    for (const want of ['!dist/extension.js', '!dist/runner.js', '!dist/device-worker.js', '!node_modules/onnxruntime-node/bin/napi-v6/linux/x64/**']) {
+    for (const want of ['!dist/extension.js', '!dist/runner.js', '!dist/device-worker.js', '!dist/import-worker.js', '!node_modules/onnxruntime-node/bin/napi-v6/linux/x64/**']) {
       assert.ok(lines.includes(want), `.vscodeignore lets in ${want}`);
     }
     assert.equal(manifest.main, './dist/extension.js');

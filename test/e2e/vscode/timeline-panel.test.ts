@@ -2,8 +2,9 @@
  * The timeline panel of the packaged extension in a real VS Code (code-server + headless
  * Chromium, see harness.ts): "Parallax: Show Timeline" on a trace the built CLI wrote into
  * the workspace's output folder, one lane per device drawn, a tooltip on hover, the operator
- * table and search, the panel restored by "Developer: Reload Window", and a corrupt trace
- * reported once, by name.
+ * table and search, the panel restored by "Developer: Reload Window", a corrupt trace
+ * reported once, by name, and a PyTorch profiler trace opened from the explorer (imported,
+ * written to the output folder, shown).
  *
  *   node --import tsx --test test/e2e/vscode/timeline-panel.test.ts
  *
@@ -22,12 +23,16 @@ import { readTrace, writeTrace } from '../../../src/profiler/trace-io';
 import { TraceBuilder, type Trace } from '../../../src/profiler/trace-format';
 import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
 import { REPO, runCli } from '../../helpers/cli';
+import { kinetoFixture } from '../../helpers/kineto';
+import { importReport } from '../../../src/profiler/import/report';
 import { meta } from '../../helpers/trace-builders';
 import { closeWorkbench, ensureVsix, timelineFrame, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
 
 const DEMO = { layers: 4, hidden: 64, ffn: 128 } as const;
 const TRACE = 'runs/x.parallax.json';
 const BROKEN = 'broken/bad.parallax.json';
+/** A real PyTorch profiler trace (rank 0 of the 128-rank job fixture), as a user's workspace has one. */
+const KINETO = 'profiles/rank0.pt.trace.json.gz';
 
 describe('the timeline panel in VS Code (code-server)', { timeout: 5 * 60_000 }, () => {
   let vs: VsCodeHarness | undefined;
@@ -56,6 +61,8 @@ describe('the timeline panel in VS Code (code-server)', { timeout: 5 * 60_000 },
       mkdirSync(join(ws, 'broken'));
       writeFileSync(join(ws, BROKEN), '{"format":"parallax-trace","version":1,"meta":{');
       mkdirSync(join(ws, '.vscode'));
+      mkdirSync(join(ws, 'profiles'));
+      copyFileSync(kinetoFixture('job128-rank0.json.gz'), join(ws, KINETO));
       const vsix = ensureVsix();
       vs = await VsCodeHarness.start({ workspace: ws, vsix, name: 'timeline' });
       // The palette runs commands without arguments; a user keybinding passes them, as the
@@ -325,6 +332,26 @@ describe('the timeline panel in VS Code (code-server)', { timeout: 5 * 60_000 },
     assert.equal(await h.page.locator('.tabs-container .tab').filter({ hasText: 'Parallax: ' }).count(), 1, 'still one timeline panel');
     assert.deepEqual(await frame0.evaluate('window.__cspViolations'), [], 'the view reported no CSP violation');
     assert.deepEqual(cspReports, [], 'the console reported no CSP violation');
+  });
+
+  it('"Open Trace" on a PyTorch profiler trace in the explorer imports it and shows its rank', async () => {
+    const h = vs!;
+    const expected = (await importReport([join(ws, KINETO)])).trace;
+    await h.explorerContextMenu(KINETO, 'Open Trace');
+    const deadline = Date.now() + 60_000;
+    let stats = await viewStats(await timelineFrame(h));
+    while (stats.runs[0]?.spans !== expected.spans.count && Date.now() < deadline) {
+      await h.page.waitForTimeout(250);
+      stats = await viewStats(await timelineFrame(h));
+    }
+    await h.screenshot('kineto-import');
+    assert.equal(stats.error, null);
+    assert.deepEqual(stats.runs.map((r) => ({ spans: r.spans, lanes: r.lanes })), [{ spans: expected.spans.count, lanes: 1 }]);
+    assert.deepEqual(stats.lanes.map((l) => l.label), expected.lanes.map((l) => l.label));
+    // The imported trace is written to the output folder, named after the file.
+    const written = await readTrace(join(ws, 'runs', 'rank0.pt.trace.parallax.json'));
+    assert.equal(written.spans.count, expected.spans.count);
+    assert.equal(written.meta.source, 'imported:kineto');
   });
 });
 
