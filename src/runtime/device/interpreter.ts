@@ -17,7 +17,8 @@ import { mkdirSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { SpanBuffer, nowUs } from '../spans';
 import { COMM_OPS, CommOpCode, PhaseCode, SpanFlag, SpanKind } from '../../profiler/trace-format';
-import type { Instruction } from '../../profiler/program';
+import type { Instruction, ProgramBuffer } from '../../profiler/program';
+import { TrainingState } from './training-state';
 import type { DeviceInit, FromDevice, SharedOutput, ToDevice } from '../protocol';
 import { ctorFor, copyRows, viewOf, elementCount, placeRows, type AnyTypedArray } from '../tensor-util';
 import { Communicator, type CommGroupDescriptor } from '../comm/communicator';
@@ -73,6 +74,8 @@ export class Interpreter {
   private comm: Communicator | null = null;
   private readonly spans = new SpanBuffer(1 << 14);
   private readonly buffers = new Map<string, Float32Array>();
+  /** A training program's resident weights, optimizer state and gradients (null for inference). */
+  private training: TrainingState | null = null;
   /** Tensors available to the next `run`: scattered inputs and received activations. */
   private readonly feeds = new Map<string, ort.Tensor>();
   /** Outputs of the latest `run`, for the `send` and `gather` after it. */
@@ -147,8 +150,14 @@ export class Interpreter {
     if (this.sched && m.device.intraOpNumThreads > 1) this.schedThreads = this.poolsExact && this.poolTids.length > 0 ? 'worker+pool' : 'worker';
     this.probeCpuUs = this.measureProbe();
     for (const b of m.buffers) {
-      if (!this.comm) throw new Error(`buffer ${b.name} needs a communication group`);
-      this.buffers.set(b.name, this.comm.alloc(Float32Array, b.elements));
+      // A gradient bucket of a one-device run is packed and read, never communicated.
+      if (!this.comm && b.gradients) this.buffers.set(b.name, new Float32Array(b.elements));
+      else if (!this.comm) throw new Error(`buffer ${b.name} needs a communication group`);
+      else this.buffers.set(b.name, this.comm.alloc(Float32Array, b.elements));
+    }
+    if (m.training) {
+      this.training = new TrainingState(m.training.program, m.training.initial, m.steps);
+      this.training.feed(this.feeds);
     }
     for (const inp of m.inputs) {
       this.inputs.set(inp.name, {
@@ -204,12 +213,15 @@ export class Interpreter {
   /** Timed step windows, filled as recorded blocks run. */
   private stepStart = new Float64Array(0);
   private stepEnd = new Float64Array(0);
+  /** True while a block of timed steps runs (a training step records its loss then). */
+  private timedBlock = false;
   /** Which session `run` instructions use: the timed one, or the operator-profiled one. */
   private useProfiled = false;
 
   /** One step: the group's barrier, then this device's instructions in order. */
   private async step(step: number): Promise<{ start: number; end: number }> {
     this.comm?.barrier();
+    this.training?.beginStep(step, this.timedBlock);
     const start = nowUs();
     this.spans.context = { step, micro: -1, stage: this.init!.program.stage };
     for (const ins of this.init!.program.instructions) await this.execute(ins);
@@ -224,6 +236,7 @@ export class Interpreter {
       this.stepEnd = new Float64Array(m.steps);
     }
     this.recording = record && m.capture;
+    this.timedBlock = record;
     for (let k = 0; k < steps; k++) {
       const step = first + k;
       const w = await this.step(step);
@@ -234,6 +247,7 @@ export class Interpreter {
       }
     }
     this.recording = false;
+    this.timedBlock = false;
     this.post({ type: 'block', rank: m.rank });
   }
 
@@ -247,6 +261,8 @@ export class Interpreter {
     const profiledStart = new Float64Array(profiledSteps);
     const profiledEnd = new Float64Array(profiledSteps);
     const notes: string[] = [];
+    // The trained weights are those after the timed steps; the profiled steps train on.
+    const trained = this.training ? { losses: this.training.losses, parameters: m.rank === 0 ? this.training.snapshot() : null } : undefined;
     if (profiledSteps > 0 && m.capture && m.opLevel) {
       await this.openProfiled();
       this.useProfiled = true;
@@ -272,7 +288,7 @@ export class Interpreter {
     const outputs = [...this.outputs.values()].map((o) => o.shared);
     const { stepStart, stepEnd } = this;
     this.post(
-      { type: 'done', rank: m.rank, stepStart, stepEnd, profiledStart, profiledEnd, spans, notes, outputs, schedThreads: this.schedThreads },
+      { type: 'done', rank: m.rank, stepStart, stepEnd, profiledStart, profiledEnd, spans, notes, outputs, schedThreads: this.schedThreads, ...(trained ? { training: trained } : {}) },
       [stepStart.buffer, stepEnd.buffer, profiledStart.buffer, profiledEnd.buffer, ...(spans ? SpanBuffer.transferList(spans) : [])],
     );
   }
@@ -305,8 +321,10 @@ export class Interpreter {
         return;
       case 'collective': {
         const buf = this.buffers.get(ins.buffer);
+        const def = this.init!.buffers.find((b) => b.name === ins.buffer);
+        if (def?.gradients && buf) return this.gradientBucket(ins, def, buf);
         if (!buf || !this.comm) throw new Error(`collective on unknown buffer ${ins.buffer}`);
-        const synthetic = this.init!.buffers.find((b) => b.name === ins.buffer)?.synthetic ?? false;
+        const synthetic = def?.synthetic ?? false;
         const code = CommOpCode[ins.collective];
         // The name is for people (the timeline, Perfetto); the flag and the comm column are
         // what tools read.
@@ -321,6 +339,29 @@ export class Interpreter {
         throw new Error(`unknown instruction ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  /**
+   * A gradient bucket: its gradients from the latest backward packed into the buffer, each
+   * scaled by this device's share of the global batch (losses average over a device's rows),
+   * then summed over the group, so that every replica holds the global batch's gradient;
+   * then unpacked for the optimizer.
+   */
+  private gradientBucket(ins: Extract<Instruction, { op: 'collective' }>, def: ProgramBuffer, buf: Float32Array): void {
+    const t = this.training;
+    if (!t) throw new Error(`gradient bucket ${def.name} in a program without a training part`);
+    t.pack(def, buf, this.results, this.shareOfBatch());
+    if (this.comm && ins.group.length > 1) {
+      this.inComm(CommOpCode[ins.collective], SpanFlag.gradient, () => this.collective(ins.collective, buf), `${commName(CommOpCode[ins.collective])} (${def.name}, ${def.gradients!.length} gradients)`);
+    }
+    t.unpack(def, buf, this.feeds);
+  }
+
+  /** Rows of this device's step over the global batch (from its scatter instructions). */
+  private shareOfBatch(): number {
+    let rows = 0;
+    for (const ins of this.init!.program.instructions) if (ins.op === 'scatter') rows += ins.rows.count;
+    return rows / this.init!.batch;
   }
 
   /** Runs `fn` with the communicator's spans recorded as `code`. */
@@ -403,6 +444,11 @@ export class Interpreter {
     const session = prof ? prof.session : seg.session;
     this.results = await ortCall('running the model', () => session.run(feeds));
     const t2 = nowUs();
+    // A run's results feed the device's later runs (a training step's backward reads the
+    // forward's activations); a training step's optimizer writes its results over the
+    // resident weights.
+    for (const [name, v] of Object.entries(this.results)) this.feeds.set(name, v);
+    this.training?.afterRun(ins.phase, this.results, this.feeds);
     if (!this.recording) {
       if (prof) prof.warmRuns++;
       return;

@@ -158,6 +158,8 @@ export interface ExecuteOptions {
   capture: Capture;
   profileDir: string;
   graphOptimizationLevel?: DeviceInit['graphOptimizationLevel'];
+  /** A training program's initial parameter values (float32, shared by every replica). */
+  initialWeights?: Record<string, SharedArrayBuffer>;
   /** Progress phase and message of this execution. */
   phase: Progress['phase'];
   message: string;
@@ -226,6 +228,7 @@ export class ProgramRun {
         opLevel: o.capture.profiledSteps > 0,
         profileDir: o.profileDir,
         ...(o.graphOptimizationLevel ? { graphOptimizationLevel: o.graphOptimizationLevel } : {}),
+        ...(program.training && o.initialWeights ? { training: { program: program.training, initial: o.initialWeights } } : {}),
       };
       group.post(rank, init);
     });
