@@ -276,7 +276,8 @@ function collective(ctx: Context, st: StepState, r: number, ins: Extract<Instruc
     lane: r,
     step: st.step,
     stage: ctx.devices[r]!.stage,
-    flags: SpanFlag.predicted,
+    // A gradient bucket's all-reduce is marked as such, as the interpreter marks it.
+    flags: SpanFlag.predicted | (ctx.program.buffers.find((b) => b.name === ins.buffer)?.gradients ? SpanFlag.gradient : 0),
     kind: 'comm',
     name: `${ins.collective}.ring`,
     start,
