@@ -58,6 +58,17 @@ test('2 devices train to the same weights as 1 device after 3 SGD steps, in buck
   assert.match(training.buckets.at(-1)!.parameters.at(-1)!, /^layers\.0\./);
 });
 
+test('momentum and Adam keep their state resident and train to the one-device weights too', async () => {
+  for (const optimizer of ['momentum', 'adam']) {
+    const { trace } = await train(optimizer, ['--devices', 'cpu:2', '--steps', '3', '--warmup', '1', '--optimizer', optimizer, '--lr', '0.002', '--no-op-level']);
+    const check = trace.meta.numericalCheck!;
+    assert.equal(check.ok, true, `${optimizer}: max abs err ${check.maxAbsErr} (atol ${check.atol})`);
+    const curve = trace.meta.training!.lossCurve;
+    assert.ok(curve.every(Number.isFinite), `${optimizer}: finite losses ${curve.join(', ')}`);
+    assert.ok(curve[2]! < curve[0]!, `${optimizer}: loss ${curve.join(' → ')}`);
+  }
+});
+
 test('the loss falls over 10 steps; the trace has forward, backward and optimizer spans and one gradient all-reduce per bucket per step', async () => {
   const { summary, trace } = await train('curve', ['--devices', 'cpu:2', '--steps', '10', '--warmup', '1', '--lr', '0.05', '--no-op-level']);
   const curve = trace.meta.training!.lossCurve;

@@ -21,7 +21,8 @@ export class TrainingState {
   private readonly state = new Map<string, { data: Float32Array; tensor: ort.Tensor; output: string }>();
   private readonly grads = new Map<string, { data: Float32Array; tensor: ort.Tensor }>();
   private readonly lr: ort.Tensor;
-  private readonly stepValue = new Float32Array(1);
+  /** Adam's 1-based step: the number of the next update. */
+  private readonly stepValue = Float32Array.of(1);
   private readonly stepTensor: ort.Tensor;
   private updates = 0;
   private step = 0;
