@@ -385,7 +385,8 @@ export class Interpreter {
   private collective(kind: Extract<Instruction, { op: 'collective' }>['collective'], buf: Float32Array): void {
     switch (kind) {
       case 'allreduce':
-        // Zeros stay zeros, so repeated sums never overflow; the memory traffic is the same.
+        // A synthetic buffer holds zeros, so its repeated sums never overflow; a gradient
+        // bucket is packed afresh before each sum.
         this.comm!.allReduce(buf);
         return;
       case 'broadcast':
