@@ -8,10 +8,10 @@
  * device's provider like the rest of the step); its new values are copied over the resident
  * arrays, which the tensors fed to every segment wrap, so the next step reads them in place.
  * Measured against a JavaScript loop over the same Float32Arrays on the demo model (50 M
- * parameters, one thread, medians of 5 on a shared 2-core machine): SGD 257 ms (segment and
- * copy back) against 320 ms, momentum 436 against 387, Adam 1.76 s against 1.66 s — no
- * clear winner, so the segment stays: it is an instruction like any other, the simulator
- * costs it by phase, and on a GPU provider it runs there.
+ * parameters, one thread; `npm run bench -- train`, BENCHMARKS.md), the segment with its
+ * copy back was as fast or faster for SGD, momentum and Adam on a busy 2-core machine, so it
+ * stays: it is also an instruction like any other, which the simulator costs by phase, and
+ * on a GPU provider it runs there.
  */
 import * as ort from 'onnxruntime-node';
 import type { Phase } from '../../profiler/span-vocabulary';
