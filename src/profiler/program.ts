@@ -41,8 +41,12 @@ export const SegmentSchema = Type.Union([
    * activations the backward segment reads.
    */
   Type.Object({ id: Type.Integer(), kind: Type.Literal('train-forward'), label: Type.String() }),
-  /** A training step's backward: the saved activations in, every parameter's gradient out. */
-  Type.Object({ id: Type.Integer(), kind: Type.Literal('train-backward'), label: Type.String() }),
+  /**
+   * Part of a training step's backward: the gradients of one bucket (`bucket`, an index into
+   * the program's gradient buffers), from the saved activations and the gradients earlier
+   * parts handed on.
+   */
+  Type.Object({ id: Type.Integer(), kind: Type.Literal('train-backward'), label: Type.String(), bucket: Type.Integer({ minimum: 0 }) }),
   /**
    * The optimizer update: parameters, their (all-reduced) gradients and the optimizer state
    * in, new values out; the device writes them over its resident weights and state.

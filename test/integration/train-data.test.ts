@@ -53,6 +53,12 @@ test('2 devices train to the same weights as 1 device after 3 SGD steps, in buck
   assert.ok(training.buckets.length >= 3, `${training.buckets.length} buckets`);
   assert.equal(training.buckets.reduce((n, b) => n + b.bytes, 0), parameterBytes(trace));
   assert.ok(training.buckets.every((b) => b.bytes <= 50_000 || b.parameters.length === 1), 'a bucket is over the size only for a single parameter');
+  // The backward runs in one part per bucket.
+  const rows = Array.from({ length: trace.spans.count }, (_, i) => spanRow(trace, i));
+  for (let lane = 0; lane < 2; lane++) {
+    const parts = rows.filter((r) => r.lane === lane && r.step === 0 && r.kind === 'compute' && r.phase === 'backward' && r.parent === undefined);
+    assert.equal(parts.length, training.buckets.length, `lane ${lane}: a backward part per bucket`);
+  }
   // Reverse layer order: the first bucket holds the last layer's gradients.
   assert.match(training.buckets[0]!.parameters[0]!, /^layers\.1\./);
   assert.match(training.buckets.at(-1)!.parameters.at(-1)!, /^layers\.0\./);

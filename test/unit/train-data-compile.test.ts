@@ -77,15 +77,16 @@ function trainPlan(devices: number, train: Partial<TrainPlan> = {}): DataPlan & 
   return { mode: 'data', devices: `cpu:${devices}`, batch: 8, steps: 3, warmup: 1, seed: 0, train: { ...TRAIN_DEFAULTS, ...train } };
 }
 
-test('a training step is scatter, forward, backward, one all-reduce per bucket carrying its gradients, then the optimizer', () => {
+test('a training step is scatter, forward, a backward part and an all-reduce per bucket carrying its gradients, then the optimizer', () => {
   // 1 KB buckets: fc2.w (1 KiB) alone, then fc1.b, then fc1.w (2 KiB) alone.
   const p = compileTrainData(trainPlan(2, { bucketMb: 1024 / BUCKET_MB_BYTES }), context(2));
   assert.ok(Value.Check(ProgramSchema, p), 'a valid program');
-  assert.deepEqual(p.segments.map((s) => s.kind), ['train-forward', 'train-backward', 'optimizer']);
+  assert.deepEqual(p.segments.map((s) => s.kind), ['train-forward', 'train-backward', 'train-backward', 'train-backward', 'optimizer']);
+  assert.deepEqual(p.segments.map((s) => (s.kind === 'train-backward' ? s.bucket : null)), [null, 0, 1, 2, null], 'one backward part per bucket, in bucket order');
   assert.deepEqual(p.buffers.map((b) => b.gradients?.map((g) => g.param)), [['fc2.w'], ['fc1.b'], ['fc1.w']]);
   for (const d of p.devices) {
     const ops = d.instructions.map((i) => (i.op === 'run' ? `run:${i.phase}` : i.op));
-    assert.deepEqual(ops, ['scatter', 'run:forward', 'run:backward', 'collective', 'collective', 'collective', 'run:optimizer']);
+    assert.deepEqual(ops, ['scatter', 'run:forward', 'run:backward', 'run:backward', 'run:backward', 'collective', 'collective', 'collective', 'run:optimizer']);
     const scatter = d.instructions[0]!;
     assert.ok(scatter.op === 'scatter' && scatter.tensors.includes('labels'), 'labels are scattered with the inputs');
     const bytes = d.instructions.flatMap((i) => (i.op === 'collective' ? [i.bytes] : []));
@@ -138,6 +139,7 @@ test('the simulator runs a compiled training program: forward, backward and opti
       gradientAllReduces++;
     }
   }
-  for (const ph of ['forward', 'backward', 'optimizer'] as const) assert.equal(computeByPhase.get(PhaseCode[ph]), 2 * 2, `${ph}: one span per device per step`);
+  for (const ph of ['forward', 'optimizer'] as const) assert.equal(computeByPhase.get(PhaseCode[ph]), 2 * 2, `${ph}: one span per device per step`);
+  assert.equal(computeByPhase.get(PhaseCode.backward), 2 * 2 * p.buffers.length, 'backward: one span per bucket per device per step');
   assert.equal(gradientAllReduces, 2 * 2 * p.buffers.length);
 });

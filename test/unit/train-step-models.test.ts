@@ -18,10 +18,18 @@ const HIDDEN = 16;
 const ROWS = 6;
 const options = { ...TRAIN_DEFAULTS, loss: 'cross-entropy' as const };
 
-test('forward then backward give the uncut gradient model\'s loss and gradients; the backward reads saved activations, not the loss', async () => {
+for (const buckets of [1, 3]) {
+test(`forward then ${buckets} backward part(s) give the uncut gradient model's loss and gradients, bit for bit`, async () => {
   const model = buildDemoModel({ layers: 2, hidden: HIDDEN, ffn: 32 });
   const m = buildTrainingModels(model, options, 'demo');
-  assert.ok(m.saved.length > 0, 'the backward reads activations of the forward');
+  // Gradient groups as buckets hold them: last layer first.
+  const grads = m.context.parameters.map((p) => p.grad).reverse();
+  const size = Math.ceil(grads.length / buckets);
+  const groups = Array.from({ length: buckets }, (_, k) => grads.slice(k * size, (k + 1) * size));
+  const cut = m.cut(groups);
+  assert.equal(cut.backward.length, buckets);
+  assert.ok(cut.saved.length > 0, 'the backward reads activations of the forward');
+  assert.ok(!cut.saved.includes(m.context.loss), 'the backward does not read the loss');
   const withLoss = appendLoss(model, { kind: 'cross-entropy' }, 'demo');
   const whole = buildGradientModel(withLoss.bytes, { target: { kind: 'loss', tensor: withLoss.loss }, parametersAsInputs: true, modelName: 'demo' });
   assert.deepEqual(m.context.parameters.map((p) => p.grad), whole.parameters.map((p) => p.output));
@@ -33,13 +41,17 @@ test('forward then backward give the uncut gradient model\'s loss and gradients;
   };
   for (const [name, v] of params) feeds[name] = new ort.Tensor('float32', v.data as Float32Array, v.dims);
   const open = (bytes: Uint8Array): Promise<ort.InferenceSession> => ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, graphOptimizationLevel: 'disabled' });
-  const [fwd, bwd, ref] = await Promise.all([open(m.forward), open(m.backward), open(whole.bytes)]);
+  const [fwd, ref, ...bwd] = await Promise.all([open(cut.forward), open(whole.bytes), ...cut.backward.map(open)]);
   try {
     assert.ok(!fwd.outputNames.some((o) => o.endsWith('_grad')), 'the forward computes no gradient');
-    assert.deepEqual([...bwd.outputNames].sort(), m.context.parameters.map((p) => p.grad).sort(), 'the backward outputs exactly the gradients');
+    bwd.forEach((b, k) => {
+      for (const want of groups[k]!) assert.ok(b.outputNames.includes(want), `part ${k} outputs ${want}`);
+    });
     const pick = (names: readonly string[], from: Record<string, ort.Tensor>): Record<string, ort.Tensor> => Object.fromEntries(names.map((n) => [n, from[n]!]));
     const f = await fwd.run(pick(fwd.inputNames, feeds));
-    const g = await bwd.run(pick(bwd.inputNames, { ...feeds, ...f }));
+    // Each part's results feed the later parts, as the device interpreter does.
+    let g: Record<string, ort.Tensor> = { ...feeds, ...f };
+    for (const b of bwd) g = { ...g, ...(await b.run(pick(b.inputNames, g))) };
     const want = await ref.run(pick(ref.inputNames, feeds));
     assert.equal(Number(f[m.context.loss]!.data[0]), Number(want[m.context.loss]!.data[0]));
     for (const p of m.context.parameters) {
@@ -51,9 +63,10 @@ test('forward then backward give the uncut gradient model\'s loss and gradients;
       assert.ok(b.some((v) => v !== 0), `gradient of ${p.name} is not all zeros`);
     }
   } finally {
-    await Promise.all([fwd.release(), bwd.release(), ref.release()]);
+    await Promise.all([fwd.release(), ref.release(), ...bwd.map((b) => b.release())]);
   }
 });
+}
 
 test('the optimizer model takes each gradient under the backward\'s output name and updates every parameter', () => {
   const m = buildTrainingModels(buildDemoModel({ layers: 1, hidden: 8, ffn: 8 }), { ...TRAIN_DEFAULTS, optimizer: 'momentum' }, 'demo');

@@ -15,7 +15,7 @@
  * segment, while the next one runs on a communication thread).
  */
 import type { DataPlan, TrainPlan } from '../../profiler/plan';
-import type { Instruction, PackedGradient, Program, ProgramBuffer } from '../../profiler/program';
+import type { Instruction, PackedGradient, Program, ProgramBuffer, Segment } from '../../profiler/program';
 import { inputBytes, rowRanges, type CompileContext, type TrainingContext } from './common';
 import { resolveShards } from './data';
 
@@ -78,14 +78,16 @@ export function compileTrainData(plan: DataPlan & { train: TrainPlan }, ctx: Com
     return { name: bucketName(i), dtype: 'float32', elements: b.elements, synthetic: false, gradients };
   });
   const scattered = [...ctx.inputs.map((i) => i.name)];
+  // Segments: the forward, one backward part per bucket, the optimizer.
+  const optimizer = 1 + buffers.length;
   return {
     mode: 'data',
     schedule: 'train',
     batch: plan.batch,
     segments: [
       { id: 0, kind: 'train-forward', label: 'forward + loss' },
-      { id: 1, kind: 'train-backward', label: 'backward' },
-      { id: 2, kind: 'optimizer', label: `optimizer (${plan.train.optimizer})` },
+      ...buffers.map((b, k): Segment => ({ id: 1 + k, kind: 'train-backward', label: `backward (${b.name})`, bucket: k })),
+      { id: optimizer, kind: 'optimizer', label: `optimizer (${plan.train.optimizer})` },
     ],
     outputs: [],
     buffers,
@@ -94,13 +96,13 @@ export function compileTrainData(plan: DataPlan & { train: TrainPlan }, ctx: Com
       const instructions: Instruction[] = [
         { op: 'scatter', micro: -1, rows, tensors: scattered, bytes: inputBytes(ctx.inputs, scattered, rows.count) },
         { op: 'run', micro: -1, segment: 0, rows: rows.count, phase: 'forward' },
-        { op: 'run', micro: -1, segment: 1, rows: rows.count, phase: 'backward' },
+        ...buffers.map((_, k): Instruction => ({ op: 'run', micro: -1, segment: 1 + k, rows: rows.count, phase: 'backward' })),
         // With one device the buckets are still packed (the optimizer reads them), and the
         // all-reduce over a group of one moves nothing.
         ...buffers.map((b): Instruction => ({ op: 'collective', collective: 'allreduce', group, buffer: b.name, bytes: group.length > 1 ? b.elements * 4 : 0 })),
-        { op: 'run', micro: -1, segment: 2, rows: rows.count, phase: 'optimizer' },
+        { op: 'run', micro: -1, segment: optimizer, rows: rows.count, phase: 'optimizer' },
       ];
-      return { rank, stage: -1, segments: [0, 1, 2], instructions };
+      return { rank, stage: -1, segments: Array.from({ length: optimizer + 1 }, (_, i) => i), instructions };
     }),
   };
 }

@@ -342,7 +342,7 @@ export class Interpreter {
   }
 
   /**
-   * A gradient bucket: its gradients from the latest backward packed into the buffer, each
+   * A gradient bucket: its gradients from this step's backward packed into the buffer, each
    * scaled by this device's share of the global batch (losses average over a device's rows),
    * then summed over the group, so that every replica holds the global batch's gradient;
    * then unpacked for the optimizer.
@@ -350,7 +350,7 @@ export class Interpreter {
   private gradientBucket(ins: Extract<Instruction, { op: 'collective' }>, def: ProgramBuffer, buf: Float32Array): void {
     const t = this.training;
     if (!t) throw new Error(`gradient bucket ${def.name} in a program without a training part`);
-    t.pack(def, buf, this.results, this.shareOfBatch());
+    t.pack(def, buf, this.feeds, this.shareOfBatch());
     if (this.comm && ins.group.length > 1) {
       this.inComm(CommOpCode[ins.collective], SpanFlag.gradient, () => this.collective(ins.collective, buf), `${commName(CommOpCode[ins.collective])} (${def.name}, ${def.gradients!.length} gradients)`);
     }

@@ -99,10 +99,10 @@ export class TrainingState {
     }
   }
 
-  /** Packs a bucket's gradients from the backward's results, scaled by `scale`. */
-  pack(def: ProgramBuffer, buf: Float32Array, results: Results, scale: number): void {
+  /** Packs a bucket's gradients, as the backward parts of this step put them among the feeds, scaled by `scale`. */
+  pack(def: ProgramBuffer, buf: Float32Array, feeds: ReadonlyMap<string, ort.Tensor>, scale: number): void {
     for (const g of def.gradients ?? []) {
-      const v = results[g.grad];
+      const v = feeds.get(g.grad);
       if (!v) throw new Error(`gradient ${g.grad} was not produced by the backward`);
       const src = v.data as Float32Array;
       if (src.length !== g.elements) throw new Error(`gradient ${g.grad} has ${src.length} elements, not ${g.elements}`);

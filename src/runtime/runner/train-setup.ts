@@ -82,14 +82,16 @@ async function teacherLabels(bytes: Uint8Array, models: TrainingModels, inputs: 
   }
 }
 
-/** Writes the step models into `dir`; their paths by segment id of `program`. */
+/** Writes the step models into `dir` (the backward cut per gradient bucket of `program`); their paths by segment id. */
 export function writeTrainingSegments(program: Program, models: TrainingModels, dir: string): Record<number, string> {
   mkdirSync(dir, { recursive: true });
   const paths: Record<number, string> = {};
+  const buckets = program.buffers.filter((b) => b.gradients);
+  const cut = models.cut(buckets.map((b) => b.gradients!.map((g) => g.grad)));
   for (const seg of program.segments) {
-    const bytes = seg.kind === 'train-forward' ? models.forward : seg.kind === 'train-backward' ? models.backward : seg.kind === 'optimizer' ? models.optimizer.bytes : null;
+    const bytes = seg.kind === 'train-forward' ? cut.forward : seg.kind === 'train-backward' ? cut.backward[seg.bucket] : seg.kind === 'optimizer' ? models.optimizer.bytes : null;
     if (!bytes) continue;
-    const path = join(dir, `${seg.kind}.onnx`);
+    const path = join(dir, `${seg.kind}-${seg.id}.onnx`);
     writeFileSync(path, bytes);
     paths[seg.id] = path;
   }

@@ -22,8 +22,12 @@ import type { TrainingContext } from '../compile/common';
 
 /** Result of {@link buildTrainingModels}. */
 export interface TrainingModels {
-  forward: Uint8Array;
-  backward: Uint8Array;
+  /**
+   * The step's forward and backward models: the gradient model cut into the forward and one
+   * backward part per group of gradient outputs (per gradient bucket, in the order backward
+   * produces them; one group of every gradient gives one backward).
+   */
+  cut(gradientGroups: readonly (readonly string[])[]): StepSegments;
   optimizer: OptimizerModel;
   /** The model with its loss appended (for teacher labels and the labels' type). */
   withLoss: ModelWithLoss;
@@ -31,7 +35,14 @@ export interface TrainingModels {
   context: TrainingContext;
   /** Float weights that nothing differentiable connects to the loss (left as they are). */
   untrained: string[];
-  /** Activations handed from forward to backward. */
+}
+
+/** A training step's forward and backward segments. */
+export interface StepSegments {
+  forward: Uint8Array;
+  /** One per gradient group. */
+  backward: Uint8Array[];
+  /** Activations the forward hands to the backward parts. */
   saved: string[];
 }
 
@@ -44,7 +55,6 @@ export function buildTrainingModels(modelBytes: Uint8Array, train: TrainPlan, mo
   const withLoss = appendLoss(modelBytes, { kind: train.loss }, modelName);
   const g = buildGradientModel(withLoss.bytes, { target: { kind: 'loss', tensor: withLoss.loss }, parametersAsInputs: true, modelName, dims });
   const forwardOutputs = [...new Set([...(decodeModelProto(modelBytes, modelName).graph?.output ?? []).map((o) => o.name ?? ''), withLoss.loss])];
-  const { forward, backward, saved } = splitGradientModel(g.model, forwardOutputs, g.parameters.map((p) => p.output), modelName);
   const paramDims = new Map((g.model.graph?.input ?? []).map((i) => [i.name ?? '', (i.type?.tensorType?.shape?.dim ?? []).map((d) => Number(d.dimValue ?? 0))]));
   const parameters = g.parameters.map((p) => ({ name: p.of, dims: paramDims.get(p.of) ?? [], grad: p.output }));
   const optimizer = buildOptimizerModel(
@@ -55,12 +65,14 @@ export function buildTrainingModels(modelBytes: Uint8Array, train: TrainPlan, mo
   // otherwise (a name taken in the model), so its inputs are renamed to the backward's.
   const renamed = renameOptimizerGradients(optimizer, parameters);
   return {
-    forward,
-    backward,
+    cut(groups) {
+      const { parts, handoffs } = cutModel(g.model, [forwardOutputs, ...groups], modelName);
+      const saved = [...new Set(handoffs.flat().filter((h) => h.from === 0 && !forwardOutputs.includes(h.tensor)).map((h) => h.tensor))];
+      return { forward: parts[0]!, backward: parts.slice(1), saved };
+    },
     optimizer: renamed,
     withLoss,
     untrained: g.untrained,
-    saved,
     context: {
       parameters,
       loss: withLoss.loss,
@@ -90,68 +102,79 @@ function renameOptimizerGradients(opt: OptimizerModel, params: readonly { name: 
   return { ...opt, bytes: encodeModel(model), slots: opt.slots.map((s) => ({ ...s, grad: to.get(s.grad) ?? s.grad })) };
 }
 
+/** Result of {@link cutModel}. */
+export interface CutModel {
+  /** One model per group, in order. */
+  parts: Uint8Array[];
+  /** Per part, the tensors of earlier parts it reads (activations and gradients handed on) and the part each comes from. */
+  handoffs: { tensor: string; from: number }[][];
+}
+
 /**
- * Cuts a gradient model into forward (the nodes `forwardOutputs` depend on) and backward
- * (every other node). Each keeps the graph inputs and initializers its nodes read; tensors
- * of the forward that the backward reads become outputs of the one and inputs of the other.
+ * Cuts a model into consecutive parts: part k holds the nodes that `groups[k]` (tensors it
+ * outputs) depend on and no earlier part holds. Each part keeps the graph inputs and
+ * initializers its nodes read; a tensor one part produces and a later part reads becomes an
+ * output of the one and an input of the other. Nodes no group depends on are dropped.
+ * Subgraph bodies (If/Loop) are not followed: the gradient rules refuse control flow on the
+ * gradient path.
  */
-export function splitGradientModel(model: onnx.IModelProto, forwardOutputs: readonly string[], gradOutputs: readonly string[], modelName: string): { forward: Uint8Array; backward: Uint8Array; saved: string[] } {
+export function cutModel(model: onnx.IModelProto, groups: readonly (readonly string[])[], modelName: string): CutModel {
   const graph = model.graph!;
   const nodes = graph.node ?? [];
   const producer = new Map<string, number>();
   nodes.forEach((n, i) => (n.output ?? []).forEach((o) => o && producer.set(o, i)));
-  // Forward: ancestors of the forward outputs. Subgraph bodies (If/Loop) are not followed:
-  // the gradient rules refuse control flow on the gradient path.
-  const inForward = new Set<number>();
-  const stack = forwardOutputs.map((o) => producer.get(o)).filter((i): i is number => i !== undefined);
-  while (stack.length > 0) {
-    const i = stack.pop()!;
-    if (inForward.has(i)) continue;
-    inForward.add(i);
-    for (const t of nodes[i]!.input ?? []) {
-      const p = producer.get(t);
-      if (p !== undefined && !inForward.has(p)) stack.push(p);
+  const partOf = new Int32Array(nodes.length).fill(-1);
+  groups.forEach((outs, k) => {
+    const stack = outs.map((o) => producer.get(o)).filter((i): i is number => i !== undefined);
+    while (stack.length > 0) {
+      const i = stack.pop()!;
+      if (partOf[i] !== -1) continue;
+      partOf[i] = k;
+      for (const t of nodes[i]!.input ?? []) {
+        const p = producer.get(t);
+        if (p !== undefined && partOf[p] === -1) stack.push(p);
+      }
     }
-  }
-  const fwdNodes = nodes.filter((_, i) => inForward.has(i));
-  const bwdNodes = nodes.filter((_, i) => !inForward.has(i));
-  const fwdProduced = new Set(fwdNodes.flatMap((n) => n.output ?? []));
-  const reads = (ns: readonly onnx.INodeProto[]): Set<string> => new Set(ns.flatMap((n) => n.input ?? []));
-  const bwdReads = reads(bwdNodes);
-  const saved = [...fwdProduced].filter((t) => t && bwdReads.has(t) && !forwardOutputs.includes(t));
-  const savedOrOut = [...saved, ...forwardOutputs.filter((t) => bwdReads.has(t))];
+  });
+  const partNodes = groups.map((_, k) => nodes.filter((_, i) => partOf[i] === k));
+  const producedIn = new Map<string, number>();
+  partNodes.forEach((ns, k) => ns.forEach((n) => (n.output ?? []).forEach((o) => o && producedIn.set(o, k))));
+  const reads = partNodes.map((ns) => new Set(ns.flatMap((n) => n.input ?? [])));
+  // Tensors each part hands to later ones, and those it takes from earlier ones.
+  const handOut = groups.map(() => new Set<string>());
+  const handoffs = groups.map((_, k) => [...reads[k]!].filter((t) => (producedIn.get(t) ?? k) < k).map((t) => ({ tensor: t, from: producedIn.get(t)! })));
+  for (const hs of handoffs) for (const h of hs) handOut[h.from]!.add(h.tensor);
 
-  // Element types of the saved activations (their sizes stay open: the batch varies).
+  // Element types of the handed-on tensors (their sizes stay open: the batch varies).
   const ir = parseModel(encodeModel(model), modelName, { checkExternalData: false });
   const symbolic: Record<string, number> = {};
   for (const i of ir.inputs) for (const d of i.dims ?? []) if (typeof d === 'string') symbolic[d] = 2;
   const shapes = estimateCosts(ir, symbolic).shapes;
   const declared = new Map([...(graph.valueInfo ?? []), ...(graph.output ?? [])].map((v) => [v.name ?? '', v]));
+  const outputsByName = new Map((graph.output ?? []).map((o) => [o.name ?? '', o]));
   const valueInfo = (t: string): onnx.IValueInfoProto => {
     const d = declared.get(t);
     if (d?.type?.tensorType?.elemType) return { name: t, type: { tensorType: { elemType: d.type.tensorType.elemType } } };
     const dt = shapes.get(t)?.dtype;
     return { name: t, type: { tensorType: { elemType: (dt ? dtypeCode(dt) : undefined) ?? onnx.TensorProto.DataType.FLOAT } } };
   };
-
-  const part = (ns: readonly onnx.INodeProto[], extraInputs: onnx.IValueInfoProto[], outputs: onnx.IValueInfoProto[], name: string): Uint8Array => {
-    const used = reads(ns);
+  const parts = groups.map((outs, k) => {
+    const ns = partNodes[k]!;
+    const outputs = [...new Set([...outs, ...handOut[k]!])].map((t) => outputsByName.get(t) ?? valueInfo(t));
+    const used = new Set(reads[k]);
     for (const o of outputs) used.add(o.name ?? '');
     return encodeModel({
       ...model,
       graph: {
         ...graph,
-        name,
-        node: [...ns],
-        input: [...(graph.input ?? []).filter((i) => used.has(i.name ?? '')), ...extraInputs],
+        name: `${graph.name ?? 'model'}_part${k}`,
+        node: ns,
+        input: [...(graph.input ?? []).filter((i) => used.has(i.name ?? '')), ...handoffs[k]!.map((h) => valueInfo(h.tensor))],
         initializer: (graph.initializer ?? []).filter((t) => used.has(t.name ?? '')),
         valueInfo: (graph.valueInfo ?? []).filter((v) => used.has(v.name ?? '')),
         output: outputs,
       },
     });
-  };
-  const outputsByName = new Map((graph.output ?? []).map((o) => [o.name ?? '', o]));
-  const forward = part(fwdNodes, [], [...forwardOutputs.map((t) => outputsByName.get(t) ?? valueInfo(t)), ...saved.map(valueInfo)], `${graph.name ?? 'model'}_forward`);
-  const backward = part(bwdNodes, savedOrOut.map(valueInfo), gradOutputs.map((t) => outputsByName.get(t)!), `${graph.name ?? 'model'}_backward`);
-  return { forward, backward, saved };
+  });
+  return { parts, handoffs };
 }
