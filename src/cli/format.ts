@@ -166,8 +166,8 @@ function trainingLines(t: TrainingSummary): string[] {
   return [
     `training    ${t.loss} loss ${loss(t.lossFirst)} → ${loss(t.lossLast)}${base} over the timed steps; ${t.optimizer}, lr ${t.lr}; gradients ${(t.gradientBytes / 1e6).toFixed(2)} MB per step in ${t.buckets} bucket${t.buckets === 1 ? '' : 's'}`,
     table(
-      ['device', 'forward/step', 'backward/step', 'all-reduce/step', 'optimizer/step'],
-      t.devices.map((d) => [d.id, ms(d.forwardUs), ms(d.backwardUs), ms(d.allReduceUs), ms(d.optimizerUs)]),
+      ['device', 'forward/step', 'backward/step', 'all-reduce/step', 'of it overlapped', 'optimizer/step'],
+      t.devices.map((d) => [d.id, ms(d.forwardUs), ms(d.backwardUs), ms(d.allReduceUs), ms(d.overlapUs), ms(d.optimizerUs)]),
     ),
   ];
 }

@@ -87,6 +87,20 @@ export const InstructionSchema = Type.Union([
     buffer: Type.String(),
     bytes,
   }),
+  /**
+   * Start a collective on the device's communication thread and go on: it runs while the
+   * instructions after it do (a gradient bucket's all-reduce while the backward continues).
+   * Every member starts its collectives in the same order.
+   */
+  Type.Object({
+    op: Type.Literal('collective-start'),
+    collective: Type.Union(COLLECTIVE_OPS.map((c) => Type.Literal(c))),
+    group: Type.Array(Type.Integer({ minimum: 0 })),
+    buffer: Type.String(),
+    bytes,
+  }),
+  /** Wait until the collectives started on these buffers have finished. */
+  Type.Object({ op: Type.Literal('collective-wait'), buffers: Type.Array(Type.String()) }),
   /** Copy graph outputs of the rows at hand into the shared outputs, on each output's batch axis. */
   Type.Object({ op: Type.Literal('gather'), micro, rows: RowRangeSchema, tensors, bytes }),
 ]);
@@ -180,6 +194,10 @@ export function formatInstruction(ins: Instruction, segments: readonly Segment[]
       return `send       ${m}→ ${ins.to}  [${names(ins.tensors)}]${kib(ins.bytes)}`;
     case 'collective':
       return `${ins.collective.padEnd(10)} ${ins.buffer} over [${ins.group.join(', ')}]${kib(ins.bytes)}`;
+    case 'collective-start':
+      return `${`${ins.collective}…`.padEnd(10)} ${ins.buffer} over [${ins.group.join(', ')}]${kib(ins.bytes)} (on the communication thread)`;
+    case 'collective-wait':
+      return `wait       ${names(ins.buffers)}`;
     case 'gather':
       return `gather     ${m}rows ${ins.rows.start}..${ins.rows.start + ins.rows.count - 1}${kib(ins.bytes)}`;
     default: {

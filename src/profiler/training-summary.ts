@@ -12,6 +12,8 @@ export interface TrainingStepParts {
   backwardUs: number;
   /** Gradient all-reduces (every bucket), as measured on this device. */
   allReduceUs: number;
+  /** The part of `allReduceUs` during which the device computed (the backward parts after the bucket's). */
+  overlapUs: number;
   optimizerUs: number;
 }
 
@@ -36,24 +38,41 @@ export function trainingSummary(trace: Trace): TrainingSummary | undefined {
   const s = trace.spans;
   const measured = new Set(trace.steps.map((w) => w.index));
   const steps = Math.max(1, measured.size);
-  const parts = trace.lanes.map((lane) => ({ id: trace.meta.devices[lane.device]?.id ?? lane.label, forwardUs: 0, backwardUs: 0, allReduceUs: 0, optimizerUs: 0 }));
+  const parts = trace.lanes.map((lane) => ({ id: trace.meta.devices[lane.device]?.id ?? lane.label, forwardUs: 0, backwardUs: 0, allReduceUs: 0, overlapUs: 0, optimizerUs: 0 }));
+  // Compute and gradient all-reduce intervals per lane and step, for the overlap.
+  const compute = new Map<string, [number, number][]>();
+  const reduces = new Map<string, [number, number][]>();
+  const add = (m: Map<string, [number, number][]>, key: string, iv: [number, number]): void => {
+    const list = m.get(key);
+    if (list) list.push(iv);
+    else m.set(key, [iv]);
+  };
   for (let i = 0; i < s.count; i++) {
     if (s.parent[i]! >= 0 || !measured.has(s.step[i]!)) continue;
     const p = parts[s.lane[i]!];
     if (!p) continue;
     const d = s.dur[i]!;
+    const key = `${s.lane[i]}|${s.step[i]}`;
     if (s.kind[i] === SpanKind.compute) {
       if (s.phase[i] === PhaseCode.forward) p.forwardUs += d;
       else if (s.phase[i] === PhaseCode.backward) p.backwardUs += d;
       else if (s.phase[i] === PhaseCode.optimizer) p.optimizerUs += d;
+      add(compute, key, [s.start[i]!, s.start[i]! + d]);
     } else if (s.kind[i] === SpanKind.comm && s.comm[i] === CommOpCode.allreduce && (s.flags[i]! & SpanFlag.gradient) !== 0) {
       p.allReduceUs += d;
+      add(reduces, key, [s.start[i]!, s.start[i]! + d]);
     }
+  }
+  // A device's compute spans do not overlap each other, so the overlaps add up.
+  for (const [key, rs] of reduces) {
+    const p = parts[Number(key.split('|')[0])]!;
+    for (const [a0, a1] of rs) for (const [c0, c1] of compute.get(key) ?? []) p.overlapUs += Math.max(0, Math.min(a1, c1) - Math.max(a0, c0));
   }
   for (const p of parts) {
     p.forwardUs /= steps;
     p.backwardUs /= steps;
     p.allReduceUs /= steps;
+    p.overlapUs /= steps;
     p.optimizerUs /= steps;
   }
   return {

@@ -146,6 +146,11 @@ export interface DeviceInit {
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Shared barrier/communication state (see runtime/comm), absent for a single device. */
   comm: unknown;
+  /**
+   * The communication threads' group (see device/comm-thread.ts), when the program starts
+   * collectives that overlap its compute (`collective-start`) on more than one device.
+   */
+  commThreads?: unknown;
   /** Timed steps the runner will ask for in all (sizes the step-time arrays). */
   steps: number;
   /** Record spans of timed steps. */

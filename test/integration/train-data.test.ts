@@ -53,11 +53,24 @@ test('2 devices train to the same weights as 1 device after 3 SGD steps, in buck
   assert.ok(training.buckets.length >= 3, `${training.buckets.length} buckets`);
   assert.equal(training.buckets.reduce((n, b) => n + b.bytes, 0), parameterBytes(trace));
   assert.ok(training.buckets.every((b) => b.bytes <= 50_000 || b.parameters.length === 1), 'a bucket is over the size only for a single parameter');
-  // The backward runs in one part per bucket.
+  // The backward runs in one part per bucket; each bucket's all-reduce runs on the
+  // communication thread once its part has run (possibly while the next parts run), and the
+  // optimizer starts after the last one.
   const rows = Array.from({ length: trace.spans.count }, (_, i) => spanRow(trace, i));
   for (let lane = 0; lane < 2; lane++) {
-    const parts = rows.filter((r) => r.lane === lane && r.step === 0 && r.kind === 'compute' && r.phase === 'backward' && r.parent === undefined);
-    assert.equal(parts.length, training.buckets.length, `lane ${lane}: a backward part per bucket`);
+    for (let step = 0; step < 2; step++) {
+      const mine = rows.filter((r) => r.lane === lane && r.step === step && r.parent === undefined);
+      const parts = mine.filter((r) => r.kind === 'compute' && r.phase === 'backward').sort((a, b) => a.start - b.start);
+      const reduces = mine.filter((r) => r.comm === 'allreduce').sort((a, b) => a.start - b.start);
+      const opt = mine.find((r) => r.kind === 'compute' && r.phase === 'optimizer')!;
+      assert.equal(parts.length, training.buckets.length, `lane ${lane}: a backward part per bucket`);
+      assert.equal(reduces.length, training.buckets.length, `lane ${lane}: an all-reduce per bucket`);
+      reduces.forEach((r, k) => {
+        assert.ok(r.start >= parts[k]!.start + parts[k]!.dur - 1, `bucket ${k}'s all-reduce starts after its backward part`);
+        assert.ok(r.start + r.dur <= opt.start + 1, `bucket ${k}'s all-reduce ends before the optimizer`);
+        assert.match(r.name, /overlapped/);
+      });
+    }
   }
   // Reverse layer order: the first bucket holds the last layer's gradients.
   assert.match(training.buckets[0]!.parameters[0]!, /^layers\.1\./);

@@ -77,7 +77,7 @@ function trainPlan(devices: number, train: Partial<TrainPlan> = {}): DataPlan & 
   return { mode: 'data', devices: `cpu:${devices}`, batch: 8, steps: 3, warmup: 1, seed: 0, train: { ...TRAIN_DEFAULTS, ...train } };
 }
 
-test('a training step is scatter, forward, a backward part and an all-reduce per bucket carrying its gradients, then the optimizer', () => {
+test('a training step is scatter, forward, per bucket a backward part and the start of its all-reduce, a wait, then the optimizer', () => {
   // 1 KB buckets: fc2.w (1 KiB) alone, then fc1.b, then fc1.w (2 KiB) alone.
   const p = compileTrainData(trainPlan(2, { bucketMb: 1024 / BUCKET_MB_BYTES }), context(2));
   assert.ok(Value.Check(ProgramSchema, p), 'a valid program');
@@ -86,10 +86,18 @@ test('a training step is scatter, forward, a backward part and an all-reduce per
   assert.deepEqual(p.buffers.map((b) => b.gradients?.map((g) => g.param)), [['fc2.w'], ['fc1.b'], ['fc1.w']]);
   for (const d of p.devices) {
     const ops = d.instructions.map((i) => (i.op === 'run' ? `run:${i.phase}` : i.op));
-    assert.deepEqual(ops, ['scatter', 'run:forward', 'run:backward', 'run:backward', 'run:backward', 'collective', 'collective', 'collective', 'run:optimizer']);
+    assert.deepEqual(ops, [
+      'scatter', 'run:forward',
+      'run:backward', 'collective-start', 'run:backward', 'collective-start', 'run:backward', 'collective-start',
+      'collective-wait', 'run:optimizer',
+    ], 'each bucket\'s all-reduce starts right after its backward part');
     const scatter = d.instructions[0]!;
     assert.ok(scatter.op === 'scatter' && scatter.tensors.includes('labels'), 'labels are scattered with the inputs');
-    const bytes = d.instructions.flatMap((i) => (i.op === 'collective' ? [i.bytes] : []));
+    const started = d.instructions.flatMap((i) => (i.op === 'collective-start' ? [i.buffer] : []));
+    assert.deepEqual(started, p.buffers.map((b) => b.name), 'buckets start in order');
+    const wait = d.instructions.find((i) => i.op === 'collective-wait');
+    assert.deepEqual(wait?.op === 'collective-wait' ? wait.buffers : null, started, 'the optimizer waits for every bucket');
+    const bytes = d.instructions.flatMap((i) => (i.op === 'collective-start' ? [i.bytes] : []));
     assert.equal(bytes.reduce((a, b) => a + b, 0), p.training!.parameters.reduce((n, q) => n + q.dims.reduce((a, b) => a * b, 1), 0) * 4, 'the buckets carry every parameter byte');
   }
   assert.deepEqual(p.devices.map((d) => (d.instructions[0]!.op === 'scatter' ? d.instructions[0]!.rows : null)), [{ start: 0, count: 4 }, { start: 4, count: 4 }]);
@@ -142,4 +150,43 @@ test('the simulator runs a compiled training program: forward, backward and opti
   for (const ph of ['forward', 'optimizer'] as const) assert.equal(computeByPhase.get(PhaseCode[ph]), 2 * 2, `${ph}: one span per device per step`);
   assert.equal(computeByPhase.get(PhaseCode.backward), 2 * 2 * p.buffers.length, 'backward: one span per bucket per device per step');
   assert.equal(gradientAllReduces, 2 * 2 * p.buffers.length);
+});
+
+test('one device packs its buckets without starting anything on a communication thread', () => {
+  const p = compileTrainData(trainPlan(1, { bucketMb: 1024 / BUCKET_MB_BYTES }), context(1));
+  const ops = p.devices[0]!.instructions.map((i) => i.op);
+  assert.ok(!ops.includes('collective-start') && !ops.includes('collective-wait'));
+  assert.equal(ops.filter((o) => o === 'collective').length, p.buffers.length);
+  assert.ok(p.devices[0]!.instructions.every((i) => i.op !== 'collective' || i.bytes === 0), 'a group of one moves nothing');
+});
+
+test('the simulator overlaps a started all-reduce with the next backward part, on a communication thread per rank', () => {
+  const p = compileTrainData(trainPlan(2, { bucketMb: 1024 / BUCKET_MB_BYTES }), context(2));
+  const costs: CostModel = { compute: {}, transfers: { copy: FREE_LINK, p2p: FREE_LINK, collective: { alphaUs: 300, bytesPerUs: 1e12 } } };
+  const phases = { 'train-forward': 'forward', 'train-backward': 'backward', optimizer: 'optimizer' } as const;
+  for (let r = 0; r < 2; r++) {
+    for (const seg of p.segments) {
+      if (seg.kind === 'train-forward' || seg.kind === 'train-backward' || seg.kind === 'optimizer') setComputeCost(costs, r, seg, phases[seg.kind], { fixedUs: 1000, perRowUs: 0 });
+    }
+  }
+  const meta = syntheticMeta(2, { mode: 'data', devices: 'cpu:2', batch: 8, steps: 1, warmup: 0, seed: 0, train: { ...TRAIN_DEFAULTS } });
+  const trace = simulate(p, costs, { steps: 1, meta });
+  const s = trace.spans;
+  const lane0 = (kind: number, phase?: number): { start: number; end: number }[] => {
+    const out: { start: number; end: number }[] = [];
+    for (let i = 0; i < s.count; i++) {
+      const wanted = kind === SpanKind.comm ? s.comm[i] === CommOpCode.allreduce : s.phase[i] === phase;
+      if (s.lane[i] === 0 && s.kind[i] === kind && wanted) out.push({ start: s.start[i]!, end: s.start[i]! + s.dur[i]! });
+    }
+    return out.sort((a, b) => a.start - b.start);
+  };
+  const backward = lane0(SpanKind.compute, PhaseCode.backward);
+  const reduces = lane0(SpanKind.comm);
+  assert.equal(reduces.length, 3);
+  // Bucket 0's all-reduce (300 µs, ring of 2: 2 × α) runs while backward part 1 (1000 µs) does.
+  assert.ok(reduces[0]!.start >= backward[0]!.end && reduces[0]!.end <= backward[1]!.end, 'the first all-reduce overlaps the second backward part');
+  // Forward 1000 + 3 backward parts 3000 + the last bucket's all-reduce (exposed) + optimizer 1000.
+  const step = trace.steps[0]!.endUs - trace.steps[0]!.startUs;
+  const ringUs = reduces[2]!.end - reduces[2]!.start;
+  assert.ok(Math.abs(step - (5000 + ringUs)) < 1e-6, `step ${step} µs: only the last bucket's all-reduce is exposed`);
 });

@@ -86,7 +86,11 @@ function instructionKey(ins: Instruction): { op: string; micro: number } {
     case 'recv':
       return { op: ins.op, micro: ins.micro };
     case 'collective':
+    case 'collective-start':
       return { op: ins.collective, micro: -1 };
+    case 'collective-wait':
+      // Records nothing of its own: the collectives' spans match their start instructions.
+      return { op: ins.op, micro: -1 };
     default: {
       const never: never = ins;
       throw new Error(`unknown instruction ${JSON.stringify(never)}`);
@@ -211,6 +215,7 @@ function addSample(acc: Acc, where: Where, idx: number, ins: Instruction, dur: n
     if (kind !== undefined) push(acc.byKind, kindKey(kind, seg, ins.phase), sample);
     return;
   }
+  if (ins.op === 'collective-wait') return;
   // The span's bytes are what moved; the instruction's are the compiler's estimate.
   const bytes = spanBytes > 0 ? spanBytes : ins.bytes;
   const micro = 'micro' in ins ? ins.micro : -1;
@@ -231,7 +236,8 @@ function addSample(acc: Acc, where: Where, idx: number, ins: Instruction, dur: n
       // the span is the copy out of the channel.
       acc.recv.push({ a: bytes, b: 1, d: dur });
       return;
-    case 'collective': {
+    case 'collective':
+    case 'collective-start': {
       const n = ins.group.length;
       if (n > 1) acc.links.collective.push({ ...collectiveTerms(ins.collective, bytes, n), d: dur });
       return;

@@ -1,18 +1,17 @@
 /**
  * The data-parallel training compiler: the model replicated on every device, each step
  *
- *   scatter rows (inputs and labels) → run forward → run backward → per gradient bucket, in
- *   reverse layer order: all-reduce → run optimizer
+ *   scatter rows (inputs and labels) → run forward → per gradient bucket, in reverse layer
+ *   order: run its backward part, start its all-reduce → wait for the all-reduces → run optimizer
  *
  * Gradients are grouped into buckets as PyTorch DDP groups them: walking the parameters from
  * the last layer to the first (the order backward produces them), each bucket is filled up
  * to the bucket size; a parameter larger than a bucket gets a bucket of its own. Each bucket
  * is one shared buffer and one all-reduce, so the timeline shows one span per bucket.
  *
- * The buckets are all-reduced after the whole backward has run: the backward is one segment,
- * so no bucket's gradients exist before it ends. Overlapping them with backward needs the
- * backward cut into one segment per bucket (each bucket's all-reduce issued after its
- * segment, while the next one runs on a communication thread).
+ * The backward is cut into one part per bucket, and each bucket's all-reduce starts on the
+ * device's communication thread (`collective-start`) as soon as its part has run, while the
+ * next part runs; the optimizer waits for all of them (`collective-wait`).
  */
 import type { DataPlan, TrainPlan } from '../../profiler/plan';
 import type { Instruction, PackedGradient, Program, ProgramBuffer, Segment } from '../../profiler/program';
@@ -96,10 +95,21 @@ export function compileTrainData(plan: DataPlan & { train: TrainPlan }, ctx: Com
       const instructions: Instruction[] = [
         { op: 'scatter', micro: -1, rows, tensors: scattered, bytes: inputBytes(ctx.inputs, scattered, rows.count) },
         { op: 'run', micro: -1, segment: 0, rows: rows.count, phase: 'forward' },
-        ...buffers.map((_, k): Instruction => ({ op: 'run', micro: -1, segment: 1 + k, rows: rows.count, phase: 'backward' })),
-        // With one device the buckets are still packed (the optimizer reads them), and the
-        // all-reduce over a group of one moves nothing.
-        ...buffers.map((b): Instruction => ({ op: 'collective', collective: 'allreduce', group, buffer: b.name, bytes: group.length > 1 ? b.elements * 4 : 0 })),
+        ...(group.length > 1
+          ? // Each bucket's all-reduce starts on the communication thread as soon as its
+            // backward part has run, while the next part runs.
+            [
+              ...buffers.flatMap((b, k): Instruction[] => [
+                { op: 'run', micro: -1, segment: 1 + k, rows: rows.count, phase: 'backward' },
+                { op: 'collective-start', collective: 'allreduce', group, buffer: b.name, bytes: b.elements * 4 },
+              ]),
+              { op: 'collective-wait', buffers: buffers.map((b) => b.name) } satisfies Instruction,
+            ]
+          : // One device: the buckets are still packed (the optimizer reads them); nothing moves.
+            [
+              ...buffers.map((_, k): Instruction => ({ op: 'run', micro: -1, segment: 1 + k, rows: rows.count, phase: 'backward' })),
+              ...buffers.map((b): Instruction => ({ op: 'collective', collective: 'allreduce', group, buffer: b.name, bytes: 0 })),
+            ]),
         { op: 'run', micro: -1, segment: optimizer, rows: rows.count, phase: 'optimizer' },
       ];
       return { rank, stage: -1, segments: Array.from({ length: optimizer + 1 }, (_, i) => i), instructions };

@@ -19,6 +19,7 @@ import { SpanBuffer, nowUs } from '../spans';
 import { COMM_OPS, CommOpCode, PhaseCode, SpanFlag, SpanKind } from '../../profiler/trace-format';
 import type { Instruction, ProgramBuffer } from '../../profiler/program';
 import { TrainingState } from './training-state';
+import { CommThread } from './comm-thread';
 import type { DeviceInit, FromDevice, SharedOutput, ToDevice } from '../protocol';
 import { ctorFor, copyRows, viewOf, elementCount, placeRows, type AnyTypedArray } from '../tensor-util';
 import { Communicator, type CommGroupDescriptor } from '../comm/communicator';
@@ -76,6 +77,8 @@ export class Interpreter {
   private readonly buffers = new Map<string, Float32Array>();
   /** A training program's resident weights, optimizer state and gradients (null for inference). */
   private training: TrainingState | null = null;
+  /** The communication thread that runs started collectives, with the buffers it serves by name (null without one). */
+  private commThread: { thread: CommThread; index: Map<string, number> } | null = null;
   /** Tensors available to the next `run`: scattered inputs and received activations. */
   private readonly feeds = new Map<string, ort.Tensor>();
   /** Outputs of the latest `run`, for the `send` and `gather` after it. */
@@ -149,11 +152,18 @@ export class Interpreter {
     if (this.sched && this.poolsExact && this.poolTids.length > 0) this.sched.addThreads(this.poolTids);
     if (this.sched && m.device.intraOpNumThreads > 1) this.schedThreads = this.poolsExact && this.poolTids.length > 0 ? 'worker+pool' : 'worker';
     this.probeCpuUs = this.measureProbe();
+    // Buffers of started collectives are plain shared memory, for the communication thread.
+    const started = new Set(m.program.instructions.flatMap((i) => (i.op === 'collective-start' ? [i.buffer] : [])));
     for (const b of m.buffers) {
       // A gradient bucket of a one-device run is packed and read, never communicated.
-      if (!this.comm && b.gradients) this.buffers.set(b.name, new Float32Array(b.elements));
+      if (started.has(b.name) || (!this.comm && b.gradients)) this.buffers.set(b.name, new Float32Array(new SharedArrayBuffer(b.elements * 4)));
       else if (!this.comm) throw new Error(`buffer ${b.name} needs a communication group`);
       else this.buffers.set(b.name, this.comm.alloc(Float32Array, b.elements));
+    }
+    if (m.commThreads && started.size > 0) {
+      const names = [...started];
+      const thread = await CommThread.start(m.commThreads as CommGroupDescriptor, m.rank, names.map((n) => this.buffers.get(n)!));
+      this.commThread = { thread, index: new Map(names.map((n, i) => [n, i])) };
     }
     if (m.training) {
       this.training = new TrainingState(m.training.program, m.training.initial, m.steps);
@@ -294,6 +304,8 @@ export class Interpreter {
   }
 
   private async releaseSessions(): Promise<void> {
+    await this.commThread?.thread.stop();
+    this.commThread = null;
     for (const [, seg] of this.sessions) {
       await seg.session.release();
       await seg.profiled?.session.release();
@@ -332,6 +344,10 @@ export class Interpreter {
         this.inComm(code, synthetic ? SpanFlag.synthetic : 0, () => this.collective(ins.collective, buf), name);
         return;
       }
+      case 'collective-start':
+        return this.startCollective(ins);
+      case 'collective-wait':
+        return this.waitCollectives(ins.buffers);
       case 'gather':
         return this.timed(CommOpCode.gather, () => this.gather(ins.rows.start, ins.rows.count, ins.tensors));
       default: {
@@ -355,6 +371,40 @@ export class Interpreter {
       this.inComm(CommOpCode[ins.collective], SpanFlag.gradient, () => this.collective(ins.collective, buf), `${commName(CommOpCode[ins.collective])} (${def.name}, ${def.gradients!.length} gradients)`);
     }
     t.unpack(def, buf, this.feeds);
+  }
+
+  /**
+   * Starts a collective on the communication thread (a gradient bucket is packed first); with
+   * one device there is no thread and nothing to communicate.
+   */
+  private startCollective(ins: Extract<Instruction, { op: 'collective-start' }>): void {
+    const buf = this.buffers.get(ins.buffer);
+    const def = this.init!.buffers.find((b) => b.name === ins.buffer);
+    if (!buf || !def) throw new Error(`collective on unknown buffer ${ins.buffer}`);
+    if (ins.collective !== 'allreduce') throw new Error(`${ins.collective} on the communication thread is not used by any compiler yet`);
+    if (def.gradients) this.training!.pack(def, buf, this.feeds, this.shareOfBatch());
+    if (this.commThread && ins.group.length > 1) this.commThread.thread.allReduce(this.commThread.index.get(ins.buffer)!);
+  }
+
+  /**
+   * Waits for the started collectives, records each as a comm span at the time the thread
+   * ran it, and unpacks the gradient buckets for the optimizer.
+   */
+  private waitCollectives(names: readonly string[]): void {
+    const ct = this.commThread;
+    ct?.thread.waitAll();
+    for (const name of names) {
+      const def = this.init!.buffers.find((b) => b.name === name);
+      const buf = this.buffers.get(name);
+      if (!def || !buf) throw new Error(`wait for unknown buffer ${name}`);
+      const index = ct?.index.get(name);
+      if (ct && index !== undefined && this.recording) {
+        const t = ct.thread.timing(index);
+        const flags = def.gradients ? SpanFlag.gradient : 0;
+        this.spans.record(SpanKind.comm, `${commName(CommOpCode.allreduce)} (${name}${def.gradients ? `, ${def.gradients.length} gradients` : ''}, overlapped)`, t.startUs, t.durUs, { bytes: t.bytes, peer: -1, comm: CommOpCode.allreduce, flags });
+      }
+      if (def.gradients) this.training!.unpack(def, buf, this.feeds);
+    }
   }
 
   /** Rows of this device's step over the global batch (from its scatter instructions). */

@@ -119,7 +119,7 @@ function notesOf(m: Measured): string[] {
   }
   if (m.training) {
     notes.push(
-      `Training: ${m.training.loss} loss against a fixed random teacher's labels, ${m.training.optimizer} at lr ${m.training.lr}; gradients all-reduced in ${m.training.buckets.length} bucket(s) after the backward (not overlapped with it). The numerical check compares the trained weights after the warm-up and timed steps with the one-device training run's.`,
+      `Training: ${m.training.loss} loss against a fixed random teacher's labels, ${m.training.optimizer} at lr ${m.training.lr}; gradients all-reduced in ${m.training.buckets.length} bucket(s), each on the device's communication thread as soon as its backward part has run, overlapping the parts after it. The numerical check compares the trained weights after the warm-up and timed steps with the one-device training run's.`,
     );
   }
   if (m.baseline?.schedule === 'interleaved') {

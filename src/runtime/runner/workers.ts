@@ -209,6 +209,9 @@ export class ProgramRun {
     const n = program.devices.length;
     const arenaBytes = program.buffers.reduce((a, b) => a + b.elements * 4, 0);
     const comm = n > 1 ? createCommGroup(n, arenaBytes > 0 ? { arenaBytes: arenaBytes + 4096 } : {}) : null;
+    // Collectives that overlap compute run on a communication thread per device, in a group of their own.
+    const started = program.devices.some((d) => d.instructions.some((i) => i.op === 'collective-start'));
+    const commThreads = n > 1 && started ? createCommGroup(n) : null;
     const readyP = group.waitAll('ready');
     o.devices.forEach((d, rank) => {
       const init: DeviceInit = {
@@ -223,6 +226,7 @@ export class ProgramRun {
         batch: program.batch,
         inputs: o.inputs,
         comm,
+        ...(commThreads ? { commThreads } : {}),
         steps: o.steps,
         capture: o.capture.spans,
         opLevel: o.capture.profiledSteps > 0,
