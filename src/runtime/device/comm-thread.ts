@@ -55,6 +55,7 @@ export class CommThread {
     private readonly timings: Float64Array,
     private readonly message: Uint8Array,
     private readonly capacity: number,
+    private readonly timeoutMs: number,
   ) {}
 
   /**
@@ -74,7 +75,7 @@ export class CommThread {
       worker.once('error', reject);
       worker.postMessage(init);
     });
-    return new CommThread(worker, new Int32Array(ctrl), new Float64Array(timings), new Uint8Array(message), buffers.length);
+    return new CommThread(worker, new Int32Array(ctrl), new Float64Array(timings), new Uint8Array(message), buffers.length, desc.timeoutMs);
   }
 
   /** Asks the thread to all-reduce buffer `index` after the ones asked before. */
@@ -85,14 +86,26 @@ export class CommThread {
     Atomics.notify(this.ctrl, REQUESTED);
   }
 
-  /** Blocks until every collective asked for has finished; throws the thread's error if one failed. */
+  /**
+   * Blocks until every collective asked for has finished; throws the thread's error if one
+   * failed, or when nothing finished for longer than the group's own deadline (the thread is
+   * gone: its exit event cannot reach this thread while it waits here).
+   */
   waitAll(): void {
+    let last = Atomics.load(this.ctrl, DONE);
+    let since = performance.now();
     for (;;) {
       const done = Atomics.load(this.ctrl, DONE);
       if (done >= this.requested) return;
       if (Atomics.load(this.ctrl, FAILED) !== 0) {
         const text = new TextDecoder().decode(this.message.slice()).replace(/\0+$/, '');
         throw new Error(`the communication thread failed: ${text}`);
+      }
+      if (done !== last) {
+        last = done;
+        since = performance.now();
+      } else if (performance.now() - since > this.timeoutMs + 5000) {
+        throw new Error(`the communication thread finished no collective for ${Math.round((performance.now() - since) / 1000)} s`);
       }
       Atomics.wait(this.ctrl, DONE, done, 200);
     }
