@@ -207,11 +207,12 @@ export class ProgramRun {
   private async load(): Promise<void> {
     const { program, o, group } = this;
     const n = program.devices.length;
-    const arenaBytes = program.buffers.reduce((a, b) => a + b.elements * 4, 0);
+    // Collectives that overlap compute run on a communication thread per device, in a group
+    // of their own, on buffers the devices allocate themselves; the others get the arena.
+    const started = new Set(program.devices.flatMap((d) => d.instructions.flatMap((i) => (i.op === 'collective-start' ? [i.buffer] : []))));
+    const arenaBytes = program.buffers.reduce((a, b) => a + (started.has(b.name) ? 0 : b.elements * 4), 0);
     const comm = n > 1 ? createCommGroup(n, arenaBytes > 0 ? { arenaBytes: arenaBytes + 4096 } : {}) : null;
-    // Collectives that overlap compute run on a communication thread per device, in a group of their own.
-    const started = program.devices.some((d) => d.instructions.some((i) => i.op === 'collective-start'));
-    const commThreads = n > 1 && started ? createCommGroup(n) : null;
+    const commThreads = n > 1 && started.size > 0 ? createCommGroup(n) : null;
     const readyP = group.waitAll('ready');
     o.devices.forEach((d, rank) => {
       const init: DeviceInit = {
