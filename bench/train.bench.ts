@@ -181,6 +181,10 @@ over a 5 µs, 100 GB/s link (NVLink class), medians over the runs:
 ${predicted(TRAIN_DEFAULTS.bucketMb)}
 ${predicted(1000)}
 
+On such a link the all-reduce of the demo's 200 MB of gradients takes a few milliseconds next
+to a second of compute on these CPU workers, so there is little to hide, while each backward
+part adds its fixed cost; buckets pay where the all-reduce is a large share of the step.
+
 One run with the one-device baseline: numerics ${nc?.ok ? 'ok' : 'MISMATCH'} (max abs err ${nc?.maxAbsErr.toExponential(2)}, max rel err ${nc?.maxRelErr.toExponential(2)} over ${nc?.outputs?.length ?? 0} parameters after 5 SGD steps, tolerance 1e-5 + 1e-4·|b|); loss ${tr.lossFirst.toPrecision(5)} → ${tr.lossLast.toPrecision(5)} over the timed steps (one device: ${tr.baselineLossLast?.toPrecision(5) ?? '?'}).
 
 Optimizer update of all 50 M parameters, one thread, medians of 5 interleaved pairs:

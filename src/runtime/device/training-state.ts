@@ -9,9 +9,10 @@
  * arrays, which the tensors fed to every segment wrap, so the next step reads them in place.
  * Measured against a JavaScript loop over the same Float32Arrays on the demo model (50 M
  * parameters, one thread; `npm run bench -- train`, BENCHMARKS.md), the segment with its
- * copy back was as fast or faster for SGD, momentum and Adam on a busy 2-core machine, so it
- * stays: it is also an instruction like any other, which the simulator costs by phase, and
- * on a GPU provider it runs there.
+ * copy back was faster for SGD and Adam and about even for momentum on a busy 2-core
+ * machine (no loop won consistently over repeated runs), so it stays: it is also an
+ * instruction like any other, which the simulator costs by phase, and on a GPU provider it
+ * runs there.
  */
 import * as ort from 'onnxruntime-node';
 import type { Phase } from '../../profiler/span-vocabulary';
