@@ -1,5 +1,6 @@
 /** Plain-text rendering of summaries and findings for the terminal. */
 import type { ProfileSummary } from '../profiler/summary';
+import type { TrainingSummary } from '../profiler/training-summary';
 import type { Finding } from '../profiler/findings';
 import type { MeasurementQuality } from '../profiler/quality';
 import type { NumericalCheck } from '../profiler/trace-format';
@@ -71,7 +72,8 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
     const unreliable = s.speedupReliable === false ? ' — unreliable (measurement quality poor)' : '';
     out.push(`speedup     ${s.speedupVsOneDevice.toFixed(2)}×${iv} vs ${s.baseline.description} (median ${ms(s.baseline.stepTimeUs)}, steps interleaved with the parallel run's)${unreliable}`);
   }
-  if (s.numericalCheck) out.push(numericsLine(s.numericalCheck));
+  if (s.numericalCheck) out.push(numericsLine(s.numericalCheck, s.training ? 'parameter' : 'output'));
+  if (s.training) out.push('', ...trainingLines(s.training));
   if (s.stages && s.bubbleFraction !== undefined) {
     out.push(
       `bubble      ${pct(s.bubbleFraction)} of stage time (GPipe (K−1)/(M+K−1) = ${pct(s.gpipeBubbleFraction ?? NaN)}), stage balance max/mean ${(s.stageBalance ?? NaN).toFixed(2)}`,
@@ -156,14 +158,28 @@ export function formatAnalysis(s: ProfileSummary, a: Analysis): string {
   return out.join('\n');
 }
 
+/** A training run's lines: the loss, and each part of a step per device. */
+function trainingLines(t: TrainingSummary): string[] {
+  // JSON turns a NaN loss (a diverged run) into null.
+  const loss = (x: number | null): string => (typeof x === 'number' && Number.isFinite(x) ? x.toPrecision(5) : 'not a number');
+  const base = t.baselineLossLast !== null ? ` (one device: ${loss(t.baselineLossLast)})` : '';
+  return [
+    `training    ${t.loss} loss ${loss(t.lossFirst)} → ${loss(t.lossLast)}${base} over the timed steps; ${t.optimizer}, lr ${t.lr}; gradients ${(t.gradientBytes / 1e6).toFixed(2)} MB per step in ${t.buckets} bucket${t.buckets === 1 ? '' : 's'}`,
+    table(
+      ['device', 'forward/step', 'backward/step', 'all-reduce/step', 'of it overlapped', 'optimizer/step'],
+      t.devices.map((d) => [d.id, ms(d.forwardUs), ms(d.backwardUs), ms(d.allReduceUs), ms(d.overlapUs), ms(d.optimizerUs)]),
+    ),
+  ];
+}
+
 /**
  * The summary's numerics line. A mismatch names each failing output and its error (or that
  * the run did not produce it), so the output at fault is visible without opening the trace.
  */
-export function numericsLine(nc: NumericalCheck): string {
+export function numericsLine(nc: NumericalCheck, noun: 'output' | 'parameter' = 'output'): string {
   const errs = `max abs err ${nc.maxAbsErr.toExponential(2)}, max rel err ${nc.maxRelErr.toExponential(2)}`;
   const outputs = nc.outputs ?? [];
-  const count = outputs.length > 0 ? `, ${outputs.length} output${outputs.length === 1 ? '' : 's'}` : '';
+  const count = outputs.length > 0 ? `, ${outputs.length} ${noun}${outputs.length === 1 ? '' : 's'}` : '';
   if (nc.ok) return `numerics    ok: ${errs}${count} against ${nc.reference}`;
   const failing = outputs
     .filter((o) => !o.ok)

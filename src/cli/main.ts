@@ -20,7 +20,7 @@ import { TOOL_VERSION } from '../common/version';
 import { profile, ProfileCancelled } from '../runtime/api';
 import type { ProfileRequest, Progress } from '../runtime/protocol';
 import { EtaEstimator, formatEta } from '../runtime/progress-eta';
-import { makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, PLANNING_ONLY_MODES, PlanFieldError, type ParallelMode, type Plan, type PipelineSchedule, type PlanningOnlyMode } from '../profiler/plan';
+import { makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, PLANNING_ONLY_MODES, PlanFieldError, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type Plan, type PipelineSchedule, type PlanningOnlyMode, type TrainLoss, type TrainOptimizer, type TrainPlan } from '../profiler/plan';
 import { parseByteSize } from '../profiler/units';
 import { tensorPlanCommand } from './tensor-plan';
 import { discoverDevices } from '../runtime/device/discovery';
@@ -150,6 +150,11 @@ function progressReporter(quiet: boolean): { update(p: Progress): void; stop(): 
 interface ProfileFlags {
   mode: ParallelMode | PlanningOnlyMode;
   gradSync?: boolean;
+  train?: boolean;
+  loss?: TrainLoss;
+  optimizer?: TrainOptimizer;
+  lr?: number;
+  bucketMb?: number;
   shards?: number[];
   /** Also write a self-contained HTML report of the run. */
   report?: string;
@@ -174,6 +179,26 @@ interface ProfileFlags {
   adviceOnPoorQuality: 'hold' | 'show';
 }
 
+/** The training part of the flags: `--train` and its settings (which mean nothing without it). */
+function trainOf(flags: ProfileFlags): TrainPlan | undefined {
+  if (!flags.train) {
+    for (const [k, flag] of [['loss', '--loss'], ['optimizer', '--optimizer'], ['lr', '--lr'], ['bucketMb', '--bucket-mb']] as const) {
+      if (flags[k] !== undefined) throw new UserError(`${flag} applies to training runs only; add --train`);
+    }
+    return undefined;
+  }
+  return { loss: flags.loss ?? TRAIN_DEFAULTS.loss, optimizer: flags.optimizer ?? TRAIN_DEFAULTS.optimizer, lr: flags.lr ?? TRAIN_DEFAULTS.lr, bucketMb: flags.bucketMb ?? TRAIN_DEFAULTS.bucketMb };
+}
+
+/** A positive finite number flag (`--lr 0.01`, `--bucket-mb 25`). */
+function positiveNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number, got "${v}"`);
+    return n;
+  };
+}
+
 /** The typed plan of the flags; flags of another mode are refused before any work starts. */
 function planOf(flags: ProfileFlags & { mode: ParallelMode }): Plan {
   const cuts = flags.cuts?.split(',').map((c) => c.trim()).filter((c) => c !== '');
@@ -188,6 +213,7 @@ function planOf(flags: ProfileFlags & { mode: ParallelMode }): Plan {
       seed: flags.seed,
       shards: flags.shards,
       gradSync: flags.gradSync,
+      train: trainOf(flags),
       microBatches: flags.microBatches,
       stages: flags.stages,
       cuts,
@@ -397,7 +423,12 @@ export function buildProgram(): Command {
     .option('--inputs <file>', 'inputs from a .npy or .json file instead of random data')
     .option('--report <file.html>', 'also write a self-contained HTML timeline report')
     .option('--shards <rows>', 'data: rows per device, e.g. 48,16 (default: as even as possible)', parseShards)
-    .option('--grad-sync', 'data: all-reduce a parameter-sized buffer each step, as training would (synthetic gradients)')
+    .option('--grad-sync', 'data, inference: all-reduce a parameter-sized buffer of zeros each step (synthetic gradients; --train syncs real ones)')
+    .option('--train', 'data: train instead of running inference (forward, backward, gradient all-reduce, optimizer; labels from a fixed random teacher)')
+    .addOption(new Option('--loss <kind>', `with --train: loss (default ${TRAIN_DEFAULTS.loss})`).choices([...TRAIN_LOSSES]))
+    .addOption(new Option('--optimizer <kind>', `with --train: optimizer (default ${TRAIN_DEFAULTS.optimizer})`).choices([...TRAIN_OPTIMIZERS]))
+    .option('--lr <rate>', `with --train: learning rate (default ${TRAIN_DEFAULTS.lr})`, positiveNumber('--lr'))
+    .option('--bucket-mb <mb>', `with --train: gradient bucket size in MB (default ${TRAIN_DEFAULTS.bucketMb}, as PyTorch DDP)`, positiveNumber('--bucket-mb'))
     .option('--micro-batches <n>', 'pipeline: micro-batches per step (default 4; must divide --batch)', positiveInt('--micro-batches'))
     .option('--stages <n>', 'pipeline: number of stages (one per device)', positiveInt('--stages'))
     .option('--cuts <nodes>', 'pipeline: cut after these nodes (comma-separated names) instead of balancing')

@@ -19,7 +19,7 @@
 import { isAbsolute, join, basename, dirname } from 'node:path';
 import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser/lib/esm/main.js';
 import type { ProfileRequest } from '../runtime/protocol';
-import { DEFAULT_MICRO_BATCHES, isParallelMode, makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, type ParallelMode } from '../profiler/plan';
+import { DEFAULT_MICRO_BATCHES, isParallelMode, makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type TrainPlan } from '../profiler/plan';
 import type { ProfileSettings } from './run-config';
 import { checkDeviceSpecText } from './run-config';
 
@@ -37,6 +37,7 @@ export const PLAN_KEYS = [
   'devices',
   'batch',
   'shards',
+  'train',
   'microBatches',
   'stages',
   'cuts',
@@ -58,7 +59,7 @@ export type PlanKey = (typeof PLAN_KEYS)[number];
 export const PIPELINE_KEYS: readonly PlanKey[] = ['microBatches', 'stages', 'cuts', 'schedule'];
 
 /** Keys that only data-parallel plans use. */
-export const DATA_KEYS: readonly PlanKey[] = ['shards'];
+export const DATA_KEYS: readonly PlanKey[] = ['shards', 'train'];
 
 export { DEFAULT_MICRO_BATCHES };
 
@@ -83,6 +84,8 @@ export interface PlanValues {
   batch?: number;
   /** Data parallel: rows per device, in device order. */
   shards?: number[];
+  /** Data parallel: train (the CLI's --train); each setting falls back to its default. */
+  train?: Partial<TrainPlan>;
   microBatches?: number;
   stages?: number;
   cuts?: string[];
@@ -146,6 +149,24 @@ function plain(v: unknown): unknown {
 const isPosInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1;
 const isNonNegInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPositive = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v > 0;
+/** A plan's `train` object: known keys only, each optional and valid. */
+function isTrainSettings(v: unknown): boolean {
+  if (!isRecord(v)) return false;
+  return Object.entries(v).every(([k, x]) => {
+    switch (k) {
+      case 'loss':
+        return (TRAIN_LOSSES as readonly unknown[]).includes(x);
+      case 'optimizer':
+        return (TRAIN_OPTIMIZERS as readonly unknown[]).includes(x);
+      case 'lr':
+      case 'bucketMb':
+        return isPositive(x);
+      default:
+        return false;
+    }
+  });
+}
 
 /**
  * Total device count of a device spec (`cpu:2,webgpu:1` → 3; a kind without a count is one
@@ -230,6 +251,7 @@ function readPlan(name: string, keyNode: Node, prop: Node, valueNode: Node | und
   typed('devices', (v) => typeof v === 'string' && checkDeviceSpecText(v) === null, 'comma-separated kind:count entries, e.g. "cpu:2" or "cpu:1,webgpu:1"');
   typed('batch', isPosInt, 'a whole number ≥ 1');
   typed('shards', (v) => Array.isArray(v) && v.length > 0 && v.every(isPosInt), 'an array of row counts ≥ 1, one per device');
+  typed('train', isTrainSettings, `an object of "loss" (${TRAIN_LOSSES.join(', ')}), "optimizer" (${TRAIN_OPTIMIZERS.join(', ')}), "lr" and "bucketMb" (numbers > 0), each optional`);
   typed('microBatches', isPosInt, 'a whole number ≥ 1');
   typed('stages', isPosInt, 'a whole number ≥ 1');
   typed('cuts', (v) => Array.isArray(v) && v.every((c) => typeof c === 'string' && c !== ''), 'an array of node names');
@@ -274,7 +296,8 @@ function checkPlan(plan: ConfigPlan): void {
     }
     return;
   }
-  for (const k of DATA_KEYS) if (plan.keys.has(k)) add(k, `"${k}" applies to "mode": "data" only; this plan runs a pipeline`, 'warning');
+  if (plan.keys.has('train')) add('train', 'not yet: training runs in "mode": "data"; pipeline training is coming');
+  for (const k of DATA_KEYS) if (k !== 'train' && plan.keys.has(k)) add(k, `"${k}" applies to "mode": "data" only; this plan runs a pipeline`, 'warning');
   const k = v.devices !== undefined ? deviceCount(v.devices) : null;
   if (v.batch !== undefined && v.microBatches !== undefined && v.batch % v.microBatches !== 0) {
     const near = [v.microBatches - 1, v.microBatches + 1, v.microBatches - 2, v.microBatches + 2].filter((x) => x >= 1 && v.batch! % x === 0);
@@ -339,6 +362,7 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
       warmup: v.warmup ?? settings.warmup,
       seed: v.seed ?? 0,
       ...(!pipeline && v.shards !== undefined ? { shards: v.shards } : {}),
+      ...(!pipeline && v.train !== undefined ? { train: { ...TRAIN_DEFAULTS, ...v.train } } : {}),
       ...(pipeline ? { microBatches: v.microBatches ?? DEFAULT_MICRO_BATCHES } : {}),
       ...(pipeline && v.stages !== undefined ? { stages: v.stages } : {}),
       ...(pipeline && v.cuts !== undefined && v.cuts.length > 0 ? { cuts: v.cuts } : {}),

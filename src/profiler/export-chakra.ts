@@ -183,8 +183,8 @@ export function toChakra(trace: Trace, choice: ChakraSteps = { kind: 'median' },
       return t;
     };
     const spans = byLane[rank].sort((a, b) => s.start[a] - s.start[b] || a - b);
-    // The k-th collective of a step on this rank is the k-th collective instruction of its program.
-    const buffers = (trace.meta.program?.devices.find((d) => d.rank === rank)?.instructions ?? []).flatMap((ins) => (ins.op === 'collective' ? [ins.bytes] : []));
+    // The k-th collective of a step on this rank is the k-th collective (or started collective) instruction of its program.
+    const buffers = (trace.meta.program?.devices.find((d) => d.rank === rank)?.instructions ?? []).flatMap((ins) => (ins.op === 'collective' || ins.op === 'collective-start' ? [ins.bytes] : []));
     const seen = new Map<number, number>();
     const collectiveSize = (i: number): number => {
       const k = seen.get(s.step[i]) ?? 0;

@@ -187,6 +187,7 @@ function* chromeEvents(trace: Trace): Generator<ChromeTraceEvent> {
     if (op) cats.push('operator');
     if ((flags & SpanFlag.staging) !== 0) cats.push('staging');
     if ((flags & SpanFlag.synthetic) !== 0) cats.push('synthetic');
+    if ((flags & SpanFlag.gradient) !== 0) cats.push('gradient');
     if (emulated) cats.push('emulated');
     if (predicted) cats.push('predicted');
     const args: Record<string, unknown> = { lane: laneLabel(s.lane[i]) };
@@ -203,6 +204,7 @@ function* chromeEvents(trace: Trace): Generator<ChromeTraceEvent> {
     if (s.phase[i] !== 0) args['phase'] = PHASES[s.phase[i]] ?? 'none';
     if ((flags & SpanFlag.staging) !== 0) args['staging'] = true;
     if ((flags & SpanFlag.synthetic) !== 0) args['synthetic'] = true;
+    if ((flags & SpanFlag.gradient) !== 0) args['gradient'] = true;
     if (emulated) args['emulated'] = true;
     if (predicted) args['predicted'] = true;
     let name = trace.strings[s.name[i]] ?? '';

@@ -767,5 +767,17 @@ export function findings(trace: Trace, summary: ProfileSummary, options: Finding
     ...poorScalingRule(trace, a, options.scaling === undefined && trace.meta.baseline !== undefined),
     ...dominantOpRule(trace, a),
   ];
-  return gateFindings(found.map(informIfNoGain), quality, trace.meta.adviceOnPoorQuality ?? 'hold');
+  const trained = trace.meta.training ? found.map(trainingCaveat) : found;
+  return gateFindings(trained.map(informIfNoGain), quality, trace.meta.adviceOnPoorQuality ?? 'hold');
+}
+
+/**
+ * On a training run, a suggestion that changes the batch changes more than throughput: the
+ * gradient of a larger batch is another optimisation step. The rules' predictions still hold
+ * (the gradient all-reduce, the packing of its buckets and the optimizer are per step, so a
+ * larger batch amortises them as it does host overhead); the suggestion says what else moves.
+ */
+function trainingCaveat(f: Finding): Finding {
+  if (f.change.params['batch'] === undefined) return f;
+  return { ...f, change: { ...f.change, description: `${f.change.description} This is a training run: a larger batch also changes each optimizer step; scale the learning rate with it (--lr) and compare loss curves.` } };
 }

@@ -36,6 +36,15 @@ export const MODE_DESCRIPTIONS: Record<ParallelMode, string> = {
 export const PIPELINE_SCHEDULES = ['gpipe'] as const;
 export type PipelineSchedule = (typeof PIPELINE_SCHEDULES)[number];
 
+/** Losses a training step can minimise (see runtime/train/loss.ts). */
+export const TRAIN_LOSSES = ['mse', 'cross-entropy'] as const;
+export type TrainLoss = (typeof TRAIN_LOSSES)[number];
+/** Optimizers a training step can apply (see runtime/train/optimizer.ts). */
+export const TRAIN_OPTIMIZERS = ['sgd', 'momentum', 'adam'] as const;
+export type TrainOptimizer = (typeof TRAIN_OPTIMIZERS)[number];
+/** Defaults of the training part of a plan (25 MB buckets, as PyTorch DDP's `bucket_cap_mb`). */
+export const TRAIN_DEFAULTS = { loss: 'mse', optimizer: 'sgd', lr: 0.01, bucketMb: 25 } as const satisfies TrainPlan;
+
 /** True when `v` names a mode Parallax can run. */
 export function isParallelMode(v: unknown): v is ParallelMode {
   return typeof v === 'string' && (PARALLEL_MODES as readonly string[]).includes(v);
@@ -69,6 +78,21 @@ const common = {
   inputs: Type.Optional(Type.Array(InputLayoutSchema)),
 };
 
+/**
+ * The optional training part of a plan: each step runs forward and backward on the device's
+ * rows against synthetic teacher labels, all-reduces the gradients in buckets and applies
+ * the optimizer to the weights each worker keeps resident. Data mode only, for now.
+ */
+export const TrainPlanSchema = Type.Object({
+  loss: Type.Union(TRAIN_LOSSES.map((l) => Type.Literal(l))),
+  optimizer: Type.Union(TRAIN_OPTIMIZERS.map((o) => Type.Literal(o))),
+  /** Learning rate. */
+  lr: Type.Number({ exclusiveMinimum: 0 }),
+  /** Gradient bucket size in MB (10^6 bytes), as PyTorch DDP's `bucket_cap_mb`. */
+  bucketMb: Type.Number({ exclusiveMinimum: 0 }),
+});
+export type TrainPlan = Static<typeof TrainPlanSchema>;
+
 export const DataPlanSchema = Type.Object({
   mode: Type.Literal('data'),
   ...common,
@@ -80,6 +104,8 @@ export const DataPlanSchema = Type.Object({
    * transfer and reduction are real, the values are not, and the spans say so.
    */
   gradSync: Type.Optional(Type.Boolean()),
+  /** Train instead of running inference (absent: inference). */
+  train: Type.Optional(TrainPlanSchema),
 });
 export type DataPlan = Static<typeof DataPlanSchema>;
 
@@ -228,6 +254,7 @@ export interface PlanFields {
   stages?: number | undefined;
   cuts?: string[] | undefined;
   schedule?: PipelineSchedule | undefined;
+  train?: TrainPlan | undefined;
 }
 
 /** Default micro-batches of a pipeline plan that names none. */
@@ -265,8 +292,11 @@ export function makePlan(f: PlanFields): Plan {
   switch (f.mode) {
     case 'data':
       refuse(['microBatches', 'stages', 'cuts', 'schedule'], 'pipeline');
-      return { mode: 'data', ...base, ...(f.shards ? { shards: f.shards } : {}), ...(f.gradSync ? { gradSync: true } : {}) };
+      if (f.train && f.gradSync) throw new PlanFieldError('--grad-sync all-reduces synthetic gradients of an inference run; --train all-reduces real ones, so drop --grad-sync');
+      if (f.train) checkTrain(f.train);
+      return { mode: 'data', ...base, ...(f.shards ? { shards: f.shards } : {}), ...(f.gradSync ? { gradSync: true } : {}), ...(f.train ? { train: f.train } : {}) };
     case 'pipeline':
+      if (f.train) throw new PlanFieldError('not yet: training runs in data mode (--mode data); pipeline training is coming');
       refuse(['shards', 'gradSync'], 'data');
       return {
         mode: 'pipeline',
@@ -286,7 +316,7 @@ export function planFields(p: Plan): PlanFields {
   const base = { mode: p.mode, devices: p.devices, batch: p.batch, steps: p.steps, warmup: p.warmup, seed: p.seed };
   switch (p.mode) {
     case 'data':
-      return { ...base, shards: p.shards, gradSync: p.gradSync };
+      return { ...base, shards: p.shards, gradSync: p.gradSync, train: p.train };
     case 'pipeline':
       return { ...base, microBatches: p.microBatches, stages: p.stages, cuts: p.cuts, schedule: p.schedule };
     default:
@@ -304,8 +334,16 @@ export function withPlanFields(p: Plan, change: Partial<PlanFields>): Plan {
   return makePlan(f);
 }
 
+/** Checks the training part's numbers (the CLI's parsers check them too; run configurations reach here unparsed). */
+function checkTrain(t: TrainPlan): void {
+  if (!(TRAIN_LOSSES as readonly string[]).includes(t.loss)) throw new PlanFieldError(`loss "${t.loss}" is not one of ${TRAIN_LOSSES.join(', ')}`);
+  if (!(TRAIN_OPTIMIZERS as readonly string[]).includes(t.optimizer)) throw new PlanFieldError(`optimizer "${t.optimizer}" is not one of ${TRAIN_OPTIMIZERS.join(', ')}`);
+  if (!(Number.isFinite(t.lr) && t.lr > 0)) throw new PlanFieldError(`learning rate ${t.lr} must be a positive number, e.g. --lr 0.01`);
+  if (!(Number.isFinite(t.bucketMb) && t.bucketMb > 0)) throw new PlanFieldError(`bucket size ${t.bucketMb} MB must be a positive number, e.g. --bucket-mb 25`);
+}
+
 function pick(change: Partial<PlanFields>): Partial<PlanFields> {
   const out: Partial<PlanFields> = {};
-  for (const k of ['shards', 'gradSync', 'microBatches', 'stages', 'cuts', 'schedule'] as const) if (change[k] !== undefined) (out as Record<string, unknown>)[k] = change[k];
+  for (const k of ['shards', 'gradSync', 'microBatches', 'stages', 'cuts', 'schedule', 'train'] as const) if (change[k] !== undefined) (out as Record<string, unknown>)[k] = change[k];
   return out;
 }

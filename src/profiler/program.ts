@@ -35,6 +35,23 @@ export const SegmentSchema = Type.Union([
     /** Node names, in topological order. */
     nodes: Type.Array(Type.String()),
   }),
+  /**
+   * A training step's forward: the model and its loss, with the trainable parameters as
+   * inputs (fed from the weights the device keeps resident); it also outputs the
+   * activations the backward segment reads.
+   */
+  Type.Object({ id: Type.Integer(), kind: Type.Literal('train-forward'), label: Type.String() }),
+  /**
+   * Part of a training step's backward: the gradients of one bucket (`bucket`, an index into
+   * the program's gradient buffers), from the saved activations and the gradients earlier
+   * parts handed on.
+   */
+  Type.Object({ id: Type.Integer(), kind: Type.Literal('train-backward'), label: Type.String(), bucket: Type.Integer({ minimum: 0 }) }),
+  /**
+   * The optimizer update: parameters, their (all-reduced) gradients and the optimizer state
+   * in, new values out; the device writes them over its resident weights and state.
+   */
+  Type.Object({ id: Type.Integer(), kind: Type.Literal('optimizer'), label: Type.String() }),
 ]);
 export type Segment = Static<typeof SegmentSchema>;
 
@@ -70,11 +87,68 @@ export const InstructionSchema = Type.Union([
     buffer: Type.String(),
     bytes,
   }),
+  /**
+   * Start a collective on the device's communication thread and go on: it runs while the
+   * instructions after it do (a gradient bucket's all-reduce while the backward continues).
+   * Every member starts its collectives in the same order.
+   */
+  Type.Object({
+    op: Type.Literal('collective-start'),
+    collective: Type.Union(COLLECTIVE_OPS.map((c) => Type.Literal(c))),
+    group: Type.Array(Type.Integer({ minimum: 0 })),
+    buffer: Type.String(),
+    bytes,
+  }),
+  /** Wait until the collectives started on these buffers have finished. */
+  Type.Object({ op: Type.Literal('collective-wait'), buffers: Type.Array(Type.String()) }),
   /** Copy graph outputs of the rows at hand into the shared outputs, on each output's batch axis. */
   Type.Object({ op: Type.Literal('gather'), micro, rows: RowRangeSchema, tensors, bytes }),
 ]);
 export type Instruction = Static<typeof InstructionSchema>;
 export type InstructionOp = Instruction['op'];
+
+/** A parameter's gradient as packed into a bucket buffer: `elements` floats from `offset`. */
+export const PackedGradientSchema = Type.Object({
+  /** The parameter. */
+  param: Type.String(),
+  /** The backward segment's output holding its gradient. */
+  grad: Type.String(),
+  offset: Type.Integer({ minimum: 0 }),
+  elements: Type.Integer({ minimum: 0 }),
+});
+export type PackedGradient = Static<typeof PackedGradientSchema>;
+
+export const BufferSchema = Type.Object({
+  name: Type.String(),
+  dtype: Type.Literal('float32'),
+  elements: Type.Integer({ minimum: 0 }),
+  synthetic: Type.Boolean(),
+  /**
+   * A gradient bucket: the gradients it carries, in packing order. Before its collective the
+   * device packs them (scaled by its share of the batch) into the buffer; after it, the
+   * buffer holds the global batch's gradients, which the optimizer reads.
+   */
+  gradients: Type.Optional(Type.Array(PackedGradientSchema)),
+});
+export type ProgramBuffer = Static<typeof BufferSchema>;
+
+/** What a training program's devices keep between steps and feed to its segments. */
+export const TrainingProgramSchema = Type.Object({
+  /** Trainable parameters in model order (each is a graph input of the forward, backward and optimizer segments). */
+  parameters: Type.Array(Type.Object({ name: Type.String(), dims: Type.Array(Type.Integer({ minimum: 0 })) })),
+  /** The scalar loss output of the forward segment (recorded per step). */
+  loss: Type.String(),
+  optimizer: Type.Union([Type.Literal('sgd'), Type.Literal('momentum'), Type.Literal('adam')]),
+  lr: Type.Number(),
+  /** Optimizer state tensors (zeros at start; same shape as their parameter): input name, output name, parameter. */
+  state: Type.Array(Type.Object({ input: Type.String(), output: Type.String(), param: Type.String() })),
+  /** Per parameter, the optimizer segment's output with its new value. */
+  updated: Type.Array(Type.Object({ param: Type.String(), output: Type.String() })),
+  /** The optimizer's scalar learning-rate input, and its 1-based step input (Adam), if any. */
+  lrInput: Type.String(),
+  stepInput: Type.Union([Type.String(), Type.Null()]),
+});
+export type TrainingProgram = Static<typeof TrainingProgramSchema>;
 
 export const DeviceProgramSchema = Type.Object({
   rank: Type.Integer({ minimum: 0 }),
@@ -98,9 +172,9 @@ export const ProgramSchema = Type.Object({
   /** Graph outputs and the axis each is gathered on. */
   outputs: Type.Array(Type.Object({ name: Type.String(), batchAxis: Type.Integer({ minimum: 0 }) })),
   /** Shared buffers collectives work on (e.g. gradients). `synthetic`: its values are not real data. */
-  buffers: Type.Array(
-    Type.Object({ name: Type.String(), dtype: Type.Literal('float32'), elements: Type.Integer({ minimum: 0 }), synthetic: Type.Boolean() }),
-  ),
+  buffers: Type.Array(BufferSchema),
+  /** The training part of a training program (absent for inference). */
+  training: Type.Optional(TrainingProgramSchema),
 });
 export type Program = Static<typeof ProgramSchema>;
 
@@ -120,6 +194,10 @@ export function formatInstruction(ins: Instruction, segments: readonly Segment[]
       return `send       ${m}→ ${ins.to}  [${names(ins.tensors)}]${kib(ins.bytes)}`;
     case 'collective':
       return `${ins.collective.padEnd(10)} ${ins.buffer} over [${ins.group.join(', ')}]${kib(ins.bytes)}`;
+    case 'collective-start':
+      return `${`${ins.collective}…`.padEnd(10)} ${ins.buffer} over [${ins.group.join(', ')}]${kib(ins.bytes)} (on the communication thread)`;
+    case 'collective-wait':
+      return `wait       ${names(ins.buffers)}`;
     case 'gather':
       return `gather     ${m}rows ${ins.rows.start}..${ins.rows.start + ins.rows.count - 1}${kib(ins.bytes)}`;
     default: {

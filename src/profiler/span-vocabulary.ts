@@ -30,6 +30,11 @@ export const SpanFlag = {
    * duration carries the profiler's overhead, so it is never a timed step. Added in version 2.
    */
   profiled: 32,
+  /**
+   * A collective whose data are a training step's gradients (a bucket of them, all-reduced
+   * between backward and the optimizer). Added in version 2.
+   */
+  gradient: 64,
 } as const;
 
 /**

@@ -4,6 +4,7 @@
  * speedup against the one-device baseline, and the numerical check. Derived from the spans,
  * so it can be recomputed from any trace file.
  */
+import { trainingSummary, type TrainingSummary } from './training-summary';
 import { IDLE_CAUSES, SpanKind, zeroByCause, type IdleCauseOfSpan, type NumericalCheck, type Trace } from './trace-format';
 import { ratioInterval, spread, sum } from './stats';
 import { gpipeBubble } from './plan';
@@ -63,6 +64,8 @@ export interface ProfileSummary {
   stageBalance?: number;
   /** Pipeline runs: one entry per stage. */
   stages?: StageSummary[];
+  /** Training runs: each part of a step per device, and the loss. */
+  training?: TrainingSummary;
 }
 
 export interface StageSummary {
@@ -133,6 +136,7 @@ export function summarize(trace: Trace): ProfileSummary {
   const base = trace.meta.baseline;
   const quality = measurementQuality(trace);
   const speedup = base && st.median > 0 ? base.stepTimeUs.median / st.median : null;
+  const training = trainingSummary(trace);
   return {
     mode: trace.meta.mode,
     source: trace.meta.source,
@@ -154,6 +158,7 @@ export function summarize(trace: Trace): ProfileSummary {
       idleShare: all > 0 ? sum(idle) / all : 0,
     },
     ...pipeline,
+    ...(training ? { training } : {}),
   };
 }
 

@@ -150,6 +150,31 @@ export const MeasurementMetaSchema = Type.Object({
 });
 export type MeasurementMeta = Static<typeof MeasurementMetaSchema>;
 
+/**
+ * What a training run trained (added in version 2; absent for inference): its settings, its
+ * gradient buckets, and the global batch's loss per timed step, beside the one-device run's
+ * when one was run. `meta.numericalCheck` then compares trained weights, not outputs.
+ */
+export const TrainingMetaSchema = Type.Object({
+  loss: Type.String(),
+  optimizer: Type.String(),
+  lr: Type.Number(),
+  bucketMb: Type.Number(),
+  /** Trainable parameters (tensors) and their elements. */
+  parameters: Type.Number(),
+  parameterElements: Type.Number(),
+  /** Gradient buckets in the order they are all-reduced (last layer first). */
+  buckets: Type.Array(Type.Object({ name: Type.String(), bytes: Type.Number(), parameters: Type.Array(Type.String()) })),
+  /** Float weights nothing differentiable connects to the loss (left as they are). */
+  untrained: Type.Array(Type.String()),
+  /** Loss of the global batch per timed step (warm-up steps train too, before these). */
+  lossCurve: Type.Array(Type.Number()),
+  baselineLossCurve: Type.Optional(Type.Array(Type.Number())),
+  /** Where the labels came from: a fixed random teacher (the model with seeded noise on its weights). */
+  labels: Type.Literal('teacher'),
+});
+export type TrainingMeta = Static<typeof TrainingMetaSchema>;
+
 export const TraceMetaSchema = Type.Object({
   formatVersion: Type.Number(),
   tool: Type.Object({ name: Type.String(), version: Type.String() }),
@@ -180,6 +205,8 @@ export const TraceMetaSchema = Type.Object({
   /** Absolute start of the trace clock, µs since the Unix epoch. */
   startTimeUs: Type.Number(),
   numericalCheck: Type.Optional(NumericalCheckSchema),
+  /** A training run's record (added in version 2). */
+  training: Type.Optional(TrainingMetaSchema),
   /** Baseline the speedup is measured against, when one was run. */
   baseline: Type.Optional(
     Type.Object({

@@ -37,6 +37,8 @@ export async function segmentWork(modelPath: string, segments: readonly Segment[
   const index = new Map(ir.nodes.map((n, i) => [n.name, i]));
   const out: Record<string, SegmentWork> = {};
   for (const seg of segments) {
+    // Training segments (forward, backward parts, optimizer) are not projected yet: no estimate.
+    if (seg.kind !== 'whole' && seg.kind !== 'stage') continue;
     const nodes = seg.kind === 'whole' ? ir.nodes.map((_, i) => i) : seg.nodes.flatMap((name) => (index.has(name) ? [index.get(name)!] : []));
     let f1 = 0, f2 = 0, b1 = 0, b2 = 0;
     for (const i of nodes) {

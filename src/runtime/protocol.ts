@@ -6,7 +6,7 @@
  */
 import type { SpanColumnsLocal } from './spans';
 import type { Plan } from '../profiler/plan';
-import type { DeviceProgram, Program } from '../profiler/program';
+import type { DeviceProgram, Program, TrainingProgram } from '../profiler/program';
 import type { DeviceInfo } from './device/discovery';
 
 export type { ParallelMode, Plan } from '../profiler/plan';
@@ -146,6 +146,11 @@ export interface DeviceInit {
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Shared barrier/communication state (see runtime/comm), absent for a single device. */
   comm: unknown;
+  /**
+   * The communication threads' group (see device/comm-thread.ts), when the program starts
+   * collectives that overlap its compute (`collective-start`) on more than one device.
+   */
+  commThreads?: unknown;
   /** Timed steps the runner will ask for in all (sizes the step-time arrays). */
   steps: number;
   /** Record spans of timed steps. */
@@ -157,6 +162,11 @@ export interface DeviceInit {
   opLevel: boolean;
   /** Folder for ONNX Runtime's profile files. */
   profileDir: string;
+  /**
+   * A training program's part (absent for inference): what to keep resident, and the initial
+   * value of every parameter (the same for every replica), float32 in shared memory.
+   */
+  training?: { program: TrainingProgram; initial: Record<string, SharedArrayBuffer> };
 }
 
 /**
@@ -200,6 +210,11 @@ export type FromDevice =
       notes: string[];
       /** Which threads the compute spans' `cpu`/`wait` columns count. */
       schedThreads: 'worker+pool' | 'worker' | 'none';
+      /**
+       * A training run's results: this device's loss per timed step (its rows' mean), and
+       * (rank 0 only) the parameters after the timed steps, before any profiled step.
+       */
+      training?: { losses: Float64Array; parameters: Record<string, Float32Array> | null };
     }
   | { type: 'error'; rank: number; message: string; user: boolean };
 

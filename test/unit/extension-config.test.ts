@@ -147,6 +147,20 @@ describe('a plan as the runner’s plan', () => {
     assert.equal(toProfilePlan(findPlan(doc, 'bad')!, '/ws/parallax.json', settings, '/o.json'), null);
   });
 
+  it('trains a data plan with "train", its settings over the defaults; refuses bad settings and a training pipeline', () => {
+    const doc = parseConfig(
+      '{ "plans": { "t": { "model": "/m.onnx", "train": { "optimizer": "adam", "lr": 0.001 } }, "bad": { "model": "/m.onnx", "train": { "lr": -1 } }, "pipe": { "model": "/m.onnx", "mode": "pipeline", "train": {} } } }',
+    );
+    const pp = toProfilePlan(findPlan(doc, 't')!, '/ws/parallax.json', settings, '/o.json')!;
+    assert.deepEqual(pp.plan.mode === 'data' ? pp.plan.train : null, { loss: 'mse', optimizer: 'adam', lr: 0.001, bucketMb: 25 });
+    const bad = findPlan(doc, 'bad')!;
+    assert.equal(isRunnable(bad), false);
+    assert.match(bad.problems[0]!.message, /"train" must be an object of "loss"/);
+    const pipe = findPlan(doc, 'pipe')!;
+    assert.equal(isRunnable(pipe), false);
+    assert.match(pipe.problems.find((x) => x.key === 'train')!.message, /^not yet: training runs in "mode": "data"/);
+  });
+
   it('gives the value a plan runs with, written or defaulted', () => {
     const doc = parseConfig('{ "plans": { "p": { "model": "m.onnx", "mode": "pipeline" }, "d": { "model": "m.onnx" } } }');
     assert.equal(effectiveValue(findPlan(doc, 'p')!, 'microBatches', settings), 4);

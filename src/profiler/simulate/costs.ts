@@ -88,6 +88,11 @@ export function segmentKey(seg: Segment): string {
       return 'whole';
     case 'stage':
       return `stage ${seg.stage} [${seg.nodes[0] ?? ''}..${seg.nodes[seg.nodes.length - 1] ?? ''}, ${seg.nodes.length} nodes]`;
+    case 'train-forward':
+    case 'optimizer':
+      return seg.kind;
+    case 'train-backward':
+      return `${seg.kind} ${seg.bucket}`;
     default: {
       const never: never = seg;
       throw new Error(`unknown segment ${JSON.stringify(never)}`);

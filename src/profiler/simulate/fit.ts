@@ -87,7 +87,11 @@ function instructionKey(ins: Instruction): { op: string; micro: number } {
     case 'recv':
       return { op: ins.op, micro: ins.micro };
     case 'collective':
+    case 'collective-start':
       return { op: ins.collective, micro: -1 };
+    case 'collective-wait':
+      // Records nothing of its own: the collectives' spans match their start instructions.
+      return { op: ins.op, micro: -1 };
     default: {
       const never: never = ins;
       throw new Error(`unknown instruction ${JSON.stringify(never)}`);
@@ -212,6 +216,7 @@ function addSample(acc: Acc, where: Where, idx: number, ins: Instruction, dur: n
     if (kind !== undefined) push(acc.byKind, kindKey(kind, seg, ins.phase), sample);
     return;
   }
+  if (ins.op === 'collective-wait') return;
   // The span's bytes are what moved; the instruction's are the compiler's estimate.
   const bytes = spanBytes > 0 ? spanBytes : ins.bytes;
   const micro = 'micro' in ins ? ins.micro : -1;
@@ -232,7 +237,8 @@ function addSample(acc: Acc, where: Where, idx: number, ins: Instruction, dur: n
       // the span is the copy out of the channel.
       acc.recv.push({ a: bytes, b: 1, d: dur });
       return;
-    case 'collective': {
+    case 'collective':
+    case 'collective-start': {
       // The ring formula takes the buffer's size, as the simulator charges it; the span's
       // bytes are what this rank moved (about 2(N−1)/N of the buffer each way), which would
       // count the ring's factor twice.

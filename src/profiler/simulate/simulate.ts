@@ -99,6 +99,10 @@ interface StepState {
   /** Collective instances: arrival time per rank, and the start once everyone arrived. */
   arrivals: Map<string, Map<number, number>>;
   started: Map<string, number>;
+  /** When each rank's communication thread is free (started collectives queue on it). */
+  commFree: Float64Array;
+  /** End of each started collective by `rank|buffer`, once every member has started it. */
+  startedDone: Map<string, number>;
   /** What each collective instance does (`op buffer`), so members that disagree are caught. */
   what: Map<string, string>;
   /** Collectives over a group a rank has completed this step, key `rank|group`. */
@@ -151,6 +155,8 @@ function runStep(ctx: Context, step: number, t0: number): number {
     started: new Map(),
     what: new Map(),
     collectivesDone: new Map(),
+    commFree: new Float64Array(n).fill(t0),
+    startedDone: new Map(),
   };
   // Advance every device as far as it can go; repeat until nothing moves. Each pass either
   // completes an instruction somewhere or proves that nothing ever will (a deadlock).
@@ -190,9 +196,11 @@ function deadlockMessage(ctx: Context, st: StepState, blocked: DeviceProgram[]):
         ? `waits for a message from rank ${ins.from}`
         : ins.op === 'collective'
           ? `waits for ranks ${ins.group.filter((g) => !(st.arrivals.get(collectiveKey(st, d.rank, ins))?.has(g) ?? false)).join(', ')} to join`
-          : ins.op === 'send'
-            ? `waits for rank ${ins.to} to drain the channel (it never receives)`
-            : 'cannot proceed';
+          : ins.op === 'collective-wait'
+            ? `waits for collectives on ${ins.buffers.filter((b) => !st.startedDone.has(`${d.rank}|${b}`)).join(', ')} that not every member started`
+            : ins.op === 'send'
+              ? `waits for rank ${ins.to} to drain the channel (it never receives)`
+              : 'cannot proceed';
     return `rank ${d.rank} at instruction ${pc} (${formatInstruction(ins, ctx.program.segments).replace(/\s+/g, ' ')}) ${why}`;
   });
   return `deadlock in step ${st.step}: ${lines.join('; ')}`;
@@ -206,7 +214,7 @@ function bytesOf(ctx: Context, rank: number, index: number, ins: Extract<Instruc
   return m && m.op === ins.op && m.micro === micro ? m.bytes : 0;
 }
 
-function collectiveKey(st: StepState, rank: number, ins: Extract<Instruction, { op: 'collective' }>): string {
+function collectiveKey(st: StepState, rank: number, ins: Extract<Instruction, { op: 'collective' | 'collective-start' }>): string {
   const group = [...ins.group].sort((a, b) => a - b).join(',');
   return `${group}#${st.collectivesDone.get(`${rank}|${group}`) ?? 0}`;
 }
@@ -307,6 +315,15 @@ function execute(ctx: Context, st: StepState, r: number, ins: Instruction, index
     }
     case 'collective':
       return collective(ctx, st, r, ins, index);
+    case 'collective-start':
+      startCollective(ctx, st, r, ins, index);
+      return true;
+    case 'collective-wait': {
+      const ends = ins.buffers.map((buf) => st.startedDone.get(`${r}|${buf}`));
+      if (ends.some((e) => e === undefined)) return false;
+      st.clock[r] = Math.max(st.clock[r]!, ...(ends as number[]));
+      return true;
+    }
     default: {
       const never: never = ins;
       throw new Error(`unknown instruction ${JSON.stringify(never)}`);
@@ -344,6 +361,42 @@ function roomAt(ch: Channel, t: number, need: number, slots: number | undefined)
   return t;
 }
 
+/**
+ * A started collective: rank `r` registers and goes on. Once every member has started it, it
+ * runs on the members' communication threads as soon as all of them are free (they run their
+ * collectives one at a time, in order), overlapping whatever the ranks compute meanwhile.
+ */
+function startCollective(ctx: Context, st: StepState, r: number, ins: Extract<Instruction, { op: 'collective-start' }>, index: number): void {
+  for (const g of ins.group) if (ctx.devices[g] === undefined) throw new Error(`rank ${r} instruction ${index}: collective over unknown rank ${g}`);
+  if (!ins.group.includes(r)) throw new Error(`rank ${r} instruction ${index}: collective over [${ins.group.join(', ')}] does not include the rank`);
+  const key = collectiveKey(st, r, ins);
+  const what = `${ins.collective} ${ins.buffer}`;
+  const first = st.what.get(key);
+  if (first === undefined) st.what.set(key, what);
+  else if (first !== what) throw new DeadlockError(`step ${st.step}: rank ${r} instruction ${index} starts ${what} but its group is in ${first}: collectives are mis-ordered`);
+  const group = key.slice(0, key.indexOf('#'));
+  st.collectivesDone.set(`${r}|${group}`, (st.collectivesDone.get(`${r}|${group}`) ?? 0) + 1);
+  let arrived = st.arrivals.get(key);
+  if (!arrived) st.arrivals.set(key, (arrived = new Map()));
+  arrived.set(r, st.clock[r]!);
+  if (!ins.group.every((g) => arrived.has(g))) return;
+  const start = Math.max(...ins.group.map((g) => Math.max(arrived.get(g)!, st.commFree[g]!)));
+  const bytes = bytesOf(ctx, r, index, ins);
+  const dur = collectiveDurUs(ctx, ins.collective, bytes, ins.group.length);
+  const gradient = ctx.program.buffers.find((b) => b.name === ins.buffer)?.gradients ? SpanFlag.gradient : 0;
+  for (const g of ins.group) {
+    ctx.builder.push({ lane: g, step: st.step, stage: ctx.devices[g]!.stage, flags: SpanFlag.predicted | gradient, kind: 'comm', name: `${ins.collective}.ring`, start, dur, bytes, comm: ins.collective });
+    st.commFree[g] = start + dur;
+    st.startedDone.set(`${g}|${ins.buffer}`, start + dur);
+  }
+}
+
+/** A collective's duration: the two-level cost on a multi-node topology, else the ring on the collective link. */
+function collectiveDurUs(ctx: Context, op: Extract<Instruction, { op: 'collective' }>['collective'], bytes: number, n: number): number {
+  const topo = ctx.costs.topology;
+  return topo ? hierarchicalCollectiveUs(op, bytes, n, topo) : collectiveUs(op, bytes, n, ctx.costs.transfers.collective);
+}
+
 /** A collective: registers rank `r`'s arrival; completes once every member has arrived. */
 function collective(ctx: Context, st: StepState, r: number, ins: Extract<Instruction, { op: 'collective' }>, index: number): boolean {
   if (!ins.group.includes(r)) throw new Error(`rank ${r} instruction ${index}: collective over [${ins.group.join(', ')}] does not include the rank`);
@@ -365,15 +418,13 @@ function collective(ctx: Context, st: StepState, r: number, ins: Extract<Instruc
     st.started.set(key, start);
   }
   const bytes = bytesOf(ctx, r, index, ins);
-  const topo = ctx.costs.topology;
-  const dur = topo
-    ? hierarchicalCollectiveUs(ins.collective, bytes, ins.group.length, topo)
-    : collectiveUs(ins.collective, bytes, ins.group.length, ctx.costs.transfers.collective);
+  const dur = collectiveDurUs(ctx, ins.collective, bytes, ins.group.length);
   ctx.builder.push({
     lane: r,
     step: st.step,
     stage: ctx.devices[r]!.stage,
-    flags: SpanFlag.predicted,
+    // A gradient bucket's all-reduce is marked as such, as the interpreter marks it.
+    flags: SpanFlag.predicted | (ctx.program.buffers.find((b) => b.name === ins.buffer)?.gradients ? SpanFlag.gradient : 0),
     kind: 'comm',
     name: `${ins.collective}.ring`,
     start,

@@ -125,6 +125,11 @@ function referenceOf(ref: References, seg: Segment, phase: string): { cost: Comp
       }
       return { cost: { fixedUs: fixedUs * ref.nodeScale, perRowUs: perRowUs * ref.nodeScale }, basis: 'per-node calibration × interference' };
     }
+    case 'train-forward':
+    case 'train-backward':
+    case 'optimizer':
+      // Sweeps measure inference plans; training segments have no per-node calibration.
+      return null;
     default: {
       const never: never = seg;
       throw new Error(`unknown segment ${JSON.stringify(never)}`);
@@ -299,7 +304,7 @@ function bytesPerRow(training: readonly Trace[]): Map<string, number> {
     for (const d of p.devices) {
       const runs = d.instructions.filter((i) => i.op === 'run').length;
       d.instructions.forEach((ins, idx) => {
-        if (ins.op === 'run' || ins.op === 'collective') return;
+        if (ins.op === 'run' || ins.op === 'collective' || ins.op === 'collective-start' || ins.op === 'collective-wait') return;
         const m = fit.bytes?.[bytesKey(d.rank, idx)];
         if (!m || m.bytes <= 0) return;
         const rows = 'rows' in ins ? ins.rows.count : p.batch / Math.max(1, runs);
@@ -381,7 +386,7 @@ export function predictFrom(target: PredictTarget, training: readonly Trace[], r
   for (const d of program.devices) {
     const runs = d.instructions.filter((i) => i.op === 'run').length;
     d.instructions.forEach((ins, idx) => {
-      if (ins.op === 'run' || ins.op === 'collective' || ins.bytes > 0) return;
+      if (ins.op === 'run' || ins.op === 'collective' || ins.op === 'collective-start' || ins.op === 'collective-wait' || ins.bytes > 0) return;
       const b = perRow.get(`${ins.op}:${ins.tensors.join(',')}`);
       if (b === undefined) return;
       const rows = 'rows' in ins ? ins.rows.count : program.batch / Math.max(1, runs);

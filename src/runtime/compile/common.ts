@@ -4,7 +4,7 @@
  * no files; the runner materialises the segments they name.
  */
 import { bytesPerElement } from '../tensor-util';
-import type { RowRange } from '../../profiler/program';
+import type { RowRange, TrainingProgram } from '../../profiler/program';
 
 /** A graph input as the compilers see it. */
 export interface InputLayoutTyped {
@@ -25,6 +25,20 @@ export interface CompileContext {
   devices: number;
   /** Node names of the model, in graph order (segments list theirs). */
   nodeNames: readonly string[];
+  /** What a training plan compiles against: its step models' names (absent for inference). */
+  training?: TrainingContext;
+}
+
+/** The training step's models as the compiler names them (built by runtime/train/step-models.ts). */
+export interface TrainingContext {
+  /** Trainable parameters in model order, with the backward output holding each gradient. */
+  parameters: { name: string; dims: number[]; grad: string }[];
+  /** The scalar loss output of the forward segment. */
+  loss: string;
+  /** The labels graph input (rows of the global batch, like the model's inputs). */
+  labels: string;
+  /** Optimizer model slots: state tensors, updated outputs, scalar inputs. */
+  optimizer: Omit<TrainingProgram, 'parameters' | 'loss' | 'lr' | 'optimizer'>;
 }
 
 /** Bytes of `rows` rows of the named inputs (inputs without a batch count whole). */

@@ -8,9 +8,10 @@ import type { Partition } from '../pipeline/partition';
 import type { CompileContext } from './common';
 import { compileData } from './data';
 import { compilePipeline } from './pipeline';
+import { compileTrainData } from './train-data';
 
 export { checkShards, resolveShards } from './data';
-export type { CompileContext, InputLayoutTyped } from './common';
+export type { CompileContext, InputLayoutTyped, TrainingContext } from './common';
 
 /** What a mode needs decided before it compiles (a pipeline's partition comes from calibration). */
 export type Prepared = { mode: 'data' } | { mode: 'pipeline'; partition: Partition };
@@ -19,6 +20,10 @@ export type Prepared = { mode: 'data' } | { mode: 'pipeline'; partition: Partiti
 export function compile(plan: Plan, prepared: Prepared, ctx: CompileContext): Program {
   switch (plan.mode) {
     case 'data':
+      if (plan.train) {
+        if (!ctx.training) throw new Error('a training plan compiles only with its step models');
+        return compileTrainData({ ...plan, train: plan.train }, { ...ctx, training: ctx.training });
+      }
       return compileData(plan, ctx);
     case 'pipeline':
       if (prepared.mode !== 'pipeline') throw new Error('a pipeline plan compiles only with its partition');

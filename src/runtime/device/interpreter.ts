@@ -17,7 +17,9 @@ import { mkdirSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { SpanBuffer, nowUs } from '../spans';
 import { COMM_OPS, CommOpCode, PhaseCode, SpanFlag, SpanKind } from '../../profiler/trace-format';
-import type { Instruction } from '../../profiler/program';
+import type { Instruction, ProgramBuffer } from '../../profiler/program';
+import { TrainingState } from './training-state';
+import { CommThread } from './comm-thread';
 import type { DeviceInit, FromDevice, SharedOutput, ToDevice } from '../protocol';
 import { ctorFor, copyRows, viewOf, elementCount, placeRows, type AnyTypedArray } from '../tensor-util';
 import { Communicator, type CommGroupDescriptor } from '../comm/communicator';
@@ -79,6 +81,10 @@ export class Interpreter {
   private comm: Communicator | null = null;
   private readonly spans = new SpanBuffer(1 << 14);
   private readonly buffers = new Map<string, Float32Array>();
+  /** A training program's resident weights, optimizer state and gradients (null for inference). */
+  private training: TrainingState | null = null;
+  /** The communication thread that runs started collectives, with the buffers it serves by name (null without one). */
+  private commThread: { thread: CommThread; index: Map<string, number> } | null = null;
   /** Tensors available to the next `run`: scattered inputs and received activations. */
   private readonly feeds = new Map<string, ort.Tensor>();
   /** Outputs of the latest `run`, for the `send` and `gather` after it. */
@@ -155,9 +161,22 @@ export class Interpreter {
     if (this.sched && this.poolsExact && this.poolTids.length > 0) this.sched.addThreads(this.poolTids);
     if (this.sched && m.device.intraOpNumThreads > 1) this.schedThreads = this.poolsExact && this.poolTids.length > 0 ? 'worker+pool' : 'worker';
     this.probeCpuUs = this.measureProbe();
+    // Buffers of started collectives are plain shared memory, for the communication thread.
+    const started = new Set(m.program.instructions.flatMap((i) => (i.op === 'collective-start' ? [i.buffer] : [])));
     for (const b of m.buffers) {
-      if (!this.comm) throw new Error(`buffer ${b.name} needs a communication group`);
-      this.buffers.set(b.name, this.comm.alloc(Float32Array, b.elements));
+      // A gradient bucket of a one-device run is packed and read, never communicated.
+      if (started.has(b.name) || (!this.comm && b.gradients)) this.buffers.set(b.name, new Float32Array(new SharedArrayBuffer(b.elements * 4)));
+      else if (!this.comm) throw new Error(`buffer ${b.name} needs a communication group`);
+      else this.buffers.set(b.name, this.comm.alloc(Float32Array, b.elements));
+    }
+    if (m.commThreads && started.size > 0) {
+      const names = [...started];
+      const thread = await CommThread.start(m.commThreads as CommGroupDescriptor, m.rank, names.map((n) => this.buffers.get(n)!));
+      this.commThread = { thread, index: new Map(names.map((n, i) => [n, i])) };
+    }
+    if (m.training) {
+      this.training = new TrainingState(m.training.program, m.training.initial, m.steps);
+      this.training.feed(this.feeds);
     }
     for (const inp of m.inputs) {
       this.inputs.set(inp.name, {
@@ -213,12 +232,15 @@ export class Interpreter {
   /** Timed step windows, filled as recorded blocks run. */
   private stepStart = new Float64Array(0);
   private stepEnd = new Float64Array(0);
+  /** True while a block of timed steps runs (a training step records its loss then). */
+  private timedBlock = false;
   /** Which session `run` instructions use: the timed one, or the operator-profiled one. */
   private useProfiled = false;
 
   /** One step: the group's barrier, then this device's instructions in order. */
   private async step(step: number): Promise<{ start: number; end: number }> {
     this.comm?.barrier();
+    this.training?.beginStep(step, this.timedBlock);
     const start = nowUs();
     this.spans.context = { step, micro: -1, stage: this.init!.program.stage };
     for (const ins of this.init!.program.instructions) await this.execute(ins);
@@ -233,6 +255,7 @@ export class Interpreter {
       this.stepEnd = new Float64Array(m.steps);
     }
     this.recording = record && m.capture;
+    this.timedBlock = record;
     for (let k = 0; k < steps; k++) {
       const step = first + k;
       const w = await this.step(step);
@@ -243,6 +266,7 @@ export class Interpreter {
       }
     }
     this.recording = false;
+    this.timedBlock = false;
     this.post({ type: 'block', rank: m.rank });
   }
 
@@ -256,6 +280,8 @@ export class Interpreter {
     const profiledStart = new Float64Array(profiledSteps);
     const profiledEnd = new Float64Array(profiledSteps);
     const notes: string[] = [];
+    // The trained weights are those after the timed steps; the profiled steps train on.
+    const trained = this.training ? { losses: this.training.losses, parameters: m.rank === 0 ? this.training.snapshot() : null } : undefined;
     if (profiledSteps > 0 && m.capture && m.opLevel) {
       await this.openProfiled();
       this.useProfiled = true;
@@ -281,12 +307,14 @@ export class Interpreter {
     const outputs = [...this.outputs.values()].map((o) => o.shared);
     const { stepStart, stepEnd } = this;
     this.post(
-      { type: 'done', rank: m.rank, stepStart, stepEnd, profiledStart, profiledEnd, spans, notes, outputs, schedThreads: this.schedThreads },
+      { type: 'done', rank: m.rank, stepStart, stepEnd, profiledStart, profiledEnd, spans, notes, outputs, schedThreads: this.schedThreads, ...(trained ? { training: trained } : {}) },
       [stepStart.buffer, stepEnd.buffer, profiledStart.buffer, profiledEnd.buffer, ...(spans ? SpanBuffer.transferList(spans) : [])],
     );
   }
 
   private async releaseSessions(): Promise<void> {
+    await this.commThread?.thread.stop();
+    this.commThread = null;
     for (const [, seg] of this.sessions) {
       await seg.session.release();
       await seg.profiled?.session.release();
@@ -314,8 +342,10 @@ export class Interpreter {
         return;
       case 'collective': {
         const buf = this.buffers.get(ins.buffer);
+        const def = this.init!.buffers.find((b) => b.name === ins.buffer);
+        if (def?.gradients && buf) return this.gradientBucket(ins, def, buf);
         if (!buf || !this.comm) throw new Error(`collective on unknown buffer ${ins.buffer}`);
-        const synthetic = this.init!.buffers.find((b) => b.name === ins.buffer)?.synthetic ?? false;
+        const synthetic = def?.synthetic ?? false;
         const code = CommOpCode[ins.collective];
         // The name is for people (the timeline, Perfetto); the flag and the comm column are
         // what tools read.
@@ -323,6 +353,10 @@ export class Interpreter {
         this.inComm(code, synthetic ? SpanFlag.synthetic : 0, () => this.collective(ins.collective, buf), name);
         return;
       }
+      case 'collective-start':
+        return this.startCollective(ins);
+      case 'collective-wait':
+        return this.waitCollectives(ins.buffers);
       case 'gather':
         return this.timed(CommOpCode.gather, () => this.gather(ins.rows.start, ins.rows.count, ins.tensors));
       default: {
@@ -330,6 +364,63 @@ export class Interpreter {
         throw new Error(`unknown instruction ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  /**
+   * A gradient bucket: its gradients from this step's backward packed into the buffer, each
+   * scaled by this device's share of the global batch (losses average over a device's rows),
+   * then summed over the group, so that every replica holds the global batch's gradient;
+   * then unpacked for the optimizer.
+   */
+  private gradientBucket(ins: Extract<Instruction, { op: 'collective' }>, def: ProgramBuffer, buf: Float32Array): void {
+    const t = this.training;
+    if (!t) throw new Error(`gradient bucket ${def.name} in a program without a training part`);
+    t.pack(def, buf, this.feeds, this.shareOfBatch());
+    if (this.comm && ins.group.length > 1) {
+      this.inComm(CommOpCode[ins.collective], SpanFlag.gradient, () => this.collective(ins.collective, buf), `${commName(CommOpCode[ins.collective])} (${def.name}, ${def.gradients!.length} gradients)`);
+    }
+    t.unpack(def, buf, this.feeds);
+  }
+
+  /**
+   * Starts a collective on the communication thread (a gradient bucket is packed first); with
+   * one device there is no thread and nothing to communicate.
+   */
+  private startCollective(ins: Extract<Instruction, { op: 'collective-start' }>): void {
+    const buf = this.buffers.get(ins.buffer);
+    const def = this.init!.buffers.find((b) => b.name === ins.buffer);
+    if (!buf || !def) throw new Error(`collective on unknown buffer ${ins.buffer}`);
+    if (ins.collective !== 'allreduce') throw new Error(`${ins.collective} on the communication thread is not used by any compiler yet`);
+    if (def.gradients) this.training!.pack(def, buf, this.feeds, this.shareOfBatch());
+    if (this.commThread && ins.group.length > 1) this.commThread.thread.allReduce(this.commThread.index.get(ins.buffer)!);
+  }
+
+  /**
+   * Waits for the started collectives, records each as a comm span at the time the thread
+   * ran it, and unpacks the gradient buckets for the optimizer.
+   */
+  private waitCollectives(names: readonly string[]): void {
+    const ct = this.commThread;
+    ct?.thread.waitAll();
+    for (const name of names) {
+      const def = this.init!.buffers.find((b) => b.name === name);
+      const buf = this.buffers.get(name);
+      if (!def || !buf) throw new Error(`wait for unknown buffer ${name}`);
+      const index = ct?.index.get(name);
+      if (ct && index !== undefined && this.recording) {
+        const t = ct.thread.timing(index);
+        const flags = def.gradients ? SpanFlag.gradient : 0;
+        this.spans.record(SpanKind.comm, `${commName(CommOpCode.allreduce)} (${name}${def.gradients ? `, ${def.gradients.length} gradients` : ''}, overlapped)`, t.startUs, t.durUs, { bytes: t.bytes, peer: -1, comm: CommOpCode.allreduce, flags });
+      }
+      if (def.gradients) this.training!.unpack(def, buf, this.feeds);
+    }
+  }
+
+  /** Rows of this device's step over the global batch (from its scatter instructions). */
+  private shareOfBatch(): number {
+    let rows = 0;
+    for (const ins of this.init!.program.instructions) if (ins.op === 'scatter') rows += ins.rows.count;
+    return rows / this.init!.batch;
   }
 
   /** Runs `fn` with the communicator's spans recorded as `code`. */
@@ -362,7 +453,8 @@ export class Interpreter {
   private collective(kind: Extract<Instruction, { op: 'collective' }>['collective'], buf: Float32Array): void {
     switch (kind) {
       case 'allreduce':
-        // Zeros stay zeros, so repeated sums never overflow; the memory traffic is the same.
+        // A synthetic buffer holds zeros, so its repeated sums never overflow; a gradient
+        // bucket is packed afresh before each sum.
         this.comm!.allReduce(buf);
         return;
       case 'broadcast':
@@ -421,6 +513,11 @@ export class Interpreter {
     const session = prof ? prof.session : seg.session;
     this.results = await ortCall('running the model', () => session.run(feeds));
     const t2 = nowUs();
+    // A run's results feed the device's later runs (a training step's backward reads the
+    // forward's activations); a training step's optimizer writes its results over the
+    // resident weights.
+    for (const [name, v] of Object.entries(this.results)) this.feeds.set(name, v);
+    this.training?.afterRun(ins.phase, this.results, this.feeds);
     if (!this.recording) {
       if (prof) prof.warmRuns++;
       return;

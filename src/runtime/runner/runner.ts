@@ -37,6 +37,8 @@ import { CancelledError, ProgramRun, type Capture, type DoneMessage, type Runner
 import { checkPipelinePlan, preparePartition } from './calibrate';
 import { checkFindings } from './check-findings';
 import { buildTrace, compareOutputs, mergeOutputs } from './trace';
+import { prepareTraining, trainingResults, writeTrainingSegments, type TrainingSetup } from './train-setup';
+import { compileTrainData } from '../compile/train-data';
 
 export { CancelledError, type RunnerHooks } from './workers';
 export { compareOutputs } from './trace';
@@ -73,6 +75,8 @@ interface Loaded {
   discovered: Awaited<ReturnType<typeof discoverDevices>>;
   dimValues: Record<string, number>;
   compile: CompileContext;
+  /** A training plan's step models, labels and initial weights (null for inference). */
+  training: TrainingSetup | null;
 }
 
 /** Row-splits of a run: devices, and a pipeline's micro-batches. */
@@ -104,7 +108,7 @@ async function load(req: ProfileRequest): Promise<Loaded> {
     ...(req.inputShapes !== undefined ? { inputShapes: req.inputShapes } : {}),
     ...(req.values !== undefined ? { values: req.values } : {}),
   });
-  const tensors = req.inputsFile ? await loadInputs(req.inputsFile, resolved, req.values) : synthesizeInputs(resolved, plan.seed, req.values);
+  let tensors = req.inputsFile ? await loadInputs(req.inputsFile, resolved, req.values) : synthesizeInputs(resolved, plan.seed, req.values);
   const discovered = await discoverDevices();
   const devices = planDevices(parseDeviceSpec(plan.devices), discovered);
   const parts = partsOf(plan, devices.length);
@@ -115,13 +119,29 @@ async function load(req: ProfileRequest): Promise<Loaded> {
     );
   }
   const outputAxes = await resolveOutputAxes(req, ir, resolved, tensors, parts);
+  const batchName = [...batchNames(resolved)][0] ?? null;
+  // Built before any worker starts: a model the gradient rules cannot differentiate is
+  // refused here, with every operator and node at fault in one line.
+  let training: TrainingSetup | null = null;
+  if (plan.mode === 'data' && plan.train) {
+    // Symbolic sizes other than the batch, as resolved (a CNN's spatial sizes from
+    // --input-shape): convolution gradients need them fixed.
+    const fixedDims: Record<string, number> = { ...(req.dims ?? {}) };
+    for (const r of resolved) {
+      r.modelDims?.forEach((d, k) => {
+        if (typeof d === 'string' && k !== r.batchAxis && r.dims[k] !== undefined) fixedDims[d] = r.dims[k];
+      });
+    }
+    const labelAxis = outputAxes.get(ir.outputs[0]?.name ?? '') ?? 0;
+    training = await prepareTraining(req.modelPath, req.modelLabel, plan.train, tensors, labelAxis, withoutBatch(fixedDims, batchName));
+    tensors = [...tensors, training.labels];
+  }
   // The global batch lives in shared memory; every device copies its rows from there.
   const inputs: SharedInput[] = tensors.map((t) => {
     const sab = new SharedArrayBuffer(t.data.byteLength);
     (viewOf(t.dtype, sab) as unknown as { set(a: ArrayLike<number>): void }).set(t.data as unknown as ArrayLike<number>);
     return { name: t.name, dtype: t.dtype, dims: t.dims, batchAxis: t.batchAxis, data: sab };
   });
-  const batchName = [...batchNames(resolved)][0] ?? null;
   const dimValues: Record<string, number> = { ...(req.dims ?? {}) };
   if (batchName) dimValues[batchName] = plan.batch;
   const compileCtx: CompileContext = {
@@ -134,8 +154,16 @@ async function load(req: ProfileRequest): Promise<Loaded> {
     parameterCount: ir.parameterCount,
     devices: devices.length,
     nodeNames: ir.nodes.map((n) => n.name),
+    ...(training ? { training: training.models.context } : {}),
   };
-  return { ir, resolved, inputs, devices, ortVersion: discovered.onnxruntimeVersion, discovered, dimValues, compile: compileCtx };
+  return { ir, resolved, inputs, devices, ortVersion: discovered.onnxruntimeVersion, discovered, dimValues, compile: compileCtx, training };
+}
+
+/** Symbolic dimension values without the batch's (the gradient models keep the batch free). */
+function withoutBatch(dims: Record<string, number>, batchName: string | null): Record<string, number> {
+  const out = { ...dims };
+  if (batchName) delete out[batchName];
+  return out;
 }
 
 /** A pipeline partition as `plan --json` reports it. */
@@ -197,8 +225,8 @@ async function prepare(req: ProfileRequest, l: Loaded, profileDir: string, hooks
 }
 
 /** Model files of a program's segments (stage models are written into `workDir`). */
-function materialise(program: Program, prepared: Prepared, modelPath: string, workDir: string): Record<number, string> {
-  const paths: Record<number, string> = {};
+function materialise(program: Program, prepared: Prepared, modelPath: string, workDir: string, training: TrainingSetup | null): Record<number, string> {
+  const paths: Record<number, string> = training ? writeTrainingSegments(program, training.models, join(workDir, 'train')) : {};
   const stagePaths = prepared.mode === 'pipeline' ? writeStageModels(modelPath, prepared.partition, join(workDir, 'stages')) : [];
   for (const seg of program.segments) {
     switch (seg.kind) {
@@ -207,6 +235,11 @@ function materialise(program: Program, prepared: Prepared, modelPath: string, wo
         break;
       case 'stage':
         paths[seg.id] = stagePaths[seg.stage]!;
+        break;
+      case 'train-forward':
+      case 'train-backward':
+      case 'optimizer':
+        if (paths[seg.id] === undefined) throw new Error(`no step model for segment ${seg.label}`);
         break;
       default:
         assertNever(seg, 'segment');
@@ -229,6 +262,10 @@ function blocksOf(steps: number): number[] {
 /** The one-device baseline program: the whole batch as a data program on the first device's configuration. */
 function baselineProgram(req: ProfileRequest, l: Loaded): Program {
   const plan = req.plan;
+  if (plan.mode === 'data' && plan.train && l.compile.training) {
+    const one = { mode: 'data' as const, devices: l.devices[0]!.id, batch: plan.batch, steps: plan.steps, warmup: plan.warmup, seed: plan.seed, train: plan.train };
+    return compileTrainData(one, { ...l.compile, devices: 1, training: l.compile.training });
+  }
   return compileData({ mode: 'data', devices: l.devices[0]!.id, batch: plan.batch, steps: plan.steps, warmup: plan.warmup, seed: plan.seed }, { ...l.compile, devices: 1 });
 }
 
@@ -248,7 +285,7 @@ interface Runs {
 async function measure(req: ProfileRequest, l: Loaded, program: Program, segmentPaths: Record<number, string>, profileDir: string, hooks: RunnerHooks): Promise<Runs> {
   const plan = req.plan;
   const capture: Capture = { spans: req.capture, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
-  const common = { inputs: l.inputs, steps: plan.steps, warmup: plan.warmup, profileDir };
+  const common = { inputs: l.inputs, steps: plan.steps, warmup: plan.warmup, profileDir, ...(l.training ? { initialWeights: l.training.initial } : {}) };
   hooks.progress({ phase: 'warmup', done: 0, total: l.devices.length, message: `starting ${l.devices.length} device worker(s)` });
   const par = await ProgramRun.start(program, { ...common, devices: l.devices, segmentPaths, capture, phase: 'steps', message: 'measuring' }, hooks);
   let base: ProgramRun | null = null;
@@ -257,7 +294,9 @@ async function measure(req: ProfileRequest, l: Loaded, program: Program, segment
       const bp = baselineProgram(req, l);
       // The same capture for the timed steps; operator detail is the parallel run's only.
       const bc: Capture = { ...capture, profiledSteps: 0 };
-      base = await ProgramRun.start(bp, { ...common, devices: [l.devices[0]!], segmentPaths: { 0: req.modelPath }, capture: bc, phase: 'baseline', message: 'one-device baseline' }, hooks);
+      // A training baseline runs the same step models; inference's is the whole model.
+      const baseSegments = l.training ? segmentPaths : { 0: req.modelPath };
+      base = await ProgramRun.start(bp, { ...common, devices: [l.devices[0]!], segmentPaths: baseSegments, capture: bc, phase: 'baseline', message: 'one-device baseline' }, hooks);
     }
     await par.warmup();
     await base?.warmup();
@@ -311,15 +350,20 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     const planInfo: PlanInfo = { ...prep.info, program };
     if (req.dryRun) return { trace: null, summary: null, planText, planInfo };
     check();
-    const runs = await measure(req, l, program, materialise(program, prep.prepared, req.modelPath, profileDir), profileDir, hooks);
+    const runs = await measure(req, l, program, materialise(program, prep.prepared, req.modelPath, profileDir, l.training), profileDir, hooks);
     const capture: CaptureSettings = { spans: req.capture, opProfilerOnTimedSteps: false, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
     const baseline = runs.baseline ? baselineRecord(req, l, runs.baseline, capture) : null;
     const done = runs.done;
     const measurement: MeasurementMeta | undefined = runs.load ? { ...runs.load, threads: done.map((d) => d.schedThreads) } : undefined;
     check();
     hooks.progress({ phase: 'analyse', done: 0, total: 1, message: 'building the trace' });
-    const numericalCheck = baseline ? compareOutputs(mergeOutputs(program, done), baseline.reference, baseline.referenceName) : undefined;
-    let trace = buildTrace({ request: req, plan: prep.plan, program, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, done, inputs: l.inputs, numericalCheck, baseline: baseline?.meta, capture, measurement });
+    const plan = req.plan;
+    const trained =
+      plan.mode === 'data' && plan.train && l.training
+        ? trainingResults(plan.train, l.training.models, program, done, runs.baseline ? { ...runs.baseline, reference: `one-device training (${l.devices[0]!.id} configuration, same global batch, labels and initial weights)` } : null, Math.max(1, plan.warmup) + plan.steps)
+        : null;
+    const numericalCheck = trained ? trained.check : baseline ? compareOutputs(mergeOutputs(program, done), baseline.reference, baseline.referenceName) : undefined;
+    let trace = buildTrace({ request: req, plan: prep.plan, program, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, done, inputs: l.inputs, numericalCheck, ...(trained ? { training: trained.meta } : {}), baseline: baseline?.meta, capture, measurement });
     trace = deriveIdle(trace);
     const summary = summarize(trace);
     trace.summary = summary;

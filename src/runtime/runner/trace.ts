@@ -103,6 +103,8 @@ export interface Measured {
   done: DoneMessage[];
   inputs: SharedInput[];
   numericalCheck: NumericalCheck | undefined;
+  /** A training run's record. */
+  training?: TraceMeta['training'];
   baseline: TraceMeta['baseline'];
   capture: CaptureSettings;
   measurement: TraceMeta['measurement'];
@@ -114,6 +116,11 @@ function notesOf(m: Measured): string[] {
   if (m.program.buffers.some((b) => b.synthetic)) {
     notes.push(
       'Gradient sync is synthetic: ONNX Runtime runs inference only, so each step all-reduces a zero-filled float32 buffer as large as the model parameters; the transfer and the reduction are real, the gradients are not.',
+    );
+  }
+  if (m.training) {
+    notes.push(
+      `Training: ${m.training.loss} loss against a fixed random teacher's labels, ${m.training.optimizer} at lr ${m.training.lr}; gradients all-reduced in ${m.training.buckets.length} bucket(s), each on the device's communication thread as soon as its backward part has run, overlapping the parts after it. The numerical check compares the trained weights after the warm-up and timed steps with the one-device training run's.`,
     );
   }
   if (m.baseline?.schedule === 'interleaved') {
@@ -180,6 +187,7 @@ export function buildTrace(m: Measured): Trace {
     onnxruntimeVersion: m.ortVersion,
     startTimeUs,
     ...(m.numericalCheck ? { numericalCheck: m.numericalCheck } : {}),
+    ...(m.training ? { training: m.training } : {}),
     ...(m.baseline ? { baseline: m.baseline } : {}),
     capture: m.capture,
     ...(m.request.adviceOnPoorQuality ? { adviceOnPoorQuality: m.request.adviceOnPoorQuality } : {}),

@@ -158,6 +158,8 @@ export interface ExecuteOptions {
   capture: Capture;
   profileDir: string;
   graphOptimizationLevel?: DeviceInit['graphOptimizationLevel'];
+  /** A training program's initial parameter values (float32, shared by every replica). */
+  initialWeights?: Record<string, SharedArrayBuffer>;
   /** Progress phase and message of this execution. */
   phase: Progress['phase'];
   message: string;
@@ -205,8 +207,12 @@ export class ProgramRun {
   private async load(): Promise<void> {
     const { program, o, group } = this;
     const n = program.devices.length;
-    const arenaBytes = program.buffers.reduce((a, b) => a + b.elements * 4, 0);
+    // Collectives that overlap compute run on a communication thread per device, in a group
+    // of their own, on buffers the devices allocate themselves; the others get the arena.
+    const started = new Set(program.devices.flatMap((d) => d.instructions.flatMap((i) => (i.op === 'collective-start' ? [i.buffer] : []))));
+    const arenaBytes = program.buffers.reduce((a, b) => a + (started.has(b.name) ? 0 : b.elements * 4), 0);
     const comm = n > 1 ? createCommGroup(n, arenaBytes > 0 ? { arenaBytes: arenaBytes + 4096 } : {}) : null;
+    const commThreads = n > 1 && started.size > 0 ? createCommGroup(n) : null;
     const readyP = group.waitAll('ready');
     o.devices.forEach((d, rank) => {
       const init: DeviceInit = {
@@ -221,11 +227,13 @@ export class ProgramRun {
         batch: program.batch,
         inputs: o.inputs,
         comm,
+        ...(commThreads ? { commThreads } : {}),
         steps: o.steps,
         capture: o.capture.spans,
         opLevel: o.capture.profiledSteps > 0,
         profileDir: o.profileDir,
         ...(o.graphOptimizationLevel ? { graphOptimizationLevel: o.graphOptimizationLevel } : {}),
+        ...(program.training && o.initialWeights ? { training: { program: program.training, initial: o.initialWeights } } : {}),
       };
       group.post(rank, init);
     });

@@ -75,6 +75,7 @@ export class Tooltip {
     if (sp.flags[i] & SpanFlag.predicted || run.predicted) flags.push('predicted');
     if (sp.flags[i] & SpanFlag.staging) flags.push('staging copy');
     if (sp.flags[i] & SpanFlag.synthetic) flags.push('synthetic data');
+    if (sp.flags[i] & SpanFlag.gradient) flags.push('gradients');
     if (flags.length) add('note', flags.join(', '));
     this.el.replaceChildren(title, dl);
     this.el.hidden = false;

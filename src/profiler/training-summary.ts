@@ -1,0 +1,89 @@
+/**
+ * The training part of a run's summary: per device, the time of each part of a training step
+ * (forward, backward, gradient all-reduce, optimizer) from the spans' phase and flags, and
+ * the loss curve against the one-device run's.
+ */
+import { CommOpCode, PhaseCode, SpanFlag, SpanKind, type Trace } from './trace-format';
+
+/** Per device, mean µs per timed step of each part of a training step. */
+export interface TrainingStepParts {
+  id: string;
+  forwardUs: number;
+  backwardUs: number;
+  /** Gradient all-reduces (every bucket), as measured on this device. */
+  allReduceUs: number;
+  /** The part of `allReduceUs` during which the device computed (the backward parts after the bucket's). */
+  overlapUs: number;
+  optimizerUs: number;
+}
+
+export interface TrainingSummary {
+  loss: string;
+  optimizer: string;
+  lr: number;
+  buckets: number;
+  /** Gradient bytes per step (every bucket). */
+  gradientBytes: number;
+  /** Loss of the global batch at the first and last timed step, and the one-device run's last. */
+  lossFirst: number;
+  lossLast: number;
+  baselineLossLast: number | null;
+  devices: TrainingStepParts[];
+}
+
+/** The training summary of a trace, undefined for an inference run. */
+export function trainingSummary(trace: Trace): TrainingSummary | undefined {
+  const t = trace.meta.training;
+  if (!t) return undefined;
+  const s = trace.spans;
+  const measured = new Set(trace.steps.map((w) => w.index));
+  const steps = Math.max(1, measured.size);
+  const parts = trace.lanes.map((lane) => ({ id: trace.meta.devices[lane.device]?.id ?? lane.label, forwardUs: 0, backwardUs: 0, allReduceUs: 0, overlapUs: 0, optimizerUs: 0 }));
+  // Compute and gradient all-reduce intervals per lane and step, for the overlap.
+  const compute = new Map<string, [number, number][]>();
+  const reduces = new Map<string, [number, number][]>();
+  const add = (m: Map<string, [number, number][]>, key: string, iv: [number, number]): void => {
+    const list = m.get(key);
+    if (list) list.push(iv);
+    else m.set(key, [iv]);
+  };
+  for (let i = 0; i < s.count; i++) {
+    if (s.parent[i]! >= 0 || !measured.has(s.step[i]!)) continue;
+    const p = parts[s.lane[i]!];
+    if (!p) continue;
+    const d = s.dur[i]!;
+    const key = `${s.lane[i]}|${s.step[i]}`;
+    if (s.kind[i] === SpanKind.compute) {
+      if (s.phase[i] === PhaseCode.forward) p.forwardUs += d;
+      else if (s.phase[i] === PhaseCode.backward) p.backwardUs += d;
+      else if (s.phase[i] === PhaseCode.optimizer) p.optimizerUs += d;
+      add(compute, key, [s.start[i]!, s.start[i]! + d]);
+    } else if (s.kind[i] === SpanKind.comm && s.comm[i] === CommOpCode.allreduce && (s.flags[i]! & SpanFlag.gradient) !== 0) {
+      p.allReduceUs += d;
+      add(reduces, key, [s.start[i]!, s.start[i]! + d]);
+    }
+  }
+  // A device's compute spans do not overlap each other, so the overlaps add up.
+  for (const [key, rs] of reduces) {
+    const p = parts[Number(key.split('|')[0])]!;
+    for (const [a0, a1] of rs) for (const [c0, c1] of compute.get(key) ?? []) p.overlapUs += Math.max(0, Math.min(a1, c1) - Math.max(a0, c0));
+  }
+  for (const p of parts) {
+    p.forwardUs /= steps;
+    p.backwardUs /= steps;
+    p.allReduceUs /= steps;
+    p.overlapUs /= steps;
+    p.optimizerUs /= steps;
+  }
+  return {
+    loss: t.loss,
+    optimizer: t.optimizer,
+    lr: t.lr,
+    buckets: t.buckets.length,
+    gradientBytes: t.buckets.reduce((n, b) => n + b.bytes, 0),
+    lossFirst: t.lossCurve[0] ?? NaN,
+    lossLast: t.lossCurve.at(-1) ?? NaN,
+    baselineLossLast: t.baselineLossCurve?.at(-1) ?? null,
+    devices: parts,
+  };
+}

@@ -1,0 +1,155 @@
+/**
+ * The runner's part of a training run: the step models built from the model (before any
+ * worker starts, so a model the gradient rules cannot differentiate is refused first),
+ * synthetic labels from a fixed teacher, the initial weights every replica starts from, and
+ * the numerical check of the trained weights against the one-device training run.
+ */
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { InferenceSession, Tensor } from 'onnxruntime-node';
+import { UserError } from '../../common/errors';
+import type { TrainPlan } from '../../profiler/plan';
+import type { NumericalCheck, TrainingMeta } from '../../profiler/trace-format';
+import type { Program } from '../../profiler/program';
+import type { ModelInput } from '../inputs';
+import { teacherModel } from '../train/loss';
+import { readParameterValues } from '../train/parameters';
+import { buildTrainingModels, type TrainingModels } from '../train/step-models';
+import { compareOutputs } from './trace';
+import type { DoneMessage } from './workers';
+
+type OrtModule = typeof import('onnxruntime-node');
+
+function loadOrt(): OrtModule {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('onnxruntime-node') as OrtModule;
+}
+
+/** What a training run needs besides its plan. */
+export interface TrainingSetup {
+  models: TrainingModels;
+  /** The labels of the global batch (a graph input of the forward, split like the inputs). */
+  labels: ModelInput;
+  /** Initial value of every trainable parameter, float32 in shared memory. */
+  initial: Record<string, SharedArrayBuffer>;
+}
+
+/**
+ * Builds the step models, the teacher's labels for `inputs` and the initial weights.
+ * @param dims sizes of symbolic dimensions other than the batch (see buildGradientModel).
+ */
+export async function prepareTraining(modelPath: string, label: string, train: TrainPlan, inputs: readonly ModelInput[], labelAxis: number, dims: Record<string, number>): Promise<TrainingSetup> {
+  const bytes = readFileSync(modelPath);
+  const models = buildTrainingModels(bytes, train, label, dims);
+  const params = models.context.parameters;
+  if (params.length === 0) throw new UserError(`${label}: no float weight leads to the output, so there is nothing to train`);
+  const values = readParameterValues(bytes, params.map((p) => p.name), label);
+  const initial: Record<string, SharedArrayBuffer> = {};
+  for (const [name, v] of values) {
+    if (v.dtype !== 'float32') throw new UserError(`${label}: parameter "${name}" is ${v.dtype}; training runs float32 models only`);
+    const sab = new SharedArrayBuffer(v.data.byteLength);
+    new Float32Array(sab).set(v.data);
+    initial[name] = sab;
+  }
+  const labels = await teacherLabels(bytes, models, inputs, labelAxis, label);
+  return { models, labels, initial };
+}
+
+/** Labels from a teacher (the model with seeded noise on its weights): its outputs, or their argmax for cross-entropy. */
+async function teacherLabels(bytes: Uint8Array, models: TrainingModels, inputs: readonly ModelInput[], batchAxis: number, label: string): Promise<ModelInput> {
+  const ort = loadOrt();
+  const wl = models.withLoss;
+  let session: InferenceSession | null = null;
+  try {
+    session = await ort.InferenceSession.create(teacherModel(bytes, {}, label), { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential' });
+    const feeds: Record<string, Tensor> = {};
+    for (const i of inputs) feeds[i.name] = new ort.Tensor(i.dtype as 'float32', i.data as Float32Array, i.dims);
+    const out = (await session.run(feeds, [wl.output]))[wl.output]!;
+    const data = out.data as Float32Array;
+    if (wl.labelType === 'int64') {
+      const classes = out.dims[out.dims.length - 1]!;
+      const ids = new BigInt64Array(data.length / classes);
+      for (let r = 0; r < ids.length; r++) {
+        let best = 0;
+        for (let c = 1; c < classes; c++) if (data[r * classes + c]! > data[r * classes + best]!) best = c;
+        ids[r] = BigInt(best);
+      }
+      return { name: wl.labels, dtype: 'int64', dims: out.dims.slice(0, -1), data: ids, batchAxis };
+    }
+    return { name: wl.labels, dtype: wl.labelType, dims: [...out.dims], data: Float32Array.from(data), batchAxis };
+  } finally {
+    await session?.release();
+  }
+}
+
+/** Writes the step models into `dir` (the backward cut per gradient bucket of `program`); their paths by segment id. */
+export function writeTrainingSegments(program: Program, models: TrainingModels, dir: string): Record<number, string> {
+  mkdirSync(dir, { recursive: true });
+  const paths: Record<number, string> = {};
+  const buckets = program.buffers.filter((b) => b.gradients);
+  const cut = models.cut(buckets.map((b) => b.gradients!.map((g) => g.grad)));
+  for (const seg of program.segments) {
+    const bytes = seg.kind === 'train-forward' ? cut.forward : seg.kind === 'train-backward' ? cut.backward[seg.bucket] : seg.kind === 'optimizer' ? models.optimizer.bytes : null;
+    if (!bytes) continue;
+    const path = join(dir, `${seg.kind}-${seg.id}.onnx`);
+    writeFileSync(path, bytes);
+    paths[seg.id] = path;
+  }
+  return paths;
+}
+
+/** The global batch's loss per timed step: each device's loss weighted by its rows. */
+export function lossCurve(program: Program, done: readonly DoneMessage[]): number[] {
+  const steps = done[0]?.training?.losses.length ?? 0;
+  const curve = new Array<number>(steps).fill(0);
+  program.devices.forEach((dp, rank) => {
+    let rows = 0;
+    for (const ins of dp.instructions) if (ins.op === 'scatter') rows += ins.rows.count;
+    const losses = done[rank]?.training?.losses;
+    for (let s = 0; s < steps; s++) curve[s]! += (losses?.[s] ?? NaN) * (rows / program.batch);
+  });
+  return curve;
+}
+
+/**
+ * Tolerance of the trained-weights check, float32: the N-device run sums each gradient in
+ * another order (per shard, then over the ring) than the one-device run, which moves it by
+ * float32 rounding (~1e-7 relative); SGD and momentum carry that into the weights scaled by
+ * the learning rate, so |a−b| ≤ 1e-5 + 1e-4·|b| holds with a wide margin after tens of
+ * steps. Adam divides by √v, so a gradient whose value is rounding noise can move its
+ * weight by up to lr per step either way: its tolerance grows with lr × steps.
+ */
+export function trainingTolerance(train: TrainPlan, totalSteps: number): { atol: number; rtol: number } {
+  return train.optimizer === 'adam' ? { atol: 1e-5 + train.lr * totalSteps * 1e-2, rtol: 1e-3 } : { atol: 1e-5, rtol: 1e-4 };
+}
+
+/** The trained weights of the parallel run against the one-device run's, and the training record. */
+export function trainingResults(
+  train: TrainPlan,
+  models: TrainingModels,
+  program: Program,
+  done: readonly DoneMessage[],
+  baseline: { program: Program; done: readonly DoneMessage[]; reference: string } | null,
+  totalSteps: number,
+): { check: NumericalCheck | undefined; meta: TrainingMeta } {
+  const params = done[0]?.training?.parameters ?? {};
+  const meta: TrainingMeta = {
+    loss: train.loss,
+    optimizer: train.optimizer,
+    lr: train.lr,
+    bucketMb: train.bucketMb,
+    parameters: models.context.parameters.length,
+    parameterElements: models.context.parameters.reduce((n, p) => n + p.dims.reduce((a, b) => a * b, 1), 0),
+    buckets: program.buffers.filter((b) => b.gradients).map((b) => ({ name: b.name, bytes: b.elements * 4, parameters: b.gradients!.map((g) => g.param) })),
+    untrained: models.untrained,
+    lossCurve: lossCurve(program, done),
+    ...(baseline ? { baselineLossCurve: lossCurve(baseline.program, baseline.done) } : {}),
+    labels: 'teacher',
+  };
+  if (!baseline) return { check: undefined, meta };
+  const want = new Map(Object.entries(baseline.done[0]?.training?.parameters ?? {}));
+  const got = new Map(Object.entries(params));
+  const { atol, rtol } = trainingTolerance(train, totalSteps);
+  const check = compareOutputs(got, want, baseline.reference, atol, rtol);
+  return { check, meta };
+}
