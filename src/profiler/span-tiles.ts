@@ -80,6 +80,8 @@ const CH_EMU = 2 * N_TILE_KEYS;
 const CH_PRED = CH_EMU + 1;
 const CHANNELS = CH_PRED + 1;
 
+/** Spans of work per slice of {@link buildSpanTiles}. */
+const SLICE_SPANS = 1 << 20;
 /** Largest pixel width of a request. */
 export const MAX_TILE_PIXELS = 16384;
 /** Spans a tile returns one by one at most, over all its rows. */
@@ -154,24 +156,41 @@ function pow2AtMost(x: number): number {
 
 /** The tile server of one trace. */
 export class SpanTiles {
-  private readonly sp: SpanColumns;
-  private readonly nLanes: number;
+  private readonly sp!: SpanColumns;
+  private readonly nLanes!: number;
   /** Span indices by row, sorted by start within a row. */
-  private readonly order: Uint32Array;
-  private readonly rowOffsets: Float64Array;
+  private readonly order!: Uint32Array;
+  private readonly rowOffsets!: Float64Array;
   /** Running maximum end of each row's spans, per block of BLOCK positions. */
-  private readonly blockMax: Float64Array;
-  private readonly blockOffsets: Float64Array;
-  private readonly pyramids: (Pyramid | null)[];
-  readonly extent: [number, number];
-  /** Milliseconds the build took. */
-  readonly buildMs: number;
+  private readonly blockMax!: Float64Array;
+  private readonly blockOffsets!: Float64Array;
+  private readonly pyramids!: (Pyramid | null)[];
+  readonly extent!: [number, number];
+  /** Milliseconds the build took (with the pauses between slices, for {@link buildSpanTiles}). */
+  readonly buildMs!: number;
 
+  /**
+   * Builds the index of `trace` in one go. {@link buildSpanTiles} does the same in slices, for
+   * a caller that must stay responsive (the extension host at tens of millions of spans).
+   */
   constructor(trace: Pick<Trace, 'spans' | 'lanes'>) {
+    const steps = this.build(trace);
+    while (!steps.next().done);
+  }
+
+  /**
+   * The build, as slices of about SLICE_SPANS spans of work each, resumed by the caller (the
+   * constructor, or {@link buildSpanTiles}). Not for other callers. The fields are assigned
+   * through `self`: TypeScript lets only a constructor assign readonly fields.
+   */
+  *build(trace: Pick<Trace, 'spans' | 'lanes'>): Generator<void, void> {
     const t0 = Date.now();
-    const sp = (this.sp = trace.spans);
+    const self = this as unknown as Record<string, unknown>;
+    const sp = trace.spans;
+    self['sp'] = sp;
     const n = sp.count;
-    const nLanes = (this.nLanes = trace.lanes.length);
+    const nLanes = trace.lanes.length;
+    self['nLanes'] = nLanes;
     const nRows = nLanes * TILE_ROWS_PER_LANE;
     const rowOf = new Int32Array(n);
     const rowCount = new Float64Array(nRows + 1);
@@ -185,19 +204,26 @@ export class SpanTiles {
       if (s < lo) lo = s;
       const e = s + sp.dur[i];
       if (e > hi) hi = e;
+      if (i % SLICE_SPANS === SLICE_SPANS - 1) yield;
     }
-    this.extent = n > 0 ? [lo, hi] : [0, 0];
-    const rowOffsets = (this.rowOffsets = new Float64Array(nRows + 1));
+    self['extent'] = n > 0 ? [lo, hi] : [0, 0];
+    const rowOffsets = new Float64Array(nRows + 1);
     for (let r = 0; r < nRows; r++) rowOffsets[r + 1] = rowOffsets[r] + rowCount[r + 1];
+    self['rowOffsets'] = rowOffsets;
     // A counting sort by row keeps the trace's order within a row; rows are then sorted
     // only where they are not already in order (traces are mostly written in time order).
-    const order = (this.order = new Uint32Array(n));
+    const order = new Uint32Array(n);
+    self['order'] = order;
     const fill = rowOffsets.slice(0, nRows);
     for (let i = 0; i < n; i++) order[fill[rowOf[i]]++] = i;
-    const blockOffsets = (this.blockOffsets = new Float64Array(nRows + 1));
+    yield;
+    const blockOffsets = new Float64Array(nRows + 1);
     for (let r = 0; r < nRows; r++) blockOffsets[r + 1] = blockOffsets[r] + Math.ceil((rowOffsets[r + 1] - rowOffsets[r]) / BLOCK);
-    const blockMax = (this.blockMax = new Float64Array(blockOffsets[nRows]));
-    this.pyramids = [];
+    self['blockOffsets'] = blockOffsets;
+    const blockMax = new Float64Array(blockOffsets[nRows]);
+    self['blockMax'] = blockMax;
+    const pyramids: (Pyramid | null)[] = [];
+    self['pyramids'] = pyramids;
     const start = sp.start;
     for (let r = 0; r < nRows; r++) {
       const a = rowOffsets[r];
@@ -219,9 +245,10 @@ export class SpanTiles {
         if (start[i] < rowLo) rowLo = start[i];
         if ((p - a) % BLOCK === BLOCK - 1 || p === b - 1) blockMax[blockOffsets[r] + Math.floor((p - a) / BLOCK)] = m;
       }
-      this.pyramids.push(b > a ? this.buildPyramid(a, b, rowLo, m) : null);
+      yield;
+      pyramids.push(b > a ? yield* this.buildPyramid(a, b, rowLo, m) : null);
     }
-    this.buildMs = Date.now() - t0;
+    self['buildMs'] = Date.now() - t0;
   }
 
   /** The numbers the view needs before its first tile. */
@@ -257,7 +284,7 @@ export class SpanTiles {
     return tileKeyOf(sp.kind[i], sp.parent[i], sp.flags[i], sp.cause[i]);
   }
 
-  private buildPyramid(a: number, b: number, lo: number, hi: number): Pyramid {
+  private *buildPyramid(a: number, b: number, lo: number, hi: number): Generator<void, Pyramid> {
     const n = b - a;
     const w0 = pow2AtMost(Math.max((hi - lo) / Math.max(1, Math.ceil(n / SPANS_PER_BUCKET)), 1e-3));
     let first = Math.floor(lo / w0);
@@ -266,6 +293,7 @@ export class SpanTiles {
     for (let p = a; p < b; p++) {
       const i = this.order[p];
       this.addSpan(data, first, nb, w0, i, this.keyAt(i));
+      if ((p - a) % SLICE_SPANS === SLICE_SPANS - 1) yield;
     }
     const py: Pyramid = { w0, first: [first], data: [data] };
     while (nb > TOP_BUCKETS) {
@@ -431,6 +459,18 @@ export class SpanTiles {
 /** True when a span [s, s + d) reaches into [t0, t1); an instant counts where it stands. */
 export function overlaps(s: number, d: number, t0: number, t1: number): boolean {
   return s < t1 && (s + d > t0 || (d === 0 && s >= t0));
+}
+
+/**
+ * Builds the tile server of `trace` in slices, calling `pause` between them (by default
+ * `setImmediate`, so that other events run): the extension host stays responsive while it
+ * indexes tens of millions of spans.
+ */
+export async function buildSpanTiles(trace: Pick<Trace, 'spans' | 'lanes'>, pause: () => Promise<void> = () => new Promise((r) => setImmediate(r))): Promise<SpanTiles> {
+  const tiles = Object.create(SpanTiles.prototype) as SpanTiles;
+  const steps = tiles.build(trace);
+  while (!steps.next().done) await pause();
+  return tiles;
 }
 
 /** Copies columns cut short by filtering into buffers of their own size (they are posted and transferred). */

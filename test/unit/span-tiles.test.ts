@@ -13,6 +13,7 @@ import {
   N_TILE_KEYS,
   SpanTiles,
   TILE_ROWS_PER_LANE,
+  buildSpanTiles,
   overlaps,
   tileKeyOf,
   tileRowOf,
@@ -199,6 +200,17 @@ describe('span tiles', () => {
     const tile = tiles.tile({ laneStart: 0, laneEnd: lanes, startUs: x1 + 1000, endUs: x1 + 2000, pixels: 100 });
     assert.equal(tile.spans.count + tile.buckets.count, 0);
     assert.throws(() => tiles.tile({ laneStart: 0, laneEnd: lanes, startUs: 10, endUs: 5, pixels: 100 }), /startUs < endUs/);
+  });
+
+  test('the build in slices (pausing between them) answers as the one-go build does', async () => {
+    let pauses = 0;
+    const sliced = await buildSpanTiles(t, async () => {
+      pauses++;
+    });
+    assert.ok(pauses >= t.lanes.length * TILE_ROWS_PER_LANE, `${pauses} pauses`);
+    const req = { laneStart: 0, laneEnd: lanes, startUs: x0, endUs: x1, pixels: 300 };
+    assert.deepEqual(sliced.tile(req), tiles.tile(req));
+    assert.deepEqual(sliced.summary(), tiles.summary());
   });
 
   test('overlapping spans in one row (out of start order in the file) are found', () => {
