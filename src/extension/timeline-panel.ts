@@ -12,6 +12,13 @@
  *  - The panel survives a window reload: the view keeps no state of its own (it never calls
  *    `vscode.setState`), so the shown paths are kept in `workspaceState` and the serializer
  *    registered for `parallax.timeline` reads the traces again from them.
+ *  - Traces of at least `parallax.timeline.tileThreshold` spans are shown in tiles (protocol
+ *    3): the `load` carries them without span columns, the panel keeps the trace and answers
+ *    the view's `tile` requests from a tile server (src/profiler/span-tiles.ts) built on the
+ *    first request, in slices so that the extension host stays responsive while it indexes
+ *    (about 10 s for 20M spans on a slow shared 2-core machine; a worker thread would need
+ *    the columns copied or shared, which readTrace does not do yet). Span queries are
+ *    answered from the same copy.
  *  - Everything the view sends is checked against the protocol's schema
  *    ({@link checkFromWebview}) before use; what fails is logged and dropped.
  */
@@ -22,7 +29,9 @@ import { isUserError } from '../common/errors';
 import { TRACE_FORMAT_TAG, TRACE_FORMAT_VERSION, type Trace } from '../profiler/trace-format';
 import { readTrace } from '../profiler/trace-io';
 import { answerSpanQuery } from '../profiler/span-query';
-import { PROTOCOL_VERSION, type FromWebview, type ToWebview, type TraceColumnsDocument } from '../../webview/src/protocol';
+import { allocSpans } from '../profiler/trace-format';
+import { buildSpanTiles, spanExtent, type SpanTiles } from '../profiler/span-tiles';
+import { PROTOCOL_VERSION, type FromWebview, type TiledInfo, type ToWebview, type TraceColumnsDocument } from '../../webview/src/protocol';
 import type { Ctx } from './ctx';
 import { Command, type ShowTimelineArgs } from './ids';
 import { checkFromWebview } from './webview-messages';
@@ -92,7 +101,7 @@ export function readShowTimelineArgs(arg: unknown): TimelineCommandArgs {
  * this way at every size: VS Code moves typed arrays as binary blocks, where JSON arrays
  * (`traceToJson`) would first be copied element by element and then serialised as text.
  */
-export function columnsDocument(t: Trace): TraceColumnsDocument {
+export function columnsDocument(t: Trace, withSpans = true): TraceColumnsDocument {
   return {
     format: TRACE_FORMAT_TAG,
     version: TRACE_FORMAT_VERSION,
@@ -100,7 +109,7 @@ export function columnsDocument(t: Trace): TraceColumnsDocument {
     strings: t.strings,
     lanes: t.lanes,
     steps: t.steps,
-    spans: t.spans,
+    spans: withSpans ? t.spans : allocSpans(0),
     ...(t.summary !== undefined ? { summary: t.summary } : {}),
     ...(t.findings !== undefined ? { findings: t.findings } : {}),
   };
@@ -230,6 +239,8 @@ class TimelinePanel {
    * showing a big trace in tiles), and dropped when the panel shows another or closes.
    */
   private queryTraces = new Map<string, Promise<Trace>>();
+  /** Per run shown in tiles: its trace and its tile server (built on the first request). */
+  private tiled: ({ trace: Trace; tiles: Promise<SpanTiles> | null } | null)[] = [];
 
   private constructor(
     private readonly ctx: Ctx,
@@ -316,6 +327,18 @@ class TimelinePanel {
     this.shown = shown;
     this.stamp = loaded.stamp;
     this.queryTraces.clear();
+    const threshold = this.ctx.tileThreshold();
+    this.tiled = traces.map((t) => (t.spans.count >= threshold && t.spans.count > 0 ? { trace: t, tiles: null } : null));
+    // Tiled runs keep their trace here; span queries read the same copy.
+    const paths = pathsOf(shown);
+    this.tiled.forEach((t, i) => {
+      if (t) this.queryTraces.set(paths[i]!, Promise.resolve(t.trace));
+    });
+    const tiledInfo: (TiledInfo | null)[] = this.tiled.map((t) => {
+      if (!t) return null;
+      const [startUs, endUs] = spanExtent(t.trace.spans);
+      return { spans: t.trace.spans.count, startUs, endUs };
+    });
     this.models = traces.map((t) => t.meta.model?.path ?? null);
     this.expected = traces.map((t) => t.spans.count);
     this.drawn = false;
@@ -323,10 +346,11 @@ class TimelinePanel {
     const names = [shown.tracePath, shown.comparePath].filter((p): p is string => p !== undefined).map((p) => vscode.workspace.asRelativePath(p, false));
     const load: ToWebview = {
       type: 'load',
-      trace: columnsDocument(traces[0]!),
+      trace: columnsDocument(traces[0]!, !this.tiled[0]),
       // Titles only for a comparison, where the two runs need telling apart; one run keeps
       // the view's own title (model · mode).
-      ...(traces[1] ? { compare: columnsDocument(traces[1]), title: names[0]!, compareTitle: names[1]! } : {}),
+      ...(traces[1] ? { compare: columnsDocument(traces[1], !this.tiled[1]), title: names[0]!, compareTitle: names[1]! } : {}),
+      ...(this.tiled.some((t) => t) ? { tiled: tiledInfo } : {}),
     };
     this.pending = [load];
     this.afterLoaded = revealOf(shown);
@@ -407,6 +431,29 @@ class TimelinePanel {
       case 'query':
         void this.answerQuery(m);
         break;
+      case 'tile':
+        void this.answerTile(m);
+        break;
+    }
+  }
+
+  /** Answers a tile request of a run shown in tiles; the tile server is built on the first. */
+  private async answerTile(m: Extract<FromWebview, { type: 'tile' }>): Promise<void> {
+    const t = this.tiled[m.run];
+    if (!t) {
+      this.post({ type: 'tileResult', id: m.id, run: m.run, error: `run ${m.run} is not shown in tiles` });
+      return;
+    }
+    try {
+      if (!t.tiles) {
+        t.tiles = buildSpanTiles(t.trace);
+        const built = await t.tiles;
+        this.ctx.output.info(`timeline: indexed ${t.trace.spans.count} spans for tiles in ${built.buildMs} ms`);
+      }
+      const tile = (await t.tiles).tile(m.request);
+      if (this.tiled[m.run] === t) this.post({ type: 'tileResult', id: m.id, run: m.run, tile });
+    } catch (e) {
+      this.post({ type: 'tileResult', id: m.id, run: m.run, error: e instanceof Error ? e.message : String(e) });
     }
   }
 
@@ -457,6 +504,7 @@ class TimelinePanel {
     if (TimelinePanel.current === this) TimelinePanel.current = undefined;
     this.pending = [];
     this.queryTraces.clear();
+    this.tiled = [];
     // The state key stays: a closed panel is not restored anyway, and while the window
     // shuts down for a reload, clearing it could race the serializer's restore.
     for (const d of this.listeners.splice(0)) d.dispose();

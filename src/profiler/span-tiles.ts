@@ -80,6 +80,13 @@ const CH_EMU = 2 * N_TILE_KEYS;
 const CH_PRED = CH_EMU + 1;
 const CHANNELS = CH_PRED + 1;
 
+/**
+ * Traces with at least this many spans are shown in tiles by default (setting
+ * `parallax.timeline.tileThreshold`): below it, posting the columns whole costs the view
+ * ~150 B per span, a few hundred MB at most, and saves every round trip.
+ */
+export const TILE_THRESHOLD_SPANS = 2_000_000;
+
 /** Spans of work per slice of {@link buildSpanTiles}. */
 const SLICE_SPANS = 1 << 20;
 /** Largest pixel width of a request. */
@@ -461,12 +468,25 @@ export function overlaps(s: number, d: number, t0: number, t1: number): boolean 
   return s < t1 && (s + d > t0 || (d === 0 && s >= t0));
 }
 
+/** Earliest start and latest end of the spans ([0, 0] when there are none): one pass, no index. */
+export function spanExtent(sp: SpanColumns): [number, number] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < sp.count; i++) {
+    const s = sp.start[i];
+    if (s < lo) lo = s;
+    const e = s + sp.dur[i];
+    if (e > hi) hi = e;
+  }
+  return sp.count > 0 ? [lo, hi] : [0, 0];
+}
+
 /**
  * Builds the tile server of `trace` in slices, calling `pause` between them (by default
- * `setImmediate`, so that other events run): the extension host stays responsive while it
+ * a zero-delay timer, so that other events run): the extension host stays responsive while it
  * indexes tens of millions of spans.
  */
-export async function buildSpanTiles(trace: Pick<Trace, 'spans' | 'lanes'>, pause: () => Promise<void> = () => new Promise((r) => setImmediate(r))): Promise<SpanTiles> {
+export async function buildSpanTiles(trace: Pick<Trace, 'spans' | 'lanes'>, pause: () => Promise<void> = () => new Promise((r) => setTimeout(r, 0))): Promise<SpanTiles> {
   const tiles = Object.create(SpanTiles.prototype) as SpanTiles;
   const steps = tiles.build(trace);
   while (!steps.next().done) await pause();

@@ -104,6 +104,11 @@ export interface ViewStats {
   legend: string[];
   /** The step the compare view is aligned at, or null. */
   alignedStep: number | null;
+  /**
+   * Tile traffic when a run is shown in tiles (null otherwise): requests sent, tiles put in
+   * place, answers dropped, the last round trip (ms) and the spans the tiles in place hold.
+   */
+  tiles: { requested: number; received: number; dropped: number; lastMs: number; spans: number } | null;
   /** Finding buttons shown. */
   findings: number;
   /** The theme the page resolved to. */
@@ -120,7 +125,7 @@ export interface ParallaxHook {
   /** Messages the view posted to its host. */
   readonly sent: readonly unknown[];
   /** Same as a host `load` message; resolves when the first frame is on screen. */
-  load(trace: unknown, compare?: unknown, titles?: { title?: string; compareTitle?: string }): Promise<ViewStats>;
+  load(trace: unknown, compare?: unknown, titles?: { title?: string; compareTitle?: string }, tiled?: ({ spans: number; startUs: number; endUs: number } | null)[]): Promise<ViewStats>;
   /** Shows view time [startUs, endUs]; resolves after the frame. */
   setView(startUs: number, endUs: number): Promise<ViewStats>;
   /** Resolves after the next frame is drawn. */

@@ -1,6 +1,7 @@
 /** The test hook, `window.__parallax` (types in hook-api.ts): read-only statistics and calls that resolve after the frame. */
 import type { App } from './app';
 import type { ParallaxHook, ViewStats } from './hook-api';
+import { runSpanCount } from './data';
 import { lastPrepWhere } from './prep-client';
 import { cssOf } from './theme';
 
@@ -16,7 +17,7 @@ export function viewStats(app: App): ViewStats {
       source: r.trace.meta.source,
       predicted: r.predicted,
       emulated: r.emulated,
-      spans: r.trace.spans.count,
+      spans: runSpanCount(r),
       lanes: r.trace.lanes.length,
       offsetUs: r.offsetUs,
       counts: { ...r.prepared.counts },
@@ -30,6 +31,7 @@ export function viewStats(app: App): ViewStats {
     search: app.search.state(),
     legend: app.page.legend.labels(),
     alignedStep: app.alignedStep,
+    tiles: app.runs.some((r) => r.tiled) ? { ...app.tiles.stats } : null,
     theme: { dark: app.palette?.dark ?? false, background: app.palette?.css.bg ?? '', laneBand: app.palette ? cssOf(app.palette.laneAlt) : '' },
   };
 }
@@ -43,8 +45,8 @@ export function createHook(app: App): ParallaxHook {
     get sent() {
       return [...host.sent];
     },
-    load: async (trace, compare, titles) => {
-      await app.load(trace, compare, titles ?? {});
+    load: async (trace, compare, titles, tiled) => {
+      await app.load(trace, compare, titles ?? {}, tiled);
       return viewStats(app);
     },
     setView: async (a, b) => {
