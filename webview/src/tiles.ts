@@ -27,11 +27,22 @@
 import { SPAN_COLUMNS, SpanFlag, SpanKind, allocSpans, type SpanColumns } from '../../src/profiler/trace-format';
 import { IDLE_CAUSES } from '../../src/profiler/span-vocabulary';
 import { N_TILE_KEYS, MAX_TILE_PIXELS, TILE_ROWS_PER_LANE, type Tile, type TileKey, TILE_KEYS } from '../../src/profiler/span-tiles';
-import type { Run } from './data';
-import { prepare } from './model';
+import type { Trace } from '../../src/profiler/trace-format';
+import { prepare, type Prepared } from './model';
 import type { FromWebview, TiledInfo, ToWebview } from './protocol';
 
 export type { TiledInfo };
+
+/**
+ * The parts of a loaded run (data.ts `Run`) tiles read and replace; a structural type so
+ * that this module (and its tests under Node) does not pull in the page's loader.
+ */
+export interface Run {
+  trace: Trace;
+  prepared: Prepared;
+  offsetUs: number;
+  tiled: TiledRun | null;
+}
 
 /** A tiled run's state: the tile it draws and what it asked for. */
 export interface TiledRun {
