@@ -29,6 +29,7 @@ import { isUserError } from '../common/errors';
 import { TRACE_FORMAT_TAG, TRACE_FORMAT_VERSION, type Trace } from '../profiler/trace-format';
 import { readTrace } from '../profiler/trace-io';
 import { answerSpanQuery } from '../profiler/span-query';
+import { summarize } from '../profiler/summary';
 import { allocSpans } from '../profiler/trace-format';
 import { buildSpanTiles, spanExtent, type SpanTiles } from '../profiler/span-tiles';
 import { PROTOCOL_VERSION, type FromWebview, type TiledInfo, type ToWebview, type TraceColumnsDocument } from '../../webview/src/protocol';
@@ -336,6 +337,14 @@ class TimelinePanel {
     });
     const tiledInfo: (TiledInfo | null)[] = this.tiled.map((t) => {
       if (!t) return null;
+      // The view cannot compute the summary without the spans: it comes with the load.
+      if (t.trace.summary === undefined) {
+        try {
+          t.trace.summary = summarize(t.trace);
+        } catch (e) {
+          this.ctx.output.warn(`timeline: no summary for ${basename(shown.tracePath)}: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      }
       const [startUs, endUs] = spanExtent(t.trace.spans);
       return { spans: t.trace.spans.count, startUs, endUs };
     });

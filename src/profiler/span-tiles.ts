@@ -165,6 +165,8 @@ function pow2AtMost(x: number): number {
 export class SpanTiles {
   private readonly sp!: SpanColumns;
   private readonly nLanes!: number;
+  /** Colour key of each span (1 B per span: binning reads it for every span it touches). */
+  private readonly keys!: Uint8Array;
   /** Span indices by row, sorted by start within a row. */
   private readonly order!: Uint32Array;
   private readonly rowOffsets!: Float64Array;
@@ -201,9 +203,12 @@ export class SpanTiles {
     const nRows = nLanes * TILE_ROWS_PER_LANE;
     const rowOf = new Int32Array(n);
     const rowCount = new Float64Array(nRows + 1);
+    const keys = new Uint8Array(n);
+    self['keys'] = keys;
     let lo = Infinity;
     let hi = -Infinity;
     for (let i = 0; i < n; i++) {
+      keys[i] = tileKeyOf(sp.kind[i], sp.parent[i], sp.flags[i], sp.cause[i]);
       const r = sp.lane[i] * TILE_ROWS_PER_LANE + tileRowOf(sp.kind[i], sp.parent[i], sp.flags[i]);
       rowOf[i] = r;
       rowCount[r + 1]++;
@@ -264,16 +269,28 @@ export class SpanTiles {
   }
 
   /** Adds span i's share of each bucket it touches to a grid of width `w` whose bucket 0 is grid index `first`. */
-  private addSpan(data: Float32Array | Float64Array, first: number, nb: number, w: number, i: number, key: number): void {
+  private addSpan(data: Float32Array | Float64Array, first: number, nb: number, w: number, i: number): void {
     const sp = this.sp;
+    const key = this.keys[i];
     const s = sp.start[i];
-    const e = s + sp.dur[i];
+    const d = sp.dur[i];
+    const e = s + d;
     const f = sp.flags[i];
     const j0 = Math.floor(s / w);
     const k0 = j0 - first;
-    if (k0 >= 0 && k0 < nb) data[k0 * CHANNELS + CH_COUNT + key] += 1;
+    const inGrid = k0 >= 0 && k0 < nb;
+    if (inGrid) data[k0 * CHANNELS + CH_COUNT + key] += 1;
     if (e <= s) return;
-    const j1 = Math.min(Math.ceil(e / w) - 1, first + nb - 1);
+    const jEnd = Math.ceil(e / w) - 1;
+    if (jEnd === j0 && inGrid) {
+      // Most spans lie inside one bucket.
+      const o = k0 * CHANNELS;
+      data[o + key] += d;
+      if (f & SpanFlag.emulated) data[o + CH_EMU] += d;
+      if (f & SpanFlag.predicted) data[o + CH_PRED] += d;
+      return;
+    }
+    const j1 = Math.min(jEnd, first + nb - 1);
     for (let j = Math.max(j0, first); j <= j1; j++) {
       const lo = Math.max(s, j * w);
       const hi = Math.min(e, (j + 1) * w);
@@ -286,11 +303,6 @@ export class SpanTiles {
     }
   }
 
-  private keyAt(i: number): number {
-    const sp = this.sp;
-    return tileKeyOf(sp.kind[i], sp.parent[i], sp.flags[i], sp.cause[i]);
-  }
-
   private *buildPyramid(a: number, b: number, lo: number, hi: number): Generator<void, Pyramid> {
     const n = b - a;
     const w0 = pow2AtMost(Math.max((hi - lo) / Math.max(1, Math.ceil(n / SPANS_PER_BUCKET)), 1e-3));
@@ -299,7 +311,7 @@ export class SpanTiles {
     let data = new Float32Array(nb * CHANNELS);
     for (let p = a; p < b; p++) {
       const i = this.order[p];
-      this.addSpan(data, first, nb, w0, i, this.keyAt(i));
+      this.addSpan(data, first, nb, w0, i);
       if ((p - a) % SLICE_SPANS === SLICE_SPANS - 1) yield;
     }
     const py: Pyramid = { w0, first: [first], data: [data] };
@@ -416,7 +428,7 @@ export class SpanTiles {
     const [a, b] = this.candidates(r, first * w, (first + nb) * w);
     for (let p = a; p < b; p++) {
       const i = this.order[p];
-      this.addSpan(data, first, nb, w, i, this.keyAt(i));
+      this.addSpan(data, first, nb, w, i);
     }
     return { w, first, data };
   }

@@ -120,7 +120,11 @@ export interface ParallaxHook {
   stats(): ViewStats;
   /** Draw times (ms) of recent frames, oldest first. */
   frameTimes(): number[];
-  /** Centre of a span's visible part in page coordinates, or null when off screen. */
+  /**
+   * Centre of a span's visible part in page coordinates, or null when off screen. Spans are
+   * named by their index in the trace, for a run shown in tiles too (null when the tile in
+   * hand does not hold it); `stats().hover` and `selected` name them the same way.
+   */
   locate(run: number, span: number): { x: number; y: number } | null;
   /** Messages the view posted to its host. */
   readonly sent: readonly unknown[];

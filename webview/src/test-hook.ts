@@ -2,12 +2,24 @@
 import type { App } from './app';
 import type { ParallaxHook, ViewStats } from './hook-api';
 import { runSpanCount } from './data';
+import { localIndex } from './tiles';
 import { lastPrepWhere } from './prep-client';
 import { cssOf } from './theme';
+
+/**
+ * Span refs as the hook speaks them: indices into the trace. For a run shown in tiles the
+ * timeline holds positions in the current tile; these map them (-1: a merged bucket).
+ */
+function toTrace(app: App, ref: { run: number; span: number } | null): { run: number; span: number } | null {
+  const st = ref ? app.runs[ref.run]?.tiled : null;
+  return ref && st ? { run: ref.run, span: st.index[ref.span] ?? -1 } : ref;
+}
 
 export function viewStats(app: App): ViewStats {
   const { timeline } = app;
   const t = timeline.stats();
+  t.hover = toTrace(app, t.hover);
+  t.selected = toTrace(app, t.selected);
   const last = timeline.frameMs[timeline.frameMs.length - 1] ?? 0;
   return {
     loaded: app.loaded,
@@ -41,7 +53,11 @@ export function createHook(app: App): ParallaxHook {
   return {
     stats: () => viewStats(app),
     frameTimes: () => [...timeline.frameMs],
-    locate: (run, span) => timeline.locate({ run, span }),
+    locate: (run, span) => {
+      const st = app.runs[run]?.tiled;
+      const local = st ? localIndex(st, span) : span;
+      return local >= 0 ? timeline.locate({ run, span: local }) : null;
+    },
     get sent() {
       return [...host.sent];
     },
