@@ -234,7 +234,7 @@ async function main(): Promise<void> {
   const cpu = cpus()[0]?.model ?? 'unknown';
   const rows = results.map((r) => {
     const mem = Math.max(r.memLoadMB, r.memAfterMB);
-    return `| ${(r.spans / 1e6).toFixed(0)}M | ${f0(r.firstFrameMs)} ms ${v(r.firstFrameMs <= 2000)} | ${f1(r.drawP95)} ms ${v(r.drawP95 <= 16)} (median ${f1(r.drawMedian)}, ${r.frames} frames) | ${f0(r.memLoadMB)} / ${f0(r.memAfterMB)} MB ${v(mem <= 300)} | ${(r.buildMs / 1000).toFixed(1)} s | ${f0(r.tileMsMedian)} / ${f0(r.tileMsP95)} ms (${r.tiles} tiles, ≤ ${r.tileSpansMax.toLocaleString('en-US')} spans + buckets) |`;
+    return `| ${(r.spans / 1e6).toFixed(0)}M | ${f0(r.firstFrameMs)} ms ${v(r.firstFrameMs <= 2000)} | ${((r.buildMs + r.firstFrameMs) / 1000).toFixed(1)} s ${v(r.buildMs + r.firstFrameMs <= 2000)} | ${f1(r.drawP95)} ms ${v(r.drawP95 <= 16)} (median ${f1(r.drawMedian)}, ${r.frames} frames) | ${f0(r.memLoadMB)} / ${f0(r.memAfterMB)} MB ${v(mem <= 300)} | ${(r.buildMs / 1000).toFixed(1)} s | ${f0(r.tileMsMedian)} / ${f0(r.tileMsP95)} ms (${r.tiles} tiles, ≤ ${r.tileSpansMax.toLocaleString('en-US')} spans + buckets) |`;
   });
   const lines = [
     '## Timeline view in tiles: 1M, 5M and 20M spans over 8 lanes, headless Chromium at 1600×900',
@@ -243,13 +243,14 @@ async function main(): Promise<void> {
       'The tile server (src/profiler/span-tiles.ts) runs in the bench\'s Node process, as in the extension host; tiles reach the page through a Playwright binding ' +
       'standing in for postMessage (base64 columns, decoded in the page). Same trace shape and input as the timeline bench; one load per size.',
     '',
-    '| spans | first frame (≤ 2 s) | pan/zoom draw p95 (≤ 16 ms) | view memory after load / after input (≤ 300 MB) | tile index build | tile answer median / p95 |',
-    '|---|---:|---:|---:|---:|---:|',
+    '| spans | first frame, index ready (≤ 2 s) | first open, index build + first frame (≤ 2 s) | pan/zoom draw p95 (≤ 16 ms) | view memory after load / after input (≤ 300 MB) | tile index build | tile answer median / p95 |',
+    '|---|---:|---:|---:|---:|---:|---:|',
     ...rows,
     '',
     'View memory is V8 heap used + array-buffer backing stores after GC, minus the same before the load: it holds the tile in hand and its draw model, ' +
-      'bounded by the window\'s pixels and the host\'s span budget per tile, not by the trace. The first frame includes the first tile\'s round trip; ' +
-      'the index build (once per trace, on the first tile request, in slices in the extension host) is not in it.',
+      'bounded by the window\'s pixels and the host\'s span budget per tile, not by the trace. The first frame includes the first tile\'s round trip. ' +
+      'The index is built once per trace, in slices in the extension host, starting when the trace is read; a trace opened for the first time ' +
+      'waits for it (the "first open" column: build time plus first frame, as an upper bound since the view starts up meanwhile).',
     '',
   ];
   process.stdout.write(lines.join('\n'));

@@ -14,8 +14,8 @@
  *    registered for `parallax.timeline` reads the traces again from them.
  *  - Traces of at least `parallax.timeline.tileThreshold` spans are shown in tiles (protocol
  *    3): the `load` carries them without span columns, the panel keeps the trace and answers
- *    the view's `tile` requests from a tile server (src/profiler/span-tiles.ts) built on the
- *    first request, in slices so that the extension host stays responsive while it indexes
+ *    the view's `tile` requests from a tile server (src/profiler/span-tiles.ts) built as soon
+ *    as the trace is read, in slices so that the extension host stays responsive while it indexes
  *    (about 10 s for 20M spans on a slow shared 2-core machine; a worker thread would need
  *    the columns copied or shared, which readTrace does not do yet). Span queries are
  *    answered from the same copy.
@@ -330,6 +330,8 @@ class TimelinePanel {
     this.queryTraces.clear();
     const threshold = this.ctx.tileThreshold();
     this.tiled = traces.map((t) => (t.spans.count >= threshold && t.spans.count > 0 ? { trace: t, tiles: null } : null));
+    // Indexing starts now, while the view starts up, rather than on its first request.
+    for (const t of this.tiled) if (t) void this.tilesOf(t).catch(() => undefined);
     // Tiled runs keep their trace here; span queries read the same copy.
     const paths = pathsOf(shown);
     this.tiled.forEach((t, i) => {
@@ -446,7 +448,19 @@ class TimelinePanel {
     }
   }
 
-  /** Answers a tile request of a run shown in tiles; the tile server is built on the first. */
+  /** The tile server of a tiled run, built (in slices) on first use. */
+  private tilesOf(t: { trace: Trace; tiles: Promise<SpanTiles> | null }): Promise<SpanTiles> {
+    if (!t.tiles) {
+      t.tiles = buildSpanTiles(t.trace);
+      void t.tiles.then(
+        (built) => this.ctx.output.info(`timeline: indexed ${t.trace.spans.count} spans for tiles in ${built.buildMs} ms`),
+        () => undefined,
+      );
+    }
+    return t.tiles;
+  }
+
+  /** Answers a tile request of a run shown in tiles. */
   private async answerTile(m: Extract<FromWebview, { type: 'tile' }>): Promise<void> {
     const t = this.tiled[m.run];
     if (!t) {
@@ -454,12 +468,7 @@ class TimelinePanel {
       return;
     }
     try {
-      if (!t.tiles) {
-        t.tiles = buildSpanTiles(t.trace);
-        const built = await t.tiles;
-        this.ctx.output.info(`timeline: indexed ${t.trace.spans.count} spans for tiles in ${built.buildMs} ms`);
-      }
-      const tile = (await t.tiles).tile(m.request);
+      const tile = (await this.tilesOf(t)).tile(m.request);
       if (this.tiled[m.run] === t) this.post({ type: 'tileResult', id: m.id, run: m.run, tile });
     } catch (e) {
       this.post({ type: 'tileResult', id: m.id, run: m.run, error: e instanceof Error ? e.message : String(e) });
