@@ -170,14 +170,20 @@ export class App {
     const st = run?.tiled;
     if (!run || !st) return;
     const tl = this.timeline;
-    const want = this.selectWhenTiled?.run === ri ? this.selectWhenTiled.span : tl.selected?.run === ri ? (prev[tl.selected.span] ?? -1) : -1;
-    if (want >= 0) {
-      const local = localIndex(st, want);
-      if (local >= 0 || this.selectWhenTiled?.run !== ri) tl.selected = local >= 0 ? { run: ri, span: local } : null;
-      if (local >= 0 && this.selectWhenTiled?.run === ri) {
+    const pending = this.selectWhenTiled?.run === ri ? this.selectWhenTiled.span : -1;
+    if (pending >= 0) {
+      // A search hit to select once a tile holds it.
+      const local = localIndex(st, pending);
+      if (local >= 0) {
+        tl.selected = { run: ri, span: local };
         this.selectWhenTiled = null;
         void tl.whenDrawn().then(() => tl.showSelectedTooltip());
       }
+    } else if (tl.selected?.run === ri) {
+      // The selected span, found again in the new tile (a merged bucket is not carried over).
+      const global = prev[tl.selected.span] ?? -1;
+      const local = global >= 0 ? localIndex(st, global) : -1;
+      tl.selected = local >= 0 ? { run: ri, span: local } : null;
     }
     if (tl.hover?.run === ri) {
       tl.hover = null;
