@@ -32,6 +32,16 @@
  */
 import { IdleCauseCode, SpanFlag, SpanKind, SPAN_COLUMNS, allocSpans, type SpanColumns, type Trace } from './trace-format';
 
+// The codes the hot loops read, as plain constants: a module's exports can be getters (in
+// CommonJS builds), too slow to call once per span.
+const K_COMPUTE: number = SpanKind.compute;
+const K_COMM: number = SpanKind.comm;
+const K_IDLE: number = SpanKind.idle;
+const F_OP: number = SpanFlag.op;
+const F_STAGING: number = SpanFlag.staging;
+const F_EMULATED: number = SpanFlag.emulated;
+const F_PREDICTED: number = SpanFlag.predicted;
+
 /** Row kinds within a lane, in the order the view stacks them. */
 export const TILE_ROW_STATE = 0;
 export const TILE_ROW_OPS = 1;
@@ -40,8 +50,8 @@ export const TILE_ROWS_PER_LANE = 3;
 
 /** The row kind a span is drawn in: comm, nested operators, or the device's state. */
 export function tileRowOf(kind: number, parent: number, flags: number): number {
-  if (kind === SpanKind.comm) return TILE_ROW_COMM;
-  if (kind === SpanKind.compute && (parent >= 0 || (flags & SpanFlag.op) !== 0)) return TILE_ROW_OPS;
+  if (kind === K_COMM) return TILE_ROW_COMM;
+  if (kind === K_COMPUTE && (parent >= 0 || (flags & F_OP) !== 0)) return TILE_ROW_OPS;
   return TILE_ROW_STATE;
 }
 
@@ -52,20 +62,17 @@ export function tileRowOf(kind: number, parent: number, flags: number): number {
 export const TILE_KEYS = ['compute', 'op', 'comm', 'staging', 'bubble', 'collective', 'host', 'other', 'backpressure'] as const;
 export type TileKey = (typeof TILE_KEYS)[number];
 export const N_TILE_KEYS = TILE_KEYS.length;
-const KEY_OF_CAUSE: Record<number, number> = {
-  [IdleCauseCode.none]: 7,
-  [IdleCauseCode.bubble]: 4,
-  [IdleCauseCode.collective]: 5,
-  [IdleCauseCode.host]: 6,
-  [IdleCauseCode.other]: 7,
-  [IdleCauseCode.backpressure]: 8,
-};
+const KEY_OF_CAUSE = new Uint8Array(256).fill(7);
+KEY_OF_CAUSE[IdleCauseCode.bubble] = 4;
+KEY_OF_CAUSE[IdleCauseCode.collective] = 5;
+KEY_OF_CAUSE[IdleCauseCode.host] = 6;
+KEY_OF_CAUSE[IdleCauseCode.backpressure] = 8;
 
 /** The colour key of a span. */
 export function tileKeyOf(kind: number, parent: number, flags: number, cause: number): number {
-  if (kind === SpanKind.idle) return KEY_OF_CAUSE[cause] ?? 7;
-  if (kind === SpanKind.comm) return (flags & SpanFlag.staging) !== 0 ? 3 : 2;
-  return parent >= 0 || (flags & SpanFlag.op) !== 0 ? 1 : 0;
+  if (kind === K_IDLE) return KEY_OF_CAUSE[cause & 255]!;
+  if (kind === K_COMM) return (flags & F_STAGING) !== 0 ? 3 : 2;
+  return parent >= 0 || (flags & F_OP) !== 0 ? 1 : 0;
 }
 
 /** Spans of a row per level-0 bucket, about: sets the finest pyramid level. */
@@ -279,8 +286,8 @@ export class SpanTiles {
       // Most spans lie inside one bucket.
       const o = k0 * CHANNELS;
       data[o + key] += d;
-      if (f & SpanFlag.emulated) data[o + CH_EMU] += d;
-      if (f & SpanFlag.predicted) data[o + CH_PRED] += d;
+      if (f & F_EMULATED) data[o + CH_EMU] += d;
+      if (f & F_PREDICTED) data[o + CH_PRED] += d;
       return;
     }
     const j1 = Math.min(jEnd, first + nb - 1);
@@ -291,8 +298,8 @@ export class SpanTiles {
       if (c <= 0) continue;
       const o = (j - first) * CHANNELS;
       data[o + key] += c;
-      if (f & SpanFlag.emulated) data[o + CH_EMU] += c;
-      if (f & SpanFlag.predicted) data[o + CH_PRED] += c;
+      if (f & F_EMULATED) data[o + CH_EMU] += c;
+      if (f & F_PREDICTED) data[o + CH_PRED] += c;
     }
   }
 
@@ -449,7 +456,10 @@ export class SpanTiles {
     for (const c of SPAN_COLUMNS) {
       const src = sp[c];
       const dst = (out[c] as typeof src).subarray(0, count) as typeof src;
-      for (let k = 0; k < count; k++) dst[k] = src[index[k]];
+      // One copy loop per element type, so that each stays monomorphic.
+      if (src instanceof Float64Array) gatherF64(dst as Float64Array, src, index);
+      else if (src instanceof Int32Array) gatherI32(dst as Int32Array, src, index);
+      else gatherU8(dst as Uint8Array, src, index);
       cols[c] = dst;
     }
     const res = { ...(cols as unknown as SpanColumns), count, index } as Tile['spans'];
@@ -462,7 +472,7 @@ export class SpanTiles {
         const local = at.get(p);
         if (local === undefined) {
           res.parent[k] = -1;
-          res.flags[k] |= SpanFlag.op;
+          res.flags[k] |= F_OP;
         } else res.parent[k] = local;
       }
     }
@@ -473,6 +483,16 @@ export class SpanTiles {
 /** True when a span [s, s + d) reaches into [t0, t1); an instant counts where it stands. */
 export function overlaps(s: number, d: number, t0: number, t1: number): boolean {
   return s < t1 && (s + d > t0 || (d === 0 && s >= t0));
+}
+
+function gatherF64(dst: Float64Array, src: Float64Array, index: Int32Array): void {
+  for (let k = 0; k < index.length; k++) dst[k] = src[index[k]!]!;
+}
+function gatherI32(dst: Int32Array, src: Int32Array, index: Int32Array): void {
+  for (let k = 0; k < index.length; k++) dst[k] = src[index[k]!]!;
+}
+function gatherU8(dst: Uint8Array, src: Uint8Array, index: Int32Array): void {
+  for (let k = 0; k < index.length; k++) dst[k] = src[index[k]!]!;
 }
 
 /** Keys, rows and row counts of spans [from, to), widening `ext` to their extent. */
