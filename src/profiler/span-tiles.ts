@@ -226,8 +226,7 @@ export class SpanTiles {
     // only where they are not already in order (traces are mostly written in time order).
     const order = new Uint32Array(n);
     self['order'] = order;
-    const fill = rowOffsets.slice(0, nRows);
-    for (let i = 0; i < n; i++) order[fill[rowOf[i]]++] = i;
+    countingSort(order, rowOf, rowOffsets.slice(0, nRows));
     yield;
     const blockOffsets = new Float64Array(nRows + 1);
     for (let r = 0; r < nRows; r++) blockOffsets[r + 1] = blockOffsets[r] + Math.ceil((rowOffsets[r + 1] - rowOffsets[r]) / BLOCK);
@@ -236,29 +235,13 @@ export class SpanTiles {
     self['blockMax'] = blockMax;
     const pyramids: (Pyramid | null)[] = [];
     self['pyramids'] = pyramids;
-    const start = sp.start;
+    const range: [number, number] = [0, 0];
     for (let r = 0; r < nRows; r++) {
       const a = rowOffsets[r];
       const b = rowOffsets[r + 1];
-      let sorted = true;
-      for (let p = a + 1; p < b; p++) {
-        if (start[order[p]] < start[order[p - 1]]) {
-          sorted = false;
-          break;
-        }
-      }
-      if (!sorted) order.subarray(a, b).sort((x, y) => start[x] - start[y] || x - y);
-      let m = -Infinity;
-      let rowLo = Infinity;
-      for (let p = a; p < b; p++) {
-        const i = order[p];
-        const e = start[i] + sp.dur[i];
-        if (e > m) m = e;
-        if (start[i] < rowLo) rowLo = start[i];
-        if ((p - a) % BLOCK === BLOCK - 1 || p === b - 1) blockMax[blockOffsets[r] + Math.floor((p - a) / BLOCK)] = m;
-      }
+      indexRow(sp, order, a, b, blockMax, blockOffsets[r], range);
       yield;
-      pyramids.push(b > a ? yield* this.buildPyramid(a, b, rowLo, m) : null);
+      pyramids.push(b > a ? yield* this.buildPyramid(a, b, range[0], range[1]) : null);
     }
     self['buildMs'] = Date.now() - t0;
   }
@@ -314,7 +297,7 @@ export class SpanTiles {
     const w0 = pow2AtMost(Math.max((hi - lo) / Math.max(1, Math.ceil(n / SPANS_PER_BUCKET)), 1e-3));
     let first = Math.floor(lo / w0);
     let nb = Math.max(1, Math.ceil(hi / w0) - first);
-    let data = new Float32Array(nb * CHANNELS);
+    let data: Float32Array = new Float32Array(nb * CHANNELS);
     for (let p = a; p < b; p += SLICE_SPANS) {
       this.binRange(data, first, nb, w0, p, Math.min(b, p + SLICE_SPANS));
       yield;
@@ -323,12 +306,7 @@ export class SpanTiles {
     while (nb > TOP_BUCKETS) {
       const first2 = Math.floor(first / 2);
       const nb2 = Math.floor((first + nb - 1) / 2) - first2 + 1;
-      const next = new Float32Array(nb2 * CHANNELS);
-      for (let k = 0; k < nb; k++) {
-        const o = k * CHANNELS;
-        const o2 = (Math.floor((first + k) / 2) - first2) * CHANNELS;
-        for (let c = 0; c < CHANNELS; c++) next[o2 + c] += data[o + c];
-      }
+      const next = halve(data, first, nb, first2, nb2);
       py.first.push(first2);
       py.data.push(next);
       first = first2;
@@ -493,6 +471,49 @@ function gatherI32(dst: Int32Array, src: Int32Array, index: Int32Array): void {
 }
 function gatherU8(dst: Uint8Array, src: Uint8Array, index: Int32Array): void {
   for (let k = 0; k < index.length; k++) dst[k] = src[index[k]!]!;
+}
+
+/** Span indices by row into `order`, keeping the trace's order within a row; `fill[r]` starts at row r's offset. */
+function countingSort(order: Uint32Array, rowOf: Int32Array, fill: Float64Array): void {
+  for (let i = 0; i < rowOf.length; i++) order[fill[rowOf[i]!]!++] = i;
+}
+
+/**
+ * Sorts one row's positions [a, b) by start where they are not in order already, and fills
+ * its blocks' running maximum end. `range` gets the row's earliest start and latest end.
+ */
+function indexRow(sp: SpanColumns, order: Uint32Array, a: number, b: number, blockMax: Float64Array, block0: number, range: [number, number]): void {
+  const { start, dur } = sp;
+  let sorted = true;
+  for (let p = a + 1; p < b; p++) {
+    if (start[order[p]!]! < start[order[p - 1]!]!) {
+      sorted = false;
+      break;
+    }
+  }
+  if (!sorted) order.subarray(a, b).sort((x, y) => start[x]! - start[y]! || x - y);
+  let m = -Infinity;
+  let lo = Infinity;
+  for (let p = a; p < b; p++) {
+    const i = order[p]!;
+    const e = start[i]! + dur[i]!;
+    if (e > m) m = e;
+    if (start[i]! < lo) lo = start[i]!;
+    if ((p - a) % BLOCK === BLOCK - 1 || p === b - 1) blockMax[block0 + Math.floor((p - a) / BLOCK)] = m;
+  }
+  range[0] = lo;
+  range[1] = m;
+}
+
+/** The next pyramid level: bucket j of `data` (grid index first + k) adds into bucket floor(j / 2). */
+function halve(data: Float32Array, first: number, nb: number, first2: number, nb2: number): Float32Array {
+  const next = new Float32Array(nb2 * CHANNELS);
+  for (let k = 0; k < nb; k++) {
+    const o = k * CHANNELS;
+    const o2 = (Math.floor((first + k) / 2) - first2) * CHANNELS;
+    for (let c = 0; c < CHANNELS; c++) next[o2 + c] += data[o + c]!;
+  }
+  return next;
 }
 
 /** Keys, rows and row counts of spans [from, to), widening `ext` to their extent. */
