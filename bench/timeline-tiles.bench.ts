@@ -172,7 +172,6 @@ async function runSize(browser: Browser, file: string, metaJson: string, n: numb
   await page.evaluate(BRIDGE);
   const cdp = await page.context().newCDPSession(page);
   const before = await heapBytes(cdp);
-  const [x0, x1] = tiles.extent;
   const doc = {
     format: 'parallax-trace',
     version: 1,
@@ -184,7 +183,7 @@ async function runSize(browser: Browser, file: string, metaJson: string, n: numb
   };
   // A string, not a function: tsx would wrap a function in helpers the page lacks.
   const st = (await page.evaluate(
-    `window.__parallax.load(${JSON.stringify(doc)}, undefined, { title: 'tiles' }, [${JSON.stringify({ spans: n, startUs: x0, endUs: x1 })}])`,
+    `window.__parallax.load(${JSON.stringify(doc)}, undefined, { title: 'tiles' }, [${JSON.stringify(tiles.summary())}])`,
   )) as ViewStats;
   if (!st.loaded) throw new Error(`load failed: ${st.error}`);
   const afterLoad = await heapBytes(cdp);

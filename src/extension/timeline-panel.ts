@@ -32,7 +32,7 @@ import { readTrace } from '../profiler/trace-io';
 import { answerSpanQuery } from '../profiler/span-query';
 import { summarize } from '../profiler/summary';
 import { allocSpans } from '../profiler/trace-format';
-import { buildSpanTiles, spanExtent, type SpanTiles } from '../profiler/span-tiles';
+import { buildSpanTiles, tileSummary, type SpanTiles } from '../profiler/span-tiles';
 import { PROTOCOL_VERSION, type FromWebview, type TiledInfo, type ToWebview, type TraceColumnsDocument } from '../../webview/src/protocol';
 import type { Ctx } from './ctx';
 import { Command, type ShowTimelineArgs } from './ids';
@@ -348,8 +348,7 @@ class TimelinePanel {
           this.ctx.output.warn(`timeline: no summary for ${basename(shown.tracePath)}: ${e instanceof Error ? e.message : String(e)}`);
         }
       }
-      const [startUs, endUs] = spanExtent(t.trace.spans);
-      return { spans: t.trace.spans.count, startUs, endUs };
+      return tileSummary(t.trace.spans, t.trace.lanes.length);
     });
     this.models = traces.map((t) => t.meta.model?.path ?? null);
     this.expected = traces.map((t) => t.spans.count);

@@ -157,11 +157,45 @@ interface Pyramid {
   data: Float32Array[];
 }
 
-/** What a tile server knows about the whole trace, for the view's first `load`. */
+/**
+ * What the view needs before its first tile: the span count, the extent, and per row
+ * (lane · 3 + row kind) its span count and pipeline stages, so that it lays out the rows the
+ * trace has (and labels state rows by stage) whatever the tile in hand holds.
+ */
 export interface TileSummary {
   spans: number;
+  /** Earliest start and latest end over all spans, µs. */
   startUs: number;
   endUs: number;
+  rowSpans: number[];
+  /** Smallest and largest stage of each row's spans, -1 when none. */
+  rowStageMin: number[];
+  rowStageMax: number[];
+}
+
+/** The {@link TileSummary} of a trace: one pass over its columns, no index. */
+export function tileSummary(sp: SpanColumns, nLanes: number): TileSummary {
+  const nRows = nLanes * TILE_ROWS_PER_LANE;
+  const rowSpans = new Array<number>(nRows).fill(0);
+  const rowStageMin = new Array<number>(nRows).fill(-1);
+  const rowStageMax = new Array<number>(nRows).fill(-1);
+  const { lane, kind, parent, flags, start, dur, stage } = sp;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < sp.count; i++) {
+    const r = lane[i]! * TILE_ROWS_PER_LANE + tileRowOf(kind[i]!, parent[i]!, flags[i]!);
+    rowSpans[r]!++;
+    const st = stage[i]!;
+    if (st >= 0) {
+      if (rowStageMin[r]! < 0 || st < rowStageMin[r]!) rowStageMin[r] = st;
+      if (st > rowStageMax[r]!) rowStageMax[r] = st;
+    }
+    const s = start[i]!;
+    if (s < lo) lo = s;
+    const e = s + dur[i]!;
+    if (e > hi) hi = e;
+  }
+  return { spans: sp.count, startUs: sp.count > 0 ? lo : 0, endUs: sp.count > 0 ? hi : 0, rowSpans, rowStageMin, rowStageMax };
 }
 
 function pow2AtMost(x: number): number {
@@ -248,7 +282,7 @@ export class SpanTiles {
 
   /** The numbers the view needs before its first tile. */
   summary(): TileSummary {
-    return { spans: this.sp.count, startUs: this.extent[0], endUs: this.extent[1] };
+    return tileSummary(this.sp, this.nLanes);
   }
 
   /** Adds span i's share of each bucket it touches to a grid of width `w` whose bucket 0 is grid index `first`. */
@@ -536,19 +570,6 @@ function classify(sp: SpanColumns, from: number, to: number, keys: Uint8Array, r
   }
   ext[0] = lo;
   ext[1] = hi;
-}
-
-/** Earliest start and latest end of the spans ([0, 0] when there are none): one pass, no index. */
-export function spanExtent(sp: SpanColumns): [number, number] {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (let i = 0; i < sp.count; i++) {
-    const s = sp.start[i];
-    if (s < lo) lo = s;
-    const e = s + sp.dur[i];
-    if (e > hi) hi = e;
-  }
-  return sp.count > 0 ? [lo, hi] : [0, 0];
 }
 
 /**

@@ -141,14 +141,29 @@ describe('span tiles', () => {
   const [x0, x1] = tiles.extent;
   const lanes = t.lanes.length;
 
-  test('the extent and span count are those of the trace', () => {
+  test('the summary has the extent, the span count and each row\'s spans and stages', () => {
     let lo = Infinity;
     let hi = -Infinity;
+    const nRows = lanes * TILE_ROWS_PER_LANE;
+    const rowSpans = new Array<number>(nRows).fill(0);
+    const stages = Array.from({ length: nRows }, () => new Set<number>());
     for (let i = 0; i < t.spans.count; i++) {
       lo = Math.min(lo, t.spans.start[i]);
       hi = Math.max(hi, t.spans.start[i] + t.spans.dur[i]);
+      rowSpans[rowIndex(t, i)]!++;
+      if (t.spans.stage[i] >= 0) stages[rowIndex(t, i)]!.add(t.spans.stage[i]);
     }
-    assert.deepEqual(tiles.summary(), { spans: t.spans.count, startUs: lo, endUs: hi });
+    const s = tiles.summary();
+    assert.deepEqual(s, {
+      spans: t.spans.count,
+      startUs: lo,
+      endUs: hi,
+      rowSpans,
+      rowStageMin: stages.map((x) => (x.size ? Math.min(...x) : -1)),
+      rowStageMax: stages.map((x) => (x.size ? Math.max(...x) : -1)),
+    });
+    assert.ok(rowSpans.every((n) => n > 0), 'every row of the pipeline has spans');
+    assert.deepEqual(s.rowStageMin.filter((_, r) => r % TILE_ROWS_PER_LANE === 0), [0, 1, 2, 3], 'lane k runs stage k');
   });
 
   test('zoomed out, dense rows come back as buckets that match a brute-force pass', () => {

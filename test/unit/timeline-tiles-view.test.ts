@@ -141,7 +141,10 @@ describe('tiles in the view', () => {
     assert.match(tileError(null, n, s)!, /not an object/);
     assert.equal(readToWebview({ type: 'tileResult', id: 1, run: 3, tile: good }).ok, false);
     assert.equal(readToWebview({ type: 'tileResult', id: 1, run: 0, error: 'no such run' }).ok, true);
-    assert.equal(readToWebview({ type: 'load', trace: {}, tiled: [{ spans: -1, startUs: 0, endUs: 1 }] }).ok, false);
-    assert.equal(readToWebview({ type: 'load', trace: {}, tiled: [{ spans: 10, startUs: 0, endUs: 1 }, null] }).ok, true);
+    const info = server.summary();
+    assert.equal(readToWebview({ type: 'load', trace: {}, tiled: [info, null] }).ok, true);
+    assert.equal(readToWebview({ type: 'load', trace: {}, tiled: [{ ...info, spans: -1 }] }).ok, false);
+    assert.equal(readToWebview({ type: 'load', trace: {}, tiled: [{ spans: 10, startUs: 0, endUs: 1 }] }).ok, false, 'the row summary is needed');
+    assert.equal(readToWebview({ type: 'load', trace: {}, tiled: [{ ...info, rowSpans: [1.5] }] }).ok, false);
   });
 });

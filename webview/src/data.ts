@@ -247,6 +247,10 @@ export async function loadRun(doc: unknown, title: string, tiledInfo?: TiledInfo
   let tiled: TiledRun | null = null;
   if (tiledInfo) {
     if (trace.spans.count !== 0) throw new TraceFormatError('a tiled trace comes without spans');
+    const nRows = trace.lanes.length * 3;
+    if ([tiledInfo.rowSpans, tiledInfo.rowStageMin, tiledInfo.rowStageMax].some((a) => a.length !== nRows)) {
+      throw new TraceFormatError(`a tiled trace needs ${nRows} rows (3 per lane) in its row summary`);
+    }
     prepared.extent = [tiledInfo.startUs, tiledInfo.endUs];
     trace.strings = [...trace.strings, MERGED_NAME];
     tiled = { info: tiledInfo, mergedName: trace.strings.length - 1, index: new Int32Array(0), merged: new Float64Array(0), window: null, pending: null };

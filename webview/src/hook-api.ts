@@ -7,6 +7,7 @@
  * that shows the result is drawn, so tests and benchmarks need no sleeps.
  */
 import type { SpanQuery, SpanQueryResult } from '../../src/profiler/span-query';
+import type { TileSummary } from '../../src/profiler/span-tiles';
 
 export interface KindCounts {
   compute: number;
@@ -129,7 +130,7 @@ export interface ParallaxHook {
   /** Messages the view posted to its host. */
   readonly sent: readonly unknown[];
   /** Same as a host `load` message; resolves when the first frame is on screen. */
-  load(trace: unknown, compare?: unknown, titles?: { title?: string; compareTitle?: string }, tiled?: ({ spans: number; startUs: number; endUs: number } | null)[]): Promise<ViewStats>;
+  load(trace: unknown, compare?: unknown, titles?: { title?: string; compareTitle?: string }, tiled?: (TileSummary | null)[]): Promise<ViewStats>;
   /** Shows view time [startUs, endUs]; resolves after the frame. */
   setView(startUs: number, endUs: number): Promise<ViewStats>;
   /** Resolves after the next frame is drawn. */

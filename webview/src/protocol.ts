@@ -19,7 +19,7 @@
  *    `tile` (view → host) and the host answers `tileResult` from src/profiler/span-tiles.ts.
  */
 import type { SpanQuery, SpanQueryResult } from '../../src/profiler/span-query';
-import type { Tile, TileRequest } from '../../src/profiler/span-tiles';
+import type { Tile, TileRequest, TileSummary } from '../../src/profiler/span-tiles';
 import type { SpanColumns, TraceJson } from '../../src/profiler/trace-format';
 
 export const PROTOCOL_VERSION = 3;
@@ -32,13 +32,7 @@ export const PROTOCOL_VERSION = 3;
 export type TraceColumnsDocument = Omit<TraceJson, 'spans'> & { spans: SpanColumns };
 
 /** What the host says about a run it serves in tiles (protocol 3), in its `load`. */
-export interface TiledInfo {
-  /** Spans in the trace. */
-  spans: number;
-  /** Earliest start and latest end over all spans, µs. */
-  startUs: number;
-  endUs: number;
-}
+export type TiledInfo = TileSummary;
 
 /** A trace as the view accepts it: the JSON document, or the same with typed columns. */
 export type TraceDocument = TraceJson | TraceColumnsDocument;
@@ -118,9 +112,20 @@ export function readToWebview(data: unknown): ReadResult {
           tiled.every((t: unknown) => {
             if (t === null) return true;
             const o = t as Record<string, unknown> | undefined;
-            return typeof o === 'object' && Number.isInteger(o['spans']) && (o['spans'] as number) >= 0 && isNum(o['startUs']) && isNum(o['endUs']) && (o['endUs'] as number) >= (o['startUs'] as number);
+            const ints = (k: string, min: number): boolean => Array.isArray(o?.[k]) && (o[k] as unknown[]).every((v) => Number.isInteger(v) && (v as number) >= min);
+            return (
+              typeof o === 'object' &&
+              Number.isInteger(o['spans']) &&
+              (o['spans'] as number) >= 0 &&
+              isNum(o['startUs']) &&
+              isNum(o['endUs']) &&
+              (o['endUs'] as number) >= (o['startUs'] as number) &&
+              ints('rowSpans', 0) &&
+              ints('rowStageMin', -1) &&
+              ints('rowStageMax', -1)
+            );
           });
-        if (!ok) return { ok: false, error: 'load: "tiled" must list { spans, startUs, endUs } or null per run' };
+        if (!ok) return { ok: false, error: 'load: "tiled" must list { spans, startUs, endUs, rowSpans, rowStageMin, rowStageMax } or null per run' };
       }
       for (const k of ['title', 'compareTitle']) {
         if (m[k] !== undefined && typeof m[k] !== 'string') return { ok: false, error: `load: "${k}" must be a string` };
