@@ -171,6 +171,8 @@ export interface TileSummary {
   /** Smallest and largest stage of each row's spans, -1 when none. */
   rowStageMin: number[];
   rowStageMax: number[];
+  /** Every flag any span has (bitwise or of `spans.flags`): emulated or predicted spans are labelled as such. */
+  flags: number;
 }
 
 /** The {@link TileSummary} of a trace: one pass over its columns, no index. */
@@ -182,7 +184,9 @@ export function tileSummary(sp: SpanColumns, nLanes: number): TileSummary {
   const { lane, kind, parent, flags, start, dur, stage } = sp;
   let lo = Infinity;
   let hi = -Infinity;
+  let seen = 0;
   for (let i = 0; i < sp.count; i++) {
+    seen |= flags[i]!;
     const r = lane[i]! * TILE_ROWS_PER_LANE + tileRowOf(kind[i]!, parent[i]!, flags[i]!);
     rowSpans[r]!++;
     const st = stage[i]!;
@@ -195,7 +199,7 @@ export function tileSummary(sp: SpanColumns, nLanes: number): TileSummary {
     const e = s + dur[i]!;
     if (e > hi) hi = e;
   }
-  return { spans: sp.count, startUs: sp.count > 0 ? lo : 0, endUs: sp.count > 0 ? hi : 0, rowSpans, rowStageMin, rowStageMax };
+  return { spans: sp.count, startUs: sp.count > 0 ? lo : 0, endUs: sp.count > 0 ? hi : 0, rowSpans, rowStageMin, rowStageMax, flags: seen };
 }
 
 function pow2AtMost(x: number): number {

@@ -145,12 +145,14 @@ describe('span tiles', () => {
     let lo = Infinity;
     let hi = -Infinity;
     const nRows = lanes * TILE_ROWS_PER_LANE;
+    let flags = 0;
     const rowSpans = new Array<number>(nRows).fill(0);
     const stages = Array.from({ length: nRows }, () => new Set<number>());
     for (let i = 0; i < t.spans.count; i++) {
       lo = Math.min(lo, t.spans.start[i]);
       hi = Math.max(hi, t.spans.start[i] + t.spans.dur[i]);
       rowSpans[rowIndex(t, i)]!++;
+      flags |= t.spans.flags[i];
       if (t.spans.stage[i] >= 0) stages[rowIndex(t, i)]!.add(t.spans.stage[i]);
     }
     const s = tiles.summary();
@@ -161,7 +163,9 @@ describe('span tiles', () => {
       rowSpans,
       rowStageMin: stages.map((x) => (x.size ? Math.min(...x) : -1)),
       rowStageMax: stages.map((x) => (x.size ? Math.max(...x) : -1)),
+      flags,
     });
+    assert.ok(flags & SpanFlag.op, 'the operator flag is among them');
     assert.ok(rowSpans.every((n) => n > 0), 'every row of the pipeline has spans');
     assert.deepEqual(s.rowStageMin.filter((_, r) => r % TILE_ROWS_PER_LANE === 0), [0, 1, 2, 3], 'lane k runs stage k');
   });

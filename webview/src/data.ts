@@ -255,8 +255,8 @@ export async function loadRun(doc: unknown, title: string, tiledInfo?: TiledInfo
     trace.strings = [...trace.strings, MERGED_NAME];
     tiled = { info: tiledInfo, mergedName: trace.strings.length - 1, index: new Int32Array(0), merged: new Float64Array(0), window: null, pending: null };
   }
-  let predictedSpans = false;
-  let emulatedSpans = false;
+  let predictedSpans = tiledInfo ? (tiledInfo.flags & SpanFlag.predicted) !== 0 : false;
+  let emulatedSpans = tiledInfo ? (tiledInfo.flags & SpanFlag.emulated) !== 0 : false;
   const f = trace.spans.flags;
   for (let i = 0; i < trace.spans.count; i++) {
     if (f[i] & SpanFlag.predicted) predictedSpans = true;

@@ -122,10 +122,12 @@ export function readToWebview(data: unknown): ReadResult {
               (o['endUs'] as number) >= (o['startUs'] as number) &&
               ints('rowSpans', 0) &&
               ints('rowStageMin', -1) &&
-              ints('rowStageMax', -1)
+              ints('rowStageMax', -1) &&
+              Number.isInteger(o['flags']) &&
+              (o['flags'] as number) >= 0
             );
           });
-        if (!ok) return { ok: false, error: 'load: "tiled" must list { spans, startUs, endUs, rowSpans, rowStageMin, rowStageMax } or null per run' };
+        if (!ok) return { ok: false, error: 'load: "tiled" must list { spans, startUs, endUs, rowSpans, rowStageMin, rowStageMax, flags } or null per run' };
       }
       for (const k of ['title', 'compareTitle']) {
         if (m[k] !== undefined && typeof m[k] !== 'string') return { ok: false, error: `load: "${k}" must be a string` };
