@@ -106,6 +106,8 @@ describe('tiles in the view', () => {
     answer(sent[0]!);
     assert.deepEqual(applied, [0]);
     assert.equal(run.tiled!.window!.bucketed, true, 'the whole trace at 300 px is merged');
+    // The pipeline has point-to-point transfers only: merged comm buckets make no collectives.
+    assert.equal(run.prepared.collectives.offsets.length - 1, 0, 'no collective groups');
     assert.ok(run.trace.spans.count > 0, 'the tile is in place');
     assert.deepEqual(run.prepared.extent, [x0, x1], 'the extent stays the whole trace');
     assert.equal(sent.length, 2, 'the latest view is asked for when the answer arrives');

@@ -183,7 +183,11 @@ export function applyTile(run: Run, t: Tile): void {
   const st = run.tiled;
   if (!st) return;
   const { spans, index, merged } = tileSpans(t, st.mergedName);
-  const prepared = prepare({ ...spans, nLanes: run.trace.lanes.length });
+  // Merged buckets are no transfers: a peer (their own lane, for the preparation only) keeps
+  // merged comm buckets out of the collective groups, which pair comm spans without one.
+  const peer = spans.peer.slice();
+  for (let i = t.spans.count; i < spans.count; i++) peer[i] = spans.lane[i]!;
+  const prepared = prepare({ ...spans, peer, nLanes: run.trace.lanes.length });
   prepared.extent = [st.info.startUs, st.info.endUs];
   run.trace.spans = spans;
   run.prepared = prepared;
