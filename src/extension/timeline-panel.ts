@@ -16,7 +16,7 @@
  *    3): the `load` carries them without span columns, the panel keeps the trace and answers
  *    the view's `tile` requests from a tile server (src/profiler/span-tiles.ts) built as soon
  *    as the trace is read, in slices so that the extension host stays responsive while it indexes
- *    (about 4 s for 20M spans on a busy 2-core machine). Not in a worker thread: the worker
+ *    (2–4 s for 20M spans on a shared 2-core machine). Not in a worker thread: the worker
  *    would need the columns copied (1.6 GB at 20M spans) or read into shared memory, which
  *    readTrace does not do, and the host needs them for span queries anyway. Span queries
  *    are answered from the same copy.
