@@ -32,18 +32,18 @@ import { TraceBuilder } from '../src/profiler/trace-format';
 import { serializeTrace } from '../src/profiler/trace-io';
 import type { ViewStats } from '../webview/src/hook-api';
 
-const WIDTH = 1600;
-const HEIGHT = 900;
-const LANES = 8;
-const SPANS_PER_STEP = 250; // 1 compute + 240 operators + 4 comm + 5 idle
+export const WIDTH = 1600;
+export const HEIGHT = 900;
+export const LANES = 8;
+export const SPANS_PER_STEP = 250; // 1 compute + 240 operators + 4 comm + 5 idle
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length === 0 ? NaN : s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-function quantile(xs: number[], q: number): number {
+export function quantile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
   if (s.length === 0) return NaN;
   const pos = (s.length - 1) * q;
@@ -127,7 +127,7 @@ export function loadScript(n: number, metaJson: string): string {
   })()`;
 }
 
-async function heapBytes(cdp: CDPSession): Promise<{ used: number; backing: number; total: number }> {
+export async function heapBytes(cdp: CDPSession): Promise<{ used: number; backing: number; total: number }> {
   await cdp.send('HeapProfiler.collectGarbage');
   await cdp.send('HeapProfiler.collectGarbage');
   const h = (await cdp.send('Runtime.getHeapUsage')) as { usedSize: number; backingStorageSize?: number };
@@ -175,7 +175,7 @@ async function loadOnce(browser: Browser, file: string, n: number, metaJson: str
 }
 
 /** Real input (wheel, drag, keys) and a zoom sweep; returns the draw time of every frame. */
-async function interact(page: Page, quick = false): Promise<{ drawMs: number[]; rafMs: number[] }> {
+export async function interact(page: Page, quick = false): Promise<{ drawMs: number[]; rafMs: number[] }> {
   const s0 = await stats(page);
   const box = (await page.locator('.px-canvas-wrap').boundingBox())!;
   const x0 = box.x + 40;

@@ -7,6 +7,7 @@ import * as vscode from 'vscode';
 import { escapingChannel } from './escaping-channel';
 import type { DiscoveredDevices } from '../runtime/device/discovery';
 import { isParallelMode } from '../profiler/plan';
+import { TILE_THRESHOLD_SPANS } from '../profiler/span-tiles';
 import { ConfigHints } from './config-providers';
 import { Command, ContextKey, OUTPUT_CHANNEL, Setting, type CommandId } from './ids';
 import { DEFAULT_PROFILE_SETTINGS, type ProfileSettings } from './run-config';
@@ -121,6 +122,12 @@ export class Ctx implements vscode.Disposable {
   /** `parallax.timeline.openOnFinish`: open a run's timeline when profiling finishes. */
   openTimelineOnFinish(): boolean {
     return vscode.workspace.getConfiguration().get<boolean>(Setting.timelineOpenOnFinish, true);
+  }
+
+  /** `parallax.timeline.tileThreshold`: traces with at least this many spans are shown in tiles. */
+  tileThreshold(): number {
+    const n = vscode.workspace.getConfiguration().get<number>(Setting.timelineTileThreshold, TILE_THRESHOLD_SPANS);
+    return Number.isFinite(n) && n >= 0 ? Math.floor(n) : TILE_THRESHOLD_SPANS;
   }
 
   probeWebGpu(): boolean {

@@ -101,6 +101,8 @@ export const Setting = {
   findingsOnPoorQuality: 'parallax.findings.onPoorMeasurement',
   /** Open the timeline of a run when profiling finishes. */
   timelineOpenOnFinish: 'parallax.timeline.openOnFinish',
+  /** Traces with at least this many spans are shown in tiles. */
+  timelineTileThreshold: 'parallax.timeline.tileThreshold',
 } as const;
 
 export type SettingKey = (typeof Setting)[keyof typeof Setting];

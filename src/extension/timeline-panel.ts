@@ -12,6 +12,14 @@
  *  - The panel survives a window reload: the view keeps no state of its own (it never calls
  *    `vscode.setState`), so the shown paths are kept in `workspaceState` and the serializer
  *    registered for `parallax.timeline` reads the traces again from them.
+ *  - Traces of at least `parallax.timeline.tileThreshold` spans are shown in tiles (protocol
+ *    3): the `load` carries them without span columns, the panel keeps the trace and answers
+ *    the view's `tile` requests from a tile server (src/profiler/span-tiles.ts) built as soon
+ *    as the trace is read, in slices so that the extension host stays responsive while it indexes
+ *    (2–4 s for 20M spans on a shared 2-core machine). Not in a worker thread: the worker
+ *    would need the columns copied (1.6 GB at 20M spans) or read into shared memory, which
+ *    readTrace does not do, and the host needs them for span queries anyway. Span queries
+ *    are answered from the same copy.
  *  - Everything the view sends is checked against the protocol's schema
  *    ({@link checkFromWebview}) before use; what fails is logged and dropped.
  */
@@ -22,7 +30,10 @@ import { isUserError } from '../common/errors';
 import { TRACE_FORMAT_TAG, TRACE_FORMAT_VERSION, type Trace } from '../profiler/trace-format';
 import { readTrace } from '../profiler/trace-io';
 import { answerSpanQuery } from '../profiler/span-query';
-import { PROTOCOL_VERSION, type FromWebview, type ToWebview, type TraceColumnsDocument } from '../../webview/src/protocol';
+import { summarize } from '../profiler/summary';
+import { allocSpans } from '../profiler/trace-format';
+import { buildSpanTiles, tileSummary, type SpanTiles } from '../profiler/span-tiles';
+import { PROTOCOL_VERSION, type FromWebview, type TiledInfo, type ToWebview, type TraceColumnsDocument } from '../../webview/src/protocol';
 import type { Ctx } from './ctx';
 import { Command, type ShowTimelineArgs } from './ids';
 import { checkFromWebview } from './webview-messages';
@@ -92,7 +103,7 @@ export function readShowTimelineArgs(arg: unknown): TimelineCommandArgs {
  * this way at every size: VS Code moves typed arrays as binary blocks, where JSON arrays
  * (`traceToJson`) would first be copied element by element and then serialised as text.
  */
-export function columnsDocument(t: Trace): TraceColumnsDocument {
+export function columnsDocument(t: Trace, withSpans = true): TraceColumnsDocument {
   return {
     format: TRACE_FORMAT_TAG,
     version: TRACE_FORMAT_VERSION,
@@ -100,7 +111,7 @@ export function columnsDocument(t: Trace): TraceColumnsDocument {
     strings: t.strings,
     lanes: t.lanes,
     steps: t.steps,
-    spans: t.spans,
+    spans: withSpans ? t.spans : allocSpans(0),
     ...(t.summary !== undefined ? { summary: t.summary } : {}),
     ...(t.findings !== undefined ? { findings: t.findings } : {}),
   };
@@ -230,6 +241,8 @@ class TimelinePanel {
    * showing a big trace in tiles), and dropped when the panel shows another or closes.
    */
   private queryTraces = new Map<string, Promise<Trace>>();
+  /** Per run shown in tiles: its trace and its tile server (built on the first request). */
+  private tiled: ({ trace: Trace; tiles: Promise<SpanTiles> | null } | null)[] = [];
 
   private constructor(
     private readonly ctx: Ctx,
@@ -316,6 +329,27 @@ class TimelinePanel {
     this.shown = shown;
     this.stamp = loaded.stamp;
     this.queryTraces.clear();
+    const threshold = this.ctx.tileThreshold();
+    this.tiled = traces.map((t) => (t.spans.count >= threshold && t.spans.count > 0 ? { trace: t, tiles: null } : null));
+    // Indexing starts now, while the view starts up, rather than on its first request.
+    for (const t of this.tiled) if (t) void this.tilesOf(t).catch(() => undefined);
+    // Tiled runs keep their trace here; span queries read the same copy.
+    const paths = pathsOf(shown);
+    this.tiled.forEach((t, i) => {
+      if (t) this.queryTraces.set(paths[i]!, Promise.resolve(t.trace));
+    });
+    const tiledInfo: (TiledInfo | null)[] = this.tiled.map((t) => {
+      if (!t) return null;
+      // The view cannot compute the summary without the spans: it comes with the load.
+      if (t.trace.summary === undefined) {
+        try {
+          t.trace.summary = summarize(t.trace);
+        } catch (e) {
+          this.ctx.output.warn(`timeline: no summary for ${basename(shown.tracePath)}: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      }
+      return tileSummary(t.trace.spans, t.trace.lanes.length);
+    });
     this.models = traces.map((t) => t.meta.model?.path ?? null);
     this.expected = traces.map((t) => t.spans.count);
     this.drawn = false;
@@ -323,10 +357,11 @@ class TimelinePanel {
     const names = [shown.tracePath, shown.comparePath].filter((p): p is string => p !== undefined).map((p) => vscode.workspace.asRelativePath(p, false));
     const load: ToWebview = {
       type: 'load',
-      trace: columnsDocument(traces[0]!),
+      trace: columnsDocument(traces[0]!, !this.tiled[0]),
       // Titles only for a comparison, where the two runs need telling apart; one run keeps
       // the view's own title (model · mode).
-      ...(traces[1] ? { compare: columnsDocument(traces[1]), title: names[0]!, compareTitle: names[1]! } : {}),
+      ...(traces[1] ? { compare: columnsDocument(traces[1], !this.tiled[1]), title: names[0]!, compareTitle: names[1]! } : {}),
+      ...(this.tiled.some((t) => t) ? { tiled: tiledInfo } : {}),
     };
     this.pending = [load];
     this.afterLoaded = revealOf(shown);
@@ -355,7 +390,8 @@ class TimelinePanel {
 
   private flush(): void {
     const msgs = this.pending;
-    // Dropped here, so the host holds no copy of a big trace once it is posted.
+    // Dropped here, so the host holds no copy of a posted trace (a trace shown in tiles is
+    // kept in `tiled` instead, to answer the view).
     this.pending = [];
     for (const m of msgs) void this.panel.webview.postMessage(m);
   }
@@ -407,6 +443,36 @@ class TimelinePanel {
       case 'query':
         void this.answerQuery(m);
         break;
+      case 'tile':
+        void this.answerTile(m);
+        break;
+    }
+  }
+
+  /** The tile server of a tiled run, built (in slices) on first use. */
+  private tilesOf(t: { trace: Trace; tiles: Promise<SpanTiles> | null }): Promise<SpanTiles> {
+    if (!t.tiles) {
+      t.tiles = buildSpanTiles(t.trace);
+      void t.tiles.then(
+        (built) => this.ctx.output.info(`timeline: indexed ${t.trace.spans.count} spans for tiles in ${built.buildMs} ms`),
+        () => undefined,
+      );
+    }
+    return t.tiles;
+  }
+
+  /** Answers a tile request of a run shown in tiles. */
+  private async answerTile(m: Extract<FromWebview, { type: 'tile' }>): Promise<void> {
+    const t = this.tiled[m.run];
+    if (!t) {
+      this.post({ type: 'tileResult', id: m.id, run: m.run, error: `run ${m.run} is not shown in tiles` });
+      return;
+    }
+    try {
+      const tile = (await this.tilesOf(t)).tile(m.request);
+      if (this.tiled[m.run] === t) this.post({ type: 'tileResult', id: m.id, run: m.run, tile });
+    } catch (e) {
+      this.post({ type: 'tileResult', id: m.id, run: m.run, error: e instanceof Error ? e.message : String(e) });
     }
   }
 
@@ -457,6 +523,7 @@ class TimelinePanel {
     if (TimelinePanel.current === this) TimelinePanel.current = undefined;
     this.pending = [];
     this.queryTraces.clear();
+    this.tiled = [];
     // The state key stays: a closed panel is not restored anyway, and while the window
     // shuts down for a reload, clearing it could race the serializer's restore.
     for (const d of this.listeners.splice(0)) d.dispose();

@@ -11,6 +11,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { readSpanQuery } from '../profiler/span-query';
+import { MAX_TILE_PIXELS } from '../profiler/span-tiles';
 import type { FromWebview } from '../../webview/src/protocol';
 
 /**
@@ -51,6 +52,20 @@ const SpanQuerySchema = Type.Union([
   ),
 ]);
 
+/** Most lanes a tile request may name (far more than any trace has devices or ranks). */
+export const MAX_TILE_LANES = 1_000_000;
+
+const TileRequestSchema = Type.Object(
+  {
+    laneStart: Type.Integer({ minimum: 0, maximum: MAX_TILE_LANES }),
+    laneEnd: Type.Integer({ minimum: 0, maximum: MAX_TILE_LANES }),
+    startUs: Finite,
+    endUs: Finite,
+    pixels: Type.Integer({ minimum: 1, maximum: MAX_TILE_PIXELS }),
+  },
+  strict,
+);
+
 /** One schema per message type, keyed by `type`, so that a refusal names the right one. */
 const MESSAGE_SCHEMAS = {
   ready: Type.Object({ type: Type.Literal('ready'), protocol: Count }, strict),
@@ -70,6 +85,7 @@ const MESSAGE_SCHEMAS = {
   selectFinding: Type.Object({ type: Type.Literal('selectFinding'), run: Run, index: Count, id: Text }, strict),
   selectRange: Type.Object({ type: Type.Literal('selectRange'), startUs: Type.Union([Finite, Type.Null()]), endUs: Type.Union([Finite, Type.Null()]) }, strict),
   query: Type.Object({ type: Type.Literal('query'), id: Count, run: Run, query: SpanQuerySchema }, strict),
+  tile: Type.Object({ type: Type.Literal('tile'), id: Count, run: Run, request: TileRequestSchema }, strict),
 } satisfies Record<FromWebview['type'], TSchema>;
 
 type MessageType = keyof typeof MESSAGE_SCHEMAS;
@@ -117,6 +133,11 @@ export function checkFromWebview(data: unknown): FromWebviewCheck {
   if (type === 'query') {
     const q = readSpanQuery((data as { query: unknown }).query);
     if (!q.ok) return { ok: false, error: q.error };
+  }
+  if (type === 'tile') {
+    const r = (data as { request: { laneStart: number; laneEnd: number; startUs: number; endUs: number } }).request;
+    if (r.laneEnd < r.laneStart) return { ok: false, error: 'tile: "laneEnd" must not be below "laneStart"' };
+    if (!(r.endUs > r.startUs)) return { ok: false, error: 'tile: "startUs" must be below "endUs"' };
   }
   if (type === 'selectRange') {
     const { startUs, endUs } = data as { startUs: number | null; endUs: number | null };

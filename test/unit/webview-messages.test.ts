@@ -21,6 +21,7 @@ const VALID: FromWebview[] = [
   { type: 'selectRange', startUs: null, endUs: null },
   { type: 'query', id: 1, run: 0, query: { type: 'opStats', groupBy: 'opType' } },
   { type: 'query', id: 2, run: 1, query: { type: 'search', text: 'matmul', range: { startUs: 0, endUs: 100 }, limit: 50 } },
+  { type: 'tile', id: 3, run: 0, request: { laneStart: 0, laneEnd: 8, startUs: -50, endUs: 1e9, pixels: 4800 } },
 ];
 
 function refused(data: unknown): string {
@@ -76,6 +77,20 @@ describe('messages from the timeline view', () => {
       [{ type: 'query', id: 1, run: 0, query: { type: 'search', text: 'x', range: { startUs: 9, endUs: 1 } } }, /range/],
     ];
     for (const [m, re] of cases) assert.match(refused(m), re);
+  });
+
+  test('tile requests out of bounds are refused: pixels, lanes, windows that run backwards', () => {
+    const base = { type: 'tile', id: 1, run: 0, request: { laneStart: 0, laneEnd: 4, startUs: 0, endUs: 100, pixels: 1600 } };
+    const bad = (request: Record<string, unknown>): string => refused({ ...base, request: { ...base.request, ...request } });
+    assert.match(bad({ pixels: 0 }), /pixels/);
+    assert.match(bad({ pixels: 1e6 }), /pixels/);
+    assert.match(bad({ pixels: 2.5 }), /pixels/);
+    assert.match(bad({ laneStart: -1 }), /laneStart/);
+    assert.match(bad({ laneStart: 5, laneEnd: 4 }), /laneEnd/);
+    assert.match(bad({ startUs: 100, endUs: 100 }), /startUs/);
+    assert.match(bad({ endUs: Infinity }), /endUs/);
+    assert.match(refused({ ...base, run: 2 }), /run/);
+    assert.match(refused({ ...base, request: { ...base.request, path: '/etc/passwd' } }), /path|additional/i);
   });
 
   test('fields the protocol does not have are refused (a path or command riding on a valid message)', () => {

@@ -5,7 +5,7 @@
  * `parallax-compare` and `parallax-config`).
  */
 import type { SpanFilter } from '../../src/profiler/span-query';
-import { loadRun, runOrigin, runSummary, type Run } from './data';
+import { loadRun, runOrigin, runSpanCount, runSummary, type Run } from './data';
 import { displayText } from './format';
 import type { Host } from './host';
 import { renderFindings, renderRange, renderSummary } from './panels';
@@ -19,6 +19,7 @@ import { hostQueries, localQueries, type HostQueries, type SpanQueries } from '.
 import { SearchBox } from './search';
 import { applyReadableText, readPalette, watchTheme, type Palette } from './theme';
 import { Timeline } from './timeline/index';
+import { localIndex, TileFeed, type TiledInfo } from './tiles';
 
 /** Below this many spans the summary is computed before the first frame; above, just after. */
 const SUMMARY_SYNC_SPANS = 200_000;
@@ -43,8 +44,11 @@ export class App {
     if (open) void this.ops.refresh();
   });
   readonly timeline: Timeline;
-  /** Where span queries are answered: on the spans this view holds. */
-  readonly queries: SpanQueries = localQueries(() => this.runs);
+  /**
+   * Where span queries are answered: on the spans this view holds, or by the host for a run
+   * shown in tiles (filter masks are then made for the tile in hand, again for each tile).
+   */
+  readonly queries: SpanQueries;
   /** The same queries answered by the host on its copy of the trace. */
   readonly hostQueries: HostQueries;
   readonly search: SearchBox;
@@ -59,15 +63,44 @@ export class App {
   firstFrameMs: number | null = null;
   prepMs = 0;
   private generation = 0;
+  /** Tiles of the runs shown in tiles. */
+  readonly tiles: TileFeed;
+  /** The filter in force, made again for each new tile. */
+  private filter: SpanFilter | null = null;
+  /** A trace span to select once a tile holds it (a search hit in a tiled run). */
+  private selectWhenTiled: { run: number; span: number } | null = null;
 
   constructor(readonly host: Host) {
     this.timeline = this.createTimeline();
     this.hostQueries = hostQueries(host);
+    const local = localQueries(() => this.runs);
+    this.queries = {
+      ask: (run, q) => (this.runs[run]?.tiled ? this.hostQueries.ask(run, q) : local.ask(run, q)),
+      mask: (run, filter) => local.mask(run, filter),
+    };
+    this.tiles = new TileFeed(
+      (m) => host.post(m),
+      (run, prev) => this.tileApplied(run, prev),
+      (message) => {
+        this.lastError = message;
+        host.post({ type: 'error', message });
+      },
+    );
     this.search = new SearchBox({
       runs: () => this.runs,
       queries: this.queries,
       onText: (text) => void this.applySearch(text),
-      onGo: (ref) => {
+      onGo: (ref, hit) => {
+        const tiled = this.runs[ref.run]?.tiled;
+        if (tiled) {
+          // Search hits name trace spans; the view holds a tile: go there, select when it arrives.
+          const run = this.runs[ref.run]!;
+          const d = Math.max(hit.durUs, 1);
+          this.selectWhenTiled = ref;
+          this.timeline.setView(hit.startUs - run.offsetUs - d * 0.1, hit.startUs - run.offsetUs + d * 1.1);
+          this.tileApplied(ref.run, tiled.index);
+          return;
+        }
         this.timeline.selected = ref;
         this.timeline.fitSpan(ref);
         void this.timeline.whenDrawn().then(() => this.timeline.showSelectedTooltip());
@@ -101,22 +134,64 @@ export class App {
       onOpenSource: (ref) => {
         const run = this.runs[ref.run];
         if (!run) return;
+        // A merged bucket of a tile is no one span.
+        const global = run.tiled ? (run.tiled.index[ref.span] ?? -1) : ref.span;
+        if (global < 0) return;
         const sp = run.trace.spans;
         const lane = run.trace.lanes[sp.lane[ref.span]];
         host.post({
           type: 'openSource',
           run: ref.run,
-          span: ref.span,
+          span: global,
           name: run.trace.strings[sp.name[ref.span]] ?? '',
           opType: sp.opType[ref.span] >= 0 ? (run.trace.strings[sp.opType[ref.span]] ?? null) : null,
           lane: sp.lane[ref.span],
           device: run.trace.meta.devices[lane?.device ?? -1]?.id ?? '',
         });
       },
-      onView() {
-        /* The view lives in the timeline; nothing else follows it yet. */
-      },
+      onView: () => this.updateTiles(),
     });
+  }
+
+  /** Asks for the tiles the view now needs (tiled runs only). */
+  private updateTiles(): void {
+    if (!this.runs.some((r) => r.tiled)) return;
+    const [v0, v1] = this.timeline.visibleRange();
+    this.tiles.update(this.runs, v0, v1, this.timeline.viewport.width * this.timeline.dpr);
+  }
+
+  /**
+   * A new tile is in place for run `ri`: the span positions of the old one (`prev` maps them
+   * to trace spans) are carried over to the new one for the selection, the hover is dropped,
+   * the legend and the filter follow the new spans.
+   */
+  private tileApplied(ri: number, prev: Int32Array): void {
+    const run = this.runs[ri];
+    const st = run?.tiled;
+    if (!run || !st) return;
+    const tl = this.timeline;
+    const pending = this.selectWhenTiled?.run === ri ? this.selectWhenTiled.span : -1;
+    if (pending >= 0) {
+      // A search hit to select once a tile holds it.
+      const local = localIndex(st, pending);
+      if (local >= 0) {
+        tl.selected = { run: ri, span: local };
+        this.selectWhenTiled = null;
+        void tl.whenDrawn().then(() => tl.showSelectedTooltip());
+      }
+    } else if (tl.selected?.run === ri) {
+      // The selected span, found again in the new tile (a merged bucket is not carried over).
+      const global = prev[tl.selected.span] ?? -1;
+      const local = global >= 0 ? localIndex(st, global) : -1;
+      tl.selected = local >= 0 ? { run: ri, span: local } : null;
+    }
+    if (tl.hover?.run === ri) {
+      tl.hover = null;
+      tl.tooltip.hide();
+    }
+    this.page.legend.show(presentIn(this.runs));
+    if (this.filter) void this.filterAll(this.filter);
+    tl.requestDraw();
   }
 
   private refreshTheme(): void {
@@ -128,6 +203,7 @@ export class App {
 
   /** Dims every span the filter does not pick, in every run (null: no filter). */
   private async filterAll(filter: SpanFilter | null): Promise<void> {
+    this.filter = filter;
     const runs = this.runs;
     const masks = filter ? await Promise.all(runs.map((_, r) => this.queries.mask(r, filter))) : null;
     if (runs === this.runs) this.timeline.setFilter(masks);
@@ -185,7 +261,7 @@ export class App {
     this.host.post({ type: 'selectFinding', run: ri, index: fi, id: f.id });
   }
 
-  async load(trace: unknown, compare: unknown, titles: { title?: string; compareTitle?: string }): Promise<void> {
+  async load(trace: unknown, compare: unknown, titles: { title?: string; compareTitle?: string }, tiled?: (TiledInfo | null)[]): Promise<void> {
     const gen = ++this.generation;
     const t0 = performance.now();
     this.loaded = false;
@@ -195,13 +271,17 @@ export class App {
     let next: Run[];
     try {
       const docs = compare === undefined ? [trace] : [trace, compare];
-      next = await Promise.all(docs.map((d, i) => loadRun(d, (i === 0 ? titles.title : titles.compareTitle) ?? defaultTitle(d, i))));
+      next = await Promise.all(docs.map((d, i) => loadRun(d, (i === 0 ? titles.title : titles.compareTitle) ?? defaultTitle(d, i), tiled?.[i])));
     } catch (e) {
       if (gen === this.generation) this.showError(`This trace cannot be shown: ${e instanceof Error ? e.message : String(e)}`);
       return;
     }
     if (gen !== this.generation) return;
     const total = this.show(next);
+    // Tiled runs: the first frame is the one with their first tiles.
+    this.updateTiles();
+    await this.tiles.whenReady(next);
+    if (gen !== this.generation) return;
     await this.timeline.whenDrawn();
     // One more animation frame: the drawn frame has then been presented.
     await new Promise<void>((r) => requestAnimationFrame(() => r()));
@@ -212,7 +292,7 @@ export class App {
     this.page.status.textContent = `${total.toLocaleString('en-US')} spans · ${next.length > 1 ? `compare (${kinds.join(' vs ')})` : kinds[0]}`;
     this.host.post({
       type: 'loaded',
-      runs: next.map((r) => ({ spans: r.trace.spans.count, lanes: r.trace.lanes.length, source: r.trace.meta.source })),
+      runs: next.map((r) => ({ spans: runSpanCount(r), lanes: r.trace.lanes.length, source: r.trace.meta.source })),
       firstFrameMs: this.firstFrameMs,
     });
     if (total > SUMMARY_SYNC_SPANS) {
@@ -233,11 +313,14 @@ export class App {
     this.alignedStep = firstCommonStep(next);
     if (this.alignedStep !== null) alignAtStep(next, this.alignedStep);
     this.runs = next;
+    this.tiles.reset();
+    this.filter = null;
+    this.selectWhenTiled = null;
     this.search.reset();
     this.ops.reset();
     page.legend.show(presentIn(next));
     this.prepMs = Math.max(...next.map((r) => r.prepared.prepMs));
-    const total = next.reduce((a, r) => a + r.trace.spans.count, 0);
+    const total = next.reduce((a, r) => a + runSpanCount(r), 0);
     const docTitle = next.length > 1 ? `${next[0].title} vs ${next[1].title}` : next[0].title;
     page.title.textContent = displayText(docTitle, 200);
     document.title = `Parallax · ${displayText(docTitle, 100)}`;
@@ -261,7 +344,7 @@ export class App {
     const m: ToWebview = read.message;
     switch (m.type) {
       case 'load':
-        await this.load(m.trace, m.compare, { title: m.title, compareTitle: m.compareTitle });
+        await this.load(m.trace, m.compare, { title: m.title, compareTitle: m.compareTitle }, m.tiled);
         break;
       case 'reveal': {
         const ri = m.run ?? 0;
@@ -282,12 +365,16 @@ export class App {
       case 'queryResult':
         this.hostQueries.settle(m);
         break;
+      case 'tileResult':
+        this.tiles.receive(this.runs, m);
+        break;
     }
   }
 
   private clear(): void {
     this.generation++;
     this.runs = [];
+    this.tiles.reset();
     this.loaded = false;
     this.timeline.setRuns([]);
     this.page.summary.replaceChildren();

@@ -24,6 +24,7 @@ import type { Finding, Severity } from '../../src/profiler/findings';
 import { num, obj, str } from './format';
 import type { Prepared } from './model';
 import { prepareSpans } from './prep-client';
+import { MERGED_NAME, type TiledInfo, type TiledRun } from './tiles';
 
 const COLUMN_CTORS = Object.fromEntries(SPAN_COLUMNS.map((c) => [c, spanColumnCtor(c)])) as Record<SpanColumnName, ReturnType<typeof spanColumnCtor>>;
 
@@ -227,14 +228,35 @@ export interface Run {
   findings: Finding[];
   /** Filled in after the first frame (computing it may take a while on huge traces). */
   summary: SummaryView | null;
+  /**
+   * Set for a run shown in tiles (tiles.ts): `trace.spans` and `prepared` then hold the
+   * current tile, not the trace, and span indices are positions in that tile.
+   */
+  tiled: TiledRun | null;
+}
+
+/** Spans in a run's trace (for a tiled run, the whole trace's, not the tile's). */
+export function runSpanCount(run: Run): number {
+  return run.tiled ? run.tiled.info.spans : run.trace.spans.count;
 }
 
 /** Validates and prepares one trace document. */
-export async function loadRun(doc: unknown, title: string): Promise<Run> {
+export async function loadRun(doc: unknown, title: string, tiledInfo?: TiledInfo | null): Promise<Run> {
   const trace = traceFromDocument(doc);
   const prepared = await prepareSpans(trace.spans, trace.lanes.length);
-  let predictedSpans = false;
-  let emulatedSpans = false;
+  let tiled: TiledRun | null = null;
+  if (tiledInfo) {
+    if (trace.spans.count !== 0) throw new TraceFormatError('a tiled trace comes without spans');
+    const nRows = trace.lanes.length * 3;
+    if ([tiledInfo.rowSpans, tiledInfo.rowStageMin, tiledInfo.rowStageMax].some((a) => a.length !== nRows)) {
+      throw new TraceFormatError(`a tiled trace needs ${nRows} rows (3 per lane) in its row summary`);
+    }
+    prepared.extent = [tiledInfo.startUs, tiledInfo.endUs];
+    trace.strings = [...trace.strings, MERGED_NAME];
+    tiled = { info: tiledInfo, mergedName: trace.strings.length - 1, index: new Int32Array(0), merged: new Float64Array(0), window: null, pending: null };
+  }
+  let predictedSpans = tiledInfo ? (tiledInfo.flags & SpanFlag.predicted) !== 0 : false;
+  let emulatedSpans = tiledInfo ? (tiledInfo.flags & SpanFlag.emulated) !== 0 : false;
   const f = trace.spans.flags;
   for (let i = 0; i < trace.spans.count; i++) {
     if (f[i] & SpanFlag.predicted) predictedSpans = true;
@@ -250,13 +272,14 @@ export async function loadRun(doc: unknown, title: string): Promise<Run> {
     prepared,
     findings: findingsView(trace.findings, trace.lanes.length),
     summary: null,
+    tiled,
   };
 }
 
 /** The run's summary: the one in the file when usable, else computed from the spans. */
 export function runSummary(run: Run): SummaryView | null {
   const fromFile = summaryView(run.trace.summary);
-  if (fromFile) return fromFile;
+  if (fromFile || run.tiled) return fromFile;
   try {
     return summaryView(summarize(run.trace));
   } catch {

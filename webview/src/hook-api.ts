@@ -7,6 +7,7 @@
  * that shows the result is drawn, so tests and benchmarks need no sleeps.
  */
 import type { SpanQuery, SpanQueryResult } from '../../src/profiler/span-query';
+import type { TileSummary } from '../../src/profiler/span-tiles';
 
 export interface KindCounts {
   compute: number;
@@ -104,6 +105,11 @@ export interface ViewStats {
   legend: string[];
   /** The step the compare view is aligned at, or null. */
   alignedStep: number | null;
+  /**
+   * Tile traffic when a run is shown in tiles (null otherwise): requests sent, tiles put in
+   * place, answers dropped, the last round trip (ms) and the spans the tiles in place hold.
+   */
+  tiles: { requested: number; received: number; dropped: number; lastMs: number; spans: number } | null;
   /** Finding buttons shown. */
   findings: number;
   /** The theme the page resolved to. */
@@ -115,12 +121,16 @@ export interface ParallaxHook {
   stats(): ViewStats;
   /** Draw times (ms) of recent frames, oldest first. */
   frameTimes(): number[];
-  /** Centre of a span's visible part in page coordinates, or null when off screen. */
+  /**
+   * Centre of a span's visible part in page coordinates, or null when off screen. Spans are
+   * named by their index in the trace, for a run shown in tiles too (null when the tile in
+   * hand does not hold it); `stats().hover` and `selected` name them the same way.
+   */
   locate(run: number, span: number): { x: number; y: number } | null;
   /** Messages the view posted to its host. */
   readonly sent: readonly unknown[];
   /** Same as a host `load` message; resolves when the first frame is on screen. */
-  load(trace: unknown, compare?: unknown, titles?: { title?: string; compareTitle?: string }): Promise<ViewStats>;
+  load(trace: unknown, compare?: unknown, titles?: { title?: string; compareTitle?: string }, tiled?: (TileSummary | null)[]): Promise<ViewStats>;
   /** Shows view time [startUs, endUs]; resolves after the frame. */
   setView(startUs: number, endUs: number): Promise<ViewStats>;
   /** Resolves after the next frame is drawn. */

@@ -14,11 +14,15 @@
  *  - 1: first version.
  *  - 2: span queries: `query` (view → host) and `queryResult` (host → view), answered by
  *    the functions of src/profiler/span-query.ts on the host's copy of the trace.
+ *  - 3: tiles for traces too big to post whole: a `load` whose `tiled[run]` is set carries
+ *    that run without span columns; the view asks for the spans of the window it shows with
+ *    `tile` (view → host) and the host answers `tileResult` from src/profiler/span-tiles.ts.
  */
 import type { SpanQuery, SpanQueryResult } from '../../src/profiler/span-query';
+import type { Tile, TileRequest, TileSummary } from '../../src/profiler/span-tiles';
 import type { SpanColumns, TraceJson } from '../../src/profiler/trace-format';
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /**
  * A trace whose span columns are typed arrays rather than JSON arrays (same fields, same
@@ -27,13 +31,24 @@ export const PROTOCOL_VERSION = 2;
  */
 export type TraceColumnsDocument = Omit<TraceJson, 'spans'> & { spans: SpanColumns };
 
+/** What the host says about a run it serves in tiles (protocol 3), in its `load`. */
+export type TiledInfo = TileSummary;
+
 /** A trace as the view accepts it: the JSON document, or the same with typed columns. */
 export type TraceDocument = TraceJson | TraceColumnsDocument;
 
 /** Host → view. */
 export type ToWebview =
   /** Show a run; with `compare`, show two runs one above the other on aligned axes. */
-  | { type: 'load'; trace: TraceDocument; compare?: TraceDocument; title?: string; compareTitle?: string }
+  | {
+      type: 'load';
+      trace: TraceDocument;
+      compare?: TraceDocument;
+      title?: string;
+      compareTitle?: string;
+      /** Per run (0: trace, 1: compare): set when the run comes in tiles, its document then holding no spans. */
+      tiled?: (TiledInfo | null)[];
+    }
   /** Zoom to a time range (trace clock of `run`, default 0) and highlight `lanes` of that run. */
   | { type: 'reveal'; startUs: number; endUs: number; lanes?: number[]; run?: number }
   /** Select a finding as if it were clicked (e.g. from a diagnostic in the editor). */
@@ -44,7 +59,10 @@ export type ToWebview =
   | { type: 'clear' }
   /** The answer to the view's `query` with the same `id`: a result, or why there is none. */
   | { type: 'queryResult'; id: number; result: SpanQueryResult }
-  | { type: 'queryResult'; id: number; error: string };
+  | { type: 'queryResult'; id: number; error: string }
+  /** The answer to the view's `tile` with the same `id`: the tile, or why there is none. */
+  | { type: 'tileResult'; id: number; run: number; tile: Tile }
+  | { type: 'tileResult'; id: number; run: number; error: string };
 
 /** View → host. */
 export type FromWebview =
@@ -61,7 +79,9 @@ export type FromWebview =
   /** The user brushed a time range (trace clock of run 0), or cleared it (`null`s). */
   | { type: 'selectRange'; startUs: number | null; endUs: number | null }
   /** A span query about run `run` for the host to answer on its copy of the trace (`queryResult`). */
-  | { type: 'query'; id: number; run: number; query: SpanQuery };
+  | { type: 'query'; id: number; run: number; query: SpanQuery }
+  /** The tile of a tiled run the view needs to draw a window (`tileResult`). */
+  | { type: 'tile'; id: number; run: number; request: TileRequest };
 
 export type ReadResult = { ok: true; message: ToWebview } | { ok: false; error: string };
 
@@ -84,6 +104,31 @@ export function readToWebview(data: unknown): ReadResult {
     case 'load': {
       if (!isTraceLike(m['trace'])) return { ok: false, error: 'load: "trace" must be a trace document' };
       if (m['compare'] !== undefined && !isTraceLike(m['compare'])) return { ok: false, error: 'load: "compare" must be a trace document' };
+      const tiled = m['tiled'];
+      if (tiled !== undefined) {
+        const ok =
+          Array.isArray(tiled) &&
+          tiled.length <= 2 &&
+          tiled.every((t: unknown) => {
+            if (t === null) return true;
+            const o = t as Record<string, unknown> | undefined;
+            const ints = (k: string, min: number): boolean => Array.isArray(o?.[k]) && (o[k] as unknown[]).every((v) => Number.isInteger(v) && (v as number) >= min);
+            return (
+              typeof o === 'object' &&
+              Number.isInteger(o['spans']) &&
+              (o['spans'] as number) >= 0 &&
+              isNum(o['startUs']) &&
+              isNum(o['endUs']) &&
+              (o['endUs'] as number) >= (o['startUs'] as number) &&
+              ints('rowSpans', 0) &&
+              ints('rowStageMin', -1) &&
+              ints('rowStageMax', -1) &&
+              Number.isInteger(o['flags']) &&
+              (o['flags'] as number) >= 0
+            );
+          });
+        if (!ok) return { ok: false, error: 'load: "tiled" must list { spans, startUs, endUs, rowSpans, rowStageMin, rowStageMax, flags } or null per run' };
+      }
       for (const k of ['title', 'compareTitle']) {
         if (m[k] !== undefined && typeof m[k] !== 'string') return { ok: false, error: `load: "${k}" must be a string` };
       }
@@ -114,6 +159,13 @@ export function readToWebview(data: unknown): ReadResult {
         r !== null &&
         ((r['type'] === 'opStats' && Array.isArray(r['rows']) && Array.isArray(r['lanes'])) || (r['type'] === 'search' && Array.isArray(r['hits']) && isNum(r['count'])));
       if (!shaped) return { ok: false, error: 'queryResult: "result" must be an opStats or search result' };
+      return { ok: true, message: m as unknown as ToWebview };
+    }
+    case 'tileResult': {
+      if (!Number.isInteger(m['id']) || (m['run'] !== 0 && m['run'] !== 1)) return { ok: false, error: 'tileResult: "id" must be an integer and "run" 0 or 1' };
+      if (typeof m['error'] === 'string') return { ok: true, message: { type: 'tileResult', id: m['id'] as number, run: m['run'], error: m['error'] } };
+      // The tile's columns are checked against the run's trace when it is applied (tiles.ts).
+      if (typeof m['tile'] !== 'object' || m['tile'] === null) return { ok: false, error: 'tileResult: "tile" must be a tile' };
       return { ok: true, message: m as unknown as ToWebview };
     }
     case 'theme':

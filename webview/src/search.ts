@@ -20,7 +20,8 @@ export interface SearchHost {
   /** The text changed (after the debounce); '' when cleared. */
   onText(text: string): void;
   /** Show match `ref`. */
-  onGo(ref: SpanRef): void;
+  /** Go to a hit: `ref` names the trace's span (for a tiled run, not a position in its tile). */
+  onGo(ref: SpanRef, hit: SearchHit): void;
 }
 
 export interface SearchState {
@@ -139,6 +140,6 @@ export class SearchBox {
     this.index = this.index < 0 ? (dir > 0 ? 0 : this.hits.length - 1) : (this.index + dir + this.hits.length) % this.hits.length;
     const h = this.hits[this.index];
     this.showCount();
-    this.host.onGo({ run: h.run, span: h.hit.span });
+    this.host.onGo({ run: h.run, span: h.hit.span }, h.hit);
   }
 }

@@ -17,7 +17,7 @@
  * first step start of each run when comparing two).
  */
 import type { ScaleLinear } from 'd3-scale';
-import type { Run } from '../data';
+import { runSpanCount, type Run } from '../data';
 import { themeRoot, type Palette } from '../theme';
 import { hitSpan, rowAt, rowOfSpan } from './hit-test';
 import { attachInput, onLaneKey } from './input';
@@ -177,7 +177,7 @@ export class Timeline {
     let hi = -Infinity;
     for (const r of runs) {
       const [a, b] = r.prepared.extent;
-      if (r.trace.spans.count === 0 && r.trace.steps.length === 0) continue;
+      if (runSpanCount(r) === 0 && r.trace.steps.length === 0) continue;
       lo = Math.min(lo, a - r.offsetUs, ...r.trace.steps.slice(0, 1).map((s) => s.startUs - r.offsetUs));
       hi = Math.max(hi, b - r.offsetUs);
     }

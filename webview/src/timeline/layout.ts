@@ -25,9 +25,12 @@ export interface LaneHandlers {
 
 /** The label of a lane row: its kind, or the pipeline stage(s) its state row runs. */
 function rowLabel(run: Run, r: number, kind: number): string {
-  const p = run.prepared;
-  if (kind === ROW_STATE && p.rowStageMin[r] >= 0) {
-    return p.rowStageMin[r] === p.rowStageMax[r] ? `stage ${p.rowStageMin[r]}` : `stages ${p.rowStageMin[r]}–${p.rowStageMax[r]}`;
+  // A run shown in tiles: the host's summary of the whole trace, not the tile in hand.
+  const info = run.tiled?.info;
+  const lo = info ? (info.rowStageMin[r] ?? -1) : run.prepared.rowStageMin[r];
+  const hi = info ? (info.rowStageMax[r] ?? -1) : run.prepared.rowStageMax[r];
+  if (kind === ROW_STATE && lo >= 0) {
+    return lo === hi ? `stage ${lo}` : `stages ${lo}–${hi}`;
   }
   return kind === ROW_STATE ? 'compute' : kind === ROW_OPS ? 'ops' : 'comm';
 }
@@ -130,7 +133,7 @@ function place(runs: Run[], grow: number): { lanes: Placed[]; headers: Header[];
         let ry = y;
         for (let kind = 0; kind < ROWS_PER_LANE; kind++) {
           const r = li * ROWS_PER_LANE + kind;
-          const n = p.rowOffsets[r + 1] - p.rowOffsets[r];
+          const n = run.tiled ? (run.tiled.info.rowSpans[r] ?? 0) : p.rowOffsets[r + 1] - p.rowOffsets[r];
           if (kind !== ROW_STATE && n === 0) continue;
           const h = Math.floor(ROW_H[kind] * grow);
           rows.push({ run: ri, lane: li, kind, r, y: ry, h, label: rowLabel(run, r, kind) });

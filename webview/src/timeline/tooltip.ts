@@ -76,6 +76,8 @@ export class Tooltip {
     if (sp.flags[i] & SpanFlag.staging) flags.push('staging copy');
     if (sp.flags[i] & SpanFlag.synthetic) flags.push('synthetic data');
     if (sp.flags[i] & SpanFlag.gradient) flags.push('gradients');
+    const merged = run.tiled?.merged[i] ?? 0;
+    if (merged > 0) add('merged', `${merged.toLocaleString('en-US')} spans start here; zoom in to see them`);
     if (flags.length) add('note', flags.join(', '));
     this.el.replaceChildren(title, dl);
     this.el.hidden = false;

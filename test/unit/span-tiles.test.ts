@@ -1,0 +1,253 @@
+/**
+ * Span tiles (src/profiler/span-tiles.ts): what the host answers a view that shows a big trace
+ * in tiles. Every tile is checked against a brute-force pass over all spans of the trace: the
+ * spans returned one by one are exactly the row's spans in the window, and each merged bucket
+ * has the coverage, span count and dominant key of the spans on the same grid.
+ *
+ *   node --import tsx --test test/unit/span-tiles.test.ts
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { syntheticPipelineTrace } from '../../src/profiler/analysis/synthetic';
+import {
+  N_TILE_KEYS,
+  SpanTiles,
+  TILE_ROWS_PER_LANE,
+  buildSpanTiles,
+  overlaps,
+  tileKeyOf,
+  tileRowOf,
+  type Tile,
+} from '../../src/profiler/span-tiles';
+import { SPAN_COLUMNS, SpanFlag, type Trace } from '../../src/profiler/trace-format';
+
+/**
+ * A pipeline of 4 stages with operators and transfers: ~86k spans, rows of up to ~20k, so
+ * the windows below read pyramid levels 0 to 4 and also bin spans finer than level 0.
+ */
+function bigTrace(): Trace {
+  return syntheticPipelineTrace({ stageUs: [300, 420, 380, 510], microBatches: 4, steps: 200, commUs: 12, opsPerCompute: 24, jitter: 0.3, seed: 7 });
+}
+
+/** Row index of span i. */
+function rowIndex(t: Trace, i: number): number {
+  const s = t.spans;
+  return s.lane[i] * TILE_ROWS_PER_LANE + tileRowOf(s.kind[i], s.parent[i], s.flags[i]);
+}
+
+const rowLists = new WeakMap<Trace, number[][]>();
+/** The spans of row r, in index order (brute force reads them all). */
+function rowSpans(t: Trace, r: number): number[] {
+  let lists = rowLists.get(t);
+  if (!lists) {
+    lists = Array.from({ length: t.lanes.length * TILE_ROWS_PER_LANE }, () => []);
+    for (let i = 0; i < t.spans.count; i++) lists[rowIndex(t, i)]!.push(i);
+    rowLists.set(t, lists);
+  }
+  return lists[r]!;
+}
+
+/** Checks the span part of a tile against every span of the rows it returned span by span. */
+function checkSpans(t: Trace, tile: Tile, lanes: [number, number]): Set<number> {
+  const s = t.spans;
+  const got = tile.spans;
+  const rowsWithSpans = new Set<number>();
+  const seen = new Set<number>();
+  for (let k = 0; k < got.count; k++) {
+    const i = got.index[k];
+    assert.ok(!seen.has(i), `span ${i} returned twice`);
+    seen.add(i);
+    rowsWithSpans.add(rowIndex(t, i));
+    assert.ok(overlaps(s.start[i], s.dur[i], tile.startUs, tile.endUs), `span ${i} is outside the window`);
+    for (const c of SPAN_COLUMNS) {
+      if (c === 'parent' || c === 'flags') continue;
+      assert.equal(got[c][k], s[c][i], `column ${c} of span ${i}`);
+    }
+    const p = got.parent[k];
+    if (p >= 0) assert.equal(got.index[p], s.parent[i], `parent of span ${i}`);
+    else if (s.parent[i] >= 0) assert.ok(got.flags[k] & SpanFlag.op, `span ${i} lost its parent and must stay an operator`);
+    assert.equal(tileRowOf(got.kind[k], got.parent[k], got.flags[k]), tileRowOf(s.kind[i], s.parent[i], s.flags[i]), `row of span ${i}`);
+  }
+  // Every span of those rows in the window is there.
+  for (let i = 0; i < s.count; i++) {
+    if (s.lane[i] < lanes[0] || s.lane[i] >= lanes[1]) continue;
+    if (!rowsWithSpans.has(rowIndex(t, i))) continue;
+    if (overlaps(s.start[i], s.dur[i], tile.startUs, tile.endUs)) assert.ok(seen.has(i), `span ${i} is missing from the tile`);
+  }
+  return rowsWithSpans;
+}
+
+/** Checks every merged bucket against a brute-force pass on the same grid. */
+function checkBuckets(t: Trace, tile: Tile): Set<number> {
+  const s = t.spans;
+  const b = tile.buckets;
+  const rows = new Set<number>();
+  for (let q = 0; q < b.count; q++) {
+    const r = b.lane[q] * TILE_ROWS_PER_LANE + b.row[q];
+    rows.add(r);
+    const w = b.width[q];
+    const lo = b.start[q];
+    const hi = lo + w;
+    assert.equal(Math.log2(w) % 1, 0, 'bucket widths are powers of two');
+    assert.equal(lo / w, Math.floor(lo / w), 'buckets sit on multiples of their width');
+    assert.ok(w <= (tile.endUs - tile.startUs) / tile.pixels || b.width[q] === b.width[0], 'buckets are no wider than a pixel (unless the coarsest level)');
+    const cover = new Float64Array(N_TILE_KEYS);
+    let count = 0;
+    let emulated = 0;
+    for (const i of rowSpans(t, r)) {
+      const st = s.start[i];
+      const e = st + s.dur[i];
+      if (Math.floor(st / w) * w === lo) count++;
+      const c = Math.min(e, hi) - Math.max(st, lo);
+      if (c > 0) {
+        cover[tileKeyOf(s.kind[i], s.parent[i], s.flags[i], s.cause[i])] += c;
+        if (s.flags[i] & SpanFlag.emulated) emulated += c;
+      }
+    }
+    const total = cover.reduce((a, x) => a + x, 0);
+    const tol = 1e-5 * Math.max(w, total);
+    assert.equal(b.spans[q], count, `spans starting in bucket ${q}`);
+    assert.ok(Math.abs(b.cover[q] - total) <= tol, `coverage of bucket ${q}: ${b.cover[q]} vs ${total}`);
+    assert.ok(Math.abs(b.emulated[q] - emulated) <= tol, `emulated coverage of bucket ${q}`);
+    const max = Math.max(...cover);
+    if (max > 0) assert.ok(Math.abs(cover[b.key[q]] - max) <= tol, `bucket ${q}: key ${b.key[q]} covers ${cover[b.key[q]]}, the most is ${max}`);
+  }
+  // No non-empty bucket is left out: the brute-force coverage of each bucketed row in the
+  // window equals the sum over its buckets.
+  for (const r of rows) {
+    let sumTile = 0;
+    let w = 0;
+    for (let q = 0; q < b.count; q++) {
+      if (b.lane[q] * TILE_ROWS_PER_LANE + b.row[q] !== r) continue;
+      sumTile += b.cover[q];
+      w = b.width[q];
+    }
+    // The grid's buckets that the window touches.
+    const lo = Math.floor(tile.startUs / w) * w;
+    const hi = Math.ceil(tile.endUs / w) * w;
+    let brute = 0;
+    for (const i of rowSpans(t, r)) {
+      const c = Math.min(s.start[i] + s.dur[i], hi) - Math.max(s.start[i], lo);
+      if (c > 0) brute += c;
+    }
+    assert.ok(Math.abs(sumTile - brute) <= 1e-5 * Math.max(1, brute), `row ${r}: buckets cover ${sumTile}, spans ${brute}`);
+  }
+  return rows;
+}
+
+describe('span tiles', () => {
+  const t = bigTrace();
+  const tiles = new SpanTiles(t);
+  const [x0, x1] = tiles.extent;
+  const lanes = t.lanes.length;
+
+  test('the summary has the extent, the span count and each row\'s spans and stages', () => {
+    let lo = Infinity;
+    let hi = -Infinity;
+    const nRows = lanes * TILE_ROWS_PER_LANE;
+    let flags = 0;
+    const rowSpans = new Array<number>(nRows).fill(0);
+    const stages = Array.from({ length: nRows }, () => new Set<number>());
+    for (let i = 0; i < t.spans.count; i++) {
+      lo = Math.min(lo, t.spans.start[i]);
+      hi = Math.max(hi, t.spans.start[i] + t.spans.dur[i]);
+      rowSpans[rowIndex(t, i)]!++;
+      flags |= t.spans.flags[i];
+      if (t.spans.stage[i] >= 0) stages[rowIndex(t, i)]!.add(t.spans.stage[i]);
+    }
+    const s = tiles.summary();
+    assert.deepEqual(s, {
+      spans: t.spans.count,
+      startUs: lo,
+      endUs: hi,
+      rowSpans,
+      rowStageMin: stages.map((x) => (x.size ? Math.min(...x) : -1)),
+      rowStageMax: stages.map((x) => (x.size ? Math.max(...x) : -1)),
+      flags,
+    });
+    assert.ok(flags & SpanFlag.op, 'the operator flag is among them');
+    assert.ok(rowSpans.every((n) => n > 0), 'every row of the pipeline has spans');
+    assert.deepEqual(s.rowStageMin.filter((_, r) => r % TILE_ROWS_PER_LANE === 0), [0, 1, 2, 3], 'lane k runs stage k');
+  });
+
+  test('zoomed out, dense rows come back as buckets that match a brute-force pass', () => {
+    const tile = tiles.tile({ laneStart: 0, laneEnd: lanes, startUs: x0, endUs: x1, pixels: 400 });
+    assert.ok(tile.bucketRows > 0, 'some rows are bucketed');
+    const bucketRows = checkBuckets(t, tile);
+    const spanRows = checkSpans(t, tile, [0, lanes]);
+    assert.equal(bucketRows.size, tile.bucketRows);
+    assert.equal(spanRows.size, tile.spanRows);
+    for (const r of bucketRows) assert.ok(!spanRows.has(r), `row ${r} is either spans or buckets`);
+    // Bounded by the pixels: buckets are the largest power of two not above a pixel, so at
+    // most two per pixel (plus the two edges) per row.
+    assert.ok(tile.buckets.count <= tile.bucketRows * (2 * 400 + 2), `${tile.buckets.count} buckets`);
+  });
+
+  for (const [label, frac, pixels] of [
+    ['the whole trace (coarse pyramid levels)', 1, 30],
+    ['an eighth of the trace', 1 / 8, 300],
+    ['a sixty-fourth (finer than the pyramid: binned from spans)', 1 / 64, 40],
+    ['a few steps, one by one', 1 / 40, 1600],
+  ] as const) {
+    test(`a window of ${label} is exact at ${pixels} px`, () => {
+      const w = (x1 - x0) * frac;
+      const a = frac === 1 ? x0 : x0 + (x1 - x0) * 0.37;
+      const tile = tiles.tile({ laneStart: 0, laneEnd: lanes, startUs: a, endUs: a + w, pixels });
+      const rows = checkBuckets(t, tile);
+      const spanRows = checkSpans(t, tile, [0, lanes]);
+      assert.equal(rows.size + spanRows.size, tile.bucketRows + tile.spanRows);
+      const budget = Math.max(256, 2 * pixels);
+      for (const r of spanRows) {
+        let n = 0;
+        for (let k = 0; k < tile.spans.count; k++) if (rowIndex(t, tile.spans.index[k]) === r) n++;
+        assert.ok(n <= budget, `row ${r} returned ${n} spans, over the budget ${budget}`);
+      }
+      if (pixels === 1600) assert.equal(tile.bucketRows, 0, 'zoomed in, every row comes span by span');
+    });
+  }
+
+  test('a lane range returns those lanes only', () => {
+    const tile = tiles.tile({ laneStart: 1, laneEnd: 3, startUs: x0, endUs: x1, pixels: 200 });
+    for (let k = 0; k < tile.spans.count; k++) assert.ok([1, 2].includes(tile.spans.lane[k]));
+    for (let q = 0; q < tile.buckets.count; q++) assert.ok([1, 2].includes(tile.buckets.lane[q]));
+    assert.ok(tile.spans.count + tile.buckets.count > 0);
+    checkSpans(t, tile, [1, 3]);
+    checkBuckets(t, tile);
+  });
+
+  test('a window outside the trace is empty, and a backwards one is refused', () => {
+    const tile = tiles.tile({ laneStart: 0, laneEnd: lanes, startUs: x1 + 1000, endUs: x1 + 2000, pixels: 100 });
+    assert.equal(tile.spans.count + tile.buckets.count, 0);
+    assert.throws(() => tiles.tile({ laneStart: 0, laneEnd: lanes, startUs: 10, endUs: 5, pixels: 100 }), /startUs < endUs/);
+  });
+
+  test('the build in slices (pausing between them) answers as the one-go build does', async () => {
+    let pauses = 0;
+    const sliced = await buildSpanTiles(t, async () => {
+      pauses++;
+    });
+    assert.ok(pauses >= t.lanes.length * TILE_ROWS_PER_LANE, `${pauses} pauses`);
+    const req = { laneStart: 0, laneEnd: lanes, startUs: x0, endUs: x1, pixels: 300 };
+    assert.deepEqual(sliced.tile(req), tiles.tile(req));
+    assert.deepEqual(sliced.summary(), tiles.summary());
+  });
+
+  test('overlapping spans in one row (out of start order in the file) are found', () => {
+    // A copy of the trace with the columns of each lane's state row written backwards.
+    const u = bigTrace();
+    const n = u.spans.count;
+    const perm = Array.from({ length: n }, (_, i) => n - 1 - i);
+    const inv = new Int32Array(n);
+    perm.forEach((from, to) => (inv[from] = to));
+    for (const c of SPAN_COLUMNS) {
+      const src = u.spans[c].slice();
+      for (let k = 0; k < n; k++) (u.spans[c] as Float64Array)[k] = src[perm[k]];
+    }
+    for (let k = 0; k < n; k++) if (u.spans.parent[k] >= 0) u.spans.parent[k] = inv[u.spans.parent[k]];
+    const tl = new SpanTiles(u);
+    const a = x0 + (x1 - x0) * 0.5;
+    const tile = tl.tile({ laneStart: 0, laneEnd: lanes, startUs: a, endUs: a + (x1 - x0) / 50, pixels: 1600 });
+    assert.ok(tile.spans.count > 0);
+    checkSpans(u, tile, [0, lanes]);
+  });
+});
