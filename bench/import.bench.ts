@@ -133,7 +133,7 @@ function run(dir: string): void {
   const size = (b: number): string => `${f0(b / MB)} MB`;
   process.stdout.write(`## Import of big Kineto traces (streaming)
 
-Machine: ${cpu}, ${cores} logical cores, Node ${process.versions.node}, shared with other work while measured (load average ${load}; timings vary 2–3× between runs, so compare the ratios, measured in the same run; threads of the parallel import also win a larger share of a contended machine than one thread does). Command: \`PARALLAX_BENCH_IMPORT_MB=${SIZE_MB} node --import tsx bench/import.bench.ts\`.
+Machine: ${cpu}, ${cores} logical cores, Node ${process.versions.node} (load average ${load}, the bench's own processes included; timings vary 2–3× between runs, so compare the ratios, measured in the same run; threads of the parallel import also win a larger share of a contended machine than one thread does). Command: \`PARALLAX_BENCH_IMPORT_MB=${SIZE_MB} node --import tsx bench/import.bench.ts\`.
 Traces: generated from the real DDP fixture's event mix (\`bench/kineto-gen.ts\`): one of ${size(fileBytes)} (${gen.events.toLocaleString('en-US')} events, ${(imports[0]?.spans ?? 0).toLocaleString('en-US')} GPU spans), eight ranks of ${size(rankBytes / RANKS)}. Medians of ${REPEATS} runs, each in its own process; import and \`JSON.parse\` alternate.
 
 | figure | median | target | result |

@@ -23,7 +23,7 @@
  * Prints a Markdown section and writes bench/results/timeline-tiles.json.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, platform, release, tmpdir } from 'node:os';
+import { availableParallelism, cpus, loadavg, platform, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { launch, reportHtml, waitLoaded } from '../test/helpers/browser';
@@ -238,7 +238,7 @@ async function main(): Promise<void> {
   const lines = [
     '## Timeline view in tiles: 1M, 5M and 20M spans over 8 lanes, headless Chromium at 1600×900',
     '',
-    `Machine: ${cpu}, ${availableParallelism()} cores (shared with other work while measured), ${platform()} ${release()}; Chromium ${version} with --disable-gpu. ` +
+    `Machine: ${cpu}, ${availableParallelism()} cores (load average ${loadavg()[0]!.toFixed(1)} at the end, the bench's own processes included), ${platform()} ${release()}; Chromium ${version} with --disable-gpu. ` +
       'The tile server (src/profiler/span-tiles.ts) runs in the bench\'s Node process, as in the extension host; tiles reach the page through a Playwright binding ' +
       'standing in for postMessage (base64 columns, decoded in the page). Same trace shape and input as the timeline bench; one load per size.',
     '',

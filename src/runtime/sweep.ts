@@ -279,7 +279,9 @@ export async function runSweep(req: SweepRequest): Promise<SweepOutcome> {
     }
   }
   const interference: Record<string, number> = {};
-  for (const [n, f] of fitReferences(allTraces).interference) interference[String(n)] = f;
+  // What the table reports: the whole slowdown of a device of N computing with the others (thread factor × contention).
+  const refs = fitReferences(allTraces);
+  for (const [n, f] of refs.interference) interference[String(n)] = f * (refs.threads.get(n) ?? 1);
   const result = assembleSweep({
     model: req.modelLabel,
     devices: req.devices,

@@ -176,6 +176,50 @@ test('interference is charged only while devices compute together: a one-micro-b
   }
 });
 
+test('devices with fewer cores than the one-device reference: the thread factor is measured on a one-micro-batch pipeline and applied whether or not devices overlap', () => {
+  // Truth: each stage is half the model; on a device of the 2-device plans it runs TAU× slower
+  // alone (half the cores) and CONTENTION× more while the other device computes too.
+  const TAU = 1.8;
+  const CONTENTION = 1.2;
+  const stage = { fixedUs: FIXED / 2, perRowUs: PER_ROW / 2 };
+  const pipeline = (m: number, batch = 32): Trace => {
+    const p = gpipeProgram(2, m, batch, { actBytes: 16 });
+    const costs: CostModel = { compute: {}, transfers: { copy: { alphaUs: 0, bytesPerUs: Infinity }, p2p: { alphaUs: 3, bytesPerUs: 500 }, collective: { alphaUs: 0, bytesPerUs: Infinity } }, interference: {} };
+    for (const seg of p.segments) setComputeCost(costs, seg.id, seg, 'forward', { fixedUs: stage.fixedUs * TAU, perRowUs: stage.perRowUs * TAU });
+    const ov = computeOverlap(simulate(p, costs, { steps: 1, meta: metaFor(p) }));
+    for (const r of [0, 1]) costs.interference![String(r)] = 1 + (CONTENTION - 1) * ov;
+    const t = simulate(p, costs, { steps: 2, meta: metaFor(p) });
+    // The calibration the runner records: per node, one-device costs at two micro-batch sizes
+    // (each stage's two nodes share its cost).
+    const node = (rows: number): Record<string, number> =>
+      Object.fromEntries(['n0a', 'n0b', 'n1a', 'n1b'].map((n) => [n, (stage.fixedUs + stage.perRowUs * rows) / 2]));
+    const rows = batch / m;
+    const plan = { ...(t.meta.plan as Extract<Plan, { mode: 'pipeline' }>), microBatches: m, calibration: { device: 'cpu:0', rows, runs: 1, note: 'synthetic', nodeCostUs: node(rows), alt: { rows: rows * 2, nodeCostUs: node(rows * 2) } } };
+    return { ...t, meta: { ...t.meta, plan } };
+  };
+  const oneDevice = (b: number): Trace => {
+    const p = dataProgram(1, b, { rowBytes: 64, outBytes: 32 });
+    const costs: CostModel = { compute: {}, transfers: { copy: { alphaUs: 5, bytesPerUs: 1000 }, p2p: { alphaUs: 0, bytesPerUs: Infinity }, collective: { alphaUs: 0, bytesPerUs: Infinity } } };
+    setComputeCost(costs, 0, WHOLE, 'forward', { fixedUs: FIXED, perRowUs: PER_ROW });
+    return simulate(p, costs, { steps: 3, meta: metaFor(p) });
+  };
+  const runs: MeasuredRuns[] = [
+    { id: 'data cpu:1 b32', traces: [oneDevice(32)] },
+    { id: 'data cpu:1 b64', traces: [oneDevice(64)] },
+    ...[1, 2, 4, 8].map((m) => ({ id: `pipeline M=${m}`, traces: [pipeline(m)] })),
+    // A second plan whose devices compute alone, so the thread factor is known without M=1.
+    { id: 'pipeline M=1 b16', traces: [pipeline(1, 16)] },
+  ];
+  const refs = fitReferences(runs.flatMap((r) => r.traces));
+  assert.ok(Math.abs(refs.threads.get(2)! - TAU) < 0.02, `thread factor ${refs.threads.get(2)}`);
+  assert.ok(Math.abs(refs.interference.get(2)! - CONTENTION) < 0.05, `contention ${refs.interference.get(2)}`);
+  for (const id of ['pipeline M=1', 'pipeline M=2', 'pipeline M=8']) {
+    const own = runs.find((r) => r.id === id)!.traces[0]!;
+    const pred = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1 }, leaveOneOut(id, runs));
+    assert.ok(Math.abs(pred.predictedUs / stepOf(own) - 1) < 0.02, `${id}: ${pred.predictedUs} vs ${stepOf(own)} (${pred.basis.join('; ')})`);
+  }
+});
+
 // ---- the table ------------------------------------------------------------------------------
 
 function outcome(label: string, plan: Plan, devices: number, steps: number[], predictedUs: number | null): PlanOutcome {

@@ -17,15 +17,21 @@
  *     row sizes, taken before each pipeline run) summed over the stage's nodes and scaled by
  *     the measured ratio of the whole model's time to its nodes' summed time (`per-node
  *     calibration`).
- * Interference: N devices sharing cores do not each run at one device's speed, but only
- * while they compute at the same time: a data-parallel step overlaps its devices' compute
- * fully, a pipeline of one micro-batch not at all. A trace's compute runs slower by
- * 1 + (I − 1) · overlap, where overlap is the share of its compute time during which another
- * device computes too ({@link computeOverlap}). I for N devices is the median over the other
- * plans on N devices of (measured / reference − 1) / overlap + 1; for device counts never
- * measured, the largest measured count's (an assumption the row carries). Same-segment lines
- * are fitted on compute durations with each trace's slowdown taken out, and the target's
- * slowdown comes from its own overlap in a first simulation without interference.
+ * Two slowdowns separate a device of an N-device plan from the one-device reference:
+ *  - the thread factor τ: it has fewer cores (intra-op threads) than the one device had, so
+ *    it is slower even computing alone; measured as measured / reference on plans whose
+ *    devices (almost) never compute together (one-micro-batch pipelines), 1 without one;
+ *  - contention I: N devices sharing the machine do not each run at their own speed, but
+ *    only while they compute at the same time: a data-parallel step overlaps its devices'
+ *    compute fully, a pipeline of one micro-batch not at all. A trace's compute runs slower
+ *    by 1 + (I − 1) · overlap, where overlap is the share of its compute time during which
+ *    another device computes too ({@link computeOverlap}). I for N devices is the median over
+ *    the other plans on N devices of (measured / (τ · reference) − 1) / overlap + 1.
+ * For device counts never measured, the largest measured count's (an assumption the row
+ * carries). References are scaled by τ; same-segment lines (measured on as many devices, so
+ * with τ already in them) are fitted on compute durations with each trace's contention taken
+ * out, and the target's contention comes from its own overlap in a first simulation without
+ * it.
  * Transfers (copy, point to point, collective links, receive copy) are fitted on the other
  * plans of the same mode; host time per instruction on those with the same device count.
  */
@@ -98,8 +104,17 @@ export interface References {
   nodeSum: ComputeCost | null;
   /** Whole-model time / summed calibrated node time, at the calibration sizes (1 when not measured). */
   nodeScale: number;
-  /** Compute slowdown by device count. */
+  /**
+   * Contention by device count: how much slower a device computes while the others compute
+   * too (applied in proportion to the compute overlap).
+   */
   interference: Map<number, number>;
+  /**
+   * Slowdown of a device of an N-device plan computing alone, against the one-device
+   * reference: it has fewer cores (intra-op threads) than the one device had. Measured on
+   * plans whose devices hardly compute together (one-micro-batch pipelines); absent, 1.
+   */
+  threads: Map<number, number>;
 }
 
 /** A segment's reference cost on one device and what it rests on, or null when the training set has none. */
@@ -253,32 +268,51 @@ export function fitReferences(training: readonly Trace[]): References {
   const forward = whole.get('forward');
   const scales = forward ? calibrations.filter((c) => c.total > 0).map((c) => lineAt(forward, c.rows) / c.total) : [];
   const nodeScale = scales.length > 0 ? median(scales) : 1;
-  const ref: References = { whole, nodes, nodeSum: nodes.size > 0 ? nodeSum : null, nodeScale, interference: new Map() };
-  // Interference: measured compute on N devices against the one-device reference, per trace.
-  const ratios = new Map<number, number[]>();
-  for (const t of training) {
-    const n = devicesOf(t);
-    const program = t.meta.program;
-    // Traces whose devices hardly compute together say little about how much that costs.
-    const ov = computeOverlap(t);
-    if (n < 2 || !program || ov < MIN_OVERLAP) continue;
-    const fit = fitCostModel([t]);
-    eachRun(program, (rank, seg, ins) => {
-      const measured = fit.compute[computeKey(rank, segmentKey(seg), ins.phase)];
-      const reference = referenceOf(ref, seg, ins.phase);
-      if (!measured || !reference) return;
-      const r = lineAt(reference.cost, ins.rows);
-      if (r > 0) ratios.set(n, [...(ratios.get(n) ?? []), 1 + (lineAt(measured, ins.rows) / r - 1) / ov]);
-    });
+  const ref: References = { whole, nodes, nodeSum: nodes.size > 0 ? nodeSum : null, nodeScale, interference: new Map(), threads: new Map() };
+  // Measured compute on N devices against the one-device reference, per run instruction.
+  const ratiosOf = (keep: (ov: number) => boolean): Map<number, { ratio: number; ov: number }[]> => {
+    const out = new Map<number, { ratio: number; ov: number }[]>();
+    for (const t of training) {
+      const n = devicesOf(t);
+      const program = t.meta.program;
+      const ov = computeOverlap(t);
+      if (n < 2 || !program || !keep(ov)) continue;
+      const fit = fitCostModel([t]);
+      eachRun(program, (rank, seg, ins) => {
+        const measured = fit.compute[computeKey(rank, segmentKey(seg), ins.phase)];
+        const reference = referenceOf(ref, seg, ins.phase);
+        if (!measured || !reference) return;
+        const r = lineAt(reference.cost, ins.rows);
+        if (r > 0) out.set(n, [...(out.get(n) ?? []), { ratio: lineAt(measured, ins.rows) / r, ov }]);
+      });
+    }
+    return out;
+  };
+  // Fewer cores per device: plans whose devices compute (almost) alone show it undiluted.
+  // Devices never run faster on fewer cores; a median below 1 is the machine's noise.
+  for (const [n, list] of ratiosOf((ov) => ov <= MAX_ALONE_OVERLAP)) ref.threads.set(n, Math.max(1, median(list.map((x) => x.ratio))));
+  // Contention: what is left once the thread factor is divided out, per unit of overlap.
+  // Traces whose devices hardly compute together say little about it.
+  for (const [n, list] of ratiosOf((ov) => ov >= MIN_OVERLAP)) {
+    const tau = ref.threads.get(n) ?? 1;
+    ref.interference.set(n, Math.max(1, median(list.map((x) => 1 + (x.ratio / tau - 1) / x.ov))));
   }
-  // Devices that share cores never run faster together than one alone; a median below 1 is
-  // noise of the machine, not a speedup to extrapolate.
-  for (const [n, list] of ratios) ref.interference.set(n, Math.max(1, median(list)));
   return ref;
 }
 
 /** Least compute overlap for a trace to count in the interference estimate. */
 const MIN_OVERLAP = 0.25;
+/** Most compute overlap for a trace to show the thread factor (devices computing alone). */
+const MAX_ALONE_OVERLAP = 0.05;
+
+/** The thread factor for `n` devices: measured, else the largest measured smaller count's, else 1. */
+function threadFactorFor(ref: References, n: number): number {
+  if (n <= 1) return 1;
+  const own = ref.threads.get(n);
+  if (own !== undefined) return own;
+  const smaller = [...ref.threads.keys()].filter((k) => k < n).sort((a, b) => b - a);
+  return smaller.length > 0 ? ref.threads.get(smaller[0]!)! : 1;
+}
 
 /** The interference factor for `n` devices, and the assumption it rests on when not measured. */
 function interferenceFor(ref: References, n: number): { factor: number; assumption: string | null } {
@@ -334,6 +368,7 @@ export function predictFrom(target: PredictTarget, training: readonly Trace[], r
   const segKeys = new Set<string>();
   eachRun(program, (_, seg) => segKeys.add(segmentKey(seg)));
   const inter = interferenceFor(refs, n);
+  const tau = threadFactorFor(refs, n);
   // Same-segment lines hold each trace's own slowdown; take it out, so the target's own is put back once.
   const sharing = sameN
     .filter((t) => t.meta.program!.segments.some((s) => segKeys.has(segmentKey(s))))
@@ -357,7 +392,8 @@ export function predictFrom(target: PredictTarget, training: readonly Trace[], r
       costs.compute[key] = { fixedUs: own.fixedUs, perRowUs: own.perRowUs };
       basis.add('same segment in other plans (one row size, scaled proportionally)');
     } else if (ref) {
-      costs.compute[key] = ref;
+      // The reference ran on one device with all the cores; a device of this plan has fewer.
+      costs.compute[key] = { fixedUs: ref.fixedUs * tau, perRowUs: ref.perRowUs * tau };
       if (inter.assumption) assumptions.add(inter.assumption);
       basis.add(found!.basis);
     } else {
