@@ -19,6 +19,7 @@ import { createServer } from 'node:net';
 import { join, relative, resolve } from 'node:path';
 import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
 import { it as nodeIt } from 'node:test';
+import type { ViewStats } from '../../../webview/src/hook-api';
 import { chromiumMissing, codeServerMissing, needs } from '../../helpers/prerequisites';
 import { removeTempDir, scratchDir } from '../../helpers/temp';
 
@@ -541,6 +542,36 @@ export async function closeWorkbench(vs: VsCodeHarness | undefined, workspace: s
     await vs.close();
   }
   if (workspace) rmSync(workspace, { recursive: true, force: true });
+}
+
+/** The timeline's draw statistics, from its test hook. */
+export async function viewStats(f: Frame): Promise<ViewStats> {
+  return (await f.evaluate('window.__parallax.stats()')) as ViewStats;
+}
+
+/**
+ * Moves the mouse onto span `span` of run 0 (it must be on screen), waits for the tooltip,
+ * saves a screenshot named `shot` and returns the tooltip's text, the point hovered (page
+ * coordinates) and the frame's box.
+ */
+export async function hoverSpan(
+  h: VsCodeHarness,
+  frame: Frame,
+  span: number,
+  shot: string,
+): Promise<{ text: string; x: number; y: number; box: { x: number; y: number } }> {
+  const at = (await frame.evaluate(`window.__parallax.locate(0, ${span})`)) as { x: number; y: number } | null;
+  if (!at) throw new Error(`span ${span} is not on screen`);
+  const box = await (await frame.frameElement()).boundingBox();
+  if (!box) throw new Error('the timeline frame has no box');
+  const x = box.x + at.x;
+  const y = box.y + at.y;
+  await h.page.mouse.move(x, y);
+  const tip = frame.locator('#px-tooltip');
+  await tip.waitFor({ state: 'visible', timeout: 10_000 });
+  const text = (await tip.textContent()) ?? '';
+  await h.screenshot(shot);
+  return { text, x, y, box };
 }
 
 /**

@@ -26,7 +26,7 @@ import { REPO, runCli } from '../../helpers/cli';
 import { kinetoFixture } from '../../helpers/kineto';
 import { importReport } from '../../../src/profiler/import/report';
 import { meta } from '../../helpers/trace-builders';
-import { closeWorkbench, ensureVsix, timelineFrame, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { closeWorkbench, ensureVsix, hoverSpan, timelineFrame, viewStats, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
 
 const DEMO = { layers: 4, hidden: 64, ffn: 128 } as const;
 const TRACE = 'runs/x.parallax.json';
@@ -126,22 +126,14 @@ describe('the timeline panel in VS Code (code-server)', { timeout: 5 * 60_000 },
       if (trace.spans.kind[i] === 0 && trace.spans.parent[i] < 0 && (span < 0 || trace.spans.dur[i] > trace.spans.dur[span])) span = i;
     }
     assert.ok(span >= 0);
-    const at = (await frame.evaluate(`window.__parallax.locate(0, ${span})`)) as { x: number; y: number } | null;
-    assert.ok(at, 'the span is on screen');
-    const box = await (await frame.frameElement()).boundingBox();
-    assert.ok(box);
-    await h.page.mouse.move(box.x + at.x, box.y + at.y);
-    const tip = frame.locator('#px-tooltip');
-    await tip.waitFor({ state: 'visible', timeout: 10_000 });
-    const text = (await tip.textContent()) ?? '';
-    await h.screenshot('tooltip');
+    const { text, x, y, box } = await hoverSpan(h, frame, span, 'tooltip');
     assert.ok(text.includes(trace.strings[trace.spans.name[span]!]!), `tooltip: ${text}`);
     const stats = await viewStats(frame);
     assert.deepEqual(stats.hover, { run: 0, span });
 
     // A double-click asks for the span's source: the extension names it and finds the model.
     await h.clearNotifications();
-    await h.page.mouse.dblclick(box.x + at.x, box.y + at.y);
+    await h.page.mouse.dblclick(x, y);
     const name = trace.strings[trace.spans.name[span]!]!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     const note = await h.waitForNotification(new RegExp(`Parallax: "${name}" on cpu:\\d`), { timeoutMs: 15_000 });
     assert.match(note, /Model: models\/demo-[^ ]*\.onnx\./);
@@ -371,10 +363,6 @@ function largeTrace(devices: number, steps: number): Trace {
     win.push({ index: s, startUs: t0, endUs: t0 + 950 });
   }
   return { meta: m, strings: b.strings, lanes: m.devices.map((d, i) => ({ device: i, label: d.label, group: d.physicalUnit })), steps: win, spans: b.finish() };
-}
-
-async function viewStats(f: Frame): Promise<ViewStats> {
-  return (await f.evaluate('window.__parallax.stats()')) as ViewStats;
 }
 
 /** Lane labels as the DOM has them (each lane element's title is its full label). */

@@ -17,7 +17,7 @@ import type { ViewStats } from '../../../webview/src/hook-api';
 import { syntheticPipelineTrace } from '../../../src/profiler/analysis/synthetic';
 import { writeTrace } from '../../../src/profiler/trace-io';
 import type { Trace } from '../../../src/profiler/trace-format';
-import { closeWorkbench, ensureVsix, timelineFrame, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { closeWorkbench, ensureVsix, hoverSpan, timelineFrame, viewStats, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
 
 /** Spans from which a trace is shown in tiles, in this test. */
 const THRESHOLD = 100_000;
@@ -78,15 +78,7 @@ describe('a big trace in tiles, in VS Code (code-server)', { timeout: 5 * 60_000
     }
     assert.ok(span >= 0);
     await nextFrame(frame);
-    const at = (await frame.evaluate(`window.__parallax.locate(0, ${span})`)) as { x: number; y: number } | null;
-    assert.ok(at, 'the span is in the tile and on screen');
-    const box = await (await frame.frameElement()).boundingBox();
-    assert.ok(box);
-    await h.page.mouse.move(box.x + at.x, box.y + at.y);
-    const tip = frame.locator('#px-tooltip');
-    await tip.waitFor({ state: 'visible', timeout: 10_000 });
-    const text = (await tip.textContent()) ?? '';
-    await h.screenshot('tiles-tooltip');
+    const { text } = await hoverSpan(h, frame, span, 'tiles-tooltip');
     assert.ok(text.includes(trace.strings[sp.name[span]!]!), `tooltip: ${text}`);
     assert.ok(text.includes(`step${sp.step[span]}`), `tooltip names the step: ${text}`);
     assert.deepEqual((await viewStats(frame)).hover, { run: 0, span });
@@ -99,10 +91,6 @@ describe('a big trace in tiles, in VS Code (code-server)', { timeout: 5 * 60_000
     assert.ok(s.drawn.rects.compute > 0);
   });
 });
-
-async function viewStats(f: Frame): Promise<ViewStats> {
-  return (await f.evaluate('window.__parallax.stats()')) as ViewStats;
-}
 
 async function nextFrame(f: Frame): Promise<ViewStats> {
   return (await f.evaluate('window.__parallax.nextFrame()')) as ViewStats;
