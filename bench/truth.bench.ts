@@ -55,7 +55,7 @@ const ONLY_PLANS = (process.env['PARALLAX_TRUTH_PLANS'] ?? '').split(',').map((s
 const REPEATS = QUICK ? 1 : 3;
 /** Identical runs of each base plan for stability (the truth repetitions' base runs count). */
 const STABILITY = QUICK ? 2 : 5;
-const CAPTURE_PAIRS = QUICK ? 2 : 6;
+const CAPTURE_PAIRS = QUICK ? 2 : 5;
 const ONE_DEVICE_RUNS = QUICK ? 1 : 3;
 const STEPS = 8;
 const WARMUP = 2;
@@ -378,29 +378,33 @@ interface Capture {
   model: string;
   off: number[];
   on: number[];
+  /** Per run: captured / uncaptured median step − 1, and its 90 % interval. */
+  ratios: { ratio: number; lo: number; hi: number }[];
   overhead: number | null;
   failed?: string;
 }
 
 /** Timed steps per capture-overhead run: more than the other runs, since the effect sought is a few per cent. */
-const CAPTURE_STEPS = 20;
+const CAPTURE_STEPS = 40;
 
+/**
+ * Capture overhead with the runner's capture check: in each run the timed steps also run
+ * with spans off, in blocks alternating with the captured ones, in the same workers and
+ * sessions — so the comparison is free of the run-to-run differences between processes
+ * (thread placement, allocation) that dwarf a few per cent. The median over the runs.
+ */
 async function captureOverhead(m: CorpusModel, path: string): Promise<Capture> {
-  const out: Capture = { model: m.name, off: [], on: [], overhead: null };
+  const out: Capture = { model: m.name, off: [], on: [], ratios: [], overhead: null };
   const req = withOverrides(baseRequest(path, m), { steps: CAPTURE_STEPS });
   try {
-    const ratios: number[] = [];
     for (let r = 0; r < CAPTURE_PAIRS; r++) {
-      // Alternate the order (off-on, on-off, …) so that drift does not favour either side.
-      const order = r % 2 === 0 ? [false, true] : [true, false];
-      const got: Record<string, number> = {};
-      for (const capture of order) got[String(capture)] = (await run({ ...req, capture, opLevel: false })).summary.stepTimeUs.median;
-      out.off.push(got['false']);
-      out.on.push(got['true']);
-      ratios.push(got['true'] / got['false']);
+      const c = (await run({ ...req, capture: true, captureCheck: true, opLevel: false })).summary.captureOverhead;
+      if (!c) throw new Error('the run reported no capture check');
+      out.off.push(c.uncapturedUs);
+      out.on.push(c.capturedUs);
+      out.ratios.push({ ratio: c.ratio, lo: c.lo, hi: c.hi });
     }
-    // The median of per-pair ratios: each pair ran back to back, under the same conditions.
-    out.overhead = median(ratios) - 1;
+    out.overhead = median(out.ratios.map((x) => x.ratio));
   } catch (e) {
     out.failed = errText(e);
   }
@@ -594,12 +598,13 @@ async function main(): Promise<void> {
     L(`| ${o.model} | ${o.failed ? o.failed : o.speedups.map((v) => `${v.toFixed(2)}×`).join(', ')} | ${iv || '–'} | ${o.failed ? '–' : `${o.inside} / ${o.speedups.length} ${mark(o.inside === o.speedups.length)}`} |`);
   }
   L();
-  L(`Capture overhead (capture on vs off, operator profile off, ${CAPTURE_PAIRS} pairs back to back in alternating order, ${CAPTURE_STEPS} steps each, data cpu:2; overhead = median of the pairs' ratios − 1; target ≤ 3 %):`);
+  L(`Capture overhead (\`--capture-check\`: in each run the ${CAPTURE_STEPS} timed steps also run with capture off, in blocks alternating with the captured ones in the same workers; ${CAPTURE_PAIRS} runs per model, data cpu:2, operator profile off; overhead = median over the runs of captured / uncaptured median step − 1; target ≤ 3 %):`);
   L();
-  L('| model | step off | step on | overhead |');
-  L('|---|---|---|---|');
+  L('| model | step off | step on | overhead | per run (90 % interval) |');
+  L('|---|---|---|---|---|');
   for (const c of capture) {
-    L(`| ${c.model} | ${c.failed ? `failed: ${c.failed}` : ms(median(c.off))} | ${ms(median(c.on))} | ${c.overhead === null ? '–' : `${pct1(c.overhead)} ${mark(c.overhead <= 0.03)}`} |`);
+    const runsText = c.ratios.map((x) => `${pct1(x.ratio)} [${pct1(x.lo)}, ${pct1(x.hi)}]`).join('; ');
+    L(`| ${c.model} | ${c.failed ? `failed: ${c.failed}` : ms(median(c.off))} | ${ms(median(c.on))} | ${c.overhead === null ? '–' : `${pct1(c.overhead)} ${mark(c.overhead <= 0.03)}`} | ${runsText} |`);
   }
   if (skipped.length) {
     L();

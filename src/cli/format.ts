@@ -72,6 +72,11 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
     const unreliable = s.speedupReliable === false ? ' — unreliable (measurement quality poor)' : '';
     out.push(`speedup     ${s.speedupVsOneDevice.toFixed(2)}×${iv} vs ${s.baseline.description} (median ${ms(s.baseline.stepTimeUs)}, steps interleaved with the parallel run's)${unreliable}`);
   }
+  if (s.captureOverhead) {
+    const c = s.captureOverhead;
+    const sp = (x: number): string => `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}%`;
+    out.push(`capture     ${sp(c.ratio)} (90% interval ${sp(c.lo)} to ${sp(c.hi)}): median ${ms(c.capturedUs)} captured vs ${ms(c.uncapturedUs)} with capture off, ${c.steps} steps each, interleaved in this run`);
+  }
   if (s.numericalCheck) out.push(numericsLine(s.numericalCheck, s.training ? 'parameter' : 'output'));
   if (s.training) out.push('', ...trainingLines(s.training));
   if (s.stages && s.bubbleFraction !== undefined) {

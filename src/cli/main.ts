@@ -171,6 +171,7 @@ interface ProfileFlags {
   json?: boolean;
   baseline: boolean;
   opLevel: boolean;
+  captureCheck?: boolean;
   batchDim?: string;
   dim: Record<string, number>;
   inputShape: Record<string, number[]>;
@@ -239,6 +240,7 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
     plan: planOf({ ...flags, mode: flags.mode }),
     capture: true,
     opLevel: flags.opLevel,
+    ...(flags.captureCheck ? { captureCheck: true } : {}),
     adviceOnPoorQuality: flags.adviceOnPoorQuality,
     baseline: flags.baseline,
     ...(flags.batchDim ? { batchDim: flags.batchDim } : {}),
@@ -411,6 +413,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the summary as JSON on stdout, no progress display')
     .option('--no-baseline', 'skip the one-device baseline (no speedup, no numerical check)')
     .option('--no-op-level', "skip ONNX Runtime's per-operator profile")
+    .option('--capture-check', 'also run the timed steps with capture off, interleaved, and report what capture costs (inference only)')
     .addOption(
       new Option('--advice-on-poor-quality <policy>', 'when the machine was busy: hold timing findings back, or show them with a caveat')
         .choices(['hold', 'show'])

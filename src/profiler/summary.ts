@@ -6,7 +6,7 @@
  */
 import { trainingSummary, type TrainingSummary } from './training-summary';
 import { IDLE_CAUSES, SpanKind, zeroByCause, type IdleCauseOfSpan, type NumericalCheck, type Trace } from './trace-format';
-import { ratioInterval, spread, sum } from './stats';
+import { median, ratioInterval, spread, sum } from './stats';
 import { gpipeBubble } from './plan';
 import type { PipelinePlan } from './plan';
 import { measurementQuality, type MeasurementQuality } from './quality';
@@ -53,6 +53,11 @@ export interface ProfileSummary {
   /** False when measurement quality is poor: a speedup then says more about the machine than the plan. */
   speedupReliable: boolean;
   baseline: { description: string; stepTimeUs: number } | null;
+  /**
+   * The capture check's result (`--capture-check`): median step time with span capture on
+   * over the same steps with it off, minus 1, with a 90 % bootstrap interval; absent without it.
+   */
+  captureOverhead?: { ratio: number; lo: number; hi: number; capturedUs: number; uncapturedUs: number; steps: number };
   numericalCheck: NumericalCheck | null;
   /** Share of all device time spent computing / communicating / idle. */
   totals: { computeShare: number; commShare: number; idleShare: number };
@@ -151,6 +156,7 @@ export function summarize(trace: Trace): ProfileSummary {
     speedupVsOneDevice: speedup,
     speedupReliable: quality.verdict !== 'poor',
     baseline: base ? { description: base.description, stepTimeUs: base.stepTimeUs.median } : null,
+    ...captureOverheadOf(trace, stepTimes),
     numericalCheck: trace.meta.numericalCheck ?? null,
     totals: {
       computeShare: all > 0 ? sum(compute) / all : 0,
@@ -191,4 +197,15 @@ function pipelineFields(
     stageBalance: meanCompute > 0 ? Math.max(...compute) / meanCompute : 1,
     stages,
   };
+}
+
+/** The capture check's overhead: captured over uncaptured median step, with its interval. */
+function captureOverheadOf(trace: Trace, captured: number[]): Pick<ProfileSummary, 'captureOverhead'> {
+  const off = trace.meta.captureCheck?.stepTimesUs ?? [];
+  if (off.length === 0 || captured.length === 0) return {};
+  const on = median(captured);
+  const offMed = median(off);
+  if (!(on > 0) || !(offMed > 0)) return {};
+  const iv = ratioInterval(captured, off);
+  return { captureOverhead: { ratio: on / offMed - 1, lo: iv.lo - 1, hi: iv.hi - 1, capturedUs: on, uncapturedUs: offMed, steps: off.length } };
 }

@@ -235,6 +235,11 @@ export const TraceMetaSchema = Type.Object({
    */
   measurement: Type.Optional(MeasurementMetaSchema),
   /**
+   * The capture check (`--capture-check`): step times of the timed steps run again with span
+   * capture off, in blocks alternating with the captured ones in the same workers, µs.
+   */
+  captureCheck: Type.Optional(Type.Object({ stepTimesUs: Type.Array(Type.Number()) })),
+  /**
    * The point-to-point channels between devices: `slots` slots of `slotBytes` each. A message
    * takes ⌈bytes / slotBytes⌉ slots (at least one), and a send that finds no free slot waits
    * for its receiver to drain one; the simulator bounds its channels the same way. Absent

@@ -21,6 +21,12 @@ export interface ProfileRequest {
   plan: Plan;
   /** Record spans at all (off only for overhead benchmarks). */
   capture: boolean;
+  /**
+   * Measure what capture costs in this run: the timed steps run again with spans off, in
+   * blocks alternating with the captured ones, and the summary compares the two step times.
+   * Inference only (extra steps would train the weights further).
+   */
+  captureCheck?: boolean;
   /** Merge ONNX Runtime's operator-level profile under each compute span. */
   opLevel: boolean;
   /** Measure the one-device baseline in the same command (speedup and numerical check). */
@@ -153,6 +159,8 @@ export interface DeviceInit {
   commThreads?: unknown;
   /** Timed steps the runner will ask for in all (sizes the step-time arrays). */
   steps: number;
+  /** Steps of the capture check the runner will ask for (0 or absent: none). */
+  checkSteps?: number;
   /** Record spans of timed steps. */
   capture: boolean;
   /**
@@ -176,7 +184,11 @@ export interface DeviceInit {
  * group; `finish` runs the operator-profiled steps (if any) and reports everything.
  */
 export type ToDeviceControl =
-  | { type: 'run'; first: number; steps: number; record: boolean }
+  /**
+   * `uncaptured`: a block of the capture check (`ProfileRequest.captureCheck`): the same steps
+   * with span capture off, their windows kept apart from the timed ones (`checkStart`/`checkEnd`).
+   */
+  | { type: 'run'; first: number; steps: number; record: boolean; uncaptured?: boolean }
   | { type: 'finish'; profiledSteps: number };
 
 export type ToDevice = DeviceInit | ToDeviceControl;
@@ -203,6 +215,9 @@ export type FromDevice =
       /** Per operator-profiled step: start and end (empty without them). */
       profiledStart: Float64Array;
       profiledEnd: Float64Array;
+      /** Per step of the capture check (spans off): start and end (empty without it). */
+      checkStart: Float64Array;
+      checkEnd: Float64Array;
       spans: SpanColumnsLocal | null;
       /** Gathered outputs: full-batch buffers holding the rows this device gathered. */
       outputs: SharedOutput[];

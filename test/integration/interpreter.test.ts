@@ -12,7 +12,8 @@ import { compile } from '../../src/runtime/compile';
 import { runProfile } from '../../src/runtime/runner/runner';
 import { ensureDemoModel } from '../../src/runtime/onnx/demo-model';
 import { makePlan, type Plan } from '../../src/profiler/plan';
-import { spanRow, SpanFlag, type Trace } from '../../src/profiler/trace-format';
+import { spanRow, SpanFlag, SpanKind, type Trace } from '../../src/profiler/trace-format';
+import { median } from '../../src/profiler/stats';
 import type { FromDevice, SharedInput } from '../../src/runtime/protocol';
 import { writeTinyMatMulModel, seededValues, tinyMatMulReference } from '../helpers/tiny-model';
 import { tempDir } from '../helpers/temp';
@@ -142,4 +143,35 @@ test('the baseline and the measured steps run with identical capture settings, i
   }
   assert.ok(ops > 0, 'operator spans were recorded');
   assert.equal(t.profiledSteps?.length, capture.profiledSteps);
+});
+
+test('the capture check runs the same steps with capture off in the same workers, keeps their windows apart and records no span for them', async () => {
+  const model = await ensureDemoModel(join(dir, 'cache'), { layers: 4, hidden: 64, ffn: 128 });
+  const plan = makePlan({ mode: 'pipeline', devices: 'cpu:2', batch: 8, steps: 6, warmup: 1, seed: 0, microBatches: 2 });
+  const r = await runProfile({ modelPath: model, modelLabel: 'demo', plan, capture: true, captureCheck: true, opLevel: false, baseline: true, outPath: null }, progress);
+  const t = r.trace!;
+  const off = t.meta.captureCheck?.stepTimesUs ?? [];
+  assert.equal(off.length, 6, 'one uncaptured window per timed step');
+  assert.ok(off.every((us) => us > 0));
+  // Spans belong to the captured timed steps only: 6 steps × 2 micro-batches × 2 stages of compute.
+  const computeSteps = new Set<number>();
+  let compute = 0;
+  for (let i = 0; i < t.spans.count; i++) {
+    if (t.spans.kind[i] !== SpanKind.compute || t.spans.parent[i] >= 0) continue;
+    compute++;
+    computeSteps.add(t.spans.step[i]);
+  }
+  assert.equal(compute, 6 * 2 * 2);
+  assert.deepEqual([...computeSteps].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5]);
+  const c = r.summary!.captureOverhead!;
+  assert.equal(c.steps, 6);
+  assert.ok(c.lo <= c.ratio && c.ratio <= c.hi, 'the overhead lies inside its interval');
+  assert.equal(c.uncapturedUs, median(off));
+  assert.equal(c.capturedUs, median(t.steps.map((w) => w.endUs - w.startUs)));
+  assert.ok(t.meta.notes.some((n) => n.startsWith('Capture check:')));
+  // With training the extra steps would train further than the reference: refused up front.
+  await assert.rejects(
+    runProfile({ modelPath: model, modelLabel: 'demo', plan: makePlan({ mode: 'data', devices: 'cpu:2', batch: 8, steps: 2, warmup: 1, seed: 0, train: { loss: 'mse', optimizer: 'sgd', lr: 0.01, bucketMb: 25 } } as never), capture: true, captureCheck: true, opLevel: false, baseline: false, outPath: null }, progress),
+    /--capture-check runs the timed steps twice/,
+  );
 });

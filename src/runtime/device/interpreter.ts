@@ -119,7 +119,7 @@ export class Interpreter {
         case 'init':
           return await this.onInit(m);
         case 'run':
-          return await this.onRun(m.first, m.steps, m.record);
+          return await this.onRun(m.first, m.steps, m.record, m.uncaptured === true);
         case 'finish':
           return await this.onFinish(m.profiledSteps);
         default: {
@@ -232,6 +232,9 @@ export class Interpreter {
   /** Timed step windows, filled as recorded blocks run. */
   private stepStart = new Float64Array(0);
   private stepEnd = new Float64Array(0);
+  /** Step windows of the capture check's blocks (same steps, spans off). */
+  private checkStart = new Float64Array(0);
+  private checkEnd = new Float64Array(0);
   /** True while a block of timed steps runs (a training step records its loss then). */
   private timedBlock = false;
   /** Which session `run` instructions use: the timed one, or the operator-profiled one. */
@@ -247,19 +250,31 @@ export class Interpreter {
     return { start, end: nowUs() };
   }
 
-  /** A block of steps: warm-up (negative step numbers, not recorded) or timed. */
-  private async onRun(first: number, steps: number, record: boolean): Promise<void> {
+  /**
+   * A block of steps: warm-up (negative step numbers, not recorded), timed, or a block of the
+   * capture check (`uncaptured`: the timed steps again with no span recorded, their windows
+   * kept apart so the runner can compare step time with capture on and off in one run).
+   */
+  private async onRun(first: number, steps: number, record: boolean, uncaptured: boolean): Promise<void> {
     const m = this.init!;
     if (this.stepStart.length !== m.steps) {
       this.stepStart = new Float64Array(m.steps);
       this.stepEnd = new Float64Array(m.steps);
     }
-    this.recording = record && m.capture;
-    this.timedBlock = record;
+    const checkSteps = m.checkSteps ?? 0;
+    if (this.checkStart.length !== checkSteps) {
+      this.checkStart = new Float64Array(checkSteps);
+      this.checkEnd = new Float64Array(checkSteps);
+    }
+    this.recording = record && m.capture && !uncaptured;
+    this.timedBlock = record && !uncaptured;
     for (let k = 0; k < steps; k++) {
       const step = first + k;
       const w = await this.step(step);
-      if (record && step >= 0 && step < m.steps) {
+      if (uncaptured && record && step >= 0 && step < checkSteps) {
+        this.checkStart[step] = w.start;
+        this.checkEnd[step] = w.end;
+      } else if (record && !uncaptured && step >= 0 && step < m.steps) {
         this.stepStart[step] = w.start;
         this.stepEnd[step] = w.end;
         if (m.rank === 0) this.post({ type: 'step', rank: 0, step });
@@ -305,10 +320,10 @@ export class Interpreter {
     await this.releaseSessions();
     const spans = m.capture ? this.spans.take() : null;
     const outputs = [...this.outputs.values()].map((o) => o.shared);
-    const { stepStart, stepEnd } = this;
+    const { stepStart, stepEnd, checkStart, checkEnd } = this;
     this.post(
-      { type: 'done', rank: m.rank, stepStart, stepEnd, profiledStart, profiledEnd, spans, notes, outputs, schedThreads: this.schedThreads, ...(trained ? { training: trained } : {}) },
-      [stepStart.buffer, stepEnd.buffer, profiledStart.buffer, profiledEnd.buffer, ...(spans ? SpanBuffer.transferList(spans) : [])],
+      { type: 'done', rank: m.rank, stepStart, stepEnd, profiledStart, profiledEnd, checkStart, checkEnd, spans, notes, outputs, schedThreads: this.schedThreads, ...(trained ? { training: trained } : {}) },
+      [stepStart.buffer, stepEnd.buffer, profiledStart.buffer, profiledEnd.buffer, checkStart.buffer, checkEnd.buffer, ...(spans ? SpanBuffer.transferList(spans) : [])],
     );
   }
 

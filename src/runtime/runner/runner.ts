@@ -286,8 +286,11 @@ async function measure(req: ProfileRequest, l: Loaded, program: Program, segment
   const plan = req.plan;
   const capture: Capture = { spans: req.capture, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
   const common = { inputs: l.inputs, steps: plan.steps, warmup: plan.warmup, profileDir, ...(l.training ? { initialWeights: l.training.initial } : {}) };
+  // The capture check runs the timed steps again with spans off, in the same workers and
+  // sessions, so the two step times differ only by what capture does.
+  const check = req.captureCheck === true && req.capture;
   hooks.progress({ phase: 'warmup', done: 0, total: l.devices.length, message: `starting ${l.devices.length} device worker(s)` });
-  const par = await ProgramRun.start(program, { ...common, devices: l.devices, segmentPaths, capture, phase: 'steps', message: 'measuring' }, hooks);
+  const par = await ProgramRun.start(program, { ...common, ...(check ? { checkSteps: plan.steps } : {}), devices: l.devices, segmentPaths, capture, phase: 'steps', message: 'measuring' }, hooks);
   let base: ProgramRun | null = null;
   try {
     if (req.baseline) {
@@ -303,8 +306,12 @@ async function measure(req: ProfileRequest, l: Loaded, program: Program, segment
     const sampler = loadSampler();
     sampler?.start();
     for (const [b, k] of blocksOf(plan.steps).entries()) {
-      const order = b % 2 === 0 ? [par, base] : [base, par];
-      for (const r of order) await r?.timed(k);
+      // Each block rotates who goes first: P B (C), then B (C) P, … so that none of the
+      // three always follows another.
+      const order: (() => Promise<void>)[] = [() => par.timed(k)];
+      if (base) order.push(() => base!.timed(k));
+      if (check) order.push(() => par.check(k));
+      for (let i = 0; i < order.length; i++) await order[(i + b) % order.length]!();
     }
     const load = sampler?.stop() ?? null;
     const baseDone = base ? await base.finish() : null;
@@ -336,6 +343,9 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
   const check = (): void => {
     if (hooks.signal?.aborted) throw new CancelledError();
   };
+  if (req.captureCheck && 'train' in req.plan && req.plan.train) {
+    throw new UserError('--capture-check runs the timed steps twice, which would train the weights further than the one-device reference; drop --capture-check or --train');
+  }
   hooks.progress({ phase: 'load', done: 0, total: 1, message: 'loading model' });
   const l = await load(req);
   check();

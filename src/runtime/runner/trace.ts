@@ -123,6 +123,11 @@ function notesOf(m: Measured): string[] {
       `Training: ${m.training.loss} loss against a fixed random teacher's labels, ${m.training.optimizer} at lr ${m.training.lr}; gradients all-reduced in ${m.training.buckets.length} bucket(s), each on the device's communication thread as soon as its backward part has run, overlapping the parts after it. The numerical check compares the trained weights after the warm-up and timed steps with the one-device training run's.`,
     );
   }
+  if ((m.done[0]?.checkStart.length ?? 0) > 0) {
+    notes.push(
+      'Capture check: the timed steps also ran with span capture off, in blocks alternating with the captured ones; the summary compares the two step times. The gaps between blocks on this timeline include those uncaptured steps.',
+    );
+  }
   if (m.baseline?.schedule === 'interleaved') {
     notes.push(
       "Timed steps ran in blocks alternating with the one-device baseline's, so both saw the same machine; the gaps between blocks on this timeline are the baseline's time, not this run's.",
@@ -164,6 +169,7 @@ export function buildTrace(m: Measured): Trace {
     }));
   const steps = windows((d) => d.stepStart, (d) => d.stepEnd, 0);
   const profiledSteps = windows((d) => d.profiledStart, (d) => d.profiledEnd, m.plan.steps);
+  const checkSteps = windows((d) => d.checkStart, (d) => d.checkEnd, 0).map((w) => w.endUs - w.startUs);
   const deviceMeta: DeviceMeta[] = devices.map((d) => ({
     id: d.id,
     kind: d.kind,
@@ -192,6 +198,7 @@ export function buildTrace(m: Measured): Trace {
     capture: m.capture,
     ...(m.request.adviceOnPoorQuality ? { adviceOnPoorQuality: m.request.adviceOnPoorQuality } : {}),
     ...(m.measurement ? { measurement: m.measurement } : {}),
+    ...(checkSteps.length > 0 ? { captureCheck: { stepTimesUs: checkSteps } } : {}),
     // The runner's communication group uses the default channel layout (workers.ts).
     ...(devices.length > 1 ? { channel: { slots: DEFAULT_SLOTS, slotBytes: DEFAULT_SLOT_BYTES } } : {}),
     opLevel: m.capture.profiledSteps > 0,

@@ -156,6 +156,8 @@ export interface ExecuteOptions {
   steps: number;
   warmup: number;
   capture: Capture;
+  /** Steps of the capture check (the timed steps again with spans off), 0 or absent: none. */
+  checkSteps?: number;
   profileDir: string;
   graphOptimizationLevel?: DeviceInit['graphOptimizationLevel'];
   /** A training program's initial parameter values (float32, shared by every replica). */
@@ -229,6 +231,7 @@ export class ProgramRun {
         comm,
         ...(commThreads ? { commThreads } : {}),
         steps: o.steps,
+        ...(o.checkSteps ? { checkSteps: o.checkSteps } : {}),
         capture: o.capture.spans,
         opLevel: o.capture.profiledSteps > 0,
         profileDir: o.profileDir,
@@ -241,10 +244,12 @@ export class ProgramRun {
     group.onStep = (step) => this.hooks.progress({ phase: this.o.phase, done: step + 1, total: this.o.steps, message: this.o.message });
   }
 
-  private async block(first: number, steps: number, record: boolean): Promise<void> {
+  private nextCheck = 0;
+
+  private async block(first: number, steps: number, record: boolean, uncaptured = false): Promise<void> {
     if (steps <= 0) return;
     const done = this.group.waitAll('block');
-    const m: ToDeviceControl = { type: 'run', first, steps, record };
+    const m: ToDeviceControl = { type: 'run', first, steps, record, ...(uncaptured ? { uncaptured } : {}) };
     this.group.workers.forEach((_, r) => this.group.post(r, m));
     await done;
   }
@@ -260,6 +265,16 @@ export class ProgramRun {
     const k = Math.min(steps, this.o.steps - this.next);
     await this.block(this.next, k, true);
     this.next += k;
+  }
+
+  /**
+   * The next `steps` steps of the capture check: the timed steps' inputs again with no span
+   * recorded, their windows reported apart (`checkStart`/`checkEnd`).
+   */
+  async check(steps: number): Promise<void> {
+    const k = Math.min(steps, (this.o.checkSteps ?? 0) - this.nextCheck);
+    await this.block(this.nextCheck, k, true, true);
+    this.nextCheck += k;
   }
 
   /** Runs the operator-profiled steps, collects every device's results and ends the workers. */
