@@ -29,7 +29,7 @@ import { formatDuration, formatPercent } from './units';
 import { gpipeBubble } from './plan';
 import { analyse, type Analysis } from './analysis/index';
 import { deviceSpecFor } from './analysis/plan';
-import { predictPipelineStepUs } from './analysis/pipeline';
+import { predictPipelineStepUs, type PipelineModel } from './analysis/pipeline';
 import { repartitionStages, stageCostsAtCuts } from './analysis/partition';
 import { amdahlSpeedup, type ScalingPoint } from './analysis/scaling';
 import { TINY_OP_US } from './analysis/ops';
@@ -324,6 +324,14 @@ function divisorsAbove(n: number, above: number): number[] {
   return out;
 }
 
+/** Where the prediction for M′ micro-batches comes from, when the run measured a second count. */
+function probeNote(model: PipelineModel, m2: number): string {
+  const p = model.probe;
+  if (!p) return '';
+  if (p.microBatches === m2) return ` This run measured ${m2} micro-batches too: ${dur(p.stepUs)} per step.`;
+  return ` Predicted through the two counts this run measured (${model.microBatches} and ${p.microBatches}).`;
+}
+
 /**
  * Pipeline: fill and drain leave stages idle for (K−1)/(M+K−1) of a GPipe step. More
  * micro-batches (each a divisor of the batch, so every micro-batch has the same rows) shrink
@@ -377,7 +385,7 @@ function pipelineBubbleRule(trace: Trace, a: Analysis): Finding[] {
         },
       },
       change: {
-        description: `Raise the micro-batches from ${M} to ${m2} (${batch / m2} rows each): GPipe's bubble drops to ${pct(gpipeBubble(K, m2))}.`,
+        description: `Raise the micro-batches from ${M} to ${m2} (${batch / m2} rows each): GPipe's bubble drops to ${pct(gpipeBubble(K, m2))}.${probeNote(p.model, m2)}`,
         params: { microBatches: m2 },
       },
       currentStepUs: current,

@@ -58,6 +58,8 @@ export interface ProfileSummary {
    * over the same steps with it off, minus 1, with a 90 % bootstrap interval; absent without it.
    */
   captureOverhead?: { ratio: number; lo: number; hi: number; capturedUs: number; uncapturedUs: number; steps: number };
+  /** Pipeline runs: the second micro-batch count measured in the same run (`meta.microProbe`). */
+  microProbe?: { microBatches: number; stepTimeUs: number; steps: number };
   numericalCheck: NumericalCheck | null;
   /** Share of all device time spent computing / communicating / idle. */
   totals: { computeShare: number; commShare: number; idleShare: number };
@@ -157,6 +159,9 @@ export function summarize(trace: Trace): ProfileSummary {
     speedupReliable: quality.verdict !== 'poor',
     baseline: base ? { description: base.description, stepTimeUs: base.stepTimeUs.median } : null,
     ...captureOverheadOf(trace, stepTimes),
+    ...(trace.meta.microProbe && trace.meta.microProbe.stepTimesUs.length > 0
+      ? { microProbe: { microBatches: trace.meta.microProbe.microBatches, stepTimeUs: median(trace.meta.microProbe.stepTimesUs), steps: trace.meta.microProbe.stepTimesUs.length } }
+      : {}),
     numericalCheck: trace.meta.numericalCheck ?? null,
     totals: {
       computeShare: all > 0 ? sum(compute) / all : 0,

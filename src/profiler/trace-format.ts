@@ -240,6 +240,20 @@ export const TraceMetaSchema = Type.Object({
    */
   captureCheck: Type.Optional(Type.Object({ stepTimesUs: Type.Array(Type.Number()) })),
   /**
+   * Pipeline runs: a second operating point measured in the same run (the next micro-batch
+   * count dividing the batch, interleaved, on workers of its own): its step times, and each
+   * stage's compute and comm per micro-batch, µs. The pipeline step model is fitted through
+   * both points.
+   */
+  microProbe: Type.Optional(
+    Type.Object({
+      microBatches: Type.Number(),
+      stepTimesUs: Type.Array(Type.Number()),
+      stagePerMicroUs: Type.Array(Type.Number()),
+      stageCommPerMicroUs: Type.Array(Type.Number()),
+    }),
+  ),
+  /**
    * The point-to-point channels between devices: `slots` slots of `slotBytes` each. A message
    * takes ⌈bytes / slotBytes⌉ slots (at least one), and a send that finds no free slot waits
    * for its receiver to drain one; the simulator bounds its channels the same way. Absent

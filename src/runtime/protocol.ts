@@ -27,6 +27,12 @@ export interface ProfileRequest {
    * Inference only (extra steps would train the weights further).
    */
   captureCheck?: boolean;
+  /**
+   * Pipeline inference: also measure the next micro-batch count that divides the batch (half
+   * the timed steps, interleaved, its own workers), so predictions for other counts rest on
+   * two measured operating points. On unless false.
+   */
+  microProbe?: boolean;
   /** Merge ONNX Runtime's operator-level profile under each compute span. */
   opLevel: boolean;
   /** Measure the one-device baseline in the same command (speedup and numerical check). */

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Interpreter } from '../../src/runtime/device/interpreter';
 import { compile } from '../../src/runtime/compile';
-import { runProfile } from '../../src/runtime/runner/runner';
+import { probeMicroBatches, runProfile } from '../../src/runtime/runner/runner';
 import { ensureDemoModel } from '../../src/runtime/onnx/demo-model';
 import { makePlan, type Plan } from '../../src/profiler/plan';
 import { spanRow, SpanFlag, SpanKind, type Trace } from '../../src/profiler/trace-format';
@@ -145,6 +145,22 @@ test('the baseline and the measured steps run with identical capture settings, i
   assert.equal(t.profiledSteps?.length, capture.profiledSteps);
 });
 
+test('probeMicroBatches picks the next micro-batch count that divides the batch, else the nearest below', () => {
+  assert.equal(probeMicroBatches(8, 1), 2);
+  assert.equal(probeMicroBatches(8, 2), 4);
+  assert.equal(probeMicroBatches(12, 4), 6);
+  assert.equal(probeMicroBatches(8, 8), 4);
+  assert.equal(probeMicroBatches(1, 1), null);
+});
+
+test('without the micro-batch probe a pipeline run records none', async () => {
+  const model = await ensureDemoModel(join(dir, 'cache'), { layers: 4, hidden: 64, ffn: 128 });
+  const plan = makePlan({ mode: 'pipeline', devices: 'cpu:2', batch: 8, steps: 2, warmup: 1, seed: 0, microBatches: 2 });
+  const r = await runProfile({ modelPath: model, modelLabel: 'demo', plan, capture: true, microProbe: false, opLevel: false, baseline: false, outPath: null }, progress);
+  assert.equal(r.trace!.meta.microProbe, undefined);
+  assert.equal(r.summary!.microProbe, undefined);
+});
+
 test('the capture check runs the same steps with capture off in the same workers, keeps their windows apart and records no span for them', async () => {
   const model = await ensureDemoModel(join(dir, 'cache'), { layers: 4, hidden: 64, ffn: 128 });
   const plan = makePlan({ mode: 'pipeline', devices: 'cpu:2', batch: 8, steps: 6, warmup: 1, seed: 0, microBatches: 2 });
@@ -169,6 +185,19 @@ test('the capture check runs the same steps with capture off in the same workers
   assert.equal(c.uncapturedUs, median(off));
   assert.equal(c.capturedUs, median(t.steps.map((w) => w.endUs - w.startUs)));
   assert.ok(t.meta.notes.some((n) => n.startsWith('Capture check:')));
+  // The pipeline also measured a second micro-batch count (4) on workers of its own, for half the steps.
+  const probe = t.meta.microProbe!;
+  assert.equal(probe.microBatches, 4);
+  assert.equal(probe.stepTimesUs.length, 3);
+  assert.ok(probe.stepTimesUs.every((us) => us > 0));
+  assert.equal(probe.stagePerMicroUs.length, 2);
+  assert.ok(probe.stagePerMicroUs.every((us) => us > 0));
+  assert.equal(r.summary!.microProbe?.microBatches, 4);
+  assert.ok(t.meta.notes.some((n) => n.startsWith('Micro-batch probe:')));
+  // Its spans stay out of the run's trace: only micro-batches 0 and 1 computed there.
+  const micros = new Set<number>();
+  for (let i = 0; i < t.spans.count; i++) if (t.spans.kind[i] === SpanKind.compute) micros.add(t.spans.micro[i]);
+  assert.deepEqual([...micros].sort(), [0, 1]);
   // With training the extra steps would train further than the reference: refused up front.
   await assert.rejects(
     runProfile({ modelPath: model, modelLabel: 'demo', plan: makePlan({ mode: 'data', devices: 'cpu:2', batch: 8, steps: 2, warmup: 1, seed: 0, train: { loss: 'mse', optimizer: 'sgd', lr: 0.01, bucketMb: 25 } } as never), capture: true, captureCheck: true, opLevel: false, baseline: false, outPath: null }, progress),

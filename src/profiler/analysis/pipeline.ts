@@ -83,6 +83,20 @@ export interface PipelineModel {
    * fixed share, which is why more micro-batches do not always pay.
    */
   stageFixedShare: number[];
+  /**
+   * The second operating point the run measured (`meta.microProbe`), when it did: then a
+   * change of micro-batch count is predicted through both points (see {@link predictPipelineStepUs}).
+   */
+  probe: MicroProbePoint | null;
+}
+
+/** A second measured operating point of the same pipeline at another micro-batch count. */
+export interface MicroProbePoint {
+  microBatches: number;
+  /** Median measured step, µs. */
+  stepUs: number;
+  stagePerMicroUs: number[];
+  stageCommPerMicroUs: number[];
 }
 
 /**
@@ -136,9 +150,16 @@ export function stagesOfLanes(ix: SpanIndex, stages: number): Int32Array {
   return out;
 }
 
-/** Predicts the step after a change, with the run's calibrated model. */
+/**
+ * Predicts the step after a change, with the run's calibrated model. A change of micro-batch
+ * count, in a run that measured a second count too, goes through {@link twoPointStepUs}.
+ */
 export function predictPipelineStepUs(model: PipelineModel, change: { stagePerMicroUs?: number[]; microBatches?: number }): number {
   const m2 = change.microBatches ?? model.microBatches;
+  if (!change.stagePerMicroUs && model.probe && m2 !== model.microBatches) {
+    const two = twoPointStepUs(model, model.probe, m2);
+    if (two !== null) return two;
+  }
   // A micro-batch carries M/M′ of the rows it did: its per-row work and the activations it
   // sends shrink by that; its fixed work (e.g. streaming the stage's weights) does not.
   const f = model.microBatches / m2;
@@ -148,6 +169,68 @@ export function predictPipelineStepUs(model: PipelineModel, change: { stagePerMi
   });
   const comm = model.stageCommPerMicroUs.map((c) => c * f);
   return model.scale * pipelineFormulaUs(m2, per, comm);
+}
+
+/**
+ * Cost per micro-batch at `rows` rows on the line through two measured points (r1, y1) and
+ * (r2, y2), kept physical: never decreasing with rows, never below zero at zero rows.
+ */
+function lineAt(r1: number, y1: number, r2: number, y2: number, rows: number): number {
+  let b = r1 !== r2 ? (y1 - y2) / (r1 - r2) : 0;
+  if (!(b >= 0)) b = 0;
+  let a = y1 - b * r1;
+  if (a < 0) {
+    a = 0;
+    b = r1 > 0 ? y1 / r1 : 0;
+  }
+  return Math.max(0, a + b * rows);
+}
+
+/**
+ * The step at M′ micro-batches from two measured operating points (the run at M and the
+ * probe at M₂). Each stage's compute and comm per micro-batch lie on a line in the rows a
+ * micro-batch carries (fixed + per row), through what both points measured; the flow-shop
+ * formula gives the step those costs explain, and what it leaves unexplained at each point
+ * (host hand-offs, step start and end) is split into a part per step E and a part per
+ * micro-batch on the critical path g, paid M + K − 1 times:
+ *
+ *     step(M′) = formula(M′) + E + g · (M′ + K − 1),
+ *
+ * which gives both measured steps back exactly. A negative g (noise) counts as none. Null
+ * when the probe does not describe the same stages.
+ */
+export function twoPointStepUs(model: PipelineModel, probe: MicroProbePoint, m2: number): number | null {
+  const K = model.stages;
+  const M = model.microBatches;
+  const Mp = probe.microBatches;
+  if (Mp === M || probe.stagePerMicroUs.length !== K || !(probe.stepUs > 0)) return null;
+  // Rows per micro-batch in units of the batch: 1/M.
+  const r1 = 1 / M;
+  const rp = 1 / Mp;
+  const costsAt = (m: number): { t: number[]; c: number[] } => ({
+    t: model.stagePerMicroUs.map((y, s) => lineAt(r1, y, rp, probe.stagePerMicroUs[s] ?? y, 1 / m)),
+    c: model.stageCommPerMicroUs.map((y, s) => lineAt(r1, y, rp, probe.stageCommPerMicroUs[s] ?? y, 1 / m)),
+  });
+  const formula = (m: number): number => {
+    const { t, c } = costsAt(m);
+    return pipelineFormulaUs(m, t, c);
+  };
+  const res1 = model.measuredStepUs - formula(M);
+  const resP = probe.stepUs - formula(Mp);
+  let g = (resP - res1) / (Mp - M);
+  let e = res1 - g * (M + K - 1);
+  if (!(g >= 0)) {
+    g = 0;
+    e = res1;
+  }
+  return Math.max(0, formula(m2) + e + g * (m2 + K - 1));
+}
+
+/** The trace's micro-batch probe as a model point, when it has one for the same K stages. */
+function probeOf(trace: SpanIndex['trace'], stages: number): MicroProbePoint | null {
+  const p = trace.meta.microProbe;
+  if (!p || p.stepTimesUs.length === 0 || p.stagePerMicroUs.length !== stages) return null;
+  return { microBatches: p.microBatches, stepUs: median(p.stepTimesUs), stagePerMicroUs: p.stagePerMicroUs, stageCommPerMicroUs: p.stageCommPerMicroUs };
 }
 
 /** The pipeline analysis, or null when the trace is not a pipeline run. */
@@ -219,6 +302,7 @@ export function analysePipeline(ix: SpanIndex, cells: BreakdownCells, plan: Plan
       scale: formulaUs > 0 ? measuredStepUs / formulaUs : 1,
       microBatchRows: plan.microBatchRows,
       stageFixedShare: stageFixedShares(plan, K),
+      probe: probeOf(trace, K),
     },
   };
 }

@@ -29,6 +29,7 @@ import { loadSampler, type OtherLoad } from '../device/schedstat';
 import { deriveIdle } from '../../profiler/idle';
 import { summarize, type ProfileSummary } from '../../profiler/summary';
 import { findings as runFindings } from '../../profiler/findings';
+import { analyse } from '../../profiler/analysis';
 import { spread } from '../../profiler/stats';
 import { writeTrace } from '../../profiler/trace-io';
 import { compile, resolveShards, type CompileContext, type Prepared } from '../compile';
@@ -275,14 +276,39 @@ interface Runs {
   /** Other processes' load over the timed steps, null where it cannot be measured. */
   load: OtherLoad | null;
   baseline: { program: Program; done: DoneMessage[] } | null;
+  /** The micro-batch probe's results (see {@link probeMicroBatches}), when it ran. */
+  probe: { plan: Plan; program: Program; done: DoneMessage[] } | null;
 }
+
+/**
+ * The second micro-batch count a pipeline run also measures: the next count above M that
+ * divides the batch, else the nearest below; null when the batch has no other divisor. Two
+ * measured operating points separate what a micro-batch costs per row from what it costs
+ * whatever its rows (a session run, the host's hand-offs), which one point cannot.
+ */
+export function probeMicroBatches(batch: number, m: number): number | null {
+  for (let d = m + 1; d <= batch; d++) if (batch % d === 0) return d;
+  for (let d = m - 1; d >= 1; d--) if (batch % d === 0) return d;
+  return null;
+}
+
+/** Steps of the micro-batch probe: half the timed steps, at least 2. */
+const probeSteps = (steps: number): number => Math.max(2, Math.ceil(steps / 2));
 
 /**
  * Runs the program and, when asked, the one-device baseline with the same capture settings,
  * their timed steps alternating in blocks (P B B P P B …) so both see the same machine; the
  * operator-profiled steps (parallel run only) come after every timed step.
  */
-async function measure(req: ProfileRequest, l: Loaded, program: Program, segmentPaths: Record<number, string>, profileDir: string, hooks: RunnerHooks): Promise<Runs> {
+async function measure(
+  req: ProfileRequest,
+  l: Loaded,
+  program: Program,
+  segmentPaths: Record<number, string>,
+  profileDir: string,
+  hooks: RunnerHooks,
+  probePlan: { plan: Plan; program: Program } | null,
+): Promise<Runs> {
   const plan = req.plan;
   const capture: Capture = { spans: req.capture, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
   const common = { inputs: l.inputs, steps: plan.steps, warmup: plan.warmup, profileDir, ...(l.training ? { initialWeights: l.training.initial } : {}) };
@@ -292,6 +318,8 @@ async function measure(req: ProfileRequest, l: Loaded, program: Program, segment
   hooks.progress({ phase: 'warmup', done: 0, total: l.devices.length, message: `starting ${l.devices.length} device worker(s)` });
   const par = await ProgramRun.start(program, { ...common, ...(check ? { checkSteps: plan.steps } : {}), devices: l.devices, segmentPaths, capture, phase: 'steps', message: 'measuring' }, hooks);
   let base: ProgramRun | null = null;
+  let probe: ProgramRun | null = null;
+  const probeBlocks = probePlan ? blocksOf(probeSteps(plan.steps)) : [];
   try {
     if (req.baseline) {
       const bp = baselineProgram(req, l);
@@ -301,25 +329,45 @@ async function measure(req: ProfileRequest, l: Loaded, program: Program, segment
       const baseSegments = l.training ? segmentPaths : { 0: req.modelPath };
       base = await ProgramRun.start(bp, { ...common, devices: [l.devices[0]!], segmentPaths: baseSegments, capture: bc, phase: 'baseline', message: 'one-device baseline' }, hooks);
     }
+    if (probePlan) {
+      // The same stage models and capture; its own workers, so the timed run is untouched.
+      probe = await ProgramRun.start(
+        probePlan.program,
+        { ...common, steps: probeSteps(plan.steps), devices: l.devices, segmentPaths, capture: { ...capture, profiledSteps: 0 }, phase: 'steps', message: 'measuring a second micro-batch count' },
+        hooks,
+      );
+    }
     await par.warmup();
     await base?.warmup();
+    await probe?.warmup();
     const sampler = loadSampler();
     sampler?.start();
-    for (const [b, k] of blocksOf(plan.steps).entries()) {
+    const blocks = blocksOf(plan.steps);
+    for (const [b, k] of blocks.entries()) {
       // Each block rotates who goes first: P B (C), then B (C) P, … so that none of the
       // three always follows another.
       const order: (() => Promise<void>)[] = [() => par.timed(k)];
       if (base) order.push(() => base!.timed(k));
       if (check) order.push(() => par.check(k));
+      const pk = probeBlocks[b];
+      if (probe && pk) order.push(() => probe!.timed(pk));
       for (let i = 0; i < order.length; i++) await order[(i + b) % order.length]!();
     }
+    for (const pk of probeBlocks.slice(blocks.length)) await probe?.timed(pk);
     const load = sampler?.stop() ?? null;
     const baseDone = base ? await base.finish() : null;
+    const probeDone = probe ? await probe.finish() : null;
     const done = await par.finish();
-    return { done, load, baseline: base && baseDone ? { program: base.program, done: baseDone } : null };
+    return {
+      done,
+      load,
+      baseline: base && baseDone ? { program: base.program, done: baseDone } : null,
+      probe: probePlan && probeDone ? { ...probePlan, done: probeDone } : null,
+    };
   } finally {
     await par.close();
     await base?.close();
+    await probe?.close();
   }
 }
 
@@ -336,6 +384,37 @@ function baselineRecord(req: ProfileRequest, l: Loaded, b: NonNullable<Runs['bas
     capture: { ...capture, profiledSteps: 0 },
   };
   return { meta, reference: mergeOutputs(b.program, b.done), referenceName: `one-device run (${d.id} configuration, same inputs)` };
+}
+
+/** The plan and program of the micro-batch probe, or null where it does not apply. */
+function microProbePlan(req: ProfileRequest, prep: Preparation, l: Loaded): { plan: Plan; program: Program } | null {
+  const plan = prep.plan;
+  if (req.microProbe === false || plan.mode !== 'pipeline' || prep.prepared.mode !== 'pipeline' || l.training) return null;
+  // A batch axis the stage models keep symbolic is what lets a micro-batch carry other rows.
+  if (prep.prepared.partition.batchDim === null) return null;
+  const m2 = probeMicroBatches(plan.batch, plan.microBatches);
+  if (m2 === null) return null;
+  const probe: Plan = { ...plan, microBatches: m2 };
+  return { plan: probe, program: compile(probe, prep.prepared, l.compile) };
+}
+
+/**
+ * The probe's record in the trace: its step times and, from its own trace analysed as any
+ * pipeline run, each stage's compute and comm per micro-batch.
+ */
+function microProbeRecord(
+  probe: NonNullable<Runs['probe']>,
+  m: Pick<Parameters<typeof buildTrace>[0], 'request' | 'ir' | 'ortVersion' | 'devices' | 'inputs' | 'capture'>,
+): NonNullable<TraceMeta['microProbe']> {
+  const t = deriveIdle(buildTrace({ ...m, plan: probe.plan, program: probe.program, done: probe.done, numericalCheck: undefined, baseline: undefined, measurement: undefined }));
+  const model = analyse(t).pipeline?.model;
+  const microBatches = probe.plan.mode === 'pipeline' ? probe.plan.microBatches : 0;
+  return {
+    microBatches,
+    stepTimesUs: t.steps.map((w) => w.endUs - w.startUs),
+    stagePerMicroUs: model?.stagePerMicroUs ?? [],
+    stageCommPerMicroUs: model?.stageCommPerMicroUs ?? [],
+  };
 }
 
 /** Runs a profile request to completion and returns the trace and its summary. */
@@ -360,7 +439,8 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     const planInfo: PlanInfo = { ...prep.info, program };
     if (req.dryRun) return { trace: null, summary: null, planText, planInfo };
     check();
-    const runs = await measure(req, l, program, materialise(program, prep.prepared, req.modelPath, profileDir, l.training), profileDir, hooks);
+    const probePlan = microProbePlan(req, prep, l);
+    const runs = await measure(req, l, program, materialise(program, prep.prepared, req.modelPath, profileDir, l.training), profileDir, hooks, probePlan);
     const capture: CaptureSettings = { spans: req.capture, opProfilerOnTimedSteps: false, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
     const baseline = runs.baseline ? baselineRecord(req, l, runs.baseline, capture) : null;
     const done = runs.done;
@@ -375,6 +455,13 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     const numericalCheck = trained ? trained.check : baseline ? compareOutputs(mergeOutputs(program, done), baseline.reference, baseline.referenceName) : undefined;
     let trace = buildTrace({ request: req, plan: prep.plan, program, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, done, inputs: l.inputs, numericalCheck, ...(trained ? { training: trained.meta } : {}), baseline: baseline?.meta, capture, measurement });
     trace = deriveIdle(trace);
+    if (runs.probe) {
+      const probe = microProbeRecord(runs.probe, { request: req, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, inputs: l.inputs, capture });
+      trace.meta.microProbe = probe;
+      trace.meta.notes.push(
+        `Micro-batch probe: ${probe.stepTimesUs.length} steps with ${probe.microBatches} micro-batches ran on workers of their own, in blocks alternating with the timed steps, so that predictions for other micro-batch counts rest on two measured points. The gaps between blocks on this timeline include those steps.`,
+      );
+    }
     const summary = summarize(trace);
     trace.summary = summary;
     trace.findings = checkFindings(runFindings(trace, summary), { ir: l.ir, request: req, resolved: l.resolved, devices: l.devices, discovered: l.discovered, trace });
