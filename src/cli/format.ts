@@ -72,8 +72,9 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
     const unreliable = s.speedupReliable === false ? ' — unreliable (measurement quality poor)' : '';
     out.push(`speedup     ${s.speedupVsOneDevice.toFixed(2)}×${iv} vs ${s.baseline.description} (median ${ms(s.baseline.stepTimeUs)}, steps interleaved with the parallel run's)${unreliable}`);
   }
-  if (s.microProbe) {
-    out.push(`probe       ${s.microProbe.microBatches} micro-batches: median ${ms(s.microProbe.stepTimeUs)} over ${s.microProbe.steps} steps, interleaved on workers of its own (a second operating point for the micro-batch predictions)`);
+  if (s.probe) {
+    const what = s.probe.microBatches !== undefined ? `${s.probe.microBatches} micro-batches` : `batch ${s.probe.batch ?? '?'}`;
+    out.push(`probe       ${what}: median ${ms(s.probe.stepTimeUs)} over ${s.probe.steps} steps, interleaved on workers of its own (a second operating point for predictions)`);
   }
   if (s.captureOverhead) {
     const c = s.captureOverhead;

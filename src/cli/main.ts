@@ -172,7 +172,7 @@ interface ProfileFlags {
   baseline: boolean;
   opLevel: boolean;
   captureCheck?: boolean;
-  microProbe: boolean;
+  probe: boolean;
   batchDim?: string;
   dim: Record<string, number>;
   inputShape: Record<string, number[]>;
@@ -242,7 +242,7 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
     capture: true,
     opLevel: flags.opLevel,
     ...(flags.captureCheck ? { captureCheck: true } : {}),
-    ...(flags.microProbe === false ? { microProbe: false } : {}),
+    ...(flags.probe === false ? { probe: false } : {}),
     adviceOnPoorQuality: flags.adviceOnPoorQuality,
     baseline: flags.baseline,
     ...(flags.batchDim ? { batchDim: flags.batchDim } : {}),
@@ -415,7 +415,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the summary as JSON on stdout, no progress display')
     .option('--no-baseline', 'skip the one-device baseline (no speedup, no numerical check)')
     .option('--no-op-level', "skip ONNX Runtime's per-operator profile")
-    .option('--no-micro-probe', 'pipeline: skip measuring a second micro-batch count (predictions for other counts then rest on one point)')
+    .option('--no-probe', 'skip the second operating point (a pipeline at another micro-batch count, a data plan at twice the batch) that predictions for other counts and batches rest on')
     .option('--capture-check', 'also run the timed steps with capture off, interleaved, and report what capture costs (inference only)')
     .addOption(
       new Option('--advice-on-poor-quality <policy>', 'when the machine was busy: hold timing findings back, or show them with a caveat')

@@ -539,10 +539,21 @@ function hostOverheadRule(trace: Trace, a: Analysis): Finding[] {
   const tiny = opCount > 0 ? groups.reduce((x, g) => x + g.tinyOpFraction * g.opCount, 0) / opCount : 0;
   if (!(share >= HOST_OVERHEAD_SHARE || (a.ops.available && tiny >= TINY_OP_FRACTION && share >= HOST_OVERHEAD_SHARE_TINY))) return [];
   const rest = a.stepTimeUs.median - Math.max(...lanes.map((_, i) => overhead[i] + busy[i]));
-  const stepAt = (f: number): number => Math.max(...lanes.map((_, i) => overhead[i] + f * busy[i])) + rest;
-  const f = [2, 4, 8].find((x) => shareAt(x) <= HOST_OVERHEAD_TARGET) ?? 8;
   const current = a.stepTimeUs.median;
+  // With a probe at twice the batch the step lies on the line through both measured points
+  // (what a larger batch costs per row here, batched kernels included); without one the work
+  // is taken to grow in proportion to the rows.
+  // A probe that measured twice the rows faster than the run contradicts itself (noise): it
+  // is not used.
+  const probe = trace.meta.batchProbe;
+  const probeMedian = probe && probe.batch === 2 * batch && probe.stepTimesUs.length > 0 ? median(probe.stepTimesUs) : null;
+  const probeUs = probeMedian !== null && probeMedian > current ? probeMedian : null;
+  const stepAt = (f: number): number =>
+    probeUs !== null ? current + (probeUs - current) * (f - 1) : Math.max(...lanes.map((_, i) => overhead[i] + f * busy[i])) + rest;
+  const f = [2, 4, 8].find((x) => shareAt(x) <= HOST_OVERHEAD_TARGET) ?? 8;
   const predicted = stepAt(f);
+  const basis =
+    probeUs === null ? '' : f === 2 ? ` This run measured the batch of ${batch * 2} too: ${dur(probeUs)} per step.` : ` Predicted through the two batches this run measured (${batch} and ${batch * 2}).`;
   const now = perS(batch, current);
   const then = perS(batch * f, predicted);
   if (!(then > now * (1 + MIN_THROUGHPUT_GAIN))) return [];
@@ -568,7 +579,7 @@ function hostOverheadRule(trace: Trace, a: Analysis): Finding[] {
         },
       },
       change: {
-        description: `Raise the batch from ${batch} to ${batch * f}: the overhead stays per step while the work grows, leaving it ${pct(shareAt(f))} of the time and giving ${then.toFixed(0)} samples/s instead of ${now.toFixed(0)}.`,
+        description: `Raise the batch from ${batch} to ${batch * f}: the overhead stays per step while the work grows, leaving it ${pct(shareAt(f))} of the time and giving ${then.toFixed(0)} samples/s instead of ${now.toFixed(0)}.${basis}`,
         params,
       },
       currentStepUs: current,

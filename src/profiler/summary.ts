@@ -58,8 +58,11 @@ export interface ProfileSummary {
    * over the same steps with it off, minus 1, with a 90 % bootstrap interval; absent without it.
    */
   captureOverhead?: { ratio: number; lo: number; hi: number; capturedUs: number; uncapturedUs: number; steps: number };
-  /** Pipeline runs: the second micro-batch count measured in the same run (`meta.microProbe`). */
-  microProbe?: { microBatches: number; stepTimeUs: number; steps: number };
+  /**
+   * The second operating point measured in the same run: a pipeline's other micro-batch count
+   * (`meta.microProbe`) or a data plan's doubled batch (`meta.batchProbe`).
+   */
+  probe?: { microBatches?: number; batch?: number; stepTimeUs: number; steps: number };
   numericalCheck: NumericalCheck | null;
   /** Share of all device time spent computing / communicating / idle. */
   totals: { computeShare: number; commShare: number; idleShare: number };
@@ -159,9 +162,7 @@ export function summarize(trace: Trace): ProfileSummary {
     speedupReliable: quality.verdict !== 'poor',
     baseline: base ? { description: base.description, stepTimeUs: base.stepTimeUs.median } : null,
     ...captureOverheadOf(trace, stepTimes),
-    ...(trace.meta.microProbe && trace.meta.microProbe.stepTimesUs.length > 0
-      ? { microProbe: { microBatches: trace.meta.microProbe.microBatches, stepTimeUs: median(trace.meta.microProbe.stepTimesUs), steps: trace.meta.microProbe.stepTimesUs.length } }
-      : {}),
+    ...probeOf(trace),
     numericalCheck: trace.meta.numericalCheck ?? null,
     totals: {
       computeShare: all > 0 ? sum(compute) / all : 0,
@@ -213,4 +214,12 @@ function captureOverheadOf(trace: Trace, captured: number[]): Pick<ProfileSummar
   if (!(on > 0) || !(offMed > 0)) return {};
   const iv = ratioInterval(captured, off);
   return { captureOverhead: { ratio: on / offMed - 1, lo: iv.lo - 1, hi: iv.hi - 1, capturedUs: on, uncapturedUs: offMed, steps: off.length } };
+}
+
+/** The run's probe (second operating point), when it measured one. */
+function probeOf(trace: Trace): Pick<ProfileSummary, 'probe'> {
+  const { microProbe: mp, batchProbe: bp } = trace.meta;
+  const times = mp?.stepTimesUs ?? bp?.stepTimesUs ?? [];
+  if (times.length === 0) return {};
+  return { probe: { ...(mp ? { microBatches: mp.microBatches } : {}), ...(bp ? { batch: bp.batch } : {}), stepTimeUs: median(times), steps: times.length } };
 }

@@ -245,6 +245,10 @@ export const TraceMetaSchema = Type.Object({
    * stage's compute and comm per micro-batch, µs. The pipeline step model is fitted through
    * both points.
    */
+  batchProbe: Type.Optional(
+    /** Data-parallel runs: the same plan at twice the batch (its inputs' rows repeated), measured in the same run. */
+    Type.Object({ batch: Type.Number(), stepTimesUs: Type.Array(Type.Number()) }),
+  ),
   microProbe: Type.Optional(
     Type.Object({
       microBatches: Type.Number(),

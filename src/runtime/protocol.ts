@@ -28,11 +28,12 @@ export interface ProfileRequest {
    */
   captureCheck?: boolean;
   /**
-   * Pipeline inference: also measure the next micro-batch count that divides the batch (half
-   * the timed steps, interleaved, its own workers), so predictions for other counts rest on
-   * two measured operating points. On unless false.
+   * Inference: also measure a second operating point (half the timed steps, interleaved, on
+   * workers of its own) — a pipeline at the next micro-batch count that divides the batch, a
+   * data plan at twice the batch — so that predictions for other counts and batches rest on
+   * two measured points. On unless false.
    */
-  microProbe?: boolean;
+  probe?: boolean;
   /** Merge ONNX Runtime's operator-level profile under each compute span. */
   opLevel: boolean;
   /** Measure the one-device baseline in the same command (speedup and numerical check). */

@@ -104,8 +104,8 @@ export async function runSweep(req: SweepRequest): Promise<SweepOutcome> {
     capture: true,
     opLevel: false,
     baseline: false,
-    // The sweep measures every micro-batch count itself; a probe per plan would only add time.
-    microProbe: false,
+    // The sweep measures every plan itself; a probe per plan would only add time.
+    probe: false,
     outPath: null,
     ...(req.flags ?? {}),
     ...extra,

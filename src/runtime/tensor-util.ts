@@ -59,3 +59,16 @@ export function placeRows(src: AnyTypedArray, dims: readonly number[], axis: num
     d.set(src.subarray(o * block, (o + 1) * block) as unknown as ArrayLike<number>, (o * rows + start) * inner);
   }
 }
+
+/**
+ * `src` (shape `dims`) repeated `times` times along `axis`: the result has `dims[axis]·times`
+ * rows there, copy k holding rows [k·n, (k+1)·n) (a batch made larger from the rows it has).
+ */
+export function tileRows(dtype: string, src: AnyTypedArray, dims: readonly number[], axis: number, times: number): { data: AnyTypedArray; dims: number[] } {
+  const out = dims.slice();
+  out[axis] = dims[axis]! * times;
+  const Ctor = ctorFor(dtype);
+  const dst = new Ctor(new SharedArrayBuffer(elementCount(out) * bytesPerElement(dtype))) as unknown as AnyTypedArray;
+  for (let k = 0; k < times; k++) placeRows(src, out, axis, k * dims[axis]!, dims[axis]!, dst);
+  return { data: dst, dims: out };
+}

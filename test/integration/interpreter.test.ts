@@ -156,9 +156,9 @@ test('probeMicroBatches picks the next micro-batch count that divides the batch,
 test('without the micro-batch probe a pipeline run records none', async () => {
   const model = await ensureDemoModel(join(dir, 'cache'), { layers: 4, hidden: 64, ffn: 128 });
   const plan = makePlan({ mode: 'pipeline', devices: 'cpu:2', batch: 8, steps: 2, warmup: 1, seed: 0, microBatches: 2 });
-  const r = await runProfile({ modelPath: model, modelLabel: 'demo', plan, capture: true, microProbe: false, opLevel: false, baseline: false, outPath: null }, progress);
+  const r = await runProfile({ modelPath: model, modelLabel: 'demo', plan, capture: true, probe: false, opLevel: false, baseline: false, outPath: null }, progress);
   assert.equal(r.trace!.meta.microProbe, undefined);
-  assert.equal(r.summary!.microProbe, undefined);
+  assert.equal(r.summary!.probe, undefined);
 });
 
 test('the capture check runs the same steps with capture off in the same workers, keeps their windows apart and records no span for them', async () => {
@@ -192,8 +192,8 @@ test('the capture check runs the same steps with capture off in the same workers
   assert.ok(probe.stepTimesUs.every((us) => us > 0));
   assert.equal(probe.stagePerMicroUs.length, 2);
   assert.ok(probe.stagePerMicroUs.every((us) => us > 0));
-  assert.equal(r.summary!.microProbe?.microBatches, 4);
-  assert.ok(t.meta.notes.some((n) => n.startsWith('Micro-batch probe:')));
+  assert.equal(r.summary!.probe?.microBatches, 4);
+  assert.ok(t.meta.notes.some((n) => n.startsWith('Probe: 3 steps with 4 micro-batches')));
   // Its spans stay out of the run's trace: only micro-batches 0 and 1 computed there.
   const micros = new Set<number>();
   for (let i = 0; i < t.spans.count; i++) if (t.spans.kind[i] === SpanKind.compute) micros.add(t.spans.micro[i]);
@@ -203,4 +203,18 @@ test('the capture check runs the same steps with capture off in the same workers
     runProfile({ modelPath: model, modelLabel: 'demo', plan: makePlan({ mode: 'data', devices: 'cpu:2', batch: 8, steps: 2, warmup: 1, seed: 0, train: { loss: 'mse', optimizer: 'sgd', lr: 0.01, bucketMb: 25 } } as never), capture: true, captureCheck: true, opLevel: false, baseline: false, outPath: null }, progress),
     /--capture-check runs the timed steps twice/,
   );
+});
+
+test('a data-parallel run also measures twice its batch, on workers of its own, with its inputs repeated', async () => {
+  const model = await ensureDemoModel(join(dir, 'cache'), { layers: 4, hidden: 64, ffn: 128 });
+  const plan = makePlan({ mode: 'data', devices: 'cpu:2', batch: 4, steps: 4, warmup: 1, seed: 0, shards: [3, 1] });
+  const r = await runProfile({ modelPath: model, modelLabel: 'demo', plan, capture: true, opLevel: false, baseline: true, outPath: null }, progress);
+  const t = r.trace!;
+  assert.equal(t.meta.batchProbe?.batch, 8);
+  assert.equal(t.meta.batchProbe?.stepTimesUs.length, 2);
+  assert.equal(r.summary!.probe?.batch, 8);
+  assert.ok(t.meta.notes.some((n) => n.startsWith('Probe: 2 steps with the batch of 8')));
+  // The run itself is untouched: its own rows, outputs equal to one device's.
+  assert.equal(t.meta.numericalCheck?.ok, true);
+  assert.equal(t.meta.microProbe, undefined);
 });

@@ -132,6 +132,21 @@ test('host overhead and tiny operators suggest a larger batch, predicted with th
   assert.match(h.message, /100% of the operators average under 20 µs/);
 });
 
+test('with a probe at twice the batch, host overhead is predicted on the line through both measured steps', () => {
+  const t = hostBound();
+  // The step is 70 µs at batch 8; the probe measured 80 µs at 16: 10 µs per 8 more rows.
+  const probed: Trace = { ...t, meta: { ...t.meta, batchProbe: { batch: 16, stepTimesUs: [79, 80, 81] } } };
+  const h = all(probed).find((x) => x.id === 'host-overhead')!;
+  assert.deepEqual(h.change.params, { batch: 64, shards: [32, 32] });
+  close(h.predictedStepUs!, 70 + 7 * 10);
+  assert.match(h.change.description, /Predicted through the two batches this run measured \(8 and 16\)/);
+  // A probe that measured twice the rows faster contradicts itself and is not used.
+  const noisy: Trace = { ...t, meta: { ...t.meta, batchProbe: { batch: 16, stepTimesUs: [60, 61, 62] } } };
+  const n = all(noisy).find((x) => x.id === 'host-overhead')!;
+  close(n.predictedStepUs!, 50 + 8 * 20);
+  assert.doesNotMatch(n.change.description, /this run measured/);
+});
+
 test('a run with little host time raises no host-overhead finding', () => {
   const rows: SpanRow[] = [0, 1].map((lane) => ({ lane, kind: 'compute', name: 'session.run', start: 1, dur: 99, step: 0 }));
   assert.deepEqual(only(deriveIdle(traceOf(rows, [[0, 100]])), 'host-overhead'), []);

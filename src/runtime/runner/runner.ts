@@ -23,7 +23,7 @@ import { resolveInputShapes, synthesizeInputs, loadInputs, type ModelInput, type
 import { batchNames, checkUnbatchedOutputs, outputBatchAxes } from '../batch-axes';
 import { probeOutputAxes } from './probe';
 import { discoverDevices, parseDeviceSpec, planDevices, type DeviceInfo } from '../device/discovery';
-import { viewOf } from '../tensor-util';
+import { tileRows, viewOf } from '../tensor-util';
 import type { CaptureSettings, MeasurementMeta, Trace, TraceMeta } from '../../profiler/trace-format';
 import { loadSampler, type OtherLoad } from '../device/schedstat';
 import { deriveIdle } from '../../profiler/idle';
@@ -276,8 +276,15 @@ interface Runs {
   /** Other processes' load over the timed steps, null where it cannot be measured. */
   load: OtherLoad | null;
   baseline: { program: Program; done: DoneMessage[] } | null;
-  /** The micro-batch probe's results (see {@link probeMicroBatches}), when it ran. */
-  probe: { plan: Plan; program: Program; done: DoneMessage[] } | null;
+  /** The probe's results (see {@link probePlanOf}), when it ran. */
+  probe: (ProbePlan & { done: DoneMessage[] }) | null;
+}
+
+/** A second operating point to measure: its plan, program and, for a larger batch, its inputs. */
+interface ProbePlan {
+  plan: Plan;
+  program: Program;
+  inputs?: SharedInput[];
 }
 
 /**
@@ -307,7 +314,7 @@ async function measure(
   segmentPaths: Record<number, string>,
   profileDir: string,
   hooks: RunnerHooks,
-  probePlan: { plan: Plan; program: Program } | null,
+  probePlan: ProbePlan | null,
 ): Promise<Runs> {
   const plan = req.plan;
   const capture: Capture = { spans: req.capture, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
@@ -333,7 +340,16 @@ async function measure(
       // The same stage models and capture; its own workers, so the timed run is untouched.
       probe = await ProgramRun.start(
         probePlan.program,
-        { ...common, steps: probeSteps(plan.steps), devices: l.devices, segmentPaths, capture: { ...capture, profiledSteps: 0 }, phase: 'steps', message: 'measuring a second micro-batch count' },
+        {
+          ...common,
+          ...(probePlan.inputs ? { inputs: probePlan.inputs } : {}),
+          steps: probeSteps(plan.steps),
+          devices: l.devices,
+          segmentPaths,
+          capture: { ...capture, profiledSteps: 0 },
+          phase: 'steps',
+          message: 'measuring a second operating point',
+        },
         hooks,
       );
     }
@@ -386,34 +402,55 @@ function baselineRecord(req: ProfileRequest, l: Loaded, b: NonNullable<Runs['bas
   return { meta, reference: mergeOutputs(b.program, b.done), referenceName: `one-device run (${d.id} configuration, same inputs)` };
 }
 
-/** The plan and program of the micro-batch probe, or null where it does not apply. */
-function microProbePlan(req: ProfileRequest, prep: Preparation, l: Loaded): { plan: Plan; program: Program } | null {
+/** Models whose parameters exceed this are not loaded a second time for a probe. */
+const PROBE_MAX_PARAMETER_BYTES = 512 * 1024 * 1024;
+
+/**
+ * The second operating point an inference run also measures, or null where it does not apply:
+ * a pipeline at the next micro-batch count that divides the batch (same stage models), a data
+ * plan at twice the batch (every shard doubled, the inputs' rows repeated).
+ */
+function probePlanOf(req: ProfileRequest, prep: Preparation, l: Loaded): ProbePlan | null {
   const plan = prep.plan;
-  if (req.microProbe === false || plan.mode !== 'pipeline' || prep.prepared.mode !== 'pipeline' || l.training) return null;
-  // A batch axis the stage models keep symbolic is what lets a micro-batch carry other rows.
-  if (prep.prepared.partition.batchDim === null) return null;
-  const m2 = probeMicroBatches(plan.batch, plan.microBatches);
-  if (m2 === null) return null;
-  const probe: Plan = { ...plan, microBatches: m2 };
-  return { plan: probe, program: compile(probe, prep.prepared, l.compile) };
+  if (req.probe === false || l.training || l.ir.parameterBytes > PROBE_MAX_PARAMETER_BYTES) return null;
+  if (plan.mode === 'pipeline') {
+    // A batch axis the stage models keep symbolic is what lets a micro-batch carry other rows.
+    if (prep.prepared.mode !== 'pipeline' || prep.prepared.partition.batchDim === null) return null;
+    const m2 = probeMicroBatches(plan.batch, plan.microBatches);
+    if (m2 === null) return null;
+    const probe: Plan = { ...plan, microBatches: m2 };
+    return { plan: probe, program: compile(probe, prep.prepared, l.compile) };
+  }
+  if (plan.mode !== 'data' || l.resolved.some((r) => r.batchFixed) || !l.inputs.some((i) => i.batchAxis !== null)) return null;
+  const probe: Plan = { ...plan, batch: plan.batch * 2, shards: resolveShards(plan, l.devices.length).map((r) => r * 2) };
+  const inputs = l.inputs.map((i): SharedInput => {
+    if (i.batchAxis === null) return i;
+    const t = tileRows(i.dtype, viewOf(i.dtype, i.data), i.dims, i.batchAxis, 2);
+    return { ...i, dims: t.dims, data: t.data.buffer as SharedArrayBuffer };
+  });
+  const ctx: CompileContext = { ...l.compile, inputs: inputs.map((i) => ({ name: i.name, dtype: i.dtype, dims: i.dims, batchAxis: i.batchAxis })) };
+  return { plan: probe, program: compile(probe, prep.prepared, ctx), inputs };
 }
 
 /**
- * The probe's record in the trace: its step times and, from its own trace analysed as any
- * pipeline run, each stage's compute and comm per micro-batch.
+ * The probe's record in the trace: its step times and, for a pipeline, each stage's compute
+ * and comm per micro-batch from its own trace analysed as any pipeline run.
  */
-function microProbeRecord(
+function probeRecord(
   probe: NonNullable<Runs['probe']>,
   m: Pick<Parameters<typeof buildTrace>[0], 'request' | 'ir' | 'ortVersion' | 'devices' | 'inputs' | 'capture'>,
-): NonNullable<TraceMeta['microProbe']> {
+): Pick<TraceMeta, 'microProbe' | 'batchProbe'> {
   const t = deriveIdle(buildTrace({ ...m, plan: probe.plan, program: probe.program, done: probe.done, numericalCheck: undefined, baseline: undefined, measurement: undefined }));
+  const stepTimesUs = t.steps.map((w) => w.endUs - w.startUs);
+  if (probe.plan.mode === 'data') return { batchProbe: { batch: probe.plan.batch, stepTimesUs } };
   const model = analyse(t).pipeline?.model;
-  const microBatches = probe.plan.mode === 'pipeline' ? probe.plan.microBatches : 0;
   return {
-    microBatches,
-    stepTimesUs: t.steps.map((w) => w.endUs - w.startUs),
-    stagePerMicroUs: model?.stagePerMicroUs ?? [],
-    stageCommPerMicroUs: model?.stageCommPerMicroUs ?? [],
+    microProbe: {
+      microBatches: probe.plan.microBatches,
+      stepTimesUs,
+      stagePerMicroUs: model?.stagePerMicroUs ?? [],
+      stageCommPerMicroUs: model?.stageCommPerMicroUs ?? [],
+    },
   };
 }
 
@@ -439,7 +476,7 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     const planInfo: PlanInfo = { ...prep.info, program };
     if (req.dryRun) return { trace: null, summary: null, planText, planInfo };
     check();
-    const probePlan = microProbePlan(req, prep, l);
+    const probePlan = probePlanOf(req, prep, l);
     const runs = await measure(req, l, program, materialise(program, prep.prepared, req.modelPath, profileDir, l.training), profileDir, hooks, probePlan);
     const capture: CaptureSettings = { spans: req.capture, opProfilerOnTimedSteps: false, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
     const baseline = runs.baseline ? baselineRecord(req, l, runs.baseline, capture) : null;
@@ -456,10 +493,12 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     let trace = buildTrace({ request: req, plan: prep.plan, program, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, done, inputs: l.inputs, numericalCheck, ...(trained ? { training: trained.meta } : {}), baseline: baseline?.meta, capture, measurement });
     trace = deriveIdle(trace);
     if (runs.probe) {
-      const probe = microProbeRecord(runs.probe, { request: req, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, inputs: l.inputs, capture });
-      trace.meta.microProbe = probe;
+      const rec = probeRecord(runs.probe, { request: req, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, inputs: l.inputs, capture });
+      Object.assign(trace.meta, rec);
+      const what = rec.microProbe ? `${rec.microProbe.microBatches} micro-batches` : `the batch of ${rec.batchProbe?.batch ?? 0} (the inputs' rows repeated)`;
+      const steps = (rec.microProbe ?? rec.batchProbe)?.stepTimesUs.length ?? 0;
       trace.meta.notes.push(
-        `Micro-batch probe: ${probe.stepTimesUs.length} steps with ${probe.microBatches} micro-batches ran on workers of their own, in blocks alternating with the timed steps, so that predictions for other micro-batch counts rest on two measured points. The gaps between blocks on this timeline include those steps.`,
+        `Probe: ${steps} steps with ${what} ran on workers of their own, in blocks alternating with the timed steps, so that predictions for other ${rec.microProbe ? 'micro-batch counts' : 'batches'} rest on two measured points. The gaps between blocks on this timeline include those steps.`,
       );
     }
     const summary = summarize(trace);
