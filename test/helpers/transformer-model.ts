@@ -125,3 +125,17 @@ export function nothingToSplitModelBytes(hidden = 16): Uint8Array {
   g.op('/Add', 'Add', [mm, 'x']);
   return g.bytes('nothing_to_split', [valueInfo('x', ['batch', hidden]), valueInfo('w', [hidden, hidden])], [valueInfo('y', ['batch', hidden])]);
 }
+
+/**
+ * A two-layer MLP written with Gemm nodes, as older exporters write `nn.Linear`: y =
+ * Gemm(Relu(Gemm(x, W1, b1)), W2ᵀ, b2) with `transB=1` on the second (its weight stored
+ * [out, in]), so a tensor-parallel split cuts W2 along its second axis and has a bias after a
+ * row-parallel layer to add once.
+ */
+export function gemmMlpModelBytes(hidden = 16, ffn = 32): Uint8Array {
+  const g = new GraphBuilder();
+  const h = g.op('/fc1/Gemm', 'Gemm', ['x', g.weight('fc1.weight', [hidden, ffn]), g.weight('fc1.bias', [ffn], 0.05)]);
+  const a = g.op('/act/Relu', 'Relu', [h]);
+  g.op('/fc2/Gemm', 'Gemm', [a, g.weight('fc2.weight', [hidden, ffn]), g.weight('fc2.bias', [hidden], 0.5)], [int('transB', 1)]);
+  return g.bytes('gemm_mlp', [valueInfo('x', ['batch', hidden])], [valueInfo('y', ['batch', hidden])]);
+}
