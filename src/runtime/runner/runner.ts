@@ -244,7 +244,15 @@ function prepareTensorPlan(plan: Extract<Plan, { mode: 'tensor' }>, l: Loaded): 
   if (plan.tensor !== undefined && plan.tensor !== n) {
     throw new UserError(`--tensor ${plan.tensor} splits every weight over ${plan.tensor} devices, but --devices ${plan.devices} gives ${n}; give --devices with ${plan.tensor} devices (data × tensor hybrids are not run yet)`);
   }
-  const { shard, chain } = prepareTensor(l.ir, n, l.dimValues);
+  // Symbolic sizes as the inputs resolved them (a sequence length from --input-shape): the
+  // all-reduce buffers are sized from them.
+  const dims: Record<string, number> = { ...l.dimValues };
+  for (const r of l.resolved) {
+    r.modelDims?.forEach((d, k) => {
+      if (typeof d === 'string' && r.dims[k] !== undefined) dims[d] = r.dims[k];
+    });
+  }
+  const { shard, chain } = prepareTensor(l.ir, n, dims);
   const allReduces = shard.collectives.filter((c) => c.op === 'all-reduce').length;
   const recorded: Plan = {
     ...plan,
