@@ -18,6 +18,7 @@ import { nothingToSplitModelBytes, transformerModelBytes } from '../helpers/tran
 import { readTrace } from '../../src/profiler/trace-io';
 import { CommOpCode, SpanFlag, SpanKind, type Trace } from '../../src/profiler/trace-format';
 import { fitCostModel, simulate } from '../../src/profiler/simulate';
+import { MISSING_MODELS_HINT, wakewordAlexaModelPath } from '../helpers/models';
 
 const dir = tempDir('tensor-parallel');
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
@@ -133,6 +134,23 @@ test('transformer blocks with multi-head attention, tensor parallel on cpu:2: ou
   const perStep = allReducesPerStep(trace);
   assert.equal(perStep.size, 2 * trace.steps.length);
   for (const [key, names] of perStep) assert.deepEqual(names, expected, `lane|step ${key}`);
+});
+
+test('a real exported model (openWakeWord classifier, Gemm layers with transB): tensor parallel on cpu:2 matches one device, one all-reduce per step', async () => {
+  const model = wakewordAlexaModelPath();
+  assert.ok(model, `openWakeWord models not fetched: ${MISSING_MODELS_HINT}`);
+  const out = join(dir, 'alexa.parallax.json');
+  const r = await runCli(['profile', model, '--mode', 'tensor', '--devices', 'cpu:2', '--batch', '1', '--steps', '2', '--warmup', '1', '--out', out], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const trace = await readTrace(out);
+  assert.equal(trace.meta.numericalCheck?.ok, true, JSON.stringify(trace.meta.numericalCheck));
+  assert.ok(trace.meta.numericalCheck!.maxAbsErr <= 1e-5);
+  const plan = trace.meta.plan;
+  assert.ok(plan.mode === 'tensor');
+  for (const b of plan.perDeviceParameterBytes!) assert.ok(Math.abs(b / plan.parameterBytes! - 0.5) <= 0.05);
+  const perStep = allReducesPerStep(trace);
+  assert.equal(perStep.size, 2 * trace.steps.length);
+  for (const names of perStep.values()) assert.deepEqual(names, [`allreduce.ring (${plan.groups![0]!.label})`]);
 });
 
 test('profile --mode tensor of a model with nothing to split names what it looked for, exit 2', async () => {
