@@ -154,6 +154,20 @@ test('attention over 2 and 4 devices: heads split by rewritten Reshape shapes, a
   }
 });
 
+test('attention whose head shapes are built at run time (Shape, Gather, Concat, as PyTorch exports them): the constant head count is divided, and the chains sum to the whole model', async () => {
+  const c = compiled('transformer-computed', transformerModelBytes({ blocks: 2, seq: 8, hidden: 32, heads: 4, ffn: 64, computedShapes: true }), 2, [3, 8, 32]);
+  assert.equal(c.program.buffers.length, 4, 'attention and MLP of two blocks');
+  const part0 = c.paths[c.program.segments.find((s) => s.kind === 'shard' && s.rank === 0 && s.part === 0)!.id]!;
+  const graph = onnx.ModelProto.decode(readFileSync(part0)).graph!;
+  const heads = graph.initializer!.find((t) => t.name === 'const.heads.tensor-parallel.0of2');
+  assert.ok(heads, 'the Concat reads a head count of its share');
+  assert.deepEqual(Array.from(new BigInt64Array(Uint8Array.from(heads.rawData!).buffer)).map(Number), [2]);
+  for (const name of ['q', 'k', 'v']) {
+    assert.equal(graph.node!.find((x) => x.name === `/blocks.0/attn/${name}/Concat`)!.input![2], 'const.heads.tensor-parallel.0of2', `${name} heads`);
+  }
+  await assertChainsMatchWhole(c, [3, 8, 32]);
+});
+
 test('a Gemm MLP (transB on the row-parallel layer) ends with an all-reduce after the last node; its bias is added once', async () => {
   const c = compiled('gemm', gemmMlpModelBytes(), 2, [5, 16]);
   assert.equal(c.prep.chain.stages.length, 1, 'no cut after the last node');

@@ -17,7 +17,8 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { onnx } from 'onnx-proto';
 import { UserError } from '../../common/errors';
 import { byteSize, dtypeName } from '../onnx/dtypes';
-import { constantValues, decodeModelProto, parseModel, saveModel, type ModelIR } from '../onnx/model';
+import { constantValues, decodeModelProto, estimateCosts, parseModel, saveModel, type ModelIR } from '../onnx/model';
+import { nominalDims } from '../pipeline/partition';
 import { buildStageModel } from '../pipeline/stage-model';
 import type { Program } from '../../profiler/program';
 import type { TensorPrepared } from '../compile/tensor';
@@ -44,6 +45,36 @@ function tensorBytes(t: onnx.ITensorProto): Uint8Array | string {
     return new Uint8Array(f.buffer);
   }
   return `its ${dtypeName(t.dataType ?? 0)} values are not stored as raw data`;
+}
+
+/** A 1-D int64 initializer. */
+function int64s(name: string, values: readonly number[]): onnx.ITensorProto {
+  return { name, dataType: onnx.TensorProto.DataType.INT64, dims: [values.length], rawData: new Uint8Array(new BigInt64Array(values.map(BigInt)).buffer) };
+}
+
+/**
+ * The constant input of the Concat producing `shape` that holds element `axis`, when that
+ * element is a positive constant (a head count, a width); else why not.
+ */
+function concatPiece(ir: ModelIR, shape: string, axis: number): { concat: number; input: number; name: string; values: number[]; offset: number } | string {
+  const p = ir.producers.get(shape);
+  const node = p === undefined ? null : ir.nodes[p]!;
+  if (!node || node.opType !== 'Concat' || node.domain !== '') return `its shape "${shape}" is computed at run time, not a constant or a Concat of constants`;
+  const shapes = estimateCosts(ir, nominalDims(ir)).shapes;
+  let at = 0;
+  for (let i = 0; i < node.inputs.length; i++) {
+    const t = node.inputs[i]!;
+    const len = shapes.get(t)?.dims[0];
+    if (len === undefined) return `the length of "${t}" in its shape is unknown`;
+    if (axis < at + len) {
+      const values = constantValues(ir, t);
+      const v = values?.[axis - at];
+      if (!values || v === undefined || v <= 0) return `dimension ${axis} of its shape comes from "${t}", which is not a positive constant`;
+      return { concat: node.index, input: i, name: t, values, offset: axis - at };
+    }
+    at += len;
+  }
+  return `its shape "${shape}" has no dimension ${axis}`;
 }
 
 /** The model as device `rank` holds it (see the module comment). */
@@ -104,15 +135,28 @@ function deviceModel(model: onnx.ModelProto, ir: ModelIR, prep: TensorPrepared, 
       const axis = shard.splitTensors[node.outputs[0]!];
       if (axis === undefined) continue;
       const shapeName = node.inputs[1]!;
-      const shape = constantValues(ir, shapeName);
       const why = (r: string): UserError => new UserError(`${ir.path}: cannot split Reshape "${name}" for tensor parallelism: ${r}; profile this model with --mode data or --mode pipeline`);
-      if (!shape) throw why(`its shape "${shapeName}" is computed at run time, not a constant`);
-      const v = shape.slice();
       const inAxis = shard.splitTensors[node.inputs[0]!];
-      if (v[axis]! > 0) v[axis] = v[axis]! / n;
-      else if (v[axis] === 0 && inAxis !== axis) throw why(`its shape copies dimension ${axis} from an input that is not split there`);
-      const newName = `${shapeName}.tensor-parallel.axis${axis}of${n}`;
-      rewire(node.index, 1, newName, () => ({ name: newName, dataType: onnx.TensorProto.DataType.INT64, dims: [v.length], rawData: new Uint8Array(new BigInt64Array(v.map(BigInt)).buffer) }));
+      const shape = constantValues(ir, shapeName);
+      if (shape) {
+        const v = shape.slice();
+        if (v[axis]! > 0) v[axis] = v[axis]! / n;
+        else if (v[axis] === 0 && inAxis !== axis) throw why(`its shape copies dimension ${axis} from an input that is not split there`);
+        const newName = `${shapeName}.tensor-parallel.axis${axis}of${n}`;
+        rewire(node.index, 1, newName, () => int64s(newName, v));
+        continue;
+      }
+      // A shape built at run time by a Concat of 1-D pieces (as exporters write
+      // `view(batch, seq, heads, d)`): the constant piece at the split position is divided.
+      const piece = concatPiece(ir, shapeName, axis);
+      if (typeof piece === 'string') throw why(piece);
+      if ((ir.consumers.get(shapeName) ?? []).some((c) => c !== node.index && shard.splitTensors[ir.nodes[c]!.outputs[0]!] !== axis)) {
+        throw why(`its shape "${shapeName}" also shapes a tensor that is not split the same way`);
+      }
+      const v = piece.values.slice();
+      v[piece.offset] = v[piece.offset]! / n;
+      const newName = `${piece.name}.tensor-parallel.${piece.offset}of${n}`;
+      rewire(piece.concat, piece.input, newName, () => int64s(newName, v));
     }
   }
   const split = new Set(Object.keys(shard.splitTensors));
