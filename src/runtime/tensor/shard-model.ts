@@ -8,7 +8,9 @@
  * - a row-parallel Gemm's bias is real on device 0 and zeros elsewhere, so it is added once
  *   when the partial sums are all-reduced;
  * - a Reshape that carries a split (attention's heads) reads a shape whose split dimension is
- *   divided by N, since each device holds N times fewer heads;
+ *   divided by N, since each device holds N times fewer heads: a constant shape is replaced,
+ *   and a shape built at run time by a Concat (`view(batch, seq, heads, d)` as exporters
+ *   write it) gets the constant piece at the split position divided;
  * - declared types (value_info) of split tensors are dropped: their shapes are the whole
  *   tensor's, not the shard's.
  */
