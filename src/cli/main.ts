@@ -20,7 +20,7 @@ import { TOOL_VERSION } from '../common/version';
 import { profile, ProfileCancelled } from '../runtime/api';
 import type { ProfileRequest, Progress } from '../runtime/protocol';
 import { EtaEstimator, formatEta } from '../runtime/progress-eta';
-import { makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, PLANNING_ONLY_MODES, PlanFieldError, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type Plan, type PipelineSchedule, type PlanningOnlyMode, type TrainLoss, type TrainOptimizer, type TrainPlan } from '../profiler/plan';
+import { makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, PlanFieldError, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type Plan, type PipelineSchedule, type TrainLoss, type TrainOptimizer, type TrainPlan } from '../profiler/plan';
 import { parseByteSize } from '../profiler/units';
 import { tensorPlanCommand } from './tensor-plan';
 import { discoverDevices } from '../runtime/device/discovery';
@@ -148,7 +148,9 @@ function progressReporter(quiet: boolean): { update(p: Progress): void; stop(): 
 }
 
 interface ProfileFlags {
-  mode: ParallelMode | PlanningOnlyMode;
+  mode: ParallelMode;
+  /** Tensor mode: devices each weight is split over. */
+  tensor?: number;
   gradSync?: boolean;
   train?: boolean;
   loss?: TrainLoss;
@@ -220,6 +222,7 @@ function planOf(flags: ProfileFlags & { mode: ParallelMode }): Plan {
       stages: flags.stages,
       cuts,
       schedule: flags.schedule,
+      tensor: flags.tensor,
     });
   } catch (e) {
     throw e instanceof PlanFieldError ? new UserError(e.message) : e;
@@ -227,9 +230,6 @@ function planOf(flags: ProfileFlags & { mode: ParallelMode }): Plan {
 }
 
 async function profileCommand(model: string, flags: ProfileFlags): Promise<void> {
-  if (flags.mode === 'tensor') {
-    throw new UserError(`tensor-parallel execution is not available yet; \`parallax plan ${model} --mode tensor --devices ${flags.devices}\` shows its shard map, collectives and memory per device without running it`);
-  }
   const { modelPath, label } = await resolveModel(model);
   const out = resolve(flags.out ?? join('runs', `${basename(label, '.onnx')}-${flags.mode}.parallax.json`));
   // Checked before the run, which may take minutes, rather than when its result is written.
@@ -276,7 +276,7 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
 }
 
 /** Flags of `plan`: the profile flags it shares, and those of a tensor plan. */
-type PlanFlags = ProfileFlags & { stages: number; microBatches: number; tensor?: number; deviceMemory?: number };
+type PlanFlags = ProfileFlags & { stages: number; microBatches: number; deviceMemory?: number };
 
 async function planCommand(model: string, flags: PlanFlags): Promise<void> {
   if (flags.mode !== 'tensor') {
@@ -405,7 +405,7 @@ export function buildProgram(): Command {
     .command('profile')
     .description('run a model in parallel across devices and record its timeline')
     .argument('<model>', 'an .onnx file, or "demo" for the bundled demo model')
-    .addOption(new Option('--mode <mode>', 'parallel mode (tensor can be planned, not run yet)').choices([...PARALLEL_MODES, ...PLANNING_ONLY_MODES]).default('data'))
+    .addOption(new Option('--mode <mode>', 'parallel mode').choices([...PARALLEL_MODES]).default('data'))
     .option('--devices <spec>', 'devices, e.g. cpu:2 or cpu:1,webgpu:1', deviceSpec, 'cpu:2')
     .option('--batch <n>', 'global batch size (split across devices)', positiveInt('--batch', MAX_BATCH), 64)
     .option('--steps <n>', 'measured steps', positiveInt('--steps'), 20)
@@ -437,6 +437,7 @@ export function buildProgram(): Command {
     .option('--bucket-mb <mb>', `with --train: gradient bucket size in MB (default ${TRAIN_DEFAULTS.bucketMb}, as PyTorch DDP)`, positiveNumber('--bucket-mb'))
     .option('--micro-batches <n>', 'pipeline: micro-batches per step (default 4; must divide --batch)', positiveInt('--micro-batches'))
     .option('--stages <n>', 'pipeline: number of stages (one per device)', positiveInt('--stages'))
+    .option('--tensor <n>', 'tensor: devices each weight is split over (must equal the count of --devices)', positiveInt('--tensor'))
     .option('--cuts <nodes>', 'pipeline: cut after these nodes (comma-separated names) instead of balancing')
     .addOption(new Option('--schedule <name>', 'pipeline schedule').choices([...PIPELINE_SCHEDULES]))
     .action((model: string, flags: ProfileFlags) => profileCommand(model, flags));
@@ -445,7 +446,7 @@ export function buildProgram(): Command {
     .command('plan')
     .description('compile a plan and print the program every device would run (a pipeline calibrates and partitions first), without running it')
     .argument('<model>', 'an .onnx file, or "demo" for the bundled demo model')
-    .addOption(new Option('--mode <mode>', 'parallel mode').choices([...PARALLEL_MODES, ...PLANNING_ONLY_MODES]).default('pipeline'))
+    .addOption(new Option('--mode <mode>', 'parallel mode').choices([...PARALLEL_MODES]).default('pipeline'))
     .option('--stages <n>', 'number of stages', positiveInt('--stages'), 2)
     .option('--devices <spec>', 'devices the stages would run on (default cpu:<stages>)', deviceSpec)
     .option('--batch <n>', 'global batch size', positiveInt('--batch', MAX_BATCH), 64)

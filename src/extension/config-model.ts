@@ -42,6 +42,7 @@ export const PLAN_KEYS = [
   'stages',
   'cuts',
   'schedule',
+  'tensor',
   'steps',
   'warmup',
   'seed',
@@ -57,6 +58,9 @@ export type PlanKey = (typeof PLAN_KEYS)[number];
 
 /** Keys that only pipeline plans use. */
 export const PIPELINE_KEYS: readonly PlanKey[] = ['microBatches', 'stages', 'cuts', 'schedule'];
+
+/** Keys that only tensor-parallel plans use. */
+export const TENSOR_KEYS: readonly PlanKey[] = ['tensor'];
 
 /** Keys that only data-parallel plans use. */
 export const DATA_KEYS: readonly PlanKey[] = ['shards', 'train'];
@@ -90,6 +94,8 @@ export interface PlanValues {
   stages?: number;
   cuts?: string[];
   schedule?: 'gpipe';
+  /** Tensor parallel: devices each weight is split over (must equal the device count). */
+  tensor?: number;
   steps?: number;
   warmup?: number;
   seed?: number;
@@ -256,6 +262,7 @@ function readPlan(name: string, keyNode: Node, prop: Node, valueNode: Node | und
   typed('stages', isPosInt, 'a whole number ≥ 1');
   typed('cuts', (v) => Array.isArray(v) && v.every((c) => typeof c === 'string' && c !== ''), 'an array of node names');
   typed('schedule', (v) => (PIPELINE_SCHEDULES as readonly unknown[]).includes(v), PIPELINE_SCHEDULES.map((m) => `"${m}"`).join(' or '));
+  typed('tensor', (v) => isPosInt(v) && (v as number) >= 2, 'a whole number ≥ 2');
   typed('steps', isPosInt, 'a whole number ≥ 1');
   typed('warmup', isNonNegInt, 'a whole number ≥ 0');
   typed('seed', (v) => typeof v === 'number' && Number.isInteger(v), 'a whole number');
@@ -286,6 +293,16 @@ function checkPlan(plan: ConfigPlan): void {
     plan.problems.push({ span: node ? node.keySpan : plan.nameSpan, message, severity, bySchema: false, plan: plan.name, key });
   };
   const mode = v.mode ?? 'data';
+  if (mode !== 'tensor') for (const k of TENSOR_KEYS) if (plan.keys.has(k)) add(k, `"${k}" applies to "mode": "tensor" only; this plan runs ${mode === 'pipeline' ? 'a pipeline' : 'data parallel'}`, 'warning');
+  if (mode === 'tensor') {
+    if (plan.keys.has('train')) add('train', 'not yet: training runs in "mode": "data"; tensor-parallel training is coming');
+    for (const k of [...DATA_KEYS, ...PIPELINE_KEYS]) {
+      if (k !== 'train' && plan.keys.has(k)) add(k, `"${k}" applies to "mode": "${DATA_KEYS.includes(k) ? 'data' : 'pipeline'}" only; this plan runs tensor parallel`, 'warning');
+    }
+    const n = v.devices !== undefined ? deviceCount(v.devices) : null;
+    if (n !== null && v.tensor !== undefined && v.tensor !== n) add('tensor', `"tensor": ${v.tensor} splits every weight over ${v.tensor} devices, but "devices": "${v.devices}" has ${n}; give as many devices`);
+    return;
+  }
   if (mode !== 'pipeline') {
     for (const k of PIPELINE_KEYS) if (plan.keys.has(k)) add(k, `"${k}" applies to "mode": "pipeline" only; this plan runs data parallel`, 'warning');
     if (v.shards !== undefined) {
@@ -349,6 +366,7 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
   const v = plan.values;
   const mode = v.mode ?? 'data';
   const pipeline = mode === 'pipeline';
+  const data = mode === 'data';
   return {
     modelPath,
     // The trace records the label as the model's path, so it stays the path as written
@@ -361,8 +379,9 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
       steps: v.steps ?? settings.steps,
       warmup: v.warmup ?? settings.warmup,
       seed: v.seed ?? 0,
-      ...(!pipeline && v.shards !== undefined ? { shards: v.shards } : {}),
-      ...(!pipeline && v.train !== undefined ? { train: { ...TRAIN_DEFAULTS, ...v.train } } : {}),
+      ...(data && v.shards !== undefined ? { shards: v.shards } : {}),
+      ...(data && v.train !== undefined ? { train: { ...TRAIN_DEFAULTS, ...v.train } } : {}),
+      ...(mode === 'tensor' && v.tensor !== undefined ? { tensor: v.tensor } : {}),
       ...(pipeline ? { microBatches: v.microBatches ?? DEFAULT_MICRO_BATCHES } : {}),
       ...(pipeline && v.stages !== undefined ? { stages: v.stages } : {}),
       ...(pipeline && v.cuts !== undefined && v.cuts.length > 0 ? { cuts: v.cuts } : {}),

@@ -14,22 +14,14 @@
 import { Type, type Static } from '@sinclair/typebox';
 
 /** Parallel modes Parallax can run, in the order they are offered. */
-export const PARALLEL_MODES = ['data', 'pipeline'] as const;
+export const PARALLEL_MODES = ['data', 'pipeline', 'tensor'] as const;
 export type ParallelMode = (typeof PARALLEL_MODES)[number];
-
-/**
- * Modes the CLI's `plan` command can plan but nothing can run yet. They are kept out of
- * {@link PARALLEL_MODES} (and so out of the {@link Plan} union, the configuration schema, the
- * extension's picker and traces) until a compiler runs them; `profile` names them only to
- * refuse them with a pointer to `plan`.
- */
-export const PLANNING_ONLY_MODES = ['tensor'] as const;
-export type PlanningOnlyMode = (typeof PLANNING_ONLY_MODES)[number];
 
 /** One line per mode, for pickers, `--help` and the configuration schema. */
 export const MODE_DESCRIPTIONS: Record<ParallelMode, string> = {
   data: 'Replicate the model on every device and split the batch.',
   pipeline: 'Cut the graph into stages, one per device, and stream micro-batches through them.',
+  tensor: 'Split weight matrices across devices (column- then row-parallel pairs) and all-reduce each layer\'s partial sums.',
 };
 
 /** Pipeline schedules: the order of each stage's instructions within a step. */
@@ -149,9 +141,27 @@ export const PipelinePlanSchema = Type.Object({
 });
 export type PipelinePlan = Static<typeof PipelinePlanSchema>;
 
+/**
+ * Tensor parallelism: every device runs the whole batch on its shard of each split weight
+ * (runtime/tensor/shard-plan.ts decides the split); the partial sums of every row-parallel
+ * layer are all-reduced.
+ */
+export const TensorPlanSchema = Type.Object({
+  mode: Type.Literal('tensor'),
+  ...common,
+  /** Devices each weight is split over; requested optionally (it must equal the device count), recorded always. */
+  tensor: Type.Optional(Type.Integer({ minimum: 2 })),
+  /** Recorded: per split group, its label (the layers' common scope) and its collectives in one forward step. */
+  groups: Type.Optional(Type.Array(Type.Object({ label: Type.String(), allReduces: Int, allGathers: Int }))),
+  /** Recorded: parameter bytes of the model, and those each device holds. */
+  parameterBytes: Type.Optional(Type.Number()),
+  perDeviceParameterBytes: Type.Optional(Type.Array(Type.Number())),
+});
+export type TensorPlan = Static<typeof TensorPlanSchema>;
+
 /** A plan Parallax can run. */
-export const PlanSchema = Type.Union([DataPlanSchema, PipelinePlanSchema]);
-export type Plan = DataPlan | PipelinePlan;
+export const PlanSchema = Type.Union([DataPlanSchema, PipelinePlanSchema, TensorPlanSchema]);
+export type Plan = DataPlan | PipelinePlan | TensorPlan;
 
 /** The plan of an imported trace (another tool ran it; Parallax only records what it saw). */
 export const ImportedPlanSchema = Type.Object({
@@ -166,7 +176,7 @@ export const ImportedPlanSchema = Type.Object({
 export type ImportedPlan = Static<typeof ImportedPlanSchema>;
 
 /** What `meta.plan` of a trace holds. */
-export const TracePlanSchema = Type.Union([DataPlanSchema, PipelinePlanSchema, ImportedPlanSchema]);
+export const TracePlanSchema = Type.Union([DataPlanSchema, PipelinePlanSchema, TensorPlanSchema, ImportedPlanSchema]);
 export type TracePlan = Plan | ImportedPlan;
 
 /** Exhaustiveness check for a `switch` over a union's discriminant. */
@@ -255,19 +265,22 @@ export interface PlanFields {
   cuts?: string[] | undefined;
   schedule?: PipelineSchedule | undefined;
   train?: TrainPlan | undefined;
+  /** Tensor mode: devices each weight is split over. */
+  tensor?: number | undefined;
 }
 
 /** Default micro-batches of a pipeline plan that names none. */
 export const DEFAULT_MICRO_BATCHES = 4;
 
 /** The CLI flag of a mode-specific plan field, for messages. */
-const FLAG: Record<'shards' | 'gradSync' | 'microBatches' | 'stages' | 'cuts' | 'schedule', string> = {
+const FLAG: Record<'shards' | 'gradSync' | 'microBatches' | 'stages' | 'cuts' | 'schedule' | 'tensor', string> = {
   shards: '--shards',
   gradSync: '--grad-sync',
   microBatches: '--micro-batches',
   stages: '--stages',
   cuts: '--cuts',
   schedule: '--schedule',
+  tensor: '--tensor',
 };
 
 /** Thrown by {@link makePlan} for a field that does not belong to the plan's mode. */
@@ -292,12 +305,14 @@ export function makePlan(f: PlanFields): Plan {
   switch (f.mode) {
     case 'data':
       refuse(['microBatches', 'stages', 'cuts', 'schedule'], 'pipeline');
+      refuse(['tensor'], 'tensor');
       if (f.train && f.gradSync) throw new PlanFieldError('--grad-sync all-reduces synthetic gradients of an inference run; --train all-reduces real ones, so drop --grad-sync');
       if (f.train) checkTrain(f.train);
       return { mode: 'data', ...base, ...(f.shards ? { shards: f.shards } : {}), ...(f.gradSync ? { gradSync: true } : {}), ...(f.train ? { train: f.train } : {}) };
     case 'pipeline':
       if (f.train) throw new PlanFieldError('not yet: training runs in data mode (--mode data); pipeline training is coming');
       refuse(['shards', 'gradSync'], 'data');
+      refuse(['tensor'], 'tensor');
       return {
         mode: 'pipeline',
         ...base,
@@ -306,6 +321,12 @@ export function makePlan(f: PlanFields): Plan {
         ...(f.stages !== undefined ? { stages: f.stages } : {}),
         ...(f.cuts && f.cuts.length > 0 ? { cuts: f.cuts } : {}),
       };
+    case 'tensor':
+      if (f.train) throw new PlanFieldError('not yet: training runs in data mode (--mode data); tensor-parallel training is coming');
+      refuse(['shards', 'gradSync'], 'data');
+      refuse(['microBatches', 'stages', 'cuts', 'schedule'], 'pipeline');
+      if (f.tensor !== undefined && !(Number.isInteger(f.tensor) && f.tensor >= 2)) throw new PlanFieldError(`--tensor ${f.tensor} must be a whole number of at least 2`);
+      return { mode: 'tensor', ...base, ...(f.tensor !== undefined ? { tensor: f.tensor } : {}) };
     default:
       return assertNever(f.mode, 'mode');
   }
@@ -319,6 +340,8 @@ export function planFields(p: Plan): PlanFields {
       return { ...base, shards: p.shards, gradSync: p.gradSync, train: p.train };
     case 'pipeline':
       return { ...base, microBatches: p.microBatches, stages: p.stages, cuts: p.cuts, schedule: p.schedule };
+    case 'tensor':
+      return { ...base, tensor: p.tensor };
     default:
       return assertNever(p, 'plan');
   }
@@ -344,6 +367,6 @@ function checkTrain(t: TrainPlan): void {
 
 function pick(change: Partial<PlanFields>): Partial<PlanFields> {
   const out: Partial<PlanFields> = {};
-  for (const k of ['shards', 'gradSync', 'microBatches', 'stages', 'cuts', 'schedule', 'train'] as const) if (change[k] !== undefined) (out as Record<string, unknown>)[k] = change[k];
+  for (const k of ['shards', 'gradSync', 'microBatches', 'stages', 'cuts', 'schedule', 'train', 'tensor'] as const) if (change[k] !== undefined) (out as Record<string, unknown>)[k] = change[k];
   return out;
 }

@@ -52,6 +52,22 @@ export const SegmentSchema = Type.Union([
    * in, new values out; the device writes them over its resident weights and state.
    */
   Type.Object({ id: Type.Integer(), kind: Type.Literal('optimizer'), label: Type.String() }),
+  /**
+   * Part of one device's tensor-parallel chain: contiguous nodes of the graph in topological
+   * order, cut after every layer whose output is a partial sum, holding the device's slices
+   * of the split weights (and everything else whole). Its inputs and outputs are the cut edges.
+   */
+  Type.Object({
+    id: Type.Integer(),
+    kind: Type.Literal('shard'),
+    label: Type.String(),
+    /** The device whose weight slices it holds. */
+    rank: Type.Integer({ minimum: 0 }),
+    /** Position in the device's chain. */
+    part: Type.Integer({ minimum: 0 }),
+    /** Node names, in topological order. */
+    nodes: Type.Array(Type.String()),
+  }),
 ]);
 export type Segment = Static<typeof SegmentSchema>;
 
@@ -129,6 +145,13 @@ export const BufferSchema = Type.Object({
    * buffer holds the global batch's gradients, which the optimizer reads.
    */
   gradients: Type.Optional(Type.Array(PackedGradientSchema)),
+  /**
+   * An activation a collective combines (tensor parallelism): before the collective the device
+   * copies the latest run's output `tensor` (a partial sum) into the buffer; after it, the
+   * buffer, shaped as that output, feeds the later segments under the same name. `layer`
+   * names the split layers it closes, for the timeline.
+   */
+  activation: Type.Optional(Type.Object({ tensor: Type.String(), layer: Type.String() })),
 });
 export type ProgramBuffer = Static<typeof BufferSchema>;
 

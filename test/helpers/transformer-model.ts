@@ -15,6 +15,12 @@ export interface TransformerOptions {
   hidden?: number;
   heads?: number;
   ffn?: number;
+  /**
+   * Build the heads Reshape's shape at run time, as the PyTorch exporter writes
+   * `view(batch, seq, heads, d)` with the batch read from the block's (normalised) input:
+   * Concat(Unsqueeze(Gather(Shape(ln1), 0)), [seq], [heads], [d]).
+   */
+  computedShapes?: boolean;
 }
 
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
@@ -38,6 +44,12 @@ class GraphBuilder {
 
   scalar(name: string, value: number): string {
     this.initializer.push({ name, dims: [], dataType: FLOAT, rawData: new Uint8Array(new Float32Array([value]).buffer) });
+    return name;
+  }
+
+  /** A scalar int64 initializer. */
+  int(name: string, value: number): string {
+    this.initializer.push({ name, dims: [], dataType: INT64, rawData: new Uint8Array(new BigInt64Array([BigInt(value)]).buffer) });
     return name;
   }
 
@@ -73,7 +85,7 @@ const int = (name: string, v: number): onnx.IAttributeProto => ({ name, type: on
  * output `y` of the same shape. Node names follow module scopes (`/blocks.0/attn/q/MatMul`).
  */
 export function transformerModelBytes(opts: TransformerOptions = {}): Uint8Array {
-  const { blocks = 1, seq = 8, hidden = 32, heads = 4, ffn = 64 } = opts;
+  const { blocks = 1, seq = 8, hidden = 32, heads = 4, ffn = 64, computedShapes = false } = opts;
   const d = hidden / heads;
   const g = new GraphBuilder();
   const headsShape = g.ints('shape.heads', [0, seq, heads, d]);
@@ -81,6 +93,9 @@ export function transformerModelBytes(opts: TransformerOptions = {}): Uint8Array
   const sqrtD = g.scalar('const.sqrt_d', Math.sqrt(d));
   const sqrt2 = g.scalar('const.sqrt2', Math.SQRT2);
   const one = g.scalar('const.one', 1);
+  const pieces = computedShapes
+    ? { zero: g.int('const.zero', 0), axes0: g.ints('const.axes0', [0]), seq: g.ints('const.seq', [seq]), heads: g.ints('const.heads', [heads]), d: g.ints('const.head_dim', [d]) }
+    : null;
   const half = g.scalar('const.half', 0.5);
   let h = 'x';
   for (let b = 0; b < blocks; b++) {
@@ -92,8 +107,14 @@ export function transformerModelBytes(opts: TransformerOptions = {}): Uint8Array
       const mm = g.op(`${s}/${scope}/${name}/MatMul`, 'MatMul', [input, g.weight(`${p}.${scope}.${name}.weight`, [fanIn, fanOut])]);
       return g.op(`${s}/${scope}/${name}/Add`, 'Add', [mm, g.weight(`${p}.${scope}.${name}.bias`, [fanOut], 0.05)]);
     };
+    const shapeOf = (name: string, t: string): string => {
+      if (!pieces) return headsShape;
+      const batch = g.op(`${s}/attn/${name}/Gather`, 'Gather', [g.op(`${s}/attn/${name}/Shape`, 'Shape', [t]), pieces.zero], [int('axis', 0)]);
+      const b1 = g.op(`${s}/attn/${name}/Unsqueeze`, 'Unsqueeze', [batch, pieces.axes0]);
+      return g.op(`${s}/attn/${name}/Concat`, 'Concat', [b1, pieces.seq, pieces.heads, pieces.d], [int('axis', 0)]);
+    };
     const toHeads = (name: string, t: string, perm: number[]): string =>
-      g.op(`${s}/attn/${name}/Transpose`, 'Transpose', [g.op(`${s}/attn/${name}/Reshape`, 'Reshape', [t, headsShape])], [ints('perm', perm)]);
+      g.op(`${s}/attn/${name}/Transpose`, 'Transpose', [g.op(`${s}/attn/${name}/Reshape`, 'Reshape', [t, shapeOf(name, a)])], [ints('perm', perm)]);
 
     const a = ln('ln1', h);
     const q = toHeads('q', linear('attn', 'q', a, hidden, hidden), [0, 2, 1, 3]);
@@ -124,4 +145,18 @@ export function nothingToSplitModelBytes(hidden = 16): Uint8Array {
   const mm = g.op('/proj/MatMul', 'MatMul', [ln, 'w']);
   g.op('/Add', 'Add', [mm, 'x']);
   return g.bytes('nothing_to_split', [valueInfo('x', ['batch', hidden]), valueInfo('w', [hidden, hidden])], [valueInfo('y', ['batch', hidden])]);
+}
+
+/**
+ * A two-layer MLP written with Gemm nodes, as older exporters write `nn.Linear`: y =
+ * Gemm(Relu(Gemm(x, W1, b1)), W2ᵀ, b2) with `transB=1` on the second (its weight stored
+ * [out, in]), so a tensor-parallel split cuts W2 along its second axis and has a bias after a
+ * row-parallel layer to add once.
+ */
+export function gemmMlpModelBytes(hidden = 16, ffn = 32): Uint8Array {
+  const g = new GraphBuilder();
+  const h = g.op('/fc1/Gemm', 'Gemm', ['x', g.weight('fc1.weight', [hidden, ffn]), g.weight('fc1.bias', [ffn], 0.05)]);
+  const a = g.op('/act/Relu', 'Relu', [h]);
+  g.op('/fc2/Gemm', 'Gemm', [a, g.weight('fc2.weight', [hidden, ffn]), g.weight('fc2.bias', [hidden], 0.5)], [int('transB', 1)]);
+  return g.bytes('gemm_mlp', [valueInfo('x', ['batch', hidden])], [valueInfo('y', ['batch', hidden])]);
 }

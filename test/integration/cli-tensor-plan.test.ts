@@ -1,7 +1,7 @@
 /**
  * `parallax plan --mode tensor` through the real CLI: the shard map, the collectives and the
  * memory table as text and JSON, planned sizes with a capacity, and the one-line refusals
- * (nothing to split; `profile --mode tensor`, which cannot run yet).
+ * (nothing to split, flags that disagree). Running a tensor plan: cli-tensor-parallel.test.ts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -103,11 +103,6 @@ test('plan --mode tensor of a model with nothing to split says what it looked fo
   const path = writeModel('nothing.onnx', nothingToSplitModelBytes());
   const r = await runCli(['plan', path, '--mode', 'tensor', '--devices', 'cpu:2'], { env });
   assertOneLineError(r, /nothing to split for tensor parallelism over 2 devices: looked for MatMul\/Gemm nodes .* use --mode data or --mode pipeline/);
-});
-
-test('profile --mode tensor is refused with one line pointing at plan --mode tensor', async () => {
-  const r = await runCli(['profile', demoPath, '--mode', 'tensor', '--devices', 'cpu:2', '--steps', '1'], { env });
-  assertOneLineError(r, /tensor-parallel execution is not available yet; `parallax plan .* --mode tensor --devices cpu:2`/);
 });
 
 test('tensor planning flags are checked before any work', async () => {

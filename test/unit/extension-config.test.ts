@@ -161,6 +161,24 @@ describe('a plan as the runner’s plan', () => {
     assert.match(pipe.problems.find((x) => x.key === 'train')!.message, /^not yet: training runs in "mode": "data"/);
   });
 
+  it('runs a tensor plan with its "tensor" degree; refuses a degree other than the device count and training, warns on other modes\' keys', () => {
+    const doc = parseConfig(
+      '{ "plans": { "t": { "model": "/m.onnx", "mode": "tensor", "devices": "cpu:2", "tensor": 2 }, "n": { "model": "/m.onnx", "mode": "tensor", "devices": "cpu:2", "tensor": 4 }, "x": { "model": "/m.onnx", "mode": "tensor", "microBatches": 2, "shards": [1, 1] }, "tr": { "model": "/m.onnx", "mode": "tensor", "train": {} }, "d": { "model": "/m.onnx", "tensor": 2 } } }',
+    );
+    const pp = toProfilePlan(findPlan(doc, 't')!, '/ws/parallax.json', settings, '/o.json')!;
+    assert.deepEqual(pp.plan, { mode: 'tensor', devices: 'cpu:2', batch: 16, steps: 7, warmup: 2, seed: 0, tensor: 2 });
+    const n = findPlan(doc, 'n')!;
+    assert.equal(isRunnable(n), false);
+    assert.match(n.problems.find((x) => x.key === 'tensor')!.message, /"tensor": 4 splits every weight over 4 devices, but "devices": "cpu:2" has 2/);
+    const x = findPlan(doc, 'x')!;
+    assert.equal(isRunnable(x), true, 'other modes\' keys are warnings');
+    assert.deepEqual(x.problems.map((p) => [p.key, p.severity]).sort(), [['microBatches', 'warning'], ['shards', 'warning']]);
+    const xp = toProfilePlan(x, '/ws/parallax.json', settings, '/o.json')!;
+    assert.equal('microBatches' in xp.plan || 'shards' in xp.plan, false, 'and are left out of the run');
+    assert.equal(isRunnable(findPlan(doc, 'tr')!), false);
+    assert.match(findPlan(doc, 'd')!.problems.find((p) => p.key === 'tensor')!.message, /"tensor" applies to "mode": "tensor" only/);
+  });
+
   it('gives the value a plan runs with, written or defaulted', () => {
     const doc = parseConfig('{ "plans": { "p": { "model": "m.onnx", "mode": "pipeline" }, "d": { "model": "m.onnx" } } }');
     assert.equal(effectiveValue(findPlan(doc, 'p')!, 'microBatches', settings), 4);

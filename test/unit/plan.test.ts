@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { MODE_DESCRIPTIONS, PARALLEL_MODES, PLANNING_ONLY_MODES, PIPELINE_SCHEDULES, makePlan, planFields, withPlanFields, PlanFieldError } from '../../src/profiler/plan';
+import { MODE_DESCRIPTIONS, PARALLEL_MODES, PIPELINE_SCHEDULES, makePlan, planFields, withPlanFields, PlanFieldError } from '../../src/profiler/plan';
 import { MODE_CHOICES } from '../../src/extension/run-config';
 import { buildProgram } from '../../src/cli/main';
 
@@ -37,14 +37,13 @@ describe('parallel modes are defined once', () => {
     for (const name of ['profile', 'plan']) {
       const cmd = cli.commands.find((c) => c.name() === name)!;
       const opt = cmd.options.find((o) => o.long === '--mode')!;
-      // Planning-only modes are offered too: `plan` plans them, `profile` refuses them with a pointer to `plan`.
-      assert.deepEqual(opt.argChoices, [...PARALLEL_MODES, ...PLANNING_ONLY_MODES], `${name} --mode`);
+      assert.deepEqual(opt.argChoices, [...PARALLEL_MODES], `${name} --mode`);
     }
   });
 
   it('nothing advertises a mode that does not exist', () => {
-    assert.doesNotMatch(pkg.description, /tensor|hybrid/i);
-    assert.doesNotMatch(readFileSync('schemas/parallax-config.schema.json', 'utf8'), /1f1b|"tensor"|"hybrid"/);
+    assert.doesNotMatch(pkg.description, /hybrid/i);
+    assert.doesNotMatch(readFileSync('schemas/parallax-config.schema.json', 'utf8'), /1f1b|"hybrid"/);
   });
 });
 

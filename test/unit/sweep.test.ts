@@ -38,10 +38,10 @@ test('a sweep of cpu:2 measures data on 1 and 2 devices and pipelines with every
   assert.deepEqual(e.notRunnable, []);
 });
 
-test('tensor and hybrid are named as not runnable yet, and micro-batch counts that do not divide the batch are skipped with the reason', () => {
+test('tensor and hybrid are named as not swept yet, and micro-batch counts that do not divide the batch are skipped with the reason', () => {
   const e = enumerateSweep({ ...SPEC, modes: ['pipeline', 'tensor', 'hybrid'], batches: [6], microBatches: [2, 4], predictDevices: [] });
   assert.deepEqual(e.notRunnable.map((n) => n.mode), ['tensor', 'hybrid']);
-  for (const n of e.notRunnable) assert.match(n.reason, /not runnable yet/);
+  for (const n of e.notRunnable) assert.match(n.reason, /not (swept|runnable) yet/);
   assert.ok(e.candidates.every((c) => c.plan.mode === 'pipeline' && c.plan.microBatches === 2));
   assert.ok(e.skipped.some((s) => /micro-batches 4 does not divide --batch 6/.test(s.reason)));
   assert.ok(e.candidates.every((c) => c.plan.mode !== 'data'), 'data was not asked for');

@@ -100,6 +100,8 @@ export function readPlan(trace: Pick<Trace, 'meta'>): PlanView {
         nodeCostUsAlt: alt && posNumber(alt.rows) !== null && altCosts ? { rows: alt.rows, costs: altCosts } : null,
       };
     }
+    case 'tensor':
+      return { ...NO_PLAN, batch: posNumber(p.batch), devices: typeof p.devices === 'string' ? p.devices : null };
     case 'imported':
       return NO_PLAN;
     default:

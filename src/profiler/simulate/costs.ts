@@ -93,6 +93,8 @@ export function segmentKey(seg: Segment): string {
       return seg.kind;
     case 'train-backward':
       return `${seg.kind} ${seg.bucket}`;
+    case 'shard':
+      return `shard ${seg.rank} part ${seg.part} [${seg.nodes[0] ?? ''}..${seg.nodes[seg.nodes.length - 1] ?? ''}, ${seg.nodes.length} nodes]`;
     default: {
       const never: never = seg;
       throw new Error(`unknown segment ${JSON.stringify(never)}`);

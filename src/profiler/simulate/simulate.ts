@@ -419,14 +419,16 @@ function collective(ctx: Context, st: StepState, r: number, ins: Extract<Instruc
   }
   const bytes = bytesOf(ctx, r, index, ins);
   const dur = collectiveDurUs(ctx, ins.collective, bytes, ins.group.length);
+  const buffer = ctx.program.buffers.find((b) => b.name === ins.buffer);
   ctx.builder.push({
     lane: r,
     step: st.step,
     stage: ctx.devices[r]!.stage,
     // A gradient bucket's all-reduce is marked as such, as the interpreter marks it.
-    flags: SpanFlag.predicted | (ctx.program.buffers.find((b) => b.name === ins.buffer)?.gradients ? SpanFlag.gradient : 0),
+    flags: SpanFlag.predicted | (buffer?.gradients ? SpanFlag.gradient : 0),
     kind: 'comm',
-    name: `${ins.collective}.ring`,
+    // An activation's all-reduce names its layer, as the interpreter names it.
+    name: buffer?.activation ? `${ins.collective}.ring (${buffer.activation.layer})` : `${ins.collective}.ring`,
     start,
     dur,
     bytes,

@@ -10,7 +10,7 @@
  * Predicted only (device counts this machine does not have, default 4 and 8): data, and a
  * pipeline with one stage per device at the largest M that divides the batch.
  */
-import { makePlan, PARALLEL_MODES, type Plan } from '../plan';
+import { makePlan, type Plan } from '../plan';
 
 /** Modes a sweep accepts: the runnable ones and the ones it can only name. */
 export const SWEEP_MODES = ['data', 'pipeline', 'tensor', 'hybrid'] as const;
@@ -18,7 +18,7 @@ export type SweepMode = (typeof SWEEP_MODES)[number];
 
 /** Why a mode cannot be swept yet. */
 export const NOT_RUNNABLE: Partial<Record<SweepMode, string>> = {
-  tensor: 'not runnable yet: tensor-parallel plans can be planned (`parallax plan --mode tensor`) but not run',
+  tensor: 'not swept yet: run a tensor-parallel plan with `parallax profile --mode tensor`',
   hybrid: 'not runnable yet: no compiler runs data × pipeline products',
 };
 
@@ -65,7 +65,7 @@ export function enumerateSweep(s: SweepSpec): Enumeration {
   const out: Enumeration = { candidates: [], notRunnable: [], skipped: [] };
   for (const mode of s.modes) {
     const why = NOT_RUNNABLE[mode];
-    if (why !== undefined && !(PARALLEL_MODES as readonly string[]).includes(mode)) out.notRunnable.push({ mode, reason: why });
+    if (why !== undefined) out.notRunnable.push({ mode, reason: why });
   }
   const base = (n: number, batch: number) => ({ devices: devSpec(s.deviceKind, n), batch, steps: s.steps, warmup: s.warmup, seed: s.seed });
   const add = (kind: SweepCandidate['kind'], n: number, batch: number, mode: 'data' | 'pipeline', m?: number, cut?: CutChoice): void => {

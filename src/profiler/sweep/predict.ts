@@ -145,6 +145,9 @@ function referenceOf(ref: References, seg: Segment, phase: string): { cost: Comp
     case 'optimizer':
       // Sweeps measure inference plans; training segments have no per-node calibration.
       return null;
+    case 'shard':
+      // Sweeps do not measure tensor plans yet.
+      return null;
     default: {
       const never: never = seg;
       throw new Error(`unknown segment ${JSON.stringify(never)}`);

@@ -9,12 +9,13 @@ import type { CompileContext } from './common';
 import { compileData } from './data';
 import { compilePipeline } from './pipeline';
 import { compileTrainData } from './train-data';
+import { compileTensor, type TensorPrepared } from './tensor';
 
 export { checkShards, resolveShards } from './data';
 export type { CompileContext, InputLayoutTyped, TrainingContext } from './common';
 
 /** What a mode needs decided before it compiles (a pipeline's partition comes from calibration). */
-export type Prepared = { mode: 'data' } | { mode: 'pipeline'; partition: Partition };
+export type Prepared = { mode: 'data' } | { mode: 'pipeline'; partition: Partition } | ({ mode: 'tensor' } & TensorPrepared);
 
 /** Compiles a plan into the program every device runs. */
 export function compile(plan: Plan, prepared: Prepared, ctx: CompileContext): Program {
@@ -28,6 +29,9 @@ export function compile(plan: Plan, prepared: Prepared, ctx: CompileContext): Pr
     case 'pipeline':
       if (prepared.mode !== 'pipeline') throw new Error('a pipeline plan compiles only with its partition');
       return compilePipeline(plan, prepared.partition, ctx);
+    case 'tensor':
+      if (prepared.mode !== 'tensor') throw new Error('a tensor plan compiles only with its shard plan');
+      return compileTensor(plan, prepared, ctx);
     default:
       return assertNever(plan, 'plan');
   }

@@ -90,6 +90,8 @@ export class Interpreter {
   /** Outputs of the latest `run`, for the `send` and `gather` after it. */
   private results: ort.InferenceSession.OnnxValueMapType = {};
   private readonly acts = new Map<string, Activation>();
+  /** All-reduced activations (tensor parallelism), by tensor name. */
+  private readonly sums = new Map<string, Activation>();
   private readonly sentHeader = new Set<string>();
   private readonly header = new Int32Array(HEADER_INTS);
   private recording = false;
@@ -359,6 +361,7 @@ export class Interpreter {
         const buf = this.buffers.get(ins.buffer);
         const def = this.init!.buffers.find((b) => b.name === ins.buffer);
         if (def?.gradients && buf) return this.gradientBucket(ins, def, buf);
+        if (def?.activation && buf) return this.activationCollective(ins, def.activation, buf);
         if (!buf || !this.comm) throw new Error(`collective on unknown buffer ${ins.buffer}`);
         const synthetic = def?.synthetic ?? false;
         const code = CommOpCode[ins.collective];
@@ -395,6 +398,34 @@ export class Interpreter {
       this.inComm(CommOpCode[ins.collective], SpanFlag.gradient, () => this.collective(ins.collective, buf), `${commName(CommOpCode[ins.collective])} (${def.name}, ${def.gradients!.length} gradients)`);
     }
     t.unpack(def, buf, this.feeds);
+  }
+
+  /**
+   * An activation all-reduce (tensor parallelism): the latest run's partial sum `tensor` is
+   * copied into the buffer, summed over the group, and the sum (shaped as the partial one)
+   * feeds the later segments, and the gather, under the same name. The span names the layer.
+   */
+  private activationCollective(ins: Extract<Instruction, { op: 'collective' }>, act: NonNullable<ProgramBuffer['activation']>, buf: Float32Array): void {
+    const v = this.results[act.tensor];
+    if (!v) throw new Error(`all-reduce of ${act.tensor}, which the latest run did not produce`);
+    if (v.type !== 'float32') throw new Error(`all-reduce of ${act.tensor}: ${v.type} activations are not reduced yet (float32 only)`);
+    const data = v.data as Float32Array;
+    if (data.length !== buf.length) throw new Error(`all-reduce of ${act.tensor}: ${data.length} elements, but its buffer holds ${buf.length}`);
+    buf.set(data);
+    if (this.comm && ins.group.length > 1) {
+      this.inComm(CommOpCode[ins.collective], 0, () => this.collective(ins.collective, buf), `${commName(CommOpCode[ins.collective])} (${act.layer})`);
+    }
+    // The session keeps no reference to its feeds after a run, so the sum can live in a
+    // buffer of its own that the next step's all-reduce overwrites only after it is read.
+    let sum = this.sums.get(act.tensor);
+    if (!sum || sum.buf.length !== buf.length) {
+      const local = new Float32Array(buf.length);
+      sum = { buf: local, tensor: new ort.Tensor('float32', local, v.dims) };
+      this.sums.set(act.tensor, sum);
+    }
+    (sum.buf as Float32Array).set(buf);
+    this.feeds.set(act.tensor, sum.tensor);
+    this.results = { ...this.results, [act.tensor]: sum.tensor };
   }
 
   /**

@@ -40,6 +40,9 @@ import { checkFindings } from './check-findings';
 import { buildTrace, compareOutputs, mergeOutputs } from './trace';
 import { prepareTraining, trainingResults, writeTrainingSegments, type TrainingSetup } from './train-setup';
 import { compileTrainData } from '../compile/train-data';
+import { prepareTensor } from '../compile/tensor';
+import { writeShardModels } from '../tensor/shard-model';
+import { formatBytes } from '../../profiler/units';
 
 export { CancelledError, type RunnerHooks } from './workers';
 export { compareOutputs } from './trace';
@@ -80,9 +83,18 @@ interface Loaded {
   training: TrainingSetup | null;
 }
 
-/** Row-splits of a run: devices, and a pipeline's micro-batches. */
+/** Row-splits of a run: devices, and a pipeline's micro-batches; a tensor plan runs every row on every device. */
 function partsOf(plan: Plan, devices: number): number {
-  return Math.max(devices, plan.mode === 'pipeline' ? plan.microBatches : 1);
+  switch (plan.mode) {
+    case 'data':
+      return devices;
+    case 'pipeline':
+      return Math.max(devices, plan.microBatches);
+    case 'tensor':
+      return 1;
+    default:
+      return assertNever(plan, 'plan');
+  }
 }
 
 /**
@@ -220,15 +232,51 @@ async function prepare(req: ProfileRequest, l: Loaded, profileDir: string, hooks
       const microRows = plan.batch / plan.microBatches;
       return { prepared: { mode: 'pipeline', partition }, plan: recorded, text: formatPartition(partition, l.ir), info: partitionInfo(partition, microRows) };
     }
+    case 'tensor':
+      return prepareTensorPlan(plan, l);
     default:
       return assertNever(plan, 'plan');
   }
+}
+
+/** A tensor plan's shard plan and the chain of segments cut at its all-reduces. */
+function prepareTensorPlan(plan: Extract<Plan, { mode: 'tensor' }>, l: Loaded): Preparation {
+  const n = l.devices.length;
+  if (plan.tensor !== undefined && plan.tensor !== n) {
+    throw new UserError(`--tensor ${plan.tensor} splits every weight over ${plan.tensor} devices, but --devices ${plan.devices} gives ${n}; give --devices with ${plan.tensor} devices (data × tensor hybrids are not run yet)`);
+  }
+  // Symbolic sizes as the inputs resolved them (a sequence length from --input-shape): the
+  // all-reduce buffers are sized from them.
+  const dims: Record<string, number> = { ...l.dimValues };
+  for (const r of l.resolved) {
+    r.modelDims?.forEach((d, k) => {
+      if (typeof d === 'string' && r.dims[k] !== undefined) dims[d] = r.dims[k];
+    });
+  }
+  const { shard, chain } = prepareTensor(l.ir, n, dims);
+  const allReduces = shard.collectives.filter((c) => c.op === 'all-reduce').length;
+  const recorded: Plan = {
+    ...plan,
+    tensor: n,
+    groups: shard.groups.map((g) => ({
+      label: g.label,
+      allReduces: g.collectives.filter((c) => shard.collectives[c]!.op === 'all-reduce').length,
+      allGathers: g.collectives.filter((c) => shard.collectives[c]!.op === 'all-gather').length,
+    })),
+    parameterBytes: shard.parameterBytes,
+    perDeviceParameterBytes: shard.perDeviceParameterBytes,
+  };
+  const text =
+    `tensor parallel over ${n} devices: ${shard.groups.length} split group${shard.groups.length === 1 ? '' : 's'}, ${allReduces} all-reduce${allReduces === 1 ? '' : 's'} per step, ` +
+    `${chain.stages.length} segment${chain.stages.length === 1 ? '' : 's'} per device; parameters per device ${shard.perDeviceParameterBytes.map((b) => formatBytes(b)).join(', ')} of ${formatBytes(shard.parameterBytes)}`;
+  return { prepared: { mode: 'tensor', shard, chain }, plan: recorded, text, info: {} };
 }
 
 /** Model files of a program's segments (stage models are written into `workDir`). */
 function materialise(program: Program, prepared: Prepared, modelPath: string, workDir: string, training: TrainingSetup | null): Record<number, string> {
   const paths: Record<number, string> = training ? writeTrainingSegments(program, training.models, join(workDir, 'train')) : {};
   const stagePaths = prepared.mode === 'pipeline' ? writeStageModels(modelPath, prepared.partition, join(workDir, 'stages')) : [];
+  const shardPaths = prepared.mode === 'tensor' ? writeShardModels(modelPath, program, prepared, join(workDir, 'shards')) : {};
   for (const seg of program.segments) {
     switch (seg.kind) {
       case 'whole':
@@ -236,6 +284,9 @@ function materialise(program: Program, prepared: Prepared, modelPath: string, wo
         break;
       case 'stage':
         paths[seg.id] = stagePaths[seg.stage]!;
+        break;
+      case 'shard':
+        paths[seg.id] = shardPaths[seg.id]!;
         break;
       case 'train-forward':
       case 'train-backward':
@@ -442,7 +493,7 @@ function probeRecord(
 ): Pick<TraceMeta, 'microProbe' | 'batchProbe'> {
   const t = deriveIdle(buildTrace({ ...m, plan: probe.plan, program: probe.program, done: probe.done, numericalCheck: undefined, baseline: undefined, measurement: undefined }));
   const stepTimesUs = t.steps.map((w) => w.endUs - w.startUs);
-  if (probe.plan.mode === 'data') return { batchProbe: { batch: probe.plan.batch, stepTimesUs } };
+  if (probe.plan.mode !== 'pipeline') return { batchProbe: { batch: probe.plan.batch, stepTimesUs } };
   const model = analyse(t).pipeline?.model;
   return {
     microProbe: {

@@ -1,0 +1,172 @@
+/**
+ * `parallax profile --mode tensor` end to end on cpu:2: a real runner process, real worker
+ * threads, real onnxruntime-node sessions on each device's shard models, and the partial sums
+ * all-reduced through the communicator. The outputs are checked against one device running
+ * the whole model on the same inputs (read from a file, so the test knows them too), and the
+ * timeline for one all-reduce per split layer inside every device's step.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { runCli, expectUserError } from '../helpers/cli';
+import { tempDir } from '../helpers/temp';
+import { seededValues } from '../helpers/tiny-model';
+import { buildDemoModel } from '../../src/runtime/onnx/demo-model';
+import { nothingToSplitModelBytes, transformerModelBytes } from '../helpers/transformer-model';
+import { readTrace } from '../../src/profiler/trace-io';
+import { CommOpCode, SpanFlag, SpanKind, type Trace } from '../../src/profiler/trace-format';
+import { fitCostModel, simulate } from '../../src/profiler/simulate';
+import { MISSING_MODELS_HINT, wakewordAlexaModelPath } from '../helpers/models';
+
+const dir = tempDir('tensor-parallel');
+const env = { PARALLAX_CACHE: join(dir, 'cache') };
+
+function writeModel(name: string, bytes: Uint8Array): string {
+  const path = join(dir, name);
+  writeFileSync(path, bytes);
+  return path;
+}
+
+/** Runs `profile --mode tensor` on cpu:2 with input `x` of `dims` from a file; returns the trace and the input. */
+async function profileTensor(model: string, dims: number[], name: string): Promise<{ trace: Trace; x: Float32Array }> {
+  const x = seededValues(dims.reduce((a, b) => a * b, 1), 7);
+  const inputs = join(dir, `${name}.inputs.json`);
+  writeFileSync(inputs, JSON.stringify({ x: { dims, data: Array.from(x) } }));
+  const out = join(dir, `${name}.parallax.json`);
+  const r = await runCli(['profile', model, '--mode', 'tensor', '--devices', 'cpu:2', '--batch', String(dims[0]), '--steps', '3', '--warmup', '1', '--inputs', inputs, '--out', out], { env });
+  assert.equal(r.code, 0, r.stderr);
+  return { trace: await readTrace(out), x };
+}
+
+/** The largest |value| of the model's output `y` run whole on one device (the scale the relative error is taken against). */
+async function referenceScale(model: string, x: Float32Array, dims: number[]): Promise<number> {
+  const session = await ort.InferenceSession.create(model);
+  try {
+    const y = (await session.run({ x: new ort.Tensor('float32', x, dims) }))['y']!.data as Float32Array;
+    return y.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  } finally {
+    await session.release();
+  }
+}
+
+/** Per lane and measured step, the names of its all-reduce spans in order. */
+function allReducesPerStep(trace: Trace): Map<string, string[]> {
+  const s = trace.spans;
+  const measured = new Set(trace.steps.map((w) => w.index));
+  const out = new Map<string, string[]>();
+  for (let i = 0; i < s.count; i++) {
+    if (s.kind[i] !== SpanKind.comm || s.comm[i] !== CommOpCode.allreduce || !measured.has(s.step[i]!)) continue;
+    if ((s.flags[i]! & SpanFlag.profiled) !== 0) continue;
+    const key = `${s.lane[i]}|${s.step[i]}`;
+    out.set(key, [...(out.get(key) ?? []), trace.strings[s.name[i]!]!]);
+  }
+  return out;
+}
+
+/** Checks the numerical result against one device: the runner's check, and max |Δ| / max |y| ≤ 1e-4. */
+async function assertMatchesOneDevice(trace: Trace, model: string, x: Float32Array, dims: number[]): Promise<void> {
+  const check = trace.meta.numericalCheck!;
+  assert.ok(check, 'the run checks itself against one device');
+  assert.equal(check.ok, true, JSON.stringify(check));
+  assert.match(check.reference, /one-device run/);
+  const scale = await referenceScale(model, x, dims);
+  assert.ok(scale > 0);
+  const rel = check.maxAbsErr / scale;
+  assert.ok(rel <= 1e-4, `relative error ${rel} (max |Δ| ${check.maxAbsErr} over max |y| ${scale})`);
+}
+
+test('demo model, tensor parallel on cpu:2: output of one device, half the parameters per device, one all-reduce per block', async () => {
+  const layers = 3;
+  const model = writeModel('demo-small.onnx', buildDemoModel({ layers, hidden: 64, ffn: 256 }));
+  const dims = [8, 64];
+  const { trace, x } = await profileTensor(model, dims, 'demo');
+  await assertMatchesOneDevice(trace, model, x, dims);
+
+  const plan = trace.meta.plan;
+  assert.equal(plan.mode, 'tensor');
+  if (plan.mode !== 'tensor') return;
+  assert.equal(plan.tensor, 2);
+  for (const bytes of plan.perDeviceParameterBytes!) {
+    const share = bytes / plan.parameterBytes!;
+    assert.ok(Math.abs(share - 0.5) <= 0.05, `a device holds ${(share * 100).toFixed(1)} % of the parameters`);
+  }
+
+  const program = trace.meta.program!;
+  assert.equal(program.mode, 'tensor');
+  assert.equal(program.devices.length, 2);
+  // Cut after each block's fc2 (its all-reduce): the last block's residual Add makes one more part.
+  assert.equal(program.segments.filter((s) => s.kind === 'shard').length, 2 * (layers + 1), 'a chain of segments cut at every all-reduce on each device');
+
+  const perStep = allReducesPerStep(trace);
+  assert.equal(perStep.size, 2 * trace.steps.length, 'all-reduces on both lanes in every measured step');
+  for (const [key, names] of perStep) {
+    assert.deepEqual(
+      names,
+      Array.from({ length: layers }, (_, i) => `allreduce.ring (/layers.${i}/mlp)`),
+      `lane|step ${key}: exactly one all-reduce per block forward, labelled with its block`,
+    );
+  }
+  // Every all-reduce sits inside its device's step window.
+  const s = trace.spans;
+  for (let i = 0; i < s.count; i++) {
+    if (s.comm[i] !== CommOpCode.allreduce || (s.flags[i]! & SpanFlag.profiled) !== 0) continue;
+    const w = trace.steps.find((x) => x.index === s.step[i]);
+    if (!w) continue;
+    assert.ok(s.start[i]! >= w.startUs - 1 && s.start[i]! + s.dur[i]! <= w.endUs + 1, 'all-reduce inside its step');
+  }
+
+  // The simulator runs the same program on costs fitted from this trace, and predicts the all-reduces.
+  const predicted = simulate(program, fitCostModel([trace]), { steps: 2, meta: trace.meta });
+  const predictedReduces = allReducesPerStep(predicted);
+  assert.equal(predictedReduces.size, 2 * 2);
+  for (const names of predictedReduces.values()) assert.deepEqual(names, Array.from({ length: layers }, (_, i) => `allreduce.ring (/layers.${i}/mlp)`));
+});
+
+test('transformer blocks with multi-head attention, tensor parallel on cpu:2: output of one device, two all-reduces per block (attention and MLP)', async () => {
+  const blocks = 2;
+  const model = writeModel('transformer.onnx', transformerModelBytes({ blocks, seq: 8, hidden: 32, heads: 4, ffn: 64 }));
+  const dims = [4, 8, 32];
+  const { trace, x } = await profileTensor(model, dims, 'transformer');
+  await assertMatchesOneDevice(trace, model, x, dims);
+  const expected = Array.from({ length: blocks }, (_, b) => [`allreduce.ring (/blocks.${b}/attn)`, `allreduce.ring (/blocks.${b}/mlp)`]).flat();
+  const perStep = allReducesPerStep(trace);
+  assert.equal(perStep.size, 2 * trace.steps.length);
+  for (const [key, names] of perStep) assert.deepEqual(names, expected, `lane|step ${key}`);
+});
+
+test('a real exported model (openWakeWord classifier, Gemm layers with transB): tensor parallel on cpu:2 matches one device, one all-reduce per step', async () => {
+  const model = wakewordAlexaModelPath();
+  assert.ok(model, `openWakeWord models not fetched: ${MISSING_MODELS_HINT}`);
+  const out = join(dir, 'alexa.parallax.json');
+  const r = await runCli(['profile', model, '--mode', 'tensor', '--devices', 'cpu:2', '--batch', '1', '--steps', '2', '--warmup', '1', '--out', out], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const trace = await readTrace(out);
+  assert.equal(trace.meta.numericalCheck?.ok, true, JSON.stringify(trace.meta.numericalCheck));
+  assert.ok(trace.meta.numericalCheck!.maxAbsErr <= 1e-5);
+  const plan = trace.meta.plan;
+  assert.ok(plan.mode === 'tensor');
+  for (const b of plan.perDeviceParameterBytes!) assert.ok(Math.abs(b / plan.parameterBytes! - 0.5) <= 0.05);
+  const perStep = allReducesPerStep(trace);
+  assert.equal(perStep.size, 2 * trace.steps.length);
+  for (const names of perStep.values()) assert.deepEqual(names, [`allreduce.ring (${plan.groups![0]!.label})`]);
+});
+
+test('profile --mode tensor of a model with nothing to split names what it looked for, exit 2', async () => {
+  const model = writeModel('nothing.onnx', nothingToSplitModelBytes());
+  const out = join(dir, 'nothing.parallax.json');
+  const r = await runCli(['profile', model, '--mode', 'tensor', '--devices', 'cpu:2', '--steps', '1', '--out', out], { env });
+  assert.equal(r.code, 2, r.stderr);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0]!, /^parallax: .*nothing to split for tensor parallelism over 2 devices: looked for MatMul\/Gemm nodes .* use --mode data or --mode pipeline/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+  assert.equal(existsSync(out), false, 'no trace written');
+});
+
+test('profile --mode tensor refuses a --tensor that is not the device count, and pipeline flags, in one line', async () => {
+  const model = writeModel('demo-flags.onnx', buildDemoModel({ layers: 1, hidden: 32, ffn: 64 }));
+  await expectUserError(['profile', model, '--mode', 'tensor', '--tensor', '4', '--devices', 'cpu:2'], /--tensor 4 splits every weight over 4 devices, but --devices cpu:2 gives 2/, dir, env);
+  await expectUserError(['profile', model, '--mode', 'tensor', '--micro-batches', '2', '--devices', 'cpu:2'], /--micro-batches applies to --mode pipeline only/, dir, env);
+});
