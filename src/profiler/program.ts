@@ -52,6 +52,18 @@ export const SegmentSchema = Type.Union([
    * in, new values out; the device writes them over its resident weights and state.
    */
   Type.Object({ id: Type.Integer(), kind: Type.Literal('optimizer'), label: Type.String() }),
+  /**
+   * A pipeline stage's training forward: the stage's nodes (the last stage's with the loss)
+   * with its parameters as inputs; it outputs what the next stage receives and the
+   * activations its backward reads.
+   */
+  Type.Object({ id: Type.Integer(), kind: Type.Literal('stage-forward'), label: Type.String(), stage: Type.Integer({ minimum: 0 }) }),
+  /**
+   * A pipeline stage's backward: from the gradients of the stage's outputs (received from the
+   * next stage; the last stage starts from its loss) and the activations its forward saved,
+   * the gradients of its parameters and of its input activations (sent to the previous stage).
+   */
+  Type.Object({ id: Type.Integer(), kind: Type.Literal('stage-backward'), label: Type.String(), stage: Type.Integer({ minimum: 0 }) }),
 ]);
 export type Segment = Static<typeof SegmentSchema>;
 
@@ -147,6 +159,20 @@ export const TrainingProgramSchema = Type.Object({
   /** The optimizer's scalar learning-rate input, and its 1-based step input (Adam), if any. */
   lrInput: Type.String(),
   stepInput: Type.Union([Type.String(), Type.Null()]),
+  /**
+   * A pipeline stage's micro-batches (absent in data mode): the tensors its backward reads of
+   * its forward, kept per micro-batch from the forward to the backward of that micro-batch,
+   * and the parameter gradients summed over the step's micro-batches, each scaled by
+   * `scale` (1/M: the mean of equal micro-batches' mean losses is the batch's). A stage
+   * without the loss has `loss` "".
+   */
+  pipeline: Type.Optional(
+    Type.Object({
+      stash: Type.Array(Type.String()),
+      gradients: Type.Array(Type.Object({ param: Type.String(), grad: Type.String() })),
+      scale: Type.Number(),
+    }),
+  ),
 });
 export type TrainingProgram = Static<typeof TrainingProgramSchema>;
 
@@ -173,8 +199,19 @@ export const ProgramSchema = Type.Object({
   outputs: Type.Array(Type.Object({ name: Type.String(), batchAxis: Type.Integer({ minimum: 0 }) })),
   /** Shared buffers collectives work on (e.g. gradients). `synthetic`: its values are not real data. */
   buffers: Type.Array(BufferSchema),
-  /** The training part of a training program (absent for inference). */
+  /** The training part of a training program (absent for inference and in pipeline mode). */
   training: Type.Optional(TrainingProgramSchema),
+  /**
+   * A pipeline training program's training part per stage (= rank): each stage keeps only
+   * its own parameters and optimizer state. Absent otherwise.
+   */
+  stageTraining: Type.Optional(Type.Array(TrainingProgramSchema)),
+  /**
+   * Peak micro-batches of activations each stage keeps between a forward and its backward,
+   * by stage, as the instruction order implies (pipeline training only; GPipe: M, 1F1B:
+   * at most K − s).
+   */
+  peakStored: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }))),
 });
 export type Program = Static<typeof ProgramSchema>;
 

@@ -93,6 +93,9 @@ export function segmentKey(seg: Segment): string {
       return seg.kind;
     case 'train-backward':
       return `${seg.kind} ${seg.bucket}`;
+    case 'stage-forward':
+    case 'stage-backward':
+      return `${seg.kind} ${seg.stage}`;
     default: {
       const never: never = seg;
       throw new Error(`unknown segment ${JSON.stringify(never)}`);
