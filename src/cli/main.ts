@@ -445,6 +445,8 @@ export function buildProgram(): Command {
     .option('--batch <n>', 'global batch size', positiveInt('--batch', MAX_BATCH), 64)
     .option('--micro-batches <n>', 'micro-batches per step (sets the calibration size)', positiveInt('--micro-batches'), 4)
     .option('--cuts <nodes>', 'cut after these nodes instead of balancing')
+    .addOption(new Option('--schedule <name>', 'pipeline schedule: gpipe (default), or 1f1b with --train').choices([...PIPELINE_SCHEDULES]))
+    .option('--train', 'show the training program (forward, backward and optimizer per device) instead of inference')
     .option('--batch-dim <name>', 'name of the batch dimension, when it cannot be found')
     .option('--dim <name=value>', 'value of a symbolic dimension (repeatable)', collectDim, {})
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})

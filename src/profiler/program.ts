@@ -250,7 +250,9 @@ export function formatProgram(p: Program, deviceIds: readonly string[] = []): st
   for (const d of p.devices) {
     const id = deviceIds[d.rank] ?? `rank ${d.rank}`;
     const segs = d.segments.map((s) => p.segments[s]?.label ?? String(s)).join(', ');
-    lines.push(`  ${id}${d.stage >= 0 ? ` — stage ${d.stage}` : ''} — loads ${segs}`);
+    const peak = p.peakStored?.[d.rank];
+    const kept = peak !== undefined ? ` — keeps at most ${peak} micro-batch${peak === 1 ? '' : 'es'} of activations` : '';
+    lines.push(`  ${id}${d.stage >= 0 ? ` — stage ${d.stage}` : ''} — loads ${segs}${kept}`);
     for (const ins of d.instructions) lines.push(`    ${formatInstruction(ins, p.segments)}`);
   }
   return lines.join('\n');

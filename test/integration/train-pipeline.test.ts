@@ -102,5 +102,13 @@ test('the text summary reports each stage\'s stored activations; 1F1B without --
   assert.match(r.stdout, /^0\s+\d+\s+2 micro-batches\s+2\s/m);
   assert.match(r.stdout, /^1\s+\d+\s+1 micro-batch\s+1\s/m);
   await expectUserErrorIn(['profile', model, '--mode', 'pipeline', '--devices', 'cpu:2', '--schedule', '1f1b'], /--schedule 1f1b .*needs --train/, dir, env);
+  // `plan` shows the training program without running it: 1F1B's order on stage 0 and its bound.
+  const plan = await runCli(['plan', model, '--train', '--mode', 'pipeline', '--devices', 'cpu:2', '--schedule', '1f1b', '--micro-batches', '4', '--batch', '16'], { env });
+  assert.equal(plan.code, 0, plan.stderr);
+  assert.match(plan.stdout, /program: pipeline \(1f1b\)/);
+  assert.match(plan.stdout, /stage 0 — loads .* keeps at most 2 micro-batches of activations/);
+  const stage0 = plan.stdout.split(/cpu:1 — stage 1/)[0]!;
+  const order = [...stage0.matchAll(/run {8}(?:m(\d) )?stage 0 (forward|backward|optimizer)/g)].map((x) => (x[2] === 'optimizer' ? 'O' : `${x[2] === 'forward' ? 'F' : 'B'}${x[1]}`));
+  assert.equal(order.join(' '), 'F0 F1 B0 F2 B1 F3 B2 B3 O');
   await expectUserErrorIn(['profile', model, '--train', '--mode', 'pipeline', '--devices', 'cpu:2', '--micro-batches', '3', '--batch', '16'], /not divisible by --micro-batches 3/, dir, env);
 });
