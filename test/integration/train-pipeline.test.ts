@@ -68,6 +68,13 @@ for (const schedule of ['gpipe', '1f1b'] as const) {
       assert.ok(s.peakStoredMicroBatches <= (schedule === 'gpipe' ? M : 2));
       assert.ok(s.peakStoredBytes > 0 && s.parameters > 0);
     }
+    // GPipe is told what 1F1B would keep (a checked suggestion); 1F1B is not.
+    const memory = (trace.findings ?? []).filter((f) => f.id === 'pipeline-schedule-memory');
+    if (schedule === 'gpipe') {
+      assert.equal(memory.length, 1);
+      assert.deepEqual(memory[0]!.change.params, { schedule: '1f1b' });
+      assert.notEqual(memory[0]!.checked?.ok, false, memory[0]!.checked?.note);
+    } else assert.equal(memory.length, 0);
     // The summary (`--json`) carries the same.
     const js = summary as { training?: { pipeline?: typeof p } };
     assert.deepEqual(js.training?.pipeline?.stages.map((s) => s.peakStoredMicroBatches), p.stages.map((s) => s.peakStoredMicroBatches));
