@@ -16,6 +16,7 @@ import { ensureDemoModel } from '../../src/runtime/onnx/demo-model';
 import { readTrace } from '../../src/profiler/trace-io';
 import { PhaseCode, spanRow, type Trace } from '../../src/profiler/trace-format';
 import { fitCostModel, simulate } from '../../src/profiler/simulate';
+import type { Finding } from '../../src/profiler/findings';
 import { runCli, expectUserError as expectUserErrorIn } from '../helpers/cli';
 import { tempDir } from '../helpers/temp';
 
@@ -69,7 +70,7 @@ for (const schedule of ['gpipe', '1f1b'] as const) {
       assert.ok(s.peakStoredBytes > 0 && s.parameters > 0);
     }
     // GPipe is told what 1F1B would keep (a checked suggestion); 1F1B is not.
-    const memory = (trace.findings ?? []).filter((f) => f.id === 'pipeline-schedule-memory');
+    const memory = ((trace.findings ?? []) as Finding[]).filter((f) => f.id === 'pipeline-schedule-memory');
     if (schedule === 'gpipe') {
       assert.equal(memory.length, 1);
       assert.deepEqual(memory[0]!.change.params, { schedule: '1f1b' });
