@@ -5,7 +5,7 @@ import type { Finding } from '../profiler/findings';
 import type { MeasurementQuality } from '../profiler/quality';
 import type { NumericalCheck } from '../profiler/trace-format';
 import type { Analysis } from '../profiler/analysis';
-import { formatDuration, formatPercent } from '../profiler/units';
+import { formatBytes, formatDuration, formatPercent } from '../profiler/units';
 import { IDLE_SPAN_CAUSES } from '../profiler/span-vocabulary';
 
 /** A duration for the terminal: `830 µs`, `12.35 ms`, `1.25 s`. */
@@ -171,7 +171,7 @@ function trainingLines(t: TrainingSummary): string[] {
     ? [
         table(
           ['stage', 'parameters', 'stored activations (peak)', 'schedule bound', 'bytes (peak)'],
-          p.stages.map((st) => [String(st.stage), String(st.parameters), `${st.peakStoredMicroBatches} micro-batch${st.peakStoredMicroBatches === 1 ? '' : 'es'}`, String(st.compiledPeakMicroBatches), `${(st.peakStoredBytes / 1e6).toFixed(2)} MB`]),
+          p.stages.map((st) => [String(st.stage), String(st.parameters), `${st.peakStoredMicroBatches} micro-batch${st.peakStoredMicroBatches === 1 ? '' : 'es'}`, String(st.compiledPeakMicroBatches), formatBytes(st.peakStoredBytes)]),
         ),
       ]
     : [];

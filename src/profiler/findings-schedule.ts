@@ -8,8 +8,8 @@
  */
 import type { Finding } from './findings';
 import type { Trace } from './trace-format';
+import { formatBytes as mb } from './units';
 
-const mb = (b: number): string => `${(b / 1e6).toFixed(1)} MB`;
 
 /** Suggests 1F1B where a GPipe training run kept more micro-batches of activations than it would. */
 export function scheduleMemoryRule(trace: Trace, currentStepUs: number): Finding[] {

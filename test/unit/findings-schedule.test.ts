@@ -34,7 +34,7 @@ test('GPipe keeping 8 micro-batches on 2 stages: 1F1B would keep 2 on stage 0, a
   const f = found[0]!;
   assert.equal(f.id, 'pipeline-schedule-memory');
   assert.deepEqual(f.change.params, { schedule: '1f1b' });
-  assert.match(f.message, /^GPipe keeps 8 micro-batches of activations on stage 0 \(8\.0 MB\).*1F1B keeps 2 \(about 2\.0 MB\)/);
+  assert.match(f.message, /^GPipe keeps 8 micro-batches of activations on stage 0 \(7\.63 MiB\).*1F1B keeps 2 \(about 1\.91 MiB\)/);
   assert.equal(f.evidence.numbers['after1f1b'], 2);
   assert.equal(f.predictedStepUs, null, 'memory, not step time');
 });
