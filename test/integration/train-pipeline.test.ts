@@ -19,6 +19,7 @@ import { fitCostModel, simulate } from '../../src/profiler/simulate';
 import type { Finding } from '../../src/profiler/findings';
 import { runCli, expectUserError as expectUserErrorIn } from '../helpers/cli';
 import { tempDir } from '../helpers/temp';
+import { MISSING_MODELS_HINT, ocrDetModelPath } from '../helpers/models';
 
 const dir = tempDir('train-pipeline');
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
@@ -119,4 +120,22 @@ test('the text summary reports each stage\'s stored activations; 1F1B without --
   const order = [...stage0.matchAll(/run {8}(?:m(\d) )?stage 0 (forward|backward|optimizer)/g)].map((x) => (x[2] === 'optimizer' ? 'O' : `${x[2] === 'forward' ? 'F' : 'B'}${x[1]}`));
   assert.equal(order.join(' '), 'F0 F1 B0 F2 B1 F3 B2 B3 O');
   await expectUserErrorIn(['profile', model, '--train', '--mode', 'pipeline', '--devices', 'cpu:2', '--micro-batches', '3', '--batch', '16'], /not divisible by --micro-batches 3/, dir, env);
+});
+
+test('a real CNN, PP-OCRv4 det, trains as a 2-stage 1F1B pipeline to the one-device weights, its convolution geometry carried across the cut', async () => {
+  const model = ocrDetModelPath();
+  assert.ok(model, `PP-OCRv4 det model not fetched: ${MISSING_MODELS_HINT}`);
+  const out = join(dir, 'ocr.parallax.json');
+  const r = await runCli(
+    ['profile', model, '--train', '--mode', 'pipeline', '--devices', 'cpu:2', '--schedule', '1f1b', '--micro-batches', '2', '--batch', '2', '--input-shape', 'x=2,3,64,64', '--steps', '1', '--warmup', '1', '--lr', '0.001', '--no-op-level', '--out', out, '--json'],
+    { env },
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const trace = await readTrace(out);
+  const check = trace.meta.numericalCheck!;
+  assert.equal(check.ok, true, `max abs err ${check.maxAbsErr}`);
+  const p = trace.meta.training!.pipeline!;
+  assert.equal(check.outputs!.length, p.stages.reduce((n, s) => n + s.parameters, 0), 'every trained weight compared');
+  assert.ok(p.stages.every((s) => s.parameters > 0), 'both stages hold weights');
+  assert.deepEqual(p.stages.map((s) => s.peakStoredMicroBatches), [2, 1]);
 });

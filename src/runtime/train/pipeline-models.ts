@@ -26,7 +26,7 @@
 import { onnx } from 'onnx-proto';
 import { UserError } from '../../common/errors';
 import type { TrainPlan } from '../../profiler/plan';
-import { decodeModelProto, encodeModel, parseModel, type ModelIR } from '../onnx/model';
+import { decodeModelProto, encodeModel, estimateCosts, parseModel, type ModelIR } from '../onnx/model';
 import type { Partition } from '../pipeline/partition';
 import { buildStageModel } from '../pipeline/stage-model';
 import { buildGradientModel } from './autodiff';
@@ -91,7 +91,8 @@ export function buildPipelineTrainingModels(modelBytes: Uint8Array, ir: ModelIR,
       if (early) throw new UserError(`${modelName}: model output "${early.name}" is produced in stage ${st.index}, not the last; pipeline training needs the outputs in the last stage, so cut after it (--cuts)`);
     }
   }
-  const stageBytes = partition.stages.map((st) => namedDims(buildStageModel(proto, ir, st, k), partition.batchDim ?? 'batch'));
+  const shapeOf = wholeShapes(ir, dims);
+  const stageBytes = partition.stages.map((st) => withCutShapes(buildStageModel(proto, ir, st, k), shapeOf, partition.batchDim ?? 'batch'));
   const stageIr = stageBytes.map((b, s) => parseModel(b, `${modelName} stage ${s}`, { checkExternalData: false }));
   // Inputs received from the previous stage that carry a gradient (float), per stage.
   const differentiated = partition.stages.map((st, s) =>
@@ -170,15 +171,48 @@ function renameInputs(bytes: Uint8Array, to: ReadonlyMap<string, string>, label:
 }
 
 /**
- * The stage model with every unnamed size of its inputs and outputs (a cut tensor whose batch
- * size the model left open) named `symbol`, so that the gradient rules' shape propagation,
- * which varies named sizes to tell them from fixed ones, can follow the stage.
+ * Sizes of the whole model's tensors by static shape propagation at two values of every
+ * symbolic input size not pinned in `dims` (the batch, usually): sizes that agree are fixed,
+ * the others null.
  */
-function namedDims(bytes: Uint8Array, symbol: string): Uint8Array {
+function wholeShapes(ir: ModelIR, dims: Readonly<Record<string, number>>): (name: string) => Array<number | null> | undefined {
+  const symbolic = new Set<string>();
+  for (const i of ir.inputs) for (const d of i.dims ?? []) if (typeof d === 'string' && dims[d] === undefined) symbolic.add(d);
+  const at = (v: number): Record<string, number> => ({ ...dims, ...Object.fromEntries([...symbolic].map((x) => [x, v])) });
+  const a = estimateCosts(ir, at(5)).shapes;
+  const b = estimateCosts(ir, at(7)).shapes;
+  return (name) => {
+    const da = a.get(name)?.dims;
+    const db = b.get(name)?.dims;
+    return da && db && da.length === db.length ? da.map((v, i) => (v === db[i] ? v : null)) : undefined;
+  };
+}
+
+/**
+ * The stage model with the sizes its cut tensors (inputs and outputs) left open filled in
+ * from the whole model's shapes (a varying size named `symbol`, the batch), so that the
+ * gradient rules' shape propagation, which needs ranks and the sizes that become
+ * attributes (convolution geometry), can follow the stage on its own.
+ */
+function withCutShapes(bytes: Uint8Array, shapeOf: (name: string) => Array<number | null> | undefined, symbol: string): Uint8Array {
   const model = onnx.ModelProto.decode(bytes);
   let changed = false;
   for (const v of [...(model.graph?.input ?? []), ...(model.graph?.output ?? [])]) {
-    for (const d of v.type?.tensorType?.shape?.dim ?? []) {
+    const tt = v.type?.tensorType;
+    const known = shapeOf(v.name ?? '');
+    if (!tt) continue;
+    const declared = tt.shape?.dim ?? [];
+    if (known && (declared.length === 0 || declared.length === known.length)) {
+      const dim = known.map((d, i) => {
+        const old = declared[i];
+        if (old && (old.dimValue != null || old.dimParam)) return old;
+        changed = true;
+        return d === null ? { dimParam: symbol } : { dimValue: d };
+      });
+      tt.shape = { dim };
+      continue;
+    }
+    for (const d of declared) {
       if (d.dimValue == null && !d.dimParam) {
         d.dimParam = symbol;
         changed = true;
