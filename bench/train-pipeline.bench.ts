@@ -76,10 +76,12 @@ ${row('gpipe')}
 ${row('1f1b')}
 
 1F1B / GPipe step time, median of the per-pair ratios: ${median(ratios).toFixed(2)}× (${ratios.map((r) => r.toFixed(2)).join(', ')}).
-Both schedules run the same forwards and backwards and flush before the optimizer, so on two
-stages their bubbles are the same and the step times differ by noise on this shared machine;
-what 1F1B changes is memory: each stage keeps at most K − s micro-batches of saved activations
-(2 and 1 here) instead of all ${MICRO}.
+Both schedules run the same forwards and backwards and flush before the optimizer, so they
+have the same ideal bubble, (K−1)/(M+K−1) = ${(100 / (MICRO + 1)).toFixed(0)} % here; the measured bubbles and step times
+above move with the load other work put on this shared 2-core machine (the per-pair ratios
+scatter on both sides of 1), and these runs do not show either schedule faster. What 1F1B
+changes is memory: each stage keeps at most K − s micro-batches of saved activations (2 and 1
+here) instead of all ${MICRO}.
 
 One 1F1B run with the one-device baseline: numerics ${nc?.ok ? 'ok' : 'MISMATCH'} (max abs err ${nc?.maxAbsErr.toExponential(2)}, max rel err ${nc?.maxRelErr.toExponential(2)} over ${nc?.outputs?.length ?? 0} parameters after 4 SGD steps, tolerance 1e-5 + 1e-4·|b|); loss ${tr.lossFirst.toPrecision(5)} → ${tr.lossLast.toPrecision(5)} over the timed steps (one device: ${tr.baselineLossLast?.toPrecision(5) ?? '?'}).
 `);
