@@ -5,7 +5,7 @@ import type { Finding } from '../profiler/findings';
 import type { MeasurementQuality } from '../profiler/quality';
 import type { NumericalCheck } from '../profiler/trace-format';
 import type { Analysis } from '../profiler/analysis';
-import { formatDuration, formatPercent } from '../profiler/units';
+import { formatBytes, formatDuration, formatPercent } from '../profiler/units';
 import { IDLE_SPAN_CAUSES } from '../profiler/span-vocabulary';
 
 /** A duration for the terminal: `830 µs`, `12.35 ms`, `1.25 s`. */
@@ -172,8 +172,21 @@ function trainingLines(t: TrainingSummary): string[] {
   // JSON turns a NaN loss (a diverged run) into null.
   const loss = (x: number | null): string => (typeof x === 'number' && Number.isFinite(x) ? x.toPrecision(5) : 'not a number');
   const base = t.baselineLossLast !== null ? ` (one device: ${loss(t.baselineLossLast)})` : '';
+  const p = t.pipeline;
+  const sync = p
+    ? `${p.schedule} over ${p.microBatches} micro-batches, gradients summed per stage`
+    : `gradients ${(t.gradientBytes / 1e6).toFixed(2)} MB per step in ${t.buckets} bucket${t.buckets === 1 ? '' : 's'}`;
+  const stored = p
+    ? [
+        table(
+          ['stage', 'parameters', 'stored activations (peak)', 'schedule bound', 'bytes (peak)'],
+          p.stages.map((st) => [String(st.stage), String(st.parameters), `${st.peakStoredMicroBatches} micro-batch${st.peakStoredMicroBatches === 1 ? '' : 'es'}`, String(st.compiledPeakMicroBatches), formatBytes(st.peakStoredBytes)]),
+        ),
+      ]
+    : [];
   return [
-    `training    ${t.loss} loss ${loss(t.lossFirst)} → ${loss(t.lossLast)}${base} over the timed steps; ${t.optimizer}, lr ${t.lr}; gradients ${(t.gradientBytes / 1e6).toFixed(2)} MB per step in ${t.buckets} bucket${t.buckets === 1 ? '' : 's'}`,
+    `training    ${t.loss} loss ${loss(t.lossFirst)} → ${loss(t.lossLast)}${base} over the timed steps; ${t.optimizer}, lr ${t.lr}; ${sync}`,
+    ...stored,
     table(
       ['device', 'forward/step', 'backward/step', 'all-reduce/step', 'of it overlapped', 'optimizer/step'],
       t.devices.map((d) => [d.id, ms(d.forwardUs), ms(d.backwardUs), ms(d.allReduceUs), ms(d.overlapUs), ms(d.optimizerUs)]),

@@ -430,16 +430,16 @@ export function buildProgram(): Command {
     .option('--report <file.html>', 'also write a self-contained HTML timeline report')
     .option('--shards <rows>', 'data: rows per device, e.g. 48,16 (default: as even as possible)', parseShards)
     .option('--grad-sync', 'data, inference: all-reduce a parameter-sized buffer of zeros each step (synthetic gradients; --train syncs real ones)')
-    .option('--train', 'data: train instead of running inference (forward, backward, gradient all-reduce, optimizer; labels from a fixed random teacher)')
+    .option('--train', 'data, pipeline: train instead of running inference (forward, backward, gradient all-reduce or accumulation over micro-batches, optimizer; labels from a fixed random teacher)')
     .addOption(new Option('--loss <kind>', `with --train: loss (default ${TRAIN_DEFAULTS.loss})`).choices([...TRAIN_LOSSES]))
     .addOption(new Option('--optimizer <kind>', `with --train: optimizer (default ${TRAIN_DEFAULTS.optimizer})`).choices([...TRAIN_OPTIMIZERS]))
     .option('--lr <rate>', `with --train: learning rate (default ${TRAIN_DEFAULTS.lr})`, positiveNumber('--lr'))
-    .option('--bucket-mb <mb>', `with --train: gradient bucket size in MB (default ${TRAIN_DEFAULTS.bucketMb}, as PyTorch DDP)`, positiveNumber('--bucket-mb'))
+    .option('--bucket-mb <mb>', `data, with --train: gradient bucket size in MB (default ${TRAIN_DEFAULTS.bucketMb}, as PyTorch DDP)`, positiveNumber('--bucket-mb'))
     .option('--micro-batches <n>', 'pipeline: micro-batches per step (default 4; must divide --batch)', positiveInt('--micro-batches'))
     .option('--stages <n>', 'pipeline: number of stages (one per device)', positiveInt('--stages'))
     .option('--tensor <n>', 'tensor: devices each weight is split over (must equal the count of --devices)', positiveInt('--tensor'))
     .option('--cuts <nodes>', 'pipeline: cut after these nodes (comma-separated names) instead of balancing')
-    .addOption(new Option('--schedule <name>', 'pipeline schedule').choices([...PIPELINE_SCHEDULES]))
+    .addOption(new Option('--schedule <name>', 'pipeline schedule: gpipe (default), or 1f1b with --train').choices([...PIPELINE_SCHEDULES]))
     .action((model: string, flags: ProfileFlags) => profileCommand(model, flags));
 
   program
@@ -452,6 +452,8 @@ export function buildProgram(): Command {
     .option('--batch <n>', 'global batch size', positiveInt('--batch', MAX_BATCH), 64)
     .option('--micro-batches <n>', 'micro-batches per step (sets the calibration size)', positiveInt('--micro-batches'), 4)
     .option('--cuts <nodes>', 'cut after these nodes instead of balancing')
+    .addOption(new Option('--schedule <name>', 'pipeline schedule: gpipe (default), or 1f1b with --train').choices([...PIPELINE_SCHEDULES]))
+    .option('--train', 'show the training program (forward, backward and optimizer per device) instead of inference')
     .option('--batch-dim <name>', 'name of the batch dimension, when it cannot be found')
     .option('--dim <name=value>', 'value of a symbolic dimension (repeatable)', collectDim, {})
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})

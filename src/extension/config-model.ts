@@ -19,7 +19,7 @@
 import { isAbsolute, join, basename, dirname } from 'node:path';
 import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser/lib/esm/main.js';
 import type { ProfileRequest } from '../runtime/protocol';
-import { DEFAULT_MICRO_BATCHES, isParallelMode, makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type TrainPlan } from '../profiler/plan';
+import { DEFAULT_MICRO_BATCHES, isParallelMode, makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type PipelineSchedule, type TrainPlan } from '../profiler/plan';
 import type { ProfileSettings } from './run-config';
 import { checkDeviceSpecText } from './run-config';
 
@@ -63,7 +63,7 @@ export const PIPELINE_KEYS: readonly PlanKey[] = ['microBatches', 'stages', 'cut
 export const TENSOR_KEYS: readonly PlanKey[] = ['tensor'];
 
 /** Keys that only data-parallel plans use. */
-export const DATA_KEYS: readonly PlanKey[] = ['shards', 'train'];
+export const DATA_KEYS: readonly PlanKey[] = ['shards'];
 
 export { DEFAULT_MICRO_BATCHES };
 
@@ -88,12 +88,12 @@ export interface PlanValues {
   batch?: number;
   /** Data parallel: rows per device, in device order. */
   shards?: number[];
-  /** Data parallel: train (the CLI's --train); each setting falls back to its default. */
+  /** Train (the CLI's --train; data and pipeline modes); each setting falls back to its default. */
   train?: Partial<TrainPlan>;
   microBatches?: number;
   stages?: number;
   cuts?: string[];
-  schedule?: 'gpipe';
+  schedule?: PipelineSchedule;
   /** Tensor parallel: devices each weight is split over (must equal the device count). */
   tensor?: number;
   steps?: number;
@@ -313,8 +313,8 @@ function checkPlan(plan: ConfigPlan): void {
     }
     return;
   }
-  if (plan.keys.has('train')) add('train', 'not yet: training runs in "mode": "data"; pipeline training is coming');
-  for (const k of DATA_KEYS) if (k !== 'train' && plan.keys.has(k)) add(k, `"${k}" applies to "mode": "data" only; this plan runs a pipeline`, 'warning');
+  if (v.schedule === '1f1b' && v.train === undefined) add('schedule', '"schedule": "1f1b" interleaves forward and backward micro-batches, so it needs "train" (inference has no backward); use "gpipe"');
+  for (const k of DATA_KEYS) if (plan.keys.has(k)) add(k, `"${k}" applies to "mode": "data" only; this plan runs a pipeline`, 'warning');
   const k = v.devices !== undefined ? deviceCount(v.devices) : null;
   if (v.batch !== undefined && v.microBatches !== undefined && v.batch % v.microBatches !== 0) {
     const near = [v.microBatches - 1, v.microBatches + 1, v.microBatches - 2, v.microBatches + 2].filter((x) => x >= 1 && v.batch! % x === 0);
@@ -380,7 +380,7 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
       warmup: v.warmup ?? settings.warmup,
       seed: v.seed ?? 0,
       ...(data && v.shards !== undefined ? { shards: v.shards } : {}),
-      ...(data && v.train !== undefined ? { train: { ...TRAIN_DEFAULTS, ...v.train } } : {}),
+      ...((data || pipeline) && v.train !== undefined ? { train: { ...TRAIN_DEFAULTS, ...v.train } } : {}),
       ...(mode === 'tensor' && v.tensor !== undefined ? { tensor: v.tensor } : {}),
       ...(pipeline ? { microBatches: v.microBatches ?? DEFAULT_MICRO_BATCHES } : {}),
       ...(pipeline && v.stages !== undefined ? { stages: v.stages } : {}),

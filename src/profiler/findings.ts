@@ -35,6 +35,7 @@ import { amdahlSpeedup, type ScalingPoint } from './analysis/scaling';
 import { TINY_OP_US } from './analysis/ops';
 import { STRAGGLER_THRESHOLD } from './analysis/data-parallel';
 import { fitTwoTerms } from './simulate/fit';
+import { scheduleMemoryRule } from './findings-schedule';
 
 export type Severity = 'info' | 'warning' | 'critical';
 
@@ -785,6 +786,7 @@ export function findings(trace: Trace, summary: ProfileSummary, options: Finding
     ...hostOverheadRule(trace, a),
     ...poorScalingRule(trace, a, options.scaling === undefined && trace.meta.baseline !== undefined),
     ...dominantOpRule(trace, a),
+    ...scheduleMemoryRule(trace, a.stepTimeUs.median),
   ];
   const trained = trace.meta.training ? found.map(trainingCaveat) : found;
   return gateFindings(trained.map(informIfNoGain), quality, trace.meta.adviceOnPoorQuality ?? 'hold');

@@ -24,8 +24,13 @@ export const MODE_DESCRIPTIONS: Record<ParallelMode, string> = {
   tensor: 'Split weight matrices across devices (column- then row-parallel pairs) and all-reduce each layer\'s partial sums.',
 };
 
-/** Pipeline schedules: the order of each stage's instructions within a step. */
-export const PIPELINE_SCHEDULES = ['gpipe'] as const;
+/**
+ * Pipeline schedules: the order of each stage's instructions within a step. `gpipe`:
+ * fill–drain (training: every forward, then every backward); `1f1b`: training only,
+ * PipeDream-Flush's one-forward-one-backward, which keeps at most K micro-batches of
+ * activations per stage instead of M.
+ */
+export const PIPELINE_SCHEDULES = ['gpipe', '1f1b'] as const;
 export type PipelineSchedule = (typeof PIPELINE_SCHEDULES)[number];
 
 /** Losses a training step can minimise (see runtime/train/loss.ts). */
@@ -72,8 +77,9 @@ const common = {
 
 /**
  * The optional training part of a plan: each step runs forward and backward on the device's
- * rows against synthetic teacher labels, all-reduces the gradients in buckets and applies
- * the optimizer to the weights each worker keeps resident. Data mode only, for now.
+ * rows against synthetic teacher labels, all-reduces the gradients in buckets (data mode) or
+ * accumulates them over the micro-batches (pipeline mode) and applies the optimizer to the
+ * weights each worker keeps resident.
  */
 export const TrainPlanSchema = Type.Object({
   loss: Type.Union(TRAIN_LOSSES.map((l) => Type.Literal(l))),
@@ -138,6 +144,8 @@ export const PipelinePlanSchema = Type.Object({
   cuts: Type.Optional(Type.Array(Type.String())),
   partition: Type.Optional(PartitionRecordSchema),
   calibration: Type.Optional(CalibrationRecordSchema),
+  /** Train instead of running inference (absent: inference); `bucketMb` is unused (no all-reduce). */
+  train: Type.Optional(TrainPlanSchema),
 });
 export type PipelinePlan = Static<typeof PipelinePlanSchema>;
 
@@ -310,9 +318,10 @@ export function makePlan(f: PlanFields): Plan {
       if (f.train) checkTrain(f.train);
       return { mode: 'data', ...base, ...(f.shards ? { shards: f.shards } : {}), ...(f.gradSync ? { gradSync: true } : {}), ...(f.train ? { train: f.train } : {}) };
     case 'pipeline':
-      if (f.train) throw new PlanFieldError('not yet: training runs in data mode (--mode data); pipeline training is coming');
       refuse(['shards', 'gradSync'], 'data');
       refuse(['tensor'], 'tensor');
+      if (f.schedule === '1f1b' && !f.train) throw new PlanFieldError('--schedule 1f1b interleaves forward and backward micro-batches, so it needs --train (inference has no backward); use --schedule gpipe');
+      if (f.train) checkTrain(f.train);
       return {
         mode: 'pipeline',
         ...base,
@@ -320,6 +329,7 @@ export function makePlan(f: PlanFields): Plan {
         microBatches: f.microBatches ?? DEFAULT_MICRO_BATCHES,
         ...(f.stages !== undefined ? { stages: f.stages } : {}),
         ...(f.cuts && f.cuts.length > 0 ? { cuts: f.cuts } : {}),
+        ...(f.train ? { train: f.train } : {}),
       };
     case 'tensor':
       if (f.train) throw new PlanFieldError('not yet: training runs in data mode (--mode data); tensor-parallel training is coming');
@@ -339,7 +349,7 @@ export function planFields(p: Plan): PlanFields {
     case 'data':
       return { ...base, shards: p.shards, gradSync: p.gradSync, train: p.train };
     case 'pipeline':
-      return { ...base, microBatches: p.microBatches, stages: p.stages, cuts: p.cuts, schedule: p.schedule };
+      return { ...base, microBatches: p.microBatches, stages: p.stages, cuts: p.cuts, schedule: p.schedule, train: p.train };
     case 'tensor':
       return { ...base, tensor: p.tensor };
     default:

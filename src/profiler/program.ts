@@ -68,6 +68,18 @@ export const SegmentSchema = Type.Union([
     /** Node names, in topological order. */
     nodes: Type.Array(Type.String()),
   }),
+  /**
+   * A pipeline stage's training forward: the stage's nodes (the last stage's with the loss)
+   * with its parameters as inputs; it outputs what the next stage receives and the
+   * activations its backward reads.
+   */
+  Type.Object({ id: Type.Integer(), kind: Type.Literal('stage-forward'), label: Type.String(), stage: Type.Integer({ minimum: 0 }) }),
+  /**
+   * A pipeline stage's backward: from the gradients of the stage's outputs (received from the
+   * next stage; the last stage starts from its loss) and the activations its forward saved,
+   * the gradients of its parameters and of its input activations (sent to the previous stage).
+   */
+  Type.Object({ id: Type.Integer(), kind: Type.Literal('stage-backward'), label: Type.String(), stage: Type.Integer({ minimum: 0 }) }),
 ]);
 export type Segment = Static<typeof SegmentSchema>;
 
@@ -170,6 +182,20 @@ export const TrainingProgramSchema = Type.Object({
   /** The optimizer's scalar learning-rate input, and its 1-based step input (Adam), if any. */
   lrInput: Type.String(),
   stepInput: Type.Union([Type.String(), Type.Null()]),
+  /**
+   * A pipeline stage's micro-batches (absent in data mode): the tensors its backward reads of
+   * its forward, kept per micro-batch from the forward to the backward of that micro-batch,
+   * and the parameter gradients summed over the step's micro-batches, each scaled by
+   * `scale` (1/M: the mean of equal micro-batches' mean losses is the batch's). A stage
+   * without the loss has `loss` "".
+   */
+  pipeline: Type.Optional(
+    Type.Object({
+      stash: Type.Array(Type.String()),
+      gradients: Type.Array(Type.Object({ param: Type.String(), grad: Type.String() })),
+      scale: Type.Number(),
+    }),
+  ),
 });
 export type TrainingProgram = Static<typeof TrainingProgramSchema>;
 
@@ -196,8 +222,19 @@ export const ProgramSchema = Type.Object({
   outputs: Type.Array(Type.Object({ name: Type.String(), batchAxis: Type.Integer({ minimum: 0 }) })),
   /** Shared buffers collectives work on (e.g. gradients). `synthetic`: its values are not real data. */
   buffers: Type.Array(BufferSchema),
-  /** The training part of a training program (absent for inference). */
+  /** The training part of a training program (absent for inference and in pipeline mode). */
   training: Type.Optional(TrainingProgramSchema),
+  /**
+   * A pipeline training program's training part per stage (= rank): each stage keeps only
+   * its own parameters and optimizer state. Absent otherwise.
+   */
+  stageTraining: Type.Optional(Type.Array(TrainingProgramSchema)),
+  /**
+   * Peak micro-batches of activations each stage keeps between a forward and its backward,
+   * by stage, as the instruction order implies (pipeline training only; GPipe: M, 1F1B:
+   * at most K − s).
+   */
+  peakStored: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }))),
 });
 export type Program = Static<typeof ProgramSchema>;
 
@@ -236,7 +273,9 @@ export function formatProgram(p: Program, deviceIds: readonly string[] = []): st
   for (const d of p.devices) {
     const id = deviceIds[d.rank] ?? `rank ${d.rank}`;
     const segs = d.segments.map((s) => p.segments[s]?.label ?? String(s)).join(', ');
-    lines.push(`  ${id}${d.stage >= 0 ? ` — stage ${d.stage}` : ''} — loads ${segs}`);
+    const peak = p.peakStored?.[d.rank];
+    const kept = peak !== undefined ? ` — keeps at most ${peak} micro-batch${peak === 1 ? '' : 'es'} of activations` : '';
+    lines.push(`  ${id}${d.stage >= 0 ? ` — stage ${d.stage}` : ''} — loads ${segs}${kept}`);
     for (const ins of d.instructions) lines.push(`    ${formatInstruction(ins, p.segments)}`);
   }
   return lines.join('\n');

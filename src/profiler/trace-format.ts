@@ -172,6 +172,28 @@ export const TrainingMetaSchema = Type.Object({
   baselineLossCurve: Type.Optional(Type.Array(Type.Number())),
   /** Where the labels came from: a fixed random teacher (the model with seeded noise on its weights). */
   labels: Type.Literal('teacher'),
+  /**
+   * Pipeline training (absent in data mode): the schedule, the micro-batches, and per stage
+   * the activations it kept between a micro-batch's forward and backward — the most
+   * micro-batches at once as measured by the device and as the compiled schedule implies,
+   * and their measured bytes (the saved intermediate tensors and the stage inputs its
+   * backward reads). Optional: traces without it read as before.
+   */
+  pipeline: Type.Optional(
+    Type.Object({
+      schedule: Type.String(),
+      microBatches: Type.Number(),
+      stages: Type.Array(
+        Type.Object({
+          stage: Type.Number(),
+          parameters: Type.Number(),
+          peakStoredMicroBatches: Type.Number(),
+          compiledPeakMicroBatches: Type.Number(),
+          peakStoredBytes: Type.Number(),
+        }),
+      ),
+    }),
+  ),
 });
 export type TrainingMeta = Static<typeof TrainingMetaSchema>;
 

@@ -29,6 +29,8 @@ export interface TrainingSummary {
   lossLast: number;
   baselineLossLast: number | null;
   devices: TrainingStepParts[];
+  /** Pipeline training: the schedule and each stage's stored activations (absent in data mode). */
+  pipeline?: NonNullable<NonNullable<Trace['meta']['training']>['pipeline']>;
 }
 
 /** The training summary of a trace, undefined for an inference run. */
@@ -85,5 +87,6 @@ export function trainingSummary(trace: Trace): TrainingSummary | undefined {
     lossLast: t.lossCurve.at(-1) ?? NaN,
     baselineLossLast: t.baselineLossCurve?.at(-1) ?? null,
     devices: parts,
+    ...(t.pipeline ? { pipeline: t.pipeline } : {}),
   };
 }

@@ -234,9 +234,11 @@ export type FromDevice =
       schedThreads: 'worker+pool' | 'worker' | 'none';
       /**
        * A training run's results: this device's loss per timed step (its rows' mean), and
-       * (rank 0 only) the parameters after the timed steps, before any profiled step.
+       * (rank 0 only; every stage in pipeline mode, each holding its own) the parameters after
+       * the timed steps, before any profiled step. A pipeline stage also reports the most
+       * micro-batches of activations it kept between forward and backward, and their bytes.
        */
-      training?: { losses: Float64Array; parameters: Record<string, Float32Array> | null };
+      training?: { losses: Float64Array; parameters: Record<string, Float32Array> | null; stash?: { peakMicroBatches: number; peakBytes: number } };
     }
   | { type: 'error'; rank: number; message: string; user: boolean };
 

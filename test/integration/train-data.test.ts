@@ -142,9 +142,8 @@ test('--bucket-mb sets the number of buckets: a smaller bucket, more all-reduces
   assert.ok(counts[1]! > counts[0]!, `buckets: ${counts.join(' vs ')}`);
 });
 
-test('training refuses what it cannot do with one line: pipeline mode, a model with an operator without a gradient rule, settings without --train', async () => {
+test('training refuses what it cannot do with one line: a model with an operator without a gradient rule, settings without --train', async () => {
   const model = await small();
-  await expectUserError(['profile', model, '--train', '--mode', 'pipeline', '--devices', 'cpu:2'], /not yet: training runs in data mode.*pipeline training is coming/);
   await expectUserError(['profile', model, '--lr', '0.1', '--devices', 'cpu:2'], /--lr applies to training runs only; add --train/);
   await expectUserError(['profile', model, '--train', '--grad-sync', '--devices', 'cpu:2'], /--grad-sync .*synthetic/);
   // x → MatMul → Sin: Sin has no gradient rule.

@@ -147,18 +147,21 @@ describe('a plan as the runner’s plan', () => {
     assert.equal(toProfilePlan(findPlan(doc, 'bad')!, '/ws/parallax.json', settings, '/o.json'), null);
   });
 
-  it('trains a data plan with "train", its settings over the defaults; refuses bad settings and a training pipeline', () => {
+  it('trains a data or pipeline plan with "train", its settings over the defaults; refuses bad settings and 1F1B without training', () => {
     const doc = parseConfig(
-      '{ "plans": { "t": { "model": "/m.onnx", "train": { "optimizer": "adam", "lr": 0.001 } }, "bad": { "model": "/m.onnx", "train": { "lr": -1 } }, "pipe": { "model": "/m.onnx", "mode": "pipeline", "train": {} } } }',
+      '{ "plans": { "t": { "model": "/m.onnx", "train": { "optimizer": "adam", "lr": 0.001 } }, "bad": { "model": "/m.onnx", "train": { "lr": -1 } }, "pipe": { "model": "/m.onnx", "mode": "pipeline", "schedule": "1f1b", "train": {} }, "inf1f1b": { "model": "/m.onnx", "mode": "pipeline", "schedule": "1f1b" } } }',
     );
     const pp = toProfilePlan(findPlan(doc, 't')!, '/ws/parallax.json', settings, '/o.json')!;
     assert.deepEqual(pp.plan.mode === 'data' ? pp.plan.train : null, { loss: 'mse', optimizer: 'adam', lr: 0.001, bucketMb: 25 });
     const bad = findPlan(doc, 'bad')!;
     assert.equal(isRunnable(bad), false);
     assert.match(bad.problems[0]!.message, /"train" must be an object of "loss"/);
-    const pipe = findPlan(doc, 'pipe')!;
-    assert.equal(isRunnable(pipe), false);
-    assert.match(pipe.problems.find((x) => x.key === 'train')!.message, /^not yet: training runs in "mode": "data"/);
+    const pipe = toProfilePlan(findPlan(doc, 'pipe')!, '/ws/parallax.json', settings, '/o.json')!;
+    assert.deepEqual(pp.plan.mode === 'data' ? pp.plan.train : null, { loss: 'mse', optimizer: 'adam', lr: 0.001, bucketMb: 25 });
+    assert.ok(pipe.plan.mode === 'pipeline' && pipe.plan.schedule === '1f1b' && pipe.plan.train?.optimizer === 'sgd', 'a training pipeline with the defaults');
+    const inference = findPlan(doc, 'inf1f1b')!;
+    assert.equal(isRunnable(inference), false);
+    assert.match(inference.problems.find((x) => x.key === 'schedule')!.message, /"schedule": "1f1b" .*needs "train"/);
   });
 
   it('runs a tensor plan with its "tensor" degree; refuses a degree other than the device count and training, warns on other modes\' keys', () => {

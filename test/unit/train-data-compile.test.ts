@@ -112,14 +112,17 @@ test('a training step is scatter, forward, per bucket a backward part and the st
   }
 });
 
-test('the plan carries its training part; pipeline training, --grad-sync with --train and bad numbers are refused with one line', () => {
+test('the plan carries its training part; 1F1B without training, --grad-sync with --train and bad numbers are refused with one line', () => {
   const base = { devices: 'cpu:2', batch: 8, steps: 2, warmup: 1, seed: 0 };
   const plan = makePlan({ mode: 'data', ...base, train: { ...TRAIN_DEFAULTS, optimizer: 'adam', lr: 0.001 } });
   assert.equal(plan.mode === 'data' && plan.train?.optimizer, 'adam');
   assert.deepEqual(withPlanFields(plan, { steps: 5 }), { ...plan, steps: 5 }, 'the training part survives a change of other fields');
   const refused = (f: () => unknown, pattern: RegExp): void =>
     assert.throws(f, (e: unknown) => e instanceof PlanFieldError && pattern.test(e.message) && !e.message.includes('\n'));
-  refused(() => makePlan({ mode: 'pipeline', ...base, train: { ...TRAIN_DEFAULTS } }), /^not yet: training runs in data mode.*pipeline training is coming/);
+  const pipe = makePlan({ mode: 'pipeline', ...base, schedule: '1f1b', train: { ...TRAIN_DEFAULTS } });
+  assert.equal(pipe.mode === 'pipeline' && pipe.schedule === '1f1b' && pipe.train?.loss, 'mse', 'a pipeline carries its training part');
+  refused(() => makePlan({ mode: 'pipeline', ...base, schedule: '1f1b' }), /^--schedule 1f1b .*needs --train/);
+  refused(() => makePlan({ mode: 'pipeline', ...base, train: { ...TRAIN_DEFAULTS, lr: -2 } }), /learning rate -2/);
   refused(() => makePlan({ mode: 'data', ...base, gradSync: true, train: { ...TRAIN_DEFAULTS } }), /--grad-sync .*synthetic/);
   refused(() => makePlan({ mode: 'data', ...base, train: { ...TRAIN_DEFAULTS, lr: 0 } }), /learning rate 0/);
   refused(() => makePlan({ mode: 'data', ...base, train: { ...TRAIN_DEFAULTS, bucketMb: -1 } }), /bucket size -1/);

@@ -24,6 +24,7 @@ import type { Finding, Severity } from '../../src/profiler/findings';
 import { num, obj, str } from './format';
 import type { Prepared } from './model';
 import { prepareSpans } from './prep-client';
+import { storedActivationsView, type StoredActivationsView } from './stored-activations';
 import { MERGED_NAME, type TiledInfo, type TiledRun } from './tiles';
 
 const COLUMN_CTORS = Object.fromEntries(SPAN_COLUMNS.map((c) => [c, spanColumnCtor(c)])) as Record<SpanColumnName, ReturnType<typeof spanColumnCtor>>;
@@ -115,6 +116,8 @@ export interface SummaryView {
   quality: { verdict: 'good' | 'fair' | 'poor'; reasons: string[] } | null;
   /** False when the speedup is unreliable (poor measurement quality); null when not said. */
   speedupReliable: boolean | null;
+  /** Pipeline training: the schedule and each stage's peak stored activations; null otherwise. */
+  storedActivations: StoredActivationsView | null;
 }
 
 const VERDICTS = ['good', 'fair', 'poor'] as const;
@@ -168,6 +171,7 @@ export function summaryView(x: unknown): SummaryView | null {
     devices: rows,
     quality: qualityView(s['measurementQuality']),
     speedupReliable: typeof s['speedupReliable'] === 'boolean' ? s['speedupReliable'] : null,
+    storedActivations: storedActivationsView(s['training']),
   };
 }
 

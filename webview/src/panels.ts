@@ -7,7 +7,7 @@
 import type { Finding } from '../../src/profiler/findings';
 import { IDLE_SPAN_CAUSES, SpanKind, type IdleCauseOfSpan } from '../../src/profiler/span-vocabulary';
 import type { Run, SummaryView } from './data';
-import { displayText, formatPercent, formatSigned, formatUs } from './format';
+import { displayText, formatBytes, formatPercent, formatSigned, formatUs } from './format';
 import { ROWS_PER_LANE, ROW_COMM, ROW_STATE, visibleSpan } from './model';
 import { el } from './dom';
 
@@ -93,6 +93,11 @@ export function renderSummary(root: HTMLElement, runs: Run[]): void {
       metrics.append(metric('speedup', value, unreliable ? 'px-warn' : ''));
     }
     if (s?.bubbleFraction != null) metrics.append(metric('bubble fraction', formatPercent(s.bubbleFraction)));
+    if (s?.storedActivations) {
+      const a = s.storedActivations;
+      const stages = a.stages.map((st) => `stage ${st.stage}: ${st.peakMicroBatches} of ${a.microBatches} (${formatBytes(st.bytes)})`).join(', ');
+      metrics.append(metric('stored activations', `${a.schedule}, peak micro-batches per stage — ${stages}`, 'px-stored-activations'));
+    }
     if (s?.numericalCheck) {
       const nc = s.numericalCheck;
       metrics.append(

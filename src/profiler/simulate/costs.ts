@@ -95,6 +95,9 @@ export function segmentKey(seg: Segment): string {
       return `${seg.kind} ${seg.bucket}`;
     case 'shard':
       return `shard ${seg.rank} part ${seg.part} [${seg.nodes[0] ?? ''}..${seg.nodes[seg.nodes.length - 1] ?? ''}, ${seg.nodes.length} nodes]`;
+    case 'stage-forward':
+    case 'stage-backward':
+      return `${seg.kind} ${seg.stage}`;
     default: {
       const never: never = seg;
       throw new Error(`unknown segment ${JSON.stringify(never)}`);

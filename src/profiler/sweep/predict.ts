@@ -142,6 +142,8 @@ function referenceOf(ref: References, seg: Segment, phase: string): { cost: Comp
     }
     case 'train-forward':
     case 'train-backward':
+    case 'stage-forward':
+    case 'stage-backward':
     case 'optimizer':
       // Sweeps measure inference plans; training segments have no per-node calibration.
       return null;

@@ -5,6 +5,7 @@
  */
 import { bytesPerElement } from '../tensor-util';
 import type { RowRange, TrainingProgram } from '../../profiler/program';
+import type { StageTrainingContext } from '../train/pipeline-models';
 
 /** A graph input as the compilers see it. */
 export interface InputLayoutTyped {
@@ -27,6 +28,14 @@ export interface CompileContext {
   nodeNames: readonly string[];
   /** What a training plan compiles against: its step models' names (absent for inference). */
   training?: TrainingContext;
+  /** What a pipeline training plan compiles against: its stages' training models (absent otherwise). */
+  pipelineTraining?: PipelineTrainingContext;
+}
+
+/** The stages' training models as the pipeline training compiler names them (runtime/train/pipeline-models.ts). */
+export interface PipelineTrainingContext {
+  labels: string;
+  stages: { context: StageTrainingContext }[];
 }
 
 /** The training step's models as the compiler names them (built by runtime/train/step-models.ts). */

@@ -10,9 +10,10 @@ import { compileData } from './data';
 import { compilePipeline } from './pipeline';
 import { compileTrainData } from './train-data';
 import { compileTensor, type TensorPrepared } from './tensor';
+import { compileTrainPipeline } from './train-pipeline';
 
 export { checkShards, resolveShards } from './data';
-export type { CompileContext, InputLayoutTyped, TrainingContext } from './common';
+export type { CompileContext, InputLayoutTyped, PipelineTrainingContext, TrainingContext } from './common';
 
 /** What a mode needs decided before it compiles (a pipeline's partition comes from calibration). */
 export type Prepared = { mode: 'data' } | { mode: 'pipeline'; partition: Partition } | ({ mode: 'tensor' } & TensorPrepared);
@@ -28,6 +29,10 @@ export function compile(plan: Plan, prepared: Prepared, ctx: CompileContext): Pr
       return compileData(plan, ctx);
     case 'pipeline':
       if (prepared.mode !== 'pipeline') throw new Error('a pipeline plan compiles only with its partition');
+      if (plan.train) {
+        if (!ctx.pipelineTraining) throw new Error('a pipeline training plan compiles only with its stages\' training models');
+        return compileTrainPipeline({ ...plan, train: plan.train }, prepared.partition, ctx, ctx.pipelineTraining);
+      }
       return compilePipeline(plan, prepared.partition, ctx);
     case 'tensor':
       if (prepared.mode !== 'tensor') throw new Error('a tensor plan compiles only with its shard plan');

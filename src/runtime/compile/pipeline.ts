@@ -9,16 +9,17 @@ import type { Instruction, Program, RowRange, Segment } from '../../profiler/pro
 import type { Partition, PipelineStage } from '../pipeline/partition';
 import { inputBytes, rowRanges, type CompileContext } from './common';
 import { assertNever } from '../../profiler/plan';
+import { UserError } from '../../common/errors';
 
 /** Tensors a stage exchanges with each peer stage, both ends ordered by name so they match. */
-function groupsOf(pairs: [number, string][]): { stage: number; tensors: string[] }[] {
+export function groupsOf(pairs: [number, string][]): { stage: number; tensors: string[] }[] {
   const by = new Map<number, string[]>();
   for (const [stage, name] of pairs) by.set(stage, [...(by.get(stage) ?? []), name]);
   return [...by.entries()].sort((a, b) => a[0] - b[0]).map(([stage, tensors]) => ({ stage, tensors: tensors.sort() }));
 }
 
 /** Bytes of the named stage outputs for `rows` rows (cut sizes are per row when the batch is symbolic). */
-function cutBytes(st: PipelineStage, names: readonly string[], rows: number, perRow: boolean): number {
+export function cutBytes(st: PipelineStage, names: readonly string[], rows: number, perRow: boolean): number {
   let b = 0;
   for (const o of st.outputs) if (names.includes(o.name)) b += o.bytes ?? 0;
   return perRow ? b * rows : b;
@@ -65,6 +66,9 @@ export function compilePipeline(plan: PipelinePlan, part: Partition, ctx: Compil
       case 'gpipe':
         micro.forEach((rows, m) => instructions.push(...stageMicro(st, part, ctx, m, rows, producer)));
         break;
+      case '1f1b':
+        // The plan refuses it without training (makePlan); a hand-made plan gets the same line.
+        throw new UserError('--schedule 1f1b interleaves forward and backward micro-batches, so it needs --train (inference has no backward); use --schedule gpipe');
       default:
         assertNever(plan.schedule, 'schedule');
     }

@@ -19,6 +19,7 @@ import { SpanBuffer, nowUs } from '../spans';
 import { COMM_OPS, CommOpCode, PhaseCode, SpanFlag, SpanKind } from '../../profiler/trace-format';
 import type { Instruction, ProgramBuffer } from '../../profiler/program';
 import { TrainingState } from './training-state';
+import { ActivationStash } from './activation-stash';
 import { CommThread } from './comm-thread';
 import type { DeviceInit, FromDevice, SharedOutput, ToDevice } from '../protocol';
 import { ctorFor, copyRows, viewOf, elementCount, placeRows, type AnyTypedArray } from '../tensor-util';
@@ -83,6 +84,8 @@ export class Interpreter {
   private readonly buffers = new Map<string, Float32Array>();
   /** A training program's resident weights, optimizer state and gradients (null for inference). */
   private training: TrainingState | null = null;
+  /** A pipeline training stage's activations kept from each micro-batch's forward to its backward (null otherwise). */
+  private stash: ActivationStash | null = null;
   /** The communication thread that runs started collectives, with the buffers it serves by name (null without one). */
   private commThread: { thread: CommThread; index: Map<string, number> } | null = null;
   /** Tensors available to the next `run`: scattered inputs and received activations. */
@@ -179,6 +182,8 @@ export class Interpreter {
     if (m.training) {
       this.training = new TrainingState(m.training.program, m.training.initial, m.steps);
       this.training.feed(this.feeds);
+      const stash = m.training.program.pipeline?.stash;
+      if (stash) this.stash = new ActivationStash(stash, (name) => this.acts.has(name) || this.inputs.has(name));
     }
     for (const inp of m.inputs) {
       this.inputs.set(inp.name, {
@@ -298,7 +303,9 @@ export class Interpreter {
     const profiledEnd = new Float64Array(profiledSteps);
     const notes: string[] = [];
     // The trained weights are those after the timed steps; the profiled steps train on.
-    const trained = this.training ? { losses: this.training.losses, parameters: m.rank === 0 ? this.training.snapshot() : null } : undefined;
+    // Data-parallel replicas hold the same weights (rank 0 reports them); pipeline stages each hold their own.
+    const stash = this.stash ? { stash: { peakMicroBatches: this.stash.peakMicroBatches, peakBytes: this.stash.peakBytes } } : {};
+    const trained = this.training ? { losses: this.training.losses, parameters: m.rank === 0 || this.stash ? this.training.snapshot() : null, ...stash } : undefined;
     if (profiledSteps > 0 && m.capture && m.opLevel) {
       await this.openProfiled();
       this.useProfiled = true;
@@ -547,6 +554,7 @@ export class Interpreter {
   private async run(ins: Extract<Instruction, { op: 'run' }>): Promise<void> {
     const seg = this.sessions.get(ins.segment);
     if (!seg) throw new Error(`segment ${ins.segment} is not loaded on this device`);
+    if (this.stash && ins.phase === 'backward' && ins.micro >= 0) this.stash.restore(ins.micro, this.feeds);
     const feeds: Record<string, ort.Tensor> = {};
     for (const name of seg.session.inputNames) {
       const t = this.feeds.get(name);
@@ -564,6 +572,7 @@ export class Interpreter {
     // resident weights.
     for (const [name, v] of Object.entries(this.results)) this.feeds.set(name, v);
     this.training?.afterRun(ins.phase, this.results, this.feeds);
+    if (this.stash && ins.phase === 'forward' && ins.micro >= 0) this.stash.save(ins.micro, this.feeds);
     if (!this.recording) {
       if (prof) prof.warmRuns++;
       return;

@@ -26,6 +26,8 @@ export class TrainingState {
   private readonly weights = new Map<string, { data: Float32Array; tensor: ort.Tensor }>();
   private readonly state = new Map<string, { data: Float32Array; tensor: ort.Tensor; output: string }>();
   private readonly grads = new Map<string, { data: Float32Array; tensor: ort.Tensor }>();
+  /** A pipeline stage's gradients summed over the step's micro-batches, by backward output. */
+  private readonly accumulated = new Map<string, { data: Float32Array; tensor: ort.Tensor }>();
   private readonly lr: ort.Tensor;
   /** Adam's 1-based step: the number of the next update. */
   private readonly stepValue = Float32Array.of(1);
@@ -53,6 +55,10 @@ export class TrainingState {
       const data = new Float32Array(elementsOf(dims));
       this.state.set(s.input, { data, tensor: new ort.Tensor('float32', data, dims), output: s.output });
     }
+    for (const g of p.pipeline?.gradients ?? []) {
+      const data = new Float32Array(elementsOf(dimsOf.get(g.param)!));
+      this.accumulated.set(g.grad, { data, tensor: new ort.Tensor('float32', data, dimsOf.get(g.param)!) });
+    }
     this.lr = new ort.Tensor('float32', new Float32Array([p.lr]), []);
     this.stepTensor = new ort.Tensor('float32', this.stepValue, []);
     this.losses = new Float64Array(timedSteps).fill(NaN);
@@ -69,6 +75,13 @@ export class TrainingState {
   /** Starts step `step`; only a timed step's loss is recorded (warm-up and profiled steps train too). */
   beginStep(step: number, timed: boolean): void {
     this.step = timed ? step : -1;
+    for (const a of this.accumulated.values()) a.data.fill(0);
+    // A pipeline's last stage adds up the micro-batches' losses.
+    if (this.p.pipeline && this.timedStep()) this.losses[this.step] = 0;
+  }
+
+  private timedStep(): boolean {
+    return this.step >= 0 && this.step < this.losses.length;
   }
 
   /**
@@ -80,7 +93,9 @@ export class TrainingState {
     switch (phase) {
       case 'forward': {
         const loss = results[this.p.loss];
-        if (loss && this.step >= 0 && this.step < this.losses.length) this.losses[this.step] = Number(loss.data[0]);
+        if (!loss || !this.timedStep()) return;
+        if (this.p.pipeline) this.losses[this.step]! += Number(loss.data[0]) * this.p.pipeline.scale;
+        else this.losses[this.step] = Number(loss.data[0]);
         return;
       }
       case 'optimizer':
@@ -91,6 +106,15 @@ export class TrainingState {
         this.feed(feeds);
         return;
       case 'backward':
+        // A pipeline stage sums its micro-batches' gradients, which the optimizer reads.
+        for (const [grad, a] of this.accumulated) {
+          const g = results[grad]?.data as Float32Array | undefined;
+          if (!g) throw new Error(`gradient ${grad} was not produced by the stage's backward`);
+          const scale = this.p.pipeline!.scale;
+          for (let i = 0; i < g.length; i++) a.data[i]! += g[i]! * scale;
+          feeds.set(grad, a.tensor);
+        }
+        return;
       case 'none':
         return;
       default: {

@@ -10,10 +10,10 @@
  */
 import { join } from 'node:path';
 import * as os from 'node:os';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { UserError } from '../../common/errors';
 import type { ProfileRequest, SharedInput } from '../protocol';
-import { assertNever, type Plan } from '../../profiler/plan';
+import { assertNever, type Plan, type TrainPlan } from '../../profiler/plan';
 import { formatProgram, type Program } from '../../profiler/program';
 import { writeStageModels } from '../pipeline/stage-model';
 import { formatPartition } from '../pipeline/plan-format';
@@ -38,7 +38,8 @@ import { CancelledError, ProgramRun, type Capture, type DoneMessage, type Runner
 import { checkPipelinePlan, preparePartition } from './calibrate';
 import { checkFindings } from './check-findings';
 import { buildTrace, compareOutputs, mergeOutputs } from './trace';
-import { prepareTraining, trainingResults, writeTrainingSegments, type TrainingSetup } from './train-setup';
+import { prepareTraining, trainingResults, writePipelineTrainingSegments, writeTrainingSegments, type TrainingSetup } from './train-setup';
+import { buildPipelineTrainingModels, type PipelineTrainingModels } from '../train/pipeline-models';
 import { compileTrainData } from '../compile/train-data';
 import { prepareTensor } from '../compile/tensor';
 import { writeShardModels } from '../tensor/shard-model';
@@ -81,7 +82,12 @@ interface Loaded {
   compile: CompileContext;
   /** A training plan's step models, labels and initial weights (null for inference). */
   training: TrainingSetup | null;
+  /** Symbolic sizes other than the batch that gradient models pin (a CNN's spatial sizes). */
+  trainDims: Record<string, number>;
 }
+
+/** A plan's training settings; tensor plans do not train. */
+const trainOf = (plan: Plan): TrainPlan | undefined => ('train' in plan ? plan.train : undefined);
 
 /** Row-splits of a run: devices, and a pipeline's micro-batches; a tensor plan runs every row on every device. */
 function partsOf(plan: Plan, devices: number): number {
@@ -136,7 +142,9 @@ async function load(req: ProfileRequest): Promise<Loaded> {
   // Built before any worker starts: a model the gradient rules cannot differentiate is
   // refused here, with every operator and node at fault in one line.
   let training: TrainingSetup | null = null;
-  if (plan.mode === 'data' && plan.train) {
+  let trainDims: Record<string, number> = {};
+  const train = trainOf(plan);
+  if (train) {
     // Symbolic sizes other than the batch, as resolved (a CNN's spatial sizes from
     // --input-shape): convolution gradients need them fixed.
     const fixedDims: Record<string, number> = { ...(req.dims ?? {}) };
@@ -146,7 +154,8 @@ async function load(req: ProfileRequest): Promise<Loaded> {
       });
     }
     const labelAxis = outputAxes.get(ir.outputs[0]?.name ?? '') ?? 0;
-    training = await prepareTraining(req.modelPath, req.modelLabel, plan.train, tensors, labelAxis, withoutBatch(fixedDims, batchName));
+    trainDims = withoutBatch(fixedDims, batchName);
+    training = await prepareTraining(req.modelPath, req.modelLabel, train, tensors, labelAxis, trainDims);
     tensors = [...tensors, training.labels];
   }
   // The global batch lives in shared memory; every device copies its rows from there.
@@ -169,7 +178,7 @@ async function load(req: ProfileRequest): Promise<Loaded> {
     nodeNames: ir.nodes.map((n) => n.name),
     ...(training ? { training: training.models.context } : {}),
   };
-  return { ir, resolved, inputs, devices, ortVersion: discovered.onnxruntimeVersion, discovered, dimValues, compile: compileCtx, training };
+  return { ir, resolved, inputs, devices, ortVersion: discovered.onnxruntimeVersion, discovered, dimValues, compile: compileCtx, training, trainDims };
 }
 
 /** Symbolic dimension values without the batch's (the gradient models keep the batch free). */
@@ -273,9 +282,13 @@ function prepareTensorPlan(plan: Extract<Plan, { mode: 'tensor' }>, l: Loaded): 
 }
 
 /** Model files of a program's segments (stage models are written into `workDir`). */
-function materialise(program: Program, prepared: Prepared, modelPath: string, workDir: string, training: TrainingSetup | null): Record<number, string> {
-  const paths: Record<number, string> = training ? writeTrainingSegments(program, training.models, join(workDir, 'train')) : {};
-  const stagePaths = prepared.mode === 'pipeline' ? writeStageModels(modelPath, prepared.partition, join(workDir, 'stages')) : [];
+function materialise(program: Program, prepared: Prepared, modelPath: string, workDir: string, training: TrainingSetup | null, stages: PipelineTrainingModels | null): Record<number, string> {
+  const paths: Record<number, string> = stages
+    ? writePipelineTrainingSegments(program, stages, join(workDir, 'train-stages'))
+    : training
+      ? writeTrainingSegments(program, training.models, join(workDir, 'train'))
+      : {};
+  const stagePaths = prepared.mode === 'pipeline' && program.segments.some((s) => s.kind === 'stage') ? writeStageModels(modelPath, prepared.partition, join(workDir, 'stages')) : [];
   const shardPaths = prepared.mode === 'tensor' ? writeShardModels(modelPath, program, prepared, join(workDir, 'shards')) : {};
   for (const seg of program.segments) {
     switch (seg.kind) {
@@ -290,6 +303,8 @@ function materialise(program: Program, prepared: Prepared, modelPath: string, wo
         break;
       case 'train-forward':
       case 'train-backward':
+      case 'stage-forward':
+      case 'stage-backward':
       case 'optimizer':
         if (paths[seg.id] === undefined) throw new Error(`no step model for segment ${seg.label}`);
         break;
@@ -298,6 +313,14 @@ function materialise(program: Program, prepared: Prepared, modelPath: string, wo
     }
   }
   return paths;
+}
+
+/** A pipeline training plan's stage models, built over its partition (null for any other plan). */
+function pipelineTrainingModels(req: ProfileRequest, l: Loaded, prepared: Prepared): PipelineTrainingModels | null {
+  const plan = req.plan;
+  if (plan.mode !== 'pipeline' || !plan.train || !l.training || prepared.mode !== 'pipeline') return null;
+  const wl = l.training.models.withLoss;
+  return buildPipelineTrainingModels(readFileSync(req.modelPath), l.ir, prepared.partition, { train: plan.train, output: wl.output, labels: wl.labels }, req.modelLabel, l.trainDims);
 }
 
 /** Operator-profiled steps after the timed ones, when operator detail is asked for. */
@@ -314,8 +337,9 @@ function blocksOf(steps: number): number[] {
 /** The one-device baseline program: the whole batch as a data program on the first device's configuration. */
 function baselineProgram(req: ProfileRequest, l: Loaded): Program {
   const plan = req.plan;
-  if (plan.mode === 'data' && plan.train && l.compile.training) {
-    const one = { mode: 'data' as const, devices: l.devices[0]!.id, batch: plan.batch, steps: plan.steps, warmup: plan.warmup, seed: plan.seed, train: plan.train };
+  const train = trainOf(plan);
+  if (train && l.compile.training) {
+    const one = { mode: 'data' as const, devices: l.devices[0]!.id, batch: plan.batch, steps: plan.steps, warmup: plan.warmup, seed: plan.seed, train };
     return compileTrainData(one, { ...l.compile, devices: 1, training: l.compile.training });
   }
   return compileData({ mode: 'data', devices: l.devices[0]!.id, batch: plan.batch, steps: plan.steps, warmup: plan.warmup, seed: plan.seed }, { ...l.compile, devices: 1 });
@@ -383,8 +407,9 @@ async function measure(
       const bp = baselineProgram(req, l);
       // The same capture for the timed steps; operator detail is the parallel run's only.
       const bc: Capture = { ...capture, profiledSteps: 0 };
-      // A training baseline runs the same step models; inference's is the whole model.
-      const baseSegments = l.training ? segmentPaths : { 0: req.modelPath };
+      // A data-parallel training baseline runs the same step models, a pipeline's the
+      // whole model's step models; inference's is the whole model.
+      const baseSegments = !l.training ? { 0: req.modelPath } : program.stageTraining ? writeTrainingSegments(bp, l.training.models, join(profileDir, 'train-baseline')) : segmentPaths;
       base = await ProgramRun.start(bp, { ...common, devices: [l.devices[0]!], segmentPaths: baseSegments, capture: bc, phase: 'baseline', message: 'one-device baseline' }, hooks);
     }
     if (probePlan) {
@@ -519,7 +544,8 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
   const profileDir = mkdtempSync(join(os.tmpdir(), 'parallax-ortprof-'));
   try {
     const prep = await prepare(req, l, profileDir, hooks);
-    const program = compile(prep.plan, prep.prepared, l.compile);
+    const stages = pipelineTrainingModels(req, l, prep.prepared);
+    const program = compile(prep.plan, prep.prepared, stages ? { ...l.compile, pipelineTraining: stages } : l.compile);
     // A dry run (`parallax plan`) shows the program too; a profile shows the partition only
     // (the program is in the trace).
     const programText = formatProgram(program, l.devices.map((d) => d.id));
@@ -528,7 +554,7 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     if (req.dryRun) return { trace: null, summary: null, planText, planInfo };
     check();
     const probePlan = probePlanOf(req, prep, l);
-    const runs = await measure(req, l, program, materialise(program, prep.prepared, req.modelPath, profileDir, l.training), profileDir, hooks, probePlan);
+    const runs = await measure(req, l, program, materialise(program, prep.prepared, req.modelPath, profileDir, l.training, stages), profileDir, hooks, probePlan);
     const capture: CaptureSettings = { spans: req.capture, opProfilerOnTimedSteps: false, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
     const baseline = runs.baseline ? baselineRecord(req, l, runs.baseline, capture) : null;
     const done = runs.done;
@@ -536,9 +562,10 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     check();
     hooks.progress({ phase: 'analyse', done: 0, total: 1, message: 'building the trace' });
     const plan = req.plan;
+    const train = trainOf(plan);
     const trained =
-      plan.mode === 'data' && plan.train && l.training
-        ? trainingResults(plan.train, l.training.models, program, done, runs.baseline ? { ...runs.baseline, reference: `one-device training (${l.devices[0]!.id} configuration, same global batch, labels and initial weights)` } : null, Math.max(1, plan.warmup) + plan.steps)
+      train && l.training
+        ? trainingResults(train, l.training.models, program, done, runs.baseline ? { ...runs.baseline, reference: `one-device training (${l.devices[0]!.id} configuration, same global batch, labels and initial weights)` } : null, Math.max(1, plan.warmup) + plan.steps)
         : null;
     const numericalCheck = trained ? trained.check : baseline ? compareOutputs(mergeOutputs(program, done), baseline.reference, baseline.referenceName) : undefined;
     let trace = buildTrace({ request: req, plan: prep.plan, program, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, done, inputs: l.inputs, numericalCheck, ...(trained ? { training: trained.meta } : {}), baseline: baseline?.meta, capture, measurement });

@@ -118,7 +118,11 @@ function notesOf(m: Measured): string[] {
       'Gradient sync is synthetic: ONNX Runtime runs inference only, so each step all-reduces a zero-filled float32 buffer as large as the model parameters; the transfer and the reduction are real, the gradients are not.',
     );
   }
-  if (m.training) {
+  if (m.training?.pipeline) {
+    notes.push(
+      `Training: ${m.training.loss} loss against a fixed random teacher's labels, ${m.training.optimizer} at lr ${m.training.lr}; pipeline schedule ${m.training.pipeline.schedule} over ${m.training.pipeline.microBatches} micro-batches, each stage summing its micro-batches' gradients before its optimizer step and keeping each micro-batch's saved activations from its forward to its backward. The numerical check compares the trained weights after the warm-up and timed steps with the one-device training run's on the whole batch.`,
+    );
+  } else if (m.training) {
     notes.push(
       `Training: ${m.training.loss} loss against a fixed random teacher's labels, ${m.training.optimizer} at lr ${m.training.lr}; gradients all-reduced in ${m.training.buckets.length} bucket(s), each on the device's communication thread as soon as its backward part has run, overlapping the parts after it. The numerical check compares the trained weights after the warm-up and timed steps with the one-device training run's.`,
     );

@@ -15,6 +15,8 @@ import type { ModelInput } from '../inputs';
 import { teacherModel } from '../train/loss';
 import { readParameterValues } from '../train/parameters';
 import { buildTrainingModels, type TrainingModels } from '../train/step-models';
+import type { PipelineTrainingModels } from '../train/pipeline-models';
+import { stageSegments } from '../compile/train-pipeline';
 import { compareOutputs } from './trace';
 import type { DoneMessage } from './workers';
 
@@ -98,8 +100,25 @@ export function writeTrainingSegments(program: Program, models: TrainingModels, 
   return paths;
 }
 
-/** The global batch's loss per timed step: each device's loss weighted by its rows. */
+/** Writes a pipeline training program's stage models into `dir`; their paths by segment id. */
+export function writePipelineTrainingSegments(program: Program, models: PipelineTrainingModels, dir: string): Record<number, string> {
+  mkdirSync(dir, { recursive: true });
+  const paths: Record<number, string> = {};
+  models.stages.forEach((st, s) => {
+    const ids = stageSegments(s);
+    for (const [id, bytes] of [[ids.forward, st.forward], [ids.backward, st.backward], [ids.optimizer, st.optimizer]] as const) {
+      if (!program.segments.some((seg) => seg.id === id)) continue;
+      const path = join(dir, `stage${s}-segment${id}.onnx`);
+      writeFileSync(path, bytes);
+      paths[id] = path;
+    }
+  });
+  return paths;
+}
+
+/** The global batch's loss per timed step: each device's loss weighted by its rows; a pipeline's from its last stage. */
 export function lossCurve(program: Program, done: readonly DoneMessage[]): number[] {
+  if (program.stageTraining) return Array.from(done.at(-1)?.training?.losses ?? []);
   const steps = done[0]?.training?.losses.length ?? 0;
   const curve = new Array<number>(steps).fill(0);
   program.devices.forEach((dp, rank) => {
@@ -132,7 +151,8 @@ export function trainingResults(
   baseline: { program: Program; done: readonly DoneMessage[]; reference: string } | null,
   totalSteps: number,
 ): { check: NumericalCheck | undefined; meta: TrainingMeta } {
-  const params = done[0]?.training?.parameters ?? {};
+  // Rank 0 holds every parameter in data mode; each pipeline stage holds its own.
+  const params: Record<string, Float32Array> = Object.assign({}, ...done.map((d) => d.training?.parameters ?? {}));
   const meta: TrainingMeta = {
     loss: train.loss,
     optimizer: train.optimizer,
@@ -145,6 +165,7 @@ export function trainingResults(
     lossCurve: lossCurve(program, done),
     ...(baseline ? { baselineLossCurve: lossCurve(baseline.program, baseline.done) } : {}),
     labels: 'teacher',
+    ...(program.stageTraining ? { pipeline: pipelineRecord(program, done) } : {}),
   };
   if (!baseline) return { check: undefined, meta };
   const want = new Map(Object.entries(baseline.done[0]?.training?.parameters ?? {}));
@@ -152,4 +173,20 @@ export function trainingResults(
   const { atol, rtol } = trainingTolerance(train, totalSteps);
   const check = compareOutputs(got, want, baseline.reference, atol, rtol);
   return { check, meta };
+}
+
+/** A pipeline training run's schedule and, per stage, its stored activations as measured and as compiled. */
+function pipelineRecord(program: Program, done: readonly DoneMessage[]): NonNullable<TrainingMeta['pipeline']> {
+  const micro = new Set(program.devices[0]?.instructions.flatMap((i) => ('micro' in i && i.micro >= 0 ? [i.micro] : [])));
+  return {
+    schedule: program.schedule,
+    microBatches: micro.size,
+    stages: (program.stageTraining ?? []).map((t, s) => ({
+      stage: s,
+      parameters: t.parameters.length,
+      peakStoredMicroBatches: done[s]?.training?.stash?.peakMicroBatches ?? 0,
+      compiledPeakMicroBatches: program.peakStored?.[s] ?? 0,
+      peakStoredBytes: done[s]?.training?.stash?.peakBytes ?? 0,
+    })),
+  };
 }

@@ -8,7 +8,7 @@ import { findPackageFile } from '../../common/package-file';
 import { CancelledError, UserError } from '../../common/errors';
 import type { DeviceInit, FromDevice, Progress, SharedInput, ToDeviceControl } from '../protocol';
 import { isFromDevice } from '../protocol';
-import type { Program } from '../../profiler/program';
+import type { Program, TrainingProgram } from '../../profiler/program';
 import type { DeviceInfo } from '../device/discovery';
 import { createCommGroup } from '../comm/communicator';
 
@@ -236,7 +236,7 @@ export class ProgramRun {
         opLevel: o.capture.profiledSteps > 0,
         profileDir: o.profileDir,
         ...(o.graphOptimizationLevel ? { graphOptimizationLevel: o.graphOptimizationLevel } : {}),
-        ...(program.training && o.initialWeights ? { training: { program: program.training, initial: o.initialWeights } } : {}),
+        ...(trainingOf(program, rank) && o.initialWeights ? { training: { program: trainingOf(program, rank)!, initial: o.initialWeights } } : {}),
       };
       group.post(rank, init);
     });
@@ -304,4 +304,9 @@ export async function executeProgram(program: Program, o: ExecuteOptions, hooks:
   } finally {
     await run.close();
   }
+}
+
+/** A device's training part: its stage's in pipeline mode, the program's otherwise. */
+function trainingOf(program: Program, rank: number): TrainingProgram | undefined {
+  return program.stageTraining?.[rank] ?? program.training;
 }

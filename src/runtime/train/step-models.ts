@@ -57,13 +57,7 @@ export function buildTrainingModels(modelBytes: Uint8Array, train: TrainPlan, mo
   const forwardOutputs = [...new Set([...(decodeModelProto(modelBytes, modelName).graph?.output ?? []).map((o) => o.name ?? ''), withLoss.loss])];
   const paramDims = new Map((g.model.graph?.input ?? []).map((i) => [i.name ?? '', (i.type?.tensorType?.shape?.dim ?? []).map((d) => Number(d.dimValue ?? 0))]));
   const parameters = g.parameters.map((p) => ({ name: p.of, dims: paramDims.get(p.of) ?? [], grad: p.output }));
-  const optimizer = buildOptimizerModel(
-    parameters.map((p) => ({ name: p.name, dims: p.dims })),
-    train.optimizer === 'momentum' ? { kind: 'momentum' } : train.optimizer === 'adam' ? { kind: 'adam' } : { kind: 'sgd' },
-  );
-  // The optimizer reads each gradient under `<param>_grad`; the backward may have named one
-  // otherwise (a name taken in the model), so its inputs are renamed to the backward's.
-  const renamed = renameOptimizerGradients(optimizer, parameters);
+  const renamed = buildStepOptimizer(parameters, train);
   return {
     cut(groups) {
       const { parts, handoffs } = cutModel(g.model, [forwardOutputs, ...groups], modelName);
@@ -77,13 +71,32 @@ export function buildTrainingModels(modelBytes: Uint8Array, train: TrainPlan, mo
       parameters,
       loss: withLoss.loss,
       labels: withLoss.labels,
-      optimizer: {
-        state: renamed.slots.flatMap((s) => s.state.map((st) => ({ input: st.input, output: st.output, param: s.param }))),
-        updated: renamed.slots.map((s) => ({ param: s.param, output: s.updated })),
-        lrInput: renamed.lr,
-        stepInput: renamed.step,
-      },
+      optimizer: optimizerSlots(renamed),
     },
+  };
+}
+
+/**
+ * The optimizer update of `parameters` for the plan's optimizer, reading each gradient under
+ * the backward's output name of it.
+ */
+export function buildStepOptimizer(parameters: readonly { name: string; dims: number[]; grad: string }[], train: TrainPlan): OptimizerModel {
+  const optimizer = buildOptimizerModel(
+    parameters.map((p) => ({ name: p.name, dims: p.dims })),
+    train.optimizer === 'momentum' ? { kind: 'momentum' } : train.optimizer === 'adam' ? { kind: 'adam' } : { kind: 'sgd' },
+  );
+  // The optimizer reads each gradient under `<param>_grad`; the backward may have named one
+  // otherwise (a name taken in the model), so its inputs are renamed to the backward's.
+  return renameOptimizerGradients(optimizer, parameters);
+}
+
+/** The optimizer model's slots as a training program names them. */
+export function optimizerSlots(opt: OptimizerModel): TrainingContext['optimizer'] {
+  return {
+    state: opt.slots.flatMap((s) => s.state.map((st) => ({ input: st.input, output: st.output, param: s.param }))),
+    updated: opt.slots.map((s) => ({ param: s.param, output: s.updated })),
+    lrInput: opt.lr,
+    stepInput: opt.step,
   };
 }
 
