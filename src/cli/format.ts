@@ -165,6 +165,8 @@ function trainingLines(t: TrainingSummary): string[] {
   const base = t.baselineLossLast !== null ? ` (one device: ${loss(t.baselineLossLast)})` : '';
   return [
     `training    ${t.loss} loss ${loss(t.lossFirst)} → ${loss(t.lossLast)}${base} over the timed steps; ${t.optimizer}, lr ${t.lr}; gradients ${(t.gradientBytes / 1e6).toFixed(2)} MB per step in ${t.buckets} bucket${t.buckets === 1 ? '' : 's'}`,
+    `            ${t.syncEvery > 1 ? `local SGD, parameters averaged every ${t.syncEvery} steps` : `${t.gradDtype} gradients on the wire`}: ${(t.wireBytesPerStep / 1e6).toFixed(3)} MB sent and received per step per device`,
+    ...(t.notComparable ? [`numerics    not checked: ${t.notComparable}`] : []),
     table(
       ['device', 'forward/step', 'backward/step', 'all-reduce/step', 'of it overlapped', 'optimizer/step'],
       t.devices.map((d) => [d.id, ms(d.forwardUs), ms(d.backwardUs), ms(d.allReduceUs), ms(d.overlapUs), ms(d.optimizerUs)]),
