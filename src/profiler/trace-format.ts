@@ -172,7 +172,8 @@ export const TrainingMetaSchema = Type.Object({
   baselineLossCurve: Type.Optional(Type.Array(Type.Number())),
   /**
    * Where the labels came from: a fixed random teacher (the model with seeded noise on its
-   * weights), or a file the user gave (`--labels`; `file` added in version 2 of the training part).
+   * weights), or a file the user gave (`--labels`). The fields below are absent in traces
+   * written before those flags existed, which read as their defaults.
    */
   labels: Type.Union([Type.Literal('teacher'), Type.Literal('file')]),
   /** Element type of gradients on the wire (`--grad-dtype`); absent: float32. */
