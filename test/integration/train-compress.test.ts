@@ -160,6 +160,7 @@ test('--freeze leaves the matching parameters out of training (glob or /regex/, 
   const model = await small();
   await expectUserError(['profile', model, '--train', '--devices', 'cpu:2', '--freeze', 'encoder.*'], /--freeze encoder\.\* matches no weight of .*; its weights are named like "layers\./);
   await expectUserError(['profile', model, '--train', '--devices', 'cpu:2', '--freeze', '/(/'], /--freeze \/\(\/: .*write a valid regular expression/);
+  await expectUserError(['profile', model, '--train', '--devices', 'cpu:2', '--freeze', '*'], /nothing to train once --freeze \* has left its weights out; freeze fewer/);
 });
 
 test('the new training flags refuse what they cannot do with one line', async () => {

@@ -34,7 +34,20 @@ const u32 = new Uint32Array(f32.buffer);
 /** The binary16 bit pattern nearest to `x` (ties to even); NaN → quiet NaN, overflow → ±Infinity. */
 export function float16Bits(x: number): number {
   f32[0] = x;
-  const b = u32[0]!;
+  return float16FromFloat32Bits(u32[0]!);
+}
+
+/**
+ * The binary16 bit pattern nearest to the float32 whose bits are `b`. Integer operations
+ * only, so that a bulk encoder can run it over a Uint32Array view of the floats.
+ */
+function float16FromFloat32Bits(b: number): number {
+  const x = b & 0x7fffffff;
+  // Fast path, results that are binary16 normals (float32 exponents 113..142): rebias the
+  // exponent in place and round the 13 dropped bits to nearest even (adding 0xfff plus the
+  // kept lowest bit carries exactly when the dropped part is above half, or half with an odd
+  // kept part); a carry into the exponent is correct, up to Infinity.
+  if (x >= 0x38800000 && x < 0x47800000) return ((b >>> 16) & 0x8000) | ((x - 0x38000000 + 0xfff + ((x >>> 13) & 1)) >>> 13);
   const sign = (b >>> 16) & 0x8000;
   const exp = (b >>> 23) & 0xff;
   let mant = b & 0x7fffff;
@@ -112,7 +125,8 @@ const float16Codec: WireCodec = {
   bytes: (m) => 2 * m,
   encode(src, out) {
     const h = new Uint16Array(out.buffer, out.byteOffset, src.length);
-    for (let i = 0; i < src.length; i++) h[i] = float16Bits(src[i]!);
+    const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+    for (let i = 0; i < bits.length; i++) h[i] = float16FromFloat32Bits(bits[i]!);
   },
   decode(enc, out) {
     const t = float16Table();
@@ -144,7 +158,14 @@ const int8Codec: WireCodec = {
         q.fill(0, lo, hi);
         continue;
       }
-      for (let i = lo; i < hi; i++) q[i] = Math.max(-127, Math.min(127, Math.round(src[i]! / scale)));
+      // |x / scale| ≤ 127 by construction (up to rounding of the scale, hence the clamp);
+      // rounding half away from zero, as an integer conversion of x/scale ± 0.5.
+      const inv = 1 / scale;
+      for (let i = lo; i < hi; i++) {
+        const v = src[i]! * inv;
+        const r = v >= 0 ? (v + 0.5) | 0 : (v - 0.5) | 0;
+        q[i] = r > 127 ? 127 : r < -127 ? -127 : r;
+      }
     }
   },
   decode(enc, out) {

@@ -45,7 +45,10 @@ export async function prepareTraining(modelPath: string, label: string, train: T
   const bytes = readFileSync(modelPath);
   const models = buildTrainingModels(bytes, train, label, dims);
   const params = models.context.parameters;
-  if (params.length === 0) throw new UserError(`${label}: no float weight leads to the output, so there is nothing to train`);
+  if (params.length === 0) {
+    const frozen = (train.freeze ?? []).length > 0 ? ` once --freeze ${train.freeze!.join(' --freeze ')} has left its weights out; freeze fewer` : '';
+    throw new UserError(`${label}: no float weight leads to the output, so there is nothing to train${frozen}`);
+  }
   const values = readParameterValues(bytes, params.map((p) => p.name), label);
   const initial: Record<string, SharedArrayBuffer> = {};
   for (const [name, v] of values) {
