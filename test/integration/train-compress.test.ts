@@ -136,6 +136,7 @@ test('--labels reads the labels from a .npy file; a file of the wrong shape or t
   const wrongShape = join(dir, 'labels-short.npy');
   writeFileSync(wrongShape, npy('<f4', [8, HIDDEN], new Float32Array(8 * HIDDEN)));
   await expectUserError(['profile', model, '--train', '--devices', 'cpu:2', '--batch', '16', '--labels', wrongShape], /--labels .*labels-short\.npy: holds float32 \(8, 64\), the loss needs float32 \(16, 64\)/);
+  await expectUserError(['profile', model, '--train', '--devices', 'cpu:2', '--labels', join(dir, 'missing.npy')], /--labels .*missing\.npy: cannot read it \(ENOENT\); give the path of a \.npy file/);
   const wrongType = join(dir, 'labels-f64.npy');
   writeFileSync(wrongType, npy('<f8', [16, HIDDEN], new Float64Array(16 * HIDDEN)));
   const out = join(dir, 'never.parallax.json');
