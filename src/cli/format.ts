@@ -186,6 +186,8 @@ function trainingLines(t: TrainingSummary): string[] {
     : [];
   return [
     `training    ${t.loss} loss ${loss(t.lossFirst)} → ${loss(t.lossLast)}${base} over the timed steps; ${t.optimizer}, lr ${t.lr}; ${sync}`,
+    ...(p ? [] : [`            ${t.syncEvery > 1 ? `local SGD, parameters averaged every ${t.syncEvery} steps` : `${t.gradDtype} gradients on the wire`}: ${(t.wireBytesPerStep / 1e6).toFixed(3)} MB sent and received per step per device`]),
+    ...(t.notComparable ? [`numerics    not checked: ${t.notComparable}`] : []),
     ...stored,
     table(
       ['device', 'forward/step', 'backward/step', 'all-reduce/step', 'of it overlapped', 'optimizer/step'],

@@ -20,7 +20,7 @@ import { TOOL_VERSION } from '../common/version';
 import { profile, ProfileCancelled } from '../runtime/api';
 import type { ProfileRequest, Progress } from '../runtime/protocol';
 import { EtaEstimator, formatEta } from '../runtime/progress-eta';
-import { makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, PlanFieldError, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type Plan, type PipelineSchedule, type TrainLoss, type TrainOptimizer, type TrainPlan } from '../profiler/plan';
+import { GRAD_DTYPES, makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, PlanFieldError, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type GradDtype, type ParallelMode, type Plan, type PipelineSchedule, type TrainLoss, type TrainOptimizer, type TrainPlan } from '../profiler/plan';
 import { parseByteSize } from '../profiler/units';
 import { tensorPlanCommand } from './tensor-plan';
 import { discoverDevices } from '../runtime/device/discovery';
@@ -91,6 +91,11 @@ function parseDeviceMemory(v: string): number {
   return bytes;
 }
 
+/** A repeatable flag's values, in order. */
+function collectList(v: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), v];
+}
+
 /** `--dim NAME=VALUE`, repeatable. */
 function collectDim(v: string, prev: Record<string, number>): Record<string, number> {
   const m = /^(.+)=(\d+)$/.exec(v);
@@ -157,6 +162,10 @@ interface ProfileFlags {
   optimizer?: TrainOptimizer;
   lr?: number;
   bucketMb?: number;
+  gradDtype?: GradDtype;
+  syncEvery?: number;
+  labels?: string;
+  freeze?: string[];
   shards?: number[];
   /** Also write a self-contained HTML report of the run. */
   report?: string;
@@ -186,12 +195,22 @@ interface ProfileFlags {
 /** The training part of the flags: `--train` and its settings (which mean nothing without it). */
 function trainOf(flags: ProfileFlags): TrainPlan | undefined {
   if (!flags.train) {
-    for (const [k, flag] of [['loss', '--loss'], ['optimizer', '--optimizer'], ['lr', '--lr'], ['bucketMb', '--bucket-mb']] as const) {
+    const given = [['loss', '--loss'], ['optimizer', '--optimizer'], ['lr', '--lr'], ['bucketMb', '--bucket-mb'], ['gradDtype', '--grad-dtype'], ['syncEvery', '--sync-every'], ['labels', '--labels'], ['freeze', '--freeze']] as const;
+    for (const [k, flag] of given) {
       if (flags[k] !== undefined) throw new UserError(`${flag} applies to training runs only; add --train`);
     }
     return undefined;
   }
-  return { loss: flags.loss ?? TRAIN_DEFAULTS.loss, optimizer: flags.optimizer ?? TRAIN_DEFAULTS.optimizer, lr: flags.lr ?? TRAIN_DEFAULTS.lr, bucketMb: flags.bucketMb ?? TRAIN_DEFAULTS.bucketMb };
+  return {
+    loss: flags.loss ?? TRAIN_DEFAULTS.loss,
+    optimizer: flags.optimizer ?? TRAIN_DEFAULTS.optimizer,
+    lr: flags.lr ?? TRAIN_DEFAULTS.lr,
+    bucketMb: flags.bucketMb ?? TRAIN_DEFAULTS.bucketMb,
+    ...(flags.gradDtype ? { gradDtype: flags.gradDtype } : {}),
+    ...(flags.syncEvery ? { syncEvery: flags.syncEvery } : {}),
+    ...(flags.labels ? { labels: resolve(flags.labels) } : {}),
+    ...(flags.freeze ? { freeze: flags.freeze } : {}),
+  };
 }
 
 /** A positive finite number flag (`--lr 0.01`, `--bucket-mb 25`). */
@@ -434,7 +453,11 @@ export function buildProgram(): Command {
     .addOption(new Option('--loss <kind>', `with --train: loss (default ${TRAIN_DEFAULTS.loss})`).choices([...TRAIN_LOSSES]))
     .addOption(new Option('--optimizer <kind>', `with --train: optimizer (default ${TRAIN_DEFAULTS.optimizer})`).choices([...TRAIN_OPTIMIZERS]))
     .option('--lr <rate>', `with --train: learning rate (default ${TRAIN_DEFAULTS.lr})`, positiveNumber('--lr'))
-    .option('--bucket-mb <mb>', `data, with --train: gradient bucket size in MB (default ${TRAIN_DEFAULTS.bucketMb}, as PyTorch DDP)`, positiveNumber('--bucket-mb'))
+    .option('--bucket-mb <mb>', `with --train: gradient bucket size in MB (default ${TRAIN_DEFAULTS.bucketMb}, as PyTorch DDP)`, positiveNumber('--bucket-mb'))
+    .addOption(new Option('--grad-dtype <dtype>', 'with --train: gradients on the wire of the all-reduce (default float32; int8 with error feedback)').choices([...GRAD_DTYPES]))
+    .option('--sync-every <k>', 'with --train: local SGD, each device steps on its own gradients and parameters are averaged every k steps (default 1)', positiveInt('--sync-every'))
+    .option('--labels <file.npy>', 'with --train: labels of the global batch (default: from a fixed random teacher)')
+    .option('--freeze <pattern>', 'with --train: leave parameters whose names match unchanged: a glob (layers.0.*) or /regex/ (repeatable)', collectList)
     .option('--micro-batches <n>', 'pipeline: micro-batches per step (default 4; must divide --batch)', positiveInt('--micro-batches'))
     .option('--stages <n>', 'pipeline: number of stages (one per device)', positiveInt('--stages'))
     .option('--tensor <n>', 'tensor: devices each weight is split over (must equal the count of --devices)', positiveInt('--tensor'))

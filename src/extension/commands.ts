@@ -11,7 +11,7 @@ import { listDevices as discoverInRunner, profile, ProfileCancelled } from '../r
 import type { ProfileRequest } from '../runtime/protocol';
 import type { DiscoveredDevices } from '../runtime/device/discovery';
 import { EtaEstimator } from '../runtime/progress-eta';
-import { isParallelMode, type ParallelMode } from '../profiler/plan';
+import { isParallelMode, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type TrainLoss, type TrainOptimizer } from '../profiler/plan';
 import type { ProfileSummary } from '../profiler/summary';
 import { writeChromeTrace } from '../profiler/export-chrome';
 import { looksNative } from '../profiler/import/detect';
@@ -31,7 +31,7 @@ import { planKey, rootConfig } from './config-providers';
 import type { Ctx } from './ctx';
 import { evidenceArgs, formatDuration, lensSummary, planHints } from './hints';
 import { CONFIG_FILE, Command, ContextKey, Setting, type CommandId, type PanelCommandId } from './ids';
-import { pickBatch, pickDevices, pickMode, pickModel } from './pick';
+import { pickBatch, pickDevices, pickLoss, pickMode, pickModel, pickOptimizer } from './pick';
 import { buildPlan, checkDeviceSpecText, progressMessage, progressPercent, summaryLine, tracePath } from './run-config';
 import { runDescription } from './runs-model';
 import { FindingItem, RunItem } from './views';
@@ -116,6 +116,64 @@ const profileModel: Factory = (ctx) => async (arg?: unknown, choices?: unknown):
   // Another profile may have started while this one's quick picks were open.
   if (ctx.isProfiling) return warnBusy(ctx);
   const plan = buildPlan({ modelPath: target.fsPath, modelLabel: label, mode, devices, batch }, settings, outPath);
+  await rememberLastRun(ctx, { kind: 'plan', plan, label });
+  return runProfile(ctx, plan, label);
+};
+
+/**
+ * Choices a caller may pass to `parallax.profileTraining` after the model URI, to skip those
+ * quick picks: `executeCommand(id, uri, { devices: 'cpu:2', batch: 16, loss: 'mse', optimizer: 'sgd' })`.
+ */
+export interface TrainingArgs {
+  devices?: string;
+  batch?: number;
+  loss?: TrainLoss;
+  optimizer?: TrainOptimizer;
+}
+
+function trainingArgs(v: unknown): TrainingArgs {
+  const base = profileArgs(v);
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof vscode.Uri) return {};
+  const o = v as Record<string, unknown>;
+  return {
+    ...(base.devices ? { devices: base.devices } : {}),
+    ...(base.batch ? { batch: base.batch } : {}),
+    ...((TRAIN_LOSSES as readonly unknown[]).includes(o['loss']) ? { loss: o['loss'] as TrainLoss } : {}),
+    ...((TRAIN_OPTIMIZERS as readonly unknown[]).includes(o['optimizer']) ? { optimizer: o['optimizer'] as TrainOptimizer } : {}),
+  };
+}
+
+/**
+ * "Profile Training Step…": a model, devices, batch, loss and optimizer, then a data-parallel
+ * training run (forward, backward, gradient all-reduce, optimizer each step) with the other
+ * training settings at their defaults; the trace goes beside the inference traces as
+ * `<model>-train.parallax.json`.
+ */
+const profileTraining: Factory = (ctx) => async (arg?: unknown, choices?: unknown): Promise<ProfileCommandResult | undefined> => {
+  if (!(await ensureTrusted())) return;
+  if (ctx.isProfiling) return warnBusy(ctx);
+  const given = trainingArgs(choices);
+  const target = arg instanceof vscode.Uri ? arg : await pickModel(ctx.extension.workspaceState.get<string>(LAST_MODEL), 'training');
+  if (!target) return;
+  if (target.scheme !== 'file') {
+    void vscode.window.showErrorMessage(`Parallax: ${target.toString(true)} is not a file on this machine's disk; the profiler reads models from disk. Copy the model into the workspace folder and train that copy.`);
+    return;
+  }
+  const settings = ctx.profileSettings(target);
+  const devices = given.devices ?? (await pickDevices(settings, ctx.discovered, (signal) => discoverQuietly(ctx, signal), 'training'));
+  if (!devices) return;
+  const batch = given.batch ?? (await pickBatch(settings, 'training'));
+  if (batch === undefined) return;
+  const loss = given.loss ?? (await pickLoss());
+  if (!loss) return;
+  const optimizer = given.optimizer ?? (await pickOptimizer());
+  if (!optimizer) return;
+  await ctx.extension.workspaceState.update(LAST_MODEL, target.toString());
+  const root = vscode.workspace.getWorkspaceFolder(target)?.uri.fsPath ?? dirname(target.fsPath);
+  const label = vscode.workspace.asRelativePath(target, false);
+  if (ctx.isProfiling) return warnBusy(ctx);
+  const train = { ...TRAIN_DEFAULTS, loss, optimizer };
+  const plan = buildPlan({ modelPath: target.fsPath, modelLabel: label, mode: 'data', devices, batch, train }, settings, tracePath(root, settings.outputFolder, target.fsPath, 'train'));
   await rememberLastRun(ctx, { kind: 'plan', plan, label });
   return runProfile(ctx, plan, label);
 };
@@ -674,6 +732,7 @@ const refreshRuns: Factory = (ctx) => () => ctx.runs.refresh();
 export const commands: Record<Exclude<CommandId, PanelCommandId>, Factory> = {
   [Command.profileModel]: profileModel,
   [Command.profileFile]: profileModel,
+  [Command.profileTraining]: profileTraining,
   [Command.listDevices]: listDevices,
   [Command.cancelProfile]: cancelProfile,
   [Command.showOutput]: showOutput,

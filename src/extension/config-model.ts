@@ -19,7 +19,7 @@
 import { isAbsolute, join, basename, dirname } from 'node:path';
 import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser/lib/esm/main.js';
 import type { ProfileRequest } from '../runtime/protocol';
-import { DEFAULT_MICRO_BATCHES, isParallelMode, makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type PipelineSchedule, type TrainPlan } from '../profiler/plan';
+import { DEFAULT_MICRO_BATCHES, GRAD_DTYPES, isParallelMode, makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type PipelineSchedule, type TrainPlan } from '../profiler/plan';
 import type { ProfileSettings } from './run-config';
 import { checkDeviceSpecText } from './run-config';
 
@@ -168,6 +168,14 @@ function isTrainSettings(v: unknown): boolean {
       case 'lr':
       case 'bucketMb':
         return isPositive(x);
+      case 'gradDtype':
+        return (GRAD_DTYPES as readonly unknown[]).includes(x);
+      case 'syncEvery':
+        return isPosInt(x);
+      case 'labels':
+        return typeof x === 'string' && x !== '';
+      case 'freeze':
+        return Array.isArray(x) && x.length > 0 && x.every((f) => typeof f === 'string' && f !== '');
       default:
         return false;
     }
@@ -257,7 +265,7 @@ function readPlan(name: string, keyNode: Node, prop: Node, valueNode: Node | und
   typed('devices', (v) => typeof v === 'string' && checkDeviceSpecText(v) === null, 'comma-separated kind:count entries, e.g. "cpu:2" or "cpu:1,webgpu:1"');
   typed('batch', isPosInt, 'a whole number ≥ 1');
   typed('shards', (v) => Array.isArray(v) && v.length > 0 && v.every(isPosInt), 'an array of row counts ≥ 1, one per device');
-  typed('train', isTrainSettings, `an object of "loss" (${TRAIN_LOSSES.join(', ')}), "optimizer" (${TRAIN_OPTIMIZERS.join(', ')}), "lr" and "bucketMb" (numbers > 0), each optional`);
+  typed('train', isTrainSettings, `an object of "loss" (${TRAIN_LOSSES.join(', ')}), "optimizer" (${TRAIN_OPTIMIZERS.join(', ')}), "lr" and "bucketMb" (numbers > 0), "gradDtype" (${GRAD_DTYPES.join(', ')}), "syncEvery" (a whole number ≥ 1), "labels" (a .npy path), "freeze" (an array of patterns), each optional`);
   typed('microBatches', isPosInt, 'a whole number ≥ 1');
   typed('stages', isPosInt, 'a whole number ≥ 1');
   typed('cuts', (v) => Array.isArray(v) && v.every((c) => typeof c === 'string' && c !== ''), 'an array of node names');
@@ -310,6 +318,9 @@ function checkPlan(plan: ConfigPlan): void {
       const total = v.shards.reduce((a, b) => a + b, 0);
       if (n !== null && v.shards.length !== n) add('shards', `${v.shards.length} shards but "devices": "${v.devices}" has ${n}; give one row count per device`);
       else if (v.batch !== undefined && total !== v.batch) add('shards', `the shards add up to ${total} rows, not the batch of ${v.batch}`);
+    }
+    if ((v.train?.syncEvery ?? 1) > 1 && (v.train?.gradDtype ?? 'float32') !== 'float32') {
+      add('train', '"gradDtype" compresses the gradients of the all-reduce, which local SGD ("syncEvery" above 1) does not send; use one or the other');
     }
     return;
   }
@@ -367,6 +378,8 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
   const mode = v.mode ?? 'data';
   const pipeline = mode === 'pipeline';
   const data = mode === 'data';
+  // Files a plan names are relative to the config's folder.
+  const besideConfig = (f: string): string => (isAbsolute(f) ? f : join(dirname(configPath), f));
   return {
     modelPath,
     // The trace records the label as the model's path, so it stays the path as written
@@ -380,7 +393,7 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
       warmup: v.warmup ?? settings.warmup,
       seed: v.seed ?? 0,
       ...(data && v.shards !== undefined ? { shards: v.shards } : {}),
-      ...((data || pipeline) && v.train !== undefined ? { train: { ...TRAIN_DEFAULTS, ...v.train } } : {}),
+      ...((data || pipeline) && v.train !== undefined ? { train: { ...TRAIN_DEFAULTS, ...v.train, ...(v.train.labels !== undefined ? { labels: besideConfig(v.train.labels) } : {}) } } : {}),
       ...(mode === 'tensor' && v.tensor !== undefined ? { tensor: v.tensor } : {}),
       ...(pipeline ? { microBatches: v.microBatches ?? DEFAULT_MICRO_BATCHES } : {}),
       ...(pipeline && v.stages !== undefined ? { stages: v.stages } : {}),
@@ -396,7 +409,7 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
     ...(v.dims !== undefined ? { dims: v.dims } : {}),
     ...(v.inputShapes !== undefined ? { inputShapes: v.inputShapes } : {}),
     ...(v.values !== undefined ? { values: v.values } : {}),
-    ...(v.inputs !== undefined ? { inputsFile: isAbsolute(v.inputs) ? v.inputs : join(dirname(configPath), v.inputs) } : {}),
+    ...(v.inputs !== undefined ? { inputsFile: besideConfig(v.inputs) } : {}),
   };
 }
 

@@ -11,6 +11,8 @@
 export const Command = {
   /** "Parallax: Profile Model…": pick a workspace .onnx (or browse), mode, devices, batch; run. */
   profileModel: 'parallax.profileModel',
+  /** "Parallax: Profile Training Step…": pick a model, devices, batch, loss, optimizer; a data-parallel training run. */
+  profileTraining: 'parallax.profileTraining',
   /** "Profile with Parallax": the explorer context menu entry for an .onnx file (hidden from the palette). */
   profileFile: 'parallax.profileFile',
   /** "Parallax: List Devices": device discovery in a runner process. */

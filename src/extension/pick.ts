@@ -1,10 +1,11 @@
 /**
- * The quick picks of "Profile Model…": model, mode, devices, batch. Each returns undefined
+ * The quick picks of "Profile Model…" (model, mode, devices, batch) and "Profile Training
+ * Step…" (model, devices, batch, loss, optimizer). Each returns undefined
  * when the user dismisses it, which ends the flow without a message.
  */
 import * as os from 'node:os';
 import * as vscode from 'vscode';
-import type { ParallelMode } from '../profiler/plan';
+import { TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type TrainLoss, type TrainOptimizer } from '../profiler/plan';
 import type { DiscoveredDevices } from '../runtime/device/discovery';
 import {
   MODE_CHOICES,
@@ -17,8 +18,20 @@ import {
   type ProfileSettings,
 } from './run-config';
 
-const STEPS = 4;
-const title = (step: number, what: string): string => `Parallax: Profile Model (${step}/${STEPS}) — ${what}`;
+/**
+ * Which flow a pick belongs to and where in it: "Profile Model…" (model, mode, devices,
+ * batch) or "Profile Training Step…" (model, devices, batch, loss, optimizer). Titles read
+ * `Parallax: <flow> (<step>/<steps>) — <what>`.
+ */
+export type PickFlow = 'model' | 'training';
+const FLOWS: Record<PickFlow, { name: string; steps: Record<string, number> }> = {
+  model: { name: 'Profile Model', steps: { model: 1, mode: 2, devices: 3, batch: 4 } },
+  training: { name: 'Profile Training Step', steps: { model: 1, devices: 2, batch: 3, loss: 4, optimizer: 5 } },
+};
+const title = (flow: PickFlow, step: string, what: string): string => {
+  const f = FLOWS[flow];
+  return `Parallax: ${f.name} (${f.steps[step] ?? '?'}/${Object.keys(f.steps).length}) — ${what}`;
+};
 
 /** Files the model search leaves out: dependencies, VCS folders, build output. */
 const MODEL_EXCLUDE = '{**/node_modules/**,**/.git/**,**/.cache/**}';
@@ -34,7 +47,7 @@ interface ModelItem extends vscode.QuickPickItem {
  * Picks an .onnx model among the workspace's files, the one used last first, with
  * "Browse…" for a file elsewhere.
  */
-export async function pickModel(lastUsed: string | undefined): Promise<vscode.Uri | undefined> {
+export async function pickModel(lastUsed: string | undefined, flow: PickFlow = 'model'): Promise<vscode.Uri | undefined> {
   const found = await vscode.workspace.findFiles('**/*.onnx', MODEL_EXCLUDE, MAX_MODELS);
   found.sort((a, b) => {
     if (a.toString() === lastUsed) return -1;
@@ -54,7 +67,7 @@ export async function pickModel(lastUsed: string | undefined): Promise<vscode.Ur
   if (items.length > 0) items.push({ label: '', kind: vscode.QuickPickItemKind.Separator });
   items.push({ label: '$(folder-opened) Browse…', description: 'an .onnx file outside the workspace', browse: true });
   const picked = await vscode.window.showQuickPick(items, {
-    title: title(1, 'model'),
+    title: title(flow, 'model', 'model'),
     placeHolder: found.length > 0 ? 'ONNX model to profile' : 'No .onnx files in the workspace — browse for one',
     matchOnDescription: true,
     ignoreFocusOut: true,
@@ -79,7 +92,7 @@ async function pickChoice<T>(choices: readonly Choice<T>[], options: vscode.Quic
 }
 
 export function pickMode(settings: ProfileSettings): Promise<ParallelMode | undefined> {
-  return pickChoice(preferredFirst(MODE_CHOICES, settings.mode), { title: title(2, 'parallel mode'), placeHolder: 'How to split the work' });
+  return pickChoice(preferredFirst(MODE_CHOICES, settings.mode), { title: title('model', 'mode', 'parallel mode'), placeHolder: 'How to split the work' });
 }
 
 const CUSTOM = Symbol('custom');
@@ -98,6 +111,7 @@ export async function pickDevices(
   settings: ProfileSettings,
   discovered: DiscoveredDevices | null,
   discover: (signal: AbortSignal) => Promise<DiscoveredDevices | null>,
+  flow: PickFlow = 'model',
 ): Promise<string | undefined> {
   const qp = vscode.window.createQuickPick<DeviceItem>();
   const itemsFor = (d: DiscoveredDevices | null, searching: boolean): DeviceItem[] => [
@@ -105,7 +119,7 @@ export async function pickDevices(
     ...(searching ? [{ label: 'looking for WebGPU and CUDA devices…', kind: vscode.QuickPickItemKind.Separator }] : []),
     { label: '$(edit) Other…', description: 'type a device spec', value: CUSTOM },
   ];
-  qp.title = title(3, 'devices');
+  qp.title = title(flow, 'devices', 'devices');
   qp.ignoreFocusOut = true;
   qp.placeholder = 'Devices to run on';
   qp.items = itemsFor(discovered, discovered === null);
@@ -130,7 +144,7 @@ export async function pickDevices(
   if (picked?.value === undefined) return undefined;
   if (picked.value !== CUSTOM) return picked.value;
   return vscode.window.showInputBox({
-    title: title(3, 'devices'),
+    title: title(flow, 'devices', 'devices'),
     prompt: 'Device spec: comma-separated kind:count, e.g. cpu:2 or cpu:1,webgpu:1',
     value: settings.devices,
     ignoreFocusOut: true,
@@ -138,15 +152,28 @@ export async function pickDevices(
   });
 }
 
-export async function pickBatch(settings: ProfileSettings): Promise<number | undefined> {
+/** "Profile Training Step…": the loss, then the optimizer, defaults first. */
+export function pickLoss(): Promise<TrainLoss | undefined> {
+  const describe: Record<TrainLoss, string> = { mse: 'mean squared error against the labels', 'cross-entropy': 'softmax cross-entropy against class labels' };
+  const choices = TRAIN_LOSSES.map((l) => ({ value: l, label: l, description: describe[l] }));
+  return pickChoice(preferredFirst(choices, TRAIN_DEFAULTS.loss), { title: title('training', 'loss', 'loss'), placeHolder: 'What the training step minimises (labels from a fixed random teacher)' });
+}
+
+export function pickOptimizer(): Promise<TrainOptimizer | undefined> {
+  const describe: Record<TrainOptimizer, string> = { sgd: `plain SGD, lr ${TRAIN_DEFAULTS.lr}`, momentum: 'SGD with momentum 0.9', adam: 'Adam' };
+  const choices = TRAIN_OPTIMIZERS.map((o) => ({ value: o, label: o, description: describe[o] }));
+  return pickChoice(preferredFirst(choices, TRAIN_DEFAULTS.optimizer), { title: title('training', 'optimizer', 'optimizer'), placeHolder: 'How each step updates the weights' });
+}
+
+export async function pickBatch(settings: ProfileSettings, flow: PickFlow = 'model'): Promise<number | undefined> {
   const choices: Choice<number | typeof CUSTOM>[] = [...batchChoices(settings.batch), { value: CUSTOM, label: '$(edit) Other…' }];
   const picked = await pickChoice(choices, {
-    title: title(4, 'global batch size'),
+    title: title(flow, 'batch', 'global batch size'),
     placeHolder: 'Rows per step, split across data-parallel devices (micro-batched in pipeline mode)',
   });
   if (picked !== CUSTOM) return picked;
   const text = await vscode.window.showInputBox({
-    title: title(4, 'global batch size'),
+    title: title(flow, 'batch', 'global batch size'),
     value: String(settings.batch),
     ignoreFocusOut: true,
     validateInput: checkBatchText,

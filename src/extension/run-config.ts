@@ -6,7 +6,7 @@ import { formatDuration } from '../profiler/units';
 import { isAbsolute, join, basename } from 'node:path';
 import type { ProfileRequest, Progress } from '../runtime/protocol';
 import { formatEta } from '../runtime/progress-eta';
-import { makePlan, MODE_DESCRIPTIONS, PARALLEL_MODES, type ParallelMode } from '../profiler/plan';
+import { makePlan, MODE_DESCRIPTIONS, PARALLEL_MODES, type ParallelMode, type TrainPlan } from '../profiler/plan';
 import type { DiscoveredDevices } from '../runtime/device/discovery';
 import type { ProfileSummary } from '../profiler/summary';
 
@@ -103,10 +103,10 @@ export function traceFileName(modelPath: string, mode: ParallelMode): string {
   return `${basename(modelPath).replace(/\.onnx$/i, '')}-${mode}.parallax.json`;
 }
 
-/** Where the trace goes: `outputFolder` under `root` (the model's workspace folder), unless absolute. */
-export function tracePath(root: string, outputFolder: string, modelPath: string, mode: ParallelMode): string {
+/** Where the trace goes: `outputFolder` under `root` (the model's workspace folder), unless absolute; `train` for a training run. */
+export function tracePath(root: string, outputFolder: string, modelPath: string, mode: ParallelMode | 'train'): string {
   const folder = isAbsolute(outputFolder) ? outputFolder : join(root, outputFolder || DEFAULT_PROFILE_SETTINGS.outputFolder);
-  return join(folder, traceFileName(modelPath, mode));
+  return join(folder, mode === 'train' ? trainingTraceFileName(modelPath) : traceFileName(modelPath, mode));
 }
 
 /** The choices the user made in the quick picks. */
@@ -116,6 +116,13 @@ export interface RunChoices {
   mode: ParallelMode;
   devices: string;
   batch: number;
+  /** "Profile Training Step…": the training part of a data plan. */
+  train?: TrainPlan;
+}
+
+/** Trace file name of a training run: `<model>-train.parallax.json`, beside the inference traces. */
+export function trainingTraceFileName(modelPath: string): string {
+  return `${basename(modelPath).replace(/\.onnx$/i, '')}-train.parallax.json`;
 }
 
 export function buildPlan(choices: RunChoices, settings: ProfileSettings, outPath: string): ProfileRequest {
@@ -129,6 +136,7 @@ export function buildPlan(choices: RunChoices, settings: ProfileSettings, outPat
       steps: settings.steps,
       warmup: settings.warmup,
       seed: 0,
+      ...(choices.train ? { train: choices.train } : {}),
     }),
     capture: true,
     opLevel: settings.opLevel,

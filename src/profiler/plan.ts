@@ -39,6 +39,9 @@ export type TrainLoss = (typeof TRAIN_LOSSES)[number];
 /** Optimizers a training step can apply (see runtime/train/optimizer.ts). */
 export const TRAIN_OPTIMIZERS = ['sgd', 'momentum', 'adam'] as const;
 export type TrainOptimizer = (typeof TRAIN_OPTIMIZERS)[number];
+/** Element types gradients can travel in on the wire of the all-reduce (see runtime/comm/compress.ts). */
+export const GRAD_DTYPES = ['float32', 'float16', 'int8'] as const;
+export type GradDtype = (typeof GRAD_DTYPES)[number];
 /** Defaults of the training part of a plan (25 MB buckets, as PyTorch DDP's `bucket_cap_mb`). */
 export const TRAIN_DEFAULTS = { loss: 'mse', optimizer: 'sgd', lr: 0.01, bucketMb: 25 } as const satisfies TrainPlan;
 
@@ -88,6 +91,26 @@ export const TrainPlanSchema = Type.Object({
   lr: Type.Number({ exclusiveMinimum: 0 }),
   /** Gradient bucket size in MB (10^6 bytes), as PyTorch DDP's `bucket_cap_mb`. */
   bucketMb: Type.Number({ exclusiveMinimum: 0 }),
+  /**
+   * Element type of the gradients on the wire of each bucket's all-reduce (absent: float32):
+   * float16 rounds to nearest even; int8 has a scale per chunk and error feedback. Sums are
+   * taken in float32 after decoding.
+   */
+  gradDtype: Type.Optional(Type.Union(GRAD_DTYPES.map((d) => Type.Literal(d)))),
+  /**
+   * Local SGD: each device applies its own gradients and the parameters are averaged over
+   * the devices after every `syncEvery`-th update (absent or 1: gradients all-reduced every
+   * step).
+   */
+  syncEvery: Type.Optional(PosInt),
+  /** A `.npy` file with the labels of the global batch (absent: labels from a fixed random teacher). */
+  labels: Type.Optional(Type.String()),
+  /**
+   * Parameters left unchanged: patterns on initializer names, each a glob (`*` any run of
+   * characters, `?` one, matched against the whole name) or a regular expression written
+   * `/…/` (found anywhere in the name).
+   */
+  freeze: Type.Optional(Type.Array(Type.String())),
 });
 export type TrainPlan = Static<typeof TrainPlanSchema>;
 
@@ -321,7 +344,14 @@ export function makePlan(f: PlanFields): Plan {
       refuse(['shards', 'gradSync'], 'data');
       refuse(['tensor'], 'tensor');
       if (f.schedule === '1f1b' && !f.train) throw new PlanFieldError('--schedule 1f1b interleaves forward and backward micro-batches, so it needs --train (inference has no backward); use --schedule gpipe');
-      if (f.train) checkTrain(f.train);
+      if (f.train) {
+        checkTrain(f.train);
+        const t = f.train;
+        if ((t.gradDtype ?? 'float32') !== 'float32' || (t.syncEvery ?? 1) > 1) {
+          throw new PlanFieldError('--grad-dtype and --sync-every act on the data-parallel gradient all-reduce; a pipeline sums its gradients per stage and sends none, so drop them or use --mode data');
+        }
+        if ((t.freeze ?? []).length > 0) throw new PlanFieldError('--freeze is not supported in pipeline training yet; drop it or use --mode data');
+      }
       return {
         mode: 'pipeline',
         ...base,
@@ -373,10 +403,33 @@ function checkTrain(t: TrainPlan): void {
   if (!(TRAIN_OPTIMIZERS as readonly string[]).includes(t.optimizer)) throw new PlanFieldError(`optimizer "${t.optimizer}" is not one of ${TRAIN_OPTIMIZERS.join(', ')}`);
   if (!(Number.isFinite(t.lr) && t.lr > 0)) throw new PlanFieldError(`learning rate ${t.lr} must be a positive number, e.g. --lr 0.01`);
   if (!(Number.isFinite(t.bucketMb) && t.bucketMb > 0)) throw new PlanFieldError(`bucket size ${t.bucketMb} MB must be a positive number, e.g. --bucket-mb 25`);
+  if (t.gradDtype !== undefined && !(GRAD_DTYPES as readonly string[]).includes(t.gradDtype)) throw new PlanFieldError(`gradient dtype "${t.gradDtype}" is not one of ${GRAD_DTYPES.join(', ')}`);
+  if (t.syncEvery !== undefined && !(Number.isInteger(t.syncEvery) && t.syncEvery >= 1)) throw new PlanFieldError(`sync interval ${t.syncEvery} must be a whole number of steps, 1 or more, e.g. --sync-every 4`);
+  if ((t.syncEvery ?? 1) > 1 && (t.gradDtype ?? 'float32') !== 'float32') {
+    throw new PlanFieldError('--grad-dtype compresses the gradients of the all-reduce, which local SGD (--sync-every above 1) does not send; use one or the other');
+  }
+  for (const p of t.freeze ?? []) freezePattern(p);
 }
 
 function pick(change: Partial<PlanFields>): Partial<PlanFields> {
   const out: Partial<PlanFields> = {};
   for (const k of ['shards', 'gradSync', 'microBatches', 'stages', 'cuts', 'schedule', 'train', 'tensor'] as const) if (change[k] !== undefined) (out as Record<string, unknown>)[k] = change[k];
   return out;
+}
+
+/**
+ * One `freeze` pattern as a regular expression: a glob (`*`, `?`) matches the whole name; a
+ * pattern written `/…/` is a regular expression found anywhere in the name. Throws a
+ * {@link PlanFieldError} for a pattern that does not compile.
+ */
+export function freezePattern(pattern: string): RegExp {
+  if (pattern.length === 0) throw new PlanFieldError('an empty --freeze pattern matches nothing; give a glob such as "layers.0.*" or a /regular expression/');
+  if (pattern.length >= 2 && pattern.startsWith('/') && pattern.endsWith('/')) {
+    try {
+      return new RegExp(pattern.slice(1, -1));
+    } catch (e) {
+      throw new PlanFieldError(`--freeze ${pattern}: ${(e as Error).message.replace(/^Invalid regular expression: /, '')}; write a valid regular expression between the slashes`);
+    }
+  }
+  return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
 }

@@ -17,6 +17,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { COLLECTIVE_OPS, PHASES } from './span-vocabulary';
+import { GRAD_DTYPES } from './plan';
 
 /** Rows [start, start + count) of the global batch. */
 export const RowRangeSchema = Type.Object({ start: Type.Integer({ minimum: 0 }), count: Type.Integer({ minimum: 1 }) });
@@ -114,6 +115,11 @@ export const InstructionSchema = Type.Union([
     group: Type.Array(Type.Integer({ minimum: 0 })),
     buffer: Type.String(),
     bytes,
+    /**
+     * Run only in steps whose optimizer update is a multiple of `every` (local SGD's
+     * parameter averaging); absent: every step.
+     */
+    every: Type.Optional(Type.Integer({ minimum: 1 })),
   }),
   /**
    * Start a collective on the device's communication thread and go on: it runs while the
@@ -164,6 +170,12 @@ export const BufferSchema = Type.Object({
    * names the split layers it closes, for the timeline.
    */
   activation: Type.Optional(Type.Object({ tensor: Type.String(), layer: Type.String() })),
+  /**
+   * A parameter buffer (local SGD): before its collective the device packs its current
+   * weights, scaled by its share of the batch; after it, the buffer holds their average over
+   * the devices, which the device copies over its weights.
+   */
+  parameters: Type.Optional(Type.Array(Type.Object({ param: Type.String(), offset: Type.Integer({ minimum: 0 }), elements: Type.Integer({ minimum: 0 }) }))),
 });
 export type ProgramBuffer = Static<typeof BufferSchema>;
 
@@ -179,6 +191,8 @@ export const TrainingProgramSchema = Type.Object({
   state: Type.Array(Type.Object({ input: Type.String(), output: Type.String(), param: Type.String() })),
   /** Per parameter, the optimizer segment's output with its new value. */
   updated: Type.Array(Type.Object({ param: Type.String(), output: Type.String() })),
+  /** Element type of the gradient buckets on the wire of their all-reduces (absent: float32). */
+  gradDtype: Type.Optional(Type.Union(GRAD_DTYPES.map((d) => Type.Literal(d)))),
   /** The optimizer's scalar learning-rate input, and its 1-based step input (Adam), if any. */
   lrInput: Type.String(),
   stepInput: Type.Union([Type.String(), Type.Null()]),
@@ -253,7 +267,7 @@ export function formatInstruction(ins: Instruction, segments: readonly Segment[]
     case 'send':
       return `send       ${m}→ ${ins.to}  [${names(ins.tensors)}]${kib(ins.bytes)}`;
     case 'collective':
-      return `${ins.collective.padEnd(10)} ${ins.buffer} over [${ins.group.join(', ')}]${kib(ins.bytes)}`;
+      return `${ins.collective.padEnd(10)} ${ins.buffer} over [${ins.group.join(', ')}]${kib(ins.bytes)}${ins.every ? ` (every ${ins.every} steps)` : ''}`;
     case 'collective-start':
       return `${`${ins.collective}…`.padEnd(10)} ${ins.buffer} over [${ins.group.join(', ')}]${kib(ins.bytes)} (on the communication thread)`;
     case 'collective-wait':

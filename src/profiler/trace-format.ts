@@ -170,8 +170,23 @@ export const TrainingMetaSchema = Type.Object({
   /** Loss of the global batch per timed step (warm-up steps train too, before these). */
   lossCurve: Type.Array(Type.Number()),
   baselineLossCurve: Type.Optional(Type.Array(Type.Number())),
-  /** Where the labels came from: a fixed random teacher (the model with seeded noise on its weights). */
-  labels: Type.Literal('teacher'),
+  /**
+   * Where the labels came from: a fixed random teacher (the model with seeded noise on its
+   * weights), or a file the user gave (`--labels`). The fields below are absent in traces
+   * written before those flags existed, which read as their defaults.
+   */
+  labels: Type.Union([Type.Literal('teacher'), Type.Literal('file')]),
+  /** Element type of gradients on the wire (`--grad-dtype`); absent: float32. */
+  gradDtype: Type.Optional(Type.String()),
+  /** Local SGD's averaging interval in steps (`--sync-every`); absent: 1, gradients all-reduced every step. */
+  syncEvery: Type.Optional(Type.Number()),
+  /** Parameters `--freeze` left unchanged; absent: none. */
+  frozen: Type.Optional(Type.Array(Type.String())),
+  /**
+   * Why the trained weights were not checked against one-device training: compressed
+   * gradients and local SGD change the updates themselves, so only the loss curves compare.
+   */
+  notComparable: Type.Optional(Type.String()),
   /**
    * Pipeline training (absent in data mode): the schedule, the micro-batches, and per stage
    * the activations it kept between a micro-batch's forward and backward — the most

@@ -15,6 +15,8 @@ export interface TrainingStepParts {
   /** The part of `allReduceUs` during which the device computed (the backward parts after the bucket's). */
   overlapUs: number;
   optimizerUs: number;
+  /** Bytes this device's training all-reduces (gradient buckets, local SGD's parameter averages) moved per timed step, as sent and received on the wire. */
+  wireBytes: number;
 }
 
 export interface TrainingSummary {
@@ -22,8 +24,15 @@ export interface TrainingSummary {
   optimizer: string;
   lr: number;
   buckets: number;
-  /** Gradient bytes per step (every bucket). */
+  /** Gradient bytes per step (every bucket), float32. */
   gradientBytes: number;
+  /** Gradients on the wire (float32 unless `--grad-dtype`) and local SGD's interval (1: none). */
+  gradDtype: string;
+  syncEvery: number;
+  /** Mean over the devices of {@link TrainingStepParts.wireBytes}. */
+  wireBytesPerStep: number;
+  /** Why the trained weights were not checked against one-device training (see TrainingMeta), or null. */
+  notComparable: string | null;
   /** Loss of the global batch at the first and last timed step, and the one-device run's last. */
   lossFirst: number;
   lossLast: number;
@@ -40,7 +49,7 @@ export function trainingSummary(trace: Trace): TrainingSummary | undefined {
   const s = trace.spans;
   const measured = new Set(trace.steps.map((w) => w.index));
   const steps = Math.max(1, measured.size);
-  const parts = trace.lanes.map((lane) => ({ id: trace.meta.devices[lane.device]?.id ?? lane.label, forwardUs: 0, backwardUs: 0, allReduceUs: 0, overlapUs: 0, optimizerUs: 0 }));
+  const parts = trace.lanes.map((lane) => ({ id: trace.meta.devices[lane.device]?.id ?? lane.label, forwardUs: 0, backwardUs: 0, allReduceUs: 0, overlapUs: 0, optimizerUs: 0, wireBytes: 0 }));
   // Compute and gradient all-reduce intervals per lane and step, for the overlap.
   const compute = new Map<string, [number, number][]>();
   const reduces = new Map<string, [number, number][]>();
@@ -60,9 +69,12 @@ export function trainingSummary(trace: Trace): TrainingSummary | undefined {
       else if (s.phase[i] === PhaseCode.backward) p.backwardUs += d;
       else if (s.phase[i] === PhaseCode.optimizer) p.optimizerUs += d;
       add(compute, key, [s.start[i]!, s.start[i]! + d]);
-    } else if (s.kind[i] === SpanKind.comm && s.comm[i] === CommOpCode.allreduce && (s.flags[i]! & SpanFlag.gradient) !== 0) {
-      p.allReduceUs += d;
-      add(reduces, key, [s.start[i]!, s.start[i]! + d]);
+    } else if (s.kind[i] === SpanKind.comm && s.comm[i] === CommOpCode.allreduce) {
+      p.wireBytes += s.bytes[i]!;
+      if ((s.flags[i]! & SpanFlag.gradient) !== 0) {
+        p.allReduceUs += d;
+        add(reduces, key, [s.start[i]!, s.start[i]! + d]);
+      }
     }
   }
   // A device's compute spans do not overlap each other, so the overlaps add up.
@@ -76,6 +88,7 @@ export function trainingSummary(trace: Trace): TrainingSummary | undefined {
     p.allReduceUs /= steps;
     p.overlapUs /= steps;
     p.optimizerUs /= steps;
+    p.wireBytes /= steps;
   }
   return {
     loss: t.loss,
@@ -83,6 +96,10 @@ export function trainingSummary(trace: Trace): TrainingSummary | undefined {
     lr: t.lr,
     buckets: t.buckets.length,
     gradientBytes: t.buckets.reduce((n, b) => n + b.bytes, 0),
+    gradDtype: t.gradDtype ?? 'float32',
+    syncEvery: t.syncEvery ?? 1,
+    wireBytesPerStep: parts.length > 0 ? parts.reduce((n, p) => n + p.wireBytes, 0) / parts.length : 0,
+    notComparable: t.notComparable ?? null,
     lossFirst: t.lossCurve[0] ?? NaN,
     lossLast: t.lossCurve.at(-1) ?? NaN,
     baselineLossLast: t.baselineLossCurve?.at(-1) ?? null,

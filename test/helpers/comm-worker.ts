@@ -10,6 +10,8 @@
 import { parentPort } from 'node:worker_threads';
 import { CommError, Communicator, type AttachOptions, type CommGroupDescriptor } from '../../src/runtime/comm';
 import type { CommRecorder } from '../../src/runtime/spans';
+import { CompressedAllReduce } from '../../src/runtime/comm/compressed-allreduce';
+import { wireCodec, type WireDtype } from '../../src/runtime/comm/compress';
 
 export interface CommRunRequest {
   id: number;
@@ -327,6 +329,42 @@ const scenarios: Record<string, Scenario> = {
   blockUntilAbort(c) {
     c.recv((c.rank + 1) % c.worldSize, new Uint8Array(4));
     return {};
+  },
+
+  /**
+   * `steps` compressed all-reduces (`dtype` on the wire) of pseudo-random floats: the worst
+   * error of one step's sum and of the sum accumulated over all steps against the exact
+   * float64 sums, relative to the largest value a rank contributed; and a checksum of the bits of the
+   * last result, equal on every rank when all replicas hold identical values.
+   */
+  compressedAllReduce(c, args) {
+    const len = args['len'] as number;
+    const steps = args['steps'] as number;
+    const ar = new CompressedAllReduce(c, wireCodec(args['dtype'] as WireDtype), len);
+    const buf = new Float32Array(len);
+    const exactTotal = new Float64Array(len);
+    const gotTotal = new Float64Array(len);
+    let stepErr = 0;
+    let scale = 0;
+    const rnd = (rank: number, i: number, s: number): number => Math.fround(Math.sin(rank * 7919 + i * 0.37 + s * 13.1 + 0.5) * (1 + (i % 5)));
+    for (let s = 0; s < steps; s++) {
+      for (let i = 0; i < len; i++) buf[i] = rnd(c.rank, i, s);
+      ar.run(buf);
+      for (let i = 0; i < len; i++) {
+        let exact = 0;
+        for (let k = 0; k < c.worldSize; k++) exact += rnd(k, i, s);
+        exactTotal[i]! += exact;
+        gotTotal[i]! += buf[i]!;
+        for (let k = 0; k < c.worldSize; k++) scale = Math.max(scale, Math.abs(rnd(k, i, s)));
+        stepErr = Math.max(stepErr, Math.abs(buf[i]! - exact));
+      }
+    }
+    let totalErr = 0;
+    for (let i = 0; i < len; i++) totalErr = Math.max(totalErr, Math.abs(gotTotal[i]! - exactTotal[i]!));
+    const bits = new Uint32Array(buf.buffer);
+    let checksum = 0;
+    for (let i = 0; i < bits.length; i++) checksum = (checksum * 31 + bits[i]!) % 2147483647;
+    return { stepErr: stepErr / scale, totalErr: totalErr / scale, checksum };
   },
 
   /** Argument errors are reported before anything is sent. */

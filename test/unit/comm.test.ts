@@ -311,3 +311,46 @@ describe('failures', () => {
     assert.match(m[6], /^RangeError|^: .*arena|arena/);
   });
 });
+
+describe('compressed all-reduce (gradients encoded on the wire, summed in float32)', () => {
+  test('every rank ends with the same values, within the encoding\'s error of the exact sum, for 1 to 4 ranks and odd lengths', async () => {
+    // Relative to the largest contribution m: float16 rounds each of the n−1 contributions
+    // sent (≤ 2^-11·m each) and the sum once (≤ 2^-11·n·m); int8 rounds to half a step of a
+    // chunk's largest value (m/254 per contribution, n·m/254 for the sum): under 2n units.
+    for (const n of [1, 2, 3, 4]) {
+      const bound = { float32: 1e-6, float16: 2 * n * 2 ** -11, int8: (2 * n) / 254 } as const;
+      for (const dtype of ['float32', 'float16', 'int8'] as const) {
+        for (const len of [1, 7, 5003]) {
+          const results = await run(n, 'compressedAllReduce', { dtype, len, steps: 1 });
+          assertClean(results, `${dtype} n=${n} len=${len}`);
+          const sums = new Set(results.map((r) => r.value['checksum']));
+          assert.equal(sums.size, 1, `${dtype} n=${n} len=${len}: every replica holds the same values`);
+          const err = results[0]!.value['stepErr'] as number;
+          assert.ok(err <= bound[dtype], `${dtype} n=${n} len=${len}: error ${err} > ${bound[dtype]}`);
+          if (dtype === 'int8' && n > 1 && len > 7) assert.ok(err > 1e-5, `int8 loses something (${err})`);
+        }
+      }
+    }
+  });
+
+  test('with error feedback the int8 error of the sum accumulated over 20 steps stays that of one step', async () => {
+    const [r] = await run(2, 'compressedAllReduce', { dtype: 'int8', len: 4099, steps: 20 });
+    assert.equal(r!.error, null);
+    const step = r!.value['stepErr'] as number;
+    const total = r!.value['totalErr'] as number;
+    // Without feedback 20 independent roundings add up (≈√20 × on average, up to 20×).
+    assert.ok(total <= 2 * step, `accumulated error ${total} against one step's ${step}`);
+  });
+
+  test('the bytes on the wire shrink by the encoding: float16 2×, int8 about 4×', async () => {
+    const bytes: Record<string, number> = {};
+    for (const dtype of ['float32', 'float16', 'int8'] as const) {
+      const results = await run(2, 'compressedAllReduce', { dtype, len: 100_000, steps: 1 });
+      assertClean(results, dtype);
+      bytes[dtype] = results[0]!.spans.reduce((s, x) => s + x.bytes, 0);
+    }
+    assert.equal(bytes['float32']! / bytes['float16']!, 2);
+    const r = bytes['float32']! / bytes['int8']!;
+    assert.ok(r > 3.9 && r <= 4, `float32/int8 bytes ${r}`);
+  });
+});

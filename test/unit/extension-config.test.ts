@@ -182,6 +182,26 @@ describe('a plan as the runner’s plan', () => {
     assert.match(findPlan(doc, 'd')!.problems.find((p) => p.key === 'tensor')!.message, /"tensor" applies to "mode": "tensor" only/);
   });
 
+  it('takes the training flags in "train": gradDtype, syncEvery, labels beside the config, freeze; refuses compression with local SGD', () => {
+    const doc = parseConfig(
+      '{ "plans": { "c": { "model": "/m.onnx", "train": { "gradDtype": "int8", "labels": "data/y.npy", "freeze": ["layers.0.*"] } }, ' +
+        '"l": { "model": "/m.onnx", "train": { "syncEvery": 4, "labels": "/abs/y.npy" } }, ' +
+        '"both": { "model": "/m.onnx", "train": { "syncEvery": 2, "gradDtype": "float16" } }, ' +
+        '"bad": { "model": "/m.onnx", "train": { "gradDtype": "int4", "syncEvery": 0 } } } }',
+    );
+    const c = toProfilePlan(findPlan(doc, 'c')!, '/ws/parallax.json', settings, '/o.json')!;
+    assert.deepEqual(c.plan.mode === 'data' ? c.plan.train : null, { loss: 'mse', optimizer: 'sgd', lr: 0.01, bucketMb: 25, gradDtype: 'int8', labels: '/ws/data/y.npy', freeze: ['layers.0.*'] });
+    const l = toProfilePlan(findPlan(doc, 'l')!, '/ws/parallax.json', settings, '/o.json')!;
+    assert.equal(l.plan.mode === 'data' ? l.plan.train?.syncEvery : null, 4);
+    assert.equal(l.plan.mode === 'data' ? l.plan.train?.labels : null, '/abs/y.npy');
+    const both = findPlan(doc, 'both')!;
+    assert.equal(isRunnable(both), false);
+    assert.match(both.problems.find((x) => x.key === 'train')!.message, /use one or the other/);
+    const bad = findPlan(doc, 'bad')!;
+    assert.equal(isRunnable(bad), false);
+    assert.match(bad.problems[0]!.message, /"gradDtype" \(float32, float16, int8\)/);
+  });
+
   it('gives the value a plan runs with, written or defaulted', () => {
     const doc = parseConfig('{ "plans": { "p": { "model": "m.onnx", "mode": "pipeline" }, "d": { "model": "m.onnx" } } }');
     assert.equal(effectiveValue(findPlan(doc, 'p')!, 'microBatches', settings), 4);

@@ -10,6 +10,7 @@ import { buildDemoModel } from '../../src/runtime/onnx/demo-model';
 import { concatBatch, loadInputs, resolveInputShapes, sliceBatch, splitBatch, synthesizeInputs, type ModelInput, type ResolvedInput } from '../../src/runtime/inputs';
 import { tempDir } from '../helpers/temp';
 import { needs, ocrModelMissing } from '../helpers/prerequisites';
+import { npy } from '../helpers/npy';
 
 const dir = tempDir('inputs');
 
@@ -210,17 +211,6 @@ describe('sliceBatch and splitBatch', () => {
     throwsUserError(() => splitBatch(3, 4), /^batch 3 has fewer rows than the 4 devices; use --batch ≥ 4$/);
   });
 });
-
-/** A .npy v1 file as np.save writes it. */
-function npy(descr: string, shape: number[], data: ArrayBufferView): Uint8Array {
-  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  const total = 10 + header.length + 1;
-  header += ' '.repeat((64 - (total % 64)) % 64) + '\n';
-  const head = Buffer.alloc(10);
-  Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]).copy(head);
-  head.writeUInt16LE(header.length, 8);
-  return Buffer.concat([head, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]);
-}
 
 describe('loadInputs', () => {
   const ir = modelWithInputs('m.onnx', [{ name: 'x', dims: ['N', 3] }]);

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { makePlan, PlanFieldError, TRAIN_DEFAULTS, withPlanFields, type DataPlan, type TrainPlan } from '../../src/profiler/plan';
+import { freezePattern, makePlan, PlanFieldError, TRAIN_DEFAULTS, withPlanFields, type DataPlan, type TrainPlan } from '../../src/profiler/plan';
 import { Value } from '@sinclair/typebox/value';
 import { ProgramSchema, type Program } from '../../src/profiler/program';
 import { BUCKET_MB_BYTES, bucketGradients, compileTrainData } from '../../src/runtime/compile/train-data';
@@ -192,4 +192,67 @@ test('the simulator overlaps a started all-reduce with the next backward part, o
   const step = trace.steps[0]!.endUs - trace.steps[0]!.startUs;
   const ringUs = reduces[2]!.end - reduces[2]!.start;
   assert.ok(Math.abs(step - (5000 + ringUs)) < 1e-6, `step ${step} µs: only the last bucket's all-reduce is exposed`);
+});
+
+test('--grad-dtype sets the bytes each bucket\'s all-reduce carries to the encoded size and tells the devices', () => {
+  const elements = (p: Program): number[] => p.buffers.map((b) => b.elements);
+  const started = (p: Program): number[] => p.devices[0]!.instructions.flatMap((i) => (i.op === 'collective-start' ? [i.bytes] : []));
+  const f32 = compileTrainData(trainPlan(2, { bucketMb: 1024 / BUCKET_MB_BYTES }), context(2));
+  const f16 = compileTrainData(trainPlan(2, { bucketMb: 1024 / BUCKET_MB_BYTES, gradDtype: 'float16' }), context(2));
+  const i8 = compileTrainData(trainPlan(2, { bucketMb: 1024 / BUCKET_MB_BYTES, gradDtype: 'int8' }), context(2));
+  assert.deepEqual(elements(f16), elements(f32), 'the same buckets');
+  assert.deepEqual(started(f32), elements(f32).map((e) => 4 * e));
+  assert.deepEqual(started(f16), elements(f32).map((e) => 2 * e));
+  // One byte per element plus a float32 scale per chunk, padded to 4 bytes.
+  started(i8).forEach((b, k) => assert.equal(b, 4 + Math.ceil(elements(i8)[k]! / 4) * 4));
+  assert.equal(f32.training!.gradDtype, undefined);
+  assert.equal(i8.training!.gradDtype, 'int8');
+  assert.ok(Value.Check(ProgramSchema, i8));
+  // One device sends nothing, so nothing is encoded.
+  assert.equal(compileTrainData(trainPlan(1, { gradDtype: 'int8' }), context(1)).training!.gradDtype, undefined);
+});
+
+test('--sync-every k compiles local SGD: no gradient moves, the optimizer follows the backward, and the parameters are averaged every k-th step', () => {
+  const p = compileTrainData(trainPlan(2, { syncEvery: 3, bucketMb: 1024 / BUCKET_MB_BYTES }), context(2));
+  assert.ok(Value.Check(ProgramSchema, p), 'a valid program');
+  assert.equal(p.segments.filter((s) => s.kind === 'train-backward').length, 1, 'one backward part: nothing overlaps it');
+  const params = p.buffers.find((b) => b.parameters);
+  assert.ok(params);
+  assert.deepEqual(params.parameters!.map((x) => x.param), ['fc1.w', 'fc1.b', 'fc2.w']);
+  assert.equal(params.elements, 16 * 32 + 32 + 32 * 8);
+  for (const d of p.devices) {
+    const ops = d.instructions.map((i) => (i.op === 'run' ? `run:${i.phase}` : i.op));
+    assert.deepEqual(ops, ['scatter', 'run:forward', 'run:backward', 'run:optimizer', 'collective']);
+    const avg = d.instructions.at(-1)!;
+    assert.ok(avg.op === 'collective' && avg.buffer === params.name && avg.every === 3 && avg.bytes === params.elements * 4);
+  }
+  // The simulator averages in every third step only.
+  const costs: CostModel = { compute: {}, transfers: { copy: FREE_LINK, p2p: FREE_LINK, collective: { alphaUs: 5, bytesPerUs: 100 } } };
+  const phases = { 'train-forward': 'forward', 'train-backward': 'backward', optimizer: 'optimizer' } as const;
+  for (let r = 0; r < 2; r++) {
+    for (const seg of p.segments) {
+      if (seg.kind === 'train-forward' || seg.kind === 'train-backward' || seg.kind === 'optimizer') setComputeCost(costs, r, seg, phases[seg.kind], { fixedUs: 100, perRowUs: 10 });
+    }
+  }
+  const meta = syntheticMeta(2, { mode: 'data', devices: 'cpu:2', batch: 8, steps: 6, warmup: 0, seed: 0, train: { ...TRAIN_DEFAULTS, syncEvery: 3 } });
+  const trace = simulate(p, costs, { steps: 6, meta });
+  const stepsWithAverage = new Set<number>();
+  for (let i = 0; i < trace.spans.count; i++) if (trace.spans.comm[i] === CommOpCode.allreduce) stepsWithAverage.add(trace.spans.step[i]!);
+  assert.deepEqual([...stepsWithAverage].sort(), [2, 5]);
+  // k = 1 is today's gradient all-reduce; compression and local SGD together are refused.
+  assert.deepEqual(compileTrainData(trainPlan(2, { syncEvery: 1 }), context(2)).devices[0]!.instructions.map((i) => i.op), compileTrainData(trainPlan(2), context(2)).devices[0]!.instructions.map((i) => i.op));
+  const base = { devices: 'cpu:2', batch: 8, steps: 2, warmup: 1, seed: 0 };
+  assert.throws(() => makePlan({ mode: 'data', ...base, train: { ...TRAIN_DEFAULTS, syncEvery: 2, gradDtype: 'int8' } }), /use one or the other/);
+  assert.throws(() => makePlan({ mode: 'data', ...base, train: { ...TRAIN_DEFAULTS, syncEvery: 1.5 } }), /sync interval 1.5/);
+});
+
+test('freeze patterns: a glob matches the whole name, /…/ a regular expression anywhere; a broken one is refused', () => {
+  const glob = freezePattern('layers.0.*');
+  assert.ok(glob.test('layers.0.mlp.fc1.weight'));
+  assert.ok(!glob.test('layers.10.mlp.fc1.weight'), '"." is literal');
+  assert.ok(!glob.test('x.layers.0.w'), 'anchored');
+  assert.ok(freezePattern('fc?.bias').test('fc2.bias'));
+  assert.ok(freezePattern('/fc2/').test('layers.1.mlp.fc2.bias'));
+  assert.throws(() => freezePattern('/(/'), (e: unknown) => e instanceof PlanFieldError && /write a valid regular expression/.test(e.message));
+  assert.throws(() => freezePattern(''), PlanFieldError);
 });

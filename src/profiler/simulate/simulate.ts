@@ -314,6 +314,9 @@ function execute(ctx: Context, st: StepState, r: number, ins: Instruction, index
       return true;
     }
     case 'collective':
+      // Local SGD's parameter average runs in every `every`-th step only (counted from 1 here;
+      // a real run counts its warm-up updates too).
+      if (ins.every !== undefined && (st.step + 1) % ins.every !== 0) return true;
       return collective(ctx, st, r, ins, index);
     case 'collective-start':
       startCollective(ctx, st, r, ins, index);

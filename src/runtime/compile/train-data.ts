@@ -12,11 +12,20 @@
  * The backward is cut into one part per bucket, and each bucket's all-reduce starts on the
  * device's communication thread (`collective-start`) as soon as its part has run, while the
  * next part runs; the optimizer waits for all of them (`collective-wait`).
+ *
+ * With `gradDtype` float16 or int8 the buckets travel encoded (runtime/comm/compress.ts);
+ * the instructions' bytes are the encoded sizes.
+ *
+ * Local SGD (`syncEvery` k > 1): no gradient moves. Each device runs forward, backward (one
+ * part: nothing overlaps it) and the optimizer on its own gradients, then, in every k-th
+ * step, all-reduces its parameters (packed into one buffer, scaled by its share of the
+ * batch), so that all replicas continue from their weighted average.
  */
 import type { DataPlan, TrainPlan } from '../../profiler/plan';
 import type { Instruction, PackedGradient, Program, ProgramBuffer, Segment } from '../../profiler/program';
 import { inputBytes, rowRanges, type CompileContext, type TrainingContext } from './common';
 import { resolveShards } from './data';
+import { wireCodec } from '../comm/compress';
 
 /** Bytes in a MB of `--bucket-mb` (PyTorch's `bucket_cap_mb` counts 2^20; the flag says MB, so 10^6). */
 export const BUCKET_MB_BYTES = 1_000_000;
@@ -58,14 +67,20 @@ export function bucketName(i: number): string {
   return `gradients.b${i}`;
 }
 
+/** Buffer name of the parameters local SGD averages. */
+export const PARAMETERS_BUFFER = 'parameters';
+
 /** Compiles a data plan with a training part. */
 export function compileTrainData(plan: DataPlan & { train: TrainPlan }, ctx: CompileContext & { training: TrainingContext }): Program {
   const t = ctx.training;
   const shards = rowRanges(resolveShards(plan, ctx.devices));
   const group = shards.map((_, r) => r);
+  const syncEvery = group.length > 1 ? (plan.train.syncEvery ?? 1) : 1;
+  const gradDtype = plan.train.gradDtype ?? 'float32';
+  const codec = wireCodec(gradDtype);
   const buckets = bucketGradients(
     t.parameters.map((p) => ({ name: p.name, grad: p.grad, elements: elementsOf(p.dims) })),
-    plan.train.bucketMb * BUCKET_MB_BYTES,
+    syncEvery > 1 ? Infinity : plan.train.bucketMb * BUCKET_MB_BYTES,
   );
   const buffers: ProgramBuffer[] = buckets.map((b, i) => {
     let offset = 0;
@@ -76,41 +91,61 @@ export function compileTrainData(plan: DataPlan & { train: TrainPlan }, ctx: Com
     });
     return { name: bucketName(i), dtype: 'float32', elements: b.elements, synthetic: false, gradients };
   });
+  if (syncEvery > 1) {
+    let offset = 0;
+    const parameters = t.parameters.map((p) => {
+      const e = elementsOf(p.dims);
+      const packed = { param: p.name, offset, elements: e };
+      offset += e;
+      return packed;
+    });
+    buffers.push({ name: PARAMETERS_BUFFER, dtype: 'float32', elements: offset, synthetic: false, parameters });
+  }
   const scattered = [...ctx.inputs.map((i) => i.name)];
   // Segments: the forward, one backward part per bucket, the optimizer.
-  const optimizer = 1 + buffers.length;
+  const gradientBuffers = buffers.filter((b) => b.gradients);
+  const optimizer = 1 + gradientBuffers.length;
   return {
     mode: 'data',
     schedule: 'train',
     batch: plan.batch,
     segments: [
       { id: 0, kind: 'train-forward', label: 'forward + loss' },
-      ...buffers.map((b, k): Segment => ({ id: 1 + k, kind: 'train-backward', label: `backward (${b.name})`, bucket: k })),
+      ...gradientBuffers.map((b, k): Segment => ({ id: 1 + k, kind: 'train-backward', label: `backward (${b.name})`, bucket: k })),
       { id: optimizer, kind: 'optimizer', label: `optimizer (${plan.train.optimizer})` },
     ],
     outputs: [],
     buffers,
-    training: { parameters: t.parameters.map((p) => ({ name: p.name, dims: p.dims })), loss: t.loss, optimizer: plan.train.optimizer, lr: plan.train.lr, ...t.optimizer },
+    training: {
+      parameters: t.parameters.map((p) => ({ name: p.name, dims: p.dims })),
+      loss: t.loss,
+      optimizer: plan.train.optimizer,
+      lr: plan.train.lr,
+      ...(gradDtype !== 'float32' && group.length > 1 ? { gradDtype } : {}),
+      ...t.optimizer,
+    },
     devices: shards.map((rows, rank) => {
+      const backward = gradientBuffers.map((_, k): Instruction => ({ op: 'run', micro: -1, segment: 1 + k, rows: rows.count, phase: 'backward' }));
       const instructions: Instruction[] = [
         { op: 'scatter', micro: -1, rows, tensors: scattered, bytes: inputBytes(ctx.inputs, scattered, rows.count) },
         { op: 'run', micro: -1, segment: 0, rows: rows.count, phase: 'forward' },
-        ...(group.length > 1
-          ? // Each bucket's all-reduce starts on the communication thread as soon as its
-            // backward part has run, while the next part runs.
-            [
-              ...buffers.flatMap((b, k): Instruction[] => [
-                { op: 'run', micro: -1, segment: 1 + k, rows: rows.count, phase: 'backward' },
-                { op: 'collective-start', collective: 'allreduce', group, buffer: b.name, bytes: b.elements * 4 },
-              ]),
-              { op: 'collective-wait', buffers: buffers.map((b) => b.name) } satisfies Instruction,
-            ]
-          : // One device: the buckets are still packed (the optimizer reads them); nothing moves.
-            [
-              ...buffers.map((_, k): Instruction => ({ op: 'run', micro: -1, segment: 1 + k, rows: rows.count, phase: 'backward' })),
-              ...buffers.map((b): Instruction => ({ op: 'collective', collective: 'allreduce', group, buffer: b.name, bytes: 0 })),
-            ]),
+        ...(syncEvery > 1
+          ? // Local SGD: the optimizer reads this device's own gradients as the backward left them.
+            backward
+          : group.length > 1
+            ? // Each bucket's all-reduce starts on the communication thread as soon as its
+              // backward part has run, while the next part runs.
+              [
+                ...gradientBuffers.flatMap((b, k): Instruction[] => [
+                  backward[k]!,
+                  { op: 'collective-start', collective: 'allreduce', group, buffer: b.name, bytes: codec.bytes(b.elements) },
+                ]),
+                { op: 'collective-wait', buffers: gradientBuffers.map((b) => b.name) } satisfies Instruction,
+              ]
+            : // One device: the buckets are still packed (the optimizer reads them); nothing moves.
+              [...backward, ...gradientBuffers.map((b): Instruction => ({ op: 'collective', collective: 'allreduce', group, buffer: b.name, bytes: 0 }))]),
         { op: 'run', micro: -1, segment: optimizer, rows: rows.count, phase: 'optimizer' },
+        ...(syncEvery > 1 ? [{ op: 'collective', collective: 'allreduce', group, buffer: PARAMETERS_BUFFER, bytes: buffers.at(-1)!.elements * 4, every: syncEvery } satisfies Instruction] : []),
       ];
       return { rank, stage: -1, segments: Array.from({ length: optimizer + 1 }, (_, i) => i), instructions };
     }),

@@ -12,11 +12,17 @@
  * never interleave with the device threads' step barriers.
  *
  * The thread is the device worker's own bundle started again with {@link COMM_THREAD_ROLE}.
+ *
+ * With a wire dtype other than float32 (`--grad-dtype`) each buffer's all-reduce is a
+ * {@link CompressedAllReduce}, which keeps that buffer's error-feedback residual here, on the
+ * thread that encodes it, from one step to the next.
  */
 import { Worker, type MessagePort } from 'node:worker_threads';
 import { join } from 'node:path';
 import { findPackageFile } from '../../common/package-file';
 import { Communicator, type CommGroupDescriptor } from '../comm/communicator';
+import { CompressedAllReduce } from '../comm/compressed-allreduce';
+import { wireCodec, type WireDtype } from '../comm/compress';
 
 /** `workerData.role` of a communication thread. */
 export const COMM_THREAD_ROLE = 'comm-thread';
@@ -36,6 +42,7 @@ interface CommThreadInit {
   timings: SharedArrayBuffer;
   message: SharedArrayBuffer;
   buffers: SharedArrayBuffer[];
+  wire: WireDtype;
 }
 
 /** One started collective as the device records it: µs on the shared clock, and bytes moved. */
@@ -62,14 +69,14 @@ export class CommThread {
    * Starts the thread as `rank` of the communication threads' group, all-reducing the given
    * buffers (indexed by position) when asked. Resolves once it is attached.
    */
-  static async start(desc: CommGroupDescriptor, rank: number, buffers: readonly Float32Array[]): Promise<CommThread> {
+  static async start(desc: CommGroupDescriptor, rank: number, buffers: readonly Float32Array[], wire: WireDtype = 'float32'): Promise<CommThread> {
     const file = findPackageFile(__dirname, ['device-worker.js', join('dist', 'device-worker.js')]);
     if (!file) throw new Error('dist/device-worker.js not found; run `npm run build` first');
     const ctrl = new SharedArrayBuffer((QUEUE + buffers.length) * 4);
     const timings = new SharedArrayBuffer(buffers.length * 3 * 8);
     const message = new SharedArrayBuffer(MESSAGE_BYTES);
     const worker = new Worker(file, { workerData: { role: COMM_THREAD_ROLE } });
-    const init: CommThreadInit = { desc, rank, ctrl, timings, message, buffers: buffers.map((b) => b.buffer as SharedArrayBuffer) };
+    const init: CommThreadInit = { desc, rank, ctrl, timings, message, buffers: buffers.map((b) => b.buffer as SharedArrayBuffer), wire };
     await new Promise<void>((resolve, reject) => {
       worker.once('message', () => resolve());
       worker.once('error', reject);
@@ -111,7 +118,7 @@ export class CommThread {
     }
   }
 
-  /** The latest collective on buffer `index`. */
+  /** The latest collective on buffer `index`: from its first transfer's start to its last one's end, with the bytes of them all. */
   timing(index: number): CollectiveTiming {
     return { startUs: this.timings[index * 3]!, durUs: this.timings[index * 3 + 1]!, bytes: this.timings[index * 3 + 2]! };
   }
@@ -136,14 +143,24 @@ export function serveCommThread(port: MessagePort): void {
     const timings = new Float64Array(m.timings);
     const buffers = m.buffers.map((b) => new Float32Array(b));
     let current = -1;
+    let first = true;
+    // A compressed all-reduce is several operations of the communicator (gathers, then an
+    // all-gather); they are recorded as one collective.
     const comm = Communicator.attach(m.desc, m.rank, {
       comm: (_name: string, startUs: number, durUs: number, bytes: number): void => {
         if (current < 0) return;
-        timings[current * 3] = startUs;
-        timings[current * 3 + 1] = durUs;
-        timings[current * 3 + 2] = bytes;
+        const i = current * 3;
+        if (first) {
+          timings[i] = startUs;
+          timings[i + 2] = 0;
+          first = false;
+        }
+        timings[i + 1] = startUs + durUs - timings[i]!;
+        timings[i + 2]! += bytes;
       },
     });
+    const codec = wireCodec(m.wire);
+    const compressed = codec.dtype === 'float32' ? null : buffers.map((b) => new CompressedAllReduce(comm, codec, b.length));
     port.postMessage({ type: 'ready' });
     let done = 0;
     for (;;) {
@@ -152,8 +169,10 @@ export function serveCommThread(port: MessagePort): void {
         Atomics.wait(ctrl, REQUESTED, done, 200);
       }
       current = ctrl[QUEUE + (done % buffers.length)]!;
+      first = true;
       try {
-        comm.allReduce(buffers[current]!);
+        if (compressed) compressed[current]!.run(buffers[current]!);
+        else comm.allReduce(buffers[current]!);
       } catch (e) {
         new Uint8Array(m.message).set(new TextEncoder().encode((e instanceof Error ? e.message : String(e)).slice(0, MESSAGE_BYTES / 2)));
         Atomics.store(ctrl, FAILED, 1);

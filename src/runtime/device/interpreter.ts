@@ -176,7 +176,7 @@ export class Interpreter {
     }
     if (m.commThreads && started.size > 0) {
       const names = [...started];
-      const thread = await CommThread.start(m.commThreads as CommGroupDescriptor, m.rank, names.map((n) => this.buffers.get(n)!));
+      const thread = await CommThread.start(m.commThreads as CommGroupDescriptor, m.rank, names.map((n) => this.buffers.get(n)!), m.training?.program.gradDtype ?? 'float32');
       this.commThread = { thread, index: new Map(names.map((n, i) => [n, i])) };
     }
     if (m.training) {
@@ -369,6 +369,7 @@ export class Interpreter {
         const def = this.init!.buffers.find((b) => b.name === ins.buffer);
         if (def?.gradients && buf) return this.gradientBucket(ins, def, buf);
         if (def?.activation && buf) return this.activationCollective(ins, def.activation, buf);
+        if (def?.parameters && buf) return this.averageParameters(ins, def, buf);
         if (!buf || !this.comm) throw new Error(`collective on unknown buffer ${ins.buffer}`);
         const synthetic = def?.synthetic ?? false;
         const code = CommOpCode[ins.collective];
@@ -433,6 +434,21 @@ export class Interpreter {
     (sum.buf as Float32Array).set(buf);
     this.feeds.set(act.tensor, sum.tensor);
     this.results = { ...this.results, [act.tensor]: sum.tensor };
+  }
+
+  /**
+   * Local SGD's parameter averaging, after every `ins.every`-th update: the weights packed,
+   * each scaled by this device's share of the global batch, summed over the group (the
+   * weighted average), and copied back over the resident weights.
+   */
+  private averageParameters(ins: Extract<Instruction, { op: 'collective' }>, def: ProgramBuffer, buf: Float32Array): void {
+    const t = this.training;
+    if (!t) throw new Error(`parameter buffer ${def.name} in a program without a training part`);
+    if (ins.every !== undefined && t.updatesDone % ins.every !== 0) return;
+    if (!this.comm || ins.group.length < 2) return;
+    t.packParameters(def, buf, this.shareOfBatch());
+    this.inComm(CommOpCode[ins.collective], 0, () => this.collective(ins.collective, buf), `${commName(CommOpCode[ins.collective])} (${def.name}, average of ${def.parameters!.length} parameters)`);
+    t.unpackParameters(def, buf);
   }
 
   /**

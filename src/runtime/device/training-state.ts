@@ -155,6 +155,25 @@ export class TrainingState {
     }
   }
 
+  /** Optimizer updates applied so far (warm-up steps included). */
+  get updatesDone(): number {
+    return this.updates;
+  }
+
+  /** Packs the current weights into a parameter buffer, scaled by `scale`. */
+  packParameters(def: ProgramBuffer, buf: Float32Array, scale: number): void {
+    for (const p of def.parameters ?? []) {
+      const w = this.weights.get(p.param);
+      if (!w) throw new Error(`no resident weight for parameter ${p.param}`);
+      for (let i = 0; i < p.elements; i++) buf[p.offset + i] = w.data[i]! * scale;
+    }
+  }
+
+  /** Copies a parameter buffer's (averaged) values over the resident weights, which every later run reads in place. */
+  unpackParameters(def: ProgramBuffer, buf: Float32Array): void {
+    for (const p of def.parameters ?? []) this.weights.get(p.param)!.data.set(buf.subarray(p.offset, p.offset + p.elements));
+  }
+
   /** Copies of the current weights. */
   snapshot(): Record<string, Float32Array> {
     const out: Record<string, Float32Array> = {};

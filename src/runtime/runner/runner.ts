@@ -565,7 +565,7 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     const train = trainOf(plan);
     const trained =
       train && l.training
-        ? trainingResults(train, l.training.models, program, done, runs.baseline ? { ...runs.baseline, reference: `one-device training (${l.devices[0]!.id} configuration, same global batch, labels and initial weights)` } : null, Math.max(1, plan.warmup) + plan.steps)
+        ? trainingResults(train, l.training.models, program, done, runs.baseline ? { ...runs.baseline, reference: `one-device training (${l.devices[0]!.id} configuration, same global batch, labels and initial weights)` } : null, Math.max(1, plan.warmup) + plan.steps, l.training.frozen)
         : null;
     const numericalCheck = trained ? trained.check : baseline ? compareOutputs(mergeOutputs(program, done), baseline.reference, baseline.referenceName) : undefined;
     let trace = buildTrace({ request: req, plan: prep.plan, program, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, done, inputs: l.inputs, numericalCheck, ...(trained ? { training: trained.meta } : {}), baseline: baseline?.meta, capture, measurement });

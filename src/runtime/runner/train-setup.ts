@@ -8,10 +8,11 @@ import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import { UserError } from '../../common/errors';
-import type { TrainPlan } from '../../profiler/plan';
+import { freezePattern, type TrainPlan } from '../../profiler/plan';
+import { decodeModelProto } from '../onnx/model';
 import type { NumericalCheck, TrainingMeta } from '../../profiler/trace-format';
 import type { Program } from '../../profiler/program';
-import type { ModelInput } from '../inputs';
+import { parseNpy, type ModelInput } from '../inputs';
 import { teacherModel } from '../train/loss';
 import { readParameterValues } from '../train/parameters';
 import { buildTrainingModels, type TrainingModels } from '../train/step-models';
@@ -34,6 +35,8 @@ export interface TrainingSetup {
   labels: ModelInput;
   /** Initial value of every trainable parameter, float32 in shared memory. */
   initial: Record<string, SharedArrayBuffer>;
+  /** Weights `--freeze` left out of training. */
+  frozen: string[];
 }
 
 /**
@@ -44,7 +47,10 @@ export async function prepareTraining(modelPath: string, label: string, train: T
   const bytes = readFileSync(modelPath);
   const models = buildTrainingModels(bytes, train, label, dims);
   const params = models.context.parameters;
-  if (params.length === 0) throw new UserError(`${label}: no float weight leads to the output, so there is nothing to train`);
+  if (params.length === 0) {
+    const frozen = (train.freeze ?? []).length > 0 ? ` once --freeze ${train.freeze!.join(' --freeze ')} has left its weights out; freeze fewer` : '';
+    throw new UserError(`${label}: no float weight leads to the output, so there is nothing to train${frozen}`);
+  }
   const values = readParameterValues(bytes, params.map((p) => p.name), label);
   const initial: Record<string, SharedArrayBuffer> = {};
   for (const [name, v] of values) {
@@ -53,8 +59,55 @@ export async function prepareTraining(modelPath: string, label: string, train: T
     new Float32Array(sab).set(v.data);
     initial[name] = sab;
   }
-  const labels = await teacherLabels(bytes, models, inputs, labelAxis, label);
-  return { models, labels, initial };
+  const teacher = await teacherLabels(bytes, models, inputs, labelAxis, label);
+  const labels = train.labels ? fileLabels(train.labels, teacher) : teacher;
+  return { models, labels, initial, frozen: frozenParameters(bytes, train, label) };
+}
+
+/**
+ * The float weights `train.freeze` matches. A pattern that matches none is refused: it is
+ * almost always a typo, and a run that silently trains everything would hide it.
+ */
+function frozenParameters(bytes: Uint8Array, train: TrainPlan, label: string): string[] {
+  const patterns = train.freeze ?? [];
+  if (patterns.length === 0) return [];
+  const graph = decodeModelProto(bytes, label).graph;
+  const names = [
+    ...(graph?.initializer ?? []).filter((t) => t.dataType === 1 || t.dataType === 11).map((t) => t.name ?? ''),
+    ...(graph?.node ?? []).filter((n) => n.opType === 'Constant' && !n.domain).map((n) => n.output?.[0] ?? ''),
+  ];
+  const frozen = new Set<string>();
+  for (const p of patterns) {
+    const re = freezePattern(p);
+    const hit = names.filter((n) => re.test(n));
+    if (hit.length === 0) {
+      const some = names.slice(0, 4).map((n) => `"${n}"`).join(', ');
+      throw new UserError(`--freeze ${p} matches no weight of ${label}; its weights are named like ${some || '(none)'}`);
+    }
+    for (const n of hit) frozen.add(n);
+  }
+  return [...frozen];
+}
+
+/** A `.npy` file's labels, checked against the shape and element type the loss reads (the teacher's labels show them). */
+function fileLabels(file: string, want: ModelInput): ModelInput {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(file);
+  } catch (e) {
+    throw new UserError(`--labels ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); give the path of a .npy file`);
+  }
+  const npy = parseNpy(bytes, file);
+  const shape = (d: readonly number[]): string => `(${d.join(', ')})`;
+  const sameShape = npy.dims.length === want.dims.length && npy.dims.every((d, i) => d === want.dims[i]);
+  // Class indices may come as int32 (np.int32) as well as NumPy's default int64.
+  const dtypeOk = npy.dtype === want.dtype || (want.dtype === 'int64' && npy.dtype === 'int32');
+  if (!sameShape || !dtypeOk) {
+    const cast = want.dtype === 'int64' ? 'np.int64' : `np.${want.dtype}`;
+    throw new UserError(`--labels ${file}: holds ${npy.dtype} ${shape(npy.dims)}, the loss needs ${want.dtype} ${shape(want.dims)} for this batch; save them with np.save(path, labels.astype(${cast}))`);
+  }
+  const data = npy.dtype === want.dtype ? npy.data : BigInt64Array.from(npy.data as Int32Array, (v) => BigInt(v));
+  return { ...want, data };
 }
 
 /** Labels from a teacher (the model with seeded noise on its weights): its outputs, or their argmax for cross-entropy. */
@@ -142,6 +195,20 @@ export function trainingTolerance(train: TrainPlan, totalSteps: number): { atol:
   return train.optimizer === 'adam' ? { atol: 1e-5 + train.lr * totalSteps * 1e-2, rtol: 1e-3 } : { atol: 1e-5, rtol: 1e-4 };
 }
 
+/**
+ * Why an N-device run's weights cannot be held to one-device training's, or null when they
+ * can: compressed gradients and local SGD change the updates themselves (by up to half a
+ * quantisation step per element and step, which error feedback only delays; local SGD by
+ * the drift between averages), so no tolerance derived from float32 rounding holds; the two
+ * loss curves are the comparison.
+ */
+export function notComparable(train: TrainPlan, devices: number): string | null {
+  if (devices < 2) return null;
+  if ((train.syncEvery ?? 1) > 1) return `local SGD (parameters averaged every ${train.syncEvery} steps) follows another path than one-device training; compare the loss curves`;
+  if (train.gradDtype && train.gradDtype !== 'float32') return `${train.gradDtype} gradients on the wire change every update; compare the loss curves`;
+  return null;
+}
+
 /** The trained weights of the parallel run against the one-device run's, and the training record. */
 export function trainingResults(
   train: TrainPlan,
@@ -150,6 +217,7 @@ export function trainingResults(
   done: readonly DoneMessage[],
   baseline: { program: Program; done: readonly DoneMessage[]; reference: string } | null,
   totalSteps: number,
+  frozen: readonly string[] = [],
 ): { check: NumericalCheck | undefined; meta: TrainingMeta } {
   // Rank 0 holds every parameter in data mode; each pipeline stage holds its own.
   const params: Record<string, Float32Array> = Object.assign({}, ...done.map((d) => d.training?.parameters ?? {}));
@@ -164,10 +232,15 @@ export function trainingResults(
     untrained: models.untrained,
     lossCurve: lossCurve(program, done),
     ...(baseline ? { baselineLossCurve: lossCurve(baseline.program, baseline.done) } : {}),
-    labels: 'teacher',
+    labels: train.labels ? 'file' : 'teacher',
+    ...(train.gradDtype && train.gradDtype !== 'float32' ? { gradDtype: train.gradDtype } : {}),
+    ...((train.syncEvery ?? 1) > 1 ? { syncEvery: train.syncEvery } : {}),
+    ...(frozen.length > 0 ? { frozen: [...frozen] } : {}),
     ...(program.stageTraining ? { pipeline: pipelineRecord(program, done) } : {}),
   };
-  if (!baseline) return { check: undefined, meta };
+  const differs = notComparable(train, program.devices.length);
+  if (differs) meta.notComparable = differs;
+  if (!baseline || differs) return { check: undefined, meta };
   const want = new Map(Object.entries(baseline.done[0]?.training?.parameters ?? {}));
   const got = new Map(Object.entries(params));
   const { atol, rtol } = trainingTolerance(train, totalSteps);

@@ -12,7 +12,7 @@
  * stay on the device (the interpreter feeds a run's results to later runs).
  */
 import { onnx } from 'onnx-proto';
-import type { TrainPlan } from '../../profiler/plan';
+import { freezePattern, type TrainPlan } from '../../profiler/plan';
 import { decodeModelProto, encodeModel, estimateCosts, parseModel } from '../onnx/model';
 import { dtypeCode } from '../onnx/dtypes';
 import { buildGradientModel } from './autodiff';
@@ -53,7 +53,8 @@ export interface StepSegments {
  */
 export function buildTrainingModels(modelBytes: Uint8Array, train: TrainPlan, modelName: string, dims: Readonly<Record<string, number>> = {}): TrainingModels {
   const withLoss = appendLoss(modelBytes, { kind: train.loss }, modelName);
-  const g = buildGradientModel(withLoss.bytes, { target: { kind: 'loss', tensor: withLoss.loss }, parametersAsInputs: true, modelName, dims });
+  const freeze = (train.freeze ?? []).map(freezePattern);
+  const g = buildGradientModel(withLoss.bytes, { target: { kind: 'loss', tensor: withLoss.loss }, parametersAsInputs: true, modelName, dims, freeze });
   const forwardOutputs = [...new Set([...(decodeModelProto(modelBytes, modelName).graph?.output ?? []).map((o) => o.name ?? ''), withLoss.loss])];
   const paramDims = new Map((g.model.graph?.input ?? []).map((i) => [i.name ?? '', (i.type?.tensorType?.shape?.dim ?? []).map((d) => Number(d.dimValue ?? 0))]));
   const parameters = g.parameters.map((p) => ({ name: p.of, dims: paramDims.get(p.of) ?? [], grad: p.output }));

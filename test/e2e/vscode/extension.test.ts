@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
 import { readTrace } from '../../../src/profiler/trace-io';
-import { closeWorkbench, ensureVsix, QUICK_INPUT_FIELD, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { closeWorkbench, ensureVsix, hoverSpan, QUICK_INPUT_FIELD, timelineFrame, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { PhaseCode } from '../../../src/profiler/trace-format';
 import { scratchDir } from '../../helpers/temp';
 
 /** Small enough that a profile takes a second or two on two cores. */
@@ -55,6 +56,7 @@ describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_00
     await h.dismissQuickInput();
     assert.ok(rows.some((r) => r.includes('Parallax: Profile Model…')), `palette rows: ${JSON.stringify(rows)}`);
     assert.ok(rows.some((r) => r.includes('Parallax: List Devices')), `palette rows: ${JSON.stringify(rows)}`);
+    assert.ok(rows.some((r) => r.includes('Parallax: Profile Training Step…')), `palette rows: ${JSON.stringify(rows)}`);
     // The explorer-only entry and the stop command (no profile running) stay out of the palette.
     assert.ok(!rows.some((r) => r.includes('Profile with Parallax')), `palette rows: ${JSON.stringify(rows)}`);
     assert.ok(!rows.some((r) => r.includes('Stop Profiling')), `palette rows: ${JSON.stringify(rows)}`);
@@ -116,6 +118,51 @@ describe('the packaged extension in VS Code (code-server)', { timeout: 5 * 60_00
     const trace = await readTrace(join(runs, traces[0]!));
     assert.equal(trace.lanes.length, 2, 'one lane per cpu worker');
     assert.ok(trace.spans.lane.length > 0, 'the trace has spans');
+  });
+
+  it('trains the workspace model through Profile Training Step…: the timeline shows its backward and optimizer spans', async () => {
+    const h = vs!;
+    await h.clearNotifications();
+    await h.runCommand('Parallax: Profile Training Step…');
+    await h.waitForQuickInput('Profile Training Step (1/5) — model');
+    await h.quickPick(modelName);
+    await h.waitForQuickInput('(2/5) — devices');
+    const placeholder = (): Promise<string | null> => h.page.locator(QUICK_INPUT_FIELD).getAttribute('placeholder');
+    const deadline = Date.now() + 90_000;
+    while (/discovering/.test((await placeholder()) ?? '') && Date.now() < deadline) await h.page.waitForTimeout(200);
+    await h.quickPick(/^cpu:2/);
+    await h.waitForQuickInput('(3/5) — global batch size');
+    await h.quickPick(/^16/);
+    await h.waitForQuickInput('(4/5) — loss');
+    const losses = await h.quickPickRows();
+    assert.ok(losses.some((r) => r.includes('cross-entropy')), `loss rows: ${JSON.stringify(losses)}`);
+    await h.quickPick(/^mse/);
+    await h.waitForQuickInput('(5/5) — optimizer');
+    await h.screenshot('pick-optimizer');
+    await h.quickPick(/^momentum/);
+    const text = await h.waitForNotification(/Parallax: profiled .*Trace: runs\/.*-train\.parallax\.json/, {
+      timeoutMs: 180_000,
+      failOn: /Parallax: .*(failed|error)/i,
+    });
+    assert.match(text, /median step/);
+    const trace = await readTrace(join(ws, 'runs', modelName.replace(/\.onnx$/, '-train.parallax.json')));
+    assert.equal(trace.meta.training?.optimizer, 'momentum');
+    assert.equal(trace.meta.training?.loss, 'mse');
+
+    // The timeline opens on the run; its longest backward and optimizer spans show their phase.
+    const frame = await timelineFrame(h, 60_000);
+    await h.screenshot('training-timeline');
+    const s = trace.spans;
+    for (const phase of ['backward', 'optimizer'] as const) {
+      let span = -1;
+      for (let i = 0; i < s.count; i++) {
+        if (s.kind[i] === 0 && s.parent[i]! < 0 && s.phase[i] === PhaseCode[phase] && (span < 0 || s.dur[i]! > s.dur[span]!)) span = i;
+      }
+      assert.ok(span >= 0, `a ${phase} span in the trace`);
+      const { text: tip } = await hoverSpan(h, frame, span, `training-${phase}`);
+      assert.match(tip, new RegExp(`phase\\s*${phase}`), `tooltip of the ${phase} span: ${tip}`);
+    }
+    await h.closeTabs(/^Parallax: /);
   });
 
   it('lists devices discovered in a runner process', async () => {
