@@ -44,7 +44,8 @@ export interface ShownSweep {
 
 /**
  * Choices a caller may pass to `parallax.sweepPlans` after the model URI (tests, other
- * commands): `executeCommand(id, uri, { devices: 'cpu:2', batch: 16, modes: ['data'], repeats: 1 })`.
+ * commands): `executeCommand(id, uri, { devices: 'cpu:2', batch: 16, modes: ['data'], repeats: 1 })`,
+ * or in place of it (a keybinding's args; the model is then picked).
  * What is left out comes from the profile settings (devices, batch) or `parallax sweep`'s defaults.
  */
 export interface SweepArgs {
@@ -245,7 +246,8 @@ const sweepPlansCommand =
       void vscode.window.showErrorMessage(`Parallax: ${target.toString(true)} is not a file on this machine's disk; the profiler reads models from disk. Copy the model into the workspace folder and sweep that copy.`);
       return undefined;
     }
-    const given = sweepArgs(choices);
+    // A keybinding passes its args alone, as the first argument: choices without a model.
+    const given = sweepArgs(arg instanceof vscode.Uri ? choices : arg);
     const settings = ctx.profileSettings(target);
     const label = vscode.workspace.asRelativePath(target, false);
     const storage = ctx.extension.storageUri ?? ctx.extension.globalStorageUri;

@@ -163,7 +163,7 @@ describe('the sweep view', () => {
       assert.equal(cells.length, SWEEP_COLUMNS.length);
       assert.equal(cells[0], p.label);
       if (p.kind === 'predicted') assert.equal(cells[1], 'predicted');
-      else assert.match(cells[1]!, /^\d+\.\d\d ms \[.+–.+\]$/);
+      else assert.match(cells[1]!, /^\d+(\.\d\d)? (ms|µs) \[.+–.+\]$/);
       if (p.errorPct !== null) assert.equal(cells[3], `${p.errorPct > 0 ? '+' : ''}${p.errorPct.toFixed(1)} %`);
     }
     const line = errorLine(r);

@@ -28,7 +28,7 @@ function draw(root: HTMLElement, m: Extract<ToSweepView, { type: 'sweep' }>, pos
   header.appendChild(h1);
   root.appendChild(header);
   root.appendChild(el('p', `px-sweep-meta quality-${r.measurementQuality.verdict}`, errorLine(r))).id = 'px-sweep-errors';
-  root.appendChild(el('p', 'px-sweep-meta', `${r.settings.repeats} interleaved repetitions of ${r.settings.steps} steps · best first (time per row) · predictions never use the plan's own runs`));
+  root.appendChild(el('p', 'px-sweep-meta', `${r.settings.repeats} interleaved repetition${r.settings.repeats === 1 ? '' : 's'} of ${r.settings.steps} steps · best first (time per row) · predictions never use the plan's own runs`));
   if (m.tracesNote) root.appendChild(el('p', 'px-sweep-note', m.tracesNote)).id = 'px-sweep-traces-note';
   root.appendChild(renderTable(r, m.traces, (index) => post({ type: 'selectPlan', index, label: r.plans[index]!.label.slice(0, 1000) })));
   const chart = renderChart(r.scaling);
