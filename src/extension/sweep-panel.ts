@@ -11,6 +11,8 @@
  *  - Selecting a row shows the plan's measured run and its prediction compared in the
  *    timeline panel (`showTimeline` with a compare path). The view names the row by index;
  *    the files come from the host's own copy of the sweep, never from the message.
+ *  - The panel survives a window reload: the shown sweep.json's path is kept in
+ *    workspaceState and the serializer reads it again.
  */
 import { promises as fs } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -30,7 +32,7 @@ import { pickModel } from './pick';
 import { checkDeviceSpecText } from './run-config';
 import { showTimeline } from './timeline';
 import { checkFromSweepView } from './webview-messages';
-import { SWEEP_VIEW_TYPE, sweepHtml, timelineWebviewOptions } from './webview-html';
+import { errorHtml, SWEEP_VIEW_TYPE, sweepHtml, timelineWebviewOptions } from './webview-html';
 
 /** A sweep the panel shows: the result, where its traces lie, and which each plan has. */
 export interface ShownSweep {
@@ -63,6 +65,9 @@ export interface SweepCommandResult {
   sweepPath: string;
   plans: number;
 }
+
+/** workspaceState key of the shown sweep.json, for the serializer. One key: the panel is a singleton. */
+const STATE_KEY = 'parallax.sweep.shown';
 
 const posInt = (v: unknown, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= max;
 
@@ -110,8 +115,33 @@ export class SweepPanel {
     return p;
   }
 
+  /**
+   * Restores the panel after a window reload (the serializer's call): the sweep.json it
+   * showed is read again; a file gone or changed into something else is one line in the panel.
+   */
+  static async revive(ctx: Ctx, panel: vscode.WebviewPanel): Promise<void> {
+    if (SweepPanel.current) {
+      panel.dispose();
+      return;
+    }
+    panel.webview.options = timelineWebviewOptions(ctx.extension.extensionUri);
+    const p = (SweepPanel.current = new SweepPanel(ctx, panel));
+    const saved = ctx.extension.workspaceState.get<unknown>(STATE_KEY);
+    const message = (text: string): void => {
+      ctx.output.error(text);
+      panel.webview.html = errorHtml(panel.webview, ctx.extension.extensionUri, 'Parallax sweep', text);
+    };
+    if (typeof saved !== 'string') return message('Parallax cannot restore this sweep: no sweep file is recorded for it. Run "Parallax: Open Sweep…" to open one.');
+    try {
+      p.present(await loadSweep(saved));
+    } catch (e) {
+      message(`Parallax cannot restore this sweep: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
   private present(shown: ShownSweep): void {
     this.shown = shown;
+    void this.ctx.extension.workspaceState.update(STATE_KEY, shown.path);
     const title = `${shown.result.model} · sweep over ${shown.result.devices}`;
     this.panel.title = `Sweep: ${shown.result.model}`;
     // A fresh page each time: the view draws the sweep it is sent once it says `ready`.
@@ -189,22 +219,27 @@ export class SweepPanel {
   }
 }
 
+/** Reads a sweep.json and finds its traces. Throws a UserError for a file that is not a sweep. */
+async function loadSweep(path: string): Promise<ShownSweep> {
+  const result = await readSweepResult(path);
+  const tracesDir = await findTracesDir(path, result);
+  return { result, path, tracesDir, traces: await sweepTracesIn(tracesDir, result) };
+}
+
 /** Opens a sweep.json into the panel; errors are one message naming the file. */
 export async function openSweepFile(ctx: Ctx, path: string): Promise<SweepCommandResult | undefined> {
-  let result: SweepResult;
+  let shown: ShownSweep;
   try {
-    result = await readSweepResult(path);
+    shown = await loadSweep(path);
   } catch (e) {
     const text = e instanceof Error ? e.message : String(e);
     ctx.output.error(`sweep: ${path}: ${text}`);
     void vscode.window.showErrorMessage(isUserError(e) ? `Parallax: ${text}` : `Parallax: cannot open ${vscode.workspace.asRelativePath(path, false)}: ${text}`);
     return undefined;
   }
-  const tracesDir = await findTracesDir(path, result);
-  const traces = await sweepTracesIn(tracesDir, result);
-  ctx.output.info(`sweep: ${path}: ${result.plans.length} plans, traces ${tracesDir ?? 'not found'}`);
-  SweepPanel.show(ctx, { result, path, tracesDir, traces });
-  return { sweepPath: path, plans: result.plans.length };
+  ctx.output.info(`sweep: ${path}: ${shown.result.plans.length} plans, traces ${shown.tracesDir ?? 'not found'}`);
+  SweepPanel.show(ctx, shown);
+  return { sweepPath: path, plans: shown.result.plans.length };
 }
 
 /** `parallax.openSweep`: a sweep.json given by the explorer, or picked. */
@@ -307,9 +342,14 @@ const sweepPlansCommand =
     }
   };
 
-/** Registers `parallax.sweepPlans` and `parallax.openSweep` (ids.ts PANEL_COMMANDS). Called once from `activate`. */
+/**
+ * Registers `parallax.sweepPlans`, `parallax.openSweep` (ids.ts PANEL_COMMANDS) and the
+ * serializer that restores the panel after a window reload (the manifest's
+ * `onWebviewPanel:parallax.sweep` activation event brings the extension up for it). Called
+ * once from `activate`.
+ */
 export function registerSweepPanel(ctx: Ctx): void {
   ctx.push(vscode.commands.registerCommand(Command.sweepPlans, sweepPlansCommand(ctx)));
   ctx.push(vscode.commands.registerCommand(Command.openSweep, openSweepCommand(ctx)));
-  ctx.push({ dispose: () => SweepPanel.current?.panel.dispose() });
+  ctx.push(vscode.window.registerWebviewPanelSerializer(SWEEP_VIEW_TYPE, { deserializeWebviewPanel: (panel) => SweepPanel.revive(ctx, panel) }));
 }

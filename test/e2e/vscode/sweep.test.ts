@@ -5,7 +5,8 @@
  * "Open Sweep…"; the table lists every plan with its error, the chart has a point per
  * measured data-parallel plan and the predicted curve, and selecting a row opens the
  * timeline with that plan's measured run and its prediction compared. A file that is no
- * sweep is one message naming it. "Sweep Plans…" runs a sweep from VS Code into the panel.
+ * sweep is one message naming it. "Sweep Plans…" runs a sweep from VS Code into the panel,
+ * which a window reload restores.
  *
  *   npm run build && node --import tsx --test test/e2e/vscode/sweep.test.ts
  *
@@ -83,6 +84,25 @@ async function checkSweepView(f: Frame, r: SweepResult): Promise<void> {
   assert.ok((curve.match(/L/g) ?? []).length >= 1, `the predicted curve is drawn: ${curve.slice(0, 80)}`);
 }
 
+/**
+ * Runs "Sweep Plans…" through the keybinding written before the workbench started (its
+ * arguments are the choices, without a model): presses it until the model pick shows, then
+ * picks the model.
+ */
+async function startSweepPlans(h: VsCodeHarness): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    await h.page.locator('.part.sidebar .title').first().click();
+    await h.page.keyboard.press('Control+Alt+Shift+KeyW');
+    const picked = await h.page.locator('.quick-input-widget .quick-input-list .monaco-list-row').filter({ hasText: /\.onnx/ }).first().waitFor({ state: 'visible', timeout: 3000 }).then(
+      () => true,
+      () => false,
+    );
+    if (picked) break;
+    if (attempt === 5) throw new Error('the keybinding of "Sweep Plans…" shows no model pick');
+  }
+  await h.quickPick(/\.onnx/);
+}
+
 describe('the sweep panel in VS Code (code-server)', { timeout: 8 * 60_000 }, () => {
   let vs: VsCodeHarness | undefined;
   let ws = '';
@@ -157,21 +177,21 @@ describe('the sweep panel in VS Code (code-server)', { timeout: 8 * 60_000 }, ()
     assert.match(text, /broken-sweep\.json is not a Parallax sweep result .*parallax sweep --out/);
   });
 
+  it('"Sweep Plans…" can be cancelled from its progress notification', async () => {
+    const h = vs!;
+    await h.clearNotifications();
+    await startSweepPlans(h);
+    const toast = h.page.locator('.notifications-toasts .notification-list-item').filter({ hasText: /sweeping plans of models\// }).first();
+    await toast.waitFor({ state: 'visible', timeout: 30_000 });
+    await toast.hover();
+    await toast.locator('.monaco-button').filter({ hasText: 'Cancel' }).first().click();
+    await h.waitForNotification(/sweep of models\/.+ cancelled/, { timeoutMs: 60_000, failOn: /failed/ });
+    await h.clearNotifications();
+  });
+
   it('"Sweep Plans…" measures and predicts a model from VS Code, with progress, into the panel', async () => {
     const h = vs!;
-    // The keybinding written before the workbench started runs the command with its
-    // arguments (choices, no model): press until the model pick shows, then pick the model.
-    for (let attempt = 1; ; attempt++) {
-      await h.page.locator('.part.sidebar .title').first().click();
-      await h.page.keyboard.press('Control+Alt+Shift+KeyW');
-      const picked = await h.page.locator('.quick-input-widget .quick-input-list .monaco-list-row').filter({ hasText: /\.onnx/ }).first().waitFor({ state: 'visible', timeout: 3000 }).then(
-        () => true,
-        () => false,
-      );
-      if (picked) break;
-      if (attempt === 5) throw new Error('the keybinding of "Sweep Plans…" shows no model pick');
-    }
-    await h.quickPick(/\.onnx/);
+    await startSweepPlans(h);
     await h.waitForNotification(/sweeping plans of models\//, { timeoutMs: 30_000, failOn: /failed|cannot/ });
     const deadline = Date.now() + 4 * 60_000;
     let f: Frame | undefined;
@@ -189,5 +209,17 @@ describe('the sweep panel in VS Code (code-server)', { timeout: 8 * 60_000 }, ()
     assert.ok(rows.some((c) => c[1] === 'predicted') && rows.some((c) => /(ms|µs) \[/.test(c[1]!)), 'measured and predicted plans');
     assert.equal(await f.locator('#px-sweep-traces-note').count(), 0, 'the traces are kept in the extension storage');
     assert.ok((await f.locator('#px-sweep-chart circle.measured[data-devices]').count()) >= 2);
+  });
+
+  it('"Developer: Reload Window" restores the panel with the same sweep', async () => {
+    const h = vs!;
+    const before = await tableRows(await sweepFrame(h));
+    const reloaded = h.page.waitForEvent('framenavigated', { predicate: (f) => f === h.page.mainFrame(), timeout: 30_000 });
+    await h.runCommand('Developer: Reload Window');
+    await reloaded;
+    await h.page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
+    const after = await tableRows(await sweepFrame(h, 90_000));
+    await h.screenshot('sweep-restored');
+    assert.deepEqual(after, before);
   });
 });
