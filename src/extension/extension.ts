@@ -18,6 +18,7 @@
  *   timeline.ts          the way into the timeline panel (`parallax.showTimeline`)
  *   timeline-panel.ts    the timeline panel (webview) that registers `parallax.showTimeline`
  *   sweep-panel.ts       the sweep panel (webview) and its commands `parallax.sweepPlans`, `parallax.openSweep`
+ *   sweep-args.ts        pure: the choices `parallax.sweepPlans` takes
  *   webview-html.ts      the panels' HTML (nonce CSP, asWebviewUri)
  */
 import * as vscode from 'vscode';

@@ -20,7 +20,7 @@ import * as vscode from 'vscode';
 import { isUserError } from '../common/errors';
 import { ProfileCancelled } from '../runtime/api';
 import { runSweep } from '../runtime/sweep';
-import { SWEEP_MODES, type SweepMode } from '../profiler/sweep/enumerate';
+import type { SweepMode } from '../profiler/sweep/enumerate';
 import { findTracesDir, readSweepResult, sweepTracePath, sweepTracesIn, writeSweepTraces } from '../profiler/sweep/files';
 import type { SweepResult } from '../profiler/sweep/schema';
 import { writeFileAtomic } from '../profiler/trace-io';
@@ -29,7 +29,7 @@ import { ensureTrusted, reportError, warnBusy } from './commands';
 import type { Ctx } from './ctx';
 import { Command } from './ids';
 import { pickModel } from './pick';
-import { checkDeviceSpecText } from './run-config';
+import { sweepArgs } from './sweep-args';
 import { showTimeline } from './timeline';
 import { checkFromSweepView } from './webview-messages';
 import { errorHtml, SWEEP_VIEW_TYPE, sweepHtml, timelineWebviewOptions } from './webview-html';
@@ -44,22 +44,6 @@ export interface ShownSweep {
   traces: PlanTraces[];
 }
 
-/**
- * Choices a caller may pass to `parallax.sweepPlans` after the model URI (tests, other
- * commands): `executeCommand(id, uri, { devices: 'cpu:2', batch: 16, modes: ['data'], repeats: 1 })`,
- * or in place of it (a keybinding's args; the model is then picked).
- * What is left out comes from the profile settings (devices, batch) or `parallax sweep`'s defaults.
- */
-export interface SweepArgs {
-  devices?: string;
-  batch?: number;
-  modes?: SweepMode[];
-  microBatches?: number[];
-  repeats?: number;
-  steps?: number;
-  warmup?: number;
-}
-
 /** What `parallax.sweepPlans` and `parallax.openSweep` resolve with when a panel shows a sweep. */
 export interface SweepCommandResult {
   sweepPath: string;
@@ -68,25 +52,6 @@ export interface SweepCommandResult {
 
 /** workspaceState key of the shown sweep.json, for the serializer. One key: the panel is a singleton. */
 const STATE_KEY = 'parallax.sweep.shown';
-
-const posInt = (v: unknown, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= max;
-
-/** Reads {@link SweepArgs} from a command argument; what does not fit is left out (an explorer passes a URI list there). */
-export function sweepArgs(v: unknown): SweepArgs {
-  if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof vscode.Uri) return {};
-  const o = v as Record<string, unknown>;
-  const modes = o['modes'];
-  const mbs = o['microBatches'];
-  return {
-    ...(typeof o['devices'] === 'string' && checkDeviceSpecText(o['devices']) === null ? { devices: o['devices'] } : {}),
-    ...(posInt(o['batch'], 1_000_000) ? { batch: o['batch'] } : {}),
-    ...(Array.isArray(modes) && modes.length > 0 && modes.every((m) => (SWEEP_MODES as readonly unknown[]).includes(m)) ? { modes: modes as SweepMode[] } : {}),
-    ...(Array.isArray(mbs) && mbs.length > 0 && mbs.every((m) => posInt(m, 4096)) ? { microBatches: mbs as number[] } : {}),
-    ...(posInt(o['repeats'], 100) ? { repeats: o['repeats'] } : {}),
-    ...(posInt(o['steps'], 10_000) ? { steps: o['steps'] } : {}),
-    ...(typeof o['warmup'] === 'number' && Number.isInteger(o['warmup']) && o['warmup'] >= 0 && o['warmup'] <= 10_000 ? { warmup: o['warmup'] } : {}),
-  };
-}
 
 export class SweepPanel {
   static current: SweepPanel | undefined;

@@ -12,6 +12,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { isUserError } from '../../src/common/errors';
+import { sweepArgs } from '../../src/extension/sweep-args';
 import { checkFromSweepView, MAX_MESSAGE_TEXT } from '../../src/extension/webview-messages';
 import { findTracesDir, parseSweepResult, readSweepResult, sweepTracePath, sweepTracesIn, traceFileStem, writeSweepTraces } from '../../src/profiler/sweep/files';
 import type { SweepResult } from '../../src/profiler/sweep/schema';
@@ -170,5 +171,20 @@ describe('the sweep view', () => {
     assert.ok(line.includes(`MAPE ${r.mapePct!.toFixed(1)} %`), line);
     assert.ok(line.includes(`max |error| ${r.maxAbsErrorPct!.toFixed(1)} %`), line);
     assert.ok(line.includes(`measurement quality ${r.measurementQuality.verdict}`), line);
+  });
+});
+
+describe('"Sweep Plans…" choices', () => {
+  test('well-formed choices are taken as given', () => {
+    const given = { devices: 'cpu:2', batch: 16, modes: ['data', 'pipeline'], microBatches: [1, 4], repeats: 1, steps: 2, warmup: 0 };
+    assert.deepEqual(sweepArgs(given), given);
+  });
+
+  test('what does not fit is left out, one field at a time, and non-objects give no choices', () => {
+    const bad = { devices: 'gpu:banana', batch: 0, modes: ['data', 'rm -rf'], microBatches: [2, 1.5], repeats: 1000, steps: -1, warmup: 'x', extra: true };
+    assert.deepEqual(sweepArgs(bad), {});
+    assert.deepEqual(sweepArgs({ ...bad, batch: 8 }), { batch: 8 });
+    assert.deepEqual(sweepArgs({ modes: [] }), {});
+    for (const v of [undefined, null, 'cpu:2', 3, [{ devices: 'cpu:2' }], { scheme: 'file', path: '/m.onnx', fsPath: '/m.onnx' }]) assert.deepEqual(sweepArgs(v), {});
   });
 });
