@@ -33,6 +33,7 @@ const MODEL_COMMANDS = [
   { command: 'parallax.profileFile', key: 'ctrl+alt+shift+i', press: 'Control+Alt+Shift+KeyI', args: 'models/demo.onnx' },
   { command: 'parallax.profileConfig', key: 'ctrl+alt+shift+o', press: 'Control+Alt+Shift+KeyO', args: 'parallax.json' },
   { command: 'parallax.rerunProfile', key: 'ctrl+alt+shift+j', press: 'Control+Alt+Shift+KeyJ' },
+  { command: 'parallax.sweepPlans', key: 'ctrl+alt+shift+k', press: 'Control+Alt+Shift+KeyK', args: { devices: 'cpu:1', repeats: 1 } },
 ] as const;
 
 /** Runner processes of this extension anywhere on the machine (found by their command line). */
@@ -106,7 +107,7 @@ describe('an untrusted workspace in VS Code (code-server, workspace trust on)', 
 
   it('profiling from the palette refuses with a warning that says why, and runs nothing', async () => {
     const h = vs!;
-    for (const title of ['Parallax: Profile Model…', 'Parallax: Profile with Config…']) {
+    for (const title of ['Parallax: Profile Model…', 'Parallax: Profile with Config…', 'Parallax: Sweep Plans…']) {
       await h.clearNotifications();
       await h.runCommand(title);
       const text = await h.waitForNotification(REFUSAL, { timeoutMs: 30_000 });
