@@ -24,7 +24,7 @@ import type { SweepResult } from '../../../src/profiler/sweep/schema';
 import { readTrace } from '../../../src/profiler/trace-io';
 import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
 import { REPO, runCli } from '../../helpers/cli';
-import { closeWorkbench, ensureVsix, timelineFrame, viewStats, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { closeWorkbench, ensureVsix, postFromView, timelineFrame, viewStats, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
 
 const DEMO = { layers: 4, hidden: 64, ffn: 128 } as const;
 const SWEEP = 'sweeps/sweep.json';
@@ -140,6 +140,31 @@ describe('the sweep panel in VS Code (code-server)', { timeout: 8 * 60_000 }, ()
     await h.screenshot('sweep-panel');
     await checkSweepView(f, result);
     assert.equal(await f.locator('#px-sweep-traces-note').count(), 0, 'the traces are found beside the sweep');
+  });
+
+  it('hostile messages from the sweep view are refused and logged, and nothing opens', async () => {
+    const h = vs!;
+    const f = await sweepFrame(h);
+    await h.clearNotifications();
+    const tabs = await h.page.locator('.tabs-container .tab').count();
+    const hostile: [unknown, RegExp][] = [
+      [{ type: 'openFile', path: '/etc/passwd' }, /unknown message type "openFile"/],
+      [{ type: 'showTimeline', tracePath: '/etc/passwd' }, /unknown message type "showTimeline"/],
+      [{ type: 'selectPlan', index: 0, label: 'x', tracePath: '/etc/passwd' }, /selectPlan: /],
+      [{ type: 'selectPlan', index: -1, label: 'x' }, /selectPlan: \/index/],
+      [{ type: 'query', id: 1, run: 0, query: { type: 'opStats', groupBy: 'opType' } }, /unknown message type "query"/],
+    ];
+    for (const [m] of hostile) await postFromView(f, m);
+    // Well-formed, but no such row: the host looks it up in its own copy and finds none.
+    await postFromView(f, { type: 'selectPlan', index: 9999, label: 'x' });
+    await postFromView(f, { type: 'error', message: 'probe after the hostile messages' });
+    await h.waitForLog(/parallax/i, /sweep view: probe after the hostile messages/);
+    const log = h.logText(/parallax/i);
+    const rejected = log.split('\n').filter((l) => /sweep: rejected a message from the view/.test(l));
+    for (const [m, re] of hostile) assert.ok(rejected.some((l) => re.test(l)), `logged as rejected: ${JSON.stringify(m)} (lines: ${rejected.join(' | ').slice(0, 2000)})`);
+    assert.match(log, /sweep: the view selected plan 9999, which the sweep does not have/);
+    assert.equal(await h.page.locator('.tabs-container .tab').count(), tabs, 'no editor opened');
+    assert.deepEqual(await h.notifications(), [], 'no notification');
   });
 
   it('selecting a measured row opens the timeline with the measured run and its prediction compared', async () => {

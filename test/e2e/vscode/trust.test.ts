@@ -15,11 +15,10 @@ import { after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Frame } from 'playwright-core';
 import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
 import { runCli } from '../../helpers/cli';
 import { scratchDir } from '../../helpers/temp';
-import { closeWorkbench, ensureVsix, timelineFrame, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { closeWorkbench, ensureVsix, postFromView, timelineFrame, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
 
 const DEMO = { layers: 2, hidden: 32, ffn: 64 } as const;
 const TRACE = 'runs/x.parallax.json';
@@ -51,16 +50,6 @@ function extensionRunners(extensionsDir: string): number[] {
   return out;
 }
 
-/**
- * Posts `data` to the extension as the view's own `acquireVsCodeApi().postMessage` does: that
- * function calls `__vscode_post_message__('onmessage', { message })` on the webview's host
- * frame (the view's parent, which VS Code hides from the view's own scripts).
- */
-async function postFromView(frame: Frame, data: unknown): Promise<void> {
-  const hostFrame = frame.parentFrame();
-  if (!hostFrame) throw new Error('the view has no host frame');
-  await hostFrame.evaluate(`window.__vscode_post_message__('onmessage', { message: ${JSON.stringify(data)} })`);
-}
 
 describe('an untrusted workspace in VS Code (code-server, workspace trust on)', { timeout: 5 * 60_000 }, () => {
   let vs: VsCodeHarness | undefined;
