@@ -19,7 +19,7 @@ import type { SweepResult } from '../../src/profiler/sweep/schema';
 import type { Trace } from '../../src/profiler/trace-format';
 import { readTrace } from '../../src/profiler/trace-io';
 import { readToSweepView, type FromSweepView } from '../../webview/src/sweep-protocol';
-import { errorLine, rowCells, SWEEP_COLUMNS } from '../../webview/src/sweep/cells';
+import { curvePoints, errorLine, rowCells, SWEEP_COLUMNS } from '../../webview/src/sweep/cells';
 import { tempDir } from '../helpers/temp';
 import { traceOf } from '../helpers/trace-builders';
 
@@ -171,6 +171,24 @@ describe('the sweep view', () => {
     assert.ok(line.includes(`MAPE ${r.mapePct!.toFixed(1)} %`), line);
     assert.ok(line.includes(`max |error| ${r.maxAbsErrorPct!.toFixed(1)} %`), line);
     assert.ok(line.includes(`measurement quality ${r.measurementQuality.verdict}`), line);
+  });
+});
+
+describe('the efficiency chart\'s predicted curve', () => {
+  test('is Amdahl\'s law at the fitted serial fraction from 1 to the most devices, never above N× or the bound 1/f', () => {
+    const s = { batch: 8, measured: [], predicted: [{ devices: 1, speedup: 1 }, { devices: 8, speedup: 3 }], predictedSerialFraction: 0.2, measuredSerialFraction: null };
+    const pts = curvePoints(s, 8, 28);
+    assert.equal(pts.length, 29);
+    assert.deepEqual(pts[0], [1, 1]);
+    assert.equal(pts.at(-1)![0], 8);
+    assert.ok(Math.abs(pts.at(-1)![1] - 1 / (0.2 + 0.8 / 8)) < 1e-12);
+    for (const [n, v] of pts) assert.ok(v <= n + 1e-12 && v < 1 / 0.2, `${v} at ${n} devices`);
+    for (let i = 1; i < pts.length; i++) assert.ok(pts[i]![1] >= pts[i - 1]![1], 'more devices never predict less speedup on the curve');
+  });
+
+  test('joins the predicted points when no fraction was fitted', () => {
+    const s = { batch: 8, measured: [], predicted: [{ devices: 1, speedup: 1 }, { devices: 4, speedup: 2.5 }], predictedSerialFraction: null, measuredSerialFraction: null };
+    assert.deepEqual(curvePoints(s, 4), [[1, 1], [4, 2.5]]);
   });
 });
 

@@ -1,8 +1,10 @@
 /**
- * The sweep table's text, DOM-free (the tests read it under Node): each row's cells and the
- * line of prediction error and measurement quality above the table.
+ * The sweep panel's DOM-free parts (the tests read them under Node): each table row's cells,
+ * the line of prediction error and measurement quality above the table, and the points of
+ * the chart's predicted curve.
  */
-import type { SweepPlanRow, SweepResult } from '../../../src/profiler/sweep/schema';
+import { amdahlSpeedup } from '../../../src/profiler/analysis/scaling';
+import type { SweepPlanRow, SweepResult, SweepScaling } from '../../../src/profiler/sweep/schema';
 import { formatBytes } from '../format';
 
 const us = (v: number | null): string => (v === null ? '–' : v >= 1000 ? `${(v / 1000).toFixed(2)} ms` : `${v.toFixed(0)} µs`);
@@ -33,4 +35,14 @@ export function errorLine(r: SweepResult): string {
   const err = r.mapePct === null ? 'no measured plan has a prediction' : `MAPE ${r.mapePct.toFixed(1)} %, max |error| ${r.maxAbsErrorPct!.toFixed(1)} % over ${n} measured plans (each predicted from the others' runs)`;
   const q = r.measurementQuality;
   return `${err} · measurement quality ${q.verdict} (${q.good} good, ${q.fair} fair, ${q.poor} poor of ${q.runs} runs)`;
+}
+
+/** Points of the predicted curve: Amdahl at the fitted fraction, else the predicted points joined. */
+export function curvePoints(s: SweepScaling, maxN: number, samples = 60): [number, number][] {
+  const f = s.predictedSerialFraction;
+  if (f === null) return s.predicted.map((p) => [p.devices, p.speedup]);
+  return Array.from({ length: samples + 1 }, (_, i) => {
+    const n = 1 + ((maxN - 1) * i) / samples;
+    return [n, amdahlSpeedup(f, n)];
+  });
 }

@@ -9,20 +9,10 @@ import { axisBottom, axisLeft } from 'd3-axis';
 import { scaleLinear } from 'd3-scale';
 import { select } from 'd3-selection';
 import { line } from 'd3-shape';
-import { amdahlSpeedup } from '../../../src/profiler/analysis/scaling';
 import type { SweepScaling } from '../../../src/profiler/sweep/schema';
+import { curvePoints } from './cells';
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
-
-/** Points of the predicted curve: Amdahl at the fitted fraction, else the predicted points joined. */
-export function curvePoints(s: SweepScaling, maxN: number, samples = 60): [number, number][] {
-  const f = s.predictedSerialFraction;
-  if (f === null) return s.predicted.map((p) => [p.devices, p.speedup]);
-  return Array.from({ length: samples + 1 }, (_, i) => {
-    const n = 1 + ((maxN - 1) * i) / samples;
-    return [n, amdahlSpeedup(f, n)];
-  });
-}
 
 /** The chart as an SVG element, or null when the sweep has no scaling data. */
 export function renderChart(s: SweepScaling | null): SVGSVGElement | null {
