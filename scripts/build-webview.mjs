@@ -1,5 +1,6 @@
 // Bundles the timeline view: webview/src/main.ts → webview/dist/timeline.js + timeline.css
-// (one IIFE for the browser, CSS imported by main.ts lands next to it).
+// (one IIFE for the browser, CSS imported by main.ts lands next to it), and the sweep panel:
+// webview/src/sweep/main.ts → webview/dist/sweep.js + sweep.css.
 //   node scripts/build-webview.mjs [--watch] [--production]
 // The preparation worker (webview/src/prep-worker.ts) is bundled on its own and inlined into
 // timeline.js as a string (the virtual module `parallax:prep-worker`), so the page can start
@@ -57,10 +58,10 @@ const inlineWorker = {
 
 mkdirSync(outdir, { recursive: true });
 // A production build has no source maps; do not leave a development build's behind.
-if (production) for (const f of ['timeline.js.map', 'timeline.css.map']) rmSync(join(outdir, f), { force: true });
+if (production) for (const f of ['timeline.js.map', 'timeline.css.map', 'sweep.js.map', 'sweep.css.map']) rmSync(join(outdir, f), { force: true });
 const ctx = await esbuild.context({
   absWorkingDir: root,
-  entryPoints: { timeline: join(root, 'webview', 'src', 'main.ts') },
+  entryPoints: { timeline: join(root, 'webview', 'src', 'main.ts'), sweep: join(root, 'webview', 'src', 'sweep', 'main.ts') },
   outdir,
   bundle: true,
   format: 'iife',

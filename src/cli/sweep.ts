@@ -4,7 +4,7 @@
  * that fits this machine measured (interleaved, repeated), each predicted from the others,
  * 4 and 8 devices predicted, one table best first with the prediction error.
  */
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { UserError } from '../common/errors';
 import { checkWritable } from '../common/out-path';
@@ -14,7 +14,8 @@ import { runSweep } from '../runtime/sweep';
 import { SWEEP_MODES, type SweepMode } from '../profiler/sweep/enumerate';
 import type { SweepResult } from '../profiler/sweep/schema';
 import { renderSweepHtml } from '../profiler/sweep/html';
-import { writeFileAtomic, writeTrace } from '../profiler/trace-io';
+import { writeFileAtomic } from '../profiler/trace-io';
+import { writeSweepTraces } from '../profiler/sweep/files';
 import { formatBytes } from '../profiler/units';
 import { table } from './format';
 
@@ -66,10 +67,7 @@ export function intList(name: string, parse: (v: string) => number) {
   };
 }
 
-/** The file name stem of a plan's traces: its label with runs of other characters as `_` (`data cpu:2 b32` → `data_cpu_2_b32`). */
-export function traceFileStem(label: string): string {
-  return label.replace(/[^A-Za-z0-9=.-]+/g, '_');
-}
+export { traceFileStem } from '../profiler/sweep/files';
 
 const ms = (us: number | null): string => (us === null ? '–' : `${(us / 1000).toFixed(2)} ms`);
 const pct = (v: number | null): string => (v === null ? '–' : `${(v * 100).toFixed(0)} %`);
@@ -144,10 +142,7 @@ async function sweepCommand(model: string, flags: SweepFlags, h: SweepCliHelpers
     if (flags.traces) {
       // Per plan its predicted trace and (measured plans) its first run, for the timeline:
       // `parallax report P.predicted.parallax.json --html x.html --compare P.measured.parallax.json`.
-      const dir = resolve(flags.traces);
-      const file = (planLabel: string, kind: string): string => join(dir, `${traceFileStem(planLabel)}.${kind}.parallax.json`);
-      for (const [planLabel, trace] of predicted) await writeTrace(file(planLabel, 'predicted'), trace);
-      for (const [planLabel, trace] of measured) await writeTrace(file(planLabel, 'measured'), trace);
+      await writeSweepTraces(resolve(flags.traces), predicted, measured);
     }
     if (flags.json) process.stdout.write(json);
     else {

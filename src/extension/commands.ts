@@ -179,7 +179,7 @@ const profileTraining: Factory = (ctx) => async (arg?: unknown, choices?: unknow
 };
 
 /** Profiling runs native code on the model: only in a trusted workspace (viewing traces works everywhere). */
-async function ensureTrusted(): Promise<boolean> {
+export async function ensureTrusted(): Promise<boolean> {
   if (vscode.workspace.isTrusted) return true;
   const manage = 'Manage Workspace Trust';
   const a = await vscode.window.showWarningMessage(
@@ -337,7 +337,7 @@ const rerunProfile: Factory = (ctx) => async (): Promise<ProfileCommandResult | 
   return runProfile(ctx, last.plan, last.label);
 };
 
-async function warnBusy(ctx: Ctx): Promise<undefined> {
+export async function warnBusy(ctx: Ctx): Promise<undefined> {
   const cancel = 'Cancel It';
   const a = await vscode.window.showWarningMessage(`Parallax is already profiling ${ctx.runningLabel}; one profile runs at a time.`, cancel);
   if (a === cancel) ctx.cancelProfile();
@@ -410,7 +410,7 @@ async function runProfile(ctx: Ctx, plan: ProfileRequest, label: string, running
 }
 
 /** Shows an error: a UserError's message as it is, anything else with the first line and the details in the output. */
-function reportError(ctx: Ctx, what: string, e: unknown): void {
+export function reportError(ctx: Ctx, what: string, e: unknown): void {
   let text = e instanceof Error ? e.message : String(e);
   const nodePath = ctx.runnerNodePath();
   if (nodePath && /^cannot start the runner/.test(text)) text += ` (check the setting ${Setting.runnerNodePath}: "${nodePath}")`;

@@ -17,12 +17,15 @@
  *   views.ts             the Parallax view container: Runs, Devices, Findings
  *   timeline.ts          the way into the timeline panel (`parallax.showTimeline`)
  *   timeline-panel.ts    the timeline panel (webview) that registers `parallax.showTimeline`
- *   webview-html.ts      the panel's HTML (nonce CSP, asWebviewUri)
+ *   sweep-panel.ts       the sweep panel (webview) and its commands `parallax.sweepPlans`, `parallax.openSweep`
+ *   sweep-args.ts        pure: the choices `parallax.sweepPlans` takes
+ *   webview-html.ts      the panels' HTML (nonce CSP, asWebviewUri)
  */
 import * as vscode from 'vscode';
 import { commands, LAST_RUN } from './commands';
 import { Ctx } from './ctx';
 import { ContextKey, type CommandId } from './ids';
+import { registerSweepPanel } from './sweep-panel';
 import { registerTimelinePanel } from './timeline-panel';
 import { registerViews } from './views';
 
@@ -30,6 +33,7 @@ export function activate(context: vscode.ExtensionContext): void {
   const ctx = new Ctx(context);
   for (const [id, factory] of Object.entries(commands)) ctx.registerCommand(id as CommandId, factory(ctx));
   registerTimelinePanel(ctx);
+  registerSweepPanel(ctx);
   registerViews(ctx, ctx.runs);
   void vscode.commands.executeCommand('setContext', ContextKey.hasLastProfile, context.workspaceState.get(LAST_RUN) !== undefined);
 }

@@ -47,10 +47,14 @@ export const Command = {
   deleteRun: 'parallax.deleteRun',
   /** Runs view: rescan the output folders. */
   refreshRuns: 'parallax.refreshRuns',
+  /** "Parallax: Sweep Plans…": measure and predict a model's plans into the sweep panel (args: model URI, SweepArgs). Registered by sweep-panel.ts. */
+  sweepPlans: 'parallax.sweepPlans',
+  /** "Parallax: Open Sweep…": a `parallax sweep --out` file into the sweep panel (arg: its URI, else a file picker). Registered by sweep-panel.ts. */
+  openSweep: 'parallax.openSweep',
 } as const;
 
-/** Commands contributed by the manifest but registered outside commands.ts (by the timeline panel). */
-export const PANEL_COMMANDS = [Command.showTimeline] as const;
+/** Commands contributed by the manifest but registered outside commands.ts (by the timeline and sweep panels). */
+export const PANEL_COMMANDS = [Command.showTimeline, Command.sweepPlans, Command.openSweep] as const;
 export type PanelCommandId = (typeof PANEL_COMMANDS)[number];
 
 /**

@@ -26,6 +26,11 @@ export const WEBVIEW_DIST = ['webview', 'dist'] as const;
 export const TIMELINE_JS = 'timeline.js';
 export const TIMELINE_CSS = 'timeline.css';
 
+/** View type of the sweep panel, and its bundle (webview/src/sweep/, built beside the timeline's). */
+export const SWEEP_VIEW_TYPE = 'parallax.sweep';
+export const SWEEP_JS = 'sweep.js';
+export const SWEEP_CSS = 'sweep.css';
+
 /**
  * A fresh nonce for one page: 128 random bits, hex (CSP's base64-value grammar accepts it,
  * and it needs no escaping in an attribute).
@@ -170,6 +175,21 @@ export function timelineHtml(webview: vscode.Webview, extensionUri: vscode.Uri, 
     scriptUri: webview.asWebviewUri(child(dist, TIMELINE_JS)).toString(),
     styleUri: webview.asWebviewUri(child(dist, TIMELINE_CSS)).toString(),
     ...(title !== undefined ? { title } : {}),
+  });
+}
+
+/**
+ * The sweep panel's page: the timeline page's policy and layout with the sweep bundle
+ * (webview/dist/sweep.js + sweep.css), with a fresh nonce.
+ */
+export function sweepHtml(webview: vscode.Webview, extensionUri: vscode.Uri, title: string): string {
+  const dist = webviewDistUri(extensionUri);
+  return renderTimelineHtml({
+    cspSource: webview.cspSource,
+    nonce: makeNonce(),
+    scriptUri: webview.asWebviewUri(child(dist, SWEEP_JS)).toString(),
+    styleUri: webview.asWebviewUri(child(dist, SWEEP_CSS)).toString(),
+    title,
   });
 }
 

@@ -1,5 +1,5 @@
 /**
- * The check of every message the timeline view sends to the extension host: a TypeBox
+ * The check of every message the timeline view (and the sweep panel's view, at the end) sends to the extension host: a TypeBox
  * schema of {@link FromWebview}, compiled once. The view runs in a sandbox but shows names
  * from models and traces nobody here controls, so nothing it sends is trusted: a message of
  * an unknown type, of the wrong shape, with fields the protocol does not have, or larger than
@@ -13,6 +13,7 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { readSpanQuery } from '../profiler/span-query';
 import { MAX_TILE_PIXELS } from '../profiler/span-tiles';
 import type { FromWebview } from '../../webview/src/protocol';
+import type { FromSweepView } from '../../webview/src/sweep-protocol';
 
 /**
  * Longest text a view message carries. Names of nodes and devices, finding ids and error
@@ -104,10 +105,6 @@ const CHECKS = Object.fromEntries(Object.entries(MESSAGE_SCHEMAS).map(([k, s]) =
 /** The outcome of {@link checkFromWebview}: the typed message, or why it was refused. */
 export type FromWebviewCheck = { ok: true; message: FromWebview } | { ok: false; error: string };
 
-function isMessageType(t: unknown): t is MessageType {
-  return typeof t === 'string' && Object.prototype.hasOwnProperty.call(MESSAGE_SCHEMAS, t);
-}
-
 /** A short, printable excerpt of a value for a log line. */
 function excerpt(v: unknown): string {
   const s = typeof v === 'string' ? JSON.stringify(v.slice(0, MAX_LOGGED)) : typeof v === 'object' ? (v === null ? 'null' : Array.isArray(v) ? 'an array' : 'an object') : String(v);
@@ -115,19 +112,30 @@ function excerpt(v: unknown): string {
 }
 
 /**
- * Checks a message from the view against the protocol. The reason of a refusal is one
- * short line (it quotes at most a few dozen characters of the message).
+ * The schema check every view's messages go through: a plain object whose `type` is one of
+ * `checks`' own keys, of that type's shape. The reason of a refusal is one short line.
  */
-export function checkFromWebview(data: unknown): FromWebviewCheck {
+function checkShape<T extends string>(checks: Record<T, TypeCheck<TSchema>>, data: unknown): { ok: true; type: T } | { ok: false; error: string } {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) return { ok: false, error: `not a message object but ${excerpt(data)}` };
   const type = (data as Record<string, unknown>)['type'];
-  if (!isMessageType(type)) return { ok: false, error: `unknown message type ${excerpt(type)}` };
-  const check = CHECKS[type];
+  if (typeof type !== 'string' || !Object.prototype.hasOwnProperty.call(checks, type)) return { ok: false, error: `unknown message type ${excerpt(type)}` };
+  const check = checks[type as T];
   if (!check.Check(data)) {
     const first = check.Errors(data).First();
     const where = first ? `${first.path || '/'}: ${first.message}` : 'wrong shape';
     return { ok: false, error: `${type}: ${where.length > 200 ? `${where.slice(0, 200)}…` : where}` };
   }
+  return { ok: true, type: type as T };
+}
+
+/**
+ * Checks a message from the view against the protocol. The reason of a refusal is one
+ * short line (it quotes at most a few dozen characters of the message).
+ */
+export function checkFromWebview(data: unknown): FromWebviewCheck {
+  const shape = checkShape<MessageType>(CHECKS, data);
+  if (!shape.ok) return shape;
+  const type = shape.type;
   // What the schema does not say: a query's range must not run backwards, and a selected
   // range is two numbers or two nulls (cleared).
   if (type === 'query') {
@@ -144,5 +152,34 @@ export function checkFromWebview(data: unknown): FromWebviewCheck {
     if ((startUs === null) !== (endUs === null)) return { ok: false, error: 'selectRange: "startUs" and "endUs" must both be numbers or both null' };
   }
   const message: SchemaMessage = data as SchemaMessage;
+  return { ok: true, message };
+}
+
+/**
+ * The sweep panel's messages (webview/src/sweep-protocol.ts `FromSweepView`). A selection
+ * names a row by its index; the host looks the plan and its trace files up in its own copy
+ * of the sweep, never in what the view sends.
+ */
+const SWEEP_MESSAGE_SCHEMAS = {
+  ready: MESSAGE_SCHEMAS.ready,
+  error: MESSAGE_SCHEMAS.error,
+  selectPlan: Type.Object({ type: Type.Literal('selectPlan'), index: Count, label: Text }, strict),
+} satisfies Record<FromSweepView['type'], TSchema>;
+
+type SweepMessageType = keyof typeof SWEEP_MESSAGE_SCHEMAS;
+type SweepSchemaMessage = { [K in SweepMessageType]: Static<(typeof SWEEP_MESSAGE_SCHEMAS)[K]> }[SweepMessageType];
+
+const SWEEP_CHECKS = Object.fromEntries(Object.entries(SWEEP_MESSAGE_SCHEMAS).map(([k, s]) => [k, TypeCompiler.Compile(s)])) as {
+  [K in SweepMessageType]: TypeCheck<(typeof SWEEP_MESSAGE_SCHEMAS)[K]>;
+};
+
+/** The outcome of {@link checkFromSweepView}. */
+export type FromSweepViewCheck = { ok: true; message: FromSweepView } | { ok: false; error: string };
+
+/** Checks a message from the sweep panel's view, as {@link checkFromWebview} does the timeline's. */
+export function checkFromSweepView(data: unknown): FromSweepViewCheck {
+  const shape = checkShape<SweepMessageType>(SWEEP_CHECKS, data);
+  if (!shape.ok) return shape;
+  const message: SweepSchemaMessage = data as SweepSchemaMessage;
   return { ok: true, message };
 }

@@ -7,19 +7,20 @@
  */
 import type { FromWebview } from './protocol';
 
-export interface Host {
+export interface Host<M = FromWebview> {
   readonly kind: 'vscode' | 'standalone';
-  post(message: FromWebview): void;
+  post(message: M): void;
   listen(onMessage: (data: unknown) => void): void;
   getState(): unknown;
   setState(state: unknown): void;
   /** Messages posted so far (the last 200). */
-  readonly sent: FromWebview[];
+  readonly sent: M[];
 }
 
-export function createHost(): Host {
-  const sent: FromWebview[] = [];
-  const keep = (m: FromWebview): void => {
+/** The channel; `M` is the protocol's view → host message type (the timeline's by default). */
+export function createHost<M = FromWebview>(): Host<M> {
+  const sent: M[] = [];
+  const keep = (m: M): void => {
     sent.push(m);
     if (sent.length > 200) sent.shift();
   };

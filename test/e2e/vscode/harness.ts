@@ -544,6 +544,17 @@ export async function closeWorkbench(vs: VsCodeHarness | undefined, workspace: s
   if (workspace) rmSync(workspace, { recursive: true, force: true });
 }
 
+/**
+ * Posts `data` to the extension as the view's own `acquireVsCodeApi().postMessage` does: that
+ * function calls `__vscode_post_message__('onmessage', { message })` on the webview's host
+ * frame (the view's parent, which VS Code hides from the view's own scripts).
+ */
+export async function postFromView(frame: Frame, data: unknown): Promise<void> {
+  const hostFrame = frame.parentFrame();
+  if (!hostFrame) throw new Error('the view has no host frame');
+  await hostFrame.evaluate(`window.__vscode_post_message__('onmessage', { message: ${JSON.stringify(data)} })`);
+}
+
 /** The timeline's draw statistics, from its test hook. */
 export async function viewStats(f: Frame): Promise<ViewStats> {
   return (await f.evaluate('window.__parallax.stats()')) as ViewStats;

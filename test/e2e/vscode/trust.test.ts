@@ -15,11 +15,10 @@ import { after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Frame } from 'playwright-core';
 import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
 import { runCli } from '../../helpers/cli';
 import { scratchDir } from '../../helpers/temp';
-import { closeWorkbench, ensureVsix, timelineFrame, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { closeWorkbench, ensureVsix, postFromView, timelineFrame, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
 
 const DEMO = { layers: 2, hidden: 32, ffn: 64 } as const;
 const TRACE = 'runs/x.parallax.json';
@@ -33,6 +32,7 @@ const MODEL_COMMANDS = [
   { command: 'parallax.profileFile', key: 'ctrl+alt+shift+i', press: 'Control+Alt+Shift+KeyI', args: 'models/demo.onnx' },
   { command: 'parallax.profileConfig', key: 'ctrl+alt+shift+o', press: 'Control+Alt+Shift+KeyO', args: 'parallax.json' },
   { command: 'parallax.rerunProfile', key: 'ctrl+alt+shift+j', press: 'Control+Alt+Shift+KeyJ' },
+  { command: 'parallax.sweepPlans', key: 'ctrl+alt+shift+k', press: 'Control+Alt+Shift+KeyK', args: { devices: 'cpu:1', repeats: 1 } },
 ] as const;
 
 /** Runner processes of this extension anywhere on the machine (found by their command line). */
@@ -50,16 +50,6 @@ function extensionRunners(extensionsDir: string): number[] {
   return out;
 }
 
-/**
- * Posts `data` to the extension as the view's own `acquireVsCodeApi().postMessage` does: that
- * function calls `__vscode_post_message__('onmessage', { message })` on the webview's host
- * frame (the view's parent, which VS Code hides from the view's own scripts).
- */
-async function postFromView(frame: Frame, data: unknown): Promise<void> {
-  const hostFrame = frame.parentFrame();
-  if (!hostFrame) throw new Error('the view has no host frame');
-  await hostFrame.evaluate(`window.__vscode_post_message__('onmessage', { message: ${JSON.stringify(data)} })`);
-}
 
 describe('an untrusted workspace in VS Code (code-server, workspace trust on)', { timeout: 5 * 60_000 }, () => {
   let vs: VsCodeHarness | undefined;
@@ -106,7 +96,7 @@ describe('an untrusted workspace in VS Code (code-server, workspace trust on)', 
 
   it('profiling from the palette refuses with a warning that says why, and runs nothing', async () => {
     const h = vs!;
-    for (const title of ['Parallax: Profile Model…', 'Parallax: Profile with Config…']) {
+    for (const title of ['Parallax: Profile Model…', 'Parallax: Profile with Config…', 'Parallax: Sweep Plans…']) {
       await h.clearNotifications();
       await h.runCommand(title);
       const text = await h.waitForNotification(REFUSAL, { timeoutMs: 30_000 });
