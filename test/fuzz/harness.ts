@@ -43,6 +43,9 @@ export interface FuzzReport {
 
 const WORKER = join(__dirname, 'worker.ts');
 
+/** How long a fuzz worker may take to start before its first input. */
+const STARTUP_MS = 60_000;
+
 /** Runs `opts.count` inputs of a target; never throws for what an input does. */
 export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   const t0 = performance.now();
@@ -74,13 +77,25 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       };
       const arm = (): void => {
         if (timer) clearTimeout(timer);
-        timer = setTimeout(() => {
-          report.inputs++;
-          save(current, 'hang', `no outcome within ${opts.watchdogMs} ms`);
-          end(current + 1);
-        }, opts.watchdogMs);
+        // Before its first input the worker is still starting (loading the transpiler and the
+        // target's seeds), which a busy machine can stretch past an input's allowance: that
+        // wait gets its own, longer one, and running out of it is no input's hang.
+        const starting = current < 0;
+        timer = setTimeout(
+          () => {
+            if (starting) {
+              report.findings.push({ index: -1, kind: 'crash', message: `the fuzz worker did not start within ${STARTUP_MS} ms`, file: '' });
+              end(opts.count);
+              return;
+            }
+            report.inputs++;
+            save(current, 'hang', `no outcome within ${opts.watchdogMs} ms`);
+            end(current + 1);
+          },
+          starting ? Math.max(STARTUP_MS, opts.watchdogMs) : opts.watchdogMs,
+        );
       };
-      // The first input also pays for loading the target's seeds.
+      // Until the first 'start' the worker is loading (see arm).
       arm();
       w.on('message', (m: FromFuzzWorker) => {
         if (m.type === 'start') {
