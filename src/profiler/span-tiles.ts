@@ -206,6 +206,45 @@ function pow2AtMost(x: number): number {
   return 2 ** Math.floor(Math.log2(x));
 }
 
+/**
+ * Names the index's rules: the row and key of a span ({@link tileRowOf}, {@link tileKeyOf}),
+ * the block size, the bucket sizing and the bucket channels. A stored index whose layout is
+ * not this one was built by other rules and is rebuilt instead of read; change the leading
+ * number whenever a rule changes that these numbers do not show.
+ */
+export const TILE_INDEX_LAYOUT = `tiles-1 block=${BLOCK} bucket=${SPANS_PER_BUCKET} top=${TOP_BUCKETS} channels=${CHANNELS} keys=${TILE_KEYS.join(',')}`;
+
+/**
+ * The index of a {@link SpanTiles} as plain typed arrays, to store next to the span columns
+ * (spans-file.ts) so that opening a big trace skips the build. Rows are lane · 3 + row kind.
+ */
+export interface SpanTilesIndex {
+  /** Span count and lane count the index was built for. */
+  count: number;
+  lanes: number;
+  /** Earliest start and latest end, µs. */
+  extent: Float64Array;
+  /** Colour key of each span. */
+  keys: Uint8Array;
+  /** Span indices by row, sorted by start within a row; row r holds positions [rowOffsets[r], rowOffsets[r + 1]). */
+  order: Uint32Array;
+  rowOffsets: Float64Array;
+  /** Running maximum end per block of positions; row r's blocks are [blockOffsets[r], blockOffsets[r + 1]). */
+  blockOffsets: Float64Array;
+  blockMax: Float64Array;
+  /** Per row, the width of its level-0 bucket (0 for a row without spans). */
+  pyramidW0: Float64Array;
+  /** Row r's pyramid levels are [pyramidLevels[r], pyramidLevels[r + 1]) of the level tables. */
+  pyramidLevels: Float64Array;
+  /** Per level, the grid index of its first bucket and where its channels lie in `levelData`. */
+  levelFirst: Float64Array;
+  levelOffsets: Float64Array;
+  levelData: Float32Array;
+}
+
+/** A stored index that does not fit the trace or breaks the index's invariants. */
+export class TileIndexError extends Error {}
+
 /** The tile server of one trace. */
 export class SpanTiles {
   private readonly sp!: SpanColumns;
@@ -282,6 +321,83 @@ export class SpanTiles {
       pyramids.push(b > a ? yield* this.buildPyramid(a, b, range[0], range[1]) : null);
     }
     self['buildMs'] = Date.now() - t0;
+  }
+
+  /** The index as plain arrays, to store with the trace (see {@link SpanTiles.fromIndex}). */
+  exportIndex(): SpanTilesIndex {
+    const nRows = this.pyramids.length;
+    const pyramidW0 = new Float64Array(nRows);
+    const pyramidLevels = new Float64Array(nRows + 1);
+    const levels: { first: number; data: Float32Array }[] = [];
+    this.pyramids.forEach((py, r) => {
+      if (py) {
+        pyramidW0[r] = py.w0;
+        py.data.forEach((data, k) => levels.push({ first: py.first[k]!, data }));
+      }
+      pyramidLevels[r + 1] = levels.length;
+    });
+    const levelFirst = Float64Array.from(levels, (l) => l.first);
+    const levelOffsets = new Float64Array(levels.length + 1);
+    levels.forEach((l, k) => (levelOffsets[k + 1] = levelOffsets[k] + l.data.length));
+    const levelData = new Float32Array(levelOffsets[levels.length]);
+    levels.forEach((l, k) => levelData.set(l.data, levelOffsets[k]));
+    return {
+      count: this.sp.count,
+      lanes: this.nLanes,
+      extent: Float64Array.from(this.extent),
+      keys: this.keys,
+      order: this.order,
+      rowOffsets: this.rowOffsets,
+      blockOffsets: this.blockOffsets,
+      blockMax: this.blockMax,
+      pyramidW0,
+      pyramidLevels,
+      levelFirst,
+      levelOffsets,
+      levelData,
+    };
+  }
+
+  /**
+   * The tile server of `trace` from a stored index, without the build. The index is checked
+   * for everything that keeps the queries in bounds (sizes, offsets, span indices, keys,
+   * bucket widths); throws a {@link TileIndexError} naming the first thing wrong. Whether it
+   * was built from these very columns is for its store to vouch for (the side file keeps a
+   * checksum and the write's id): an index that passes these checks but belongs to other
+   * spans gives wrong tiles, never a hang or a read out of range.
+   */
+  static fromIndex(trace: Pick<Trace, 'spans' | 'lanes'>, index: SpanTilesIndex): SpanTiles {
+    const t0 = Date.now();
+    checkIndex(trace, index);
+    const tiles = Object.create(SpanTiles.prototype) as SpanTiles;
+    const self = tiles as unknown as Record<string, unknown>;
+    const nRows = trace.lanes.length * TILE_ROWS_PER_LANE;
+    const pyramids: (Pyramid | null)[] = [];
+    for (let r = 0; r < nRows; r++) {
+      const a = index.pyramidLevels[r]!;
+      const b = index.pyramidLevels[r + 1]!;
+      if (a === b) {
+        pyramids.push(null);
+        continue;
+      }
+      const py: Pyramid = { w0: index.pyramidW0[r]!, first: [], data: [] };
+      for (let k = a; k < b; k++) {
+        py.first.push(index.levelFirst[k]!);
+        py.data.push(index.levelData.subarray(index.levelOffsets[k], index.levelOffsets[k + 1]));
+      }
+      pyramids.push(py);
+    }
+    self['sp'] = trace.spans;
+    self['nLanes'] = trace.lanes.length;
+    self['keys'] = index.keys;
+    self['order'] = index.order;
+    self['rowOffsets'] = index.rowOffsets;
+    self['blockOffsets'] = index.blockOffsets;
+    self['blockMax'] = index.blockMax;
+    self['pyramids'] = pyramids;
+    self['extent'] = [index.extent[0]!, index.extent[1]!];
+    self['buildMs'] = Date.now() - t0;
+    return tiles;
   }
 
   /** The numbers the view needs before its first tile. */
@@ -494,6 +610,48 @@ export class SpanTiles {
     }
     return compact(res);
   }
+}
+
+/** The checks of {@link SpanTiles.fromIndex}: one pass over the positions, the rest per row and level. */
+function checkIndex(trace: Pick<Trace, 'spans' | 'lanes'>, x: SpanTilesIndex): void {
+  const bad = (what: string): TileIndexError => new TileIndexError(`the stored tile index ${what}`);
+  const n = trace.spans.count;
+  const nRows = trace.lanes.length * TILE_ROWS_PER_LANE;
+  if (x.count !== n || x.lanes !== trace.lanes.length) throw bad(`was built for ${x.count} spans on ${x.lanes} lanes, the trace has ${n} on ${trace.lanes.length}`);
+  if (x.keys.length !== n || x.order.length !== n) throw bad('does not have one key and one position per span');
+  if (x.extent.length !== 2 || !(x.extent[0]! <= x.extent[1]!) || (n > 0 && !x.extent.every(Number.isFinite))) throw bad('has no valid extent');
+  if (!checkOrderAndKeys(x.order, x.keys, n)) throw bad('names a span or colour key that does not exist');
+  const ro = x.rowOffsets;
+  const bo = x.blockOffsets;
+  if (ro.length !== nRows + 1 || bo.length !== nRows + 1 || ro[0] !== 0 || bo[0] !== 0 || ro[nRows] !== n || bo[nRows] !== x.blockMax.length) throw bad('has row tables of the wrong size');
+  const pl = x.pyramidLevels;
+  const nLevels = x.levelFirst.length;
+  if (x.pyramidW0.length !== nRows || pl.length !== nRows + 1 || pl[0] !== 0 || pl[nRows] !== nLevels || x.levelOffsets.length !== nLevels + 1 || x.levelOffsets[0] !== 0 || x.levelOffsets[nLevels] !== x.levelData.length) {
+    throw bad('has pyramid tables of the wrong size');
+  }
+  for (let r = 0; r < nRows; r++) {
+    const len = ro[r + 1]! - ro[r]!;
+    if (!Number.isInteger(len) || len < 0 || bo[r + 1]! - bo[r]! !== Math.ceil(len / BLOCK)) throw bad(`has a wrong row table at row ${r}`);
+    const levels = pl[r + 1]! - pl[r]!;
+    const w0 = x.pyramidW0[r]!;
+    if (!Number.isInteger(levels) || levels < 0 || (len > 0) !== (levels > 0)) throw bad(`has a wrong pyramid at row ${r}`);
+    if (levels > 0 && !(w0 > 0 && Number.isFinite(w0) && Math.log2(w0) % 1 === 0)) throw bad(`has a bucket width that is not a power of two at row ${r}`);
+  }
+  for (let k = 0; k < nLevels; k++) {
+    const size = x.levelOffsets[k + 1]! - x.levelOffsets[k]!;
+    if (!Number.isInteger(size) || size < CHANNELS || size % CHANNELS !== 0 || !Number.isSafeInteger(x.levelFirst[k]!)) throw bad(`has a wrong pyramid level ${k}`);
+  }
+}
+
+/** True when every position names a span below n and every key is a colour key. */
+function checkOrderAndKeys(order: Uint32Array, keys: Uint8Array, n: number): boolean {
+  let hiOrder = 0;
+  let hiKey = 0;
+  for (let p = 0; p < n; p++) {
+    if (order[p]! > hiOrder) hiOrder = order[p]!;
+    if (keys[p]! > hiKey) hiKey = keys[p]!;
+  }
+  return n === 0 || (hiOrder < n && hiKey < N_TILE_KEYS);
 }
 
 /** True when a span [s, s + d) reaches into [t0, t1); an instant counts where it stands. */
