@@ -470,6 +470,9 @@ class TimelinePanel {
       case 'tile':
         void this.answerTile(m);
         break;
+      case 'spanAt':
+        void this.answerSpanAt(m);
+        break;
     }
   }
 
@@ -507,6 +510,21 @@ class TimelinePanel {
       if (this.tiled[m.run] === t) this.post({ type: 'tileResult', id: m.id, run: m.run, tile });
     } catch (e) {
       this.post({ type: 'tileResult', id: m.id, run: m.run, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
+  /** Answers the view's question of which span lies under its pointer in a run shown in tiles. */
+  private async answerSpanAt(m: Extract<FromWebview, { type: 'spanAt' }>): Promise<void> {
+    const t = this.tiled[m.run];
+    if (!t) {
+      this.post({ type: 'spanAtResult', id: m.id, run: m.run, error: `run ${m.run} is not shown in tiles` });
+      return;
+    }
+    try {
+      const span = (await this.tilesOf(t)).spanAt(m.request);
+      if (this.tiled[m.run] === t) this.post({ type: 'spanAtResult', id: m.id, run: m.run, span });
+    } catch (e) {
+      this.post({ type: 'spanAtResult', id: m.id, run: m.run, error: e instanceof Error ? e.message : String(e) });
     }
   }
 

@@ -112,6 +112,19 @@ export interface TileRequest {
   pixels: number;
 }
 
+/** Most spans {@link SpanTiles.spanAt} looks at (a pixel of a zoomed-out row can hold millions). */
+export const SPAN_AT_SCAN_LIMIT = 50_000;
+
+/** Where the view's pointer is: a lane's row (TILE_ROW_*), a time and how far from it a span still counts. */
+export interface SpanAtRequest {
+  lane: number;
+  row: number;
+  /** µs on the trace clock. */
+  timeUs: number;
+  /** µs: the view's hit tolerance in pixels times its µs per pixel. */
+  toleranceUs: number;
+}
+
 /** Merged buckets of a tile: one entry per non-empty bucket, rows in request order. */
 export interface TileBuckets {
   count: number;
@@ -543,6 +556,39 @@ export class SpanTiles {
     };
   }
 
+  /**
+   * The span of a lane's row under a point: the shortest span containing `timeUs`, else the
+   * nearest within `toleranceUs`, as the view's own hit test picks among the spans it holds
+   * (webview/src/timeline/hit-test.ts), so hovering a merged bucket names the span beneath.
+   * Looks at {@link SPAN_AT_SCAN_LIMIT} spans at most. Returns the span as a tile's spans
+   * (count 0 or 1; its parent is not in it, so an operator keeps the `op` flag).
+   */
+  spanAt(req: SpanAtRequest): Tile['spans'] {
+    const { lane, row, timeUs: t, toleranceUs } = req;
+    const tol = Math.max(0, toleranceUs);
+    if (!Number.isFinite(t) || !Number.isFinite(tol)) throw new Error('spanAt: the time and tolerance must be numbers');
+    if (!Number.isInteger(lane) || lane < 0 || lane >= this.nLanes || !Number.isInteger(row) || row < 0 || row >= TILE_ROWS_PER_LANE) return this.columnsOf(new Int32Array(0));
+    const [a, b] = this.candidates(lane * TILE_ROWS_PER_LANE + row, t - tol, t + tol);
+    const { start, dur } = this.sp;
+    let best = -1;
+    let bestScore = Infinity;
+    const limit = Math.min(b, a + SPAN_AT_SCAN_LIMIT);
+    for (let p = a; p < limit; p++) {
+      const i = this.order[p];
+      const s = start[i];
+      const e = s + dur[i];
+      const dist = t < s ? s - t : t > e ? t - e : 0;
+      if (dist > tol) continue;
+      // Containing spans first, the shortest of them; then the nearest.
+      const score = dist > 0 ? 1e15 + dist : dur[i];
+      if (score < bestScore) {
+        bestScore = score;
+        best = i;
+      }
+    }
+    return this.columnsOf(best >= 0 ? Int32Array.of(best) : new Int32Array(0));
+  }
+
   /** Row r's buckets over [t0, t1) at the largest power-of-two width ≤ px. */
   private bucketsOf(r: number, py: Pyramid, t0: number, t1: number, px: number): { w: number; first: number; data: Float32Array | Float64Array } {
     const level = Math.floor(Math.log2(px / py.w0));
@@ -569,8 +615,7 @@ export class SpanTiles {
 
   /** The spans at the given row positions, in every column, with parents mapped into the tile. */
   private gather(ranges: [number, number][], n: number, t0: number, t1: number): Tile['spans'] {
-    const out = allocSpans(n) as SpanColumns & { index: Int32Array };
-    out.index = new Int32Array(n);
+    const index = new Int32Array(n);
     const sp = this.sp;
     let q = 0;
     for (const [a, b] of ranges) {
@@ -579,11 +624,17 @@ export class SpanTiles {
         // Candidates run from the first span whose block reaches the window; drop the few
         // before it that end before it starts.
         if (!overlaps(sp.start[i], sp.dur[i], t0, t1)) continue;
-        out.index[q++] = i;
+        index[q++] = i;
       }
     }
-    const count = q;
-    const index = out.index.subarray(0, count);
+    return this.columnsOf(index.subarray(0, q));
+  }
+
+  /** Every column of the spans `index` names, with parents mapped to positions among them (-1 and the `op` flag when not there). */
+  private columnsOf(index: Int32Array): Tile['spans'] {
+    const count = index.length;
+    const sp = this.sp;
+    const out = allocSpans(count);
     const cols = {} as Record<string, unknown>;
     for (const c of SPAN_COLUMNS) {
       const src = sp[c];

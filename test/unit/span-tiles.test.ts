@@ -128,3 +128,58 @@ describe('span tiles', () => {
     checkSpans(u, tile, [0, lanes]);
   });
 });
+
+describe('the span under a point (spanAt)', () => {
+  const t = bigTrace();
+  const tiles = new SpanTiles(t);
+  const [x0, x1] = tiles.extent;
+  const s = t.spans;
+
+  /** The brute-force pick over every span of the row: containing spans by duration, then nearest. */
+  function bestScore(lane: number, row: number, at: number, tol: number): number {
+    let best = Infinity;
+    for (let i = 0; i < s.count; i++) {
+      if (rowIndex(t, i) !== lane * TILE_ROWS_PER_LANE + row) continue;
+      const e = s.start[i] + s.dur[i];
+      const dist = at < s.start[i] ? s.start[i] - at : at > e ? at - e : 0;
+      if (dist > tol) continue;
+      best = Math.min(best, dist > 0 ? 1e15 + dist : s.dur[i]);
+    }
+    return best;
+  }
+
+  test('names the span a brute-force hit test picks, at points over every row', () => {
+    let found = 0;
+    let rng = 11;
+    const rnd = (): number => ((rng = (rng * 1103515245 + 12345) >>> 0) / 4294967296);
+    for (let k = 0; k < 120; k++) {
+      const lane = k % t.lanes.length;
+      const row = Math.floor(k / t.lanes.length) % TILE_ROWS_PER_LANE;
+      const at = x0 + (x1 - x0) * rnd();
+      const tol = k % 2 ? 0.5 : 40;
+      const got = tiles.spanAt({ lane, row, timeUs: at, toleranceUs: tol });
+      const want = bestScore(lane, row, at, tol);
+      if (want === Infinity) {
+        assert.equal(got.count, 0, `nothing within ${tol} µs of ${at} on lane ${lane} row ${row}`);
+        continue;
+      }
+      assert.equal(got.count, 1);
+      const i = got.index[0];
+      found++;
+      assert.equal(rowIndex(t, i), lane * TILE_ROWS_PER_LANE + row, 'the span is in the row asked');
+      const e = s.start[i] + s.dur[i];
+      const dist = at < s.start[i] ? s.start[i] - at : at > e ? at - e : 0;
+      assert.equal(dist > 0 ? 1e15 + dist : s.dur[i], want, `span ${i} is the pick`);
+      for (const c of SPAN_COLUMNS) if (c !== 'parent' && c !== 'flags') assert.equal(got[c][0], s[c][i], `column ${c}`);
+      if (s.parent[i] >= 0) assert.ok(got.flags[0] & SpanFlag.op, 'an operator stays one without its parent');
+    }
+    assert.ok(found > 60, `${found} points had a span`);
+  });
+
+  test('a lane or row the trace lacks names nothing; a time that is not a number is refused', () => {
+    assert.equal(tiles.spanAt({ lane: t.lanes.length, row: 0, timeUs: x0, toleranceUs: 10 }).count, 0);
+    assert.equal(tiles.spanAt({ lane: 0, row: 7, timeUs: x0, toleranceUs: 10 }).count, 0);
+    assert.equal(tiles.spanAt({ lane: 0, row: 0, timeUs: x1 + 1e6, toleranceUs: 10 }).count, 0);
+    assert.throws(() => tiles.spanAt({ lane: 0, row: 0, timeUs: NaN, toleranceUs: 1 }), /numbers/);
+  });
+});
