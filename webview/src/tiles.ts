@@ -21,7 +21,9 @@
  *    `merged` with the number of spans they stand for, so the renderer's per-pixel merging draws
  *    them exactly as it draws pyramid buckets, and hover says how many spans are there;
  *  - span indices in the view are positions in the current tile; `index` maps them to the
- *    trace's (for the host, the search and the selection across tiles).
+ *    trace's (for the host, the search and the selection across tiles);
+ *  - hovering a merged bucket asks the host which span lies under the pointer (`spanAt`,
+ *    {@link SpanAtFeed}), and the tooltip then shows that span.
  *
  * View memory is bounded by the tile size (the host caps spans per tile and buckets per
  * pixel), whatever the trace's size.
