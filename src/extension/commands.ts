@@ -34,6 +34,7 @@ import { CONFIG_FILE, Command, ContextKey, Setting, type CommandId, type PanelCo
 import { pickBatch, pickDevices, pickLoss, pickMode, pickModel, pickOptimizer } from './pick';
 import { buildPlan, checkDeviceSpecText, progressMessage, progressPercent, summaryLine, tracePath } from './run-config';
 import { runDescription } from './runs-model';
+import { expandTracePaths, importedTraceName } from './open-traces';
 import { FindingItem, RunItem } from './views';
 import { showTimeline, timelineArgs } from './timeline';
 
@@ -547,37 +548,61 @@ async function admitTrace(ctx: Ctx, path: string): Promise<boolean> {
   return true;
 }
 
-/** "Open Trace…": a trace into the timeline. Works in untrusted workspaces: reading a trace runs nothing. */
-const openTrace: Factory = (ctx) => async (arg?: unknown) => {
-  const picked = tracePathOf(arg) ?? (await pickTrace(ctx, 'Parallax: Open Trace'));
-  if (!picked) return;
-  const path = (await looksNative(picked).catch(() => false)) ? picked : await importForTimeline(ctx, picked);
+/**
+ * "Open Trace…": a trace into the timeline: a Parallax trace, or PyTorch profiler traces
+ * imported first, one file or a job's ranks (files selected together in the explorer, or a
+ * folder) into one timeline. Works in untrusted workspaces: reading a trace runs nothing.
+ */
+const openTrace: Factory = (ctx) => async (arg?: unknown, selection?: unknown) => {
+  const selected = Array.isArray(selection) ? selection.map(tracePathOf).filter((p): p is string => p !== null) : [];
+  const one = tracePathOf(arg) ?? (selected.length > 1 ? null : await pickTrace(ctx, 'Parallax: Open Trace'));
+  const given = selected.length > 1 ? selected : one ? [one] : [];
+  if (given.length === 0) return;
+  let expanded: Awaited<ReturnType<typeof expandTracePaths>>;
+  try {
+    expanded = await expandTracePaths(given);
+  } catch (e) {
+    void vscode.window.showErrorMessage(`Parallax: ${e instanceof Error ? e.message : String(e)}`);
+    return;
+  }
+  const { files, folder } = expanded;
+  const native = await Promise.all(files.map((f) => looksNative(f).catch(() => false)));
+  if (files.length > 1 && native.some((n) => n)) {
+    void vscode.window.showErrorMessage(
+      `Parallax: ${basename(files[native.indexOf(true)]!)} is a Parallax trace; open it alone, or select only the PyTorch profiler traces of one job's ranks`,
+    );
+    return;
+  }
+  const path = files.length === 1 && native[0] ? files[0] : await importForTimeline(ctx, files, importedTraceName(files, folder));
   if (!path || !(await admitTrace(ctx, path))) return;
   await showTimeline(ctx, { tracePath: path });
 };
 
 /**
- * A trace that is not a Parallax trace (a PyTorch profiler trace, plain or gzip) is imported
- * first, streamed in a worker thread so the extension host stays responsive, and written
- * as `<name>.parallax.json` to the output folder (beside the file when no folder is open).
- * Returns the written trace, or undefined after showing why it could not be imported.
+ * Traces that are not Parallax traces (PyTorch profiler traces, plain or gzip; several files
+ * are the ranks of one job) are imported first, streamed in worker threads so the extension
+ * host stays responsive, and written as `name` to the output folder (beside the first file
+ * when no folder is open). Returns the written trace, or undefined after showing why it could
+ * not be imported.
  */
-async function importForTimeline(ctx: Ctx, path: string): Promise<string | undefined> {
+async function importForTimeline(ctx: Ctx, paths: string[], name: string): Promise<string | undefined> {
+  const path = paths[0]!;
   const dir = ctx.runs.outputDirs()[0]?.dir ?? dirname(path);
-  const out = join(dir, `${basename(path).replace(/\.gz$/i, '').replace(/\.json$/i, '')}.parallax.json`);
+  const out = join(dir, name);
   const warnings: string[] = [];
+  const what = paths.length === 1 ? basename(path) : `${paths.length} ranks`;
   try {
-    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Parallax: importing ${basename(path)}` }, async () => {
-      const { trace } = await importReport([path], { offThread: true, warn: (line) => warnings.push(line) });
+    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Parallax: importing ${what}` }, async () => {
+      const { trace } = await importReport(paths, { offThread: true, warn: (line) => warnings.push(line) });
       await fs.mkdir(dir, { recursive: true });
       await writeTrace(out, trace);
     });
   } catch (e) {
-    void vscode.window.showErrorMessage(`Parallax: ${isUserError(e) ? e.message : `cannot import ${path}: ${e instanceof Error ? e.message : String(e)}`}`);
+    void vscode.window.showErrorMessage(`Parallax: ${isUserError(e) ? e.message : `cannot import ${what}: ${e instanceof Error ? e.message : String(e)}`}`);
     return undefined;
   }
   for (const w of warnings) void vscode.window.showWarningMessage(`Parallax: ${w}`);
-  ctx.output.info(`imported ${path} → ${out}`);
+  ctx.output.info(`imported ${paths.join(', ')} → ${out}`);
   return out;
 }
 

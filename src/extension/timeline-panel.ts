@@ -14,9 +14,10 @@
  *    registered for `parallax.timeline` reads the traces again from them.
  *  - Traces of at least `parallax.timeline.tileThreshold` spans are shown in tiles (protocol
  *    3): the `load` carries them without span columns, the panel keeps the trace and answers
- *    the view's `tile` requests from a tile server (src/profiler/span-tiles.ts) built as soon
- *    as the trace is read, in slices so that the extension host stays responsive while it indexes
- *    (2–4 s for 20M spans on a shared 2-core machine). Not in a worker thread: the worker
+ *    the view's `tile` requests from a tile server (src/profiler/span-tiles.ts): from the index
+ *    stored in the trace's side file when it has a sound one (checked in tens of ms), else built
+ *    as soon as the trace is read, in slices so that the extension host stays responsive while it
+ *    indexes (2–4 s for 20M spans on a shared 2-core machine). Not in a worker thread: the worker
  *    would need the columns copied (1.6 GB at 20M spans) or read into shared memory, which
  *    readTrace does not do, and the host needs them for span queries anyway. Span queries
  *    are answered from the same copy.
@@ -28,11 +29,11 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import * as vscode from 'vscode';
 import { isUserError } from '../common/errors';
 import { TRACE_FORMAT_TAG, TRACE_FORMAT_VERSION, type Trace } from '../profiler/trace-format';
-import { readTrace } from '../profiler/trace-io';
+import { readTrace, readTraceWithTileIndex } from '../profiler/trace-io';
 import { answerSpanQuery } from '../profiler/span-query';
 import { summarize } from '../profiler/summary';
 import { allocSpans } from '../profiler/trace-format';
-import { buildSpanTiles, tileSummary, type SpanTiles } from '../profiler/span-tiles';
+import { SpanTiles, buildSpanTiles, tileSummary, type SpanTilesIndex } from '../profiler/span-tiles';
 import { PROTOCOL_VERSION, type FromWebview, type TiledInfo, type ToWebview, type TraceColumnsDocument } from '../../webview/src/protocol';
 import type { Ctx } from './ctx';
 import { Command, type ShowTimelineArgs } from './ids';
@@ -178,6 +179,10 @@ async function pickTrace(ctx: Ctx): Promise<string | undefined> {
 interface Loaded {
   shown: Shown;
   traces: Trace[];
+  /** Per trace, the tile index stored in its side file (read only for traces shown in tiles), or null. */
+  tileIndexes: (SpanTilesIndex | null)[];
+  /** Why stored tile indexes were left aside, one line each. */
+  notes: string[];
   /** The files as they were just before reading: `size:mtime` each. */
   stamp: string;
 }
@@ -196,12 +201,23 @@ async function stampOf(paths: string[]): Promise<string | null> {
   }
 }
 
-async function readShown(shown: Shown): Promise<Loaded> {
+async function readShown(shown: Shown, tileThreshold: number): Promise<Loaded> {
   const paths = pathsOf(shown);
   // Taken before reading: a file rewritten meanwhile then looks changed next time, and is read again.
   const stamp = (await stampOf(paths)) ?? '';
-  const traces = await Promise.all(paths.map((p) => readTrace(p)));
-  return { shown, traces, stamp };
+  const read = await Promise.all(paths.map((p) => readTraceWithTileIndex(p, (spans) => isTiled(spans, tileThreshold))));
+  return {
+    shown,
+    traces: read.map((r) => r.trace),
+    tileIndexes: read.map((r) => r.tileIndex),
+    notes: read.flatMap((r) => (r.note ? [r.note] : [])),
+    stamp,
+  };
+}
+
+/** Whether a trace of `spans` spans is shown in tiles. */
+function isTiled(spans: number, tileThreshold: number): boolean {
+  return spans >= tileThreshold && spans > 0;
 }
 
 function panelTitle(shown: Shown): string {
@@ -214,6 +230,13 @@ function errorText(ctx: Ctx, e: unknown): string {
   const text = e instanceof Error ? e.message : String(e);
   if (!isUserError(e)) ctx.output.error(`timeline: ${e instanceof Error ? (e.stack ?? text) : text}`);
   return text.split('\n')[0]!;
+}
+
+/** A run shown in tiles: its trace, its stored index until used, and its tile server once asked for. */
+interface TiledRun {
+  trace: Trace;
+  index: SpanTilesIndex | null;
+  tiles: Promise<SpanTiles> | null;
 }
 
 class TimelinePanel {
@@ -242,7 +265,7 @@ class TimelinePanel {
    */
   private queryTraces = new Map<string, Promise<Trace>>();
   /** Per run shown in tiles: its trace and its tile server (built on the first request). */
-  private tiled: ({ trace: Trace; tiles: Promise<SpanTiles> | null } | null)[] = [];
+  private tiled: (TiledRun | null)[] = [];
 
   private constructor(
     private readonly ctx: Ctx,
@@ -296,7 +319,7 @@ class TimelinePanel {
     }
     panel.title = panelTitle(shown);
     try {
-      p.present(await readShown(shown));
+      p.present(await readShown(shown, ctx.tileThreshold()));
     } catch (e) {
       p.showErrorPage(panelTitle(shown), `Parallax cannot restore this timeline: ${errorText(ctx, e)}`);
     }
@@ -330,7 +353,8 @@ class TimelinePanel {
     this.stamp = loaded.stamp;
     this.queryTraces.clear();
     const threshold = this.ctx.tileThreshold();
-    this.tiled = traces.map((t) => (t.spans.count >= threshold && t.spans.count > 0 ? { trace: t, tiles: null } : null));
+    for (const note of loaded.notes) this.ctx.output.warn(`timeline: ${note}`);
+    this.tiled = traces.map((t, i) => (isTiled(t.spans.count, threshold) ? { trace: t, tiles: null, index: loaded.tileIndexes[i] ?? null } : null));
     // Indexing starts now, while the view starts up, rather than on its first request.
     for (const t of this.tiled) if (t) void this.tilesOf(t).catch(() => undefined);
     // Tiled runs keep their trace here; span queries read the same copy.
@@ -446,11 +470,24 @@ class TimelinePanel {
       case 'tile':
         void this.answerTile(m);
         break;
+      case 'spanAt':
+        void this.answerSpanAt(m);
+        break;
     }
   }
 
-  /** The tile server of a tiled run, built (in slices) on first use. */
-  private tilesOf(t: { trace: Trace; tiles: Promise<SpanTiles> | null }): Promise<SpanTiles> {
+  /** The tile server of a tiled run: from its stored index, or built (in slices) on first use. */
+  private tilesOf(t: TiledRun): Promise<SpanTiles> {
+    if (!t.tiles && t.index) {
+      try {
+        const tiles = SpanTiles.fromIndex(t.trace, t.index);
+        this.ctx.output.info(`timeline: read the stored tile index of ${t.trace.spans.count} spans (checked in ${tiles.buildMs} ms)`);
+        t.tiles = Promise.resolve(tiles);
+      } catch (e) {
+        this.ctx.output.warn(`timeline: ${e instanceof Error ? e.message : String(e)}; the index is built instead`);
+      }
+      t.index = null;
+    }
     if (!t.tiles) {
       t.tiles = buildSpanTiles(t.trace);
       void t.tiles.then(
@@ -476,6 +513,21 @@ class TimelinePanel {
     }
   }
 
+  /** Answers the view's question of which span lies under its pointer in a run shown in tiles. */
+  private async answerSpanAt(m: Extract<FromWebview, { type: 'spanAt' }>): Promise<void> {
+    const t = this.tiled[m.run];
+    if (!t) {
+      this.post({ type: 'spanAtResult', id: m.id, run: m.run, error: `run ${m.run} is not shown in tiles` });
+      return;
+    }
+    try {
+      const span = (await this.tilesOf(t)).spanAt(m.request);
+      if (this.tiled[m.run] === t) this.post({ type: 'spanAtResult', id: m.id, run: m.run, span });
+    } catch (e) {
+      this.post({ type: 'spanAtResult', id: m.id, run: m.run, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
   /** Answers a span query on the host's copy of the trace of run `m.run` (read once per shown trace). */
   private async answerQuery(m: Extract<FromWebview, { type: 'query' }>): Promise<void> {
     const path = m.run === 0 ? this.shown?.tracePath : this.shown?.comparePath;
@@ -495,7 +547,7 @@ class TimelinePanel {
 
   private async reload(shown: Shown): Promise<void> {
     try {
-      const loaded = await readShown(shown);
+      const loaded = await readShown(shown, this.ctx.tileThreshold());
       if (this.shown === shown) this.present(loaded);
     } catch (e) {
       this.showErrorPage(panelTitle(shown), `Parallax cannot show ${shown.tracePath} again: ${errorText(this.ctx, e)}`);
@@ -580,7 +632,7 @@ export async function showTimeline(ctx: Ctx, args: TimelineCommandArgs = {}): Pr
   try {
     loaded = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Window, title: `Parallax: reading ${basename(tracePath)}` },
-      () => readShown(shown),
+      () => readShown(shown, ctx.tileThreshold()),
     );
   } catch (e) {
     const text = errorText(ctx, e);

@@ -11,7 +11,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { readSpanQuery } from '../profiler/span-query';
-import { MAX_TILE_PIXELS } from '../profiler/span-tiles';
+import { MAX_TILE_PIXELS, TILE_ROWS_PER_LANE } from '../profiler/span-tiles';
 import type { FromWebview } from '../../webview/src/protocol';
 import type { FromSweepView } from '../../webview/src/sweep-protocol';
 
@@ -67,6 +67,16 @@ const TileRequestSchema = Type.Object(
   strict,
 );
 
+const SpanAtRequestSchema = Type.Object(
+  {
+    lane: Type.Integer({ minimum: 0, maximum: MAX_TILE_LANES }),
+    row: Type.Integer({ minimum: 0, maximum: TILE_ROWS_PER_LANE - 1 }),
+    timeUs: Finite,
+    toleranceUs: Type.Number({ minimum: 0, maximum: Number.MAX_VALUE }),
+  },
+  strict,
+);
+
 /** One schema per message type, keyed by `type`, so that a refusal names the right one. */
 const MESSAGE_SCHEMAS = {
   ready: Type.Object({ type: Type.Literal('ready'), protocol: Count }, strict),
@@ -87,6 +97,7 @@ const MESSAGE_SCHEMAS = {
   selectRange: Type.Object({ type: Type.Literal('selectRange'), startUs: Type.Union([Finite, Type.Null()]), endUs: Type.Union([Finite, Type.Null()]) }, strict),
   query: Type.Object({ type: Type.Literal('query'), id: Count, run: Run, query: SpanQuerySchema }, strict),
   tile: Type.Object({ type: Type.Literal('tile'), id: Count, run: Run, request: TileRequestSchema }, strict),
+  spanAt: Type.Object({ type: Type.Literal('spanAt'), id: Count, run: Run, request: SpanAtRequestSchema }, strict),
 } satisfies Record<FromWebview['type'], TSchema>;
 
 type MessageType = keyof typeof MESSAGE_SCHEMAS;

@@ -112,6 +112,19 @@ export interface TileRequest {
   pixels: number;
 }
 
+/** Most spans {@link SpanTiles.spanAt} looks at (a pixel of a zoomed-out row can hold millions). */
+export const SPAN_AT_SCAN_LIMIT = 50_000;
+
+/** Where the view's pointer is: a lane's row (TILE_ROW_*), a time and how far from it a span still counts. */
+export interface SpanAtRequest {
+  lane: number;
+  row: number;
+  /** µs on the trace clock. */
+  timeUs: number;
+  /** µs: the view's hit tolerance in pixels times its µs per pixel. */
+  toleranceUs: number;
+}
+
 /** Merged buckets of a tile: one entry per non-empty bucket, rows in request order. */
 export interface TileBuckets {
   count: number;
@@ -206,6 +219,45 @@ function pow2AtMost(x: number): number {
   return 2 ** Math.floor(Math.log2(x));
 }
 
+/**
+ * Names the index's rules: the row and key of a span ({@link tileRowOf}, {@link tileKeyOf}),
+ * the block size, the bucket sizing and the bucket channels. A stored index whose layout is
+ * not this one was built by other rules and is rebuilt instead of read; change the leading
+ * number whenever a rule changes that these numbers do not show.
+ */
+export const TILE_INDEX_LAYOUT = `tiles-1 block=${BLOCK} bucket=${SPANS_PER_BUCKET} top=${TOP_BUCKETS} channels=${CHANNELS} keys=${TILE_KEYS.join(',')}`;
+
+/**
+ * The index of a {@link SpanTiles} as plain typed arrays, to store next to the span columns
+ * (spans-file.ts) so that opening a big trace skips the build. Rows are lane · 3 + row kind.
+ */
+export interface SpanTilesIndex {
+  /** Span count and lane count the index was built for. */
+  count: number;
+  lanes: number;
+  /** Earliest start and latest end, µs. */
+  extent: Float64Array;
+  /** Colour key of each span. */
+  keys: Uint8Array;
+  /** Span indices by row, sorted by start within a row; row r holds positions [rowOffsets[r], rowOffsets[r + 1]). */
+  order: Uint32Array;
+  rowOffsets: Float64Array;
+  /** Running maximum end per block of positions; row r's blocks are [blockOffsets[r], blockOffsets[r + 1]). */
+  blockOffsets: Float64Array;
+  blockMax: Float64Array;
+  /** Per row, the width of its level-0 bucket (0 for a row without spans). */
+  pyramidW0: Float64Array;
+  /** Row r's pyramid levels are [pyramidLevels[r], pyramidLevels[r + 1]) of the level tables. */
+  pyramidLevels: Float64Array;
+  /** Per level, the grid index of its first bucket and where its channels lie in `levelData`. */
+  levelFirst: Float64Array;
+  levelOffsets: Float64Array;
+  levelData: Float32Array;
+}
+
+/** A stored index that does not fit the trace or breaks the index's invariants. */
+export class TileIndexError extends Error {}
+
 /** The tile server of one trace. */
 export class SpanTiles {
   private readonly sp!: SpanColumns;
@@ -282,6 +334,83 @@ export class SpanTiles {
       pyramids.push(b > a ? yield* this.buildPyramid(a, b, range[0], range[1]) : null);
     }
     self['buildMs'] = Date.now() - t0;
+  }
+
+  /** The index as plain arrays, to store with the trace (see {@link SpanTiles.fromIndex}). */
+  exportIndex(): SpanTilesIndex {
+    const nRows = this.pyramids.length;
+    const pyramidW0 = new Float64Array(nRows);
+    const pyramidLevels = new Float64Array(nRows + 1);
+    const levels: { first: number; data: Float32Array }[] = [];
+    this.pyramids.forEach((py, r) => {
+      if (py) {
+        pyramidW0[r] = py.w0;
+        py.data.forEach((data, k) => levels.push({ first: py.first[k]!, data }));
+      }
+      pyramidLevels[r + 1] = levels.length;
+    });
+    const levelFirst = Float64Array.from(levels, (l) => l.first);
+    const levelOffsets = new Float64Array(levels.length + 1);
+    levels.forEach((l, k) => (levelOffsets[k + 1] = levelOffsets[k] + l.data.length));
+    const levelData = new Float32Array(levelOffsets[levels.length]);
+    levels.forEach((l, k) => levelData.set(l.data, levelOffsets[k]));
+    return {
+      count: this.sp.count,
+      lanes: this.nLanes,
+      extent: Float64Array.from(this.extent),
+      keys: this.keys,
+      order: this.order,
+      rowOffsets: this.rowOffsets,
+      blockOffsets: this.blockOffsets,
+      blockMax: this.blockMax,
+      pyramidW0,
+      pyramidLevels,
+      levelFirst,
+      levelOffsets,
+      levelData,
+    };
+  }
+
+  /**
+   * The tile server of `trace` from a stored index, without the build. The index is checked
+   * for everything that keeps the queries in bounds (sizes, offsets, span indices, keys,
+   * bucket widths); throws a {@link TileIndexError} naming the first thing wrong. Whether it
+   * was built from these very columns is for its store to vouch for (the side file keeps a
+   * checksum and the write's id): an index that passes these checks but belongs to other
+   * spans gives wrong tiles, never a hang or a read out of range.
+   */
+  static fromIndex(trace: Pick<Trace, 'spans' | 'lanes'>, index: SpanTilesIndex): SpanTiles {
+    const t0 = Date.now();
+    checkIndex(trace, index);
+    const tiles = Object.create(SpanTiles.prototype) as SpanTiles;
+    const self = tiles as unknown as Record<string, unknown>;
+    const nRows = trace.lanes.length * TILE_ROWS_PER_LANE;
+    const pyramids: (Pyramid | null)[] = [];
+    for (let r = 0; r < nRows; r++) {
+      const a = index.pyramidLevels[r]!;
+      const b = index.pyramidLevels[r + 1]!;
+      if (a === b) {
+        pyramids.push(null);
+        continue;
+      }
+      const py: Pyramid = { w0: index.pyramidW0[r]!, first: [], data: [] };
+      for (let k = a; k < b; k++) {
+        py.first.push(index.levelFirst[k]!);
+        py.data.push(index.levelData.subarray(index.levelOffsets[k], index.levelOffsets[k + 1]));
+      }
+      pyramids.push(py);
+    }
+    self['sp'] = trace.spans;
+    self['nLanes'] = trace.lanes.length;
+    self['keys'] = index.keys;
+    self['order'] = index.order;
+    self['rowOffsets'] = index.rowOffsets;
+    self['blockOffsets'] = index.blockOffsets;
+    self['blockMax'] = index.blockMax;
+    self['pyramids'] = pyramids;
+    self['extent'] = [index.extent[0]!, index.extent[1]!];
+    self['buildMs'] = Date.now() - t0;
+    return tiles;
   }
 
   /** The numbers the view needs before its first tile. */
@@ -427,6 +556,39 @@ export class SpanTiles {
     };
   }
 
+  /**
+   * The span of a lane's row under a point: the shortest span containing `timeUs`, else the
+   * nearest within `toleranceUs`, as the view's own hit test picks among the spans it holds
+   * (webview/src/timeline/hit-test.ts), so hovering a merged bucket names the span beneath.
+   * Looks at {@link SPAN_AT_SCAN_LIMIT} spans at most. Returns the span as a tile's spans
+   * (count 0 or 1; its parent is not in it, so an operator keeps the `op` flag).
+   */
+  spanAt(req: SpanAtRequest): Tile['spans'] {
+    const { lane, row, timeUs: t, toleranceUs } = req;
+    const tol = Math.max(0, toleranceUs);
+    if (!Number.isFinite(t) || !Number.isFinite(tol)) throw new Error('spanAt: the time and tolerance must be numbers');
+    if (!Number.isInteger(lane) || lane < 0 || lane >= this.nLanes || !Number.isInteger(row) || row < 0 || row >= TILE_ROWS_PER_LANE) return this.columnsOf(new Int32Array(0));
+    const [a, b] = this.candidates(lane * TILE_ROWS_PER_LANE + row, t - tol, t + tol);
+    const { start, dur } = this.sp;
+    let best = -1;
+    let bestScore = Infinity;
+    const limit = Math.min(b, a + SPAN_AT_SCAN_LIMIT);
+    for (let p = a; p < limit; p++) {
+      const i = this.order[p];
+      const s = start[i];
+      const e = s + dur[i];
+      const dist = t < s ? s - t : t > e ? t - e : 0;
+      if (dist > tol) continue;
+      // Containing spans first, the shortest of them; then the nearest.
+      const score = dist > 0 ? 1e15 + dist : dur[i];
+      if (score < bestScore) {
+        bestScore = score;
+        best = i;
+      }
+    }
+    return this.columnsOf(best >= 0 ? Int32Array.of(best) : new Int32Array(0));
+  }
+
   /** Row r's buckets over [t0, t1) at the largest power-of-two width ≤ px. */
   private bucketsOf(r: number, py: Pyramid, t0: number, t1: number, px: number): { w: number; first: number; data: Float32Array | Float64Array } {
     const level = Math.floor(Math.log2(px / py.w0));
@@ -453,8 +615,7 @@ export class SpanTiles {
 
   /** The spans at the given row positions, in every column, with parents mapped into the tile. */
   private gather(ranges: [number, number][], n: number, t0: number, t1: number): Tile['spans'] {
-    const out = allocSpans(n) as SpanColumns & { index: Int32Array };
-    out.index = new Int32Array(n);
+    const index = new Int32Array(n);
     const sp = this.sp;
     let q = 0;
     for (const [a, b] of ranges) {
@@ -463,11 +624,17 @@ export class SpanTiles {
         // Candidates run from the first span whose block reaches the window; drop the few
         // before it that end before it starts.
         if (!overlaps(sp.start[i], sp.dur[i], t0, t1)) continue;
-        out.index[q++] = i;
+        index[q++] = i;
       }
     }
-    const count = q;
-    const index = out.index.subarray(0, count);
+    return this.columnsOf(index.subarray(0, q));
+  }
+
+  /** Every column of the spans `index` names, with parents mapped to positions among them (-1 and the `op` flag when not there). */
+  private columnsOf(index: Int32Array): Tile['spans'] {
+    const count = index.length;
+    const sp = this.sp;
+    const out = allocSpans(count);
     const cols = {} as Record<string, unknown>;
     for (const c of SPAN_COLUMNS) {
       const src = sp[c];
@@ -494,6 +661,48 @@ export class SpanTiles {
     }
     return compact(res);
   }
+}
+
+/** The checks of {@link SpanTiles.fromIndex}: one pass over the positions, the rest per row and level. */
+function checkIndex(trace: Pick<Trace, 'spans' | 'lanes'>, x: SpanTilesIndex): void {
+  const bad = (what: string): TileIndexError => new TileIndexError(`the stored tile index ${what}`);
+  const n = trace.spans.count;
+  const nRows = trace.lanes.length * TILE_ROWS_PER_LANE;
+  if (x.count !== n || x.lanes !== trace.lanes.length) throw bad(`was built for ${x.count} spans on ${x.lanes} lanes, the trace has ${n} on ${trace.lanes.length}`);
+  if (x.keys.length !== n || x.order.length !== n) throw bad('does not have one key and one position per span');
+  if (x.extent.length !== 2 || !(x.extent[0]! <= x.extent[1]!) || (n > 0 && !x.extent.every(Number.isFinite))) throw bad('has no valid extent');
+  if (!checkOrderAndKeys(x.order, x.keys, n)) throw bad('names a span or colour key that does not exist');
+  const ro = x.rowOffsets;
+  const bo = x.blockOffsets;
+  if (ro.length !== nRows + 1 || bo.length !== nRows + 1 || ro[0] !== 0 || bo[0] !== 0 || ro[nRows] !== n || bo[nRows] !== x.blockMax.length) throw bad('has row tables of the wrong size');
+  const pl = x.pyramidLevels;
+  const nLevels = x.levelFirst.length;
+  if (x.pyramidW0.length !== nRows || pl.length !== nRows + 1 || pl[0] !== 0 || pl[nRows] !== nLevels || x.levelOffsets.length !== nLevels + 1 || x.levelOffsets[0] !== 0 || x.levelOffsets[nLevels] !== x.levelData.length) {
+    throw bad('has pyramid tables of the wrong size');
+  }
+  for (let r = 0; r < nRows; r++) {
+    const len = ro[r + 1]! - ro[r]!;
+    if (!Number.isInteger(len) || len < 0 || bo[r + 1]! - bo[r]! !== Math.ceil(len / BLOCK)) throw bad(`has a wrong row table at row ${r}`);
+    const levels = pl[r + 1]! - pl[r]!;
+    const w0 = x.pyramidW0[r]!;
+    if (!Number.isInteger(levels) || levels < 0 || (len > 0) !== (levels > 0)) throw bad(`has a wrong pyramid at row ${r}`);
+    if (levels > 0 && !(w0 > 0 && Number.isFinite(w0) && Math.log2(w0) % 1 === 0)) throw bad(`has a bucket width that is not a power of two at row ${r}`);
+  }
+  for (let k = 0; k < nLevels; k++) {
+    const size = x.levelOffsets[k + 1]! - x.levelOffsets[k]!;
+    if (!Number.isInteger(size) || size < CHANNELS || size % CHANNELS !== 0 || !Number.isSafeInteger(x.levelFirst[k]!)) throw bad(`has a wrong pyramid level ${k}`);
+  }
+}
+
+/** True when every position names a span below n and every key is a colour key. */
+function checkOrderAndKeys(order: Uint32Array, keys: Uint8Array, n: number): boolean {
+  let hiOrder = 0;
+  let hiKey = 0;
+  for (let p = 0; p < n; p++) {
+    if (order[p]! > hiOrder) hiOrder = order[p]!;
+    if (keys[p]! > hiKey) hiKey = keys[p]!;
+  }
+  return n === 0 || (hiOrder < n && hiKey < N_TILE_KEYS);
 }
 
 /** True when a span [s, s + d) reaches into [t0, t1); an instant counts where it stands. */

@@ -766,6 +766,44 @@ export function upgradeTraceDocument(doc: unknown): unknown {
   return typeof version === 'number' && version < 2 ? migrateV1(doc as Record<string, unknown>) : doc;
 }
 
+/**
+ * The range checks of every span. The columns are read from locals (not through the columns
+ * object, whose property loads the loop would repeat per span): at tens of millions of spans
+ * this pass is a large part of opening a trace.
+ */
+function checkSpanValues(spans: SpanColumns, nStrings: number, nLanes: number): void {
+  const { count: n, kind, name, opType, lane, parent, cause, comm, phase, dur, start } = spans;
+  const nKinds = SPAN_KINDS.length;
+  const nCauses = IDLE_CAUSES.length;
+  const nComm = COMM_OPS.length;
+  const nPhases = PHASES.length;
+  // Imported constants as locals too: in a CommonJS build each read of one is a getter call.
+  const maxDur = MAX_DURATION_US;
+  const maxTime = MAX_TIMESTAMP_US;
+  for (let i = 0; i < n; i++) {
+    if (kind[i]! >= nKinds) throw new TraceFormatError(`invalid trace: spans.kind[${i}] is unknown`);
+    if (name[i]! < 0 || name[i]! >= nStrings) throw new TraceFormatError(`invalid trace: spans.name[${i}] is out of range`);
+    if (opType[i]! >= nStrings) throw new TraceFormatError(`invalid trace: spans.opType[${i}] is out of range`);
+    if (lane[i]! < 0 || lane[i]! >= nLanes) throw new TraceFormatError(`invalid trace: spans.lane[${i}] is out of range`);
+    if (parent[i]! >= n) throw new TraceFormatError(`invalid trace: spans.parent[${i}] is out of range`);
+    if (cause[i]! >= nCauses) throw new TraceFormatError(`invalid trace: spans.cause[${i}] is unknown`);
+    if (comm[i]! >= nComm) throw new TraceFormatError(`invalid trace: spans.comm[${i}] is unknown`);
+    if (phase[i]! >= nPhases) throw new TraceFormatError(`invalid trace: spans.phase[${i}] is unknown`);
+    // Times no clock produces would turn every statistic they enter into nonsense.
+    if (!(dur[i]! >= 0 && dur[i]! <= maxDur)) {
+      throw new TraceFormatError(`invalid trace: spans.dur[${i}] is ${dur[i]} µs, outside 0 to ${maxDur} µs`);
+    }
+    if (!(Math.abs(start[i]!) <= maxTime)) throw new TraceFormatError(`invalid trace: spans.start[${i}] is ${start[i]} µs, beyond any clock`);
+  }
+}
+
+/** The first value of a column that is not finite, or -1 (a function of its own, so that the loop stays monomorphic). */
+function firstNonFinite(f: Float64Array): number {
+  // x - x is 0 for every finite x and NaN for NaN and ±Infinity (cheaper than a call per value).
+  for (let i = 0; i < f.length; i++) if (f[i]! - f[i]! !== 0) return i;
+  return -1;
+}
+
 /** Validates a parsed JSON document and converts it to an in-memory trace. */
 export function traceFromJson(input: unknown): Trace {
   let doc = input;
@@ -810,8 +848,8 @@ export function traceFromJson(input: unknown): Trace {
       // floating-point columns can hold a value that is not finite.
       cols[c] = col;
       if (SPAN_COLUMN_TYPES[c] === 'f64') {
-        const f = col as Float64Array;
-        for (let i = 0; i < n; i++) if (!Number.isFinite(f[i])) throw new TraceFormatError(`invalid trace: spans.${c}[${i}] is not a finite number`);
+        const bad = firstNonFinite(col as Float64Array);
+        if (bad >= 0) throw new TraceFormatError(`invalid trace: spans.${c}[${bad}] is not a finite number`);
       }
       continue;
     }
@@ -826,23 +864,7 @@ export function traceFromJson(input: unknown): Trace {
     cols[c] = dst;
   }
   const spans = cols as unknown as SpanColumns;
-  const nStrings = j.strings.length;
-  const nLanes = j.lanes.length;
-  for (let i = 0; i < n; i++) {
-    if (spans.kind[i] >= SPAN_KINDS.length) throw new TraceFormatError(`invalid trace: spans.kind[${i}] is unknown`);
-    if (spans.name[i] < 0 || spans.name[i] >= nStrings) throw new TraceFormatError(`invalid trace: spans.name[${i}] is out of range`);
-    if (spans.opType[i] >= nStrings) throw new TraceFormatError(`invalid trace: spans.opType[${i}] is out of range`);
-    if (spans.lane[i] < 0 || spans.lane[i] >= nLanes) throw new TraceFormatError(`invalid trace: spans.lane[${i}] is out of range`);
-    if (spans.parent[i] >= n) throw new TraceFormatError(`invalid trace: spans.parent[${i}] is out of range`);
-    if (spans.cause[i] >= IDLE_CAUSES.length) throw new TraceFormatError(`invalid trace: spans.cause[${i}] is unknown`);
-    if (spans.comm[i] >= COMM_OPS.length) throw new TraceFormatError(`invalid trace: spans.comm[${i}] is unknown`);
-    if (spans.phase[i] >= PHASES.length) throw new TraceFormatError(`invalid trace: spans.phase[${i}] is unknown`);
-    // Times no clock produces would turn every statistic they enter into nonsense.
-    if (!(spans.dur[i] >= 0 && spans.dur[i] <= MAX_DURATION_US)) {
-      throw new TraceFormatError(`invalid trace: spans.dur[${i}] is ${spans.dur[i]} µs, outside 0 to ${MAX_DURATION_US} µs`);
-    }
-    if (!(Math.abs(spans.start[i]) <= MAX_TIMESTAMP_US)) throw new TraceFormatError(`invalid trace: spans.start[${i}] is ${spans.start[i]} µs, beyond any clock`);
-  }
+  checkSpanValues(spans, j.strings.length, j.lanes.length);
   const trace: Trace = { meta: j.meta, strings: j.strings, lanes: j.lanes, steps: j.steps, spans, ...(j.profiledSteps ? { profiledSteps: j.profiledSteps } : {}) };
   if (j.summary !== undefined) trace.summary = j.summary;
   if (j.findings !== undefined) trace.findings = j.findings;

@@ -73,7 +73,8 @@ describe('span side files', () => {
     writeFileSync(spansFilePath(b), sideA);
     await rejects(readTrace(b), /belongs to another write/);
 
-    writeFileSync(spansFilePath(b), sideA.subarray(0, sideA.length - 100));
+    // Cut inside the columns (a cut inside the tile index after them only loses the index).
+    writeFileSync(spansFilePath(b), sideA.subarray(0, Math.floor(sideA.length / 2)));
     await rejects(readTrace(b), /bytes where the trace expects/);
 
     const c = join(dir, 'c.parallax.json');

@@ -8,12 +8,12 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { syntheticPipelineTrace } from '../../src/profiler/analysis/synthetic';
-import { SpanTiles, TILE_KEYS, tileKeyOf, type Tile } from '../../src/profiler/span-tiles';
+import { SpanTiles, TILE_KEYS, TILE_ROW_OPS, tileKeyOf, type Tile } from '../../src/profiler/span-tiles';
 import { allocSpans, type Trace } from '../../src/profiler/trace-format';
 import { C_COMPUTE, C_OP, C_OP_ALT, CLASS_MASK, prepare, rowKindOf } from '../../webview/src/model';
 import type { FromWebview } from '../../webview/src/protocol';
 import { readToWebview } from '../../webview/src/protocol';
-import { MERGED_NAME, TileFeed, tileError, tileServes, tileSpans, tileWindowFor, type Run } from '../../webview/src/tiles';
+import { LANE_MARGIN, MERGED_NAME, SpanAtFeed, TileFeed, spanColumnsError, tileError, tileLanesFor, tileServes, tileSpans, tileWindowFor, type Run, type SpanAtAsk } from '../../webview/src/tiles';
 
 function trace(): Trace {
   return syntheticPipelineTrace({ stageUs: [300, 420, 380], microBatches: 4, steps: 120, commUs: 12, opsPerCompute: 16, jitter: 0.2, seed: 3 });
@@ -74,13 +74,15 @@ describe('tiles in the view', () => {
   test('a tile serves a view inside its window at a resolution no coarser than 1.5 view pixels; span-only tiles serve any zoom inside', () => {
     const w = tileWindowFor(1000, 2000, 1600);
     assert.deepEqual(w, { startUs: 0, endUs: 3000, pixels: 4800 });
-    const have = { ...w, bucketed: true };
-    assert.ok(tileServes(have, 1000, 2000, 1600));
-    assert.ok(tileServes(have, 500, 1500, 1600), 'panned half a window');
-    assert.ok(!tileServes(have, 2500, 3500, 1600), 'panned out of it');
-    assert.ok(!tileServes(have, 1200, 1400, 1600), 'zoomed in 5x: its buckets are too coarse');
-    assert.ok(tileServes({ ...have, bucketed: false }, 1200, 1400, 1600), 'zoomed in 5x on spans');
-    assert.ok(!tileServes(null, 0, 1, 100));
+    const have = { ...w, laneStart: 2, laneEnd: 6, bucketed: true };
+    assert.ok(tileServes(have, 1000, 2000, 1600, [3, 5]));
+    assert.ok(tileServes(have, 500, 1500, 1600, [3, 5]), 'panned half a window');
+    assert.ok(!tileServes(have, 2500, 3500, 1600, [3, 5]), 'panned out of it');
+    assert.ok(!tileServes(have, 1200, 1400, 1600, [3, 5]), 'zoomed in 5x: its buckets are too coarse');
+    assert.ok(tileServes({ ...have, bucketed: false }, 1200, 1400, 1600, [3, 5]), 'zoomed in 5x on spans');
+    assert.ok(!tileServes(have, 1000, 2000, 1600, [5, 7]), 'scrolled to lanes it does not hold');
+    assert.ok(tileServes(have, 1000, 2000, 1600, [2, 6]));
+    assert.ok(!tileServes(null, 0, 1, 100, null));
   });
 
   test('the feed asks once per run, coalesces views that change while a tile is in flight, and applies only the answer asked for', () => {
@@ -98,10 +100,11 @@ describe('tiles in the view', () => {
     // A narrow view, so that the whole trace comes in buckets (the span budget follows the pixels).
     const WIDTH = 100;
     const mid = (x0 + x1) / 2;
-    feed.update(runs, x0, x1, WIDTH);
-    feed.update(runs, x0, x1, WIDTH);
+    const all = (): [number, number] => [0, t.lanes.length];
+    feed.update(runs, x0, x1, WIDTH, all);
+    feed.update(runs, x0, x1, WIDTH, all);
     assert.equal(sent.length, 1, 'one request in flight');
-    feed.update(runs, mid - 1000, mid + 1000, WIDTH);
+    feed.update(runs, mid - 1000, mid + 1000, WIDTH, all);
     assert.equal(sent.length, 1, 'views meanwhile wait');
     answer(sent[0]!);
     assert.deepEqual(applied, [0]);
@@ -121,7 +124,7 @@ describe('tiles in the view', () => {
     assert.equal(run.tiled!.window!.bucketed, false);
     for (let k = 0; k < run.trace.spans.count; k++) assert.equal(run.trace.spans.start[k], t.spans.start[run.tiled!.index[k]!]);
     // Panning inside the tile asks nothing.
-    feed.update(runs, mid - 500, mid + 1500, WIDTH);
+    feed.update(runs, mid - 500, mid + 1500, WIDTH, all);
     assert.equal(sent.length, 2);
     assert.deepEqual(errors, []);
     assert.equal(feed.stats.received, 2);
@@ -148,5 +151,87 @@ describe('tiles in the view', () => {
     assert.equal(readToWebview({ type: 'load', trace: {}, tiled: [{ ...info, spans: -1 }] }).ok, false);
     assert.equal(readToWebview({ type: 'load', trace: {}, tiled: [{ spans: 10, startUs: 0, endUs: 1 }] }).ok, false, 'the row summary is needed');
     assert.equal(readToWebview({ type: 'load', trace: {}, tiled: [{ ...info, rowSpans: [1.5] }] }).ok, false);
+  });
+
+  test('tiles name only the lanes on screen and a margin; after scrolling, the next request names the lanes then in view', () => {
+    // Eight stages: eight lanes, more than a screen shows here.
+    const t8 = syntheticPipelineTrace({ stageUs: [300, 420, 380, 510, 300, 420, 380, 510], microBatches: 4, steps: 40, commUs: 12, opsPerCompute: 8, jitter: 0.2, seed: 9 });
+    const s8 = new SpanTiles(t8);
+    const run = tiledRun(t8, s8);
+    const runs = [run];
+    const sent: Extract<FromWebview, { type: 'tile' }>[] = [];
+    const feed = new TileFeed((m) => sent.push(m), () => undefined, (e) => assert.fail(e));
+    const answer = (m: Extract<FromWebview, { type: 'tile' }>): void => {
+      const msg = readToWebview({ type: 'tileResult', id: m.id, run: m.run, tile: s8.tile(m.request) });
+      if (msg.ok && msg.message.type === 'tileResult') feed.receive(runs, msg.message);
+    };
+    const [a0, a1] = s8.extent;
+    let onScreen: [number, number] = [0, 2];
+    feed.update(runs, a0, a1, 800, () => onScreen);
+    assert.equal(sent.length, 1);
+    assert.deepEqual([sent[0]!.request.laneStart, sent[0]!.request.laneEnd], [0, 2 + LANE_MARGIN], 'lanes 0–1 on screen, and the margin below');
+    answer(sent[0]!);
+    const lanesHeld = new Set(Array.from(run.trace.spans.lane.subarray(0, run.trace.spans.count)));
+    assert.ok([...lanesHeld].every((l) => l < 2 + LANE_MARGIN), `the tile holds lanes ${[...lanesHeld].join(',')}`);
+    // Scrolling a lane further stays inside the margin: nothing is asked.
+    onScreen = [1, 3];
+    feed.update(runs, a0, a1, 800, () => onScreen);
+    assert.equal(sent.length, 1);
+    // Scrolled to the bottom: the next request names lanes 5–7 and the margin above, not lane 0.
+    onScreen = [6, 8];
+    feed.update(runs, a0, a1, 800, () => onScreen);
+    assert.equal(sent.length, 2);
+    assert.deepEqual([sent[1]!.request.laneStart, sent[1]!.request.laneEnd], [6 - LANE_MARGIN, 8]);
+    answer(sent[1]!);
+    assert.equal(run.tiled!.window!.laneStart, 6 - LANE_MARGIN);
+    for (let k = 0; k < run.trace.spans.count; k++) assert.ok(run.trace.spans.lane[k]! >= 6 - LANE_MARGIN, 'no span of a lane far off screen');
+    // Many lanes on screen: the margin is half of them.
+    assert.deepEqual(tileLanesFor([10, 30], 100), [0, 40]);
+    assert.deepEqual(tileLanesFor(null, 100), [0, 2 * LANE_MARGIN]);
+  });
+
+  test('hovering a merged bucket asks the host for the span beneath, one request at a time, and shows only the latest answer', () => {
+    const run = tiledRun(t, server);
+    const runs = [run];
+    const tile = server.tile({ laneStart: 0, laneEnd: t.lanes.length, startUs: x0, endUs: x1, pixels: 200 });
+    run.tiled!.merged = new Float64Array(1);
+    const sent: Extract<FromWebview, { type: 'spanAt' }>[] = [];
+    const found: { ask: SpanAtAsk; name: string }[] = [];
+    const feed = new SpanAtFeed((m) => sent.push(m), (ask, span) => found.push({ ask, name: t.strings[span.name[0]!]! }));
+    // A bucket of an operator row: the point in its middle.
+    let q = 0;
+    while (tile.buckets.row[q] !== TILE_ROW_OPS) q++;
+    const at = tile.buckets.start[q]! + tile.buckets.width[q]! / 2;
+    const ask = (timeUs: number): SpanAtAsk => ({ run: 0, span: 7, request: { lane: tile.buckets.lane[q]!, row: TILE_ROW_OPS, timeUs, toleranceUs: 5 } });
+    const reply = (m: Extract<FromWebview, { type: 'spanAt' }>): void => {
+      const msg = readToWebview({ type: 'spanAtResult', id: m.id, run: m.run, span: server.spanAt(m.request) });
+      assert.ok(msg.ok, 'the answer passes the protocol check');
+      if (msg.ok && msg.message.type === 'spanAtResult') feed.receive(runs, msg.message);
+    };
+    const first = ask(at);
+    feed.ask(first);
+    const moved = ask(at + 1);
+    feed.ask(moved);
+    assert.equal(sent.length, 1, 'one request in flight; the pointer moved meanwhile');
+    reply(sent[0]!);
+    assert.equal(found.length, 0, 'the answer to a point the pointer left is not shown');
+    assert.equal(sent.length, 2, 'the latest point is asked when the answer arrives');
+    reply(sent[1]!);
+    assert.equal(found.length, 1);
+    const want = server.spanAt(moved.request);
+    assert.equal(found[0]!.name, t.strings[want.name[0]!], 'the span the host names');
+    assert.notEqual(found[0]!.name, MERGED_NAME);
+    // Cancelled (the pointer left): the answer is dropped.
+    feed.ask(ask(at + 2));
+    feed.cancel();
+    reply(sent[2]!);
+    assert.equal(found.length, 1);
+    // Span columns that refer outside the trace are refused.
+    const bad = { ...want, lane: Int32Array.of(t.lanes.length) };
+    assert.match(spanColumnsError(bad, t.lanes.length, t.strings.length)!, /outside the trace/);
+    feed.ask(ask(at + 3));
+    feed.receive(runs, { type: 'spanAtResult', id: sent[3]!.id, run: 0, span: bad });
+    assert.equal(found.length, 1);
+    assert.equal(readToWebview({ type: 'spanAtResult', id: 1, run: 0 }).ok, false);
   });
 });

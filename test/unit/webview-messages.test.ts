@@ -22,6 +22,7 @@ const VALID: FromWebview[] = [
   { type: 'query', id: 1, run: 0, query: { type: 'opStats', groupBy: 'opType' } },
   { type: 'query', id: 2, run: 1, query: { type: 'search', text: 'matmul', range: { startUs: 0, endUs: 100 }, limit: 50 } },
   { type: 'tile', id: 3, run: 0, request: { laneStart: 0, laneEnd: 8, startUs: -50, endUs: 1e9, pixels: 4800 } },
+  { type: 'spanAt', id: 4, run: 1, request: { lane: 3, row: 1, timeUs: 1234.5, toleranceUs: 0.75 } },
 ];
 
 function refused(data: unknown): string {
@@ -90,6 +91,16 @@ describe('messages from the timeline view', () => {
     assert.match(bad({ startUs: 100, endUs: 100 }), /startUs/);
     assert.match(bad({ endUs: Infinity }), /endUs/);
     assert.match(refused({ ...base, run: 2 }), /run/);
+    assert.match(refused({ ...base, request: { ...base.request, path: '/etc/passwd' } }), /path|additional/i);
+  });
+
+  test('span-at requests outside a lane\'s rows or with a time that is no number are refused', () => {
+    const base = { type: 'spanAt', id: 1, run: 0, request: { lane: 0, row: 2, timeUs: 10, toleranceUs: 1 } };
+    const bad = (request: Record<string, unknown>): string => refused({ ...base, request: { ...base.request, ...request } });
+    assert.match(bad({ row: 3 }), /row/);
+    assert.match(bad({ lane: -1 }), /lane/);
+    assert.match(bad({ timeUs: NaN }), /timeUs/);
+    assert.match(bad({ toleranceUs: -1 }), /toleranceUs/);
     assert.match(refused({ ...base, request: { ...base.request, path: '/etc/passwd' } }), /path|additional/i);
   });
 

@@ -7,6 +7,7 @@
 import type { SpanFilter } from '../../src/profiler/span-query';
 import { loadRun, runOrigin, runSpanCount, runSummary, type Run } from './data';
 import { displayText } from './format';
+import { rowKindOf } from './model';
 import type { Host } from './host';
 import { renderFindings, renderRange, renderSummary } from './panels';
 import { buildPage } from './page';
@@ -19,7 +20,7 @@ import { hostQueries, localQueries, type HostQueries, type SpanQueries } from '.
 import { SearchBox } from './search';
 import { applyReadableText, readPalette, watchTheme, type Palette } from './theme';
 import { Timeline } from './timeline/index';
-import { localIndex, TileFeed, type TiledInfo } from './tiles';
+import { localIndex, SpanAtFeed, TileFeed, type TiledInfo } from './tiles';
 
 /** Below this many spans the summary is computed before the first frame; above, just after. */
 const SUMMARY_SYNC_SPANS = 200_000;
@@ -65,6 +66,8 @@ export class App {
   private generation = 0;
   /** Tiles of the runs shown in tiles. */
   readonly tiles: TileFeed;
+  /** The host's answers naming the span beneath a hovered merged bucket. */
+  readonly spanAt: SpanAtFeed;
   /** The filter in force, made again for each new tile. */
   private filter: SpanFilter | null = null;
   /** A trace span to select once a tile holds it (a search hit in a tiled run). */
@@ -85,6 +88,10 @@ export class App {
         this.lastError = message;
         host.post({ type: 'error', message });
       },
+    );
+    this.spanAt = new SpanAtFeed(
+      (m) => host.post(m),
+      (ask, span) => this.timeline.showSpanBeneath({ run: ask.run, span: ask.span }, span),
     );
     this.search = new SearchBox({
       runs: () => this.runs,
@@ -150,6 +157,12 @@ export class App {
         });
       },
       onView: () => this.updateTiles(),
+      onHoverMerged: (ref, timeUs, toleranceUs) => {
+        const run = this.runs[ref.run];
+        if (!run?.tiled) return;
+        const sp = run.trace.spans;
+        this.spanAt.ask({ run: ref.run, span: ref.span, request: { lane: sp.lane[ref.span]!, row: rowKindOf(sp.kind[ref.span]!, sp.parent[ref.span]!, sp.flags[ref.span]!), timeUs, toleranceUs } });
+      },
     });
   }
 
@@ -157,7 +170,7 @@ export class App {
   private updateTiles(): void {
     if (!this.runs.some((r) => r.tiled)) return;
     const [v0, v1] = this.timeline.visibleRange();
-    this.tiles.update(this.runs, v0, v1, this.timeline.viewport.width * this.timeline.dpr);
+    this.tiles.update(this.runs, v0, v1, this.timeline.viewport.width * this.timeline.dpr, (ri) => this.timeline.lanesOnScreen(ri));
   }
 
   /**
@@ -188,6 +201,7 @@ export class App {
     if (tl.hover?.run === ri) {
       tl.hover = null;
       tl.tooltip.hide();
+      this.spanAt.cancel();
     }
     this.page.legend.show(presentIn(this.runs));
     if (this.filter) void this.filterAll(this.filter);
@@ -314,6 +328,7 @@ export class App {
     if (this.alignedStep !== null) alignAtStep(next, this.alignedStep);
     this.runs = next;
     this.tiles.reset();
+    this.spanAt.reset();
     this.filter = null;
     this.selectWhenTiled = null;
     this.search.reset();
@@ -368,6 +383,9 @@ export class App {
       case 'tileResult':
         this.tiles.receive(this.runs, m);
         break;
+      case 'spanAtResult':
+        this.spanAt.receive(this.runs, m);
+        break;
     }
   }
 
@@ -375,6 +393,7 @@ export class App {
     this.generation++;
     this.runs = [];
     this.tiles.reset();
+    this.spanAt.reset();
     this.loaded = false;
     this.timeline.setRuns([]);
     this.page.summary.replaceChildren();

@@ -107,9 +107,10 @@ export interface ViewStats {
   alignedStep: number | null;
   /**
    * Tile traffic when a run is shown in tiles (null otherwise): requests sent, tiles put in
-   * place, answers dropped, the last round trip (ms) and the spans the tiles in place hold.
+   * place, answers dropped, the last round trip (ms), the spans the tiles in place hold, and
+   * the host's answers naming the span beneath a hovered merged bucket that were shown.
    */
-  tiles: { requested: number; received: number; dropped: number; lastMs: number; spans: number } | null;
+  tiles: { requested: number; received: number; dropped: number; lastMs: number; spans: number; spansNamed: number } | null;
   /** Finding buttons shown. */
   findings: number;
   /** The theme the page resolved to. */
@@ -127,6 +128,13 @@ export interface ParallaxHook {
    * hand does not hold it); `stats().hover` and `selected` name them the same way.
    */
   locate(run: number, span: number): { x: number; y: number } | null;
+  /**
+   * A merged bucket of a run shown in tiles, on screen: the one nearest the middle of the view
+   * (in the rows of `rowKind` 0 state, 1 ops, 2 comm, when given), with its centre in page
+   * coordinates, its lane and row kind and the time it is drawn over (trace clock); null when
+   * the tile in hand has none on screen.
+   */
+  locateMerged(run: number, rowKind?: number): { x: number; y: number; lane: number; row: number; startUs: number; endUs: number } | null;
   /** Messages the view posted to its host. */
   readonly sent: readonly unknown[];
   /** Same as a host `load` message; resolves when the first frame is on screen. */

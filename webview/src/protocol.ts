@@ -17,12 +17,15 @@
  *  - 3: tiles for traces too big to post whole: a `load` whose `tiled[run]` is set carries
  *    that run without span columns; the view asks for the spans of the window it shows with
  *    `tile` (view → host) and the host answers `tileResult` from src/profiler/span-tiles.ts.
+ *  - 4: `spanAt` (view → host) asks for the span under the pointer where a tile drew merged
+ *    buckets; the host answers `spanAtResult` with that span (SpanTiles.spanAt), so the
+ *    tooltip names it.
  */
 import type { SpanQuery, SpanQueryResult } from '../../src/profiler/span-query';
-import type { Tile, TileRequest, TileSummary } from '../../src/profiler/span-tiles';
+import type { SpanAtRequest, Tile, TileRequest, TileSummary } from '../../src/profiler/span-tiles';
 import type { SpanColumns, TraceJson } from '../../src/profiler/trace-format';
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /**
  * A trace whose span columns are typed arrays rather than JSON arrays (same fields, same
@@ -62,7 +65,10 @@ export type ToWebview =
   | { type: 'queryResult'; id: number; error: string }
   /** The answer to the view's `tile` with the same `id`: the tile, or why there is none. */
   | { type: 'tileResult'; id: number; run: number; tile: Tile }
-  | { type: 'tileResult'; id: number; run: number; error: string };
+  | { type: 'tileResult'; id: number; run: number; error: string }
+  /** The answer to the view's `spanAt` with the same `id`: the span (count 0 when none is there), or why there is none. */
+  | { type: 'spanAtResult'; id: number; run: number; span: Tile['spans'] }
+  | { type: 'spanAtResult'; id: number; run: number; error: string };
 
 /** View → host. */
 export type FromWebview =
@@ -81,7 +87,9 @@ export type FromWebview =
   /** A span query about run `run` for the host to answer on its copy of the trace (`queryResult`). */
   | { type: 'query'; id: number; run: number; query: SpanQuery }
   /** The tile of a tiled run the view needs to draw a window (`tileResult`). */
-  | { type: 'tile'; id: number; run: number; request: TileRequest };
+  | { type: 'tile'; id: number; run: number; request: TileRequest }
+  /** The span under the pointer in a tiled run, where the view holds only a merged bucket (`spanAtResult`). */
+  | { type: 'spanAt'; id: number; run: number; request: SpanAtRequest };
 
 export type ReadResult = { ok: true; message: ToWebview } | { ok: false; error: string };
 
@@ -166,6 +174,13 @@ export function readToWebview(data: unknown): ReadResult {
       if (typeof m['error'] === 'string') return { ok: true, message: { type: 'tileResult', id: m['id'] as number, run: m['run'], error: m['error'] } };
       // The tile's columns are checked against the run's trace when it is applied (tiles.ts).
       if (typeof m['tile'] !== 'object' || m['tile'] === null) return { ok: false, error: 'tileResult: "tile" must be a tile' };
+      return { ok: true, message: m as unknown as ToWebview };
+    }
+    case 'spanAtResult': {
+      if (!Number.isInteger(m['id']) || (m['run'] !== 0 && m['run'] !== 1)) return { ok: false, error: 'spanAtResult: "id" must be an integer and "run" 0 or 1' };
+      if (typeof m['error'] === 'string') return { ok: true, message: { type: 'spanAtResult', id: m['id'] as number, run: m['run'], error: m['error'] } };
+      // The span's columns are checked against the run's trace before use (tiles.ts).
+      if (typeof m['span'] !== 'object' || m['span'] === null) return { ok: false, error: 'spanAtResult: "span" must be span columns' };
       return { ok: true, message: m as unknown as ToWebview };
     }
     case 'theme':

@@ -3,6 +3,7 @@ import type { App } from './app';
 import type { ParallaxHook, ViewStats } from './hook-api';
 import { runSpanCount } from './data';
 import { localIndex } from './tiles';
+import { rowKindOf } from './model';
 import { lastPrepWhere } from './prep-client';
 import { cssOf } from './theme';
 
@@ -43,7 +44,7 @@ export function viewStats(app: App): ViewStats {
     search: app.search.state(),
     legend: app.page.legend.labels(),
     alignedStep: app.alignedStep,
-    tiles: app.runs.some((r) => r.tiled) ? { ...app.tiles.stats } : null,
+    tiles: app.runs.some((r) => r.tiled) ? { ...app.tiles.stats, spansNamed: app.spanAt.answered } : null,
     theme: { dark: app.palette?.dark ?? false, background: app.palette?.css.bg ?? '', laneBand: app.palette ? cssOf(app.palette.laneAlt) : '' },
   };
 }
@@ -57,6 +58,28 @@ export function createHook(app: App): ParallaxHook {
       const st = app.runs[run]?.tiled;
       const local = st ? localIndex(st, span) : span;
       return local >= 0 ? timeline.locate({ run, span: local }) : null;
+    },
+    locateMerged: (run, rowKind) => {
+      const r = app.runs[run];
+      const st = r?.tiled;
+      if (!r || !st) return null;
+      const sp = r.trace.spans;
+      let best: { x: number; y: number; lane: number; row: number; startUs: number; endUs: number } | null = null;
+      let bestD = Infinity;
+      const [v0, v1] = timeline.visibleRange();
+      const mid = (v0 + v1) / 2 + r.offsetUs;
+      for (let i = 0; i < sp.count; i++) {
+        if (!(st.merged[i]! > 0)) continue;
+        const row = rowKindOf(sp.kind[i]!, sp.parent[i]!, sp.flags[i]!);
+        if (rowKind !== undefined && row !== rowKind) continue;
+        const d = Math.abs(sp.start[i]! + sp.dur[i]! / 2 - mid);
+        if (d >= bestD) continue;
+        const at = timeline.locate({ run, span: i });
+        if (!at) continue;
+        bestD = d;
+        best = { ...at, lane: sp.lane[i]!, row, startUs: sp.start[i]!, endUs: sp.start[i]! + sp.dur[i]! };
+      }
+      return best;
     },
     get sent() {
       return [...host.sent];

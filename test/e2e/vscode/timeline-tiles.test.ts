@@ -16,6 +16,7 @@ import type { Frame } from 'playwright-core';
 import type { ViewStats } from '../../../webview/src/hook-api';
 import { syntheticPipelineTrace } from '../../../src/profiler/analysis/synthetic';
 import { writeTrace } from '../../../src/profiler/trace-io';
+import { TILE_ROW_OPS, tileRowOf } from '../../../src/profiler/span-tiles';
 import type { Trace } from '../../../src/profiler/trace-format';
 import { closeWorkbench, ensureVsix, hoverSpan, timelineFrame, viewStats, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
 
@@ -44,7 +45,7 @@ describe('a big trace in tiles, in VS Code (code-server)', { timeout: 5 * 60_000
 
   after(() => closeWorkbench(vs, ws));
 
-  it('the panel draws the trace from tiles the host answers; zooming asks for more; hovering shows a real span', async () => {
+  it('the panel draws the trace from tiles the host answers; hovering a merged bucket names the span beneath; zooming asks for more; hovering shows a real span', async () => {
     const h = vs!;
     await h.runCommand('Parallax: Show Timeline');
     const frame = await timelineFrame(h, 60_000);
@@ -60,6 +61,31 @@ describe('a big trace in tiles, in VS Code (code-server)', { timeout: 5 * 60_000
     assert.ok(s.tiles.received >= 1, 'the host answered a tile');
     assert.ok(s.tiles.spans > 0 && s.tiles.spans < trace.spans.count / 2, `the view holds a tile (${s.tiles.spans} spans), not the trace`);
     assert.ok(s.drawn.rects.compute + s.drawn.merged.compute + s.drawn.merged.op + s.drawn.rects.op > 0, 'spans are drawn');
+
+    // Zoomed out, operator rows come as merged buckets: hovering one names the real span
+    // beneath it, asked of the extension host.
+    const bucket = (await frame.evaluate(`window.__parallax.locateMerged(0, ${TILE_ROW_OPS})`)) as { x: number; y: number; lane: number; row: number; startUs: number; endUs: number } | null;
+    assert.ok(bucket, 'an operator row is drawn merged');
+    const box = await (await frame.frameElement()).boundingBox();
+    await h.page.mouse.move(box!.x + bucket.x, box!.y + bucket.y);
+    const named = await waitStats(frame, (x) => (x.tiles?.spansNamed ?? 0) > 0 && x.tooltip.visible);
+    await h.screenshot('tiles-bucket-tooltip');
+    const title = (await frame.locator('#px-tooltip .px-tt-title').textContent()) ?? '';
+    assert.notEqual(title, 'merged spans', 'the tooltip names a span, not the bucket');
+    // The name is that of an operator of the hovered lane near the bucket.
+    const near = new Set<string>();
+    const sp0 = trace.spans;
+    // The host looks as far as the view's hit tolerance (3 CSS px) from the pointer.
+    const usPerPx = (named.visible.endUs - named.visible.startUs) / named.canvas.width;
+    const slack = bucket.endUs - bucket.startUs + 4 * usPerPx;
+    for (let i = 0; i < sp0.count; i++) {
+      if (sp0.lane[i] !== bucket.lane || tileRowOf(sp0.kind[i]!, sp0.parent[i]!, sp0.flags[i]!) !== TILE_ROW_OPS) continue;
+      if (sp0.start[i] + sp0.dur[i] < bucket.startUs - slack || sp0.start[i] > bucket.endUs + slack) continue;
+      near.add(trace.strings[sp0.name[i]!]!);
+    }
+    assert.ok(near.has(title), `"${title}" is an operator of lane ${bucket.lane} there (${[...near].slice(0, 5).join(", ")}…; bucket ${JSON.stringify(bucket)})`);
+    assert.match(named.tooltip.text, /drawn merged with the other spans here/);
+    await h.page.mouse.move(box!.x + 2, box!.y + 2);
 
     // Zoom to one step in the middle: the tile in hand is too coarse, the view asks again.
     const step = trace.steps[Math.floor(trace.steps.length / 2)]!;

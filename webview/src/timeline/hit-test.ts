@@ -10,7 +10,7 @@ import type { RowLayout, SpanRef } from './types';
 /** Spans scanned at most per hit test (a row can hold millions). */
 const HIT_SCAN_LIMIT = 50_000;
 /** How far from a span (CSS px) a point still hits it. */
-const HIT_TOLERANCE_PX = 3;
+export const HIT_TOLERANCE_PX = 3;
 
 /** The row kind (state, ops, comm) a span is drawn in. */
 export function rowKindOfSpan(run: Run, i: number): number {

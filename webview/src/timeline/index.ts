@@ -18,8 +18,9 @@
  */
 import type { ScaleLinear } from 'd3-scale';
 import { runSpanCount, type Run } from '../data';
+import type { SpanColumns } from '../../../src/profiler/trace-format';
 import { themeRoot, type Palette } from '../theme';
-import { hitSpan, rowAt, rowOfSpan } from './hit-test';
+import { HIT_TOLERANCE_PX, hitSpan, rowAt, rowOfSpan } from './hit-test';
 import { attachInput, onLaneKey } from './input';
 import { buildLayout } from './layout';
 import { NameCache } from './names';
@@ -63,6 +64,8 @@ export class Timeline {
   highlight: Highlight | null = null;
   hover: SpanRef | null = null;
   selected: SpanRef | null = null;
+  /** Where the tooltip of a merged bucket stands, while the host is asked for the span beneath. */
+  private tooltipAt: { ref: SpanRef; xCss: number; yCss: number } | null = null;
   focusLane = 0;
   /** Per run, the spans the operator table or search picked; null when no filter is on. */
   filter: (Uint8Array | null)[] | null = null;
@@ -271,6 +274,22 @@ export class Timeline {
     if (this.hover && this.pointer) this.showTooltipAt(this.hover, this.pointer.x, this.pointer.y);
     else this.tooltip.hide();
     this.requestDraw();
+    // Other lanes are on screen: a run in tiles may need them.
+    this.cb.onView();
+  }
+
+  /** The lanes [a, b) of run `run` that are (partly) on screen, or null when none is. */
+  lanesOnScreen(run: number): [number, number] | null {
+    const top = this.scrollY;
+    const bottom = top + this.viewport.height;
+    let a = Infinity;
+    let b = -Infinity;
+    for (const l of this.lanes) {
+      if (l.run !== run || l.y + l.h <= top || l.y >= bottom) continue;
+      a = Math.min(a, l.lane);
+      b = Math.max(b, l.lane + 1);
+    }
+    return b > a ? [a, b] : null;
   }
 
   private applyScroll(): void {
@@ -286,6 +305,7 @@ export class Timeline {
     else if (l.y + l.h > this.scrollY + this.viewport.height) this.scrollY = l.y + l.h - this.viewport.height + LANE_GAP;
     this.applyScroll();
     this.requestDraw();
+    this.cb.onView();
   }
 
   /** Selects view time [v0, v1] as if brushed (null clears). */
@@ -378,6 +398,22 @@ export class Timeline {
 
   showTooltipAt(ref: SpanRef, xCss: number, yCss: number): void {
     this.tooltip.show(this.runs, ref, xCss, yCss, this.viewport.width, this.viewport.height);
+    const run = this.runs[ref.run];
+    if ((run?.tiled?.merged[ref.span] ?? 0) > 0) {
+      const x = this.x();
+      this.tooltipAt = { ref, xCss, yCss };
+      this.cb.onHoverMerged(ref, x.invert(xCss) + run!.offsetUs, Math.abs(x.invert(xCss + HIT_TOLERANCE_PX) - x.invert(xCss)));
+    } else this.tooltipAt = null;
+  }
+
+  /**
+   * The host named the span beneath a merged bucket: shown in the tooltip if it still stands
+   * at that bucket.
+   */
+  showSpanBeneath(ref: SpanRef, beneath: SpanColumns): void {
+    const at = this.tooltipAt;
+    if (!at || at.ref.run !== ref.run || at.ref.span !== ref.span || !this.tooltip.visible) return;
+    this.tooltip.show(this.runs, ref, at.xCss, at.yCss, this.viewport.width, this.viewport.height, beneath);
   }
 
   showSelectedTooltip(): void {

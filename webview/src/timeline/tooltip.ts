@@ -2,7 +2,7 @@
  * The span tooltip: a `role="tooltip"` box inside the canvas area listing the span's fields,
  * linked to the canvas by `aria-describedby` while shown.
  */
-import { COMM_OPS, IDLE_CAUSES, PHASES, SPAN_KINDS, SpanFlag } from '../../../src/profiler/trace-format';
+import { COMM_OPS, IDLE_CAUSES, PHASES, SPAN_KINDS, SpanFlag, type SpanColumns } from '../../../src/profiler/trace-format';
 import type { Run } from '../data';
 import { displayText, formatBytes, formatUs } from '../format';
 import type { NameCache } from './names';
@@ -40,12 +40,16 @@ export class Tooltip {
     this.owner.setAttribute('aria-describedby', HELP_ID);
   }
 
-  /** Shows span `ref`'s fields near (xCss, yCss), kept inside a `width`×`height` area. */
-  show(runs: readonly Run[], ref: SpanRef, xCss: number, yCss: number, width: number, height: number): void {
+  /**
+   * Shows span `ref`'s fields near (xCss, yCss), kept inside a `width`×`height` area. Where
+   * `ref` is a merged bucket of a tile, `beneath` (when the host has named it) is the span under
+   * the pointer: its fields are shown, with a note of the bucket it is drawn in.
+   */
+  show(runs: readonly Run[], ref: SpanRef, xCss: number, yCss: number, width: number, height: number, beneath?: SpanColumns): void {
     const run = runs[ref.run];
     const t = run.trace;
-    const sp = t.spans;
-    const i = ref.span;
+    const sp = beneath ?? t.spans;
+    const i = beneath ? 0 : ref.span;
     const title = el('div', 'px-tt-title', this.names.get(ref.run, sp.name[i]));
     title.dir = 'auto';
     const dl = el('dl', 'px-tt-fields');
@@ -76,8 +80,9 @@ export class Tooltip {
     if (sp.flags[i] & SpanFlag.staging) flags.push('staging copy');
     if (sp.flags[i] & SpanFlag.synthetic) flags.push('synthetic data');
     if (sp.flags[i] & SpanFlag.gradient) flags.push('gradients');
-    const merged = run.tiled?.merged[i] ?? 0;
-    if (merged > 0) add('merged', `${merged.toLocaleString('en-US')} spans start here; zoom in to see them`);
+    const merged = run.tiled?.merged[ref.span] ?? 0;
+    if (beneath) add('merged', `drawn merged with the other spans here (${merged.toLocaleString('en-US')} start in this bucket); zoom in to see them apart`);
+    else if (merged > 0) add('merged', `${merged.toLocaleString('en-US')} spans start here; zoom in to see them`);
     if (flags.length) add('note', flags.join(', '));
     this.el.replaceChildren(title, dl);
     this.el.hidden = false;

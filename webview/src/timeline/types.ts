@@ -67,6 +67,11 @@ export interface TimelineCallbacks {
   onSelectRange(range: ViewRange | null): void;
   onOpenSource(ref: SpanRef): void;
   onView(): void;
+  /**
+   * The pointer is over a merged bucket of a tiled run (`ref`), at trace time `timeUs` with
+   * the hit tolerance `toleranceUs`: the host can name the span beneath.
+   */
+  onHoverMerged(ref: SpanRef, timeUs: number, toleranceUs: number): void;
 }
 
 export function zeroCounts(): KindCounts {
