@@ -14,7 +14,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 
 /** Parallel modes Parallax can run, in the order they are offered. */
-export const PARALLEL_MODES = ['data', 'pipeline', 'tensor'] as const;
+export const PARALLEL_MODES = ['data', 'pipeline', 'tensor', 'hybrid'] as const;
 export type ParallelMode = (typeof PARALLEL_MODES)[number];
 
 /** One line per mode, for pickers, `--help` and the configuration schema. */
@@ -22,6 +22,7 @@ export const MODE_DESCRIPTIONS: Record<ParallelMode, string> = {
   data: 'Replicate the model on every device and split the batch.',
   pipeline: 'Cut the graph into stages, one per device, and stream micro-batches through them.',
   tensor: 'Split weight matrices across devices (column- then row-parallel pairs) and all-reduce each layer\'s partial sums.',
+  hybrid: 'Data × tensor: split the batch over replicas, each a tensor-parallel group whose all-reduces stay inside it.',
 };
 
 /** Pipeline schedules: the order of each stage's instructions within a step. */
@@ -159,9 +160,29 @@ export const TensorPlanSchema = Type.Object({
 });
 export type TensorPlan = Static<typeof TensorPlanSchema>;
 
+/**
+ * A hybrid of data and tensor parallelism: the batch is split over `data` replicas, and each
+ * replica is a tensor-parallel group of `tensor` consecutive devices (replica r holds ranks
+ * r·tensor … r·tensor + tensor − 1) whose activation all-reduces run in that group only.
+ */
+export const HybridPlanSchema = Type.Object({
+  mode: Type.Literal('hybrid'),
+  ...common,
+  /** Replicas the batch is split over (data-parallel degree). */
+  data: PosInt,
+  /** Devices of each replica that every split weight is shared over (tensor-parallel degree). */
+  tensor: Type.Integer({ minimum: 2 }),
+  /** Recorded, as for a tensor plan: per split group, its label and its collectives in one forward step. */
+  groups: Type.Optional(Type.Array(Type.Object({ label: Type.String(), allReduces: Int, allGathers: Int }))),
+  /** Recorded: parameter bytes of the model, and those each device holds. */
+  parameterBytes: Type.Optional(Type.Number()),
+  perDeviceParameterBytes: Type.Optional(Type.Array(Type.Number())),
+});
+export type HybridPlan = Static<typeof HybridPlanSchema>;
+
 /** A plan Parallax can run. */
-export const PlanSchema = Type.Union([DataPlanSchema, PipelinePlanSchema, TensorPlanSchema]);
-export type Plan = DataPlan | PipelinePlan | TensorPlan;
+export const PlanSchema = Type.Union([DataPlanSchema, PipelinePlanSchema, TensorPlanSchema, HybridPlanSchema]);
+export type Plan = DataPlan | PipelinePlan | TensorPlan | HybridPlan;
 
 /** The plan of an imported trace (another tool ran it; Parallax only records what it saw). */
 export const ImportedPlanSchema = Type.Object({
@@ -176,7 +197,7 @@ export const ImportedPlanSchema = Type.Object({
 export type ImportedPlan = Static<typeof ImportedPlanSchema>;
 
 /** What `meta.plan` of a trace holds. */
-export const TracePlanSchema = Type.Union([DataPlanSchema, PipelinePlanSchema, TensorPlanSchema, ImportedPlanSchema]);
+export const TracePlanSchema = Type.Union([DataPlanSchema, PipelinePlanSchema, TensorPlanSchema, HybridPlanSchema, ImportedPlanSchema]);
 export type TracePlan = Plan | ImportedPlan;
 
 /** Exhaustiveness check for a `switch` over a union's discriminant. */
@@ -265,15 +286,17 @@ export interface PlanFields {
   cuts?: string[] | undefined;
   schedule?: PipelineSchedule | undefined;
   train?: TrainPlan | undefined;
-  /** Tensor mode: devices each weight is split over. */
+  /** Tensor and hybrid modes: devices each weight is split over. */
   tensor?: number | undefined;
+  /** Hybrid mode: replicas the batch is split over. */
+  data?: number | undefined;
 }
 
 /** Default micro-batches of a pipeline plan that names none. */
 export const DEFAULT_MICRO_BATCHES = 4;
 
 /** The CLI flag of a mode-specific plan field, for messages. */
-const FLAG: Record<'shards' | 'gradSync' | 'microBatches' | 'stages' | 'cuts' | 'schedule' | 'tensor', string> = {
+const FLAG: Record<'shards' | 'gradSync' | 'microBatches' | 'stages' | 'cuts' | 'schedule' | 'tensor' | 'data', string> = {
   shards: '--shards',
   gradSync: '--grad-sync',
   microBatches: '--micro-batches',
@@ -281,6 +304,7 @@ const FLAG: Record<'shards' | 'gradSync' | 'microBatches' | 'stages' | 'cuts' | 
   cuts: '--cuts',
   schedule: '--schedule',
   tensor: '--tensor',
+  data: '--data',
 };
 
 /** Thrown by {@link makePlan} for a field that does not belong to the plan's mode. */
@@ -297,6 +321,7 @@ export class PlanFieldError extends Error {
  */
 export function makePlan(f: PlanFields): Plan {
   const base = { devices: f.devices, batch: f.batch, steps: f.steps, warmup: f.warmup, seed: f.seed };
+  if (f.mode !== 'hybrid' && f.data !== undefined) throw new PlanFieldError('--data applies to --mode hybrid only');
   const refuse = (keys: (keyof typeof FLAG)[], mode: ParallelMode): void => {
     for (const k of keys) {
       if (f[k] !== undefined && f[k] !== false) throw new PlanFieldError(`${FLAG[k]} applies to --mode ${mode} only`);
@@ -327,6 +352,14 @@ export function makePlan(f: PlanFields): Plan {
       refuse(['microBatches', 'stages', 'cuts', 'schedule'], 'pipeline');
       if (f.tensor !== undefined && !(Number.isInteger(f.tensor) && f.tensor >= 2)) throw new PlanFieldError(`--tensor ${f.tensor} must be a whole number of at least 2`);
       return { mode: 'tensor', ...base, ...(f.tensor !== undefined ? { tensor: f.tensor } : {}) };
+    case 'hybrid':
+      if (f.train) throw new PlanFieldError('not yet: training runs in data mode (--mode data); hybrid training is coming');
+      refuse(['shards', 'gradSync'], 'data');
+      refuse(['microBatches', 'stages', 'cuts', 'schedule'], 'pipeline');
+      if (f.data === undefined || f.tensor === undefined) throw new PlanFieldError('--mode hybrid needs --data <replicas> and --tensor <devices per replica>, e.g. --data 2 --tensor 2 --devices cpu:4');
+      if (!(Number.isInteger(f.data) && f.data >= 1)) throw new PlanFieldError(`--data ${f.data} must be a whole number of at least 1`);
+      if (!(Number.isInteger(f.tensor) && f.tensor >= 2)) throw new PlanFieldError(`--tensor ${f.tensor} must be a whole number of at least 2`);
+      return { mode: 'hybrid', ...base, data: f.data, tensor: f.tensor };
     default:
       return assertNever(f.mode, 'mode');
   }
@@ -342,6 +375,8 @@ export function planFields(p: Plan): PlanFields {
       return { ...base, microBatches: p.microBatches, stages: p.stages, cuts: p.cuts, schedule: p.schedule };
     case 'tensor':
       return { ...base, tensor: p.tensor };
+    case 'hybrid':
+      return { ...base, data: p.data, tensor: p.tensor };
     default:
       return assertNever(p, 'plan');
   }
@@ -367,6 +402,6 @@ function checkTrain(t: TrainPlan): void {
 
 function pick(change: Partial<PlanFields>): Partial<PlanFields> {
   const out: Partial<PlanFields> = {};
-  for (const k of ['shards', 'gradSync', 'microBatches', 'stages', 'cuts', 'schedule', 'train', 'tensor'] as const) if (change[k] !== undefined) (out as Record<string, unknown>)[k] = change[k];
+  for (const k of ['shards', 'gradSync', 'microBatches', 'stages', 'cuts', 'schedule', 'train', 'tensor', 'data'] as const) if (change[k] !== undefined) (out as Record<string, unknown>)[k] = change[k];
   return out;
 }

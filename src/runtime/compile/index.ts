@@ -10,12 +10,13 @@ import { compileData } from './data';
 import { compilePipeline } from './pipeline';
 import { compileTrainData } from './train-data';
 import { compileTensor, type TensorPrepared } from './tensor';
+import { compileHybrid } from './hybrid';
 
 export { checkShards, resolveShards } from './data';
 export type { CompileContext, InputLayoutTyped, TrainingContext } from './common';
 
 /** What a mode needs decided before it compiles (a pipeline's partition comes from calibration). */
-export type Prepared = { mode: 'data' } | { mode: 'pipeline'; partition: Partition } | ({ mode: 'tensor' } & TensorPrepared);
+export type Prepared = { mode: 'data' } | { mode: 'pipeline'; partition: Partition } | ({ mode: 'tensor' | 'hybrid' } & TensorPrepared);
 
 /** Compiles a plan into the program every device runs. */
 export function compile(plan: Plan, prepared: Prepared, ctx: CompileContext): Program {
@@ -32,6 +33,9 @@ export function compile(plan: Plan, prepared: Prepared, ctx: CompileContext): Pr
     case 'tensor':
       if (prepared.mode !== 'tensor') throw new Error('a tensor plan compiles only with its shard plan');
       return compileTensor(plan, prepared, ctx);
+    case 'hybrid':
+      if (prepared.mode !== 'hybrid') throw new Error('a hybrid plan compiles only with the shard plan of one replica');
+      return compileHybrid(plan, prepared, ctx);
     default:
       return assertNever(plan, 'plan');
   }

@@ -92,6 +92,8 @@ function partsOf(plan: Plan, devices: number): number {
       return Math.max(devices, plan.microBatches);
     case 'tensor':
       return 1;
+    case 'hybrid':
+      return plan.data;
     default:
       return assertNever(plan, 'plan');
   }
@@ -234,6 +236,8 @@ async function prepare(req: ProfileRequest, l: Loaded, profileDir: string, hooks
     }
     case 'tensor':
       return prepareTensorPlan(plan, l);
+    case 'hybrid':
+      return prepareHybridPlan(plan, l);
     default:
       return assertNever(plan, 'plan');
   }
@@ -245,6 +249,26 @@ function prepareTensorPlan(plan: Extract<Plan, { mode: 'tensor' }>, l: Loaded): 
   if (plan.tensor !== undefined && plan.tensor !== n) {
     throw new UserError(`--tensor ${plan.tensor} splits every weight over ${plan.tensor} devices, but --devices ${plan.devices} gives ${n}; give --devices with ${plan.tensor} devices (data × tensor hybrids are not run yet)`);
   }
+  const t = tensorShards(l, n);
+  const recorded: Plan = { ...plan, tensor: n, ...t.recorded };
+  return { prepared: { mode: 'tensor', ...t.prepared }, plan: recorded, text: `tensor parallel over ${n} devices: ${t.text}`, info: {} };
+}
+
+/** A data × tensor plan: the shard plan of one replica (every replica holds the same slices). */
+function prepareHybridPlan(plan: Extract<Plan, { mode: 'hybrid' }>, l: Loaded): Preparation {
+  const n = l.devices.length;
+  if (plan.data * plan.tensor !== n) {
+    throw new UserError(`--data ${plan.data} × --tensor ${plan.tensor} needs ${plan.data * plan.tensor} devices, but --devices ${plan.devices} gives ${n}; give --devices with ${plan.data * plan.tensor}`);
+  }
+  const t = tensorShards(l, plan.tensor);
+  const perDevice = Array.from({ length: plan.data }, () => t.recorded.perDeviceParameterBytes).flat();
+  const recorded: Plan = { ...plan, ...t.recorded, perDeviceParameterBytes: perDevice };
+  const text = `data ${plan.data} × tensor ${plan.tensor}: ${plan.data} replicas of ${plan.batch / plan.data} rows, each tensor parallel over ${plan.tensor} devices: ${t.text}`;
+  return { prepared: { mode: 'hybrid', ...t.prepared }, plan: recorded, text, info: {} };
+}
+
+/** The shard plan over `n` devices, what a plan records of it, and a line about it. */
+function tensorShards(l: Loaded, n: number): { prepared: ReturnType<typeof prepareTensor>; recorded: { groups: { label: string; allReduces: number; allGathers: number }[]; parameterBytes: number; perDeviceParameterBytes: number[] }; text: string } {
   // Symbolic sizes as the inputs resolved them (a sequence length from --input-shape): the
   // all-reduce buffers are sized from them.
   const dims: Record<string, number> = { ...l.dimValues };
@@ -253,11 +277,10 @@ function prepareTensorPlan(plan: Extract<Plan, { mode: 'tensor' }>, l: Loaded): 
       if (typeof d === 'string' && r.dims[k] !== undefined) dims[d] = r.dims[k];
     });
   }
-  const { shard, chain } = prepareTensor(l.ir, n, dims);
+  const prepared = prepareTensor(l.ir, n, dims);
+  const { shard, chain } = prepared;
   const allReduces = shard.collectives.filter((c) => c.op === 'all-reduce').length;
-  const recorded: Plan = {
-    ...plan,
-    tensor: n,
+  const recorded = {
     groups: shard.groups.map((g) => ({
       label: g.label,
       allReduces: g.collectives.filter((c) => shard.collectives[c]!.op === 'all-reduce').length,
@@ -267,16 +290,16 @@ function prepareTensorPlan(plan: Extract<Plan, { mode: 'tensor' }>, l: Loaded): 
     perDeviceParameterBytes: shard.perDeviceParameterBytes,
   };
   const text =
-    `tensor parallel over ${n} devices: ${shard.groups.length} split group${shard.groups.length === 1 ? '' : 's'}, ${allReduces} all-reduce${allReduces === 1 ? '' : 's'} per step, ` +
+    `${shard.groups.length} split group${shard.groups.length === 1 ? '' : 's'}, ${allReduces} all-reduce${allReduces === 1 ? '' : 's'} per step, ` +
     `${chain.stages.length} segment${chain.stages.length === 1 ? '' : 's'} per device; parameters per device ${shard.perDeviceParameterBytes.map((b) => formatBytes(b)).join(', ')} of ${formatBytes(shard.parameterBytes)}`;
-  return { prepared: { mode: 'tensor', shard, chain }, plan: recorded, text, info: {} };
+  return { prepared, recorded, text };
 }
 
 /** Model files of a program's segments (stage models are written into `workDir`). */
 function materialise(program: Program, prepared: Prepared, modelPath: string, workDir: string, training: TrainingSetup | null): Record<number, string> {
   const paths: Record<number, string> = training ? writeTrainingSegments(program, training.models, join(workDir, 'train')) : {};
   const stagePaths = prepared.mode === 'pipeline' ? writeStageModels(modelPath, prepared.partition, join(workDir, 'stages')) : [];
-  const shardPaths = prepared.mode === 'tensor' ? writeShardModels(modelPath, program, prepared, join(workDir, 'shards')) : {};
+  const shardPaths = prepared.mode === 'tensor' || prepared.mode === 'hybrid' ? writeShardModels(modelPath, program, prepared, join(workDir, 'shards')) : {};
   for (const seg of program.segments) {
     switch (seg.kind) {
       case 'whole':
