@@ -284,7 +284,7 @@ type PlanFlags = ProfileFlags & { stages: number; microBatches: number; deviceMe
 async function planCommand(model: string, flags: PlanFlags): Promise<void> {
   if (flags.mode !== 'tensor') {
     if (flags.tensor !== undefined && flags.mode !== 'hybrid') throw new UserError('--tensor applies to --mode tensor or hybrid only');
-    if (flags.deviceMemory !== undefined) throw new UserError('--device-memory applies to --mode tensor only (its memory table compares the data, pipeline and tensor plans)');
+    if (flags.deviceMemory !== undefined) throw new UserError('--device-memory applies to --mode tensor only (its memory table compares the data, pipeline, tensor and data × tensor plans)');
   }
   const { modelPath, label } = await resolveModel(model);
   if (flags.mode === 'tensor') {
