@@ -21,7 +21,9 @@ import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type 
 import type { ProfileRequest } from '../runtime/protocol';
 import { DEFAULT_MICRO_BATCHES, isParallelMode, makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type TrainPlan } from '../profiler/plan';
 import type { ProfileSettings } from './run-config';
-import { checkDeviceSpecText } from './run-config';
+import { checkDeviceSpecText, deviceCount } from './run-config';
+
+export { deviceCount };
 
 /** A range of the file's text: offset and length in UTF-16 code units, as VS Code counts them. */
 export interface TextSpan {
@@ -175,20 +177,6 @@ function isTrainSettings(v: unknown): boolean {
         return false;
     }
   });
-}
-
-/**
- * Total device count of a device spec (`cpu:2,webgpu:1` → 3; a kind without a count is one
- * device), or null when the spec does not parse.
- */
-export function deviceCount(spec: string): number | null {
-  if (checkDeviceSpecText(spec) !== null) return null;
-  let n = 0;
-  for (const part of spec.split(',')) {
-    const m = /:\s*(\d+)\s*$/.exec(part);
-    n += m ? Number(m[1]) : 1;
-  }
-  return n;
 }
 
 /** Parses `parallax.json` text. Never throws: whatever cannot be read is a problem. */
