@@ -4,6 +4,7 @@
  * models, and every replica's partial sums all-reduced through a sub-communicator of its own.
  * Had an all-reduce summed over all four devices, each output would count its layer twice;
  * the outputs are checked against one device running the whole model on the same inputs.
+ * `--data 2 --pipeline 2` runs two two-stage pipelines over one partition, each on its rows.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -36,7 +37,7 @@ test('demo model, data 2 × tensor 2 on cpu:4: output of one device, each replic
   await assertMatchesOneDevice(trace, model, x, dims);
 
   const plan = trace.meta.plan;
-  assert.ok(plan.mode === 'hybrid' && plan.data === 2 && plan.tensor === 2);
+  assert.ok(plan.mode === 'hybrid' && 'tensor' in plan && plan.data === 2 && plan.tensor === 2);
   assert.equal(plan.perDeviceParameterBytes?.length, 4, 'parameters recorded for every device');
 
   // Four workers on fewer than four cores are labelled as sharing them.
@@ -61,6 +62,29 @@ test('demo model, data 2 × tensor 2 on cpu:4: output of one device, each replic
   const predicted = allReducesPerStep(simulate(program, fitCostModel([trace]), { steps: 2, meta: trace.meta }));
   assert.equal(predicted.size, 4 * 2);
   for (const names of predicted.values()) assert.deepEqual(names, expected);
+});
+
+test('demo model, data 2 × pipeline 2 on cpu:4: output of one device, each replica sends only between its own stages', async () => {
+  const model = join(dir, 'demo-pipe.onnx');
+  writeFileSync(model, buildDemoModel({ layers: 4, hidden: 64, ffn: 256 }));
+  const dims = [8, 64];
+  const x = seededValues(dims[0]! * dims[1]!, 13);
+  const inputs = join(dir, 'pipe.inputs.json');
+  writeFileSync(inputs, JSON.stringify({ x: { dims, data: Array.from(x) } }));
+  const out = join(dir, 'demo-hybrid-pipe.parallax.json');
+  const r = await runCli(['profile', model, '--mode', 'hybrid', '--data', '2', '--pipeline', '2', '--micro-batches', '2', '--devices', 'cpu:4', '--batch', '8', '--steps', '3', '--warmup', '1', '--inputs', inputs, '--out', out], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const trace = await readTrace(out);
+  await assertMatchesOneDevice(trace, model, x, dims);
+  const plan = trace.meta.plan;
+  assert.ok(plan.mode === 'hybrid' && 'pipeline' in plan && plan.pipeline === 2 && plan.partition?.stageNodes.length === 2, 'the partition of one replica is recorded');
+  const program = trace.meta.program!;
+  assert.deepEqual(program.devices.map((d) => d.stage), [0, 1, 0, 1]);
+  for (const d of program.devices) {
+    const peers = d.instructions.flatMap((i) => (i.op === 'send' ? [i.to] : i.op === 'recv' ? [i.from] : []));
+    assert.equal(peers.length, 2, `rank ${d.rank}: one transfer per micro-batch`);
+    assert.ok(peers.every((p) => Math.floor(p / 2) === Math.floor(d.rank / 2) && p !== d.rank), `rank ${d.rank} talks to its own replica only`);
+  }
 });
 
 test('a hybrid whose --data × --tensor is not the device count, or without --data, is refused in one line', async () => {

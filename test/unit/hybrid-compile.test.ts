@@ -9,11 +9,12 @@ import assert from 'node:assert/strict';
 import { buildDemoModel } from '../../src/runtime/onnx/demo-model';
 import { parseModel } from '../../src/runtime/onnx/model';
 import { prepareTensor } from '../../src/runtime/compile/tensor';
-import { compileHybrid, replicaGroup } from '../../src/runtime/compile/hybrid';
+import { compileHybrid, compileHybridPipeline, replicaGroup } from '../../src/runtime/compile/hybrid';
+import { estimateNodeCostsUs, partitionPipeline } from '../../src/runtime/pipeline/partition';
 import { collectiveSubgroups } from '../../src/runtime/comm/subgroups';
 import type { CompileContext } from '../../src/runtime/compile';
 import type { Program } from '../../src/profiler/program';
-import { makePlan, PlanFieldError, type HybridPlan } from '../../src/profiler/plan';
+import { makePlan, PlanFieldError, type HybridTensorPlan } from '../../src/profiler/plan';
 import { isUserError } from '../../src/common/errors';
 import { CommOpCode, SpanKind, type Trace } from '../../src/profiler/trace-format';
 import { FREE_LINK, setComputeCost, simulate, type CostModel } from '../../src/profiler/simulate';
@@ -22,7 +23,7 @@ import { syntheticMeta } from '../../src/profiler/analysis/synthetic';
 const HIDDEN = 32;
 const LAYERS = 2;
 
-function hybridPlan(data: number, tensor: number, batch: number): HybridPlan {
+function hybridPlan(data: number, tensor: number, batch: number): HybridTensorPlan {
   return { mode: 'hybrid', devices: `cpu:${data * tensor}`, batch, steps: 1, warmup: 0, seed: 0, data, tensor };
 }
 
@@ -69,6 +70,43 @@ test('a data 2 × tensor 2 program: each replica scatters its half of the rows a
   assert.deepEqual(collectiveSubgroups(p).map((g) => g.group), [[0, 1], [2, 3]], 'two sub-communicators, one per replica');
 });
 
+test('a data 2 × pipeline 2 program: each replica streams its rows through its own two stages, over one shared partition', () => {
+  const batch = 8;
+  const micro = 2;
+  const ir = parseModel(buildDemoModel({ layers: LAYERS, hidden: HIDDEN, ffn: 4 * HIDDEN }), 'demo.onnx');
+  const ctx: CompileContext = {
+    inputs: [{ name: ir.inputs[0]!.name, dtype: 'float32', dims: [batch, HIDDEN], batchAxis: 0 }],
+    outputs: [{ name: ir.outputs[0]!.name, batchAxis: 0 }],
+    parameterCount: ir.parameterCount,
+    devices: 4,
+    nodeNames: ir.nodes.map((n) => n.name),
+  };
+  const partition = partitionPipeline(ir, estimateNodeCostsUs(ir), 2, { costSource: 'estimated' });
+  const plan = { mode: 'hybrid' as const, devices: 'cpu:4', batch, steps: 1, warmup: 0, seed: 0, data: 2, pipeline: 2, schedule: 'gpipe' as const, microBatches: micro };
+  const p = compileHybridPipeline(plan, partition, ctx);
+  assert.equal(p.mode, 'hybrid');
+  assert.deepEqual(p.segments.map((s) => s.kind), ['stage', 'stage'], 'one set of stage models for both replicas');
+  assert.deepEqual(p.devices.map((d) => [d.rank, d.stage, d.segments]), [[0, 0, [0]], [1, 1, [1]], [2, 0, [0]], [3, 1, [1]]]);
+  for (const d of p.devices) {
+    const replica = Math.floor(d.rank / 2);
+    const peer = d.stage === 0 ? d.rank + 1 : d.rank - 1;
+    const sends = d.instructions.filter((i) => i.op === 'send');
+    const recvs = d.instructions.filter((i) => i.op === 'recv');
+    if (d.stage === 0) {
+      assert.equal(sends.length, micro);
+      assert.ok(sends.every((i) => i.op === 'send' && i.to === peer), `rank ${d.rank} sends to its replica's second stage only`);
+      const rows = d.instructions.flatMap((i) => (i.op === 'scatter' ? [i.rows] : []));
+      assert.deepEqual(rows, [{ start: replica * 4, count: 2 }, { start: replica * 4 + 2, count: 2 }], 'the replica\'s rows in two micro-batches');
+    } else {
+      assert.equal(recvs.length, micro);
+      assert.ok(recvs.every((i) => i.op === 'recv' && i.from === peer), `rank ${d.rank} receives from its replica's first stage only`);
+      const rows = d.instructions.flatMap((i) => (i.op === 'gather' ? [i.rows] : []));
+      assert.deepEqual(rows, [{ start: replica * 4, count: 2 }, { start: replica * 4 + 2, count: 2 }]);
+    }
+  }
+  assert.throws(() => compileHybridPipeline({ ...plan, batch: 7 }, partition, ctx), /--batch 7 does not split evenly over --data 2 replicas/);
+});
+
 test('a hybrid whose devices are not data × tensor, or whose batch does not split evenly, is refused in one line', () => {
   const oneLine = (re: RegExp) => (e: unknown) => isUserError(e) && re.test((e as Error).message) && !(e as Error).message.includes('\n');
   assert.throws(() => compileDemo(2, 2, 8, 3), oneLine(/--data 2 × --tensor 2 needs 4 devices, but --devices cpu:4 gives 3/));
@@ -81,6 +119,9 @@ test('makePlan builds a hybrid from --data and --tensor and refuses flags of oth
   assert.throws(() => makePlan({ mode: 'hybrid', ...base, tensor: 2 }), (e: unknown) => e instanceof PlanFieldError && /needs --data <replicas> and --tensor/.test(e.message));
   assert.throws(() => makePlan({ mode: 'hybrid', ...base, data: 2, tensor: 2, microBatches: 4 }), /--micro-batches applies to --mode pipeline only/);
   assert.throws(() => makePlan({ mode: 'tensor', ...base, data: 2 }), /--data applies to --mode hybrid only/);
+  assert.deepEqual(makePlan({ mode: 'hybrid', ...base, data: 2, pipeline: 2, microBatches: 2 }), { mode: 'hybrid', ...base, data: 2, pipeline: 2, schedule: 'gpipe', microBatches: 2 });
+  assert.throws(() => makePlan({ mode: 'hybrid', ...base, data: 2, pipeline: 2, tensor: 2 }), /pipeline × tensor hybrids are not run/);
+  assert.throws(() => makePlan({ mode: 'pipeline', ...base, pipeline: 2 }), /--pipeline applies to --mode hybrid only/);
 });
 
 /** Per lane, the [start, end) of its all-reduce spans in step 0. */

@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { UserError } from '../../common/errors';
 import type { ProfileRequest, SharedInput } from '../protocol';
-import { assertNever, type Plan } from '../../profiler/plan';
+import { assertNever, type HybridTensorPlan, type PipelinePlan, type Plan } from '../../profiler/plan';
 import { formatProgram, type Program } from '../../profiler/program';
 import { writeStageModels } from '../pipeline/stage-model';
 import { formatPartition } from '../pipeline/plan-format';
@@ -41,6 +41,7 @@ import { buildTrace, compareOutputs, mergeOutputs } from './trace';
 import { prepareTraining, trainingResults, writeTrainingSegments, type TrainingSetup } from './train-setup';
 import { compileTrainData } from '../compile/train-data';
 import { prepareTensor } from '../compile/tensor';
+import { replicaPipelinePlan } from '../compile/hybrid';
 import { writeShardModels } from '../tensor/shard-model';
 import { formatBytes } from '../../profiler/units';
 
@@ -93,7 +94,7 @@ function partsOf(plan: Plan, devices: number): number {
     case 'tensor':
       return 1;
     case 'hybrid':
-      return plan.data;
+      return 'pipeline' in plan ? plan.data * plan.microBatches : plan.data;
     default:
       return assertNever(plan, 'plan');
   }
@@ -217,27 +218,22 @@ async function prepare(req: ProfileRequest, l: Loaded, profileDir: string, hooks
       return { prepared: { mode: 'data' }, plan: { ...plan, shards }, text: '', info: {} };
     }
     case 'pipeline': {
-      checkPipelinePlan(plan, l.ir, l.devices.length, req.modelLabel);
-      const cal = { modelPath: req.modelPath, device: l.devices[0], inputs: l.inputs, compile: l.compile, profileDir };
-      const { partition, calibration } = await preparePartition(plan, l.ir, cal, l.dimValues, l.devices.length, hooks, req.dryRun === true);
-      const recorded: Plan = {
-        ...plan,
-        stages: l.devices.length,
-        cuts: partition.cuts,
-        partition: {
-          stageNodes: partition.stages.map((st) => st.nodeIndices.map((i) => l.ir.nodes[i].name)),
-          stageCostUs: partition.stages.map((st) => st.computeUs),
-          balance: partition.balance,
-        },
-        calibration,
-      };
-      const microRows = plan.batch / plan.microBatches;
-      return { prepared: { mode: 'pipeline', partition }, plan: recorded, text: formatPartition(partition, l.ir), info: partitionInfo(partition, microRows) };
+      const p = await pipelinePartition(req, l, plan, l.devices.length, profileDir, hooks);
+      return { prepared: { mode: 'pipeline', partition: p.partition }, plan: { ...plan, ...p.recorded }, text: p.text, info: p.info };
     }
     case 'tensor':
       return prepareTensorPlan(plan, l);
-    case 'hybrid':
-      return prepareHybridPlan(plan, l);
+    case 'hybrid': {
+      if (!('pipeline' in plan)) return prepareHybridPlan(plan, l);
+      if (plan.data * plan.pipeline !== l.devices.length) {
+        throw new UserError(`--data ${plan.data} × --pipeline ${plan.pipeline} needs ${plan.data * plan.pipeline} devices, but --devices ${plan.devices} gives ${l.devices.length}; give --devices with ${plan.data * plan.pipeline}`);
+      }
+      // One replica's pipeline is calibrated and partitioned; every replica runs that partition.
+      const p = await pipelinePartition(req, l, replicaPipelinePlan(plan), plan.pipeline, profileDir, hooks);
+      const { stages: _stages, ...recorded } = p.recorded;
+      const text = `data ${plan.data} × pipeline ${plan.pipeline}: ${plan.data} replicas of ${plan.batch / plan.data} rows, each a pipeline of ${plan.pipeline} stages\n${p.text}`;
+      return { prepared: { mode: 'hybrid-pipeline', partition: p.partition }, plan: { ...plan, ...recorded }, text, info: p.info };
+    }
     default:
       return assertNever(plan, 'plan');
   }
@@ -254,8 +250,26 @@ function prepareTensorPlan(plan: Extract<Plan, { mode: 'tensor' }>, l: Loaded): 
   return { prepared: { mode: 'tensor', ...t.prepared }, plan: recorded, text: `tensor parallel over ${n} devices: ${t.text}`, info: {} };
 }
 
+/** A pipeline's partition into `k` stages (calibrated, or along its cuts), what its plan records of it, and its text. */
+async function pipelinePartition(req: ProfileRequest, l: Loaded, plan: PipelinePlan, k: number, profileDir: string, hooks: RunnerHooks) {
+  checkPipelinePlan(plan, l.ir, k, req.modelLabel);
+  const cal = { modelPath: req.modelPath, device: l.devices[0]!, inputs: l.inputs, compile: l.compile, profileDir };
+  const { partition, calibration } = await preparePartition(plan, l.ir, cal, l.dimValues, k, hooks, req.dryRun === true);
+  const recorded = {
+    stages: k,
+    cuts: partition.cuts,
+    partition: {
+      stageNodes: partition.stages.map((st) => st.nodeIndices.map((i) => l.ir.nodes[i]!.name)),
+      stageCostUs: partition.stages.map((st) => st.computeUs),
+      balance: partition.balance,
+    },
+    calibration,
+  };
+  return { partition, recorded, text: formatPartition(partition, l.ir), info: partitionInfo(partition, plan.batch / plan.microBatches) };
+}
+
 /** A data × tensor plan: the shard plan of one replica (every replica holds the same slices). */
-function prepareHybridPlan(plan: Extract<Plan, { mode: 'hybrid' }>, l: Loaded): Preparation {
+function prepareHybridPlan(plan: HybridTensorPlan, l: Loaded): Preparation {
   const n = l.devices.length;
   if (plan.data * plan.tensor !== n) {
     throw new UserError(`--data ${plan.data} × --tensor ${plan.tensor} needs ${plan.data * plan.tensor} devices, but --devices ${plan.devices} gives ${n}; give --devices with ${plan.data * plan.tensor}`);
@@ -298,7 +312,7 @@ function tensorShards(l: Loaded, n: number): { prepared: ReturnType<typeof prepa
 /** Model files of a program's segments (stage models are written into `workDir`). */
 function materialise(program: Program, prepared: Prepared, modelPath: string, workDir: string, training: TrainingSetup | null): Record<number, string> {
   const paths: Record<number, string> = training ? writeTrainingSegments(program, training.models, join(workDir, 'train')) : {};
-  const stagePaths = prepared.mode === 'pipeline' ? writeStageModels(modelPath, prepared.partition, join(workDir, 'stages')) : [];
+  const stagePaths = prepared.mode === 'pipeline' || prepared.mode === 'hybrid-pipeline' ? writeStageModels(modelPath, prepared.partition, join(workDir, 'stages')) : [];
   const shardPaths = prepared.mode === 'tensor' || prepared.mode === 'hybrid' ? writeShardModels(modelPath, program, prepared, join(workDir, 'shards')) : {};
   for (const seg of program.segments) {
     switch (seg.kind) {
