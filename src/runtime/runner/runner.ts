@@ -243,7 +243,7 @@ async function prepare(req: ProfileRequest, l: Loaded, profileDir: string, hooks
 function prepareTensorPlan(plan: Extract<Plan, { mode: 'tensor' }>, l: Loaded): Preparation {
   const n = l.devices.length;
   if (plan.tensor !== undefined && plan.tensor !== n) {
-    throw new UserError(`--tensor ${plan.tensor} splits every weight over ${plan.tensor} devices, but --devices ${plan.devices} gives ${n}; give --devices with ${plan.tensor} devices (data × tensor hybrids are not run yet)`);
+    throw new UserError(`--tensor ${plan.tensor} splits every weight over ${plan.tensor} devices, but --devices ${plan.devices} gives ${n}; give --devices with ${plan.tensor} devices, or run --mode hybrid --data <replicas> --tensor ${plan.tensor}`);
   }
   const t = tensorShards(l, n);
   const recorded: Plan = { ...plan, tensor: n, ...t.recorded };
