@@ -154,8 +154,12 @@ function progressReporter(quiet: boolean): { update(p: Progress): void; stop(): 
 
 interface ProfileFlags {
   mode: ParallelMode;
-  /** Tensor mode: devices each weight is split over. */
+  /** Tensor and hybrid modes: devices each weight is split over. */
   tensor?: number;
+  /** Hybrid mode: replicas the batch is split over. */
+  data?: number;
+  /** Hybrid mode: stages of each replica's pipeline. */
+  pipeline?: number;
   gradSync?: boolean;
   train?: boolean;
   loss?: TrainLoss;
@@ -242,6 +246,8 @@ function planOf(flags: ProfileFlags & { mode: ParallelMode }): Plan {
       cuts,
       schedule: flags.schedule,
       tensor: flags.tensor,
+      data: flags.data,
+      pipeline: flags.pipeline,
     });
   } catch (e) {
     throw e instanceof PlanFieldError ? new UserError(e.message) : e;
@@ -299,8 +305,8 @@ type PlanFlags = ProfileFlags & { stages: number; microBatches: number; deviceMe
 
 async function planCommand(model: string, flags: PlanFlags): Promise<void> {
   if (flags.mode !== 'tensor') {
-    if (flags.tensor !== undefined) throw new UserError('--tensor applies to --mode tensor only');
-    if (flags.deviceMemory !== undefined) throw new UserError('--device-memory applies to --mode tensor only (its memory table compares the data, pipeline and tensor plans)');
+    if (flags.tensor !== undefined && flags.mode !== 'hybrid') throw new UserError('--tensor applies to --mode tensor or hybrid only');
+    if (flags.deviceMemory !== undefined) throw new UserError('--device-memory applies to --mode tensor only (its memory table compares the data, pipeline, tensor and data × tensor plans)');
   }
   const { modelPath, label } = await resolveModel(model);
   if (flags.mode === 'tensor') {
@@ -327,7 +333,8 @@ async function planCommand(model: string, flags: PlanFlags): Promise<void> {
       warmup: 1,
       seed: 0,
       mode,
-      ...(mode === 'data' ? { stages: undefined, microBatches: undefined } : {}),
+      ...(mode === 'data' || (mode === 'hybrid' && flags.pipeline === undefined) ? { stages: undefined, microBatches: undefined } : {}),
+      ...(mode === 'hybrid' ? { stages: undefined } : {}),
     } as ProfileFlags & { mode: ParallelMode }),
     capture: true,
     opLevel: true,
@@ -460,7 +467,9 @@ export function buildProgram(): Command {
     .option('--freeze <pattern>', 'with --train: leave parameters whose names match unchanged: a glob (layers.0.*) or /regex/ (repeatable)', collectList)
     .option('--micro-batches <n>', 'pipeline: micro-batches per step (default 4; must divide --batch)', positiveInt('--micro-batches'))
     .option('--stages <n>', 'pipeline: number of stages (one per device)', positiveInt('--stages'))
-    .option('--tensor <n>', 'tensor: devices each weight is split over (must equal the count of --devices)', positiveInt('--tensor'))
+    .option('--tensor <n>', 'tensor: devices each weight is split over (must equal the count of --devices); hybrid: devices per replica', positiveInt('--tensor'))
+    .option('--data <n>', 'hybrid: replicas the batch is split over (--data × --tensor or --data × --pipeline devices)', positiveInt('--data'))
+    .option('--pipeline <n>', 'hybrid: stages of each replica\'s pipeline', positiveInt('--pipeline'))
     .option('--cuts <nodes>', 'pipeline: cut after these nodes (comma-separated names) instead of balancing')
     .addOption(new Option('--schedule <name>', 'pipeline schedule: gpipe (default), or 1f1b with --train').choices([...PIPELINE_SCHEDULES]))
     .action((model: string, flags: ProfileFlags) => profileCommand(model, flags));
@@ -482,6 +491,8 @@ export function buildProgram(): Command {
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})
     .option('--value <name=v>', 'value of an input shared by every row, e.g. sr=16000 (repeatable)', collectValue, {})
     .option('--tensor <n>', 'tensor: devices to split over when planning a size that is not run (default: the count of --devices)', positiveInt('--tensor'))
+    .option('--data <n>', 'hybrid: replicas the batch is split over (--data × --tensor or --data × --pipeline devices)', positiveInt('--data'))
+    .option('--pipeline <n>', 'hybrid: stages of each replica\'s pipeline', positiveInt('--pipeline'))
     .option('--device-memory <size>', 'tensor: memory per device to check the plans against, e.g. 16GiB', parseDeviceMemory)
     .option('--json', 'print the partition and the program (tensor: the shard map and memory table) as JSON')
     .action((model: string, flags: PlanFlags) => planCommand(model, flags));

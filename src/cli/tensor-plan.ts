@@ -4,11 +4,11 @@
  * tables or JSON. Planning only: nothing runs the model.
  */
 import { basename } from 'node:path';
-import { UserError } from '../common/errors';
+import { isUserError, UserError } from '../common/errors';
 import { formatBytes, formatPercent } from '../profiler/units';
 import { parseDeviceSpec } from '../runtime/device/discovery';
 import { loadModel } from '../runtime/onnx/model';
-import { memoryTable, type MemoryTable } from '../runtime/tensor/memory';
+import { hybridShapes, memoryTable, type MemoryTable } from '../runtime/tensor/memory';
 import { planTensorSharding, type InitializerPlacement, type TensorShardPlan } from '../runtime/tensor/shard-plan';
 import { table } from './format';
 
@@ -50,6 +50,7 @@ export async function tensorPlanCommand(modelPath: string, label: string, flags:
     microBatches: flags.microBatches,
     capacityBytes: flags.deviceMemory ?? null,
     tensor: plan,
+    hybrids: hybridShapes(n).map(({ data, tensor }) => ({ data, tensor: hybridShards(ir, tensor, dimValues) })),
     ...(dimValues ? { dimValues } : {}),
   });
   if (flags.json) {
@@ -57,6 +58,16 @@ export async function tensorPlanCommand(modelPath: string, label: string, flags:
     return;
   }
   process.stdout.write(`${formatTensorPlan(plan, memory, basename(label))}\n`);
+}
+
+/** One replica's shard plan of a hybrid, or why there is none. */
+function hybridShards(ir: Awaited<ReturnType<typeof loadModel>>, tensor: number, dimValues: Record<string, number> | undefined): TensorShardPlan | { reason: string; devices: number } {
+  try {
+    return planTensorSharding(ir, tensor, dimValues ? { dimValues } : {});
+  } catch (e) {
+    if (isUserError(e)) return { reason: e.message, devices: tensor };
+    throw e;
+  }
 }
 
 const dimsText = (dims: readonly number[]): string => (dims.length === 0 ? 'scalar' : dims.join('×'));

@@ -21,7 +21,9 @@ import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type 
 import type { ProfileRequest } from '../runtime/protocol';
 import { DEFAULT_MICRO_BATCHES, GRAD_DTYPES, isParallelMode, makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type PipelineSchedule, type TrainPlan } from '../profiler/plan';
 import type { ProfileSettings } from './run-config';
-import { checkDeviceSpecText } from './run-config';
+import { checkDeviceSpecText, deviceCount } from './run-config';
+
+export { deviceCount };
 
 /** A range of the file's text: offset and length in UTF-16 code units, as VS Code counts them. */
 export interface TextSpan {
@@ -43,6 +45,7 @@ export const PLAN_KEYS = [
   'cuts',
   'schedule',
   'tensor',
+  'data',
   'steps',
   'warmup',
   'seed',
@@ -96,6 +99,8 @@ export interface PlanValues {
   schedule?: PipelineSchedule;
   /** Tensor parallel: devices each weight is split over (must equal the device count). */
   tensor?: number;
+  /** Hybrid: replicas the batch is split over. */
+  data?: number;
   steps?: number;
   warmup?: number;
   seed?: number;
@@ -182,20 +187,6 @@ function isTrainSettings(v: unknown): boolean {
   });
 }
 
-/**
- * Total device count of a device spec (`cpu:2,webgpu:1` → 3; a kind without a count is one
- * device), or null when the spec does not parse.
- */
-export function deviceCount(spec: string): number | null {
-  if (checkDeviceSpecText(spec) !== null) return null;
-  let n = 0;
-  for (const part of spec.split(',')) {
-    const m = /:\s*(\d+)\s*$/.exec(part);
-    n += m ? Number(m[1]) : 1;
-  }
-  return n;
-}
-
 /** Parses `parallax.json` text. Never throws: whatever cannot be read is a problem. */
 export function parseConfig(text: string): ConfigDoc {
   const errors: ParseError[] = [];
@@ -271,6 +262,7 @@ function readPlan(name: string, keyNode: Node, prop: Node, valueNode: Node | und
   typed('cuts', (v) => Array.isArray(v) && v.every((c) => typeof c === 'string' && c !== ''), 'an array of node names');
   typed('schedule', (v) => (PIPELINE_SCHEDULES as readonly unknown[]).includes(v), PIPELINE_SCHEDULES.map((m) => `"${m}"`).join(' or '));
   typed('tensor', (v) => isPosInt(v) && (v as number) >= 2, 'a whole number ≥ 2');
+  typed('data', isPosInt, 'a positive whole number');
   typed('steps', isPosInt, 'a whole number ≥ 1');
   typed('warmup', isNonNegInt, 'a whole number ≥ 0');
   typed('seed', (v) => typeof v === 'number' && Number.isInteger(v), 'a whole number');
@@ -301,6 +293,17 @@ function checkPlan(plan: ConfigPlan): void {
     plan.problems.push({ span: node ? node.keySpan : plan.nameSpan, message, severity, bySchema: false, plan: plan.name, key });
   };
   const mode = v.mode ?? 'data';
+  if (mode === 'hybrid') {
+    if (plan.keys.has('train')) add('train', 'not yet: training runs in "mode": "data"; hybrid training is coming');
+    for (const k of [...DATA_KEYS, ...PIPELINE_KEYS]) {
+      if (k !== 'train' && plan.keys.has(k)) add(k, `"${k}" applies to "mode": "${DATA_KEYS.includes(k) ? 'data' : 'pipeline'}" only; this plan runs a data × tensor hybrid`, 'warning');
+    }
+    for (const k of ['data', 'tensor'] as const) if (v[k] === undefined && !plan.keys.has(k)) add(k, `"mode": "hybrid" needs "data" (replicas) and "tensor" (devices per replica), e.g. "data": 2, "tensor": 2 with "devices": "cpu:4"`);
+    const n = v.devices !== undefined ? deviceCount(v.devices) : null;
+    if (n !== null && v.data !== undefined && v.tensor !== undefined && v.data * v.tensor !== n) add('data', `"data": ${v.data} × "tensor": ${v.tensor} needs ${v.data * v.tensor} devices, but "devices": "${v.devices}" has ${n}`);
+    return;
+  }
+  if (plan.keys.has('data')) add('data', `"data" applies to "mode": "hybrid" only; this plan runs ${mode === 'pipeline' ? 'a pipeline' : mode === 'tensor' ? 'tensor parallel' : 'data parallel'}`, 'warning');
   if (mode !== 'tensor') for (const k of TENSOR_KEYS) if (plan.keys.has(k)) add(k, `"${k}" applies to "mode": "tensor" only; this plan runs ${mode === 'pipeline' ? 'a pipeline' : 'data parallel'}`, 'warning');
   if (mode === 'tensor') {
     if (plan.keys.has('train')) add('train', 'not yet: training runs in "mode": "data"; tensor-parallel training is coming');
@@ -394,7 +397,8 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
       seed: v.seed ?? 0,
       ...(data && v.shards !== undefined ? { shards: v.shards } : {}),
       ...((data || pipeline) && v.train !== undefined ? { train: { ...TRAIN_DEFAULTS, ...v.train, ...(v.train.labels !== undefined ? { labels: besideConfig(v.train.labels) } : {}) } } : {}),
-      ...(mode === 'tensor' && v.tensor !== undefined ? { tensor: v.tensor } : {}),
+      ...((mode === 'tensor' || mode === 'hybrid') && v.tensor !== undefined ? { tensor: v.tensor } : {}),
+      ...(mode === 'hybrid' && v.data !== undefined ? { data: v.data } : {}),
       ...(pipeline ? { microBatches: v.microBatches ?? DEFAULT_MICRO_BATCHES } : {}),
       ...(pipeline && v.stages !== undefined ? { stages: v.stages } : {}),
       ...(pipeline && v.cuts !== undefined && v.cuts.length > 0 ? { cuts: v.cuts } : {}),

@@ -125,6 +125,30 @@ export function trainingTraceFileName(modelPath: string): string {
   return `${basename(modelPath).replace(/\.onnx$/i, '')}-train.parallax.json`;
 }
 
+/**
+ * The hybrid the quick picks run on the chosen devices: two replicas, each tensor parallel
+ * over half the devices (a run configuration names other shapes). An odd count is left for
+ * the runner to refuse in one line.
+ */
+export function hybridShape(devices: string): { data: number; tensor: number } {
+  return { data: 2, tensor: Math.max(2, Math.floor((deviceCount(devices) ?? 4) / 2)) };
+}
+
+/**
+ * Total device count of a device spec (`cpu:2,webgpu:1` → 3; a kind without a count is one
+ * device), or null when the spec does not parse.
+ */
+export function deviceCount(spec: string): number | null {
+  if (checkDeviceSpecText(spec) !== null) return null;
+  let n = 0;
+  for (const part of spec.split(',')) {
+    const m = /:\s*(\d+)\s*$/.exec(part);
+    n += m ? Number(m[1]) : 1;
+  }
+  return n;
+}
+
+
 export function buildPlan(choices: RunChoices, settings: ProfileSettings, outPath: string): ProfileRequest {
   return {
     modelPath: choices.modelPath,
@@ -137,6 +161,7 @@ export function buildPlan(choices: RunChoices, settings: ProfileSettings, outPat
       warmup: settings.warmup,
       seed: 0,
       ...(choices.train ? { train: choices.train } : {}),
+      ...(choices.mode === 'hybrid' ? hybridShape(choices.devices) : {}),
     }),
     capture: true,
     opLevel: settings.opLevel,

@@ -14,7 +14,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 
 /** Parallel modes Parallax can run, in the order they are offered. */
-export const PARALLEL_MODES = ['data', 'pipeline', 'tensor'] as const;
+export const PARALLEL_MODES = ['data', 'pipeline', 'tensor', 'hybrid'] as const;
 export type ParallelMode = (typeof PARALLEL_MODES)[number];
 
 /** One line per mode, for pickers, `--help` and the configuration schema. */
@@ -22,6 +22,7 @@ export const MODE_DESCRIPTIONS: Record<ParallelMode, string> = {
   data: 'Replicate the model on every device and split the batch.',
   pipeline: 'Cut the graph into stages, one per device, and stream micro-batches through them.',
   tensor: 'Split weight matrices across devices (column- then row-parallel pairs) and all-reduce each layer\'s partial sums.',
+  hybrid: 'Data × tensor or data × pipeline: split the batch over replicas, each a tensor-parallel group or a pipeline of its own.',
 };
 
 /**
@@ -190,9 +191,54 @@ export const TensorPlanSchema = Type.Object({
 });
 export type TensorPlan = Static<typeof TensorPlanSchema>;
 
+/**
+ * A hybrid of data and tensor parallelism: the batch is split over `data` replicas, and each
+ * replica is a tensor-parallel group of `tensor` consecutive devices (replica r holds ranks
+ * r·tensor … r·tensor + tensor − 1) whose activation all-reduces run in that group only.
+ */
+export const HybridTensorPlanSchema = Type.Object({
+  mode: Type.Literal('hybrid'),
+  ...common,
+  /** Replicas the batch is split over (data-parallel degree). */
+  data: PosInt,
+  /** Devices of each replica that every split weight is shared over (tensor-parallel degree). */
+  tensor: Type.Integer({ minimum: 2 }),
+  /** Recorded, as for a tensor plan: per split group, its label and its collectives in one forward step. */
+  groups: Type.Optional(Type.Array(Type.Object({ label: Type.String(), allReduces: Int, allGathers: Int }))),
+  /** Recorded: parameter bytes of the model, and those each device holds. */
+  parameterBytes: Type.Optional(Type.Number()),
+  perDeviceParameterBytes: Type.Optional(Type.Array(Type.Number())),
+});
+export type HybridTensorPlan = Static<typeof HybridTensorPlanSchema>;
+
+/**
+ * A hybrid of data and pipeline parallelism: the batch is split over `data` replicas, and each
+ * replica is a pipeline of `pipeline` consecutive devices (one stage each) through which its
+ * rows flow in `microBatches` micro-batches. One partition serves every replica.
+ */
+export const HybridPipelinePlanSchema = Type.Object({
+  mode: Type.Literal('hybrid'),
+  ...common,
+  data: PosInt,
+  /** Stages of each replica's pipeline (pipeline-parallel degree). */
+  pipeline: Type.Integer({ minimum: 2 }),
+  schedule: Type.Union(PIPELINE_SCHEDULES.map((s) => Type.Literal(s))),
+  /** Micro-batches per replica and step (must divide the replica's rows). */
+  microBatches: PosInt,
+  /** Node names after which the graph is cut; requested optionally, recorded always. */
+  cuts: Type.Optional(Type.Array(Type.String())),
+  partition: Type.Optional(PartitionRecordSchema),
+  calibration: Type.Optional(CalibrationRecordSchema),
+});
+export type HybridPipelinePlan = Static<typeof HybridPipelinePlanSchema>;
+
+/** A hybrid plan: data × tensor, or data × pipeline (told apart by which degree it has). */
+export const HybridPlanSchema = Type.Union([HybridTensorPlanSchema, HybridPipelinePlanSchema]);
+export type HybridPlan = HybridTensorPlan | HybridPipelinePlan;
+
 /** A plan Parallax can run. */
-export const PlanSchema = Type.Union([DataPlanSchema, PipelinePlanSchema, TensorPlanSchema]);
-export type Plan = DataPlan | PipelinePlan | TensorPlan;
+export const PlanSchema = Type.Union([DataPlanSchema, PipelinePlanSchema, TensorPlanSchema, HybridPlanSchema]);
+export type Plan = DataPlan | PipelinePlan | TensorPlan | HybridPlan;
 
 /** The plan of an imported trace (another tool ran it; Parallax only records what it saw). */
 export const ImportedPlanSchema = Type.Object({
@@ -207,7 +253,7 @@ export const ImportedPlanSchema = Type.Object({
 export type ImportedPlan = Static<typeof ImportedPlanSchema>;
 
 /** What `meta.plan` of a trace holds. */
-export const TracePlanSchema = Type.Union([DataPlanSchema, PipelinePlanSchema, TensorPlanSchema, ImportedPlanSchema]);
+export const TracePlanSchema = Type.Union([DataPlanSchema, PipelinePlanSchema, TensorPlanSchema, HybridPlanSchema, ImportedPlanSchema]);
 export type TracePlan = Plan | ImportedPlan;
 
 /** Exhaustiveness check for a `switch` over a union's discriminant. */
@@ -296,15 +342,19 @@ export interface PlanFields {
   cuts?: string[] | undefined;
   schedule?: PipelineSchedule | undefined;
   train?: TrainPlan | undefined;
-  /** Tensor mode: devices each weight is split over. */
+  /** Tensor and hybrid modes: devices each weight is split over. */
   tensor?: number | undefined;
+  /** Hybrid mode: replicas the batch is split over. */
+  data?: number | undefined;
+  /** Hybrid mode: stages of each replica's pipeline. */
+  pipeline?: number | undefined;
 }
 
 /** Default micro-batches of a pipeline plan that names none. */
 export const DEFAULT_MICRO_BATCHES = 4;
 
 /** The CLI flag of a mode-specific plan field, for messages. */
-const FLAG: Record<'shards' | 'gradSync' | 'microBatches' | 'stages' | 'cuts' | 'schedule' | 'tensor', string> = {
+const FLAG: Record<'shards' | 'gradSync' | 'microBatches' | 'stages' | 'cuts' | 'schedule' | 'tensor' | 'data' | 'pipeline', string> = {
   shards: '--shards',
   gradSync: '--grad-sync',
   microBatches: '--micro-batches',
@@ -312,6 +362,8 @@ const FLAG: Record<'shards' | 'gradSync' | 'microBatches' | 'stages' | 'cuts' | 
   cuts: '--cuts',
   schedule: '--schedule',
   tensor: '--tensor',
+  data: '--data',
+  pipeline: '--pipeline',
 };
 
 /** Thrown by {@link makePlan} for a field that does not belong to the plan's mode. */
@@ -328,6 +380,8 @@ export class PlanFieldError extends Error {
  */
 export function makePlan(f: PlanFields): Plan {
   const base = { devices: f.devices, batch: f.batch, steps: f.steps, warmup: f.warmup, seed: f.seed };
+  if (f.mode !== 'hybrid' && f.data !== undefined) throw new PlanFieldError('--data applies to --mode hybrid only');
+  if (f.mode !== 'hybrid' && f.pipeline !== undefined) throw new PlanFieldError('--pipeline applies to --mode hybrid only');
   const refuse = (keys: (keyof typeof FLAG)[], mode: ParallelMode): void => {
     for (const k of keys) {
       if (f[k] !== undefined && f[k] !== false) throw new PlanFieldError(`${FLAG[k]} applies to --mode ${mode} only`);
@@ -367,6 +421,30 @@ export function makePlan(f: PlanFields): Plan {
       refuse(['microBatches', 'stages', 'cuts', 'schedule'], 'pipeline');
       if (f.tensor !== undefined && !(Number.isInteger(f.tensor) && f.tensor >= 2)) throw new PlanFieldError(`--tensor ${f.tensor} must be a whole number of at least 2`);
       return { mode: 'tensor', ...base, ...(f.tensor !== undefined ? { tensor: f.tensor } : {}) };
+    case 'hybrid':
+      if (f.train) throw new PlanFieldError('not yet: training runs in data mode (--mode data); hybrid training is coming');
+      refuse(['shards', 'gradSync'], 'data');
+      if (f.pipeline !== undefined && f.tensor !== undefined) throw new PlanFieldError('pipeline × tensor hybrids are not run; give --data with either --tensor or --pipeline');
+      if (f.data === undefined || (f.tensor === undefined && f.pipeline === undefined)) {
+        throw new PlanFieldError('--mode hybrid needs --data <replicas> and --tensor <devices per replica> or --pipeline <stages per replica>, e.g. --data 2 --tensor 2 --devices cpu:4');
+      }
+      if (!(Number.isInteger(f.data) && f.data >= 1)) throw new PlanFieldError(`--data ${f.data} must be a whole number of at least 1`);
+      if (f.pipeline !== undefined) {
+        refuse(['stages'], 'pipeline');
+        if (!(Number.isInteger(f.pipeline) && f.pipeline >= 2)) throw new PlanFieldError(`--pipeline ${f.pipeline} must be a whole number of at least 2`);
+        return {
+          mode: 'hybrid',
+          ...base,
+          data: f.data,
+          pipeline: f.pipeline,
+          schedule: f.schedule ?? 'gpipe',
+          microBatches: f.microBatches ?? DEFAULT_MICRO_BATCHES,
+          ...(f.cuts && f.cuts.length > 0 ? { cuts: f.cuts } : {}),
+        };
+      }
+      refuse(['microBatches', 'stages', 'cuts', 'schedule'], 'pipeline');
+      if (!(Number.isInteger(f.tensor) && f.tensor! >= 2)) throw new PlanFieldError(`--tensor ${f.tensor} must be a whole number of at least 2`);
+      return { mode: 'hybrid', ...base, data: f.data, tensor: f.tensor! };
     default:
       return assertNever(f.mode, 'mode');
   }
@@ -382,6 +460,10 @@ export function planFields(p: Plan): PlanFields {
       return { ...base, microBatches: p.microBatches, stages: p.stages, cuts: p.cuts, schedule: p.schedule, train: p.train };
     case 'tensor':
       return { ...base, tensor: p.tensor };
+    case 'hybrid':
+      return 'pipeline' in p
+        ? { ...base, data: p.data, pipeline: p.pipeline, microBatches: p.microBatches, cuts: p.cuts, schedule: p.schedule }
+        : { ...base, data: p.data, tensor: p.tensor };
     default:
       return assertNever(p, 'plan');
   }
@@ -413,7 +495,7 @@ function checkTrain(t: TrainPlan): void {
 
 function pick(change: Partial<PlanFields>): Partial<PlanFields> {
   const out: Partial<PlanFields> = {};
-  for (const k of ['shards', 'gradSync', 'microBatches', 'stages', 'cuts', 'schedule', 'train', 'tensor'] as const) if (change[k] !== undefined) (out as Record<string, unknown>)[k] = change[k];
+  for (const k of ['shards', 'gradSync', 'microBatches', 'stages', 'cuts', 'schedule', 'train', 'tensor', 'data', 'pipeline'] as const) if (change[k] !== undefined) (out as Record<string, unknown>)[k] = change[k];
   return out;
 }
 

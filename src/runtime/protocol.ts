@@ -160,6 +160,12 @@ export interface DeviceInit {
   /** Shared barrier/communication state (see runtime/comm), absent for a single device. */
   comm: unknown;
   /**
+   * Communication groups of the proper sub-groups this device's collectives run over (see
+   * runtime/comm/subgroups.ts), each with its ranks in the run; absent when every collective
+   * spans the whole run.
+   */
+  subComms?: { group: number[]; comm: unknown }[];
+  /**
    * The communication threads' group (see device/comm-thread.ts), when the program starts
    * collectives that overlap its compute (`collective-start`) on more than one device.
    */

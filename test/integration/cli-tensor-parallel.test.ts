@@ -9,16 +9,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { runCli, expectUserError } from '../helpers/cli';
 import { tempDir } from '../helpers/temp';
 import { seededValues } from '../helpers/tiny-model';
 import { buildDemoModel } from '../../src/runtime/onnx/demo-model';
 import { nothingToSplitModelBytes, transformerModelBytes } from '../helpers/transformer-model';
 import { readTrace } from '../../src/profiler/trace-io';
-import { CommOpCode, SpanFlag, SpanKind, type Trace } from '../../src/profiler/trace-format';
+import { CommOpCode, SpanFlag, type Trace } from '../../src/profiler/trace-format';
 import { fitCostModel, simulate } from '../../src/profiler/simulate';
 import { MISSING_MODELS_HINT, wakewordAlexaModelPath } from '../helpers/models';
+import { allReducesPerStep, assertMatchesOneDevice } from '../helpers/parallel-check';
 
 const dir = tempDir('tensor-parallel');
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
@@ -38,43 +38,6 @@ async function profileTensor(model: string, dims: number[], name: string): Promi
   const r = await runCli(['profile', model, '--mode', 'tensor', '--devices', 'cpu:2', '--batch', String(dims[0]), '--steps', '3', '--warmup', '1', '--inputs', inputs, '--out', out], { env });
   assert.equal(r.code, 0, r.stderr);
   return { trace: await readTrace(out), x };
-}
-
-/** The largest |value| of the model's output `y` run whole on one device (the scale the relative error is taken against). */
-async function referenceScale(model: string, x: Float32Array, dims: number[]): Promise<number> {
-  const session = await ort.InferenceSession.create(model);
-  try {
-    const y = (await session.run({ x: new ort.Tensor('float32', x, dims) }))['y']!.data as Float32Array;
-    return y.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-  } finally {
-    await session.release();
-  }
-}
-
-/** Per lane and measured step, the names of its all-reduce spans in order. */
-function allReducesPerStep(trace: Trace): Map<string, string[]> {
-  const s = trace.spans;
-  const measured = new Set(trace.steps.map((w) => w.index));
-  const out = new Map<string, string[]>();
-  for (let i = 0; i < s.count; i++) {
-    if (s.kind[i] !== SpanKind.comm || s.comm[i] !== CommOpCode.allreduce || !measured.has(s.step[i]!)) continue;
-    if ((s.flags[i]! & SpanFlag.profiled) !== 0) continue;
-    const key = `${s.lane[i]}|${s.step[i]}`;
-    out.set(key, [...(out.get(key) ?? []), trace.strings[s.name[i]!]!]);
-  }
-  return out;
-}
-
-/** Checks the numerical result against one device: the runner's check, and max |Δ| / max |y| ≤ 1e-4. */
-async function assertMatchesOneDevice(trace: Trace, model: string, x: Float32Array, dims: number[]): Promise<void> {
-  const check = trace.meta.numericalCheck!;
-  assert.ok(check, 'the run checks itself against one device');
-  assert.equal(check.ok, true, JSON.stringify(check));
-  assert.match(check.reference, /one-device run/);
-  const scale = await referenceScale(model, x, dims);
-  assert.ok(scale > 0);
-  const rel = check.maxAbsErr / scale;
-  assert.ok(rel <= 1e-4, `relative error ${rel} (max |Δ| ${check.maxAbsErr} over max |y| ${scale})`);
 }
 
 test('demo model, tensor parallel on cpu:2: output of one device, half the parameters per device, one all-reduce per block', async () => {

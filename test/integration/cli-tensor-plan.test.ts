@@ -87,7 +87,7 @@ test('plan --mode tensor --tensor 8 --device-memory plans a size that is not run
   assert.equal(out.devices, 8);
   assert.equal(out.memory.capacityBytes, 16 * 2 ** 30);
   assert.equal(out.plan.collectives.length, 4, 'attention and MLP of two blocks');
-  assert.deepEqual(out.memory.fitting, ['data ×8', 'pipeline ×8', 'tensor ×8']);
+  assert.deepEqual(out.memory.fitting, ['data ×8', 'pipeline ×8', 'tensor ×8', 'data 2 × tensor 4', 'data 4 × tensor 2']);
 
   // A capacity that the split plans fit and the replicated one does not (it holds every parameter).
   const max = new Map<string, number>(out.memory.plans.map((p: { mode: string; maxBytes: number }) => [p.mode, p.maxBytes]));
@@ -96,7 +96,9 @@ test('plan --mode tensor --tensor 8 --device-memory plans a size that is not run
   const small = await runCli(['plan', path, '--mode', 'tensor', '--tensor', '8', '--device-memory', String(cap)], { env });
   assert.equal(small.code, 0, small.stderr);
   assert.match(small.stdout, /^data ×8 .*DOES NOT FIT$/m);
-  assert.match(small.stdout, /does not fit in .* per device: data ×8; plans that fit: pipeline ×8, tensor ×8/);
+  // The hybrids hold more weights than tensor ×8 but fewer rows of activations, so they fit too.
+  assert.ok(max.get('hybrid')! <= cap);
+  assert.match(small.stdout, /does not fit in .* per device: data ×8; plans that fit: pipeline ×8, tensor ×8, data 2 × tensor 4, data 4 × tensor 2/);
 });
 
 test('plan --mode tensor of a model with nothing to split says what it looked for, exit 2', async () => {
@@ -107,6 +109,6 @@ test('plan --mode tensor of a model with nothing to split says what it looked fo
 
 test('tensor planning flags are checked before any work', async () => {
   assertOneLineError(await runCli(['plan', demoPath, '--mode', 'tensor', '--device-memory', '16 gigs'], { env }), /--device-memory expects a size such as 16GiB/);
-  assertOneLineError(await runCli(['plan', demoPath, '--mode', 'data', '--tensor', '2'], { env }), /--tensor applies to --mode tensor only/);
+  assertOneLineError(await runCli(['plan', demoPath, '--mode', 'data', '--tensor', '2'], { env }), /--tensor applies to --mode tensor or hybrid only/);
   assertOneLineError(await runCli(['plan', demoPath, '--mode', 'tensor', '--tensor', '4', '--devices', 'cpu:2'], { env }), /--tensor 4 and --devices cpu:2 \(2 devices\) disagree/);
 });

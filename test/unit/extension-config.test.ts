@@ -23,7 +23,7 @@ import {
   tracesToPrune,
   type TextSpan,
 } from '../../src/extension/config-model';
-import { DEFAULT_PROFILE_SETTINGS } from '../../src/extension/run-config';
+import { DEFAULT_PROFILE_SETTINGS, hybridShape } from '../../src/extension/run-config';
 
 const REPO = join(__dirname, '..', '..');
 const at = (text: string, s: TextSpan): string => text.slice(s.offset, s.offset + s.length);
@@ -200,6 +200,23 @@ describe('a plan as the runner’s plan', () => {
     const bad = findPlan(doc, 'bad')!;
     assert.equal(isRunnable(bad), false);
     assert.match(bad.problems[0]!.message, /"gradDtype" \(float32, float16, int8\)/);
+  });
+
+  it('runs a hybrid plan with its "data" and "tensor"; refuses a product other than the device count or a missing degree', () => {
+    const doc = parseConfig(
+      '{ "plans": { "h": { "model": "/m.onnx", "mode": "hybrid", "devices": "cpu:4", "data": 2, "tensor": 2 }, "w": { "model": "/m.onnx", "mode": "hybrid", "devices": "cpu:2", "data": 2, "tensor": 2 }, "m": { "model": "/m.onnx", "mode": "hybrid", "devices": "cpu:4", "tensor": 2 }, "d": { "model": "/m.onnx", "mode": "tensor", "data": 2 } } }',
+    );
+    const hp = toProfilePlan(findPlan(doc, 'h')!, '/ws/parallax.json', settings, '/o.json')!;
+    assert.deepEqual(hp.plan, { mode: 'hybrid', devices: 'cpu:4', batch: 16, steps: 7, warmup: 2, seed: 0, data: 2, tensor: 2 });
+    const w = findPlan(doc, 'w')!;
+    assert.equal(isRunnable(w), false);
+    assert.match(w.problems.find((x) => x.key === 'data')!.message, /"data": 2 × "tensor": 2 needs 4 devices, but "devices": "cpu:2" has 2/);
+    const m = findPlan(doc, 'm')!;
+    assert.equal(isRunnable(m), false);
+    assert.match(m.problems.find((x) => x.key === 'data')!.message, /"mode": "hybrid" needs "data" \(replicas\) and "tensor"/);
+    assert.match(findPlan(doc, 'd')!.problems.find((p) => p.key === 'data')!.message, /"data" applies to "mode": "hybrid" only/);
+    assert.deepEqual(hybridShape('cpu:4'), { data: 2, tensor: 2 });
+    assert.deepEqual(hybridShape('cpu:6'), { data: 2, tensor: 3 });
   });
 
   it('gives the value a plan runs with, written or defaulted', () => {

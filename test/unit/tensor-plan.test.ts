@@ -9,7 +9,7 @@ import { isUserError } from '../../src/common/errors';
 import { buildDemoModel } from '../../src/runtime/onnx/demo-model';
 import { parseModel, type ModelIR } from '../../src/runtime/onnx/model';
 import { partitionPipeline, estimateNodeCostsUs } from '../../src/runtime/pipeline/partition';
-import { memoryTable, peakActivationBytes } from '../../src/runtime/tensor/memory';
+import { hybridShapes, memoryTable, peakActivationBytes } from '../../src/runtime/tensor/memory';
 import { planTensorSharding, reshapedAxis, type TensorShardPlan } from '../../src/runtime/tensor/shard-plan';
 import { parseByteSize, formatBytes } from '../../src/profiler/units';
 import { nothingToSplitModelBytes, transformerModelBytes } from '../helpers/transformer-model';
@@ -180,6 +180,29 @@ describe('memory table', () => {
     assert.deepEqual(tensor.devices.map((d) => d.parameterBytes), plan.perDeviceParameterBytes);
     const split = splitBytes(plan);
     assert.equal(tensor.devices[0].parameterBytes * 2 - (ir.parameterBytes - split), ir.parameterBytes);
+  });
+
+  it('matches the IR\'s parameter bytes exactly for a data × tensor hybrid: every replica holds one tensor plan\'s slices', () => {
+    const half = planTensorSharding(ir, 2);
+    const t = memoryTable(ir, { devices: 4, batch: 64, microBatches: 4, capacityBytes: null, tensor: planTensorSharding(ir, 4), hybrids: [{ data: 2, tensor: half }] });
+    const hybrid = t.plans.find((p) => p.mode === 'hybrid')!;
+    assert.ok(hybrid.kind === 'planned');
+    assert.equal(hybrid.label, 'data 2 × tensor 2');
+    assert.equal(hybrid.rows, 32, 'a replica runs half the batch');
+    assert.deepEqual(hybrid.devices.map((d) => d.device), [0, 1, 2, 3]);
+    assert.deepEqual(hybrid.devices.map((d) => d.parameterBytes), [...half.perDeviceParameterBytes, ...half.perDeviceParameterBytes]);
+    // Per replica: the split weights once, the replicated ones on each of its two devices.
+    const split = splitBytes(half);
+    for (const r of [0, 1]) {
+      const replica: number = hybrid.devices.slice(2 * r, 2 * r + 2).reduce((a, d) => a + d.parameterBytes, 0);
+      assert.equal(replica - (ir.parameterBytes - split), ir.parameterBytes);
+    }
+    // Activations: half the rows of the tensor ×2 plan's, split tensors at half.
+    const tensor2 = get('tensor');
+    assert.ok(hybrid.devices[0]!.activationBytes < tensor2.devices[0]!.activationBytes);
+    assert.deepEqual(hybridShapes(4), [{ data: 2, tensor: 2 }]);
+    assert.deepEqual(hybridShapes(8), [{ data: 2, tensor: 4 }, { data: 4, tensor: 2 }]);
+    assert.deepEqual(hybridShapes(2), []);
   });
 
   it('estimates activations from shapes at the rows each device handles', () => {

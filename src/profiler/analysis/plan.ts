@@ -101,6 +101,7 @@ export function readPlan(trace: Pick<Trace, 'meta'>): PlanView {
       };
     }
     case 'tensor':
+    case 'hybrid':
       return { ...NO_PLAN, batch: posNumber(p.batch), devices: typeof p.devices === 'string' ? p.devices : null };
     case 'imported':
       return NO_PLAN;

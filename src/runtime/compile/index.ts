@@ -11,12 +11,16 @@ import { compilePipeline } from './pipeline';
 import { compileTrainData } from './train-data';
 import { compileTensor, type TensorPrepared } from './tensor';
 import { compileTrainPipeline } from './train-pipeline';
+import { compileHybrid, compileHybridPipeline } from './hybrid';
 
 export { checkShards, resolveShards } from './data';
 export type { CompileContext, InputLayoutTyped, PipelineTrainingContext, TrainingContext } from './common';
 
 /** What a mode needs decided before it compiles (a pipeline's partition comes from calibration). */
-export type Prepared = { mode: 'data' } | { mode: 'pipeline'; partition: Partition } | ({ mode: 'tensor' } & TensorPrepared);
+export type Prepared =
+  | { mode: 'data' }
+  | { mode: 'pipeline' | 'hybrid-pipeline'; partition: Partition }
+  | ({ mode: 'tensor' | 'hybrid' } & TensorPrepared);
 
 /** Compiles a plan into the program every device runs. */
 export function compile(plan: Plan, prepared: Prepared, ctx: CompileContext): Program {
@@ -37,6 +41,13 @@ export function compile(plan: Plan, prepared: Prepared, ctx: CompileContext): Pr
     case 'tensor':
       if (prepared.mode !== 'tensor') throw new Error('a tensor plan compiles only with its shard plan');
       return compileTensor(plan, prepared, ctx);
+    case 'hybrid':
+      if ('pipeline' in plan) {
+        if (prepared.mode !== 'hybrid-pipeline') throw new Error('a data × pipeline plan compiles only with the partition of one replica');
+        return compileHybridPipeline(plan, prepared.partition, ctx);
+      }
+      if (prepared.mode !== 'hybrid') throw new Error('a data × tensor plan compiles only with the shard plan of one replica');
+      return compileHybrid(plan, prepared, ctx);
     default:
       return assertNever(plan, 'plan');
   }

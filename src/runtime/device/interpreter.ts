@@ -24,6 +24,7 @@ import { CommThread } from './comm-thread';
 import type { DeviceInit, FromDevice, SharedOutput, ToDevice } from '../protocol';
 import { ctorFor, copyRows, viewOf, elementCount, placeRows, type AnyTypedArray } from '../tensor-util';
 import { Communicator, type CommGroupDescriptor } from '../comm/communicator';
+import { groupKey } from '../comm/subgroups';
 import { alignOrtProfile, endOrtProfiling, readOrtProfile } from '../../profiler/ort-profile';
 import { isUserError } from '../../common/errors';
 import { dtypeCode, dtypeName, type DType } from '../onnx/dtypes';
@@ -80,6 +81,8 @@ export class Interpreter {
   /** Gathered outputs: full-batch buffers in shared memory, with this device's rows filled. */
   private readonly outputs = new Map<string, { view: AnyTypedArray; dims: number[]; axis: number; shared: SharedOutput }>();
   private comm: Communicator | null = null;
+  /** Communicators of the sub-groups this device's collectives run over, by {@link groupKey}. */
+  private readonly subComms = new Map<string, Communicator>();
   private readonly spans = new SpanBuffer(1 << 14);
   private readonly buffers = new Map<string, Float32Array>();
   /** A training program's resident weights, optimizer state and gradients (null for inference). */
@@ -160,6 +163,11 @@ export class Interpreter {
       },
     };
     if (m.comm) this.comm = Communicator.attach(m.comm as CommGroupDescriptor, m.rank, recorder);
+    for (const sub of m.subComms ?? []) {
+      // A sub-group numbers its ranks from 0; the spans name peers by their rank in the run.
+      const local = { comm: (n: string, st: number, d: number, b: number, p: number, blockedUs = 0): void => recorder.comm(n, st, d, b, p >= 0 ? (sub.group[p] ?? p) : p, blockedUs) };
+      this.subComms.set(groupKey(sub.group), Communicator.attach(sub.comm as CommGroupDescriptor, sub.group.indexOf(m.rank), local));
+    }
     for (const id of m.program.segments) this.sessions.set(id, await this.openSession(m, id));
     // The columns count the pools only when every session's pool was found exactly; a
     // partial set would be divided by the wrong number of threads.
@@ -172,7 +180,7 @@ export class Interpreter {
       // A gradient bucket of a one-device run is packed and read, never communicated.
       if (started.has(b.name) || (!this.comm && b.gradients)) this.buffers.set(b.name, new Float32Array(new SharedArrayBuffer(b.elements * 4)));
       else if (!this.comm) throw new Error(`buffer ${b.name} needs a communication group`);
-      else this.buffers.set(b.name, this.comm.alloc(Float32Array, b.elements));
+      else this.buffers.set(b.name, this.commOfBuffer(b.name).alloc(Float32Array, b.elements));
     }
     if (m.commThreads && started.size > 0) {
       const names = [...started];
@@ -376,7 +384,7 @@ export class Interpreter {
         // The name is for people (the timeline, Perfetto); the flag and the comm column are
         // what tools read.
         const name = `${commName(code)} (${synthetic ? 'synthetic ' : ''}${ins.buffer})`;
-        this.inComm(code, synthetic ? SpanFlag.synthetic : 0, () => this.collective(ins.collective, buf), name);
+        this.inComm(code, synthetic ? SpanFlag.synthetic : 0, () => this.collective(ins.collective, buf, ins.group), name);
         return;
       }
       case 'collective-start':
@@ -403,7 +411,7 @@ export class Interpreter {
     if (!t) throw new Error(`gradient bucket ${def.name} in a program without a training part`);
     t.pack(def, buf, this.feeds, this.shareOfBatch());
     if (this.comm && ins.group.length > 1) {
-      this.inComm(CommOpCode[ins.collective], SpanFlag.gradient, () => this.collective(ins.collective, buf), `${commName(CommOpCode[ins.collective])} (${def.name}, ${def.gradients!.length} gradients)`);
+      this.inComm(CommOpCode[ins.collective], SpanFlag.gradient, () => this.collective(ins.collective, buf, ins.group), `${commName(CommOpCode[ins.collective])} (${def.name}, ${def.gradients!.length} gradients)`);
     }
     t.unpack(def, buf, this.feeds);
   }
@@ -421,7 +429,7 @@ export class Interpreter {
     if (data.length !== buf.length) throw new Error(`all-reduce of ${act.tensor}: ${data.length} elements, but its buffer holds ${buf.length}`);
     buf.set(data);
     if (this.comm && ins.group.length > 1) {
-      this.inComm(CommOpCode[ins.collective], 0, () => this.collective(ins.collective, buf), `${commName(CommOpCode[ins.collective])} (${act.layer})`);
+      this.inComm(CommOpCode[ins.collective], 0, () => this.collective(ins.collective, buf, ins.group), `${commName(CommOpCode[ins.collective])} (${act.layer})`);
     }
     // The session keeps no reference to its feeds after a run, so the sum can live in a
     // buffer of its own that the next step's all-reduce overwrites only after it is read.
@@ -447,7 +455,7 @@ export class Interpreter {
     if (ins.every !== undefined && t.updatesDone % ins.every !== 0) return;
     if (!this.comm || ins.group.length < 2) return;
     t.packParameters(def, buf, this.shareOfBatch());
-    this.inComm(CommOpCode[ins.collective], 0, () => this.collective(ins.collective, buf), `${commName(CommOpCode[ins.collective])} (${def.name}, average of ${def.parameters!.length} parameters)`);
+    this.inComm(CommOpCode[ins.collective], 0, () => this.collective(ins.collective, buf, ins.group), `${commName(CommOpCode[ins.collective])} (${def.name}, average of ${def.parameters!.length} parameters)`);
     t.unpackParameters(def, buf);
   }
 
@@ -519,15 +527,29 @@ export class Interpreter {
     if (this.recording) this.spans.record(SpanKind.comm, commName(code), t, t2 - t, { bytes, peer: -1, comm: code });
   }
 
-  private collective(kind: Extract<Instruction, { op: 'collective' }>['collective'], buf: Float32Array): void {
+  /** The communicator of a collective's group: the whole run's, or the sub-group's own. */
+  private commOf(group: readonly number[]): Communicator {
+    const c = this.subComms.get(groupKey(group)) ?? this.comm;
+    if (!c) throw new Error(`collective over [${group.join(', ')}] without a communication group`);
+    return c;
+  }
+
+  /** The communicator whose arena holds a buffer: that of the group this device's collectives on it run over. */
+  private commOfBuffer(name: string): Communicator {
+    for (const ins of this.init!.program.instructions) if (ins.op === 'collective' && ins.buffer === name) return this.commOf(ins.group);
+    return this.comm!;
+  }
+
+  private collective(kind: Extract<Instruction, { op: 'collective' }>['collective'], buf: Float32Array, group: readonly number[]): void {
+    const comm = this.commOf(group);
     switch (kind) {
       case 'allreduce':
         // A synthetic buffer holds zeros, so its repeated sums never overflow; a gradient
         // bucket is packed afresh before each sum.
-        this.comm!.allReduce(buf);
+        comm.allReduce(buf);
         return;
       case 'broadcast':
-        this.comm!.broadcast(buf, 0);
+        comm.broadcast(buf, 0);
         return;
       case 'allgather':
       case 'reducescatter':

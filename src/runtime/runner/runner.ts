@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { UserError } from '../../common/errors';
 import type { ProfileRequest, SharedInput } from '../protocol';
-import { assertNever, type Plan, type TrainPlan } from '../../profiler/plan';
+import { assertNever, type HybridTensorPlan, type PipelinePlan, type Plan, type TrainPlan } from '../../profiler/plan';
 import { formatProgram, type Program } from '../../profiler/program';
 import { writeStageModels } from '../pipeline/stage-model';
 import { formatPartition } from '../pipeline/plan-format';
@@ -42,6 +42,7 @@ import { prepareTraining, trainingResults, writePipelineTrainingSegments, writeT
 import { buildPipelineTrainingModels, type PipelineTrainingModels } from '../train/pipeline-models';
 import { compileTrainData } from '../compile/train-data';
 import { prepareTensor } from '../compile/tensor';
+import { replicaPipelinePlan } from '../compile/hybrid';
 import { writeShardModels } from '../tensor/shard-model';
 import { formatBytes } from '../../profiler/units';
 
@@ -98,6 +99,8 @@ function partsOf(plan: Plan, devices: number): number {
       return Math.max(devices, plan.microBatches);
     case 'tensor':
       return 1;
+    case 'hybrid':
+      return 'pipeline' in plan ? plan.data * plan.microBatches : plan.data;
     default:
       return assertNever(plan, 'plan');
   }
@@ -224,25 +227,22 @@ async function prepare(req: ProfileRequest, l: Loaded, profileDir: string, hooks
       return { prepared: { mode: 'data' }, plan: { ...plan, shards }, text: '', info: {} };
     }
     case 'pipeline': {
-      checkPipelinePlan(plan, l.ir, l.devices.length, req.modelLabel);
-      const cal = { modelPath: req.modelPath, device: l.devices[0], inputs: l.inputs, compile: l.compile, profileDir };
-      const { partition, calibration } = await preparePartition(plan, l.ir, cal, l.dimValues, l.devices.length, hooks, req.dryRun === true);
-      const recorded: Plan = {
-        ...plan,
-        stages: l.devices.length,
-        cuts: partition.cuts,
-        partition: {
-          stageNodes: partition.stages.map((st) => st.nodeIndices.map((i) => l.ir.nodes[i].name)),
-          stageCostUs: partition.stages.map((st) => st.computeUs),
-          balance: partition.balance,
-        },
-        calibration,
-      };
-      const microRows = plan.batch / plan.microBatches;
-      return { prepared: { mode: 'pipeline', partition }, plan: recorded, text: formatPartition(partition, l.ir), info: partitionInfo(partition, microRows) };
+      const p = await pipelinePartition(req, l, plan, l.devices.length, profileDir, hooks);
+      return { prepared: { mode: 'pipeline', partition: p.partition }, plan: { ...plan, ...p.recorded }, text: p.text, info: p.info };
     }
     case 'tensor':
       return prepareTensorPlan(plan, l);
+    case 'hybrid': {
+      if (!('pipeline' in plan)) return prepareHybridPlan(plan, l);
+      if (plan.data * plan.pipeline !== l.devices.length) {
+        throw new UserError(`--data ${plan.data} × --pipeline ${plan.pipeline} needs ${plan.data * plan.pipeline} devices, but --devices ${plan.devices} gives ${l.devices.length}; give --devices with ${plan.data * plan.pipeline}`);
+      }
+      // One replica's pipeline is calibrated and partitioned; every replica runs that partition.
+      const p = await pipelinePartition(req, l, replicaPipelinePlan(plan), plan.pipeline, profileDir, hooks);
+      const { stages: _stages, ...recorded } = p.recorded;
+      const text = `data ${plan.data} × pipeline ${plan.pipeline}: ${plan.data} replicas of ${plan.batch / plan.data} rows, each a pipeline of ${plan.pipeline} stages\n${p.text}`;
+      return { prepared: { mode: 'hybrid-pipeline', partition: p.partition }, plan: { ...plan, ...recorded }, text, info: p.info };
+    }
     default:
       return assertNever(plan, 'plan');
   }
@@ -252,8 +252,46 @@ async function prepare(req: ProfileRequest, l: Loaded, profileDir: string, hooks
 function prepareTensorPlan(plan: Extract<Plan, { mode: 'tensor' }>, l: Loaded): Preparation {
   const n = l.devices.length;
   if (plan.tensor !== undefined && plan.tensor !== n) {
-    throw new UserError(`--tensor ${plan.tensor} splits every weight over ${plan.tensor} devices, but --devices ${plan.devices} gives ${n}; give --devices with ${plan.tensor} devices (data × tensor hybrids are not run yet)`);
+    throw new UserError(`--tensor ${plan.tensor} splits every weight over ${plan.tensor} devices, but --devices ${plan.devices} gives ${n}; give --devices with ${plan.tensor} devices, or run --mode hybrid --data <replicas> --tensor ${plan.tensor}`);
   }
+  const t = tensorShards(l, n);
+  const recorded: Plan = { ...plan, tensor: n, ...t.recorded };
+  return { prepared: { mode: 'tensor', ...t.prepared }, plan: recorded, text: `tensor parallel over ${n} devices: ${t.text}`, info: {} };
+}
+
+/** A pipeline's partition into `k` stages (calibrated, or along its cuts), what its plan records of it, and its text. */
+async function pipelinePartition(req: ProfileRequest, l: Loaded, plan: PipelinePlan, k: number, profileDir: string, hooks: RunnerHooks) {
+  checkPipelinePlan(plan, l.ir, k, req.modelLabel);
+  const cal = { modelPath: req.modelPath, device: l.devices[0]!, inputs: l.inputs, compile: l.compile, profileDir };
+  const { partition, calibration } = await preparePartition(plan, l.ir, cal, l.dimValues, k, hooks, req.dryRun === true);
+  const recorded = {
+    stages: k,
+    cuts: partition.cuts,
+    partition: {
+      stageNodes: partition.stages.map((st) => st.nodeIndices.map((i) => l.ir.nodes[i]!.name)),
+      stageCostUs: partition.stages.map((st) => st.computeUs),
+      balance: partition.balance,
+    },
+    calibration,
+  };
+  return { partition, recorded, text: formatPartition(partition, l.ir), info: partitionInfo(partition, plan.batch / plan.microBatches) };
+}
+
+/** A data × tensor plan: the shard plan of one replica (every replica holds the same slices). */
+function prepareHybridPlan(plan: HybridTensorPlan, l: Loaded): Preparation {
+  const n = l.devices.length;
+  if (plan.data * plan.tensor !== n) {
+    throw new UserError(`--data ${plan.data} × --tensor ${plan.tensor} needs ${plan.data * plan.tensor} devices, but --devices ${plan.devices} gives ${n}; give --devices with ${plan.data * plan.tensor}`);
+  }
+  const t = tensorShards(l, plan.tensor);
+  const perDevice = Array.from({ length: plan.data }, () => t.recorded.perDeviceParameterBytes).flat();
+  const recorded: Plan = { ...plan, ...t.recorded, perDeviceParameterBytes: perDevice };
+  const text = `data ${plan.data} × tensor ${plan.tensor}: ${plan.data} replicas of ${plan.batch / plan.data} rows, each tensor parallel over ${plan.tensor} devices: ${t.text}`;
+  return { prepared: { mode: 'hybrid', ...t.prepared }, plan: recorded, text, info: {} };
+}
+
+/** The shard plan over `n` devices, what a plan records of it, and a line about it. */
+function tensorShards(l: Loaded, n: number): { prepared: ReturnType<typeof prepareTensor>; recorded: { groups: { label: string; allReduces: number; allGathers: number }[]; parameterBytes: number; perDeviceParameterBytes: number[] }; text: string } {
   // Symbolic sizes as the inputs resolved them (a sequence length from --input-shape): the
   // all-reduce buffers are sized from them.
   const dims: Record<string, number> = { ...l.dimValues };
@@ -262,11 +300,10 @@ function prepareTensorPlan(plan: Extract<Plan, { mode: 'tensor' }>, l: Loaded): 
       if (typeof d === 'string' && r.dims[k] !== undefined) dims[d] = r.dims[k];
     });
   }
-  const { shard, chain } = prepareTensor(l.ir, n, dims);
+  const prepared = prepareTensor(l.ir, n, dims);
+  const { shard, chain } = prepared;
   const allReduces = shard.collectives.filter((c) => c.op === 'all-reduce').length;
-  const recorded: Plan = {
-    ...plan,
-    tensor: n,
+  const recorded = {
     groups: shard.groups.map((g) => ({
       label: g.label,
       allReduces: g.collectives.filter((c) => shard.collectives[c]!.op === 'all-reduce').length,
@@ -276,9 +313,9 @@ function prepareTensorPlan(plan: Extract<Plan, { mode: 'tensor' }>, l: Loaded): 
     perDeviceParameterBytes: shard.perDeviceParameterBytes,
   };
   const text =
-    `tensor parallel over ${n} devices: ${shard.groups.length} split group${shard.groups.length === 1 ? '' : 's'}, ${allReduces} all-reduce${allReduces === 1 ? '' : 's'} per step, ` +
+    `${shard.groups.length} split group${shard.groups.length === 1 ? '' : 's'}, ${allReduces} all-reduce${allReduces === 1 ? '' : 's'} per step, ` +
     `${chain.stages.length} segment${chain.stages.length === 1 ? '' : 's'} per device; parameters per device ${shard.perDeviceParameterBytes.map((b) => formatBytes(b)).join(', ')} of ${formatBytes(shard.parameterBytes)}`;
-  return { prepared: { mode: 'tensor', shard, chain }, plan: recorded, text, info: {} };
+  return { prepared, recorded, text };
 }
 
 /** Model files of a program's segments (stage models are written into `workDir`). */
@@ -288,8 +325,8 @@ function materialise(program: Program, prepared: Prepared, modelPath: string, wo
     : training
       ? writeTrainingSegments(program, training.models, join(workDir, 'train'))
       : {};
-  const stagePaths = prepared.mode === 'pipeline' && program.segments.some((s) => s.kind === 'stage') ? writeStageModels(modelPath, prepared.partition, join(workDir, 'stages')) : [];
-  const shardPaths = prepared.mode === 'tensor' ? writeShardModels(modelPath, program, prepared, join(workDir, 'shards')) : {};
+  const stagePaths = (prepared.mode === 'pipeline' || prepared.mode === 'hybrid-pipeline') && program.segments.some((s) => s.kind === 'stage') ? writeStageModels(modelPath, prepared.partition, join(workDir, 'stages')) : [];
+  const shardPaths = prepared.mode === 'tensor' || prepared.mode === 'hybrid' ? writeShardModels(modelPath, program, prepared, join(workDir, 'shards')) : {};
   for (const seg of program.segments) {
     switch (seg.kind) {
       case 'whole':

@@ -11,6 +11,7 @@ import { isFromDevice } from '../protocol';
 import type { Program, TrainingProgram } from '../../profiler/program';
 import type { DeviceInfo } from '../device/discovery';
 import { createCommGroup } from '../comm/communicator';
+import { collectiveSubgroups } from '../comm/subgroups';
 
 export interface RunnerHooks {
   progress(p: Progress): void;
@@ -212,9 +213,17 @@ export class ProgramRun {
     // Collectives that overlap compute run on a communication thread per device, in a group
     // of their own, on buffers the devices allocate themselves; the others get the arena.
     const started = new Set(program.devices.flatMap((d) => d.instructions.flatMap((i) => (i.op === 'collective-start' ? [i.buffer] : []))));
-    const arenaBytes = program.buffers.reduce((a, b) => a + (started.has(b.name) ? 0 : b.elements * 4), 0);
+    // A collective over part of the run (a hybrid's replica) runs in a group of its own,
+    // whose arena holds that group's buffers rather than the run's.
+    const subgroups = collectiveSubgroups(program);
+    const inSubgroup = new Set(subgroups.flatMap((g) => g.buffers));
+    const arenaBytes = program.buffers.reduce((a, b) => a + (started.has(b.name) || inSubgroup.has(b.name) ? 0 : b.elements * 4), 0);
     const comm = n > 1 ? createCommGroup(n, arenaBytes > 0 ? { arenaBytes: arenaBytes + 4096 } : {}) : null;
     const commThreads = n > 1 && started.size > 0 ? createCommGroup(n) : null;
+    const subComms = subgroups.map(({ group, buffers }) => {
+      const bytes = program.buffers.reduce((a, b) => a + (buffers.includes(b.name) && !started.has(b.name) ? b.elements * 4 : 0), 0);
+      return { group, comm: createCommGroup(group.length, bytes > 0 ? { arenaBytes: bytes + 4096 } : {}) };
+    });
     const readyP = group.waitAll('ready');
     o.devices.forEach((d, rank) => {
       const init: DeviceInit = {
@@ -230,6 +239,7 @@ export class ProgramRun {
         inputs: o.inputs,
         comm,
         ...(commThreads ? { commThreads } : {}),
+        ...(subComms.some((c) => c.group.includes(rank)) ? { subComms: subComms.filter((c) => c.group.includes(rank)) } : {}),
         steps: o.steps,
         ...(o.checkSteps ? { checkSteps: o.checkSteps } : {}),
         capture: o.capture.spans,

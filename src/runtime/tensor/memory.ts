@@ -8,7 +8,8 @@
  *
  * Activations are an estimate of the peak: shapes come from shape propagation
  * ({@link estimateCosts}) at the rows one device handles (data: its shard of the batch;
- * pipeline: one micro-batch; tensor: the whole batch, tensors inside a split region at 1/N),
+ * pipeline: one micro-batch; tensor: the whole batch, tensors inside a split region at 1/N;
+ * hybrid: one replica's share of the batch, split tensors at 1/T),
  * and the nodes are walked in execution order, each tensor held from the node that makes it
  * (from the start, for inputs) to the last node that reads it (to the end, for outputs).
  * The peak is the largest sum of held tensors while a node runs (its inputs and its
@@ -36,8 +37,11 @@ export interface DeviceMemory {
 
 /** A plan's memory per device, or why the plan cannot be made for this model. */
 export type PlanMemory =
-  | { kind: 'planned'; mode: 'data' | 'pipeline' | 'tensor'; label: string; rows: number; devices: DeviceMemory[]; maxBytes: number; fits: boolean | null }
-  | { kind: 'impossible'; mode: 'data' | 'pipeline' | 'tensor'; label: string; reason: string };
+  | { kind: 'planned'; mode: MemoryPlanMode; label: string; rows: number; devices: DeviceMemory[]; maxBytes: number; fits: boolean | null }
+  | { kind: 'impossible'; mode: MemoryPlanMode; label: string; reason: string };
+
+/** The modes a memory table compares. */
+export type MemoryPlanMode = 'data' | 'pipeline' | 'tensor' | 'hybrid';
 
 /** The memory table of a model over N devices. */
 export interface MemoryTable {
@@ -65,13 +69,19 @@ export interface MemoryTableOptions {
   capacityBytes: number | null;
   /** The tensor plan, or the reason there is none (nothing to split). */
   tensor: TensorShardPlan | { reason: string };
+  /**
+   * Data × tensor hybrids to compare (data × tensor = devices): each with the shard plan of
+   * one replica over `tensor.devices` devices, or the reason there is none.
+   */
+  hybrids?: { data: number; tensor: TensorShardPlan | { reason: string; devices: number } }[];
   dimValues?: Record<string, number>;
 }
 
-/** Memory per device of the data, pipeline and tensor plans of `ir` over `opts.devices` devices. */
+/** Memory per device of the data, pipeline, tensor (and hybrid) plans of `ir` over `opts.devices` devices. */
 export function memoryTable(ir: ModelIR, opts: MemoryTableOptions): MemoryTable {
   const n = opts.devices;
-  const plans: PlanMemory[] = [dataMemory(ir, opts), pipelineMemory(ir, opts), tensorMemory(ir, opts)].map((p) =>
+  const hybrids = (opts.hybrids ?? []).map((h) => hybridMemory(ir, opts, h.data, h.tensor));
+  const plans: PlanMemory[] = [dataMemory(ir, opts), pipelineMemory(ir, opts), tensorMemory(ir, opts), ...hybrids].map((p) =>
     p.kind === 'planned' ? { ...p, fits: opts.capacityBytes === null ? null : p.maxBytes <= opts.capacityBytes } : p,
   );
   const planned = plans.filter((p): p is Extract<PlanMemory, { kind: 'planned' }> => p.kind === 'planned');
@@ -149,7 +159,7 @@ function device(deviceIndex: number, parameterBytes: number, act: { bytes: numbe
   return { device: deviceIndex, parameterBytes, activationBytes: act.bytes, unknownTensors: act.unknownTensors, totalBytes: parameterBytes + act.bytes };
 }
 
-function planned(mode: 'data' | 'pipeline' | 'tensor', label: string, rows: number, devices: DeviceMemory[]): PlanMemory {
+function planned(mode: MemoryPlanMode, label: string, rows: number, devices: DeviceMemory[]): PlanMemory {
   return { kind: 'planned', mode, label, rows, devices, maxBytes: Math.max(...devices.map((d) => d.totalBytes)), fits: null };
 }
 
@@ -185,4 +195,23 @@ function tensorMemory(ir: ModelIR, o: MemoryTableOptions): PlanMemory {
   const split = plan.splitTensors;
   const act = peakActivationBytes(ir, ir.topoOrder, shapesAt(ir, o.batch, o.dimValues), (t) => (t in split ? 1 / plan.devices : 1));
   return planned('tensor', label, o.batch, plan.perDeviceParameterBytes.map((b, d) => device(d, b, act)));
+}
+
+/** The ways to write `devices` as data × tensor with both at least 2 (the hybrids a table compares). */
+export function hybridShapes(devices: number): { data: number; tensor: number }[] {
+  const out: { data: number; tensor: number }[] = [];
+  for (let data = 2; data <= devices / 2; data++) if (devices % data === 0) out.push({ data, tensor: devices / data });
+  return out;
+}
+
+function hybridMemory(ir: ModelIR, o: MemoryTableOptions, data: number, shard: TensorShardPlan | { reason: string; devices: number }): PlanMemory {
+  const tensor = shard.devices;
+  const label = `data ${data} × tensor ${tensor}`;
+  if (!('groups' in shard)) return { kind: 'impossible', mode: 'hybrid', label, reason: shard.reason };
+  if (data * tensor !== o.devices) throw new Error(`hybrid ${label} compared over ${o.devices} devices`);
+  const rows = Math.ceil(o.batch / data);
+  const split = shard.splitTensors;
+  const act = peakActivationBytes(ir, ir.topoOrder, shapesAt(ir, rows, o.dimValues), (t) => (t in split ? 1 / tensor : 1));
+  const devices = Array.from({ length: data }, (_, r) => shard.perDeviceParameterBytes.map((b, t) => device(r * tensor + t, b, act))).flat();
+  return planned('hybrid', label, rows, devices);
 }

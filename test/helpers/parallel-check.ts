@@ -1,0 +1,45 @@
+/**
+ * Checks shared by the integration tests of split runs (tensor parallel, hybrids): the
+ * numerical result against one device running the whole model, and the all-reduce spans of
+ * every lane and measured step.
+ */
+import assert from 'node:assert/strict';
+import * as ort from 'onnxruntime-node';
+import { CommOpCode, SpanFlag, SpanKind, type Trace } from '../../src/profiler/trace-format';
+
+/** The largest |value| of the model's output `y` run whole on one device (the scale the relative error is taken against). */
+export async function referenceScale(model: string, x: Float32Array, dims: number[]): Promise<number> {
+  const session = await ort.InferenceSession.create(model);
+  try {
+    const y = (await session.run({ x: new ort.Tensor('float32', x, dims) }))['y']!.data as Float32Array;
+    return y.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  } finally {
+    await session.release();
+  }
+}
+
+/** Per lane and measured step, the names of its all-reduce spans in order. */
+export function allReducesPerStep(trace: Trace): Map<string, string[]> {
+  const s = trace.spans;
+  const measured = new Set(trace.steps.map((w) => w.index));
+  const out = new Map<string, string[]>();
+  for (let i = 0; i < s.count; i++) {
+    if (s.kind[i] !== SpanKind.comm || s.comm[i] !== CommOpCode.allreduce || !measured.has(s.step[i]!)) continue;
+    if ((s.flags[i]! & SpanFlag.profiled) !== 0) continue;
+    const key = `${s.lane[i]}|${s.step[i]}`;
+    out.set(key, [...(out.get(key) ?? []), trace.strings[s.name[i]!]!]);
+  }
+  return out;
+}
+
+/** Checks the numerical result against one device: the runner's check, and max |Δ| / max |y| ≤ 1e-4. */
+export async function assertMatchesOneDevice(trace: Trace, model: string, x: Float32Array, dims: number[]): Promise<void> {
+  const check = trace.meta.numericalCheck!;
+  assert.ok(check, 'the run checks itself against one device');
+  assert.equal(check.ok, true, JSON.stringify(check));
+  assert.match(check.reference, /one-device run/);
+  const scale = await referenceScale(model, x, dims);
+  assert.ok(scale > 0);
+  const rel = check.maxAbsErr / scale;
+  assert.ok(rel <= 1e-4, `relative error ${rel} (max |Δ| ${check.maxAbsErr} over max |y| ${scale})`);
+}
