@@ -138,6 +138,63 @@ async function train(kind: LossKind, optimizer: OptimizerConfig, lr: number, ste
   return losses;
 }
 
+/**
+ * x [batch, 2] → MatMul W → Add b → Mul s, every float tensor in a Constant node (as
+ * paddle2onnx and older tf2onnx export weights), and one float initializer `k` beside them.
+ */
+function constantWeightsModel(): Uint8Array {
+  const F = onnx.TensorProto.DataType.FLOAT;
+  const constant = (name: string, dims: number[], values: number[]): onnx.INodeProto => ({
+    name: `${name}/const`,
+    opType: 'Constant',
+    input: [],
+    output: [name],
+    attribute: [{ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t: { dims, dataType: F, floatData: values } }],
+  });
+  const t = (n: number): onnx.ITypeProto => ({ tensorType: { elemType: F, shape: { dim: [{ dimParam: 'batch' }, { dimValue: n }] } } });
+  return encodeModel({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 17 }],
+    graph: {
+      name: 'consts',
+      node: [
+        constant('W', [2, 3], [0.5, -1, 2, 1.5, 0.25, -0.75]),
+        constant('b', [3], [0.1, 0.2, 0.3]),
+        constant('s', [], [2]),
+        { name: 'mm', opType: 'MatMul', input: ['x', 'W'], output: ['h'] },
+        { name: 'add', opType: 'Add', input: ['h', 'b'], output: ['z'] },
+        { name: 'scale', opType: 'Mul', input: ['z', 's'], output: ['y0'] },
+        { name: 'shift', opType: 'Add', input: ['y0', 'k'], output: ['y'] },
+      ],
+      initializer: [{ name: 'k', dims: [1], dataType: F, floatData: [0.5] }],
+      input: [{ name: 'x', type: t(2) }],
+      output: [{ name: 'y', type: t(3) }],
+    },
+  });
+}
+
+test('the teacher moves the weights it is given wherever the model keeps them, and nothing else', () => {
+  const model = constantWeightsModel();
+  const all = ['W', 'b', 's', 'k'];
+  const before = readParameterValues(model, all);
+  const changed = (teacher: Uint8Array): string[] => {
+    const after = readParameterValues(teacher, all);
+    return all.filter((n) => Array.from(after.get(n)!.data).some((v, i) => v !== before.get(n)!.data[i]));
+  };
+  // Given names: Constant-node weights move too (before, a model keeping its weights there got
+  // a teacher equal to the student, and a loss of 0 with nothing to learn); others stay.
+  assert.deepEqual(changed(teacherModel(model, { parameters: ['W', 'b', 'k'] })), ['W', 'b', 'k']);
+  assert.deepEqual(changed(teacherModel(model, { parameters: ['W'] })), ['W']);
+  // Without names: every float initializer, as before.
+  assert.deepEqual(changed(teacherModel(model)), ['k']);
+  // Each moved tensor by noise of its own scale: |Δ| ≤ √3 · noise · RMS.
+  const moved = readParameterValues(teacherModel(model, { parameters: ['W'], noise: 0.1 }), ['W']).get('W')!.data;
+  const w = before.get('W')!.data;
+  const rms = Math.sqrt(Array.from(w).reduce((a, v) => a + v * v, 0) / w.length);
+  for (let i = 0; i < w.length; i++) assert.ok(Math.abs(moved[i]! - w[i]!) <= Math.sqrt(3) * 0.1 * rms * (1 + 1e-6), `W[${i}] moved by ${moved[i]! - w[i]!}`);
+  assert.deepEqual(Buffer.from(teacherModel(model, { parameters: ['W'] })), Buffer.from(teacherModel(model, { parameters: ['W'] })), 'same options, same bytes');
+});
+
 describe('training steps on a teacher’s labels make the loss fall', () => {
   test('MSE with SGD: the loss falls below a third in 40 steps', async (t) => {
     const losses = await train('mse', { kind: 'sgd' }, 0.1, 40);

@@ -110,13 +110,16 @@ function fileLabels(file: string, want: ModelInput): ModelInput {
   return { ...want, data };
 }
 
-/** Labels from a teacher (the model with seeded noise on its weights): its outputs, or their argmax for cross-entropy. */
+/**
+ * Labels from a teacher (the model with seeded noise on the weights training trains, wherever
+ * the model keeps them): its outputs, or their argmax for cross-entropy.
+ */
 async function teacherLabels(bytes: Uint8Array, models: TrainingModels, inputs: readonly ModelInput[], batchAxis: number, label: string): Promise<ModelInput> {
   const ort = loadOrt();
   const wl = models.withLoss;
   let session: InferenceSession | null = null;
   try {
-    session = await ort.InferenceSession.create(teacherModel(bytes, {}, label), { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential' });
+    session = await ort.InferenceSession.create(teacherModel(bytes, { parameters: models.context.parameters.map((p) => p.name) }, label), { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential' });
     const feeds: Record<string, Tensor> = {};
     for (const i of inputs) feeds[i.name] = new ort.Tensor(i.dtype as 'float32', i.data as Float32Array, i.dims);
     const out = (await session.run(feeds, [wl.output]))[wl.output]!;

@@ -13,7 +13,7 @@
  * Both average over the batch, so the mean of the gradients of equal shards is the gradient
  * of the whole batch.
  *
- * Synthetic labels: {@link teacherModel} copies the model with every float weight moved by
+ * Synthetic labels: {@link teacherModel} copies the model with every trained weight moved by
  * seeded noise; its outputs (regression) or their argmax (classification) are labels that
  * the model can fit exactly, so the loss of a correct training step falls.
  */
@@ -122,26 +122,48 @@ export interface TeacherOptions {
   seed?: number;
   /** Noise relative to each weight tensor's root-mean-square (default 0.5). */
   noise?: number;
+  /**
+   * The weights to move: initializers or outputs of Constant nodes, by name (default: every
+   * float initializer). Training passes the parameters it trains, so the teacher differs
+   * from the student exactly where the student can learn, also in models whose exporter
+   * keeps the weights in Constant nodes (paddle2onnx, older tf2onnx), and leaves alone what
+   * is not a weight to learn: frozen weights, BatchNormalization statistics (noise could
+   * make a variance negative) and float constants such as Resize scales (noise would change
+   * the output's shape).
+   */
+  parameters?: readonly string[];
 }
 
 /**
- * A teacher for synthetic labels: the model with every float32/float64 initializer moved by
- * uniform noise of `noise` × its RMS (unit-variance noise scaled, so small and large tensors
- * move alike). Same options, same bytes.
+ * A teacher for synthetic labels: the model with each weight moved by uniform noise of
+ * `noise` × that tensor's RMS (unit-variance noise scaled, so small and large tensors move
+ * alike). Same options, same bytes.
  */
 export function teacherModel(bytes: Uint8Array, opts: TeacherOptions = {}, modelName = 'model'): Uint8Array {
   const proto = decodeModelProto(bytes, modelName);
   const rand = mulberry32(opts.seed ?? 1);
   const noise = opts.noise ?? 0.5;
-  const graph = proto.graph!;
-  const initializer = (graph.initializer ?? []).map((t) => {
-    if (t.dataType !== 1 && t.dataType !== 11) return t;
+  const chosen = opts.parameters ? new Set(opts.parameters) : null;
+  const isFloat = (t: onnx.ITensorProto): boolean => t.dataType === 1 || t.dataType === 11;
+  const move = (t: onnx.ITensorProto): onnx.ITensorProto => {
     const p = readParameter(t);
     let sq = 0;
     for (const v of p.data) sq += v * v;
     const rms = Math.sqrt(sq / Math.max(1, p.data.length)) || 1;
     const data = p.data.map((v) => v + (rand() * 2 - 1) * Math.sqrt(3) * noise * rms);
     return parameterTensor({ ...p, data });
+  };
+  const graph = proto.graph!;
+  // Initializers first, then Constant nodes, each in model order: the noise stream is drawn in
+  // that order, so a model without Constant weights gets the same teacher as before they counted.
+  const initializer = (graph.initializer ?? []).map((t) => (isFloat(t) && (chosen ? chosen.has(t.name ?? '') : true) ? move(t) : t));
+  const node = (graph.node ?? []).map((n) => {
+    const out = n.output?.[0] ?? '';
+    if (!chosen?.has(out) || n.opType !== 'Constant' || n.domain) return n;
+    const value = n.attribute?.find((a) => a.name === 'value');
+    if (!value?.t || !isFloat(value.t)) return n;
+    const t = { ...move({ ...value.t, name: out }), name: value.t.name ?? null };
+    return { ...n, attribute: (n.attribute ?? []).map((a) => (a === value ? { ...a, t } : a)) };
   });
-  return encodeModel({ ...proto, graph: { ...graph, initializer } });
+  return encodeModel({ ...proto, graph: { ...graph, initializer, node } });
 }
