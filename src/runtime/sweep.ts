@@ -17,8 +17,11 @@ import type { ProfileRequest } from './protocol';
 import { parseDeviceSpec } from './device/discovery';
 import { loadModel, type ModelIR } from './onnx/model';
 import { memoryTable } from './tensor/memory';
-import { enumerateSweep, type SweepCandidate, type SweepMode } from '../profiler/sweep/enumerate';
-import { fitReferences, leaveOneOut, NoBasisError, predictedMeta, predictFrom, type MeasuredRuns, type Prediction } from '../profiler/sweep/predict';
+import { planTensorSharding, type TensorShardPlan } from './tensor/shard-plan';
+import { estimateCosts } from './onnx/model';
+import { nominalDims } from './pipeline/partition';
+import { enumerateSweep, type SweepCandidate, type SweepMode, type TensorVerdict } from '../profiler/sweep/enumerate';
+import { fitReferences, leaveOneOut, NoBasisError, predictedMeta, predictFrom, type MeasuredRuns, type Prediction, type SplitShares } from '../profiler/sweep/predict';
 import { assembleSweep, type PlanOutcome } from '../profiler/sweep/table';
 import type { SweepPlanRow, SweepResult } from '../profiler/sweep/schema';
 import { readTrace } from '../profiler/trace-io';
@@ -83,6 +86,8 @@ export async function runSweep(req: SweepRequest): Promise<SweepOutcome> {
   if (kinds.length !== 1) throw new UserError(`--devices ${req.devices}: a sweep takes one device kind (e.g. cpu:2), since its plans use 1..N devices of it`);
   const kind = kinds[0]!;
   const count = specs.reduce((s, r) => s + r.count, 0);
+  const ir = await loadModel(req.modelPath);
+  const splits = splitSharesOf(ir, req.flags?.dims);
   const en = enumerateSweep({
     deviceKind: kind,
     count,
@@ -93,9 +98,9 @@ export async function runSweep(req: SweepRequest): Promise<SweepOutcome> {
     steps: req.steps,
     warmup: req.warmup,
     seed: req.seed ?? 0,
+    ...(req.modes.includes('tensor') || req.modes.includes('hybrid') ? { tensor: splits.verdict(Math.max(2, count)) } : {}),
   });
   const skipped = [...en.skipped];
-  const ir = await loadModel(req.modelPath);
   const opts: ProfileOptions = { ...(req.signal ? { signal: req.signal } : {}), ...(req.nodePath ? { nodePath: req.nodePath } : {}) };
   const request = (plan: Plan, extra: Partial<ProfileRequest> = {}): ProfileRequest => ({
     modelPath: req.modelPath,
@@ -221,7 +226,8 @@ export async function runSweep(req: SweepRequest): Promise<SweepOutcome> {
     try {
       const meta = template.meta.program?.devices.length === program.devices.length ? template.meta : predictedMeta(template.meta, program.devices.length, plan);
       const lanes = meta === template.meta ? template.lanes : undefined;
-      const p = predictFrom({ program, meta: { ...meta, plan }, ...(lanes ? { lanes } : {}), steps }, training, fitReferences(training));
+      const split = splits.sharesFor(plan);
+      const p = predictFrom({ program, meta: { ...meta, plan }, ...(lanes ? { lanes } : {}), steps, ...(split ? { split } : {}) }, training, fitReferences(training));
       return { p, why: p.basis.join('; ') };
     } catch (e) {
       if (e instanceof NoBasisError) return { p: null, why: `no prediction: ${e.message}` };
@@ -301,11 +307,59 @@ export async function runSweep(req: SweepRequest): Promise<SweepOutcome> {
 }
 
 /**
+ * The shard planner's answers for a sweep: whether the model splits over `n` devices (the
+ * planner's one-line reason when not), and for a tensor or data × tensor plan which share of
+ * each node's work a device does, with the nodes' FLOP estimates (see {@link SplitShares}).
+ */
+function splitSharesOf(ir: ModelIR, dims: Record<string, number> | undefined): { verdict: (n: number) => TensorVerdict; sharesFor: (plan: Plan) => SplitShares | null } {
+  const dimValues = dims ?? {};
+  let flops: Record<string, number> | null = null;
+  const flopsOf = (): Record<string, number> => {
+    if (!flops) {
+      const est = estimateCosts(ir, { ...nominalDims(ir), ...dimValues });
+      flops = Object.fromEntries(ir.nodes.map((node, i) => [node.name, est.nodes[i]?.flops ?? 0]));
+    }
+    return flops;
+  };
+  return {
+    verdict: (n) => {
+      try {
+        planTensorSharding(ir, n, { dimValues });
+        return { splits: true };
+      } catch (e) {
+        if (!(e instanceof UserError)) throw e;
+        // The planner's line names the model path first; the table names the model already.
+        return { splits: false, reason: e.message.replace(`${ir.path}: `, '') };
+      }
+    },
+    sharesFor: (plan) => {
+      const t = plan.mode === 'tensor' ? (plan.tensor ?? parseDeviceSpec(plan.devices).reduce((a, d) => a + d.count, 0)) : plan.mode === 'hybrid' && 'tensor' in plan ? plan.tensor : null;
+      if (t === null || t < 2) return null;
+      let shard;
+      try {
+        shard = planTensorSharding(ir, t, { dimValues });
+      } catch {
+        return null;
+      }
+      const split = new Set(shard.groups.flatMap((g) => g.nodes));
+      return { share: Object.fromEntries(ir.nodes.map((node) => [node.name, split.has(node.name) ? 1 / t : 1])), flops: flopsOf() };
+    },
+  };
+}
+
+/**
  * Memory per device of a plan (the largest device: parameters + estimated peak activations)
  * and whether it fits this machine's memory shared evenly by the plan's devices.
  */
 function memoryOf(ir: ModelIR, dims: Record<string, number> | undefined): (plan: Plan, devices: number) => { memoryPerDeviceBytes: number | null; fits: boolean | null } {
   const capacity = os.totalmem();
+  const shardOrReason = (n: number): TensorShardPlan | { reason: string; devices: number } => {
+    try {
+      return planTensorSharding(ir, n, { dimValues: dims ?? {} });
+    } catch (e) {
+      return { reason: errText(e), devices: n };
+    }
+  };
   return (plan, devices) => {
     try {
       const t = memoryTable(ir, {
@@ -313,7 +367,8 @@ function memoryOf(ir: ModelIR, dims: Record<string, number> | undefined): (plan:
         batch: plan.batch,
         microBatches: plan.mode === 'pipeline' ? plan.microBatches : 1,
         capacityBytes: capacity / devices,
-        tensor: { reason: 'not part of the sweep' },
+        tensor: plan.mode === 'tensor' ? shardOrReason(devices) : { reason: 'not this plan' },
+        ...(plan.mode === 'hybrid' && 'tensor' in plan ? { hybrids: [{ data: plan.data, tensor: shardOrReason(plan.tensor) }] } : {}),
         ...(dims ? { dimValues: dims } : {}),
       });
       const entry = t.plans.find((p) => p.mode === plan.mode);
