@@ -18,10 +18,9 @@ import { parseDeviceSpec } from './device/discovery';
 import { loadModel, type ModelIR } from './onnx/model';
 import { memoryTable } from './tensor/memory';
 import { planTensorSharding, type TensorShardPlan } from './tensor/shard-plan';
-import { estimateCosts } from './onnx/model';
-import { nominalDims } from './pipeline/partition';
-import { enumerateSweep, type SweepCandidate, type SweepMode, type TensorVerdict } from '../profiler/sweep/enumerate';
-import { fitReferences, leaveOneOut, NoBasisError, predictedMeta, predictFrom, type MeasuredRuns, type Prediction, type SplitShares } from '../profiler/sweep/predict';
+import { sweepSplit } from './tensor/sweep-split';
+import { enumerateSweep, type SweepCandidate, type SweepMode } from '../profiler/sweep/enumerate';
+import { fitReferences, leaveOneOut, NoBasisError, predictedMeta, predictFrom, type MeasuredRuns, type Prediction } from '../profiler/sweep/predict';
 import { assembleSweep, type PlanOutcome } from '../profiler/sweep/table';
 import type { SweepPlanRow, SweepResult } from '../profiler/sweep/schema';
 import { readTrace } from '../profiler/trace-io';
@@ -87,7 +86,7 @@ export async function runSweep(req: SweepRequest): Promise<SweepOutcome> {
   const kind = kinds[0]!;
   const count = specs.reduce((s, r) => s + r.count, 0);
   const ir = await loadModel(req.modelPath);
-  const splits = splitSharesOf(ir, req.flags?.dims);
+  const splits = sweepSplit(ir, req.flags?.dims);
   const en = enumerateSweep({
     deviceKind: kind,
     count,
@@ -304,47 +303,6 @@ export async function runSweep(req: SweepRequest): Promise<SweepOutcome> {
   });
   const measured = new Map([...runs].map(([label, v]) => [label, v.traces[0]!] as const));
   return { result, predicted, measured };
-}
-
-/**
- * The shard planner's answers for a sweep: whether the model splits over `n` devices (the
- * planner's one-line reason when not), and for a tensor or data × tensor plan which share of
- * each node's work a device does, with the nodes' FLOP estimates (see {@link SplitShares}).
- */
-function splitSharesOf(ir: ModelIR, dims: Record<string, number> | undefined): { verdict: (n: number) => TensorVerdict; sharesFor: (plan: Plan) => SplitShares | null } {
-  const dimValues = dims ?? {};
-  let flops: Record<string, number> | null = null;
-  const flopsOf = (): Record<string, number> => {
-    if (!flops) {
-      const est = estimateCosts(ir, { ...nominalDims(ir), ...dimValues });
-      flops = Object.fromEntries(ir.nodes.map((node, i) => [node.name, est.nodes[i]?.flops ?? 0]));
-    }
-    return flops;
-  };
-  return {
-    verdict: (n) => {
-      try {
-        planTensorSharding(ir, n, { dimValues });
-        return { splits: true };
-      } catch (e) {
-        if (!(e instanceof UserError)) throw e;
-        // The planner's line names the model path first; the table names the model already.
-        return { splits: false, reason: e.message.replace(`${ir.path}: `, '') };
-      }
-    },
-    sharesFor: (plan) => {
-      const t = plan.mode === 'tensor' ? (plan.tensor ?? parseDeviceSpec(plan.devices).reduce((a, d) => a + d.count, 0)) : plan.mode === 'hybrid' && 'tensor' in plan ? plan.tensor : null;
-      if (t === null || t < 2) return null;
-      let shard;
-      try {
-        shard = planTensorSharding(ir, t, { dimValues });
-      } catch {
-        return null;
-      }
-      const split = new Set(shard.groups.flatMap((g) => g.nodes));
-      return { share: Object.fromEntries(ir.nodes.map((node) => [node.name, split.has(node.name) ? 1 / t : 1])), flops: flopsOf() };
-    },
-  };
 }
 
 /**

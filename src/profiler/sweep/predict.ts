@@ -41,7 +41,8 @@
  * Transfers (copy, point to point, collective links, receive copy) are fitted on the other
  * plans of the same mode; host time per instruction on those with the same device count. A
  * tensor plan's all-reduces take the collective α + β·bytes fit on their buffer size; when
- * the same mode measured none, the collectives of every other plan.
+ * the same mode measured none, the collectives of every other plan; when no plan measured
+ * one, each ring step costs a measured point-to-point transfer (pipeline sends).
  */
 import { median } from '../stats';
 import { SpanKind, type DeviceMeta, type Lane, type Trace, type TraceMeta } from '../trace-format';
@@ -461,7 +462,12 @@ export function predictFrom(target: PredictTarget, training: readonly Trace[], r
       costs.transfers = { ...costs.transfers, collective: fitCostModel(withProgram).transfers.collective };
       from = 'every other plan';
     }
-    if (free(costs.transfers.collective)) assumptions.add('no collective measured in the other plans: collectives taken as free');
+    if (free(costs.transfers.collective) && !free(costs.transfers.p2p)) {
+      // A ring collective is 2(N−1) point-to-point steps over the same channels: without a
+      // measured collective, each step costs what a measured send/receive pair does.
+      costs.transfers = { ...costs.transfers, collective: { ...costs.transfers.p2p } };
+      basis.add('collectives: ring of point-to-point steps, α + β·bytes of the sends and receives of other plans');
+    } else if (free(costs.transfers.collective)) assumptions.add('no collective or point-to-point transfer measured in the other plans: collectives taken as free');
     else basis.add(`collectives: α + β·bytes fitted on ${from}`);
   }
   // Host time per instruction: same mode and device count, else same mode, else all.
