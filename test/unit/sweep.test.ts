@@ -80,6 +80,21 @@ test('with 4 devices the sweep measures every data × tensor and data × pipelin
   assert.deepEqual(six.candidates.map((c) => c.label), ['hybrid cpu:6 D=2×P=3 M=2 b12', 'hybrid cpu:6 D=3×P=2 M=2 b12'], 'no data × tensor plan for a model that does not split');
 });
 
+test('on cpu:2 the hybrids of 4 and 8 devices are predicted only, and hybrid is not named as needing 4 devices', () => {
+  const e = enumerateSweep({ ...SPEC, modes: ['hybrid'], batches: [16], microBatches: [2], tensor: { splits: true } });
+  assert.deepEqual(e.notRunnable, []);
+  assert.ok(e.candidates.every((c) => c.kind === 'predicted' && c.plan.mode === 'hybrid'));
+  assert.deepEqual(e.candidates.map((c) => c.label), [
+    'hybrid cpu:4 D=2×T=2 b16',
+    'hybrid cpu:4 D=2×P=2 M=2 b16',
+    'hybrid cpu:8 D=2×T=4 b16',
+    'hybrid cpu:8 D=2×P=4 M=2 b16',
+    'hybrid cpu:8 D=4×T=2 b16',
+    'hybrid cpu:8 D=4×P=2 M=2 b16',
+  ]);
+  for (const c of e.candidates) assert.ok(Value.Check(PlanSchema, c.plan), `${c.label} is a valid plan`);
+});
+
 // ---- leave-one-out prediction on traces simulated from known costs -------------------------
 
 const FIXED = 2000;

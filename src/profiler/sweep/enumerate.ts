@@ -12,8 +12,10 @@
  *  - hybrid data × tensor and data × pipeline on all N devices, for every D·T = N (or D·P = N)
  *    with both degrees at least 2, so only from 4 devices on.
  * Predicted only (device counts this machine does not have, default 4 and 8): data, a
- * pipeline with one stage per device at the largest M that divides the batch, and tensor
- * over all of them when the planner splits the model.
+ * pipeline with one stage per device at the largest M that divides the batch, tensor over
+ * all of them when the planner splits the model, and the hybrids of that count (their shard
+ * and stage segments are predicted from measured parts as tensor and pipeline plans' are).
+ * Hybrid is named as needing 4 devices only when no count of the sweep reaches 4.
  */
 import { makePlan, type Plan } from '../plan';
 
@@ -80,7 +82,8 @@ export function enumerateSweep(s: SweepSpec): Enumeration {
   const want = (m: SweepMode): boolean => s.modes.includes(m);
   const tensorOk = s.tensor === undefined || s.tensor.splits;
   if (want('tensor') && s.tensor && !s.tensor.splits) out.notRunnable.push({ mode: 'tensor', reason: `not applicable: ${s.tensor.reason}` });
-  if (want('hybrid') && s.count < HYBRID_MIN_DEVICES) {
+  const beyond = [...new Set(s.predictDevices)].filter((n) => n > s.count).sort((a, b) => a - b);
+  if (want('hybrid') && s.count < HYBRID_MIN_DEVICES && !beyond.some((n) => hybridDegrees(n).length > 0)) {
     out.notRunnable.push({
       mode: 'hybrid',
       reason: `needs ${HYBRID_MIN_DEVICES} devices (a data degree and a tensor or pipeline degree of at least 2 each); this machine has ${s.count} ${s.deviceKind}`,
@@ -106,19 +109,19 @@ export function enumerateSweep(s: SweepSpec): Enumeration {
     const plan = makePlan({ mode: 'tensor', ...base(n, batch) });
     out.candidates.push({ label: `tensor ${devSpec(s.deviceKind, n)} b${batch}`, plan, devices: n, kind, cut: null });
   };
-  const addHybrid = (n: number, batch: number): void => {
+  const addHybrid = (kind: SweepCandidate['kind'], n: number, batch: number): void => {
     for (const { data, inner } of hybridDegrees(n)) {
       const dev = devSpec(s.deviceKind, n);
       if (tensorOk) {
         const label = `hybrid ${dev} D=${data}×T=${inner} b${batch}`;
         if (batch % data !== 0) out.skipped.push({ label, reason: `--batch ${batch} does not split evenly over ${data} replicas` });
-        else out.candidates.push({ label, plan: makePlan({ mode: 'hybrid', ...base(n, batch), data, tensor: inner }), devices: n, kind: 'measured', cut: null });
+        else out.candidates.push({ label, plan: makePlan({ mode: 'hybrid', ...base(n, batch), data, tensor: inner }), devices: n, kind, cut: null });
       }
       const rows = batch / data;
       const m = [...s.microBatches].sort((a, b) => b - a).find((x) => Number.isInteger(rows) && rows % x === 0);
       const label = `hybrid ${dev} D=${data}×P=${inner} M=${m ?? '?'} b${batch}`;
       if (m === undefined) out.skipped.push({ label, reason: `no --micro-batches value divides the ${batch}/${data} rows of a replica` });
-      else out.candidates.push({ label, plan: makePlan({ mode: 'hybrid', ...base(n, batch), data, pipeline: inner, microBatches: m }), devices: n, kind: 'measured', cut: null });
+      else out.candidates.push({ label, plan: makePlan({ mode: 'hybrid', ...base(n, batch), data, pipeline: inner, microBatches: m }), devices: n, kind, cut: null });
     }
   };
   for (const batch of s.batches) {
@@ -129,9 +132,8 @@ export function enumerateSweep(s: SweepSpec): Enumeration {
       }
     }
     if (want('tensor') && tensorOk && s.count >= 2) addTensor('measured', s.count, batch);
-    if (want('hybrid') && s.count >= HYBRID_MIN_DEVICES) addHybrid(s.count, batch);
+    if (want('hybrid') && s.count >= HYBRID_MIN_DEVICES) addHybrid('measured', s.count, batch);
   }
-  const beyond = [...new Set(s.predictDevices)].filter((n) => n > s.count).sort((a, b) => a - b);
   for (const batch of s.batches) {
     for (const n of beyond) {
       if (want('data')) add('predicted', n, batch, 'data');
@@ -140,6 +142,7 @@ export function enumerateSweep(s: SweepSpec): Enumeration {
         if (m !== undefined) add('predicted', n, batch, 'pipeline', m, 'balanced');
       }
       if (want('tensor') && tensorOk) addTensor('predicted', n, batch);
+      if (want('hybrid')) addHybrid('predicted', n, batch);
     }
   }
   return out;
