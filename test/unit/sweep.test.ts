@@ -336,6 +336,19 @@ test('a tensor plan is predicted leave-one-out from data plans: its shards from 
   assert.ok(noCollectives.predictedUs < pred.predictedUs);
 });
 
+test('without a measured collective, a tensor plan prices each ring step of its all-reduces as a measured point-to-point transfer', () => {
+  const own = tensorTrace(2, 32);
+  const training = [...runsOf().flatMap((p) => p.traces), pipelineTrace(1, INTERFERENCE), pipelineTrace(2, INTERFERENCE), pipelineTrace(4, INTERFERENCE)];
+  const pred = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1, split: splitOver(2) }, training);
+  assert.ok(pred.basis.some((b) => /collectives: ring of point-to-point steps/.test(b)), pred.basis.join('; '));
+  assert.deepEqual(pred.costs.transfers.collective, pred.costs.transfers.p2p);
+  const p2p = pred.costs.transfers.p2p;
+  assert.ok(Math.abs(p2p.alphaUs - 3) < 0.5 && Math.abs(p2p.bytesPerUs / 500 - 1) < 0.05, `p2p link ${JSON.stringify(p2p)}`);
+  const free = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1, split: splitOver(2) }, runsOf().flatMap((p) => p.traces));
+  assert.ok(free.assumptions.some((a) => /collectives taken as free/.test(a)));
+  assert.ok(pred.predictedUs > free.predictedUs, 'the ring steps cost time');
+});
+
 // ---- the table ------------------------------------------------------------------------------
 
 function outcome(label: string, plan: Plan, devices: number, steps: number[], predictedUs: number | null): PlanOutcome {
