@@ -59,7 +59,9 @@ async function main(): Promise<void> {
       modelPath: path,
       modelLabel: m.name,
       devices: 'cpu:2',
-      modes: ['data', 'pipeline'],
+      // Tensor plans where the model splits (two batches: each tensor plan's all-reduces are
+      // fitted on the other's); hybrids need 4 devices and are listed as such on cpu:2.
+      modes: ['data', 'pipeline', 'tensor', 'hybrid'],
       batches: m.batches,
       microBatches: m.microBatches,
       repeats: REPEATS,

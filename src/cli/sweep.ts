@@ -1,5 +1,5 @@
 /**
- * `parallax sweep model.onnx --devices cpu:2 [--modes data,pipeline] [--micro-batches 1,2,4,8]
+ * `parallax sweep model.onnx --devices cpu:2 [--modes data,pipeline,tensor,hybrid] [--micro-batches 1,2,4,8]
  * [--batch 32,64] [--repeats 3] [--out sweep.json] [--json] [--html sweep.html]`: every plan
  * that fits this machine measured (interleaved, repeated), each predicted from the others,
  * 4 and 8 devices predicted, one table best first with the prediction error.
@@ -162,7 +162,7 @@ export function registerSweep(program: Command, h: SweepCliHelpers): void {
     .description('measure every plan that fits this machine (interleaved, repeated), predict each from the others and 4/8 devices, and show the prediction error')
     .argument('<model>', 'an .onnx file, or "demo" for the bundled demo model')
     .option('--devices <spec>', 'one device kind, e.g. cpu:2: plans use 1..N of them', h.deviceSpec, 'cpu:2')
-    .addOption(new Option('--modes <list>', `modes to sweep (${SWEEP_MODES.join(', ')}; tensor and hybrid are listed as not swept yet)`).argParser(parseModes).default(['data', 'pipeline'], 'data,pipeline'))
+    .addOption(new Option('--modes <list>', `modes to sweep (${SWEEP_MODES.join(', ')}; tensor where the model splits, hybrid measured from 4 devices and predicted below)`).argParser(parseModes).default(['data', 'pipeline'], 'data,pipeline'))
     .addOption(new Option('--micro-batches <list>', 'pipeline micro-batch counts').argParser(intList('--micro-batches', h.positiveInt('--micro-batches'))).default([1, 2, 4, 8], '1,2,4,8'))
     .addOption(new Option('--batch <list>', 'global batch sizes').argParser(intList('--batch', h.positiveInt('--batch', MAX_BATCH))).default([32], '32'))
     .option('--repeats <n>', 'interleaved rounds over all plans', h.positiveInt('--repeats', 100), 3)

@@ -17,6 +17,8 @@ import type { ProfileRequest } from './protocol';
 import { parseDeviceSpec } from './device/discovery';
 import { loadModel, type ModelIR } from './onnx/model';
 import { memoryTable } from './tensor/memory';
+import { planTensorSharding, type TensorShardPlan } from './tensor/shard-plan';
+import { sweepSplit } from './tensor/sweep-split';
 import { enumerateSweep, type SweepCandidate, type SweepMode } from '../profiler/sweep/enumerate';
 import { fitReferences, leaveOneOut, NoBasisError, predictedMeta, predictFrom, type MeasuredRuns, type Prediction } from '../profiler/sweep/predict';
 import { assembleSweep, type PlanOutcome } from '../profiler/sweep/table';
@@ -83,6 +85,8 @@ export async function runSweep(req: SweepRequest): Promise<SweepOutcome> {
   if (kinds.length !== 1) throw new UserError(`--devices ${req.devices}: a sweep takes one device kind (e.g. cpu:2), since its plans use 1..N devices of it`);
   const kind = kinds[0]!;
   const count = specs.reduce((s, r) => s + r.count, 0);
+  const ir = await loadModel(req.modelPath);
+  const splits = sweepSplit(ir, req.flags?.dims);
   const en = enumerateSweep({
     deviceKind: kind,
     count,
@@ -93,9 +97,9 @@ export async function runSweep(req: SweepRequest): Promise<SweepOutcome> {
     steps: req.steps,
     warmup: req.warmup,
     seed: req.seed ?? 0,
+    ...(req.modes.includes('tensor') || req.modes.includes('hybrid') ? { tensor: splits.verdict(Math.max(2, count)) } : {}),
   });
   const skipped = [...en.skipped];
-  const ir = await loadModel(req.modelPath);
   const opts: ProfileOptions = { ...(req.signal ? { signal: req.signal } : {}), ...(req.nodePath ? { nodePath: req.nodePath } : {}) };
   const request = (plan: Plan, extra: Partial<ProfileRequest> = {}): ProfileRequest => ({
     modelPath: req.modelPath,
@@ -221,7 +225,8 @@ export async function runSweep(req: SweepRequest): Promise<SweepOutcome> {
     try {
       const meta = template.meta.program?.devices.length === program.devices.length ? template.meta : predictedMeta(template.meta, program.devices.length, plan);
       const lanes = meta === template.meta ? template.lanes : undefined;
-      const p = predictFrom({ program, meta: { ...meta, plan }, ...(lanes ? { lanes } : {}), steps }, training, fitReferences(training));
+      const split = splits.sharesFor(plan);
+      const p = predictFrom({ program, meta: { ...meta, plan }, ...(lanes ? { lanes } : {}), steps, ...(split ? { split } : {}) }, training, fitReferences(training));
       return { p, why: p.basis.join('; ') };
     } catch (e) {
       if (e instanceof NoBasisError) return { p: null, why: `no prediction: ${e.message}` };
@@ -306,6 +311,13 @@ export async function runSweep(req: SweepRequest): Promise<SweepOutcome> {
  */
 function memoryOf(ir: ModelIR, dims: Record<string, number> | undefined): (plan: Plan, devices: number) => { memoryPerDeviceBytes: number | null; fits: boolean | null } {
   const capacity = os.totalmem();
+  const shardOrReason = (n: number): TensorShardPlan | { reason: string; devices: number } => {
+    try {
+      return planTensorSharding(ir, n, { dimValues: dims ?? {} });
+    } catch (e) {
+      return { reason: errText(e), devices: n };
+    }
+  };
   return (plan, devices) => {
     try {
       const t = memoryTable(ir, {
@@ -313,7 +325,8 @@ function memoryOf(ir: ModelIR, dims: Record<string, number> | undefined): (plan:
         batch: plan.batch,
         microBatches: plan.mode === 'pipeline' ? plan.microBatches : 1,
         capacityBytes: capacity / devices,
-        tensor: { reason: 'not part of the sweep' },
+        tensor: plan.mode === 'tensor' ? shardOrReason(devices) : { reason: 'not this plan' },
+        ...(plan.mode === 'hybrid' && 'tensor' in plan ? { hybrids: [{ data: plan.data, tensor: shardOrReason(plan.tensor) }] } : {}),
         ...(dims ? { dimValues: dims } : {}),
       });
       const entry = t.plans.find((p) => p.mode === plan.mode);

@@ -48,6 +48,30 @@ export function gpipeProgram(k: number, m: number, batch: number, o: { rowBytes?
   return { mode: 'pipeline', schedule: 'gpipe', batch, segments: stageSegments(k), devices, outputs: [{ name: 'y', batchAxis: 0 }], buffers: [] };
 }
 
+/**
+ * Tensor mode as its compiler builds it: per rank [scatter every row, run part 0, all-reduce,
+ * run part 1, …, gather (rank 0)]; `parts[k]` names the nodes of chain part k.
+ */
+export function tensorProgram(n: number, batch: number, parts: readonly string[][], o: { rowBytes?: number; allreduceBytesPerRow?: number } = {}): Program {
+  const k = parts.length;
+  const rows = { start: 0, count: batch };
+  const group = Array.from({ length: n }, (_, g) => g);
+  const segments: Segment[] = [];
+  for (let rank = 0; rank < n; rank++) parts.forEach((nodes, part) => segments.push({ id: rank * k + part, kind: 'shard', label: `shard ${rank} part ${part}`, rank, part, nodes: [...nodes] }));
+  const bytes = batch * (o.allreduceBytesPerRow ?? 0);
+  const devices: DeviceProgram[] = group.map((rank) => {
+    const ins: Instruction[] = [{ op: 'scatter', micro: -1, rows, tensors: ['x'], bytes: batch * (o.rowBytes ?? 0) }];
+    parts.forEach((_, part) => {
+      ins.push({ op: 'run', micro: -1, segment: rank * k + part, rows: batch, phase: 'forward' });
+      if (part < k - 1) ins.push({ op: 'collective', collective: 'allreduce', group, buffer: `tensor.allreduce${part}`, bytes });
+    });
+    if (rank === 0) ins.push({ op: 'gather', micro: -1, rows, tensors: ['y'], bytes: 0 });
+    return { rank, stage: -1, segments: parts.map((_, part) => rank * k + part), instructions: ins };
+  });
+  const buffers = parts.slice(0, -1).map((_, i) => ({ name: `tensor.allreduce${i}`, dtype: 'float32' as const, elements: bytes / 4, synthetic: false }));
+  return { mode: 'tensor', schedule: 'megatron', batch, segments, devices, outputs: [{ name: 'y', batchAxis: 0 }], buffers };
+}
+
 /** Synthetic metadata with one CPU device per rank and the program's plan. */
 export function metaFor(p: Program): Trace['meta'] {
   const base = { devices: `cpu:${p.devices.length}`, batch: p.batch, steps: 1, warmup: 0, seed: 0 };

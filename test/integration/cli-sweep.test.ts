@@ -1,7 +1,7 @@
 /**
  * `parallax sweep` end to end through the built CLI on a small demo model: every plan that
  * fits cpu:2 is run for real (ONNX Runtime in device workers), each is predicted from the
- * others' runs, and 4 and 8 devices are predicted only.
+ * others' runs, and 4 and 8 devices are predicted only; tensor plans among them.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -60,7 +60,8 @@ test('a sweep of a small model on cpu:2 measures every plan, predicts each from 
       assert.ok(p.assumptions.length > 0, 'a prediction for devices not measured says what it assumes');
     }
   }
-  assert.deepEqual(s.notRunnable.map((n) => n.mode), ['tensor']);
+  assert.deepEqual(s.notRunnable, [], 'the demo model splits, so tensor is swept');
+  assert.deepEqual(measured.filter((p) => p.plan.mode === 'tensor').map((p) => p.devices), [2]);
 
   // Every plan with a prediction has its predicted trace, in the native format, marked
   // predicted; every measured plan its measured run beside it.
@@ -76,6 +77,33 @@ test('a sweep of a small model on cpu:2 measures every plan, predicts each from 
   const page = readFileSync(html, 'utf8');
   assert.equal((page.match(/<tr class="(measured|predicted)"/g) ?? []).length, s.plans.length);
   assert.equal((page.match(/<circle class="measured" data-devices/g) ?? []).length, s.scaling!.measured.length);
+});
+
+test('a data and tensor sweep of the demo model measures the tensor plan on cpu:2 and prints its prediction and error', async () => {
+  const model = await ensureDemoModel(join(dir, 'models'), { layers: 4, hidden: 64, ffn: 128 });
+  const out = join(dir, 'sweep-tensor.json');
+  const r = await runCli(
+    ['sweep', model, '--devices', 'cpu:2', '--modes', 'data,tensor', '--batch', '8', '--repeats', '1', '--steps', '2', '--warmup', '1', '--out', out],
+    { env, timeoutMs: 600_000 },
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(readFileSync(out, 'utf8')) as SweepResult;
+  const tensor = s.plans.find((p) => p.label === 'tensor cpu:2 b8');
+  assert.ok(tensor, `plans: ${s.plans.map((p) => p.label).join(', ')}; skipped: ${JSON.stringify(s.skipped)}`);
+  assert.equal(tensor.kind, 'measured');
+  assert.equal(tensor.plan.mode, 'tensor');
+  assert.ok(tensor.measuredUs! > 0);
+  assert.ok(tensor.predictedUs! > 0, tensor.predictionBasis);
+  assert.equal(typeof tensor.errorPct, 'number');
+  // No other plan runs its shards: the prediction rests on the one-device line and the split.
+  assert.match(tensor.predictionBasis, /one-device line × split share of the work/);
+  const four = s.plans.find((p) => p.label === 'tensor cpu:4 b8');
+  assert.ok(four && four.kind === 'predicted' && four.predictedUs! > 0, JSON.stringify(four));
+  // The printed table has the row with its measured, predicted and error columns.
+  const row = r.stdout.split('\n').find((l) => l.startsWith('tensor cpu:2 b8'));
+  assert.ok(row, r.stdout);
+  assert.match(row, /ms \[.*\]\s+\d+\.\d\d ms\s+[+-]?\d+\.\d %/);
+  assert.match(r.stdout, /prediction error over \d+ measured plans/);
 });
 
 /** Bad input: exit 2, one `parallax:` line saying what is wrong, no stack trace, nothing written. */

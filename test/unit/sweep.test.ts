@@ -10,11 +10,11 @@ import type { Trace } from '../../src/profiler/trace-format';
 import { amdahlSpeedup } from '../../src/profiler/analysis/scaling';
 import { simulate, setComputeCost, type CostModel } from '../../src/profiler/simulate';
 import { enumerateSweep, type SweepSpec } from '../../src/profiler/sweep/enumerate';
-import { computeOverlap, fitReferences, leaveOneOut, predictedMeta, predictFrom, type MeasuredRuns } from '../../src/profiler/sweep/predict';
+import { computeOverlap, fitReferences, leaveOneOut, predictedMeta, predictFrom, shardWorkFraction, type MeasuredRuns, type SplitShares } from '../../src/profiler/sweep/predict';
 import { assembleSweep, orderRows, type PlanOutcome, type SweepInput } from '../../src/profiler/sweep/table';
 import { SWEEP_SCHEMA_PATH, SweepResultSchema, sweepSchemaText } from '../../src/profiler/sweep/schema';
 import { renderSweepHtml } from '../../src/profiler/sweep/html';
-import { WHOLE, dataProgram, gpipeProgram, metaFor } from '../helpers/programs';
+import { WHOLE, dataProgram, gpipeProgram, metaFor, tensorProgram } from '../helpers/programs';
 
 const REPO = join(import.meta.dirname, '..', '..');
 
@@ -38,13 +38,61 @@ test('a sweep of cpu:2 measures data on 1 and 2 devices and pipelines with every
   assert.deepEqual(e.notRunnable, []);
 });
 
-test('tensor and hybrid are named as not swept yet, and micro-batch counts that do not divide the batch are skipped with the reason', () => {
-  const e = enumerateSweep({ ...SPEC, modes: ['pipeline', 'tensor', 'hybrid'], batches: [6], microBatches: [2, 4], predictDevices: [] });
-  assert.deepEqual(e.notRunnable.map((n) => n.mode), ['tensor', 'hybrid']);
-  for (const n of e.notRunnable) assert.match(n.reason, /not (swept|runnable) yet/);
+test('micro-batch counts that do not divide the batch are skipped with the reason, and hybrid on cpu:2 is named as needing 4 devices', () => {
+  const e = enumerateSweep({ ...SPEC, modes: ['pipeline', 'hybrid'], batches: [6], microBatches: [2, 4], predictDevices: [] });
+  assert.deepEqual(e.notRunnable.map((n) => n.mode), ['hybrid']);
+  assert.match(e.notRunnable[0]!.reason, /needs 4 devices.*this machine has 2 cpu/);
   assert.ok(e.candidates.every((c) => c.plan.mode === 'pipeline' && c.plan.microBatches === 2));
   assert.ok(e.skipped.some((s) => /micro-batches 4 does not divide --batch 6/.test(s.reason)));
   assert.ok(e.candidates.every((c) => c.plan.mode !== 'data'), 'data was not asked for');
+});
+
+test('a model the shard planner splits gets a measured tensor plan on all devices per batch and predicted ones beyond them', () => {
+  const e = enumerateSweep({ ...SPEC, modes: ['data', 'tensor'], batches: [16, 32], tensor: { splits: true } });
+  const tensor = e.candidates.filter((c) => c.plan.mode === 'tensor');
+  assert.deepEqual(
+    tensor.map((c) => `${c.kind} ${c.devices} b${c.plan.batch}`),
+    ['measured 2 b16', 'measured 2 b32', 'predicted 4 b16', 'predicted 8 b16', 'predicted 4 b32', 'predicted 8 b32'],
+  );
+  for (const c of tensor) {
+    assert.ok(Value.Check(PlanSchema, c.plan), `${c.label} is a valid plan`);
+    assert.equal(c.plan.devices, `cpu:${c.devices}`);
+  }
+  assert.deepEqual(e.notRunnable, []);
+});
+
+test('a model with nothing to split lists tensor as not applicable with the planner reason, and no tensor plan', () => {
+  const reason = 'nothing to split for tensor parallelism over 2 devices: looked for MatMul/Gemm pairs';
+  const e = enumerateSweep({ ...SPEC, modes: ['data', 'tensor'], tensor: { splits: false, reason } });
+  assert.deepEqual(e.notRunnable, [{ mode: 'tensor', reason: `not applicable: ${reason}` }]);
+  assert.ok(e.candidates.every((c) => c.plan.mode === 'data'));
+});
+
+test('with 4 devices the sweep measures every data × tensor and data × pipeline hybrid (D = T = 2), and with 6 both factorings', () => {
+  const four = enumerateSweep({ ...SPEC, count: 4, modes: ['hybrid'], batches: [16], microBatches: [2, 4], predictDevices: [], tensor: { splits: true } });
+  assert.deepEqual(four.notRunnable, []);
+  assert.deepEqual(
+    four.candidates.map((c) => c.label),
+    ['hybrid cpu:4 D=2×T=2 b16', 'hybrid cpu:4 D=2×P=2 M=4 b16'],
+  );
+  for (const c of four.candidates) assert.ok(Value.Check(PlanSchema, c.plan), `${c.label} is a valid plan`);
+  const six = enumerateSweep({ ...SPEC, count: 6, modes: ['hybrid'], batches: [12], microBatches: [2], predictDevices: [], tensor: { splits: false, reason: 'nothing' } });
+  assert.deepEqual(six.candidates.map((c) => c.label), ['hybrid cpu:6 D=2×P=3 M=2 b12', 'hybrid cpu:6 D=3×P=2 M=2 b12'], 'no data × tensor plan for a model that does not split');
+});
+
+test('on cpu:2 the hybrids of 4 and 8 devices are predicted only, and hybrid is not named as needing 4 devices', () => {
+  const e = enumerateSweep({ ...SPEC, modes: ['hybrid'], batches: [16], microBatches: [2], tensor: { splits: true } });
+  assert.deepEqual(e.notRunnable, []);
+  assert.ok(e.candidates.every((c) => c.kind === 'predicted' && c.plan.mode === 'hybrid'));
+  assert.deepEqual(e.candidates.map((c) => c.label), [
+    'hybrid cpu:4 D=2×T=2 b16',
+    'hybrid cpu:4 D=2×P=2 M=2 b16',
+    'hybrid cpu:8 D=2×T=4 b16',
+    'hybrid cpu:8 D=2×P=4 M=2 b16',
+    'hybrid cpu:8 D=4×T=2 b16',
+    'hybrid cpu:8 D=4×P=2 M=2 b16',
+  ]);
+  for (const c of e.candidates) assert.ok(Value.Check(PlanSchema, c.plan), `${c.label} is a valid plan`);
 });
 
 // ---- leave-one-out prediction on traces simulated from known costs -------------------------
@@ -218,6 +266,87 @@ test('devices with fewer cores than the one-device reference: the thread factor 
     const pred = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1 }, leaveOneOut(id, runs));
     assert.ok(Math.abs(pred.predictedUs / stepOf(own) - 1) < 0.02, `${id}: ${pred.predictedUs} vs ${stepOf(own)} (${pred.basis.join('; ')})`);
   }
+});
+
+// ---- tensor plans: shard segments predicted from the one-device line and the split ----------
+
+/** Four nodes in two chain parts; B and C split over the devices (a Megatron pair), A and D replicated. */
+const TP_PARTS = [['A', 'B'], ['C', 'D']];
+const TP_FLOPS: Record<string, number> = { A: 10, B: 40, C: 40, D: 10 };
+const splitOver = (n: number): SplitShares => ({ share: { A: 1, B: 1 / n, C: 1 / n, D: 1 }, flops: TP_FLOPS });
+const AR_LINK = { alphaUs: 20, bytesPerUs: 500 };
+
+/** A "measured" tensor trace on known costs: each part's share of the whole line, the all-reduce on AR_LINK, interference while both compute. */
+function tensorTrace(n: number, batch: number): Trace {
+  const p = tensorProgram(n, batch, TP_PARTS, { rowBytes: 64, allreduceBytesPerRow: 256 });
+  const costs: CostModel = { compute: {}, transfers: { copy: { alphaUs: 5, bytesPerUs: 1000 }, p2p: { alphaUs: 0, bytesPerUs: Infinity }, collective: AR_LINK }, interference: {} };
+  const split = splitOver(n);
+  const total = Object.values(TP_FLOPS).reduce((a, b) => a + b, 0);
+  for (let r = 0; r < n; r++) {
+    TP_PARTS.forEach((nodes, part) => {
+      const f = nodes.reduce((a, x) => a + TP_FLOPS[x]! * split.share[x]!, 0) / total;
+      setComputeCost(costs, r, { id: r * 2 + part, kind: 'shard', label: `shard ${r} part ${part}`, rank: r, part, nodes }, 'forward', { fixedUs: FIXED * f, perRowUs: PER_ROW * f });
+    });
+    costs.interference![String(r)] = INTERFERENCE;
+  }
+  return simulate(p, costs, { steps: 3, meta: metaFor(p) });
+}
+
+/** Data traces on two devices that all-reduce (gradient-sized buffers of two sizes) on the same link: the collective fit's samples. */
+function allreduceTrace(batch: number): Trace {
+  const p = dataProgram(2, batch, { rowBytes: 64, outBytes: 32, allreduceBytes: 256 * batch });
+  const costs: CostModel = { compute: {}, transfers: { copy: { alphaUs: 5, bytesPerUs: 1000 }, p2p: { alphaUs: 0, bytesPerUs: Infinity }, collective: AR_LINK }, interference: {} };
+  for (let r = 0; r < 2; r++) {
+    setComputeCost(costs, r, WHOLE, 'forward', { fixedUs: FIXED, perRowUs: PER_ROW });
+    costs.interference![String(r)] = INTERFERENCE;
+  }
+  return simulate(p, costs, { steps: 3, meta: metaFor(p) });
+}
+
+test('a shard segment does its share of the split work: replicated nodes whole, split nodes 1/T, weighted by FLOPs or by calibration', () => {
+  const byFlops = shardWorkFraction(['A', 'B'], splitOver(2), new Map());
+  assert.deepEqual(byFlops, { fraction: (10 + 40 / 2) / 100, weights: 'flops' });
+  // Calibrated per-row costs replace the FLOP estimate when every node with FLOPs has one.
+  const cal = new Map(Object.entries({ A: 30, B: 10, C: 10, D: 30 }).map(([k, v]) => [k, { fixedUs: 0, perRowUs: v }] as const));
+  assert.deepEqual(shardWorkFraction(['A', 'B'], splitOver(2), cal), { fraction: (30 + 10 / 2) / 80, weights: 'calibration' });
+  assert.equal(shardWorkFraction(['A'], { share: { A: 1 }, flops: {} }, new Map()), null, 'no weights, no fraction');
+});
+
+test('a tensor plan is predicted leave-one-out from data plans: its shards from the one-device line × split share, its all-reduces from the collective fit, recovering the truth', () => {
+  const all: MeasuredRuns[] = [
+    ...runsOf(),
+    { id: 'data cpu:2 b32 allreduce', traces: [allreduceTrace(32)] },
+    { id: 'data cpu:2 b64 allreduce', traces: [allreduceTrace(64)] },
+    { id: 'tensor cpu:2 b32', traces: [tensorTrace(2, 32)] },
+  ];
+  const own = all.find((p) => p.id === 'tensor cpu:2 b32')!.traces[0]!;
+  const training = leaveOneOut('tensor cpu:2 b32', all);
+  assert.ok(training.every((t) => t.meta.program!.mode !== 'tensor'), 'no tensor plan in the training set: the shards ran nowhere else');
+  const pred = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1, split: splitOver(2) }, training);
+  const truth = stepOf(own);
+  assert.ok(Math.abs(pred.predictedUs / truth - 1) < 0.01, `predicted ${pred.predictedUs} vs ${truth} (${pred.basis.join('; ')})`);
+  assert.ok(pred.basis.some((b) => /one-device line × split share of the work \(estimated FLOPs\)/.test(b)), pred.basis.join('; '));
+  assert.ok(pred.basis.some((b) => /collectives: α \+ β·bytes fitted on every other plan/.test(b)), pred.basis.join('; '));
+  const ar = pred.costs.transfers.collective;
+  assert.ok(Math.abs(ar.alphaUs - AR_LINK.alphaUs) < 0.5 && Math.abs(ar.bytesPerUs / AR_LINK.bytesPerUs - 1) < 0.01, `all-reduce link ${JSON.stringify(ar)}`);
+  // Without the split, the shards have no basis; without collectives measured, they are taken as free and said so.
+  assert.throws(() => predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1 }, training), /no measured plan gives a cost for shard/);
+  const noCollectives = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1, split: splitOver(2) }, leaveOneOut('tensor cpu:2 b32', [...runsOf(), all.at(-1)!]));
+  assert.ok(noCollectives.assumptions.some((a) => /collectives taken as free/.test(a)));
+  assert.ok(noCollectives.predictedUs < pred.predictedUs);
+});
+
+test('without a measured collective, a tensor plan prices each ring step of its all-reduces as a measured point-to-point transfer', () => {
+  const own = tensorTrace(2, 32);
+  const training = [...runsOf().flatMap((p) => p.traces), pipelineTrace(1, INTERFERENCE), pipelineTrace(2, INTERFERENCE), pipelineTrace(4, INTERFERENCE)];
+  const pred = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1, split: splitOver(2) }, training);
+  assert.ok(pred.basis.some((b) => /collectives: ring of point-to-point steps/.test(b)), pred.basis.join('; '));
+  assert.deepEqual(pred.costs.transfers.collective, pred.costs.transfers.p2p);
+  const p2p = pred.costs.transfers.p2p;
+  assert.ok(Math.abs(p2p.alphaUs - 3) < 0.5 && Math.abs(p2p.bytesPerUs / 500 - 1) < 0.05, `p2p link ${JSON.stringify(p2p)}`);
+  const free = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1, split: splitOver(2) }, runsOf().flatMap((p) => p.traces));
+  assert.ok(free.assumptions.some((a) => /collectives taken as free/.test(a)));
+  assert.ok(pred.predictedUs > free.predictedUs, 'the ring steps cost time');
 });
 
 // ---- the table ------------------------------------------------------------------------------

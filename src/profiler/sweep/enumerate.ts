@@ -7,8 +7,15 @@
  *  - pipeline with K = 2..N stages, per batch and micro-batch count M that divides it, with
  *    the partitioner's balanced cut and a shifted one (the first cut moved earlier), so the
  *    prediction is judged on more than the cut it was balanced for.
- * Predicted only (device counts this machine does not have, default 4 and 8): data, and a
- * pipeline with one stage per device at the largest M that divides the batch.
+ *  - tensor on all N devices, per batch, when the shard planner finds something to split
+ *    (the runtime asks it and passes its verdict in {@link SweepSpec.tensor});
+ *  - hybrid data × tensor and data × pipeline on all N devices, for every D·T = N (or D·P = N)
+ *    with both degrees at least 2, so only from 4 devices on.
+ * Predicted only (device counts this machine does not have, default 4 and 8): data, a
+ * pipeline with one stage per device at the largest M that divides the batch, tensor over
+ * all of them when the planner splits the model, and the hybrids of that count (their shard
+ * and stage segments are predicted from measured parts as tensor and pipeline plans' are).
+ * Hybrid is named as needing 4 devices only when no count of the sweep reaches 4.
  */
 import { makePlan, type Plan } from '../plan';
 
@@ -16,11 +23,11 @@ import { makePlan, type Plan } from '../plan';
 export const SWEEP_MODES = ['data', 'pipeline', 'tensor', 'hybrid'] as const;
 export type SweepMode = (typeof SWEEP_MODES)[number];
 
-/** Why a mode cannot be swept yet. */
-export const NOT_RUNNABLE: Partial<Record<SweepMode, string>> = {
-  tensor: 'not swept yet: run a tensor-parallel plan with `parallax profile --mode tensor`',
-  hybrid: 'not runnable yet: no compiler runs data × pipeline products',
-};
+/** Fewest devices a hybrid plan runs on: a data degree and a tensor (or pipeline) degree of at least 2 each. */
+export const HYBRID_MIN_DEVICES = 4;
+
+/** The shard planner's verdict on a model: it splits, or the one line saying why not. */
+export type TensorVerdict = { splits: true } | { splits: false; reason: string };
 
 /** Which pipeline cut a candidate uses. */
 export type CutChoice = 'balanced' | 'shifted';
@@ -37,6 +44,13 @@ export interface SweepCandidate {
   cut: CutChoice | null;
 }
 
+/** Pairs (d, k) with d · k = n and both at least 2, smallest data degree first. */
+export function hybridDegrees(n: number): { data: number; inner: number }[] {
+  const out: { data: number; inner: number }[] = [];
+  for (let d = 2; d <= n / 2; d++) if (n % d === 0) out.push({ data: d, inner: n / d });
+  return out;
+}
+
 export interface SweepSpec {
   /** Device kind, e.g. `cpu`. */
   deviceKind: string;
@@ -50,6 +64,8 @@ export interface SweepSpec {
   steps: number;
   warmup: number;
   seed: number;
+  /** Whether the shard planner splits the model (pure code cannot ask it); absent, tensor plans are listed as splitting. */
+  tensor?: TensorVerdict;
 }
 
 export interface Enumeration {
@@ -63,9 +79,15 @@ const devSpec = (kind: string, n: number): string => `${kind}:${n}`;
 /** Every plan of the sweep, measured ones first, in a stable order. */
 export function enumerateSweep(s: SweepSpec): Enumeration {
   const out: Enumeration = { candidates: [], notRunnable: [], skipped: [] };
-  for (const mode of s.modes) {
-    const why = NOT_RUNNABLE[mode];
-    if (why !== undefined) out.notRunnable.push({ mode, reason: why });
+  const want = (m: SweepMode): boolean => s.modes.includes(m);
+  const tensorOk = s.tensor === undefined || s.tensor.splits;
+  if (want('tensor') && s.tensor && !s.tensor.splits) out.notRunnable.push({ mode: 'tensor', reason: `not applicable: ${s.tensor.reason}` });
+  const beyond = [...new Set(s.predictDevices)].filter((n) => n > s.count).sort((a, b) => a - b);
+  if (want('hybrid') && s.count < HYBRID_MIN_DEVICES && !beyond.some((n) => hybridDegrees(n).length > 0)) {
+    out.notRunnable.push({
+      mode: 'hybrid',
+      reason: `needs ${HYBRID_MIN_DEVICES} devices (a data degree and a tensor or pipeline degree of at least 2 each); this machine has ${s.count} ${s.deviceKind}`,
+    });
   }
   const base = (n: number, batch: number) => ({ devices: devSpec(s.deviceKind, n), batch, steps: s.steps, warmup: s.warmup, seed: s.seed });
   const add = (kind: SweepCandidate['kind'], n: number, batch: number, mode: 'data' | 'pipeline', m?: number, cut?: CutChoice): void => {
@@ -83,7 +105,25 @@ export function enumerateSweep(s: SweepSpec): Enumeration {
     const plan = mode === 'data' ? makePlan({ mode, ...base(n, batch) }) : makePlan({ mode, ...base(n, batch), microBatches: m, stages: n });
     out.candidates.push({ label, plan, devices: n, kind, cut: cut ?? null });
   };
-  const want = (m: SweepMode): boolean => s.modes.includes(m);
+  const addTensor = (kind: SweepCandidate['kind'], n: number, batch: number): void => {
+    const plan = makePlan({ mode: 'tensor', ...base(n, batch) });
+    out.candidates.push({ label: `tensor ${devSpec(s.deviceKind, n)} b${batch}`, plan, devices: n, kind, cut: null });
+  };
+  const addHybrid = (kind: SweepCandidate['kind'], n: number, batch: number): void => {
+    for (const { data, inner } of hybridDegrees(n)) {
+      const dev = devSpec(s.deviceKind, n);
+      if (tensorOk) {
+        const label = `hybrid ${dev} D=${data}×T=${inner} b${batch}`;
+        if (batch % data !== 0) out.skipped.push({ label, reason: `--batch ${batch} does not split evenly over ${data} replicas` });
+        else out.candidates.push({ label, plan: makePlan({ mode: 'hybrid', ...base(n, batch), data, tensor: inner }), devices: n, kind, cut: null });
+      }
+      const rows = batch / data;
+      const m = [...s.microBatches].sort((a, b) => b - a).find((x) => Number.isInteger(rows) && rows % x === 0);
+      const label = `hybrid ${dev} D=${data}×P=${inner} M=${m ?? '?'} b${batch}`;
+      if (m === undefined) out.skipped.push({ label, reason: `no --micro-batches value divides the ${batch}/${data} rows of a replica` });
+      else out.candidates.push({ label, plan: makePlan({ mode: 'hybrid', ...base(n, batch), data, pipeline: inner, microBatches: m }), devices: n, kind, cut: null });
+    }
+  };
   for (const batch of s.batches) {
     if (want('data')) for (let n = 1; n <= s.count; n++) add('measured', n, batch, 'data');
     if (want('pipeline')) {
@@ -91,8 +131,9 @@ export function enumerateSweep(s: SweepSpec): Enumeration {
         for (const cut of ['balanced', 'shifted'] as const) for (const m of s.microBatches) add('measured', k, batch, 'pipeline', m, cut);
       }
     }
+    if (want('tensor') && tensorOk && s.count >= 2) addTensor('measured', s.count, batch);
+    if (want('hybrid') && s.count >= HYBRID_MIN_DEVICES) addHybrid('measured', s.count, batch);
   }
-  const beyond = [...new Set(s.predictDevices)].filter((n) => n > s.count).sort((a, b) => a - b);
   for (const batch of s.batches) {
     for (const n of beyond) {
       if (want('data')) add('predicted', n, batch, 'data');
@@ -100,6 +141,8 @@ export function enumerateSweep(s: SweepSpec): Enumeration {
         const m = [...s.microBatches].sort((a, b) => b - a).find((x) => batch % x === 0);
         if (m !== undefined) add('predicted', n, batch, 'pipeline', m, 'balanced');
       }
+      if (want('tensor') && tensorOk) addTensor('predicted', n, batch);
+      if (want('hybrid')) addHybrid('predicted', n, batch);
     }
   }
   return out;

@@ -17,6 +17,12 @@
  *     row sizes, taken before each pipeline run) summed over the stage's nodes and scaled by
  *     the measured ratio of the whole model's time to its nodes' summed time (`per-node
  *     calibration`).
+ *     A tensor plan's shard segments run in no other plan: the whole model's one-device line
+ *     is scaled by the segment's share of the split work, Σ w(node) · share(node) over its
+ *     nodes / Σ w(node) over the model, where share is 1/T for a node the shard planner
+ *     splits over T devices and 1 for a replicated one, and w is the node's calibrated
+ *     per-row cost (pipeline runs in the training set) or else its estimated FLOPs
+ *     ({@link SplitShares}, which the runtime takes from the shard plan).
  * Two slowdowns separate a device of an N-device plan from the one-device reference:
  *  - the thread factor τ: it has fewer cores (intra-op threads) than the one device had, so
  *    it is slower even computing alone; measured as measured / reference on plans whose
@@ -33,7 +39,10 @@
  * out, and the target's contention comes from its own overlap in a first simulation without
  * it.
  * Transfers (copy, point to point, collective links, receive copy) are fitted on the other
- * plans of the same mode; host time per instruction on those with the same device count.
+ * plans of the same mode; host time per instruction on those with the same device count. A
+ * tensor plan's all-reduces take the collective α + β·bytes fit on their buffer size; when
+ * the same mode measured none, the collectives of every other plan; when no plan measured
+ * one, each ring step costs a measured point-to-point transfer (pipeline sends).
  */
 import { median } from '../stats';
 import { SpanKind, type DeviceMeta, type Lane, type Trace, type TraceMeta } from '../trace-format';
@@ -70,6 +79,34 @@ export interface PredictTarget {
   lanes?: Lane[];
   /** Steps to simulate (all are alike; more make a longer timeline). */
   steps: number;
+  /** Tensor and data × tensor plans: how the shard planner splits the model's nodes. */
+  split?: SplitShares;
+}
+
+/**
+ * How a tensor split divides the model's work, per node name: `share` is the part of the
+ * node's one-device work each device does (1/T for a node split over T devices, 1 for a
+ * replicated one; every node of the model is listed), `flops` its estimated FLOPs per row
+ * (the weight of a node when no calibration gives its time; unknown counts as 0).
+ */
+export interface SplitShares {
+  share: Record<string, number>;
+  flops: Record<string, number>;
+}
+
+/**
+ * The fraction of the whole model's one-device work a shard segment over `nodes` does:
+ * Σ w · share over its nodes / Σ w over the model. Weights are the calibrated per-row costs
+ * when every node with FLOPs has one, else the FLOP estimates. Null when no node has a weight.
+ */
+export function shardWorkFraction(nodes: readonly string[], split: SplitShares, calibrated: ReadonlyMap<string, ComputeCost>): { fraction: number; weights: 'calibration' | 'flops' } | null {
+  const all = Object.keys(split.share);
+  const useCal = calibrated.size > 0 && all.every((n) => calibrated.has(n) || !((split.flops[n] ?? 0) > 0));
+  const w = (n: string): number => (useCal ? Math.max(0, calibrated.get(n)?.perRowUs ?? 0) : Math.max(0, split.flops[n] ?? 0));
+  const total = all.reduce((a, n) => a + w(n), 0);
+  if (!(total > 0)) return null;
+  const part = nodes.reduce((a, n) => a + w(n) * (split.share[n] ?? 1), 0);
+  return { fraction: part / total, weights: useCal ? 'calibration' : 'flops' };
 }
 
 export interface Prediction {
@@ -118,7 +155,7 @@ export interface References {
 }
 
 /** A segment's reference cost on one device and what it rests on, or null when the training set has none. */
-function referenceOf(ref: References, seg: Segment, phase: string): { cost: ComputeCost; basis: string } | null {
+function referenceOf(ref: References, seg: Segment, phase: string, split?: SplitShares): { cost: ComputeCost; basis: string } | null {
   switch (seg.kind) {
     case 'whole': {
       const own = ref.whole.get(phase);
@@ -147,9 +184,14 @@ function referenceOf(ref: References, seg: Segment, phase: string): { cost: Comp
     case 'optimizer':
       // Sweeps measure inference plans; training segments have no per-node calibration.
       return null;
-    case 'shard':
-      // Sweeps do not measure tensor plans yet.
-      return null;
+    case 'shard': {
+      const whole = ref.whole.get(phase);
+      if (!whole || !split) return null;
+      const f = shardWorkFraction(seg.nodes, split, ref.nodes);
+      if (!f) return null;
+      const by = f.weights === 'calibration' ? 'per-node calibration' : 'estimated FLOPs';
+      return { cost: { fixedUs: whole.fixedUs * f.fraction, perRowUs: whole.perRowUs * f.fraction }, basis: `one-device line × split share of the work (${by}) × interference` };
+    }
     default: {
       const never: never = seg;
       throw new Error(`unknown segment ${JSON.stringify(never)}`);
@@ -383,7 +425,7 @@ export function predictFrom(target: PredictTarget, training: readonly Trace[], r
     const key = computeKey(rank, segmentKey(seg), ins.phase);
     if (costs.compute[key]) return;
     const own = shared?.compute[key];
-    const found = referenceOf(refs, seg, ins.phase);
+    const found = referenceOf(refs, seg, ins.phase, target.split);
     const ref = found?.cost ?? null;
     if (own && (own.rowSizes?.length ?? 0) >= 2) {
       costs.compute[key] = { fixedUs: own.fixedUs, perRowUs: own.perRowUs };
@@ -411,6 +453,22 @@ export function predictFrom(target: PredictTarget, training: readonly Trace[], r
     const links = fitCostModel(linkSet);
     costs.transfers = links.transfers;
     if (links.recv) costs.recv = links.recv;
+  }
+  const collectives = program.devices.some((d) => d.instructions.some((i) => i.op === 'collective' || i.op === 'collective-start'));
+  if (collectives) {
+    const free = (l: CostModel['transfers']['collective']): boolean => l.alphaUs === 0 && l.bytesPerUs === Infinity;
+    let from = sameMode.length > 0 ? 'other plans of this mode' : 'every other plan';
+    if (free(costs.transfers.collective) && sameMode.length > 0 && withProgram.length > sameMode.length) {
+      costs.transfers = { ...costs.transfers, collective: fitCostModel(withProgram).transfers.collective };
+      from = 'every other plan';
+    }
+    if (free(costs.transfers.collective) && !free(costs.transfers.p2p)) {
+      // A ring collective is 2(N−1) point-to-point steps over the same channels: without a
+      // measured collective, each step costs what a measured send/receive pair does.
+      costs.transfers = { ...costs.transfers, collective: { ...costs.transfers.p2p } };
+      basis.add('collectives: ring of point-to-point steps, α + β·bytes of the sends and receives of other plans');
+    } else if (free(costs.transfers.collective)) assumptions.add('no collective or point-to-point transfer measured in the other plans: collectives taken as free');
+    else basis.add(`collectives: α + β·bytes fitted on ${from}`);
   }
   // Host time per instruction: same mode and device count, else same mode, else all.
   const hostSet = sameModeN.length > 0 ? sameModeN : linkSet;
