@@ -353,7 +353,13 @@ function pipelineBubbleRule(trace: Trace, a: Analysis): Finding[] {
   // bubble shrinks. Ties go to the smaller M′.
   const current = p.model.measuredStepUs;
   const reach = candidates.findIndex((m) => gpipeBubble(K, m) <= BUBBLE_TARGET);
-  const window = reach < 0 ? candidates : candidates.slice(0, reach + 1);
+  // With a second measured count, counts beyond it are not offered: a line through two
+  // points interpolates between them, but past the probe a micro-batch's cost curve is
+  // unknown (kernels lose efficiency as rows shrink) and the advice could make the step slower.
+  const probeM = p.model.probe?.microBatches;
+  const reachable = reach < 0 ? candidates : candidates.slice(0, reach + 1);
+  const window = probeM !== undefined && probeM > M ? reachable.filter((m) => m <= probeM) : reachable;
+  if (window.length === 0) return [];
   let m2 = window[0];
   let predicted = predictPipelineStepUs(p.model, { microBatches: m2 });
   for (const m of window.slice(1)) {

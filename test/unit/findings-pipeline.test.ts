@@ -78,6 +78,19 @@ test('a large bubble suggests the fewest micro-batches dividing the batch that b
   close(f[0].predictedStepUs!, stepOf({ ...bubbly, microBatches: 24, stageUs: [10 / 6, 10 / 6, 10 / 6, 10 / 6] }));
 });
 
+test('with a second measured count, the bubble advice stays within the measured range', () => {
+  const t = syntheticPipelineTrace(bubbly);
+  // The run also measured 8 micro-batches: 10/2 µs per stage and micro-batch, as the schedule gives.
+  const probeStep = stepOf({ ...bubbly, microBatches: 8, stageUs: [5, 5, 5, 5] });
+  t.meta.microProbe = { microBatches: 8, stepTimesUs: [probeStep, probeStep], stagePerMicroUs: [5, 5, 5, 5], stageCommPerMicroUs: [0, 0, 0, 0] };
+  const f = findings(t, summarize(t)).filter((x) => x.id === 'pipeline-bubble');
+  assert.equal(f.length, 1);
+  // 24 would bring the bubble to target, but lies beyond the probe: 6 or 8 are offered, and 8 predicts faster.
+  assert.deepEqual(f[0].change.params, { microBatches: 8 });
+  close(f[0].predictedStepUs!, probeStep);
+  assert.match(f[0].change.description, /This run measured 8 micro-batches too/);
+});
+
 test('a large bubble needs the batch to pick micro-batches that divide it', () => {
   const t = syntheticPipelineTrace(bubbly);
   // Typed plans always carry a batch; a hand-made plan without one must still read as unknown.
