@@ -173,6 +173,15 @@ export const PipelinePlanSchema = Type.Object({
 });
 export type PipelinePlan = Static<typeof PipelinePlanSchema>;
 
+/** What a run of a plan with split weights records (tensor and data × tensor plans). */
+const tensorRecorded = {
+  /** Per split group, its label (the layers' common scope) and its collectives in one forward step. */
+  groups: Type.Optional(Type.Array(Type.Object({ label: Type.String(), allReduces: Int, allGathers: Int }))),
+  /** Parameter bytes of the model, and those each device holds. */
+  parameterBytes: Type.Optional(Type.Number()),
+  perDeviceParameterBytes: Type.Optional(Type.Array(Type.Number())),
+};
+
 /**
  * Tensor parallelism: every device runs the whole batch on its shard of each split weight
  * (runtime/tensor/shard-plan.ts decides the split); the partial sums of every row-parallel
@@ -183,11 +192,7 @@ export const TensorPlanSchema = Type.Object({
   ...common,
   /** Devices each weight is split over; requested optionally (it must equal the device count), recorded always. */
   tensor: Type.Optional(Type.Integer({ minimum: 2 })),
-  /** Recorded: per split group, its label (the layers' common scope) and its collectives in one forward step. */
-  groups: Type.Optional(Type.Array(Type.Object({ label: Type.String(), allReduces: Int, allGathers: Int }))),
-  /** Recorded: parameter bytes of the model, and those each device holds. */
-  parameterBytes: Type.Optional(Type.Number()),
-  perDeviceParameterBytes: Type.Optional(Type.Array(Type.Number())),
+  ...tensorRecorded,
 });
 export type TensorPlan = Static<typeof TensorPlanSchema>;
 
@@ -203,11 +208,7 @@ export const HybridTensorPlanSchema = Type.Object({
   data: PosInt,
   /** Devices of each replica that every split weight is shared over (tensor-parallel degree). */
   tensor: Type.Integer({ minimum: 2 }),
-  /** Recorded, as for a tensor plan: per split group, its label and its collectives in one forward step. */
-  groups: Type.Optional(Type.Array(Type.Object({ label: Type.String(), allReduces: Int, allGathers: Int }))),
-  /** Recorded: parameter bytes of the model, and those each device holds. */
-  parameterBytes: Type.Optional(Type.Number()),
-  perDeviceParameterBytes: Type.Optional(Type.Array(Type.Number())),
+  ...tensorRecorded,
 });
 export type HybridTensorPlan = Static<typeof HybridTensorPlanSchema>;
 
