@@ -14,14 +14,16 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, createWriteStream } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
 import { it as nodeIt } from 'node:test';
 import type { ViewStats } from '../../../webview/src/hook-api';
 import { chromiumMissing, codeServerMissing, needs } from '../../helpers/prerequisites';
 import { removeTempDir, scratchDir } from '../../helpers/temp';
+import { ensureDemoModel, type DemoModelOptions } from '../../../src/runtime/onnx/demo-model';
 
 export const REPO = resolve(__dirname, '..', '..', '..');
 export const ARTIFACTS = join(REPO, 'test-artifacts', 'vscode');
@@ -647,4 +649,21 @@ async function stopGroup(p: ChildProcess): Promise<void> {
   if ((await Promise.race([exited, timer])) === 'timeout') killGroup(p, 'SIGKILL');
   // Children that ignored SIGTERM (a runner busy in native code) go too.
   killGroup(p, 'SIGKILL');
+}
+
+/**
+ * A fresh workspace folder (`prefix` names it) holding a generated demo model under
+ * `models/`, for suites that run the built CLI on it before the workbench starts; fails
+ * when the CLI has not been built.
+ */
+export async function workspaceWithDemoModel(prefix: string, demo: DemoModelOptions): Promise<{ ws: string; modelRel: string }> {
+  const ws = mkdtempSync(join(tmpdir(), prefix));
+  const scratch = mkdtempSync(join(tmpdir(), 'parallax-e2e-model-'));
+  const model = await ensureDemoModel(scratch, demo);
+  mkdirSync(join(ws, 'models'));
+  const modelRel = `models/${model.split('/').pop()!}`;
+  copyFileSync(model, join(ws, modelRel));
+  rmSync(scratch, { recursive: true, force: true });
+  if (!existsSync(join(REPO, 'dist', 'cli.js'))) throw new Error('dist/cli.js is missing: run `npm run build` first');
+  return { ws, modelRel };
 }

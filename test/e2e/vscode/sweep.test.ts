@@ -14,17 +14,15 @@
  * test hook. Screenshots go to test-artifacts/vscode/.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import type { Frame } from 'playwright-core';
 import { readSweepResult, sweepTracePath } from '../../../src/profiler/sweep/files';
 import type { SweepResult } from '../../../src/profiler/sweep/schema';
 import { readTrace } from '../../../src/profiler/trace-io';
-import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
-import { REPO, runCli } from '../../helpers/cli';
-import { closeWorkbench, ensureVsix, postFromView, timelineFrame, viewStats, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { runCli } from '../../helpers/cli';
+import { closeWorkbench, ensureVsix, postFromView, timelineFrame, viewStats, VsCodeHarness, workbenchIt, workbenchMissing, workspaceWithDemoModel } from './harness';
 
 const DEMO = { layers: 4, hidden: 64, ffn: 128 } as const;
 const SWEEP = 'sweeps/sweep.json';
@@ -112,14 +110,9 @@ describe('the sweep panel in VS Code (code-server)', { timeout: 8 * 60_000 }, ()
   before(
     async () => {
       if (workbenchMissing()) return;
-      ws = mkdtempSync(join(tmpdir(), 'parallax-e2e-sweep-'));
-      const scratch = mkdtempSync(join(tmpdir(), 'parallax-e2e-model-'));
-      const model = await ensureDemoModel(scratch, DEMO);
-      mkdirSync(join(ws, 'models'));
-      const modelRel = `models/${model.split('/').pop()!}`;
-      copyFileSync(model, join(ws, modelRel));
-      rmSync(scratch, { recursive: true, force: true });
-      if (!existsSync(join(REPO, 'dist', 'cli.js'))) throw new Error('dist/cli.js is missing: run `npm run build` first');
+      const made = await workspaceWithDemoModel('parallax-e2e-sweep-', DEMO);
+      ws = made.ws;
+      const modelRel = made.modelRel;
       const r = await runCli(['sweep', modelRel, ...QUICK, '--out', SWEEP, '--traces', 'sweeps'], { cwd: ws });
       assert.equal(r.code, 0, r.stderr);
       result = await readSweepResult(join(ws, SWEEP));

@@ -13,20 +13,18 @@
  * as well, so they hold whatever the hook reports. Screenshots go to test-artifacts/vscode/.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import type { Frame } from 'playwright-core';
 import type { ViewStats } from '../../../webview/src/hook-api';
 import { readTrace, writeTrace } from '../../../src/profiler/trace-io';
 import { TraceBuilder, type Trace } from '../../../src/profiler/trace-format';
-import { ensureDemoModel } from '../../../src/runtime/onnx/demo-model';
-import { REPO, runCli } from '../../helpers/cli';
+import { runCli } from '../../helpers/cli';
 import { kinetoFixture } from '../../helpers/kineto';
 import { importReport } from '../../../src/profiler/import/report';
 import { meta } from '../../helpers/trace-builders';
-import { closeWorkbench, ensureVsix, hoverSpan, timelineFrame, viewStats, VsCodeHarness, workbenchIt, workbenchMissing } from './harness';
+import { closeWorkbench, ensureVsix, hoverSpan, timelineFrame, viewStats, VsCodeHarness, workbenchIt, workbenchMissing, workspaceWithDemoModel } from './harness';
 
 const DEMO = { layers: 4, hidden: 64, ffn: 128 } as const;
 const TRACE = 'runs/x.parallax.json';
@@ -46,14 +44,9 @@ describe('the timeline panel in VS Code (code-server)', { timeout: 5 * 60_000 },
   before(
     async () => {
       if (workbenchMissing()) return;
-      ws = mkdtempSync(join(tmpdir(), 'parallax-e2e-tl-'));
-      const scratch = mkdtempSync(join(tmpdir(), 'parallax-e2e-model-'));
-      const model = await ensureDemoModel(scratch, DEMO);
-      mkdirSync(join(ws, 'models'));
-      const modelRel = `models/${model.split('/').pop()!}`;
-      copyFileSync(model, join(ws, modelRel));
-      rmSync(scratch, { recursive: true, force: true });
-      if (!existsSync(join(REPO, 'dist', 'cli.js'))) throw new Error('dist/cli.js is missing: run `npm run build` first');
+      const made = await workspaceWithDemoModel('parallax-e2e-tl-', DEMO);
+      ws = made.ws;
+      const modelRel = made.modelRel;
       const r = await runCli(['profile', modelRel, '--devices', 'cpu:2', '--batch', '8', '--steps', '2', '--out', join(ws, TRACE)], { cwd: ws });
       assert.equal(r.code, 0, r.stderr);
       trace = await readTrace(join(ws, TRACE));
