@@ -73,7 +73,7 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
     out.push(`speedup     ${s.speedupVsOneDevice.toFixed(2)}×${iv} vs ${s.baseline.description} (median ${ms(s.baseline.stepTimeUs)}, steps interleaved with the parallel run's)${unreliable}`);
   }
   if (s.probe) {
-    const what = s.probe.microBatches !== undefined ? `${s.probe.microBatches} micro-batches` : `batch ${s.probe.batch ?? '?'}`;
+    const what = s.probe.microBatches !== undefined ? `${s.probe.microBatches} micro-batches` : s.probe.mode === 'data' ? 'data parallel, same batch and devices' : `batch ${s.probe.batch ?? '?'}`;
     out.push(`probe       ${what}: median ${ms(s.probe.stepTimeUs)} over ${s.probe.steps} steps, interleaved on workers of its own (a second operating point for predictions)`);
   }
   if (s.captureOverhead) {

@@ -160,6 +160,8 @@ interface ProfileFlags {
   data?: number;
   /** Hybrid mode: stages of each replica's pipeline. */
   pipeline?: number;
+  /** Tensor plans: layers kept whole. */
+  keepWhole?: string[];
   gradSync?: boolean;
   train?: boolean;
   loss?: TrainLoss;
@@ -248,6 +250,7 @@ function planOf(flags: ProfileFlags & { mode: ParallelMode }): Plan {
       tensor: flags.tensor,
       data: flags.data,
       pipeline: flags.pipeline,
+      keepWhole: flags.keepWhole,
     });
   } catch (e) {
     throw e instanceof PlanFieldError ? new UserError(e.message) : e;
@@ -313,6 +316,7 @@ async function planCommand(model: string, flags: PlanFlags): Promise<void> {
     await tensorPlanCommand(modelPath, label, {
       ...(flags.devices !== undefined ? { devices: flags.devices } : {}),
       ...(flags.tensor !== undefined ? { tensor: flags.tensor } : {}),
+      ...(flags.keepWhole !== undefined ? { keepWhole: flags.keepWhole } : {}),
       ...(flags.deviceMemory !== undefined ? { deviceMemory: flags.deviceMemory } : {}),
       batch: flags.batch,
       microBatches: flags.microBatches,
@@ -468,6 +472,7 @@ export function buildProgram(): Command {
     .option('--micro-batches <n>', 'pipeline: micro-batches per step (default 4; must divide --batch)', positiveInt('--micro-batches'))
     .option('--stages <n>', 'pipeline: number of stages (one per device)', positiveInt('--stages'))
     .option('--tensor <n>', 'tensor: devices each weight is split over (must equal the count of --devices); hybrid: devices per replica', positiveInt('--tensor'))
+    .option('--keep-whole <pattern>', 'tensor plans: keep these layers whole instead of splitting them: a node name, a scope (/layers.5/mlp) or a glob (repeatable)', collectList)
     .option('--data <n>', 'hybrid: replicas the batch is split over (--data × --tensor or --data × --pipeline devices)', positiveInt('--data'))
     .option('--pipeline <n>', 'hybrid: stages of each replica\'s pipeline', positiveInt('--pipeline'))
     .option('--cuts <nodes>', 'pipeline: cut after these nodes (comma-separated names) instead of balancing')
@@ -491,6 +496,7 @@ export function buildProgram(): Command {
     .option('--input-shape <name=d0,d1,…>', 'full shape of an input (repeatable)', collectShape, {})
     .option('--value <name=v>', 'value of an input shared by every row, e.g. sr=16000 (repeatable)', collectValue, {})
     .option('--tensor <n>', 'tensor: devices to split over when planning a size that is not run (default: the count of --devices)', positiveInt('--tensor'))
+    .option('--keep-whole <pattern>', 'tensor: keep these layers whole instead of splitting them: a node name, a scope (/layers.5/mlp) or a glob (repeatable)', collectList)
     .option('--data <n>', 'hybrid: replicas the batch is split over (--data × --tensor or --data × --pipeline devices)', positiveInt('--data'))
     .option('--pipeline <n>', 'hybrid: stages of each replica\'s pipeline', positiveInt('--pipeline'))
     .option('--device-memory <size>', 'tensor: memory per device to check the plans against, e.g. 16GiB', parseDeviceMemory)

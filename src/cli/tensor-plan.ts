@@ -9,7 +9,7 @@ import { formatBytes, formatPercent } from '../profiler/units';
 import { parseDeviceSpec } from '../runtime/device/discovery';
 import { loadModel } from '../runtime/onnx/model';
 import { hybridShapes, memoryTable, type MemoryTable } from '../runtime/tensor/memory';
-import { planTensorSharding, type InitializerPlacement, type TensorShardPlan } from '../runtime/tensor/shard-plan';
+import { planTensorSharding, type InitializerPlacement, type TensorPlanOptions, type TensorShardPlan } from '../runtime/tensor/shard-plan';
 import { table } from './format';
 
 /** Flags of `plan --mode tensor`. */
@@ -20,6 +20,8 @@ export interface TensorPlanFlags {
   tensor?: number;
   /** Capacity per device in bytes (parsed from `--device-memory`). */
   deviceMemory?: number;
+  /** Layers kept whole (`--keep-whole`). */
+  keepWhole?: string[];
   batch: number;
   microBatches: number;
   dim: Record<string, number>;
@@ -43,14 +45,15 @@ export async function tensorPlanCommand(modelPath: string, label: string, flags:
   }
   const ir = await loadModel(modelPath);
   const dimValues = Object.keys(flags.dim).length > 0 ? flags.dim : undefined;
-  const plan = planTensorSharding(ir, n, dimValues ? { dimValues } : {});
+  const opts = { ...(dimValues ? { dimValues } : {}), ...(flags.keepWhole ? { keepWhole: flags.keepWhole } : {}) };
+  const plan = planTensorSharding(ir, n, opts);
   const memory = memoryTable(ir, {
     devices: n,
     batch: flags.batch,
     microBatches: flags.microBatches,
     capacityBytes: flags.deviceMemory ?? null,
     tensor: plan,
-    hybrids: hybridShapes(n).map(({ data, tensor }) => ({ data, tensor: hybridShards(ir, tensor, dimValues) })),
+    hybrids: hybridShapes(n).map(({ data, tensor }) => ({ data, tensor: hybridShards(ir, tensor, opts) })),
     ...(dimValues ? { dimValues } : {}),
   });
   if (flags.json) {
@@ -61,9 +64,9 @@ export async function tensorPlanCommand(modelPath: string, label: string, flags:
 }
 
 /** One replica's shard plan of a hybrid, or why there is none. */
-function hybridShards(ir: Awaited<ReturnType<typeof loadModel>>, tensor: number, dimValues: Record<string, number> | undefined): TensorShardPlan | { reason: string; devices: number } {
+function hybridShards(ir: Awaited<ReturnType<typeof loadModel>>, tensor: number, opts: TensorPlanOptions): TensorShardPlan | { reason: string; devices: number } {
   try {
-    return planTensorSharding(ir, tensor, dimValues ? { dimValues } : {});
+    return planTensorSharding(ir, tensor, opts);
   } catch (e) {
     if (isUserError(e)) return { reason: e.message, devices: tensor };
     throw e;

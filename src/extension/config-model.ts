@@ -45,6 +45,7 @@ export const PLAN_KEYS = [
   'cuts',
   'schedule',
   'tensor',
+  'keepWhole',
   'data',
   'steps',
   'warmup',
@@ -63,7 +64,7 @@ export type PlanKey = (typeof PLAN_KEYS)[number];
 export const PIPELINE_KEYS: readonly PlanKey[] = ['microBatches', 'stages', 'cuts', 'schedule'];
 
 /** Keys that only tensor-parallel plans use. */
-export const TENSOR_KEYS: readonly PlanKey[] = ['tensor'];
+export const TENSOR_KEYS: readonly PlanKey[] = ['tensor', 'keepWhole'];
 
 /** Keys that only data-parallel plans use. */
 export const DATA_KEYS: readonly PlanKey[] = ['shards'];
@@ -99,6 +100,8 @@ export interface PlanValues {
   schedule?: PipelineSchedule;
   /** Tensor parallel: devices each weight is split over (must equal the device count). */
   tensor?: number;
+  /** Tensor plans: layers kept whole (node names, scopes or globs). */
+  keepWhole?: string[];
   /** Hybrid: replicas the batch is split over. */
   data?: number;
   steps?: number;
@@ -262,6 +265,7 @@ function readPlan(name: string, keyNode: Node, prop: Node, valueNode: Node | und
   typed('cuts', (v) => Array.isArray(v) && v.every((c) => typeof c === 'string' && c !== ''), 'an array of node names');
   typed('schedule', (v) => (PIPELINE_SCHEDULES as readonly unknown[]).includes(v), PIPELINE_SCHEDULES.map((m) => `"${m}"`).join(' or '));
   typed('tensor', (v) => isPosInt(v) && (v as number) >= 2, 'a whole number ≥ 2');
+  typed('keepWhole', (v) => Array.isArray(v) && v.length > 0 && v.every((c) => typeof c === 'string' && c.trim() !== ''), 'an array of node names, scopes (/layers.5/mlp) or globs');
   typed('data', isPosInt, 'a positive whole number');
   typed('steps', isPosInt, 'a whole number ≥ 1');
   typed('warmup', isNonNegInt, 'a whole number ≥ 0');
@@ -398,6 +402,7 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
       ...(data && v.shards !== undefined ? { shards: v.shards } : {}),
       ...((data || pipeline) && v.train !== undefined ? { train: { ...TRAIN_DEFAULTS, ...v.train, ...(v.train.labels !== undefined ? { labels: besideConfig(v.train.labels) } : {}) } } : {}),
       ...((mode === 'tensor' || mode === 'hybrid') && v.tensor !== undefined ? { tensor: v.tensor } : {}),
+      ...((mode === 'tensor' || mode === 'hybrid') && v.keepWhole !== undefined ? { keepWhole: v.keepWhole } : {}),
       ...(mode === 'hybrid' && v.data !== undefined ? { data: v.data } : {}),
       ...(pipeline ? { microBatches: v.microBatches ?? DEFAULT_MICRO_BATCHES } : {}),
       ...(pipeline && v.stages !== undefined ? { stages: v.stages } : {}),

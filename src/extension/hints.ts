@@ -10,6 +10,8 @@
  *   comm-bound         → batch or devices, whichever the suggestion changes
  *   host-overhead      → batch
  *   straggler          → shards (rows per device, by measured throughput)
+ *   tensor-collectives → keepWhole (layers whose split costs more than it saves)
+ *   tensor-vs-data     → mode (data parallelism, measured faster in the same run)
  */
 import { applyEdits, modify } from 'jsonc-parser/lib/esm/main.js';
 import type { Finding } from '../profiler/findings';
@@ -93,6 +95,10 @@ function targetOf(f: Finding): { key: PlanKey; changes: { key: PlanKey; value: u
       return p['batch'] !== undefined ? { key: 'batch', changes: [{ key: 'batch', value: p['batch'] }] } : null;
     case 'straggler':
       return Array.isArray(p['shards']) ? { key: 'shards', changes: [{ key: 'shards', value: p['shards'] }] } : null;
+    case 'tensor-collectives':
+      return Array.isArray(p['keepWhole']) ? { key: 'keepWhole', changes: [{ key: 'keepWhole', value: p['keepWhole'] }] } : null;
+    case 'tensor-vs-data':
+      return p['mode'] !== undefined ? { key: 'mode', changes: [{ key: 'mode', value: p['mode'] }] } : null;
     default:
       return null;
   }
@@ -135,6 +141,12 @@ export function hintMessage(f: Finding): string {
       const shards = Array.isArray(p['shards']) ? (p['shards'] as number[]).join('/') : '?';
       return `a straggler computes ${r !== undefined ? r.toFixed(2) : '?'}× the others; shards ${shards}${tail}`;
     }
+    case 'tensor-collectives': {
+      const c = num(f, 'collectiveShare');
+      return `all-reduces ${c !== undefined ? pct(c) : '?'} of the step; keep whole ${show(p['keepWhole'])}${tail}`;
+    }
+    case 'tensor-vs-data':
+      return `data parallel measured faster in this run${tail}`;
     default:
       return f.message;
   }

@@ -36,6 +36,7 @@ import { TINY_OP_US } from './analysis/ops';
 import { STRAGGLER_THRESHOLD } from './analysis/data-parallel';
 import { fitTwoTerms } from './simulate/fit';
 import { scheduleMemoryRule } from './findings-schedule';
+import { tensorCollectivesRule, tensorVsDataRule } from './findings-tensor';
 
 export type Severity = 'info' | 'warning' | 'critical';
 
@@ -728,7 +729,7 @@ function dominantOpRule(trace: Trace, a: Analysis): Finding[] {
 }
 
 /** Rules whose evidence is measured timing, which contention distorts. */
-export const TIMING_RULES: ReadonlySet<string> = new Set(['straggler', 'pipeline-imbalance', 'pipeline-bubble', 'comm-bound', 'host-overhead', 'poor-scaling']);
+export const TIMING_RULES: ReadonlySet<string> = new Set(['straggler', 'pipeline-imbalance', 'pipeline-bubble', 'comm-bound', 'host-overhead', 'poor-scaling', 'tensor-collectives', 'tensor-vs-data']);
 
 /**
  * The step time a finding's change saves, µs, for the same work: `current − predicted`, or
@@ -793,6 +794,8 @@ export function findings(trace: Trace, summary: ProfileSummary, options: Finding
     ...poorScalingRule(trace, a, options.scaling === undefined && trace.meta.baseline !== undefined),
     ...dominantOpRule(trace, a),
     ...scheduleMemoryRule(trace, a.stepTimeUs.median),
+    ...tensorCollectivesRule(trace, a),
+    ...tensorVsDataRule(trace, a),
   ];
   const trained = trace.meta.training ? found.map(trainingCaveat) : found;
   return gateFindings(trained.map(informIfNoGain), quality, trace.meta.adviceOnPoorQuality ?? 'hold');

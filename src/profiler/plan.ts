@@ -174,9 +174,25 @@ export const PipelinePlanSchema = Type.Object({
 export type PipelinePlan = Static<typeof PipelinePlanSchema>;
 
 /** What a run of a plan with split weights records (tensor and data × tensor plans). */
+/**
+ * Layers a tensor plan keeps whole (replicated) although they could split: each entry a node
+ * name, a scope that prefixes node names (`/layers.5/mlp`), or a `*` glob over node names.
+ */
+const keepWholeField = { keepWhole: Type.Optional(Type.Array(Type.String(), { minItems: 1 })) };
+
 const tensorRecorded = {
   /** Per split group, its label (the layers' common scope) and its collectives in one forward step. */
-  groups: Type.Optional(Type.Array(Type.Object({ label: Type.String(), allReduces: Int, allGathers: Int }))),
+  groups: Type.Optional(
+    Type.Array(
+      Type.Object({
+        label: Type.String(),
+        allReduces: Int,
+        allGathers: Int,
+        /** The nodes that run on the group's split tensors (its column- and row-parallel layers and what lies between). */
+        nodes: Type.Optional(Type.Array(Type.String())),
+      }),
+    ),
+  ),
   /** Parameter bytes of the model, and those each device holds. */
   parameterBytes: Type.Optional(Type.Number()),
   perDeviceParameterBytes: Type.Optional(Type.Array(Type.Number())),
@@ -192,6 +208,7 @@ export const TensorPlanSchema = Type.Object({
   ...common,
   /** Devices each weight is split over; requested optionally (it must equal the device count), recorded always. */
   tensor: Type.Optional(Type.Integer({ minimum: 2 })),
+  ...keepWholeField,
   ...tensorRecorded,
 });
 export type TensorPlan = Static<typeof TensorPlanSchema>;
@@ -208,6 +225,7 @@ export const HybridTensorPlanSchema = Type.Object({
   data: PosInt,
   /** Devices of each replica that every split weight is shared over (tensor-parallel degree). */
   tensor: Type.Integer({ minimum: 2 }),
+  ...keepWholeField,
   ...tensorRecorded,
 });
 export type HybridTensorPlan = Static<typeof HybridTensorPlanSchema>;
@@ -349,13 +367,15 @@ export interface PlanFields {
   data?: number | undefined;
   /** Hybrid mode: stages of each replica's pipeline. */
   pipeline?: number | undefined;
+  /** Tensor and data × tensor modes: layers kept whole (see the plan's `keepWhole`). */
+  keepWhole?: string[] | undefined;
 }
 
 /** Default micro-batches of a pipeline plan that names none. */
 export const DEFAULT_MICRO_BATCHES = 4;
 
 /** The CLI flag of a mode-specific plan field, for messages. */
-const FLAG: Record<'shards' | 'gradSync' | 'microBatches' | 'stages' | 'cuts' | 'schedule' | 'tensor' | 'data' | 'pipeline', string> = {
+const FLAG: Record<'shards' | 'gradSync' | 'microBatches' | 'stages' | 'cuts' | 'schedule' | 'tensor' | 'data' | 'pipeline' | 'keepWhole', string> = {
   shards: '--shards',
   gradSync: '--grad-sync',
   microBatches: '--micro-batches',
@@ -365,6 +385,7 @@ const FLAG: Record<'shards' | 'gradSync' | 'microBatches' | 'stages' | 'cuts' | 
   tensor: '--tensor',
   data: '--data',
   pipeline: '--pipeline',
+  keepWhole: '--keep-whole',
 };
 
 /** Thrown by {@link makePlan} for a field that does not belong to the plan's mode. */
@@ -391,13 +412,13 @@ export function makePlan(f: PlanFields): Plan {
   switch (f.mode) {
     case 'data':
       refuse(['microBatches', 'stages', 'cuts', 'schedule'], 'pipeline');
-      refuse(['tensor'], 'tensor');
+      refuse(['tensor', 'keepWhole'], 'tensor');
       if (f.train && f.gradSync) throw new PlanFieldError('--grad-sync all-reduces synthetic gradients of an inference run; --train all-reduces real ones, so drop --grad-sync');
       if (f.train) checkTrain(f.train);
       return { mode: 'data', ...base, ...(f.shards ? { shards: f.shards } : {}), ...(f.gradSync ? { gradSync: true } : {}), ...(f.train ? { train: f.train } : {}) };
     case 'pipeline':
       refuse(['shards', 'gradSync'], 'data');
-      refuse(['tensor'], 'tensor');
+      refuse(['tensor', 'keepWhole'], 'tensor');
       if (f.schedule === '1f1b' && !f.train) throw new PlanFieldError('--schedule 1f1b interleaves forward and backward micro-batches, so it needs --train (inference has no backward); use --schedule gpipe');
       if (f.train) {
         checkTrain(f.train);
@@ -421,7 +442,7 @@ export function makePlan(f: PlanFields): Plan {
       refuse(['shards', 'gradSync'], 'data');
       refuse(['microBatches', 'stages', 'cuts', 'schedule'], 'pipeline');
       if (f.tensor !== undefined && !(Number.isInteger(f.tensor) && f.tensor >= 2)) throw new PlanFieldError(`--tensor ${f.tensor} must be a whole number of at least 2`);
-      return { mode: 'tensor', ...base, ...(f.tensor !== undefined ? { tensor: f.tensor } : {}) };
+      return { mode: 'tensor', ...base, ...(f.tensor !== undefined ? { tensor: f.tensor } : {}), ...keepWholeOf(f) };
     case 'hybrid':
       if (f.train) throw new PlanFieldError('not yet: training runs in data mode (--mode data); hybrid training is coming');
       refuse(['shards', 'gradSync'], 'data');
@@ -432,6 +453,7 @@ export function makePlan(f: PlanFields): Plan {
       if (!(Number.isInteger(f.data) && f.data >= 1)) throw new PlanFieldError(`--data ${f.data} must be a whole number of at least 1`);
       if (f.pipeline !== undefined) {
         refuse(['stages'], 'pipeline');
+        if (f.keepWhole !== undefined && f.keepWhole.length > 0) throw new PlanFieldError('--keep-whole applies to tensor plans (--mode tensor, or --mode hybrid with --tensor)');
         if (!(Number.isInteger(f.pipeline) && f.pipeline >= 2)) throw new PlanFieldError(`--pipeline ${f.pipeline} must be a whole number of at least 2`);
         return {
           mode: 'hybrid',
@@ -445,10 +467,17 @@ export function makePlan(f: PlanFields): Plan {
       }
       refuse(['microBatches', 'stages', 'cuts', 'schedule'], 'pipeline');
       if (!(Number.isInteger(f.tensor) && f.tensor! >= 2)) throw new PlanFieldError(`--tensor ${f.tensor} must be a whole number of at least 2`);
-      return { mode: 'hybrid', ...base, data: f.data, tensor: f.tensor! };
+      return { mode: 'hybrid', ...base, data: f.data, tensor: f.tensor!, ...keepWholeOf(f) };
     default:
       return assertNever(f.mode, 'mode');
   }
+}
+
+function keepWholeOf(f: PlanFields): { keepWhole?: string[] } {
+  if (f.keepWhole === undefined || f.keepWhole.length === 0) return {};
+  const empty = f.keepWhole.find((p) => p.trim() === '');
+  if (empty !== undefined) throw new PlanFieldError('--keep-whole needs a node name, a scope such as /layers.5/mlp, or a glob; got an empty pattern');
+  return { keepWhole: f.keepWhole };
 }
 
 /** The flat fields of a plan (the inverse of {@link makePlan}, minus recorded extras). */
@@ -460,11 +489,11 @@ export function planFields(p: Plan): PlanFields {
     case 'pipeline':
       return { ...base, microBatches: p.microBatches, stages: p.stages, cuts: p.cuts, schedule: p.schedule, train: p.train };
     case 'tensor':
-      return { ...base, tensor: p.tensor };
+      return { ...base, tensor: p.tensor, keepWhole: p.keepWhole };
     case 'hybrid':
       return 'pipeline' in p
         ? { ...base, data: p.data, pipeline: p.pipeline, microBatches: p.microBatches, cuts: p.cuts, schedule: p.schedule }
-        : { ...base, data: p.data, tensor: p.tensor };
+        : { ...base, data: p.data, tensor: p.tensor, keepWhole: p.keepWhole };
     default:
       return assertNever(p, 'plan');
   }
@@ -496,7 +525,7 @@ function checkTrain(t: TrainPlan): void {
 
 function pick(change: Partial<PlanFields>): Partial<PlanFields> {
   const out: Partial<PlanFields> = {};
-  for (const k of ['shards', 'gradSync', 'microBatches', 'stages', 'cuts', 'schedule', 'train', 'tensor', 'data', 'pipeline'] as const) if (change[k] !== undefined) (out as Record<string, unknown>)[k] = change[k];
+  for (const k of ['shards', 'gradSync', 'microBatches', 'stages', 'cuts', 'schedule', 'train', 'tensor', 'data', 'pipeline', 'keepWhole'] as const) if (change[k] !== undefined) (out as Record<string, unknown>)[k] = change[k];
   return out;
 }
 

@@ -60,9 +60,10 @@ export interface ProfileSummary {
   captureOverhead?: { ratio: number; lo: number; hi: number; capturedUs: number; uncapturedUs: number; steps: number };
   /**
    * The second operating point measured in the same run: a pipeline's other micro-batch count
-   * (`meta.microProbe`) or a data plan's doubled batch (`meta.batchProbe`).
+   * (`meta.microProbe`), a data plan's doubled batch (`meta.batchProbe`), or a tensor plan's
+   * batch run data parallel (`meta.dataProbe`, `mode` 'data').
    */
-  probe?: { microBatches?: number; batch?: number; stepTimeUs: number; steps: number };
+  probe?: { microBatches?: number; batch?: number; mode?: 'data'; stepTimeUs: number; steps: number };
   numericalCheck: NumericalCheck | null;
   /** Share of all device time spent computing / communicating / idle. */
   totals: { computeShare: number; commShare: number; idleShare: number };
@@ -218,8 +219,10 @@ function captureOverheadOf(trace: Trace, captured: number[]): Pick<ProfileSummar
 
 /** The run's probe (second operating point), when it measured one. */
 function probeOf(trace: Trace): Pick<ProfileSummary, 'probe'> {
-  const { microProbe: mp, batchProbe: bp } = trace.meta;
-  const times = mp?.stepTimesUs ?? bp?.stepTimesUs ?? [];
+  const { microProbe: mp, batchProbe: bp, dataProbe: dp } = trace.meta;
+  const times = mp?.stepTimesUs ?? bp?.stepTimesUs ?? dp?.stepTimesUs ?? [];
   if (times.length === 0) return {};
-  return { probe: { ...(mp ? { microBatches: mp.microBatches } : {}), ...(bp ? { batch: bp.batch } : {}), stepTimeUs: median(times), steps: times.length } };
+  return {
+    probe: { ...(mp ? { microBatches: mp.microBatches } : {}), ...(bp ? { batch: bp.batch } : {}), ...(dp && !mp && !bp ? { mode: 'data' as const } : {}), stepTimeUs: median(times), steps: times.length },
+  };
 }

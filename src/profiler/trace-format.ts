@@ -286,6 +286,11 @@ export const TraceMetaSchema = Type.Object({
     /** Data-parallel runs: the same plan at twice the batch (its inputs' rows repeated), measured in the same run. */
     Type.Object({ batch: Type.Number(), stepTimesUs: Type.Array(Type.Number()) }),
   ),
+  /**
+   * Tensor-parallel runs: the same batch run data parallel on the same devices (the whole
+   * model on each), measured in the same run, interleaved, on workers of its own: step times, µs.
+   */
+  dataProbe: Type.Optional(Type.Object({ devices: Type.String(), stepTimesUs: Type.Array(Type.Number()) })),
   microProbe: Type.Optional(
     Type.Object({
       microBatches: Type.Number(),

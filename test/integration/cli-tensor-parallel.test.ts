@@ -15,6 +15,8 @@ import { seededValues } from '../helpers/tiny-model';
 import { buildDemoModel } from '../../src/runtime/onnx/demo-model';
 import { nothingToSplitModelBytes, transformerModelBytes } from '../helpers/transformer-model';
 import { readTrace } from '../../src/profiler/trace-io';
+import { analyse } from '../../src/profiler/analysis/index';
+import { deriveIdle } from '../../src/profiler/idle';
 import { CommOpCode, SpanFlag, type Trace } from '../../src/profiler/trace-format';
 import { fitCostModel, simulate } from '../../src/profiler/simulate';
 import { MISSING_MODELS_HINT, wakewordAlexaModelPath } from '../helpers/models';
@@ -80,11 +82,49 @@ test('demo model, tensor parallel on cpu:2: output of one device, half the param
     assert.ok(s.start[i]! >= w.startUs - 1 && s.start[i]! + s.dur[i]! <= w.endUs + 1, 'all-reduce inside its step');
   }
 
+  // The alternative it is weighed against: the same batch data parallel on the same devices, measured in the same run.
+  assert.equal(trace.meta.dataProbe?.devices, 'cpu:2');
+  assert.equal(trace.meta.dataProbe!.stepTimesUs.length, 2, 'half the timed steps, at least 2');
+  assert.ok(trace.meta.dataProbe!.stepTimesUs.every((t) => t > 0));
+  // Each layer's collectives and what its split computes, per layer.
+  assert.deepEqual(plan.groups!.map((g) => g.nodes), Array.from({ length: layers }, (_, i) => [`/layers.${i}/mlp/fc1/MatMul`, `/layers.${i}/mlp/fc1/Add`, `/layers.${i}/mlp/act/Relu`, `/layers.${i}/mlp/fc2/MatMul`]));
+  const t = analyse(deriveIdle(trace)).tensor!;
+  assert.deepEqual(t.layers.map((l) => l.label), Array.from({ length: layers }, (_, i) => `/layers.${i}/mlp`));
+  for (const l of t.layers) {
+    // Per step the two parts add up to the span; their medians over steps each stay within it.
+    assert.ok(l.transferUs > 0 && l.waitUs >= 0 && l.transferUs <= l.collectiveUs && l.waitUs <= l.collectiveUs, JSON.stringify(l));
+    assert.ok(l.splitComputeUs !== null && l.splitComputeUs > 0, 'split compute from the operator-profiled steps');
+  }
+
   // The simulator runs the same program on costs fitted from this trace, and predicts the all-reduces.
   const predicted = simulate(program, fitCostModel([trace]), { steps: 2, meta: trace.meta });
   const predictedReduces = allReducesPerStep(predicted);
   assert.equal(predictedReduces.size, 2 * 2);
   for (const names of predictedReduces.values()) assert.deepEqual(names, Array.from({ length: layers }, (_, i) => `allreduce.ring (/layers.${i}/mlp)`));
+});
+
+test('--keep-whole leaves the named block unsplit: same output, no all-reduce for it, and that block whole on every device', async () => {
+  const layers = 3;
+  const model = writeModel('demo-keep.onnx', buildDemoModel({ layers, hidden: 64, ffn: 256 }));
+  const dims = [8, 64];
+  const x = seededValues(dims[0]! * dims[1]!, 7);
+  const inputs = join(dir, 'keep.inputs.json');
+  writeFileSync(inputs, JSON.stringify({ x: { dims, data: Array.from(x) } }));
+  const out = join(dir, 'keep.parallax.json');
+  const r = await runCli(['profile', model, '--mode', 'tensor', '--devices', 'cpu:2', '--batch', '8', '--steps', '2', '--warmup', '1', '--no-probe', '--keep-whole', '/layers.1/mlp', '--inputs', inputs, '--out', out], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const trace = await readTrace(out);
+  await assertMatchesOneDevice(trace, model, x, dims);
+  const plan = trace.meta.plan;
+  assert.ok(plan.mode === 'tensor');
+  assert.deepEqual(plan.keepWhole, ['/layers.1/mlp']);
+  assert.deepEqual(plan.groups!.map((g) => g.label), ['/layers.0/mlp', '/layers.2/mlp']);
+  for (const names of allReducesPerStep(trace).values()) assert.deepEqual(names, ['allreduce.ring (/layers.0/mlp)', 'allreduce.ring (/layers.2/mlp)']);
+  const share = plan.perDeviceParameterBytes![0]! / plan.parameterBytes!;
+  assert.ok(share > 0.55 && share < 0.75, `one of three blocks whole on each device: ${(share * 100).toFixed(1)} % of the parameters`);
+  assert.equal(trace.meta.dataProbe, undefined, '--no-probe');
+  await expectUserError(['profile', model, '--mode', 'tensor', '--devices', 'cpu:2', '--keep-whole', '/layers.7/mlp'], /--keep-whole \/layers\.7\/mlp matches no MatMul, Gemm/, dir, env);
+  await expectUserError(['profile', model, '--mode', 'data', '--devices', 'cpu:2', '--keep-whole', '/layers.1/mlp'], /--keep-whole applies to --mode tensor only/, dir, env);
 });
 
 test('transformer blocks with multi-head attention, tensor parallel on cpu:2: output of one device, two all-reduces per block (attention and MLP)', async () => {

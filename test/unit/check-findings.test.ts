@@ -12,6 +12,7 @@ import { checkFindings, type CheckContext } from '../../src/runtime/runner/check
 import { syntheticPipelineTrace } from '../../src/profiler/analysis/synthetic';
 import type { Finding } from '../../src/profiler/findings';
 import type { Plan } from '../../src/profiler/plan';
+import { buildDemoModel } from '../../src/runtime/onnx/demo-model';
 
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
 const T = onnx.AttributeProto.AttributeType;
@@ -167,4 +168,24 @@ test('a checked change predicted slower is information with no parameters', () =
   const [f] = checkFindings([finding('pipeline-bubble', { microBatches: 8 }, { predictedStepUs: 1090 })], context(graph(), pipePlan()));
   assert.equal(f!.severity, 'info');
   assert.deepEqual(f!.change.params, {});
+});
+
+test('a tensor plan keeps a layer whole only where something is still left to split; data parallelism instead is checked as a data plan', () => {
+  const ir = parseModel(buildDemoModel({ layers: 2, hidden: 64, ffn: 256 }), 'demo.onnx');
+  const plan: Plan = { mode: 'tensor', devices: 'cpu:2', batch: 8, steps: 3, warmup: 1, seed: 0, tensor: 2 };
+  const ctx = context(ir, plan);
+  const [one, every, typo, data] = checkFindings(
+    [
+      finding('tensor-collectives', { keepWhole: ['/layers.1/mlp'] }),
+      finding('tensor-collectives', { keepWhole: ['/layers.0/mlp', '/layers.1/mlp'] }),
+      finding('tensor-collectives', { keepWhole: ['/layers.9/mlp'] }),
+      finding('tensor-vs-data', { mode: 'data' }),
+    ],
+    ctx,
+  );
+  assert.equal(one!.checked?.ok, true);
+  assert.equal(every!.severity, 'info');
+  assert.match(every!.checked!.note!, /nothing to split/);
+  assert.match(typo!.checked!.note!, /matches no/);
+  assert.equal(data!.checked?.ok, true);
 });

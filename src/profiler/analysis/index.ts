@@ -15,6 +15,7 @@ import { analysePipeline, stagesOfLanes, type PipelineAnalysis } from './pipelin
 import { readPlan, type PlanView } from './plan';
 import { analyseScaling, type ScalingAnalysis, type ScalingPoint } from './scaling';
 import { buildSpanIndex, type SpanIndex } from './span-index';
+import { analyseTensor, type TensorAnalysis } from './tensor';
 
 export interface AnalyseOptions {
   /**
@@ -43,6 +44,8 @@ export interface Analysis {
   ops: OpsAnalysis;
   /** Null without a sweep and without a baseline. */
   scaling: ScalingAnalysis | null;
+  /** Null unless the trace is a tensor-parallel (or data × tensor) run. */
+  tensor: TensorAnalysis | null;
 }
 
 /** The scaling points a trace offers on its own: its one-device baseline and itself. */
@@ -64,11 +67,14 @@ export function opDetailView(trace: Trace): Trace {
   return trace.profiledSteps && trace.profiledSteps.length > 0 ? { ...trace, steps: trace.profiledSteps } : trace;
 }
 
-function opsOf(trace: Trace, ix: SpanIndex, cells: BreakdownCells, stageOfLane: ArrayLike<number>, top: number): OpsAnalysis {
+/** The span index operator analyses read: the operator-profiled steps' when the trace has them. */
+function opIndexOf(trace: Trace, ix: SpanIndex): SpanIndex {
   const view = opDetailView(trace);
-  if (view === trace) return analyseOps(ix, cells, stageOfLane, top);
-  const opsIx = buildSpanIndex(view);
-  return analyseOps(opsIx, breakdownCells(opsIx), stageOfLane, top);
+  return view === trace ? ix : buildSpanIndex(view);
+}
+
+function opsOf(ix: SpanIndex, cells: BreakdownCells, opsIx: SpanIndex, stageOfLane: ArrayLike<number>, top: number): OpsAnalysis {
+  return analyseOps(opsIx, opsIx === ix ? cells : breakdownCells(opsIx), stageOfLane, top);
 }
 
 /** Runs every analysis on a trace whose idle spans have been derived. */
@@ -80,6 +86,7 @@ export function analyse(trace: Trace, options: AnalyseOptions = {}): Analysis {
   const stageOfLane = pipeline ? stagesOfLanes(ix, pipeline.stages) : ix.laneStage;
   const stepTimeUs = ix.nSteps > 0 ? spread(ix.stepUs) : { median: 0, p10: 0, p90: 0 };
   const points = options.scaling ?? baselineScalingPoints(trace, stepTimeUs.median);
+  const opsIx = opIndexOf(trace, ix);
   return {
     mode: trace.meta.mode,
     plan,
@@ -89,8 +96,9 @@ export function analyse(trace: Trace, options: AnalyseOptions = {}): Analysis {
     pipeline,
     dataParallel: analyseDataParallel(ix, cells, plan, options.stragglerThreshold ?? STRAGGLER_THRESHOLD),
     criticalPath: analyseCriticalPath(ix),
-    ops: opsOf(trace, ix, cells, stageOfLane, options.topOps ?? 10),
+    ops: opsOf(ix, cells, opsIx, stageOfLane, options.topOps ?? 10),
     scaling: points.length > 0 ? analyseScaling(points) : null,
+    tensor: analyseTensor(ix, () => opsIx),
   };
 }
 
@@ -101,6 +109,7 @@ export type { OpsAnalysis, OpsGroup, OpStat, OpTypeStat } from './ops';
 export type { PipelineAnalysis, PipelineModel, StageStats } from './pipeline';
 export type { PlanView } from './plan';
 export type { ScalingAnalysis, ScalingPoint, ScalingRow } from './scaling';
+export type { TensorAnalysis, TensorLayer } from './tensor';
 export type { ContiguousPartition, Repartition } from './partition';
 export { STRAGGLER_THRESHOLD, fitCommModel } from './data-parallel';
 export { TINY_OP_US, modelNodeName } from './ops';

@@ -37,8 +37,8 @@ export function chainCuts(shard: TensorShardPlan, nodeOrder: readonly string[]):
  * all-reduce after the graph's last node follows the last part, with no cut).
  * @throws UserError when nothing can be split (naming what was looked for).
  */
-export function prepareTensor(ir: ModelIR, devices: number, dimValues: Record<string, number>): TensorPrepared {
-  const shard = planTensorSharding(ir, devices, { dimValues });
+export function prepareTensor(ir: ModelIR, devices: number, dimValues: Record<string, number>, keepWhole: readonly string[] = []): TensorPrepared {
+  const shard = planTensorSharding(ir, devices, { dimValues, keepWhole });
   const order = ir.topoOrder.map((i) => ir.nodes[i]!.name);
   const cuts = chainCuts(shard, order).filter((c) => c !== order[order.length - 1]);
   return { shard, chain: partitionFromCuts(ir, cuts, { dimValues }) };

@@ -20,6 +20,7 @@ import { parseDeviceSpec, planDevices, type DeviceInfo, type DiscoveredDevices }
 import { nearestCutAtOrBefore, partitionFromCuts } from '../pipeline/partition';
 import { resolveShards } from '../compile/data';
 import { checkPipelinePlan } from './calibrate';
+import { planTensorSharding } from '../tensor/shard-plan';
 
 export interface CheckContext {
   ir: ModelIR;
@@ -116,6 +117,14 @@ function validate(plan: Plan, ctx: CheckContext): void {
       }
       break;
     }
+    case 'tensor':
+    case 'hybrid':
+      // The split the change asks for (layers kept whole) must leave something to split.
+      if (plan.mode === 'tensor' || 'tensor' in plan) {
+        const t = plan.mode === 'tensor' ? devices.length : plan.tensor;
+        planTensorSharding(ctx.ir, t, { dimValues: { ...(req.dims ?? {}) }, ...(plan.keepWhole ? { keepWhole: plan.keepWhole } : {}) });
+      }
+      break;
   }
 }
 

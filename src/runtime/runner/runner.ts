@@ -254,7 +254,7 @@ function prepareTensorPlan(plan: Extract<Plan, { mode: 'tensor' }>, l: Loaded): 
   if (plan.tensor !== undefined && plan.tensor !== n) {
     throw new UserError(`--tensor ${plan.tensor} splits every weight over ${plan.tensor} devices, but --devices ${plan.devices} gives ${n}; give --devices with ${plan.tensor} devices, or run --mode hybrid --data <replicas> --tensor ${plan.tensor}`);
   }
-  const t = tensorShards(l, n);
+  const t = tensorShards(l, n, plan.keepWhole);
   const recorded: Plan = { ...plan, tensor: n, ...t.recorded };
   return { prepared: { mode: 'tensor', ...t.prepared }, plan: recorded, text: `tensor parallel over ${n} devices: ${t.text}`, info: {} };
 }
@@ -283,7 +283,7 @@ function prepareHybridPlan(plan: HybridTensorPlan, l: Loaded): Preparation {
   if (plan.data * plan.tensor !== n) {
     throw new UserError(`--data ${plan.data} × --tensor ${plan.tensor} needs ${plan.data * plan.tensor} devices, but --devices ${plan.devices} gives ${n}; give --devices with ${plan.data * plan.tensor}`);
   }
-  const t = tensorShards(l, plan.tensor);
+  const t = tensorShards(l, plan.tensor, plan.keepWhole);
   const perDevice = Array.from({ length: plan.data }, () => t.recorded.perDeviceParameterBytes).flat();
   const recorded: Plan = { ...plan, ...t.recorded, perDeviceParameterBytes: perDevice };
   const text = `data ${plan.data} × tensor ${plan.tensor}: ${plan.data} replicas of ${plan.batch / plan.data} rows, each tensor parallel over ${plan.tensor} devices: ${t.text}`;
@@ -291,7 +291,7 @@ function prepareHybridPlan(plan: HybridTensorPlan, l: Loaded): Preparation {
 }
 
 /** The shard plan over `n` devices, what a plan records of it, and a line about it. */
-function tensorShards(l: Loaded, n: number): { prepared: ReturnType<typeof prepareTensor>; recorded: { groups: { label: string; allReduces: number; allGathers: number }[]; parameterBytes: number; perDeviceParameterBytes: number[] }; text: string } {
+function tensorShards(l: Loaded, n: number, keepWhole: readonly string[] = []): { prepared: ReturnType<typeof prepareTensor>; recorded: { groups: { label: string; allReduces: number; allGathers: number; nodes: string[] }[]; parameterBytes: number; perDeviceParameterBytes: number[] }; text: string } {
   // Symbolic sizes as the inputs resolved them (a sequence length from --input-shape): the
   // all-reduce buffers are sized from them.
   const dims: Record<string, number> = { ...l.dimValues };
@@ -300,7 +300,7 @@ function tensorShards(l: Loaded, n: number): { prepared: ReturnType<typeof prepa
       if (typeof d === 'string' && r.dims[k] !== undefined) dims[d] = r.dims[k];
     });
   }
-  const prepared = prepareTensor(l.ir, n, dims);
+  const prepared = prepareTensor(l.ir, n, dims, keepWhole);
   const { shard, chain } = prepared;
   const allReduces = shard.collectives.filter((c) => c.op === 'all-reduce').length;
   const recorded = {
@@ -308,6 +308,7 @@ function tensorShards(l: Loaded, n: number): { prepared: ReturnType<typeof prepa
       label: g.label,
       allReduces: g.collectives.filter((c) => shard.collectives[c]!.op === 'all-reduce').length,
       allGathers: g.collectives.filter((c) => shard.collectives[c]!.op === 'all-gather').length,
+      nodes: g.nodes,
     })),
     parameterBytes: shard.parameterBytes,
     perDeviceParameterBytes: shard.perDeviceParameterBytes,
@@ -397,6 +398,8 @@ interface ProbePlan {
   plan: Plan;
   program: Program;
   inputs?: SharedInput[];
+  /** Model files of its segments, where they are not the run's own (a tensor run's data probe runs the whole model). */
+  segmentPaths?: Record<number, string>;
 }
 
 /**
@@ -458,7 +461,7 @@ async function measure(
           ...(probePlan.inputs ? { inputs: probePlan.inputs } : {}),
           steps: probeSteps(plan.steps),
           devices: l.devices,
-          segmentPaths,
+          segmentPaths: probePlan.segmentPaths ?? segmentPaths,
           capture: { ...capture, profiledSteps: 0 },
           phase: 'steps',
           message: 'measuring a second operating point',
@@ -534,6 +537,15 @@ function probePlanOf(req: ProfileRequest, prep: Preparation, l: Loaded): ProbePl
     const probe: Plan = { ...plan, microBatches: m2 };
     return { plan: probe, program: compile(probe, prep.prepared, l.compile) };
   }
+  if (plan.mode === 'tensor') {
+    // The alternative a tensor plan is weighed against: the same batch split over the same
+    // devices, each holding the whole model.
+    if (l.resolved.some((r) => r.batchFixed) || !l.inputs.some((i) => i.batchAxis !== null) || plan.batch < l.devices.length) return null;
+    const probe: Plan = { mode: 'data', devices: plan.devices, batch: plan.batch, steps: plan.steps, warmup: plan.warmup, seed: plan.seed };
+    const shards = resolveShards(probe, l.devices.length);
+    const program = compile({ ...probe, shards }, { mode: 'data' }, l.compile);
+    return { plan: { ...probe, shards }, program, segmentPaths: Object.fromEntries(program.segments.map((seg) => [seg.id, req.modelPath])) };
+  }
   if (plan.mode !== 'data' || l.resolved.some((r) => r.batchFixed) || !l.inputs.some((i) => i.batchAxis !== null)) return null;
   const probe: Plan = { ...plan, batch: plan.batch * 2, shards: resolveShards(plan, l.devices.length).map((r) => r * 2) };
   const inputs = l.inputs.map((i): SharedInput => {
@@ -552,9 +564,10 @@ function probePlanOf(req: ProfileRequest, prep: Preparation, l: Loaded): ProbePl
 function probeRecord(
   probe: NonNullable<Runs['probe']>,
   m: Pick<Parameters<typeof buildTrace>[0], 'request' | 'ir' | 'ortVersion' | 'devices' | 'inputs' | 'capture'>,
-): Pick<TraceMeta, 'microProbe' | 'batchProbe'> {
+): Pick<TraceMeta, 'microProbe' | 'batchProbe' | 'dataProbe'> {
   const t = deriveIdle(buildTrace({ ...m, plan: probe.plan, program: probe.program, done: probe.done, numericalCheck: undefined, baseline: undefined, measurement: undefined }));
   const stepTimesUs = t.steps.map((w) => w.endUs - w.startUs);
+  if (m.request.plan.mode === 'tensor') return { dataProbe: { devices: probe.plan.devices, stepTimesUs } };
   if (probe.plan.mode !== 'pipeline') return { batchProbe: { batch: probe.plan.batch, stepTimesUs } };
   const model = analyse(t).pipeline?.model;
   return {
@@ -610,11 +623,17 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     if (runs.probe) {
       const rec = probeRecord(runs.probe, { request: req, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, inputs: l.inputs, capture });
       Object.assign(trace.meta, rec);
-      const what = rec.microProbe ? `${rec.microProbe.microBatches} micro-batches` : `the batch of ${rec.batchProbe?.batch ?? 0} (the inputs' rows repeated)`;
-      const steps = (rec.microProbe ?? rec.batchProbe)?.stepTimesUs.length ?? 0;
-      trace.meta.notes.push(
-        `Probe: ${steps} steps with ${what} ran on workers of their own, in blocks alternating with the timed steps, so that predictions for other ${rec.microProbe ? 'micro-batch counts' : 'batches'} rest on two measured points. The gaps between blocks on this timeline include those steps.`,
-      );
+      const steps = (rec.microProbe ?? rec.batchProbe ?? rec.dataProbe)?.stepTimesUs.length ?? 0;
+      if (rec.dataProbe) {
+        trace.meta.notes.push(
+          `Probe: ${steps} steps of the same batch run data parallel on the same devices (the whole model on each) ran on workers of their own, in blocks alternating with the timed steps, so that tensor parallelism is weighed against a measured alternative. The gaps between blocks on this timeline include those steps.`,
+        );
+      } else {
+        const what = rec.microProbe ? `${rec.microProbe.microBatches} micro-batches` : `the batch of ${rec.batchProbe?.batch ?? 0} (the inputs' rows repeated)`;
+        trace.meta.notes.push(
+          `Probe: ${steps} steps with ${what} ran on workers of their own, in blocks alternating with the timed steps, so that predictions for other ${rec.microProbe ? 'micro-batch counts' : 'batches'} rest on two measured points. The gaps between blocks on this timeline include those steps.`,
+        );
+      }
     }
     const summary = summarize(trace);
     trace.summary = summary;

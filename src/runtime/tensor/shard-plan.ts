@@ -102,6 +102,25 @@ export interface TensorShardPlan {
 export interface TensorPlanOptions {
   /** Values of symbolic dimensions other than the batch (image sizes, sequence length). */
   dimValues?: Record<string, number>;
+  /**
+   * Layers to keep whole: a node name, a scope prefixing node names (`/layers.5/mlp` keeps
+   * `/layers.5/mlp/fc1/MatMul`), or a glob with `*`. A MatMul/Gemm it matches is never a
+   * split seed (nor, therefore, a row-parallel partner). A pattern that matches no candidate
+   * is an error (a typo would otherwise split everything silently).
+   */
+  keepWhole?: readonly string[];
+}
+
+/** Operators whose weight the planner may split (what `keepWhole` patterns select among). */
+const SPLITTABLE_OPS: ReadonlySet<string> = new Set(['MatMul', 'Gemm', 'Conv']);
+
+/** True when node `name` is matched by a `keepWhole` pattern (see {@link TensorPlanOptions.keepWhole}). */
+export function keptWhole(name: string, pattern: string): boolean {
+  if (pattern.includes('*')) {
+    const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+    return re.test(name);
+  }
+  return name === pattern || name.startsWith(pattern.endsWith('/') ? pattern : `${pattern}/`);
 }
 
 /** What the planner looks for, for the message of a model with nothing to split. */
@@ -124,6 +143,15 @@ export function planTensorSharding(ir: ModelIR, devices: number, opts: TensorPla
 
   // Seeds whose split failed, with the reason; each round removes at least one, so this ends.
   const disabled = new Map<number, string>();
+  for (const pattern of opts.keepWhole ?? []) {
+    let matched = 0;
+    ir.nodes.forEach((node, idx) => {
+      if (!SPLITTABLE_OPS.has(node.opType) || !keptWhole(node.name, pattern)) return;
+      disabled.set(idx, `kept whole by --keep-whole ${pattern}`);
+      matched++;
+    });
+    if (matched === 0) throw new UserError(`--keep-whole ${pattern} matches no ${[...SPLITTABLE_OPS].join(', ')} node of ${ir.path}; give a node name, a scope such as /layers.5/mlp, or a glob (parallax plan --mode tensor lists the split layers)`);
+  }
   let pass = propagate(ctx, disabled);
   while (pass.failed.size > 0) {
     for (const [root, reason] of pass.failed) {
