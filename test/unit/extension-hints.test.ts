@@ -108,6 +108,21 @@ describe('findings → plan keys', () => {
     assert.equal(byDevices[0]!.key, 'devices');
   });
 
+  it('maps tensor-collectives to "keepWhole" (a fix that writes the layers) and tensor-vs-data to "mode"', () => {
+    const text = `{ "plans": { "tp": { "model": "m.onnx", "mode": "tensor", "devices": "cpu:2", "batch": 64 } } }`;
+    const tp = findPlan(parseConfig(text), 'tp')!;
+    const run = { devices: 'cpu:2', batch: 64 };
+    const [keep] = planHints([finding('tensor-collectives', { keepWhole: ['/layers.5/mlp'] }, {}, { collectiveShare: 0.41 })], tp, run, SETTINGS);
+    assert.equal(keep!.key, 'keepWhole');
+    assert.match(keep!.message, /all-reduces 41% of the step; keep whole \/layers\.5\/mlp/);
+    const fixed = parseConfig(applyFix(text, 'tp', keep!));
+    assert.deepEqual(findPlan(fixed, 'tp')!.values.keepWhole, ['/layers.5/mlp']);
+    assert.deepEqual(fixed.problems, []);
+    const [data] = planHints([finding('tensor-vs-data', { mode: 'data' })], tp, run, SETTINGS);
+    assert.equal(data!.key, 'mode');
+    assert.deepEqual(data!.changes, [{ key: 'mode', value: 'data' }]);
+  });
+
   it('drops a hint whose key the user changed since the run, or that already holds the suggestion', () => {
     const changed = findPlan(parseConfig(CONFIG.replace('"microBatches": 2', '"microBatches": 8')), 'pipe')!;
     assert.deepEqual(planHints([bubble], changed, RUN_PLAN, SETTINGS), []);
