@@ -43,3 +43,33 @@ export function sweepArgs(v: unknown): SweepArgs {
     ...(typeof o['warmup'] === 'number' && Number.isInteger(o['warmup']) && o['warmup'] >= 0 && o['warmup'] <= 10_000 ? { warmup: o['warmup'] } : {}),
   };
 }
+
+/** `parallax sweep`'s defaults, for what neither the caller nor the settings give. */
+export const SWEEP_DEFAULTS = { modes: ['data', 'pipeline'] as SweepMode[], microBatches: [1, 2, 4, 8], repeats: 3, steps: 10, warmup: 2 };
+
+/** One row of a multi-select pick: its label, words under it, and whether it starts checked. */
+export interface ChoiceItem<T> {
+  value: T;
+  label: string;
+  detail: string;
+  picked: boolean;
+}
+
+const MODE_DETAIL: Record<SweepMode, string> = {
+  data: 'the model on every device, the batch split: 1 … N devices',
+  pipeline: 'stages on N devices, with each micro-batch count picked next',
+  tensor: 'weights split over all N devices, where the model has layers to split',
+  hybrid: 'data × tensor and data × pipeline, measured from 4 devices, predicted below',
+};
+
+/** The modes to sweep, as a multi-select pick; the defaults start checked. */
+export function modeChoices(defaults: readonly SweepMode[] = SWEEP_DEFAULTS.modes): ChoiceItem<SweepMode>[] {
+  return SWEEP_MODES.map((m) => ({ value: m, label: m, detail: MODE_DETAIL[m], picked: defaults.includes(m) }));
+}
+
+/** Micro-batch counts a pipeline sweep offers (each must divide the batch), the defaults checked. */
+export function microBatchChoices(batch: number, defaults: readonly number[] = SWEEP_DEFAULTS.microBatches): ChoiceItem<number>[] {
+  return [1, 2, 4, 8, 16, 32]
+    .filter((m) => m <= batch && batch % m === 0)
+    .map((m) => ({ value: m, label: String(m), detail: `${batch / m} row${batch / m === 1 ? '' : 's'} per micro-batch`, picked: defaults.includes(m) }));
+}

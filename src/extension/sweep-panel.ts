@@ -29,7 +29,7 @@ import { ensureTrusted, reportError, warnBusy } from './commands';
 import type { Ctx } from './ctx';
 import { Command } from './ids';
 import { pickModel } from './pick';
-import { sweepArgs } from './sweep-args';
+import { microBatchChoices, modeChoices, sweepArgs, SWEEP_DEFAULTS, type ChoiceItem, type SweepArgs } from './sweep-args';
 import { showTimeline } from './timeline';
 import { checkFromSweepView } from './webview-messages';
 import { errorHtml, SWEEP_VIEW_TYPE, sweepHtml, timelineWebviewOptions } from './webview-html';
@@ -231,8 +231,38 @@ const openSweepCommand =
     return path ? openSweepFile(ctx, path) : undefined;
   };
 
-/** `parallax sweep`'s defaults, for what neither the caller nor the settings give. */
-const SWEEP_DEFAULTS = { modes: ['data', 'pipeline'] as SweepMode[], microBatches: [1, 2, 4, 8], repeats: 3, steps: 10, warmup: 2 };
+/**
+ * A multi-select pick over `items` (checked as they come); undefined when dismissed, and
+ * when nothing is left checked (with a message saying so).
+ */
+async function pickMany<T>(items: ChoiceItem<T>[], title: string, placeHolder: string): Promise<T[] | undefined> {
+  const picked = await vscode.window.showQuickPick(
+    items.map((i) => ({ label: i.label, detail: i.detail, picked: i.picked, value: i.value })),
+    { title, placeHolder, canPickMany: true, ignoreFocusOut: true },
+  );
+  if (!picked) return undefined;
+  if (picked.length === 0) {
+    void vscode.window.showWarningMessage(`Parallax: ${title}: nothing was checked, so nothing was swept. Check at least one and press Enter.`);
+    return undefined;
+  }
+  return picked.map((p) => p.value);
+}
+
+/**
+ * The modes and micro-batch counts to sweep: what the caller gave, else picked (the modes,
+ * then the micro-batch counts when a pipeline is among them); undefined when dismissed.
+ */
+async function sweepChoices(given: SweepArgs, batch: number): Promise<{ modes: SweepMode[]; microBatches: number[] } | undefined> {
+  const modes = given.modes ?? (await pickMany(modeChoices(), 'Parallax: Sweep Plans — modes', 'Modes to measure and predict (Space checks, Enter sweeps)'));
+  if (!modes) return undefined;
+  const pipelines = modes.includes('pipeline') || modes.includes('hybrid');
+  const choices = microBatchChoices(batch);
+  const microBatches =
+    given.microBatches ??
+    (pipelines && choices.length > 1 ? await pickMany(choices, 'Parallax: Sweep Plans — micro-batches', `Micro-batch counts for the pipelines (batch ${batch})`) : SWEEP_DEFAULTS.microBatches);
+  if (!microBatches) return undefined;
+  return { modes, microBatches };
+}
 
 /** `parallax.sweepPlans`: a model (from the explorer, or picked), swept with progress; the result opens in the panel. */
 const sweepPlansCommand =
@@ -254,6 +284,9 @@ const sweepPlansCommand =
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const dir = join(storage.fsPath, 'sweeps', `${basename(target.fsPath).replace(/\.onnx$/i, '').replace(/[^A-Za-z0-9._-]+/g, '_')}-${stamp}`);
     const devices = given.devices ?? settings.devices;
+    const batch = given.batch ?? settings.batch;
+    const chosen = await sweepChoices(given, batch);
+    if (!chosen) return undefined;
     const abort = ctx.beginProfile(`sweep of ${label}`);
     ctx.output.info(`sweeping ${label} over ${devices} → ${dir}`);
     try {
@@ -267,9 +300,9 @@ const sweepPlansCommand =
             modelPath: target.fsPath,
             modelLabel: label,
             devices,
-            modes: given.modes ?? SWEEP_DEFAULTS.modes,
-            batches: [given.batch ?? settings.batch],
-            microBatches: given.microBatches ?? SWEEP_DEFAULTS.microBatches,
+            modes: chosen.modes,
+            batches: [batch],
+            microBatches: chosen.microBatches,
             repeats: given.repeats ?? SWEEP_DEFAULTS.repeats,
             steps: given.steps ?? SWEEP_DEFAULTS.steps,
             warmup: given.warmup ?? SWEEP_DEFAULTS.warmup,

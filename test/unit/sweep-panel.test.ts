@@ -12,7 +12,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { isUserError } from '../../src/common/errors';
-import { sweepArgs } from '../../src/extension/sweep-args';
+import { microBatchChoices, modeChoices, sweepArgs } from '../../src/extension/sweep-args';
 import { checkFromSweepView, MAX_MESSAGE_TEXT } from '../../src/extension/webview-messages';
 import { findTracesDir, parseSweepResult, readSweepResult, sweepTracePath, sweepTracesIn, traceFileStem, writeSweepTraces } from '../../src/profiler/sweep/files';
 import type { SweepResult } from '../../src/profiler/sweep/schema';
@@ -36,6 +36,24 @@ function oneLineError(fn: () => unknown, re: RegExp): void {
     return true;
   });
 }
+
+describe('the choices of "Sweep Plans…"', () => {
+  test('every mode is offered, the defaults checked', () => {
+    const items = modeChoices();
+    assert.deepEqual(items.map((i) => i.value), ['data', 'pipeline', 'tensor', 'hybrid']);
+    assert.deepEqual(items.filter((i) => i.picked).map((i) => i.value), ['data', 'pipeline']);
+    assert.ok(items.every((i) => i.detail.length > 0));
+  });
+
+  test('micro-batch counts that divide the batch, with their rows per micro-batch', () => {
+    const items = microBatchChoices(12);
+    assert.deepEqual(items.map((i) => i.value), [1, 2, 4]);
+    assert.deepEqual(items.filter((i) => i.picked).map((i) => i.value), [1, 2, 4]);
+    assert.equal(items[2]!.detail, '3 rows per micro-batch');
+    assert.deepEqual(microBatchChoices(1).map((i) => i.detail), ['1 row per micro-batch']);
+    assert.deepEqual(microBatchChoices(64, [2]).filter((i) => i.picked).map((i) => i.value), [2]);
+  });
+});
 
 describe('sweep.json', () => {
   test('a real sweep result passes the schema check as it is', () => {

@@ -87,10 +87,10 @@ async function checkSweepView(f: Frame, r: SweepResult): Promise<void> {
  * arguments are the choices, without a model): presses it until the model pick shows, then
  * picks the model.
  */
-async function startSweepPlans(h: VsCodeHarness): Promise<void> {
+async function startSweepPlans(h: VsCodeHarness, key = 'KeyW'): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     await h.page.locator('.part.sidebar .title').first().click();
-    await h.page.keyboard.press('Control+Alt+Shift+KeyW');
+    await h.page.keyboard.press(`Control+Alt+Shift+${key}`);
     const picked = await h.page.locator('.quick-input-widget .quick-input-list .monaco-list-row').filter({ hasText: /\.onnx/ }).first().waitFor({ state: 'visible', timeout: 3000 }).then(
       () => true,
       () => false,
@@ -118,7 +118,11 @@ describe('the sweep panel in VS Code (code-server)', { timeout: 8 * 60_000 }, ()
       result = await readSweepResult(join(ws, SWEEP));
       mkdirSync(join(ws, 'bad'));
       writeFileSync(join(ws, BROKEN), JSON.stringify({ format: 'parallax-trace', plans: 'none' }));
-      const keybindings = [{ key: 'ctrl+alt+shift+w', command: 'parallax.sweepPlans', args: { devices: 'cpu:2', modes: ['data'], batch: 8, repeats: 1, steps: 2, warmup: 1 } }];
+      const keybindings = [
+        { key: 'ctrl+alt+shift+w', command: 'parallax.sweepPlans', args: { devices: 'cpu:2', modes: ['data'], batch: 8, repeats: 1, steps: 2, warmup: 1 } },
+        // No modes or micro-batches: they are picked.
+        { key: 'ctrl+alt+shift+q', command: 'parallax.sweepPlans', args: { devices: 'cpu:2', batch: 8, repeats: 1, steps: 2, warmup: 1 } },
+      ];
       vs = await VsCodeHarness.start({ workspace: ws, vsix: ensureVsix(), name: 'sweep', keybindings });
     },
     { timeout: 15 * 60_000 },
@@ -205,6 +209,56 @@ describe('the sweep panel in VS Code (code-server)', { timeout: 8 * 60_000 }, ()
     await toast.locator('.monaco-button').filter({ hasText: 'Cancel' }).first().click();
     await h.waitForNotification(/sweep of models\/.+ cancelled/, { timeoutMs: 60_000, failOn: /failed/ });
     await h.clearNotifications();
+  });
+
+  it('"Sweep Plans…" asks for the modes and micro-batch counts it was not given; dismissing the pick sweeps nothing', async () => {
+    const h = vs!;
+    const rows = '.quick-input-widget .quick-input-list .monaco-list-row';
+    const checked = (re: RegExp): Promise<boolean> =>
+      h.page
+        .locator(rows)
+        .filter({ hasText: re })
+        .first()
+        .locator('.quick-input-list-checkbox, input[type="checkbox"], .monaco-custom-toggle')
+        .first()
+        .evaluate((e) => (e as unknown as { checked?: boolean }).checked === true || e.classList.contains('checked') || e.getAttribute('aria-checked') === 'true');
+    await h.clearNotifications();
+    await startSweepPlans(h, 'KeyQ');
+    await h.waitForQuickInput(/Sweep Plans — modes/);
+    const texts = await h.page.locator(rows).allTextContents();
+    for (const m of ['data', 'pipeline', 'tensor', 'hybrid']) assert.ok(texts.some((t) => t.startsWith(m)), `mode ${m} offered: ${JSON.stringify(texts)}`);
+    assert.deepEqual([await checked(/^data/), await checked(/^pipeline/), await checked(/^tensor/), await checked(/^hybrid/)], [true, true, false, false], 'the defaults are checked');
+    await h.page.keyboard.press('Escape');
+    await h.page.waitForTimeout(3000);
+    assert.deepEqual((await h.notifications()).filter((t) => /sweeping plans/.test(t)), [], 'nothing swept');
+
+    // Pipelines only, at 2 micro-batches.
+    await startSweepPlans(h, 'KeyQ');
+    await h.waitForQuickInput(/Sweep Plans — modes/);
+    await h.page.locator(rows).filter({ hasText: /^data/ }).first().click();
+    assert.equal(await checked(/^data/), false, 'data unchecked');
+    await h.acceptQuickInput();
+    await h.waitForQuickInput(/Sweep Plans — micro-batches/);
+    // Each row: the count, then its rows per micro-batch.
+    const counts = await h.page.locator(rows).allTextContents();
+    assert.equal(counts.length, 4, JSON.stringify(counts));
+    [1, 2, 4, 8].forEach((m, i) => assert.match(counts[i]!, new RegExp(`^${m}${8 / m} rows? per micro-batch`), 'the counts that divide the batch of 8'));
+    for (const re of [/^1/, /^4/, /^8/]) await h.page.locator(rows).filter({ hasText: re }).first().click();
+    await h.acceptQuickInput();
+    await h.waitForNotification(/sweeping plans of models\//, { timeoutMs: 30_000, failOn: /failed|cannot/ });
+    const deadline = Date.now() + 4 * 60_000;
+    let f: Frame | undefined;
+    while (!f) {
+      for (const fr of h.webviewFrames()) {
+        const r = await tableRows(fr).catch(() => []);
+        if (r.length > 0 && r.every((c) => c[0]!.startsWith('pipeline '))) f = fr;
+      }
+      if (Date.now() > deadline) throw new Error(`no sweep of pipeline plans in the panel; notifications: ${JSON.stringify(await h.notifications())}`);
+      if (!f) await h.page.waitForTimeout(500);
+    }
+    const labels = (await tableRows(f)).map((c) => c[0]!);
+    assert.ok(labels.every((l) => /M=2\b/.test(l)), `only 2 micro-batches: ${labels.join(' | ')}`);
+    await h.screenshot('sweep-picked');
   });
 
   it('"Sweep Plans…" measures and predicts a model from VS Code, with progress, into the panel', async () => {
