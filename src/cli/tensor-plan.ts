@@ -99,6 +99,7 @@ export function formatTensorPlan(plan: TensorShardPlan, memory: MemoryTable, mod
   const out: string[] = [
     `${model} · tensor parallel · ${n} devices · planned, not run`,
     `${plan.groups.length} split group${plan.groups.length === 1 ? '' : 's'} · ${reduces} all-reduce${reduces === 1 ? '' : 's'} and ${gathers} all-gather${gathers === 1 ? '' : 's'} per forward step · parameters per device ${formatBytes(perDevice)} of ${formatBytes(plan.parameterBytes)} (${formatPercent(perDevice / plan.parameterBytes)})`,
+    ...(plan.annotations ? [`split as the model's sharding annotations say (${plan.annotations} annotated weight cut${plan.annotations === 1 ? '' : 's'}); other weights are kept whole`] : []),
     '',
     'split groups',
     table(

@@ -12,6 +12,7 @@ import { tempDir } from '../helpers/temp';
 import { buildDemoModel } from '../../src/runtime/onnx/demo-model';
 import { parseModel } from '../../src/runtime/onnx/model';
 import { nothingToSplitModelBytes, transformerModelBytes } from '../helpers/transformer-model';
+import { annotateSharding } from '../helpers/sharding-annotations';
 
 const dir = tempDir('tensor-plan');
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
@@ -111,4 +112,29 @@ test('tensor planning flags are checked before any work', async () => {
   assertOneLineError(await runCli(['plan', demoPath, '--mode', 'tensor', '--device-memory', '16 gigs'], { env }), /--device-memory expects a size such as 16GiB/);
   assertOneLineError(await runCli(['plan', demoPath, '--mode', 'data', '--tensor', '2'], { env }), /--tensor applies to --mode tensor or hybrid only/);
   assertOneLineError(await runCli(['plan', demoPath, '--mode', 'tensor', '--tensor', '4', '--devices', 'cpu:2'], { env }), /--tensor 4 and --devices cpu:2 \(2 devices\) disagree/);
+});
+
+test('plan --mode tensor follows the model\'s ONNX sharding annotations, and --keep-whole leaves a block whole', async () => {
+  const ir = parseModel(demoBytes, 'demo.onnx');
+  const weight = (name: string): string => ir.nodes.find((n) => n.name === name)!.inputs[1]!;
+  const annotations = [
+    { node: '/layers.1/mlp/fc1/MatMul', tensor: weight('/layers.1/mlp/fc1/MatMul'), axis: 1, shards: 2 },
+    { node: '/layers.1/mlp/fc2/MatMul', tensor: weight('/layers.1/mlp/fc2/MatMul'), axis: 0, shards: 2 },
+  ];
+  const path = writeModel('annotated.onnx', annotateSharding(demoBytes, annotations));
+  const r = await runCli(['plan', path, '--mode', 'tensor', '--devices', 'cpu:2', '--json'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const plan = JSON.parse(r.stdout).plan as { groups: { label: string }[]; annotations: number };
+  assert.deepEqual(plan.groups.map((g) => g.label), ['/layers.1/mlp']);
+  assert.equal(plan.annotations, 2);
+  const text = await runCli(['plan', path, '--mode', 'tensor', '--devices', 'cpu:2'], { env });
+  assert.match(text.stdout, /split as the model's sharding annotations say \(2 annotated weight cuts\)/);
+  const four = await runCli(['plan', path, '--mode', 'tensor', '--devices', 'cpu:4'], { env });
+  assert.equal(four.code, 2);
+  assert.match(four.stderr, /^parallax: .*cuts its weight ".*" into 2 shards, but the run has 4 devices/);
+
+  const kept = await runCli(['plan', demoPath, '--mode', 'tensor', '--devices', 'cpu:2', '--keep-whole', '/layers.0/mlp', '--json'], { env });
+  assert.equal(kept.code, 0, kept.stderr);
+  const keptPlan = JSON.parse(kept.stdout).plan as { groups: { label: string }[] };
+  assert.ok(!keptPlan.groups.some((g) => g.label === '/layers.0/mlp') && keptPlan.groups.length > 0);
 });

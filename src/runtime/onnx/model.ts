@@ -17,7 +17,7 @@ import { UserError } from '../../common/errors';
 import { MAX_GRAPH_DEPTH, MAX_MODEL_NODES } from '../../common/limits';
 import { checkLocationText, resolveInsideFolder } from './external-data';
 import { byteSize, dtypeName, isWeightType, type DType } from './dtypes';
-import { readNodeMetadata } from './node-metadata';
+import { readNodeExtras, type NodeExtras, type ShardingSpec } from './node-metadata';
 
 export { estimateCosts } from './costs';
 export type { CostEstimate, NodeCost, TensorShape } from './costs';
@@ -109,6 +109,8 @@ export interface IRNode {
    * `pkg.torch.onnx.stack_trace` and `pkg.torch.onnx.name_scopes` here.
    */
   metadata: Record<string, string>;
+  /** The node's ONNX sharding annotations (`device_configurations`), when it has any. */
+  sharding?: ShardingSpec[];
 }
 
 /** The graph IR of a model. */
@@ -365,7 +367,7 @@ function readValueInfo(
 /** The graph's nodes (each with a unique name) and the values of its Constant nodes by output name. */
 function readNodes(
   graphNodes: onnx.INodeProto[],
-  metadata: Array<Record<string, string> | null>,
+  extras: NodeExtras[],
   summarize: Summarize,
 ): { nodes: IRNode[]; constants: Map<string, TensorSummary> } {
   const usedNames = new Set<string>();
@@ -402,7 +404,8 @@ function readNodes(
       attributes,
       hasSubgraphs,
       implicitInputs: [...implicit],
-      metadata: metadata[index] ?? {},
+      metadata: extras[index]?.metadata ?? {},
+      ...(extras[index]?.sharding.length ? { sharding: extras[index]!.sharding } : {}),
     };
     if (node.opType === 'Constant' && node.domain === '' && node.outputs[0]) {
       const c = constantValue(node, attributes);
@@ -526,9 +529,9 @@ function describeText(bytes: Uint8Array): string | null {
   return `it starts with "${first}"`;
 }
 
-function safeNodeMetadata(bytes: Uint8Array, nodeCount: number): Array<Record<string, string> | null> {
+function safeNodeMetadata(bytes: Uint8Array, nodeCount: number): NodeExtras[] {
   try {
-    const m = readNodeMetadata(bytes);
+    const m = readNodeExtras(bytes);
     // The overlay must see the same nodes as the static decoder; if not, drop it rather
     // than attach one node's source location to another.
     return m.length === nodeCount ? m : [];

@@ -315,7 +315,8 @@ function tensorShards(l: Loaded, n: number, keepWhole: readonly string[] = []): 
   };
   const text =
     `${shard.groups.length} split group${shard.groups.length === 1 ? '' : 's'}, ${allReduces} all-reduce${allReduces === 1 ? '' : 's'} per step, ` +
-    `${chain.stages.length} segment${chain.stages.length === 1 ? '' : 's'} per device; parameters per device ${shard.perDeviceParameterBytes.map((b) => formatBytes(b)).join(', ')} of ${formatBytes(shard.parameterBytes)}`;
+    `${chain.stages.length} segment${chain.stages.length === 1 ? '' : 's'} per device; parameters per device ${shard.perDeviceParameterBytes.map((b) => formatBytes(b)).join(', ')} of ${formatBytes(shard.parameterBytes)}` +
+    (shard.annotations ? `; split as the model's sharding annotations say (${shard.annotations} annotated weight cut${shard.annotations === 1 ? '' : 's'})` : '');
   return { prepared, recorded, text };
 }
 

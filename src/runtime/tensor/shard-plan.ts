@@ -96,6 +96,8 @@ export interface TensorShardPlan {
   parameterBytes: number;
   /** Parameter bytes each device holds: everything replicated plus its slices. */
   perDeviceParameterBytes: number[];
+  /** Weights cut as the model's ONNX sharding annotations say (0: the planner chose every split). */
+  annotations?: number;
 }
 
 /** Options for {@link planTensorSharding}. */
@@ -152,6 +154,16 @@ export function planTensorSharding(ir: ModelIR, devices: number, opts: TensorPla
     });
     if (matched === 0) throw new UserError(`--keep-whole ${pattern} matches no ${[...SPLITTABLE_OPS].join(', ')} node of ${ir.path}; give a node name, a scope such as /layers.5/mlp, or a glob (parallax plan --mode tensor lists the split layers)`);
   }
+  // A model that carries ONNX sharding annotations on its weights is split as they say: only
+  // the weights they cut by columns seed a split (rows follow from the propagation), and
+  // every annotation is checked against the plan below.
+  const annotated = annotatedWeights(ir, devices);
+  if (annotated.length > 0) {
+    const seeds = new Set(annotated.filter((a) => a.role === 'column').map((a) => a.node));
+    ir.nodes.forEach((node, idx) => {
+      if (weightOf(ir, node) && !seeds.has(idx) && !disabled.has(idx)) disabled.set(idx, 'the model\'s sharding annotations leave its weight whole');
+    });
+  }
   let pass = propagate(ctx, disabled);
   while (pass.failed.size > 0) {
     for (const [root, reason] of pass.failed) {
@@ -167,11 +179,74 @@ export function planTensorSharding(ir: ModelIR, devices: number, opts: TensorPla
     const node = ir.nodes[idx];
     notSplit.push({ node: node.name, weight: weightOf(ir, node)?.name ?? null, reason });
   }
+  if (pass.seeds.length === 0 && annotated.length > 0) {
+    const a = annotated[0]!;
+    throw annotationError(ir, a, notSplit.find((x) => x.node === ir.nodes[a.node]!.name)?.reason ?? 'no annotated weight is cut by columns, so every layer\'s input is whole');
+  }
   if (pass.seeds.length === 0) {
     const why = notSplit.length > 0 ? `; ${notSplit.length} candidate${notSplit.length === 1 ? '' : 's'} left whole, e.g. ${notSplit[0].node}: ${notSplit[0].reason}` : '; the model has none';
     throw new UserError(`${ir.path}: nothing to split for tensor parallelism over ${devices} devices: looked for ${LOOKED_FOR}${why}; use --mode data or --mode pipeline for this model`);
   }
-  return assemble(ctx, pass, notSplit, batchDim);
+  const plan = assemble(ctx, pass, notSplit, batchDim);
+  checkAnnotations(ir, plan, annotated);
+  return { ...plan, annotations: annotated.length };
+}
+
+/** A weight a node's sharding annotation cuts, and which split of the pair that is. */
+interface AnnotatedWeight {
+  node: number;
+  tensor: string;
+  axis: number;
+  role: 'column' | 'row';
+}
+
+/**
+ * The weights the model's ONNX sharding annotations cut (annotations of other tensors, the
+ * activations, are not read: the propagation decides those).
+ * @throws UserError for a cut into another number of shards than devices, or along an axis
+ *   that is neither the weight's columns nor its rows.
+ */
+function annotatedWeights(ir: ModelIR, devices: number): AnnotatedWeight[] {
+  const out: AnnotatedWeight[] = [];
+  ir.nodes.forEach((node, idx) => {
+    const w = weightOf(ir, node);
+    if (!w) return;
+    for (const spec of node.sharding ?? []) {
+      if (spec.tensor !== w.name) continue;
+      for (const d of spec.dims) {
+        if (d.shards === 1) continue;
+        const axis = d.axis < 0 ? d.axis + w.dims.length : d.axis;
+        const where = `${ir.path}: node "${node.name}" carries a sharding annotation that cuts its weight "${w.name}"`;
+        if (d.shards !== devices) {
+          throw new UserError(`${where} into ${d.shards} shards, but the run has ${devices} devices; run with ${d.shards} devices (--devices cpu:${d.shards}, or --tensor ${d.shards} in a hybrid), or change the annotation`);
+        }
+        if (axis !== w.colAxis && axis !== w.rowAxis) {
+          throw new UserError(`${where} along axis ${d.axis}, which is neither its columns (axis ${w.colAxis}) nor its rows (axis ${w.rowAxis}); fix the annotation`);
+        }
+        out.push({ node: idx, tensor: w.name, axis, role: axis === w.colAxis ? 'column' : 'row' });
+      }
+    }
+  });
+  return out;
+}
+
+/** Every annotated cut is the cut the plan makes; else one line saying which and why not. */
+function checkAnnotations(ir: ModelIR, plan: TensorShardPlan, annotated: readonly AnnotatedWeight[]): void {
+  for (const a of annotated) {
+    const placed = plan.initializers.find((i) => i.name === a.tensor);
+    if (placed?.kind === 'split' && placed.axis === a.axis) continue;
+    const node = ir.nodes[a.node]!;
+    const why = plan.notSplit.find((x) => x.node === node.name)?.reason ?? (placed?.kind === 'split' ? `the split that runs cuts it along axis ${placed.axis}` : 'nothing before it is split by columns, so its input is whole');
+    throw annotationError(ir, a, why);
+  }
+}
+
+function annotationError(ir: ModelIR, a: AnnotatedWeight, reason: string): UserError {
+  // A row cut needs a column cut before it; the planner's own reason would only say the node seeds no split.
+  const why = a.role === 'row' && /sharding annotations leave/.test(reason) ? 'no weight before it is cut by columns, so its input is whole' : reason;
+  return new UserError(
+    `${ir.path}: node "${ir.nodes[a.node]!.name}" carries a sharding annotation that cuts "${a.tensor}" by ${a.role === 'column' ? 'columns' : 'rows'} (axis ${a.axis}), which tensor parallelism cannot follow here: ${why}; change the annotation or remove it to let the planner choose`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------
