@@ -74,7 +74,8 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
   }
   if (s.probe) {
     const what = s.probe.microBatches !== undefined ? `${s.probe.microBatches} micro-batches` : s.probe.mode === 'data' ? 'data parallel, same batch and devices' : `batch ${s.probe.batch ?? '?'}`;
-    out.push(`probe       ${what}: median ${ms(s.probe.stepTimeUs)} over ${s.probe.steps} steps, interleaved on workers of its own (a second operating point for predictions)`);
+    const why = s.probe.mode === 'data' ? 'the alternative tensor parallelism is weighed against' : 'a second operating point for predictions';
+    out.push(`probe       ${what}: median ${ms(s.probe.stepTimeUs)} over ${s.probe.steps} steps, interleaved on workers of its own (${why})`);
   }
   if (s.captureOverhead) {
     const c = s.captureOverhead;

@@ -48,7 +48,7 @@ export interface TensorAnalysis {
   /** Replica groups of lanes (one for a tensor run; `data` of them for data × tensor). */
   groups: number[][];
   layers: TensorLayer[];
-  /** Σ collectiveUs, waitUs and transferUs over the layers. */
+  /** Per step, the sum over the layers (collective, wait, transfer), median over steps. */
   collectiveUs: number;
   waitUs: number;
   transferUs: number;
@@ -155,14 +155,16 @@ export function analyseTensor(ix: SpanIndex, opIndex: () => SpanIndex): TensorAn
     transferUs: seen[gi] ? med(xfer[gi]!) : 0,
     splitComputeUs: split ? split[gi]! : null,
   }));
-  const sum = (f: (l: TensorLayer) => number): number => layers.reduce((a, l) => a + f(l), 0);
+  // Totals per step first, then their median (a sum of per-layer medians understates a step
+  // whose layers are slow at different times).
+  const total = (per: Float64Array[]): number => med(Float64Array.from({ length: ix.nSteps }, (_, st) => per.reduce((a, x) => a + x[st]!, 0)));
   return {
     tensor,
     groups: replicaLanes,
     layers,
-    collectiveUs: sum((l) => l.collectiveUs),
-    waitUs: sum((l) => l.waitUs),
-    transferUs: sum((l) => l.transferUs),
+    collectiveUs: total(coll),
+    waitUs: total(wait),
+    transferUs: total(xfer),
     stepUs: median(Array.from(ix.stepUs)),
   };
 }
