@@ -5,8 +5,8 @@
  *
  * - every split initializer holds only this device's slice (so a device holds ~1/N of the
  *   split weights, and nothing else of them);
- * - a row-parallel Gemm's bias is real on device 0 and zeros elsewhere, so it is added once
- *   when the partial sums are all-reduced;
+ * - a row-parallel Gemm's or Conv's bias is real on device 0 and zeros elsewhere, so it is
+ *   added once when the partial sums are all-reduced;
  * - a Reshape that carries a split (attention's heads) reads a shape whose split dimension is
  *   divided by N, since each device holds N times fewer heads: a constant shape is replaced,
  *   and a shape built at run time by a Concat (`view(batch, seq, heads, d)` as exporters
@@ -122,7 +122,7 @@ function deviceModel(model: onnx.ModelProto, ir: ModelIR, prep: TensorPrepared, 
   for (const g of shard.groups) {
     for (const name of g.rowNodes) {
       const node = byName.get(name)!;
-      const c = node.opType === 'Gemm' ? node.inputs[2] : undefined;
+      const c = node.opType === 'Gemm' || node.opType === 'Conv' ? node.inputs[2] : undefined;
       if (!c) continue;
       const t = (graph.initializer ?? []).find((x) => x.name === c);
       const data = t ? tensorBytes(t) : 'it is not an initializer';
