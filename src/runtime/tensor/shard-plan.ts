@@ -81,7 +81,7 @@ export type Collective =
 /** One connected split region: the column-parallel seeds, the row-parallel nodes that close it, its collectives. */
 export interface SplitGroup {
   index: number;
-  /** Common scope of the region's node names (`/layers.3/mlp`), or the first seed's name. */
+  /** Common scope of the region's node names (`/layers.3/mlp`), or the first seed's name (no common scope, or one another group shares). */
   label: string;
   columnNodes: string[];
   rowNodes: string[];
@@ -620,6 +620,11 @@ function assemble(ctx: Ctx, p: Pass, notSplit: NotSplit[], batchDim: string | nu
     return c.op === 'all-reduce' ? { op: 'all-reduce', ...base } : { op: 'all-gather', ...base, axis: c.axis };
   });
   for (const grp of groups) grp.label = commonScope(grp.nodes) ?? grp.columnNodes[0];
+  // A scope several groups share (`model` of every layer of a TensorFlow export) does not say
+  // which layer an all-reduce belongs to: those groups are named by their first seed instead.
+  const seen = new Map<string, number>();
+  for (const grp of groups) seen.set(grp.label, (seen.get(grp.label) ?? 0) + 1);
+  for (const grp of groups) if (seen.get(grp.label)! > 1) grp.label = grp.columnNodes[0];
 
   const perDevice = new Array<number>(n).fill(ir.parameterBytes);
   const initializers: InitializerPlacement[] = ir.initializers.map((t) => {
