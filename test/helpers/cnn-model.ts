@@ -9,9 +9,10 @@
  *
  * Each block is a Conv pair a channel split can take (output channels, per-channel ops,
  * input channels); the head's Conv pairs with the Gemm through the pool and the Flatten.
- * Options put in what stops a split: a depthwise Conv inside block.1, or a head that flattens
+ * Options add a grouped or depthwise Conv inside block.1 (which carries a channel split when
+ * the device count divides its groups, and stops it otherwise), or a head that flattens
  * channels-last (Transpose to NHWC, then Flatten, as channels-last exporters write it), which
- * interleaves the channel parts.
+ * interleaves the channel parts and stops the head's split.
  */
 import { GraphBuilder, int, ints, valueInfo } from './transformer-model';
 import { seededValues } from './tiny-model';
@@ -24,8 +25,8 @@ export interface CnnOptions {
   /** Input height and width. */
   size?: number;
   classes?: number;
-  /** A depthwise 3×3 Conv (group = channels) after block.1's first Conv and its Clip. */
-  depthwise?: boolean;
+  /** Groups of a grouped 3×3 Conv after block.1's Clip (2 × channels: depthwise); none when absent. */
+  groups?: number;
   /** The head flattens channels-last (Transpose NCHW → NHWC, Flatten) instead of pooling. */
   channelsLastHead?: boolean;
 }
@@ -40,7 +41,7 @@ function values(g: GraphBuilder, name: string, dims: number[], v: Float32Array):
 
 /** A convolutional classifier on input `x` float32 `[batch, 3, size, size]`, output `y` `[batch, classes]`. */
 export function cnnModelBytes(opts: CnnOptions = {}): Uint8Array {
-  const { channels: c = 8, size = 16, classes = 10, depthwise = false, channelsLastHead = false } = opts;
+  const { channels: c = 8, size = 16, classes = 10, groups, channelsLastHead = false } = opts;
   const g = new GraphBuilder();
   const pads = (k: number): onnx.IAttributeProto => ints('pads', Array(4).fill((k - 1) / 2));
   const conv = (scope: string, input: string, cin: number, cout: number, k: number, group = 1): string =>
@@ -63,7 +64,7 @@ export function cnnModelBytes(opts: CnnOptions = {}): Uint8Array {
   const scaled = g.op('/block.1/scale/Mul', 'Mul', [c3, g.weight('block.1.scale', [2 * c, 1, 1], 0.5)]);
   const shifted = g.op('/block.1/shift/Add', 'Add', [scaled, g.weight('block.1.shift', [1, 2 * c, 1, 1], 0.1)]);
   let act = g.op('/block.1/act/Clip', 'Clip', [shifted, g.scalar('block.1.act.min', 0), g.scalar('block.1.act.max', 6)]);
-  if (depthwise) act = conv('/block.1/dw', act, 2 * c, 2 * c, 3, 2 * c);
+  if (groups !== undefined) act = conv('/block.1/dw', act, 2 * c, 2 * c, 3, groups);
   const pooled = g.op('/block.1/pool/MaxPool', 'MaxPool', [act], [ints('kernel_shape', [2, 2]), ints('strides', [2, 2])]);
   const b1 = g.op('/block.1/relu/Relu', 'Relu', [conv('/block.1/conv2', pooled, 2 * c, c, 1)]);
 

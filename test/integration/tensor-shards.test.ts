@@ -215,3 +215,17 @@ test('a CNN over 2 and 4 devices: Conv kernels cut on output then input channels
     await assertChainsMatchWhole(c, dims);
   }
 });
+
+test('a CNN with a depthwise Conv inside a pair over 2 and 4 devices: the depthwise kernel cut on channels, its group divided, and the chains sum to the whole model', async () => {
+  const dims = [2, 3, 16, 16];
+  for (const n of [2, 4]) {
+    const c = compiled(`cnn-dw-${n}`, cnnModelBytes({ channels: 8, size: 16, groups: 16 }), n, dims);
+    const seg = c.program.segments.find((s) => s.kind === 'shard' && s.rank === 1 && s.nodes.includes('/block.1/dw/Conv'))!;
+    const graph = onnx.ModelProto.decode(readFileSync(c.paths[seg.id]!)).graph!;
+    const dw = graph.node!.find((x) => x.name === '/block.1/dw/Conv')!;
+    assert.equal(Number(dw.attribute!.find((a) => a.name === 'group')!.i), 16 / n, 'each device convolves its share of the groups');
+    assert.equal(Number(graph.node!.find((x) => x.name === '/block.1/conv1/Conv')!.attribute!.find((a) => a.name === 'group')!.i), 1, 'a group-1 Conv keeps its group');
+    assert.deepEqual(initializerValues(c.paths[seg.id]!, 'block.1.dw.weight')!.dims, [16 / n, 1, 3, 3]);
+    await assertChainsMatchWhole(c, dims);
+  }
+});

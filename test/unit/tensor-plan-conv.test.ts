@@ -1,9 +1,9 @@
 /**
  * The tensor-parallel sharding planner on convolutional models built in code: Conv pairs split
- * on output then input channels through BatchNormalization, per-channel scales, Clip and
- * pools; a Conv that pairs with a Gemm through GlobalAveragePool and Flatten; and what stops
- * a channel split (a depthwise Conv, a channels-last Flatten, a kernel held in a Constant
- * node, a channel count N does not divide).
+ * on output then input channels through BatchNormalization, per-channel scales, Clip, pools
+ * and a depthwise Conv; a Conv that pairs with a Gemm through GlobalAveragePool and Flatten;
+ * and what stops a channel split (a grouped Conv whose groups N does not divide, a
+ * channels-last Flatten, a kernel held in a Constant node, a channel count N does not divide).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -92,11 +92,26 @@ describe('tensor sharding planner, Conv channel splits', () => {
     }
   });
 
-  it('leaves a Conv pair whole when a depthwise Conv sits inside it, saying why, and splits the next pair it finds', () => {
-    const plan = planTensorSharding(cnn({ depthwise: true }), 2);
+  it('carries a channel split through a depthwise Conv with its kernel rows and a share of its groups', () => {
+    for (const n of [2, 4]) {
+      const plan = planTensorSharding(cnn({ channels: 8, groups: 16 }), n);
+      assert.deepEqual(plan.notSplit, []);
+      const block1 = plan.groups.find((g) => g.label === '/block.1');
+      assert.ok(block1, JSON.stringify(plan.groups));
+      assert.deepEqual(block1.nodes, ['/block.1/conv1/Conv', '/block.1/scale/Mul', '/block.1/shift/Add', '/block.1/act/Clip', '/block.1/dw/Conv', '/block.1/pool/MaxPool', '/block.1/conv2/Conv']);
+      assert.deepEqual(block1.rowNodes, ['/block.1/conv2/Conv'], 'the depthwise Conv is no row-parallel layer: no all-reduce after it');
+      assertSplit(plan, 'block.1.dw.weight', 0, 'split-operand');
+      assertSplit(plan, 'block.1.dw.bias', 0, 'split-operand');
+      assert.equal(plan.splitTensors['/block.1/dw/Conv_output_0'], 1);
+      assert.equal(plan.collectives.length, 3);
+    }
+  });
+
+  it('leaves a Conv pair whole when a grouped Conv inside it has groups the devices do not divide, saying why, and splits the next pair it finds', () => {
+    const plan = planTensorSharding(cnn({ channels: 8, groups: 2 }), 4);
     const reasons = new Map(plan.notSplit.map((x) => [x.node, x.reason]));
-    assert.match(reasons.get('/block.1/conv1/Conv') ?? '', /Conv node "\/block\.1\/dw\/Conv" cannot take the split: a grouped or depthwise Conv \(group=16\)/);
-    assert.match(reasons.get('/block.1/dw/Conv') ?? '', /grouped or depthwise Conv \(group=16\) is not split/);
+    assert.match(reasons.get('/block.1/conv1/Conv') ?? '', /Conv node "\/block\.1\/dw\/Conv" cannot take the split: its 2 groups \(group=2\) do not divide over 4 devices/);
+    assert.match(reasons.get('/block.1/dw/Conv') ?? '', /grouped or depthwise Conv \(group=2\) starts no split/);
     assert.equal(placement(plan, 'block.1.conv1.weight').kind, 'replicated');
     assert.equal(placement(plan, 'block.1.dw.weight').kind, 'replicated');
     assert.deepEqual(plan.groups[0]!.columnNodes, ['/block.0/conv1/Conv'], 'block.0 still splits');

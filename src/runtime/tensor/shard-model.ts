@@ -11,6 +11,8 @@
  *   divided by N, since each device holds N times fewer heads: a constant shape is replaced,
  *   and a shape built at run time by a Concat (`view(batch, seq, heads, d)` as exporters
  *   write it) gets the constant piece at the split position divided;
+ * - a grouped or depthwise Conv that carries a channel split has its `group` divided by N,
+ *   since each device convolves N times fewer (whole) groups;
  * - declared types (value_info) of split tensors are dropped: their shapes are the whole
  *   tensor's, not the shard's.
  */
@@ -133,6 +135,13 @@ function deviceModel(model: onnx.ModelProto, ir: ModelIR, prep: TensorPrepared, 
     }
     for (const name of g.nodes) {
       const node = byName.get(name)!;
+      const group = node.attributes['group'];
+      if (node.opType === 'Conv' && node.domain === '' && typeof group === 'number' && group > 1 && shard.splitTensors[node.outputs[0]!] !== undefined) {
+        const proto = nodes[node.index]!;
+        const attribute = (proto.attribute ?? []).map((a) => (a.name === 'group' ? onnx.AttributeProto.create({ ...a, i: group / n }) : a));
+        nodes[node.index] = onnx.NodeProto.create({ ...proto, attribute });
+        continue;
+      }
       if (node.opType !== 'Reshape' || node.domain !== '') continue;
       const axis = shard.splitTensors[node.outputs[0]!];
       if (axis === undefined) continue;

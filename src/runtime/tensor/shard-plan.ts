@@ -35,8 +35,12 @@
  * - A Conv with group 1 whose input is split on channels splits its kernel on input channels
  *   (kernel axis 1): its output is a partial sum, all-reduced right after it, and its bias is
  *   added once, after the all-reduce, as a row-parallel Gemm's is.
- * - A grouped or depthwise Conv, a split on a spatial axis (which a window crosses), Concat
- *   and anything else stop the split, with the reason, as above.
+ * - A grouped or depthwise Conv whose input is split on channels carries the split when N
+ *   divides its group count: each device's channels are whole groups, so it convolves them
+ *   with its rows of the kernel (axis 0, and of the bias) and a group count divided by N
+ *   (MobileNet's expand → depthwise → project is one pair). It starts no split itself.
+ * - A grouped Conv whose groups N does not divide, a split on a spatial axis (which a window
+ *   crosses), Concat and anything else stop the split, with the reason, as above.
  *
  * The planner splits every valid pair, MatMul or Conv, whatever its share of the FLOPs: the
  * findings of a measured run say which all-reduces cost more than their split saves.
@@ -370,7 +374,7 @@ function propagate(ctx: Ctx, disabled: Map<number, string>): Pass {
 /** Why `node` cannot start a column split, or null when it can. */
 function seedProblem(ctx: Ctx, node: IRNode, w: Weight): string | null {
   if (node.opType === 'Gemm' && node.attributes['transA'] === 1) return 'Gemm with transA=1 is not split by this planner';
-  if (node.opType === 'Conv' && convGroup(node) !== 1) return `a grouped or depthwise Conv (group=${convGroup(node)}) is not split by this planner`;
+  if (node.opType === 'Conv' && convGroup(node) !== 1) return `a grouped or depthwise Conv (group=${convGroup(node)}) starts no split in this planner (it carries one on its input channels)`;
   const cols = w.dims[w.colAxis];
   if (cols % ctx.n !== 0) return `dimension ${cols} of weight "${w.name}" is not divisible by ${ctx.n}`;
   const outRank = rankOf(ctx, node.outputs[0]);
@@ -405,9 +409,18 @@ function propagateNode(ctx: Ctx, node: IRNode, ins: Array<Split | undefined>, se
     const w = weightOf(ir, node);
     if (!w) return `its kernel "${node.inputs[1]}" is not a floating-point initializer`;
     if (ins[0].axis !== CHANNEL_AXIS) return 'its input is split along a spatial or batch dimension, which this planner does not carry through a Conv';
-    if (convGroup(node) !== 1) return `a grouped or depthwise Conv (group=${convGroup(node)}) does not take a channel split in this planner`;
-    splitInit(w.name, w.rowAxis, 'row-weight', seed);
-    return { kind: 'row' };
+    const group = convGroup(node);
+    if (group === 1) {
+      splitInit(w.name, w.rowAxis, 'row-weight', seed);
+      return { kind: 'row' };
+    }
+    // Whole groups per device: the kernel's and the bias's rows of those groups, group / N of them.
+    if (group % ctx.n !== 0) return `its ${group} groups (group=${group}) do not divide over ${ctx.n} devices`;
+    const b = node.inputs[2];
+    if (b && !splitChannelParam(ctx, node, b, -1, null)) return `its bias "${b}" is not an initializer that can be split with the output channels`;
+    splitInit(w.name, w.colAxis, 'split-operand', seed);
+    if (b) splitChannelParam(ctx, node, b, seed, splitInit);
+    return { kind: 'axes', axes: [CHANNEL_AXIS] };
   }
 
   if (op === 'BatchNormalization') {
