@@ -20,6 +20,9 @@
  *   partial sum, and an all-reduce right after the node makes the output replicated again.
  *   A Gemm's bias is added once, after the all-reduce, so it stays replicated.
  * - A split tensor that is a graph output is all-gathered (a column-parallel output layer).
+ * - Any other consumer of a split tensor stops the split: every seed whose split reaches it
+ *   is left whole, with the reason, and the propagation runs again without them until no
+ *   split is stopped anywhere. The split groups that remain are the plan.
  *
  * Convolutions split the same way on channels (NCHW, Megatron's rule with channels in the
  * place of columns):
@@ -42,11 +45,10 @@
  * - A grouped Conv whose groups N does not divide, a split on a spatial axis (which a window
  *   crosses), Concat and anything else stop the split, with the reason, as above.
  *
- * The planner splits every valid pair, MatMul or Conv, whatever its share of the FLOPs: the
- * findings of a measured run say which all-reduces cost more than their split saves.
- * - Any other consumer of a split tensor stops the split: every seed whose split reaches it
- *   is left whole, with the reason, and the propagation runs again without them until no
- *   split is stopped anywhere. The split groups that remain are the plan.
+ * The planner splits every valid pair, MatMul or Conv, whatever its share of the FLOPs; a
+ * measured run shows whether the split pays (its all-reduces on the timeline, its speedup
+ * against one device). Weights and kernels are initializers only: one held in a Constant
+ * node (as paddle2onnx writes them) is left whole, with that reason.
  *
  * Shapes come from shape propagation ({@link estimateCosts}) with the batch dimension set to
  * one row, so collective sizes are bytes per batch row when the model has a symbolic batch
