@@ -7,11 +7,17 @@ import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 import { CommOpCode, SpanFlag, SpanKind, type Trace } from '../../src/profiler/trace-format';
 
-/** The largest |value| of the model's output `y` run whole on one device (the scale the relative error is taken against). */
-export async function referenceScale(model: string, x: Float32Array, dims: number[]): Promise<number> {
+/** The graph input and output a check feeds and reads: `x` and `y` unless a model names them otherwise. */
+export interface CheckNames {
+  input: string;
+  output: string;
+}
+
+/** The largest |value| of the model's output (`y`) run whole on one device (the scale the relative error is taken against). */
+export async function referenceScale(model: string, x: Float32Array, dims: number[], names: CheckNames = { input: 'x', output: 'y' }): Promise<number> {
   const session = await ort.InferenceSession.create(model);
   try {
-    const y = (await session.run({ x: new ort.Tensor('float32', x, dims) }))['y']!.data as Float32Array;
+    const y = (await session.run({ [names.input]: new ort.Tensor('float32', x, dims) }))[names.output]!.data as Float32Array;
     return y.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   } finally {
     await session.release();
@@ -33,12 +39,12 @@ export function allReducesPerStep(trace: Trace): Map<string, string[]> {
 }
 
 /** Checks the numerical result against one device: the runner's check, and max |Δ| / max |y| ≤ 1e-4. */
-export async function assertMatchesOneDevice(trace: Trace, model: string, x: Float32Array, dims: number[]): Promise<void> {
+export async function assertMatchesOneDevice(trace: Trace, model: string, x: Float32Array, dims: number[], names?: CheckNames): Promise<void> {
   const check = trace.meta.numericalCheck!;
   assert.ok(check, 'the run checks itself against one device');
   assert.equal(check.ok, true, JSON.stringify(check));
   assert.match(check.reference, /one-device run/);
-  const scale = await referenceScale(model, x, dims);
+  const scale = await referenceScale(model, x, dims, names);
   assert.ok(scale > 0);
   const rel = check.maxAbsErr / scale;
   assert.ok(rel <= 1e-4, `relative error ${rel} (max |Δ| ${check.maxAbsErr} over max |y| ${scale})`);

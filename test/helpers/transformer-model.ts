@@ -26,12 +26,12 @@ export interface TransformerOptions {
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
 const INT64 = onnx.TensorProto.DataType.INT64;
 
-function valueInfo(name: string, dims: (number | string)[]): onnx.IValueInfoProto {
+export function valueInfo(name: string, dims: (number | string)[]): onnx.IValueInfoProto {
   return { name, type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } } };
 }
 
 /** A builder that names tensors after their node and collects nodes and initializers. */
-class GraphBuilder {
+export class GraphBuilder {
   readonly node: onnx.INodeProto[] = [];
   readonly initializer: onnx.ITensorProto[] = [];
   private seed = 1;
@@ -77,8 +77,8 @@ class GraphBuilder {
   }
 }
 
-const ints = (name: string, v: number[]): onnx.IAttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: v });
-const int = (name: string, v: number): onnx.IAttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.INT, i: v });
+export const ints = (name: string, v: number[]): onnx.IAttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: v });
+export const int = (name: string, v: number): onnx.IAttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.INT, i: v });
 
 /**
  * Pre-norm transformer blocks on input `x` float32 `[batch, seq, hidden]` (batch symbolic),

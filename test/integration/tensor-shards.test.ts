@@ -13,6 +13,7 @@ import { onnx } from 'onnx-proto';
 import { tempDir } from '../helpers/temp';
 import { seededValues } from '../helpers/tiny-model';
 import { gemmMlpModelBytes, transformerModelBytes } from '../helpers/transformer-model';
+import { cnnModelBytes } from '../helpers/cnn-model';
 import { buildDemoModel } from '../../src/runtime/onnx/demo-model';
 import { parseModel } from '../../src/runtime/onnx/model';
 import { compileTensor, prepareTensor, type TensorPrepared } from '../../src/runtime/compile/tensor';
@@ -180,4 +181,51 @@ test('a Gemm MLP (transB on the row-parallel layer) ends with an all-reduce afte
   const bias0 = initializerValues(c.paths[0]!, 'fc2.bias.tensor-parallel')!;
   assert.deepEqual(Array.from(bias0.values), Array.from(initializerValues(c.path, 'fc2.bias')!.values));
   await assertChainsMatchWhole(c, [5, 16]);
+});
+
+test('a CNN over 2 and 4 devices: Conv kernels cut on output then input channels, the row-parallel Conv bias added once, and the chains sum to the whole model', async () => {
+  const dims = [2, 3, 16, 16];
+  for (const n of [2, 4]) {
+    const c = compiled(`cnn-${n}`, cnnModelBytes({ channels: 8, size: 16 }), n, dims);
+    assert.equal(c.program.buffers.length, 3, 'one all-reduce per Conv pair');
+    const ir = parseModel(readFileSync(c.path), c.path);
+    for (let rank = 0; rank < n; rank++) {
+      const mine = c.program.segments.filter((s) => s.kind === 'shard' && s.rank === rank).map((s) => c.paths[s.id]!);
+      const bytes = mine.reduce((a, p) => a + parseModel(readFileSync(p), p).parameterBytes, 0);
+      assert.equal(bytes, c.prep.shard.perDeviceParameterBytes[rank], `rank ${rank}: the bytes its models hold are the planned ones`);
+      assert.ok(bytes < ir.parameterBytes);
+    }
+    const last = n - 1;
+    const part0 = c.paths[c.program.segments.find((s) => s.kind === 'shard' && s.rank === last && s.part === 0)!.id]!;
+    // The last device's conv1 kernel is output channels [8 − 8/n, 8) of [8, 3, 3, 3]; conv2's is input channels of [8, 8, 3, 3].
+    const k = 8 / n;
+    const whole1 = initializerValues(c.path, 'block.0.conv1.weight')!;
+    const conv1 = initializerValues(part0, 'block.0.conv1.weight')!;
+    assert.deepEqual(conv1.dims, [k, 3, 3, 3]);
+    assert.deepEqual(Array.from(conv1.values), Array.from(whole1.values.subarray((8 - k) * 27)));
+    const whole2 = initializerValues(c.path, 'block.0.conv2.weight')!;
+    const conv2 = initializerValues(part0, 'block.0.conv2.weight')!;
+    assert.deepEqual(conv2.dims, [8, k, 3, 3]);
+    for (let o = 0; o < 8; o++) {
+      assert.deepEqual(Array.from(conv2.values.subarray(o * k * 9, (o + 1) * k * 9)), Array.from(whole2.values.subarray((o * 8 + 8 - k) * 9, (o + 1) * 8 * 9)), `output channel ${o}`);
+    }
+    assert.deepEqual(initializerValues(part0, 'block.0.bn.running_var')!.dims, [k]);
+    const bias = initializerValues(part0, 'block.0.conv2.bias.tensor-parallel')!;
+    assert.ok(bias.values.every((v) => v === 0), 'only device 0 adds the row-parallel Conv bias');
+    await assertChainsMatchWhole(c, dims);
+  }
+});
+
+test('a CNN with a depthwise Conv inside a pair over 2 and 4 devices: the depthwise kernel cut on channels, its group divided, and the chains sum to the whole model', async () => {
+  const dims = [2, 3, 16, 16];
+  for (const n of [2, 4]) {
+    const c = compiled(`cnn-dw-${n}`, cnnModelBytes({ channels: 8, size: 16, groups: 16 }), n, dims);
+    const seg = c.program.segments.find((s) => s.kind === 'shard' && s.rank === 1 && s.nodes.includes('/block.1/dw/Conv'))!;
+    const graph = onnx.ModelProto.decode(readFileSync(c.paths[seg.id]!)).graph!;
+    const dw = graph.node!.find((x) => x.name === '/block.1/dw/Conv')!;
+    assert.equal(Number(dw.attribute!.find((a) => a.name === 'group')!.i), 16 / n, 'each device convolves its share of the groups');
+    assert.equal(Number(graph.node!.find((x) => x.name === '/block.1/conv1/Conv')!.attribute!.find((a) => a.name === 'group')!.i), 1, 'a group-1 Conv keeps its group');
+    assert.deepEqual(initializerValues(c.paths[seg.id]!, 'block.1.dw.weight')!.dims, [16 / n, 1, 3, 3]);
+    await assertChainsMatchWhole(c, dims);
+  }
 });

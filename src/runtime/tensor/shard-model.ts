@@ -5,12 +5,14 @@
  *
  * - every split initializer holds only this device's slice (so a device holds ~1/N of the
  *   split weights, and nothing else of them);
- * - a row-parallel Gemm's bias is real on device 0 and zeros elsewhere, so it is added once
- *   when the partial sums are all-reduced;
+ * - a row-parallel Gemm's or Conv's bias is real on device 0 and zeros elsewhere, so it is
+ *   added once when the partial sums are all-reduced;
  * - a Reshape that carries a split (attention's heads) reads a shape whose split dimension is
  *   divided by N, since each device holds N times fewer heads: a constant shape is replaced,
  *   and a shape built at run time by a Concat (`view(batch, seq, heads, d)` as exporters
  *   write it) gets the constant piece at the split position divided;
+ * - a grouped or depthwise Conv that carries a channel split has its `group` divided by N,
+ *   since each device convolves N times fewer (whole) groups;
  * - declared types (value_info) of split tensors are dropped: their shapes are the whole
  *   tensor's, not the shard's.
  */
@@ -122,7 +124,7 @@ function deviceModel(model: onnx.ModelProto, ir: ModelIR, prep: TensorPrepared, 
   for (const g of shard.groups) {
     for (const name of g.rowNodes) {
       const node = byName.get(name)!;
-      const c = node.opType === 'Gemm' ? node.inputs[2] : undefined;
+      const c = node.opType === 'Gemm' || node.opType === 'Conv' ? node.inputs[2] : undefined;
       if (!c) continue;
       const t = (graph.initializer ?? []).find((x) => x.name === c);
       const data = t ? tensorBytes(t) : 'it is not an initializer';
@@ -133,6 +135,13 @@ function deviceModel(model: onnx.ModelProto, ir: ModelIR, prep: TensorPrepared, 
     }
     for (const name of g.nodes) {
       const node = byName.get(name)!;
+      const group = node.attributes['group'];
+      if (node.opType === 'Conv' && node.domain === '' && typeof group === 'number' && group > 1 && shard.splitTensors[node.outputs[0]!] !== undefined) {
+        const proto = nodes[node.index]!;
+        const attribute = (proto.attribute ?? []).map((a) => (a.name === 'group' ? onnx.AttributeProto.create({ ...a, i: group / n }) : a));
+        nodes[node.index] = onnx.NodeProto.create({ ...proto, attribute });
+        continue;
+      }
       if (node.opType !== 'Reshape' || node.domain !== '') continue;
       const axis = shard.splitTensors[node.outputs[0]!];
       if (axis === undefined) continue;

@@ -24,6 +24,32 @@
  *   is left whole, with the reason, and the propagation runs again without them until no
  *   split is stopped anywhere. The split groups that remain are the plan.
  *
+ * Convolutions split the same way on channels (NCHW, Megatron's rule with channels in the
+ * place of columns):
+ *
+ * - A Conv with group 1 whose kernel is an initializer and whose input is replicated splits
+ *   its kernel on output channels (kernel axis 0, its bias with it): the output is split on
+ *   the channel axis 1, a column-parallel seed.
+ * - Per-channel ops carry a channel split: the elementwise ops above, with per-channel
+ *   operands shaped [C, 1, 1] or [1, C, 1, 1] split on their channel axis;
+ *   BatchNormalization (scale, bias, mean and variance split); MaxPool, AveragePool and the
+ *   global pools, which pool within a channel; and Flatten or Reshape where the channel
+ *   parts stay contiguous (GlobalAveragePool → Flatten → Gemm makes the Gemm row-parallel).
+ * - A Conv with group 1 whose input is split on channels splits its kernel on input channels
+ *   (kernel axis 1): its output is a partial sum, all-reduced right after it, and its bias is
+ *   added once, after the all-reduce, as a row-parallel Gemm's is.
+ * - A grouped or depthwise Conv whose input is split on channels carries the split when N
+ *   divides its group count: each device's channels are whole groups, so it convolves them
+ *   with its rows of the kernel (axis 0, and of the bias) and a group count divided by N
+ *   (MobileNet's expand → depthwise → project is one pair). It starts no split itself.
+ * - A grouped Conv whose groups N does not divide, a split on a spatial axis (which a window
+ *   crosses), Concat and anything else stop the split, with the reason, as above.
+ *
+ * The planner splits every valid pair, MatMul or Conv, whatever its share of the FLOPs; a
+ * measured run shows whether the split pays (its all-reduces on the timeline, its speedup
+ * against one device). Weights and kernels are initializers only: one held in a Constant
+ * node (as paddle2onnx writes them) is left whole, with that reason.
+ *
  * Shapes come from shape propagation ({@link estimateCosts}) with the batch dimension set to
  * one row, so collective sizes are bytes per batch row when the model has a symbolic batch
  * dimension, and bytes per step at the declared sizes when it has none.
@@ -61,7 +87,7 @@ export type Collective =
 /** One connected split region: the column-parallel seeds, the row-parallel nodes that close it, its collectives. */
 export interface SplitGroup {
   index: number;
-  /** Common scope of the region's node names (`/layers.3/mlp`), or the first seed's name. */
+  /** Common scope of the region's node names (`/layers.3/mlp`), or the first seed's name (no common scope, or one another group shares). */
   label: string;
   columnNodes: string[];
   rowNodes: string[];
@@ -71,7 +97,7 @@ export interface SplitGroup {
   collectives: number[];
 }
 
-/** A MatMul or Gemm that was considered and left whole, and why. */
+/** A MatMul, Gemm or Conv that was considered and left whole, and why. */
 export interface NotSplit {
   node: string;
   /** Its weight initializer, when it has one. */
@@ -127,7 +153,8 @@ export function keptWhole(name: string, pattern: string): boolean {
 
 /** What the planner looks for, for the message of a model with nothing to split. */
 export const LOOKED_FOR =
-  'MatMul/Gemm nodes with a 2-D initializer weight whose output splits by columns, followed by elementwise ops (or attention heads) and a MatMul/Gemm whose weight splits by rows (Megatron pairs)';
+  'MatMul/Gemm nodes with a 2-D initializer weight whose output splits by columns, followed by elementwise ops (or attention heads) and a MatMul/Gemm whose weight splits by rows (Megatron pairs), ' +
+  'and Conv pairs (group 1, initializer kernels) split on output channels, then per-channel ops, then on input channels';
 
 /**
  * Plans the tensor-parallel split of `ir` over `devices` devices.
@@ -284,7 +311,7 @@ interface Pass {
   unsplittable: Map<number, string>;
 }
 
-/** A MatMul/Gemm weight: the initializer and the axes a column and a row split cut. */
+/** A MatMul/Gemm weight or a Conv kernel: the initializer and the axes a column (output) and a row (input) split cut. */
 interface Weight {
   name: string;
   dims: number[];
@@ -299,18 +326,38 @@ const UNARY = new Set([
 ]);
 const BINARY = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Where', 'PRelu', 'Sum', 'Mean']);
 const RESHAPES = new Set(['Reshape', 'Squeeze', 'Unsqueeze', 'Flatten']);
+/** Pools that work within each channel (and sample): a split on the batch or channel axis passes through. */
+const POOLS = new Set(['MaxPool', 'AveragePool', 'LpPool', 'GlobalAveragePool', 'GlobalMaxPool', 'GlobalLpPool']);
+/** The channel axis of the NCHW tensors a Conv reads and writes. */
+const CHANNEL_AXIS = 1;
 
-/** The weight of a MatMul/Gemm when it is a 2-D initializer of a weight type (input B), else null. */
+/**
+ * The weight of a MatMul/Gemm when it is a 2-D initializer of a weight type (input B), or the
+ * kernel of a Conv when it is an initializer of a weight type ([Cout, Cin/group, k…]), else null.
+ */
 function weightOf(ir: ModelIR, node: IRNode): Weight | null {
-  if (node.domain !== '' || (node.opType !== 'MatMul' && node.opType !== 'Gemm')) return null;
+  if (!isWeighted(node)) return null;
   const w = ir.initializerByName.get(node.inputs[1] ?? '');
-  if (!w || w.dims.length !== 2 || !isWeightType(w.dtype)) return null;
+  if (!w || !isWeightType(w.dtype)) return null;
+  if (node.opType === 'Conv') return w.dims.length >= 3 ? { name: w.name, dims: w.dims, colAxis: 0, rowAxis: 1 } : null;
+  if (w.dims.length !== 2) return null;
   const transB = node.opType === 'Gemm' && node.attributes['transB'] === 1;
   return { name: w.name, dims: w.dims, colAxis: transB ? 0 : 1, rowAxis: transB ? 1 : 0 };
 }
 
 function isMatMulLike(node: IRNode): boolean {
   return node.domain === '' && (node.opType === 'MatMul' || node.opType === 'Gemm');
+}
+
+/** MatMul, Gemm or Conv: the nodes whose weight the planner may split. */
+function isWeighted(node: IRNode): boolean {
+  return isMatMulLike(node) || (node.domain === '' && node.opType === 'Conv');
+}
+
+/** A Conv's `group` attribute (1 when absent). */
+function convGroup(node: IRNode): number {
+  const g = node.attributes['group'];
+  return typeof g === 'number' ? g : 1;
 }
 
 function rankOf(ctx: Ctx, t: string): number | null {
@@ -371,16 +418,21 @@ function propagate(ctx: Ctx, disabled: Map<number, string>): Pass {
           p.seeds.push(idx);
           p.uf.add(idx);
           const outRank = rankOf(ctx, node.outputs[0])!;
-          p.split.set(node.outputs[0], { axis: outRank - 1, seed: idx });
+          const conv = node.opType === 'Conv';
+          p.split.set(node.outputs[0], { axis: conv ? CHANNEL_AXIS : outRank - 1, seed: idx });
           splitInit(w.name, w.colAxis, 'column-weight', idx);
-          // A Gemm's bias C lines up with the output columns: it is split with them (seedProblem checked it can be).
-          const c = node.opType === 'Gemm' ? node.inputs[2] : undefined;
-          if (c) splitOperand(ctx, node, c, outRank - 1, outRank, idx, splitInit);
+          // A Gemm's bias C and a Conv's bias B line up with the output columns (channels): they
+          // are split with them (seedProblem checked they can be).
+          const c = node.opType === 'Gemm' || conv ? node.inputs[2] : undefined;
+          if (c && conv) splitChannelParam(ctx, node, c, idx, splitInit);
+          else if (c) splitOperand(ctx, node, c, outRank - 1, outRank, idx, splitInit);
         }
-      } else if (isMatMulLike(node) && !w && !ir.producers.has(node.inputs[1] ?? '')) {
-        // A weight that is a graph input or an initializer of another rank or type; a
-        // MatMul of two computed tensors (attention scores) is no candidate by itself.
-        p.unsplittable.set(idx, `its weight "${node.inputs[1]}" is not a 2-D floating-point initializer`);
+      } else if (isWeighted(node) && !w && (!ir.producers.has(node.inputs[1] ?? '') || ir.constants.has(node.inputs[1] ?? ''))) {
+        // A weight that is a graph input, a Constant node's value or an initializer of another
+        // rank or type; a MatMul of two computed tensors (attention scores) is no candidate by itself.
+        const form = node.opType === 'Conv' ? 'floating-point initializer' : '2-D floating-point initializer';
+        const constant = ir.constants.has(node.inputs[1] ?? '') ? ' (it is a Constant node\'s value; this planner splits initializers only)' : '';
+        p.unsplittable.set(idx, `its weight "${node.inputs[1]}" is not a ${form}${constant}`);
       }
       noteWholeReads(node);
       continue;
@@ -427,10 +479,16 @@ function propagate(ctx: Ctx, disabled: Map<number, string>): Pass {
 /** Why `node` cannot start a column split, or null when it can. */
 function seedProblem(ctx: Ctx, node: IRNode, w: Weight): string | null {
   if (node.opType === 'Gemm' && node.attributes['transA'] === 1) return 'Gemm with transA=1 is not split by this planner';
+  if (node.opType === 'Conv' && convGroup(node) !== 1) return `a grouped or depthwise Conv (group=${convGroup(node)}) starts no split in this planner (it carries one on its input channels)`;
   const cols = w.dims[w.colAxis];
   if (cols % ctx.n !== 0) return `dimension ${cols} of weight "${w.name}" is not divisible by ${ctx.n}`;
   const outRank = rankOf(ctx, node.outputs[0]);
   if (outRank === null) return `the shape of output "${node.outputs[0]}" is unknown; give --dim values for its symbolic dimensions`;
+  if (node.opType === 'Conv') {
+    const b = node.inputs[2];
+    if (b && !splitChannelParam(ctx, node, b, -1, null)) return `its bias "${b}" is not an initializer that can be split with the output channels`;
+    return null;
+  }
   const c = node.opType === 'Gemm' ? node.inputs[2] : undefined;
   if (c && !broadcastsAlong(ctx, c, outRank - 1, outRank) && !splitOperand(ctx, node, c, outRank - 1, outRank, -1, null)) {
     return `its bias "${c}" is not an initializer that can be split with the output columns`;
@@ -450,6 +508,44 @@ function propagateNode(ctx: Ctx, node: IRNode, ins: Array<Split | undefined>, se
   const out0 = node.outputs[0];
   const outRank = rankOf(ctx, out0);
   if (outRank === null) return `the shape of "${out0}" is unknown`;
+
+  if (op === 'Conv') {
+    if (!ins[0] || ins.slice(1).some((s) => s !== undefined)) return 'its kernel or bias is split';
+    const w = weightOf(ir, node);
+    if (!w) return `its kernel "${node.inputs[1]}" is not a floating-point initializer`;
+    if (ins[0].axis !== CHANNEL_AXIS) return 'its input is split along a spatial or batch dimension, which this planner does not carry through a Conv';
+    const group = convGroup(node);
+    if (group === 1) {
+      splitInit(w.name, w.rowAxis, 'row-weight', seed);
+      return { kind: 'row' };
+    }
+    // Whole groups per device: the kernel's and the bias's rows of those groups, group / N of them.
+    if (group % ctx.n !== 0) return `its ${group} groups (group=${group}) do not divide over ${ctx.n} devices`;
+    const b = node.inputs[2];
+    if (b && !splitChannelParam(ctx, node, b, -1, null)) return `its bias "${b}" is not an initializer that can be split with the output channels`;
+    splitInit(w.name, w.colAxis, 'split-operand', seed);
+    if (b) splitChannelParam(ctx, node, b, seed, splitInit);
+    return { kind: 'axes', axes: [CHANNEL_AXIS] };
+  }
+
+  if (op === 'BatchNormalization') {
+    if (ins.slice(1).some((s) => s !== undefined)) return 'its scale, bias, mean or variance is split';
+    if (node.outputs.slice(1).some((t) => t)) return 'it updates running statistics (training mode)';
+    const a = ins[0]!.axis;
+    if (a === CHANNEL_AXIS) {
+      for (const t of node.inputs.slice(1, 5)) {
+        if (t && !splitChannelParam(ctx, node, t, seed, splitInit)) return `its parameter "${t}" is not a 1-D initializer that can be split with the channels`;
+      }
+    }
+    return { kind: 'axes', axes: [a] };
+  }
+
+  if (POOLS.has(op)) {
+    const a = ins[0]!.axis;
+    if (a > CHANNEL_AXIS) return 'it pools over the split dimension';
+    if (node.outputs[1]) return 'its indices output numbers the elements of the whole tensor';
+    return { kind: 'axes', axes: [a] };
+  }
 
   if (isMatMulLike(node)) {
     const a = ins[0];
@@ -576,6 +672,21 @@ function splitOperand(ctx: Ctx, node: IRNode, t: string, axis: number, outRank: 
 }
 
 /**
+ * Splits a 1-D per-channel initializer `t` of `node` (a Conv's bias, BatchNormalization's
+ * scale, bias, mean or variance) with the channels of the node's output. False when `t` is
+ * not a 1-D weight initializer as long as the channel axis, or that length does not divide by
+ * N; with a null `splitInit` it only checks.
+ */
+function splitChannelParam(ctx: Ctx, node: IRNode, t: string, seed: number, splitInit: SplitInit | null): boolean {
+  const init = ctx.ir.initializerByName.get(t);
+  const channels = ctx.shapes.get(node.outputs[0])?.dims[CHANNEL_AXIS];
+  if (!init || !isWeightType(init.dtype) || init.dims.length !== 1 || channels === undefined) return false;
+  if (init.dims[0] !== channels || channels % ctx.n !== 0) return false;
+  splitInit?.(t, 0, 'split-operand', seed);
+  return true;
+}
+
+/**
  * The output axis of a reshape that keeps an input split along `axis` as N equal contiguous
  * parts, or null. Per index of the dimensions before the split axis, part j is a contiguous
  * run of the flattened remainder; an output dimension carries the same runs when the
@@ -627,6 +738,11 @@ function assemble(ctx: Ctx, p: Pass, notSplit: NotSplit[], batchDim: string | nu
     return c.op === 'all-reduce' ? { op: 'all-reduce', ...base } : { op: 'all-gather', ...base, axis: c.axis };
   });
   for (const grp of groups) grp.label = commonScope(grp.nodes) ?? grp.columnNodes[0];
+  // A scope several groups share (`model` of every layer of a TensorFlow export) does not say
+  // which layer an all-reduce belongs to: those groups are named by their first seed instead.
+  const seen = new Map<string, number>();
+  for (const grp of groups) seen.set(grp.label, (seen.get(grp.label) ?? 0) + 1);
+  for (const grp of groups) if (seen.get(grp.label)! > 1) grp.label = grp.columnNodes[0];
 
   const perDevice = new Array<number>(n).fill(ir.parameterBytes);
   const initializers: InitializerPlacement[] = ir.initializers.map((t) => {
