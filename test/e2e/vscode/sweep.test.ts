@@ -101,6 +101,19 @@ async function startSweepPlans(h: VsCodeHarness, key = 'KeyW'): Promise<void> {
   await h.quickPick(/\.onnx/);
 }
 
+/** Waits (up to 4 minutes) for a sweep panel whose every row is a plan of `mode`. */
+async function sweepPanelOf(h: VsCodeHarness, mode: string): Promise<Frame> {
+  const deadline = Date.now() + 4 * 60_000;
+  for (;;) {
+    for (const fr of h.webviewFrames()) {
+      const rows = await tableRows(fr).catch(() => []);
+      if (rows.length > 0 && rows.every((c) => c[0]!.startsWith(`${mode} `))) return fr;
+    }
+    if (Date.now() > deadline) throw new Error(`no sweep of ${mode} plans in the panel; notifications: ${JSON.stringify(await h.notifications())}`);
+    await h.page.waitForTimeout(500);
+  }
+}
+
 describe('the sweep panel in VS Code (code-server)', { timeout: 8 * 60_000 }, () => {
   let vs: VsCodeHarness | undefined;
   let ws = '';
@@ -246,16 +259,7 @@ describe('the sweep panel in VS Code (code-server)', { timeout: 8 * 60_000 }, ()
     for (const re of [/^1/, /^4/, /^8/]) await h.page.locator(rows).filter({ hasText: re }).first().click();
     await h.acceptQuickInput();
     await h.waitForNotification(/sweeping plans of models\//, { timeoutMs: 30_000, failOn: /failed|cannot/ });
-    const deadline = Date.now() + 4 * 60_000;
-    let f: Frame | undefined;
-    while (!f) {
-      for (const fr of h.webviewFrames()) {
-        const r = await tableRows(fr).catch(() => []);
-        if (r.length > 0 && r.every((c) => c[0]!.startsWith('pipeline '))) f = fr;
-      }
-      if (Date.now() > deadline) throw new Error(`no sweep of pipeline plans in the panel; notifications: ${JSON.stringify(await h.notifications())}`);
-      if (!f) await h.page.waitForTimeout(500);
-    }
+    const f = await sweepPanelOf(h, 'pipeline');
     const labels = (await tableRows(f)).map((c) => c[0]!);
     assert.ok(labels.every((l) => /M=2\b/.test(l)), `only 2 micro-batches: ${labels.join(' | ')}`);
     await h.screenshot('sweep-picked');
@@ -265,17 +269,8 @@ describe('the sweep panel in VS Code (code-server)', { timeout: 8 * 60_000 }, ()
     const h = vs!;
     await startSweepPlans(h);
     await h.waitForNotification(/sweeping plans of models\//, { timeoutMs: 30_000, failOn: /failed|cannot/ });
-    const deadline = Date.now() + 4 * 60_000;
-    let f: Frame | undefined;
-    while (!f) {
-      for (const fr of h.webviewFrames()) {
-        const rows = await tableRows(fr).catch(() => []);
-        // The new sweep has data plans only; the one opened before has pipeline plans too.
-        if (rows.length > 0 && rows.every((c) => c[0]!.startsWith('data '))) f = fr;
-      }
-      if (Date.now() > deadline) throw new Error(`no sweep of data plans in the panel; notifications: ${JSON.stringify(await h.notifications())}`);
-      if (!f) await h.page.waitForTimeout(500);
-    }
+    // The new sweep has data plans only; the ones opened before have pipeline plans.
+    const f = await sweepPanelOf(h, 'data');
     await h.screenshot('sweep-plans');
     const rows = await tableRows(f);
     assert.ok(rows.some((c) => c[1] === 'predicted') && rows.some((c) => /(ms|µs) \[/.test(c[1]!)), 'measured and predicted plans');
