@@ -38,8 +38,10 @@ export interface LaneQuality {
   cpuShare: number | null;
   /** Σwait / (Σdur · threads counted); null when not measured. */
   waitShare: number | null;
-  /** Compute spans with `cpu`/`wait` measured. */
+  /** Compute spans with `cpu`/`wait` measured (the interpreter samples spans closer than 2 ms apart). */
   measuredSpans: number;
+  /** Compute spans of the measured steps, measured or not. */
+  computeSpans?: number;
   /** Measured compute spans that waited for a core for at least PREEMPTED_SPAN_WAIT of their duration. */
   preemptedSpans: number;
 }
@@ -111,9 +113,12 @@ export function measurementQuality(trace: Trace): MeasurementQuality {
   const measured = new Int32Array(n);
   const preempted = new Int32Array(n);
   const steps = new Set(trace.steps.map((w) => w.index));
+  const all = new Int32Array(n);
   for (let i = 0; i < s.count; i++) {
-    if (s.kind[i] !== SpanKind.compute || s.parent[i] >= 0 || s.cpu[i] < 0 || s.wait[i] < 0) continue;
+    if (s.kind[i] !== SpanKind.compute || s.parent[i] >= 0) continue;
     if (steps.size > 0 && !steps.has(s.step[i])) continue;
+    all[s.lane[i]]++;
+    if (s.cpu[i] < 0 || s.wait[i] < 0) continue;
     const l = s.lane[i];
     dur[l] += s.dur[i];
     cpu[l] += s.cpu[i];
@@ -132,6 +137,7 @@ export function measurementQuality(trace: Trace): MeasurementQuality {
       cpuShare: ok ? cpu[l] / (dur[l] * k) : null,
       waitShare: ok ? wait[l] / (dur[l] * k) : null,
       measuredSpans: measured[l],
+      computeSpans: all[l],
       preemptedSpans: preempted[l],
     };
   });
@@ -149,7 +155,8 @@ export function measurementQuality(trace: Trace): MeasurementQuality {
   const worstWait = waitLanes.reduce<LaneQuality | null>((w, q) => (!w || q.waitShare! > w.waitShare! ? q : w), null);
   const worstCpu = cpuLanes.reduce<LaneQuality | null>((w, q) => (!w || q.cpuShare! < w.cpuShare! ? q : w), null);
   if (worstWait && worstWait.waitShare! >= WAIT_SHARE_FAIR) {
-    const preemptedWords = worstWait.preemptedSpans > 0 ? `; ${worstWait.preemptedSpans} of its ${worstWait.measuredSpans} compute spans waited more than they ran` : '';
+    const sampled = (worstWait.computeSpans ?? worstWait.measuredSpans) > worstWait.measuredSpans ? ` read (of ${worstWait.computeSpans})` : '';
+    const preemptedWords = worstWait.preemptedSpans > 0 ? `; ${worstWait.preemptedSpans} of its ${worstWait.measuredSpans} compute spans${sampled} waited more than they ran` : '';
     flag(
       worstWait.waitShare! >= WAIT_SHARE_POOR ? 'poor' : 'fair',
       `${worstWait.device}${worstWait.kind === 'cpu' ? '' : ' (host thread)'} waited for a CPU core for ${pct(worstWait.waitShare!)} of its compute time${preemptedWords}.`,

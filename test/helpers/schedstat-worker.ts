@@ -4,7 +4,7 @@
  * scheduler counters before and after, read by the sampler under test.
  */
 import { parentPort } from 'node:worker_threads';
-import { schedDelta, threadSampler } from '../../src/runtime/device/schedstat';
+import { schedDelta, spanCpuUs, threadSampler } from '../../src/runtime/device/schedstat';
 
 export interface SpinRequest {
   ms: number;
@@ -13,6 +13,9 @@ export interface SpinRequest {
 }
 export interface SpinResult {
   wallUs: number;
+  /** The threads' counters' change (lags by up to a tick). */
+  counterCpuUs: number;
+  /** The span's CPU time as the interpreter records it ({@link spanCpuUs}). */
   cpuUs: number;
   waitUs: number;
   available: boolean;
@@ -27,5 +30,6 @@ parentPort?.on('message', (m: SpinRequest) => {
   else while (performance.now() - t0 < m.ms) x += Math.sqrt(x + 1);
   const wallUs = (performance.now() - t0) * 1000;
   const d = schedDelta(a, sampler?.read() ?? null);
-  parentPort?.postMessage({ wallUs, cpuUs: d.cpuUs, waitUs: d.waitUs, available: sampler !== null, x } as SpinResult);
+  // The span's CPU time as the interpreter records it (the calling thread alone).
+  parentPort?.postMessage({ wallUs, counterCpuUs: d.cpuUs, cpuUs: spanCpuUs(wallUs, d, sampler?.threads ?? 0), waitUs: d.waitUs, available: sampler !== null, x } as SpinResult);
 });

@@ -6,18 +6,22 @@
  *  - {@link threadSampler}: the calling thread's `/proc/thread-self/schedstat` (nanoseconds on
  *    a CPU, nanoseconds runnable but waiting on a run queue, time slices), plus any threads
  *    added with {@link ThreadSampler.addThreads} (ONNX Runtime's intra-op pool of the thread's
- *    sessions). Read it around a compute span; {@link schedDelta} gives the span's `cpu` and
- *    `wait` columns in µs. One read costs a few µs (one pread of an open descriptor per
- *    thread, and one getrusage).
+ *    sessions). Read it around a compute span; {@link schedDelta} gives the counters' change
+ *    in µs and {@link spanCpuUs} the span's `cpu` column. One read costs a few µs (one pread
+ *    of an open descriptor per thread).
  *
  *    The kernel prints a thread's `sum_exec_runtime` as last updated by the scheduler — at a
  *    tick or a context switch — so the counter of a thread that is running when it is read
  *    lags by up to one tick (4 ms at HZ=250): a millisecond-scale span read that way gets
- *    0 or 4 ms of CPU. getrusage(RUSAGE_SELF) (`process.cpuUsage()`) brings the calling
- *    thread's counter up to date first (kernel `thread_group_cputime`), so the calling
- *    thread's CPU time is exact; added threads that are running at a read keep the lag, which
- *    averages out over many spans but not within one. Run-queue wait is added when a thread
- *    is switched in and is exact for the calling thread.
+ *    0 or 4 ms of CPU. Run-queue wait is added when a thread is switched in, so the calling
+ *    thread's wait is exact (it is running at both reads). A span the calling thread computes
+ *    alone and without blocking (a one-thread ONNX Runtime session runs inline) therefore
+ *    gets its CPU time exactly as wall time minus that wait. Bringing the counter up to date
+ *    instead, with getrusage(RUSAGE_SELF) (`process.cpuUsage()`), was measured at 0.25–0.6 ms
+ *    a call on average, with millisecond tails, once two device threads of the process called
+ *    it (under 10 µs with one): most of what span capture cost a sub-millisecond step. Added
+ *    threads that are running at a read keep the tick lag, which averages out over many
+ *    spans but not within one.
  *  - {@link sessionThreadWatch}: finds the intra-op threads a session creates (see there for
  *    when it cannot tell and falls back to the worker thread alone).
  *  - {@link loadSampler}: other processes' average load over a window, in cores: busy jiffies
@@ -60,6 +64,18 @@ export function schedDelta(a: SchedSample | null | undefined, b: SchedSample | n
   const wait = (b.waitNs - a.waitNs) / 1000;
   if (!(cpu >= 0) || !(wait >= 0)) return NOT_MEASURED;
   return { cpuUs: cpu, waitUs: wait };
+}
+
+/**
+ * A compute span's `cpu` column, µs: for a sampler of the calling thread alone, the span's
+ * wall time minus its run-queue wait (exact for a thread that computes without blocking; see
+ * the module comment); with added threads, the counters' change less `probeUs` (what an empty
+ * pair of reads costs). −1 when not measured.
+ */
+export function spanCpuUs(wallUs: number, d: SchedDelta, threads: number, probeUs = 0): number {
+  if (d.cpuUs < 0 || d.waitUs < 0) return -1;
+  if (threads === 1) return Math.max(0, wallUs - d.waitUs);
+  return Math.max(0, d.cpuUs - probeUs);
 }
 
 /** Scheduler counters of the calling thread and the threads added to it. */
@@ -110,8 +126,6 @@ class FdSampler implements ThreadSampler {
     let cpuNs = 0;
     let waitNs = 0;
     let slices = 0;
-    // Brings the calling thread's sum_exec_runtime up to date (see the module comment).
-    process.cpuUsage();
     for (const fd of this.fds) {
       let s: SchedSample | null = null;
       try {
