@@ -66,12 +66,12 @@ const PROGRESS_EVERY_US = 100_000;
 
 /**
  * Least time from the start of one compute span whose scheduler counters were read to the
- * start of the next, µs. A
- * pair of reads (a pread of /proc per thread, each regenerating its text) costs about
- * 10–30 µs; read around every span, that was most of what capture cost a sub-millisecond
- * step (silero VAD on cpu:2: +7–10 % against +1 % without the reads, same run). Spans at
- * least this far apart are all read (≤ ~1 % of their time); closer ones are sampled, which
- * keeps the shares of CPU and wait unbiased. Unread spans carry −1 (not measured).
+ * start of the next, µs. A pair of reads (a pread of /proc per thread, each regenerating its
+ * text) costs about 10–30 µs; read around every span, that was most of what capture cost a
+ * sub-millisecond step (silero VAD on cpu:2: +7–10 % against +1 % without the reads, same
+ * run). Spans at least this far apart are all read (≤ ~1 % of their time); closer ones are
+ * sampled, which keeps the shares of CPU and wait unbiased. Unread spans carry −1 (not
+ * measured).
  */
 const COUNTER_READ_GAP_US = 2000;
 
