@@ -376,7 +376,8 @@ export const SpanColumnsSchema = Type.Object({
   phase: NumArray,
   /**
    * CPU time (µs) the device's threads received during a compute span (Linux schedstat),
-   * −1 where not measured. Beside `dur` it says how much of the machine the span got.
+   * −1 where not measured (spans closer than 2 ms to the last measured one are sampled).
+   * Beside `dur` it says how much of the machine the span got.
    * Added in version 2.
    */
   cpu: NumArray,
