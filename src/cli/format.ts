@@ -77,6 +77,9 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
     const why = s.probe.mode === 'data' ? 'the alternative tensor parallelism is weighed against' : 'a second operating point for predictions';
     out.push(`probe       ${what}: median ${ms(s.probe.stepTimeUs)} over ${s.probe.steps} steps, interleaved on workers of its own (${why})`);
   }
+  for (const g of s.gpuBusy ?? []) {
+    out.push(`gpu         ${g.device}: busy ${formatPercent(g.share, 0)} of its operator-profiled runs (GPU timestamps of ${g.kernels} shader dispatches over ${g.runs} runs)`);
+  }
   if (s.captureOverhead) {
     const c = s.captureOverhead;
     const sp = (x: number): string => `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}%`;

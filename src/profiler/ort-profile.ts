@@ -621,3 +621,42 @@ function alignGpu(p: OrtProfile, windows: readonly RunWindow[], windowOf: Map<nu
   out.sort((a, b) => a.runIndex - b.runIndex || a.startUs - b.startUs);
   return out;
 }
+
+/** What a device's GPU did during its operator-profiled runs, from the WebGPU timestamps. */
+export interface GpuBusy {
+  /** Shader dispatches timed. */
+  kernels: number;
+  /** Runs (compute spans) with at least one timed dispatch. */
+  runs: number;
+  /** Time at least one dispatch ran on the GPU, µs (overlapping dispatches counted once). */
+  busyUs: number;
+  /** Those runs' wall time, µs. */
+  computeUs: number;
+}
+
+/**
+ * The GPU's busy time over the runs that have timed dispatches: per run, the union of its
+ * aligned kernel spans (already clamped into the run's window), against the run's wall time.
+ */
+export function gpuBusyOf(gpu: readonly OrtGpuKernelSpan[], windows: readonly RunWindow[]): GpuBusy {
+  const byRun = new Map<number, OrtGpuKernelSpan[]>();
+  for (const g of gpu) {
+    const list = byRun.get(g.runIndex);
+    if (list) list.push(g);
+    else byRun.set(g.runIndex, [g]);
+  }
+  let busyUs = 0;
+  let computeUs = 0;
+  for (const [run, list] of byRun) {
+    computeUs += windows[run]?.durUs ?? 0;
+    list.sort((a, b) => a.startUs - b.startUs);
+    let end = -Infinity;
+    for (const g of list) {
+      const s = Math.max(g.startUs, end);
+      const e = g.startUs + g.durUs;
+      if (e > s) busyUs += e - s;
+      end = Math.max(end, e);
+    }
+  }
+  return { kernels: gpu.length, runs: byRun.size, busyUs, computeUs };
+}

@@ -59,6 +59,11 @@ export interface ProfileSummary {
    */
   captureOverhead?: { ratio: number; lo: number; hi: number; capturedUs: number; uncapturedUs: number; steps: number };
   /**
+   * WebGPU devices with GPU timestamps: the share of their operator-profiled runs' wall time
+   * during which the GPU ran a dispatch (`meta.gpuTimestamps`).
+   */
+  gpuBusy?: { device: string; share: number; kernels: number; runs: number }[];
+  /**
    * The second operating point measured in the same run: a pipeline's other micro-batch count
    * (`meta.microProbe`), a data plan's doubled batch (`meta.batchProbe`), or a tensor plan's
    * batch run data parallel (`meta.dataProbe`, `mode` 'data').
@@ -164,6 +169,7 @@ export function summarize(trace: Trace): ProfileSummary {
     baseline: base ? { description: base.description, stepTimeUs: base.stepTimeUs.median } : null,
     ...captureOverheadOf(trace, stepTimes),
     ...probeOf(trace),
+    ...gpuBusyOfTrace(trace),
     numericalCheck: trace.meta.numericalCheck ?? null,
     totals: {
       computeShare: all > 0 ? sum(compute) / all : 0,
@@ -215,6 +221,13 @@ function captureOverheadOf(trace: Trace, captured: number[]): Pick<ProfileSummar
   if (!(on > 0) || !(offMed > 0)) return {};
   const iv = ratioInterval(captured, off);
   return { captureOverhead: { ratio: on / offMed - 1, lo: iv.lo - 1, hi: iv.hi - 1, capturedUs: on, uncapturedUs: offMed, steps: off.length } };
+}
+
+/** The GPU's busy share per WebGPU device with timestamps, when the trace has them. */
+function gpuBusyOfTrace(trace: Trace): Pick<ProfileSummary, 'gpuBusy'> {
+  const g = (trace.meta.gpuTimestamps ?? []).filter((x) => x.computeUs > 0);
+  if (g.length === 0) return {};
+  return { gpuBusy: g.map((x) => ({ device: trace.meta.devices[x.device]?.id ?? `device ${x.device}`, share: x.busyUs / x.computeUs, kernels: x.kernels, runs: x.runs })) };
 }
 
 /** The run's probe (second operating point), when it measured one. */

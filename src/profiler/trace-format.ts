@@ -277,6 +277,14 @@ export const TraceMetaSchema = Type.Object({
    */
   captureCheck: Type.Optional(Type.Object({ stepTimesUs: Type.Array(Type.Number()) })),
   /**
+   * WebGPU devices whose provider gave GPU timestamps: over the operator-profiled runs with
+   * timed shader dispatches, the dispatches' count, the time at least one ran on the GPU
+   * (µs, overlaps counted once) and those runs' wall time (µs).
+   */
+  gpuTimestamps: Type.Optional(
+    Type.Array(Type.Object({ device: Type.Integer({ minimum: 0 }), kernels: Type.Integer({ minimum: 0 }), runs: Type.Integer({ minimum: 0 }), busyUs: Type.Number({ minimum: 0 }), computeUs: Type.Number({ minimum: 0 }) })),
+  ),
+  /**
    * Pipeline runs: a second operating point measured in the same run (the next micro-batch
    * count dividing the batch, interleaved, on workers of its own): its step times, and each
    * stage's compute and comm per micro-batch, µs. The pipeline step model is fitted through

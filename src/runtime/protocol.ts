@@ -6,6 +6,7 @@
  */
 import type { SpanColumnsLocal } from './spans';
 import type { Plan } from '../profiler/plan';
+import type { GpuBusy } from '../profiler/ort-profile';
 import type { DeviceProgram, Program, TrainingProgram } from '../profiler/program';
 import type { DeviceInfo } from './device/discovery';
 
@@ -238,6 +239,8 @@ export type FromDevice =
       notes: string[];
       /** Which threads the compute spans' `cpu`/`wait` columns count. */
       schedThreads: 'worker+pool' | 'worker' | 'none';
+      /** WebGPU: the GPU's busy time over the operator-profiled runs, from its timestamps (absent when none were given). */
+      gpu?: GpuBusy;
       /**
        * A training run's results: this device's loss per timed step (its rows' mean), and
        * (rank 0 only; every stage in pipeline mode, each holding its own) the parameters after

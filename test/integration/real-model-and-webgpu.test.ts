@@ -63,4 +63,11 @@ test('cpu:1,webgpu:1 runs on the software Vulkan device, labelled so, and shows 
   const trace = await readTrace(out);
   assert.equal(trace.meta.devices[1].software, true);
   assert.match(trace.lanes[1].label, /software/);
+  // The GPU's own timestamps of the operator-profiled runs: the WebGPU device only.
+  const g = trace.meta.gpuTimestamps;
+  assert.ok(g && g.length === 1, JSON.stringify(g));
+  assert.equal(g[0]!.device, 1);
+  assert.ok(g[0]!.kernels > 0 && g[0]!.runs > 0);
+  assert.ok(g[0]!.busyUs > 0 && g[0]!.busyUs <= g[0]!.computeUs, JSON.stringify(g[0]));
+  assert.equal(s.gpuBusy?.[0]?.device, 'webgpu:0');
 });

@@ -8,6 +8,7 @@ import {
   alignOrtProfile,
   endOrtProfiling,
   findOrtProfileFile,
+  gpuBusyOf,
   matchRuns,
   parseOrtProfile,
   readOrtProfile,
@@ -130,6 +131,20 @@ describe('ORT profile edge cases (hand-written fixture)', () => {
       ['a&b', 100, 30],
     ]);
     assert.ok(a.notes.some((n) => /1 ORT node event\(s\) lay outside every model_run/.test(n)));
+  });
+
+  test('the GPU\'s busy time over a run counts overlapping dispatches once, against the runs that have any', () => {
+    const k = (runIndex: number, startUs: number, durUs: number) => ({ runIndex, name: 'n', opType: 'MatMul', program: 'p', startUs, durUs, clamped: false });
+    const windows = [{ startUs: 0, durUs: 100 }, { startUs: 200, durUs: 50 }, { startUs: 400, durUs: 80 }];
+    // Run 0: [10, 30) and [20, 50) overlap → 40 µs; run 1: [200, 210) → 10 µs; run 2 has none.
+    const b = gpuBusyOf([k(0, 20, 30), k(0, 10, 20), k(1, 200, 10)], windows);
+    assert.deepEqual(b, { kernels: 3, runs: 2, busyUs: 50, computeUs: 150 });
+    assert.deepEqual(gpuBusyOf([], windows), { kernels: 0, runs: 0, busyUs: 0, computeUs: 0 });
+    // The fixture's kernels, aligned into one window: busy time inside it.
+    const w = { startUs: 1e6, durUs: 300 };
+    const real = gpuBusyOf(alignOrtProfile(p, [w]).gpu, [w]);
+    assert.equal(real.kernels, 2);
+    assert.ok(real.busyUs > 0 && real.busyUs <= real.computeUs);
   });
 
   test('GPU kernels on another clock are shifted into their run window keeping their spacing', () => {

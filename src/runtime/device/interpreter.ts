@@ -25,7 +25,7 @@ import type { DeviceInit, FromDevice, SharedOutput, ToDevice } from '../protocol
 import { ctorFor, copyRows, viewOf, elementCount, placeRows, type AnyTypedArray } from '../tensor-util';
 import { Communicator, type CommGroupDescriptor } from '../comm/communicator';
 import { groupKey } from '../comm/subgroups';
-import { alignOrtProfile, endOrtProfiling, readOrtProfile } from '../../profiler/ort-profile';
+import { alignOrtProfile, endOrtProfiling, gpuBusyOf, readOrtProfile, type GpuBusy } from '../../profiler/ort-profile';
 import { isUserError } from '../../common/errors';
 import { dtypeCode, dtypeName, type DType } from '../onnx/dtypes';
 import { schedDelta, sessionThreadWatch, spanCpuUs, threadSampler, type SchedSample } from './schedstat';
@@ -131,6 +131,8 @@ export class Interpreter {
    * not read more CPU than wall time.
    */
   private probeCpuUs = 0;
+  /** WebGPU: the GPU's busy time over the operator-profiled runs, summed over segments. */
+  private gpuBusy: GpuBusy | null = null;
   /** When the last compute span whose counters were read started (see COUNTER_READ_GAP_US). */
   private lastCounterReadUs = -Infinity;
 
@@ -363,7 +365,7 @@ export class Interpreter {
     const outputs = [...this.outputs.values()].map((o) => o.shared);
     const { stepStart, stepEnd, checkStart, checkEnd } = this;
     this.post(
-      { type: 'done', rank: m.rank, stepStart, stepEnd, profiledStart, profiledEnd, checkStart, checkEnd, spans, notes, outputs, schedThreads: this.schedThreads, ...(trained ? { training: trained } : {}) },
+      { type: 'done', rank: m.rank, stepStart, stepEnd, profiledStart, profiledEnd, checkStart, checkEnd, spans, notes, outputs, schedThreads: this.schedThreads, ...(trained ? { training: trained } : {}), ...(this.gpuBusy ? { gpu: this.gpuBusy } : {}) },
       [stepStart.buffer, stepEnd.buffer, profiledStart.buffer, profiledEnd.buffer, checkStart.buffer, checkEnd.buffer, ...(spans ? SpanBuffer.transferList(spans) : [])],
     );
   }
@@ -729,6 +731,11 @@ export class Interpreter {
     const snapshot = this.spans.take();
     const windows = prof.computeIdx.map((i) => ({ startUs: snapshot.start[i], durUs: snapshot.dur[i] }));
     const aligned = alignOrtProfile(events, windows, { skipRuns: prof.warmRuns });
+    if (aligned.gpu.length > 0) {
+      const g = gpuBusyOf(aligned.gpu, windows);
+      const t = this.gpuBusy;
+      this.gpuBusy = t ? { kernels: t.kernels + g.kernels, runs: t.runs + g.runs, busyUs: t.busyUs + g.busyUs, computeUs: t.computeUs + g.computeUs } : g;
+    }
     for (const op of aligned.ops) {
       const parent = prof.computeIdx[op.runIndex];
       this.spans.record(SpanKind.compute, op.name, op.startUs, op.durUs, {

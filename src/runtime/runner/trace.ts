@@ -203,6 +203,7 @@ export function buildTrace(m: Measured): Trace {
     ...(m.request.adviceOnPoorQuality ? { adviceOnPoorQuality: m.request.adviceOnPoorQuality } : {}),
     ...(m.measurement ? { measurement: m.measurement } : {}),
     ...(checkSteps.length > 0 ? { captureCheck: { stepTimesUs: checkSteps } } : {}),
+    ...(done.some((d) => d.gpu) ? { gpuTimestamps: done.flatMap((d, device) => (d.gpu ? [{ device, ...d.gpu }] : [])) } : {}),
     // The runner's communication group uses the default channel layout (workers.ts).
     ...(devices.length > 1 ? { channel: { slots: DEFAULT_SLOTS, slotBytes: DEFAULT_SLOT_BYTES } } : {}),
     opLevel: m.capture.profiledSteps > 0,
