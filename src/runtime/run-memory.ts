@@ -163,10 +163,27 @@ function deviceActivations(m: RunMemoryInput, dp: DeviceProgram, segments: reado
   const split = m.split;
   const recorded = new Set<string>();
   const scale = (t: string): number => (split && !recorded.has(t) && t in split.tensors ? 1 / split.devices : 1);
-  const check = checkRecorded(shapes, m.segmentOutputs[dp.rank] ?? [], scale, recorded, isGraphTensor(ir));
-  const keep = new Set([...ir.outputs.map((o) => o.name), ...recorded]);
-  const act = peakActivationBytes(ir, deviceNodes(m, dp, segments), shapes, scale, keep);
+  const outputs = m.segmentOutputs[dp.rank] ?? [];
+  const check = checkRecorded(shapes, outputs, scale, recorded, isGraphTensor(ir));
+  const nodes = deviceNodes(m, dp, segments);
+  const keep = heldToEnd(ir, nodes, segments, outputs);
+  const act = peakActivationBytes(ir, nodes, shapes, scale, keep);
   return { ...act, check };
+}
+
+/**
+ * Tensors held to the end of the device's walk: the graph's outputs, what its segments hand
+ * on that none of its later nodes reads (a stage's cut edges), and everything a training
+ * forward outputs (the activations its backward reads). A segment output its own later nodes
+ * read (a tensor chain's partial sum, read after its all-reduce) is freed at its last use.
+ */
+function heldToEnd(ir: ModelIR, nodes: readonly number[], segments: readonly SegmentOf[], outputs: readonly SegmentOutputs[]): Set<string> {
+  const read = new Set<string>();
+  for (const i of nodes) for (const t of [...ir.nodes[i]!.inputs, ...ir.nodes[i]!.implicitInputs]) if (t) read.add(t);
+  const trainingForward = new Set(segments.filter((s) => s.kind === 'train-forward' || s.kind === 'stage-forward').map((s) => s.id));
+  const keep = new Set(ir.outputs.map((o) => o.name));
+  for (const seg of outputs) for (const t of seg.tensors) if (trainingForward.has(seg.segment) || !read.has(t.name)) keep.add(t.name);
+  return keep;
 }
 
 /** True for tensors the graph's nodes produce or read (not a step model's own tensors). */
