@@ -34,7 +34,7 @@ export function memoryLines(m: MemorySummary): string[] {
   ];
   const p = m.process;
   if (p) {
-    const also = p.alsoRan.length > 0 ? `, and the same process also ran ${p.alsoRan.join(' and ')}` : '';
+    const also = p.alsoRan.length > 0 ? `, and the same process also ran ${listText(p.alsoRan)}` : '';
     out.push(
       `sum over devices ${formatBytes(m.totalBytes)} computed · runner process grew ${formatBytes(p.growthBytes)} while the devices ran (resident set ${formatBytes(p.rssBeforeBytes)} → peak ${formatBytes(p.peakRssBytes)}, ${p.peakSource === 'maxRSS' ? "the kernel's high-water mark" : `sampled every ${p.sampleMs} ms`}); measured process-wide: every device is a thread of that one process${also}`,
     );
@@ -48,4 +48,9 @@ export function memoryLines(m: MemorySummary): string[] {
   if (unknown > 0) out.push(`shapes: ${unknown} held tensor(s) of unknown shape counted as zero; the activation peak is a lower bound`);
   if (cap && m.overCapacity.length > 0) out.push(`does not fit in ${formatBytes(cap.bytes)} per device: ${m.overCapacity.join(', ')} (see the findings)`);
   return out;
+}
+
+/** `a`, `a and b`, `a, b and c`. */
+function listText(items: readonly string[]): string {
+  return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} and ${items.at(-1)!}`;
 }

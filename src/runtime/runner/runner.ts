@@ -497,7 +497,11 @@ async function measure(
     const baseDone = base ? await base.finish() : null;
     const probeDone = probe ? await probe.finish() : null;
     const done = await par.finish();
-    const alsoRan = [...(base ? ['the one-device baseline'] : []), ...(probe ? ['the second operating point (probe)'] : [])];
+    const alsoRan = [
+      ...(base ? ['the one-device baseline'] : []),
+      ...(probe ? ['the second operating point (probe)'] : []),
+      ...(capture.profiledSteps > 0 ? ["the operator-profiled steps' second sessions"] : []),
+    ];
     return {
       rss: rss.stop(alsoRan),
       done,
