@@ -17,6 +17,7 @@ import type { Program, TrainingProgram } from '../../src/profiler/program';
 import type { RunMemory } from '../../src/profiler/memory-format';
 import type { SegmentOutputs } from '../../src/runtime/protocol';
 import { memoryView } from '../../webview/src/memory-view';
+import { RssWatch } from '../../src/runtime/runner/rss-watch';
 import { dataPlan, meta, traceOf } from '../helpers/trace-builders';
 
 const HIDDEN = 64;
@@ -212,5 +213,20 @@ describe('the summary and the panel', () => {
     assert.equal(memoryView(undefined), null);
     assert.equal(memoryView({ devices: [{ id: 'cpu:0' }] }), null, 'a device without a total');
     assert.equal(memoryView({ devices: 'x' }), null);
+  });
+});
+
+describe("the runner process's resident set", () => {
+  it('a watch sees memory the process touches while it runs, and names what else ran', () => {
+    const watch = new RssWatch(5);
+    // 64 MiB written page by page (a zero-filled allocation may not be resident until touched).
+    const block = Buffer.allocUnsafe(64 * 1024 * 1024).fill(1);
+    const p = watch.stop(['the one-device baseline']);
+    assert.equal(block[block.length - 1], 1);
+    assert.ok(p.peakRssBytes >= p.rssBeforeBytes);
+    assert.equal(p.growthBytes, p.peakRssBytes - p.rssBeforeBytes);
+    assert.ok(p.growthBytes >= 48 * 1024 * 1024, `grew ${p.growthBytes} B for a 64 MiB block`);
+    assert.deepEqual(p.alsoRan, ['the one-device baseline']);
+    assert.equal(p.sampleMs, 5);
   });
 });
