@@ -20,6 +20,7 @@ import { isAbsolute, join, basename, dirname } from 'node:path';
 import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser/lib/esm/main.js';
 import type { ProfileRequest } from '../runtime/protocol';
 import { DEFAULT_MICRO_BATCHES, GRAD_DTYPES, isParallelMode, makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type PipelineSchedule, type TrainPlan } from '../profiler/plan';
+import { parseByteSize } from '../profiler/units';
 import type { ProfileSettings } from './run-config';
 import { checkDeviceSpecText, deviceCount } from './run-config';
 
@@ -46,6 +47,7 @@ export const PLAN_KEYS = [
   'schedule',
   'tensor',
   'data',
+  'deviceMemory',
   'steps',
   'warmup',
   'seed',
@@ -101,6 +103,8 @@ export interface PlanValues {
   tensor?: number;
   /** Hybrid: replicas the batch is split over. */
   data?: number;
+  /** Memory per device to check the run against, e.g. "16GiB" (`--device-memory`). */
+  deviceMemory?: string;
   steps?: number;
   warmup?: number;
   seed?: number;
@@ -263,6 +267,7 @@ function readPlan(name: string, keyNode: Node, prop: Node, valueNode: Node | und
   typed('schedule', (v) => (PIPELINE_SCHEDULES as readonly unknown[]).includes(v), PIPELINE_SCHEDULES.map((m) => `"${m}"`).join(' or '));
   typed('tensor', (v) => isPosInt(v) && (v as number) >= 2, 'a whole number ≥ 2');
   typed('data', isPosInt, 'a positive whole number');
+  typed('deviceMemory', (v) => typeof v === 'string' && parseByteSize(v) !== null, 'a size such as "16GiB", "512MiB" or "80GB"');
   typed('steps', isPosInt, 'a whole number ≥ 1');
   typed('warmup', isNonNegInt, 'a whole number ≥ 0');
   typed('seed', (v) => typeof v === 'number' && Number.isInteger(v), 'a whole number');
@@ -414,6 +419,7 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
     ...(v.inputShapes !== undefined ? { inputShapes: v.inputShapes } : {}),
     ...(v.values !== undefined ? { values: v.values } : {}),
     ...(v.inputs !== undefined ? { inputsFile: besideConfig(v.inputs) } : {}),
+    ...(v.deviceMemory !== undefined && parseByteSize(v.deviceMemory) !== null ? { deviceMemory: parseByteSize(v.deviceMemory)! } : {}),
   };
 }
 
