@@ -7,6 +7,7 @@ import type { NumericalCheck } from '../profiler/trace-format';
 import type { Analysis } from '../profiler/analysis';
 import { formatBytes, formatDuration, formatPercent } from '../profiler/units';
 import { IDLE_SPAN_CAUSES } from '../profiler/span-vocabulary';
+import { memoryLines } from './memory-lines';
 
 /** A duration for the terminal: `830 µs`, `12.35 ms`, `1.25 s`. */
 export function ms(us: number): string {
@@ -87,6 +88,7 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
   }
   if (s.numericalCheck) out.push(numericsLine(s.numericalCheck, s.training ? 'parameter' : 'output'));
   if (s.training) out.push('', ...trainingLines(s.training));
+  if (s.memory) out.push('', ...memoryLines(s.memory));
   if (s.stages && s.bubbleFraction !== undefined) {
     out.push(
       `bubble      ${pct(s.bubbleFraction)} of stage time (GPipe (K−1)/(M+K−1) = ${pct(s.gpipeBubbleFraction ?? NaN)}), stage balance max/mean ${(s.stageBalance ?? NaN).toFixed(2)}`,

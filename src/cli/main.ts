@@ -196,6 +196,8 @@ interface ProfileFlags {
   value: Record<string, number>;
   inputs?: string;
   adviceOnPoorQuality: 'hold' | 'show';
+  /** Capacity per device in bytes (`--device-memory`). */
+  deviceMemory?: number;
 }
 
 /** The training part of the flags: `--train` and its settings (which mean nothing without it). */
@@ -278,6 +280,7 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
     ...(Object.keys(flags.inputShape).length ? { inputShapes: flags.inputShape } : {}),
     ...(Object.keys(flags.value).length ? { values: flags.value } : {}),
     ...(flags.inputs ? { inputsFile: resolve(flags.inputs) } : {}),
+    ...(flags.deviceMemory !== undefined ? { deviceMemory: flags.deviceMemory } : {}),
     outPath: out,
   };
   const progress = progressReporter(Boolean(flags.json));
@@ -477,6 +480,7 @@ export function buildProgram(): Command {
     .option('--pipeline <n>', 'hybrid: stages of each replica\'s pipeline', positiveInt('--pipeline'))
     .option('--cuts <nodes>', 'pipeline: cut after these nodes (comma-separated names) instead of balancing')
     .addOption(new Option('--schedule <name>', 'pipeline schedule: gpipe (default), or 1f1b with --train').choices([...PIPELINE_SCHEDULES]))
+    .option('--device-memory <size>', 'memory per device, e.g. 16GiB: a finding says when the plan does not fit and names the plans that do', parseDeviceMemory)
     .action((model: string, flags: ProfileFlags) => profileCommand(model, flags));
 
   program

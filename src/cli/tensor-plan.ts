@@ -4,12 +4,13 @@
  * tables or JSON. Planning only: nothing runs the model.
  */
 import { basename } from 'node:path';
-import { isUserError, UserError } from '../common/errors';
+import { UserError } from '../common/errors';
 import { formatBytes, formatPercent } from '../profiler/units';
 import { parseDeviceSpec } from '../runtime/device/discovery';
 import { loadModel } from '../runtime/onnx/model';
-import { hybridShapes, memoryTable, type MemoryTable } from '../runtime/tensor/memory';
-import { planTensorSharding, type InitializerPlacement, type TensorPlanOptions, type TensorShardPlan } from '../runtime/tensor/shard-plan';
+import type { MemoryTable } from '../runtime/tensor/memory';
+import { planMemoryTable } from '../runtime/run-memory';
+import { planTensorSharding, type InitializerPlacement, type TensorShardPlan } from '../runtime/tensor/shard-plan';
 import { table } from './format';
 
 /** Flags of `plan --mode tensor`. */
@@ -47,30 +48,12 @@ export async function tensorPlanCommand(modelPath: string, label: string, flags:
   const dimValues = Object.keys(flags.dim).length > 0 ? flags.dim : undefined;
   const opts = { ...(dimValues ? { dimValues } : {}), ...(flags.keepWhole ? { keepWhole: flags.keepWhole } : {}) };
   const plan = planTensorSharding(ir, n, opts);
-  const memory = memoryTable(ir, {
-    devices: n,
-    batch: flags.batch,
-    microBatches: flags.microBatches,
-    capacityBytes: flags.deviceMemory ?? null,
-    tensor: plan,
-    hybrids: hybridShapes(n).map(({ data, tensor }) => ({ data, tensor: hybridShards(ir, tensor, opts) })),
-    ...(dimValues ? { dimValues } : {}),
-  });
+  const memory = planMemoryTable(ir, { devices: n, batch: flags.batch, microBatches: flags.microBatches, capacityBytes: flags.deviceMemory ?? null, ...opts }, plan);
   if (flags.json) {
     process.stdout.write(`${JSON.stringify({ model: label, devices: n, plan, memory }, null, 2)}\n`);
     return;
   }
   process.stdout.write(`${formatTensorPlan(plan, memory, basename(label))}\n`);
-}
-
-/** One replica's shard plan of a hybrid, or why there is none. */
-function hybridShards(ir: Awaited<ReturnType<typeof loadModel>>, tensor: number, opts: TensorPlanOptions): TensorShardPlan | { reason: string; devices: number } {
-  try {
-    return planTensorSharding(ir, tensor, opts);
-  } catch (e) {
-    if (isUserError(e)) return { reason: e.message, devices: tensor };
-    throw e;
-  }
 }
 
 const dimsText = (dims: readonly number[]): string => (dims.length === 0 ? 'scalar' : dims.join('×'));

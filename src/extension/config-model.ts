@@ -20,6 +20,7 @@ import { isAbsolute, join, basename, dirname } from 'node:path';
 import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser/lib/esm/main.js';
 import type { ProfileRequest } from '../runtime/protocol';
 import { DEFAULT_MICRO_BATCHES, GRAD_DTYPES, isParallelMode, makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type ParallelMode, type PipelineSchedule, type TrainPlan } from '../profiler/plan';
+import { parseByteSize } from '../profiler/units';
 import type { ProfileSettings } from './run-config';
 import { checkDeviceSpecText, deviceCount } from './run-config';
 
@@ -47,6 +48,7 @@ export const PLAN_KEYS = [
   'tensor',
   'keepWhole',
   'data',
+  'deviceMemory',
   'steps',
   'warmup',
   'seed',
@@ -104,6 +106,8 @@ export interface PlanValues {
   keepWhole?: string[];
   /** Hybrid: replicas the batch is split over. */
   data?: number;
+  /** Memory per device to check the run against, e.g. "16GiB" (`--device-memory`). */
+  deviceMemory?: string;
   steps?: number;
   warmup?: number;
   seed?: number;
@@ -267,6 +271,7 @@ function readPlan(name: string, keyNode: Node, prop: Node, valueNode: Node | und
   typed('tensor', (v) => isPosInt(v) && (v as number) >= 2, 'a whole number ≥ 2');
   typed('keepWhole', (v) => Array.isArray(v) && v.length > 0 && v.every((c) => typeof c === 'string' && c.trim() !== ''), 'an array of node names, scopes (/layers.5/mlp) or globs');
   typed('data', isPosInt, 'a positive whole number');
+  typed('deviceMemory', (v) => typeof v === 'string' && parseByteSize(v) !== null, 'a size such as "16GiB", "512MiB" or "80GB"');
   typed('steps', isPosInt, 'a whole number ≥ 1');
   typed('warmup', isNonNegInt, 'a whole number ≥ 0');
   typed('seed', (v) => typeof v === 'number' && Number.isInteger(v), 'a whole number');
@@ -419,6 +424,7 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
     ...(v.inputShapes !== undefined ? { inputShapes: v.inputShapes } : {}),
     ...(v.values !== undefined ? { values: v.values } : {}),
     ...(v.inputs !== undefined ? { inputsFile: besideConfig(v.inputs) } : {}),
+    ...(v.deviceMemory !== undefined && parseByteSize(v.deviceMemory) !== null ? { deviceMemory: parseByteSize(v.deviceMemory)! } : {}),
   };
 }
 

@@ -13,6 +13,7 @@
  *  - host-overhead       data/single: host idle and in-session gaps, operator spans; `batch`.
  *  - poor-scaling        any: `meta.baseline` or a scaling sweep passed in the options.
  *  - dominant-op         any: operator spans (informational, no prediction).
+ *  - device-memory       any with `--device-memory`: `meta.memory` (findings-memory.ts).
  *
  * Measurement quality gates every rule (see quality.ts and {@link gateFindings}):
  *  - a finding fires only when its predicted effect — the step time it saves, for the same
@@ -37,6 +38,7 @@ import { STRAGGLER_THRESHOLD } from './analysis/data-parallel';
 import { fitTwoTerms } from './simulate/fit';
 import { scheduleMemoryRule } from './findings-schedule';
 import { tensorCollectivesRule, tensorVsDataRule } from './findings-tensor';
+import { deviceMemoryRule } from './findings-memory';
 
 export type Severity = 'info' | 'warning' | 'critical';
 
@@ -796,6 +798,7 @@ export function findings(trace: Trace, summary: ProfileSummary, options: Finding
     ...scheduleMemoryRule(trace, a.stepTimeUs.median),
     ...tensorCollectivesRule(trace, a),
     ...tensorVsDataRule(trace, a),
+    ...deviceMemoryRule(trace, a.stepTimeUs.median),
   ];
   const trained = trace.meta.training ? found.map(trainingCaveat) : found;
   return gateFindings(trained.map(informIfNoGain), quality, trace.meta.adviceOnPoorQuality ?? 'hold');

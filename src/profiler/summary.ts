@@ -10,6 +10,7 @@ import { median, ratioInterval, spread, sum } from './stats';
 import { gpipeBubble } from './plan';
 import type { PipelinePlan } from './plan';
 import { measurementQuality, type MeasurementQuality } from './quality';
+import { memorySummary, type MemorySummary } from './memory-summary';
 
 export interface DeviceSummary {
   id: string;
@@ -82,6 +83,8 @@ export interface ProfileSummary {
   stages?: StageSummary[];
   /** Training runs: each part of a step per device, and the loss. */
   training?: TrainingSummary;
+  /** Memory per device (computed) and the runner process's measured growth, when the trace records them. */
+  memory?: MemorySummary;
 }
 
 export interface StageSummary {
@@ -153,6 +156,7 @@ export function summarize(trace: Trace): ProfileSummary {
   const quality = measurementQuality(trace);
   const speedup = base && st.median > 0 ? base.stepTimeUs.median / st.median : null;
   const training = trainingSummary(trace);
+  const memory = memorySummary(trace);
   return {
     mode: trace.meta.mode,
     source: trace.meta.source,
@@ -178,6 +182,7 @@ export function summarize(trace: Trace): ProfileSummary {
     },
     ...pipeline,
     ...(training ? { training } : {}),
+    ...(memory ? { memory } : {}),
   };
 }
 

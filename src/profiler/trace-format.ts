@@ -47,6 +47,7 @@ export const TRACE_FORMAT_TAG = 'parallax-trace';
 export * from './span-vocabulary';
 import { COMM_OPS, CommOpCode, IDLE_CAUSES, commCodeOfCollective, IdleCauseCode, PHASES, PhaseCode, SPAN_KINDS, SpanFlag, SpanKind, type CommOp, type IdleCause, type Phase, type SpanKindName } from './span-vocabulary';
 import { ProgramSchema } from './program';
+import { RunMemorySchema } from './memory-format';
 import { MAX_DURATION_US, MAX_TIMESTAMP_US, MAX_TRACE_SPANS } from '../common/limits';
 
 /** One dimension of a tensor shape: a size, a symbolic name, or unknown. */
@@ -322,6 +323,11 @@ export const TraceMetaSchema = Type.Object({
   adviceOnPoorQuality: Type.Optional(Type.Union([Type.Literal('hold'), Type.Literal('show')])),
   /** The device program the run executed (or the simulation ran); added in version 2. */
   program: Type.Optional(ProgramSchema),
+  /**
+   * Memory per device: parameters, computed activation peak, training state, and the runner
+   * process's measured growth (see memory-format.ts). Absent in traces written before it.
+   */
+  memory: Type.Optional(RunMemorySchema),
   /** Whether operator spans from ONNX Runtime's profiler are included. */
   opLevel: Type.Boolean(),
   /** Free-form notes shown with the trace (e.g. why a device was labelled shared). */

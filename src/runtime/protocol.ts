@@ -58,6 +58,8 @@ export interface ProfileRequest {
   dryRun?: boolean;
   /** On a poorly measured run, hold timing findings back (default) or show them with a caveat. */
   adviceOnPoorQuality?: 'hold' | 'show';
+  /** Memory per device to check the run and the other plans against (`--device-memory`), bytes. */
+  deviceMemory?: number;
 }
 
 /** A progress report from the runner. */
@@ -215,6 +217,12 @@ export interface SharedOutput {
   data: SharedArrayBuffer;
 }
 
+/** The outputs of one run of a segment: their names, element types and dimensions. */
+export interface SegmentOutputs {
+  segment: number;
+  tensors: { name: string; dtype: string; dims: number[] }[];
+}
+
 export type FromDevice =
   | { type: 'ready'; rank: number; loadMs: number }
   | { type: 'step'; rank: number; step: number }
@@ -248,6 +256,11 @@ export type FromDevice =
        * micro-batches of activations it kept between forward and backward, and their bytes.
        */
       training?: { losses: Float64Array; parameters: Record<string, Float32Array> | null; stash?: { peakMicroBatches: number; peakBytes: number } };
+      /**
+       * Per segment the device ran, the element type and dimensions of every output of its
+       * first run (the shapes the run actually produced, for the memory per device).
+       */
+      segmentOutputs?: SegmentOutputs[];
     }
   | { type: 'error'; rank: number; message: string; user: boolean };
 

@@ -147,6 +147,16 @@ describe('a plan as the runner’s plan', () => {
     assert.equal(toProfilePlan(findPlan(doc, 'bad')!, '/ws/parallax.json', settings, '/o.json'), null);
   });
 
+  it('passes "deviceMemory" on as bytes, as --device-memory does, and refuses a size it cannot read', () => {
+    const doc = parseConfig('{ "plans": { "m": { "model": "/m.onnx", "deviceMemory": "16GiB" }, "none": { "model": "/m.onnx" }, "bad": { "model": "/m.onnx", "deviceMemory": "16 parsecs" } } }');
+    assert.equal(toProfilePlan(findPlan(doc, 'm')!, '/ws/parallax.json', settings, '/o.json')!.deviceMemory, 16 * 1024 ** 3);
+    assert.equal('deviceMemory' in toProfilePlan(findPlan(doc, 'none')!, '/ws/parallax.json', settings, '/o.json')!, false);
+    const bad = findPlan(doc, 'bad')!.problems.find((p) => p.key === 'deviceMemory');
+    assert.ok(bad, JSON.stringify(findPlan(doc, 'bad')!.problems));
+    assert.match(bad.message, /"deviceMemory" must be a size such as "16GiB"/);
+    assert.equal(toProfilePlan(findPlan(doc, 'bad')!, '/ws/parallax.json', settings, '/o.json'), null);
+  });
+
   it('trains a data or pipeline plan with "train", its settings over the defaults; refuses bad settings and 1F1B without training', () => {
     const doc = parseConfig(
       '{ "plans": { "t": { "model": "/m.onnx", "train": { "optimizer": "adam", "lr": 0.001 } }, "bad": { "model": "/m.onnx", "train": { "lr": -1 } }, "pipe": { "model": "/m.onnx", "mode": "pipeline", "schedule": "1f1b", "train": {} }, "inf1f1b": { "model": "/m.onnx", "mode": "pipeline", "schedule": "1f1b" } } }',
@@ -271,11 +281,12 @@ describe('the JSON schema (schemas/parallax-config.schema.json)', () => {
   });
 
   it('accepts a full config and rejects unknown keys, bad device specs and a missing model', () => {
-    const good = { plans: { p: { model: 'm.onnx', mode: 'pipeline', devices: 'cpu:1,webgpu:1', batch: 8, microBatches: 4, cuts: ['/a/Add'], steps: 3, warmup: 0, dims: { seq: 4 }, inputShapes: { x: [8, 4] } } } };
+    const good = { plans: { p: { model: 'm.onnx', mode: 'pipeline', devices: 'cpu:1,webgpu:1', batch: 8, microBatches: 4, cuts: ['/a/Add'], steps: 3, warmup: 0, dims: { seq: 4 }, inputShapes: { x: [8, 4] }, deviceMemory: '16 GiB' } } };
     assert.ok(validate(good), JSON.stringify(validate.errors));
     assert.ok(!validate({ plans: { p: { model: 'm.onnx', colour: 1 } } }));
     assert.ok(!validate({ plans: { p: { model: 'm.onnx', devices: 'gpu:2' } } }));
     assert.ok(!validate({ plans: { p: { mode: 'data' } } }));
     assert.ok(!validate({ plans: { p: { model: 'm.onnx', microBatches: 0 } } }));
+    assert.ok(!validate({ plans: { p: { model: 'm.onnx', deviceMemory: '16 parsecs' } } }));
   });
 });

@@ -25,6 +25,7 @@ import { num, obj, str } from './format';
 import type { Prepared } from './model';
 import { prepareSpans } from './prep-client';
 import { storedActivationsView, type StoredActivationsView } from './stored-activations';
+import { memoryView, type MemoryView } from './memory-view';
 import { MERGED_NAME, type TiledInfo, type TiledRun } from './tiles';
 
 const COLUMN_CTORS = Object.fromEntries(SPAN_COLUMNS.map((c) => [c, spanColumnCtor(c)])) as Record<SpanColumnName, ReturnType<typeof spanColumnCtor>>;
@@ -118,6 +119,8 @@ export interface SummaryView {
   speedupReliable: boolean | null;
   /** Pipeline training: the schedule and each stage's peak stored activations; null otherwise. */
   storedActivations: StoredActivationsView | null;
+  /** Memory per device and the runner process's measured growth; null for traces without it. */
+  memory: MemoryView | null;
 }
 
 const VERDICTS = ['good', 'fair', 'poor'] as const;
@@ -172,6 +175,7 @@ export function summaryView(x: unknown): SummaryView | null {
     quality: qualityView(s['measurementQuality']),
     speedupReliable: typeof s['speedupReliable'] === 'boolean' ? s['speedupReliable'] : null,
     storedActivations: storedActivationsView(s['training']),
+    memory: memoryView(s['memory']),
   };
 }
 

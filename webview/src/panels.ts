@@ -52,6 +52,25 @@ function metric(label: string, value: string, cls = ''): HTMLElement {
   return m;
 }
 
+/**
+ * Memory per device: each device's total (parameters + activations, + gradients, optimizer
+ * state and stored activations when training), against the capacity when one was given, and
+ * the runner process's measured growth, which is process-wide.
+ */
+function memoryMetric(m: NonNullable<SummaryView['memory']>): HTMLElement {
+  const over = m.devices.filter((d) => d.fits === false);
+  const devices = m.devices
+    .slice(0, 8)
+    .map((d) => `${displayText(d.id, 40)} ${formatBytes(d.totalBytes)} (parameters ${formatBytes(d.parameterBytes)}, activations ${formatBytes(d.activationBytes)}${d.trainingBytes > 0 ? `, training state ${formatBytes(d.trainingBytes)}` : ''})`)
+    .join(' · ');
+  const more = m.devices.length > 8 ? ` · ${m.devices.length - 8} more` : '';
+  const measured = m.processGrowthBytes !== null ? ` — runner process grew ${formatBytes(m.processGrowthBytes)} (measured, process-wide: all devices share it)` : '';
+  const cap = m.capacityBytes !== null ? ` — capacity ${formatBytes(m.capacityBytes)}: ${over.length > 0 ? `${over.length} device${over.length === 1 ? '' : 's'} over; fits: ${m.fitting.map((f) => displayText(f, 40)).join(', ') || 'no plan'}` : 'fits'}` : '';
+  const metricEl = metric('memory per device', `${devices}${more}${measured}${cap}`, `px-memory${over.length > 0 ? ' px-bad' : ''}`);
+  metricEl.title = 'Parameters are exact; activations are computed from the shapes the run produced, not measured (the CPU provider reports no memory).';
+  return metricEl;
+}
+
 export function renderSummary(root: HTMLElement, runs: Run[]): void {
   root.replaceChildren();
   const compare = runs.length > 1;
@@ -98,6 +117,7 @@ export function renderSummary(root: HTMLElement, runs: Run[]): void {
       const stages = a.stages.map((st) => `stage ${st.stage}: ${st.peakMicroBatches} of ${a.microBatches} (${formatBytes(st.bytes)})`).join(', ');
       metrics.append(metric('stored activations', `${a.schedule}, peak micro-batches per stage — ${stages}`, 'px-stored-activations'));
     }
+    if (s?.memory) metrics.append(memoryMetric(s.memory));
     if (s?.numericalCheck) {
       const nc = s.numericalCheck;
       metrics.append(

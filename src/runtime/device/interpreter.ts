@@ -21,7 +21,7 @@ import type { Instruction, ProgramBuffer } from '../../profiler/program';
 import { TrainingState } from './training-state';
 import { ActivationStash } from './activation-stash';
 import { CommThread } from './comm-thread';
-import type { DeviceInit, FromDevice, SharedOutput, ToDevice } from '../protocol';
+import type { DeviceInit, FromDevice, SegmentOutputs, SharedOutput, ToDevice } from '../protocol';
 import { ctorFor, copyRows, viewOf, elementCount, placeRows, type AnyTypedArray } from '../tensor-util';
 import { Communicator, type CommGroupDescriptor } from '../comm/communicator';
 import { groupKey } from '../comm/subgroups';
@@ -115,6 +115,8 @@ export class Interpreter {
   private readonly sentHeader = new Set<string>();
   private readonly header = new Int32Array(HEADER_INTS);
   private recording = false;
+  /** The outputs of each segment's first run, reported with `done` (memory per device). */
+  private readonly segmentOutputs = new Map<number, SegmentOutputs>();
   private commContext: CommContext | null = null;
   /**
    * CPU time and run-queue wait of this device's threads (Linux schedstat): the worker
@@ -365,7 +367,23 @@ export class Interpreter {
     const outputs = [...this.outputs.values()].map((o) => o.shared);
     const { stepStart, stepEnd, checkStart, checkEnd } = this;
     this.post(
-      { type: 'done', rank: m.rank, stepStart, stepEnd, profiledStart, profiledEnd, checkStart, checkEnd, spans, notes, outputs, schedThreads: this.schedThreads, ...(trained ? { training: trained } : {}), ...(this.gpuBusy ? { gpu: this.gpuBusy } : {}) },
+      {
+        type: 'done',
+        rank: m.rank,
+        stepStart,
+        stepEnd,
+        profiledStart,
+        profiledEnd,
+        checkStart,
+        checkEnd,
+        spans,
+        notes,
+        outputs,
+        schedThreads: this.schedThreads,
+        ...(trained ? { training: trained } : {}),
+        ...(this.gpuBusy ? { gpu: this.gpuBusy } : {}),
+        segmentOutputs: [...this.segmentOutputs.values()],
+      },
       [stepStart.buffer, stepEnd.buffer, profiledStart.buffer, profiledEnd.buffer, checkStart.buffer, checkEnd.buffer, ...(spans ? SpanBuffer.transferList(spans) : [])],
     );
   }
@@ -636,6 +654,7 @@ export class Interpreter {
     // forward's activations); a training step's optimizer writes its results over the
     // resident weights.
     for (const [name, v] of Object.entries(this.results)) this.feeds.set(name, v);
+    if (!this.segmentOutputs.has(ins.segment)) this.segmentOutputs.set(ins.segment, outputShapes(ins.segment, this.results));
     this.training?.afterRun(ins.phase, this.results, this.feeds);
     if (this.stash && ins.phase === 'forward' && ins.micro >= 0) this.stash.save(ins.micro, this.feeds);
     if (!this.recording) {
@@ -775,4 +794,14 @@ function commName(code: number): string {
     default:
       return COMM_OPS[code] ?? 'comm';
   }
+}
+
+/** The element type and dimensions of each output of a segment's run. */
+function outputShapes(segment: number, results: ort.InferenceSession.OnnxValueMapType): SegmentOutputs {
+  const tensors: SegmentOutputs['tensors'] = [];
+  for (const [name, v] of Object.entries(results)) {
+    // Non-tensor values (sequences, maps) have no dimensions and are left out.
+    if ('dims' in v && 'type' in v) tensors.push({ name, dtype: v.type, dims: [...v.dims] });
+  }
+  return { segment, tensors };
 }

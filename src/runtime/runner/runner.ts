@@ -45,6 +45,9 @@ import { prepareTensor } from '../compile/tensor';
 import { replicaPipelinePlan } from '../compile/hybrid';
 import { writeShardModels } from '../tensor/shard-model';
 import { formatBytes } from '../../profiler/units';
+import { RssWatch } from './rss-watch';
+import { memoryOfRun } from './run-memory-setup';
+import type { RunMemory } from '../../profiler/memory-format';
 
 export { CancelledError, type RunnerHooks } from './workers';
 export { compareOutputs } from './trace';
@@ -290,17 +293,21 @@ function prepareHybridPlan(plan: HybridTensorPlan, l: Loaded): Preparation {
   return { prepared: { mode: 'hybrid', ...t.prepared }, plan: recorded, text, info: {} };
 }
 
-/** The shard plan over `n` devices, what a plan records of it, and a line about it. */
-function tensorShards(l: Loaded, n: number, keepWhole: readonly string[] = []): { prepared: ReturnType<typeof prepareTensor>; recorded: { groups: { label: string; allReduces: number; allGathers: number; nodes: string[] }[]; parameterBytes: number; perDeviceParameterBytes: number[] }; text: string } {
-  // Symbolic sizes as the inputs resolved them (a sequence length from --input-shape): the
-  // all-reduce buffers are sized from them.
+/** Symbolic sizes as the inputs resolved them (a sequence length from --input-shape). */
+function resolvedDims(l: Loaded): Record<string, number> {
   const dims: Record<string, number> = { ...l.dimValues };
   for (const r of l.resolved) {
     r.modelDims?.forEach((d, k) => {
       if (typeof d === 'string' && r.dims[k] !== undefined) dims[d] = r.dims[k];
     });
   }
-  const prepared = prepareTensor(l.ir, n, dims, keepWhole);
+  return dims;
+}
+
+/** The shard plan over `n` devices, what a plan records of it, and a line about it. */
+function tensorShards(l: Loaded, n: number, keepWhole: readonly string[] = []): { prepared: ReturnType<typeof prepareTensor>; recorded: { groups: { label: string; allReduces: number; allGathers: number; nodes: string[] }[]; parameterBytes: number; perDeviceParameterBytes: number[] }; text: string } {
+  // The all-reduce buffers are sized from the symbolic sizes as the inputs resolved them.
+  const prepared = prepareTensor(l.ir, n, resolvedDims(l), keepWhole);
   const { shard, chain } = prepared;
   const allReduces = shard.collectives.filter((c) => c.op === 'all-reduce').length;
   const recorded = {
@@ -392,6 +399,8 @@ interface Runs {
   baseline: { program: Program; done: DoneMessage[] } | null;
   /** The probe's results (see {@link probePlanOf}), when it ran. */
   probe: (ProbePlan & { done: DoneMessage[] }) | null;
+  /** The runner process's resident set while the workers ran. */
+  rss: NonNullable<RunMemory['process']>;
 }
 
 /** A second operating point to measure: its plan, program and, for a larger batch, its inputs. */
@@ -439,6 +448,7 @@ async function measure(
   // sessions, so the two step times differ only by what capture does.
   const check = req.captureCheck === true && req.capture;
   hooks.progress({ phase: 'warmup', done: 0, total: l.devices.length, message: `starting ${l.devices.length} device worker(s)` });
+  const rss = new RssWatch();
   const par = await ProgramRun.start(program, { ...common, ...(check ? { checkSteps: plan.steps } : {}), devices: l.devices, segmentPaths, capture, phase: 'steps', message: 'measuring' }, hooks);
   let base: ProgramRun | null = null;
   let probe: ProgramRun | null = null;
@@ -491,13 +501,20 @@ async function measure(
     const baseDone = base ? await base.finish() : null;
     const probeDone = probe ? await probe.finish() : null;
     const done = await par.finish();
+    const alsoRan = [
+      ...(base ? ['the one-device baseline'] : []),
+      ...(probe ? ['the second operating point (probe)'] : []),
+      ...(capture.profiledSteps > 0 ? ["the operator-profiled steps' second sessions"] : []),
+    ];
     return {
+      rss: rss.stop(alsoRan),
       done,
       load,
       baseline: base && baseDone ? { program: base.program, done: baseDone } : null,
       probe: probePlan && probeDone ? { ...probePlan, done: probeDone } : null,
     };
   } finally {
+    rss.dispose();
     await par.close();
     await base?.close();
     await probe?.close();
@@ -605,7 +622,8 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     if (req.dryRun) return { trace: null, summary: null, planText, planInfo };
     check();
     const probePlan = probePlanOf(req, prep, l);
-    const runs = await measure(req, l, program, materialise(program, prep.prepared, req.modelPath, profileDir, l.training, stages), profileDir, hooks, probePlan);
+    const segmentPaths = materialise(program, prep.prepared, req.modelPath, profileDir, l.training, stages);
+    const runs = await measure(req, l, program, segmentPaths, profileDir, hooks, probePlan);
     const capture: CaptureSettings = { spans: req.capture, opProfilerOnTimedSteps: false, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
     const baseline = runs.baseline ? baselineRecord(req, l, runs.baseline, capture) : null;
     const done = runs.done;
@@ -621,6 +639,18 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     const numericalCheck = trained ? trained.check : baseline ? compareOutputs(mergeOutputs(program, done), baseline.reference, baseline.referenceName) : undefined;
     let trace = buildTrace({ request: req, plan: prep.plan, program, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, done, inputs: l.inputs, numericalCheck, ...(trained ? { training: trained.meta } : {}), baseline: baseline?.meta, capture, measurement });
     trace = deriveIdle(trace);
+    trace.meta.memory = await memoryOfRun({
+      ir: l.ir,
+      plan: prep.plan,
+      prepared: prep.prepared,
+      program,
+      inputs: l.inputs,
+      dims: withoutBatch(resolvedDims(l), [...batchNames(l.resolved)][0] ?? null),
+      segmentPaths,
+      done,
+      process: runs.rss,
+      ...(req.deviceMemory !== undefined ? { capacityBytes: req.deviceMemory } : {}),
+    });
     if (runs.probe) {
       const rec = probeRecord(runs.probe, { request: req, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, inputs: l.inputs, capture });
       Object.assign(trace.meta, rec);
