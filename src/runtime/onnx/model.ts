@@ -166,6 +166,8 @@ export interface ParseOptions {
    * only where the bytes are not beside their data (e.g. a model received over IPC).
    */
   checkExternalData?: boolean;
+  /** Compute `sha256` of the bytes (default true); off where only the graph is read (the IR's `sha256` is then ''). */
+  hash?: boolean;
 }
 
 /** Tensors up to this many elements keep their values in the IR (shapes, axes, scales). */
@@ -297,7 +299,7 @@ export function parseModel(bytes: Uint8Array, pathForMessages: string, opts: Par
 
   return {
     path: p,
-    sha256: createHash('sha256').update(bytes).digest('hex'),
+    sha256: opts.hash === false ? '' : createHash('sha256').update(bytes).digest('hex'),
     fileBytes: bytes.length,
     irVersion: toNumber(model.irVersion),
     opsetVersion: opsets[''] ?? null,

@@ -35,7 +35,8 @@ export async function memoryOfRun(s: RunMemorySetup): Promise<RunMemory> {
   for (const seg of s.program.segments) {
     if (seg.kind !== 'stage' && seg.kind !== 'shard') continue;
     const path = s.segmentPaths[seg.id];
-    if (path !== undefined) segmentParameterBytes.set(seg.id, (await loadModel(path)).parameterBytes);
+    // Segment models Parallax wrote itself: only their weights are counted, so no digest.
+    if (path !== undefined) segmentParameterBytes.set(seg.id, (await loadModel(path, { hash: false })).parameterBytes);
   }
   const p = s.prepared;
   const partition = p.mode === 'pipeline' || p.mode === 'hybrid-pipeline' ? p.partition : null;
