@@ -260,6 +260,9 @@ export async function readSpansFileWithIndex(tracePath: string, ref: SpansFileRe
     const wantIndex = lanes !== null && header.tileIndex !== undefined;
     const indexProblem = wantIndex ? tileIndexSectionProblem(header.tileIndex, ref.count, lanes, dataEnd, st.size) : null;
     const section = wantIndex && !indexProblem ? (header.tileIndex as TileIndexSection) : null;
+    // The stored index's digest covers the index's bytes only, not the columns: it proves the
+    // index is the one written, not that the columns still are. So no check of a column is
+    // left out because an index is stored; each column is checked in full.
     const { check, overlap = true } = opts;
     // A column's problem, by column name; the first in check order is reported once every
     // read has ended, so that the message does not depend on which read finished first.
