@@ -156,9 +156,13 @@ export function spanColumnProblem(c: SpanColumnName, col: Column, limits: SpanLi
   }
 }
 
-/** The first problem of any column of `cols` (in {@link SPAN_COLUMN_CHECK_ORDER}), or null. */
-export function spanColumnsProblem(cols: Record<SpanColumnName, Column>, limits: SpanLimits): string | null {
+/**
+ * The first problem of any column of `cols` (in {@link SPAN_COLUMN_CHECK_ORDER}), or null;
+ * columns for which `skip` holds are not read.
+ */
+export function spanColumnsProblem(cols: Record<SpanColumnName, Column>, limits: SpanLimits, skip: (c: SpanColumnName) => boolean = () => false): string | null {
   for (const c of SPAN_COLUMN_CHECK_ORDER) {
+    if (skip(c)) continue;
     const p = spanColumnProblem(c, cols[c], limits);
     if (p) return p;
   }

@@ -48,7 +48,7 @@ export * from './span-vocabulary';
 import { COMM_OPS, CommOpCode, IDLE_CAUSES, commCodeOfCollective, IdleCauseCode, PHASES, PhaseCode, SPAN_KINDS, SpanFlag, SpanKind, type CommOp, type IdleCause, type Phase, type SpanKindName } from './span-vocabulary';
 import { ProgramSchema } from './program';
 import { MAX_TRACE_SPANS } from '../common/limits';
-import { SPAN_COLUMN_CHECK_ORDER, spanColumnProblem, type SpanLimits } from './span-checks';
+import { spanColumnsProblem, type SpanLimits } from './span-checks';
 
 /** One dimension of a tensor shape: a size, a symbolic name, or unknown. */
 const Dim = Type.Union([Type.Number(), Type.String(), Type.Null()]);
@@ -836,11 +836,8 @@ export function traceFromJson(input: unknown, checked?: CheckedColumns): Trace {
   const spans = cols as unknown as SpanColumns;
   const limits: SpanLimits = { spans: n, strings: j.strings.length, lanes: j.lanes.length };
   const sameLimits = checked !== undefined && checked.limits.spans === n && checked.limits.strings === limits.strings && checked.limits.lanes === limits.lanes;
-  for (const c of SPAN_COLUMN_CHECK_ORDER) {
-    if (sameLimits && checked.columns[c] === spans[c]) continue;
-    const problem = spanColumnProblem(c, spans[c], limits);
-    if (problem) throw new TraceFormatError(problem);
-  }
+  const problem = spanColumnsProblem(spans, limits, (c) => sameLimits && checked.columns[c] === spans[c]);
+  if (problem) throw new TraceFormatError(problem);
   const trace: Trace = { meta: j.meta, strings: j.strings, lanes: j.lanes, steps: j.steps, spans, ...(j.profiledSteps ? { profiledSteps: j.profiledSteps } : {}) };
   if (j.summary !== undefined) trace.summary = j.summary;
   if (j.findings !== undefined) trace.findings = j.findings;
