@@ -51,6 +51,7 @@ async function timed<T>(fn: () => Promise<T> | T): Promise<[T, number]> {
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(os.tmpdir(), 'parallax-bench-trace-file-'));
+  const loadStart = os.loadavg()[0] ?? 0;
   try {
     // Part 1: both forms, interleaved.
     const small = traceOf(SMALL_SPANS);
@@ -95,8 +96,8 @@ async function main(): Promise<void> {
     const mb = (x: number): string => `${(x / 2 ** 20).toFixed(0)} MiB`;
     process.stdout.write(`## Trace files: JSON against the binary span file; a ${bigCount.toLocaleString('en-US')}-span trace
 
-Machine: ${cpu}, ${os.availableParallelism()} logical cores, Node ${process.versions.node}. Command: \`node --import tsx bench/trace-file.bench.ts\`.
-Synthetic GPipe traces (8 lanes, 16 micro-batches, 8 operator spans per compute span). Medians of ${REPEATS}, the two forms interleaved.
+Machine: ${cpu}, ${os.availableParallelism()} logical cores, Node ${process.versions.node}, shared: measured while other work ran (load average ${loadStart.toFixed(1)} at the start, ${(os.loadavg()[0] ?? 0).toFixed(1)} at the end). Command: \`node --import tsx bench/trace-file.bench.ts\`.
+Synthetic GPipe traces (8 lanes, 16 micro-batches, 8 operator spans per compute span). Medians of ${REPEATS}, the two forms interleaved. A side file's write includes building the tile index it stores; its read checks every column (as each is read) and reads no tile index.
 
 | ${smallCount.toLocaleString('en-US')} spans | JSON (one file) | side file (JSON + .spans) | JSON / side file |
 |---|---|---|---|

@@ -30,6 +30,7 @@
  * about SPANS_PER_BUCKET per pixel). So a request costs O(pixels + returned spans) whatever the
  * trace's size, and its answer is bounded by the budget and the pixels.
  */
+import { maxOfI32, orOfBytes } from './span-checks';
 import { IdleCauseCode, SpanFlag, SpanKind, SPAN_COLUMNS, allocSpans, type SpanColumns, type Trace } from './trace-format';
 
 // The codes the hot loops read, as plain constants: a module's exports can be getters (in
@@ -413,9 +414,29 @@ export class SpanTiles {
     return tiles;
   }
 
-  /** The numbers the view needs before its first tile. */
+  /**
+   * The numbers the view needs before its first tile: the same as {@link tileSummary}, but the
+   * span count per row and the extent come from the index (its row table and extent were
+   * counted from the same rows when it was built or stored, and the tiles are drawn from
+   * them), so only `flags` and `stage` are read, each in one typed-array pass; a trace whose
+   * spans have stages (a pipeline) still needs the rows of those spans and takes the full
+   * pass.
+   */
   summary(): TileSummary {
-    return tileSummary(this.sp, this.nLanes);
+    if (maxOfI32(this.sp.stage) >= 0) return tileSummary(this.sp, this.nLanes);
+    const nRows = this.nLanes * TILE_ROWS_PER_LANE;
+    const ro = this.rowOffsets;
+    const rowSpans = Array.from({ length: nRows }, (_, r) => ro[r + 1]! - ro[r]!);
+    const n = this.sp.count;
+    return {
+      spans: n,
+      startUs: n > 0 ? this.extent[0] : 0,
+      endUs: n > 0 ? this.extent[1] : 0,
+      rowSpans,
+      rowStageMin: new Array<number>(nRows).fill(-1),
+      rowStageMax: new Array<number>(nRows).fill(-1),
+      flags: orOfBytes(this.sp.flags),
+    };
   }
 
   /** Adds span i's share of each bucket it touches to a grid of width `w` whose bucket 0 is grid index `first`. */

@@ -32,7 +32,8 @@
  *
  * The file is read like any other input from anywhere: its name must be a plain file name
  * (no folder part), every offset and size is checked against the file before anything is
- * allocated, and the columns then go through the same checks as the JSON form.
+ * allocated, and the columns then go through the same checks as the JSON form (span-checks.ts),
+ * each column as soon as it is read, while the next ones are being read.
  */
 import { promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -40,6 +41,7 @@ import { endianness } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../common/errors';
 import { asWriteError, makeDirs } from '../common/out-path';
+import { SPAN_COLUMN_CHECK_ORDER, spanColumnProblem, type SpanLimits } from './span-checks';
 import { SPAN_COLUMNS, SPAN_COLUMN_TYPES, spanColumnCtor, type SpanColumnName, type SpanColumns } from './trace-format';
 import type { SpanTilesIndex } from './span-tiles';
 import { decodeTileIndex, encodeTileIndex, tileIndexSectionProblem, type TileIndexSection } from './tile-index-section';
@@ -177,6 +179,24 @@ export interface SpansFileContents {
   tileIndex: SpanTilesIndex | null;
   /** Why a stored tile index was left aside (one line), or null. */
   note: string | null;
+  /** The bounds every column was checked against while it was read ({@link ReadSpansOptions.check}), or null. */
+  checked: SpanLimits | null;
+}
+
+/** How {@link readSpansFileWithIndex} checks the columns it reads. */
+export interface ReadSpansOptions {
+  /**
+   * Check every column's values against these bounds (those of the trace document the side
+   * file belongs to) as it is read; a column out of bounds fails the read with one line.
+   * Without it the columns come back unchecked and the caller checks them.
+   */
+  check?: SpanLimits;
+  /**
+   * Check each column as soon as it is read, while the others are being read (the default), or
+   * only after every read has ended (the way Parallax read before: kept to measure one against
+   * the other).
+   */
+  overlap?: boolean;
 }
 
 /**
@@ -185,7 +205,7 @@ export interface SpansFileContents {
  * fails its checksum is never an error: it is left aside with a note, and the caller builds
  * the index.
  */
-export async function readSpansFileWithIndex(tracePath: string, ref: SpansFileRef, lanes: number | null): Promise<SpansFileContents> {
+export async function readSpansFileWithIndex(tracePath: string, ref: SpansFileRef, lanes: number | null, opts: ReadSpansOptions = {}): Promise<SpansFileContents> {
   const bad = (what: string): UserError => new UserError(`${tracePath}: its span file ${JSON.stringify(ref.file.slice(0, 60))} ${what}; re-import or re-run to write the pair again`);
   if (!Number.isInteger(ref.count) || ref.count < 0 || typeof ref.id !== 'string' || !Number.isInteger(ref.bytes)) throw bad('is described wrongly in the trace');
   // Only a plain name in the trace's own folder: a document must not make Parallax read
@@ -236,27 +256,55 @@ export async function readSpansFileWithIndex(tracePath: string, ref: SpansFileRe
     if (header.count !== ref.count) throw bad(`holds ${String(header.count)} spans where the trace says ${ref.count}`);
     if (!entries) throw bad('has a corrupt column table');
     const spans = allocUnfilled(ref.count);
-    // All columns at once: positional reads of one file run side by side in libuv's thread
-    // pool, about a quarter faster than one after another for the gigabyte of a 20M-span trace.
-    await Promise.all(
-      entries.map((e) => {
-        const col = spans[e.name];
-        return readFully(fh, new Uint8Array(col.buffer, col.byteOffset, e.bytes), e.offset, short);
-      }),
-    );
-    if (lanes === null || header.tileIndex === undefined) return { spans, tileIndex: null, note: null };
-    const leftAside = (why: string): SpansFileContents => ({ spans, tileIndex: null, note: `${path}: its stored tile index ${why}; the index is built instead` });
-    const problem = tileIndexSectionProblem(header.tileIndex, ref.count, lanes, dataEnd, st.size);
-    if (problem) return leftAside(problem);
-    const section = header.tileIndex as TileIndexSection;
-    // A buffer of its own (offset 0), so that every part is an aligned view of it.
-    const buf = new Uint8Array(Buffer.allocUnsafeSlow(section.bytes).buffer, 0, section.bytes);
-    await readFully(fh, buf, section.offset, short);
-    try {
-      return { spans, tileIndex: decodeTileIndex(buf, section), note: null };
-    } catch (e) {
-      return leftAside(e instanceof Error ? e.message : String(e));
-    }
+    const leftAside = (why: string): string => `${path}: its stored tile index ${why}; the index is built instead`;
+    const wantIndex = lanes !== null && header.tileIndex !== undefined;
+    const indexProblem = wantIndex ? tileIndexSectionProblem(header.tileIndex, ref.count, lanes, dataEnd, st.size) : null;
+    const section = wantIndex && !indexProblem ? (header.tileIndex as TileIndexSection) : null;
+    // The stored index's digest covers the index's bytes only, not the columns: it proves the
+    // index is the one written, not that the columns still are. So no check of a column is
+    // left out because an index is stored; each column is checked in full.
+    const { check, overlap = true } = opts;
+    // A column's problem, by column name; the first in check order is reported once every
+    // read has ended, so that the message does not depend on which read finished first.
+    const problems = new Map<SpanColumnName, string>();
+    const checkColumn = (e: ColumnEntry): void => {
+      const p = check ? spanColumnProblem(e.name, spans[e.name], check) : null;
+      if (p) problems.set(e.name, p);
+    };
+    let tileIndex: SpanTilesIndex | null = null;
+    let note = indexProblem ? leftAside(indexProblem) : null;
+    const readIndex = async (): Promise<void> => {
+      if (!section) return;
+      // A buffer of its own (offset 0), so that every part is an aligned view of it.
+      const buf = new Uint8Array(Buffer.allocUnsafeSlow(section.bytes).buffer, 0, section.bytes);
+      await readFully(fh, buf, section.offset, short);
+      try {
+        tileIndex = decodeTileIndex(buf, section);
+      } catch (e) {
+        note = leftAside(e instanceof Error ? e.message : String(e));
+      }
+    };
+    const readColumn = async (e: ColumnEntry): Promise<void> => {
+      const col = spans[e.name];
+      await readFully(fh, new Uint8Array(col.buffer, col.byteOffset, e.bytes), e.offset, short);
+      // Checked as soon as it is in memory: this thread checks one column while libuv's
+      // threads read the next ones.
+      if (overlap) checkColumn(e);
+    };
+    // All columns (and the tile index) at once: positional reads of one file run side by side
+    // in libuv's thread pool, about a quarter faster than one after another for the gigabyte
+    // of a 20M-span trace. The index first, so that its digest is computed while the columns
+    // are read. A failed read fails the whole, but only after every read has ended, so that
+    // none writes into columns that are being dropped.
+    // (Without overlap the index is read after the columns, as before.)
+    const settled = overlap ? await Promise.allSettled([readIndex(), ...entries.map(readColumn)]) : await Promise.allSettled(entries.map(readColumn));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    if (!overlap) await readIndex();
+    if (!overlap) for (const e of entries) checkColumn(e);
+    const problem = SPAN_COLUMN_CHECK_ORDER.map((c) => problems.get(c)).find((p) => p !== undefined);
+    if (problem) throw new UserError(`${tracePath}: ${problem}`);
+    return { spans, tileIndex, note, checked: check ?? null };
   } finally {
     await fh.close();
   }

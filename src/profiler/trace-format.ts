@@ -48,7 +48,8 @@ export * from './span-vocabulary';
 import { COMM_OPS, CommOpCode, IDLE_CAUSES, commCodeOfCollective, IdleCauseCode, PHASES, PhaseCode, SPAN_KINDS, SpanFlag, SpanKind, type CommOp, type IdleCause, type Phase, type SpanKindName } from './span-vocabulary';
 import { ProgramSchema } from './program';
 import { RunMemorySchema } from './memory-format';
-import { MAX_DURATION_US, MAX_TIMESTAMP_US, MAX_TRACE_SPANS } from '../common/limits';
+import { MAX_TRACE_SPANS } from '../common/limits';
+import { spanColumnsProblem, type SpanLimits } from './span-checks';
 
 /** One dimension of a tensor shape: a size, a symbolic name, or unknown. */
 const Dim = Type.Union([Type.Number(), Type.String(), Type.Null()]);
@@ -786,46 +787,19 @@ export function upgradeTraceDocument(doc: unknown): unknown {
   return typeof version === 'number' && version < 2 ? migrateV1(doc as Record<string, unknown>) : doc;
 }
 
+/** Span columns whose values were checked already, and the bounds they were checked against. */
+export interface CheckedColumns {
+  columns: SpanColumns;
+  limits: SpanLimits;
+}
+
 /**
- * The range checks of every span. The columns are read from locals (not through the columns
- * object, whose property loads the loop would repeat per span): at tens of millions of spans
- * this pass is a large part of opening a trace.
+ * Validates a parsed JSON document and converts it to an in-memory trace. `checked` names
+ * columns whose values were checked already (a side file's, checked while they were read):
+ * a column is not checked again when it is the very array that was checked and the bounds
+ * were the document's own; every other column, and everything else, is checked here.
  */
-function checkSpanValues(spans: SpanColumns, nStrings: number, nLanes: number): void {
-  const { count: n, kind, name, opType, lane, parent, cause, comm, phase, dur, start } = spans;
-  const nKinds = SPAN_KINDS.length;
-  const nCauses = IDLE_CAUSES.length;
-  const nComm = COMM_OPS.length;
-  const nPhases = PHASES.length;
-  // Imported constants as locals too: in a CommonJS build each read of one is a getter call.
-  const maxDur = MAX_DURATION_US;
-  const maxTime = MAX_TIMESTAMP_US;
-  for (let i = 0; i < n; i++) {
-    if (kind[i]! >= nKinds) throw new TraceFormatError(`invalid trace: spans.kind[${i}] is unknown`);
-    if (name[i]! < 0 || name[i]! >= nStrings) throw new TraceFormatError(`invalid trace: spans.name[${i}] is out of range`);
-    if (opType[i]! >= nStrings) throw new TraceFormatError(`invalid trace: spans.opType[${i}] is out of range`);
-    if (lane[i]! < 0 || lane[i]! >= nLanes) throw new TraceFormatError(`invalid trace: spans.lane[${i}] is out of range`);
-    if (parent[i]! >= n) throw new TraceFormatError(`invalid trace: spans.parent[${i}] is out of range`);
-    if (cause[i]! >= nCauses) throw new TraceFormatError(`invalid trace: spans.cause[${i}] is unknown`);
-    if (comm[i]! >= nComm) throw new TraceFormatError(`invalid trace: spans.comm[${i}] is unknown`);
-    if (phase[i]! >= nPhases) throw new TraceFormatError(`invalid trace: spans.phase[${i}] is unknown`);
-    // Times no clock produces would turn every statistic they enter into nonsense.
-    if (!(dur[i]! >= 0 && dur[i]! <= maxDur)) {
-      throw new TraceFormatError(`invalid trace: spans.dur[${i}] is ${dur[i]} µs, outside 0 to ${maxDur} µs`);
-    }
-    if (!(Math.abs(start[i]!) <= maxTime)) throw new TraceFormatError(`invalid trace: spans.start[${i}] is ${start[i]} µs, beyond any clock`);
-  }
-}
-
-/** The first value of a column that is not finite, or -1 (a function of its own, so that the loop stays monomorphic). */
-function firstNonFinite(f: Float64Array): number {
-  // x - x is 0 for every finite x and NaN for NaN and ±Infinity (cheaper than a call per value).
-  for (let i = 0; i < f.length; i++) if (f[i]! - f[i]! !== 0) return i;
-  return -1;
-}
-
-/** Validates a parsed JSON document and converts it to an in-memory trace. */
-export function traceFromJson(input: unknown): Trace {
+export function traceFromJson(input: unknown, checked?: CheckedColumns): Trace {
   let doc = input;
   if (typeof doc !== 'object' || doc === null || (doc as { format?: unknown }).format !== TRACE_FORMAT_TAG) {
     throw new TraceFormatError(`not a Parallax trace (missing "format": "${TRACE_FORMAT_TAG}")`);
@@ -867,10 +841,6 @@ export function traceFromJson(input: unknown): Trace {
       // Columns read from a side file (or posted as typed arrays) are taken as they are; only
       // floating-point columns can hold a value that is not finite.
       cols[c] = col;
-      if (SPAN_COLUMN_TYPES[c] === 'f64') {
-        const bad = firstNonFinite(col as Float64Array);
-        if (bad >= 0) throw new TraceFormatError(`invalid trace: spans.${c}[${bad}] is not a finite number`);
-      }
       continue;
     }
     const dst = allocColumn(c, n);
@@ -884,7 +854,10 @@ export function traceFromJson(input: unknown): Trace {
     cols[c] = dst;
   }
   const spans = cols as unknown as SpanColumns;
-  checkSpanValues(spans, j.strings.length, j.lanes.length);
+  const limits: SpanLimits = { spans: n, strings: j.strings.length, lanes: j.lanes.length };
+  const sameLimits = checked !== undefined && checked.limits.spans === n && checked.limits.strings === limits.strings && checked.limits.lanes === limits.lanes;
+  const problem = spanColumnsProblem(spans, limits, (c) => sameLimits && checked.columns[c] === spans[c]);
+  if (problem) throw new TraceFormatError(problem);
   const trace: Trace = { meta: j.meta, strings: j.strings, lanes: j.lanes, steps: j.steps, spans, ...(j.profiledSteps ? { profiledSteps: j.profiledSteps } : {}) };
   if (j.summary !== undefined) trace.summary = j.summary;
   if (j.findings !== undefined) trace.findings = j.findings;

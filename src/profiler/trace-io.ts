@@ -13,9 +13,9 @@ import { randomBytes } from 'node:crypto';
 import { UserError } from '../common/errors';
 import { checkJsonDepth } from '../common/json-depth';
 import { asWriteError, makeDirs } from '../common/out-path';
-import { isSpansFileRef, readSpansFileWithIndex, writeSpansFile, SPANS_FILE_MIN_SPANS } from './spans-file';
+import { isSpansFileRef, readSpansFileWithIndex, writeSpansFile, SPANS_FILE_MIN_SPANS, type ReadSpansOptions } from './spans-file';
 import { buildSpanTiles, type SpanTilesIndex } from './span-tiles';
-import { allocSpans, traceFromJson, traceToJson, TraceFormatError, type Trace } from './trace-format';
+import { allocSpans, traceFromJson, traceToJson, TraceFormatError, type CheckedColumns, type Trace } from './trace-format';
 
 /** Writes `data` to `path` atomically, creating the folder if needed. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
@@ -69,9 +69,9 @@ function parseDocument(text: string, source: string): unknown {
   }
 }
 
-function fromDocument(doc: unknown, source: string): Trace {
+function fromDocument(doc: unknown, source: string, checked?: CheckedColumns): Trace {
   try {
-    return traceFromJson(doc);
+    return traceFromJson(doc, checked);
   } catch (e) {
     if (e instanceof TraceFormatError) throw new UserError(`${source}: ${e.message}`);
     throw e;
@@ -104,9 +104,12 @@ export interface TraceWithTileIndex {
  * Reads a trace as {@link readTrace} does and, for a trace whose columns are in a side file
  * and for which `want(spanCount)` holds, the tile index stored in it. A trace without one
  * (inline JSON, a side file written without it or by an older Parallax) reads with a null
- * index; a stored index that is cut short or corrupt is left aside with a note.
+ * index; a stored index that is cut short or corrupt is left aside with a note. The side
+ * file's columns are checked as each is read, while the next ones are read (`overlap: false`
+ * checks them after every read has ended, as Parallax did before; kept to measure the two
+ * against each other).
  */
-export async function readTraceWithTileIndex(path: string, want: (spans: number) => boolean): Promise<TraceWithTileIndex> {
+export async function readTraceWithTileIndex(path: string, want: (spans: number) => boolean, opts: Pick<ReadSpansOptions, 'overlap'> = {}): Promise<TraceWithTileIndex> {
   let text: string;
   try {
     const st = await fs.stat(path);
@@ -123,8 +126,12 @@ export async function readTraceWithTileIndex(path: string, want: (spans: number)
   const doc = parseDocument(text, path);
   const spans = typeof doc === 'object' && doc !== null ? (doc as { spans?: unknown }).spans : undefined;
   if (!isSpansFileRef(spans)) return { trace: fromDocument(doc, path), tileIndex: null, note: null };
-  const lanes = (doc as { lanes?: unknown }).lanes;
+  const { lanes, strings } = doc as { lanes?: unknown; strings?: unknown };
   const wantIndex = Array.isArray(lanes) && Number.isInteger(spans.count) && want(spans.count);
-  const read = await readSpansFileWithIndex(path, spans, wantIndex ? (lanes as unknown[]).length : null);
-  return { trace: fromDocument({ ...(doc as object), spans: read.spans }, path), tileIndex: read.tileIndex, note: read.note };
+  // The columns are checked while they are read, against the bounds this document sets; a
+  // document too broken to set them is refused by traceFromJson, which then checks all.
+  const check = Array.isArray(lanes) && Array.isArray(strings) ? { spans: spans.count, strings: strings.length, lanes: lanes.length } : undefined;
+  const read = await readSpansFileWithIndex(path, spans, wantIndex ? (lanes as unknown[]).length : null, { ...opts, ...(check ? { check } : {}) });
+  const checked = read.checked ? { columns: read.spans, limits: read.checked } : undefined;
+  return { trace: fromDocument({ ...(doc as object), spans: read.spans }, path, checked), tileIndex: read.tileIndex, note: read.note };
 }

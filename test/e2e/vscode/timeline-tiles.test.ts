@@ -3,12 +3,14 @@
  * (code-server + headless Chromium, see harness.ts). The tile threshold is set low
  * (`parallax.timeline.tileThreshold`), so a trace of a few hundred thousand spans takes the
  * path a trace of tens of millions takes: the `load` carries no spans, the view asks the
- * extension host for the tiles of the window it shows, and draws them.
+ * extension host for the tiles of the window it shows, and draws them. A trace whose side
+ * file stores its tile index (as `import` writes big traces) opens from that index; one whose
+ * side file holds a span out of bounds is refused in one line, and nothing of it is shown.
  *
  *   node --import tsx --test test/e2e/vscode/timeline-tiles.test.ts
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
@@ -22,11 +24,14 @@ import { closeWorkbench, ensureVsix, hoverSpan, timelineFrame, viewStats, VsCode
 
 /** Spans from which a trace is shown in tiles, in this test. */
 const THRESHOLD = 100_000;
+/** The span whose lane is broken in the broken side file. */
+const BROKEN_SPAN = 1001;
 
 describe('a big trace in tiles, in VS Code (code-server)', { timeout: 5 * 60_000 }, () => {
   let vs: VsCodeHarness | undefined;
   let ws = '';
   let trace: Trace;
+  let flat: Trace;
   const it = workbenchIt(() => vs);
 
   before(
@@ -38,6 +43,19 @@ describe('a big trace in tiles, in VS Code (code-server)', { timeout: 5 * 60_000
       assert.ok(trace.spans.count > 2 * THRESHOLD, `${trace.spans.count} spans`);
       mkdirSync(join(ws, 'runs'));
       await writeTrace(join(ws, 'runs', 'big.parallax.json'), trace);
+      // The same shape without stages, in a side file with its tile index, as `import` writes
+      // big traces: opened from the stored index, the summary from its row table. And a copy
+      // whose side file has one lane index beyond the trace's lanes.
+      flat = syntheticPipelineTrace({ stageUs: [300, 420, 380, 510], microBatches: 8, steps: 240, commUs: 12, opsPerCompute: 24, jitter: 0.2, seed: 6 });
+      flat.spans.stage.fill(-1);
+      mkdirSync(join(ws, 'stored'));
+      await writeTrace(join(ws, 'stored', 'flat.parallax.json'), flat, { spans: 'side-file' });
+      await writeTrace(join(ws, 'stored', 'broken.parallax.json'), flat, { spans: 'side-file' });
+      const side = join(ws, 'stored', 'broken.parallax.spans');
+      const bytes = readFileSync(side);
+      const header = JSON.parse(bytes.toString('utf8', 16, 16 + bytes.readUInt32LE(12))) as { columns: { name: string; offset: number }[] };
+      bytes.writeInt32LE(flat.lanes.length, header.columns.find((c) => c.name === 'lane')!.offset + 4 * BROKEN_SPAN);
+      writeFileSync(side, bytes);
       vs = await VsCodeHarness.start({ workspace: ws, vsix: ensureVsix(), name: 'tiles', settings: { 'parallax.timeline.tileThreshold': THRESHOLD } });
     },
     { timeout: 15 * 60_000 },
@@ -115,6 +133,36 @@ describe('a big trace in tiles, in VS Code (code-server)', { timeout: 5 * 60_000
     await frame.evaluate(`window.__parallax.setView(${last.startUs}, ${last.endUs})`);
     s = await waitStats(frame, (x) => (x.tiles?.received ?? 0) > had);
     assert.ok(s.drawn.rects.compute > 0);
+  });
+
+  it('a trace whose side file stores its tile index opens from that index and is drawn from tiles', async () => {
+    const h = vs!;
+    await h.explorerContextMenu('stored/flat.parallax.json', 'Open Trace');
+    const deadline = Date.now() + 60_000;
+    let s = await viewStats(await timelineFrame(h, 60_000));
+    while ((s.runs[0]?.spans !== flat.spans.count || !(s.tiles && s.tiles.received >= 1)) && Date.now() < deadline) {
+      await h.page.waitForTimeout(250);
+      s = await viewStats(await timelineFrame(h));
+    }
+    await h.screenshot('tiles-stored-index');
+    assert.equal(s.error, null);
+    assert.deepEqual(s.runs.map((r) => r.spans), [flat.spans.count]);
+    assert.ok(s.tiles && s.tiles.received >= 1, 'the host answered a tile');
+    assert.ok(s.drawn.rects.compute + s.drawn.merged.compute + s.drawn.merged.op + s.drawn.rects.op > 0, 'spans are drawn');
+    await h.waitForLog(/parallax/i, new RegExp(`read the stored tile index of ${flat.spans.count} spans`));
+  });
+
+  it('a side file with a span out of bounds is refused in one line naming the column and span, and the view keeps what it showed', async () => {
+    const h = vs!;
+    await h.clearNotifications();
+    await h.explorerContextMenu('stored/broken.parallax.json', 'Open Trace');
+    const text = await h.waitForNotification(/broken\.parallax\.json/);
+    await h.screenshot('tiles-broken-side-file');
+    assert.match(text, new RegExp(`spans\\.lane\\[${BROKEN_SPAN}\\] is out of range`));
+    assert.ok(!text.includes('\n'), 'one line');
+    const s = await viewStats(await timelineFrame(h));
+    assert.equal(s.error, null);
+    assert.deepEqual(s.runs.map((r) => r.spans), [flat.spans.count], 'the trace shown before is still shown, nothing of the broken one');
   });
 });
 
