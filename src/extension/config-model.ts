@@ -306,7 +306,6 @@ function checkPlan(plan: ConfigPlan): void {
   if (plan.keys.has('data')) add('data', `"data" applies to "mode": "hybrid" only; this plan runs ${mode === 'pipeline' ? 'a pipeline' : mode === 'tensor' ? 'tensor parallel' : 'data parallel'}`, 'warning');
   if (mode !== 'tensor') for (const k of TENSOR_KEYS) if (plan.keys.has(k)) add(k, `"${k}" applies to "mode": "tensor" only; this plan runs ${mode === 'pipeline' ? 'a pipeline' : 'data parallel'}`, 'warning');
   if (mode === 'tensor') {
-    if (plan.keys.has('train')) add('train', 'not yet: training runs in "mode": "data"; tensor-parallel training is coming');
     for (const k of [...DATA_KEYS, ...PIPELINE_KEYS]) {
       if (k !== 'train' && plan.keys.has(k)) add(k, `"${k}" applies to "mode": "${DATA_KEYS.includes(k) ? 'data' : 'pipeline'}" only; this plan runs tensor parallel`, 'warning');
     }

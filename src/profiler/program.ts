@@ -169,7 +169,14 @@ export const BufferSchema = Type.Object({
    * buffer, shaped as that output, feeds the later segments under the same name. `layer`
    * names the split layers it closes, for the timeline.
    */
-  activation: Type.Optional(Type.Object({ tensor: Type.String(), layer: Type.String() })),
+  activation: Type.Optional(
+    Type.Object({
+      tensor: Type.String(),
+      layer: Type.String(),
+      /** The pass it belongs to (absent: forward): tensor-parallel training all-reduces a column-parallel layer's input gradient in the backward. */
+      phase: Type.Optional(Type.Literal('backward')),
+    }),
+  ),
   /**
    * A parameter buffer (local SGD): before its collective the device packs its current
    * weights, scaled by its share of the batch; after it, the buffer holds their average over
@@ -210,6 +217,8 @@ export const TrainingProgramSchema = Type.Object({
       scale: Type.Number(),
     }),
   ),
+  /** Each device trains parameters of its own (tensor-parallel slices), so each reports its trained weights (absent: rank 0 speaks for replicas). */
+  ownParameters: Type.Optional(Type.Boolean()),
 });
 export type TrainingProgram = Static<typeof TrainingProgramSchema>;
 

@@ -1,0 +1,168 @@
+/**
+ * The training models of a tensor-parallel run (pure: no ONNX Runtime). Each device's chain
+ * of shard segments (runtime/tensor/shard-model.ts) is trained as a pipeline whose stages all
+ * run on that device, with an all-reduce where a pipeline would send: the stage forward and
+ * backward models come from {@link buildStageTrainingModels}, given the device's shard
+ * models instead of cuts of the whole model.
+ *
+ * Where the collectives sit is Megatron-LM's f and g operators:
+ * - g, after a row-parallel layer: forward, its partial sums are all-reduced (as in
+ *   inference); backward, the gradient of the sum is the gradient of every partial sum, and
+ *   it is replicated, so nothing moves.
+ * - f, before the column-parallel layers: forward, their input is replicated and read as it
+ *   is; backward, each device's layers give only their columns' share of that input's
+ *   gradient, so it is all-reduced before anything further back reads it (the LayerNorm,
+ *   the residual stream). The backward of a segment is cut there in two
+ *   ({@link StageTrainingOptions.cutGradientAt}), and the all-reduce runs between the parts.
+ *   All-reducing a segment's input gradient instead would be wrong wherever a residual
+ *   carries a replicated gradient past the layer: it would be summed N times.
+ *
+ * So a block of LayerNorm + MLP costs one all-reduce forward and one backward; an attention
+ * block and its MLP two each. Each device trains its own slices (their gradients are local)
+ * and the replicated weights, whose gradients are replicated: identical on every device. A
+ * row-parallel Gemm's bias is added on device 0 only (zeros elsewhere), so only device 0
+ * trains it; the others keep it frozen at zero.
+ *
+ * Refused, each with one line naming what to do: a graph output that is a partial sum (the
+ * loss needs the whole output), the input of a column-parallel layer that a layer outside
+ * the split reads too (its gradient would mix whole and partial terms), a replicated weight
+ * read inside a split region (a scale, a Gelu constant: its gradient is a partial sum that
+ * is not all-reduced; freeze it), a weight read by two segments, and a segment that reads
+ * an activation of a segment other than the one before it.
+ */
+import { UserError } from '../../common/errors';
+import { freezePattern, type TrainPlan } from '../../profiler/plan';
+import { estimateCosts, type ModelIR } from '../onnx/model';
+import { batchDimName, nominalDims } from '../pipeline/partition';
+import { NON_DIFFERENTIABLE_OPS } from './grad-ops';
+import { buildStageTrainingModels, type BackwardCut, type PipelineTrainingModels, type StageLoss } from './pipeline-models';
+import { buildStepOptimizer, optimizerSlots } from './step-models';
+import { rowBiasName, shardChainModels } from '../tensor/shard-model';
+import type { TensorPrepared } from '../compile/tensor';
+import type { TensorTrainingContext } from '../compile/common';
+
+/** A device's training models: per chain part its forward and backward (one model, or two around the f all-reduce), and its optimizer. */
+export interface TensorRankModels {
+  parts: { forward: Uint8Array; backward: Uint8Array[] }[];
+  optimizer: Uint8Array;
+}
+
+/** Result of {@link buildTensorTrainingModels}. */
+export interface TensorTrainingModels {
+  ranks: TensorRankModels[];
+  context: TensorTrainingContext;
+}
+
+const isFloat = (d: string | undefined): boolean => d === 'float32' || d === 'float64';
+
+/**
+ * The input of each split group's column-parallel layers (the f operator's tensor), by chain
+ * part; null for a part with none, or whose input is a graph input (no gradient is needed).
+ */
+function fTensors(ir: ModelIR, prep: TensorPrepared, modelName: string): ({ tensor: string; layer: string } | null)[] {
+  const { shard, chain } = prep;
+  const byName = new Map(ir.nodes.map((n) => [n.name, n]));
+  const partOf = new Map<number, number>();
+  chain.stages.forEach((st, k) => st.nodeIndices.forEach((i) => partOf.set(i, k)));
+  const out: ({ tensor: string; layer: string } | null)[] = chain.stages.map(() => null);
+  const graphInputs = new Set(ir.inputs.map((i) => i.name));
+  for (const g of shard.groups) {
+    const cols = g.columnNodes.map((n) => byName.get(n)!);
+    const inputs = [...new Set(cols.flatMap((n) => n.inputs.filter((t) => t && !ir.initializerByName.has(t) && shard.splitTensors[t] === undefined)))];
+    if (inputs.length !== 1) {
+      throw new UserError(`${modelName}: the column-parallel layers of ${g.label} read ${inputs.length} whole inputs (${inputs.join(', ')}); tensor-parallel training needs them to share one; profile it with --mode data or --mode pipeline`);
+    }
+    const x = inputs[0]!;
+    const part = partOf.get(cols[0]!.index)!;
+    if (cols.some((n) => partOf.get(n.index) !== part)) throw new Error(`${g.label}: column-parallel layers in two chain parts`);
+    const colSet = new Set(g.columnNodes);
+    const other = (ir.consumers.get(x) ?? []).map((c) => ir.nodes[c]!).find((n) => !colSet.has(n.name) && !(n.domain === '' && NON_DIFFERENTIABLE_OPS.has(n.opType)));
+    if (other) {
+      throw new UserError(`${modelName}: "${x}" feeds the split layers of ${g.label} and also ${other.name}, which is not split, so its gradient would mix whole and partial terms; tensor-parallel training does not split such layers yet; profile it with --mode data or --mode pipeline`);
+    }
+    if (graphInputs.has(x)) continue;
+    if (out[part]) throw new UserError(`${modelName}: two split groups begin in one segment of the tensor-parallel chain (${out[part]!.layer} and ${g.label}); tensor-parallel training needs an all-reduce between them; profile it with --mode data or --mode pipeline`);
+    out[part] = { tensor: x, layer: g.label };
+  }
+  return out;
+}
+
+/** @throws UserError for a chain tensor-parallel training cannot run (see the module comment). */
+function checkChain(ir: ModelIR, prep: TensorPrepared, frozen: (name: string) => boolean, modelName: string): void {
+  const { shard, chain } = prep;
+  const last = ir.nodes[ir.topoOrder[ir.topoOrder.length - 1]!]!;
+  const partialOut = shard.collectives.find((c) => c.op === 'all-reduce' && c.afterNode === last.name);
+  if (partialOut) {
+    throw new UserError(`${modelName}: the model's output "${partialOut.tensor}" is the partial sum of row-parallel ${partialOut.afterNode}, and the loss needs it whole; tensor-parallel training needs a node after that layer; profile it with --mode data or --mode pipeline`);
+  }
+  const owner = new Map<string, number>();
+  const floatWeight = (t: string): boolean => isFloat(ir.initializerByName.get(t)?.dtype);
+  for (const st of chain.stages) {
+    for (const w of st.initializers.filter(floatWeight)) {
+      const other = owner.get(w);
+      if (other !== undefined && other !== st.index) {
+        throw new UserError(`${modelName}: weight "${w}" is read by segments ${other} and ${st.index} of the tensor-parallel chain; tensor-parallel training needs every weight in one segment; freeze it (--freeze ${w}) or profile it with --mode data`);
+      }
+      owner.set(w, st.index);
+    }
+    const skip = st.inputs.find((i) => i.from !== 'graph' && i.from !== st.index - 1);
+    if (skip) throw new UserError(`${modelName}: segment ${st.index} of the tensor-parallel chain reads "${skip.name}" from segment ${String(skip.from)}, not the one before it, which tensor-parallel training does not do yet; profile it with --mode data or --mode pipeline`);
+    const early = st.index < chain.stages.length - 1 ? st.outputs.find((o) => o.to.includes('graph')) : undefined;
+    if (early) throw new UserError(`${modelName}: model output "${early.name}" is produced before the last segment of the tensor-parallel chain; tensor-parallel training needs the outputs at the end; profile it with --mode data or --mode pipeline`);
+  }
+  const placement = new Map(shard.initializers.map((p) => [p.name, p]));
+  const byName = new Map(ir.nodes.map((n) => [n.name, n]));
+  for (const g of shard.groups) {
+    const rows = new Set(g.rowNodes);
+    for (const name of g.nodes) {
+      if (rows.has(name)) continue;
+      const node = byName.get(name)!;
+      const w = node.inputs.find((t) => floatWeight(t) && placement.get(t)?.kind === 'replicated' && !frozen(t));
+      if (w) {
+        throw new UserError(`${modelName}: weight "${w}" is read by ${name} inside the split layers of ${g.label}, so each device would get only its share of its gradient; freeze it (--freeze ${w}) or profile it with --mode data`);
+      }
+    }
+  }
+}
+
+/**
+ * Builds every device's training models for the tensor-parallel chain `prep`.
+ * @param dims sizes of symbolic dimensions other than the batch (see buildGradientModel).
+ * @throws UserError for what tensor-parallel training cannot do (see the module comment).
+ */
+export function buildTensorTrainingModels(modelBytes: Uint8Array, ir: ModelIR, prep: TensorPrepared, loss: StageLoss & { train: TrainPlan }, modelName: string, dims: Readonly<Record<string, number>> = {}): TensorTrainingModels {
+  const { shard, chain } = prep;
+  const patterns = (loss.train.freeze ?? []).map(freezePattern);
+  const frozen = (name: string): boolean => patterns.some((p) => p.test(name));
+  checkChain(ir, prep, frozen, modelName);
+  const fs = fTensors(ir, prep, modelName);
+  const byName = new Map(ir.nodes.map((n) => [n.name, n]));
+  const rowBiases = shard.groups.flatMap((g) => g.rowNodes.map((r) => byName.get(r)!).flatMap((n) => (n.opType === 'Gemm' && n.inputs[2] ? [rowBiasName(n.inputs[2])] : [])));
+  const built: (PipelineTrainingModels & { cuts: (BackwardCut | null)[] })[] = [];
+  for (let rank = 0; rank < shard.devices; rank++) {
+    const freeze = [...patterns, ...(rank > 0 ? rowBiases : [])];
+    built.push(buildStageTrainingModels(shardChainModels(modelBytes, ir, prep, rank), ir, chain, loss, `${modelName} shard ${rank}`, dims, { freeze: () => freeze, cutGradientAt: (s) => fs[s]?.tensor ?? null }));
+  }
+  // Sizes of the f tensors, per batch row where the model has a batch dimension.
+  const batchDim = batchDimName(ir);
+  const shapes = estimateCosts(ir, { ...nominalDims(ir), ...dims, ...(batchDim ? { [batchDim]: 1 } : {}) }).shapes;
+  const reductions = fs.map((f, k) => {
+    const cut = built[0]!.cuts[k];
+    if (!f || !cut) return null;
+    for (const b of built) if (b.cuts[k]?.gradient !== cut.gradient) throw new Error(`part ${k}: devices name the gradient of ${f.tensor} differently`);
+    const s = shapes.get(f.tensor);
+    return { of: f.tensor, gradient: cut.gradient, layer: f.layer, bytesPerRow: s ? s.dims.reduce((a, b) => a * b, 1) * 4 : null };
+  });
+  const optimizers = built.map((b) => buildStepOptimizer(b.stages.flatMap((st) => st.context.parameters), loss.train));
+  return {
+    ranks: built.map((b, r) => ({
+      parts: b.stages.map((st, k) => ({ forward: st.forward, backward: b.cuts[k] ? [...b.cuts[k].parts] : [st.backward] })),
+      optimizer: optimizers[r]!.bytes,
+    })),
+    context: {
+      labels: built[0]!.labels,
+      reductions,
+      ranks: built.map((b, r) => ({ parameters: b.stages.flatMap((st) => st.context.parameters), loss: b.stages[b.stages.length - 1]!.context.loss, optimizer: optimizerSlots(optimizers[r]!) })),
+    },
+  };
+}
