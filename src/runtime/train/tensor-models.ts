@@ -75,12 +75,13 @@ function fTensors(ir: ModelIR, prep: TensorPrepared, modelName: string): ({ tens
     const x = inputs[0]!;
     const part = partOf.get(cols[0]!.index)!;
     if (cols.some((n) => partOf.get(n.index) !== part)) throw new Error(`${g.label}: column-parallel layers in two chain parts`);
+    // A graph input needs no gradient, so whatever else reads it.
+    if (graphInputs.has(x)) continue;
     const colSet = new Set(g.columnNodes);
     const other = (ir.consumers.get(x) ?? []).map((c) => ir.nodes[c]!).find((n) => !colSet.has(n.name) && !(n.domain === '' && NON_DIFFERENTIABLE_OPS.has(n.opType)));
     if (other) {
       throw new UserError(`${modelName}: "${x}" feeds the split layers of ${g.label} and also ${other.name}, which is not split, so its gradient would mix whole and partial terms; tensor-parallel training does not split such layers yet; profile it with --mode data or --mode pipeline`);
     }
-    if (graphInputs.has(x)) continue;
     if (out[part]) throw new UserError(`${modelName}: two split groups begin in one segment of the tensor-parallel chain (${out[part]!.layer} and ${g.label}); tensor-parallel training needs an all-reduce between them; profile it with --mode data or --mode pipeline`);
     out[part] = { tensor: x, layer: g.label };
   }
@@ -98,7 +99,7 @@ function checkChain(ir: ModelIR, prep: TensorPrepared, frozen: (name: string) =>
   const owner = new Map<string, number>();
   const floatWeight = (t: string): boolean => isFloat(ir.initializerByName.get(t)?.dtype);
   for (const st of chain.stages) {
-    for (const w of st.initializers.filter(floatWeight)) {
+    for (const w of st.initializers.filter((t) => floatWeight(t) && !frozen(t))) {
       const other = owner.get(w);
       if (other !== undefined && other !== st.index) {
         throw new UserError(`${modelName}: weight "${w}" is read by segments ${other} and ${st.index} of the tensor-parallel chain; tensor-parallel training needs every weight in one segment; freeze it (--freeze ${w}) or profile it with --mode data`);
