@@ -23,6 +23,7 @@ import { gemmMlpModelBytes, transformerModelBytes } from '../helpers/transformer
 import { readTrace } from '../../src/profiler/trace-io';
 import { PhaseCode, SpanKind, type Trace } from '../../src/profiler/trace-format';
 import { allReducesPerStep } from '../helpers/parallel-check';
+import type { ProfileSummary } from '../../src/profiler/summary';
 
 const dir = tempDir('train-tensor');
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
@@ -78,6 +79,10 @@ test('demo model, tensor-parallel training on cpu:2: the parameters after 5 step
   assertTrainsLikeOneDevice(trace, 6 * layers);
   const blocks = Array.from({ length: layers }, (_, i) => `/layers.${i}/mlp`);
   assertAllReduces(trace, [...blocks.map((b) => `allreduce.ring (${b})`), ...[...blocks].reverse().map((b) => `allreduce.ring (${b}, backward)`)]);
+  // The summary counts them per step, and they are the step's all-reduce time.
+  const t = (trace.summary as ProfileSummary).training!;
+  assert.deepEqual(t.tensor, { forwardAllReduces: layers, backwardAllReduces: layers });
+  for (const d of t.devices) assert.ok(d.allReduceUs > 0, `${d.id}: all-reduce time`);
   const program = trace.meta.program!;
   assert.equal(program.mode, 'tensor');
   assert.equal(program.stageTraining!.length, 2, 'each device trains its own slices');
