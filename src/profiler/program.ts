@@ -261,6 +261,11 @@ export const ProgramSchema = Type.Object({
 });
 export type Program = Static<typeof ProgramSchema>;
 
+/** What an activation collective's span says after its operation: the layer, and `backward` for a gradient (`/layers.3/mlp, backward`). */
+export function activationSpanLabel(act: NonNullable<ProgramBuffer['activation']>): string {
+  return `${act.layer}${act.phase === 'backward' ? ', backward' : ''}`;
+}
+
 /** One instruction as a short line of text, e.g. `recv  m3 ← 0  [x] 16.0 KiB`. */
 export function formatInstruction(ins: Instruction, segments: readonly Segment[]): string {
   const m = 'micro' in ins && ins.micro >= 0 ? `m${ins.micro} ` : '';

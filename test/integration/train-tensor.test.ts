@@ -24,6 +24,7 @@ import { readTrace } from '../../src/profiler/trace-io';
 import { PhaseCode, SpanKind, type Trace } from '../../src/profiler/trace-format';
 import { allReducesPerStep } from '../helpers/parallel-check';
 import type { ProfileSummary } from '../../src/profiler/summary';
+import { fitCostModel, simulate } from '../../src/profiler/simulate';
 
 const dir = tempDir('train-tensor');
 const env = { PARALLAX_CACHE: join(dir, 'cache') };
@@ -78,7 +79,8 @@ test('demo model, tensor-parallel training on cpu:2: the parameters after 5 step
   // Per block: LayerNorm weight and bias, fc1 and fc2 weight and bias.
   assertTrainsLikeOneDevice(trace, 6 * layers);
   const blocks = Array.from({ length: layers }, (_, i) => `/layers.${i}/mlp`);
-  assertAllReduces(trace, [...blocks.map((b) => `allreduce.ring (${b})`), ...[...blocks].reverse().map((b) => `allreduce.ring (${b}, backward)`)]);
+  const expected = [...blocks.map((b) => `allreduce.ring (${b})`), ...[...blocks].reverse().map((b) => `allreduce.ring (${b}, backward)`)];
+  assertAllReduces(trace, expected);
   // The summary counts them per step, and they are the step's all-reduce time.
   const t = (trace.summary as ProfileSummary).training!;
   assert.deepEqual(t.tensor, { forwardAllReduces: layers, backwardAllReduces: layers });
@@ -87,6 +89,10 @@ test('demo model, tensor-parallel training on cpu:2: the parameters after 5 step
   assert.equal(program.mode, 'tensor');
   assert.equal(program.stageTraining!.length, 2, 'each device trains its own slices');
   assert.equal(trace.meta.plan.mode === 'tensor' && trace.meta.plan.train?.optimizer, 'sgd');
+  // The simulator runs the same program on costs fitted from this trace and predicts the same all-reduces.
+  const predicted = allReducesPerStep(simulate(program, fitCostModel([trace]), { steps: 2, meta: trace.meta }));
+  assert.equal(predicted.size, 2 * 2);
+  for (const names of predicted.values()) assert.deepEqual(names, expected);
 });
 
 test('transformer blocks with multi-head attention, tensor-parallel training on cpu:2: one device’s parameters, four all-reduces per block (attention and MLP, forward and backward)', async () => {

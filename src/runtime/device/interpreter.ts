@@ -17,7 +17,7 @@ import { mkdirSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { SpanBuffer, nowUs } from '../spans';
 import { COMM_OPS, CommOpCode, PhaseCode, SpanFlag, SpanKind } from '../../profiler/trace-format';
-import type { Instruction, ProgramBuffer } from '../../profiler/program';
+import { activationSpanLabel, type Instruction, type ProgramBuffer } from '../../profiler/program';
 import { TrainingState } from './training-state';
 import { ActivationStash } from './activation-stash';
 import { CommThread } from './comm-thread';
@@ -442,7 +442,7 @@ export class Interpreter {
     buf.set(data);
     if (this.comm && ins.group.length > 1) {
       const backward = act.phase === 'backward';
-      this.inComm(CommOpCode[ins.collective], 0, () => this.collective(ins.collective, buf, ins.group), `${commName(CommOpCode[ins.collective])} (${act.layer}${backward ? ', backward' : ''})`, backward ? PhaseCode.backward : 0);
+      this.inComm(CommOpCode[ins.collective], 0, () => this.collective(ins.collective, buf, ins.group), `${commName(CommOpCode[ins.collective])} (${activationSpanLabel(act)})`, backward ? PhaseCode.backward : 0);
     }
     // The session keeps no reference to its feeds after a run, so the sum can live in a
     // buffer of its own that the next step's all-reduce overwrites only after it is read.
