@@ -91,7 +91,7 @@ export interface PlanValues {
   batch?: number;
   /** Data parallel: rows per device, in device order. */
   shards?: number[];
-  /** Train (the CLI's --train; data and pipeline modes); each setting falls back to its default. */
+  /** Train (the CLI's --train; data, pipeline and tensor modes); each setting falls back to its default. */
   train?: Partial<TrainPlan>;
   microBatches?: number;
   stages?: number;
@@ -395,7 +395,7 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
       warmup: v.warmup ?? settings.warmup,
       seed: v.seed ?? 0,
       ...(data && v.shards !== undefined ? { shards: v.shards } : {}),
-      ...((data || pipeline) && v.train !== undefined ? { train: { ...TRAIN_DEFAULTS, ...v.train, ...(v.train.labels !== undefined ? { labels: besideConfig(v.train.labels) } : {}) } } : {}),
+      ...((data || pipeline || mode === 'tensor') && v.train !== undefined ? { train: { ...TRAIN_DEFAULTS, ...v.train, ...(v.train.labels !== undefined ? { labels: besideConfig(v.train.labels) } : {}) } } : {}),
       ...((mode === 'tensor' || mode === 'hybrid') && v.tensor !== undefined ? { tensor: v.tensor } : {}),
       ...(mode === 'hybrid' && v.data !== undefined ? { data: v.data } : {}),
       ...(pipeline ? { microBatches: v.microBatches ?? DEFAULT_MICRO_BATCHES } : {}),
