@@ -80,7 +80,17 @@ export const SegmentSchema = Type.Union([
    * next stage; the last stage starts from its loss) and the activations its forward saved,
    * the gradients of its parameters and of its input activations (sent to the previous stage).
    */
-  Type.Object({ id: Type.Integer(), kind: Type.Literal('stage-backward'), label: Type.String(), stage: Type.Integer({ minimum: 0 }) }),
+  Type.Object({
+    id: Type.Integer(),
+    kind: Type.Literal('stage-backward'),
+    label: Type.String(),
+    stage: Type.Integer({ minimum: 0 }),
+    /**
+     * Which part of a backward cut in two around a collective (tensor-parallel training: 0
+     * up to the all-reduced gradient, 1 from it); absent for a backward run whole.
+     */
+    piece: Type.Optional(Type.Integer({ minimum: 0 })),
+  }),
 ]);
 export type Segment = Static<typeof SegmentSchema>;
 

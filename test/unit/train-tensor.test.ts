@@ -24,6 +24,7 @@ import { gatherShardParameters, shardInitialWeights } from '../../src/runtime/te
 import { rowBiasName } from '../../src/runtime/tensor/shard-model';
 import { makePlan, PlanFieldError, TRAIN_DEFAULTS, type TensorPlan, type TrainPlan } from '../../src/profiler/plan';
 import { isUserError } from '../../src/common/errors';
+import { segmentKey } from '../../src/profiler/simulate/costs';
 import { gemmMlpModelBytes, transformerModelBytes } from '../helpers/transformer-model';
 
 const train: TrainPlan = { ...TRAIN_DEFAULTS };
@@ -104,6 +105,9 @@ describe('tensor-parallel training program', () => {
       assert.deepEqual(runs, [...Array(layers + 1).fill('forward'), ...Array(2 * layers + 1).fill('backward'), 'optimizer']);
       assert.ok(!d.instructions.some((i) => i.op === 'gather'), 'a training step gathers no outputs');
     }
+    // The simulator costs each of a device's segments apart: the two backward pieces of a part too.
+    const own = program.devices[0]!.segments.map((id) => segmentKey(program.segments[id]!));
+    assert.equal(new Set(own).size, own.length, own.join(', '));
     assert.equal(program.stageTraining!.length, 2);
     assert.ok(program.stageTraining!.every((t) => t.ownParameters === true));
   });

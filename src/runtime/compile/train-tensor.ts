@@ -62,7 +62,7 @@ export function compileTrainTensor(plan: TensorPlan & { train: TrainPlan }, prep
     chain.stages.forEach((_, part) => {
       const r = models.reductions[part];
       const labels = r ? [`shard ${rank} part ${part} backward to the gradient of ${r.of}`, `shard ${rank} part ${part} backward from the all-reduced gradient of ${r.of}`] : [`shard ${rank} part ${part} backward`];
-      ids.backward[part]!.forEach((id, i) => segments.push({ id, kind: 'stage-backward', label: labels[i]!, stage: part }));
+      ids.backward[part]!.forEach((id, i) => segments.push({ id, kind: 'stage-backward', label: labels[i]!, stage: part, ...(r ? { piece: i } : {}) }));
     });
     segments.push({ id: ids.optimizer, kind: 'optimizer', label: `shard ${rank} optimizer (${plan.train.optimizer})` });
   });
