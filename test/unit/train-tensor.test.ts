@@ -1,6 +1,7 @@
 /**
  * Tensor-parallel training's pure parts on models built in code (no ONNX Runtime; the runs
  * are in test/integration/train-tensor.test.ts):
+ *  - a gradient named for a cut is the one every rule further back reads;
  *  - a device's initial weights are its slices of the whole model's, and gathering every
  *    device's slices gives the whole tensors back (a row-parallel Gemm's bias from device 0's
  *    copy);
@@ -19,6 +20,7 @@ import { compileTrainTensor, gradientBufferName } from '../../src/runtime/compil
 import type { CompileContext } from '../../src/runtime/compile/common';
 import { buildTensorTrainingModels } from '../../src/runtime/train/tensor-models';
 import { buildTrainingModels } from '../../src/runtime/train/step-models';
+import { buildGradientModel } from '../../src/runtime/train/autodiff';
 import { readParameterValues } from '../../src/runtime/train/parameters';
 import { gatherShardParameters, shardInitialWeights } from '../../src/runtime/tensor/shard-weights';
 import { rowBiasName } from '../../src/runtime/tensor/shard-model';
@@ -60,6 +62,25 @@ function collectives(p: ReturnType<typeof compileModel>['program']): string[][] 
     }),
   );
 }
+
+describe('a named gradient (the cut the f all-reduce sits at)', () => {
+  it('is an Identity of the summed gradient that every rule further back reads; a tensor whose gradient nothing reads gets none', () => {
+    const ln = '/layers.0/ln/LayerNormalization_output_0';
+    const g = buildGradientModel(buildDemoModel({ layers: 1, hidden: 8, ffn: 16 }), { target: { kind: 'outputs', tensors: ['y'] }, parametersAsInputs: true, namedGradients: [ln, 'x'] });
+    const named = g.namedGradients.get(ln)!;
+    assert.ok(named, 'the LayerNorm output has a named gradient');
+    assert.equal(g.namedGradients.has('x'), false, 'x is not differentiated');
+    const nodes = g.model.graph!.node!;
+    const producer = nodes.filter((n) => (n.output ?? []).includes(named));
+    assert.equal(producer.length, 1);
+    assert.equal(producer[0]!.opType, 'Identity');
+    const readers = nodes.filter((n) => (n.input ?? []).includes(named));
+    assert.ok(readers.length > 0, 'the LayerNorm gradient rule reads it');
+    // Nothing reads the unnamed sum except the Identity: the cut sees every contribution.
+    const sum = producer[0]!.input![0]!;
+    assert.deepEqual(nodes.filter((n) => (n.input ?? []).includes(sum)).map((n) => n.opType), ['Identity']);
+  });
+});
 
 describe('tensor-parallel training weights', () => {
   it('a device starts from its slices, and the slices of every device gather into the whole tensors', () => {
