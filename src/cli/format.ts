@@ -177,7 +177,7 @@ function trainingLines(t: TrainingSummary): string[] {
   const sync = p
     ? `${p.schedule} over ${p.microBatches} micro-batches, gradients summed per stage`
     : tp
-      ? `each device trains its slices; all-reduces per step: ${tp.forwardAllReduces} of activations (forward), ${tp.backwardAllReduces} of activation gradients (backward)`
+      ? `each device trains its slices; all-reduces per step: ${tp.forwardAllReduces} of activations (forward), ${tp.backwardAllReduces} of activation gradients (backward)${tp.gradientAllReduces > 0 ? `, ${tp.gradientAllReduces} of the partial gradients of weights read in split layers` : ''}`
       : `gradients ${(t.gradientBytes / 1e6).toFixed(2)} MB per step in ${t.buckets} bucket${t.buckets === 1 ? '' : 's'}`;
   const stored = p
     ? [

@@ -41,11 +41,12 @@ export interface TrainingSummary {
   /** Pipeline training: the schedule and each stage's stored activations (absent in data mode). */
   pipeline?: NonNullable<NonNullable<Trace['meta']['training']>['pipeline']>;
   /**
-   * Tensor-parallel training: the all-reduces of one device's step, of activations (forward)
-   * and of activation gradients (backward); they are the run's all-reduces, so `allReduceUs`
-   * counts them (absent in other modes).
+   * Tensor-parallel training: the all-reduces of one device's step, of activations (forward),
+   * of activation gradients (backward) and of the partial weight gradients of replicated
+   * weights read in split regions; they are the run's all-reduces, so `allReduceUs` counts
+   * them (absent in other modes).
    */
-  tensor?: { forwardAllReduces: number; backwardAllReduces: number };
+  tensor?: { forwardAllReduces: number; backwardAllReduces: number; gradientAllReduces: number };
 }
 
 /** The training summary of a trace, undefined for an inference run. */
@@ -58,6 +59,7 @@ export function trainingSummary(trace: Trace): TrainingSummary | undefined {
   const tensor = trace.meta.plan.mode === 'tensor';
   let forwardReduces = 0;
   let backwardReduces = 0;
+  let gradientReduces = 0;
   const parts = trace.lanes.map((lane) => ({ id: trace.meta.devices[lane.device]?.id ?? lane.label, forwardUs: 0, backwardUs: 0, allReduceUs: 0, overlapUs: 0, optimizerUs: 0, wireBytes: 0 }));
   // Compute and gradient all-reduce intervals per lane and step, for the overlap.
   const compute = new Map<string, [number, number][]>();
@@ -81,7 +83,8 @@ export function trainingSummary(trace: Trace): TrainingSummary | undefined {
     } else if (s.kind[i] === SpanKind.comm && s.comm[i] === CommOpCode.allreduce) {
       p.wireBytes += s.bytes[i]!;
       if (tensor && s.lane[i] === 0) {
-        if (s.phase[i] === PhaseCode.backward) backwardReduces++;
+        if ((s.flags[i]! & SpanFlag.gradient) !== 0) gradientReduces++;
+        else if (s.phase[i] === PhaseCode.backward) backwardReduces++;
         else forwardReduces++;
       }
       if (tensor || (s.flags[i]! & SpanFlag.gradient) !== 0) {
@@ -118,6 +121,6 @@ export function trainingSummary(trace: Trace): TrainingSummary | undefined {
     baselineLossLast: t.baselineLossCurve?.at(-1) ?? null,
     devices: parts,
     ...(t.pipeline ? { pipeline: t.pipeline } : {}),
-    ...(tensor ? { tensor: { forwardAllReduces: forwardReduces / steps, backwardAllReduces: backwardReduces / steps } } : {}),
+    ...(tensor ? { tensor: { forwardAllReduces: forwardReduces / steps, backwardAllReduces: backwardReduces / steps, gradientAllReduces: gradientReduces / steps } } : {}),
   };
 }

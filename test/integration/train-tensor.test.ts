@@ -66,7 +66,7 @@ function assertAllReduces(trace: Trace, expected: string[]): void {
   for (const [key, names] of perStep) assert.deepEqual(names, expected, `lane|step ${key}`);
   const s = trace.spans;
   for (let i = 0; i < s.count; i++) {
-    if (s.kind[i] !== SpanKind.comm || !trace.strings[s.name[i]!]!.startsWith('allreduce.ring (')) continue;
+    if (s.kind[i] !== SpanKind.comm || !trace.strings[s.name[i]!]!.startsWith('allreduce.ring (/')) continue;
     const isBackward = trace.strings[s.name[i]!]!.endsWith(', backward)');
     assert.equal(s.phase[i], isBackward ? PhaseCode.backward : 0, trace.strings[s.name[i]!]);
   }
@@ -83,7 +83,7 @@ test('demo model, tensor-parallel training on cpu:2: the parameters after 5 step
   assertAllReduces(trace, expected);
   // The summary counts them per step, and they are the step's all-reduce time.
   const t = (trace.summary as ProfileSummary).training!;
-  assert.deepEqual(t.tensor, { forwardAllReduces: layers, backwardAllReduces: layers });
+  assert.deepEqual(t.tensor, { forwardAllReduces: layers, backwardAllReduces: layers, gradientAllReduces: 0 });
   for (const d of t.devices) assert.ok(d.allReduceUs > 0, `${d.id}: all-reduce time`);
   const program = trace.meta.program!;
   assert.equal(program.mode, 'tensor');
@@ -98,13 +98,23 @@ test('demo model, tensor-parallel training on cpu:2: the parameters after 5 step
 test('transformer blocks with multi-head attention, tensor-parallel training on cpu:2: one device’s parameters, four all-reduces per block (attention and MLP, forward and backward)', async () => {
   const blocks = 2;
   const model = writeModel('transformer.onnx', transformerModelBytes({ blocks, seq: 8, hidden: 32, heads: 4, ffn: 64 }));
-  // The attention scale and the Gelu constants are scalar weights read inside the split
-  // layers: their gradients would be partial sums, so they are frozen (on both sides).
+  // The attention scale and the Gelu constants are scalar weights every block reads, each
+  // block in segments of its own: frozen (on both sides), as tensor training asks.
   const trace = await trainTensor(model, 'transformer', 4, ['--lr', '0.5', '--freeze', 'const.*']);
   // Per block: 2 LayerNorms × 2, Q/K/V/O and fc1/fc2 weight and bias.
   assertTrainsLikeOneDevice(trace, 16 * blocks);
   const forward = Array.from({ length: blocks }, (_, b) => [`/blocks.${b}/attn`, `/blocks.${b}/mlp`]).flat();
   assertAllReduces(trace, [...forward.map((l) => `allreduce.ring (${l})`), ...[...forward].reverse().map((l) => `allreduce.ring (${l}, backward)`)]);
+});
+
+test('one transformer block: its scalar weights read inside the split layers train too, their partial gradients all-reduced once before the optimizer', async () => {
+  const model = writeModel('transformer-1.onnx', transformerModelBytes({ blocks: 1, seq: 8, hidden: 32, heads: 4, ffn: 64 }));
+  const trace = await trainTensor(model, 'transformer-1', 4, ['--lr', '0.5']);
+  // 16 weights of the block and 4 scalars: the attention scale, the Gelu's √2, 1 and ½.
+  assertTrainsLikeOneDevice(trace, 20);
+  const forward = ['/blocks.0/attn', '/blocks.0/mlp'];
+  assertAllReduces(trace, [...forward.map((l) => `allreduce.ring (${l})`), ...[...forward].reverse().map((l) => `allreduce.ring (${l}, backward)`), 'allreduce.ring (tensor.partial-gradients, 4 gradients)']);
+  assert.deepEqual((trace.summary as ProfileSummary).training!.tensor, { forwardAllReduces: 2, backwardAllReduces: 2, gradientAllReduces: 1 });
 });
 
 test('a Gemm MLP with a residual: the row-parallel bias, added on device 0 only, trains to one device’s', async () => {
@@ -115,8 +125,10 @@ test('a Gemm MLP with a residual: the row-parallel bias, added on device 0 only,
   assertAllReduces(trace, ['allreduce.ring (/fc1/Gemm)']);
 });
 
-test('tensor-parallel training refuses, in one line, a weight whose gradient would be a partial sum and the data-parallel gradient flags', async () => {
-  const model = writeModel('transformer-refused.onnx', transformerModelBytes({ blocks: 1 }));
-  await expectUserError(['profile', model, '--mode', 'tensor', '--train', '--devices', 'cpu:2'], /weight "const\.sqrt_d" is read by .* inside the split layers of \/blocks\.0\/attn.*freeze it \(--freeze const\.sqrt_d\)/, dir, env);
+test('tensor-parallel training refuses, in one line, a weight two segments read, an output that is a partial sum and the data-parallel gradient flags', async () => {
+  const model = writeModel('transformer-refused.onnx', transformerModelBytes({ blocks: 2 }));
+  await expectUserError(['profile', model, '--mode', 'tensor', '--train', '--devices', 'cpu:2'], /weight "const\.sqrt_d" is read by segments 0 and 2 of the tensor-parallel chain.*freeze it \(--freeze const\.sqrt_d\)/, dir, env);
+  const partial = writeModel('gemm-partial.onnx', gemmMlpModelBytes(16, 32));
+  await expectUserError(['profile', partial, '--mode', 'tensor', '--train', '--devices', 'cpu:2'], /output "y" is the partial sum of row-parallel \/fc2\/Gemm/, dir, env);
   await expectUserError(['profile', model, '--mode', 'tensor', '--train', '--grad-dtype', 'float16', '--devices', 'cpu:2'], /--grad-dtype and --sync-every act on the data-parallel gradient all-reduce/, dir, env);
 });

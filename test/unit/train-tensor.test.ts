@@ -8,7 +8,8 @@
  *  - the compiled step of the demo model all-reduces once per block forward and once per
  *    block backward (the gradient of the column-parallel layers' input, Megatron's f), of a
  *    generated transformer block twice each (attention and MLP); device 0 alone trains a
- *    row-parallel Gemm's bias;
+ *    row-parallel Gemm's bias; the partial gradients of replicated weights read inside split
+ *    layers are all-reduced once before the optimizer;
  *  - what tensor-parallel training cannot do is refused with one line.
  */
 import { describe, it } from 'node:test';
@@ -16,7 +17,7 @@ import assert from 'node:assert/strict';
 import { buildDemoModel } from '../../src/runtime/onnx/demo-model';
 import { parseModel } from '../../src/runtime/onnx/model';
 import { prepareTensor } from '../../src/runtime/compile/tensor';
-import { compileTrainTensor, gradientBufferName } from '../../src/runtime/compile/train-tensor';
+import { compileTrainTensor, gradientBufferName, PARTIAL_GRADIENTS_BUFFER } from '../../src/runtime/compile/train-tensor';
 import type { CompileContext } from '../../src/runtime/compile/common';
 import { buildTensorTrainingModels } from '../../src/runtime/train/tensor-models';
 import { buildTrainingModels } from '../../src/runtime/train/step-models';
@@ -52,13 +53,14 @@ function compileModel(bytes: Uint8Array, xDims: number[], t: TrainPlan = train) 
   return { ir, prep, whole, models, program: compileTrainTensor(plan, prep, ctx, models.context) };
 }
 
-/** Per device, its collectives in step order as `F <layer>` / `B <layer>`. */
+/** Per device, its collectives in step order as `F <layer>` / `B <layer>`, or `G <parameters>` for a gradient buffer. */
 function collectives(p: ReturnType<typeof compileModel>['program']): string[][] {
   return p.devices.map((d) =>
     d.instructions.flatMap((i) => {
       if (i.op !== 'collective') return [];
-      const act = p.buffers.find((b) => b.name === i.buffer)!.activation!;
-      return [`${act.phase === 'backward' ? 'B' : 'F'} ${act.layer}`];
+      const buf = p.buffers.find((b) => b.name === i.buffer)!;
+      if (buf.gradients) return [`G ${buf.gradients.map((g) => g.param).join(',')}`];
+      return [`${buf.activation!.phase === 'backward' ? 'B' : 'F'} ${buf.activation!.layer}`];
     }),
   );
 }
@@ -133,10 +135,17 @@ describe('tensor-parallel training program', () => {
     assert.ok(program.stageTraining!.every((t) => t.ownParameters === true));
   });
 
-  it('transformer block: two all-reduces forward (attention, MLP) and two backward', () => {
-    const { program } = compileModel(transformerModelBytes({ blocks: 1 }), [2, 8, 32], { ...train, freeze: ['const.*'] });
-    const want = ['F /blocks.0/attn', 'F /blocks.0/mlp', 'B /blocks.0/mlp', 'B /blocks.0/attn'];
+  it('transformer block: two all-reduces forward (attention, MLP) and two backward, then the partial gradients of the scalar weights read in the split layers', () => {
+    const blocks = ['F /blocks.0/attn', 'F /blocks.0/mlp', 'B /blocks.0/mlp', 'B /blocks.0/attn'];
+    const { program } = compileModel(transformerModelBytes({ blocks: 1 }), [2, 8, 32]);
+    // The attention scale divides each device's heads; the Gelu constants each device's columns.
+    const want = [...blocks, 'G const.sqrt_d,const.sqrt2,const.one,const.half'];
     assert.deepEqual(collectives(program), [want, want]);
+    const buf = program.buffers.find((b) => b.name === PARTIAL_GRADIENTS_BUFFER)!;
+    assert.equal(buf.elements, 4, 'four scalars');
+    // Frozen, they are not trained and nothing is all-reduced for them.
+    const frozen = compileModel(transformerModelBytes({ blocks: 1 }), [2, 8, 32], { ...train, freeze: ['const.*'] }).program;
+    assert.deepEqual(collectives(frozen), [blocks, blocks]);
   });
 });
 
@@ -145,8 +154,8 @@ describe('tensor-parallel training refusals', () => {
     assert.throws(fn, (e: unknown) => isUserError(e) && pattern.test((e as Error).message) && !(e as Error).message.includes('\n'));
   };
 
-  it('a replicated weight read inside a split region (attention scale, Gelu constants) must be frozen', () => {
-    refused(() => compileModel(transformerModelBytes({ blocks: 1 }), [2, 8, 32]), /weight "const\.sqrt_d" is read by \/blocks\.0\/attn\/Div inside the split layers.*--freeze const\.sqrt_d/);
+  it('a weight read by two segments (a constant every block shares) must be frozen', () => {
+    refused(() => compileModel(transformerModelBytes({ blocks: 2 }), [2, 8, 32]), /weight "const\.sqrt_d" is read by segments 0 and 2 of the tensor-parallel chain.*--freeze const\.sqrt_d/);
   });
 
   it('a model whose output is a row-parallel partial sum', () => {

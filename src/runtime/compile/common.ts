@@ -44,6 +44,12 @@ export interface TensorTrainingContext {
    * step without a batch dimension; `layer` the split group's label), or null.
    */
   reductions: ({ of: string; gradient: string; layer: string; bytesPerRow: number | null } | null)[];
+  /**
+   * Replicated weights read inside a split region (an attention scale): each device's
+   * gradient of one is a partial sum, so they are all-reduced before the optimizer. The
+   * backward output holding each gradient (the same on every device) and its elements.
+   */
+  partialGradients: { param: string; grad: string; elements: number }[];
   /** Per device: its trainable parameters (slices under their own names) in chain order, its loss output, its optimizer's slots. */
   ranks: { parameters: { name: string; dims: number[]; grad: string }[]; loss: string; optimizer: TrainingContext['optimizer'] }[];
 }

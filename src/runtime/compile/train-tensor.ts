@@ -7,6 +7,7 @@
  *   scatter every row and the labels
  *   F0 → all-reduce (layer 0) → F1 → … → F(K−1) + loss
  *   B(K−1) … B1 → [B0 up to the f gradient → all-reduce (layer 0, backward) → B0 rest]
+ *   all-reduce of the partial gradients of replicated weights read in split regions, if any
  *   optimizer
  *
  * A part whose column-parallel layers read a whole input (the f operator of
@@ -40,6 +41,9 @@ export function tensorTrainingLayout(devices: number, cut: readonly boolean[]): 
     return { forward, backward, optimizer: next++ };
   });
 }
+
+/** Name of the buffer the gradients of replicated weights read inside split regions are all-reduced in. */
+export const PARTIAL_GRADIENTS_BUFFER = 'tensor.partial-gradients';
 
 /** Name of the buffer the backward all-reduce of chain part `k`'s f gradient works on. */
 export function gradientBufferName(k: number): string {
@@ -77,6 +81,15 @@ export function compileTrainTensor(plan: TensorPlan & { train: TrainPlan }, prep
     const bytes = shard.batchDim !== null ? r.bytesPerRow * plan.batch : r.bytesPerRow;
     buffers.push({ name: gradientBufferName(part), dtype: 'float32', elements: bytes / 4, synthetic: false, activation: { tensor: r.gradient, layer: r.layer, phase: 'backward' } });
   });
+  if (models.partialGradients.length > 0) {
+    let offset = 0;
+    const gradients = models.partialGradients.map((g) => {
+      const packed = { ...g, offset };
+      offset += g.elements;
+      return packed;
+    });
+    buffers.push({ name: PARTIAL_GRADIENTS_BUFFER, dtype: 'float32', elements: offset, synthetic: false, gradients });
+  }
   const bytesOf = (name: string): number => {
     const b = buffers.find((x) => x.name === name);
     return b ? b.elements * 4 : 0;
@@ -113,6 +126,9 @@ export function compileTrainTensor(plan: TensorPlan & { train: TrainPlan }, prep
         instructions.push({ op: 'collective', collective: 'allreduce', group, buffer, bytes: bytesOf(buffer) });
         instructions.push({ op: 'run', micro: -1, segment: second, rows: plan.batch, phase: 'backward' });
       }
+    }
+    if (models.partialGradients.length > 0) {
+      instructions.push({ op: 'collective', collective: 'allreduce', group, buffer: PARTIAL_GRADIENTS_BUFFER, bytes: bytesOf(PARTIAL_GRADIENTS_BUFFER) });
     }
     instructions.push({ op: 'run', micro: -1, segment: ids.optimizer, rows: plan.batch, phase: 'optimizer' });
     const own = [...ids.forward, ...ids.backward.flat(), ids.optimizer];

@@ -21,14 +21,15 @@
  * block and its MLP two each. Each device trains its own slices (their gradients are local)
  * and the replicated weights, whose gradients are replicated: identical on every device. A
  * row-parallel Gemm's bias is added on device 0 only (zeros elsewhere), so only device 0
- * trains it; the others keep it frozen at zero.
+ * trains it; the others keep it frozen at zero. A replicated weight read inside a split
+ * region (an attention scale, a Gelu constant kept as an initializer) sees only the device's
+ * share of the split tensor, so its gradient is a partial sum: those gradients are packed
+ * into one buffer and all-reduced before the optimizer ({@link TensorTrainingContext.partialGradients}).
  *
  * Refused, each with one line naming what to do: a graph output that is a partial sum (the
  * loss needs the whole output), the input of a column-parallel layer that a layer outside
- * the split reads too (its gradient would mix whole and partial terms), a replicated weight
- * read inside a split region (a scale, a Gelu constant: its gradient is a partial sum that
- * is not all-reduced; freeze it), a weight read by two segments, and a segment that reads
- * an activation of a segment other than the one before it.
+ * the split reads too (its gradient would mix whole and partial terms), a weight read by two
+ * segments, and a segment that reads an activation of a segment other than the one before it.
  */
 import { UserError } from '../../common/errors';
 import { freezePattern, type TrainPlan } from '../../profiler/plan';
@@ -88,8 +89,12 @@ function fTensors(ir: ModelIR, prep: TensorPrepared, modelName: string): ({ tens
   return out;
 }
 
-/** @throws UserError for a chain tensor-parallel training cannot run (see the module comment). */
-function checkChain(ir: ModelIR, prep: TensorPrepared, frozen: (name: string) => boolean, modelName: string): void {
+/**
+ * Checks the chain (see the module comment) and returns the replicated weights read inside a
+ * split region, whose gradients are partial sums.
+ * @throws UserError for a chain tensor-parallel training cannot run.
+ */
+function checkChain(ir: ModelIR, prep: TensorPrepared, frozen: (name: string) => boolean, modelName: string): string[] {
   const { shard, chain } = prep;
   const last = ir.nodes[ir.topoOrder[ir.topoOrder.length - 1]!]!;
   const partialOut = shard.collectives.find((c) => c.op === 'all-reduce' && c.afterNode === last.name);
@@ -113,17 +118,15 @@ function checkChain(ir: ModelIR, prep: TensorPrepared, frozen: (name: string) =>
   }
   const placement = new Map(shard.initializers.map((p) => [p.name, p]));
   const byName = new Map(ir.nodes.map((n) => [n.name, n]));
+  const partial = new Set<string>();
   for (const g of shard.groups) {
     const rows = new Set(g.rowNodes);
     for (const name of g.nodes) {
       if (rows.has(name)) continue;
-      const node = byName.get(name)!;
-      const w = node.inputs.find((t) => floatWeight(t) && placement.get(t)?.kind === 'replicated' && !frozen(t));
-      if (w) {
-        throw new UserError(`${modelName}: weight "${w}" is read by ${name} inside the split layers of ${g.label}, so each device would get only its share of its gradient; freeze it (--freeze ${w}) or profile it with --mode data`);
-      }
+      for (const t of byName.get(name)!.inputs) if (floatWeight(t) && placement.get(t)?.kind === 'replicated' && !frozen(t)) partial.add(t);
     }
   }
+  return [...partial];
 }
 
 /**
@@ -135,7 +138,7 @@ export function buildTensorTrainingModels(modelBytes: Uint8Array, ir: ModelIR, p
   const { shard, chain } = prep;
   const patterns = (loss.train.freeze ?? []).map(freezePattern);
   const frozen = (name: string): boolean => patterns.some((p) => p.test(name));
-  checkChain(ir, prep, frozen, modelName);
+  const partial = checkChain(ir, prep, frozen, modelName);
   const fs = fTensors(ir, prep, modelName);
   const byName = new Map(ir.nodes.map((n) => [n.name, n]));
   const rowBiases = shard.groups.flatMap((g) => g.rowNodes.map((r) => byName.get(r)!).flatMap((n) => (n.opType === 'Gemm' && n.inputs[2] ? [rowBiasName(n.inputs[2])] : [])));
@@ -154,6 +157,14 @@ export function buildTensorTrainingModels(modelBytes: Uint8Array, ir: ModelIR, p
     const s = shapes.get(f.tensor);
     return { of: f.tensor, gradient: cut.gradient, layer: f.layer, bytesPerRow: s ? s.dims.reduce((a, b) => a * b, 1) * 4 : null };
   });
+  // The gradients of the weights read inside split regions, under one name on every device.
+  const partialGradients = partial.flatMap((w) => {
+    const per = built.map((b) => b.stages.flatMap((st) => st.context.parameters).find((p) => p.name === w));
+    const p = per[0];
+    if (!p) return [];
+    if (per.some((q) => q?.grad !== p.grad)) throw new Error(`devices name the gradient of ${w} differently`);
+    return [{ param: w, grad: p.grad, elements: p.dims.reduce((a, b) => a * b, 1) }];
+  });
   const optimizers = built.map((b) => buildStepOptimizer(b.stages.flatMap((st) => st.context.parameters), loss.train));
   return {
     ranks: built.map((b, r) => ({
@@ -163,6 +174,7 @@ export function buildTensorTrainingModels(modelBytes: Uint8Array, ir: ModelIR, p
     context: {
       labels: built[0]!.labels,
       reductions,
+      partialGradients,
       ranks: built.map((b, r) => ({ parameters: b.stages.flatMap((st) => st.context.parameters), loss: b.stages[b.stages.length - 1]!.context.loss, optimizer: optimizerSlots(optimizers[r]!) })),
     },
   };
