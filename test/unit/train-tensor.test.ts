@@ -9,7 +9,8 @@
  *    block backward (the gradient of the column-parallel layers' input, Megatron's f), of a
  *    generated transformer block twice each (attention and MLP); device 0 alone trains a
  *    row-parallel Gemm's bias; the partial gradients of replicated weights read inside split
- *    layers are all-reduced once before the optimizer;
+ *    layers are all-reduced once before the optimizer; a weight several segments read is
+ *    trained once, from the sum of their gradients;
  *  - what tensor-parallel training cannot do is refused with one line.
  */
 import { describe, it } from 'node:test';
@@ -149,14 +150,28 @@ describe('tensor-parallel training program', () => {
   });
 });
 
+describe('weights several segments read', () => {
+  it('are trained once per device, from the sum of each segment’s gradient; inside split layers each share is all-reduced', () => {
+    const { program, models } = compileModel(transformerModelBytes({ blocks: 2 }), [2, 8, 32]);
+    for (const r of models.context.ranks) {
+      const names = r.parameters.map((p) => p.name);
+      assert.equal(new Set(names).size, names.length, 'each parameter once');
+      assert.match(r.parameters.find((p) => p.name === 'const.sqrt2')!.grad, /\.sum$/, 'the optimizer reads the sum');
+    }
+    const buf = program.buffers.find((b) => b.name === PARTIAL_GRADIENTS_BUFFER)!;
+    // Each block's attention and MLP segment reads the scalars it uses: two shares of each.
+    for (const c of ['const.sqrt_d', 'const.sqrt2', 'const.one', 'const.half']) {
+      const shares = buf.gradients!.filter((g) => g.param === c);
+      assert.equal(shares.length, 2, c);
+      assert.notEqual(shares[0]!.grad, shares[1]!.grad);
+    }
+  });
+});
+
 describe('tensor-parallel training refusals', () => {
   const refused = (fn: () => unknown, pattern: RegExp): void => {
     assert.throws(fn, (e: unknown) => isUserError(e) && pattern.test((e as Error).message) && !(e as Error).message.includes('\n'));
   };
-
-  it('a weight read by two segments (a constant every block shares) must be frozen', () => {
-    refused(() => compileModel(transformerModelBytes({ blocks: 2 }), [2, 8, 32]), /weight "const\.sqrt_d" is read by segments 0 and 2 of the tensor-parallel chain.*--freeze const\.sqrt_d/);
-  });
 
   it('a model whose output is a row-parallel partial sum', () => {
     refused(() => compileModel(gemmMlpModelBytes(16, 32), [4, 16]), /output "y" is the partial sum of row-parallel \/fc2\/Gemm.*--mode data/);

@@ -26,14 +26,18 @@
  * share of the split tensor, so its gradient is a partial sum: those gradients are packed
  * into one buffer and all-reduced before the optimizer ({@link TensorTrainingContext.partialGradients}).
  *
+ * A weight that several segments read (a constant every block shares) is trained once: each
+ * segment's backward gives its share of the gradient and the optimizer sums them.
+ *
  * Refused, each with one line naming what to do: a graph output that is a partial sum (the
  * loss needs the whole output), the input of a column-parallel layer that a layer outside
- * the split reads too (its gradient would mix whole and partial terms), a weight read by two
- * segments, and a segment that reads an activation of a segment other than the one before it.
+ * the split reads too (its gradient would mix whole and partial terms), and a segment that
+ * reads an activation of a segment other than the one before it.
  */
 import { UserError } from '../../common/errors';
 import { freezePattern, type TrainPlan } from '../../profiler/plan';
-import { estimateCosts, type ModelIR } from '../onnx/model';
+import { onnx } from 'onnx-proto';
+import { encodeModel, estimateCosts, type ModelIR } from '../onnx/model';
 import { batchDimName, nominalDims } from '../pipeline/partition';
 import { NON_DIFFERENTIABLE_OPS } from './grad-ops';
 import { buildStageTrainingModels, type BackwardCut, type PipelineTrainingModels, type StageLoss } from './pipeline-models';
@@ -101,16 +105,8 @@ function checkChain(ir: ModelIR, prep: TensorPrepared, frozen: (name: string) =>
   if (partialOut) {
     throw new UserError(`${modelName}: the model's output "${partialOut.tensor}" is the partial sum of row-parallel ${partialOut.afterNode}, and the loss needs it whole; tensor-parallel training needs a node after that layer; profile it with --mode data or --mode pipeline`);
   }
-  const owner = new Map<string, number>();
   const floatWeight = (t: string): boolean => isFloat(ir.initializerByName.get(t)?.dtype);
   for (const st of chain.stages) {
-    for (const w of st.initializers.filter((t) => floatWeight(t) && !frozen(t))) {
-      const other = owner.get(w);
-      if (other !== undefined && other !== st.index) {
-        throw new UserError(`${modelName}: weight "${w}" is read by segments ${other} and ${st.index} of the tensor-parallel chain; tensor-parallel training needs every weight in one segment; freeze it (--freeze ${w}) or profile it with --mode data`);
-      }
-      owner.set(w, st.index);
-    }
     const skip = st.inputs.find((i) => i.from !== 'graph' && i.from !== st.index - 1);
     if (skip) throw new UserError(`${modelName}: segment ${st.index} of the tensor-parallel chain reads "${skip.name}" from segment ${String(skip.from)}, not the one before it, which tensor-parallel training does not do yet; profile it with --mode data or --mode pipeline`);
     const early = st.index < chain.stages.length - 1 ? st.outputs.find((o) => o.to.includes('graph')) : undefined;
@@ -165,17 +161,78 @@ export function buildTensorTrainingModels(modelBytes: Uint8Array, ir: ModelIR, p
     if (per.some((q) => q?.grad !== p.grad)) throw new Error(`devices name the gradient of ${w} differently`);
     return [{ param: w, grad: p.grad, elements: p.dims.reduce((a, b) => a * b, 1) }];
   });
-  const optimizers = built.map((b) => buildStepOptimizer(b.stages.flatMap((st) => st.context.parameters), loss.train));
+  const ranks = built.map((b) => withSharedWeights(b));
+  const optimizers = ranks.map((r) => {
+    const opt = buildStepOptimizer(r.parameters, loss.train);
+    return { ...opt, bytes: withGradientSums(opt.bytes, r.sums) };
+  });
   return {
-    ranks: built.map((b, r) => ({
-      parts: b.stages.map((st, k) => ({ forward: st.forward, backward: b.cuts[k] ? [...b.cuts[k].parts] : [st.backward] })),
-      optimizer: optimizers[r]!.bytes,
-    })),
+    ranks: ranks.map((r, i) => ({ parts: r.parts, optimizer: optimizers[i]!.bytes })),
     context: {
       labels: built[0]!.labels,
       reductions,
-      partialGradients,
-      ranks: built.map((b, r) => ({ parameters: b.stages.flatMap((st) => st.context.parameters), loss: b.stages[b.stages.length - 1]!.context.loss, optimizer: optimizerSlots(optimizers[r]!) })),
+      // A weight several segments read has one partial gradient per segment, each all-reduced.
+      partialGradients: partialGradients.flatMap((g) => {
+        const sum = ranks[0]!.sums.find((x) => x.output === ranks[0]!.parameters.find((p) => p.name === g.param)?.grad);
+        return sum ? sum.inputs.map((grad) => ({ ...g, grad })) : [g];
+      }),
+      ranks: ranks.map((r, i) => ({ parameters: r.parameters, loss: built[i]!.stages[built[i]!.stages.length - 1]!.context.loss, optimizer: optimizerSlots(optimizers[i]!) })),
     },
   };
+}
+
+/**
+ * A device's parts and parameters, where a weight that several segments read (a constant every
+ * block shares) is trained once: each segment's backward outputs its share of the gradient
+ * under a name of its own (`<gradient>.part<k>`), and the optimizer reads their sum (`sums`).
+ */
+function withSharedWeights(b: PipelineTrainingModels & { cuts: (BackwardCut | null)[] }): {
+  parts: TensorRankModels['parts'];
+  parameters: { name: string; dims: number[]; grad: string }[];
+  sums: { output: string; inputs: string[] }[];
+} {
+  const uses = new Map<string, { part: number; grad: string; dims: number[] }[]>();
+  b.stages.forEach((st, part) => st.context.parameters.forEach((p) => uses.set(p.name, [...(uses.get(p.name) ?? []), { part, grad: p.grad, dims: p.dims }])));
+  const renames = b.stages.map(() => new Map<string, string>());
+  const sums: { output: string; inputs: string[] }[] = [];
+  const parameters = [...uses].map(([name, us]) => {
+    if (us.length === 1) return { name, dims: us[0]!.dims, grad: us[0]!.grad };
+    const inputs = us.map((u) => `${u.grad}.part${u.part}`);
+    us.forEach((u, i) => renames[u.part]!.set(u.grad, inputs[i]!));
+    const output = `${us[0]!.grad}.sum`;
+    sums.push({ output, inputs });
+    return { name, dims: us[0]!.dims, grad: output };
+  });
+  const parts = b.stages.map((st, k) => {
+    const backward = b.cuts[k] ? [...b.cuts[k].parts] : [st.backward];
+    // Parameter gradients come out of the last piece of a part's backward.
+    if (renames[k]!.size > 0) backward[backward.length - 1] = renameOutputs(backward[backward.length - 1]!, renames[k]!);
+    return { forward: st.forward, backward };
+  });
+  return { parts, parameters, sums };
+}
+
+/** The model with graph outputs (and the nodes producing them) renamed. */
+function renameOutputs(bytes: Uint8Array, to: ReadonlyMap<string, string>): Uint8Array {
+  const model = onnx.ModelProto.decode(bytes);
+  const graph = model.graph!;
+  for (const n of graph.node ?? []) n.output = (n.output ?? []).map((o) => to.get(o) ?? o);
+  for (const o of graph.output ?? []) if (o.name && to.has(o.name)) o.name = to.get(o.name)!;
+  return encodeModel(model);
+}
+
+/** The optimizer model reading each summed gradient as its parts, summed by a `Sum` node in front. */
+function withGradientSums(bytes: Uint8Array, sums: readonly { output: string; inputs: string[] }[]): Uint8Array {
+  if (sums.length === 0) return bytes;
+  const model = onnx.ModelProto.decode(bytes);
+  const graph = model.graph!;
+  const inputs: onnx.IValueInfoProto[] = [];
+  for (const i of graph.input ?? []) {
+    const sum = sums.find((x) => x.output === i.name);
+    if (sum) inputs.push(...sum.inputs.map((name) => ({ ...i, name })));
+    else inputs.push(i);
+  }
+  graph.input = inputs;
+  graph.node = [...sums.map((x) => onnx.NodeProto.create({ name: `${x.output}/Sum`, opType: 'Sum', input: x.inputs, output: [x.output] })), ...(graph.node ?? [])];
+  return encodeModel(model);
 }
