@@ -34,9 +34,9 @@
  * the split reads too (its gradient would mix whole and partial terms), and a segment that
  * reads an activation of a segment other than the one before it.
  */
+import { onnx } from 'onnx-proto';
 import { UserError } from '../../common/errors';
 import { freezePattern, type TrainPlan } from '../../profiler/plan';
-import { onnx } from 'onnx-proto';
 import { encodeModel, estimateCosts, type ModelIR } from '../onnx/model';
 import { batchDimName, nominalDims } from '../pipeline/partition';
 import { NON_DIFFERENTIABLE_OPS } from './grad-ops';
