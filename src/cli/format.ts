@@ -179,9 +179,12 @@ function trainingLines(t: TrainingSummary): string[] {
   const loss = (x: number | null): string => (typeof x === 'number' && Number.isFinite(x) ? x.toPrecision(5) : 'not a number');
   const base = t.baselineLossLast !== null ? ` (one device: ${loss(t.baselineLossLast)})` : '';
   const p = t.pipeline;
+  const tp = t.tensor;
   const sync = p
     ? `${p.schedule} over ${p.microBatches} micro-batches, gradients summed per stage`
-    : `gradients ${(t.gradientBytes / 1e6).toFixed(2)} MB per step in ${t.buckets} bucket${t.buckets === 1 ? '' : 's'}`;
+    : tp
+      ? `each device trains its slices; all-reduces per step: ${tp.forwardAllReduces} of activations (forward), ${tp.backwardAllReduces} of activation gradients (backward)${tp.gradientAllReduces > 0 ? `, ${tp.gradientAllReduces} of the partial gradients of weights read in split layers` : ''}`
+      : `gradients ${(t.gradientBytes / 1e6).toFixed(2)} MB per step in ${t.buckets} bucket${t.buckets === 1 ? '' : 's'}`;
   const stored = p
     ? [
         table(
@@ -192,7 +195,7 @@ function trainingLines(t: TrainingSummary): string[] {
     : [];
   return [
     `training    ${t.loss} loss ${loss(t.lossFirst)} → ${loss(t.lossLast)}${base} over the timed steps; ${t.optimizer}, lr ${t.lr}; ${sync}`,
-    ...(p ? [] : [`            ${t.syncEvery > 1 ? `local SGD, parameters averaged every ${t.syncEvery} steps` : `${t.gradDtype} gradients on the wire`}: ${(t.wireBytesPerStep / 1e6).toFixed(3)} MB sent and received per step per device`]),
+    ...(p || tp ? [] : [`            ${t.syncEvery > 1 ? `local SGD, parameters averaged every ${t.syncEvery} steps` : `${t.gradDtype} gradients on the wire`}: ${(t.wireBytesPerStep / 1e6).toFixed(3)} MB sent and received per step per device`]),
     ...(t.notComparable ? [`numerics    not checked: ${t.notComparable}`] : []),
     ...stored,
     table(

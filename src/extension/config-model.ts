@@ -94,7 +94,7 @@ export interface PlanValues {
   batch?: number;
   /** Data parallel: rows per device, in device order. */
   shards?: number[];
-  /** Train (the CLI's --train; data and pipeline modes); each setting falls back to its default. */
+  /** Train (the CLI's --train; data, pipeline and tensor modes); each setting falls back to its default. */
   train?: Partial<TrainPlan>;
   microBatches?: number;
   stages?: number;
@@ -315,7 +315,6 @@ function checkPlan(plan: ConfigPlan): void {
   if (plan.keys.has('data')) add('data', `"data" applies to "mode": "hybrid" only; this plan runs ${mode === 'pipeline' ? 'a pipeline' : mode === 'tensor' ? 'tensor parallel' : 'data parallel'}`, 'warning');
   if (mode !== 'tensor') for (const k of TENSOR_KEYS) if (plan.keys.has(k)) add(k, `"${k}" applies to "mode": "tensor" only; this plan runs ${mode === 'pipeline' ? 'a pipeline' : 'data parallel'}`, 'warning');
   if (mode === 'tensor') {
-    if (plan.keys.has('train')) add('train', 'not yet: training runs in "mode": "data"; tensor-parallel training is coming');
     for (const k of [...DATA_KEYS, ...PIPELINE_KEYS]) {
       if (k !== 'train' && plan.keys.has(k)) add(k, `"${k}" applies to "mode": "${DATA_KEYS.includes(k) ? 'data' : 'pipeline'}" only; this plan runs tensor parallel`, 'warning');
     }
@@ -405,7 +404,7 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
       warmup: v.warmup ?? settings.warmup,
       seed: v.seed ?? 0,
       ...(data && v.shards !== undefined ? { shards: v.shards } : {}),
-      ...((data || pipeline) && v.train !== undefined ? { train: { ...TRAIN_DEFAULTS, ...v.train, ...(v.train.labels !== undefined ? { labels: besideConfig(v.train.labels) } : {}) } } : {}),
+      ...((data || pipeline || mode === 'tensor') && v.train !== undefined ? { train: { ...TRAIN_DEFAULTS, ...v.train, ...(v.train.labels !== undefined ? { labels: besideConfig(v.train.labels) } : {}) } } : {}),
       ...((mode === 'tensor' || mode === 'hybrid') && v.tensor !== undefined ? { tensor: v.tensor } : {}),
       ...((mode === 'tensor' || mode === 'hybrid') && v.keepWhole !== undefined ? { keepWhole: v.keepWhole } : {}),
       ...(mode === 'hybrid' && v.data !== undefined ? { data: v.data } : {}),

@@ -210,6 +210,8 @@ export const TensorPlanSchema = Type.Object({
   tensor: Type.Optional(Type.Integer({ minimum: 2 })),
   ...keepWholeField,
   ...tensorRecorded,
+  /** Train instead of running inference (absent: inference); `bucketMb` is unused (no gradient buckets). */
+  train: Type.Optional(TrainPlanSchema),
 });
 export type TensorPlan = Static<typeof TensorPlanSchema>;
 
@@ -438,11 +440,16 @@ export function makePlan(f: PlanFields): Plan {
         ...(f.train ? { train: f.train } : {}),
       };
     case 'tensor':
-      if (f.train) throw new PlanFieldError('not yet: training runs in data mode (--mode data); tensor-parallel training is coming');
       refuse(['shards', 'gradSync'], 'data');
       refuse(['microBatches', 'stages', 'cuts', 'schedule'], 'pipeline');
       if (f.tensor !== undefined && !(Number.isInteger(f.tensor) && f.tensor >= 2)) throw new PlanFieldError(`--tensor ${f.tensor} must be a whole number of at least 2`);
-      return { mode: 'tensor', ...base, ...(f.tensor !== undefined ? { tensor: f.tensor } : {}), ...keepWholeOf(f) };
+      if (f.train) {
+        checkTrain(f.train);
+        if ((f.train.gradDtype ?? 'float32') !== 'float32' || (f.train.syncEvery ?? 1) > 1) {
+          throw new PlanFieldError('--grad-dtype and --sync-every act on the data-parallel gradient all-reduce; tensor parallelism all-reduces activations and their gradients, not weight gradients, so drop them or use --mode data');
+        }
+      }
+      return { mode: 'tensor', ...base, ...(f.tensor !== undefined ? { tensor: f.tensor } : {}), ...(f.train ? { train: f.train } : {}), ...keepWholeOf(f) };
     case 'hybrid':
       if (f.train) throw new PlanFieldError('not yet: training runs in data mode (--mode data); hybrid training is coming');
       refuse(['shards', 'gradSync'], 'data');
@@ -489,7 +496,7 @@ export function planFields(p: Plan): PlanFields {
     case 'pipeline':
       return { ...base, microBatches: p.microBatches, stages: p.stages, cuts: p.cuts, schedule: p.schedule, train: p.train };
     case 'tensor':
-      return { ...base, tensor: p.tensor, keepWhole: p.keepWhole };
+      return { ...base, tensor: p.tensor, keepWhole: p.keepWhole, train: p.train };
     case 'hybrid':
       return 'pipeline' in p
         ? { ...base, data: p.data, pipeline: p.pipeline, microBatches: p.microBatches, cuts: p.cuts, schedule: p.schedule }

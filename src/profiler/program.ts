@@ -80,7 +80,17 @@ export const SegmentSchema = Type.Union([
    * next stage; the last stage starts from its loss) and the activations its forward saved,
    * the gradients of its parameters and of its input activations (sent to the previous stage).
    */
-  Type.Object({ id: Type.Integer(), kind: Type.Literal('stage-backward'), label: Type.String(), stage: Type.Integer({ minimum: 0 }) }),
+  Type.Object({
+    id: Type.Integer(),
+    kind: Type.Literal('stage-backward'),
+    label: Type.String(),
+    stage: Type.Integer({ minimum: 0 }),
+    /**
+     * Which part of a backward cut in two around a collective (tensor-parallel training: 0
+     * up to the all-reduced gradient, 1 from it); absent for a backward run whole.
+     */
+    piece: Type.Optional(Type.Integer({ minimum: 0 })),
+  }),
 ]);
 export type Segment = Static<typeof SegmentSchema>;
 
@@ -169,7 +179,14 @@ export const BufferSchema = Type.Object({
    * buffer, shaped as that output, feeds the later segments under the same name. `layer`
    * names the split layers it closes, for the timeline.
    */
-  activation: Type.Optional(Type.Object({ tensor: Type.String(), layer: Type.String() })),
+  activation: Type.Optional(
+    Type.Object({
+      tensor: Type.String(),
+      layer: Type.String(),
+      /** The pass it belongs to (absent: forward): tensor-parallel training all-reduces a column-parallel layer's input gradient in the backward. */
+      phase: Type.Optional(Type.Literal('backward')),
+    }),
+  ),
   /**
    * A parameter buffer (local SGD): before its collective the device packs its current
    * weights, scaled by its share of the batch; after it, the buffer holds their average over
@@ -210,6 +227,8 @@ export const TrainingProgramSchema = Type.Object({
       scale: Type.Number(),
     }),
   ),
+  /** Each device trains parameters of its own (tensor-parallel slices), so each reports its trained weights (absent: rank 0 speaks for replicas). */
+  ownParameters: Type.Optional(Type.Boolean()),
 });
 export type TrainingProgram = Static<typeof TrainingProgramSchema>;
 
@@ -251,6 +270,11 @@ export const ProgramSchema = Type.Object({
   peakStored: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }))),
 });
 export type Program = Static<typeof ProgramSchema>;
+
+/** What an activation collective's span says after its operation: the layer, and `backward` for a gradient (`/layers.3/mlp, backward`). */
+export function activationSpanLabel(act: NonNullable<ProgramBuffer['activation']>): string {
+  return `${act.layer}${act.phase === 'backward' ? ', backward' : ''}`;
+}
 
 /** One instruction as a short line of text, e.g. `recv  m3 ← 0  [x] 16.0 KiB`. */
 export function formatInstruction(ins: Instruction, segments: readonly Segment[]): string {

@@ -40,6 +40,13 @@ export interface TrainingSummary {
   devices: TrainingStepParts[];
   /** Pipeline training: the schedule and each stage's stored activations (absent in data mode). */
   pipeline?: NonNullable<NonNullable<Trace['meta']['training']>['pipeline']>;
+  /**
+   * Tensor-parallel training: the all-reduces of one device's step, of activations (forward),
+   * of activation gradients (backward) and of the partial weight gradients of replicated
+   * weights read in split regions; they are the run's all-reduces, so `allReduceUs` counts
+   * them (absent in other modes).
+   */
+  tensor?: { forwardAllReduces: number; backwardAllReduces: number; gradientAllReduces: number };
 }
 
 /** The training summary of a trace, undefined for an inference run. */
@@ -49,6 +56,10 @@ export function trainingSummary(trace: Trace): TrainingSummary | undefined {
   const s = trace.spans;
   const measured = new Set(trace.steps.map((w) => w.index));
   const steps = Math.max(1, measured.size);
+  const tensor = trace.meta.plan.mode === 'tensor';
+  let forwardReduces = 0;
+  let backwardReduces = 0;
+  let gradientReduces = 0;
   const parts = trace.lanes.map((lane) => ({ id: trace.meta.devices[lane.device]?.id ?? lane.label, forwardUs: 0, backwardUs: 0, allReduceUs: 0, overlapUs: 0, optimizerUs: 0, wireBytes: 0 }));
   // Compute and gradient all-reduce intervals per lane and step, for the overlap.
   const compute = new Map<string, [number, number][]>();
@@ -71,7 +82,12 @@ export function trainingSummary(trace: Trace): TrainingSummary | undefined {
       add(compute, key, [s.start[i]!, s.start[i]! + d]);
     } else if (s.kind[i] === SpanKind.comm && s.comm[i] === CommOpCode.allreduce) {
       p.wireBytes += s.bytes[i]!;
-      if ((s.flags[i]! & SpanFlag.gradient) !== 0) {
+      if (tensor && s.lane[i] === 0) {
+        if ((s.flags[i]! & SpanFlag.gradient) !== 0) gradientReduces++;
+        else if (s.phase[i] === PhaseCode.backward) backwardReduces++;
+        else forwardReduces++;
+      }
+      if (tensor || (s.flags[i]! & SpanFlag.gradient) !== 0) {
         p.allReduceUs += d;
         add(reduces, key, [s.start[i]!, s.start[i]! + d]);
       }
@@ -105,5 +121,6 @@ export function trainingSummary(trace: Trace): TrainingSummary | undefined {
     baselineLossLast: t.baselineLossCurve?.at(-1) ?? null,
     devices: parts,
     ...(t.pipeline ? { pipeline: t.pipeline } : {}),
+    ...(tensor ? { tensor: { forwardAllReduces: forwardReduces / steps, backwardAllReduces: backwardReduces / steps, gradientAllReduces: gradientReduces / steps } } : {}),
   };
 }

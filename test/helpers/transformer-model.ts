@@ -151,12 +151,14 @@ export function nothingToSplitModelBytes(hidden = 16): Uint8Array {
  * A two-layer MLP written with Gemm nodes, as older exporters write `nn.Linear`: y =
  * Gemm(Relu(Gemm(x, W1, b1)), W2ᵀ, b2) with `transB=1` on the second (its weight stored
  * [out, in]), so a tensor-parallel split cuts W2 along its second axis and has a bias after a
- * row-parallel layer to add once.
+ * row-parallel layer to add once. `residual` adds the input to the output.
  */
-export function gemmMlpModelBytes(hidden = 16, ffn = 32): Uint8Array {
+export function gemmMlpModelBytes(hidden = 16, ffn = 32, opts: { residual?: boolean } = {}): Uint8Array {
   const g = new GraphBuilder();
   const h = g.op('/fc1/Gemm', 'Gemm', ['x', g.weight('fc1.weight', [hidden, ffn]), g.weight('fc1.bias', [ffn], 0.05)]);
   const a = g.op('/act/Relu', 'Relu', [h]);
-  g.op('/fc2/Gemm', 'Gemm', [a, g.weight('fc2.weight', [hidden, ffn]), g.weight('fc2.bias', [hidden], 0.5)], [int('transB', 1)]);
+  const o = g.op('/fc2/Gemm', 'Gemm', [a, g.weight('fc2.weight', [hidden, ffn]), g.weight('fc2.bias', [hidden], 0.5)], [int('transB', 1)]);
+  // With `residual`, y = x + MLP(x): the row-parallel Gemm's output is no longer the graph's.
+  if (opts.residual) g.op('/Add', 'Add', ['x', o]);
   return g.bytes('gemm_mlp', [valueInfo('x', ['batch', hidden])], [valueInfo('y', ['batch', hidden])]);
 }

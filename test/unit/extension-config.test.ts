@@ -174,7 +174,7 @@ describe('a plan as the runner’s plan', () => {
     assert.match(inference.problems.find((x) => x.key === 'schedule')!.message, /"schedule": "1f1b" .*needs "train"/);
   });
 
-  it('runs a tensor plan with its "tensor" degree; refuses a degree other than the device count and training, warns on other modes\' keys', () => {
+  it('runs a tensor plan with its "tensor" degree and training; refuses a degree other than the device count, warns on other modes\' keys', () => {
     const doc = parseConfig(
       '{ "plans": { "t": { "model": "/m.onnx", "mode": "tensor", "devices": "cpu:2", "tensor": 2 }, "n": { "model": "/m.onnx", "mode": "tensor", "devices": "cpu:2", "tensor": 4 }, "x": { "model": "/m.onnx", "mode": "tensor", "microBatches": 2, "shards": [1, 1] }, "tr": { "model": "/m.onnx", "mode": "tensor", "train": {} }, "d": { "model": "/m.onnx", "tensor": 2 } } }',
     );
@@ -188,7 +188,10 @@ describe('a plan as the runner’s plan', () => {
     assert.deepEqual(x.problems.map((p) => [p.key, p.severity]).sort(), [['microBatches', 'warning'], ['shards', 'warning']]);
     const xp = toProfilePlan(x, '/ws/parallax.json', settings, '/o.json')!;
     assert.equal('microBatches' in xp.plan || 'shards' in xp.plan, false, 'and are left out of the run');
-    assert.equal(isRunnable(findPlan(doc, 'tr')!), false);
+    const tr = findPlan(doc, 'tr')!;
+    assert.equal(isRunnable(tr), true, JSON.stringify(tr.problems));
+    const trp = toProfilePlan(tr, '/ws/parallax.json', settings, '/o.json')!;
+    assert.ok(trp.plan.mode === 'tensor' && trp.plan.train?.optimizer === 'sgd', 'a tensor plan that trains, with the defaults');
     assert.match(findPlan(doc, 'd')!.problems.find((p) => p.key === 'tensor')!.message, /"tensor" applies to "mode": "tensor" only/);
   });
 

@@ -96,8 +96,9 @@ export function segmentKey(seg: Segment): string {
     case 'shard':
       return `shard ${seg.rank} part ${seg.part} [${seg.nodes[0] ?? ''}..${seg.nodes[seg.nodes.length - 1] ?? ''}, ${seg.nodes.length} nodes]`;
     case 'stage-forward':
-    case 'stage-backward':
       return `${seg.kind} ${seg.stage}`;
+    case 'stage-backward':
+      return `${seg.kind} ${seg.stage}${seg.piece !== undefined ? ` piece ${seg.piece}` : ''}`;
     default: {
       const never: never = seg;
       throw new Error(`unknown segment ${JSON.stringify(never)}`);

@@ -29,7 +29,7 @@
  * {@link DeadlockError} naming each blocked rank and instruction.
  */
 import { deriveIdle } from '../idle';
-import { formatInstruction, type DeviceProgram, type Instruction, type Program } from '../program';
+import { activationSpanLabel, formatInstruction, type DeviceProgram, type Instruction, type Program } from '../program';
 import { SpanFlag, TraceBuilder, type Lane, type StepWindow, type Trace, type TraceMeta } from '../trace-format';
 import {
   bytesKey,
@@ -431,7 +431,8 @@ function collective(ctx: Context, st: StepState, r: number, ins: Extract<Instruc
     flags: SpanFlag.predicted | (buffer?.gradients ? SpanFlag.gradient : 0),
     kind: 'comm',
     // An activation's all-reduce names its layer, as the interpreter names it.
-    name: buffer?.activation ? `${ins.collective}.ring (${buffer.activation.layer})` : `${ins.collective}.ring`,
+    name: buffer?.activation ? `${ins.collective}.ring (${activationSpanLabel(buffer.activation)})` : `${ins.collective}.ring`,
+    ...(buffer?.activation?.phase ? { phase: buffer.activation.phase } : {}),
     start,
     dur,
     bytes,

@@ -30,6 +30,28 @@ export interface CompileContext {
   training?: TrainingContext;
   /** What a pipeline training plan compiles against: its stages' training models (absent otherwise). */
   pipelineTraining?: PipelineTrainingContext;
+  /** What a tensor training plan compiles against: its devices' training models (absent otherwise). */
+  tensorTraining?: TensorTrainingContext;
+}
+
+/** A tensor-parallel run's training models as its compiler names them (runtime/train/tensor-models.ts). */
+export interface TensorTrainingContext {
+  /** The labels input of the last chain part (the whole model's). */
+  labels: string;
+  /**
+   * Per chain part, the backward all-reduce of its column-parallel layers' input gradient
+   * (`gradient`, the tensor that holds the gradient of `of`; its size per batch row, or per
+   * step without a batch dimension; `layer` the split group's label), or null.
+   */
+  reductions: ({ of: string; gradient: string; layer: string; bytesPerRow: number | null } | null)[];
+  /**
+   * Replicated weights read inside a split region (an attention scale): each device's
+   * gradient of one is a partial sum, so they are all-reduced before the optimizer. The
+   * backward output holding each gradient (the same on every device) and its elements.
+   */
+  partialGradients: { param: string; grad: string; elements: number }[];
+  /** Per device: its trainable parameters (slices under their own names) in chain order, its loss output, its optimizer's slots. */
+  ranks: { parameters: { name: string; dims: number[]; grad: string }[]; loss: string; optimizer: TrainingContext['optimizer'] }[];
 }
 
 /** The stages' training models as the pipeline training compiler names them (runtime/train/pipeline-models.ts). */

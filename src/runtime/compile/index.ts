@@ -11,10 +11,11 @@ import { compilePipeline } from './pipeline';
 import { compileTrainData } from './train-data';
 import { compileTensor, type TensorPrepared } from './tensor';
 import { compileTrainPipeline } from './train-pipeline';
+import { compileTrainTensor } from './train-tensor';
 import { compileHybrid, compileHybridPipeline } from './hybrid';
 
 export { checkShards, resolveShards } from './data';
-export type { CompileContext, InputLayoutTyped, PipelineTrainingContext, TrainingContext } from './common';
+export type { CompileContext, InputLayoutTyped, PipelineTrainingContext, TensorTrainingContext, TrainingContext } from './common';
 
 /** What a mode needs decided before it compiles (a pipeline's partition comes from calibration). */
 export type Prepared =
@@ -40,6 +41,10 @@ export function compile(plan: Plan, prepared: Prepared, ctx: CompileContext): Pr
       return compilePipeline(plan, prepared.partition, ctx);
     case 'tensor':
       if (prepared.mode !== 'tensor') throw new Error('a tensor plan compiles only with its shard plan');
+      if (plan.train) {
+        if (!ctx.tensorTraining) throw new Error('a tensor training plan compiles only with its devices\' training models');
+        return compileTrainTensor({ ...plan, train: plan.train }, prepared, ctx, ctx.tensorTraining);
+      }
       return compileTensor(plan, prepared, ctx);
     case 'hybrid':
       if ('pipeline' in plan) {

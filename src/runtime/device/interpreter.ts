@@ -17,7 +17,7 @@ import { mkdirSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { SpanBuffer, nowUs } from '../spans';
 import { COMM_OPS, CommOpCode, PhaseCode, SpanFlag, SpanKind } from '../../profiler/trace-format';
-import type { Instruction, ProgramBuffer } from '../../profiler/program';
+import { activationSpanLabel, type Instruction, type ProgramBuffer } from '../../profiler/program';
 import { TrainingState } from './training-state';
 import { ActivationStash } from './activation-stash';
 import { CommThread } from './comm-thread';
@@ -339,9 +339,9 @@ export class Interpreter {
     const profiledEnd = new Float64Array(profiledSteps);
     const notes: string[] = [];
     // The trained weights are those after the timed steps; the profiled steps train on.
-    // Data-parallel replicas hold the same weights (rank 0 reports them); pipeline stages each hold their own.
+    // Data-parallel replicas hold the same weights (rank 0 reports them); pipeline stages and tensor-parallel shards each hold their own.
     const stash = this.stash ? { stash: { peakMicroBatches: this.stash.peakMicroBatches, peakBytes: this.stash.peakBytes } } : {};
-    const trained = this.training ? { losses: this.training.losses, parameters: m.rank === 0 || this.stash ? this.training.snapshot() : null, ...stash } : undefined;
+    const trained = this.training ? { losses: this.training.losses, parameters: m.rank === 0 || this.stash || m.training?.program.ownParameters ? this.training.snapshot() : null, ...stash } : undefined;
     if (profiledSteps > 0 && m.capture && m.opLevel) {
       await this.openProfiled();
       this.useProfiled = true;
@@ -463,7 +463,8 @@ export class Interpreter {
   /**
    * An activation all-reduce (tensor parallelism): the latest run's partial sum `tensor` is
    * copied into the buffer, summed over the group, and the sum (shaped as the partial one)
-   * feeds the later segments, and the gather, under the same name. The span names the layer.
+   * feeds the later segments, and the gather, under the same name. The span names the layer
+   * (and the backward pass, for a gradient all-reduced in tensor-parallel training).
    */
   private activationCollective(ins: Extract<Instruction, { op: 'collective' }>, act: NonNullable<ProgramBuffer['activation']>, buf: Float32Array): void {
     const v = this.results[act.tensor];
@@ -473,7 +474,8 @@ export class Interpreter {
     if (data.length !== buf.length) throw new Error(`all-reduce of ${act.tensor}: ${data.length} elements, but its buffer holds ${buf.length}`);
     buf.set(data);
     if (this.comm && ins.group.length > 1) {
-      this.inComm(CommOpCode[ins.collective], 0, () => this.collective(ins.collective, buf, ins.group), `${commName(CommOpCode[ins.collective])} (${act.layer})`);
+      const backward = act.phase === 'backward';
+      this.inComm(CommOpCode[ins.collective], 0, () => this.collective(ins.collective, buf, ins.group), `${commName(CommOpCode[ins.collective])} (${activationSpanLabel(act)})`, backward ? PhaseCode.backward : 0);
     }
     // The session keeps no reference to its feeds after a run, so the sum can live in a
     // buffer of its own that the next step's all-reduce overwrites only after it is read.
@@ -550,7 +552,7 @@ export class Interpreter {
    * transfer's start to the last one's end, with their bytes summed. (The waits of a blocked
    * send may sit between chunks or tensors; the span keeps their sum at its start.)
    */
-  private inComm(code: number, flags: number, fn: () => void, name = commName(code)): void {
+  private inComm(code: number, flags: number, fn: () => void, name = commName(code), phase = 0): void {
     const c: CommContext = { code, flags, name, first: -1, end: 0, bytes: 0, blocked: 0, peer: -1 };
     this.commContext = c;
     try {
@@ -560,7 +562,7 @@ export class Interpreter {
     }
     if (c.first < 0 || !this.recording) return;
     const blocked = Math.min(c.blocked, c.end - c.first);
-    this.spans.record(SpanKind.comm, c.name, c.first + blocked, c.end - c.first - blocked, { bytes: c.bytes, peer: c.peer, comm: c.code, flags: c.flags });
+    this.spans.record(SpanKind.comm, c.name, c.first + blocked, c.end - c.first - blocked, { bytes: c.bytes, peer: c.peer, comm: c.code, flags: c.flags, phase });
   }
 
   /** Times a host copy and records it as a comm span of `code`; `fn` returns the bytes moved. */

@@ -38,12 +38,15 @@ import { CancelledError, ProgramRun, type Capture, type DoneMessage, type Runner
 import { checkPipelinePlan, preparePartition } from './calibrate';
 import { checkFindings } from './check-findings';
 import { buildTrace, compareOutputs, mergeOutputs } from './trace';
-import { prepareTraining, trainingResults, writePipelineTrainingSegments, writeTrainingSegments, type TrainingSetup } from './train-setup';
+import { prepareTraining, trainingResults, writePipelineTrainingSegments, writeTensorTrainingSegments, writeTrainingSegments, type TrainingSetup } from './train-setup';
 import { buildPipelineTrainingModels, type PipelineTrainingModels } from '../train/pipeline-models';
+import { buildTensorTrainingModels, type TensorTrainingModels } from '../train/tensor-models';
+import { gatherShardParameters, shardInitialWeights } from '../tensor/shard-weights';
 import { compileTrainData } from '../compile/train-data';
 import { prepareTensor } from '../compile/tensor';
 import { replicaPipelinePlan } from '../compile/hybrid';
 import { writeShardModels } from '../tensor/shard-model';
+import type { TensorShardPlan } from '../tensor/shard-plan';
 import { formatBytes } from '../../profiler/units';
 import { RssWatch } from './rss-watch';
 import { memoryOfRun } from './run-memory-setup';
@@ -90,7 +93,7 @@ interface Loaded {
   trainDims: Record<string, number>;
 }
 
-/** A plan's training settings; tensor plans do not train. */
+/** A plan's training settings; hybrid plans do not train. */
 const trainOf = (plan: Plan): TrainPlan | undefined => ('train' in plan ? plan.train : undefined);
 
 /** Row-splits of a run: devices, and a pipeline's micro-batches; a tensor plan runs every row on every device. */
@@ -328,10 +331,12 @@ function tensorShards(l: Loaded, n: number, keepWhole: readonly string[] = []): 
 }
 
 /** Model files of a program's segments (stage models are written into `workDir`). */
-function materialise(program: Program, prepared: Prepared, modelPath: string, workDir: string, training: TrainingSetup | null, stages: PipelineTrainingModels | null): Record<number, string> {
+function materialise(program: Program, prepared: Prepared, modelPath: string, workDir: string, training: TrainingSetup | null, stages: PipelineTrainingModels | null, shards: TensorTrainingModels | null): Record<number, string> {
   const paths: Record<number, string> = stages
     ? writePipelineTrainingSegments(program, stages, join(workDir, 'train-stages'))
-    : training
+    : shards
+      ? writeTensorTrainingSegments(shards, join(workDir, 'train-shards'))
+      : training
       ? writeTrainingSegments(program, training.models, join(workDir, 'train'))
       : {};
   const stagePaths = (prepared.mode === 'pipeline' || prepared.mode === 'hybrid-pipeline') && program.segments.some((s) => s.kind === 'stage') ? writeStageModels(modelPath, prepared.partition, join(workDir, 'stages')) : [];
@@ -367,6 +372,30 @@ function pipelineTrainingModels(req: ProfileRequest, l: Loaded, prepared: Prepar
   if (plan.mode !== 'pipeline' || !plan.train || !l.training || prepared.mode !== 'pipeline') return null;
   const wl = l.training.models.withLoss;
   return buildPipelineTrainingModels(readFileSync(req.modelPath), l.ir, prepared.partition, { train: plan.train, output: wl.output, labels: wl.labels }, req.modelLabel, l.trainDims);
+}
+
+/** A tensor training plan's per-device models, built over its chain (null for any other plan). */
+function tensorTrainingModels(req: ProfileRequest, l: Loaded, prepared: Prepared): TensorTrainingModels | null {
+  const plan = req.plan;
+  if (plan.mode !== 'tensor' || !plan.train || !l.training || prepared.mode !== 'tensor') return null;
+  const wl = l.training.models.withLoss;
+  return buildTensorTrainingModels(readFileSync(req.modelPath), l.ir, prepared, { train: plan.train, output: wl.output, labels: wl.labels }, req.modelLabel, l.trainDims);
+}
+
+/** Each device's initial weights in a tensor training run: its slices of the whole model's (see runtime/tensor/shard-weights.ts). */
+function shardInitial(l: Loaded, prepared: Prepared, shards: TensorTrainingModels): Record<string, SharedArrayBuffer>[] {
+  if (prepared.mode !== 'tensor' || !l.training) throw new Error('shard weights of a run that is not tensor training');
+  const whole = Object.fromEntries(Object.entries(l.training.initial).map(([k, v]) => [k, new Float32Array(v)]));
+  return shards.context.ranks.map((r, rank) => {
+    const values = shardInitialWeights(prepared.shard, whole, rank, r.parameters.map((p) => p.name));
+    return Object.fromEntries(
+      Object.entries(values).map(([k, v]) => {
+        const sab = new SharedArrayBuffer(v.byteLength);
+        new Float32Array(sab).set(v);
+        return [k, sab];
+      }),
+    );
+  });
 }
 
 /** Operator-profiled steps after the timed ones, when operator detail is asked for. */
@@ -440,6 +469,7 @@ async function measure(
   profileDir: string,
   hooks: RunnerHooks,
   probePlan: ProbePlan | null,
+  initialByRank?: Record<string, SharedArrayBuffer>[],
 ): Promise<Runs> {
   const plan = req.plan;
   const capture: Capture = { spans: req.capture, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
@@ -449,7 +479,7 @@ async function measure(
   const check = req.captureCheck === true && req.capture;
   hooks.progress({ phase: 'warmup', done: 0, total: l.devices.length, message: `starting ${l.devices.length} device worker(s)` });
   const rss = new RssWatch();
-  const par = await ProgramRun.start(program, { ...common, ...(check ? { checkSteps: plan.steps } : {}), devices: l.devices, segmentPaths, capture, phase: 'steps', message: 'measuring' }, hooks);
+  const par = await ProgramRun.start(program, { ...common, ...(check ? { checkSteps: plan.steps } : {}), ...(initialByRank ? { initialWeightsByRank: initialByRank } : {}), devices: l.devices, segmentPaths, capture, phase: 'steps', message: 'measuring' }, hooks);
   let base: ProgramRun | null = null;
   let probe: ProgramRun | null = null;
   const probeBlocks = probePlan ? blocksOf(probeSteps(plan.steps)) : [];
@@ -598,6 +628,11 @@ function probeRecord(
   };
 }
 
+/** The devices' trained shards as the whole model's parameters (tensor training). */
+function gatherShards(shard: TensorShardPlan): (done: readonly DoneMessage[]) => Record<string, Float32Array> {
+  return (done) => gatherShardParameters(shard, done.map((d) => d.training?.parameters ?? {}));
+}
+
 /** Runs a profile request to completion and returns the trace and its summary. */
 export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promise<RunnerResult> {
   const check = (): void => {
@@ -613,7 +648,8 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
   try {
     const prep = await prepare(req, l, profileDir, hooks);
     const stages = pipelineTrainingModels(req, l, prep.prepared);
-    const program = compile(prep.plan, prep.prepared, stages ? { ...l.compile, pipelineTraining: stages } : l.compile);
+    const shards = tensorTrainingModels(req, l, prep.prepared);
+    const program = compile(prep.plan, prep.prepared, { ...l.compile, ...(stages ? { pipelineTraining: stages } : {}), ...(shards ? { tensorTraining: shards.context } : {}) });
     // A dry run (`parallax plan`) shows the program too; a profile shows the partition only
     // (the program is in the trace).
     const programText = formatProgram(program, l.devices.map((d) => d.id));
@@ -622,8 +658,8 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     if (req.dryRun) return { trace: null, summary: null, planText, planInfo };
     check();
     const probePlan = probePlanOf(req, prep, l);
-    const segmentPaths = materialise(program, prep.prepared, req.modelPath, profileDir, l.training, stages);
-    const runs = await measure(req, l, program, segmentPaths, profileDir, hooks, probePlan);
+    const segmentPaths = materialise(program, prep.prepared, req.modelPath, profileDir, l.training, stages, shards);
+    const runs = await measure(req, l, program, segmentPaths, profileDir, hooks, probePlan, shards ? shardInitial(l, prep.prepared, shards) : undefined);
     const capture: CaptureSettings = { spans: req.capture, opProfilerOnTimedSteps: false, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
     const baseline = runs.baseline ? baselineRecord(req, l, runs.baseline, capture) : null;
     const done = runs.done;
@@ -634,7 +670,16 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     const train = trainOf(plan);
     const trained =
       train && l.training
-        ? trainingResults(train, l.training.models, program, done, runs.baseline ? { ...runs.baseline, reference: `one-device training (${l.devices[0]!.id} configuration, same global batch, labels and initial weights)` } : null, Math.max(1, plan.warmup) + plan.steps, l.training.frozen)
+        ? trainingResults(
+            train,
+            l.training.models,
+            program,
+            done,
+            runs.baseline ? { ...runs.baseline, reference: `one-device training (${l.devices[0]!.id} configuration, same global batch, labels and initial weights)` } : null,
+            Math.max(1, plan.warmup) + plan.steps,
+            l.training.frozen,
+            prep.prepared.mode === 'tensor' ? gatherShards(prep.prepared.shard) : undefined,
+          )
         : null;
     const numericalCheck = trained ? trained.check : baseline ? compareOutputs(mergeOutputs(program, done), baseline.reference, baseline.referenceName) : undefined;
     let trace = buildTrace({ request: req, plan: prep.plan, program, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, done, inputs: l.inputs, numericalCheck, ...(trained ? { training: trained.meta } : {}), baseline: baseline?.meta, capture, measurement });

@@ -18,6 +18,8 @@ import { readParameterValues } from '../train/parameters';
 import { buildTrainingModels, type TrainingModels } from '../train/step-models';
 import type { PipelineTrainingModels } from '../train/pipeline-models';
 import { stageSegments } from '../compile/train-pipeline';
+import { tensorTrainingLayout } from '../compile/train-tensor';
+import type { TensorTrainingModels } from '../train/tensor-models';
 import { compareOutputs } from './trace';
 import type { DoneMessage } from './workers';
 
@@ -172,7 +174,28 @@ export function writePipelineTrainingSegments(program: Program, models: Pipeline
   return paths;
 }
 
-/** The global batch's loss per timed step: each device's loss weighted by its rows; a pipeline's from its last stage. */
+/** Writes a tensor training run's per-device models into `dir`; their paths by segment id (layout: compile/train-tensor.ts). */
+export function writeTensorTrainingSegments(models: TensorTrainingModels, dir: string): Record<number, string> {
+  mkdirSync(dir, { recursive: true });
+  const paths: Record<number, string> = {};
+  const cut = models.context.reductions.map((r) => r !== null);
+  tensorTrainingLayout(models.ranks.length, cut).forEach((ids, rank) => {
+    const m = models.ranks[rank]!;
+    const files: [number, Uint8Array, string][] = [
+      ...m.parts.map((p, k): [number, Uint8Array, string] => [ids.forward[k]!, p.forward, `part${k}-forward`]),
+      ...m.parts.flatMap((p, k) => p.backward.map((b, i): [number, Uint8Array, string] => [ids.backward[k]![i]!, b, `part${k}-backward${i}`])),
+      [ids.optimizer, m.optimizer, 'optimizer'],
+    ];
+    for (const [id, bytes, name] of files) {
+      const path = join(dir, `shard${rank}-${name}.onnx`);
+      writeFileSync(path, bytes);
+      paths[id] = path;
+    }
+  });
+  return paths;
+}
+
+/** The global batch's loss per timed step: each device's loss weighted by its rows; a pipeline's from its last stage, a tensor-parallel run's from its last device (every device computes it whole). */
 export function lossCurve(program: Program, done: readonly DoneMessage[]): number[] {
   if (program.stageTraining) return Array.from(done.at(-1)?.training?.losses ?? []);
   const steps = done[0]?.training?.losses.length ?? 0;
@@ -221,9 +244,11 @@ export function trainingResults(
   baseline: { program: Program; done: readonly DoneMessage[]; reference: string } | null,
   totalSteps: number,
   frozen: readonly string[] = [],
+  merge?: (done: readonly DoneMessage[]) => Record<string, Float32Array>,
 ): { check: NumericalCheck | undefined; meta: TrainingMeta } {
-  // Rank 0 holds every parameter in data mode; each pipeline stage holds its own.
-  const params: Record<string, Float32Array> = Object.assign({}, ...done.map((d) => d.training?.parameters ?? {}));
+  // Rank 0 holds every parameter in data mode; each pipeline stage holds its own; tensor-parallel
+  // devices hold slices, which `merge` joins.
+  const params: Record<string, Float32Array> = merge ? merge(done) : Object.assign({}, ...done.map((d) => d.training?.parameters ?? {}));
   const meta: TrainingMeta = {
     loss: train.loss,
     optimizer: train.optimizer,
@@ -239,7 +264,7 @@ export function trainingResults(
     ...(train.gradDtype && train.gradDtype !== 'float32' ? { gradDtype: train.gradDtype } : {}),
     ...((train.syncEvery ?? 1) > 1 ? { syncEvery: train.syncEvery } : {}),
     ...(frozen.length > 0 ? { frozen: [...frozen] } : {}),
-    ...(program.stageTraining ? { pipeline: pipelineRecord(program, done) } : {}),
+    ...(program.stageTraining && program.mode === 'pipeline' ? { pipeline: pipelineRecord(program, done) } : {}),
   };
   const differs = notComparable(train, program.devices.length);
   if (differs) meta.notComparable = differs;

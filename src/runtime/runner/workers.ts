@@ -163,6 +163,8 @@ export interface ExecuteOptions {
   graphOptimizationLevel?: DeviceInit['graphOptimizationLevel'];
   /** A training program's initial parameter values (float32, shared by every replica). */
   initialWeights?: Record<string, SharedArrayBuffer>;
+  /** Per rank, the initial values of that device's own parameters (tensor-parallel slices), in place of {@link initialWeights}. */
+  initialWeightsByRank?: Record<string, SharedArrayBuffer>[];
   /** Progress phase and message of this execution. */
   phase: Progress['phase'];
   message: string;
@@ -246,7 +248,7 @@ export class ProgramRun {
         opLevel: o.capture.profiledSteps > 0,
         profileDir: o.profileDir,
         ...(o.graphOptimizationLevel ? { graphOptimizationLevel: o.graphOptimizationLevel } : {}),
-        ...(trainingOf(program, rank) && o.initialWeights ? { training: { program: trainingOf(program, rank)!, initial: o.initialWeights } } : {}),
+        ...(trainingOf(program, rank) && (o.initialWeightsByRank?.[rank] ?? o.initialWeights) ? { training: { program: trainingOf(program, rank)!, initial: (o.initialWeightsByRank?.[rank] ?? o.initialWeights)! } } : {}),
       };
       group.post(rank, init);
     });

@@ -130,7 +130,7 @@ function deviceModel(model: onnx.ModelProto, ir: ModelIR, prep: TensorPrepared, 
       const data = t ? tensorBytes(t) : 'it is not an initializer';
       if (!t || typeof data === 'string') throw new UserError(`${ir.path}: cannot place the bias "${c}" of row-parallel ${name}: ${data}`);
       // Added on device 0 only: the all-reduce sums it in once.
-      const bias = `${c}.tensor-parallel`;
+      const bias = rowBiasName(c);
       rewire(node.index, 2, bias, () => ({ name: bias, dataType: t.dataType, dims: t.dims, rawData: rank === 0 ? data : new Uint8Array(data.length) }));
     }
     for (const name of g.nodes) {
@@ -187,13 +187,7 @@ export function writeShardModels(modelPath: string, program: Program, prep: Tens
   const ir = parseModel(bytes, abs);
   const model = decodeModelProto(bytes, abs);
   const { chain, shard } = prep;
-  for (const st of chain.stages) {
-    for (const i of st.inputs) {
-      if (i.from !== 'graph' && shard.splitTensors[i.name] !== undefined) {
-        throw new UserError(`${ir.path}: split tensor "${i.name}" would cross an all-reduce of the tensor-parallel chain; profile this model with --mode data or --mode pipeline`);
-      }
-    }
-  }
+  checkChainCuts(ir, prep);
   mkdirSync(outDir, { recursive: true });
   const stem = basename(abs, extname(abs));
   const byRank = new Map<number, ReturnType<typeof deviceModel>>();
@@ -202,14 +196,41 @@ export function writeShardModels(modelPath: string, program: Program, prep: Tens
     if (seg.kind !== 'shard') continue;
     let dm = byRank.get(seg.rank);
     if (!dm) byRank.set(seg.rank, (dm = deviceModel(model, ir, prep, seg.rank)));
-    const stage = chain.stages[seg.part]!;
-    const members = [...stage.nodeIndices, ...stage.constantCopies];
-    // The stage's initializers as its rewired nodes read them (a replaced bias or shape is left out).
-    const read = new Set(members.flatMap((i) => dm.nodes[i]!.input ?? []));
-    const initializers = [...new Set([...stage.initializers, ...members.flatMap((i) => dm.extra.get(i) ?? [])])].filter((t) => read.has(t) || !dm.replaced.has(t));
     const path = join(outDir, `${stem}.tensor${seg.rank}-of-${shard.devices}.part${seg.part}.onnx`);
-    saveModel(path, buildStageModel(dm.model, ir, { ...stage, initializers }));
+    saveModel(path, partModel(dm, ir, chain.stages[seg.part]!));
     paths[seg.id] = path;
   }
   return paths;
+}
+
+/** @throws UserError when a split tensor would cross a cut of the chain. */
+function checkChainCuts(ir: ModelIR, prep: TensorPrepared): void {
+  for (const st of prep.chain.stages) {
+    for (const i of st.inputs) {
+      if (i.from !== 'graph' && prep.shard.splitTensors[i.name] !== undefined) {
+        throw new UserError(`${ir.path}: split tensor "${i.name}" would cross an all-reduce of the tensor-parallel chain; profile this model with --mode data or --mode pipeline`);
+      }
+    }
+  }
+}
+
+/** Part `stage` of a device's chain as a model of its own. */
+function partModel(dm: ReturnType<typeof deviceModel>, ir: ModelIR, stage: TensorPrepared['chain']['stages'][number]): Uint8Array {
+  const members = [...stage.nodeIndices, ...stage.constantCopies];
+  // The stage's initializers as its rewired nodes read them (a replaced bias or shape is left out).
+  const read = new Set(members.flatMap((i) => dm.nodes[i]!.input ?? []));
+  const initializers = [...new Set([...stage.initializers, ...members.flatMap((i) => dm.extra.get(i) ?? [])])].filter((t) => read.has(t) || !dm.replaced.has(t));
+  return buildStageModel(dm.model, ir, { ...stage, initializers });
+}
+
+/** The models of device `rank`'s chain, part by part, as {@link writeShardModels} writes them (`bytes`: the model file's). */
+export function shardChainModels(bytes: Uint8Array, ir: ModelIR, prep: TensorPrepared, rank: number): Uint8Array[] {
+  checkChainCuts(ir, prep);
+  const dm = deviceModel(decodeModelProto(bytes, ir.path), ir, prep, rank);
+  return prep.chain.stages.map((st) => partModel(dm, ir, st));
+}
+
+/** Name of the copy of row-parallel Gemm bias `bias` that device 0 holds and the others hold as zeros. */
+export function rowBiasName(bias: string): string {
+  return `${bias}.tensor-parallel`;
 }

@@ -96,6 +96,14 @@ export interface GradientOptions {
    * those sizes only. Dimensions not given (the batch) stay free.
    */
   dims?: Readonly<Record<string, number>>;
+  /**
+   * Tensors whose gradient gets a name of its own: their summed gradient passes through an
+   * Identity that every rule further back reads, so a caller can cut the backward there and
+   * change the gradient between the two parts (tensor parallelism all-reduces a column-parallel
+   * layer's input gradient, each device having only its columns' share). The names are in
+   * {@link GradientModel.namedGradients}; a tensor whose gradient nothing reads gets none.
+   */
+  namedGradients?: readonly string[];
 }
 
 /** One gradient output of the generated model. */
@@ -130,6 +138,8 @@ export interface GradientModel {
   seedInputs: Map<string, string>;
   /** Element type of the gradients. */
   floatType: FloatType;
+  /** The tensor holding the gradient of each of {@link GradientOptions.namedGradients} that is read, by tensor. */
+  namedGradients: Map<string, string>;
 }
 
 /** Suffix of gradient outputs and seed inputs. */
@@ -354,12 +364,20 @@ export function buildGradientModel(bytes: Uint8Array, opts: GradientOptions): Gr
   }
 
   const accumulated = new Map<string, string>();
+  const toName = new Set(opts.namedGradients ?? []);
+  const named = new Map<string, string>();
   const gradOf = (t: string): string | null => {
     const done = accumulated.get(t);
     if (done) return done;
     const list = contributions.get(t);
     if (!list) return null;
-    const g = list.length === 1 ? list[0]! : b.op('Sum', list);
+    let g = list.length === 1 ? list[0]! : b.op('Sum', list);
+    if (toName.has(t)) {
+      const out = uniqueName(`${t}${GRAD_SUFFIX}`, taken);
+      b.nodes.push({ name: `${prefix}/named/${out}`, opType: 'Identity', input: [g], output: [out] });
+      named.set(t, out);
+      g = out;
+    }
     accumulated.set(t, g);
     return g;
   };
@@ -424,6 +442,7 @@ export function buildGradientModel(bytes: Uint8Array, opts: GradientOptions): Gr
     for (const i of n.input ?? []) live.add(i);
   }
   generated.reverse();
+  for (const [t, g] of named) if (!live.has(g)) named.delete(t);
   const constants = b.constants.filter((c) => live.has(c.name ?? ''));
 
   const graph = proto.graph!;
@@ -448,7 +467,7 @@ export function buildGradientModel(bytes: Uint8Array, opts: GradientOptions): Gr
       output: outputs,
     },
   };
-  return { model, bytes: encodeModel(model), parameters, untrained, inputGradients, seedInputs, floatType };
+  return { model, bytes: encodeModel(model), parameters, untrained, inputGradients, seedInputs, floatType, namedGradients: named };
 }
 
 function uniqueName(want: string, taken: Set<string>): string {

@@ -91,8 +91,49 @@ export function buildPipelineTrainingModels(modelBytes: Uint8Array, ir: ModelIR,
       if (early) throw new UserError(`${modelName}: model output "${early.name}" is produced in stage ${st.index}, not the last; pipeline training needs the outputs in the last stage, so cut after it (--cuts)`);
     }
   }
+  const stageBytes = partition.stages.map((st) => buildStageModel(proto, ir, st, k));
+  return buildStageTrainingModels(stageBytes, ir, partition, loss, modelName, dims);
+}
+
+/** Per-stage choices of {@link buildStageTrainingModels} (pipeline training takes the defaults). */
+export interface StageTrainingOptions {
+  /** Parameters of a stage left untrained (exact names or patterns, see buildGradientModel). */
+  freeze?: (stage: number) => ReadonlyArray<string | RegExp>;
+  /**
+   * A tensor of a stage at whose gradient its backward is cut in two, or null: the first part
+   * ends with that gradient, the second reads it, so the caller can change it in between
+   * (tensor parallelism all-reduces it).
+   */
+  cutGradientAt?: (stage: number) => string | null;
+}
+
+/** A stage's backward cut at a gradient ({@link StageTrainingOptions.cutGradientAt}). */
+export interface BackwardCut {
+  /** The tensor whose gradient the cut is at, and the tensor holding that gradient. */
+  of: string;
+  gradient: string;
+  /** Up to the gradient, and the rest (parameter and input gradients). */
+  parts: [Uint8Array, Uint8Array];
+}
+
+/**
+ * The training models of stages given as models of their own (`stageBytes[s]` holds the
+ * nodes of `partition.stages[s]`, as {@link buildStageModel} writes them, or a copy with other
+ * weights: a tensor-parallel device's shard), differentiated and cut as the module comment
+ * says; `ir` is the whole model's, for the sizes of the cut tensors.
+ */
+export function buildStageTrainingModels(
+  stageBytesIn: readonly Uint8Array[],
+  ir: ModelIR,
+  partition: Partition,
+  loss: StageLoss,
+  modelName: string,
+  dims: Readonly<Record<string, number>> = {},
+  opts: StageTrainingOptions = {},
+): PipelineTrainingModels & { cuts: (BackwardCut | null)[] } {
+  const k = partition.stages.length;
   const shapeOf = wholeShapes(ir, dims);
-  const stageBytes = partition.stages.map((st) => withCutShapes(buildStageModel(proto, ir, st, k), shapeOf, partition.batchDim ?? 'batch'));
+  const stageBytes = stageBytesIn.map((b) => withCutShapes(b, shapeOf, partition.batchDim ?? 'batch'));
   const stageIr = stageBytes.map((b, s) => parseModel(b, `${modelName} stage ${s}`, { checkExternalData: false }));
   // Inputs received from the previous stage that carry a gradient (float), per stage.
   const differentiated = partition.stages.map((st, s) =>
@@ -109,12 +150,15 @@ export function buildPipelineTrainingModels(modelBytes: Uint8Array, ir: ModelIR,
     const withLoss = last ? appendLoss(stageBytes[s]!, { kind: loss.train.loss, output: loss.output, labels: loss.labels }, label) : null;
     if (withLoss && withLoss.labels !== loss.labels) throw new Error(`stage ${s}: labels named ${withLoss.labels}, not ${loss.labels}`);
     const sent = last ? [] : differentiated[s + 1]!;
+    const at = opts.cutGradientAt?.(s) ?? null;
     const g = buildGradientModel(withLoss ? withLoss.bytes : stageBytes[s]!, {
       target: withLoss ? { kind: 'loss', tensor: withLoss.loss } : { kind: 'outputs', tensors: sent },
       inputs: differentiated[s]!,
       parametersAsInputs: true,
       modelName: label,
       dims,
+      ...(opts.freeze ? { freeze: opts.freeze(s) } : {}),
+      ...(at !== null ? { namedGradients: [at] } : {}),
     });
     const graphOutputs = st.outputs.filter((o) => o.to.includes('graph')).map((o) => o.name);
     const forwardOutputs = [...new Set([...st.outputs.filter((o) => o.to.some((t) => t !== 'graph')).map((o) => o.name), ...graphOutputs, ...(withLoss ? [withLoss.loss] : [])])];
@@ -122,20 +166,34 @@ export function buildPipelineTrainingModels(modelBytes: Uint8Array, ir: ModelIR,
     const parameters = g.parameters.map((p) => ({ name: p.of, dims: paramDims.get(p.of) ?? [], grad: p.output }));
     const backwardOutputs = [...parameters.map((p) => p.grad), ...g.inputGradients.map((x) => x.output)];
     const { parts } = cutModel(g.model, [forwardOutputs, backwardOutputs], label);
-    return { g, parameters, forward: parts[0]!, backward: parts[1]!, loss: withLoss?.loss ?? '' };
+    const named = at !== null ? g.namedGradients.get(at) : undefined;
+    const split = named !== undefined ? cutModel(g.model, [forwardOutputs, [named], backwardOutputs], label).parts : null;
+    const cut = named !== undefined && split ? { of: at!, gradient: named, parts: [split[1]!, split[2]!] as [Uint8Array, Uint8Array] } : null;
+    return { g, parameters, forward: parts[0]!, backward: parts[1]!, loss: withLoss?.loss ?? '', cut };
   });
 
+  const renamesOf = built.map((b, s) => {
+    const renames = new Map<string, string>();
+    if (s === k - 1) return renames;
+    for (const og of built[s + 1]!.g.inputGradients) {
+      const seed = b.g.seedInputs.get(og.of);
+      if (!seed) throw new Error(`stage ${s}: no gradient input for ${og.of}`);
+      if (seed !== og.output) renames.set(seed, og.output);
+    }
+    return renames;
+  });
   return {
     labels: loss.labels,
+    cuts: built.map((b, s) => {
+      if (!b.cut) return null;
+      const r = renamesOf[s]!;
+      const parts = b.cut.parts.map((p) => (r.size > 0 ? renameInputs(p, r, `${modelName} stage ${s}`) : p)) as [Uint8Array, Uint8Array];
+      return { ...b.cut, parts };
+    }),
     stages: built.map((b, s) => {
       // The activation gradients this stage reads take the next stage's names for them.
       const outputGrads = s === k - 1 ? [] : built[s + 1]!.g.inputGradients.map((x) => ({ tensor: x.of, grad: x.output }));
-      const renames = new Map<string, string>();
-      for (const og of outputGrads) {
-        const seed = b.g.seedInputs.get(og.tensor);
-        if (!seed) throw new Error(`stage ${s}: no gradient input for ${og.tensor}`);
-        if (seed !== og.grad) renames.set(seed, og.grad);
-      }
+      const renames = renamesOf[s]!;
       const backward = renames.size > 0 ? renameInputs(b.backward, renames, `${modelName} stage ${s}`) : b.backward;
       const params = new Set(b.parameters.map((p) => p.name));
       const received = new Set(outputGrads.map((o) => o.grad));
