@@ -100,7 +100,7 @@ async function measuredRuns(files: string[]): Promise<Trace[]> {
   for (const f of files) {
     const t = await readTrace(f);
     if (t.meta.source !== 'measured') throw new UserError(`${f}: is ${t.meta.source}, not measured; project from a run recorded by \`parallax profile\``);
-    if (t.meta.plan.mode !== 'data' && t.meta.plan.mode !== 'pipeline') throw new UserError(`${f}: is an ${t.meta.plan.mode} trace; project a data-parallel or pipeline run`);
+    if (t.meta.plan.mode !== 'data' && t.meta.plan.mode !== 'pipeline') throw new UserError(`${f}: is a ${t.meta.plan.mode} trace; project a data-parallel or pipeline run (parallax sweep predicts tensor and hybrid plans)`);
     if (!t.meta.program) throw new UserError(`${f}: records no program (an older trace); profile the model again`);
     traces.push(t);
   }
