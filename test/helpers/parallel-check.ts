@@ -49,3 +49,13 @@ export async function assertMatchesOneDevice(trace: Trace, model: string, x: Flo
   const rel = check.maxAbsErr / scale;
   assert.ok(rel <= 1e-4, `relative error ${rel} (max |Δ| ${check.maxAbsErr} over max |y| ${scale})`);
 }
+
+/** The run checked its trained weights against one-device training: every parameter, within 1e-5 + 1e-4·|b|. */
+export function assertTrainedLikeOneDevice(trace: Trace, what = 'every parameter compared'): void {
+  const check = trace.meta.numericalCheck!;
+  assert.match(check.reference, /one-device training/);
+  assert.equal(check.atol, 1e-5);
+  assert.equal(check.rtol, 1e-4);
+  assert.equal(check.ok, true, `max abs err ${check.maxAbsErr}, max rel err ${check.maxRelErr}`);
+  assert.equal(check.outputs!.length, trace.meta.training!.parameters, what);
+}
