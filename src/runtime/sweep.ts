@@ -61,6 +61,8 @@ export interface SweepOutcome {
   predicted: Map<string, Trace>;
   /** The first round's measured trace per measured plan label. */
   measured: Map<string, Trace>;
+  /** Every measured run, per plan label (what the leave-one-out fits were made from). */
+  runs: MeasuredRuns[];
 }
 
 const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
@@ -302,7 +304,7 @@ export async function runSweep(req: SweepRequest): Promise<SweepOutcome> {
     skipped,
   });
   const measured = new Map([...runs].map(([label, v]) => [label, v.traces[0]!] as const));
-  return { result, predicted, measured };
+  return { result, predicted, measured, runs: all };
 }
 
 /**

@@ -112,5 +112,7 @@ test('the two-point model stays physical when noise makes the larger micro-batch
   // The per-micro-batch cost solved from these points is negative: it counts as none, and the
   // run's own point still comes back.
   assert.ok(Math.abs(twoPointStepUs(model, model.probe!, 4)! - 600) < 1e-9);
+  // And so does the probe's, as measured, though the clamped lines would not give it.
+  assert.equal(twoPointStepUs(model, model.probe!, 8), 500);
   assert.equal(twoPointStepUs(model, { ...model.probe!, stagePerMicroUs: [1] }, 8), null, 'a probe of other stages is not used');
 });

@@ -132,17 +132,20 @@ test('host overhead and tiny operators suggest a larger batch, predicted with th
   assert.match(h.message, /100% of the operators average under 20 µs/);
 });
 
-test('with a probe at twice the batch, host overhead is predicted on the line through both measured steps', () => {
+test('with a probe at twice the batch, host overhead advises that batch at the step it measured', () => {
   const t = hostBound();
-  // The step is 70 µs at batch 8; the probe measured 80 µs at 16: 10 µs per 8 more rows.
+  // The step is 70 µs at batch 8; the probe measured 80 µs at 16.
   const probed: Trace = { ...t, meta: { ...t.meta, batchProbe: { batch: 16, stepTimesUs: [79, 80, 81] } } };
   const h = all(probed).find((x) => x.id === 'host-overhead')!;
-  assert.deepEqual(h.change.params, { batch: 64, shards: [32, 32] });
-  close(h.predictedStepUs!, 70 + 7 * 10);
-  assert.match(h.change.description, /Predicted through the two batches this run measured \(8 and 16\)/);
+  // The advice stays within the measured range: 16, not the 64 the overhead share would want.
+  assert.deepEqual(h.change.params, { batch: 16, shards: [8, 8] });
+  close(h.predictedStepUs!, 80);
+  close(h.throughput!.predictedPerS, (16 * 1e6) / 80);
+  assert.match(h.change.description, /This run measured the batch of 16 too: 80 µs per step\. A batch of 64 would leave it about \d+% \(beyond what this run measured\)/);
   // A probe that measured twice the rows faster contradicts itself and is not used.
   const noisy: Trace = { ...t, meta: { ...t.meta, batchProbe: { batch: 16, stepTimesUs: [60, 61, 62] } } };
   const n = all(noisy).find((x) => x.id === 'host-overhead')!;
+  assert.deepEqual(n.change.params, { batch: 64, shards: [32, 32] });
   close(n.predictedStepUs!, 50 + 8 * 20);
   assert.doesNotMatch(n.change.description, /this run measured/);
 });

@@ -196,7 +196,8 @@ function lineAt(r1: number, y1: number, r2: number, y2: number, rows: number): n
  *
  *     step(M′) = formula(M′) + E + g · (M′ + K − 1),
  *
- * which gives both measured steps back exactly. A negative g (noise) counts as none. Null
+ * which gives both measured steps back exactly (the probe's count returns the probe's step
+ * as measured). A negative g (noise) counts as none. Null
  * when the probe does not describe the same stages.
  */
 export function twoPointStepUs(model: PipelineModel, probe: MicroProbePoint, m2: number): number | null {
@@ -204,6 +205,8 @@ export function twoPointStepUs(model: PipelineModel, probe: MicroProbePoint, m2:
   const M = model.microBatches;
   const Mp = probe.microBatches;
   if (Mp === M || probe.stagePerMicroUs.length !== K || !(probe.stepUs > 0)) return null;
+  // The probe's own count: what it measured, whatever the lines below make of the noise.
+  if (m2 === Mp) return probe.stepUs;
   // Rows per micro-batch in units of the batch: 1/M.
   const r1 = 1 / M;
   const rp = 1 / Mp;
