@@ -224,48 +224,111 @@ test('interference is charged only while devices compute together: a one-micro-b
   }
 });
 
+/** Each stage of the pipelines below is half the model (its one-device cost). */
+const STAGE = { fixedUs: FIXED / 2, perRowUs: PER_ROW / 2 };
+
+/**
+ * A GPipe trace of 2 stages on devices with fewer cores: each stage runs `tau`× slower than
+ * its one-device cost alone and `contention`× more while the other device computes too; its
+ * plan carries the calibration the runner records (per node, one-device costs at two
+ * micro-batch sizes; each stage's two nodes share its cost). `perRowScale` bends the stage's
+ * measured per-row cost away from the calibrated one (what noise does to a few sizes).
+ */
+function slowPipeline(m: number, batch: number, o: { tau: number; contention: number; perRowScale?: number }): Trace {
+  const p = gpipeProgram(2, m, batch, { actBytes: 16 });
+  const costs: CostModel = { compute: {}, transfers: { copy: { alphaUs: 0, bytesPerUs: Infinity }, p2p: { alphaUs: 3, bytesPerUs: 500 }, collective: { alphaUs: 0, bytesPerUs: Infinity } }, interference: {} };
+  for (const seg of p.segments) setComputeCost(costs, seg.id, seg, 'forward', { fixedUs: STAGE.fixedUs * o.tau, perRowUs: STAGE.perRowUs * o.tau * (o.perRowScale ?? 1) });
+  const ov = computeOverlap(simulate(p, costs, { steps: 1, meta: metaFor(p) }));
+  for (const r of [0, 1]) costs.interference![String(r)] = 1 + (o.contention - 1) * ov;
+  const t = simulate(p, costs, { steps: 2, meta: metaFor(p) });
+  const node = (rows: number): Record<string, number> =>
+    Object.fromEntries(['n0a', 'n0b', 'n1a', 'n1b'].map((n) => [n, (STAGE.fixedUs + STAGE.perRowUs * rows) / 2]));
+  const rows = batch / m;
+  const plan = { ...(t.meta.plan as Extract<Plan, { mode: 'pipeline' }>), microBatches: m, calibration: { device: 'cpu:0', rows, runs: 1, note: 'synthetic', nodeCostUs: node(rows), alt: { rows: rows * 2, nodeCostUs: node(rows * 2) } } };
+  return { ...t, meta: { ...t.meta, plan } };
+}
+
+/** The whole model on one device with every core: the reference line. */
+function oneDeviceTrace(b: number): Trace {
+  const p = dataProgram(1, b, { rowBytes: 64, outBytes: 32 });
+  const costs: CostModel = { compute: {}, transfers: { copy: { alphaUs: 5, bytesPerUs: 1000 }, p2p: { alphaUs: 0, bytesPerUs: Infinity }, collective: { alphaUs: 0, bytesPerUs: Infinity } } };
+  setComputeCost(costs, 0, WHOLE, 'forward', { fixedUs: FIXED, perRowUs: PER_ROW });
+  return simulate(p, costs, { steps: 3, meta: metaFor(p) });
+}
+
 test('devices with fewer cores than the one-device reference: the thread factor is measured on a one-micro-batch pipeline and applied whether or not devices overlap', () => {
-  // Truth: each stage is half the model; on a device of the 2-device plans it runs TAU× slower
-  // alone (half the cores) and CONTENTION× more while the other device computes too.
-  const TAU = 1.8;
-  const CONTENTION = 1.2;
-  const stage = { fixedUs: FIXED / 2, perRowUs: PER_ROW / 2 };
-  const pipeline = (m: number, batch = 32): Trace => {
-    const p = gpipeProgram(2, m, batch, { actBytes: 16 });
-    const costs: CostModel = { compute: {}, transfers: { copy: { alphaUs: 0, bytesPerUs: Infinity }, p2p: { alphaUs: 3, bytesPerUs: 500 }, collective: { alphaUs: 0, bytesPerUs: Infinity } }, interference: {} };
-    for (const seg of p.segments) setComputeCost(costs, seg.id, seg, 'forward', { fixedUs: stage.fixedUs * TAU, perRowUs: stage.perRowUs * TAU });
-    const ov = computeOverlap(simulate(p, costs, { steps: 1, meta: metaFor(p) }));
-    for (const r of [0, 1]) costs.interference![String(r)] = 1 + (CONTENTION - 1) * ov;
-    const t = simulate(p, costs, { steps: 2, meta: metaFor(p) });
-    // The calibration the runner records: per node, one-device costs at two micro-batch sizes
-    // (each stage's two nodes share its cost).
-    const node = (rows: number): Record<string, number> =>
-      Object.fromEntries(['n0a', 'n0b', 'n1a', 'n1b'].map((n) => [n, (stage.fixedUs + stage.perRowUs * rows) / 2]));
-    const rows = batch / m;
-    const plan = { ...(t.meta.plan as Extract<Plan, { mode: 'pipeline' }>), microBatches: m, calibration: { device: 'cpu:0', rows, runs: 1, note: 'synthetic', nodeCostUs: node(rows), alt: { rows: rows * 2, nodeCostUs: node(rows * 2) } } };
-    return { ...t, meta: { ...t.meta, plan } };
-  };
-  const oneDevice = (b: number): Trace => {
-    const p = dataProgram(1, b, { rowBytes: 64, outBytes: 32 });
-    const costs: CostModel = { compute: {}, transfers: { copy: { alphaUs: 5, bytesPerUs: 1000 }, p2p: { alphaUs: 0, bytesPerUs: Infinity }, collective: { alphaUs: 0, bytesPerUs: Infinity } } };
-    setComputeCost(costs, 0, WHOLE, 'forward', { fixedUs: FIXED, perRowUs: PER_ROW });
-    return simulate(p, costs, { steps: 3, meta: metaFor(p) });
-  };
+  // Truth: on a device of the 2-device plans a stage runs TAU× slower alone (half the cores)
+  // and CONTENTION× more while the other device computes too.
+  const o = { tau: 1.8, contention: 1.2 };
   const runs: MeasuredRuns[] = [
-    { id: 'data cpu:1 b32', traces: [oneDevice(32)] },
-    { id: 'data cpu:1 b64', traces: [oneDevice(64)] },
-    ...[1, 2, 4, 8].map((m) => ({ id: `pipeline M=${m}`, traces: [pipeline(m)] })),
+    { id: 'data cpu:1 b32', traces: [oneDeviceTrace(32)] },
+    { id: 'data cpu:1 b64', traces: [oneDeviceTrace(64)] },
+    ...[1, 2, 4, 8].map((m) => ({ id: `pipeline M=${m}`, traces: [slowPipeline(m, 32, o)] })),
     // A second plan whose devices compute alone, so the thread factor is known without M=1.
-    { id: 'pipeline M=1 b16', traces: [pipeline(1, 16)] },
+    { id: 'pipeline M=1 b16', traces: [slowPipeline(1, 16, o)] },
   ];
   const refs = fitReferences(runs.flatMap((r) => r.traces));
-  assert.ok(Math.abs(refs.threads.get(2)! - TAU) < 0.02, `thread factor ${refs.threads.get(2)}`);
-  assert.ok(Math.abs(refs.interference.get(2)! - CONTENTION) < 0.05, `contention ${refs.interference.get(2)}`);
+  assert.ok(Math.abs(refs.threads.get(2)! - o.tau) < 0.02, `thread factor ${refs.threads.get(2)}`);
+  assert.ok(Math.abs(refs.interference.get(2)! - o.contention) < 0.05, `contention ${refs.interference.get(2)}`);
   for (const id of ['pipeline M=1', 'pipeline M=2', 'pipeline M=8']) {
     const own = runs.find((r) => r.id === id)!.traces[0]!;
     const pred = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1 }, leaveOneOut(id, runs));
     assert.ok(Math.abs(pred.predictedUs / stepOf(own) - 1) < 0.02, `${id}: ${pred.predictedUs} vs ${stepOf(own)} (${pred.basis.join('; ')})`);
   }
+});
+
+test('without a one-micro-batch pipeline the thread factor comes from the spans that ran alone, so fewer cores do not pass for contention', () => {
+  // Two one-thread workers that do not slow each other at all (contention 1), TAU× slower
+  // than the one device with every core; no plan whose devices compute only alone.
+  const o = { tau: 1.7, contention: 1 };
+  const slowData = (b: number): Trace => {
+    const p = dataProgram(2, b, { rowBytes: 64, outBytes: 32 });
+    const costs: CostModel = { compute: {}, transfers: { copy: { alphaUs: 5, bytesPerUs: 1000 }, p2p: { alphaUs: 0, bytesPerUs: Infinity }, collective: { alphaUs: 0, bytesPerUs: Infinity } } };
+    for (const r of [0, 1]) setComputeCost(costs, r, WHOLE, 'forward', { fixedUs: FIXED * o.tau, perRowUs: PER_ROW * o.tau });
+    return simulate(p, costs, { steps: 3, meta: metaFor(p) });
+  };
+  const runs: MeasuredRuns[] = [
+    { id: 'data cpu:1 b32', traces: [oneDeviceTrace(32)] },
+    { id: 'data cpu:1 b64', traces: [oneDeviceTrace(64)] },
+    { id: 'data cpu:2 b32', traces: [slowData(32)] },
+    { id: 'data cpu:2 b64', traces: [slowData(64)] },
+    ...[2, 4, 8].map((m) => ({ id: `pipeline M=${m}`, traces: [slowPipeline(m, 32, o)] })),
+  ];
+  const refs = fitReferences(runs.flatMap((r) => r.traces));
+  assert.ok(Math.abs(refs.threads.get(2)! - o.tau) < 0.02, `thread factor ${refs.threads.get(2)}`);
+  assert.ok(Math.abs(refs.interference.get(2)! - 1) < 0.02, `contention ${refs.interference.get(2)}`);
+  for (const id of ['pipeline M=2', 'pipeline M=4', 'pipeline M=8', 'data cpu:2 b32']) {
+    const own = runs.find((r) => r.id === id)!.traces[0]!;
+    const pred = predictFrom({ program: own.meta.program!, meta: own.meta, steps: 1 }, leaveOneOut(id, runs));
+    assert.ok(Math.abs(pred.predictedUs / stepOf(own) - 1) < 0.02, `${id}: ${pred.predictedUs} vs ${stepOf(own)} (${pred.basis.join('; ')})`);
+  }
+});
+
+test("beyond the rows other plans ran a stage at, the stage's line continues with the reference's per-row cost", () => {
+  // The stage's true cost follows the calibration (× the thread factor); the plans at 8 and
+  // 4 rows per micro-batch measured a per-row cost a third of it (noise on a cost that is
+  // mostly fixed). M = 2 (16 rows) lies beyond them.
+  const o = { tau: 1.5, contention: 1 };
+  const target = slowPipeline(2, 32, o);
+  const runs: MeasuredRuns[] = [
+    { id: 'data cpu:1 b32', traces: [oneDeviceTrace(32)] },
+    { id: 'data cpu:1 b64', traces: [oneDeviceTrace(64)] },
+    { id: 'pipeline M=4', traces: [slowPipeline(4, 32, { ...o, perRowScale: 1 / 3 })] },
+    { id: 'pipeline M=8', traces: [slowPipeline(8, 32, { ...o, perRowScale: 1 / 3 })] },
+    { id: 'pipeline M=2', traces: [target] },
+  ];
+  const training = leaveOneOut('pipeline M=2', runs);
+  const pred = predictFrom({ program: target.meta.program!, meta: target.meta, steps: 1 }, training);
+  assert.ok(pred.basis.some((b) => /reference per-row cost beyond their rows/.test(b)), pred.basis.join('; '));
+  // The line through the two noisy sizes alone would miss by more than the continued one.
+  const uncalibrated = training.map((t) => (t.meta.plan.mode === 'pipeline' ? { ...t, meta: { ...t.meta, plan: { ...t.meta.plan, calibration: undefined } } } : t));
+  const flat = Math.abs(predictFrom({ program: target.meta.program!, meta: target.meta, steps: 1 }, uncalibrated).predictedUs / stepOf(target) - 1);
+  const err = Math.abs(pred.predictedUs / stepOf(target) - 1);
+  assert.ok(err < flat, `continued ${err} against the noisy line ${flat}`);
+  // Within the measured rows nothing changes: M = 4 (8 rows) lies between M = 8 and M = 2.
+  const m4 = runs.find((r) => r.id === 'pipeline M=4')!.traces[0]!;
+  const inside = predictFrom({ program: m4.meta.program!, meta: m4.meta, steps: 1 }, leaveOneOut('pipeline M=4', runs));
+  assert.ok(inside.basis.includes('same segment on as many devices in other plans'), inside.basis.join('; '));
 });
 
 // ---- tensor plans: shard segments predicted from the one-device line and the split ----------

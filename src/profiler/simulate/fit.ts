@@ -52,13 +52,21 @@ interface Acc {
   host: Map<number, number[]>;
 }
 
+export interface FitOptions {
+  /**
+   * Which compute spans give samples (by trace and span index); the others are still matched
+   * to their instructions, so the spans after them keep theirs. All when absent.
+   */
+  keepCompute?: (trace: Trace, span: number) => boolean;
+}
+
 /**
  * Fits compute and transfer costs from one or more measured traces (each with
  * `meta.program`). Throws when a trace has no program.
  */
-export function fitCostModel(traces: readonly Trace[]): CostModel {
+export function fitCostModel(traces: readonly Trace[], opts: FitOptions = {}): CostModel {
   const acc: Acc = { compute: new Map(), byKind: new Map(), links: { copy: [], p2p: [], collective: [] }, bytes: new Map(), recv: [], host: new Map() };
-  for (const t of traces) collect(t, acc);
+  for (const t of traces) collect(t, acc, opts);
   const notes: string[] = [];
   const compute: Record<string, ComputeCost> = {};
   for (const [key, samples] of acc.compute) compute[key] = computeCost(samples, `compute ${key}`, notes);
@@ -166,7 +174,7 @@ function spansByLaneStep(trace: Trace): Map<string, number[]> {
   return out;
 }
 
-function collect(trace: Trace, acc: Acc): void {
+function collect(trace: Trace, acc: Acc, opts: FitOptions): void {
   const program = trace.meta.program;
   if (!program) throw new Error('cannot fit costs from a trace without meta.program (the program it ran)');
   const s = trace.spans;
@@ -187,6 +195,7 @@ function collect(trace: Trace, acc: Acc): void {
       const k = spanKey(trace, i);
       const idx = k === undefined ? undefined : matcher.take(k);
       if (idx === undefined) continue;
+      if (s.kind[i] === SpanKind.compute && opts.keepCompute && !opts.keepCompute(trace, i)) continue;
       addSample(acc, { rank, kind, segments }, idx, dev.instructions[idx]!, s.dur[i]!, s.bytes[i]!);
     }
     if (dev.instructions.length > 0) acc.host.set(rank, [...(acc.host.get(rank) ?? []), hostIdle / dev.instructions.length]);

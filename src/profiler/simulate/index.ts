@@ -4,7 +4,7 @@
  * presets, and the projection of a measured run to other device counts, kinds and links.
  */
 export * from './costs';
-export { fitCostModel, fitTwoTerms, type Sample } from './fit';
+export { fitCostModel, fitTwoTerms, type FitOptions, type Sample } from './fit';
 export { simulate, DeadlockError, type SimulateOptions } from './simulate';
 export { selfConsistency, type SelfConsistency } from './consistency';
 export * from './hardware';

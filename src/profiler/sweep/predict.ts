@@ -242,6 +242,50 @@ export function computeOverlap(trace: Trace): number {
   return Math.min(1, overlapped / total);
 }
 
+/**
+ * Per top-level compute span of the measured steps: the share of its time during which
+ * another lane computes too (NaN for every other span).
+ */
+export function spanOverlaps(trace: Trace): Float64Array {
+  const s = trace.spans;
+  const measured = new Set(trace.steps.map((w) => w.index));
+  const out = new Float64Array(s.count).fill(NaN);
+  const byLane = new Map<number, number[]>();
+  for (let i = 0; i < s.count; i++) {
+    if (s.kind[i] !== SpanKind.compute || s.parent[i]! >= 0 || !measured.has(s.step[i]!) || !(s.dur[i]! > 0)) continue;
+    const l = s.lane[i]!;
+    byLane.set(l, [...(byLane.get(l) ?? []), i]);
+  }
+  const lanes = [...byLane.values()].map((list) => list.sort((x, y) => s.start[x]! - s.start[y]!));
+  for (const [li, list] of lanes.entries()) {
+    for (const i of list) {
+      const a = s.start[i]!;
+      const b = a + s.dur[i]!;
+      // Another lane computing at t: merged intervals of the other lanes' spans overlapping [a, b].
+      const cuts: [number, number][] = [];
+      for (const [lj, other] of lanes.entries()) {
+        if (lj === li) continue;
+        for (const j of other) {
+          const c = s.start[j]!;
+          const d = c + s.dur[j]!;
+          if (c >= b) break;
+          if (d > a) cuts.push([Math.max(a, c), Math.min(b, d)]);
+        }
+      }
+      cuts.sort((x, y) => x[0] - y[0]);
+      let covered = 0;
+      let end = a;
+      for (const [c, d] of cuts) {
+        if (d <= end) continue;
+        covered += d - Math.max(c, end);
+        end = d;
+      }
+      out[i] = covered / (b - a);
+    }
+  }
+  return out;
+}
+
 /** Compute slowdown of a trace with overlap `ov` when N devices computing together run I× slower. */
 const slowdown = (interference: number, ov: number): number => 1 + (interference - 1) * ov;
 
@@ -338,6 +382,13 @@ export function fitReferences(training: readonly Trace[]): References {
   // Fewer cores per device: plans whose devices compute (almost) alone show it undiluted.
   // Devices never run faster on fewer cores; a median below 1 is the machine's noise.
   for (const [n, list] of ratiosOf((ov) => ov <= MAX_ALONE_OVERLAP)) ref.threads.set(n, Math.max(1, median(list.map((x) => x.ratio))));
+  // Without such a plan (a sweep of M ≥ 2 pipelines, say), the spans that ran alone in the
+  // others: a pipeline's fill and drain, a stage waiting on its neighbour. Otherwise all of a
+  // device's slowdown would pass for contention, which is then charged in proportion to the
+  // overlap: two one-thread workers on two cores that do not slow each other at all looked
+  // 2× contended (the one-device reference had both cores), and pipelines were predicted
+  // 10–27 % off, too fast at M = 2 and too slow at M = 4.
+  for (const [n, list] of aloneSpanRatios(training, ref)) if (!ref.threads.has(n)) ref.threads.set(n, Math.max(1, median(list)));
   // Contention: what is left once the thread factor is divided out, per unit of overlap.
   // Traces whose devices hardly compute together say little about it.
   for (const [n, list] of ratiosOf((ov) => ov >= MIN_OVERLAP)) {
@@ -346,6 +397,33 @@ export function fitReferences(training: readonly Trace[]): References {
   }
   return ref;
 }
+
+/**
+ * Per device count: measured / reference cost of the compute spans that ran alone (another
+ * device computing for at most {@link MAX_ALONE_SPAN_OVERLAP} of the span), per run
+ * instruction, over multi-device traces with enough such spans.
+ */
+function aloneSpanRatios(training: readonly Trace[], ref: References): Map<number, number[]> {
+  const out = new Map<number, number[]>();
+  for (const t of training) {
+    const n = devicesOf(t);
+    const program = t.meta.program;
+    if (n < 2 || !program) continue;
+    const ov = spanOverlaps(t);
+    const fit = fitCostModel([t], { keepCompute: (_, i) => ov[i]! <= MAX_ALONE_SPAN_OVERLAP });
+    eachRun(program, (rank, seg, ins) => {
+      const measured = fit.compute[computeKey(rank, segmentKey(seg), ins.phase)];
+      const reference = referenceOf(ref, seg, ins.phase);
+      if (!measured || !reference) return;
+      const r = lineAt(reference.cost, ins.rows);
+      if (r > 0) out.set(n, [...(out.get(n) ?? []), lineAt(measured, ins.rows) / r]);
+    });
+  }
+  return out;
+}
+
+/** Most overlap with other devices' compute for a span to count as computing alone. */
+const MAX_ALONE_SPAN_OVERLAP = 0.1;
 
 /** Least compute overlap for a trace to count in the interference estimate. */
 const MIN_OVERLAP = 0.25;
@@ -428,8 +506,27 @@ export function predictFrom(target: PredictTarget, training: readonly Trace[], r
     const found = referenceOf(refs, seg, ins.phase, target.split);
     const ref = found?.cost ?? null;
     if (own && (own.rowSizes?.length ?? 0) >= 2) {
-      costs.compute[key] = { fixedUs: own.fixedUs, perRowUs: own.perRowUs };
-      basis.add('same segment on as many devices in other plans');
+      const sizes = own.rowSizes!;
+      const lo = sizes[0]!;
+      const hi = sizes[sizes.length - 1]!;
+      const slope = ref ? ref.perRowUs * tau : null;
+      if (slope !== null && slope > 0 && (ins.rows > hi || ins.rows < lo)) {
+        // Beyond the rows the other plans measured, the line through their few sizes knows
+        // least about the slope (on a stage whose fixed cost — streaming its weights — is most
+        // of its time, run-to-run noise of a few per cent is the whole slope): the slope of
+        // the reference (calibrated per row, with this device's thread factor) carries on from
+        // the nearest measured size.
+        // No more than in proportion to the rows (a cost with no fixed part), either way.
+        const at = ins.rows > hi ? hi : lo;
+        const byRef = lineAt(own, at) + slope * (ins.rows - at);
+        const proportional = lineAt(own, at) * (ins.rows / at);
+        const value = ins.rows > hi ? Math.min(byRef, proportional) : Math.max(byRef, proportional);
+        costs.compute[key] = { fixedUs: value - slope * ins.rows, perRowUs: slope };
+        basis.add('same segment on as many devices in other plans, the reference per-row cost beyond their rows');
+      } else {
+        costs.compute[key] = { fixedUs: own.fixedUs, perRowUs: own.perRowUs };
+        basis.add('same segment on as many devices in other plans');
+      }
     } else if (own && ref && lineAt(ref, own.rowSizes?.[0] ?? ins.rows) > 0) {
       const r0 = own.rowSizes?.[0] ?? ins.rows;
       const s = lineAt(own, r0) / lineAt(ref, r0);
