@@ -269,7 +269,7 @@ function pipelineImbalanceRule(trace: Trace, a: Analysis): Finding[] {
   const plan = a.plan;
   if (!p || p.stages < 2 || p.imbalance < IMBALANCE_MAX) return [];
   if (!plan.stageNodes || !plan.nodeCostUs || plan.stageNodes.length !== p.stages) return [];
-  const re = repartitionStages(plan.stageNodes, plan.nodeCostUs, p.model.stagePerMicroUs);
+  const re = repartitionStages(plan.stageNodes, plan.nodeCostUs, p.model.stagePerMicroUs, { sameDevices: sameDeviceKind(trace) });
   if (!re) return [];
   const current = p.model.measuredStepUs;
   const predicted = predictPipelineStepUs(p.model, { stagePerMicroUs: re.stagePerMicroUs });
@@ -316,9 +316,15 @@ export function predictPipelineCuts(trace: Trace, cuts: string[], analysis?: Ana
   const a = analysis ?? analyse(trace);
   const p = a.pipeline;
   if (!p || !a.plan.stageNodes || !a.plan.nodeCostUs || a.plan.stageNodes.length !== p.stages) return null;
-  const stagePerMicroUs = stageCostsAtCuts(a.plan.stageNodes, a.plan.nodeCostUs, p.model.stagePerMicroUs, cuts);
+  const stagePerMicroUs = stageCostsAtCuts(a.plan.stageNodes, a.plan.nodeCostUs, p.model.stagePerMicroUs, cuts, { sameDevices: sameDeviceKind(trace) });
   if (!stagePerMicroUs) return null;
   return { stagePerMicroUs, predictedStepUs: predictPipelineStepUs(p.model, { stagePerMicroUs }) };
+}
+
+/** Every device of the run of one kind and thread count (stages then differ only in their nodes). */
+function sameDeviceKind(trace: Trace): boolean {
+  const d = trace.meta.devices;
+  return d.length > 0 && d.every((x) => x.kind === d[0]!.kind && x.threads === d[0]!.threads);
 }
 
 /** Divisors of n above `above`, ascending. */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { deriveIdle } from '../../src/profiler/idle';
 import { analyse } from '../../src/profiler/analysis/index';
 import { gpipeBubbleFraction, pipelineFormulaUs, predictPipelineStepUs } from '../../src/profiler/analysis/pipeline';
-import { partitionContiguous, repartitionStages } from '../../src/profiler/analysis/partition';
+import { partitionContiguous, repartitionStages, stageCostsAtCuts } from '../../src/profiler/analysis/partition';
 import { syntheticPipelineTrace } from '../../src/profiler/analysis/synthetic';
 import { spanRow } from '../../src/profiler/trace-format';
 import { dataPlan } from '../helpers/trace-builders';
@@ -154,6 +154,26 @@ test('re-partitioning moves nodes off the slow stage, keeping each stage device 
   const slow = repartitionStages([['a', 'b'], ['c', 'd']], { a: 1, b: 1, c: 1, d: 1 }, [20, 40])!;
   assert.deepEqual(slow.stageNodes, [['a', 'b', 'c'], ['d']]);
   assert.deepEqual(slow.stagePerMicroUs, [30, 20]);
+});
+
+test('stages on devices of one kind share one line: what a stage costs beyond its nodes stays per stage, and moved nodes cost the same on either side', () => {
+  // Eight nodes of 1 unit; every stage costs 30 µs per micro-batch beyond its nodes (a run,
+  // layout reorders at its edges) and 10 µs per unit. Cut after 2 nodes: 50 and 90 µs.
+  const nodes = { a: 1, b: 1, c: 1, d: 1, e: 1, f: 1, g: 1, h: 1 };
+  const stages = [['a', 'b'], ['c', 'd', 'e', 'f', 'g', 'h']];
+  const own = repartitionStages(stages, nodes, [50, 90])!;
+  // Per-stage weights read stage 0 as a device 25 µs per unit against 15: the move stops early.
+  assert.deepEqual(own.cuts, ['c']);
+  const same = repartitionStages(stages, nodes, [50, 90], { sameDevices: true })!;
+  assert.deepEqual(same.cuts, ['d']);
+  assert.deepEqual(same.stagePerMicroUs, [70, 70]);
+  assert.deepEqual(same.fixedUs, [30, 30]);
+  assert.deepEqual(same.weights, [10, 10]);
+  assert.deepEqual(stageCostsAtCuts(stages, nodes, [50, 90], ['b'], { sameDevices: true }), [50, 90], 'the measured cuts give the measured stages back');
+  // A line that is not physical (the heavier stage measured cheaper) keeps the per-stage weights.
+  const odd = repartitionStages(stages, nodes, [90, 50], { sameDevices: true })!;
+  assert.deepEqual(odd.fixedUs, [0, 0]);
+  assert.deepEqual(odd.weights, [45, 50 / 6]);
 });
 
 test('nodes without a measured cost are reported, not guessed', () => {

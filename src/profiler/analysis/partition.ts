@@ -101,6 +101,12 @@ export interface Repartition {
   stagePerMicroUs: number[];
   /** Per stage: µs of this run per µs of calibrated node cost (device speed × units). */
   weights: number[];
+  /**
+   * Per stage: µs per micro-batch whatever its nodes (devices of one kind: what a stage's
+   * session costs beyond its nodes' calibrated kernels — the run itself, layout reorders at
+   * its edges); 0 where each stage keeps its own weight.
+   */
+  fixedUs: number[];
   /** Node names without a measured cost, counted as 0. */
   missingCosts: string[];
 }
@@ -109,12 +115,15 @@ export interface Repartition {
  * Re-partitions the plan's stages for the same K using the calibration run's per-node costs.
  * Each stage's weight maps calibrated cost to this run's measured per-micro-batch compute of
  * that stage (so a slower device keeps its speed, and the calibration's units and batch size
- * drop out); at the current cuts the predicted stage times equal the measured ones.
+ * drop out); at the current cuts the predicted stage times equal the measured ones. With
+ * `sameDevices` (every stage on a device of one kind and thread count) the stages share one
+ * line instead, fixed + per unit ({@link commonLine}), where it is physical.
  */
 export function repartitionStages(
   stageNodes: string[][],
   nodeCostUs: Record<string, number>,
   measuredPerMicroUs: number[],
+  opts: { sameDevices?: boolean } = {},
 ): Repartition | null {
   const k = stageNodes.length;
   if (k < 2 || measuredPerMicroUs.length !== k) return null;
@@ -136,17 +145,49 @@ export function repartitionStages(
   const known = valid.filter((v) => Number.isFinite(v));
   if (known.length === 0) return null;
   const fallback = known.reduce((a, b) => a + b, 0) / known.length;
-  const weights = valid.map((v) => (Number.isFinite(v) ? v : fallback));
+  let weights = valid.map((v) => (Number.isFinite(v) ? v : fallback));
+  let fixedUs = weights.map(() => 0);
+  const common = opts.sameDevices ? commonLine(raw, measuredPerMicroUs) : null;
+  if (common) {
+    weights = weights.map(() => common.perUnit);
+    fixedUs = fixedUs.map(() => common.fixedUs);
+  }
   const part = partitionContiguous(costs, k, weights);
   if (!part) return null;
   const next = Array.from({ length: k }, (_, s) => nodes.slice(part.bounds[s], part.bounds[s + 1]));
   return {
     stageNodes: next,
     cuts: next.slice(0, -1).map((list) => list[list.length - 1]),
-    stagePerMicroUs: part.stageCosts,
+    stagePerMicroUs: part.stageCosts.map((c, s) => c + fixedUs[s]),
     weights,
+    fixedUs,
     missingCosts,
   };
+}
+
+/**
+ * Stages on devices of one kind: measured = fixed + perUnit · calibrated, fitted over the
+ * stages by least squares. Per-stage weights would price nodes moved between two such
+ * devices at the receiving stage's ratio, which holds whatever a stage costs beyond its
+ * nodes (a session run, layout reorders at its edges): a light first stage then looks like
+ * a slow device and the advice moves too little (openWakeWord's embedding model: stages
+ * measured 1.8× and 0.8× their calibration, and the move the weights allowed saved 5 %
+ * where the balanced cut saved 22 %). Null when the fit is not physical (a negative fixed
+ * part or per-unit cost, or a fixed part above a stage's time) or fewer than two stages
+ * have a cost: the per-stage weights stay.
+ */
+function commonLine(raw: number[], measured: number[]): { fixedUs: number; perUnit: number } | null {
+  const pts = raw.flatMap((x, s) => (x > 0 && measured[s]! > 0 ? [{ x, y: measured[s]! }] : []));
+  if (pts.length < 2) return null;
+  const n = pts.length;
+  const mx = pts.reduce((a, p) => a + p.x, 0) / n;
+  const my = pts.reduce((a, p) => a + p.y, 0) / n;
+  const sxx = pts.reduce((a, p) => a + (p.x - mx) ** 2, 0);
+  if (!(sxx > 0)) return null;
+  const perUnit = pts.reduce((a, p) => a + (p.x - mx) * (p.y - my), 0) / sxx;
+  const fixedUs = my - perUnit * mx;
+  if (!(perUnit > 0) || !(fixedUs >= 0) || fixedUs >= Math.min(...pts.map((p) => p.y))) return null;
+  return { fixedUs, perUnit };
 }
 
 /**
@@ -160,9 +201,10 @@ export function stageCostsAtCuts(
   nodeCostUs: Record<string, number>,
   measuredPerMicroUs: number[],
   cuts: string[],
+  opts: { sameDevices?: boolean } = {},
 ): number[] | null {
   const k = stageNodes.length;
-  const re = repartitionStages(stageNodes, nodeCostUs, measuredPerMicroUs);
+  const re = repartitionStages(stageNodes, nodeCostUs, measuredPerMicroUs, opts);
   if (!re || cuts.length !== k - 1) return null;
   const nodes = stageNodes.flat();
   const bounds = [0];
@@ -176,6 +218,6 @@ export function stageCostsAtCuts(
   return Array.from({ length: k }, (_, s) => {
     let sum = 0;
     for (let i = bounds[s]; i < bounds[s + 1]; i++) sum += nodeCostUs[nodes[i]] ?? 0;
-    return re.weights[s] * sum;
+    return re.fixedUs[s]! + re.weights[s]! * sum;
   });
 }
