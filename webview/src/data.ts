@@ -26,6 +26,7 @@ import type { Prepared } from './model';
 import { prepareSpans } from './prep-client';
 import { storedActivationsView, type StoredActivationsView } from './stored-activations';
 import { memoryView, type MemoryView } from './memory-view';
+import { gpuBusyView, type GpuBusyView } from './gpu-view';
 import { MERGED_NAME, type TiledInfo, type TiledRun } from './tiles';
 
 const COLUMN_CTORS = Object.fromEntries(SPAN_COLUMNS.map((c) => [c, spanColumnCtor(c)])) as Record<SpanColumnName, ReturnType<typeof spanColumnCtor>>;
@@ -121,6 +122,8 @@ export interface SummaryView {
   storedActivations: StoredActivationsView | null;
   /** Memory per device and the runner process's measured growth; null for traces without it. */
   memory: MemoryView | null;
+  /** WebGPU devices' GPU busy share from their timestamps; null where no provider gave them. */
+  gpuBusy: GpuBusyView[] | null;
 }
 
 const VERDICTS = ['good', 'fair', 'poor'] as const;
@@ -176,6 +179,7 @@ export function summaryView(x: unknown): SummaryView | null {
     speedupReliable: typeof s['speedupReliable'] === 'boolean' ? s['speedupReliable'] : null,
     storedActivations: storedActivationsView(s['training']),
     memory: memoryView(s['memory']),
+    gpuBusy: gpuBusyView(s['gpuBusy']),
   };
 }
 

@@ -118,6 +118,14 @@ export function renderSummary(root: HTMLElement, runs: Run[]): void {
       metrics.append(metric('stored activations', `${a.schedule}, peak micro-batches per stage — ${stages}`, 'px-stored-activations'));
     }
     if (s?.memory) metrics.append(memoryMetric(s.memory));
+    if (s?.gpuBusy) {
+      const text = s.gpuBusy
+        .map((g) => `${displayText(g.device, 40)} ${formatPercent(g.share)} of its operator-profiled runs (${g.kernels} dispatches over ${g.runs} runs)`)
+        .join(' · ');
+      const m = metric('GPU busy', text, 'px-gpu-busy');
+      m.title = "From the GPU's own timestamps of the operator-profiled runs: the time the GPU ran a dispatch, overlapping dispatches counted once, over the runs' wall time. The timed steps carry no GPU timestamps.";
+      metrics.append(m);
+    }
     if (s?.numericalCheck) {
       const nc = s.numericalCheck;
       metrics.append(
