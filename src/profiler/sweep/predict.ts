@@ -254,7 +254,9 @@ export function spanOverlaps(trace: Trace): Float64Array {
   for (let i = 0; i < s.count; i++) {
     if (s.kind[i] !== SpanKind.compute || s.parent[i]! >= 0 || !measured.has(s.step[i]!) || !(s.dur[i]! > 0)) continue;
     const l = s.lane[i]!;
-    byLane.set(l, [...(byLane.get(l) ?? []), i]);
+    const list = byLane.get(l);
+    if (list) list.push(i);
+    else byLane.set(l, [i]);
   }
   const lanes = [...byLane.values()].map((list) => list.sort((x, y) => s.start[x]! - s.start[y]!));
   for (const [li, list] of lanes.entries()) {
