@@ -59,10 +59,10 @@ test('peak stored activations per stage: M for GPipe, K − s (at most K, at mos
 });
 
 /** A 2-stage pipeline training program of a small demo model (2 layers, hidden 16). */
-function compiled(schedule: PipelinePlan['schedule'], microBatches = 4): { program: Program; labels: string } {
-  const bytes = buildDemoModel({ layers: 2, hidden: 16, ffn: 32 });
+function compiled(schedule: PipelinePlan['schedule'], microBatches = 4, stages = 2): { program: Program; labels: string } {
+  const bytes = buildDemoModel({ layers: Math.max(2, stages), hidden: 16, ffn: 32 });
   const ir = parseModel(bytes, 'demo');
-  const part = partitionPipeline(ir, estimateNodeCostsUs(ir, { batch: 8 }), 2);
+  const part = partitionPipeline(ir, estimateNodeCostsUs(ir, { batch: 8 }), stages);
   const train: TrainPlan = { ...TRAIN_DEFAULTS, optimizer: 'momentum' };
   const models = buildPipelineTrainingModels(bytes, ir, part, { train, output: 'y', labels: 'labels' }, 'demo');
   const ctx: CompileContext = {
@@ -72,10 +72,10 @@ function compiled(schedule: PipelinePlan['schedule'], microBatches = 4): { progr
     ],
     outputs: [{ name: 'y', batchAxis: 0 }],
     parameterCount: ir.parameterCount,
-    devices: 2,
+    devices: stages,
     nodeNames: ir.nodes.map((n) => n.name),
   };
-  const plan: PipelinePlan & { train: TrainPlan } = { mode: 'pipeline', devices: 'cpu:2', batch: 8, steps: 1, warmup: 0, seed: 0, schedule, microBatches, train };
+  const plan: PipelinePlan & { train: TrainPlan } = { mode: 'pipeline', devices: `cpu:${stages}`, batch: 8, steps: 1, warmup: 0, seed: 0, schedule, microBatches, train };
   return { program: compileTrainPipeline(plan, part, ctx, models), labels: models.labels };
 }
 
@@ -111,6 +111,68 @@ test('a compiled 1F1B program: each stage runs its forwards and backwards in 1F1
   assert.ok(st.every((t) => t.parameters.length > 0 && t.pipeline!.scale === 1 / 4 && t.pipeline!.stash.length > 0));
   assert.ok(st[0]!.loss === '' && st[1]!.loss !== '', 'only the last stage has the loss');
   assert.ok(st.every((t) => t.state.length === t.parameters.length), 'momentum: one state tensor per parameter');
+});
+
+/**
+ * Runs a program's point-to-point transfers as rendezvous — a send completes only together
+ * with its receive, as when every message is larger than the channel — and returns the
+ * instruction each device is stuck at, or null when every device reaches its end.
+ */
+function rendezvousDeadlock(program: Program): string | null {
+  const pc = program.devices.map(() => 0);
+  const at = (d: number): Instruction | undefined => program.devices[d]!.instructions[pc[d]!];
+  for (;;) {
+    let moved = false;
+    for (let d = 0; d < program.devices.length; d++) {
+      const ins = at(d);
+      if (!ins) continue;
+      if (ins.op === 'send') {
+        const peer = at(ins.to);
+        if (peer?.op === 'recv' && peer.from === d && peer.micro === ins.micro) {
+          pc[d]!++;
+          pc[ins.to]!++;
+          moved = true;
+        }
+      } else if (ins.op !== 'recv') {
+        pc[d]!++;
+        moved = true;
+      }
+    }
+    if (pc.every((p, d) => p === program.devices[d]!.instructions.length)) return null;
+    if (!moved) return program.devices.map((_, d) => `${d}: ${JSON.stringify(at(d) ?? 'done')}`).join('; ');
+  }
+}
+
+test('no schedule deadlocks when transfers do not fit the channel: on each pair of neighbours the upstream stage sends first and the downstream one receives first', () => {
+  for (const schedule of ['gpipe', '1f1b'] as const) {
+    for (const stages of [2, 3, 4]) {
+      for (const m of [1, 2, 3, 4, 8]) {
+        const { program } = compiled(schedule, m, stages);
+        assert.equal(program.devices.length, stages);
+        assert.equal(rendezvousDeadlock(program), null, `${schedule} K=${stages} M=${m}`);
+        // Still every forward and backward of every micro-batch, in the schedule's order.
+        for (const [s, d] of program.devices.entries()) assert.equal(runs(d.instructions), `${text(stageWork(schedule, s, stages, m))} O`);
+      }
+    }
+  }
+  // The order before: a backward's gradient send straight after its run. Stage 1 sends
+  // gradients of m while stage 0 sends activations of m + 1 — each waits for the other.
+  const { program } = compiled('1f1b', 4, 2);
+  const naive: Program = {
+    ...program,
+    devices: program.devices.map((d) => {
+      const out: Instruction[] = [];
+      for (const ins of d.instructions) {
+        if (ins.op === 'send' && ins.to < d.rank) {
+          // Put the gradient send back right after its backward run.
+          const i = out.map((x) => x.op === 'run' && x.phase === 'backward' && x.micro === ins.micro).lastIndexOf(true);
+          out.splice(i + 1, 0, ins);
+        } else out.push(ins);
+      }
+      return { ...d, instructions: out };
+    }),
+  };
+  assert.match(rendezvousDeadlock(naive) ?? '', /"op":"send"/, 'the order before deadlocks');
 });
 
 test('a compiled GPipe program keeps M micro-batches on every stage; the simulator predicts it with forward and backward spans per stage', () => {

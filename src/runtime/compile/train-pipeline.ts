@@ -69,6 +69,46 @@ export function stageSegments(s: number): { forward: number; backward: number; o
   return { forward: 3 * s, backward: 3 * s + 1, optimizer: 3 * s + 2 };
 }
 
+/**
+ * A stage's instructions in work order, with one exchange reordered so that neighbouring
+ * stages never both send to each other before receiving.
+ *
+ * In 1F1B's steady state stage s sends activations of micro-batch m to s+1 and then
+ * receives the gradients of m−w from it, while s+1 sends exactly those gradients and then
+ * receives m's activations. A send returns once its message is in the channel; messages that
+ * do not fit the channel (several tensors, or activations over its few slots) wait for the
+ * receiver — and both ranks wait for each other. So a backward's gradient send waits until
+ * the next forward has received its activations (what Megatron-LM's point-to-point schedule
+ * does with its send-forward-recv-backward pairs): on every pair of neighbours the upstream
+ * stage sends first and the downstream stage receives first, whatever the message sizes.
+ */
+export function orderCrossingTransfers(items: readonly Instruction[][], work: readonly PipelineWork[]): Instruction[] {
+  const out: Instruction[] = [];
+  let deferred: Instruction | null = null;
+  items.forEach((list, i) => {
+    let own = list;
+    if (work[i]!.pass === 'B' && work[i + 1]?.pass === 'F') {
+      const last = list[list.length - 1];
+      if (last?.op === 'send') {
+        deferred = last;
+        own = list.slice(0, -1);
+      }
+    }
+    if (deferred && work[i]!.pass === 'F') {
+      // After this forward's receive (or, on a stage with none, before its run).
+      const at = own.findIndex((x) => x.op === 'run');
+      const recvAt = own.findIndex((x) => x.op === 'recv');
+      const pos = recvAt >= 0 ? recvAt + 1 : at;
+      out.push(...own.slice(0, pos), deferred, ...own.slice(pos));
+      deferred = null;
+      return;
+    }
+    out.push(...own);
+  });
+  if (deferred) out.push(deferred);
+  return out;
+}
+
 /** Compiles a pipeline plan with a training part over a partition and its stages' training models. */
 export function compileTrainPipeline(
   plan: PipelinePlan & { train: TrainPlan },
@@ -102,7 +142,7 @@ export function compileTrainPipeline(
     const bytesOf = (producer: PipelineStage, tensors: readonly string[], rows: number): number => cutBytes(producer, tensors, rows, perRow);
     const work = stageWork(plan.schedule, s, k, M);
     peaks.push(peakStored(work));
-    const instructions: Instruction[] = work.flatMap((w): Instruction[] => {
+    const items = work.map((w): Instruction[] => {
       const rows = micro[w.micro]!;
       const m = w.micro;
       if (w.pass === 'F') {
@@ -120,6 +160,7 @@ export function compileTrainPipeline(
       if (prev && gradsOut.length > 0) out.push({ op: 'send', micro: m, to: s - 1, tensors: gradsOut.map((g) => g.grad), bytes: bytesOf(prev, gradsOut.map((g) => g.tensor), rows.count) });
       return out;
     });
+    const instructions = orderCrossingTransfers(items, work);
     instructions.push({ op: 'run', micro: -1, segment: ids.optimizer, rows: plan.batch, phase: 'optimizer' });
     return { rank: s, stage: s, segments: [ids.forward, ids.backward, ids.optimizer], instructions };
   });
