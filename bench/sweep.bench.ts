@@ -8,13 +8,17 @@
  *
  *   npm run bench -- sweep
  *   PARALLAX_SWEEP_QUICK=1 npm run bench -- sweep     one repetition, fewer steps
+ *   PARALLAX_SWEEP_RUNS=DIR npm run bench -- sweep    also keep every measured run in DIR,
+ *                                                     for bench/sweep-replay.ts to predict again
  */
 import * as os from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { runSweep, type SweepInputFlags } from '../src/runtime/sweep';
 import { defaultCacheDir, ensureDemoModel } from '../src/runtime/onnx/demo-model';
 import type { SweepPlanRow, SweepResult } from '../src/profiler/sweep/schema';
 import { ocrClsModelPath, MISSING_MODELS_HINT } from '../test/helpers/models';
+import { saveRuns } from './sweep-runs';
 
 const QUICK = process.env['PARALLAX_SWEEP_QUICK'] === '1';
 const REPEATS = QUICK ? 1 : 3;
@@ -55,7 +59,7 @@ async function main(): Promise<void> {
       continue;
     }
     log(`${m.name}: sweeping`);
-    const { result } = await runSweep({
+    const { result, runs } = await runSweep({
       modelPath: path,
       modelLabel: m.name,
       devices: 'cpu:2',
@@ -71,6 +75,8 @@ async function main(): Promise<void> {
       onProgress: (msg, done, total) => log(`${m.name} [${done}/${total}] ${msg}`),
     });
     results.push({ model: m, result });
+    const keep = process.env['PARALLAX_SWEEP_RUNS'];
+    if (keep) await saveRuns(join(keep, m.name), { modelPath: path, flags: m.flags, runs });
   }
   const measured: (SweepPlanRow & { model: string })[] = results.flatMap((r) => (r.result?.plans ?? []).filter((p) => p.kind === 'measured').map((p) => ({ ...p, model: r.model.name })));
   const errs = measured.filter((p) => p.errorPct !== null).map((p) => Math.abs(p.errorPct!));
