@@ -82,7 +82,7 @@ export function stageSegments(s: number): { forward: number; backward: number; o
  * does with its send-forward-recv-backward pairs): on every pair of neighbours the upstream
  * stage sends first and the downstream stage receives first, whatever the message sizes.
  */
-export function orderCrossingTransfers(items: readonly Instruction[][], work: readonly PipelineWork[]): Instruction[] {
+function orderCrossingTransfers(items: readonly Instruction[][], work: readonly PipelineWork[]): Instruction[] {
   const out: Instruction[] = [];
   let deferred: Instruction | null = null;
   items.forEach((list, i) => {
@@ -95,17 +95,14 @@ export function orderCrossingTransfers(items: readonly Instruction[][], work: re
       }
     }
     if (deferred && work[i]!.pass === 'F') {
-      // After this forward's receive (or, on a stage with none, before its run).
-      const at = own.findIndex((x) => x.op === 'run');
-      const recvAt = own.findIndex((x) => x.op === 'recv');
-      const pos = recvAt >= 0 ? recvAt + 1 : at;
+      // Right after this forward's receive (a stage that sends gradients has an upstream neighbour, so it has one).
+      const pos = own.findIndex((x) => x.op === 'recv') + 1;
       out.push(...own.slice(0, pos), deferred, ...own.slice(pos));
       deferred = null;
       return;
     }
     out.push(...own);
   });
-  if (deferred) out.push(deferred);
   return out;
 }
 
