@@ -381,6 +381,8 @@ async function oneDevice(m: CorpusModel, path: string): Promise<OneDevice> {
 
 interface Capture {
   model: string;
+  /** Timed steps per run (sized from a pilot run). */
+  steps: number;
   off: number[];
   on: number[];
   /** Per run: captured / uncaptured median step − 1, and its 90 % interval. */
@@ -389,8 +391,15 @@ interface Capture {
   failed?: string;
 }
 
-/** Timed steps per capture-overhead run: more than the other runs, since the effect sought is a few per cent. */
-const CAPTURE_STEPS = 40;
+/**
+ * Timed steps per capture-overhead run: enough for about CAPTURE_SECONDS of captured steps
+ * (a short pilot run gives the step time), at least CAPTURE_MIN_STEPS, at most
+ * CAPTURE_MAX_STEPS. The effect sought is a few per cent: 40 steps of a sub-millisecond
+ * model (40 ms) spread ±5 % between runs.
+ */
+const CAPTURE_SECONDS = 0.5;
+const CAPTURE_MIN_STEPS = 40;
+const CAPTURE_MAX_STEPS = 1000;
 
 /**
  * Capture overhead with the runner's capture check: in each run the timed steps also run
@@ -399,9 +408,11 @@ const CAPTURE_STEPS = 40;
  * (thread placement, allocation) that dwarf a few per cent. The median over the runs.
  */
 async function captureOverhead(m: CorpusModel, path: string): Promise<Capture> {
-  const out: Capture = { model: m.name, off: [], on: [], ratios: [], overhead: null };
-  const req = withOverrides(baseRequest(path, m), { steps: CAPTURE_STEPS });
+  const out: Capture = { model: m.name, steps: 0, off: [], on: [], ratios: [], overhead: null };
   try {
+    const pilot = (await run({ ...withOverrides(baseRequest(path, m), { steps: 10 }), capture: true, opLevel: false })).summary.stepTimeUs.median;
+    out.steps = Math.round(Math.min(CAPTURE_MAX_STEPS, Math.max(CAPTURE_MIN_STEPS, (CAPTURE_SECONDS * 1e6) / pilot)));
+    const req = withOverrides(baseRequest(path, m), { steps: out.steps });
     for (let r = 0; r < CAPTURE_PAIRS; r++) {
       const c = (await run({ ...req, capture: true, captureCheck: true, opLevel: false })).summary.captureOverhead;
       if (!c) throw new Error('the run reported no capture check');
@@ -603,13 +614,13 @@ async function main(): Promise<void> {
     L(`| ${o.model} | ${o.failed ? o.failed : o.speedups.map((v) => `${v.toFixed(2)}×`).join(', ')} | ${iv || '–'} | ${o.failed ? '–' : `${o.inside} / ${o.speedups.length} ${mark(o.inside === o.speedups.length)}`} |`);
   }
   L();
-  L(`Capture overhead (\`--capture-check\`: in each run the ${CAPTURE_STEPS} timed steps also run with capture off, in blocks alternating with the captured ones in the same workers; ${CAPTURE_PAIRS} runs per model, data cpu:2, operator profile off; overhead = median over the runs of captured / uncaptured median step − 1; target ≤ 3 %):`);
+  L(`Capture overhead (\`--capture-check\`: in each run the timed steps (enough for about ${CAPTURE_SECONDS} s, ${CAPTURE_MIN_STEPS}–${CAPTURE_MAX_STEPS}) also run with capture off, in slices alternating with the captured ones in the same workers; ${CAPTURE_PAIRS} runs per model, data cpu:2, operator profile off; overhead = median over the runs of captured / uncaptured median step − 1; target ≤ 3 %):`);
   L();
-  L('| model | step off | step on | overhead | per run (90 % interval) |');
-  L('|---|---|---|---|---|');
+  L('| model | steps | step off | step on | overhead | per run (90 % interval) |');
+  L('|---|---|---|---|---|---|');
   for (const c of capture) {
     const runsText = c.ratios.map((x) => `${pct1(x.ratio)} [${pct1(x.lo)}, ${pct1(x.hi)}]`).join('; ');
-    L(`| ${c.model} | ${c.failed ? `failed: ${c.failed}` : ms(median(c.off))} | ${ms(median(c.on))} | ${c.overhead === null ? '–' : `${pct1(c.overhead)} ${mark(c.overhead <= 0.03)}`} | ${runsText} |`);
+    L(`| ${c.model} | ${c.steps || '–'} | ${c.failed ? `failed: ${c.failed}` : ms(median(c.off))} | ${ms(median(c.on))} | ${c.overhead === null ? '–' : `${pct1(c.overhead)} ${mark(c.overhead <= 0.03)}`} | ${runsText} |`);
   }
   if (skipped.length) {
     L();

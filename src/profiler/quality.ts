@@ -38,7 +38,7 @@ export interface LaneQuality {
   cpuShare: number | null;
   /** Σwait / (Σdur · threads counted); null when not measured. */
   waitShare: number | null;
-  /** Compute spans with `cpu`/`wait` measured (the interpreter samples spans closer than 2 ms apart). */
+  /** Compute spans with `cpu`/`wait` measured (the interpreter samples spans closer than 20 ms apart). */
   measuredSpans: number;
   /** Compute spans of the measured steps, measured or not. */
   computeSpans?: number;

@@ -275,7 +275,7 @@ export const TraceMetaSchema = Type.Object({
   measurement: Type.Optional(MeasurementMetaSchema),
   /**
    * The capture check (`--capture-check`): step times of the timed steps run again with span
-   * capture off, in blocks alternating with the captured ones in the same workers, µs.
+   * capture off, in slices alternating with the captured ones in the same workers, µs.
    */
   captureCheck: Type.Optional(Type.Object({ stepTimesUs: Type.Array(Type.Number()) })),
   /**
@@ -391,7 +391,7 @@ export const SpanColumnsSchema = Type.Object({
   phase: NumArray,
   /**
    * CPU time (µs) the device's threads received during a compute span (Linux schedstat),
-   * −1 where not measured (spans closer than 2 ms to the last measured one are sampled).
+   * −1 where not measured (spans closer than 20 ms to the last measured one are sampled).
    * Beside `dur` it says how much of the machine the span got.
    * Added in version 2.
    */

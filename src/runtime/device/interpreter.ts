@@ -67,13 +67,14 @@ const PROGRESS_EVERY_US = 100_000;
 /**
  * Least time from the start of one compute span whose scheduler counters were read to the
  * start of the next, µs. A pair of reads (a pread of /proc per thread, each regenerating its
- * text) costs about 10–30 µs; read around every span, that was most of what capture cost a
- * sub-millisecond step (silero VAD on cpu:2: +7–10 % against +1 % without the reads, same
- * run). Spans at least this far apart are all read (≤ ~1 % of their time); closer ones are
- * sampled, which keeps the shares of CPU and wait unbiased. Unread spans carry −1 (not
- * measured).
+ * text) takes 10–30 µs itself, but costs the run around it more: on sub-millisecond steps
+ * (silero VAD, data cpu:2, 2-core VM, capture check with 32 alternations) each pair added
+ * about 80 µs to the step — +10–15 % read around every span, +6 % at a 2 ms gap, +2 % at
+ * 20 ms, the same as with no reads at all. Spans at least this far apart are all read; closer
+ * ones are sampled, which keeps the shares of CPU and wait unbiased. Unread spans carry −1
+ * (not measured).
  */
-const COUNTER_READ_GAP_US = 2000;
+const COUNTER_READ_GAP_US = 20_000;
 
 /** The span context of the instruction being executed (what comm spans are recorded as). */
 interface CommContext {

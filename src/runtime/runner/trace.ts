@@ -129,7 +129,7 @@ function notesOf(m: Measured): string[] {
   }
   if ((m.done[0]?.checkStart.length ?? 0) > 0) {
     notes.push(
-      'Capture check: the timed steps also ran with span capture off, in blocks alternating with the captured ones; the summary compares the two step times. The gaps between blocks on this timeline include those uncaptured steps.',
+      'Capture check: the timed steps also ran with span capture off, in slices alternating with the captured ones; the summary compares the two step times. The gaps between blocks on this timeline include those uncaptured steps.',
     );
   }
   if (m.baseline?.schedule === 'interleaved') {
