@@ -18,6 +18,7 @@ import { closeWorkbench, ensureVsix, VsCodeHarness, workbenchIt, workbenchMissin
 import { scratchDir } from '../../helpers/temp';
 import { runCli } from '../../helpers/cli';
 import { configTraceName } from '../../../src/extension/config-model';
+import type { ProfileSummary } from '../../../src/profiler/summary';
 
 /**
  * Wide enough that a micro-batch's work dwarfs its fixed cost on two cores, so that 2
@@ -64,6 +65,9 @@ describe('parallax.json plans, CodeLens, diagnostics and quick fix in VS Code (c
   let suggested = 0;
   /** The quiet run's copy among the plan's runs, while the warning tests use it. */
   let quietCopy = '';
+  /** Whether a quiet run advised the bubble change (a warning with a micro-batch count), and what each try found. */
+  let quietOk = false;
+  let quietTries = '';
 
   before(
     async () => {
@@ -93,11 +97,27 @@ describe('parallax.json plans, CodeLens, diagnostics and quick fix in VS Code (c
       // warning and its fix, not about which count wins on this machine; for the same reason
       // its advice is shown with a caveat if even this run was measured while the machine
       // was busy (a shared CI machine can be), rather than held back.
-      const r = await runCli(
-        ['profile', `models/${modelName}`, '--mode', 'pipeline', '--devices', 'cpu:2', '--batch', '1024', '--micro-batches', '2', '--steps', '8', '--warmup', '1', '--no-probe', '--advice-on-poor-quality', 'show', '--out', join(ws, 'quiet.parallax.json'), '--json'],
-        { cwd: ws, timeoutMs: 5 * 60_000 },
-      );
-      assert.equal(r.code, 0, r.stderr);
+      // A shared machine can measure a run too noisily for the bubble's gain to beat the
+      // noise, or give two stages no second core at all (a CI machine did: 1.00× over one
+      // device, and no bubble advice, rightly). The warning needs a run whose advice is the
+      // bubble, so up to three runs of 16 steps are measured and the first such one serves;
+      // if none does, the warning test fails naming what each run measured and advised.
+      const tries: string[] = [];
+      for (let attempt = 1; attempt <= 3 && !quietOk; attempt++) {
+        const out = join(ws, 'quiet.parallax.json');
+        const r = await runCli(
+          ['profile', `models/${modelName}`, '--mode', 'pipeline', '--devices', 'cpu:2', '--batch', '1024', '--micro-batches', '2', '--steps', '16', '--warmup', '1', '--no-probe', '--advice-on-poor-quality', 'show', '--out', out, '--json'],
+          { cwd: ws, timeoutMs: 5 * 60_000 },
+        );
+        assert.equal(r.code, 0, r.stderr);
+        const t = await readTrace(out);
+        const found = (t.findings ?? []) as { id: string; severity: string; message: string; heldBack?: unknown; change: { params: Record<string, unknown> } }[];
+        quietOk = found.some((f) => f.id === 'pipeline-bubble' && f.severity !== 'info' && !f.heldBack && typeof f.change.params['microBatches'] === 'number');
+        const sum = t.summary as Partial<ProfileSummary> | undefined;
+        const q = sum?.measurementQuality;
+        tries.push(`run ${attempt}: quality ${q?.verdict ?? '?'} (noise ${q ? (q.noiseUs / 1000).toFixed(1) : '?'} ms), speedup ${sum?.speedupVsOneDevice?.toFixed(2) ?? '?'}×; findings: ${found.map((f) => `${f.id} [${f.severity}]: ${f.message}`).join(' | ') || 'none'}`);
+      }
+      quietTries = tries.join('\n');
       vs = await VsCodeHarness.start({ workspace: ws, vsix: ensureVsix(), name: 'config-hints', settings: {
           'editor.inlayHints.enabled': 'on',
           // code-server and Chromium share the runner's two cores here, so runs are often
@@ -170,6 +190,7 @@ describe('parallax.json plans, CodeLens, diagnostics and quick fix in VS Code (c
 
   it('puts a warning at "microBatches" and a hover with the evidence and a timeline link', async () => {
     const h = vs!;
+    assert.ok(quietOk, `no run measured before the workbench advised more micro-batches, so there is no warning to show:\n${quietTries}`);
     // The quiet run becomes the plan's latest (a name a minute later than the run above).
     quietCopy = join(ws, 'runs', configTraceName(`models/${modelName}`, PLAN, new Date(Date.now() + 60_000)));
     copyFileSync(join(ws, 'quiet.parallax.json'), quietCopy);
