@@ -30,7 +30,7 @@ import { formatDuration, formatPercent } from './units';
 import { gpipeBubble } from './plan';
 import { analyse, type Analysis } from './analysis/index';
 import { deviceSpecFor } from './analysis/plan';
-import { predictPipelineStepUs, type PipelineModel } from './analysis/pipeline';
+import { aloneStagePerMicroUs, predictPipelineStepUs, type PipelineModel } from './analysis/pipeline';
 import { repartitionStages, stageCostsAtCuts } from './analysis/partition';
 import { amdahlSpeedup, type ScalingPoint } from './analysis/scaling';
 import { TINY_OP_US } from './analysis/ops';
@@ -269,10 +269,13 @@ function pipelineImbalanceRule(trace: Trace, a: Analysis): Finding[] {
   const plan = a.plan;
   if (!p || p.stages < 2 || p.imbalance < IMBALANCE_MAX) return [];
   if (!plan.stageNodes || !plan.nodeCostUs || plan.stageNodes.length !== p.stages) return [];
-  const re = repartitionStages(plan.stageNodes, plan.nodeCostUs, p.model.stagePerMicroUs, { sameDevices: sameDeviceKind(trace) });
+  // Stages are re-cut on what they cost computing alone; the prediction then charges the
+  // contention the new schedule's overlap brings (balanced stages compute together more).
+  const re = repartitionStages(plan.stageNodes, plan.nodeCostUs, aloneStagePerMicroUs(p.model), { sameDevices: sameDeviceKind(trace) });
   if (!re) return [];
   const current = p.model.measuredStepUs;
-  const predicted = predictPipelineStepUs(p.model, { stagePerMicroUs: re.stagePerMicroUs });
+  const predicted = predictPipelineStepUs(p.model, { stagePerMicroUs: re.stagePerMicroUs, alone: true });
+  const contention = aloneWords(p.model);
   if (!(predicted < current * (1 - MIN_STEP_GAIN))) return [];
   const slow = p.perStage[p.slowestStage];
   const meanMicro = p.model.stagePerMicroUs.reduce((x, y) => x + y, 0) / p.stages;
@@ -298,7 +301,7 @@ function pipelineImbalanceRule(trace: Trace, a: Analysis): Finding[] {
         },
       },
       change: {
-        description: `Move the cuts from ${oldCuts.join(', ')} to ${re.cuts.join(', ')}: the measured node costs then give stages of ${re.stagePerMicroUs.map(dur).join(' / ')} per micro-batch.`,
+        description: `Move the cuts from ${oldCuts.join(', ')} to ${re.cuts.join(', ')}: the measured node costs then give stages of ${re.stagePerMicroUs.map(dur).join(' / ')} per micro-batch${contention}.`,
         params: { cuts: re.cuts },
       },
       currentStepUs: current,
@@ -312,13 +315,19 @@ function pipelineImbalanceRule(trace: Trace, a: Analysis): Finding[] {
  * same micro-batches), and the stages' compute per micro-batch; null when the trace lacks what
  * the pipeline-imbalance rule reads. Lets a checker that moved a suggested cut re-predict.
  */
-export function predictPipelineCuts(trace: Trace, cuts: string[], analysis?: Analysis): { stagePerMicroUs: number[]; predictedStepUs: number } | null {
+export function predictPipelineCuts(trace: Trace, cuts: string[], analysis?: Analysis): { stagePerMicroUs: number[]; predictedStepUs: number; note: string } | null {
   const a = analysis ?? analyse(trace);
   const p = a.pipeline;
   if (!p || !a.plan.stageNodes || !a.plan.nodeCostUs || a.plan.stageNodes.length !== p.stages) return null;
-  const stagePerMicroUs = stageCostsAtCuts(a.plan.stageNodes, a.plan.nodeCostUs, p.model.stagePerMicroUs, cuts, { sameDevices: sameDeviceKind(trace) });
+  const stagePerMicroUs = stageCostsAtCuts(a.plan.stageNodes, a.plan.nodeCostUs, aloneStagePerMicroUs(p.model), cuts, { sameDevices: sameDeviceKind(trace) });
   if (!stagePerMicroUs) return null;
-  return { stagePerMicroUs, predictedStepUs: predictPipelineStepUs(p.model, { stagePerMicroUs }) };
+  return { stagePerMicroUs, predictedStepUs: predictPipelineStepUs(p.model, { stagePerMicroUs, alone: true }), note: aloneWords(p.model) };
+}
+
+/** Says that stage costs are alone costs, and what contention the prediction charges, when the run measured some. */
+function aloneWords(model: PipelineModel): string {
+  const I = model.contention?.factor ?? 1;
+  return I > 1 ? ` computing alone (in this run a stage computed ${I.toFixed(2)}× slower while another stage computed too, which the prediction charges for the new stages' overlap)` : '';
 }
 
 /** Every device of the run of one kind and thread count (stages then differ only in their nodes). */

@@ -21,6 +21,8 @@ import { gpipeBubble } from '../plan';
 import { cell, type BreakdownCells } from './breakdown';
 import type { PlanView } from './plan';
 import type { SpanIndex } from './span-index';
+import { intervalOverlap, spanOverlaps } from './overlap';
+import type { Trace } from '../trace-format';
 
 /** GPipe's bubble fraction for K stages and M micro-batches: {@link gpipeBubble} under its older name. */
 export const gpipeBubbleFraction = gpipeBubble;
@@ -88,6 +90,21 @@ export interface PipelineModel {
    * change of micro-batch count is predicted through both points (see {@link predictPipelineStepUs}).
    */
   probe: MicroProbePoint | null;
+  /**
+   * Contention between the stages, measured in this run ({@link measureStageContention}):
+   * a stage computing while another does runs `factor`× slower than computing alone. Null
+   * (none charged) when the run cannot tell: too few spans that ran alone or overlapped.
+   */
+  contention?: StageContention | null;
+}
+
+/** How much slower a stage computes while another stage computes too, from one run's spans. */
+export interface StageContention {
+  /** Median over stages of (median overlapped span) / (median alone span), at least 1. */
+  factor: number;
+  /** Alone and overlapped compute spans it rests on, summed over the stages. */
+  aloneSpans: number;
+  overlappedSpans: number;
 }
 
 /** A second measured operating point of the same pipeline at another micro-batch count. */
@@ -153,8 +170,11 @@ export function stagesOfLanes(ix: SpanIndex, stages: number): Int32Array {
 /**
  * Predicts the step after a change, with the run's calibrated model. A change of micro-batch
  * count, in a run that measured a second count too, goes through {@link twoPointStepUs}.
+ * New stage costs (`stagePerMicroUs`) are in the run's units, as measured, or with `alone`
+ * what each stage costs computing alone ({@link aloneStagePerMicroUs}); either way the run's
+ * measured contention is charged at the new schedule's overlap.
  */
-export function predictPipelineStepUs(model: PipelineModel, change: { stagePerMicroUs?: number[]; microBatches?: number }): number {
+export function predictPipelineStepUs(model: PipelineModel, change: { stagePerMicroUs?: number[]; microBatches?: number; alone?: boolean }): number {
   const m2 = change.microBatches ?? model.microBatches;
   if (!change.stagePerMicroUs && model.probe && m2 !== model.microBatches) {
     const two = twoPointStepUs(model, model.probe, m2);
@@ -163,12 +183,112 @@ export function predictPipelineStepUs(model: PipelineModel, change: { stagePerMi
   // A micro-batch carries M/M′ of the rows it did: its per-row work and the activations it
   // sends shrink by that; its fixed work (e.g. streaming the stage's weights) does not.
   const f = model.microBatches / m2;
-  const per = (change.stagePerMicroUs ?? model.stagePerMicroUs).map((t, s) => {
+  const comm = model.stageCommPerMicroUs.map((c) => c * f);
+  // Contention is charged to new cuts, which no second run measured. A change of micro-batch
+  // count is the probe's to measure (two points carry the contention they ran under); the
+  // one-point line without a probe keeps to the measured costs.
+  const I = change.stagePerMicroUs ? (model.contention?.factor ?? 1) : 1;
+  if (!(I > 1)) {
+    const per = (change.stagePerMicroUs ?? model.stagePerMicroUs).map((t, s) => {
+      const fixed = model.stageFixedShare[s] ?? 0;
+      return t * (fixed + (1 - fixed) * f);
+    });
+    return model.scale * pipelineFormulaUs(m2, per, comm);
+  }
+  // With contention, the measured costs are each stage's alone cost slowed by I for the share
+  // of its compute that overlapped another stage's; the changed plan overlaps by its own
+  // schedule's share (more micro-batches and balanced stages overlap more), and is slowed by
+  // that instead. Mean-field, as the sweep predictor charges contention.
+  const alone = change.stagePerMicroUs && change.alone ? change.stagePerMicroUs : aloneStagePerMicroUs(model, change.stagePerMicroUs);
+  const per = alone.map((t, s) => {
     const fixed = model.stageFixedShare[s] ?? 0;
     return t * (fixed + (1 - fixed) * f);
   });
-  const comm = model.stageCommPerMicroUs.map((c) => c * f);
-  return model.scale * pipelineFormulaUs(m2, per, comm);
+  const ov = flowShopOverlap(m2, per, comm);
+  return model.scale * pipelineFormulaUs(m2, per.map((t) => t * (1 + (I - 1) * ov)), comm);
+}
+
+/**
+ * Each stage's compute per micro-batch with the run's contention taken out (what it costs
+ * computing alone): the measured (or given, in the run's units) costs divided by the
+ * slowdown at the run's own schedule overlap. The measured costs when no contention was
+ * measured.
+ */
+export function aloneStagePerMicroUs(model: PipelineModel, stagePerMicroUs: readonly number[] = model.stagePerMicroUs): number[] {
+  const I = model.contention?.factor ?? 1;
+  if (!(I > 1)) return [...stagePerMicroUs];
+  const ov = flowShopOverlap(model.microBatches, model.stagePerMicroUs, model.stageCommPerMicroUs);
+  return stagePerMicroUs.map((t) => t / (1 + (I - 1) * ov));
+}
+
+/**
+ * The compute overlap of a GPipe forward schedule of M micro-batches over stages with compute
+ * t_s and comm c_s per micro-batch (c_s/2 on each side of a transfer): micro-batch j starts
+ * on stage s once stage s has finished j − 1 and stage s − 1's j has arrived. The share of
+ * the stages' compute time during which another stage computes too (see analysis/overlap).
+ */
+export function flowShopOverlap(microBatches: number, t: readonly number[], c: readonly number[] = []): number {
+  const K = t.length;
+  const lanes: [number, number][][] = Array.from({ length: K }, () => []);
+  const free = new Array<number>(K).fill(0);
+  for (let j = 0; j < microBatches; j++) {
+    let arrive = 0;
+    for (let s = 0; s < K; s++) {
+      const start = Math.max(free[s]!, arrive);
+      const end = start + t[s]!;
+      lanes[s]!.push([start, end]);
+      const send = (c[s] ?? 0) / 2;
+      free[s] = end + send;
+      arrive = end + send + (c[s + 1] ?? 0) / 2;
+    }
+  }
+  return intervalOverlap(lanes);
+}
+
+/** Least slowdown from sharing the machine that is charged (smaller is within a span median's noise). */
+const MIN_CONTENTION = 1.05;
+/** Least alone and overlapped compute spans of a stage for its slowdown to count. */
+const MIN_CONTENTION_SPANS = 3;
+/** A span counts as alone below this share of overlap, as overlapped above 1 − it. */
+const ALONE_SHARE = 0.1;
+
+/**
+ * Per stage, the median of its compute spans that overlapped another stage's compute (at
+ * least 90 % of the span) against the median of those that ran alone (at most 10 %): each
+ * stage runs the same segment on the same rows every micro-batch, so the ratio is the
+ * slowdown sharing the machine costs it. The median over the stages with at least
+ * {@link MIN_CONTENTION_SPANS} of each; null without one, below {@link MIN_CONTENTION}, or
+ * for training runs (a stage's forward and backward spans differ in cost).
+ */
+export function measureStageContention(trace: Trace, laneStage: Int32Array): StageContention | null {
+  if (trace.meta.training) return null;
+  const ov = spanOverlaps(trace);
+  const s = trace.spans;
+  const byStage = new Map<number, { alone: number[]; over: number[] }>();
+  for (let i = 0; i < s.count; i++) {
+    const o = ov[i]!;
+    if (Number.isNaN(o)) continue;
+    const st = laneStage[s.lane[i]!] ?? -1;
+    if (st < 0) continue;
+    const e = byStage.get(st) ?? { alone: [], over: [] };
+    byStage.set(st, e);
+    if (o <= ALONE_SHARE) e.alone.push(s.dur[i]!);
+    else if (o >= 1 - ALONE_SHARE) e.over.push(s.dur[i]!);
+  }
+  const ratios: number[] = [];
+  let aloneSpans = 0;
+  let overlappedSpans = 0;
+  for (const { alone, over } of byStage.values()) {
+    if (alone.length < MIN_CONTENTION_SPANS || over.length < MIN_CONTENTION_SPANS) continue;
+    ratios.push(median(over) / median(alone));
+    aloneSpans += alone.length;
+    overlappedSpans += over.length;
+  }
+  if (ratios.length === 0) return null;
+  const factor = median(ratios);
+  // Below MIN_CONTENTION the stages did not measurably slow each other (a median of a few
+  // spans moves by that much): none is charged.
+  return factor >= MIN_CONTENTION ? { factor, aloneSpans, overlappedSpans } : null;
 }
 
 /**
@@ -306,6 +426,7 @@ export function analysePipeline(ix: SpanIndex, cells: BreakdownCells, plan: Plan
       microBatchRows: plan.microBatchRows,
       stageFixedShare: stageFixedShares(plan, K),
       probe: probeOf(trace, K),
+      contention: measureStageContention(trace, laneStage),
     },
   };
 }

@@ -45,6 +45,7 @@
  * one, each ring step costs a measured point-to-point transfer (pipeline sends).
  */
 import { median } from '../stats';
+import { computeOverlap, spanOverlaps } from '../analysis/overlap';
 import { SpanKind, type DeviceMeta, type Lane, type Trace, type TraceMeta } from '../trace-format';
 import type { Instruction, Program, Segment } from '../program';
 import {
@@ -58,6 +59,9 @@ import {
   type CostModel,
   type Sample,
 } from '../simulate';
+
+/** The overlap measures moved to analysis/overlap (the pipeline model reads them too); kept here for callers. */
+export { computeOverlap, spanOverlaps };
 
 /** The measured runs of one plan. */
 export interface MeasuredRuns {
@@ -208,84 +212,6 @@ function eachRun(p: Program, f: (rank: number, seg: Segment, ins: Extract<Instru
       if (seg) f(d.rank, seg, ins);
     }
   }
-}
-
-/**
- * The share of a trace's top-level compute time (measured steps) during which at least one
- * other lane computes too: 1 when every device computes at once, 0 when they take turns.
- */
-export function computeOverlap(trace: Trace): number {
-  const s = trace.spans;
-  const measured = new Set(trace.steps.map((w) => w.index));
-  const edges: { t: number; lane: number; d: number }[] = [];
-  let total = 0;
-  for (let i = 0; i < s.count; i++) {
-    if (s.kind[i] !== SpanKind.compute || s.parent[i]! >= 0 || !measured.has(s.step[i]!) || !(s.dur[i]! > 0)) continue;
-    edges.push({ t: s.start[i]!, lane: s.lane[i]!, d: 1 }, { t: s.start[i]! + s.dur[i]!, lane: s.lane[i]!, d: -1 });
-    total += s.dur[i]!;
-  }
-  if (total <= 0) return 0;
-  edges.sort((a, b) => a.t - b.t || a.d - b.d);
-  const active = new Map<number, number>();
-  let busyLanes = 0;
-  let overlapped = 0;
-  let last = edges[0]?.t ?? 0;
-  for (const e of edges) {
-    if (busyLanes >= 2) overlapped += busyLanes * (e.t - last);
-    last = e.t;
-    const before = active.get(e.lane) ?? 0;
-    const after = before + e.d;
-    active.set(e.lane, after);
-    if (before === 0 && after > 0) busyLanes++;
-    else if (before > 0 && after === 0) busyLanes--;
-  }
-  return Math.min(1, overlapped / total);
-}
-
-/**
- * Per top-level compute span of the measured steps: the share of its time during which
- * another lane computes too (NaN for every other span).
- */
-export function spanOverlaps(trace: Trace): Float64Array {
-  const s = trace.spans;
-  const measured = new Set(trace.steps.map((w) => w.index));
-  const out = new Float64Array(s.count).fill(NaN);
-  const byLane = new Map<number, number[]>();
-  for (let i = 0; i < s.count; i++) {
-    if (s.kind[i] !== SpanKind.compute || s.parent[i]! >= 0 || !measured.has(s.step[i]!) || !(s.dur[i]! > 0)) continue;
-    const l = s.lane[i]!;
-    const list = byLane.get(l);
-    if (list) list.push(i);
-    else byLane.set(l, [i]);
-  }
-  const lanes = [...byLane.values()].map((list) => list.sort((x, y) => s.start[x]! - s.start[y]!));
-  for (const [li, list] of lanes.entries()) {
-    for (const i of list) {
-      const a = s.start[i]!;
-      const b = a + s.dur[i]!;
-      // Another lane computing at t: merged intervals of the other lanes' spans overlapping [a, b].
-      const cuts: [number, number][] = [];
-      for (const [lj, other] of lanes.entries()) {
-        if (lj === li) continue;
-        for (const j of other) {
-          const c = s.start[j]!;
-          const d = c + s.dur[j]!;
-          if (c >= b) break;
-          if (d > a) cuts.push([Math.max(a, c), Math.min(b, d)]);
-        }
-      }
-      cuts.sort((x, y) => x[0] - y[0]);
-      let covered = 0;
-      let end = a;
-      for (const [c, d] of cuts) {
-        if (d <= end) continue;
-        covered += d - Math.max(c, end);
-        end = d;
-      }
-      out[i] = covered / (b - a);
-    }
-  }
-  return out;
 }
 
 /** Compute slowdown of a trace with overlap `ov` when N devices computing together run I× slower. */

@@ -171,7 +171,7 @@ function moveCuts(f: Finding, cuts: string[], ctx: CheckContext): { finding: Fin
       ...f,
       evidence: { ...f.evidence, numbers: { ...f.evidence.numbers, predictedMaxStagePerMicroUs: Math.max(...re.stagePerMicroUs) } },
       change: {
-        description: `Cut after ${next.join(', ')} (${why}): the measured node costs then give stages of ${re.stagePerMicroUs.map(dur).join(' / ')} per micro-batch.`,
+        description: `Cut after ${next.join(', ')} (${why}): the measured node costs then give stages of ${re.stagePerMicroUs.map(dur).join(' / ')} per micro-batch${re.note}.`,
         params: { ...f.change.params, cuts: next },
       },
       predictedStepUs: re.predictedStepUs,
