@@ -24,7 +24,7 @@
  */
 import type { Trace } from './trace-format';
 import type { ProfileSummary } from './summary';
-import { measurementQuality, type MeasurementQuality } from './quality';
+import { measurementQuality, medianHalfWidthUs, type MeasurementQuality } from './quality';
 import { median } from './stats';
 import { formatDuration, formatPercent } from './units';
 import { gpipeBubble } from './plan';
@@ -567,11 +567,12 @@ function hostOverheadRule(trace: Trace, a: Analysis): Finding[] {
   const current = a.stepTimeUs.median;
   // With a probe at twice the batch, that batch's step is the probe's (measured, batched
   // kernels included); without one the work is taken to grow in proportion to the rows.
-  // A probe that measured twice the rows faster than the run contradicts itself (noise): it
-  // is not used.
+  // A probe that measured twice the rows faster than the run contradicts itself (noise): its
+  // batch is then predicted at the run's own step, the least twice the rows can take (the
+  // rows-proportional line beyond it missed by 2–3× on sub-millisecond steps).
   const probe = trace.meta.batchProbe;
   const probeMedian = probe && probe.batch === 2 * batch && probe.stepTimesUs.length > 0 ? median(probe.stepTimesUs) : null;
-  const probeUs = probeMedian !== null && probeMedian > current ? probeMedian : null;
+  const probeUs = probeMedian !== null ? Math.max(probeMedian, current) : null;
   const stepAt = (f: number): number =>
     Math.max(...lanes.map((_, i) => overhead[i] + f * busy[i])) + rest;
   // With a probe the advice stays within what the run measured (twice the batch): a line
@@ -582,10 +583,20 @@ function hostOverheadRule(trace: Trace, a: Analysis): Finding[] {
   const f = probeUs !== null ? 2 : wanted;
   const predicted = probeUs !== null ? probeUs : stepAt(f);
   const further = wanted > f ? ` A batch of ${batch * wanted} would leave it about ${pct(shareAt(wanted))} (beyond what this run measured).` : '';
-  const basis = probeUs === null ? '' : ` This run measured the batch of ${batch * 2} too: ${dur(probeUs)} per step.${further}`;
+  const basis =
+    probeUs === null
+      ? ''
+      : probeMedian! >= current
+        ? ` This run measured the batch of ${batch * 2} too: ${dur(probeUs)} per step.${further}`
+        : ` This run measured the batch of ${batch * 2} too, at ${dur(probeMedian!)} per step, faster than the batch of ${batch} (noise): it is predicted at no less than the current step.${further}`;
   const now = perS(batch, current);
   const then = perS(batch * f, predicted);
   if (!(then > now * (1 + MIN_THROUGHPUT_GAIN))) return [];
+  // With a probe, the gain must hold at the slow end of the probe's own 90 % interval too:
+  // its few steps of a sub-millisecond model spread up to 2× on a shared machine (silero
+  // VAD v5's probe at batch 16: 0.74–1.46 ms in one run), and its median alone then
+  // promised gains a rerun did not measure.
+  if (probeUs !== null && !(perS(batch * f, predicted + medianHalfWidthUs(probe!.stepTimesUs)) > now * (1 + MIN_THROUGHPUT_GAIN))) return [];
   const params: Record<string, unknown> = { batch: batch * f };
   if (a.mode === 'data' && a.plan.shards) params['shards'] = a.plan.shards.map((r) => r * f);
   const ev = medianStep(trace);

@@ -224,3 +224,15 @@ export function measurementQuality(trace: Trace): MeasurementQuality {
     noiseUs,
   };
 }
+
+/**
+ * The 90 % half-width of the median of `times`, µs: 1.645 · 1.2533 σ / √n, σ from the
+ * p10–p90 range as for {@link measurementQuality}'s noise (which is that of a difference of
+ * two medians, √2 times this). 0 for fewer than two times.
+ */
+export function medianHalfWidthUs(times: readonly number[]): number {
+  const t = times.filter((x) => x > 0);
+  if (t.length < 2) return 0;
+  const sigma = (quantile(t, 0.9) - quantile(t, 0.1)) / 2.563;
+  return Math.max(0, (1.645 * 1.2533 * sigma) / Math.sqrt(t.length));
+}

@@ -142,12 +142,25 @@ test('with a probe at twice the batch, host overhead advises that batch at the s
   close(h.predictedStepUs!, 80);
   close(h.throughput!.predictedPerS, (16 * 1e6) / 80);
   assert.match(h.change.description, /This run measured the batch of 16 too: 80 µs per step\. A batch of 64 would leave it about \d+% \(beyond what this run measured\)/);
-  // A probe that measured twice the rows faster contradicts itself and is not used.
+  // A probe that measured twice the rows faster contradicts itself: its batch is predicted at
+  // the run's own step (twice the rows take no less), not extrapolated beyond the probe.
   const noisy: Trace = { ...t, meta: { ...t.meta, batchProbe: { batch: 16, stepTimesUs: [60, 61, 62] } } };
   const n = all(noisy).find((x) => x.id === 'host-overhead')!;
-  assert.deepEqual(n.change.params, { batch: 64, shards: [32, 32] });
-  close(n.predictedStepUs!, 50 + 8 * 20);
-  assert.doesNotMatch(n.change.description, /this run measured/);
+  assert.deepEqual(n.change.params, { batch: 16, shards: [8, 8] });
+  close(n.predictedStepUs!, 70);
+  assert.match(n.change.description, /measured the batch of 16 too, at 61 µs per step, faster than the batch of 8 \(noise\): it is predicted at no less than the current step/);
+});
+
+test('a probe whose steps spread so far that the gain does not hold at the slow end of its interval advises nothing', () => {
+  const t = hostBound();
+  // Batch 8 runs 70 µs a step (114 k samples/s). A probe of median 80 µs at 16 promises 200 k,
+  // but its steps spread from 70 to 260 µs: at the slow end of its 90 % interval the batch of
+  // 16 would not be 10 % faster per sample.
+  const spread: Trace = { ...t, meta: { ...t.meta, batchProbe: { batch: 16, stepTimesUs: [70, 75, 80, 85, 260, 260] } } };
+  assert.deepEqual(all(spread).filter((x) => x.id === 'host-overhead'), []);
+  // The same median with steps close together: advised.
+  const tight: Trace = { ...t, meta: { ...t.meta, batchProbe: { batch: 16, stepTimesUs: [78, 79, 80, 80, 81, 82] } } };
+  assert.equal(all(tight).filter((x) => x.id === 'host-overhead').length, 1);
 });
 
 test('a run with little host time raises no host-overhead finding', () => {

@@ -505,7 +505,14 @@ async function measure(
   const par = await ProgramRun.start(program, { ...common, ...(check ? { checkSteps: plan.steps } : {}), ...(initialByRank ? { initialWeightsByRank: initialByRank } : {}), devices: l.devices, segmentPaths, capture, phase: 'steps', message: 'measuring' }, hooks);
   let base: ProgramRun | null = null;
   let probe: ProgramRun | null = null;
-  const probeBlocks = probePlan ? blocksOf(probeSteps(plan.steps)) : [];
+  // The probe's blocks are as long as the timed run's, so that as large a share of its steps
+  // are a block's first: on sub-millisecond steps the first step after another run's block
+  // runs 1.5–3× slower (silero VAD v5, data cpu:2, 2-core VM: caches the other run evicted,
+  // and the counter reads that first span always gets), and in blocks of one step every
+  // probe step was a first one. They are spread over the timed blocks.
+  const mainBlocks = blocksOf(plan.steps);
+  const probeBlocks = probePlan ? blocksOf(probeSteps(plan.steps), Math.max(1, Math.min(mainBlocks.length, Math.round(probeSteps(plan.steps) / mainBlocks[0]!)))) : [];
+  const probeAt = new Map(probeBlocks.map((k, i) => [Math.floor((i * mainBlocks.length) / probeBlocks.length), k]));
   try {
     if (req.baseline) {
       const bp = baselineProgram(req, l);
@@ -538,17 +545,15 @@ async function measure(
     await probe?.warmup();
     const sampler = loadSampler();
     sampler?.start();
-    const blocks = blocksOf(plan.steps);
-    for (const [b, k] of blocks.entries()) {
+    for (const [b, k] of mainBlocks.entries()) {
       // Each block rotates who goes first: P B (C), then B (C) P, … so that none of the
       // three always follows another.
       const order: (() => Promise<void>)[] = [check ? () => timedAndCheck(par, k, b) : () => par.timed(k)];
       if (base) order.push(() => base!.timed(k));
-      const pk = probeBlocks[b];
+      const pk = probeAt.get(b);
       if (probe && pk) order.push(() => probe!.timed(pk));
       for (let i = 0; i < order.length; i++) await order[(i + b) % order.length]!();
     }
-    for (const pk of probeBlocks.slice(blocks.length)) await probe?.timed(pk);
     const load = sampler?.stop() ?? null;
     const baseDone = base ? await base.finish() : null;
     const probeDone = probe ? await probe.finish() : null;
