@@ -100,7 +100,7 @@ export interface PipelineModel {
 
 /** How much slower a stage computes while another stage computes too, from one run's spans. */
 export interface StageContention {
-  /** Median over stages of (median overlapped span) / (median alone span), at least 1. */
+  /** Median over stages of (median overlapped span) / (median alone span); at least {@link MIN_CONTENTION}. */
   factor: number;
   /** Alone and overlapped compute spans it rests on, summed over the stages. */
   aloneSpans: number;
