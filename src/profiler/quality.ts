@@ -199,8 +199,7 @@ export function measurementQuality(trace: Trace): MeasurementQuality {
     // σ from the p10–p90 range (2.563 σ for a normal sample, robust to a few preempted
     // steps); the standard error of a median is 1.2533 σ/√n, of a difference of two √2 times
     // that, and 1.645 of those make a 90 % interval.
-    const sigma = (p90 - p10) / 2.563;
-    noiseUs = Math.max(0, (1.645 * Math.SQRT2 * 1.2533 * sigma) / Math.sqrt(times.length));
+    noiseUs = Math.SQRT2 * medianHalfWidthUs(times);
     if (stepSpread !== null && stepSpread >= STEP_SPREAD_FAIR) {
       flag(
         stepSpread >= STEP_SPREAD_POOR && basis === 'step-spread' ? 'poor' : 'fair',
