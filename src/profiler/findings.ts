@@ -31,7 +31,7 @@ import { gpipeBubble } from './plan';
 import { analyse, type Analysis } from './analysis/index';
 import { deviceSpecFor } from './analysis/plan';
 import { aloneStagePerMicroUs, predictPipelineStepUs, type PipelineModel } from './analysis/pipeline';
-import { repartitionStages, stageCostsAtCuts } from './analysis/partition';
+import { repartitionStages, stageCostsAtCuts, type Repartition } from './analysis/partition';
 import { amdahlSpeedup, type ScalingPoint } from './analysis/scaling';
 import { TINY_OP_US } from './analysis/ops';
 import { STRAGGLER_THRESHOLD } from './analysis/data-parallel';
@@ -274,7 +274,7 @@ function pipelineImbalanceRule(trace: Trace, a: Analysis): Finding[] {
   const re = repartitionStages(plan.stageNodes, plan.nodeCostUs, aloneStagePerMicroUs(p.model), { sameDevices: sameDeviceKind(trace) });
   if (!re) return [];
   const current = p.model.measuredStepUs;
-  const predicted = predictPipelineStepUs(p.model, { stagePerMicroUs: re.stagePerMicroUs, alone: true });
+  const predicted = predictAtCuts(p.model, re);
   const contention = aloneWords(p.model);
   if (!(predicted < current * (1 - MIN_STEP_GAIN))) return [];
   const slow = p.perStage[p.slowestStage];
@@ -301,7 +301,7 @@ function pipelineImbalanceRule(trace: Trace, a: Analysis): Finding[] {
         },
       },
       change: {
-        description: `Move the cuts from ${oldCuts.join(', ')} to ${re.cuts.join(', ')}: the measured node costs then give stages of ${re.stagePerMicroUs.map(dur).join(' / ')} per micro-batch${contention}.`,
+        description: `Move the cuts from ${oldCuts.join(', ')} to ${re.cuts.join(', ')}: the measured node costs then give stages of ${re.stagePerMicroUs.map(dur).join(' / ')} per micro-batch${contention}.${pooledWords(re, p.model)}`,
         params: { cuts: re.cuts },
       },
       currentStepUs: current,
@@ -319,9 +319,32 @@ export function predictPipelineCuts(trace: Trace, cuts: string[], analysis?: Ana
   const a = analysis ?? analyse(trace);
   const p = a.pipeline;
   if (!p || !a.plan.stageNodes || !a.plan.nodeCostUs || a.plan.stageNodes.length !== p.stages) return null;
-  const stagePerMicroUs = stageCostsAtCuts(a.plan.stageNodes, a.plan.nodeCostUs, aloneStagePerMicroUs(p.model), cuts, { sameDevices: sameDeviceKind(trace) });
-  if (!stagePerMicroUs) return null;
-  return { stagePerMicroUs, predictedStepUs: predictPipelineStepUs(p.model, { stagePerMicroUs, alone: true }), note: aloneWords(p.model) };
+  const alone = aloneStagePerMicroUs(p.model);
+  const opts = { sameDevices: sameDeviceKind(trace) };
+  const re = repartitionStages(a.plan.stageNodes, a.plan.nodeCostUs, alone, opts);
+  const stagePerMicroUs = stageCostsAtCuts(a.plan.stageNodes, a.plan.nodeCostUs, alone, cuts, opts);
+  if (!re || !stagePerMicroUs) return null;
+  return { stagePerMicroUs, predictedStepUs: predictAtCuts(p.model, { ...re, stagePerMicroUs }), note: aloneWords(p.model) };
+}
+
+/**
+ * The step at re-cut stages: the calibrated model at the new stages against the same model at
+ * the current cuts, times the measured step. Where the stage model reproduces the measured
+ * stages this is the model at the new stages; where it pools their rate (stages on devices of
+ * one kind that differ beyond their nodes' costs), the difference it leaves out is not
+ * counted as a gain.
+ */
+function predictAtCuts(model: PipelineModel, re: Pick<Repartition, 'stagePerMicroUs' | 'currentPerMicroUs' | 'fit'>): number {
+  const next = predictPipelineStepUs(model, { stagePerMicroUs: re.stagePerMicroUs, alone: true });
+  if (re.fit !== 'pooled') return next;
+  const now = predictPipelineStepUs(model, { stagePerMicroUs: re.currentPerMicroUs, alone: true });
+  return now > 0 ? (model.measuredStepUs * next) / now : next;
+}
+
+/** Says that the stages' difference beyond their nodes' costs was taken as noise, when it was. */
+function pooledWords(re: Pick<Repartition, 'fit'>, model: PipelineModel): string {
+  if (re.fit !== 'pooled') return '';
+  return ` The stages measured ${model.stagePerMicroUs.map(dur).join(' / ')} on devices of one kind, apart by more than their nodes' costs explain: the gain counts only what the nodes' costs give, not that difference (the state of the cores at the time, which another run does not keep).`;
 }
 
 /** Says that stage costs are alone costs, and what contention the prediction charges, when the run measured some. */

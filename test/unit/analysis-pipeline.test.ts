@@ -170,10 +170,32 @@ test('stages on devices of one kind share one line: what a stage costs beyond it
   assert.deepEqual(same.fixedUs, [30, 30]);
   assert.deepEqual(same.weights, [10, 10]);
   assert.deepEqual(stageCostsAtCuts(stages, nodes, [50, 90], ['b'], { sameDevices: true }), [50, 90], 'the measured cuts give the measured stages back');
-  // A line that is not physical (the heavier stage measured cheaper) keeps the per-stage weights.
+  assert.equal(same.fit, 'line');
+  assert.deepEqual(same.currentPerMicroUs, [50, 90], 'a fitted line reproduces the measured stages');
+  // A line that is not physical (the heavier stage measured cheaper): one pooled rate, so the
+  // difference the nodes do not explain is not read as one device being slower.
   const odd = repartitionStages(stages, nodes, [90, 50], { sameDevices: true })!;
+  assert.equal(odd.fit, 'pooled');
   assert.deepEqual(odd.fixedUs, [0, 0]);
-  assert.deepEqual(odd.weights, [45, 50 / 6]);
+  assert.deepEqual(odd.weights, [17.5, 17.5]);
+  assert.deepEqual(odd.currentPerMicroUs, [35, 105]);
+  assert.deepEqual(odd.cuts, ['d']);
+  // Devices of different kinds keep their own speeds.
+  const own2 = repartitionStages(stages, nodes, [90, 50])!;
+  assert.equal(own2.fit, 'per-stage');
+  assert.deepEqual(own2.weights, [45, 50 / 6]);
+  assert.deepEqual(own2.currentPerMicroUs, [90, 50]);
+});
+
+test('stages of equal node costs on devices of one kind that measured apart are not re-cut', () => {
+  // Calibrated 20 units each; measured 10 and 30 µs: no line through two equal x, so one pooled
+  // rate (1 µs per unit) and the balanced cut stays where it is.
+  const nodes = { a: 10, b: 10, c: 10, d: 10 };
+  const re = repartitionStages([['a', 'b'], ['c', 'd']], nodes, [10, 30], { sameDevices: true })!;
+  assert.equal(re.fit, 'pooled');
+  assert.deepEqual(re.cuts, ['b']);
+  assert.deepEqual(re.stagePerMicroUs, [20, 20]);
+  assert.deepEqual(re.currentPerMicroUs, [20, 20]);
 });
 
 test('nodes without a measured cost are reported, not guessed', () => {

@@ -4,6 +4,8 @@ import { findings, type Finding } from '../../src/profiler/findings';
 import { summarize } from '../../src/profiler/summary';
 import { syntheticPipelineTrace, type SyntheticPipelineOptions } from '../../src/profiler/analysis/synthetic';
 import type { PipelinePlan } from '../../src/profiler/plan';
+import { analyse } from '../../src/profiler/analysis';
+import { predictPipelineStepUs } from '../../src/profiler/analysis/pipeline';
 
 const close = (a: number, b: number, eps = 1e-9): void => assert.ok(Math.abs(a - b) <= eps * Math.max(1, Math.abs(b)), `${a} ≠ ${b}`);
 
@@ -44,6 +46,27 @@ test('pipeline imbalance moves the cut to balance the measured node costs and pr
   close(f[0].predictedStepUs!, 104);
   close(f[0].predictedStepUs!, stepOf({ ...lopsided, stageUs: [20, 20] }));
   close(f[0].evidence.numbers['imbalance'], 1.5);
+});
+
+test('pipeline imbalance on devices of one kind counts only what the node costs explain', () => {
+  // Equal node costs on both stages, measured 10 and 30 µs: the difference is the machine's,
+  // not the cut's, and no move of the cut is advised.
+  const even = run({ ...lopsided, stageNodes: [['a', 'b'], ['c', 'd']] }).filter((x) => x.id === 'pipeline-imbalance');
+  assert.deepEqual(even, []);
+  // Node costs 10 and 30 units measured 10 and 40 µs: no physical line (it would need a
+  // negative fixed part), so one pooled rate of 1.25 µs per unit. The cut still moves (the
+  // nodes are off balance), and the gain is the model's at the new cuts against the model at
+  // the current ones (stages of 12.5 and 37.5 µs), not against the measured 10 and 40.
+  const o = { ...lopsided, stageUs: [10, 40] };
+  const f = run(o).filter((x) => x.id === 'pipeline-imbalance');
+  assert.equal(f.length, 1);
+  assert.deepEqual(f[0].change.params, { cuts: ['b'] });
+  assert.match(f[0].change.description, /apart by more than their nodes' costs explain/);
+  const t = syntheticPipelineTrace(o);
+  const model = analyse(t).pipeline!.model;
+  const at = (stages: number[]): number => predictPipelineStepUs(model, { stagePerMicroUs: stages, alone: true });
+  close(f[0].predictedStepUs!, (f[0].currentStepUs * at([25, 25])) / at([12.5, 37.5]));
+  assert.ok(f[0].predictedStepUs! > at([25, 25]), 'less gain than reading stage 1 as a slower device');
 });
 
 test('pipeline imbalance needs the calibration run’s node costs, and stays silent without them', () => {

@@ -109,6 +109,15 @@ export interface Repartition {
   fixedUs: number[];
   /** Node names without a measured cost, counted as 0. */
   missingCosts: string[];
+  /**
+   * Per stage at the current cuts, what the model gives (µs per micro-batch): the measured
+   * costs where the model reproduces them; with a pooled line ({@link repartitionStages}) the
+   * stages' differences beyond their nodes are not in it, so a prediction compares the new
+   * cuts against this, not against the measured stages.
+   */
+  currentPerMicroUs: number[];
+  /** How the stages' costs were modelled: per-stage weights, one fitted line, or one pooled rate. */
+  fit: 'per-stage' | 'line' | 'pooled';
 }
 
 /**
@@ -117,7 +126,8 @@ export interface Repartition {
  * that stage (so a slower device keeps its speed, and the calibration's units and batch size
  * drop out); at the current cuts the predicted stage times equal the measured ones. With
  * `sameDevices` (every stage on a device of one kind and thread count) the stages share one
- * line instead, fixed + per unit ({@link commonLine}), where it is physical.
+ * line instead, fixed + per unit ({@link commonLine}), where it is physical, else one pooled
+ * rate (Σ measured / Σ calibrated): what they differ by beyond their nodes is then noise.
  */
 export function repartitionStages(
   stageNodes: string[][],
@@ -147,11 +157,20 @@ export function repartitionStages(
   const fallback = known.reduce((a, b) => a + b, 0) / known.length;
   let weights = valid.map((v) => (Number.isFinite(v) ? v : fallback));
   let fixedUs = weights.map(() => 0);
-  const common = opts.sameDevices ? commonLine(raw, measuredPerMicroUs) : null;
+  let fit: Repartition['fit'] = 'per-stage';
+  // Devices of one kind and thread count: one line where it is physical, else one pooled
+  // rate. Their stages differ beyond what their nodes cost only through the machine's state
+  // of the moment (which core a worker ran on, what else ran there); that is noise the next
+  // run does not keep, and read as device speed it is advice that measures slower.
+  const line = opts.sameDevices ? commonLine(raw, measuredPerMicroUs) : null;
+  const pooled = opts.sameDevices && !line ? pooledRate(raw, measuredPerMicroUs) : null;
+  const common = line ?? (pooled === null ? null : { fixedUs: 0, perUnit: pooled });
   if (common) {
     weights = weights.map(() => common.perUnit);
     fixedUs = fixedUs.map(() => common.fixedUs);
+    fit = line ? 'line' : 'pooled';
   }
+  const currentPerMicroUs = raw.map((r, s) => (fit === 'pooled' ? fixedUs[s]! + weights[s]! * r : measuredPerMicroUs[s]!));
   const part = partitionContiguous(costs, k, weights);
   if (!part) return null;
   const next = Array.from({ length: k }, (_, s) => nodes.slice(part.bounds[s], part.bounds[s + 1]));
@@ -162,7 +181,22 @@ export function repartitionStages(
     weights,
     fixedUs,
     missingCosts,
+    currentPerMicroUs,
+    fit,
   };
+}
+
+/** Σ measured / Σ calibrated over the stages with both; null when none has both. */
+function pooledRate(raw: number[], measured: number[]): number | null {
+  let x = 0;
+  let y = 0;
+  raw.forEach((r, s) => {
+    if (r > 0 && measured[s]! > 0) {
+      x += r;
+      y += measured[s]!;
+    }
+  });
+  return x > 0 ? y / x : null;
 }
 
 /**
