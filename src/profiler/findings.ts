@@ -342,8 +342,10 @@ function predictAtCuts(model: PipelineModel, re: Pick<Repartition, 'stagePerMicr
 }
 
 /** Says that the stages' difference beyond their nodes' costs was taken as noise, when it was. */
-function pooledWords(re: Pick<Repartition, 'fit'>, model: PipelineModel): string {
-  if (re.fit !== 'pooled') return '';
+function pooledWords(re: Pick<Repartition, 'fit' | 'ratioSpread'>, model: PipelineModel): string {
+  // Stages within 10 % of their nodes' proportions pool without a word (a line through them
+  // merely came out a hair below a zero fixed part).
+  if (re.fit !== 'pooled' || !(re.ratioSpread > 1.1)) return '';
   return ` The stages measured ${model.stagePerMicroUs.map(dur).join(' / ')} on devices of one kind, apart by more than their nodes' costs explain: the gain counts only what the nodes' costs give, not that difference (the state of the cores at the time, which another run does not keep).`;
 }
 

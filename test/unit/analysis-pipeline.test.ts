@@ -180,6 +180,8 @@ test('stages on devices of one kind share one line: what a stage costs beyond it
   assert.deepEqual(odd.weights, [17.5, 17.5]);
   assert.deepEqual(odd.currentPerMicroUs, [35, 105]);
   assert.deepEqual(odd.cuts, ['d']);
+  close(odd.ratioSpread, 45 / (50 / 6));
+  assert.equal(same.ratioSpread, 25 / 15);
   // Devices of different kinds keep their own speeds.
   const own2 = repartitionStages(stages, nodes, [90, 50])!;
   assert.equal(own2.fit, 'per-stage');

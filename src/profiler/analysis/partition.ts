@@ -118,6 +118,8 @@ export interface Repartition {
   currentPerMicroUs: number[];
   /** How the stages' costs were modelled: per-stage weights, one fitted line, or one pooled rate. */
   fit: 'per-stage' | 'line' | 'pooled';
+  /** Largest over smallest of the stages' measured µs per calibrated µs (1 when they agree). */
+  ratioSpread: number;
 }
 
 /**
@@ -183,6 +185,7 @@ export function repartitionStages(
     missingCosts,
     currentPerMicroUs,
     fit,
+    ratioSpread: Math.max(...known) / Math.min(...known),
   };
 }
 
