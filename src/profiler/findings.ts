@@ -372,7 +372,10 @@ function divisorsAbove(n: number, above: number): number[] {
 function probeNote(model: PipelineModel, m2: number): string {
   const p = model.probe;
   if (!p) return '';
-  if (p.microBatches === m2) return ` This run measured ${m2} micro-batches too: ${dur(p.stepUs)} per step.`;
+  if (p.microBatches === m2) {
+    const where = p.cuts ? `, cut where a run of ${m2} micro-batches cuts (after ${p.cuts.join(', ')})` : '';
+    return ` This run measured ${m2} micro-batches too${where}: ${dur(p.stepUs)} per step.`;
+  }
   return ` Predicted through the two counts this run measured (${model.microBatches} and ${p.microBatches}).`;
 }
 

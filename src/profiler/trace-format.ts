@@ -290,7 +290,7 @@ export const TraceMetaSchema = Type.Object({
    * Pipeline runs: a second operating point measured in the same run (the next micro-batch
    * count dividing the batch, interleaved, on workers of its own): its step times, and each
    * stage's compute and comm per micro-batch, µs. The pipeline step model is fitted through
-   * both points.
+   * both points. `cuts`: see below.
    */
   batchProbe: Type.Optional(
     /** Data-parallel runs: the same plan at twice the batch (its inputs' rows repeated), measured in the same run. */
@@ -307,6 +307,12 @@ export const TraceMetaSchema = Type.Object({
       stepTimesUs: Type.Array(Type.Number()),
       stagePerMicroUs: Type.Array(Type.Number()),
       stageCommPerMicroUs: Type.Array(Type.Number()),
+      /**
+       * The cuts the probe ran, where they are not the run's: a plan without `--cuts` is
+       * partitioned again at the probe's micro-batch size (from the calibration at that size),
+       * as a run at that count would be, so the probe measures what the change runs.
+       */
+      cuts: Type.Optional(Type.Array(Type.String())),
     }),
   ),
   /**

@@ -114,6 +114,8 @@ export interface MicroProbePoint {
   stepUs: number;
   stagePerMicroUs: number[];
   stageCommPerMicroUs: number[];
+  /** Its cuts, where they are not the run's (a plan without cuts, cut again at its size). */
+  cuts?: string[];
 }
 
 /**
@@ -318,7 +320,9 @@ function lineAt(r1: number, y1: number, r2: number, y2: number, rows: number): n
  *
  * which gives both measured steps back exactly (the probe's count returns the probe's step
  * as measured). A negative g (noise) counts as none. Null
- * when the probe does not describe the same stages.
+ * when the probe does not describe the same stages. A probe cut elsewhere (`cuts`) gives
+ * its stages' costs at its own cuts, so between the two counts the lines blend the two
+ * partitions; the findings only ask for the probe's own count or below it.
  */
 export function twoPointStepUs(model: PipelineModel, probe: MicroProbePoint, m2: number): number | null {
   const K = model.stages;
@@ -353,7 +357,7 @@ export function twoPointStepUs(model: PipelineModel, probe: MicroProbePoint, m2:
 function probeOf(trace: SpanIndex['trace'], stages: number): MicroProbePoint | null {
   const p = trace.meta.microProbe;
   if (!p || p.stepTimesUs.length === 0 || p.stagePerMicroUs.length !== stages) return null;
-  return { microBatches: p.microBatches, stepUs: median(p.stepTimesUs), stagePerMicroUs: p.stagePerMicroUs, stageCommPerMicroUs: p.stageCommPerMicroUs };
+  return { microBatches: p.microBatches, stepUs: median(p.stepTimesUs), stagePerMicroUs: p.stagePerMicroUs, stageCommPerMicroUs: p.stageCommPerMicroUs, ...(p.cuts ? { cuts: p.cuts } : {}) };
 }
 
 /** The pipeline analysis, or null when the trace is not a pipeline run. */

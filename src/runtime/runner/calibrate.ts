@@ -84,6 +84,24 @@ async function calibrateAt(rows: number, c: CalibrationContext, hooks: RunnerHoo
   return fastestPerNode(done.spans!);
 }
 
+/**
+ * How measured node costs become a partition. Within 2 % of the best bottleneck, cuts that
+ * carry fewer bytes win (e.g. at a layer boundary rather than beside a residual); transfers
+ * are charged at ~5 GB/s, a same-run shared-memory copy rate on small machines.
+ */
+function partitionOptions(dimValues: Record<string, number>) {
+  return { costSource: 'measured' as const, dimValues, slack: 0.02, commCostUsPerByte: 1 / 5000 };
+}
+
+/**
+ * The partition a run without `--cuts` makes from node costs measured at another micro-batch
+ * size (a calibration record's `alt`): what a run at that size would cut.
+ */
+export function partitionFromCosts(ir: ModelIR, costs: Record<string, number>, k: number, dimValues: Record<string, number>): Partition {
+  const nodeCostUs = Float64Array.from(ir.nodes, (n) => costs[n.name] ?? 0);
+  return partitionPipeline(ir, nodeCostUs, k, partitionOptions(dimValues));
+}
+
 export interface PreparedPartition {
   partition: Partition;
   calibration: CalibrationRecord;
@@ -119,12 +137,8 @@ export async function preparePartition(
   });
   const altRecord: Record<string, number> = {};
   if (byNameAlt) for (const [name, cost] of byNameAlt) if (cost > 0) altRecord[name] = round(cost);
-  // Within 2 % of the best bottleneck, prefer cuts that carry fewer bytes (e.g. at a layer
-  // boundary rather than beside a residual); transfers are charged at ~5 GB/s, a same-run
-  // shared-memory copy rate on small machines.
-  const partOpts = { costSource: 'measured' as const, dimValues, slack: 0.02, commCostUsPerByte: 1 / 5000 };
   const partition =
-    plan.cuts && plan.cuts.length > 0 ? partitionFromCuts(ir, plan.cuts, { ...partOpts, nodeCostUs }) : partitionPipeline(ir, nodeCostUs, k, partOpts);
+    plan.cuts && plan.cuts.length > 0 ? partitionFromCuts(ir, plan.cuts, { ...partitionOptions(dimValues), nodeCostUs }) : partitionPipeline(ir, nodeCostUs, k, partitionOptions(dimValues));
   if (partition.stages.length !== k) {
     throw new UserError(`--cuts gives ${partition.stages.length} stages but --devices ${plan.devices} has ${k} devices; give ${k - 1} cut${k === 2 ? '' : 's'}`);
   }

@@ -35,7 +35,7 @@ import { writeTrace } from '../../profiler/trace-io';
 import { compile, resolveShards, type CompileContext, type Prepared } from '../compile';
 import { compileData } from '../compile/data';
 import { CancelledError, ProgramRun, type Capture, type DoneMessage, type RunnerHooks } from './workers';
-import { checkPipelinePlan, preparePartition } from './calibrate';
+import { checkPipelinePlan, partitionFromCosts, preparePartition } from './calibrate';
 import { checkFindings } from './check-findings';
 import { buildTrace, compareOutputs, mergeOutputs } from './trace';
 import { prepareTraining, trainingResults, writePipelineTrainingSegments, writeTensorTrainingSegments, writeTrainingSegments, type TrainingSetup } from './train-setup';
@@ -462,6 +462,8 @@ interface ProbePlan {
   inputs?: SharedInput[];
   /** Model files of its segments, where they are not the run's own (a tensor run's data probe runs the whole model). */
   segmentPaths?: Record<number, string>;
+  /** A pipeline probe's cuts, where they are not the run's (see {@link probePartition}). */
+  cuts?: string[];
 }
 
 /**
@@ -512,7 +514,7 @@ async function measure(
   // probe step was a first one. They are spread over the timed blocks.
   const mainBlocks = blocksOf(plan.steps);
   const probeBlocks = probePlan ? blocksOf(probeSteps(plan.steps), Math.max(1, Math.min(mainBlocks.length, Math.round(probeSteps(plan.steps) / mainBlocks[0]!)))) : [];
-  const probeAt = new Map(probeBlocks.map((k, i) => [Math.floor((i * mainBlocks.length) / probeBlocks.length), k]));
+  const probeAt = new Map(probeBlocks.map((k, i) => [Math.floor((i * mainBlocks.length) / probeBlocks.length), { steps: k, index: i }]));
   try {
     if (req.baseline) {
       const bp = baselineProgram(req, l);
@@ -550,9 +552,13 @@ async function measure(
       // three always follows another.
       const order: (() => Promise<void>)[] = [check ? () => timedAndCheck(par, k, b) : () => par.timed(k)];
       if (base) order.push(() => base!.timed(k));
+      const rotated = order.map((_, i) => order[(i + b) % order.length]!);
+      // The probe's blocks take every place in turn by their own count: spread over the
+      // timed blocks, a place taken from the timed block's index can be the same every time
+      // (two probe blocks at timed blocks 0 and 2 always followed the run).
       const pk = probeAt.get(b);
-      if (probe && pk) order.push(() => probe!.timed(pk));
-      for (let i = 0; i < order.length; i++) await order[(i + b) % order.length]!();
+      if (probe && pk) rotated.splice(pk.index % (rotated.length + 1), 0, () => probe!.timed(pk.steps));
+      for (const run of rotated) await run();
     }
     const load = sampler?.stop() ?? null;
     const baseDone = base ? await base.finish() : null;
@@ -601,7 +607,7 @@ const PROBE_MAX_PARAMETER_BYTES = 512 * 1024 * 1024;
  * a pipeline at the next micro-batch count that divides the batch (same stage models), a data
  * plan at twice the batch (every shard doubled, the inputs' rows repeated).
  */
-function probePlanOf(req: ProfileRequest, prep: Preparation, l: Loaded): ProbePlan | null {
+function probePlanOf(req: ProfileRequest, prep: Preparation, l: Loaded, workDir: string): ProbePlan | null {
   const plan = prep.plan;
   if (req.probe === false || l.training || l.ir.parameterBytes > PROBE_MAX_PARAMETER_BYTES) return null;
   if (plan.mode === 'pipeline') {
@@ -609,6 +615,15 @@ function probePlanOf(req: ProfileRequest, prep: Preparation, l: Loaded): ProbePl
     if (prep.prepared.mode !== 'pipeline' || prep.prepared.partition.batchDim === null) return null;
     const m2 = probeMicroBatches(plan.batch, plan.microBatches);
     if (m2 === null) return null;
+    const own = probePartition(req, prep, l, m2);
+    if (own) {
+      const probe: Plan = { ...plan, microBatches: m2, cuts: own.cuts };
+      const prepared: Prepared = { ...prep.prepared, partition: own };
+      const program = compile(probe, prepared, l.compile);
+      const paths = writeStageModels(req.modelPath, own, join(workDir, 'probe-stages'));
+      const segmentPaths = Object.fromEntries(program.segments.flatMap((seg) => (seg.kind === 'stage' ? [[seg.id, paths[seg.stage]!]] : [])));
+      return { plan: probe, program, segmentPaths, cuts: own.cuts };
+    }
     const probe: Plan = { ...plan, microBatches: m2 };
     return { plan: probe, program: compile(probe, prep.prepared, l.compile) };
   }
@@ -633,6 +648,27 @@ function probePlanOf(req: ProfileRequest, prep: Preparation, l: Loaded): ProbePl
 }
 
 /**
+ * The partition a pipeline probe at `m2` micro-batches runs, where it is not the run's: a plan
+ * without `--cuts` is cut again from the calibration at the probe's micro-batch size, when
+ * the run calibrated at that size, since a run at `m2` micro-batches cuts there (the bubble
+ * advice's prediction is the probe's step, so the probe runs what the advice does). Null
+ * (the run's own partition) with explicit cuts, without that calibration, or when the cuts
+ * come out the same.
+ */
+function probePartition(req: ProfileRequest, prep: Preparation, l: Loaded, m2: number): Partition | null {
+  const plan = prep.plan;
+  if (plan.mode !== 'pipeline' || prep.prepared.mode !== 'pipeline') return null;
+  const asked = req.plan.mode === 'pipeline' ? req.plan.cuts : undefined;
+  if (asked && asked.length > 0) return null;
+  const alt = plan.calibration?.alt;
+  if (!alt || alt.rows !== plan.batch / m2) return null;
+  const current = prep.prepared.partition;
+  const own = partitionFromCosts(l.ir, alt.nodeCostUs, current.stages.length, l.dimValues);
+  if (own.cuts.length === current.cuts.length && own.cuts.every((c, i) => c === current.cuts[i])) return null;
+  return { ...own, batchDim: current.batchDim };
+}
+
+/**
  * The probe's record in the trace: its step times and, for a pipeline, each stage's compute
  * and comm per micro-batch from its own trace analysed as any pipeline run.
  */
@@ -651,6 +687,7 @@ function probeRecord(
       stepTimesUs,
       stagePerMicroUs: model?.stagePerMicroUs ?? [],
       stageCommPerMicroUs: model?.stageCommPerMicroUs ?? [],
+      ...(probe.cuts ? { cuts: probe.cuts } : {}),
     },
   };
 }
@@ -684,7 +721,7 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     const planInfo: PlanInfo = { ...prep.info, program };
     if (req.dryRun) return { trace: null, summary: null, planText, planInfo };
     check();
-    const probePlan = probePlanOf(req, prep, l);
+    const probePlan = probePlanOf(req, prep, l, profileDir);
     const segmentPaths = materialise(program, prep.prepared, req.modelPath, profileDir, l.training, stages, shards);
     const runs = await measure(req, l, program, segmentPaths, profileDir, hooks, probePlan, shards ? shardInitial(l, prep.prepared, shards) : undefined);
     const capture: CaptureSettings = { spans: req.capture, opProfilerOnTimedSteps: false, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
