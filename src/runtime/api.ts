@@ -78,7 +78,7 @@ function forkRunner(nodePath: string | undefined): { child: ChildProcess; lastWo
   const child = fork(distFile('runner.js'), [], {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     ...(nodePath ? { execPath: nodePath } : {}),
-    // Device workers collect garbage between blocks of steps (see the interpreter's onRun).
+    // Device workers with large outputs collect garbage between blocks of steps (see the interpreter's onRun).
     execArgv: [...process.execArgv, '--expose-gc'],
     // Electron must run as plain Node for the runner.
     // ONNX Runtime's own leftovers (its telemetry's `mat-debug-<pid>.log`, profiles) go to
@@ -99,8 +99,8 @@ function forkRunner(nodePath: string | undefined): { child: ChildProcess; lastWo
 /**
  * glibc malloc settings for the runner: memory freed stays with the process (no trim) and
  * chunks up to 32 MiB come from the heap rather than from a mapping of their own. Every
- * session run hands its outputs to JavaScript in a new buffer; the device workers collect
- * them between blocks of steps, and with these settings the next block reuses that memory
+ * session run hands its outputs to JavaScript in a new buffer; device workers with large
+ * outputs collect them between blocks of steps, and with these settings the next block reuses that memory
  * instead of faulting fresh pages in (on a virtual machine 170 faults, 2 ms of a 3 ms run,
  * for a stage with a 0.7 MB output). With the collection alone a probe still read 32–36 %
  * slower than the same plan run as the measured one; with both, 9–10 %. Settings the caller

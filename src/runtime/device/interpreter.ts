@@ -76,6 +76,16 @@ const PROGRESS_EVERY_US = 100_000;
  */
 const COUNTER_READ_GAP_US = 20_000;
 
+/**
+ * A worker collects garbage at a block's start (see onRun) once its session runs have handed
+ * JavaScript GC_AFTER_OUTPUT_BYTES of outputs, at GC_MIN_RUN_OUTPUT_BYTES a run or more on
+ * average since the last collection. Small outputs are left alone: a full collection before
+ * every block cost openWakeWord's melspectrogram (0.4 ms steps, a few kB out) a third of its
+ * step.
+ */
+const GC_AFTER_OUTPUT_BYTES = 1024 * 1024;
+const GC_MIN_RUN_OUTPUT_BYTES = 64 * 1024;
+
 /** The span context of the instruction being executed (what comm spans are recorded as). */
 interface CommContext {
   code: number;
@@ -110,6 +120,9 @@ export class Interpreter {
   private readonly feeds = new Map<string, ort.Tensor>();
   /** Outputs of the latest `run`, for the `send` and `gather` after it. */
   private results: ort.InferenceSession.OnnxValueMapType = {};
+  /** Bytes of session outputs handed to JavaScript, and session runs, since the last collection. */
+  private outputBytesSinceGc = 0;
+  private runsSinceGc = 0;
   private readonly acts = new Map<string, Activation>();
   /** All-reduced activations (tensor parallelism), by tensor name. */
   private readonly sums = new Map<string, Activation>();
@@ -306,13 +319,18 @@ export class Interpreter {
     }
     this.recording = record && m.capture && !uncaptured;
     this.timedBlock = record && !uncaptured;
-    // Every block starts from a collected heap (the runner exposes gc), outside the steps'
-    // windows. A session run's outputs arrive in new buffers that V8 frees only when it
-    // collects; until then each run's outputs take fresh memory, whose pages fault in (170
-    // faults, 2 ms of a 3 ms run for a 0.7 MB output on a virtual machine) in whichever
-    // workers' heaps had not grown before — the probe's and the baseline's, not the run's.
-    // Collected at each block's start, the buffers of the last block are reused in this one.
-    (globalThis as { gc?: () => void }).gc?.();
+    // A block starts from a collected heap (the runner exposes gc), outside the steps'
+    // windows, once the runs have handed out large outputs (GC_AFTER_OUTPUT_BYTES).
+    // A session run's outputs arrive in new buffers that V8 frees only when it collects; until
+    // then each run's outputs take fresh memory, whose pages fault in (170 faults, 2 ms of a
+    // 3 ms run for a 0.7 MB output on a virtual machine) in whichever workers' heaps had not
+    // grown before — the probe's and the baseline's, not the run's. Collected at a block's
+    // start, the last blocks' buffers are reused in this one.
+    if (this.outputBytesSinceGc >= GC_AFTER_OUTPUT_BYTES && this.outputBytesSinceGc >= GC_MIN_RUN_OUTPUT_BYTES * this.runsSinceGc) {
+      (globalThis as { gc?: () => void }).gc?.();
+      this.outputBytesSinceGc = 0;
+      this.runsSinceGc = 0;
+    }
     for (let k = 0; k < steps; k++) {
       const step = first + k;
       const w = await this.step(step);
@@ -660,6 +678,8 @@ export class Interpreter {
     const session = prof ? prof.session : seg.session;
     this.results = await ortCall('running the model', () => session.run(feeds));
     const t2 = nowUs();
+    for (const v of Object.values(this.results)) this.outputBytesSinceGc += (v as { data?: { byteLength?: number } }).data?.byteLength ?? 0;
+    this.runsSinceGc++;
     // A run's results feed the device's later runs (a training step's backward reads the
     // forward's activations); a training step's optimizer writes its results over the
     // resident weights.
