@@ -678,7 +678,11 @@ export class Interpreter {
     const session = prof ? prof.session : seg.session;
     this.results = await ortCall('running the model', () => session.run(feeds));
     const t2 = nowUs();
-    for (const v of Object.values(this.results)) this.outputBytesSinceGc += (v as { data?: { byteLength?: number } }).data?.byteLength ?? 0;
+    for (const v of Object.values(this.results)) {
+      // Outputs held on a GPU have no host buffer (and `data` would throw).
+      const t = v as { location?: string; data?: { byteLength?: number } };
+      if (t.location === 'cpu') this.outputBytesSinceGc += t.data?.byteLength ?? 0;
+    }
     this.runsSinceGc++;
     // A run's results feed the device's later runs (a training step's backward reads the
     // forward's activations); a training step's optimizer writes its results over the
