@@ -31,7 +31,7 @@ import { gpipeBubble } from './plan';
 import { analyse, type Analysis } from './analysis/index';
 import { deviceSpecFor } from './analysis/plan';
 import { aloneStagePerMicroUs, predictPipelineStepUs, type PipelineModel } from './analysis/pipeline';
-import { repartitionStages, stageCostsAtCuts, type Repartition } from './analysis/partition';
+import { costsAtCuts, repartitionStages, type Repartition } from './analysis/partition';
 import { amdahlSpeedup, type ScalingPoint } from './analysis/scaling';
 import { TINY_OP_US } from './analysis/ops';
 import { STRAGGLER_THRESHOLD } from './analysis/data-parallel';
@@ -319,10 +319,8 @@ export function predictPipelineCuts(trace: Trace, cuts: string[], analysis?: Ana
   const a = analysis ?? analyse(trace);
   const p = a.pipeline;
   if (!p || !a.plan.stageNodes || !a.plan.nodeCostUs || a.plan.stageNodes.length !== p.stages) return null;
-  const alone = aloneStagePerMicroUs(p.model);
-  const opts = { sameDevices: sameDeviceKind(trace) };
-  const re = repartitionStages(a.plan.stageNodes, a.plan.nodeCostUs, alone, opts);
-  const stagePerMicroUs = stageCostsAtCuts(a.plan.stageNodes, a.plan.nodeCostUs, alone, cuts, opts);
+  const re = repartitionStages(a.plan.stageNodes, a.plan.nodeCostUs, aloneStagePerMicroUs(p.model), { sameDevices: sameDeviceKind(trace) });
+  const stagePerMicroUs = re ? costsAtCuts(re, a.plan.stageNodes, a.plan.nodeCostUs, cuts) : null;
   if (!re || !stagePerMicroUs) return null;
   return { stagePerMicroUs, predictedStepUs: predictAtCuts(p.model, { ...re, stagePerMicroUs }), note: aloneWords(p.model) };
 }

@@ -240,9 +240,17 @@ export function stageCostsAtCuts(
   cuts: string[],
   opts: { sameDevices?: boolean } = {},
 ): number[] | null {
-  const k = stageNodes.length;
   const re = repartitionStages(stageNodes, nodeCostUs, measuredPerMicroUs, opts);
-  if (!re || cuts.length !== k - 1) return null;
+  return re ? costsAtCuts(re, stageNodes, nodeCostUs, cuts) : null;
+}
+
+/**
+ * {@link stageCostsAtCuts} for a re-partition already made of the same stages: its weights
+ * and fixed parts priced at the stages `cuts` make; null for cuts that do not make them.
+ */
+export function costsAtCuts(re: Pick<Repartition, 'weights' | 'fixedUs'>, stageNodes: string[][], nodeCostUs: Record<string, number>, cuts: string[]): number[] | null {
+  const k = stageNodes.length;
+  if (cuts.length !== k - 1) return null;
   const nodes = stageNodes.flat();
   const bounds = [0];
   for (const c of cuts) {
