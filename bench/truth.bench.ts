@@ -57,8 +57,9 @@ const REPEATS = QUICK ? 1 : 3;
 const STABILITY = QUICK ? 2 : 5;
 const CAPTURE_PAIRS = QUICK ? 2 : 5;
 const ONE_DEVICE_RUNS = QUICK ? 1 : 3;
-const STEPS = 8;
-const WARMUP = 2;
+/** The CLI's defaults (`--steps 20 --warmup 3`): advice is judged as a user running `profile` would get it. */
+const STEPS = 20;
+const WARMUP = 3;
 const WITHIN = 0.15;
 
 /** Input flags of a model, as `profile`'s request fields. */
