@@ -226,8 +226,11 @@ export interface SegmentOutputs {
 export type FromDevice =
   | { type: 'ready'; rank: number; loadMs: number }
   | { type: 'step'; rank: number; step: number }
-  /** A `run` block is done on this device. */
-  | { type: 'block'; rank: number }
+  /**
+   * A `run` block is done on this device. `faultsPerStep`: minor page faults of the device's
+   * thread per step of the block (warm-up blocks, Linux only).
+   */
+  | { type: 'block'; rank: number; faultsPerStep?: number }
   | {
       type: 'done';
       rank: number;

@@ -17,6 +17,7 @@ import {
   parseSelfCpuTicks,
   schedDelta,
   sessionThreadWatch,
+  threadMinorFaults,
   threadSampler,
 } from '../../src/runtime/device/schedstat';
 import type { SpinRequest, SpinResult } from '../helpers/schedstat-worker';
@@ -59,6 +60,25 @@ test('samplers exist on Linux (schedstat) and are null elsewhere', () => {
   assert.equal(threadSampler(), null);
   assert.equal(loadSampler(), null);
   assert.equal(sessionThreadWatch().end(4).attribution, 'unavailable');
+});
+
+test("a thread's minor page faults count the fresh memory it touches (Linux), null elsewhere", () => {
+  const before = threadMinorFaults();
+  if (!linux) {
+    assert.equal(before, null);
+    return;
+  }
+  assert.ok(before !== null && before > 0);
+  // 64 MiB taken straight from the kernel (above malloc's mmap threshold): every 4 KiB page
+  // written faults in once (a 2 MiB transparent hugepage once per 2 MiB: the bound is loose).
+  const buf = Buffer.allocUnsafeSlow(64 * 1024 * 1024);
+  buf.fill(1);
+  const after = threadMinorFaults()!;
+  assert.ok(after - before >= 16, `${after - before} faults for 64 MiB written`);
+  // Touching the same pages again faults nothing new.
+  const again = threadMinorFaults()!;
+  buf.fill(2);
+  assert.ok(threadMinorFaults()! - again < (after - before) / 4);
 });
 
 function spinIn(w: Worker, ms: number, iterations?: number): Promise<SpinResult> {

@@ -28,7 +28,7 @@ import { groupKey } from '../comm/subgroups';
 import { alignOrtProfile, endOrtProfiling, gpuBusyOf, readOrtProfile, type GpuBusy } from '../../profiler/ort-profile';
 import { isUserError } from '../../common/errors';
 import { dtypeCode, dtypeName, type DType } from '../onnx/dtypes';
-import { schedDelta, sessionThreadWatch, spanCpuUs, threadSampler, type SchedSample } from './schedstat';
+import { schedDelta, sessionThreadWatch, spanCpuUs, threadMinorFaults, threadSampler, type SchedSample } from './schedstat';
 
 type TypedSet = { set(a: ArrayLike<number>, offset?: number): void };
 
@@ -331,6 +331,8 @@ export class Interpreter {
       this.outputBytesSinceGc = 0;
       this.runsSinceGc = 0;
     }
+    // A warm-up block reports its page faults per step (see ProgramRun.warmup).
+    const faultsBefore = record ? null : threadMinorFaults();
     for (let k = 0; k < steps; k++) {
       const step = first + k;
       const w = await this.step(step);
@@ -351,7 +353,8 @@ export class Interpreter {
     }
     this.recording = false;
     this.timedBlock = false;
-    this.post({ type: 'block', rank: m.rank });
+    const faultsAfter = faultsBefore !== null ? threadMinorFaults() : null;
+    this.post({ type: 'block', rank: m.rank, ...(faultsBefore !== null && faultsAfter !== null ? { faultsPerStep: (faultsAfter - faultsBefore) / steps } : {}) });
   }
 
   /**

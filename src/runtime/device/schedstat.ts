@@ -377,3 +377,21 @@ export function loadSampler(): LoadSampler | null {
     },
   };
 }
+
+/**
+ * Minor page faults of the calling thread so far (`/proc/thread-self/stat`, field 10), or
+ * null off Linux or when it cannot be read. A fault is memory touched for the first time:
+ * about 12 µs each on a virtual machine.
+ */
+export function threadMinorFaults(): number | null {
+  if (!isLinux) return null;
+  try {
+    const text = readFileSync('/proc/thread-self/stat', 'utf8');
+    // The command name (field 2) is in parentheses and may hold spaces; fields follow its ')'.
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    const v = Number(f[7]);
+    return Number.isFinite(v) ? v : null;
+  } catch {
+    return null;
+  }
+}

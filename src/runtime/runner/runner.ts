@@ -34,7 +34,7 @@ import { spread } from '../../profiler/stats';
 import { writeTrace } from '../../profiler/trace-io';
 import { compile, resolveShards, type CompileContext, type Prepared } from '../compile';
 import { compileData } from '../compile/data';
-import { CancelledError, ProgramRun, type Capture, type DoneMessage, type RunnerHooks } from './workers';
+import { CancelledError, ProgramRun, WARMUP_SETTLED_FAULTS, type Capture, type DoneMessage, type RunnerHooks } from './workers';
 import { checkPipelinePlan, partitionFromCosts, preparePartition } from './calibrate';
 import { checkFindings } from './check-findings';
 import { buildTrace, compareOutputs, mergeOutputs } from './trace';
@@ -453,6 +453,8 @@ interface Runs {
   probe: (ProbePlan & { done: DoneMessage[] }) | null;
   /** The runner process's resident set while the workers ran. */
   rss: NonNullable<RunMemory['process']>;
+  /** Warm-up steps each run took beyond the asked ones (see ProgramRun.warmup). */
+  extraWarmup: { run: number; baseline: number; probe: number };
 }
 
 /** A second operating point to measure: its plan, program and, for a larger batch, its inputs. */
@@ -542,9 +544,10 @@ async function measure(
         hooks,
       );
     }
-    await par.warmup();
-    await base?.warmup();
-    await probe?.warmup();
+    // Warm-up runs on until each run's heap holds a timed block's worth (see warmup).
+    await par.warmup(mainBlocks[0]);
+    await base?.warmup(mainBlocks[0]);
+    await probe?.warmup(probeBlocks[0]);
     const sampler = loadSampler();
     sampler?.start();
     for (const [b, k] of mainBlocks.entries()) {
@@ -571,6 +574,7 @@ async function measure(
     ];
     return {
       rss: rss.stop(alsoRan),
+      extraWarmup: { run: par.extraWarmupSteps, baseline: base?.extraWarmupSteps ?? 0, probe: probe?.extraWarmupSteps ?? 0 },
       done,
       load,
       baseline: base && baseDone ? { program: base.program, done: baseDone } : null,
@@ -774,6 +778,13 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
           `Probe: ${steps} steps with ${what} ran on workers of their own, in blocks alternating with the timed steps, so that predictions for other ${rec.microProbe ? 'micro-batch counts' : 'batches'} rest on two measured points. The gaps between blocks on this timeline include those steps.`,
         );
       }
+    }
+    const extra = Object.entries(runs.extraWarmup).filter(([, n]) => n > 0);
+    if (extra.length > 0) {
+      const whose = { run: 'the timed run', baseline: 'the baseline', probe: 'the probe' } as const;
+      trace.meta.notes.push(
+        `Warm-up ran longer than --warmup asked, until the devices' memory stopped faulting in (at most ${WARMUP_SETTLED_FAULTS} new pages a step): ${extra.map(([k, n]) => `${n} more step${n === 1 ? '' : 's'} for ${whose[k as keyof typeof whose]}`).join(', ')}. A heap still growing costs the first timed steps a page fault for every fresh 4 KiB of output.`,
+      );
     }
     const summary = summarize(trace);
     trace.summary = summary;

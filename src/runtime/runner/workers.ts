@@ -182,6 +182,20 @@ export interface Capture {
 
 export type DoneMessage = Extract<FromDevice, { type: 'done' }>;
 
+/**
+ * A warm-up block whose device threads faulted in at most this many pages a step counts as
+ * settled. A session run's outputs reach JavaScript in new buffers, freed when V8 collects
+ * (see the interpreter's onRun); until the heap has grown to hold a block's worth, each
+ * step's outputs fault in fresh pages. PP-OCR cls, pipeline cpu:2, M=2 (0.3 MB out of stage
+ * 0 a run): the probe's first stage faulted 73–146 pages a step through its first timed
+ * block after three warm-up steps (about 12 µs each on a virtual machine), and 0–1 in its
+ * second; the timed run's, on the calibration's arenas, 0–1.
+ */
+export const WARMUP_SETTLED_FAULTS = 32;
+/** At most this many warm-up steps beyond the asked ones, and for at most this long. */
+const WARMUP_EXTRA_MAX_STEPS = 20;
+const WARMUP_EXTRA_MAX_MS = 2000;
+
 /** A device group that has loaded its program and runs it in blocks of steps. */
 export class ProgramRun {
   private readonly group: WorkerGroup;
@@ -258,18 +272,40 @@ export class ProgramRun {
 
   private nextCheck = 0;
 
-  private async block(first: number, steps: number, record: boolean, uncaptured = false): Promise<void> {
-    if (steps <= 0) return;
+  private async block(first: number, steps: number, record: boolean, uncaptured = false): Promise<Extract<FromDevice, { type: 'block' }>[]> {
+    if (steps <= 0) return [];
     const done = this.group.waitAll('block');
     const m: ToDeviceControl = { type: 'run', first, steps, record, ...(uncaptured ? { uncaptured } : {}) };
     this.group.workers.forEach((_, r) => this.group.post(r, m));
-    await done;
+    return await done;
   }
 
-  /** The unrecorded warm-up steps (at least one: first runs are slow). */
-  warmup(): Promise<void> {
+  /** Warm-up steps run beyond the asked ones until the workers' memory stopped growing. */
+  extraWarmupSteps = 0;
+
+  /**
+   * The unrecorded warm-up steps (at least one: first runs are slow), then, while a device's
+   * thread faulted in more than WARMUP_SETTLED_FAULTS pages a step, blocks of `blockSteps`
+   * more (the timed blocks' length, so that the heap grows to what a timed block between two
+   * collections needs), at most WARMUP_EXTRA_MAX_STEPS and WARMUP_EXTRA_MAX_MS more. Workers
+   * whose malloc arenas are new (a probe's, a baseline's) otherwise grow their heaps through
+   * their first timed block, while the timed run's workers take over the arenas the
+   * calibration left.
+   */
+  async warmup(blockSteps = 0): Promise<void> {
     const n = Math.max(1, this.o.warmup);
-    return this.block(-n, n, false);
+    let last = await this.block(-n, n, false);
+    const k = Math.max(1, Math.min(blockSteps, WARMUP_EXTRA_MAX_STEPS));
+    const t0 = performance.now();
+    while (
+      blockSteps > 0 &&
+      this.extraWarmupSteps + k <= WARMUP_EXTRA_MAX_STEPS &&
+      performance.now() - t0 < WARMUP_EXTRA_MAX_MS &&
+      last.some((b) => (b.faultsPerStep ?? 0) > WARMUP_SETTLED_FAULTS)
+    ) {
+      last = await this.block(-k, k, false);
+      this.extraWarmupSteps += k;
+    }
   }
 
   /** The next `steps` timed steps. */
