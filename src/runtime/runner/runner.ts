@@ -544,10 +544,12 @@ async function measure(
         hooks,
       );
     }
-    // Warm-up runs on until each run's heap holds a timed block's worth (see warmup).
-    await par.warmup(mainBlocks[0]);
-    await base?.warmup(mainBlocks[0]);
-    await probe?.warmup(probeBlocks[0]);
+    // Warm-up runs on until each run's heap holds a timed block's worth (see warmup). Not
+    // when training: every warm-up step updates the weights, and the baseline's must match.
+    const settle = (k: number | undefined): number => (l.training ? 0 : (k ?? 0));
+    await par.warmup(settle(mainBlocks[0]));
+    await base?.warmup(settle(mainBlocks[0]));
+    await probe?.warmup(settle(probeBlocks[0]));
     const sampler = loadSampler();
     sampler?.start();
     for (const [b, k] of mainBlocks.entries()) {
