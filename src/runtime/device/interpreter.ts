@@ -331,6 +331,11 @@ export class Interpreter {
       this.outputBytesSinceGc = 0;
       this.runsSinceGc = 0;
     }
+    // Room for the block's spans, touched now rather than page by page inside its steps:
+    // as many a step as the last recorded block made, at least one per instruction.
+    const recorded = this.recording;
+    if (recorded) this.spans.reserve(steps * Math.max(m.program.instructions.length, this.spansPerStep));
+    const spansBefore = this.spans.count;
     // A warm-up block reports its page faults per step (see ProgramRun.warmup).
     const faultsBefore = record ? null : threadMinorFaults();
     for (let k = 0; k < steps; k++) {
@@ -353,6 +358,7 @@ export class Interpreter {
     }
     this.recording = false;
     this.timedBlock = false;
+    if (recorded && steps > 0) this.spansPerStep = Math.ceil((this.spans.count - spansBefore) / steps);
     const faultsAfter = faultsBefore !== null ? threadMinorFaults() : null;
     this.post({ type: 'block', rank: m.rank, ...(faultsBefore !== null && faultsAfter !== null ? { faultsPerStep: (faultsAfter - faultsBefore) / steps } : {}) });
   }
@@ -425,6 +431,18 @@ export class Interpreter {
       await seg.profiled?.session.release();
     }
     this.sessions.clear();
+  }
+
+  /** Spans a recorded step made in the last recorded block. */
+  private spansPerStep = 0;
+  /** The interned name of a compute span of `session.run`. */
+  private readonly runNameId = this.spans.intern('session.run');
+  /** Interned names of comm spans by op code (see commNameId). */
+  private readonly commNameIds: number[] = [];
+
+  /** The interned default name of a comm span of `code`. */
+  private commNameId(code: number): number {
+    return (this.commNameIds[code] ??= this.spans.intern(commName(code)));
   }
 
   /** Executes one instruction. */
@@ -591,7 +609,8 @@ export class Interpreter {
     }
     if (c.first < 0 || !this.recording) return;
     const blocked = Math.min(c.blocked, c.end - c.first);
-    this.spans.record(SpanKind.comm, c.name, c.first + blocked, c.end - c.first - blocked, { bytes: c.bytes, peer: c.peer, comm: c.code, flags: c.flags, phase });
+    const nameId = c.name === commName(c.code) ? this.commNameId(c.code) : this.spans.intern(c.name);
+    this.spans.put(SpanKind.comm, nameId, c.first + blocked, c.end - c.first - blocked, c.bytes, c.peer, c.code, c.flags, phase);
   }
 
   /** Times a host copy and records it as a comm span of `code`; `fn` returns the bytes moved. */
@@ -599,7 +618,7 @@ export class Interpreter {
     const t = nowUs();
     const bytes = fn();
     const t2 = nowUs();
-    if (this.recording) this.spans.record(SpanKind.comm, commName(code), t, t2 - t, { bytes, peer: -1, comm: code });
+    if (this.recording) this.spans.put(SpanKind.comm, this.commNameId(code), t, t2 - t, bytes, -1, code, 0, 0);
   }
 
   /** The communicator of a collective's group: the whole run's, or the sub-group's own. */
@@ -701,7 +720,7 @@ export class Interpreter {
     const d = sample ? schedDelta(c0, this.sched!.read()) : schedDelta(null, null);
     if (sample) this.lastCounterReadUs = t;
     const cpu = spanCpuUs(t2 - t, d, this.sched?.threads ?? 0, this.probeCpuUs);
-    const i = this.spans.record(SpanKind.compute, 'session.run', t, t2 - t, { phase: PhaseCode[ins.phase], flags: prof ? SpanFlag.profiled : 0, cpu, wait: d.waitUs });
+    const i = this.spans.put(SpanKind.compute, this.runNameId, t, t2 - t, 0, -1, 0, prof ? SpanFlag.profiled : 0, PhaseCode[ins.phase], cpu, d.waitUs);
     if (prof) prof.computeIdx.push(i);
   }
 

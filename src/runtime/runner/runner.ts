@@ -34,7 +34,7 @@ import { spread } from '../../profiler/stats';
 import { writeTrace } from '../../profiler/trace-io';
 import { compile, resolveShards, type CompileContext, type Prepared } from '../compile';
 import { compileData } from '../compile/data';
-import { CancelledError, ProgramRun, WARMUP_SETTLED_FAULTS, type Capture, type DoneMessage, type RunnerHooks } from './workers';
+import { CancelledError, ProgramRun, WARMUP_MIN_MS, WARMUP_SETTLED_FAULTS, type Capture, type DoneMessage, type RunnerHooks } from './workers';
 import { checkPipelinePlan, partitionFromCosts, preparePartition } from './calibrate';
 import { checkFindings } from './check-findings';
 import { buildTrace, compareOutputs, mergeOutputs } from './trace';
@@ -454,7 +454,7 @@ interface Runs {
   /** The runner process's resident set while the workers ran. */
   rss: NonNullable<RunMemory['process']>;
   /** Warm-up steps each run took beyond the asked ones (see ProgramRun.warmup). */
-  extraWarmup: { run: number; baseline: number; probe: number };
+  extraWarmup: Record<'run' | 'baseline' | 'probe', { minTime: number; memory: number }>;
 }
 
 /** A second operating point to measure: its plan, program and, for a larger batch, its inputs. */
@@ -576,7 +576,7 @@ async function measure(
     ];
     return {
       rss: rss.stop(alsoRan),
-      extraWarmup: { run: par.extraWarmupSteps, baseline: base?.extraWarmupSteps ?? 0, probe: probe?.extraWarmupSteps ?? 0 },
+      extraWarmup: { run: par.extraWarmup, baseline: base?.extraWarmup ?? { minTime: 0, memory: 0 }, probe: probe?.extraWarmup ?? { minTime: 0, memory: 0 } },
       done,
       load,
       baseline: base && baseDone ? { program: base.program, done: baseDone } : null,
@@ -588,6 +588,22 @@ async function measure(
     await base?.close();
     await probe?.close();
   }
+}
+
+/** What the warm-up added beyond --warmup, and why (see ProgramRun.warmup), as trace notes. */
+function warmupNotes(extra: Runs['extraWarmup']): string[] {
+  const whose = { run: 'the timed run', baseline: 'the baseline', probe: 'the probe' } as const;
+  const list = (key: 'minTime' | 'memory'): string =>
+    (Object.entries(extra) as [keyof typeof whose, { minTime: number; memory: number }][])
+      .filter(([, e]) => e[key] > 0)
+      .map(([k, e]) => `${e[key]} more step${e[key] === 1 ? '' : 's'} for ${whose[k]}`)
+      .join(', ');
+  const notes: string[] = [];
+  const time = list('minTime');
+  if (time) notes.push(`Warm-up ran longer than --warmup asked, to last at least ${WARMUP_MIN_MS} ms: ${time}. The first few hundred short steps still run code V8 has not optimised and data the caches do not yet hold.`);
+  const memory = list('memory');
+  if (memory) notes.push(`Warm-up ran longer than --warmup asked, until the devices' memory stopped faulting in (at most ${WARMUP_SETTLED_FAULTS} new pages a step): ${memory}. A heap still growing costs the first timed steps a page fault for every fresh 4 KiB of output.`);
+  return notes;
 }
 
 /** The baseline's record in the trace, its reference outputs and their description. */
@@ -781,13 +797,7 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
         );
       }
     }
-    const extra = Object.entries(runs.extraWarmup).filter(([, n]) => n > 0);
-    if (extra.length > 0) {
-      const whose = { run: 'the timed run', baseline: 'the baseline', probe: 'the probe' } as const;
-      trace.meta.notes.push(
-        `Warm-up ran longer than --warmup asked, until the devices' memory stopped faulting in (at most ${WARMUP_SETTLED_FAULTS} new pages a step): ${extra.map(([k, n]) => `${n} more step${n === 1 ? '' : 's'} for ${whose[k as keyof typeof whose]}`).join(', ')}. A heap still growing costs the first timed steps a page fault for every fresh 4 KiB of output.`,
-      );
-    }
+    trace.meta.notes.push(...warmupNotes(runs.extraWarmup));
     const summary = summarize(trace);
     trace.summary = summary;
     trace.findings = checkFindings(runFindings(trace, summary), { ir: l.ir, request: req, resolved: l.resolved, devices: l.devices, discovered: l.discovered, trace });
