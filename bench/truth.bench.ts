@@ -398,8 +398,8 @@ interface Capture {
  * CAPTURE_MAX_STEPS. The effect sought is a few per cent: 40 steps of a sub-millisecond
  * model (40 ms) spread ±5 % between runs.
  */
-const CAPTURE_SECONDS = 0.5;
-const CAPTURE_MIN_STEPS = 40;
+const CAPTURE_SECONDS = 1.5;
+const CAPTURE_MIN_STEPS = 80;
 const CAPTURE_MAX_STEPS = 1000;
 
 /**

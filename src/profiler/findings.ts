@@ -142,7 +142,12 @@ const rowCost = (m: RowCost, rows: number): number => m.fixedUs + m.perRowUs * r
  * row counts its lanes share a line fitted through their (rows, compute) points: a device
  * given 6 rows and one given 2 show what a row costs and what a run costs regardless of rows.
  * Without two row counts (or when the line is not increasing with a positive fixed part) a
- * device's compute is taken as proportional to its rows.
+ * device's compute is taken as proportional to its rows — its own, except for CPU devices:
+ * they are threads the operating system places on whichever cores are free, not pieces of
+ * hardware, so a difference between two of one class given the same rows is the state of the
+ * cores during the run, which the next run does not keep. They share the class's median cost
+ * per row. (silero VAD, data cpu:2 with 4/4 rows on a 2-core VM: one worker computed 1.2× the
+ * other; the 5/3 split that difference suggested ran 30 % slower in a run of its own.)
  */
 function rowCostModels(trace: Trace, compute: readonly number[], rows: readonly number[]): RowCost[] {
   const classOf = (i: number): string => {
@@ -154,7 +159,8 @@ function rowCostModels(trace: Trace, compute: readonly number[], rows: readonly 
   for (const key of new Set(compute.map((_, i) => classOf(i)))) {
     const members = compute.map((_, i) => i).filter((i) => classOf(i) === key);
     if (new Set(members.map((i) => rows[i])).size < 2) {
-      lines.set(key, null);
+      const cpu = trace.meta.devices[members[0]!]?.kind === 'cpu';
+      lines.set(key, cpu ? { fixedUs: 0, perRowUs: median(members.map((i) => compute[i]! / Math.max(1, rows[i]!))) } : null);
       continue;
     }
     // compute ≈ perRow · rows + fixed · 1, the simulator's fit of a compute cost.

@@ -188,6 +188,11 @@ export class SpanBuffer implements CommRecorder {
     this.n = 0;
   }
 
+  /** Drops the spans recorded after the first `count` (the string table stays). */
+  truncate(count: number): void {
+    this.n = Math.max(0, Math.min(this.n, count));
+  }
+
   /** The recorded spans as the trace's typed columns (copies), ready to transfer to another thread. */
   take(): SpanColumnsLocal {
     const out = { count: this.n, strings: this.table.strings.slice() } as Record<string, unknown>;

@@ -71,7 +71,7 @@ test('little communication raises no comm-bound finding', () => {
   assert.deepEqual(all(deriveIdle(traceOf(rows, [[0, 95]]))), []);
 });
 
-test('the straggler rule still rebalances shards by measured throughput', () => {
+test('the straggler rule still rebalances shards by measured throughput (devices of two classes)', () => {
   const rows: SpanRow[] = [
     { lane: 0, kind: 'comm', name: 'scatter', comm: 'scatter', start: 5, dur: 5, step: 0, bytes: 100 },
     { lane: 0, kind: 'compute', name: 'session.run', start: 10, dur: 40, step: 0 },
@@ -80,7 +80,10 @@ test('the straggler rule still rebalances shards by measured throughput', () => 
     { lane: 1, kind: 'compute', name: 'session.run', start: 5, dur: 85, step: 0 },
     { lane: 1, kind: 'comm', name: 'gather', comm: 'gather', start: 90, dur: 10, step: 0, bytes: 100 },
   ];
-  const f = all(deriveIdle(traceOf(rows, [[0, 100]])));
+  // A CPU worker and a WebGPU adapter: different hardware, so the difference is the devices'.
+  const m = meta();
+  m.devices[1] = { ...m.devices[1]!, id: 'webgpu:0', kind: 'webgpu', provider: 'webgpu', label: 'webgpu:0' };
+  const f = all(deriveIdle(traceOf(rows, [[0, 100]], m)));
   assert.deepEqual(f.map((x) => x.id), ['straggler']);
   // 10 µs/row on lane 0, 21.25 µs/row on lane 1: 6/2 gives max(60, 42.5) = 60 µs of compute,
   // better than 5/3 (max(50, 63.75)); the step shrinks by 85 − 60 to 75 µs.

@@ -28,7 +28,7 @@ interface StragglerOptions {
 }
 
 /**
- * Data parallel on two devices, 4 rows each: lane 0 computes 40 µs per step, lane 1 85 µs
+ * Data parallel on two unlike CPU devices (see unlikeDevices), 4 rows each: lane 0 computes 40 µs per step, lane 1 85 µs
  * (a straggler). Rebalanced to 6/2 rows the step is predicted to shrink from 100 to 75 µs,
  * an effect of 25 µs.
  */
@@ -49,7 +49,17 @@ function straggler(o: StragglerOptions = {}): Trace {
     steps.push([t0, t0 + len]);
     t0 += Math.max(len, 100) + 20;
   });
-  return deriveIdle(traceOf(rows, steps, meta({ plan: dataPlan({ batch: 8, shards: [4, 4], steps: lens.length }), ...o.meta })));
+  return deriveIdle(traceOf(rows, steps, meta({ plan: dataPlan({ batch: 8, shards: [4, 4], steps: lens.length }), devices: unlikeDevices(), ...o.meta })));
+}
+
+/**
+ * A CPU worker and a second CPU device of another class (two intra-op threads): different
+ * configurations, so a difference in their compute is theirs (two CPU workers of one class
+ * are interchangeable threads, and the straggler rule does not rebalance them).
+ */
+function unlikeDevices(): TraceMeta['devices'] {
+  const m = meta();
+  return [m.devices[0]!, { ...m.devices[1]!, threads: 2, label: 'cpu:1 (2 threads)' }];
 }
 
 test('a quiet run with CPU ≈ wall and no wait is good, and keeps its straggler finding', () => {

@@ -317,7 +317,13 @@ export class Interpreter {
       this.checkStart = new Float64Array(checkSteps);
       this.checkEnd = new Float64Array(checkSteps);
     }
-    this.recording = record && m.capture && !uncaptured;
+    // Warm-up steps record too, and their spans are dropped at the block's end: code that
+    // first records in a timed step runs unoptimised, and the code around it (optimised
+    // while nothing was recorded) deoptimises. After warm-up that never recorded, the first
+    // four or five timed steps of silero VAD (0.5 ms steps, data cpu:2, 2-core VM) took
+    // 1.5–6× the rest.
+    const warmupRecording = !record && m.capture;
+    this.recording = (record && m.capture && !uncaptured) || warmupRecording;
     this.timedBlock = record && !uncaptured;
     // A block starts from a collected heap (the runner exposes gc), outside the steps'
     // windows, once the runs have handed out large outputs (GC_AFTER_OUTPUT_BYTES).
@@ -358,7 +364,8 @@ export class Interpreter {
     }
     this.recording = false;
     this.timedBlock = false;
-    if (recorded && steps > 0) this.spansPerStep = Math.ceil((this.spans.count - spansBefore) / steps);
+    if (warmupRecording) this.spans.truncate(spansBefore);
+    else if (recorded && steps > 0) this.spansPerStep = Math.ceil((this.spans.count - spansBefore) / steps);
     const faultsAfter = faultsBefore !== null ? threadMinorFaults() : null;
     this.post({ type: 'block', rank: m.rank, ...(faultsBefore !== null && faultsAfter !== null ? { faultsPerStep: (faultsAfter - faultsBefore) / steps } : {}) });
   }
