@@ -124,26 +124,16 @@ export class SpanBuffer implements CommRecorder {
 
   /** Records one span and returns its index (usable as a `parent`). */
   record(kind: SpanKindCode, name: string, startUs: number, durUs: number, x: SpanExtras = {}): number {
-    const o = this.next();
+    const i = this.put(kind, this.intern(name), startUs, durUs, x.bytes ?? 0, x.peer ?? -1, x.comm ?? 0, x.flags ?? 0, x.phase ?? 0, x.cpu ?? -1, x.wait ?? -1);
+    const o = i * STRIDE;
     const r = this.rows;
-    r[o + K] = kind;
-    r[o + NAME] = this.intern(name);
-    r[o + OP] = x.opType === undefined ? -1 : this.intern(x.opType);
-    r[o + START] = startUs;
-    r[o + DUR] = durUs;
-    r[o + STEP] = x.step ?? this.context.step;
-    r[o + MICRO] = x.micro ?? this.context.micro;
-    r[o + STAGE] = x.stage ?? this.context.stage;
-    r[o + BYTES] = x.bytes ?? 0;
-    r[o + PEER] = x.peer ?? -1;
-    r[o + PARENT] = x.parent ?? -1;
-    r[o + FLAGS] = x.flags ?? 0;
-    r[o + CAUSE] = x.cause ?? 0;
-    r[o + COMM] = x.comm ?? 0;
-    r[o + PHASE] = x.phase ?? 0;
-    r[o + CPU] = x.cpu ?? -1;
-    r[o + WAIT] = x.wait ?? -1;
-    return o / STRIDE;
+    if (x.opType !== undefined) r[o + OP] = this.intern(x.opType);
+    if (x.step !== undefined) r[o + STEP] = x.step;
+    if (x.micro !== undefined) r[o + MICRO] = x.micro;
+    if (x.stage !== undefined) r[o + STAGE] = x.stage;
+    if (x.parent !== undefined) r[o + PARENT] = x.parent;
+    if (x.cause !== undefined) r[o + CAUSE] = x.cause;
+    return i;
   }
 
   /**

@@ -364,8 +364,8 @@ export class Interpreter {
     }
     this.recording = false;
     this.timedBlock = false;
+    if (recorded && steps > 0) this.spansPerStep = Math.ceil((this.spans.count - spansBefore) / steps);
     if (warmupRecording) this.spans.truncate(spansBefore);
-    else if (recorded && steps > 0) this.spansPerStep = Math.ceil((this.spans.count - spansBefore) / steps);
     const faultsAfter = faultsBefore !== null ? threadMinorFaults() : null;
     this.post({ type: 'block', rank: m.rank, ...(faultsBefore !== null && faultsAfter !== null ? { faultsPerStep: (faultsAfter - faultsBefore) / steps } : {}) });
   }
@@ -440,7 +440,7 @@ export class Interpreter {
     this.sessions.clear();
   }
 
-  /** Spans a recorded step made in the last recorded block. */
+  /** Spans a step made in the last recorded block (warm-up included). */
   private spansPerStep = 0;
   /** The interned name of a compute span of `session.run`. */
   private readonly runNameId = this.spans.intern('session.run');

@@ -294,10 +294,6 @@ export class ProgramRun {
   /** Warm-up steps run beyond the asked ones: to last WARMUP_MIN_MS, and until the workers' memory stopped growing. */
   extraWarmup = { minTime: 0, memory: 0 };
 
-  get extraWarmupSteps(): number {
-    return this.extraWarmup.minTime + this.extraWarmup.memory;
-  }
-
   /**
    * The unrecorded warm-up steps (at least one: first runs are slow); with `blockSteps` > 0
    * (not when training: each step updates the weights, and the baseline's must match), more
