@@ -64,6 +64,8 @@ export type SpanColumnsLocal = Omit<SpanColumns, 'lane'> & { strings: string[] }
 /** The span fields a worker records, in row order (the trace's columns less `lane`). */
 const FIELDS = SPAN_COLUMNS.filter((c): c is Exclude<(typeof SPAN_COLUMNS)[number], 'lane'> => c !== 'lane');
 const STRIDE = FIELDS.length;
+/** Bytes one span takes in a worker's span buffer: one row of float64 fields. */
+export const SPAN_ROW_BYTES = STRIDE * Float64Array.BYTES_PER_ELEMENT;
 const F = Object.fromEntries(FIELDS.map((c, i) => [c, i])) as Record<(typeof FIELDS)[number], number>;
 const K = F.kind, NAME = F.name, OP = F.opType, START = F.start, DUR = F.dur, STEP = F.step, MICRO = F.micro, STAGE = F.stage;
 const BYTES = F.bytes, PEER = F.peer, PARENT = F.parent, FLAGS = F.flags, CAUSE = F.cause, COMM = F.comm, PHASE = F.phase, CPU = F.cpu, WAIT = F.wait;

@@ -5,11 +5,11 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { profile, type ProfileOutcome } from '../../src/runtime/api';
-import { SPAN_COLUMN_TYPES } from '../../src/profiler/trace-format';
+import { SPAN_ROW_BYTES } from '../../src/runtime/spans';
 import type { ProfileRequest } from '../../src/runtime/protocol';
 
-/** Bytes one span takes in a device worker's span buffer (one element of every column). */
-export const SPAN_BYTES = Object.values(SPAN_COLUMN_TYPES).reduce((sum, t) => sum + (t === 'f64' ? 8 : t === 'i32' ? 4 : 1), 0);
+/** Bytes one span takes in a device worker's span buffer (one row of float64 fields). */
+export const SPAN_BYTES = SPAN_ROW_BYTES;
 
 /** One sample: measured steps done (as the runner last reported) and the runner's RSS. */
 export interface RssSample {
@@ -51,29 +51,48 @@ export function runnerChildren(): number[] {
 /**
  * Runs `req` and samples the runner's RSS every `everyMs` while it measures steps (not while
  * it loads, nor while it builds the trace at the end, which holds every span once more).
+ * The runner reports steps done at most every 100 ms or so, so each sample's step is
+ * interpolated in time between the two reports around it; samples outside the reports are
+ * dropped. The number of samples then depends on how long the run measures, not on how
+ * often it reports.
  */
 export async function sampleRunnerRss(req: ProfileRequest, everyMs = 100): Promise<RssRun> {
-  let step = -1;
   let measuring = false;
   let runner = 0;
-  const samples: RssSample[] = [];
+  const reports: { t: number; step: number }[] = [];
+  const raw: { t: number; rssBytes: number }[] = [];
   const timer = setInterval(() => {
-    if (!measuring || step < 0) return;
+    if (!measuring) return;
     if (runner === 0) runner = runnerChildren()[0] ?? 0;
     const rss = runner > 0 ? rssOf(runner) : null;
-    if (rss !== null) samples.push({ step, rssBytes: rss });
+    if (rss !== null) raw.push({ t: performance.now(), rssBytes: rss });
   }, everyMs);
   try {
     const outcome = await profile(req, {
       onProgress: (p) => {
         measuring = p.phase === 'steps';
-        if (measuring) step = p.done;
+        if (measuring) reports.push({ t: performance.now(), step: p.done });
       },
     });
-    return { outcome, samples };
+    return { outcome, samples: stepsAt(raw, reports) };
   } finally {
     clearInterval(timer);
   }
+}
+
+/** Each timed RSS reading with its step, interpolated between the step reports around it. */
+export function stepsAt(raw: readonly { t: number; rssBytes: number }[], reports: readonly { t: number; step: number }[]): RssSample[] {
+  const out: RssSample[] = [];
+  let j = 0;
+  for (const r of raw) {
+    while (j + 1 < reports.length && reports[j + 1]!.t < r.t) j++;
+    const a = reports[j];
+    const b = reports[j + 1];
+    if (!a || !b || r.t < a.t) continue;
+    const f = b.t > a.t ? (r.t - a.t) / (b.t - a.t) : 0;
+    out.push({ step: a.step + f * (b.step - a.step), rssBytes: r.rssBytes });
+  }
+  return out;
 }
 
 /**
