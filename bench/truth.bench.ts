@@ -33,7 +33,7 @@ import { profile, type ProfileOutcome } from '../src/runtime/api';
 import { defaultCacheDir, ensureDemoModel } from '../src/runtime/onnx/demo-model';
 import { parseModel } from '../src/runtime/onnx/model';
 import { makePlan, type PlanFields } from '../src/profiler/plan';
-import type { ProfileRequest } from '../src/runtime/protocol';
+import { DEFAULT_MIN_TIME_S, DEFAULT_STEPS, type ProfileRequest } from '../src/runtime/protocol';
 import type { Finding } from '../src/profiler/findings';
 import { median } from '../src/profiler/stats';
 import {
@@ -57,8 +57,11 @@ const REPEATS = QUICK ? 1 : 3;
 const STABILITY = QUICK ? 2 : 5;
 const CAPTURE_PAIRS = QUICK ? 2 : 5;
 const ONE_DEVICE_RUNS = QUICK ? 1 : 3;
-/** The CLI's defaults (`--steps 20 --warmup 3`): advice is judged as a user running `profile` would get it. */
-const STEPS = 20;
+/**
+ * The CLI's defaults (20 steps, more to last DEFAULT_MIN_TIME_S, `--warmup 3`): advice is
+ * judged as a user running `profile` would get it.
+ */
+const STEPS = DEFAULT_STEPS;
 const WARMUP = 3;
 const WITHIN = 0.15;
 
@@ -150,6 +153,8 @@ function baseRequest(path: string, m: CorpusModel): ProfileRequest {
     capture: true,
     opLevel: false,
     baseline: false,
+    // As the CLI without --steps: short steps are timed for at least DEFAULT_MIN_TIME_S.
+    minTimedMs: DEFAULT_MIN_TIME_S * 1000,
     outPath: null,
     ...m.flags,
   };
@@ -543,7 +548,7 @@ async function main(): Promise<void> {
   L(`## Findings against ground truth: every suggestion run on real and generated models${QUICK ? ' (quick subset)' : ''}`);
   L();
   L(`Machine: ${cpu}, ${os.availableParallelism()} logical cores, load average ${os.loadavg().map((v) => v.toFixed(1)).join(' / ')} at the end. Command: \`${QUICK ? 'PARALLAX_TRUTH_QUICK=1 ' : ''}npm run bench -- truth\`.`);
-  L(`${REPEATS} interleaved repetition(s) of base and changed run per suggestion, ${STABILITY} identical runs per plan, ${STEPS} steps after ${WARMUP} warm-up, capture on, operator profile off; ${runs} profile runs in ${(elapsedS / 60).toFixed(1)} min.`);
+  L(`${REPEATS} interleaved repetition(s) of base and changed run per suggestion, ${STABILITY} identical runs per plan, ${STEPS} steps (more where they take under ${DEFAULT_MIN_TIME_S} s, as the CLI without --steps) after ${WARMUP} warm-up, capture on, operator profile off; ${runs} profile runs in ${(elapsedS / 60).toFixed(1)} min.`);
   L(`Measurement quality of the base runs: ${qualities.length - poor} of ${qualities.length} not poor${INCLUDE_HELD ? '; suggestions of held-back findings were run too (PARALLAX_TRUTH_HELD=1)' : '; held-back findings are not run (their advice is not shown)'}.`);
   L('Error = predicted / measured after − 1 (medians over repetitions); "slower" = after (per row, for batch changes) exceeds before by more than the base run\'s noise.');
   L();

@@ -210,13 +210,14 @@ function trainingLines(t: TrainingSummary): string[] {
  * the run did not produce it), so the output at fault is visible without opening the trace.
  */
 export function numericsLine(nc: NumericalCheck, noun: 'output' | 'parameter' = 'output'): string {
-  const errs = `max abs err ${nc.maxAbsErr.toExponential(2)}, max rel err ${nc.maxRelErr.toExponential(2)}`;
+  const l2 = nc.l2Tol !== undefined && nc.maxRelL2 !== undefined ? `, relative L2 err ${nc.maxRelL2.toExponential(2)} (tolerance ${nc.l2Tol.toExponential(0)})` : '';
+  const errs = `max abs err ${nc.maxAbsErr.toExponential(2)}, max rel err ${nc.maxRelErr.toExponential(2)}${l2}`;
   const outputs = nc.outputs ?? [];
   const count = outputs.length > 0 ? `, ${outputs.length} ${noun}${outputs.length === 1 ? '' : 's'}` : '';
   if (nc.ok) return `numerics    ok: ${errs}${count} against ${nc.reference}`;
   const failing = outputs
     .filter((o) => !o.ok)
-    .map((o) => (o.elements === 0 ? `"${o.name}" (missing or of another size)` : `"${o.name}" (max abs err ${o.maxAbsErr.toExponential(2)}, max rel err ${o.maxRelErr.toExponential(2)})`));
+    .map((o) => (o.elements === 0 ? `"${o.name}" (missing or of another size)` : `"${o.name}" (max abs err ${o.maxAbsErr.toExponential(2)}, max rel err ${o.maxRelErr.toExponential(2)}${nc.l2Tol !== undefined && o.relL2 !== undefined ? `, relative L2 err ${o.relL2.toExponential(2)}` : ''})`));
   const which = failing.length > 0 ? ` in ${failing.join(', ')}` : '';
   return `numerics    MISMATCH${which}: ${errs}${count} against ${nc.reference}`;
 }

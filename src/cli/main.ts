@@ -18,7 +18,7 @@ import { MAX_BATCH } from '../common/limits';
 import { escapeTerminal } from '../common/terminal';
 import { TOOL_VERSION } from '../common/version';
 import { profile, ProfileCancelled } from '../runtime/api';
-import type { ProfileRequest, Progress } from '../runtime/protocol';
+import { DEFAULT_MIN_TIME_S, DEFAULT_STEPS, type ProfileRequest, type Progress } from '../runtime/protocol';
 import { EtaEstimator, formatEta } from '../runtime/progress-eta';
 import { GRAD_DTYPES, makePlan, PARALLEL_MODES, PIPELINE_SCHEDULES, PlanFieldError, TRAIN_DEFAULTS, TRAIN_LOSSES, TRAIN_OPTIMIZERS, type GradDtype, type ParallelMode, type Plan, type PipelineSchedule, type TrainLoss, type TrainOptimizer, type TrainPlan } from '../profiler/plan';
 import { parseByteSize } from '../profiler/units';
@@ -181,7 +181,10 @@ interface ProfileFlags {
   schedule?: PipelineSchedule;
   devices: string;
   batch: number;
-  steps: number;
+  /** Absent: DEFAULT_STEPS, lengthened to last --min-time. */
+  steps?: number;
+  /** Seconds the timed steps last at least (default DEFAULT_MIN_TIME_S when --steps is absent, else 0). */
+  minTime?: number;
   warmup: number;
   seed: number;
   out?: string;
@@ -230,6 +233,15 @@ function positiveNumber(name: string) {
   };
 }
 
+/** A finite number ≥ 0 flag (`--min-time 0` turns the minimum off). */
+function nonNegativeNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 3600) throw new InvalidArgumentError(`${name} must be a number of seconds from 0 to 3600, got "${v}"`);
+    return n;
+  };
+}
+
 /** The typed plan of the flags; flags of another mode are refused before any work starts. */
 function planOf(flags: ProfileFlags & { mode: ParallelMode }): Plan {
   const cuts = flags.cuts?.split(',').map((c) => c.trim()).filter((c) => c !== '');
@@ -239,7 +251,7 @@ function planOf(flags: ProfileFlags & { mode: ParallelMode }): Plan {
       mode: flags.mode,
       devices: flags.devices,
       batch: flags.batch,
-      steps: flags.steps,
+      steps: flags.steps ?? DEFAULT_STEPS,
       warmup: flags.warmup,
       seed: flags.seed,
       shards: flags.shards,
@@ -259,6 +271,12 @@ function planOf(flags: ProfileFlags & { mode: ParallelMode }): Plan {
   }
 }
 
+/** The request's minimum timed duration: --min-time, else DEFAULT_MIN_TIME_S unless --steps fixes the count. */
+function minTimedOf(flags: Pick<ProfileFlags, 'steps' | 'minTime'>): { minTimedMs?: number } {
+  const s = flags.minTime ?? (flags.steps === undefined ? DEFAULT_MIN_TIME_S : 0);
+  return s > 0 ? { minTimedMs: s * 1000 } : {};
+}
+
 async function profileCommand(model: string, flags: ProfileFlags): Promise<void> {
   const { modelPath, label } = await resolveModel(model);
   const out = resolve(flags.out ?? join('runs', `${basename(label, '.onnx')}-${flags.mode}.parallax.json`));
@@ -275,6 +293,7 @@ async function profileCommand(model: string, flags: ProfileFlags): Promise<void>
     ...(flags.probe === false ? { probe: false } : {}),
     adviceOnPoorQuality: flags.adviceOnPoorQuality,
     baseline: flags.baseline,
+    ...minTimedOf(flags),
     ...(flags.batchDim ? { batchDim: flags.batchDim } : {}),
     ...(Object.keys(flags.dim).length ? { dims: flags.dim } : {}),
     ...(Object.keys(flags.inputShape).length ? { inputShapes: flags.inputShape } : {}),
@@ -441,7 +460,8 @@ export function buildProgram(): Command {
     .addOption(new Option('--mode <mode>', 'parallel mode').choices([...PARALLEL_MODES]).default('data'))
     .option('--devices <spec>', 'devices, e.g. cpu:2 or cpu:1,webgpu:1', deviceSpec, 'cpu:2')
     .option('--batch <n>', 'global batch size (split across devices)', positiveInt('--batch', MAX_BATCH), 64)
-    .option('--steps <n>', 'measured steps', positiveInt('--steps'), 20)
+    .option('--steps <n>', `measured steps (default ${DEFAULT_STEPS}, more where they would take under --min-time)`, positiveInt('--steps'))
+    .option('--min-time <s>', `inference: time steps for at least this long, more than --steps where those are short (default ${DEFAULT_MIN_TIME_S} without --steps, else 0)`, nonNegativeNumber('--min-time'))
     .option('--warmup <n>', 'unrecorded warm-up steps', nonNegativeInt('--warmup'), 3)
     .option('--seed <n>', 'seed for synthesized inputs', nonNegativeInt('--seed'), 0)
     .option('--out <file>', 'trace file to write (default runs/<model>-<mode>.parallax.json)')

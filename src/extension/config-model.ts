@@ -417,6 +417,8 @@ export function toProfilePlan(plan: ConfigPlan, configPath: string, settings: Pr
     opLevel: v.opLevel ?? settings.opLevel,
     adviceOnPoorQuality: settings.adviceOnPoorQuality,
     baseline: v.baseline ?? settings.baseline,
+    // A configuration that names its steps times exactly those.
+    ...(v.steps === undefined && settings.minTime > 0 ? { minTimedMs: settings.minTime * 1000 } : {}),
     outPath,
     ...(v.batchDim !== undefined ? { batchDim: v.batchDim } : {}),
     ...(v.dims !== undefined ? { dims: v.dims } : {}),

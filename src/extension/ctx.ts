@@ -105,6 +105,7 @@ export class Ctx implements vscode.Disposable {
       devices: c.get<string>(Setting.profileDevices, d.devices).trim() || d.devices,
       batch: positive(c.get<number>(Setting.profileBatch, d.batch), d.batch),
       steps: positive(c.get<number>(Setting.profileSteps, d.steps), d.steps),
+      minTime: Math.min(3600, Math.max(0, Number(c.get<number>(Setting.profileMinTime, d.minTime)) || 0)),
       warmup: Math.max(0, Math.floor(c.get<number>(Setting.profileWarmup, d.warmup))),
       baseline: c.get<boolean>(Setting.profileBaseline, d.baseline),
       opLevel: c.get<boolean>(Setting.profileOpLevel, d.opLevel),

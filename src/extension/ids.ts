@@ -87,6 +87,8 @@ export const Setting = {
   profileBatch: 'parallax.profile.batch',
   /** Measured steps per run. */
   profileSteps: 'parallax.profile.steps',
+  /** Seconds the measured steps of an inference run last at least. */
+  profileMinTime: 'parallax.profile.minTime',
   /** Unrecorded warm-up steps per run. */
   profileWarmup: 'parallax.profile.warmup',
   /** Measure the one-device baseline in the same run. */

@@ -4,7 +4,7 @@
  */
 import { formatDuration } from '../profiler/units';
 import { isAbsolute, join, basename } from 'node:path';
-import type { ProfileRequest, Progress } from '../runtime/protocol';
+import { DEFAULT_MIN_TIME_S, DEFAULT_STEPS, type ProfileRequest, type Progress } from '../runtime/protocol';
 import { formatEta } from '../runtime/progress-eta';
 import { makePlan, MODE_DESCRIPTIONS, PARALLEL_MODES, type ParallelMode, type TrainPlan } from '../profiler/plan';
 import type { DiscoveredDevices } from '../runtime/device/discovery';
@@ -16,6 +16,8 @@ export interface ProfileSettings {
   devices: string;
   batch: number;
   steps: number;
+  /** Seconds the timed steps of an inference run last at least (0: exactly `steps`). */
+  minTime: number;
   warmup: number;
   baseline: boolean;
   opLevel: boolean;
@@ -28,7 +30,8 @@ export const DEFAULT_PROFILE_SETTINGS: ProfileSettings = {
   mode: 'data',
   devices: 'cpu:2',
   batch: 64,
-  steps: 20,
+  steps: DEFAULT_STEPS,
+  minTime: DEFAULT_MIN_TIME_S,
   warmup: 3,
   baseline: true,
   opLevel: true,
@@ -167,6 +170,7 @@ export function buildPlan(choices: RunChoices, settings: ProfileSettings, outPat
     opLevel: settings.opLevel,
     adviceOnPoorQuality: settings.adviceOnPoorQuality,
     baseline: settings.baseline,
+    ...(settings.minTime > 0 ? { minTimedMs: settings.minTime * 1000 } : {}),
     outPath,
   };
 }

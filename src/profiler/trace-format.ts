@@ -98,6 +98,15 @@ export const NumericalCheckSchema = Type.Object({
   /** Tolerance used for `ok`: |a−b| ≤ atol + rtol·|b| element-wise. */
   atol: Type.Number(),
   rtol: Type.Number(),
+  /**
+   * Where set (trained weights), an output that misses the element-wise tolerance is still
+   * `ok` when its relative L2 error ‖a−b‖₂ / ‖b‖₂ is at most this: a few elements on the
+   * other side of a ReLU's kink after float32 reordering move a whole training run a little,
+   * which no element-wise tolerance bounds, while a wrong gradient moves every element.
+   */
+  l2Tol: Type.Optional(Type.Number()),
+  /** Largest relative L2 error over the outputs. */
+  maxRelL2: Type.Optional(Type.Number()),
   ok: Type.Boolean(),
   /** Number of output elements compared. */
   elements: Type.Number(),
@@ -113,6 +122,8 @@ export const NumericalCheckSchema = Type.Object({
         name: Type.String(),
         maxAbsErr: Type.Number(),
         maxRelErr: Type.Number(),
+        /** ‖a−b‖₂ / ‖b‖₂ over the output (‖a−b‖₂ where ‖b‖₂ is 0). */
+        relL2: Type.Optional(Type.Number()),
         ok: Type.Boolean(),
         elements: Type.Number(),
       }),

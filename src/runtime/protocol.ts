@@ -13,6 +13,15 @@ import type { DeviceInfo } from './device/discovery';
 export type { ParallelMode, Plan } from '../profiler/plan';
 
 /** What to profile and how; the runner's whole input. The parallel part is the typed {@link Plan}. */
+/** Timed steps a profile runs when none are asked for (the CLI, the extension's settings). */
+export const DEFAULT_STEPS = 20;
+/**
+ * Seconds the timed steps of an inference profile last at least when no step count is asked
+ * for: twenty sub-millisecond steps are over in 10 ms, and their median is that of whatever
+ * state the machine was in for those milliseconds (see the runner's timedStepsFor).
+ */
+export const DEFAULT_MIN_TIME_S = 0.5;
+
 export interface ProfileRequest {
   /** Model file to load (absolute path). */
   modelPath: string;
@@ -56,6 +65,13 @@ export interface ProfileRequest {
   outPath: string | null;
   /** Stop after compiling the program, reporting it without running it. */
   dryRun?: boolean;
+  /**
+   * Inference: the timed steps last at least this long (ms). Where `plan.steps` of the step
+   * time the warm-up measured take less, the run times more steps (at most MAX_TIMED_STEPS)
+   * and the trace's plan records how many. Absent or 0: exactly `plan.steps`. Not with
+   * training (every step trains) nor the capture check.
+   */
+  minTimedMs?: number;
   /** On a poorly measured run, hold timing findings back (default) or show them with a caveat. */
   adviceOnPoorQuality?: 'hold' | 'show';
   /** Memory per device to check the run and the other plans against (`--device-memory`), bytes. */
@@ -204,7 +220,15 @@ export type ToDeviceControl =
    * `uncaptured`: a block of the capture check (`ProfileRequest.captureCheck`): the same steps
    * with span capture off, their windows kept apart from the timed ones (`checkStart`/`checkEnd`).
    */
-  | { type: 'run'; first: number; steps: number; record: boolean; uncaptured?: boolean }
+  | {
+      type: 'run';
+      first: number;
+      steps: number;
+      record: boolean;
+      uncaptured?: boolean;
+      /** The run's timed steps from now on (sent with the first timed block when the runner lengthened a short-step run; see ProfileRequest.minTimedMs). */
+      totalSteps?: number;
+    }
   | { type: 'finish'; profiledSteps: number };
 
 export type ToDevice = DeviceInit | ToDeviceControl;

@@ -166,10 +166,35 @@ describe('per-output numerical check', () => {
     assert.equal(hn.ok, false);
     assert.equal(hn.maxAbsErr, 0.5);
     assert.deepEqual(nc.outputs!.find((o) => o.name === 'cn'), { name: 'cn', maxAbsErr: 0, maxRelErr: 0, ok: false, elements: 0 });
+    assert.ok(Math.abs(hn.relL2! - 0.5 / Math.sqrt(30)) < 1e-9, `relative L2 ${hn.relL2}`);
     assert.equal(nc.maxAbsErr, 0.5);
     const line = numericsLine(nc);
     assert.match(line, /^numerics {4}MISMATCH in "hn" \(max abs err 5\.00e-1, max rel err 1\.25e-1\), "cn" \(missing or of another size\)/);
     assert.doesNotMatch(line, /"output"/);
+  });
+
+  test('trained weights: a few elements past the element-wise tolerance pass on their relative L2 error; an error in every element does not', () => {
+    const n = 10_000;
+    const ref = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 0.05);
+    // A ReLU kink flipped after reordering: three elements off by 2e-5, far past 1e-5 + 1e-4·|b|.
+    const kink = Float32Array.from(ref);
+    for (const i of [3, 500, 9000]) kink[i]! += 2e-5;
+    const elementwise = compareOutputs(new Map([['w', kink]]), new Map([['w', ref]]), 'one-device training', 1e-5, 1e-4);
+    assert.equal(elementwise.ok, false, 'element-wise alone fails it');
+    const nc = compareOutputs(new Map([['w', kink]]), new Map([['w', ref]]), 'one-device training', 1e-5, 1e-4, 1e-3);
+    assert.equal(nc.ok, true);
+    assert.ok(nc.maxRelL2! > 0 && nc.maxRelL2! < 1e-4, `relative L2 ${nc.maxRelL2}`);
+    assert.match(numericsLine(nc, 'parameter'), /^numerics {4}ok: .*relative L2 err \d\.\d\de-\d \(tolerance 1e-3\), 1 parameter against one-device training$/);
+    // A gradient off by a share in every element: 1 % of each weight.
+    const wrong = ref.map((v) => v * 1.01);
+    const bad = compareOutputs(new Map([['w', wrong]]), new Map([['w', ref]]), 'one-device training', 1e-5, 1e-4, 1e-3);
+    assert.equal(bad.ok, false);
+    assert.ok(Math.abs(bad.maxRelL2! - 0.01) < 1e-4, `relative L2 ${bad.maxRelL2}`);
+    assert.match(numericsLine(bad, 'parameter'), /MISMATCH in "w" \(max abs err .*, relative L2 err 1\.00e-2\)/);
+    // NaN fails the norm criterion too.
+    const nan = Float32Array.from(ref);
+    nan[7] = NaN;
+    assert.equal(compareOutputs(new Map([['w', nan]]), new Map([['w', ref]]), 'ref', 1e-5, 1e-4, 1e-3).ok, false);
   });
 
   test('NaN is the largest error and stays JSON-safe', () => {

@@ -112,7 +112,8 @@ export interface SummaryView {
   baseline: string | null;
   /** Pipeline bubble fraction, when the summary has one. */
   bubbleFraction: number | null;
-  numericalCheck: { ok: boolean; maxAbsErr: number; maxRelErr: number; reference: string } | null;
+  /** `l2Tol`/`maxRelL2`: trained weights, which also pass on their relative L2 error. */
+  numericalCheck: { ok: boolean; maxAbsErr: number; maxRelErr: number; reference: string; maxRelL2: number | null; l2Tol: number | null } | null;
   devices: DeviceRow[];
   /** Measurement-quality verdict and its reasons; null for summaries written before it existed. */
   quality: { verdict: 'good' | 'fair' | 'poor'; reasons: string[] } | null;
@@ -172,7 +173,7 @@ export function summaryView(x: unknown): SummaryView | null {
     bubbleFraction: bubble,
     numericalCheck:
       nc && typeof nc['ok'] === 'boolean'
-        ? { ok: nc['ok'], maxAbsErr: num(nc['maxAbsErr']) ?? NaN, maxRelErr: num(nc['maxRelErr']) ?? NaN, reference: str(nc['reference']) ?? '' }
+        ? { ok: nc['ok'], maxAbsErr: num(nc['maxAbsErr']) ?? NaN, maxRelErr: num(nc['maxRelErr']) ?? NaN, reference: str(nc['reference']) ?? '', maxRelL2: num(nc['maxRelL2']) ?? null, l2Tol: num(nc['l2Tol']) ?? null }
         : null,
     devices: rows,
     quality: qualityView(s['measurementQuality']),

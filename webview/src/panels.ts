@@ -128,13 +128,13 @@ export function renderSummary(root: HTMLElement, runs: Run[]): void {
     }
     if (s?.numericalCheck) {
       const nc = s.numericalCheck;
-      metrics.append(
-        metric(
-          'numerics',
-          `${nc.ok ? 'ok' : 'MISMATCH'}: max abs ${nc.maxAbsErr.toExponential(2)}, max rel ${nc.maxRelErr.toExponential(2)}`,
-          nc.ok ? 'px-ok' : 'px-bad',
-        ),
-      );
+      const l2 = nc.l2Tol !== null && nc.maxRelL2 !== null ? `, rel L2 ${nc.maxRelL2.toExponential(2)}` : '';
+      const m = metric('numerics', `${nc.ok ? 'ok' : 'MISMATCH'}: max abs ${nc.maxAbsErr.toExponential(2)}, max rel ${nc.maxRelErr.toExponential(2)}${l2}`, nc.ok ? 'px-ok' : 'px-bad');
+      m.title =
+        nc.l2Tol !== null
+          ? `Against ${nc.reference}. A trained parameter passes element-wise, or on its relative L2 error (tolerance ${nc.l2Tol.toExponential(0)}): float32 reordering can flip a ReLU for a few elements, which moves the run a little; a wrong gradient moves every element.`
+          : `Against ${nc.reference}.`;
+      metrics.append(m);
     } else if (s) metrics.append(metric('numerics', 'not checked'));
     if (!s) metrics.append(metric('summary', 'computing…'));
     box.append(metrics);

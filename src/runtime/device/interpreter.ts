@@ -161,6 +161,7 @@ export class Interpreter {
         case 'init':
           return await this.onInit(m);
         case 'run':
+          if (m.totalSteps !== undefined) this.init!.steps = m.totalSteps;
           return await this.onRun(m.first, m.steps, m.record, m.uncaptured === true);
         case 'finish':
           return await this.onFinish(m.profiledSteps);

@@ -8,6 +8,7 @@
  *   the first device) → execute the program → numerical check → trace (spans merged on one
  *   clock, idle derived) → summary and findings → write
  */
+import { formatDuration } from '../../profiler/units';
 import { join } from 'node:path';
 import * as os from 'node:os';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -445,6 +446,8 @@ function baselineProgram(req: ProfileRequest, l: Loaded): Program {
 
 /** What the runner measured: the parallel run's results and, with a baseline, its results. */
 interface Runs {
+  /** Timed steps run: the plan's, or more to last ProfileRequest.minTimedMs. */
+  steps: number;
   done: DoneMessage[];
   /** Other processes' load over the timed steps, null where it cannot be measured. */
   load: OtherLoad | null;
@@ -483,6 +486,25 @@ export function probeMicroBatches(batch: number, m: number): number | null {
 /** Steps of the micro-batch probe: half the timed steps, at least 2. */
 const probeSteps = (steps: number): number => Math.max(2, Math.ceil(steps / 2));
 
+/** At most this many timed steps when a run is lengthened to last ProfileRequest.minTimedMs. */
+export const MAX_TIMED_STEPS = 5000;
+
+/**
+ * The timed steps of a run asked for `asked` steps that should last `minTimedMs` (0 or absent:
+ * no minimum), given a step time from its warm-up (null: none, which keeps `asked`): enough
+ * steps of that length to last the minimum, at least `asked`, at most MAX_TIMED_STEPS.
+ * Twenty sub-millisecond steps are over in 10 ms, inside one of the states the operating
+ * system leaves the cores in for tens of milliseconds after the workers wake (silero VAD,
+ * data cpu:2, 2-core VM: stretches of 0.8 ms steps and of 0.35 ms steps, as when the two
+ * workers share one core and when each has its own); the median of such a run is that of
+ * whichever state it fell in. Five runs of 20 steps gave medians of 0.51–0.93 ms, five of
+ * 1000 steps 0.34–0.37 ms.
+ */
+export function timedStepsFor(asked: number, minTimedMs: number | undefined, warmupStepMs: number | null): number {
+  if (!minTimedMs || minTimedMs <= 0 || warmupStepMs === null || !(warmupStepMs > 0)) return asked;
+  return Math.max(asked, Math.min(MAX_TIMED_STEPS, Math.ceil(minTimedMs / warmupStepMs)));
+}
+
 /**
  * Runs the program and, when asked, the one-device baseline with the same capture settings,
  * their timed steps alternating in blocks (P B B P P B …) so both see the same machine; the
@@ -514,9 +536,13 @@ async function measure(
   // runs 1.5–3× slower (silero VAD v5, data cpu:2, 2-core VM: caches the other run evicted,
   // and the counter reads that first span always gets), and in blocks of one step every
   // probe step was a first one. They are spread over the timed blocks.
-  const mainBlocks = blocksOf(plan.steps);
-  const probeBlocks = probePlan ? blocksOf(probeSteps(plan.steps), Math.max(1, Math.min(mainBlocks.length, Math.round(probeSteps(plan.steps) / mainBlocks[0]!)))) : [];
-  const probeAt = new Map(probeBlocks.map((k, i) => [Math.floor((i * mainBlocks.length) / probeBlocks.length), { steps: k, index: i }]));
+  let mainBlocks = blocksOf(plan.steps);
+  const probeLayout = (steps: number): Map<number, { steps: number; index: number }> => {
+    const probeBlocks = probePlan ? blocksOf(probeSteps(steps), Math.max(1, Math.min(mainBlocks.length, Math.round(probeSteps(steps) / mainBlocks[0]!)))) : [];
+    return new Map(probeBlocks.map((k, i) => [Math.floor((i * mainBlocks.length) / probeBlocks.length), { steps: k, index: i }]));
+  };
+  let probeAt = probeLayout(plan.steps);
+  let steps = plan.steps;
   try {
     if (req.baseline) {
       const bp = baselineProgram(req, l);
@@ -549,7 +575,16 @@ async function measure(
     const settle = (k: number | undefined): number => (l.training ? 0 : (k ?? 0));
     await par.warmup(settle(mainBlocks[0]));
     await base?.warmup(settle(mainBlocks[0]));
-    await probe?.warmup(settle(probeBlocks[0]));
+    await probe?.warmup(settle([...probeAt.values()][0]?.steps));
+    // Short steps: time enough of them (see timedStepsFor).
+    steps = timedStepsFor(plan.steps, req.minTimedMs, l.training || check ? null : par.warmupStepMs);
+    if (steps !== plan.steps) {
+      par.setSteps(steps);
+      base?.setSteps(steps);
+      probe?.setSteps(probeSteps(steps));
+      mainBlocks = blocksOf(steps);
+      probeAt = probeLayout(steps);
+    }
     const sampler = loadSampler();
     sampler?.start();
     for (const [b, k] of mainBlocks.entries()) {
@@ -575,6 +610,7 @@ async function measure(
       ...(capture.profiledSteps > 0 ? ["the operator-profiled steps' second sessions"] : []),
     ];
     return {
+      steps,
       rss: rss.stop(alsoRan),
       extraWarmup: { run: par.extraWarmup, baseline: base?.extraWarmup ?? { minTime: 0, memory: 0 }, probe: probe?.extraWarmup ?? { minTime: 0, memory: 0 } },
       done,
@@ -747,6 +783,10 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     const segmentPaths = materialise(program, prep.prepared, req.modelPath, profileDir, l.training, stages, shards);
     const runs = await measure(req, l, program, segmentPaths, profileDir, hooks, probePlan, shards ? shardInitial(l, prep.prepared, shards) : undefined);
     const capture: CaptureSettings = { spans: req.capture, opProfilerOnTimedSteps: false, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
+    if (runs.steps !== prep.plan.steps) {
+      prep.plan = { ...prep.plan, steps: runs.steps };
+      if (runs.probe) runs.probe.plan = { ...runs.probe.plan, steps: probeSteps(runs.steps) };
+    }
     const baseline = runs.baseline ? baselineRecord(req, l, runs.baseline, capture) : null;
     const done = runs.done;
     const measurement: MeasurementMeta | undefined = runs.load ? { ...runs.load, threads: done.map((d) => d.schedThreads) } : undefined;
@@ -798,6 +838,11 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
       }
     }
     trace.meta.notes.push(...warmupNotes(runs.extraWarmup));
+    if (runs.steps !== req.plan.steps) {
+      trace.meta.notes.push(
+        `Timed ${runs.steps} steps where ${req.plan.steps} were asked: the steps are short, and timed steps last at least ${formatDuration((req.minTimedMs ?? 0) * 1000)} (--min-time; --steps alone times exactly that many).`,
+      );
+    }
     const summary = summarize(trace);
     trace.summary = summary;
     trace.findings = checkFindings(runFindings(trace, summary), { ir: l.ir, request: req, resolved: l.resolved, devices: l.devices, discovered: l.discovered, trace });

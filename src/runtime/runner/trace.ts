@@ -43,38 +43,51 @@ export function mergeOutputs(program: Program, done: DoneMessage[]): Map<string,
 
 type OutputCheck = NonNullable<NumericalCheck['outputs']>[number];
 
-/** One output against its reference: |a−b| ≤ atol + rtol·|b| element-wise. */
-function compareOne(name: string, g: AnyTypedArray | undefined, w: AnyTypedArray, atol: number, rtol: number): OutputCheck {
+/**
+ * One output against its reference: ok when |a−b| ≤ atol + rtol·|b| element-wise, or, where
+ * `l2Tol` is given, when ‖a−b‖₂ ≤ l2Tol·‖b‖₂. NaN anywhere fails either way.
+ */
+function compareOne(name: string, g: AnyTypedArray | undefined, w: AnyTypedArray, atol: number, rtol: number, l2Tol: number | undefined): OutputCheck {
   if (!g || g.length !== w.length) return { name, maxAbsErr: 0, maxRelErr: 0, ok: false, elements: 0 };
   let maxAbsErr = 0;
   let maxRelErr = 0;
-  let ok = true;
+  let within = true;
+  let diff2 = 0;
+  let ref2 = 0;
   for (let i = 0; i < w.length; i++) {
     const a = Number(g[i]);
     const b = Number(w[i]);
     const d = Math.abs(a - b);
-    if (!(d <= atol + rtol * Math.abs(b))) ok = false;
+    if (!(d <= atol + rtol * Math.abs(b))) within = false;
+    diff2 += d * d;
+    ref2 += b * b;
     // NaN counts as the largest error; JSON cannot hold Infinity, so it is recorded as MAX_VALUE.
     if (d > maxAbsErr || Number.isNaN(d)) maxAbsErr = Number.isNaN(d) ? Number.MAX_VALUE : d;
     const rel = d / Math.max(Math.abs(b), 1e-12);
     if (rel > maxRelErr || Number.isNaN(rel)) maxRelErr = Number.isNaN(rel) ? Number.MAX_VALUE : rel;
   }
-  return { name, maxAbsErr, maxRelErr, ok, elements: w.length };
+  const l2 = ref2 > 0 ? Math.sqrt(diff2 / ref2) : Math.sqrt(diff2);
+  const relL2 = Number.isFinite(l2) ? l2 : Number.MAX_VALUE;
+  const ok = within || (l2Tol !== undefined && relL2 <= l2Tol);
+  return { name, maxAbsErr, maxRelErr, relL2, ok, elements: w.length };
 }
 
 /**
- * Element-wise comparison of two sets of outputs: |a−b| ≤ atol + rtol·|b|. Every output of
- * `want` is checked on its own (`outputs`), including one that `got` lacks; the totals are
- * over all of them.
+ * Comparison of two sets of outputs: |a−b| ≤ atol + rtol·|b| element-wise, or (where `l2Tol`
+ * is given) a relative L2 error of at most `l2Tol` per output. Every output of `want` is
+ * checked on its own (`outputs`), including one that `got` lacks; the totals are over all of
+ * them.
  */
-export function compareOutputs(got: Map<string, AnyTypedArray>, want: Map<string, AnyTypedArray>, reference: string, atol = 1e-4, rtol = 1e-3): NumericalCheck {
-  const outputs = [...want].map(([name, w]) => compareOne(name, got.get(name), w, atol, rtol));
+export function compareOutputs(got: Map<string, AnyTypedArray>, want: Map<string, AnyTypedArray>, reference: string, atol = 1e-4, rtol = 1e-3, l2Tol?: number): NumericalCheck {
+  const outputs = [...want].map(([name, w]) => compareOne(name, got.get(name), w, atol, rtol, l2Tol));
   return {
     reference,
     maxAbsErr: Math.max(0, ...outputs.map((o) => o.maxAbsErr)),
     maxRelErr: Math.max(0, ...outputs.map((o) => o.maxRelErr)),
     atol,
     rtol,
+    ...(l2Tol !== undefined ? { l2Tol } : {}),
+    maxRelL2: Math.max(0, ...outputs.map((o) => o.relL2 ?? 0)),
     ok: outputs.every((o) => o.ok),
     elements: outputs.reduce((n, o) => n + o.elements, 0),
     outputs,

@@ -214,7 +214,7 @@ export class ProgramRun {
 
   private constructor(
     readonly program: Program,
-    private readonly o: ExecuteOptions,
+    private o: ExecuteOptions,
     private readonly hooks: RunnerHooks,
   ) {
     this.group = new WorkerGroup(program.devices.length, hooks.signal);
@@ -286,13 +286,35 @@ export class ProgramRun {
   private async block(first: number, steps: number, record: boolean, uncaptured = false): Promise<Extract<FromDevice, { type: 'block' }>[]> {
     if (steps <= 0) return [];
     const done = this.group.waitAll('block');
-    const m: ToDeviceControl = { type: 'run', first, steps, record, ...(uncaptured ? { uncaptured } : {}) };
+    const total = record && this.resized ? { totalSteps: this.o.steps } : {};
+    if (record) this.resized = false;
+    const m: ToDeviceControl = { type: 'run', first, steps, record, ...(uncaptured ? { uncaptured } : {}), ...total };
     this.group.workers.forEach((_, r) => this.group.post(r, m));
     return await done;
   }
 
   /** Warm-up steps run beyond the asked ones: to last WARMUP_MIN_MS, and until the workers' memory stopped growing. */
   extraWarmup = { minTime: 0, memory: 0 };
+  /**
+   * The shortest time a step took in the warm-up's blocks, ms (a block's wall time over its
+   * steps, so a little over a step; the first block's includes the first, slow runs); null
+   * before an inference warm-up.
+   */
+  warmupStepMs: number | null = null;
+  private resized = false;
+
+  /** The timed steps of this run: before the first timed block only (the devices size their step records from it). */
+  setSteps(steps: number): void {
+    if (this.next > 0 || this.nextCheck > 0) throw new Error('the timed steps were resized after they started');
+    if (steps === this.o.steps) return;
+    this.o = { ...this.o, steps };
+    this.resized = true;
+  }
+
+  /** The timed steps of this run. */
+  get steps(): number {
+    return this.o.steps;
+  }
 
   /**
    * The unrecorded warm-up steps (at least one: first runs are slow); with `blockSteps` > 0
@@ -312,12 +334,14 @@ export class ProgramRun {
     // Blocks sized from the last one's step time (the first steps are the slowest, so each
     // estimate falls short rather than over) until the warm-up has lasted WARMUP_MIN_MS.
     let perStep = (performance.now() - start) / n;
+    this.warmupStepMs = perStep;
     while (performance.now() - start < WARMUP_MIN_MS && this.extraWarmup.minTime < WARMUP_MIN_TIME_MAX_STEPS) {
       const left = WARMUP_MIN_MS - (performance.now() - start);
       const more = Math.max(1, Math.min(WARMUP_MIN_TIME_MAX_STEPS - this.extraWarmup.minTime, Math.ceil(left / Math.max(perStep, 1e-3))));
       const t = performance.now();
       last = await this.block(-more, more, false);
       perStep = (performance.now() - t) / more;
+      this.warmupStepMs = Math.min(this.warmupStepMs ?? Infinity, perStep);
       this.extraWarmup.minTime += more;
     }
     const k = Math.max(1, Math.min(blockSteps, WARMUP_EXTRA_MAX_STEPS));
