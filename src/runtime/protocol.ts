@@ -12,7 +12,6 @@ import type { DeviceInfo } from './device/discovery';
 
 export type { ParallelMode, Plan } from '../profiler/plan';
 
-/** What to profile and how; the runner's whole input. The parallel part is the typed {@link Plan}. */
 /** Timed steps a profile runs when none are asked for (the CLI, the extension's settings). */
 export const DEFAULT_STEPS = 20;
 /**
@@ -22,6 +21,7 @@ export const DEFAULT_STEPS = 20;
  */
 export const DEFAULT_MIN_TIME_S = 0.5;
 
+/** What to profile and how; the runner's whole input. The parallel part is the typed {@link Plan}. */
 export interface ProfileRequest {
   /** Model file to load (absolute path). */
   modelPath: string;

@@ -8,10 +8,10 @@
  *   the first device) → execute the program → numerical check → trace (spans merged on one
  *   clock, idle derived) → summary and findings → write
  */
-import { formatDuration } from '../../profiler/units';
 import { join } from 'node:path';
 import * as os from 'node:os';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { formatDuration } from '../../profiler/units';
 import { UserError } from '../../common/errors';
 import type { ProfileRequest, SharedInput } from '../protocol';
 import { assertNever, type HybridTensorPlan, type PipelinePlan, type Plan, type TrainPlan } from '../../profiler/plan';
@@ -616,7 +616,7 @@ async function measure(
       done,
       load,
       baseline: base && baseDone ? { program: base.program, done: baseDone } : null,
-      probe: probePlan && probeDone ? { ...probePlan, done: probeDone } : null,
+      probe: probePlan && probe && probeDone ? { ...probePlan, plan: { ...probePlan.plan, steps: probe.steps }, done: probeDone } : null,
     };
   } finally {
     rss.dispose();
@@ -783,10 +783,8 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     const segmentPaths = materialise(program, prep.prepared, req.modelPath, profileDir, l.training, stages, shards);
     const runs = await measure(req, l, program, segmentPaths, profileDir, hooks, probePlan, shards ? shardInitial(l, prep.prepared, shards) : undefined);
     const capture: CaptureSettings = { spans: req.capture, opProfilerOnTimedSteps: false, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
-    if (runs.steps !== prep.plan.steps) {
-      prep.plan = { ...prep.plan, steps: runs.steps };
-      if (runs.probe) runs.probe.plan = { ...runs.probe.plan, steps: probeSteps(runs.steps) };
-    }
+    // The plan as run: more timed steps where short ones were lengthened (see timedStepsFor).
+    prep.plan = { ...prep.plan, steps: runs.steps };
     const baseline = runs.baseline ? baselineRecord(req, l, runs.baseline, capture) : null;
     const done = runs.done;
     const measurement: MeasurementMeta | undefined = runs.load ? { ...runs.load, threads: done.map((d) => d.schedThreads) } : undefined;
