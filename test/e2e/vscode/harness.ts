@@ -322,15 +322,20 @@ export class VsCodeHarness {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       await this.openPalette();
-      await this.page.fill(QUICK_INPUT_BOX, `>${filter}`);
-      const row = this.page.locator(QUICK_ROWS).filter({ hasText: text }).first();
-      const found = await row.waitFor({ state: 'visible', timeout: 1500 }).then(
+      // The palette can close between opening and typing when something else takes focus
+      // (a webview panel, a notification's progress); then it is opened again.
+      const typed = await this.page.fill(QUICK_INPUT_BOX, `>${filter}`, { timeout: 3000 }).then(
         () => true,
         () => false,
       );
+      const row = this.page.locator(QUICK_ROWS).filter({ hasText: text }).first();
+      const found = typed && (await row.waitFor({ state: 'visible', timeout: 1500 }).then(
+        () => true,
+        () => false,
+      ));
       if (found) return this.quickPickRows();
       if (Date.now() > deadline) {
-        throw new Error(`the command palette shows no "${text}" after ${timeoutMs} ms; rows: ${JSON.stringify(await this.quickPickRows())}`);
+        throw new Error(`the command palette shows no "${text}" after ${timeoutMs} ms; rows: ${JSON.stringify(await this.page.locator(QUICK_ROWS).allTextContents())}`);
       }
       await this.page.keyboard.press('Escape');
       await this.page.waitForTimeout(500);
