@@ -611,7 +611,7 @@ async function main(): Promise<void> {
     L(`| ${p.model} | ${p.plan}${p.cuts ? ` (cut after \`${p.cuts.join(',')}\`)` : ''} | ${p.expect} | ${rem} | ${gain} | ${imp} | ${p.failed ? `failed: ${p.failed}` : `${p.expectFired} / ${p.runsFindings.length}`} | ${held} |`);
   }
   L();
-  L('One device against its own configuration (`--devices cpu:1`, baseline on): speedup and its 90 % interval.');
+  L('One device against its own configuration (`--devices cpu:1`, baseline on): speedup and its 90 % interval, which resamples whole blocks of the alternating schedule (block i of the run against block i of the baseline), not single steps.');
   L();
   L('| model | speedups | intervals | 1.00× inside |');
   L('|---|---|---|---|');

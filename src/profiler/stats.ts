@@ -62,13 +62,7 @@ export function unionLength(start: ArrayLike<number>, dur: ArrayLike<number>, id
  */
 export function ratioInterval(a: ArrayLike<number>, b: ArrayLike<number>, level = 0.9, rounds = 1000): { lo: number; hi: number } {
   if (a.length === 0 || b.length === 0) return { lo: NaN, hi: NaN };
-  let seed = 0x9e3779b9;
-  const rand = (): number => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = seededRandom();
   const pick = (x: ArrayLike<number>, out: Float64Array): Float64Array => {
     for (let i = 0; i < out.length; i++) out[i] = x[Math.floor(rand() * x.length)];
     return out;
@@ -77,5 +71,51 @@ export function ratioInterval(a: ArrayLike<number>, b: ArrayLike<number>, level 
   const rb = new Float64Array(b.length);
   const ratios = new Float64Array(rounds);
   for (let r = 0; r < rounds; r++) ratios[r] = median(pick(a, ra)) / median(pick(b, rb));
+  return { lo: quantile(ratios, (1 - level) / 2), hi: quantile(ratios, (1 + level) / 2) };
+}
+
+/** A deterministic uniform generator on [0, 1) (mulberry32), so the same samples give the same interval. */
+function seededRandom(seed = 0x9e3779b9): () => number {
+  return (): number => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * {@link ratioInterval} for two series timed in paired blocks: block i of `a` and block i of
+ * `b` ran next to each other (`blocks[i]` steps each, in order). Steps within a block share
+ * the machine's state of that moment (which cores, what else ran), so they are not
+ * independent samples: resampling steps alone gives an interval as narrow as 1/√steps
+ * while the blocks differ by more. Each round draws the blocks with replacement (the same
+ * draws for both, keeping the pairs), then steps within each drawn block. Falls back to
+ * {@link ratioInterval} when the blocks do not cover both series exactly or there is one.
+ */
+export function blockRatioInterval(a: ArrayLike<number>, b: ArrayLike<number>, blocks: readonly number[], level = 0.9, rounds = 1000): { lo: number; hi: number } {
+  const total = blocks.reduce((x, y) => x + y, 0);
+  if (blocks.length < 2 || blocks.some((k) => !(Number.isInteger(k) && k > 0)) || total !== a.length || total !== b.length) return ratioInterval(a, b, level, rounds);
+  const rand = seededRandom();
+  const starts = blocks.map((_, i) => blocks.slice(0, i).reduce((x, y) => x + y, 0));
+  const ra = new Float64Array(total);
+  const rb = new Float64Array(total);
+  const ratios = new Float64Array(rounds);
+  for (let r = 0; r < rounds; r++) {
+    let n = 0;
+    for (let j = 0; j < blocks.length; j++) {
+      const blk = Math.floor(rand() * blocks.length);
+      const k = blocks[blk]!;
+      const s0 = starts[blk]!;
+      // A drawn block adds as many steps as the block it replaces, so the total stays fixed.
+      const take = Math.min(k, total - n);
+      for (let i = 0; i < take; i++) {
+        ra[n] = a[s0 + Math.floor(rand() * k)]!;
+        rb[n] = b[s0 + Math.floor(rand() * k)]!;
+        n++;
+      }
+    }
+    ratios[r] = median(ra.subarray(0, n)) / median(rb.subarray(0, n));
+  }
   return { lo: quantile(ratios, (1 - level) / 2), hi: quantile(ratios, (1 + level) / 2) };
 }

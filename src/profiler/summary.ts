@@ -6,7 +6,7 @@
  */
 import { trainingSummary, type TrainingSummary } from './training-summary';
 import { IDLE_CAUSES, SpanKind, zeroByCause, type IdleCauseOfSpan, type NumericalCheck, type Trace } from './trace-format';
-import { median, ratioInterval, spread, sum } from './stats';
+import { blockRatioInterval, median, ratioInterval, spread, sum } from './stats';
 import { gpipeBubble } from './plan';
 import type { PipelinePlan } from './plan';
 import { measurementQuality, type MeasurementQuality } from './quality';
@@ -49,7 +49,7 @@ export interface ProfileSummary {
   measurementQuality: MeasurementQuality;
   /** Baseline median step time / this run's median step time; null without a baseline. */
   speedupVsOneDevice: number | null;
-  /** 90 % bootstrap interval of the speedup, when the baseline's step times are recorded. */
+  /** 90 % bootstrap interval of the speedup, when the baseline's step times are recorded; over whole blocks where the runs alternated in blocks (meta.baseline.blockSteps). */
   speedupInterval: { lo: number; hi: number } | null;
   /** False when measurement quality is poor: a speedup then says more about the machine than the plan. */
   speedupReliable: boolean;
@@ -166,7 +166,7 @@ export function summarize(trace: Trace): ProfileSummary {
     stepTimeUs: st,
     throughputPerS: batch !== null && st.median > 0 ? (batch * 1e6) / st.median : null,
     devices,
-    speedupInterval: base?.stepTimesUs && base.stepTimesUs.length > 0 && stepTimes.length > 0 ? ratioInterval(base.stepTimesUs, stepTimes) : null,
+    speedupInterval: base?.stepTimesUs && base.stepTimesUs.length > 0 && stepTimes.length > 0 ? (base.blockSteps ? blockRatioInterval(base.stepTimesUs, stepTimes, base.blockSteps) : ratioInterval(base.stepTimesUs, stepTimes)) : null,
     measurementQuality: quality,
     speedupVsOneDevice: speedup,
     speedupReliable: quality.verdict !== 'poor',

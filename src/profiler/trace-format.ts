@@ -269,6 +269,12 @@ export const TraceMetaSchema = Type.Object({
        * (alternating blocks in one run) or `before` (all first). Added in version 2.
        */
       schedule: Type.Optional(Type.Union([Type.Literal('interleaved'), Type.Literal('before')])),
+      /**
+       * With `interleaved`: the timed steps of each block, in order, the same for the
+       * baseline and the parallel run (block i of one ran next to block i of the other); the
+       * speedup's interval resamples whole blocks. Absent in older traces.
+       */
+      blockSteps: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }))),
       /** What its timed steps recorded; equal to `meta.capture` when the speedup is unbiased. Added in version 2. */
       capture: Type.Optional(CaptureSettingsSchema),
     }),

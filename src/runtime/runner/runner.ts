@@ -448,6 +448,8 @@ function baselineProgram(req: ProfileRequest, l: Loaded): Program {
 interface Runs {
   /** Timed steps run: the plan's, or more to last ProfileRequest.minTimedMs. */
   steps: number;
+  /** The timed steps of each block the runs alternated in, in order. */
+  blocks: number[];
   done: DoneMessage[];
   /** Other processes' load over the timed steps, null where it cannot be measured. */
   load: OtherLoad | null;
@@ -611,6 +613,7 @@ async function measure(
     ];
     return {
       steps,
+      blocks: mainBlocks,
       rss: rss.stop(alsoRan),
       extraWarmup: { run: par.extraWarmup, baseline: base?.extraWarmup ?? { minTime: 0, memory: 0 }, probe: probe?.extraWarmup ?? { minTime: 0, memory: 0 } },
       done,
@@ -643,7 +646,7 @@ function warmupNotes(extra: Runs['extraWarmup']): string[] {
 }
 
 /** The baseline's record in the trace, its reference outputs and their description. */
-function baselineRecord(req: ProfileRequest, l: Loaded, b: NonNullable<Runs['baseline']>, capture: CaptureSettings) {
+function baselineRecord(req: ProfileRequest, l: Loaded, b: NonNullable<Runs['baseline']>, capture: CaptureSettings, blocks: number[]) {
   const d = l.devices[0]!;
   const done = b.done[0]!;
   const times = Array.from(done.stepEnd, (e, i) => e - done.stepStart[i]!);
@@ -652,6 +655,7 @@ function baselineRecord(req: ProfileRequest, l: Loaded, b: NonNullable<Runs['bas
     stepTimeUs: spread(times),
     stepTimesUs: times,
     schedule: 'interleaved',
+    ...(blocks.length > 1 && blocks.reduce((x, y) => x + y, 0) === times.length ? { blockSteps: blocks } : {}),
     capture: { ...capture, profiledSteps: 0 },
   };
   return { meta, reference: mergeOutputs(b.program, b.done), referenceName: `one-device run (${d.id} configuration, same inputs)` };
@@ -785,7 +789,7 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     const capture: CaptureSettings = { spans: req.capture, opProfilerOnTimedSteps: false, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
     // The plan as run: more timed steps where short ones were lengthened (see timedStepsFor).
     prep.plan = { ...prep.plan, steps: runs.steps };
-    const baseline = runs.baseline ? baselineRecord(req, l, runs.baseline, capture) : null;
+    const baseline = runs.baseline ? baselineRecord(req, l, runs.baseline, capture, runs.blocks) : null;
     const done = runs.done;
     const measurement: MeasurementMeta | undefined = runs.load ? { ...runs.load, threads: done.map((d) => d.schedThreads) } : undefined;
     check();
