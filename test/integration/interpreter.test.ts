@@ -129,6 +129,10 @@ test('the baseline and the measured steps run with identical capture settings, i
   assert.deepEqual({ ...base.capture!, profiledSteps: 0 }, { ...capture, profiledSteps: 0 }, 'same capture for the timed steps of both');
   assert.equal(base.schedule, 'interleaved');
   assert.equal(base.stepTimesUs?.length, 4);
+  // The blocks the two alternated in cover every timed step of both, so the interval can
+  // resample them as pairs.
+  assert.ok(base.blockSteps && base.blockSteps.length > 1, `blocks: ${JSON.stringify(base.blockSteps)}`);
+  assert.equal(base.blockSteps.reduce((a, b) => a + b, 0), t.steps.length);
   const s = r.summary!;
   assert.ok(s.speedupInterval && s.speedupInterval.lo <= s.speedupVsOneDevice! && s.speedupVsOneDevice! <= s.speedupInterval.hi);
   // Every operator span hangs under a profiled compute span, outside the timed steps.
