@@ -49,7 +49,7 @@ export interface ProfileSummary {
   measurementQuality: MeasurementQuality;
   /** Baseline median step time / this run's median step time; null without a baseline. */
   speedupVsOneDevice: number | null;
-  /** 90 % bootstrap interval of the speedup, when the baseline's step times are recorded; over whole blocks where the runs alternated in blocks (meta.baseline.blockSteps). */
+  /** 90 % bootstrap interval of the speedup, when the baseline's step times are recorded; over whole blocks where the runs alternated in blocks (meta.timedBlocks). */
   speedupInterval: { lo: number; hi: number } | null;
   /** False when measurement quality is poor: a speedup then says more about the machine than the plan. */
   speedupReliable: boolean;
@@ -166,7 +166,7 @@ export function summarize(trace: Trace): ProfileSummary {
     stepTimeUs: st,
     throughputPerS: batch !== null && st.median > 0 ? (batch * 1e6) / st.median : null,
     devices,
-    speedupInterval: base?.stepTimesUs && base.stepTimesUs.length > 0 && stepTimes.length > 0 ? (base.blockSteps ? blockRatioInterval(base.stepTimesUs, stepTimes, base.blockSteps) : ratioInterval(base.stepTimesUs, stepTimes)) : null,
+    speedupInterval: base?.stepTimesUs && base.stepTimesUs.length > 0 && stepTimes.length > 0 ? (base.schedule === 'interleaved' && trace.meta.timedBlocks ? blockRatioInterval(base.stepTimesUs, stepTimes, trace.meta.timedBlocks) : ratioInterval(base.stepTimesUs, stepTimes)) : null,
     measurementQuality: quality,
     speedupVsOneDevice: speedup,
     speedupReliable: quality.verdict !== 'poor',

@@ -269,12 +269,6 @@ export const TraceMetaSchema = Type.Object({
        * (alternating blocks in one run) or `before` (all first). Added in version 2.
        */
       schedule: Type.Optional(Type.Union([Type.Literal('interleaved'), Type.Literal('before')])),
-      /**
-       * With `interleaved`: the timed steps of each block, in order, the same for the
-       * baseline and the parallel run (block i of one ran next to block i of the other); the
-       * speedup's interval resamples whole blocks. Absent in older traces.
-       */
-      blockSteps: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }))),
       /** What its timed steps recorded; equal to `meta.capture` when the speedup is unbiased. Added in version 2. */
       capture: Type.Optional(CaptureSettingsSchema),
     }),
@@ -290,6 +284,13 @@ export const TraceMetaSchema = Type.Object({
    * where not measured, e.g. imported or predicted traces). Added in version 2.
    */
   measurement: Type.Optional(MeasurementMetaSchema),
+  /**
+   * The timed steps in the blocks they ran in, in order (other runs of the same measurement —
+   * the baseline, a probe — ran between them; an interleaved baseline ran blocks of the same
+   * sizes, block i next to block i). Steps within a block share the machine's state of that
+   * moment, so the speedup's interval resamples whole blocks. Absent in older traces.
+   */
+  timedBlocks: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }))),
   /**
    * The capture check (`--capture-check`): step times of the timed steps run again with span
    * capture off, in slices alternating with the captured ones in the same workers, µs.

@@ -131,8 +131,9 @@ test('the baseline and the measured steps run with identical capture settings, i
   assert.equal(base.stepTimesUs?.length, 4);
   // The blocks the two alternated in cover every timed step of both, so the interval can
   // resample them as pairs.
-  assert.ok(base.blockSteps && base.blockSteps.length > 1, `blocks: ${JSON.stringify(base.blockSteps)}`);
-  assert.equal(base.blockSteps.reduce((a, b) => a + b, 0), t.steps.length);
+  const blocks = t.meta.timedBlocks;
+  assert.ok(blocks && blocks.length > 1, `blocks: ${JSON.stringify(blocks)}`);
+  assert.equal(blocks.reduce((a, b) => a + b, 0), t.steps.length);
   const s = r.summary!;
   assert.ok(s.speedupInterval && s.speedupInterval.lo <= s.speedupVsOneDevice! && s.speedupVsOneDevice! <= s.speedupInterval.hi);
   // Every operator span hangs under a profiled compute span, outside the timed steps.

@@ -646,7 +646,7 @@ function warmupNotes(extra: Runs['extraWarmup']): string[] {
 }
 
 /** The baseline's record in the trace, its reference outputs and their description. */
-function baselineRecord(req: ProfileRequest, l: Loaded, b: NonNullable<Runs['baseline']>, capture: CaptureSettings, blocks: number[]) {
+function baselineRecord(req: ProfileRequest, l: Loaded, b: NonNullable<Runs['baseline']>, capture: CaptureSettings) {
   const d = l.devices[0]!;
   const done = b.done[0]!;
   const times = Array.from(done.stepEnd, (e, i) => e - done.stepStart[i]!);
@@ -655,7 +655,6 @@ function baselineRecord(req: ProfileRequest, l: Loaded, b: NonNullable<Runs['bas
     stepTimeUs: spread(times),
     stepTimesUs: times,
     schedule: 'interleaved',
-    ...(blocks.length > 1 && blocks.reduce((x, y) => x + y, 0) === times.length ? { blockSteps: blocks } : {}),
     capture: { ...capture, profiledSteps: 0 },
   };
   return { meta, reference: mergeOutputs(b.program, b.done), referenceName: `one-device run (${d.id} configuration, same inputs)` };
@@ -789,7 +788,7 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
     const capture: CaptureSettings = { spans: req.capture, opProfilerOnTimedSteps: false, profiledSteps: req.capture && req.opLevel ? PROFILED_STEPS : 0 };
     // The plan as run: more timed steps where short ones were lengthened (see timedStepsFor).
     prep.plan = { ...prep.plan, steps: runs.steps };
-    const baseline = runs.baseline ? baselineRecord(req, l, runs.baseline, capture, runs.blocks) : null;
+    const baseline = runs.baseline ? baselineRecord(req, l, runs.baseline, capture) : null;
     const done = runs.done;
     const measurement: MeasurementMeta | undefined = runs.load ? { ...runs.load, threads: done.map((d) => d.schedThreads) } : undefined;
     check();
@@ -810,7 +809,7 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
           )
         : null;
     const numericalCheck = trained ? trained.check : baseline ? compareOutputs(mergeOutputs(program, done), baseline.reference, baseline.referenceName) : undefined;
-    let trace = buildTrace({ request: req, plan: prep.plan, program, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, done, inputs: l.inputs, numericalCheck, ...(trained ? { training: trained.meta } : {}), baseline: baseline?.meta, capture, measurement });
+    let trace = buildTrace({ request: req, plan: prep.plan, program, ir: l.ir, ortVersion: l.ortVersion, devices: l.devices, done, inputs: l.inputs, numericalCheck, ...(trained ? { training: trained.meta } : {}), baseline: baseline?.meta, capture, measurement, timedBlocks: runs.blocks });
     trace = deriveIdle(trace);
     trace.meta.memory = await memoryOfRun({
       ir: l.ir,

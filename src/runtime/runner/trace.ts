@@ -121,6 +121,8 @@ export interface Measured {
   baseline: TraceMeta['baseline'];
   capture: CaptureSettings;
   measurement: TraceMeta['measurement'];
+  /** The timed steps of each block the run measured them in, in order. */
+  timedBlocks?: number[];
 }
 
 function notesOf(m: Measured): string[] {
@@ -215,6 +217,7 @@ export function buildTrace(m: Measured): Trace {
     capture: m.capture,
     ...(m.request.adviceOnPoorQuality ? { adviceOnPoorQuality: m.request.adviceOnPoorQuality } : {}),
     ...(m.measurement ? { measurement: m.measurement } : {}),
+    ...(m.timedBlocks && m.timedBlocks.length > 1 ? { timedBlocks: m.timedBlocks } : {}),
     ...(checkSteps.length > 0 ? { captureCheck: { stepTimesUs: checkSteps } } : {}),
     ...(done.some((d) => d.gpu) ? { gpuTimestamps: done.flatMap((d, device) => (d.gpu ? [{ device, ...d.gpu }] : [])) } : {}),
     // The runner's communication group uses the default channel layout (workers.ts).
