@@ -107,7 +107,7 @@ export function blockRatioInterval(a: ArrayLike<number>, b: ArrayLike<number>, b
       const blk = Math.floor(rand() * blocks.length);
       const k = blocks[blk]!;
       const s0 = starts[blk]!;
-      // A drawn block adds as many steps as the block it replaces, so the total stays fixed.
+      // Blocks differ by a step at most, so a draw holds about the series' steps; capped at them.
       const take = Math.min(k, total - n);
       for (let i = 0; i < take; i++) {
         ra[n] = a[s0 + Math.floor(rand() * k)]!;
