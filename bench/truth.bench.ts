@@ -349,11 +349,17 @@ async function runPlan(m: CorpusModel, path: string, spec: PlanSpec): Promise<Pl
 
 function scoreSuggestion(s: Suggestion): void {
   if (s.after.length === 0) return;
-  const preds = s.predicted.filter((p): p is number => p !== null);
-  const pred = median(preds);
+  // Each repetition's prediction (from its base run) against the changed run that followed
+  // it: the machine drifts between repetitions, and a repetition whose base run did not make
+  // the same suggestion has no prediction to judge.
+  const errors = s.after.flatMap((a, i) => {
+    const p = s.predicted[i];
+    return p !== null && p !== undefined && a > 0 ? [p / a - 1] : [];
+  });
+  if (errors.length === 0) return;
   const after = median(s.after);
   const before = median(s.before);
-  s.error = pred / after - 1;
+  s.error = median(errors);
   s.within = Math.abs(s.error) <= WITHIN;
   // A change of batch changes the work per step: compare time per row.
   const afterSameWork = (after * s.batchBefore) / s.batchAfter;
@@ -550,7 +556,7 @@ async function main(): Promise<void> {
   L(`Machine: ${cpu}, ${os.availableParallelism()} logical cores, load average ${os.loadavg().map((v) => v.toFixed(1)).join(' / ')} at the end. Command: \`${QUICK ? 'PARALLAX_TRUTH_QUICK=1 ' : ''}npm run bench -- truth\`.`);
   L(`${REPEATS} interleaved repetition(s) of base and changed run per suggestion, ${STABILITY} identical runs per plan, ${STEPS} steps (more where they take under ${DEFAULT_MIN_TIME_S} s, as the CLI without --steps) after ${WARMUP} warm-up, capture on, operator profile off; ${runs} profile runs in ${(elapsedS / 60).toFixed(1)} min.`);
   L(`Measurement quality of the base runs: ${qualities.length - poor} of ${qualities.length} not poor${INCLUDE_HELD ? '; suggestions of held-back findings were run too (PARALLAX_TRUTH_HELD=1)' : '; held-back findings are not run (their advice is not shown)'}.`);
-  L('Error = predicted / measured after − 1 (medians over repetitions); "slower" = after (per row, for batch changes) exceeds before by more than the base run\'s noise.');
+  L('Error = predicted / measured after − 1 in each repetition (its base run\'s prediction against the changed run that followed it), median over the repetitions; "slower" = after (per row, for batch changes) exceeds before by more than the base run\'s noise (medians over repetitions).');
   L();
   L('Corpus:');
   L();
