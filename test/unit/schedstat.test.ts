@@ -157,9 +157,15 @@ test('millisecond spans: the calling thread\'s CPU time (wall − run-queue wait
     for (let i = 0; i < 15; i++) cpu.push((await spinIn(w, 0, iterations)).cpuUs);
     cpu.sort((a, b) => a - b);
     const p10 = cpu[1];
-    const p90 = cpu[13];
-    assert.ok(p10 > 200, `every spin of ${iterations} iterations got CPU time: ${cpu.map((v) => v.toFixed(0)).join(' ')} µs`);
-    assert.ok(p90 / p10 < 2, `CPU times of equal work cluster: ${cpu.map((v) => v.toFixed(0)).join(' ')} µs`);
+    // The middle half, not the tails: on a virtual machine a spin's CPU time also holds
+    // what the host took from it (a guest cannot see steal inside its own counters), so
+    // a few spins of equal work read 2-4x on a busy host. A tick counter would read
+    // 0 or whole ticks for every spin, which p10 and the middle half both catch.
+    const q1 = cpu[3];
+    const q3 = cpu[11];
+    const list = cpu.map((v) => v.toFixed(0)).join(' ');
+    assert.ok(p10 > 200, `every spin of ${iterations} iterations got CPU time: ${list} µs`);
+    assert.ok(q3 / q1 < 1.6, `CPU times of equal work cluster: ${list} µs`);
   } finally {
     await w.terminate();
   }
