@@ -35,6 +35,11 @@ test('without --steps, short steps are timed for at least --min-time; the plan r
   assert.ok(timedMs >= 0.3 * 300 * 0.25, `the timed steps took ${timedMs.toFixed(0)} ms`);
   assert.ok(t.meta.notes.some((x) => x.includes(`Timed ${n} steps where 20 were asked`)), t.meta.notes.join('\n'));
   assert.equal(t.meta.baseline?.stepTimesUs?.length, n, 'the baseline timed as many steps');
+  // Warm-up ran on in windows until the step time stopped falling, for the run and the
+  // baseline alike (two windows at least), and a note says how many steps each took.
+  const settle = t.meta.notes.find((x) => x.startsWith('Warm-up then ran on in windows'));
+  assert.ok(settle, t.meta.notes.join('\n'));
+  assert.match(settle, /\d+ more steps? for the timed run, \d+ more steps? for the baseline/);
 });
 
 test('--steps alone times exactly that many; --min-time 0 without --steps times the default twenty', async () => {

@@ -35,7 +35,7 @@ import { spread } from '../../profiler/stats';
 import { writeTrace } from '../../profiler/trace-io';
 import { compile, resolveShards, type CompileContext, type Prepared } from '../compile';
 import { compileData } from '../compile/data';
-import { CancelledError, ProgramRun, WARMUP_MIN_MS, WARMUP_SETTLED_FAULTS, type Capture, type DoneMessage, type RunnerHooks } from './workers';
+import { CancelledError, ProgramRun, WARMUP_MIN_MS, WARMUP_SETTLE_MAX_MS, WARMUP_SETTLE_TOL, WARMUP_SETTLED_FAULTS, WARMUP_WINDOW_MS, type Capture, type DoneMessage, type RunnerHooks } from './workers';
 import { checkPipelinePlan, partitionFromCosts, preparePartition } from './calibrate';
 import { checkFindings } from './check-findings';
 import { buildTrace, compareOutputs, mergeOutputs } from './trace';
@@ -459,7 +459,7 @@ interface Runs {
   /** The runner process's resident set while the workers ran. */
   rss: NonNullable<RunMemory['process']>;
   /** Warm-up steps each run took beyond the asked ones (see ProgramRun.warmup). */
-  extraWarmup: Record<'run' | 'baseline' | 'probe', { minTime: number; memory: number }>;
+  extraWarmup: Record<'run' | 'baseline' | 'probe', { minTime: number; settle: number; memory: number }>;
 }
 
 /** A second operating point to measure: its plan, program and, for a larger batch, its inputs. */
@@ -615,7 +615,7 @@ async function measure(
       steps,
       blocks: mainBlocks,
       rss: rss.stop(alsoRan),
-      extraWarmup: { run: par.extraWarmup, baseline: base?.extraWarmup ?? { minTime: 0, memory: 0 }, probe: probe?.extraWarmup ?? { minTime: 0, memory: 0 } },
+      extraWarmup: { run: par.extraWarmup, baseline: base?.extraWarmup ?? { minTime: 0, settle: 0, memory: 0 }, probe: probe?.extraWarmup ?? { minTime: 0, settle: 0, memory: 0 } },
       done,
       load,
       baseline: base && baseDone ? { program: base.program, done: baseDone } : null,
@@ -632,14 +632,16 @@ async function measure(
 /** What the warm-up added beyond --warmup, and why (see ProgramRun.warmup), as trace notes. */
 function warmupNotes(extra: Runs['extraWarmup']): string[] {
   const whose = { run: 'the timed run', baseline: 'the baseline', probe: 'the probe' } as const;
-  const list = (key: 'minTime' | 'memory'): string =>
-    (Object.entries(extra) as [keyof typeof whose, { minTime: number; memory: number }][])
+  const list = (key: 'minTime' | 'settle' | 'memory'): string =>
+    (Object.entries(extra) as [keyof typeof whose, { minTime: number; settle: number; memory: number }][])
       .filter(([, e]) => e[key] > 0)
       .map(([k, e]) => `${e[key]} more step${e[key] === 1 ? '' : 's'} for ${whose[k]}`)
       .join(', ');
   const notes: string[] = [];
   const time = list('minTime');
   if (time) notes.push(`Warm-up ran longer than --warmup asked, to last at least ${WARMUP_MIN_MS} ms: ${time}. The first few hundred short steps still run code V8 has not optimised and data the caches do not yet hold.`);
+  const settle = list('settle');
+  if (settle) notes.push(`Warm-up then ran on in windows of ${WARMUP_WINDOW_MS} ms until one was no more than ${Math.round(WARMUP_SETTLE_TOL * 100)} % faster than every earlier one (at most ${WARMUP_SETTLE_MAX_MS / 1000} s): ${settle}. Device threads that hand work to each other reach their steady step time only after up to a second.`);
   const memory = list('memory');
   if (memory) notes.push(`Warm-up ran longer than --warmup asked, until the devices' memory stopped faulting in (at most ${WARMUP_SETTLED_FAULTS} new pages a step): ${memory}. A heap still growing costs the first timed steps a page fault for every fresh 4 KiB of output.`);
   return notes;
