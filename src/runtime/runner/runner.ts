@@ -50,6 +50,7 @@ import { writeShardModels } from '../tensor/shard-model';
 import type { TensorShardPlan } from '../tensor/shard-plan';
 import { formatBytes } from '../../profiler/units';
 import { RssWatch } from './rss-watch';
+import { QuietLog, quiesce } from './quiesce';
 import { memoryOfRun } from './run-memory-setup';
 import type { RunMemory } from '../../profiler/memory-format';
 
@@ -458,6 +459,8 @@ interface Runs {
   probe: (ProbePlan & { done: DoneMessage[] }) | null;
   /** The runner process's resident set while the workers ran. */
   rss: NonNullable<RunMemory['process']>;
+  /** What waiting for the process to go quiet between runs' blocks took, as a trace note (see quiesce). */
+  quietNote: string | null;
   /** Warm-up steps each run took beyond the asked ones (see ProgramRun.warmup). */
   extraWarmup: Record<'run' | 'baseline' | 'probe', { minTime: number; settle: number; memory: number }>;
 }
@@ -589,18 +592,26 @@ async function measure(
     }
     const sampler = loadSampler();
     sampler?.start();
+    // Every run's block starts once the run before it has stopped using the CPU (see quiesce):
+    // warm-up ended with the last run warmed up.
+    let last: ProgramRun | null = probe ?? base ?? par;
+    const quiet = new QuietLog();
     for (const [b, k] of mainBlocks.entries()) {
       // Each block rotates who goes first: P B (C), then B (C) P, … so that none of the
       // three always follows another.
-      const order: (() => Promise<void>)[] = [check ? () => timedAndCheck(par, k, b) : () => par.timed(k)];
-      if (base) order.push(() => base!.timed(k));
+      const order: { run: ProgramRun; go: () => Promise<void> }[] = [{ run: par, go: check ? () => timedAndCheck(par, k, b) : () => par.timed(k) }];
+      if (base) order.push({ run: base, go: () => base!.timed(k) });
       const rotated = order.map((_, i) => order[(i + b) % order.length]!);
       // The probe's blocks take every place in turn by their own count: spread over the
       // timed blocks, a place taken from the timed block's index can be the same every time
       // (two probe blocks at timed blocks 0 and 2 always followed the run).
       const pk = probeAt.get(b);
-      if (probe && pk) rotated.splice(pk.index % (rotated.length + 1), 0, () => probe!.timed(pk.steps));
-      for (const run of rotated) await run();
+      if (probe && pk) rotated.splice(pk.index % (rotated.length + 1), 0, { run: probe, go: () => probe!.timed(pk.steps) });
+      for (const { run, go } of rotated) {
+        if (run !== last) quiet.add(await quiesce());
+        last = run;
+        await go();
+      }
     }
     const load = sampler?.stop() ?? null;
     const baseDone = base ? await base.finish() : null;
@@ -615,6 +626,7 @@ async function measure(
       steps,
       blocks: mainBlocks,
       rss: rss.stop(alsoRan),
+      quietNote: quiet.note(),
       extraWarmup: { run: par.extraWarmup, baseline: base?.extraWarmup ?? { minTime: 0, settle: 0, memory: 0 }, probe: probe?.extraWarmup ?? { minTime: 0, settle: 0, memory: 0 } },
       done,
       load,
@@ -841,6 +853,7 @@ export async function runProfile(req: ProfileRequest, hooks: RunnerHooks): Promi
       }
     }
     trace.meta.notes.push(...warmupNotes(runs.extraWarmup));
+    if (runs.quietNote) trace.meta.notes.push(runs.quietNote);
     if (runs.steps !== req.plan.steps) {
       trace.meta.notes.push(
         `Timed ${runs.steps} steps where ${req.plan.steps} were asked: the steps are short, and timed steps last at least ${formatDuration((req.minTimedMs ?? 0) * 1000)} (--min-time; --steps alone times exactly that many).`,
