@@ -61,6 +61,11 @@ export interface MeasurementQuality {
   otherLoadCores: number | null;
   /** Of that, niced processes' (reported, not judged); null when not measured. */
   nicedLoadCores: number | null;
+  /**
+   * Of that, the host's: time the hypervisor ran others on this virtual machine's ready CPUs
+   * (steal), judged as other processes' load is; null when not measured, 0 on bare metal.
+   */
+  stealCores: number | null;
   /** Cores of the machine. */
   cores: number | null;
   /** Step-time p90 / p10 (1 = no spread); null with fewer than 2 steps. */
@@ -95,6 +100,20 @@ export const PREEMPTED_SPAN_WAIT = 0.5;
 
 const RANK: Record<QualityVerdict, number> = { good: 0, fair: 1, poor: 2 };
 const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
+
+/**
+ * Who kept the cores busy, as the start of a sentence: other processes of this machine, the
+ * virtual machine's host (steal time), or both with their shares. Steal is named once it is
+ * at least a tenth of a core.
+ */
+function loadWho(load: number, steal: number, cores: number): string {
+  const c = (x: number): string => x.toFixed(1);
+  if (steal < 0.1) return `Other processes kept ${c(load)} of ${cores} cores busy`;
+  const host = `the virtual machine's host ran other work on its CPUs (steal time) for ${c(steal)} of ${cores} cores`;
+  const rest = load - steal;
+  if (rest < 0.1) return host.charAt(0).toUpperCase() + host.slice(1);
+  return `Other processes kept ${c(rest)} of ${cores} cores busy and ${host}`;
+}
 
 /** Threads the `cpu`/`wait` columns of device `d` count. */
 function threadsCounted(trace: Trace, d: number): number {
@@ -171,15 +190,17 @@ export function measurementQuality(trace: Trace): MeasurementQuality {
   const cores = m?.cores ?? (trace.meta.host.cores > 0 ? trace.meta.host.cores : null);
   const otherLoad = m ? m.otherLoadCores : null;
   const nicedLoad = m ? (m.nicedLoadCores ?? 0) : null;
+  const stealLoad = m ? Math.min(otherLoad ?? 0, m.stealCores ?? 0) : null;
   const judgedLoad = otherLoad !== null ? Math.max(0, otherLoad - (nicedLoad ?? 0)) : null;
   if (judgedLoad !== null && cores !== null) {
     const otherLoad = judgedLoad;
     const demand = trace.meta.devices.reduce((a, d) => a + (d.kind === 'cpu' ? Math.max(1, d.threads) : d.kind === 'rank' ? 0 : 1), 0);
     const over = otherLoad + demand > cores;
+    const who = loadWho(otherLoad, Math.min(otherLoad, stealLoad ?? 0), cores);
     if (otherLoad >= OTHER_LOAD_POOR_CORES && over) {
-      flag('poor', `Other processes kept ${otherLoad.toFixed(1)} of ${cores} cores busy during the run, which asks for ${demand}: the devices competed for the machine.`);
+      flag('poor', `${who} during the run, which asks for ${demand}: the devices competed for the machine.`);
     } else if (otherLoad >= Math.max(0.25, OTHER_LOAD_FAIR_SHARE * cores)) {
-      flag('fair', `Other processes kept ${otherLoad.toFixed(1)} of ${cores} cores busy during the run.`);
+      flag('fair', `${who} during the run.`);
     }
   }
 
@@ -217,6 +238,7 @@ export function measurementQuality(trace: Trace): MeasurementQuality {
     waitShare: worstWait ? worstWait.waitShare : null,
     otherLoadCores: otherLoad,
     nicedLoadCores: nicedLoad,
+    stealCores: stealLoad,
     cores,
     stepSpread,
     stepCv,

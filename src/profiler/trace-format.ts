@@ -150,6 +150,8 @@ export const MeasurementMetaSchema = Type.Object({
   nicedLoadCores: Type.Optional(Type.Number()),
   /** This process's own average load over the same window, in cores. */
   selfLoadCores: Type.Optional(Type.Number()),
+  /** Of `otherLoadCores`, the host's: time the hypervisor ran others on this virtual machine's ready CPUs (/proc/stat steal), in cores; absent in older traces. */
+  stealCores: Type.Optional(Type.Number()),
   /** CPUs of the machine the load is measured against. */
   cores: Type.Number(),
   /** Length of the window the load was averaged over, ms. */

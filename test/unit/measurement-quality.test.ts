@@ -148,6 +148,18 @@ test('other processes oversubscribing the machine make the run poor; light load 
   assert.equal(idle.verdict, 'good');
 });
 
+test("the virtual machine's host taking its CPUs (steal) is named as such and judged as other load", () => {
+  const host = measurementQuality(straggler({ cpu: 1, wait: 0, meta: { measurement: { otherLoadCores: 0.6, stealCores: 0.6, cores: 2, windowMs: 400 } } }));
+  assert.equal(host.verdict, 'poor');
+  assert.match(host.reasons[0], /^The virtual machine's host ran other work on its CPUs \(steal time\) for 0\.6 of 2 cores during the run, which asks for \d/);
+  assert.equal(host.stealCores, 0.6);
+  const both = measurementQuality(straggler({ cpu: 1, wait: 0, meta: { measurement: { otherLoadCores: 1.0, stealCores: 0.3, cores: 2, windowMs: 400 } } }));
+  assert.match(both.reasons[0], /^Other processes kept 0\.7 of 2 cores busy and the virtual machine's host ran other work on its CPUs \(steal time\) for 0\.3 of 2 cores/);
+  // A trickle of steal is not named.
+  const trickle = measurementQuality(straggler({ cpu: 1, wait: 0, meta: { measurement: { otherLoadCores: 1.8, stealCores: 0.05, cores: 2, windowMs: 400 } } }));
+  assert.match(trickle.reasons[0], /^Other processes kept 1\.8 of 2 cores busy/);
+});
+
 test('niced processes that yield to the run are reported, not judged; their cost shows in the wait', () => {
   const niced = measurementQuality(straggler({ cpu: 1, wait: 0, meta: { measurement: { otherLoadCores: 1.8, nicedLoadCores: 1.7, cores: 2, windowMs: 400 } } }));
   assert.equal(niced.verdict, 'good');

@@ -29,7 +29,7 @@ test('parsers read schedstat, /proc/stat and /proc/<pid>/stat', () => {
   assert.deepEqual(parseSchedstat('4043939 38752592 2\n'), { cpuNs: 4043939, waitNs: 38752592, slices: 2 });
   assert.equal(parseSchedstat('garbage'), null);
   const stat = 'cpu  100 5 50 800 10 1 2 3 0 0\ncpu0 50 2 25 400 5 1 1 1 0 0\ncpu1 50 3 25 400 5 0 1 2 0 0\nintr 1\n';
-  assert.deepEqual(parseProcStat(stat), { busy: 161, nice: 5, total: 971, cores: 2 });
+  assert.deepEqual(parseProcStat(stat), { busy: 161, nice: 5, steal: 3, total: 971, cores: 2 });
   // The command name may contain spaces and parentheses.
   const self = '123 (node (x) y) R 1 2 3 4 5 6 7 8 9 10 70 30 0 0 20';
   assert.equal(parseSelfCpuTicks(self), 100);
@@ -48,6 +48,11 @@ test('parsers read schedstat, /proc/stat and /proc/<pid>/stat', () => {
   // A run that is itself niced competes with niced processes on equal terms.
   const n = otherLoad({ busy: 0, nice: 0, total: 0, self: 0, cores: 2, atMs: 0 }, { busy: 150, nice: 60, total: 200, self: 40, cores: 2, atMs: 1000, nicedYields: true, selfNice: 10 });
   assert.equal(n?.nicedLoadCores, 0);
+  // Steal (the hypervisor running others on this machine's ready CPUs) is part of the other
+  // load, set apart: 30 of 200 jiffies on 2 cores is 0.3 cores; older samples without it, 0.
+  const st = otherLoad({ busy: 0, nice: 0, steal: 10, total: 0, self: 0, cores: 2, atMs: 0 }, { busy: 150, nice: 0, steal: 40, total: 200, self: 40, cores: 2, atMs: 1000 });
+  assert.ok(st && Math.abs(st.stealCores - 0.3) < 1e-9 && Math.abs(st.otherLoadCores - 1.1) < 1e-9, `steal ${st?.stealCores}`);
+  assert.equal(l.stealCores, 0);
 });
 
 // One test for both cases, so that no platform reports it as skipped.

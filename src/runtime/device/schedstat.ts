@@ -242,6 +242,8 @@ export interface LoadSample {
   busy: number;
   /** Of those, user time of processes with a positive nice value. */
   nice: number;
+  /** Of those, steal: time the hypervisor ran something else while a virtual CPU was ready (0 on bare metal; absent in older samples). */
+  steal?: number;
   /** Whether niced processes yield to this run (no session autogroups); false when unknown. */
   nicedYields?: boolean;
   /** This process's nice value when sampled. */
@@ -257,7 +259,7 @@ export interface LoadSample {
 }
 
 /** Parses /proc/stat's aggregate `cpu` line and counts the per-CPU lines. */
-export function parseProcStat(text: string): { busy: number; nice: number; total: number; cores: number } | null {
+export function parseProcStat(text: string): { busy: number; nice: number; steal: number; total: number; cores: number } | null {
   const lines = text.split('\n');
   const agg = lines.find((l) => /^cpu\s/.test(l));
   if (!agg) return null;
@@ -267,7 +269,7 @@ export function parseProcStat(text: string): { busy: number; nice: number; total
   // counted in user and nice.
   const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
   const busy = user + nice + system + irq + softirq + steal;
-  return { busy, nice, total: busy + idle + iowait, cores: lines.filter((l) => /^cpu\d+\s/.test(l)).length };
+  return { busy, nice, steal, total: busy + idle + iowait, cores: lines.filter((l) => /^cpu\d+\s/.test(l)).length };
 }
 
 /** utime + stime of a /proc/<pid>/stat line (fields 14 and 15; the name may hold spaces). */
@@ -330,6 +332,12 @@ export interface OtherLoad {
   nicedLoadCores: number;
   /** Average cores this process used. */
   selfLoadCores: number;
+  /**
+   * Of `otherLoadCores`, the cores' worth of time the hypervisor gave this virtual machine's
+   * CPUs to others while they were ready to run (/proc/stat steal): the host's load, not a
+   * process of this machine. 0 on bare metal.
+   */
+  stealCores: number;
   /** CPUs of the machine. */
   cores: number;
   /** Length of the window, ms. */
@@ -348,7 +356,8 @@ export function otherLoad(a: LoadSample, b: LoadSample): OtherLoad | null {
   // process with a positive nice value, and a run that is itself niced competes with them
   // on equal terms (its own time would be in that column too).
   const niced = b.nicedYields && (b.selfNice ?? 0) <= 0 ? Math.min(other, share(b.nice - a.nice)) : 0;
-  return { otherLoadCores: other, nicedLoadCores: niced, selfLoadCores: share(self), cores: b.cores, windowMs: b.atMs - a.atMs };
+  const steal = Math.min(other, share((b.steal ?? 0) - (a.steal ?? 0)));
+  return { otherLoadCores: other, nicedLoadCores: niced, selfLoadCores: share(self), stealCores: steal, cores: b.cores, windowMs: b.atMs - a.atMs };
 }
 
 export interface LoadSampler {
