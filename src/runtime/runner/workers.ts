@@ -369,24 +369,17 @@ export class ProgramRun {
     let perStep = (performance.now() - start) / n;
     this.warmupStepMs = perStep;
     while (performance.now() - start < WARMUP_MIN_MS && this.extraWarmup.minTime < WARMUP_MIN_TIME_MAX_STEPS) {
-      const left = WARMUP_MIN_MS - (performance.now() - start);
-      const more = Math.max(1, Math.min(WARMUP_MIN_TIME_MAX_STEPS - this.extraWarmup.minTime, Math.ceil(left / Math.max(perStep, 1e-3))));
-      const t = performance.now();
-      last = await this.block(-more, more, false);
-      perStep = (performance.now() - t) / more;
-      this.warmupStepMs = Math.min(this.warmupStepMs ?? Infinity, perStep);
-      this.extraWarmup.minTime += more;
+      const w = await this.warmWindow(WARMUP_MIN_MS - (performance.now() - start), perStep, WARMUP_MIN_TIME_MAX_STEPS - this.extraWarmup.minTime);
+      ({ last, stepMs: perStep } = w);
+      this.extraWarmup.minTime += w.steps;
     }
     // Then while the step time still falls (see WARMUP_WINDOW_MS).
     const windows: number[] = [];
     const s0 = performance.now();
     while (performance.now() - s0 < WARMUP_SETTLE_MAX_MS && this.extraWarmup.settle < WARMUP_MIN_TIME_MAX_STEPS) {
-      const more = Math.max(1, Math.min(WARMUP_MIN_TIME_MAX_STEPS - this.extraWarmup.settle, Math.ceil(WARMUP_WINDOW_MS / Math.max(perStep, 1e-3))));
-      const t = performance.now();
-      last = await this.block(-more, more, false);
-      perStep = (performance.now() - t) / more;
-      this.warmupStepMs = Math.min(this.warmupStepMs ?? Infinity, perStep);
-      this.extraWarmup.settle += more;
+      const w = await this.warmWindow(WARMUP_WINDOW_MS, perStep, WARMUP_MIN_TIME_MAX_STEPS - this.extraWarmup.settle);
+      ({ last, stepMs: perStep } = w);
+      this.extraWarmup.settle += w.steps;
       windows.push(perStep);
       if (!stillSettling(windows)) break;
     }
@@ -400,6 +393,20 @@ export class ProgramRun {
       last = await this.block(-k, k, false);
       this.extraWarmup.memory += k;
     }
+  }
+
+  /**
+   * One unrecorded warm-up block of about `ms` at `perStep` ms a step (at least one step, at
+   * most `room`): its devices' reports, its step time and its steps. Keeps warmupStepMs the
+   * shortest step time seen.
+   */
+  private async warmWindow(ms: number, perStep: number, room: number): Promise<{ last: Extract<FromDevice, { type: 'block' }>[]; stepMs: number; steps: number }> {
+    const steps = Math.max(1, Math.min(room, Math.ceil(ms / Math.max(perStep, 1e-3))));
+    const t = performance.now();
+    const last = await this.block(-steps, steps, false);
+    const stepMs = (performance.now() - t) / steps;
+    this.warmupStepMs = Math.min(this.warmupStepMs ?? Infinity, stepMs);
+    return { last, stepMs, steps };
   }
 
   /** The next `steps` timed steps. */
