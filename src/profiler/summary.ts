@@ -7,6 +7,7 @@
 import { trainingSummary, type TrainingSummary } from './training-summary';
 import { IDLE_CAUSES, SpanKind, zeroByCause, type IdleCauseOfSpan, type NumericalCheck, type Trace } from './trace-format';
 import { blockRatioInterval, median, ratioInterval, spread, sum } from './stats';
+import { pairedSchedule, speedupOf } from './speedup';
 import { gpipeBubble } from './plan';
 import type { PipelinePlan } from './plan';
 import { measurementQuality, type MeasurementQuality } from './quality';
@@ -154,7 +155,7 @@ export function summarize(trace: Trace): ProfileSummary {
   const batch = plan.mode !== 'imported' && typeof plan.batch === 'number' ? plan.batch : null;
   const base = trace.meta.baseline;
   const quality = measurementQuality(trace);
-  const speedup = base && st.median > 0 ? base.stepTimeUs.median / st.median : null;
+  const speedup = speedupOf(trace, stepTimes);
   const training = trainingSummary(trace);
   const memory = memorySummary(trace);
   return {
@@ -166,7 +167,7 @@ export function summarize(trace: Trace): ProfileSummary {
     stepTimeUs: st,
     throughputPerS: batch !== null && st.median > 0 ? (batch * 1e6) / st.median : null,
     devices,
-    speedupInterval: base?.stepTimesUs && base.stepTimesUs.length > 0 && stepTimes.length > 0 ? (base.schedule === 'interleaved' && trace.meta.timedBlocks ? blockRatioInterval(base.stepTimesUs, stepTimes, trace.meta.timedBlocks) : ratioInterval(base.stepTimesUs, stepTimes)) : null,
+    speedupInterval: base?.stepTimesUs && base.stepTimesUs.length > 0 && stepTimes.length > 0 ? (pairedSchedule(trace) ? blockRatioInterval(base.stepTimesUs, stepTimes, trace.meta.timedBlocks!) : ratioInterval(base.stepTimesUs, stepTimes)) : null,
     measurementQuality: quality,
     speedupVsOneDevice: speedup,
     speedupReliable: quality.verdict !== 'poor',

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { blockRatioInterval, ratioInterval } from '../../src/profiler/stats';
+import { blockRatio, blockRatioInterval, median, ratioInterval } from '../../src/profiler/stats';
 
 /** Steps of `blocks` blocks, each `perBlock` long, at `level[i]` µs with ±1 % spread inside a block. */
 function series(levels: number[], perBlock: number, phase = 0): number[] {
@@ -44,4 +44,28 @@ test('the interval is deterministic for the same samples', () => {
   const a = series([900, 1000, 1100], 40);
   const b = series([1000, 1000, 1000], 40, 1);
   assert.deepEqual(blockRatioInterval(a, b, [40, 40, 40]), blockRatioInterval(a, b, [40, 40, 40]));
+});
+
+test('two modes: the median of block ratios reads 1.00 where the ratio of the two medians reads a mode apart', () => {
+  // Both sides see the same machine block by block (6 or 10 ms steps), but the baseline got
+  // one fast block more: its median is a fast step, the run's a slow one.
+  const base = series([6000, 6000, 10000, 6000, 10000, 6000, 10000, 10000, 6000], 20);
+  const run = series([6000, 6000, 10000, 10000, 10000, 6000, 10000, 10000, 6000], 20, 0.4);
+  const blocks = Array.from({ length: 9 }, () => 20);
+  // Blocks 0–2 and 4–8 paired alike, block 3 a mode apart.
+  const pooled = median(base) / median(run);
+  assert.ok(pooled < 0.65, `ratio of medians ${pooled}`);
+  const paired = blockRatio(base, run, blocks)!;
+  assert.ok(Math.abs(paired - 1) < 0.02, `median of block ratios ${paired}`);
+  const iv = blockRatioInterval(base, run, blocks);
+  assert.ok(iv.lo <= 1 && iv.hi >= 1 && iv.lo > 0.9, `[${iv.lo}, ${iv.hi}]`);
+});
+
+test('blockRatio: null where the blocks do not cover both series, the blocks\' median otherwise', () => {
+  const a = series([1000, 1200, 1100], 10);
+  const b = series([1000, 1000, 1000], 10, 0.1);
+  assert.equal(blockRatio(a, b, [10, 10]), null);
+  assert.equal(blockRatio(a, b, [30]), null);
+  const r = blockRatio(a, b, [10, 10, 10])!;
+  assert.ok(Math.abs(r - 1.1) < 0.02, `${r}`);
 });

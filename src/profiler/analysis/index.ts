@@ -7,6 +7,7 @@
  */
 import type { Trace } from '../trace-format';
 import { spread } from '../stats';
+import { speedupOf } from '../speedup';
 import { breakdown, breakdownCells, type Breakdown, type BreakdownCells } from './breakdown';
 import { analyseCriticalPath, type CriticalPathAnalysis } from './critical-path';
 import { analyseDataParallel, STRAGGLER_THRESHOLD, type DataParallelAnalysis } from './data-parallel';
@@ -48,12 +49,18 @@ export interface Analysis {
   tensor: TensorAnalysis | null;
 }
 
-/** The scaling points a trace offers on its own: its one-device baseline and itself. */
-export function baselineScalingPoints(trace: Trace, medianStepUs: number): ScalingPoint[] {
+/**
+ * The scaling points a trace offers on its own: its one-device baseline and itself. The
+ * baseline's point is the run's median step times the speedup (speedupOf), so the scaling
+ * analysis reads the speedup the summary reports: where the runs alternated in blocks, the
+ * paired blocks', not the ratio of the two medians.
+ */
+export function baselineScalingPoints(trace: Trace, medianStepUs: number, stepTimes: readonly number[] = []): ScalingPoint[] {
   const base = trace.meta.baseline;
   if (!base || !(medianStepUs > 0) || trace.lanes.length < 2) return [];
+  const speedup = stepTimes.length > 0 ? speedupOf(trace, stepTimes) : null;
   return [
-    { devices: 1, stepUs: base.stepTimeUs.median },
+    { devices: 1, stepUs: speedup !== null && speedup > 0 ? medianStepUs * speedup : base.stepTimeUs.median },
     { devices: trace.lanes.length, stepUs: medianStepUs },
   ];
 }
@@ -85,7 +92,7 @@ export function analyse(trace: Trace, options: AnalyseOptions = {}): Analysis {
   const pipeline = analysePipeline(ix, cells, plan);
   const stageOfLane = pipeline ? stagesOfLanes(ix, pipeline.stages) : ix.laneStage;
   const stepTimeUs = ix.nSteps > 0 ? spread(ix.stepUs) : { median: 0, p10: 0, p90: 0 };
-  const points = options.scaling ?? baselineScalingPoints(trace, stepTimeUs.median);
+  const points = options.scaling ?? baselineScalingPoints(trace, stepTimeUs.median, Array.from(ix.stepUs));
   const opsIx = opIndexOf(trace, ix);
   return {
     mode: trace.meta.mode,
