@@ -51,7 +51,7 @@ export interface Analysis {
 
 /**
  * The scaling points a trace offers on its own: its one-device baseline and itself. The
- * baseline's point is the run's median step times the speedup (speedupOf), so the scaling
+ * baseline's point is the run's median step multiplied by the speedup (speedupOf), so the scaling
  * analysis reads the speedup the summary reports: where the runs alternated in blocks, the
  * paired blocks', not the ratio of the two medians.
  */
