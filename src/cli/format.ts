@@ -71,7 +71,8 @@ export function formatSummary(s: ProfileSummary, findings: Finding[]): string {
     const iv = s.speedupInterval ? ` (90% interval ${s.speedupInterval.lo.toFixed(2)}–${s.speedupInterval.hi.toFixed(2)}×)` : '';
     // Summaries written before measurement quality existed have no speedupReliable: trusted as before.
     const unreliable = s.speedupReliable === false ? ' — unreliable (measurement quality poor)' : '';
-    out.push(`speedup     ${s.speedupVsOneDevice.toFixed(2)}×${iv} vs ${s.baseline.description} (median ${ms(s.baseline.stepTimeUs)}, steps interleaved with the parallel run's)${unreliable}`);
+    const how = s.baseline.blockPairs ? `steps interleaved with the parallel run's in ${s.baseline.blockPairs} pairs of blocks, compared pair by pair` : "steps interleaved with the parallel run's";
+    out.push(`speedup     ${s.speedupVsOneDevice.toFixed(2)}×${iv} vs ${s.baseline.description} (median ${ms(s.baseline.stepTimeUs)}, ${how})${unreliable}`);
   }
   if (s.probe) {
     const what = s.probe.microBatches !== undefined ? `${s.probe.microBatches} micro-batches` : s.probe.mode === 'data' ? 'data parallel, same batch and devices' : `batch ${s.probe.batch ?? '?'}`;

@@ -3,7 +3,7 @@
  * analysis uses it.
  */
 import type { Trace } from './trace-format';
-import { blockRatio, median } from './stats';
+import { blockRatio, median, pairedBlocks } from './stats';
 
 /** True when the baseline's steps alternated with the run's in recorded blocks. */
 export function pairedSchedule(trace: Trace): boolean {
@@ -24,4 +24,11 @@ export function speedupOf(trace: Trace, stepTimes: readonly number[]): number | 
   if (paired !== null) return paired;
   const m = median(stepTimes);
   return m > 0 ? base.stepTimeUs.median / m : null;
+}
+
+/** How many pairs of blocks the speedup was read from (see speedupOf); 0 when it is the ratio of the medians. */
+export function speedupBlockPairs(trace: Trace, stepTimes: readonly number[]): number {
+  const base = trace.meta.baseline;
+  const blocks = trace.meta.timedBlocks;
+  return base?.stepTimesUs && blocks && pairedSchedule(trace) && pairedBlocks(base.stepTimesUs, stepTimes, blocks) ? blocks.length : 0;
 }

@@ -85,7 +85,7 @@ function seededRandom(seed = 0x9e3779b9): () => number {
 }
 
 /** True when `blocks` (steps per block, in order) cover both series exactly, in two blocks or more. */
-function pairedBlocks(a: ArrayLike<number>, b: ArrayLike<number>, blocks: readonly number[]): boolean {
+export function pairedBlocks(a: ArrayLike<number>, b: ArrayLike<number>, blocks: readonly number[]): boolean {
   const total = blocks.reduce((x, y) => x + y, 0);
   return blocks.length >= 2 && blocks.every((k) => Number.isInteger(k) && k > 0) && total === a.length && total === b.length;
 }

@@ -7,7 +7,7 @@
 import { trainingSummary, type TrainingSummary } from './training-summary';
 import { IDLE_CAUSES, SpanKind, zeroByCause, type IdleCauseOfSpan, type NumericalCheck, type Trace } from './trace-format';
 import { blockRatioInterval, median, ratioInterval, spread, sum } from './stats';
-import { pairedSchedule, speedupOf } from './speedup';
+import { pairedSchedule, speedupBlockPairs, speedupOf } from './speedup';
 import { gpipeBubble } from './plan';
 import type { PipelinePlan } from './plan';
 import { measurementQuality, type MeasurementQuality } from './quality';
@@ -54,7 +54,11 @@ export interface ProfileSummary {
   speedupInterval: { lo: number; hi: number } | null;
   /** False when measurement quality is poor: a speedup then says more about the machine than the plan. */
   speedupReliable: boolean;
-  baseline: { description: string; stepTimeUs: number } | null;
+  /**
+   * The one-device baseline: what it ran, its median step, and how many pairs of interleaved
+   * blocks the speedup was read from (absent: the ratio of the two medians).
+   */
+  baseline: { description: string; stepTimeUs: number; blockPairs?: number } | null;
   /**
    * The capture check's result (`--capture-check`): median step time with span capture on
    * over the same steps with it off, minus 1, with a 90 % bootstrap interval; absent without it.
@@ -171,7 +175,7 @@ export function summarize(trace: Trace): ProfileSummary {
     measurementQuality: quality,
     speedupVsOneDevice: speedup,
     speedupReliable: quality.verdict !== 'poor',
-    baseline: base ? { description: base.description, stepTimeUs: base.stepTimeUs.median } : null,
+    baseline: base ? { description: base.description, stepTimeUs: base.stepTimeUs.median, ...(speedupBlockPairs(trace, stepTimes) > 0 ? { blockPairs: speedupBlockPairs(trace, stepTimes) } : {}) } : null,
     ...captureOverheadOf(trace, stepTimes),
     ...probeOf(trace),
     ...gpuBusyOfTrace(trace),

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { deriveIdle } from '../../src/profiler/idle';
 import { summarize } from '../../src/profiler/summary';
 import { findings } from '../../src/profiler/findings';
+import { formatSummary } from '../../src/cli/format';
 import { quantile, unionLength } from '../../src/profiler/stats';
 import { spanRow, type SpanRow } from '../../src/profiler/trace-format';
 import { dataPlan, meta, pipelinePlan, traceOf } from '../helpers/trace-builders';
@@ -151,4 +152,31 @@ test('a straggler already given the fewest rows throughput allows gets no rebala
   ];
   const t = deriveIdle(traceOf(rows, [[0, 85]], meta({ plan: dataPlan({ batch: 8, shards: [7, 1] }) })));
   assert.deepEqual(findings(t, summarize(t)).filter((f) => f.id === 'straggler'), []);
+});
+
+test('with the baseline interleaved in blocks, the speedup is the median of the paired blocks\' ratios, and the summary says so', () => {
+  // Four pairs of blocks of two steps. The machine ran fast or slow block by block, the same
+  // for both runs except in the third pair: the ratio of the two medians (100 / 150) reads
+  // the run a third slower, the blocks say it is as fast.
+  const run = [100, 100, 200, 200, 200, 200, 100, 100];
+  const base = [100, 100, 200, 200, 100, 100, 100, 100];
+  const windows: [number, number][] = [];
+  let t0 = 0;
+  for (const d of run) {
+    windows.push([t0, t0 + d]);
+    t0 += d;
+  }
+  const t = traceOf(rowsOfTwoLaneStep(), windows, unlikeDevices());
+  t.meta.baseline = { description: 'one device', stepTimeUs: { median: 100, p10: 100, p90: 200 }, stepTimesUs: base, schedule: 'interleaved' };
+  t.meta.timedBlocks = [2, 2, 2, 2];
+  const s = summarize(deriveIdle(t));
+  assert.equal(s.speedupVsOneDevice, 1);
+  assert.equal(s.baseline?.blockPairs, 4);
+  assert.ok(s.speedupInterval && s.speedupInterval.lo <= 1 && s.speedupInterval.hi >= 1, JSON.stringify(s.speedupInterval));
+  assert.match(formatSummary(s, []), /speedup {5}1\.00× .* in 4 pairs of blocks, compared pair by pair\)/);
+  // Without the blocks: the ratio of the medians, and no pairs claimed.
+  delete t.meta.timedBlocks;
+  const pooled = summarize(deriveIdle(t));
+  assert.ok(Math.abs(pooled.speedupVsOneDevice! - 100 / 150) < 1e-9);
+  assert.equal(pooled.baseline?.blockPairs, undefined);
 });
