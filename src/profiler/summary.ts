@@ -160,6 +160,7 @@ export function summarize(trace: Trace): ProfileSummary {
   const base = trace.meta.baseline;
   const quality = measurementQuality(trace);
   const speedup = speedupOf(trace, stepTimes);
+  const blockPairs = speedupBlockPairs(trace, stepTimes);
   const training = trainingSummary(trace);
   const memory = memorySummary(trace);
   return {
@@ -175,7 +176,7 @@ export function summarize(trace: Trace): ProfileSummary {
     measurementQuality: quality,
     speedupVsOneDevice: speedup,
     speedupReliable: quality.verdict !== 'poor',
-    baseline: base ? { description: base.description, stepTimeUs: base.stepTimeUs.median, ...(speedupBlockPairs(trace, stepTimes) > 0 ? { blockPairs: speedupBlockPairs(trace, stepTimes) } : {}) } : null,
+    baseline: base ? { description: base.description, stepTimeUs: base.stepTimeUs.median, ...(blockPairs > 0 ? { blockPairs } : {}) } : null,
     ...captureOverheadOf(trace, stepTimes),
     ...probeOf(trace),
     ...gpuBusyOfTrace(trace),
