@@ -36,6 +36,7 @@ import { makePlan, type PlanFields } from '../src/profiler/plan';
 import { DEFAULT_MIN_TIME_S, DEFAULT_STEPS, type ProfileRequest } from '../src/runtime/protocol';
 import type { Finding } from '../src/profiler/findings';
 import { median } from '../src/profiler/stats';
+import { parseProcStat } from '../src/runtime/device/schedstat';
 import {
   ocrClsModelPath,
   ocrDetModelPath,
@@ -130,6 +131,15 @@ const ONE_DEVICE_MODELS = ['demo', 'det', 'cls'];
 
 // ── progress ──────────────────────────────────────────────────────────────────────────────
 const t0 = Date.now();
+/** /proc/stat's aggregate counters (null off Linux): the share of CPU time the VM's host took. */
+function procStat(): { steal: number; total: number } | null {
+  try {
+    return parseProcStat(readFileSync('/proc/stat', 'latin1'));
+  } catch {
+    return null;
+  }
+}
+const stat0 = procStat();
 let runs = 0;
 function log(msg: string): void {
   process.stderr.write(`[truth ${((Date.now() - t0) / 1000).toFixed(0).padStart(5)} s, ${String(runs).padStart(4)} runs] ${msg}\n`);
@@ -524,12 +534,15 @@ async function main(): Promise<void> {
 
   const cpu = os.cpus()[0]?.model ?? 'unknown';
   const elapsedS = (Date.now() - t0) / 1000;
+  const stat1 = procStat();
+  // Steal: time the VM's host ran other work on this machine's CPUs while they had work.
+  const stealShare = stat0 && stat1 && stat1.total > stat0.total ? (stat1.steal - stat0.steal) / (stat1.total - stat0.total) : null;
   mkdirSync('bench/results', { recursive: true });
   writeFileSync(
     'bench/results/truth.json',
     JSON.stringify(
       {
-        machine: { cpu, cores: os.availableParallelism(), loadavg: os.loadavg() },
+        machine: { cpu, cores: os.availableParallelism(), loadavg: os.loadavg(), stealShare },
         settings: { quick: QUICK, includeHeld: INCLUDE_HELD, repeats: REPEATS, stability: STABILITY, steps: STEPS, warmup: WARMUP, capturePairs: CAPTURE_PAIRS, oneDeviceRuns: ONE_DEVICE_RUNS },
         corpus: CORPUS.map((m) => ({ name: m.name, label: m.label, source: m.source, batch: m.batch, flags: m.flags, path: paths.get(m.name) ?? null })),
         skipped,
@@ -553,7 +566,7 @@ async function main(): Promise<void> {
   };
   L(`## Findings against ground truth: every suggestion run on real and generated models${QUICK ? ' (quick subset)' : ''}`);
   L();
-  L(`Machine: ${cpu}, ${os.availableParallelism()} logical cores, load average ${os.loadavg().map((v) => v.toFixed(1)).join(' / ')} at the end. Command: \`${QUICK ? 'PARALLAX_TRUTH_QUICK=1 ' : ''}npm run bench -- truth\`.`);
+  L(`Machine: ${cpu}, ${os.availableParallelism()} logical cores, load average ${os.loadavg().map((v) => v.toFixed(1)).join(' / ')} at the end${stealShare === null ? '' : `, the host took ${(stealShare * 100).toFixed(1)} % of the CPU time over the run (steal)`}. Command: \`${QUICK ? 'PARALLAX_TRUTH_QUICK=1 ' : ''}npm run bench -- truth\`.`);
   L(`${REPEATS} interleaved repetition(s) of base and changed run per suggestion, ${STABILITY} identical runs per plan, ${STEPS} steps (more where they take under ${DEFAULT_MIN_TIME_S} s, as the CLI without --steps) after ${WARMUP} warm-up, capture on, operator profile off; ${runs} profile runs in ${(elapsedS / 60).toFixed(1)} min.`);
   L(`Measurement quality of the base runs: ${qualities.length - poor} of ${qualities.length} not poor${INCLUDE_HELD ? '; suggestions of held-back findings were run too (PARALLAX_TRUTH_HELD=1)' : '; held-back findings are not run (their advice is not shown)'}.`);
   L('Error = predicted / measured after − 1 in each repetition (its base run\'s prediction against the changed run that followed it), median over the repetitions; "slower" = after (per row, for batch changes) exceeds before by more than the base run\'s noise (medians over repetitions).');
