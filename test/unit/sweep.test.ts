@@ -373,6 +373,9 @@ test('a shard segment does its share of the split work: replicated nodes whole, 
   const cal = new Map(Object.entries({ A: 30, B: 10, C: 10, D: 30 }).map(([k, v]) => [k, { fixedUs: 0, perRowUs: v }] as const));
   assert.deepEqual(shardWorkFraction(['A', 'B'], splitOver(2), cal), { fraction: (30 + 10 / 2) / 80, weights: 'calibration' });
   assert.equal(shardWorkFraction(['A'], { share: { A: 1 }, flops: {} }, new Map()), null, 'no weights, no fraction');
+  // A small model's calibration can fit every node as fixed cost alone (per-row 0): the FLOPs weigh instead.
+  const allFixed = new Map(['A', 'B', 'C', 'D'].map((k) => [k, { fixedUs: 5, perRowUs: 0 }] as const));
+  assert.deepEqual(shardWorkFraction(['A', 'B'], splitOver(2), allFixed), byFlops);
 });
 
 test('a tensor plan is predicted leave-one-out from data plans: its shards from the one-device line × split share, its all-reduces from the collective fit, recovering the truth', () => {

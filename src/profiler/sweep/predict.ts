@@ -101,16 +101,21 @@ export interface SplitShares {
 /**
  * The fraction of the whole model's one-device work a shard segment over `nodes` does:
  * Σ w · share over its nodes / Σ w over the model. Weights are the calibrated per-row costs
- * when every node with FLOPs has one, else the FLOP estimates. Null when no node has a weight.
+ * when every node with FLOPs has one and they are not all zero, else the FLOP estimates. On
+ * a small model every node's calibrated line can be all fixed cost (the per-row term of a
+ * few-microsecond kernel is lost in the noise of two row sizes and fitted as 0), which
+ * weighs nothing. Null when no node has a weight either way.
  */
 export function shardWorkFraction(nodes: readonly string[], split: SplitShares, calibrated: ReadonlyMap<string, ComputeCost>): { fraction: number; weights: 'calibration' | 'flops' } | null {
   const all = Object.keys(split.share);
-  const useCal = calibrated.size > 0 && all.every((n) => calibrated.has(n) || !((split.flops[n] ?? 0) > 0));
-  const w = (n: string): number => (useCal ? Math.max(0, calibrated.get(n)?.perRowUs ?? 0) : Math.max(0, split.flops[n] ?? 0));
+  const byCal = (n: string): number => Math.max(0, calibrated.get(n)?.perRowUs ?? 0);
+  const byFlops = (n: string): number => Math.max(0, split.flops[n] ?? 0);
+  const calOk = calibrated.size > 0 && all.every((n) => calibrated.has(n) || !(byFlops(n) > 0)) && all.some((n) => byCal(n) > 0);
+  const w = calOk ? byCal : byFlops;
   const total = all.reduce((a, n) => a + w(n), 0);
   if (!(total > 0)) return null;
   const part = nodes.reduce((a, n) => a + w(n) * (split.share[n] ?? 1), 0);
-  return { fraction: part / total, weights: useCal ? 'calibration' : 'flops' };
+  return { fraction: part / total, weights: calOk ? 'calibration' : 'flops' };
 }
 
 export interface Prediction {
