@@ -131,7 +131,7 @@ const ONE_DEVICE_MODELS = ['demo', 'det', 'cls'];
 
 // ── progress ──────────────────────────────────────────────────────────────────────────────
 const t0 = Date.now();
-/** /proc/stat's aggregate counters (null off Linux): the share of CPU time the VM's host took. */
+/** /proc/stat's aggregate counters, read at the start and the end for the share of CPU time the VM's host took (null off Linux). */
 function procStat(): { steal: number; total: number } | null {
   try {
     return parseProcStat(readFileSync('/proc/stat', 'latin1'));
