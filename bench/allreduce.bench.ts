@@ -13,7 +13,7 @@
  * Targets: busbw ≥ 50 % of memcpy, and ≥ 10× postMessage. Reported as PASS/MISS, never
  * asserted. Prints a Markdown section and writes bench/results/allreduce.json.
  *
- *   node --import tsx bench/allreduce.bench.ts [--reps N] [--slot BYTES] [--spin POLLS]
+ *   node --import tsx bench/allreduce.bench.ts [--reps N] [--slot BYTES] [--spin MICROSECONDS]
  *
  * The file is also its own worker script (see the `isMainThread` branch at the bottom).
  */
@@ -38,7 +38,7 @@ interface WorkerInit {
   rank: number;
   groups: CommGroupDescriptor[];
   port: MessagePort;
-  /** Polls before sleeping (`AttachOptions.spin`); undefined for the default. */
+  /** µs to poll before sleeping (`AttachOptions.spin`); undefined for the default. */
   spin: number | undefined;
 }
 

@@ -185,6 +185,11 @@ export interface DeviceInit {
    */
   subComms?: { group: number[]; comm: unknown }[];
   /**
+   * µs this device polls a peer's counter before sleeping in a wait on it (`comm` and
+   * `subComms`); absent: the communicator's short default (see runner/workers.ts `commSpinUs`).
+   */
+  commSpinUs?: number;
+  /**
    * The communication threads' group (see device/comm-thread.ts), when the program starts
    * collectives that overlap its compute (`collective-start`) on more than one device.
    */

@@ -7,6 +7,7 @@
  * The scenarios are plain functions ({@link runScenario}); the `parentPort` wiring at the
  * bottom is the only worker-specific part.
  */
+import { readFileSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { CommError, Communicator, type AttachOptions, type CommGroupDescriptor } from '../../src/runtime/comm';
 import type { CommRecorder } from '../../src/runtime/spans';
@@ -326,6 +327,33 @@ const scenarios: Record<string, Scenario> = {
   },
 
   /** Blocks in a receive until the runner aborts the group. */
+  /**
+   * Rank 1 sleeps `delayMs` (blocking, off the CPU), then sends; rank 0 receives and reports
+   * the CPU time its thread used while it waited (Linux schedstat, ns; -1 elsewhere) and
+   * the wait's wall time.
+   */
+  lateSend(c, a) {
+    const delayMs = Number(a['delayMs']);
+    if (c.rank === 1) {
+      sleepMs(delayMs);
+      c.send(0, new Uint8Array(4));
+      return {};
+    }
+    const cpuNs = (): number => {
+      try {
+        return Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[0]);
+      } catch {
+        return -1;
+      }
+    };
+    const c0 = cpuNs();
+    const t0 = performance.now();
+    c.recv(1, new Uint8Array(4));
+    const wallMs = performance.now() - t0;
+    const c1 = cpuNs();
+    return { cpuMs: c0 < 0 ? -1 : (c1 - c0) / 1e6, wallMs };
+  },
+
   blockUntilAbort(c) {
     c.recv((c.rank + 1) % c.worldSize, new Uint8Array(4));
     return {};

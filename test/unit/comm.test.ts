@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { abortCommGroup, createCommGroup, isCommGroupAborted, type AttachOptions, type CommGroupOptions } from '../../src/runtime/comm';
 import type { CommRunRequest, CommRunResult } from '../helpers/comm-worker';
+import { commSpinUs, DEVICE_SPIN_US } from '../../src/runtime/runner/workers';
 
 const POOL = 8;
 const workerFile = join(__dirname, '..', 'helpers', 'comm-worker.ts');
@@ -243,6 +244,43 @@ describe('recorded spans', () => {
         assert.deepEqual(r.spans.map((s) => [s.name, s.bytes]), [['allreduce.ring', 4 * total - 2 * seg(k) - seg(k + 1) - seg(k - 1)]], `rank ${k} shared=${shared}`);
       }
     }
+  });
+});
+
+describe('waiting: poll, then sleep', () => {
+  test('device ranks poll long only when every thread of the run has a core and no device computes on the host behind another', () => {
+    const cpu = (threads: number) => ({ kind: 'cpu' as const, intraOpNumThreads: threads, software: false, sharesPhysicalUnit: false });
+    assert.equal(commSpinUs([cpu(1), cpu(1)], 2, false), DEVICE_SPIN_US, 'two 1-thread workers on 2 cores');
+    assert.equal(commSpinUs([cpu(2), cpu(2)], 4, false), DEVICE_SPIN_US, 'two 2-thread workers on 4 cores');
+    assert.equal(commSpinUs([cpu(2), cpu(2)], 2, false), undefined, 'intra-op threads oversubscribe 2 cores');
+    assert.equal(commSpinUs([cpu(1), cpu(1)], 2, true), undefined, 'communication threads take the other cores');
+    assert.equal(commSpinUs([cpu(1), cpu(1)], 4, true), DEVICE_SPIN_US, '4 threads on 4 cores');
+    assert.equal(commSpinUs([cpu(1)], 2, false), undefined, 'one device waits on no peer');
+    assert.equal(commSpinUs([cpu(1), { kind: 'webgpu' as const, intraOpNumThreads: 1, software: true, sharesPhysicalUnit: true }], 8, false), undefined, 'a software GPU computes on the host CPU');
+    assert.equal(commSpinUs([cpu(1), { kind: 'cuda' as const, intraOpNumThreads: 1, software: false, sharesPhysicalUnit: false }], 2, false), DEVICE_SPIN_US, 'a GPU device needs one host thread');
+  });
+
+  test('a long poll budget gives the same data: send/recv, barrier and all-reduce with 2 ms of polling', async () => {
+    assertClean(await run(3, 'allreduce', { type: 'f32', len: 100_003, reps: 3 }, { attach: { spin: 2000 } }), 'allreduce, spin 2000 µs');
+    const results = await run(3, 'barrier', { rounds: 6, lateMs: 3 }, { attach: { spin: 2000 } });
+    assertClean(results, 'barrier, spin 2000 µs');
+    for (let round = 0; round < 6; round++) {
+      const lastIn = Math.max(...results.map((r) => (r.value['before'] as number[])[round]));
+      const firstOut = Math.min(...results.map((r) => (r.value['after'] as number[])[round]));
+      assert.ok(firstOut >= lastIn, `round ${round}: a rank left at ${firstOut} before the last arrived at ${lastIn}`);
+    }
+  });
+
+  test('a wait polls for its budget, then sleeps: a rank that waits hundreds of ms with a 40 ms budget uses well under half of it on the CPU', { skip: process.platform !== 'linux' && 'needs /proc/thread-self/schedstat' }, async () => {
+    const [r0, r1] = await run(2, 'lateSend', { delayMs: 600 }, { attach: { spin: 40_000 } });
+    assert.equal(r0.error, null);
+    assert.equal(r1.error, null);
+    const { cpuMs, wallMs } = r0.value as { cpuMs: number; wallMs: number };
+    // The two ranks start when their workers get the request, so the wait is up to 600 ms.
+    assert.ok(wallMs >= 200, `the receive waited for the late send (${wallMs.toFixed(0)} ms)`);
+    // Polling all the way would use about the whole wait; the budget, about 40 ms. A busy
+    // machine can only lower the figure (a preempted poll uses no CPU).
+    assert.ok(cpuMs < wallMs / 2, `the waiting thread slept after its 40 ms poll: ${cpuMs.toFixed(1)} ms of CPU over a ${wallMs.toFixed(0)} ms wait`);
   });
 });
 

@@ -7,9 +7,11 @@
  * owns `tail` (messages consumed); each side only ever writes its own counter, with
  * `Atomics.store` after the payload is written (release) and `Atomics.load` before it is
  * read (acquire), so no lock is needed. A side that must wait (channel full, or nothing to
- * read) first polls briefly (a few microseconds: a futex wake-up costs tens of
- * microseconds, which a 256 KiB chunk pipeline would pay hundreds of times per all-reduce),
- * then sleeps in `Atomics.wait` on the very counter it needs to change. `Atomics.wait`
+ * read) first polls for a while (`spin` µs: a futex wake-up costs tens of microseconds on
+ * bare metal and 50–100 µs on a virtual machine whose idle vCPU the host must wake, which a
+ * 256 KiB chunk pipeline would pay hundreds of times per all-reduce, and a tensor-parallel
+ * step once per split layer), then sleeps in `Atomics.wait` on the very counter it needs to
+ * change. `Atomics.wait`
  * compares the value and sleeps atomically, so a notify between the check and the sleep is
  * never lost. Counters are compared with wrap-around arithmetic.
  *
@@ -100,9 +102,11 @@ export interface AttachOptions {
   /** Limit on each blocking wait, in ms; defaults to the group's `timeoutMs`. */
   timeoutMs?: number;
   /**
-   * Polls of a counter before sleeping on it. Default: 2000 when every rank can have a core
-   * of its own (`worldSize ≤ os.availableParallelism()`), else 0, because polling on an
-   * oversubscribed machine takes the core from the very rank being waited for.
+   * Microseconds to poll a counter before sleeping on it. Default: {@link SHORT_SPIN_US}
+   * when every rank can have a core of its own (`worldSize ≤ os.availableParallelism()`),
+   * else 0, because polling on an oversubscribed machine takes the core from the very rank
+   * being waited for. The runner passes longer spins to device ranks when the whole run's
+   * threads fit the cores (see `commSpinUs` in runner/workers.ts).
    */
   spin?: number;
   /** Cores the spin default assumes; tests and the runner may pass what they know. */
@@ -128,6 +132,11 @@ const OP_ALLREDUCE = 6;
 const OP_NAMES = ['p2p', 'broadcast', 'scatter', 'gather', 'allgather', 'reducescatter', 'allreduce.ring'];
 /** Slice length of each sleep, so that an abort raised between a check and a sleep is seen promptly. */
 const WAIT_SLICE_MS = 100;
+/**
+ * Default poll before sleeping, µs, where every rank can have a core: covers a peer that is
+ * a chunk copy away, not one that is still computing (see {@link AttachOptions.spin}).
+ */
+export const SHORT_SPIN_US = 5;
 const TWO32 = 2 ** 32;
 
 function bytesOf(v: ArrayBufferView): Uint8Array {
@@ -173,6 +182,7 @@ export class Communicator {
   private readonly kernels: AddKernel[] | null;
   private readonly recorder: CommRecorder | undefined;
   private readonly timeoutMs: number;
+  /** µs to poll a counter before sleeping on it. */
   private readonly spin: number;
   /** Local copies of the counters only this rank writes: heads of its outgoing channels, tails of its incoming ones. */
   private readonly heads: Int32Array;
@@ -204,7 +214,7 @@ export class Communicator {
     this.recorder = recorder;
     this.timeoutMs = opts.timeoutMs ?? desc.timeoutMs;
     const cores = opts.cores ?? availableParallelism();
-    this.spin = opts.spin ?? (desc.worldSize <= cores ? 2000 : 0);
+    this.spin = opts.spin ?? (desc.worldSize <= cores ? SHORT_SPIN_US : 0);
     const n = desc.worldSize;
     this.heads = new Int32Array(2 * n);
     this.tails = new Int32Array(2 * n);
@@ -842,14 +852,18 @@ export class Communicator {
   }
 
   /**
-   * Blocks while `ctrl[idx] === value`: a short poll, then `Atomics.wait` in slices until the
-   * deadline. Throws when the group is aborted or the deadline passes (aborting the group,
+   * Blocks while `ctrl[idx] === value`: a poll for up to `spin` µs (the clock read every 64
+   * polls), then `Atomics.wait` in slices until the deadline. Throws when the group is aborted or the deadline passes (aborting the group,
    * so that the other ranks stop waiting on this one).
    */
   private waitWhile(idx: number, value: number, peer: number): void {
     const ctrl = this.ctrl;
-    for (let i = this.spin; i > 0; i--) {
-      if (Atomics.load(ctrl, idx) !== value) return;
+    if (Atomics.load(ctrl, idx) !== value) return;
+    if (this.spin > 0) {
+      const until = performance.now() + this.spin / 1000;
+      do {
+        for (let i = 0; i < 64; i++) if (Atomics.load(ctrl, idx) !== value) return;
+      } while (performance.now() < until);
     }
     const deadline = performance.now() + this.timeoutMs;
     for (;;) {

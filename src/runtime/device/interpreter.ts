@@ -197,11 +197,12 @@ export class Interpreter {
         if (c.code === CommOpCode.send) c.blocked += Math.min(blockedUs, d);
       },
     };
-    if (m.comm) this.comm = Communicator.attach(m.comm as CommGroupDescriptor, m.rank, recorder);
+    const spin = m.commSpinUs !== undefined ? { spin: m.commSpinUs } : {};
+    if (m.comm) this.comm = Communicator.attach(m.comm as CommGroupDescriptor, m.rank, recorder, spin);
     for (const sub of m.subComms ?? []) {
       // A sub-group numbers its ranks from 0; the spans name peers by their rank in the run.
       const local = { comm: (n: string, st: number, d: number, b: number, p: number, blockedUs = 0): void => recorder.comm(n, st, d, b, p >= 0 ? (sub.group[p] ?? p) : p, blockedUs) };
-      this.subComms.set(groupKey(sub.group), Communicator.attach(sub.comm as CommGroupDescriptor, sub.group.indexOf(m.rank), local));
+      this.subComms.set(groupKey(sub.group), Communicator.attach(sub.comm as CommGroupDescriptor, sub.group.indexOf(m.rank), local, spin));
     }
     for (const id of m.program.segments) this.sessions.set(id, await this.openSession(m, id));
     // The columns count the pools only when every session's pool was found exactly; a

@@ -2,6 +2,7 @@
  * Executes a compiled program: one worker thread per device, each running the interpreter
  * (runtime/device/interpreter.ts) on its part of the program, and collects what they measured.
  */
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { findPackageFile } from '../../common/package-file';
@@ -19,6 +20,32 @@ export interface RunnerHooks {
 }
 
 export { CancelledError };
+
+/**
+ * µs a device rank polls before sleeping when it waits for a peer (a collective's or a
+ * channel's counter), where the run's threads fit the cores. A futex wake-up of an idle
+ * core costs about 60 µs on the 2-core EPYC VM (two threads ping-ponging through shared
+ * memory: 115 µs round trip sleeping, 1.6 µs polling), paid at every wait on a peer that
+ * is still computing: once per split layer of a tensor-parallel step, once per micro-batch
+ * hand-off of a pipeline. Polling for 2 ms covers the skews these programs have between
+ * devices; ONNX Runtime's intra-op pool and NCCL poll the same way. Longer waits (a
+ * pipeline's fill) sleep after the 2 ms.
+ */
+export const DEVICE_SPIN_US = 2000;
+
+/**
+ * The poll budget of the device ranks of a run (`DeviceInit.commSpinUs`): {@link DEVICE_SPIN_US}
+ * when every thread the run computes on has a core of its own (each CPU device's intra-op
+ * threads, one host thread per other device, and the communication threads when the
+ * program overlaps collectives with compute), and no device computes on the host CPU behind
+ * another's back (a software GPU, devices sharing a unit). Otherwise undefined: the
+ * communicator's short default, since a poll then takes a core another thread needs.
+ */
+export function commSpinUs(devices: readonly Pick<DeviceInfo, 'kind' | 'intraOpNumThreads' | 'software' | 'sharesPhysicalUnit'>[], cores: number, commThreads: boolean): number | undefined {
+  if (devices.length < 2 || devices.some((d) => d.software || d.sharesPhysicalUnit)) return undefined;
+  const threads = devices.reduce((a, d) => a + (d.kind === 'cpu' ? Math.max(1, d.intraOpNumThreads) : 1), 0) + (commThreads ? devices.length : 0);
+  return threads <= cores ? DEVICE_SPIN_US : undefined;
+}
 
 /**
  * The bundled device worker: beside this file in dist/, or (when the runtime runs from
@@ -281,6 +308,7 @@ export class ProgramRun {
       return { group, comm: createCommGroup(group.length, bytes > 0 ? { arenaBytes: bytes + 4096 } : {}) };
     });
     const readyP = group.waitAll('ready');
+    const spinUs = commSpinUs(o.devices, availableParallelism(), commThreads !== null);
     o.devices.forEach((d, rank) => {
       const init: DeviceInit = {
         type: 'init',
@@ -295,6 +323,7 @@ export class ProgramRun {
         inputs: o.inputs,
         comm,
         ...(commThreads ? { commThreads } : {}),
+        ...(spinUs !== undefined ? { commSpinUs: spinUs } : {}),
         ...(subComms.some((c) => c.group.includes(rank)) ? { subComms: subComms.filter((c) => c.group.includes(rank)) } : {}),
         steps: o.steps,
         ...(o.checkSteps ? { checkSteps: o.checkSteps } : {}),
