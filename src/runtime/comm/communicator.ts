@@ -11,9 +11,8 @@
  * bare metal and 50–100 µs on a virtual machine whose idle vCPU the host must wake, which a
  * 256 KiB chunk pipeline would pay hundreds of times per all-reduce, and a tensor-parallel
  * step once per split layer), then sleeps in `Atomics.wait` on the very counter it needs to
- * change. `Atomics.wait`
- * compares the value and sleeps atomically, so a notify between the check and the sleep is
- * never lost. Counters are compared with wrap-around arithmetic.
+ * change. `Atomics.wait` compares the value and sleeps atomically, so a notify between the
+ * check and the sleep is never lost. Counters are compared with wrap-around arithmetic.
  *
  * Large transfers are pipelined: data moves in slot-sized chunks, so a consumer copies (or
  * reduces) chunk k while its producer fills chunk k+1, and a chunk is read by the other
@@ -853,8 +852,9 @@ export class Communicator {
 
   /**
    * Blocks while `ctrl[idx] === value`: a poll for up to `spin` µs (the clock read every 64
-   * polls), then `Atomics.wait` in slices until the deadline. Throws when the group is aborted or the deadline passes (aborting the group,
-   * so that the other ranks stop waiting on this one).
+   * polls), then `Atomics.wait` in slices until the deadline. Throws when the group is
+   * aborted or the deadline passes (aborting the group, so that the other ranks stop waiting
+   * on this one); an abort during the poll is seen when it ends.
    */
   private waitWhile(idx: number, value: number, peer: number): void {
     const ctrl = this.ctrl;
